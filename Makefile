@@ -1,0 +1,47 @@
+# edgemed — `make build` and `make test` work on a fresh clone: they create .venv themselves.
+PYTHON_SYSTEM ?= python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+EDGEMED := $(VENV)/bin/edgemed
+STAMP := $(VENV)/.installed
+# Extras: the CPU ONNX Runtime (never together with onnxruntime-gpu), the build tools, the test tools.
+EXTRAS ?= cpu,build,dev
+export TF_CPP_MIN_LOG_LEVEL := 2
+export PYTHONHASHSEED := 0
+
+.PHONY: setup build test lint export quantize evaluate scenarios clean distclean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
+	touch $(STAMP)
+
+build: setup
+	$(EDGEMED) build --progress
+
+export: setup
+	$(EDGEMED) export --progress
+
+quantize: setup
+	$(EDGEMED) quantize --progress
+
+evaluate: setup
+	$(EDGEMED) evaluate --progress
+
+scenarios: setup
+	$(EDGEMED) scenarios
+
+test: setup
+	$(PYTHON) -m pytest
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf artifacts bundles .pytest_cache .ruff_cache
+
+distclean: clean
+	rm -rf $(VENV) *.egg-info

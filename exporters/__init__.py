@@ -1,0 +1,44 @@
+"""edgemed exporters: Keras → ONNX conversion, parity checks, op census, portable
+optimization and reduced-precision variants (fp16, int8 dynamic, int8 static).
+
+Dependency rule: ``exporters`` may import ``runtime`` and third-party libraries
+(tensorflow, keras, tf2onnx, onnx, onnxruntime, numpy), never ``pipeline`` or
+``dashboard``. TensorFlow and tf2onnx are imported lazily inside the functions that
+need them, so importing this package (or ``exporters.quantize``) does not load them.
+"""
+
+from exporters.census import OpCensus, op_census
+from exporters.errors import ExportError, ParityError, QuantizationError
+from exporters.keras_to_onnx import ExportConfig, export_keras_to_onnx
+from exporters.optimize import optimize_portable
+from exporters.parity import ParityReport, check_keras_parity, compare_outputs
+from exporters.quantize import (
+    CalibrationMethod,
+    QuantizationConfig,
+    UnknownCalibrationMethodError,
+    convert_fp16,
+    parse_calibration_method,
+    quantize_int8_dynamic,
+    quantize_int8_static,
+)
+
+__all__ = [
+    "CalibrationMethod",
+    "ExportConfig",
+    "ExportError",
+    "OpCensus",
+    "ParityError",
+    "ParityReport",
+    "QuantizationConfig",
+    "QuantizationError",
+    "UnknownCalibrationMethodError",
+    "check_keras_parity",
+    "compare_outputs",
+    "convert_fp16",
+    "export_keras_to_onnx",
+    "op_census",
+    "optimize_portable",
+    "parse_calibration_method",
+    "quantize_int8_dynamic",
+    "quantize_int8_static",
+]

@@ -1,0 +1,105 @@
+"""Typed configuration of a build: one frozen dataclass per stage.
+
+Every field that changes a stage's output is part of that stage's config, so it
+is part of the stage's artefact id; fields that do not change outputs (progress
+display, output folders) are not here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from exporters.keras_to_onnx import ExportConfig
+from exporters.quantize import QuantizationConfig
+
+from pipeline.evaluation import EvaluationConfig
+from pipeline.gate import GateConfig
+
+
+class Profile(StrEnum):
+    """How big a build is: ``full`` for real bundles, ``tiny`` for tests and smoke runs."""
+
+    FULL = "full"
+    TINY = "tiny"
+
+
+class VariantName(StrEnum):
+    """The ONNX variants the ``variants`` stage can make, in order of preference on a tie."""
+
+    FP32 = "fp32"
+    FP16 = "fp16"
+    INT8_DYNAMIC = "int8-dynamic"
+    INT8_STATIC = "int8-static"
+
+
+REFERENCE_VARIANT = VariantName.FP32
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 40  # upper bound; early stopping usually ends sooner
+    batch_size: int = 64  # small batches generalise well on a few thousand samples
+    learning_rate: float = 1e-3  # Adam default
+    early_stopping_patience: int = 6  # epochs without validation-loss improvement before stopping
+    balance_classes: bool = True  # weight classes inversely to frequency so rare classes are learned
+
+
+@dataclass(frozen=True)
+class ParityConfig:
+    tolerance: float = 1e-4  # max |Δ| allowed between Keras and ONNX outputs
+    batch_sizes: tuple[int, ...] = (1, 32)  # two sizes prove the dynamic batch axis
+    samples: int = 256  # real test inputs compared (all of them if the split is smaller)
+
+
+@dataclass(frozen=True)
+class ExportStageConfig:
+    export: ExportConfig = field(default_factory=ExportConfig)
+    parity: ParityConfig = field(default_factory=ParityConfig)
+
+
+@dataclass(frozen=True)
+class VariantsConfig:
+    variants: tuple[VariantName, ...] = tuple(VariantName)  # fp32 is always made: it is the reference
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    gate: GateConfig = field(default_factory=GateConfig)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    warmup_runs: int = 50  # batch-1 runs discarded before timing
+    timed_runs: int = 300  # batch-1 runs timed; the median decides (at least 200)
+    threads: int = 1  # intra-op threads while timing: one core, as on a small device
+    required_variant: VariantName | None = None  # ship exactly this one (fails if it did not pass the gate)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything that determines a build, grouped by stage."""
+
+    scenario: str
+    data: object  # the scenario's own frozen data-config dataclass
+    model: object  # the scenario's own frozen model-architecture dataclass
+    seed: int = 0  # fixes the data splits, weight initialisation and shuffling
+    train: TrainConfig = field(default_factory=TrainConfig)
+    export: ExportStageConfig = field(default_factory=ExportStageConfig)
+    variants: VariantsConfig = field(default_factory=VariantsConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    bundle: BundleConfig = field(default_factory=BundleConfig)
+
+
+def shrink_for_tests(config: BuildConfig) -> BuildConfig:
+    """The ``tiny`` profile: same stages, a fraction of the work (seconds, not minutes)."""
+    evaluation = replace(config.evaluate.evaluation, bootstrap_samples=200)
+    return replace(
+        config,
+        train=replace(config.train, epochs=4, early_stopping_patience=2),
+        variants=replace(config.variants, quantization=replace(config.variants.quantization, calibration_samples=64)),
+        evaluate=replace(config.evaluate, evaluation=evaluation),
+        bundle=replace(config.bundle, warmup_runs=10, timed_runs=200),
+    )

@@ -1,0 +1,32 @@
+"""The scenario registry: every healthcare task edgemed can build by name."""
+
+from __future__ import annotations
+
+from pipeline.errors import UnknownScenarioError
+from pipeline.scenarios.base import InputSpec, Scenario
+
+
+def _registry() -> dict[str, Scenario]:
+    from pipeline.scenarios.breast_cancer import BreastCancerScenario
+    from pipeline.scenarios.ecg_arrhythmia import EcgArrhythmiaScenario
+
+    scenarios: list[Scenario] = [EcgArrhythmiaScenario(), BreastCancerScenario()]
+    return {scenario.name: scenario for scenario in scenarios}
+
+
+def scenario_names() -> list[str]:
+    return list(_registry())
+
+
+def get_scenario(name: str) -> Scenario:
+    registry = _registry()
+    if name not in registry:
+        raise UnknownScenarioError(
+            f"unknown scenario '{name}'",
+            expected=f"one of {', '.join(registry)}",
+            fix="run 'edgemed scenarios' to list them, or build your own model with --model/--data",
+        )
+    return registry[name]
+
+
+__all__ = ["InputSpec", "Scenario", "get_scenario", "scenario_names"]

@@ -1,0 +1,177 @@
+"""Stage ``bundle``: time every variant, ship the fastest one that passed the gate.
+
+The bundle is the folder a device receives: ``model.onnx``, ``manifest.json``,
+``reference_profile.json`` and ``report.md``. The manifest records the sha256 of
+every other file so the runtime can refuse a tampered or truncated bundle.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.artifacts import Artifact, StageResult, run_stage, to_jsonable, tool_versions
+from pipeline.config import BundleConfig, VariantName
+from pipeline.errors import GateError
+from pipeline.evaluation import ClinicalMetrics
+from pipeline.gate import GateVerdict
+from pipeline.latency import LatencyResult, measure_latency
+from pipeline.reference_profile import build_reference_profile
+from pipeline.report import render_report
+from pipeline.scenarios.base import InputSpec
+from pipeline.stages.context import StageContext
+from pipeline.stages.data_stage import load_data
+from pipeline.stages.evaluate_stage import load_evaluation
+from pipeline.stages.variants_stage import load_predictions, variant_file
+from runtime.features import summary_features
+from runtime.hashing import sha256_file
+
+BUNDLE_SCHEMA_VERSION = 1
+BUNDLE_FOLDER = "bundle"
+LATENCY_SAMPLES = 64
+SELECTION_RULE = "fastest batch-1 median latency on this machine among the variants that passed the clinical gate"
+
+
+@dataclass(frozen=True)
+class BundleInputs:
+    """The upstream artefacts a bundle draws on (its lineage)."""
+
+    data: Artifact
+    model: Artifact  # train (scenario) or import (user model)
+    export: Artifact
+    variants: Artifact
+    evaluate: Artifact
+
+
+@dataclass(frozen=True)
+class BundleRequest:
+    """Everything that determines a bundle's content (hashed into its id)."""
+
+    scenario: str
+    description: str
+    input_spec: InputSpec
+    bundle: BundleConfig
+
+
+def choose_variant(
+    verdicts: dict[str, GateVerdict], latencies: dict[str, LatencyResult], required: VariantName | None
+) -> tuple[str, str]:
+    """(variant, reason) under the selection rule, or ``GateError``."""
+    if required is not None:
+        verdict = verdicts.get(required.value)
+        if verdict is None or not verdict.passed:
+            why = verdict.reason if verdict else "it was not built"
+            raise GateError(
+                f"the required variant {required.value} cannot ship: {why}",
+                expected="a variant that passed the clinical gate",
+                fix="ship another variant (omit --variant) or change the quantization settings",
+            )
+        return required.value, f"required by configuration; it passed the gate ({verdict.reason})"
+    passed = [name for name, verdict in verdicts.items() if verdict.passed]
+    if not passed:
+        raise GateError(
+            "no variant passed the clinical gate",
+            expected="at least the fp32 reference to pass",
+            fix="inspect gate_verdicts.json in the evaluate artefact",
+        )
+    fastest = min(passed, key=lambda name: latencies[name].median_us)
+    others = ", ".join(f"{name} {latencies[name].median_us:.1f} µs" for name in passed if name != fastest)
+    reason = f"fastest passing variant: {latencies[fastest].median_us:.1f} µs median at batch 1"
+    return fastest, reason + (f" (other passing: {others})" if others else "")
+
+
+def _variant_summary(
+    name: str, size: int, latency: LatencyResult, metrics: ClinicalMetrics, verdict: GateVerdict
+) -> dict:
+    return {
+        "size_bytes": size,
+        "latency": latency.to_dict(),
+        "macro_f1": metrics.macro_f1.to_dict(),
+        "accuracy": metrics.accuracy.to_dict(),
+        "sensitivity": {item.name: item.sensitivity.to_dict() for item in metrics.per_class},
+        "gate": verdict.to_dict(),
+    }
+
+
+def _manifest(request: BundleRequest, inputs: BundleInputs, variants: dict, chosen: str, reason: str) -> dict:
+    spec = request.input_spec
+    return {
+        "schema_version": BUNDLE_SCHEMA_VERSION,
+        "scenario": request.scenario,
+        "description": request.description,
+        "labels": inputs.data.metrics["class_names"],
+        "input": {
+            "name": spec.name,
+            "shape": [None, *spec.shape],
+            "dtype": spec.dtype,
+            "feature_kind": spec.feature_kind.value,
+            "sample_rate_hz": spec.sample_rate_hz,
+            "window_before_s": spec.window_before_s,
+            "window_after_s": spec.window_after_s,
+            "feature_names": list(spec.feature_names),
+        },
+        "preprocessing": {"in_graph": spec.preprocessing_in_graph, "runtime": spec.runtime_preprocessing},
+        "output": {"name": inputs.export.manifest["config"]["export"]["output_name"], "semantics": spec.output_semantics},
+        "thresholds": spec.thresholds,
+        "variant": chosen,
+        "selection": {"rule": SELECTION_RULE, "reason": reason},
+        "variants": variants,
+        "export": {key: inputs.export.metrics[key] for key in ("parity", "opset", "op_census", "warnings")},
+        "training": inputs.model.metrics,
+        "data": {key: inputs.data.metrics[key] for key in ("seed", "sizes", "class_balance", "provenance")},
+        "lineage": {stage: getattr(inputs, stage).id for stage in ("data", "model", "export", "variants", "evaluate")},
+        "tool_versions": tool_versions(),
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: StageContext) -> tuple[Artifact, bool]:
+    def produce(work: Path) -> StageResult:
+        splits = load_data(inputs.data)
+        metrics, verdicts = load_evaluation(inputs.evaluate)
+        samples = splits.test.inputs[:LATENCY_SAMPLES]
+        latencies: dict[str, LatencyResult] = {}
+        for index, name in enumerate(metrics):
+            context.progress("latency", index, len(metrics))
+            latencies[name] = measure_latency(
+                inputs.variants.path(variant_file(name)),
+                samples,
+                request.bundle.warmup_runs,
+                request.bundle.timed_runs,
+                request.bundle.threads,
+            )
+        context.progress("latency", len(metrics), len(metrics))
+        chosen, reason = choose_variant(verdicts, latencies, request.bundle.required_variant)
+        variants = {
+            name: _variant_summary(
+                name,
+                inputs.variants.path(variant_file(name)).stat().st_size,
+                latencies[name],
+                metrics[name],
+                verdicts[name],
+            )
+            for name in metrics
+        }
+        folder = work / BUNDLE_FOLDER
+        folder.mkdir()
+        shutil.copyfile(inputs.variants.path(variant_file(chosen)), folder / "model.onnx")
+        profile = build_reference_profile(
+            summary_features(splits.test.inputs, request.input_spec.feature_kind, request.input_spec.feature_names),
+            load_predictions(inputs.variants)[chosen],
+            splits.class_names,
+            request.input_spec.feature_kind.value,
+        )
+        (folder / "reference_profile.json").write_text(json.dumps(profile, indent=1))
+        manifest = _manifest(request, inputs, variants, chosen, reason)
+        (folder / "report.md").write_text(render_report(manifest, metrics[chosen]))
+        manifest["files"] = {
+            path.name: sha256_file(path) for path in sorted(folder.iterdir()) if path.name != "manifest.json"
+        }
+        (folder / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2))
+        return StageResult({"variant": chosen, "reason": reason, "variants": variants})
+
+    stage_config = {"request": asdict(request)}
+    return run_stage("bundle", stage_config, inputs.evaluate, context.root, produce)

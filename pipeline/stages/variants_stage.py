@@ -1,0 +1,101 @@
+"""Stage ``variants``: fp32 (optimized, portable), fp16, int8-dynamic, int8-static (QDQ).
+
+Every variant is loaded back in ONNX Runtime and run on the whole test split;
+its probabilities are kept for the ``evaluate`` stage and compared with fp32.
+Each model file has a JSON sidecar recording how it was made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+from exporters.optimize import optimize_portable
+from exporters.parity import compare_outputs
+from exporters.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
+
+from pipeline.artifacts import Artifact, StageResult, run_stage, to_jsonable, tool_versions
+from pipeline.config import REFERENCE_VARIANT, VariantName, VariantsConfig
+from pipeline.stages.context import StageContext
+from pipeline.stages.data_stage import load_data
+from pipeline.stages.export_stage import ONNX_FILE
+from runtime.session import SessionSettings, create_session
+
+logger = logging.getLogger(__name__)
+
+PREDICTIONS_FILE = "test_predictions.npz"
+_INFERENCE_BATCH = 256
+
+
+def variant_file(name: VariantName | str) -> str:
+    return f"{VariantName(name).value}.onnx"
+
+
+def predict(model_path: Path, inputs: np.ndarray) -> np.ndarray:
+    """Run a model over ``inputs`` in batches on the CPU provider."""
+    session = create_session(model_path, SessionSettings(provider="cpu"))
+    input_name = session.get_inputs()[0].name
+    outputs = [
+        session.run(None, {input_name: inputs[start : start + _INFERENCE_BATCH].astype(np.float32)})[0]
+        for start in range(0, len(inputs), _INFERENCE_BATCH)
+    ]
+    return np.concatenate(outputs).astype(np.float32)
+
+
+def _make_variant(name: VariantName, source: Path, destination: Path, calibration: np.ndarray, config, context):
+    if name is VariantName.FP32:
+        optimize_portable(source, destination)
+    elif name is VariantName.FP16:
+        convert_fp16(source, destination)
+    elif name is VariantName.INT8_DYNAMIC:
+        quantize_int8_dynamic(source, destination)
+    else:
+        quantize_int8_static(
+            source,
+            destination,
+            calibration,
+            config.quantization,
+            lambda done, total: context.progress("calibration", done, total),
+        )
+
+
+def run_variants_stage(
+    config: VariantsConfig, export: Artifact, data: Artifact, context: StageContext
+) -> tuple[Artifact, bool]:
+    names = [REFERENCE_VARIANT, *[name for name in config.variants if name is not REFERENCE_VARIANT]]
+
+    def produce(work: Path) -> StageResult:
+        splits = load_data(data)
+        source = export.path(ONNX_FILE)
+        predictions: dict[str, np.ndarray] = {}
+        metrics: dict[str, dict] = {}
+        for index, name in enumerate(names):
+            context.progress("variants", index, len(names))
+            destination = work / variant_file(name)
+            _make_variant(name, source, destination, splits.calibration.inputs, config, context)
+            predictions[name.value] = predict(destination, splits.test.inputs)
+            max_difference, agreement = compare_outputs(
+                predictions[REFERENCE_VARIANT.value], predictions[name.value], 0.0
+            )
+            metrics[name.value] = {
+                "size_bytes": destination.stat().st_size,
+                "max_abs_diff_vs_fp32": max_difference,
+                "argmax_agreement_vs_fp32": agreement,
+            }
+            sidecar = {"variant": name.value, "source": "export/" + ONNX_FILE, "config": to_jsonable(config)}
+            sidecar["tool_versions"] = tool_versions()
+            (work / f"{name.value}.json").write_text(json.dumps(sidecar, indent=2))
+            logger.info("variant %s: %s", name.value, metrics[name.value])
+        context.progress("variants", len(names), len(names))
+        with (work / PREDICTIONS_FILE).open("wb") as handle:
+            np.savez_compressed(handle, **predictions)
+        return StageResult({"variants": metrics, "order": [name.value for name in names]})
+
+    return run_stage("variants", config, export, context.root, produce)
+
+
+def load_predictions(artifact: Artifact) -> dict[str, np.ndarray]:
+    with np.load(artifact.path(PREDICTIONS_FILE)) as arrays:
+        return {name: arrays[name] for name in artifact.metrics["order"]}

@@ -1,0 +1,17 @@
+"""sha256 of files, streamed so large models do not need to fit in memory twice."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_CHUNK_BYTES = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

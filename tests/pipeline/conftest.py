@@ -1,0 +1,30 @@
+"""Tiny real builds shared by the end-to-end and CLI tests (built once per session)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.build import BuildOutcome, build_scenario
+from pipeline.config import Profile
+from pipeline.scenarios import get_scenario
+from pipeline.stages.context import StageContext
+
+
+def tiny_build(name: str, root: Path) -> BuildOutcome:
+    scenario = get_scenario(name)
+    config = scenario.build_config(Profile.TINY, seed=0)
+    return build_scenario(scenario, config, StageContext(root / "artifacts"), root / "bundles")
+
+
+@pytest.fixture(scope="session")
+def breast_cancer_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
+    root = tmp_path_factory.mktemp("breast")
+    return root, tiny_build("breast-cancer", root)
+
+
+@pytest.fixture(scope="session")
+def ecg_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
+    root = tmp_path_factory.mktemp("ecg")
+    return root, tiny_build("ecg-arrhythmia", root)

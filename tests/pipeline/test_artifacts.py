@@ -1,0 +1,91 @@
+"""The stage cache: ids, reuse, atomic writes, tamper detection, lineage."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipeline.artifacts import MANIFEST_NAME, StageResult, artifact_id, load_artifact, run_stage, write_json_atomic
+from runtime.hashing import sha256_file
+
+
+@dataclass(frozen=True)
+class ToyConfig:
+    value: int = 1
+
+
+def _writer(calls: list[int], content: str = "hello"):
+    def produce(work: Path) -> StageResult:
+        calls.append(1)
+        (work / "out.txt").write_text(content)
+        return StageResult({"length": len(content)})
+
+    return produce
+
+
+def test_same_request_is_reused_and_changed_config_is_not(tmp_path):
+    calls: list[int] = []
+    first, reused_first = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    second, reused_second = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    third, _ = run_stage("toy", ToyConfig(value=2), None, tmp_path, _writer(calls))
+    assert (reused_first, reused_second) == (False, True)
+    assert first.id == second.id != third.id
+    assert len(calls) == 2
+
+
+def test_manifest_records_lineage_hashes_and_times(tmp_path):
+    parent, _ = run_stage("parent", ToyConfig(), None, tmp_path, _writer([]))
+    child, _ = run_stage("child", ToyConfig(), parent, tmp_path, _writer([], "world"))
+    manifest = json.loads((child.directory / MANIFEST_NAME).read_text())
+    assert manifest["parent_id"] == parent.id
+    assert manifest["id"] == artifact_id("child", ToyConfig(), parent.id) == child.directory.name
+    assert manifest["config"] == {"value": 1}
+    assert manifest["metrics"] == {"length": 5}
+    assert manifest["files"] == {"out.txt": sha256_file(child.directory / "out.txt")}
+    assert manifest["started_at"] <= manifest["ended_at"]
+    assert "numpy" in manifest["tool_versions"]
+
+
+def test_changed_parent_changes_child_id(tmp_path):
+    parent_a, _ = run_stage("parent", ToyConfig(1), None, tmp_path, _writer([]))
+    parent_b, _ = run_stage("parent", ToyConfig(2), None, tmp_path, _writer([]))
+    assert artifact_id("child", ToyConfig(), parent_a.id) != artifact_id("child", ToyConfig(), parent_b.id)
+
+
+def test_tampered_artifact_is_rebuilt_not_reused(tmp_path):
+    calls: list[int] = []
+    artifact, _ = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    (artifact.directory / "out.txt").write_text("tampered")
+    assert load_artifact(artifact.directory) is None
+    rebuilt, reused = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    assert not reused and len(calls) == 2
+    assert (rebuilt.directory / "out.txt").read_text() == "hello"
+
+
+def test_interrupted_stage_leaves_nothing_that_would_be_reused(tmp_path):
+    class Interrupted(RuntimeError):
+        pass
+
+    def crash(work: Path) -> StageResult:
+        (work / "half.txt").write_text("half")
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run_stage("toy", ToyConfig(), None, tmp_path, crash)
+    stage_folder = tmp_path / "toy"
+    assert list(stage_folder.iterdir()) == []
+    calls: list[int] = []
+    _, reused = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    assert not reused and calls == [1]
+
+
+def test_atomic_json_write_keeps_the_old_file_when_serialisation_fails(tmp_path):
+    target = tmp_path / "data.json"
+    write_json_atomic(target, {"ok": 1})
+    with pytest.raises(ValueError):
+        write_json_atomic(target, {"bad": float("nan")})
+    assert json.loads(target.read_text()) == {"ok": 1}
+    assert [path.name for path in tmp_path.iterdir()] == ["data.json"]

@@ -1,0 +1,149 @@
+"""train → export → variants → gate → bundle on tiny configurations, with real models and sessions."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from pipeline.build import StageName, build_scenario
+from pipeline.config import Profile, VariantName
+from pipeline.errors import GateError
+from pipeline.gate import GateVerdict
+from pipeline.latency import LatencyResult
+from pipeline.scenarios import get_scenario
+from pipeline.stages.bundle_stage import choose_variant
+from pipeline.stages.context import StageContext
+from pipeline.stages.data_stage import load_data
+from pipeline.stages.evaluate_stage import evaluate_variants
+from pipeline.stages.variants_stage import predict, variant_file
+from runtime.hashing import sha256_file
+
+ALL_VARIANTS = [variant.value for variant in VariantName]
+
+
+@pytest.fixture(params=["breast_cancer_build", "ecg_build"])
+def build(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_every_stage_ran_and_export_matches_keras(build):
+    _, outcome = build
+    assert list(outcome.artifacts) == [stage.value for stage in StageName]
+    parity = outcome.artifacts["export"].metrics["parity"]
+    assert parity["passed"] is True
+    assert parity["max_abs_diff"] <= 1e-4
+    assert parity["argmax_agreement"] == 1.0
+    assert parity["samples"] >= min(256, parity["samples"]) and len(parity["batch_sizes"]) == 2
+    assert outcome.artifacts["export"].metrics["opset"] == 17
+
+
+def test_bundle_manifest_hashes_and_contents(build):
+    _, outcome = build
+    folder = outcome.bundle_directory
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "manifest.json", "model.onnx", "reference_profile.json", "report.md",
+    ]
+    assert manifest["files"] == {name: sha256_file(folder / name) for name in manifest["files"]}
+    assert set(manifest["files"]) == {"model.onnx", "reference_profile.json", "report.md"}
+    assert manifest["schema_version"] == 1
+    assert list(manifest["variants"]) == ALL_VARIANTS
+    assert manifest["variants"]["fp32"]["gate"]["passed"] is True
+    shipped = manifest["variants"][manifest["variant"]]
+    assert shipped["gate"]["passed"] is True
+    passing = [name for name, item in manifest["variants"].items() if item["gate"]["passed"]]
+    fastest = min(passing, key=lambda name: manifest["variants"][name]["latency"]["median_us"])
+    assert manifest["variant"] == fastest
+    assert all(item["latency"]["timed_runs"] >= 200 for item in manifest["variants"].values())
+    lineage = manifest["lineage"]
+    assert lineage["export"] == outcome.artifacts["export"].id
+    assert lineage["model"] == outcome.artifacts["train"].id
+    assert manifest["data"]["provenance"]["synthetic"] in (True, False)
+    assert manifest["input"]["shape"][0] is None
+    model = onnx.load(folder / "model.onnx")
+    assert model.graph.input[0].name == manifest["input"]["name"]
+    assert model.graph.output[0].name == manifest["output"]["name"]
+    report = (folder / "report.md").read_text()
+    assert manifest["variant"] in report and "Gate verdicts" in report
+
+
+def test_synthetic_flag_is_honest_per_scenario(breast_cancer_build, ecg_build):
+    breast = json.loads((breast_cancer_build[1].bundle_directory / "manifest.json").read_text())
+    ecg = json.loads((ecg_build[1].bundle_directory / "manifest.json").read_text())
+    assert breast["data"]["provenance"]["synthetic"] is False
+    assert ecg["data"]["provenance"]["synthetic"] is True
+    assert "Synthetic data" in (ecg_build[1].bundle_directory / "report.md").read_text()
+    assert "Synthetic data" not in (breast_cancer_build[1].bundle_directory / "report.md").read_text()
+
+
+def test_reference_profile_covers_features_and_predictions(ecg_build):
+    _, outcome = ecg_build
+    profile = json.loads((outcome.bundle_directory / "reference_profile.json").read_text())
+    test_size = outcome.artifacts["data"].metrics["sizes"]["test"]
+    assert profile["samples"] == test_size
+    assert set(profile["features"]) >= {"mean", "std", "peak_to_peak", "difference_rms"}
+    assert all(len(item["decile_edges"]) == 11 for item in profile["features"].values())
+    assert sum(profile["predictions"]["class_counts"].values()) == test_size
+    assert set(profile["predictions"]["class_fractions"]) == {"N", "S", "V", "F"}
+
+
+def test_rerun_reuses_everything_and_one_setting_reruns_only_its_dependents(breast_cancer_build):
+    root, first = breast_cancer_build
+    scenario = get_scenario("breast-cancer")
+    config = scenario.build_config(Profile.TINY, seed=0)
+    again = build_scenario(scenario, config, StageContext(root / "artifacts"), root / "bundles")
+    assert all(again.reused.values())
+    assert {stage: item.id for stage, item in again.artifacts.items()} == {
+        stage: item.id for stage, item in first.artifacts.items()
+    }
+    evaluation = dataclasses.replace(config.evaluate.evaluation, bootstrap_samples=150)
+    changed = dataclasses.replace(config, evaluate=dataclasses.replace(config.evaluate, evaluation=evaluation))
+    partial = build_scenario(scenario, changed, StageContext(root / "artifacts"), root / "bundles", StageName.EVALUATE)
+    assert partial.reused == {"data": True, "train": True, "export": True, "variants": True, "evaluate": False}
+
+
+def test_gate_rejects_a_deliberately_damaged_variant(breast_cancer_build, tmp_path):
+    _, outcome = breast_cancer_build
+    variants = outcome.artifacts["variants"]
+    model = onnx.load(variants.path(variant_file("fp32")))
+    rng = np.random.default_rng(0)
+    for initializer in model.graph.initializer:
+        weights = onnx.numpy_helper.to_array(initializer)
+        if weights.dtype == np.float32 and weights.ndim == 2:
+            noisy = weights + rng.normal(scale=3 * weights.std(), size=weights.shape).astype(np.float32)
+            initializer.CopyFrom(onnx.numpy_helper.from_array(noisy, initializer.name))
+    damaged_path = tmp_path / "damaged.onnx"
+    onnx.save(model, damaged_path)
+    splits = load_data(outcome.artifacts["data"])
+    predictions = {
+        "fp32": predict(variants.path(variant_file("fp32")), splits.test.inputs),
+        "damaged": predict(damaged_path, splits.test.inputs),
+    }
+    config = get_scenario("breast-cancer").build_config(Profile.TINY).evaluate
+    _, verdicts = evaluate_variants(predictions, splits.test.labels, splits.class_names, config)
+    assert verdicts["fp32"].passed
+    assert not verdicts["damaged"].passed
+    assert "failed" in verdicts["damaged"].reason
+    assert verdicts["damaged"].numbers["macro_f1"]["drop_points"] > 1.0
+
+
+def _verdict(name: str, passed: bool) -> GateVerdict:
+    return GateVerdict(name, passed, "rule", {}, "passed" if passed else "failed: sensitivity dropped")
+
+
+def _latency(median: float) -> LatencyResult:
+    return LatencyResult(median, median, median, median, 200, 10, 1, "CPUExecutionProvider")
+
+
+def test_selection_ships_the_fastest_passing_variant_and_refuses_a_failed_required_one():
+    verdicts = {"fp32": _verdict("fp32", True), "fp16": _verdict("fp16", True), "int8-static": _verdict("i", False)}
+    latencies = {"fp32": _latency(30.0), "fp16": _latency(25.0), "int8-static": _latency(5.0)}
+    chosen, reason = choose_variant(verdicts, latencies, None)
+    assert chosen == "fp16" and "25.0 µs" in reason and "fp32 30.0 µs" in reason
+    with pytest.raises(GateError, match="int8-static cannot ship"):
+        choose_variant(verdicts, latencies, VariantName.INT8_STATIC)
+    assert choose_variant(verdicts, latencies, VariantName.FP32)[0] == "fp32"

@@ -1,0 +1,39 @@
+"""Execution-provider choice and the shared summary features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from runtime.features import FeatureKind, summary_features
+from runtime.session import ProviderError, available_providers, resolve_provider
+
+
+def test_best_available_provider_is_installed_and_cpu_is_always_there():
+    assert "CPUExecutionProvider" in available_providers()
+    assert resolve_provider(None) in available_providers()
+    assert resolve_provider("cpu") == "CPUExecutionProvider"
+
+
+def test_missing_provider_names_the_installed_ones():
+    if "TensorrtExecutionProvider" in available_providers():
+        pytest.skip("TensorRT is installed here")
+    with pytest.raises(ProviderError) as error:
+        resolve_provider("tensorrt")
+    assert "CPUExecutionProvider" in str(error.value) and "onnxruntime-gpu" in str(error.value)
+
+
+def test_waveform_features_match_numpy_definitions():
+    rng = np.random.default_rng(0)
+    windows = rng.normal(size=(5, 100, 1))
+    features = summary_features(windows, FeatureKind.WAVEFORM)
+    flat = windows[:, :, 0]
+    assert np.allclose(features["std"], flat.std(axis=1))
+    assert np.allclose(features["peak_to_peak"], np.ptp(flat, axis=1))
+    assert np.allclose(features["difference_rms"], np.sqrt((np.diff(flat, axis=1) ** 2).mean(axis=1)))
+
+
+def test_tabular_features_are_the_named_columns():
+    rows = np.arange(12, dtype=float).reshape(4, 3)
+    features = summary_features(rows, FeatureKind.TABULAR, ("a", "b", "c"))
+    assert list(features) == ["a", "b", "c"] and np.array_equal(features["b"], rows[:, 1])
