@@ -4,8 +4,8 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 EDGEMED := $(VENV)/bin/edgemed
 STAMP := $(VENV)/.installed
-# Extras: the CPU ONNX Runtime (never together with onnxruntime-gpu), the build tools, the test tools.
-EXTRAS ?= cpu,build,dev
+# Extras: the CPU ONNX Runtime (never together with onnxruntime-gpu), build tools, collector, test tools.
+EXTRAS ?= cpu,build,dashboard,dev
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 

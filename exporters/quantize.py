@@ -53,7 +53,6 @@ _CALIBRATION_BATCH = 32
 # magnitude, as in TensorRT). The KL search tries (bins − quantized bins)/2 + 1 thresholds.
 _ENTROPY_HISTOGRAM_BINS = 512
 _ENTROPY_QUANTIZED_BINS = 128
-_MIN_MAX_RANGE_MERGE_EVERY = 16  # MinMax keeps at most this many batches of activations before merging
 # Files onnxruntime's symbolic shape inference leaves in the current directory when it fails.
 _SYMBOLIC_INFERENCE_DUMP = "sym_shape_infer_temp.onnx"
 _EXTERNAL_DATA_DUMP = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.data$")
@@ -401,8 +400,10 @@ def _calibration_options(config: QuantizationConfig) -> dict[str, object]:
                 fix="set QuantizationConfig.percentile to e.g. 99.999",
             )
         return {"CalibPercentile": config.percentile}
-    if method is CalibrationMethod.MINMAX:
-        return {"CalibMaxIntermediateOutputs": _MIN_MAX_RANGE_MERGE_EVERY}
+    # No CalibMaxIntermediateOutputs for MinMax: onnxruntime 1.32 *discards* the collected
+    # batches when that cap is reached instead of merging their ranges, so ranges would come
+    # from the last few batches only (and a batch count that is a multiple of the cap fails
+    # with "No data is collected"). calibration_samples bounds the memory instead.
     return {}
 
 

@@ -205,3 +205,16 @@ def list_scenarios() -> None:
     for name in scenario_names():
         scenario = get_scenario(name)
         click.echo(f"{name:<16} {', '.join(scenario.class_names):<24} {scenario.description}")
+
+
+@main.command("collector")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
+@click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True)
+@click.option("--database", type=click.Path(dir_okay=False), default="telemetry.sqlite3", show_default=True,
+              help="SQLite file (WAL mode) the collector writes and the dashboard reads.")
+def collector(host: str, port: int, database: str) -> None:
+    """Receive device telemetry over HTTP (POST /v1/telemetry) into a SQLite store."""
+    from dashboard.collector.app import serve
+
+    _configure_logging(verbose=True)
+    serve(host=host, port=port, database=database)

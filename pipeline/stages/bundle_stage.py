@@ -168,7 +168,9 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         manifest = _manifest(request, inputs, variants, chosen, reason)
         (folder / "report.md").write_text(render_report(manifest, metrics[chosen]))
         manifest["files"] = {
-            path.name: sha256_file(path) for path in sorted(folder.iterdir()) if path.name != "manifest.json"
+            path.name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+            for path in sorted(folder.iterdir())
+            if path.name != "manifest.json"
         }
         (folder / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2))
         return StageResult({"variant": chosen, "reason": reason, "variants": variants})

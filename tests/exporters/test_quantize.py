@@ -179,6 +179,25 @@ def test_static_quantization_survives_failed_symbolic_shape_inference(
     assert [path.name for path in tmp_path.iterdir()] == ["attention.int8.onnx"]
 
 
+@pytest.mark.parametrize("batches", [16, 17])
+def test_minmax_calibration_uses_every_batch(zoo: ModelZoo, tabular: Splits, tmp_path: Path, batches: int) -> None:
+    # Regression: with onnxruntime's CalibMaxIntermediateOutputs=16, 16 batches failed with
+    # "No data is collected" and 17 batches calibrated on the last batch only.
+    samples = np.resize(tabular.calibration_x, (batches * 32, tabular.calibration_x.shape[1]))
+    destination = tmp_path / f"static-{batches}.onnx"
+    calls: list[tuple[int, int]] = []
+    quantize_int8_static(
+        zoo.onnx_path("mlp"),
+        destination,
+        samples,
+        QuantizationConfig(calibration_samples=len(samples)),
+        progress=lambda done, total: calls.append((done, total)),
+    )
+    assert calls[-1] == (len(samples), len(samples))
+    fp32, int8 = _run(zoo.onnx_path("mlp"), tabular.test_x), _run(destination, tabular.test_x)
+    assert _agreement(fp32, int8) >= INT8_AGREEMENT
+
+
 def test_calibration_samples_are_capped(zoo: ModelZoo, tabular: Splits, tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
     quantize_int8_static(

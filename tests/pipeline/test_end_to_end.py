@@ -48,7 +48,10 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert sorted(path.name for path in folder.iterdir()) == [
         "manifest.json", "model.onnx", "reference_profile.json", "report.md",
     ]
-    assert manifest["files"] == {name: sha256_file(folder / name) for name in manifest["files"]}
+    assert manifest["files"] == {
+        name: {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
+        for name in manifest["files"]
+    }
     assert set(manifest["files"]) == {"model.onnx", "reference_profile.json", "report.md"}
     assert manifest["schema_version"] == 1
     assert list(manifest["variants"]) == ALL_VARIANTS

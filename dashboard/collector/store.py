@@ -1,0 +1,239 @@
+"""Where the collector keeps telemetry: a small storage interface and its SQLite implementation.
+
+Why SQLite in WAL mode by default: the collector is one process on one machine, the data is
+append-mostly, and the dashboard reads while the collector writes. In WAL mode readers never
+block the writer and the writer never blocks readers, each batch is one ACID transaction (so a
+batch is stored whole or not at all), ``synchronous=FULL`` makes a batch durable before it is
+acknowledged (the device deletes what we acknowledge), and there is no server to run or secure.
+Its limit is one writer at a time: writes are serialised (here by a lock plus SQLite's busy
+timeout), which is ample for thousands of records a second. A fleet that outgrows that can
+implement ``TelemetryStore`` on PostgreSQL with the same semantics: a UNIQUE (device_id,
+sequence) constraint, ``INSERT … ON CONFLICT DO NOTHING`` inside one transaction per batch, and
+``GREATEST`` for the dropped counter.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from runtime.telemetry.records import TelemetryError, utc_timestamp
+
+logger = logging.getLogger(__name__)
+
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's transaction before failing
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS telemetry (
+    device_id TEXT NOT NULL,
+    sequence INTEGER NOT NULL,
+    time TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    UNIQUE (device_id, sequence)
+);
+CREATE INDEX IF NOT EXISTS telemetry_by_time ON telemetry (time);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    dropped INTEGER NOT NULL,
+    first_received_at TEXT NOT NULL,
+    last_received_at TEXT NOT NULL
+);
+COMMIT;
+"""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What ``insert_batch`` did with one batch."""
+
+    acknowledged: list[int]  # every sequence of the batch that is now stored (new or already there)
+    duplicates: int  # how many of those were already stored (a resend)
+
+
+class TelemetryStore(Protocol):
+    """Idempotent telemetry storage keyed by (device_id, sequence)."""
+
+    def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
+        """Store a validated batch in one transaction; rows already present are left as they are."""
+        ...
+
+    def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Stored records (optionally one device's, with ``time`` ≥ ``since``), oldest first."""
+        ...
+
+    def devices(self) -> list[dict[str, Any]]:
+        """One summary per device that ever uploaded."""
+        ...
+
+    def count(self) -> int:
+        """How many records are stored."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def _canonical(record: Mapping[str, Any]) -> str:
+    return json.dumps(dict(record), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def _since(since: datetime | str) -> str:
+    moment = datetime.fromisoformat(since) if isinstance(since, str) else since
+    if moment.tzinfo is None:
+        raise TelemetryError("'since' has no time zone", expected="an aware datetime or ISO-8601 with offset")
+    return utc_timestamp(moment)
+
+
+class SqliteStore:
+    """``TelemetryStore`` in one SQLite file (WAL); safe to share between threads and processes."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one writer per process; other processes wait in SQLite
+        self._closed = False
+        connection = self._connection()
+        try:
+            connection.executescript(_SCHEMA)
+        except sqlite3.Error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise TelemetryError(f"the telemetry store at {self.path} is closed", fix="open a new SqliteStore")
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: all of it commits, or none of it (the exception propagates)."""
+        connection = self._connection()
+        with self._write_lock:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+                connection.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+
+    def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
+        received_at = utc_timestamp()
+        acknowledged: list[int] = []
+        duplicates = 0
+        with self._write() as connection:
+            for record in records:
+                sequence = record["sequence"]
+                if record["device_id"] != device_id or isinstance(sequence, bool) or not isinstance(sequence, int):
+                    raise TelemetryError(
+                        "a record's device_id or sequence does not fit its batch",
+                        expected="records checked by dashboard.collector.schema.parse_batch",
+                        fix="validate the batch before storing it",
+                    )
+                payload = _canonical(record)
+                inserted = connection.execute(
+                    "INSERT OR IGNORE INTO telemetry (device_id, sequence, time, received_at, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (device_id, sequence, record["time"], received_at, payload),
+                ).rowcount
+                if not inserted:
+                    duplicates += 1
+                    self._check_duplicate(connection, device_id, sequence, payload)
+                acknowledged.append(sequence)
+            connection.execute(
+                "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (device_id) DO UPDATE SET dropped = max(dropped, excluded.dropped), "
+                "last_received_at = excluded.last_received_at",
+                (device_id, dropped, received_at, received_at),
+            )
+        return Receipt(sorted(acknowledged), duplicates)
+
+    @staticmethod
+    def _check_duplicate(connection: sqlite3.Connection, device_id: str, sequence: int, payload: str) -> None:
+        """A resend must repeat the stored record; a different one means the device reused sequences."""
+        (stored,) = connection.execute(
+            "SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?", (device_id, sequence)
+        ).fetchone()
+        if stored != payload:
+            logger.warning(
+                "device %s resent sequence %d with different content (outbox reset?); kept the first",
+                device_id,
+                sequence,
+            )
+
+    def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if device_id is not None:
+            conditions.append("device_id = ?")
+            parameters.append(device_id)
+        if since is not None:
+            conditions.append("time >= ?")
+            parameters.append(_since(since))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        rows = self._connection().execute(
+            f"SELECT payload FROM telemetry{where} ORDER BY time, device_id, sequence", parameters
+        )
+        return [json.loads(payload) for (payload,) in rows]
+
+    def devices(self) -> list[dict[str, Any]]:
+        rows = self._connection().execute(
+            "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
+            "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
+            "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
+            "GROUP BY d.device_id ORDER BY d.device_id"
+        )
+        names = (
+            "device_id",
+            "dropped",
+            "first_received_at",
+            "last_received_at",
+            "records",
+            "last_sequence",
+            "first_time",
+            "last_time",
+        )
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def count(self) -> int:
+        return int(self._connection().execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+
+    def close(self) -> None:
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()

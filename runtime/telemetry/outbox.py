@@ -1,0 +1,217 @@
+"""A durable on-device queue of telemetry records (store-and-forward), in SQLite.
+
+Every ``append`` is one committed transaction in WAL mode with ``synchronous=FULL``: once it
+returns, the record survives ``kill -9`` and power loss. Each record gets the next value of a
+persisted counter, so sequences are strictly increasing and never reused, even after the rows
+are acknowledged and deleted. When the outbox holds ``max_rows`` records, the oldest are dropped
+and counted in a persisted cumulative ``dropped`` counter that the uploader reports, so a long
+outage degrades telemetry instead of failing the device.
+
+Threads: each thread gets its own connection (WAL lets a reader run beside the writer); writes
+take SQLite's write lock up front (``BEGIN IMMEDIATE``) so concurrent writers queue instead of
+failing. Other processes may open the same file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runtime.telemetry.records import TelemetryError, utc_timestamp, validate_record
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_ROWS = 1_000_000  # ~28 h at 10 inferences/s; at ~1 KB a record, about 1 GB of flash at most
+BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another connection's transaction before failing
+OUTBOX_FORMAT = 1  # version of the on-disk layout below
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS records (
+    sequence INTEGER PRIMARY KEY,
+    payload TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS metadata (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT OR IGNORE INTO counters (name, value) VALUES ('last_sequence', 0), ('dropped', 0), ('rows', 0);
+COMMIT;
+"""
+
+
+class Outbox:
+    """Durable FIFO of validated telemetry records for one device."""
+
+    def __init__(self, path: Path, device_id: str, max_rows: int = DEFAULT_MAX_ROWS) -> None:
+        if max_rows < 1:
+            raise TelemetryError(
+                f"outbox max_rows is {max_rows}", expected="at least 1", fix="pass a positive max_rows"
+            )
+        self.path = Path(path)
+        self.device_id = device_id
+        self.max_rows = max_rows
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        self._closed = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = self._connection()
+        try:
+            connection.executescript(_SCHEMA)
+        except sqlite3.Error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+        self._claim_device(connection)
+
+    # -- connections ---------------------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._closed:
+            raise TelemetryError(f"the outbox at {self.path} is closed", fix="open a new Outbox")
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                logger.warning("outbox %s: journal_mode is %s, not WAL (no shared memory here?)", self.path, mode)
+            connection.execute("PRAGMA synchronous=FULL")
+            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.connection = connection
+            with self._connections_lock:
+                self._connections.append(connection)
+        return connection
+
+    @contextmanager
+    def _transaction(self, connection: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` when the body or the commit fails."""
+        connection = connection or self._connection()
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise
+
+    def _claim_device(self, connection: sqlite3.Connection) -> None:
+        with self._transaction(connection):
+            connection.execute(
+                "INSERT OR IGNORE INTO metadata (name, value) VALUES ('device_id', ?), ('format', ?)",
+                (self.device_id, str(OUTBOX_FORMAT)),
+            )
+            stored = connection.execute("SELECT value FROM metadata WHERE name = 'device_id'").fetchone()[0]
+        if stored != self.device_id:
+            raise TelemetryError(
+                f"the outbox at {self.path} belongs to another device id",
+                expected="the device id the outbox was created with",
+                fix="open it with that device id, or give this device its own outbox file",
+            )
+
+    @staticmethod
+    def _counter(connection: sqlite3.Connection, name: str) -> int:
+        return int(connection.execute("SELECT value FROM counters WHERE name = ?", (name,)).fetchone()[0])
+
+    @staticmethod
+    def _add(connection: sqlite3.Connection, name: str, amount: int) -> None:
+        connection.execute("UPDATE counters SET value = value + ? WHERE name = ?", (amount, name))
+
+    # -- queue operations ----------------------------------------------------------------------
+
+    def append(self, record: dict[str, Any]) -> int:
+        """Validate, assign the next sequence, commit durably; returns the sequence.
+
+        ``device_id`` is filled in when absent; ``sequence`` must be absent (the outbox owns it).
+        """
+        if "sequence" in record:
+            raise TelemetryError(
+                "telemetry field 'sequence' was set by the caller",
+                expected="no sequence: the outbox assigns it",
+                fix="drop the sequence key",
+                field="sequence",
+            )
+        draft = {"device_id": self.device_id, **record}
+        checked = validate_record(draft, sequence_required=False)
+        if checked["device_id"] != self.device_id:
+            raise TelemetryError(
+                "telemetry field 'device_id' differs from the outbox's device id",
+                expected="the outbox's device id",
+                fix="leave device_id out and let the outbox fill it in",
+                field="device_id",
+            )
+        with self._transaction() as connection:
+            sequence = self._counter(connection, "last_sequence") + 1
+            excess = self._counter(connection, "rows") + 1 - self.max_rows
+            if excess > 0:
+                dropped = connection.execute(
+                    "DELETE FROM records WHERE sequence IN (SELECT sequence FROM records ORDER BY sequence LIMIT ?)",
+                    (excess,),
+                ).rowcount
+                self._add(connection, "dropped", dropped)
+                self._add(connection, "rows", -dropped)
+            payload = json.dumps({"sequence": sequence, **checked}, sort_keys=True, separators=(",", ":"))
+            connection.execute(
+                "INSERT INTO records (sequence, payload, created_at) VALUES (?, ?, ?)",
+                (sequence, payload, utc_timestamp()),
+            )
+            self._add(connection, "last_sequence", 1)
+            self._add(connection, "rows", 1)
+        if excess > 0:
+            logger.warning("outbox %s is full (%d rows): dropped the oldest %d", self.path, self.max_rows, excess)
+        return sequence
+
+    def pending(self, limit: int = 500) -> list[dict[str, Any]]:
+        """Up to ``limit`` of the oldest records, each with its ``sequence``; nothing is removed."""
+        rows = (
+            self._connection()
+            .execute("SELECT payload FROM records ORDER BY sequence LIMIT ?", (max(0, int(limit)),))
+            .fetchall()
+        )
+        return [json.loads(payload) for (payload,) in rows]
+
+    def acknowledge(self, sequences: Iterable[int]) -> int:
+        """Delete exactly these sequences (unknown ones are ignored); returns how many were deleted."""
+        unique = sorted({int(sequence) for sequence in sequences})
+        if not unique:
+            return 0
+        with self._transaction() as connection:
+            before = connection.total_changes
+            connection.executemany("DELETE FROM records WHERE sequence = ?", [(sequence,) for sequence in unique])
+            deleted = connection.total_changes - before
+            self._add(connection, "rows", -deleted)
+        return deleted
+
+    def count(self) -> int:
+        """Records waiting to be acknowledged."""
+        return self._counter(self._connection(), "rows")
+
+    def dropped(self) -> int:
+        """Records ever dropped because the outbox was full (cumulative, never reset)."""
+        return self._counter(self._connection(), "dropped")
+
+    def last_sequence(self) -> int:
+        """The highest sequence ever assigned (0 before the first append)."""
+        return self._counter(self._connection(), "last_sequence")
+
+    def close(self) -> None:
+        """Close every thread's connection; further use raises ``TelemetryError``."""
+        self._closed = True
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()

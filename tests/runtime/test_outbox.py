@@ -1,0 +1,182 @@
+"""The on-device outbox: ordering, acknowledgement, bounds, threads, and surviving kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from runtime.telemetry import Outbox, TelemetryError, pseudonymous_device_id
+from tests.runtime.test_telemetry_records import DEVICE_ID, sample_record
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+def sequences(outbox: Outbox) -> list[int]:
+    return [record["sequence"] for record in outbox.pending(10**9)]
+
+
+def test_append_pending_acknowledge(tmp_path):
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox:
+        assert [outbox.append(sample_record()) for _ in range(5)] == [1, 2, 3, 4, 5]
+        batch = outbox.pending(3)
+        assert [record["sequence"] for record in batch] == [1, 2, 3]
+        assert batch[0]["device_id"] == DEVICE_ID and batch[0]["time"].endswith("Z")
+        assert outbox.count() == 5
+        assert outbox.acknowledge([2, 4, 99]) == 2
+        assert sequences(outbox) == [1, 3, 5] and outbox.count() == 3
+
+
+def test_sequences_are_monotonic_and_never_reused(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path, DEVICE_ID) as outbox:
+        for _ in range(3):
+            outbox.append(sample_record())
+        outbox.acknowledge([1, 2, 3])
+        assert outbox.count() == 0
+        assert outbox.append(sample_record()) == 4
+    with Outbox(path, DEVICE_ID) as reopened:
+        reopened.acknowledge([4])
+        assert reopened.append(sample_record()) == 5
+        assert reopened.last_sequence() == 5
+
+
+def test_wal_mode_and_full_synchronous(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path, DEVICE_ID) as outbox:
+        outbox.append(sample_record())
+        assert outbox._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with sqlite3.connect(path) as connection:
+        assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_full_outbox_drops_the_oldest_and_counts_them(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path, DEVICE_ID, max_rows=5) as outbox:
+        for _ in range(8):
+            outbox.append(sample_record())
+        assert outbox.count() == 5
+        assert sequences(outbox) == [4, 5, 6, 7, 8]
+        assert outbox.dropped() == 3
+    with Outbox(path, DEVICE_ID, max_rows=5) as reopened:
+        assert reopened.dropped() == 3
+        reopened.append(sample_record())
+        assert reopened.dropped() == 4 and sequences(reopened) == [5, 6, 7, 8, 9]
+
+
+def test_invalid_records_and_foreign_devices_are_refused(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path, DEVICE_ID) as outbox:
+        with pytest.raises(TelemetryError) as error:
+            outbox.append(sample_record(sequence=3))
+        assert error.value.field == "sequence"
+        with pytest.raises(TelemetryError) as error:
+            outbox.append(sample_record(patient_name="x"))
+        assert error.value.field == "patient_name"
+        with pytest.raises(TelemetryError):
+            outbox.append(sample_record(device_id=pseudonymous_device_id("SN-2", "fleet-salt")))
+        record = sample_record()
+        del record["device_id"]
+        assert outbox.append(record) == 1  # the outbox fills in its device id
+        assert outbox.count() == 1
+    with pytest.raises(TelemetryError, match="another device"):
+        Outbox(path, pseudonymous_device_id("SN-2", "fleet-salt"))
+
+
+def test_one_writer_and_one_uploader_thread(tmp_path):
+    outbox = Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID)
+    total = 300
+    written = threading.Event()
+    delivered: list[int] = []
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            for _ in range(total):
+                outbox.append(sample_record())
+        except (TelemetryError, sqlite3.Error) as error:
+            errors.append(error)
+        finally:
+            written.set()
+
+    def upload() -> None:
+        try:
+            while not (written.is_set() and outbox.count() == 0):
+                batch = [record["sequence"] for record in outbox.pending(25)]
+                delivered.extend(batch)
+                outbox.acknowledge(batch)
+        except (TelemetryError, sqlite3.Error) as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=write), threading.Thread(target=upload)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    outbox.close()
+    assert not errors
+    assert delivered == list(range(1, total + 1))
+
+
+_APPEND_FOREVER = """
+import json, sys
+from pathlib import Path
+from runtime.telemetry import Outbox
+outbox = Outbox(Path(sys.argv[1]), sys.argv[2])
+record = json.loads(sys.argv[3])
+while True:
+    print(outbox.append(record), flush=True)
+"""
+
+
+def _lines(process: subprocess.Popen) -> queue.Queue:
+    """Lines the process prints, delivered through a queue by a reader thread."""
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line.strip())
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def test_every_committed_append_survives_kill_9(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    record = sample_record()
+    process = subprocess.Popen(
+        [sys.executable, "-c", _APPEND_FOREVER, str(path), DEVICE_ID, json.dumps(record)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=REPOSITORY,
+    )
+    lines = _lines(process)
+    printed: list[int] = []
+    try:
+        while len(printed) < 200:
+            line = lines.get(timeout=30)
+            assert line is not None, process.stderr.read()
+            printed.append(int(line))
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    while (line := lines.get(timeout=10)) is not None:  # printed after our read, before the kill
+        printed.append(int(line))
+    assert process.returncode == -signal.SIGKILL
+
+    with Outbox(path, DEVICE_ID) as reopened:
+        stored = sequences(reopened)
+        assert set(printed) <= set(stored)
+        assert stored == list(range(1, len(stored) + 1))  # nothing committed is missing
+        assert reopened.append(record) == len(stored) + 1
+        assert reopened._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
