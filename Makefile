@@ -9,7 +9,7 @@ EXTRAS ?= cpu,build,dashboard,dev
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup build test lint export quantize evaluate scenarios clean distclean
+.PHONY: setup build test lint export quantize evaluate bench scenarios clean distclean
 
 setup: $(STAMP)
 
@@ -30,6 +30,9 @@ quantize: setup
 
 evaluate: setup
 	$(EDGEMED) evaluate --progress
+
+bench: setup
+	$(EDGEMED) bench --progress
 
 scenarios: setup
 	$(EDGEMED) scenarios

@@ -218,3 +218,13 @@ def collector(host: str, port: int, database: str) -> None:
 
     _configure_logging(verbose=True)
     serve(host=host, port=port, database=database)
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (benchmarks, device runtime)."""
+    from pipeline.cli_bench import bench_command
+
+    main.add_command(bench_command)
+
+
+_register_commands()

@@ -12,7 +12,6 @@ from enum import StrEnum
 
 from exporters.keras_to_onnx import ExportConfig
 from exporters.quantize import QuantizationConfig
-
 from pipeline.evaluation import EvaluationConfig
 from pipeline.gate import GateConfig
 

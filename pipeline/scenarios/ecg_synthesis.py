@@ -12,17 +12,27 @@ What is modelled:
   see ``ecg_morphology``).
 * Rhythm: a sinus clock with respiratory sinus arrhythmia and slow drift.
   N beats fall on the clock. S beats are premature (coupling 60-88 % of the
-  running RR) and reset the clock. V beats are premature (55-80 %) and are
-  followed by a full compensatory pause. F beats fire with the sinus beat (92-100 %).
-* Morphology: N is ECGSYN's beat; S keeps N's narrow QRS with an ectopic P
-  wave (inverted, flat, absent or subtly changed); V has no P wave, a wide
-  notched QRS (> 120 ms), a discordant T wave, either polarity and often a larger
-  amplitude; F is a mix of the record's N and V complexes (N weight 0.3-0.7).
+  running RR) and reset the clock. V beats are premature (55-80 %) and block
+  the next sinus beat (full compensatory pause) unless it falls outside their
+  refractory period. F beats fire with the sinus beat (92-100 %).
+* Morphology: N is ECGSYN's beat with a 0.13-0.20 s P-to-R interval; S keeps
+  N's narrow QRS with an ectopic P wave (inverted, flat or absent, biphasic, or
+  subtly changed); V has no P wave, a wide notched QRS (half-amplitude width
+  about 105-150 ms, so a QRS duration well over 120 ms), a discordant T wave,
+  either polarity and often a larger amplitude; F is the record's sinus P wave
+  followed by a mix of its N and V complexes (N weight 0.3-0.7).
+* Per beat: small random amplitude changes and a respiratory swing of the
+  electrical axis; per strip (50 beats): SNR and noise mix.
 * Beats are placed on continuous strips (overlapping waves add up), so each
   window carries its real context: the previous beat's tail and the next beat.
 * Noise over the whole strip at a target SNR (6-30 dB): respiratory baseline
   wander, band-limited EMG (20-150 Hz) with bursts, 50/60 Hz powerline with
   harmonics and bursty low-frequency electrode motion, mixed in random shares.
+  The SNR holds over the span the windows are cut from and follows the MIT-BIH
+  Noise Stress Test: signal power is the squared median QRS peak-to-peak
+  amplitude over 8, so it does not depend on the heart rate.
+* Windows: ``window_before_s`` + ``window_after_s`` around each R peak (the main
+  QRS deflection, negative for some V foci), R at ``r_peak_index`` (90 of 252).
 
 Not modelled: other leads, conduction blocks, atrial fibrillation, paced beats,
 ST changes, beat-to-beat QT adaptation, and the unclassifiable class Q.
@@ -37,15 +47,21 @@ from dataclasses import asdict, dataclass
 from importlib.metadata import version
 
 import numpy as np
-from scipy import signal
 
 from pipeline.errors import DataError
-from pipeline.scenarios.ecg_morphology import RecordTemplates, fusion, record_templates
+from pipeline.scenarios.ecg_morphology import (
+    RecordTemplates,
+    fusion,
+    qrs_signal_power,
+    record_templates,
+    strip_noise,
+)
 
 logger = logging.getLogger(__name__)
 
 CLASS_NAMES: tuple[str, ...] = ("N", "S", "V", "F")
-NORMAL, SUPRAVENTRICULAR, VENTRICULAR, FUSION = range(len(CLASS_NAMES))
+CLASS_COUNT = len(CLASS_NAMES)
+NORMAL, SUPRAVENTRICULAR, VENTRICULAR, FUSION = range(CLASS_COUNT)
 _WARM_UP_BEATS = 2  # unlabelled sinus beats that start each strip, so every beat has a preceding RR
 _LEAD_IN_S = 1.0  # silence before the first beat: room for the longest template half
 _REFRACTORY_FRACTION = 0.6  # ventricles stay refractory this share of a cycle after a V beat
@@ -55,7 +71,7 @@ _REFRACTORY_FRACTION = 0.6  # ventricles stay refractory this share of a cycle a
 class EcgSynthesisConfig:
     """How much synthetic ECG to generate and how varied it is."""
 
-    beats: int = 12_000  # total labelled beats over all records; about 30 s on 2 cores
+    beats: int = 12_000  # total labelled beats over all records; 15-25 s on 2 cores
     records: int = 60  # patient-like parameter sets (200 beats each at the default beats)
     sample_rate_hz: int = 360  # the MIT-BIH Arrhythmia Database rate most beat classifiers assume
     window_before_s: float = 0.25  # window start before the R peak: covers P wave and PR segment
@@ -73,9 +89,6 @@ class EcgSynthesisConfig:
     add_noise: bool = True  # False gives the clean strips of the same seed (tests measure SNR against them)
 
 
-CLASS_COUNT = len(CLASS_NAMES)
-
-
 @dataclass(frozen=True)
 class SyntheticBeats:
     """Beat windows with labels and what each beat was generated from."""
@@ -84,9 +97,19 @@ class SyntheticBeats:
     labels: np.ndarray  # int64 (n,), index into CLASS_NAMES
     record_ids: np.ndarray  # int64 (n,), the record (patient-like parameter set) of each beat
     snr_db: np.ndarray  # float32 (n,), the SNR requested for the beat's strip
+    provenance: dict  # JSON-serialisable description; ``synthetic`` is True
     preceding_rr_s: np.ndarray  # float32 (n,), seconds from the previous beat's R peak
     following_rr_s: np.ndarray  # float32 (n,), seconds to the next beat's R peak (compensatory pauses)
-    provenance: dict  # JSON-serialisable description; ``synthetic`` is True
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One patient-like parameter set."""
+
+    sinus_rr_s: float
+    gain: float
+    offset_mv: float
+    templates: RecordTemplates
 
 
 @dataclass(frozen=True)
@@ -182,7 +205,7 @@ def _sinus_cycles(beat_count: int, rr_s: float, rng: np.random.Generator) -> np.
     return rr_s * (1.0 + rng.uniform(0.0, 0.05) * breathing + drift - drift.mean() + jitter)
 
 
-def _beat_times(sequence: np.ndarray, rr_s: float, config: EcgSynthesisConfig, rng: np.random.Generator):
+def _beat_times(sequence: np.ndarray, rr_s: float, config: EcgSynthesisConfig, rng: np.random.Generator) -> np.ndarray:
     """R-peak times in seconds, driven by a sinus clock that ectopic beats reset or skip."""
     times = np.empty(sequence.size)
     previous, next_sinus = 0.0, _LEAD_IN_S
@@ -216,117 +239,45 @@ def _beat_shape(
 
 
 def _clean_strip(
-    sequence: np.ndarray, r_samples: np.ndarray, templates: RecordTemplates, gain: float,
-    config: EcgSynthesisConfig, rng: np.random.Generator,
+    sequence: np.ndarray, r_samples: np.ndarray, record: _Record, config: EcgSynthesisConfig, rng: np.random.Generator
 ) -> np.ndarray:
     """Templates placed at their R samples and summed (overlapping waves add up).
 
     Each beat's amplitude varies a little at random and with breathing (the
     heart's electrical axis swings with respiration).
     """
-    half = templates.r_index
+    half = record.templates.r_index
     strip = np.zeros(int(r_samples[-1]) + half + round(_LEAD_IN_S * config.sample_rate_hz))
     breathing_hz, phase, axis_swing = rng.uniform(0.15, 0.4), rng.uniform(0, 2 * np.pi), rng.uniform(0, 0.1)
     for label, r_sample in zip(sequence, r_samples, strict=True):
         breathing = np.sin(2 * np.pi * breathing_hz * r_sample / config.sample_rate_hz + phase)
-        amplitude = gain * np.exp(rng.normal(0.0, 0.04)) * (1.0 + axis_swing * breathing)
-        strip[r_sample - half : r_sample + half + 1] += amplitude * _beat_shape(label, templates, config, rng)
+        amplitude = record.gain * np.exp(rng.normal(0.0, 0.04)) * (1.0 + axis_swing * breathing)
+        strip[r_sample - half : r_sample + half + 1] += amplitude * _beat_shape(label, record.templates, config, rng)
     return strip
 
 
-def qrs_signal_power(signal_values: np.ndarray, r_samples: np.ndarray, sample_rate_hz: int) -> float:
-    """Signal power as in the MIT-BIH Noise Stress Test: (median QRS peak-to-peak)**2 / 8.
-
-    Peak-to-peak is taken within 0.1 s of each R peak of the clean signal. Unlike
-    the variance, this does not depend on the heart rate.
-    """
-    reach = round(0.1 * sample_rate_hz)
-    complexes = signal_values[r_samples[:, None] + np.arange(-reach, reach + 1)[None, :]]
-    return float(np.median(np.ptp(complexes, axis=1)) ** 2 / 8.0)
-
-
-def _unit_power(values: np.ndarray) -> np.ndarray:
-    return values / math.sqrt(float(np.mean(values**2)) + 1e-30)
-
-
-def _lowpassed_noise(size: int, cutoff_hz: float, sample_rate_hz: int, rng: np.random.Generator) -> np.ndarray:
-    sections = signal.butter(2, cutoff_hz, btype="lowpass", fs=sample_rate_hz, output="sos")
-    return _unit_power(signal.sosfiltfilt(sections, rng.standard_normal(size)))
-
-
-def _baseline_wander(seconds: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Respiration (0.12-0.45 Hz, with a harmonic) plus a slow drift below 0.08 Hz."""
-    breathing_hz = rng.uniform(0.12, 0.45)
-    phases = rng.uniform(0, 2 * np.pi, 3)
-    return (
-        np.sin(2 * np.pi * breathing_hz * seconds + phases[0])
-        + rng.uniform(0.1, 0.4) * np.sin(4 * np.pi * breathing_hz * seconds + phases[1])
-        + rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.01, 0.08) * seconds + phases[2])
-    )
-
-
-def _muscle_noise(size: int, sample_rate_hz: int, rng: np.random.Generator) -> np.ndarray:
-    """EMG: white noise band-limited to 20-150 Hz, amplitude-modulated into bursts."""
-    band = (20.0, min(150.0, 0.45 * sample_rate_hz))
-    sections = signal.butter(4, band, btype="bandpass", fs=sample_rate_hz, output="sos")
-    broadband = signal.sosfiltfilt(sections, rng.standard_normal(size))
-    envelope = np.exp(rng.uniform(0.2, 0.8) * _lowpassed_noise(size, 0.5, sample_rate_hz, rng))
-    return broadband * envelope
-
-
-def _powerline(seconds: np.ndarray, sample_rate_hz: int, rng: np.random.Generator) -> np.ndarray:
-    """50 or 60 Hz mains with weaker harmonics below Nyquist and a slow amplitude swing."""
-    mains_hz = float(rng.choice([50.0, 60.0]))
-    weights = (1.0, rng.uniform(0.05, 0.3), rng.uniform(0.02, 0.15))
-    hum = sum(
-        weight * np.sin(2 * np.pi * harmonic * mains_hz * seconds + rng.uniform(0, 2 * np.pi))
-        for harmonic, weight in enumerate(weights, start=1)
-        if harmonic * mains_hz < 0.45 * sample_rate_hz
-    )
-    return hum * (1.0 + 0.2 * np.sin(2 * np.pi * rng.uniform(0.02, 0.2) * seconds))
-
-
-def _electrode_motion(size: int, sample_rate_hz: int, rng: np.random.Generator) -> np.ndarray:
-    """Bursts (0.2-1.2 s) of 0.5-10 Hz noise at random times, 0.05-0.4 bursts per second."""
-    envelope = np.zeros(size)
-    bursts = max(1, rng.poisson(rng.uniform(0.05, 0.4) * size / sample_rate_hz))
-    for _ in range(bursts):
-        length = min(size, round(rng.uniform(0.2, 1.2) * sample_rate_hz))
-        start = int(rng.integers(0, size - length + 1))
-        envelope[start : start + length] += signal.windows.hann(length)
-    sections = signal.butter(2, (0.5, 10.0), btype="bandpass", fs=sample_rate_hz, output="sos")
-    return signal.sosfiltfilt(sections, rng.standard_normal(size)) * envelope
-
-
-def _strip_noise(size: int, sample_rate_hz: int, rng: np.random.Generator) -> np.ndarray:
-    """Unit-power mix of the four artefacts with random power shares."""
-    seconds = np.arange(size) / sample_rate_hz
-    components = (
-        _baseline_wander(seconds, rng),
-        _muscle_noise(size, sample_rate_hz, rng),
-        _powerline(seconds, sample_rate_hz, rng),
-        _electrode_motion(size, sample_rate_hz, rng),
-    )
-    shares = rng.dirichlet(np.ones(len(components)))
-    return _unit_power(sum(math.sqrt(share) * _unit_power(part) for share, part in zip(shares, components, strict=True)))
-
-
 def _synthesize_strip(
-    labels: np.ndarray, templates: RecordTemplates, record: dict, config: EcgSynthesisConfig,
-    rhythm_rng: np.random.Generator, noise_rng: np.random.Generator,
+    labels: np.ndarray,
+    record: _Record,
+    config: EcgSynthesisConfig,
+    rhythm_rng: np.random.Generator,
+    noise_rng: np.random.Generator,
 ) -> _Strip:
+    """One continuous strip: warm-up beats, ``labels``, a trailing sinus beat; noise; windows."""
     snr_db = float(rhythm_rng.uniform(*config.snr_db_range))
     sequence = np.concatenate([np.full(_WARM_UP_BEATS, NORMAL), labels, [NORMAL]])
-    times = _beat_times(sequence, record["rr_s"], config, rhythm_rng)
+    times = _beat_times(sequence, record.sinus_rr_s, config, rhythm_rng)
     r_samples = np.round(times * config.sample_rate_hz).astype(np.int64)
-    clean = _clean_strip(sequence, r_samples, templates, record["gain"], config, rhythm_rng)
+    clean = _clean_strip(sequence, r_samples, record, config, rhythm_rng)
     labelled = r_samples[_WARM_UP_BEATS:-1]
-    strip = clean + record["offset_mv"]
-    if config.add_noise:
-        noise = _strip_noise(clean.size, config.sample_rate_hz, noise_rng)
-        strip += noise * math.sqrt(qrs_signal_power(clean, labelled, config.sample_rate_hz) / 10 ** (snr_db / 10))
-    rr_s = np.diff(r_samples) / config.sample_rate_hz
+    strip = clean + record.offset_mv
     offsets = np.arange(window_samples(config)) - r_peak_index(config)
+    if config.add_noise:  # the SNR holds over the span the windows are cut from
+        noise = strip_noise(clean.size, config.sample_rate_hz, noise_rng)
+        noise_power = float(np.mean(noise[labelled[0] + offsets[0] : labelled[-1] + offsets[-1] + 1] ** 2))
+        signal_power = qrs_signal_power(clean, labelled, config.sample_rate_hz)
+        strip += noise * math.sqrt(signal_power / 10 ** (snr_db / 10) / noise_power)
+    rr_s = np.diff(r_samples) / config.sample_rate_hz
     return _Strip(
         windows=strip[labelled[:, None] + offsets[None, :]],
         labels=labels,
@@ -337,18 +288,19 @@ def _synthesize_strip(
 
 
 def _synthesize_record(labels: np.ndarray, config: EcgSynthesisConfig, seed: int) -> list[_Strip]:
+    """Independent streams for morphology, rhythm and noise: ``add_noise`` changes only the noise."""
     morphology_rng, rhythm_rng, noise_rng = (
         np.random.default_rng(child) for child in np.random.SeedSequence(seed).spawn(3)
     )
     heart_rate = morphology_rng.uniform(*config.heart_rate_range_bpm)
-    record = {
-        "rr_s": 60.0 / heart_rate,
-        "gain": float(np.exp(morphology_rng.uniform(*np.log(config.gain_range)))),
-        "offset_mv": morphology_rng.uniform(-1.0, 1.0) * config.baseline_offset_max_mv,
-    }
-    templates = record_templates(morphology_rng, heart_rate, config.sample_rate_hz)
+    record = _Record(
+        sinus_rr_s=60.0 / heart_rate,
+        gain=float(np.exp(morphology_rng.uniform(*np.log(config.gain_range)))),
+        offset_mv=morphology_rng.uniform(-1.0, 1.0) * config.baseline_offset_max_mv,
+        templates=record_templates(morphology_rng, heart_rate, config.sample_rate_hz),
+    )
     chunks = np.array_split(labels, math.ceil(labels.size / config.beats_per_strip))
-    return [_synthesize_strip(chunk, templates, record, config, rhythm_rng, noise_rng) for chunk in chunks]
+    return [_synthesize_strip(chunk, record, config, rhythm_rng, noise_rng) for chunk in chunks]
 
 
 def _provenance(config: EcgSynthesisConfig, seed: int) -> dict:
@@ -356,10 +308,11 @@ def _provenance(config: EcgSynthesisConfig, seed: int) -> dict:
         "synthetic": True,
         "generator": "edgemed pipeline.scenarios.ecg_synthesis (neurokit2 ECGSYN templates on rhythm strips)",
         "method": (
-            f"Synthetic single-lead ECG at {config.sample_rate_hz} Hz: per-record ECGSYN sinus morphology; S premature with "
-            "ectopic P wave; V premature, wide notched QRS, no P, discordant T, compensatory pause; "
-            "F mix of N and V; respiratory sinus arrhythmia; baseline wander, EMG, powerline and "
-            f"electrode-motion noise at {config.snr_db_range[0]}-{config.snr_db_range[1]} dB SNR."
+            f"SYNTHETIC single-lead ECG at {config.sample_rate_hz} Hz, no patient data. Per-record ECGSYN sinus "
+            "morphology; S premature with an ectopic P wave; V premature, wide notched QRS, no P wave, "
+            "discordant T wave, compensatory pause; F a mix of N and V; respiratory sinus arrhythmia; baseline "
+            "wander, EMG, powerline and electrode-motion noise at "
+            f"{config.snr_db_range[0]}-{config.snr_db_range[1]} dB SNR (MIT-BIH NST definition)."
         ),
         "neurokit2_version": version("neurokit2"),
         "licence": "generated by edgemed",

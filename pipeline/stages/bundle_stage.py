@@ -114,7 +114,10 @@ def _manifest(request: BundleRequest, inputs: BundleInputs, variants: dict, chos
             "feature_names": list(spec.feature_names),
         },
         "preprocessing": {"in_graph": spec.preprocessing_in_graph, "runtime": spec.runtime_preprocessing},
-        "output": {"name": inputs.export.manifest["config"]["export"]["output_name"], "semantics": spec.output_semantics},
+        "output": {
+            "name": inputs.export.manifest["config"]["export"]["output_name"],
+            "semantics": spec.output_semantics,
+        },
         "thresholds": spec.thresholds,
         "variant": chosen,
         "selection": {"rule": SELECTION_RULE, "reason": reason},

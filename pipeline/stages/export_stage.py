@@ -6,10 +6,10 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from exporters.parity import check_keras_parity
 
 from exporters.census import op_census
 from exporters.keras_to_onnx import export_keras_to_onnx
+from exporters.parity import check_keras_parity
 from pipeline.artifacts import Artifact, StageResult, run_stage
 from pipeline.config import ExportStageConfig
 from pipeline.data import DataSplits

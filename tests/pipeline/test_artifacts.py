@@ -66,14 +66,14 @@ def test_tampered_artifact_is_rebuilt_not_reused(tmp_path):
 
 
 def test_interrupted_stage_leaves_nothing_that_would_be_reused(tmp_path):
-    class Interrupted(RuntimeError):
+    class InterruptedStageError(RuntimeError):
         pass
 
     def crash(work: Path) -> StageResult:
         (work / "half.txt").write_text("half")
-        raise Interrupted
+        raise InterruptedStageError
 
-    with pytest.raises(Interrupted):
+    with pytest.raises(InterruptedStageError):
         run_stage("toy", ToyConfig(), None, tmp_path, crash)
     stage_folder = tmp_path / "toy"
     assert list(stage_folder.iterdir()) == []

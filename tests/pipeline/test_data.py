@@ -36,7 +36,7 @@ def test_group_split_never_puts_one_record_in_two_splits():
 
 
 def test_fractions_must_sum_to_one():
-    with pytest.raises(DataError, match="sum to 0.900"):
+    with pytest.raises(DataError, match=r"sum to 0\.900"):
         split_indices(np.zeros(10, int), {"train": 0.5, "test": 0.4}, seed=0)
 
 

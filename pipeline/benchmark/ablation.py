@@ -1,0 +1,136 @@
+"""Ablation: what each speed step buys, in µs of batch-1 p50 (1 thread, CPU), per scenario.
+
+Steps, each on top of the previous one: the raw export; the shipped fp32 variant (ORT BASIC
+offline); each graph pass of ``exporters.passes`` in order; I/O binding with a pre-allocated
+output; then int8 static quantization of the sped-up graph (default settings and the
+settings ``exporters.tuning.choose_quantization`` picks), with its macro-F1 on the test split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.benchmark.harness import BenchmarkConfig, Progress
+from pipeline.benchmark.onnx_runner import Binding
+from pipeline.benchmark.scenario_inputs import ScenarioInputs
+from pipeline.benchmark.statistics import summarize
+
+logger = logging.getLogger(__name__)
+
+
+def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Binding]]:
+    from exporters.passes import DEFAULT_PASSES
+    from exporters.passes.speed import optimize_for_speed
+
+    steps = []
+    if scenario.export_model is not None:
+        steps.append(("export (tf2onnx)", scenario.export_model, Binding.RUN))
+    fp32 = scenario.variants["fp32"]
+    steps.append(("fp32 variant (ORT basic, offline)", fp32, Binding.RUN))
+    for index, name in enumerate(DEFAULT_PASSES):
+        path = folder / f"{scenario.name}-pass{index}.onnx"
+        optimize_for_speed(fp32, path, scenario.calibration_inputs, DEFAULT_PASSES[: index + 1])
+        steps.append((f"+ {name.value}", path, Binding.RUN))
+    fast = steps[-1][1]
+    steps.append(("+ I/O binding, pre-allocated output", fast, Binding.IO_BINDING))
+    return steps
+
+
+def _quantized_steps(scenario: ScenarioInputs, fast: Path, folder: Path) -> list[tuple[str, Path, Binding]]:
+    from exporters.quantize import QuantizationConfig, quantize_int8_static
+
+    steps = []
+    default = folder / f"{scenario.name}-int8-default.onnx"
+    # 480 samples = 15 calibration batches: onnxruntime 1.32's MinMax calibrator discards everything
+    # collected when the batch count reaches its merge interval (16), failing with "No data is collected".
+    quantize_int8_static(fast, default, scenario.calibration_inputs, QuantizationConfig(calibration_samples=480))
+    steps.append(("int8 static QDQ of the sped-up graph (default settings)", default, Binding.IO_BINDING))
+    try:
+        from exporters.tuning import choose_quantization
+    except ImportError:
+        return steps
+    tuned = folder / f"{scenario.name}-int8-tuned.onnx"
+    choose_quantization(fast, tuned, scenario.calibration_inputs)
+    steps.append(("int8 with measured settings (exporters.tuning)", tuned, Binding.IO_BINDING))
+    return steps
+
+
+def _macro_f1(model: Path, scenario: ScenarioInputs) -> float | None:
+    if scenario.test_inputs is None or scenario.test_labels is None:
+        return None
+    import onnxruntime
+    from sklearn.metrics import f1_score
+
+    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    probabilities = np.concatenate([session.run(None, {name: scenario.test_inputs[start : start + 256]})[0]
+                                    for start in range(0, len(scenario.test_inputs), 256)])
+    return float(f1_score(scenario.test_labels, probabilities.argmax(-1), average="macro"))
+
+
+def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, config: BenchmarkConfig) -> list:
+    """Median of window medians per step, windows of all steps interleaved (robust to drifting load)."""
+    import onnxruntime
+
+    from pipeline.benchmark.onnx_runner import _Runner, session_options
+    from pipeline.benchmark.statistics import measure
+
+    runners = []
+    for _, path, binding in steps:
+        tuning = dataclasses.replace(config.session, binding=binding)
+        session = onnxruntime.InferenceSession(str(path), session_options(1, tuning),
+                                               providers=["CPUExecutionProvider"])
+        singles = [_Runner(session, samples[index : index + 1], "CPUExecutionProvider", binding)
+                   for index in range(len(samples))]
+        position = [0]
+
+        def run(singles=singles, position=position) -> None:
+            singles[position[0] % len(singles)]()
+            position[0] += 1
+
+        runners.append(run)
+    one_window = dataclasses.replace(config.stability, windows=1)
+    window_medians: list[list[float]] = [[] for _ in steps]
+    for window in range(config.stability.windows):
+        for index, run in enumerate(runners):
+            statistics = measure(run, one_window if window == 0 else dataclasses.replace(one_window,
+                                                                                         warmup_iterations=0,
+                                                                                         warmup_seconds=0.0))
+            window_medians[index].append(statistics.median_of_windows_us)
+    return [summarize([[value] for value in medians], 0, config.stability.max_spread) for medians in window_medians]
+
+
+def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progress: Progress | None = None) -> dict:
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="edgemed-ablation-") as name:
+        folder = Path(name)
+        for position, scenario in enumerate(scenarios):
+            if progress:
+                progress("ablation", position, len(scenarios))
+            if "fp32" not in scenario.variants or scenario.calibration_inputs is None:
+                continue
+            steps = _steps(scenario, folder)
+            steps += _quantized_steps(scenario, steps[-1][1], folder)
+            rows, previous = [], None
+            for (step, path, _), statistics in zip(steps, _interleaved(steps, scenario.timing_inputs, config),
+                                                   strict=True):
+                p50 = statistics.median_of_windows_us
+                rows.append({"step": step, "p50_us": p50, "spread": statistics.spread,
+                             "delta_us": None if previous is None else p50 - previous,
+                             "nodes": _node_count(path), "macro_f1": _macro_f1(path, scenario), "error": None})
+                previous = p50
+            results[scenario.name] = {"steps": rows, "method": "in-process, windows of every step interleaved"}
+        if progress:
+            progress("ablation", len(scenarios), len(scenarios))
+    return results
+
+
+def _node_count(path: Path) -> int:
+    import onnx
+
+    return len(onnx.load_model(str(path), load_external_data=False).graph.node)

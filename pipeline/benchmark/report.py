@@ -1,0 +1,90 @@
+"""Markdown rendering of a benchmark results document (``bench.md``)."""
+
+from __future__ import annotations
+
+_MEBIBYTE = 1024 * 1024
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{value:,.{digits}f}"
+
+
+def _throughput(row: dict, batch_size: int) -> str:
+    entry = row.get("throughput", {}).get(str(batch_size))
+    return _number(entry["samples_per_second"], 0) if entry else "–"
+
+
+def _row_line(row: dict, shipped: str | None, batch_sizes: list[int]) -> str:
+    provider = (row["provider"] or "").replace("ExecutionProvider", "") or "–"
+    name = f"{row['engine']} {row['variant']}" + (" ✓" if row["engine"] == "onnxruntime" and row["variant"] == shipped
+                                                 else "")
+    if row["status"] != "ok":
+        return f"| {name} | {provider} | – | {row['reason']} |" + " |" * (9 + len(batch_sizes))
+    latency = row["latency"]
+    stability = f"{latency['spread'] * 100:.0f} %" + ("" if latency["stable"] else " ⚠")
+    gate = {True: "pass", False: "FAIL", None: "–"}[row.get("gate_passed")]
+    cells = [
+        name, provider, str(row["threads"]), _number(latency["median_of_windows_us"]), _number(latency["p90_us"]),
+        _number(latency["p99_us"]), stability, _number(row["session_creation_ms"]), _number(row["first_inference_us"]),
+        *[_throughput(row, size) for size in batch_sizes], _number(row["peak_rss_bytes"] / _MEBIBYTE),
+        _number(row["model_size_bytes"] / 1024), _number(row.get("macro_f1"), 3), gate,
+    ]
+    return "| " + " | ".join(cells) + " |"
+
+
+def scenario_table(scenario: dict, batch_sizes: list[int]) -> str:
+    header = (["model", "EP", "threads", "p50 µs", "p90 µs", "p99 µs", "spread", "session ms", "first µs"]
+              + [f"b{size} /s" for size in batch_sizes] + ["peak RSS MiB", "file KiB", "macro-F1", "gate"])
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if index < 2 else "---:" for index in
+                                                              range(len(header))) + "|"]
+    lines += [_row_line(row, scenario.get("would_ship"), batch_sizes) for row in scenario["rows"]]
+    return "\n".join(lines)
+
+
+def targets_table(scenario: dict) -> str:
+    lines = ["| target | threads | ONNX | peer | ratio (≤ 1 = met) | met |", "|---|---:|---:|---:|---:|---|"]
+    for check in scenario["targets"]:
+        met = {True: "yes", False: "**no**", None: "–"}[check["met"]]
+        lines.append(f"| {check['target']} | {check['threads']} | {_number(check['onnx'])} | "
+                     f"{_number(check['peer'])} | {_number(check['ratio'], 2)} | {met} |")
+    return "\n".join(lines)
+
+
+def ablation_table(ablation: dict) -> str:
+    scenarios = list(ablation)
+    lines = ["| step | " + " | ".join(f"{name} p50 µs | Δ µs" for name in scenarios) + " |",
+             "|---|" + "---:|---:|" * len(scenarios)]
+    steps = list(dict.fromkeys(step["step"] for name in scenarios for step in ablation[name]["steps"]))
+    for step in steps:
+        cells = []
+        for name in scenarios:
+            entry = next((item for item in ablation[name]["steps"] if item["step"] == step), None)
+            cells += [_number(entry["p50_us"]), _number(entry["delta_us"])] if entry else ["–", "–"]
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def render_markdown(document: dict) -> str:
+    machine, settings = document["machine"], document["settings"]
+    lines = [
+        "# edgemed benchmark",
+        "",
+        f"- machine: {machine['cpu_model']} ({machine['architecture']}), usable cores {machine['usable_cores']} "
+        f"(affinity {machine['affinity_cpus']}, cgroup limit {machine['cgroup_cpu_limit']}), "
+        f"ISA: {', '.join(machine['isa_flags']) or '–'}",
+        f"- onnxruntime {machine['onnxruntime']['version']}, providers: "
+        f"{', '.join(machine['onnxruntime']['available_providers'])}; LiteRT: {settings.get('litert_runtime') or '–'}",
+        f"- settings: threads {settings['threads']}, batch sizes {settings['batch_sizes']}, "
+        f"session {settings['session']}, quick={settings['quick']}",
+        f"- stability: {settings['stability']}",
+        f"- {document['started_at']} → {document['finished_at']}",
+        "",
+        "p50 = median of the window medians; spread = (max − min) / median of the window medians, "
+        "⚠ = above the stability threshold. ✓ = the variant the bundle rule would ship from these numbers.",
+    ]
+    for scenario in document["scenarios"]:
+        lines += ["", f"## {scenario['name']}", "", scenario_table(scenario, settings["batch_sizes"]), "",
+                  "### Targets", "", targets_table(scenario)]
+    if document.get("ablation"):
+        lines += ["", "## Ablation (batch-1 p50, 1 thread, CPU)", "", ablation_table(document["ablation"])]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,149 @@
+"""The JSON schema of ``bench.json`` (a JSON Schema subset) and a small validator for it.
+
+Only ``type``, ``required``, ``properties``, ``items``, ``enum`` and
+``additionalProperties`` (as a schema for dict values) are used, so the validator
+below needs no third-party package. ``schema.md`` explains every field.
+"""
+
+from __future__ import annotations
+
+from pipeline.benchmark.errors import BenchmarkError
+
+_NUMBER = {"type": "number"}
+_INTEGER = {"type": "integer"}
+_NULLABLE_NUMBER = {"type": ["number", "null"]}
+LATENCY_SCHEMA = {
+    "type": "object",
+    "required": ["mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "min_us", "max_us", "std_us", "iterations",
+                 "warmup_iterations", "window_medians_us", "median_of_windows_us", "spread", "stable", "quantiles_us"],
+    "properties": {
+        **{key: _NUMBER for key in ("mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "min_us", "max_us", "std_us",
+                                    "median_of_windows_us", "spread")},
+        "iterations": _INTEGER,
+        "warmup_iterations": _INTEGER,
+        "window_medians_us": {"type": "array", "items": _NUMBER},
+        "quantiles_us": {"type": "array", "items": _NUMBER},
+        "stable": {"type": "boolean"},
+    },
+}
+ROW_SCHEMA = {
+    "type": "object",
+    "required": ["engine", "variant", "provider", "threads", "status", "reason"],
+    "properties": {
+        "engine": {"enum": ["onnxruntime", "keras", "litert"]},
+        "variant": {"type": "string"},
+        "provider": {"type": ["string", "null"]},
+        "threads": {"type": ["integer", "null"]},
+        "status": {"enum": ["ok", "not available"]},
+        "reason": {"type": ["string", "null"]},
+        "model_file": {"type": "string"},
+        "model_size_bytes": _INTEGER,
+        "session_creation_ms": _NUMBER,
+        "first_inference_us": _NUMBER,
+        "latency": LATENCY_SCHEMA,
+        "throughput": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["samples_per_second", "batch_latency"],
+                "properties": {"samples_per_second": _NUMBER, "batch_latency": LATENCY_SCHEMA},
+            },
+        },
+        "peak_rss_bytes": _INTEGER,
+        "macro_f1": _NULLABLE_NUMBER,
+        "gate_passed": {"type": ["boolean", "null"]},
+        "runtime": {"type": "object"},
+    },
+}
+# Rows with status "ok" must carry the measurement fields too.
+OK_ROW_REQUIRED = ("model_file", "model_size_bytes", "session_creation_ms", "first_inference_us", "latency",
+                   "throughput", "peak_rss_bytes", "macro_f1", "runtime")
+TARGET_SCHEMA = {
+    "type": "object",
+    "required": ["target", "threads", "onnx", "peer", "ratio", "met"],
+    "properties": {"target": {"type": "string"}, "threads": _INTEGER, "onnx": _NULLABLE_NUMBER,
+                   "peer": _NULLABLE_NUMBER, "ratio": _NULLABLE_NUMBER, "met": {"type": ["boolean", "null"]}},
+}
+BENCH_SCHEMA = {
+    "type": "object",
+    "required": ["schema_version", "started_at", "finished_at", "settings", "machine", "scenarios"],
+    "properties": {
+        "schema_version": {"enum": [1]},
+        "started_at": {"type": "string"},
+        "finished_at": {"type": "string"},
+        "settings": {
+            "type": "object",
+            "required": ["quick", "stability", "batch_sizes", "threads", "providers", "session", "peers"],
+            "properties": {"batch_sizes": {"type": "array", "items": _INTEGER},
+                           "threads": {"type": "array", "items": _INTEGER},
+                           "providers": {"type": "array", "items": {"type": "string"}}},
+        },
+        "machine": {
+            "type": "object",
+            "required": ["cpu_model", "isa_flags", "usable_cores", "onnxruntime", "packages"],
+        },
+        "scenarios": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "rows", "targets", "would_ship", "gate_passed", "lineage"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "rows": {"type": "array", "items": ROW_SCHEMA},
+                    "targets": {"type": "array", "items": TARGET_SCHEMA},
+                    "would_ship": {"type": ["string", "null"]},
+                },
+            },
+        },
+        "ablation": {"type": "object"},
+    },
+}
+_TYPES = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+
+
+def _type_matches(value: object, name: str) -> bool:
+    if name == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if name == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, _TYPES[name])
+
+
+def schema_errors(value: object, schema: dict, where: str = "$") -> list[str]:
+    """Every place ``value`` breaks ``schema`` (empty when it conforms)."""
+    errors: list[str] = []
+    if "enum" in schema and value not in schema["enum"]:
+        return [f"{where}: {value!r} is not one of {schema['enum']}"]
+    if "type" in schema:
+        names = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_type_matches(value, name) for name in names):
+            return [f"{where}: expected {' or '.join(names)}, got {type(value).__name__}"]
+    if isinstance(value, dict):
+        errors += [f"{where}: missing {key!r}" for key in schema.get("required", []) if key not in value]
+        for key, child in schema.get("properties", {}).items():
+            if key in value:
+                errors += schema_errors(value[key], child, f"{where}.{key}")
+        if isinstance(schema.get("additionalProperties"), dict):
+            for key, item in value.items():
+                if key not in schema.get("properties", {}):
+                    errors += schema_errors(item, schema["additionalProperties"], f"{where}.{key}")
+    if isinstance(value, list) and "items" in schema:
+        for index, item in enumerate(value):
+            errors += schema_errors(item, schema["items"], f"{where}[{index}]")
+    return errors
+
+
+def validate_results(document: dict) -> None:
+    """``BenchmarkError`` listing every schema violation of a results document."""
+    errors = schema_errors(document, BENCH_SCHEMA)
+    for scenario_index, scenario in enumerate(document.get("scenarios", [])):
+        for row_index, row in enumerate(scenario.get("rows", [])):
+            if row.get("status") == "ok":
+                where = f"$.scenarios[{scenario_index}].rows[{row_index}]"
+                errors += [f"{where}: missing {key!r}" for key in OK_ROW_REQUIRED if key not in row]
+    if errors:
+        raise BenchmarkError(
+            f"the benchmark results break their schema in {len(errors)} place(s): " + "; ".join(errors[:10]),
+            expected="a document matching pipeline/benchmark/schema.py (schema.md)",
+            fix="report this as a harness bug; no results file was written",
+        )

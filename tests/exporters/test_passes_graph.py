@@ -1,0 +1,203 @@
+"""Each graph pass removes the pattern it targets and keeps the outputs (max |Δ| ≤ 1e-4)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from exporters.passes import PassName, run_passes
+
+TOLERANCE = 1e-4
+RANDOM = np.random.default_rng(3)
+
+
+def _constant(name: str, value) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.asarray(value), name)
+
+
+def _model(nodes, inputs, outputs, initializers) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, "test", inputs, outputs, initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def _io(name: str, shape) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def _run(model: onnx.ModelProto, inputs: np.ndarray) -> np.ndarray:
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: inputs})[0]
+
+
+def _apply(model: onnx.ModelProto, name: PassName, inputs: np.ndarray) -> tuple[onnx.ModelProto, int]:
+    before = _run(model, inputs)
+    rewritten = onnx.ModelProto()
+    rewritten.CopyFrom(model)
+    count = run_passes(rewritten, [name])[name.value]
+    onnx.checker.check_model(rewritten, full_check=True)
+    after = _run(rewritten, inputs)
+    assert after.shape == before.shape
+    assert float(np.max(np.abs(after - before))) <= TOLERANCE
+    return rewritten, count
+
+
+def _ops(model: onnx.ModelProto) -> list[str]:
+    return [node.op_type for node in model.graph.node]
+
+
+def _weights(*shape: int) -> np.ndarray:
+    return RANDOM.normal(size=shape).astype(np.float32)
+
+
+def test_conv1d_native_removes_unsqueeze_squeeze_and_2d_kernels() -> None:
+    nodes = [
+        helper.make_node("Unsqueeze", ["x", "axis2"], ["x4"]),
+        helper.make_node("Conv", ["x4", "w"], ["c4"], kernel_shape=[1, 3], pads=[0, 1, 0, 1], strides=[1, 1]),
+        helper.make_node("Squeeze", ["c4", "axis2"], ["c3"]),
+        helper.make_node("Add", ["c3", "b"], ["biased"]),
+        helper.make_node("Relu", ["biased"], ["r3"]),
+        helper.make_node("Unsqueeze", ["r3", "axis2"], ["r4"]),
+        helper.make_node("MaxPool", ["r4"], ["p4"], kernel_shape=[1, 2], strides=[1, 2]),
+        helper.make_node("Relu", ["p4"], ["q4"]),
+        helper.make_node("Squeeze", ["q4", "axis2"], ["y"]),
+    ]
+    initializers = [_constant("axis2", np.array([2], np.int64)), _constant("w", _weights(4, 3, 1, 3)),
+                    _constant("b", _weights(1, 4, 1))]
+    model = _model(nodes, [_io("x", ["n", 3, 16])], [_io("y", ["n", 4, 8])], initializers)
+    rewritten, count = _apply(model, PassName.CONV1D_NATIVE, _weights(5, 3, 16))
+    assert count == 2
+    assert "Unsqueeze" not in _ops(rewritten) and "Squeeze" not in _ops(rewritten)
+    conv = next(node for node in rewritten.graph.node if node.op_type == "Conv")
+    weight = next(init for init in rewritten.graph.initializer if init.name == conv.input[1])
+    assert list(weight.dims) == [4, 3, 3]
+
+
+def test_conv1d_native_converts_reshape_entry_and_leaves_other_regions_alone() -> None:
+    nodes = [
+        helper.make_node("Reshape", ["x", "shape4"], ["x4"]),
+        helper.make_node("Conv", ["x4", "w"], ["c4"], kernel_shape=[1, 5], pads=[0, 2, 0, 2]),
+        helper.make_node("Squeeze", ["c4", "axis2"], ["y"]),
+        helper.make_node("Conv", ["x4", "w"], ["z"], kernel_shape=[1, 5], pads=[0, 2, 0, 2]),
+    ]
+    initializers = [_constant("shape4", np.array([-1, 1, 1, 20], np.int64)),
+                    _constant("axis2", np.array([2], np.int64)), _constant("w", _weights(2, 1, 1, 5))]
+    outputs = [_io("y", ["n", 2, 20]), _io("z", ["n", 2, 1, 20])]
+    model = _model(nodes, [_io("x", ["n", 20, 1])], outputs, initializers)
+    _, count = _apply(model, PassName.CONV1D_NATIVE, _weights(3, 20, 1))
+    assert count == 0  # x4 also feeds a graph output that must stay 4-D
+
+
+def test_fold_bias_into_conv_and_matmul_into_gemm() -> None:
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3], pads=[1, 1]),
+        helper.make_node("Add", ["c", "conv_bias"], ["cb"]),
+        helper.make_node("Flatten", ["cb"], ["f"]),
+        helper.make_node("MatMul", ["f", "dense"], ["m"]),
+        helper.make_node("Add", ["dense_bias", "m"], ["y"]),
+    ]
+    initializers = [_constant("w", _weights(4, 2, 3)), _constant("conv_bias", _weights(1, 4, 1)),
+                    _constant("dense", _weights(32, 5)), _constant("dense_bias", _weights(5))]
+    model = _model(nodes, [_io("x", ["n", 2, 8])], [_io("y", ["n", 5])], initializers)
+    rewritten, count = _apply(model, PassName.FOLD_BIAS, _weights(6, 2, 8))
+    assert count == 2 and "Add" not in _ops(rewritten) and "MatMul" not in _ops(rewritten)
+    assert _ops(rewritten) == ["Conv", "Flatten", "Gemm"]
+    assert len(rewritten.graph.node[0].input) == 3
+
+
+def test_fold_bias_keeps_adds_that_are_not_per_channel() -> None:
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3], pads=[1, 1]),
+             helper.make_node("Add", ["c", "not_a_bias"], ["y"])]
+    initializers = [_constant("w", _weights(4, 2, 3)), _constant("not_a_bias", _weights(1, 4, 8))]
+    model = _model(nodes, [_io("x", ["n", 2, 8])], [_io("y", ["n", 4, 8])], initializers)
+    _, count = _apply(model, PassName.FOLD_BIAS, _weights(2, 2, 8))
+    assert count == 0
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_fold_batchnorm_into_conv_and_gemm(transposed: bool) -> None:
+    def batchnorm(prefix: str, channels: int) -> tuple[list[onnx.TensorProto], list[str]]:
+        values = [_weights(channels), _weights(channels), _weights(channels), np.abs(_weights(channels)) + 0.5]
+        names = [f"{prefix}_{kind}" for kind in ("gamma", "beta", "mean", "variance")]
+        return [_constant(name, value) for name, value in zip(names, values, strict=True)], names
+
+    conv_stats, conv_names = batchnorm("conv", 4)
+    gemm_stats, gemm_names = batchnorm("gemm", 3)
+    dense = _weights(3, 32) if transposed else _weights(32, 3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "cb"], ["c"], kernel_shape=[3], pads=[1, 1]),
+        helper.make_node("BatchNormalization", ["c", *conv_names], ["n1"], epsilon=1e-3),
+        helper.make_node("Flatten", ["n1"], ["f"]),
+        helper.make_node("Gemm", ["f", "dense", "db"], ["g"], transB=int(transposed)),
+        helper.make_node("BatchNormalization", ["g", *gemm_names], ["y"]),
+    ]
+    initializers = [_constant("w", _weights(4, 2, 3)), _constant("cb", _weights(4)), _constant("dense", dense),
+                    _constant("db", _weights(3)), *conv_stats, *gemm_stats]
+    model = _model(nodes, [_io("x", ["n", 2, 8])], [_io("y", ["n", 3])], initializers)
+    rewritten, count = _apply(model, PassName.FOLD_BATCHNORM, _weights(6, 2, 8))
+    assert count == 2 and "BatchNormalization" not in _ops(rewritten)
+
+
+def test_cancel_transposes_pairs_reshape_chains_and_flatten_into_matmul() -> None:
+    nodes = [
+        helper.make_node("Transpose", ["x"], ["t1"], perm=[0, 2, 1]),
+        helper.make_node("Transpose", ["t1"], ["t2"], perm=[0, 2, 1]),
+        helper.make_node("Relu", ["t2"], ["r"]),
+        helper.make_node("Transpose", ["r"], ["t3"], perm=[0, 2, 1]),
+        helper.make_node("Unsqueeze", ["t3", "axis"], ["u"]),
+        helper.make_node("Reshape", ["u", "flat"], ["f"]),
+        helper.make_node("MatMul", ["f", "dense"], ["y"]),
+    ]
+    initializers = [_constant("axis", np.array([1], np.int64)), _constant("flat", np.array([-1, 24], np.int64)),
+                    _constant("dense", _weights(24, 5))]
+    model = _model(nodes, [_io("x", ["n", 4, 6])], [_io("y", ["n", 5])], initializers)
+    rewritten, count = _apply(model, PassName.CANCEL_TRANSPOSES, _weights(7, 4, 6))
+    assert "Transpose" not in _ops(rewritten) and "Unsqueeze" not in _ops(rewritten)
+    assert _ops(rewritten) == ["Relu", "Reshape", "MatMul"] and count == 4
+
+
+def test_fuse_layernorm_replaces_the_decomposed_zscore() -> None:
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["d"]),
+        helper.make_node("Mul", ["d", "d"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Reciprocal", ["sd"], ["inv"]),
+        helper.make_node("Mul", ["x", "inv"], ["scaled"]),
+        helper.make_node("Neg", ["mean"], ["negated"]),
+        helper.make_node("Mul", ["negated", "inv"], ["shift"]),
+        helper.make_node("Add", ["scaled", "shift"], ["y"]),
+    ]
+    model = _model(nodes, [_io("x", ["n", 30, 1])], [_io("y", ["n", 30, 1])],
+                   [_constant("eps", np.float32(1e-3))])
+    inputs = (_weights(8, 30, 1) * 40 + 7).astype(np.float32)
+    rewritten, count = _apply(model, PassName.FUSE_LAYERNORM, inputs)
+    assert count == 1 and _ops(rewritten) == ["LayerNormalization"]
+
+
+def test_fuse_layernorm_skips_when_other_axes_are_not_singletons() -> None:
+    nodes = [
+        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
+        helper.make_node("Sub", ["x", "mean"], ["d"]),
+        helper.make_node("Mul", ["d", "d"], ["sq"]),
+        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Reciprocal", ["sd"], ["inv"]),
+        helper.make_node("Mul", ["x", "inv"], ["scaled"]),
+        helper.make_node("Neg", ["mean"], ["negated"]),
+        helper.make_node("Mul", ["negated", "inv"], ["shift"]),
+        helper.make_node("Add", ["scaled", "shift"], ["y"]),
+    ]
+    model = _model(nodes, [_io("x", ["n", 30, 2])], [_io("y", ["n", 30, 2])],
+                   [_constant("eps", np.float32(1e-3))])
+    _, count = _apply(model, PassName.FUSE_LAYERNORM, _weights(4, 30, 2))
+    assert count == 0

@@ -1,0 +1,132 @@
+"""The benchmark harness on tiny ONNX models: rows, JSON schema, provider skipping, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pipeline.benchmark.errors import BatchSizeError, ModelNotFoundError, NoVariantsError, ProviderNotInstalledError
+from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
+from pipeline.benchmark.results_io import write_results
+from pipeline.benchmark.scenario_inputs import ScenarioInputs, from_build, from_model_path
+from pipeline.benchmark.schema import BENCH_SCHEMA, schema_errors, validate_results
+from pipeline.benchmark.statistics import QUICK_STABILITY
+from pipeline.cli_bench import bench_command
+from runtime.errors import EdgemedError
+
+FEATURES, CLASSES = 6, 3
+
+
+def tiny_classifier(path: Path, batch: int | str = "batch") -> Path:
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(FEATURES, CLASSES)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["features", "weights"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
+        "tiny",
+        [helper.make_tensor_value_info("features", TensorProto.FLOAT, [batch, FEATURES])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, CLASSES])],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory: pytest.TempPathFactory) -> ScenarioInputs:
+    folder = tmp_path_factory.mktemp("bench")
+    variants = {name: tiny_classifier(folder / f"{name}.onnx") for name in ("fp32", "int8-static")}
+    return ScenarioInputs(
+        name="tiny", variants=variants,
+        timing_inputs=np.random.default_rng(1).normal(size=(8, FEATURES)).astype(np.float32),
+        macro_f1={"fp32": 0.9, "int8-static": 0.89}, gate_passed={"fp32": True, "int8-static": True},
+    )
+
+
+@pytest.fixture(scope="module")
+def document(scenario: ScenarioInputs) -> dict:
+    config = BenchmarkConfig(stability=QUICK_STABILITY, batch_sizes=(1, 4), threads=(1,), peers=False, quick=True)
+    return run_benchmark([scenario], config)
+
+
+def test_every_variant_gets_a_measured_row(document: dict) -> None:
+    rows = [row for row in document["scenarios"][0]["rows"] if row["status"] == "ok"]
+    assert {row["variant"] for row in rows} == {"fp32", "int8-static"}
+    for row in rows:
+        latency = row["latency"]
+        assert latency["p50_us"] <= latency["p90_us"] <= latency["p95_us"] <= latency["p99_us"] <= latency["max_us"]
+        assert len(latency["window_medians_us"]) == QUICK_STABILITY.windows
+        assert row["session_creation_ms"] > 0 and row["first_inference_us"] > 0
+        assert set(row["throughput"]) == {"1", "4"}
+        assert row["peak_rss_bytes"] > 10 * 1024 * 1024 and row["model_size_bytes"] > 0
+        assert row["runtime"]["intra_op_threads"] == 1
+    assert document["scenarios"][0]["would_ship"] in {"fp32", "int8-static"}
+
+
+def test_missing_providers_are_reported_not_failed(document: dict) -> None:
+    import onnxruntime
+
+    installed = onnxruntime.get_available_providers()
+    skipped = {row["provider"]: row for row in document["scenarios"][0]["rows"] if row["status"] == "not available"}
+    for provider in ("CUDAExecutionProvider", "TensorrtExecutionProvider"):
+        if provider not in installed:
+            assert provider in skipped and "not available" in skipped[provider]["reason"]
+
+
+def test_document_matches_schema_and_fingerprint(document: dict) -> None:
+    validate_results(document)
+    machine = document["machine"]
+    assert machine["usable_cores"] >= 1 and isinstance(machine["isa_flags"], list)
+    assert machine["onnxruntime"]["version"]
+    broken = json.loads(json.dumps(document))
+    del broken["scenarios"][0]["rows"][0]["latency"]["p99_us"]
+    assert any("p99_us" in error for error in schema_errors(broken, BENCH_SCHEMA))
+
+
+def test_results_are_written_completely_or_not_at_all(document: dict, tmp_path: Path) -> None:
+    written = write_results(document, tmp_path / "results")
+    names = {path.name for path in written}
+    assert {"bench.json", "bench.md", "latency_tiny.png", "pareto_tiny.png"} <= names
+    assert json.loads((tmp_path / "results" / "bench.json").read_text())["schema_version"] == 1
+    assert "| onnxruntime fp32" in (tmp_path / "results" / "bench.md").read_text()
+    broken = {**document, "scenarios": [{"name": "x"}]}
+    with pytest.raises(EdgemedError):
+        write_results(broken, tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_bad_input_raises_typed_errors(tmp_path: Path, scenario: ScenarioInputs) -> None:
+    with pytest.raises(ModelNotFoundError, match=r"Expected: .*Fix:"):
+        from_model_path(tmp_path / "nowhere")
+    with pytest.raises(NoVariantsError, match="Fix:"):
+        from_build("ecg-arrhythmia", {}, tmp_path)
+    with pytest.raises(ProviderNotInstalledError, match="installed"):
+        run_benchmark([scenario], BenchmarkConfig(providers=("cpu", "no-such-provider"), peers=False))
+    fixed = ScenarioInputs("fixed", {"fp32": tiny_classifier(tmp_path / "fixed.onnx", batch=1)},
+                           np.zeros((4, FEATURES), np.float32))
+    with pytest.raises(BatchSizeError, match="fixed at 1"):
+        run_benchmark([fixed], BenchmarkConfig(stability=QUICK_STABILITY, batch_sizes=(1, 32), peers=False))
+
+
+def test_cli_exit_codes_and_no_partial_results(tmp_path: Path) -> None:
+    runner = CliRunner()
+    output = tmp_path / "results"
+    missing = runner.invoke(bench_command, ["--model", str(tmp_path / "missing.onnx"), "--output", str(output)])
+    assert missing.exit_code == 2 and "Expected:" in missing.output
+    model = tiny_classifier(tmp_path / "model.onnx", batch=1)
+    bad_batch = runner.invoke(bench_command, ["--model", str(model), "--quick", "--output", str(output)])
+    assert bad_batch.exit_code == 2 and "batch size" in bad_batch.output
+    assert not output.exists() or not any(output.iterdir())
+    good = tiny_classifier(tmp_path / "good.onnx")
+    finished = runner.invoke(bench_command, ["--model", str(good), "--quick", "--threads", "1", "--no-plots",
+                                             "--batch-sizes", "1,2", "--output", str(output)])
+    assert finished.exit_code == 0, finished.output
+    assert (output / "bench.json").is_file() and (output / "bench.md").is_file()
