@@ -9,7 +9,7 @@ EXTRAS ?= cpu,build,dashboard,dev
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup build test lint export quantize evaluate bench scenarios clean distclean
+.PHONY: setup build test lint export quantize evaluate bench real-ecg scenarios clean distclean
 
 setup: $(STAMP)
 
@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml
 	test -x $(PYTHON) || $(PYTHON_SYSTEM) -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
 	$(PYTHON) -m pip install --quiet -e ".[$(EXTRAS)]"
+	# Real ECG/PPG/EEG recordings for the runtime's real-signal checks; its pinned deps are too old, and
+	# we only read its HDF5 files (never import it).
+	$(PYTHON) -m pip install --quiet --no-deps biosignalsnotebooks==0.6.14
 	touch $(STAMP)
 
 build: setup
@@ -33,6 +36,9 @@ evaluate: setup
 
 bench: setup
 	$(EDGEMED) bench --progress
+
+real-ecg: build
+	$(EDGEMED) real-ecg bundles/ecg-arrhythmia
 
 scenarios: setup
 	$(EDGEMED) scenarios

@@ -215,7 +215,12 @@ def quantize_int8_static(
 
         reader = _CalibrationReader(input_name, samples, progress)
         try:
-            excluded = input_preprocessing_node_names(load_onnx_model(preprocessed, QuantizationError).graph)
+            graph = load_onnx_model(preprocessed, QuantizationError).graph
+            # Keep the input standardisation and the final Softmax in float: quantizing the
+            # Softmax makes the output probabilities no longer sum to 1.
+            excluded = input_preprocessing_node_names(graph) + [
+                node.name for node in graph.node if node.op_type == "Softmax"
+            ]
             logger.debug("not quantizing %d input preprocessing node(s): %s", len(excluded), excluded)
             # ORT's histogram calibrators print to stdout; a library must not.
             with contextlib.redirect_stdout(io.StringIO()) as printed:

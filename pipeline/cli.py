@@ -6,6 +6,7 @@ Usage errors exit with status 2, failures with status 1; messages go to stderr.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sys
 import time
@@ -210,8 +211,13 @@ def list_scenarios() -> None:
 @main.command("collector")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (loopback by default).")
 @click.option("--port", type=click.IntRange(1, 65535), default=8787, show_default=True)
-@click.option("--database", type=click.Path(dir_okay=False), default="telemetry.sqlite3", show_default=True,
-              help="SQLite file (WAL mode) the collector writes and the dashboard reads.")
+@click.option(
+    "--database",
+    type=click.Path(dir_okay=False),
+    default="telemetry.sqlite3",
+    show_default=True,
+    help="SQLite file (WAL mode) the collector writes and the dashboard reads.",
+)
 def collector(host: str, port: int, database: str) -> None:
     """Receive device telemetry over HTTP (POST /v1/telemetry) into a SQLite store."""
     from dashboard.collector.app import serve
@@ -223,8 +229,44 @@ def collector(host: str, port: int, database: str) -> None:
 def _register_commands() -> None:
     """Commands that live in their own modules (benchmarks, device runtime)."""
     from pipeline.cli_bench import bench_command
+    from pipeline.cli_run import run_command
 
     main.add_command(bench_command)
+    main.add_command(run_command)
 
 
 _register_commands()
+
+
+@main.command("real-ecg")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False),
+    default="benchmarks/results/real_ecg.json",
+    show_default=True,
+    help="Where the figures are written (JSON).",
+)
+def real_ecg(bundle: str, output: str) -> None:
+    """Run BUNDLE through the device stream on the real ECG recordings biosignalsnotebooks ships.
+
+    Reports R-peak sensitivity and positive predictivity against the device's own R-peaks
+    (150 ms tolerance, AAMI EC57 matching), per-minute heart-rate agreement, and the beat-class
+    distribution. The recordings carry no beat labels, so no class accuracy is claimed.
+    """
+    from pipeline.real_signals import evaluate_real_ecg
+
+    _configure_logging(verbose=False)
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        report = evaluate_real_ecg(Path(bundle), Path(output))
+    except UsageError as error:
+        raise click.UsageError(str(error)) from error
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    headline = {key: value for key, value in report.items() if key != "files"}
+    click.echo(json.dumps(headline, indent=2))
+    for name, figures in report["files"].items():
+        shown = {key: figures.get(key) for key in ("beats", "class_counts", "sensitivity", "positive_predictivity")}
+        click.echo(f"{name}: {json.dumps({key: value for key, value in shown.items() if value is not None})}")
+    click.echo(f"\nwritten to {output}")

@@ -19,26 +19,30 @@ class FeatureKind(StrEnum):
     TABULAR = "tabular"
 
 
-WAVEFORM_FEATURES = ("mean", "std", "minimum", "maximum", "peak_to_peak", "difference_rms")
+WAVEFORM_FEATURES = ("peak_to_peak", "difference_rms", "skewness", "kurtosis", "peak_position")
+_FLAT_STD = 1e-12
 
 
 def waveform_features(windows: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-window level, spread, extremes and high-frequency energy (a noise proxy).
+    """Per-window shape statistics of the z-scored window (what the model itself sees).
 
+    They are independent of gain and offset, so a device's raw ADC counts and the
+    build's millivolts give the same numbers: drift in them means the *signal* changed
+    (noise, morphology, alignment), not the electrode gain, which the model ignores.
     ``windows`` is (n, samples) or (n, samples, channels); channels are averaged.
     """
     values = np.asarray(windows, dtype=np.float64)
     if values.ndim == 3:
         values = values.mean(axis=2)
-    minimum = values.min(axis=1)
-    maximum = values.max(axis=1)
+    centred = values - values.mean(axis=1, keepdims=True)
+    spread = centred.std(axis=1, keepdims=True)
+    z = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > _FLAT_STD)
     return {
-        "mean": values.mean(axis=1),
-        "std": values.std(axis=1),
-        "minimum": minimum,
-        "maximum": maximum,
-        "peak_to_peak": maximum - minimum,
-        "difference_rms": np.sqrt(np.mean(np.diff(values, axis=1) ** 2, axis=1)),
+        "peak_to_peak": z.max(axis=1) - z.min(axis=1),
+        "difference_rms": np.sqrt(np.mean(np.diff(z, axis=1) ** 2, axis=1)),
+        "skewness": np.mean(z**3, axis=1),
+        "kurtosis": np.mean(z**4, axis=1),
+        "peak_position": np.argmax(np.abs(z), axis=1) / max(values.shape[1] - 1, 1),
     }
 
 

@@ -15,6 +15,14 @@ PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CP
 _SHORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
 
 
+# Highest ai.onnx opset each onnxruntime (major, minor) runs; newer releases get the last row (conservative).
+MAX_OPSET_BY_ONNXRUNTIME = (
+    ((1, 10), 15), ((1, 11), 16), ((1, 12), 17), ((1, 14), 18), ((1, 15), 19), ((1, 17), 20),
+    ((1, 18), 21), ((1, 21), 22), ((1, 23), 23),
+)  # fmt: skip
+CONSERVATIVE_MAX_OPSET = 15  # an onnxruntime older than the table, or one whose version cannot be read
+
+
 class ProviderError(EdgemedError):
     """The requested execution provider is not installed."""
 
@@ -25,6 +33,16 @@ class SessionSettings:
     intra_op_threads: int = 0  # 0 = ONNX Runtime decides (all cores)
     inter_op_threads: int = 1  # models here are sequential graphs
     spin: bool = True  # busy-wait between ops: lower latency, more CPU
+
+
+def onnxruntime_max_opset(version: str) -> int:
+    """The highest ai.onnx opset the given onnxruntime version runs (conservative when unknown)."""
+    try:
+        installed = tuple(int(part) for part in version.split(".")[:2])
+    except ValueError:
+        return CONSERVATIVE_MAX_OPSET
+    supported = [opset for release, opset in MAX_OPSET_BY_ONNXRUNTIME if release <= installed]
+    return supported[-1] if supported else CONSERVATIVE_MAX_OPSET
 
 
 def available_providers() -> list[str]:

@@ -50,6 +50,9 @@ class Scenario(ABC):
     description: str
     class_names: tuple[str, ...]
     gate: GateConfig = GateConfig()
+    # Bump when the scenario's data or model *code* changes what it produces: the version is
+    # part of the cache key, so stale cached data and models are not reused.
+    version: int = 1
 
     @abstractmethod
     def input_spec(self, data_config: object) -> InputSpec:

@@ -51,6 +51,7 @@ class EcgArrhythmiaScenario(Scenario):
     description = "1D-CNN AAMI beat classifier (N/S/V/F) on SYNTHETIC single-lead ECG at 360 Hz"
     class_names = CLASS_NAMES
     gate = GateConfig()
+    version = 2  # 2: R-peak alignment jitter, wider P/Q amplitude range
 
     def data_config(self, profile: Profile) -> EcgDataConfig:
         if profile is Profile.TINY:

@@ -133,7 +133,11 @@ def _jittered_sinus_parameters(
     widths = _DEFAULT_WIDTHS_RAD * np.exp(rng.normal(0.0, [0.1, 0.1, 0.1, 0.1, 0.12]))
     # A wave's height is about a * b**2: compensate the width change so that only the
     # multiplier below changes heights, clipped so that R stays dominant (as in lead II).
-    height_factors = np.exp(np.clip(rng.normal(0.0, [0.12, 0.3, 0.1, 0.25, 0.3]), -0.6, 0.35))
+    # P and Q vary most between patients and electrode placements: real single-lead
+    # recordings (e.g. the PLUX chest leads in biosignalsnotebooks) show P waves at a
+    # quarter of ECGSYN's default, so sinus beats with small P waves must be normal too.
+    log_heights = rng.normal(0.0, [0.5, 0.4, 0.1, 0.25, 0.3])
+    height_factors = np.exp(np.clip(log_heights, [-1.4, -1.0, -0.6, -0.6, -0.6], 0.35))
     amplitudes = _DEFAULT_AMPLITUDES * height_factors * (_DEFAULT_WIDTHS_RAD / widths) ** 2
     return angles, amplitudes, widths
 

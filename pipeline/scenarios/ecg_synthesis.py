@@ -87,6 +87,9 @@ class EcgSynthesisConfig:
     fusion_coupling: tuple[float, float] = (0.92, 1.00)  # F RR / running RR: the focus fires with the sinus beat
     fusion_normal_weight: tuple[float, float] = (0.3, 0.7)  # share of N in an F beat; the ends border N and V
     add_noise: bool = True  # False gives the clean strips of the same seed (tests measure SNR against them)
+    # A device's R-peak detector is never sample-exact: windows are cut up to this far from the true R peak
+    # (uniform, per beat) so the model does not learn perfect alignment (a real detector lands ~15 ms off).
+    alignment_jitter_s: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -278,8 +281,10 @@ def _synthesize_strip(
         signal_power = qrs_signal_power(clean, labelled, config.sample_rate_hz)
         strip += noise * math.sqrt(signal_power / 10 ** (snr_db / 10) / noise_power)
     rr_s = np.diff(r_samples) / config.sample_rate_hz
+    jitter_limit = round(config.alignment_jitter_s * config.sample_rate_hz)
+    centres = labelled + rhythm_rng.integers(-jitter_limit, jitter_limit + 1, size=labelled.size)
     return _Strip(
-        windows=strip[labelled[:, None] + offsets[None, :]],
+        windows=strip[centres[:, None] + offsets[None, :]],
         labels=labels,
         preceding_rr_s=rr_s[_WARM_UP_BEATS - 1 : -1],
         following_rr_s=rr_s[_WARM_UP_BEATS:],

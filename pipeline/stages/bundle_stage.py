@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.artifacts import Artifact, StageResult, run_stage, to_jsonable, tool_versions
+from pipeline.artifacts import Artifact, StageResult, artifact_id, run_stage, to_jsonable, tool_versions
 from pipeline.config import BundleConfig, VariantName
 from pipeline.errors import GateError
 from pipeline.evaluation import ClinicalMetrics
@@ -169,6 +169,7 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         )
         (folder / "reference_profile.json").write_text(json.dumps(profile, indent=1))
         manifest = _manifest(request, inputs, variants, chosen, reason)
+        manifest["lineage"]["bundle"] = bundle_id
         (folder / "report.md").write_text(render_report(manifest, metrics[chosen]))
         manifest["files"] = {
             path.name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
@@ -179,4 +180,5 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         return StageResult({"variant": chosen, "reason": reason, "variants": variants})
 
     stage_config = {"request": asdict(request)}
+    bundle_id = artifact_id("bundle", stage_config, inputs.evaluate.id)
     return run_stage("bundle", stage_config, inputs.evaluate, context.root, produce)

@@ -34,7 +34,12 @@ def run_data_stage(scenario: Scenario, config: BuildConfig, context: StageContex
         save_splits(splits, work / SPLITS_FILE)
         return StageResult(describe_splits(splits, config.seed))
 
-    stage_config = {"scenario": scenario.name, "data": config.data, "seed": config.seed}
+    stage_config = {
+        "scenario": scenario.name,
+        "scenario_version": scenario.version,
+        "data": config.data,
+        "seed": config.seed,
+    }
     return run_stage("data", stage_config, None, context.root, produce)
 
 

@@ -18,7 +18,8 @@ from pipeline.scenarios.ecg_synthesis import (
     window_samples,
 )
 
-TINY = EcgSynthesisConfig(beats=400, records=8)
+# Exact alignment, so morphology is measured at the true R peak; jitter has its own test.
+TINY = EcgSynthesisConfig(beats=400, records=8, alignment_jitter_s=0.0)
 SEED = 11
 NORMAL, SUPRAVENTRICULAR, VENTRICULAR, FUSION = range(4)
 
@@ -137,6 +138,17 @@ def test_r_peak_is_the_dominant_deflection_of_clean_normal_beats(clean: Syntheti
     dominant = np.argmax(np.abs(_centred(clean)[normal]), axis=1)
     assert np.mean(np.abs(dominant - 90) <= 1) >= 0.95
     assert np.all(_centred(clean)[normal][:, 90] > 0)
+
+
+def test_alignment_jitter_moves_the_r_peak_within_its_limit() -> None:
+    config = dataclasses.replace(TINY, add_noise=False, alignment_jitter_s=0.02)
+    jittered = synthesize_beats(config, seed=0)
+    isolated = (jittered.preceding_rr_s > 0.35) & (jittered.following_rr_s > 0.55) & (jittered.labels == NORMAL)
+    windows = jittered.windows[isolated, :, 0]
+    dominant = np.argmax(np.abs(windows - np.median(windows, axis=1, keepdims=True)), axis=1)
+    limit = round(0.02 * config.sample_rate_hz)
+    assert np.mean(np.abs(dominant - 90) <= limit + 1) >= 0.95
+    assert np.std(dominant) > 2.0  # really spread, not all at 90
 
 
 def test_ventricular_qrs_is_wide_and_normal_qrs_narrow(clean: SyntheticBeats) -> None:

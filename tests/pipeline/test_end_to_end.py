@@ -65,6 +65,7 @@ def test_bundle_manifest_hashes_and_contents(build):
     lineage = manifest["lineage"]
     assert lineage["export"] == outcome.artifacts["export"].id
     assert lineage["model"] == outcome.artifacts["train"].id
+    assert lineage["bundle"] == outcome.artifacts["bundle"].id
     assert manifest["data"]["provenance"]["synthetic"] in (True, False)
     assert manifest["input"]["shape"][0] is None
     model = onnx.load(folder / "model.onnx")
@@ -72,6 +73,15 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert model.graph.output[0].name == manifest["output"]["name"]
     report = (folder / "report.md").read_text()
     assert manifest["variant"] in report and "Gate verdicts" in report
+
+
+def test_every_variant_outputs_probabilities(build):
+    _, outcome = build
+    from pipeline.stages.variants_stage import load_predictions
+
+    for name, probabilities in load_predictions(outcome.artifacts["variants"]).items():
+        assert np.all(probabilities >= 0), name
+        assert np.allclose(probabilities.sum(axis=1), 1.0, atol=2e-3), name
 
 
 def test_synthetic_flag_is_honest_per_scenario(breast_cancer_build, ecg_build):
@@ -88,7 +98,7 @@ def test_reference_profile_covers_features_and_predictions(ecg_build):
     profile = json.loads((outcome.bundle_directory / "reference_profile.json").read_text())
     test_size = outcome.artifacts["data"].metrics["sizes"]["test"]
     assert profile["samples"] == test_size
-    assert set(profile["features"]) >= {"mean", "std", "peak_to_peak", "difference_rms"}
+    assert set(profile["features"]) == {"peak_to_peak", "difference_rms", "skewness", "kurtosis", "peak_position"}
     assert all(len(item["decile_edges"]) == 11 for item in profile["features"].values())
     assert sum(profile["predictions"]["class_counts"].values()) == test_size
     assert set(profile["predictions"]["class_fractions"]) == {"N", "S", "V", "F"}

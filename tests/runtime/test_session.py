@@ -23,14 +23,22 @@ def test_missing_provider_names_the_installed_ones():
     assert "CPUExecutionProvider" in str(error.value) and "onnxruntime-gpu" in str(error.value)
 
 
-def test_waveform_features_match_numpy_definitions():
+def test_waveform_features_match_numpy_definitions_and_ignore_gain_and_offset():
     rng = np.random.default_rng(0)
     windows = rng.normal(size=(5, 100, 1))
     features = summary_features(windows, FeatureKind.WAVEFORM)
     flat = windows[:, :, 0]
-    assert np.allclose(features["std"], flat.std(axis=1))
-    assert np.allclose(features["peak_to_peak"], np.ptp(flat, axis=1))
-    assert np.allclose(features["difference_rms"], np.sqrt((np.diff(flat, axis=1) ** 2).mean(axis=1)))
+    z = (flat - flat.mean(axis=1, keepdims=True)) / flat.std(axis=1, keepdims=True)
+    assert np.allclose(features["peak_to_peak"], np.ptp(z, axis=1))
+    assert np.allclose(features["difference_rms"], np.sqrt((np.diff(z, axis=1) ** 2).mean(axis=1)))
+    assert np.allclose(features["kurtosis"], (z**4).mean(axis=1))
+    rescaled = summary_features(windows * 800.0 + 32_000.0, FeatureKind.WAVEFORM)  # ADC counts
+    assert all(np.allclose(features[name], rescaled[name]) for name in features)
+
+
+def test_flat_window_gives_finite_features():
+    features = summary_features(np.full((2, 50), 7.0), FeatureKind.WAVEFORM)
+    assert all(np.all(np.isfinite(values)) for values in features.values())
 
 
 def test_tabular_features_are_the_named_columns():

@@ -1,0 +1,25 @@
+"""Single-lead ECG on the device: resampling, quality checks, R-peak detection, beat classification.
+
+numpy + onnxruntime + standard library only, like the rest of ``runtime``.
+"""
+
+from runtime.ecg.quality import QualityConfig, QualityFlag
+from runtime.ecg.resample import ResamplerConfig, StreamingResampler
+from runtime.ecg.rpeaks import DetectorConfig, RPeakDetector, detect_r_peaks, refine_peaks
+from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, SignalError, StreamClosedError, StreamConfig
+
+__all__ = [
+    "RECORDING_CONFIG",
+    "DetectorConfig",
+    "EcgStream",
+    "QualityConfig",
+    "QualityFlag",
+    "RPeakDetector",
+    "ResamplerConfig",
+    "SignalError",
+    "StreamClosedError",
+    "StreamConfig",
+    "StreamingResampler",
+    "detect_r_peaks",
+    "refine_peaks",
+]

@@ -1,0 +1,227 @@
+"""Streaming QRS detection in numpy, after Pan & Tompkins (1985).
+
+Band-pass (two moving sums ≈ 15 Hz low-pass, minus a centred moving average ≈
+5 Hz high-pass), five-point derivative, squaring and a 150 ms moving-window
+integration (MWI). Peaks of the MWI that dominate their ±200 ms neighbourhood are
+candidates; adaptive signal/noise levels (SPKI/NPKI) with a threshold between
+them decide QRS vs noise, with a 200 ms refractory period, T-wave rejection by
+slope, and search-back at half threshold when no QRS came for 1.66 mean RR
+intervals. A search-back that finds nothing lowers the signal level, so one huge
+artefact cannot blind the detector for good.
+
+Filtering is vectorised per block; only the candidate decisions (a few per
+second) run in Python. ``process`` returns coarse R positions (the band-passed
+signal's extreme, delay-compensated); :func:`refine_peaks` moves each to the
+local extreme of the raw signal, where training windows were centred.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.ecg.decisions import Candidate, DecisionState
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    lowpass_box_s: float = 0.022  # two moving sums this long: low-pass with −3 dB near 15 Hz
+    highpass_box_s: float = 0.16  # minus a centred moving average this long: high-pass with −3 dB near 5 Hz
+    integration_s: float = 0.15  # moving-window integration: about the widest QRS
+    refractory_s: float = 0.2  # no second QRS this soon (300 bpm)
+    t_wave_window_s: float = 0.36  # a peak this soon after a QRS with under half its slope is a T wave
+    learning_s: float = 2.0  # initial SPKI/NPKI come from this much signal after every reset
+    search_back_rr: float = 1.66  # no QRS for this many mean RR intervals: search back at half threshold
+    default_rr_s: float = 1.0  # mean RR assumed until two QRS complexes were found
+    signal_weight: float = 0.125  # SPKI moves this share toward a QRS peak (twice that after search-back)
+    noise_weight: float = 0.125  # NPKI moves this share toward a noise peak
+    threshold_fraction: float = 0.25  # threshold = NPKI + this × (SPKI − NPKI)
+    missed_decay: float = 0.5  # a fruitless search-back scales SPKI − NPKI by this (artefact recovery)
+
+
+def _box(values: np.ndarray, length: int) -> np.ndarray:
+    """Moving sums of ``length`` samples ('valid' part: len(values) − length + 1 values)."""
+    total = np.concatenate([[0.0], np.cumsum(values)])
+    return total[length:] - total[:-length]
+
+
+def _rolling_max(values: np.ndarray, width: int) -> np.ndarray:
+    """max(values[i : i + width]) for every i (len(values) − width + 1 values), by doubling spans."""
+    result, span = values, 1
+    while span * 2 <= width:
+        result = np.maximum(result[:-span], result[span:])
+        span *= 2
+    if span < width:
+        result = np.maximum(result[: result.size - (width - span)], result[width - span :])
+    return result
+
+
+class RPeakDetector:
+    """Block-wise streaming QRS detector; indices are absolute sample positions."""
+
+    def __init__(self, sample_rate_hz: float, config: DetectorConfig = DetectorConfig()):
+        self.config = config
+        self.rate = float(sample_rate_hz)
+        self.lowpass = max(2, round(config.lowpass_box_s * self.rate))
+        self.highpass = 2 * max(1, round(config.highpass_box_s * self.rate / 2)) + 1
+        self.integration = max(2, round(config.integration_s * self.rate))
+        self.tail_length = 2 * (self.lowpass - 1) + (self.highpass - 1) + 4 + (self.integration - 1)
+        self.delay = (self.lowpass - 1) + (self.highpass - 1) // 2  # band-pass group delay in samples
+        self.radius = max(1, round(config.refractory_s * self.rate))
+        self.learning = max(1, round(config.learning_s * self.rate))
+        self.reset(0)
+
+    def reset(self, position: int) -> None:
+        """Start afresh at absolute index ``position`` (after a gap or a flat line)."""
+        self.position = int(position)
+        self.origin = int(position)
+        self._tail: np.ndarray | None = None
+        self._buffer_start = int(position)
+        self._mwi = np.zeros(0)
+        self._band = np.zeros(0)
+        self._slope = np.zeros(0)
+        self._decided_until = int(position)
+        self._learn_peak = 0.0
+        self._learn_sum = 0.0
+        self._learn_count = 0
+        self._stash: list[Candidate] = []
+        self.state: DecisionState | None = None
+
+    def process(self, samples: np.ndarray, start: int | None = None) -> list[int]:
+        """Coarse R indices of the QRS complexes this block lets the detector decide."""
+        samples = np.asarray(samples, dtype=np.float64)
+        if start is not None and start != self.position:
+            self.reset(start)
+        if samples.size == 0:
+            return []
+        self._filter(samples)
+        return self._decide(final=False)
+
+    def finish(self) -> list[int]:
+        """Decide everything left, as if the signal ended here (before a gap, flat line or the end)."""
+        if self.position == self.origin:
+            return []
+        return self._decide(final=True)
+
+    def _filter(self, samples: np.ndarray) -> None:
+        if self._tail is None:
+            self._tail = np.full(self.tail_length, samples[0])
+        joined = np.concatenate([self._tail, samples])
+        self._tail = joined[-self.tail_length :]
+        with np.errstate(over="ignore", invalid="ignore"):
+            centred = joined - joined[0]
+            lowpassed = _box(_box(centred, self.lowpass), self.lowpass) / (self.lowpass * self.lowpass)
+            half = (self.highpass - 1) // 2
+            band = lowpassed[half : lowpassed.size - half] - _box(lowpassed, self.highpass) / self.highpass
+            derivative = (2 * band[4:] + band[3:-1] - band[1:-3] - 2 * band[:-4]) / 8.0
+            mwi = _box(derivative * derivative, self.integration) / self.integration
+        count = samples.size
+        keep_from = min(self._decided_until, self.position) - max(self.radius, self.integration) - 4
+        drop = max(0, keep_from - self._buffer_start)
+        self._mwi = np.concatenate([self._mwi[drop:], mwi])
+        self._band = np.concatenate([self._band[drop:], np.abs(band[-count:])])
+        self._slope = np.concatenate([self._slope[drop:], np.abs(derivative[-count:])])
+        self._buffer_start += drop
+        self._track_learning(mwi)
+        self.position += count
+
+    def _track_learning(self, mwi: np.ndarray) -> None:
+        if self.state is not None:
+            return
+        inside = mwi[: max(0, self.origin + self.learning - self.position)]
+        finite = inside[np.isfinite(inside)]
+        if finite.size:
+            self._learn_peak = max(self._learn_peak, float(finite.max()))
+            self._learn_sum += float(finite.sum())
+            self._learn_count += finite.size
+
+    def _candidates(self, final: bool) -> list[Candidate]:
+        """MWI peaks that are the largest value within ±radius, decided up to where the lookahead allows."""
+        low = self._decided_until
+        limit = self.position - 2 if final else self.position - self.radius - 2  # a peak needs radius after it
+        if limit < low:
+            return []
+        first, last = low - self.radius, limit + self.radius  # the neighbourhood every decided peak needs
+        window = self._mwi[max(first, self._buffer_start) - self._buffer_start : last + 1 - self._buffer_start]
+        missing_left = max(0, self._buffer_start - first)  # right after a reset
+        missing_right = (last + 1 - first) - missing_left - window.size  # at the end of the signal
+        window = np.concatenate([np.full(missing_left, -np.inf), window, np.full(missing_right, -np.inf)])
+        centre = window[self.radius : self.radius + limit - low + 1]
+        left = window[self.radius - 1 : self.radius + limit - low]
+        right = window[self.radius + 1 : self.radius + limit - low + 2]
+        with np.errstate(invalid="ignore"):
+            is_peak = (centre > left) & (centre >= right) & (centre == _rolling_max(window, 2 * self.radius + 1))
+        self._decided_until = limit + 1
+        peaks = low + np.flatnonzero(is_peak)
+        values = centre[is_peak]
+        if peaks.size == 0:
+            return []
+        offsets = np.arange(self.integration)
+        last_index = self._mwi.size - 1
+        slope_rows = np.clip((peaks - self.integration + 1 - self._buffer_start)[:, None] + offsets, 0, last_index)
+        slopes = self._slope[slope_rows].max(axis=1)
+        band_rows = np.clip((peaks - self.integration - 1 - self._buffer_start)[:, None] + offsets, 0, last_index)
+        coarse = band_rows[np.arange(peaks.size), self._band[band_rows].argmax(axis=1)] + self._buffer_start
+        return [
+            Candidate(int(peak), float(value), float(slope), int(r_index) - self.delay)
+            for peak, value, slope, r_index in zip(peaks, values, slopes, coarse)
+        ]
+
+    def _decide(self, final: bool) -> list[int]:
+        candidates = self._candidates(final)
+        if self.state is None:
+            self._stash.extend(candidates)
+            if self.position - self.origin < self.learning and not final:
+                return []
+            self.state = self._learned_state()
+            candidates, self._stash = self._stash, []
+        accepted = self.state.run(candidates, self._decided_until)
+        return accepted
+
+    def _learned_state(self) -> DecisionState:
+        mean = self._learn_sum / self._learn_count if self._learn_count else 0.0
+        state = DecisionState(self.config, self.rate, signal_level=self._learn_peak / 3.0, noise_level=mean / 2.0)
+        state.start(self.origin, self.origin + self.learning)
+        return state
+
+
+def refine_peaks(
+    signal: np.ndarray, coarse: np.ndarray, rate: float, reach_s: float, context: tuple[int, int]
+) -> np.ndarray:
+    """Each coarse index moved to the largest |signal − median| within ±reach_s.
+
+    The median is taken over ``context`` = (samples before, samples after) the
+    coarse index; indices are positions in ``signal`` and are clipped to it.
+    """
+    coarse = np.asarray(coarse, dtype=np.int64)
+    if coarse.size == 0 or signal.size == 0:
+        return coarse
+    last = signal.size - 1
+    around = np.minimum(np.maximum(coarse[:, None] + np.arange(-context[0], context[1])[None, :], 0), last)
+    middle = (around.shape[1] - 1) // 2, around.shape[1] // 2
+    median = np.partition(signal[around], middle, axis=1)[:, middle].mean(axis=1)  # np.median, less overhead
+    reach = max(0, round(reach_s * rate))
+    local = np.minimum(np.maximum(coarse[:, None] + np.arange(-reach, reach + 1)[None, :], 0), last)
+    distance = np.abs(signal[local] - median[:, None])
+    return local[np.arange(coarse.size), distance.argmax(axis=1)]
+
+
+def detect_r_peaks(
+    signal: np.ndarray,
+    sample_rate_hz: float,
+    config: DetectorConfig = DetectorConfig(),
+    block_s: float = 2.0,
+    reach_s: float = 0.05,
+) -> np.ndarray:
+    """Offline convenience: R-peak indices of a whole clean signal (same code path as the stream)."""
+    values = np.asarray(signal, dtype=np.float64).reshape(-1)
+    detector = RPeakDetector(sample_rate_hz, config)
+    block = max(1, round(block_s * sample_rate_hz))
+    coarse: list[int] = []
+    for start in range(0, values.size, block):
+        coarse.extend(detector.process(values[start : start + block]))
+    coarse.extend(detector.finish())
+    context = (round(0.25 * sample_rate_hz), round(0.45 * sample_rate_hz))
+    refined = refine_peaks(values, np.asarray(coarse, dtype=np.int64), sample_rate_hz, reach_s, context)
+    return np.unique(refined) if refined.size else refined

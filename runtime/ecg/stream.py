@@ -1,0 +1,330 @@
+"""ECG beat classification on a live single-lead stream.
+
+``EcgStream.feed(chunk)`` accepts any number of samples at the source rate and
+returns the events that became final. Internally the signal is repaired and
+checked at the source rate (exact per sample), resampled to the model's rate
+(exact per sample), and then processed in fixed blocks aligned to the stream
+start: flat-line checks, QRS detection, beat windows cut exactly as in training,
+and batched inference. Because every decision is made per fixed block, the
+events are identical however the recording is split into chunks.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from runtime.ecg.beats import HeartRate, PendingBeat, classify
+from runtime.ecg.quality import (
+    FlatLineDetector,
+    Interval,
+    IntervalLog,
+    QualityConfig,
+    QualityFlag,
+    SourceClock,
+    SourceConditioner,
+)
+from runtime.ecg.resample import ResamplerConfig, StreamingResampler
+from runtime.ecg.rpeaks import DetectorConfig, RPeakDetector, refine_peaks
+from runtime.errors import EdgemedError
+from runtime.events import BeatEvent, QualityEvent
+from runtime.features import FeatureKind
+from runtime.readers import InputError
+
+logger = logging.getLogger(__name__)
+
+
+class SignalError(InputError):
+    """A chunk or a stream setting cannot be used (wrong type, shape or rate)."""
+
+
+class StreamClosedError(EdgemedError):
+    """``feed`` or ``gap`` was called after ``flush``."""
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    block_s: float = 2.0  # decisions are made per block of this much signal: latency vs. per-call overhead
+    batch_size: int = 32  # beats per inference call: throughput vs. latency
+    max_batch_wait_s: float = 6.0  # a partial batch runs once its oldest beat waited this long (stream time)
+    refine_s: float = 0.05  # R-peak moved to the largest |signal − median| within ± this (training alignment)
+    history_s: float = 20.0  # model-rate signal kept for search-back and beat windows
+    heart_rate_window_s: float = 60.0  # the "1-minute" heart rate counts the beats in this window
+    minimum_source_rate_hz: float = 100.0  # slower sources do not resolve a QRS complex: refused
+    summary_features: bool = False  # attach the window's summary features to every beat (telemetry)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
+
+
+# Whole recordings (files, Holter downloads): latency does not matter, throughput does.
+RECORDING_CONFIG = StreamConfig(block_s=10.0, batch_size=64, max_batch_wait_s=30.0)
+
+
+class EcgStream:
+    """Streaming beat detection and classification with a waveform bundle."""
+
+    def __init__(
+        self,
+        bundle,
+        source_rate_hz: float,
+        batch_size: int | None = None,
+        config: StreamConfig | None = None,
+        adc_range: tuple[float, float] | None = None,
+    ) -> None:
+        self.config = config or StreamConfig()
+        spec = bundle.input_spec
+        if spec.feature_kind is not FeatureKind.WAVEFORM:
+            raise SignalError(
+                f"bundle input is {spec.feature_kind.value}, not a waveform",
+                expected="an ECG (waveform) bundle",
+                fix="use the tabular runner for tabular bundles",
+            )
+        rate = float(source_rate_hz) if isinstance(source_rate_hz, numbers.Real) else math.nan
+        if not math.isfinite(rate) or rate < self.config.minimum_source_rate_hz:
+            raise SignalError(
+                f"source sample rate {source_rate_hz} Hz is too low for QRS detection",
+                expected=f"at least {self.config.minimum_source_rate_hz} Hz (the model runs at "
+                f"{spec.sample_rate_hz} Hz)",
+                fix="record at a higher sample rate, or pass the real rate",
+            )
+        self.bundle = bundle
+        self.source_rate = rate
+        self.rate = float(spec.sample_rate_hz)
+        self.before = spec.r_peak_index
+        self.after = spec.window_samples - spec.r_peak_index
+        self.batch_size = max(1, int(batch_size or self.config.batch_size))
+        quality = self.config.quality
+        self._segment = max(1, round(quality.flat_segment_s * self.rate))
+        self._block = self._segment * max(1, round(self.config.block_s / quality.flat_segment_s))
+        self._guard = math.ceil((quality.merge_gap_s + quality.clip_min_run_s) * self.rate) + 2
+        self._reach = round(self.config.refine_s * self.rate)
+        low = (bundle.thresholds or {}).get("low_confidence_below", 0.0)
+        self._low_confidence = float(low) if isinstance(low, int | float) else 0.0
+        self._resampler = StreamingResampler(rate, self.rate, self.config.resampler)
+        self._conditioner = SourceConditioner(rate, quality, adc_range)
+        self._flat = FlatLineDetector(quality)
+        self._detector = RPeakDetector(self.rate, self.config.detector)
+        self._log = IntervalLog(merge_gap=math.ceil(quality.merge_gap_s * self.rate))
+        self._clock = SourceClock(rate, quality)
+        self._heart_rate = HeartRate(self.rate, self.config.heart_rate_window_s)
+        self._queue: list[PendingBeat | QualityEvent] = []  # released together once their beats are classified
+        self._queue_since = 0
+        self._closed = False
+        self._start_segment(0)
+
+    # -- public interface -------------------------------------------------------------------------------------
+
+    def feed(self, chunk: np.ndarray, timestamp_s: float | None = None) -> list[BeatEvent | QualityEvent]:
+        """Add samples (at the source rate); returns the events that became final."""
+        samples = self._as_samples(chunk)
+        events: list[BeatEvent | QualityEvent] = []
+        if timestamp_s is not None:
+            if not isinstance(timestamp_s, numbers.Real):
+                raise SignalError(f"timestamp {timestamp_s!r}", expected="seconds as a number", fix="pass a float")
+            gap = self._clock.check(float(timestamp_s), samples.size)
+            if gap > 0:
+                events += self._gap(gap)
+            if self._clock.rate_suspect:
+                self._flag_chunk(QualityFlag.RATE_MISMATCH, samples.size)
+        if samples.size:
+            repaired, marks = self._conditioner.process(samples)
+            self._mark_source(marks)
+            self._source_count += samples.size
+            self._append(self._resampler.process(repaired))
+            events += self._run_blocks(final=False)
+        return events
+
+    def gap(self, seconds: float) -> list[BeatEvent | QualityEvent]:
+        """Declare ``seconds`` of missing signal: finish the current stretch, flag the gap, start afresh."""
+        if self._closed:
+            raise StreamClosedError("gap() after flush()", expected="gap() before flush()", fix="use a new EcgStream")
+        length = float(seconds) if isinstance(seconds, numbers.Real) else math.nan
+        if not math.isfinite(length) or length < 0:
+            raise SignalError(f"gap of {seconds} s", expected="a finite, non-negative duration", fix="pass seconds")
+        self._clock.restart()  # the caller's timestamps, if any, start a new time base
+        return self._gap(length)
+
+    def _gap(self, length: float) -> list[BeatEvent | QualityEvent]:
+        events = self._end_segment()
+        start = self._available_end
+        samples = max(1, round(length * self.rate))
+        self._log.add(QualityFlag.GAP, start, start + samples)
+        events.extend(self._quality_event(interval) for interval in self._log.pop_closed(start, final=True))
+        self._start_segment(start + samples)
+        return events
+
+    def flush(self) -> list[BeatEvent | QualityEvent]:
+        """End of the recording: decide and classify everything left. The stream is closed afterwards."""
+        if self._closed:
+            return []
+        events = self._end_segment()
+        self._closed = True
+        return events
+
+    # -- input handling ---------------------------------------------------------------------------------------
+
+    def _as_samples(self, chunk: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise StreamClosedError("feed() after flush()", expected="feed() before flush()", fix="use a new EcgStream")
+        array = np.asarray(chunk)
+        if array.dtype.kind not in "biuf":
+            raise SignalError(f"chunk of {array.dtype} values", expected="numbers", fix="pass a numeric numpy array")
+        if array.ndim == 2 and array.shape[1] == 1:
+            array = array[:, 0]
+        if array.ndim > 1:
+            raise SignalError(f"chunk of shape {array.shape}", expected="one lead: (samples,)", fix="pass one lead")
+        return array.reshape(-1).astype(np.float64)
+
+    def _to_model(self, source_index: float) -> float:
+        return self._origin + source_index * self._resampler.output_per_input
+
+    def _flag_chunk(self, flag: QualityFlag, count: int) -> None:
+        start = self._to_model(self._source_count)
+        self._log.add(flag, math.floor(start), math.ceil(self._to_model(self._source_count + max(count, 1))))
+
+    def _mark_source(self, marks: list[tuple[QualityFlag, int, int]]) -> None:
+        margin = self._resampler.half_width
+        for flag, start, end in marks:
+            first = max(self._origin, math.floor(self._to_model(start - margin)))
+            self._log.add(flag, first, math.ceil(self._to_model(end + margin)))
+
+    # -- segments and blocks ----------------------------------------------------------------------------------
+
+    def _start_segment(self, origin: int) -> None:
+        self._origin = origin
+        self._resampler.reset()
+        self._conditioner.reset()
+        self._detector.reset(origin)
+        self._signal = np.zeros(0)
+        self._signal_start = origin
+        self._next_block = origin
+        self._pending: list[int] = []
+        self._source_count = 0
+        self._heart_rate.interrupt(origin)
+
+    @property
+    def _available_end(self) -> int:
+        return self._signal_start + self._signal.size
+
+    def _append(self, values: np.ndarray) -> None:
+        if values.size:
+            self._signal = np.concatenate([self._signal, values])
+
+    def _end_segment(self) -> list[BeatEvent | QualityEvent]:
+        self._append(self._resampler.flush())
+        return self._run_blocks(final=True)
+
+    def _run_blocks(self, final: bool) -> list[BeatEvent | QualityEvent]:
+        events: list[BeatEvent | QualityEvent] = []
+        while self._next_block + self._block + self._guard <= self._available_end:
+            events += self._process_block(self._next_block + self._block, last=False)
+        if final:
+            while self._next_block + self._block < self._available_end:
+                events += self._process_block(self._next_block + self._block, last=False)
+            events += self._process_block(self._available_end, last=True)
+        return events
+
+    def _process_block(self, end: int, last: bool) -> list[BeatEvent | QualityEvent]:
+        start = self._next_block
+        coarse: list[int] = []
+        for run_start, run_end in self._non_flat_runs(start, end):
+            if self._detector.position != run_start:  # a flat line lies between: decide what came before it
+                coarse += self._detector.finish()
+                self._detector.reset(run_start)
+                self._heart_rate.interrupt(run_start)
+            coarse += self._detector.process(self._view(run_start, run_end), run_start)
+        if last:
+            coarse += self._detector.finish()
+        self._pending.extend(coarse)
+        self._next_block = end
+        self._finalise_beats(end, last)
+        for interval in self._log.pop_closed(end, final=last):
+            self._enqueue(self._quality_event(interval), end)
+        self._trim()
+        return self._release(end, last)
+
+    def _view(self, start: int, end: int) -> np.ndarray:
+        return self._signal[start - self._signal_start : end - self._signal_start]
+
+    def _non_flat_runs(self, start: int, end: int) -> list[tuple[int, int]]:
+        whole = (end - start) // self._segment
+        flat = self._flat.flat_segments(self._view(start, start + whole * self._segment).reshape(whole, self._segment))
+        runs: list[tuple[int, int]] = []
+        for index, segment_start in enumerate(range(start, end, self._segment)):
+            segment_end = min(segment_start + self._segment, end)
+            if index < whole and flat[index]:
+                self._log.add(QualityFlag.FLAT_LINE, segment_start, segment_end)
+            elif runs and runs[-1][1] == segment_start:
+                runs[-1] = (runs[-1][0], segment_end)
+            else:
+                runs.append((segment_start, segment_end))
+        return runs
+
+    def _trim(self) -> None:
+        oldest = min([self._next_block - round(self.config.history_s * self.rate), *self._pending])
+        keep_from = max(self._signal_start, oldest - self.before - self._reach - self.after)
+        self._signal = self._signal[keep_from - self._signal_start :]
+        self._signal_start = keep_from
+        self._log.forget_before(keep_from)
+
+    # -- beats ------------------------------------------------------------------------------------------------
+
+    def _finalise_beats(self, end: int, last: bool) -> None:
+        ready = [peak for peak in self._pending if last or peak + self._reach + self.after <= end]
+        if not ready:
+            return
+        self._pending = self._pending[len(ready) :]
+        context = (self.before, self.after)
+        first = max(self._signal_start, min(ready) - self.before - self._reach)
+        local = self._signal[first - self._signal_start :]
+        refined = refine_peaks(local, np.asarray(ready) - first, self.rate, self.config.refine_s, context) + first
+        kept: list[int] = []
+        previous = self._heart_rate.last
+        minimum_rr = self.config.detector.refractory_s * self.rate / 2  # refinement moved two peaks together
+        for peak in refined.tolist():
+            flat = bool(self._log) and self._log.inside(QualityFlag.FLAT_LINE, peak)
+            if (previous is None or peak - previous >= minimum_rr) and not flat:
+                kept.append(peak)
+                previous = peak
+        if not kept:
+            return
+        peaks = np.asarray(kept)
+        rows = peaks[:, None] + np.arange(-self.before, self.after)[None, :]
+        windows = self._signal[np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start]
+        for index, peak in enumerate(kept):
+            overlapping = self._log.flags_between(peak - self.before, peak + self.after) if self._log else set()
+            flags = {flag.value for flag in overlapping}
+            if peak - self.before < self._origin or peak + self.after > self._available_end:
+                flags.add(QualityFlag.PARTIAL_WINDOW.value)
+            self._enqueue(self._beat(peak, tuple(sorted(flags)), windows[index]), end)
+
+    def _beat(self, peak: int, flags: tuple[str, ...], window: np.ndarray) -> PendingBeat:
+        heart_rate, per_minute = self._heart_rate.beat(peak)
+        return PendingBeat(peak / self.rate, flags, heart_rate, per_minute, window)
+
+    def _quality_event(self, interval: Interval) -> QualityEvent:
+        duration = (interval.end - interval.start) / self.rate
+        return QualityEvent(interval.start / self.rate, duration, interval.flag.value)
+
+    def _enqueue(self, item: PendingBeat | QualityEvent, position: int) -> None:
+        if not self._queue:
+            self._queue_since = position
+        self._queue.append(item)
+
+    def _release(self, end: int, last: bool) -> list[BeatEvent | QualityEvent]:
+        """Everything queued, once its beats are classified: a full batch, a long wait, or the end."""
+        beats = [item for item in self._queue if isinstance(item, PendingBeat)]
+        waited = end - self._queue_since >= self.config.max_batch_wait_s * self.rate
+        if not self._queue or not (last or not beats or len(beats) >= self.batch_size or waited):
+            return []
+        classified = iter(
+            classify(self.bundle, beats, self.batch_size, self._low_confidence, self.config.summary_features)
+        )
+        released = [next(classified) if isinstance(item, PendingBeat) else item for item in self._queue]
+        self._queue = []
+        return released

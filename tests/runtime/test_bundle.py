@@ -1,0 +1,168 @@
+"""Bundle verification: every kind of damage is refused by its own error before any session exists."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import runtime.session
+from runtime.bundle import (
+    BundleError,
+    InputShapeError,
+    ManifestError,
+    MissingFileError,
+    TamperedFileError,
+    TruncatedFileError,
+    UnlistedModelFileError,
+    UnsupportedOpsetError,
+    UnsupportedSchemaError,
+    load_bundle,
+    onnxruntime_max_opset,
+)
+from runtime.errors import IntegrityError
+from runtime.hashing import sha256_file
+from runtime.session import ProviderError, available_providers
+
+
+@pytest.fixture
+def no_session(monkeypatch):
+    """Fail the test if a damaged bundle gets as far as creating a session."""
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("create_session was called for a bundle that should have been refused")
+
+    monkeypatch.setattr(runtime.session, "create_session", forbidden)
+
+
+def _edit_manifest(folder: Path, change) -> None:
+    manifest = json.loads((folder / "manifest.json").read_text())
+    change(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _flip_byte(folder: Path) -> None:
+    data = bytearray((folder / "model.onnx").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (folder / "model.onnx").write_bytes(bytes(data))
+
+
+def _truncate(folder: Path) -> None:
+    data = (folder / "model.onnx").read_bytes()
+    (folder / "model.onnx").write_bytes(data[: len(data) - 100])
+
+
+DAMAGE = {
+    "tampered byte": (_flip_byte, TamperedFileError, "sha256"),
+    "truncated file": (_truncate, TruncatedFileError, "bytes"),
+    "missing file": (lambda folder: (folder / "report.md").unlink(), MissingFileError, "report.md"),
+    "missing manifest": (lambda folder: (folder / "manifest.json").unlink(), MissingFileError, "manifest.json"),
+    "unparseable manifest": (
+        lambda folder: (folder / "manifest.json").write_bytes(b"\x00{not json"),
+        ManifestError,
+        "JSON",
+    ),
+    "unknown schema version": (
+        lambda folder: _edit_manifest(folder, lambda m: m.update(schema_version=2)),
+        UnsupportedSchemaError,
+        "2",
+    ),
+    "unsupported opset": (
+        lambda folder: _edit_manifest(folder, lambda m: m["export"].update(opset=99)),
+        UnsupportedOpsetError,
+        "99",
+    ),
+    "unlisted model file": (
+        lambda folder: (folder / "extra.onnx").write_bytes(b"x"),
+        UnlistedModelFileError,
+        "extra.onnx",
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_bundle_is_refused_by_its_own_error_before_any_session(
+    damage, ecg_bundle_path, copy_bundle, no_session
+):
+    change, error_type, mentioned = DAMAGE[damage]
+    folder = copy_bundle(ecg_bundle_path)
+    change(folder)
+    with pytest.raises(error_type) as raised:
+        load_bundle(folder)
+    message = str(raised.value)
+    assert isinstance(raised.value, BundleError)
+    assert mentioned in message and "Expected:" in message and "Fix:" in message
+
+
+def test_truncation_names_expected_and_actual_size(ecg_bundle_path, copy_bundle, no_session):
+    folder = copy_bundle(ecg_bundle_path)
+    recorded = json.loads((folder / "manifest.json").read_text())["files"]["model.onnx"]["bytes"]
+    _truncate(folder)
+    with pytest.raises(TruncatedFileError, match=f"{recorded - 100} bytes .* {recorded} bytes"):
+        load_bundle(folder)
+
+
+def test_tampering_is_also_an_integrity_error(ecg_bundle_path, copy_bundle, no_session):
+    folder = copy_bundle(ecg_bundle_path)
+    _flip_byte(folder)
+    with pytest.raises(IntegrityError):
+        load_bundle(folder)
+
+
+def test_unsupported_opset_names_both_versions(ecg_bundle_path, copy_bundle, no_session):
+    import onnxruntime
+
+    folder = copy_bundle(ecg_bundle_path)
+    _edit_manifest(folder, lambda m: m["export"].update(opset=99))
+    with pytest.raises(UnsupportedOpsetError) as raised:
+        load_bundle(folder)
+    assert "opset 99" in str(raised.value) and onnxruntime.__version__ in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("version", "opset"),
+    [
+        ("1.20.1", 21),
+        ("1.21.0", 22),
+        ("1.22.2", 22),
+        ("1.23.0", 23),
+        ("1.32.0", 23),
+        ("1.17.3", 20),
+        ("0.9", 15),
+        ("garbage", 15),
+    ],
+)
+def test_opset_table(version, opset):
+    assert onnxruntime_max_opset(version) == opset
+
+
+def test_valid_bundles_load_with_identity_and_predict(ecg_bundle, breast_bundle, ecg_bundle_path):
+    assert ecg_bundle.model_sha256 == sha256_file(ecg_bundle_path / "model.onnx")
+    assert len(ecg_bundle.bundle_id) == 12 and ecg_bundle.provider == "CPUExecutionProvider"
+    assert ecg_bundle.variant == json.loads((ecg_bundle_path / "manifest.json").read_text())["variant"]
+    assert ecg_bundle.labels == ("N", "S", "V", "F")
+    assert ecg_bundle.input_spec.window_samples == 252 and ecg_bundle.input_spec.r_peak_index == 90
+    probabilities = ecg_bundle.predict(np.random.default_rng(0).normal(size=(5, 252, 1)))
+    assert probabilities.shape == (5, 4) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    assert breast_bundle.predict(np.ones((3, 30))).shape == (3, 2)
+    assert ecg_bundle.predict(np.zeros((0, 252, 1))).shape == (0, 4)
+    assert ecg_bundle.reference_profile()["feature_kind"] == "waveform"
+
+
+def test_wrong_batch_shape_is_an_input_error(ecg_bundle):
+    with pytest.raises(InputShapeError, match=r"\(n, 252, 1\)"):
+        ecg_bundle.predict(np.zeros((2, 100, 1)))
+
+
+def test_best_provider_is_used_when_none_is_named(ecg_bundle_path):
+    bundle = load_bundle(ecg_bundle_path)
+    assert bundle.provider in available_providers()
+
+
+def test_unknown_provider_is_refused(ecg_bundle_path):
+    if "TensorrtExecutionProvider" in available_providers():
+        pytest.skip("TensorRT is installed here")
+    with pytest.raises(ProviderError, match="CPUExecutionProvider"):
+        load_bundle(ecg_bundle_path, provider="tensorrt")

@@ -1,0 +1,105 @@
+"""The dependency rule: importing the runtime pulls in numpy, onnxruntime and the standard library only.
+
+Three checks, from strongest to cheapest:
+
+* a clean virtualenv with ``pip install --no-deps`` of this project plus numpy and
+  onnxruntime from pip (slow: only with ``-m slow`` or EDGEMED_RUN_SLOW=1; skipped
+  when pip cannot reach an index or cache);
+* a virtualenv without pip that sees nothing but numpy, onnxruntime and a copy of
+  ``runtime/`` (no network; ``pipeline`` and friends do not even exist there);
+* a subprocess of the development venv, where everything is installed, checking
+  which modules the imports actually load.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+MODULES = ["runtime", "runtime.bundle", "runtime.ecg.stream", "runtime.tabular", "runtime.runner", "runtime.readers"]
+FORBIDDEN = {
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "onnx",
+    "click",
+    "streamlit",
+    "pipeline",
+    "exporters",
+    "dashboard",
+    "scipy",
+    "h5py",
+    "sklearn",
+    "neurokit2",
+    "pandas",
+    "torch",
+}
+CHECK = (
+    f"import sys, {', '.join(MODULES)}\n"
+    "loaded = {name.split('.')[0] for name in sys.modules}\n"
+    f"print(sorted(loaded & set({sorted(FORBIDDEN)!r})))\n"
+)
+
+
+def _forbidden_loaded(python: Path | str, environment: dict | None = None, cwd: Path | None = None) -> str:
+    result = subprocess.run(
+        [str(python), "-c", CHECK], capture_output=True, text=True, timeout=120, env=environment, cwd=cwd
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def _make_venv(folder: Path, with_pip: bool) -> Path:
+    command = [sys.executable, "-m", "venv", str(folder)] + ([] if with_pip else ["--without-pip"])
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    return folder / "bin" / "python"
+
+
+def test_development_venv_imports_stay_pure():
+    assert _forbidden_loaded(sys.executable, cwd=REPOSITORY) == "[]"
+
+
+def test_runtime_alone_with_numpy_and_onnxruntime(tmp_path):
+    """No pipeline, exporters, scipy… exist here: any import of them would fail the import itself."""
+    python = _make_venv(tmp_path / "venv", with_pip=False)
+    packages = tmp_path / "site"
+    packages.mkdir()
+    installed = Path(sysconfig.get_paths()["purelib"])
+    for name in ("numpy", "numpy.libs", "onnxruntime"):
+        if (installed / name).exists():
+            (packages / name).symlink_to(installed / name)
+    shutil.copytree(REPOSITORY / "runtime", packages / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
+    environment = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(packages)}
+    assert _forbidden_loaded(python, environment, cwd=tmp_path) == "[]"
+
+
+def test_clean_pip_install_of_the_cpu_extra_stays_pure(tmp_path):
+    """``pip install edgemed[cpu]`` in an empty venv: numpy + onnxruntime only, and a pure ``import runtime``.
+
+    About a minute (pip installs numpy and onnxruntime from its cache or the index).
+    """
+    python = _make_venv(tmp_path / "venv", with_pip=True)
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPOSITORY / name, source / name)
+    for package in ("runtime", "pipeline", "exporters", "dashboard"):
+        if (REPOSITORY / package).is_dir():
+            shutil.copytree(REPOSITORY / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--retries", "0", "--timeout", "20"]
+    result = subprocess.run([*pip, f"{source}[cpu]"], capture_output=True, text=True, timeout=600)
+    if result.returncode != 0 and os.environ.get("CI") != "true":
+        pytest.skip(f"pip could not install edgemed[cpu] (offline?): {result.stderr.strip()[-300:]}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
+    installed = {line.split("==")[0].lower() for line in listed.stdout.split()}
+    assert {"numpy", "onnxruntime", "edgemed"} <= installed
+    assert not installed & {"tensorflow", "keras", "tf2onnx", "onnx", "click", "streamlit", "scikit-learn", "scipy"}
+    assert _forbidden_loaded(python, {"PATH": os.environ.get("PATH", "")}, cwd=tmp_path) == "[]"
