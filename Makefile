@@ -9,7 +9,8 @@ EXTRAS ?= cpu,build,dashboard,dev
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
-.PHONY: setup build test lint export quantize evaluate bench real-ecg scenarios clean distclean
+
+.PHONY: setup browser build test lint export quantize evaluate bench real-ecg scenarios clean distclean
 
 setup: $(STAMP)
 
@@ -43,7 +44,14 @@ real-ecg: build
 scenarios: setup
 	$(EDGEMED) scenarios
 
-test: setup
+# The dashboard's real-browser test drives Debian's chromium (never a downloaded browser build).
+browser:
+	@test -x /usr/bin/chromium || { \
+		if [ "$$(id -u)" = 0 ]; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "install Debian's chromium (sudo apt-get install chromium) for the browser test"; fi; }
+
+test: setup browser
 	$(PYTHON) -m pytest
 
 lint: setup

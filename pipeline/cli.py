@@ -229,10 +229,12 @@ def collector(host: str, port: int, database: str) -> None:
 def _register_commands() -> None:
     """Commands that live in their own modules (benchmarks, device runtime)."""
     from pipeline.cli_bench import bench_command
+    from pipeline.cli_dashboard import dashboard_command
     from pipeline.cli_run import run_command
 
     main.add_command(bench_command)
     main.add_command(run_command)
+    main.add_command(dashboard_command)
 
 
 _register_commands()

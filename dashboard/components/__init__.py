@@ -1,0 +1,1 @@
+"""Reusable dashboard widgets (Streamlit) and chart builders (Altair)."""

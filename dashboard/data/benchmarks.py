@@ -1,0 +1,146 @@
+"""Read ``bench.json`` (schema: ``pipeline/benchmark/schema.md``) into frames for the Benchmarks page.
+
+The file may be absent (nobody ran ``make bench`` yet), from an older or newer harness, or broken:
+absence and unreadable JSON raise ``DataUnavailableError`` with a message for the page; schema
+deviations are collected as ``problems`` and the page shows whatever parts are still usable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dashboard.data.files import DataUnavailableError, read_json_object
+
+NO_RESULTS_MESSAGE = "no benchmark results yet: run make bench"
+
+
+@dataclass(frozen=True)
+class BenchmarkResults:
+    """A results document and the schema problems found in it."""
+
+    path: Path
+    document: dict[str, Any]
+    problems: tuple[str, ...]  # schema violations; the page warns and shows what it can
+
+    @property
+    def scenarios(self) -> list[dict[str, Any]]:
+        scenarios = self.document.get("scenarios")
+        return [item for item in scenarios if isinstance(item, dict)] if isinstance(scenarios, list) else []
+
+    @property
+    def machine(self) -> dict[str, Any]:
+        machine = self.document.get("machine")
+        return machine if isinstance(machine, dict) else {}
+
+
+def _schema_problems(document: dict[str, Any]) -> tuple[str, ...]:
+    try:
+        from pipeline.benchmark.schema import BENCH_SCHEMA, OK_ROW_REQUIRED, schema_errors
+    except ImportError:  # the harness is optional for the dashboard: show the file unchecked
+        return ()
+    problems = schema_errors(document, BENCH_SCHEMA)
+    for scenario in document.get("scenarios") or []:
+        for row in (scenario.get("rows") or []) if isinstance(scenario, dict) else []:
+            if isinstance(row, dict) and row.get("status") == "ok":
+                problems += [f"row {row.get('engine')} {row.get('variant')}: missing {key!r}"
+                             for key in OK_ROW_REQUIRED if key not in row]
+    return tuple(problems)
+
+
+def load_benchmarks(path: Path) -> BenchmarkResults:
+    """The results at ``path``; ``DataUnavailableError`` when there are none or they cannot be read."""
+    if not path.is_file():
+        raise DataUnavailableError(f"{NO_RESULTS_MESSAGE} (looked for {path})")
+    document = read_json_object(path, "the benchmark results")
+    return BenchmarkResults(path, document, _schema_problems(document))
+
+
+def row_label(row: dict[str, Any]) -> str:
+    """``onnxruntime int8-static`` / ``keras predict`` / ``litert int8``."""
+    return f"{row.get('engine', '?')} {row.get('variant', '?')}"
+
+
+def rows_frame(scenario: dict[str, Any]) -> pd.DataFrame:
+    """One row per measurement: engine, variant, provider, threads, latency figures, throughput, size, F1."""
+    rows = []
+    for row in scenario.get("rows") or []:
+        latency = row.get("latency") or {}
+        entry: dict[str, Any] = {
+            "model": row_label(row),
+            "shipped": row.get("engine") == "onnxruntime" and row.get("variant") == scenario.get("would_ship"),
+            "provider": str(row.get("provider") or "—").replace("ExecutionProvider", ""),
+            "threads": row.get("threads"),
+            "status": row.get("status", "?"),
+            "p50_us": latency.get("median_of_windows_us"),
+            "p95_us": latency.get("p95_us"),
+            "p99_us": latency.get("p99_us"),
+            "spread_percent": latency["spread"] * 100 if isinstance(latency.get("spread"), int | float) else None,
+            "stable": latency.get("stable"),
+            "session_ms": row.get("session_creation_ms"),
+            "first_inference_us": row.get("first_inference_us"),
+            "size_kib": row["model_size_bytes"] / 1024 if isinstance(row.get("model_size_bytes"), int) else None,
+            "peak_rss_mib": row["peak_rss_bytes"] / 2**20 if isinstance(row.get("peak_rss_bytes"), int) else None,
+            "macro_f1": row.get("macro_f1"),
+            "gate_passed": row.get("gate_passed"),
+            "reason": row.get("reason") or "",
+        }
+        for batch, measured in (row.get("throughput") or {}).items():
+            if isinstance(measured, dict):
+                entry[f"batch_{batch}_per_s"] = measured.get("samples_per_second")
+        rows.append(entry)
+    return pd.DataFrame(rows)
+
+
+def distribution_frame(scenario: dict[str, Any]) -> pd.DataFrame:
+    """Batch-1 latency quantiles in long form (model, provider, threads, quantile, latency_us)."""
+    rows = []
+    for row in scenario.get("rows") or []:
+        quantiles = (row.get("latency") or {}).get("quantiles_us") or []
+        if row.get("status") != "ok" or len(quantiles) < 2:
+            continue
+        provider = str(row.get("provider") or "—").replace("ExecutionProvider", "")
+        threads = row.get("threads")
+        for index, value in enumerate(quantiles):
+            rows.append({
+                "model": row_label(row),
+                "provider": provider,
+                "threads": "—" if threads is None else str(threads),
+                "series": f"{row_label(row)} · {provider} · {threads if threads is not None else '—'} thr",
+                "quantile": index / (len(quantiles) - 1),
+                "latency_us": value,
+            })
+    return pd.DataFrame(rows)
+
+
+def targets_frame(scenario: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame([item for item in scenario.get("targets") or [] if isinstance(item, dict)])
+
+
+def machine_frame(results: BenchmarkResults) -> pd.DataFrame:
+    """The machine fingerprint as (property, value) rows."""
+    machine = results.machine
+    onnxruntime = machine.get("onnxruntime") if isinstance(machine.get("onnxruntime"), dict) else {}
+    settings = results.document.get("settings") if isinstance(results.document.get("settings"), dict) else {}
+    entries = {
+        "CPU": machine.get("cpu_model"),
+        "architecture": machine.get("architecture"),
+        "ISA flags": ", ".join(machine.get("isa_flags") or []) or "—",
+        "usable cores": machine.get("usable_cores"),
+        "logical CPUs (host)": machine.get("logical_cpus_host"),
+        "affinity CPUs": machine.get("affinity_cpus"),
+        "cgroup CPU limit": machine.get("cgroup_cpu_limit"),
+        "OS": machine.get("os"),
+        "onnxruntime": f"{onnxruntime.get('version', '?')} ({onnxruntime.get('device', '?')})",
+        "available providers": ", ".join(onnxruntime.get("available_providers") or []),
+        "LiteRT runtime": settings.get("litert_runtime"),
+        "quick run": settings.get("quick"),
+        "started": results.document.get("started_at"),
+        "finished": results.document.get("finished_at"),
+    }
+    packages = machine.get("packages") if isinstance(machine.get("packages"), dict) else {}
+    entries.update({f"package {name}": version for name, version in sorted(packages.items())})
+    return pd.DataFrame({"property": list(entries), "value": ["—" if v is None else str(v) for v in entries.values()]})

@@ -1,0 +1,123 @@
+"""Published bundles (``<bundles>/<name>/``): manifest, reference profile, and how telemetry names them.
+
+A device's telemetry names its bundle by ``bundle_id`` (the manifest's ``lineage.bundle`` or the first
+12 hex characters of the manifest's sha256) and ``bundle_sha256`` (the manifest's or the model's
+sha256); ``BundleCatalog.match`` maps either back to the bundle folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dashboard.data.files import DataUnavailableError, read_json_object
+
+MANIFEST_NAME = "manifest.json"
+PROFILE_NAME = "reference_profile.json"
+MODEL_NAME = "model.onnx"
+
+
+@dataclass(frozen=True)
+class BundleInfo:
+    """One published bundle, read once."""
+
+    name: str  # the folder's name (the scenario or model name)
+    path: Path
+    manifest: dict[str, Any]
+    manifest_sha256: str
+    profile: dict[str, Any] | None  # reference_profile.json, when present and readable
+    profile_problem: str | None  # why there is no profile, for the page
+
+    @property
+    def scenario(self) -> str:
+        return str(self.manifest.get("scenario") or self.name)
+
+    @property
+    def shipped_variant(self) -> str:
+        return str(self.manifest.get("variant", "unknown"))
+
+    @property
+    def labels(self) -> list[str]:
+        return [str(label) for label in self.manifest.get("labels", [])]
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        lineage = self.manifest.get("lineage")
+        return {str(key): str(value) for key, value in lineage.items()} if isinstance(lineage, dict) else {}
+
+    @property
+    def bundle_id(self) -> str:
+        """The id the runtime puts in telemetry (``runtime.bundle.Bundle.bundle_id``)."""
+        return self.lineage.get("bundle") or self.manifest_sha256[:12]
+
+    @property
+    def model_sha256(self) -> str | None:
+        files = self.manifest.get("files")
+        entry = files.get(MODEL_NAME) if isinstance(files, dict) else None
+        return str(entry["sha256"]).lower() if isinstance(entry, dict) and "sha256" in entry else None
+
+    def identifiers(self) -> set[str]:
+        """Every string a telemetry record may use to name this bundle."""
+        names = {self.name, self.scenario, self.bundle_id, self.manifest_sha256, self.manifest_sha256[:12]}
+        if self.model_sha256:
+            names.add(self.model_sha256)
+        return names
+
+
+@dataclass(frozen=True)
+class BundleCatalog:
+    """Every readable bundle under a folder, plus what could not be read and why."""
+
+    folder: Path
+    bundles: tuple[BundleInfo, ...] = ()
+    problems: tuple[str, ...] = ()  # one message per unreadable bundle folder
+    _index: dict[str, BundleInfo] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for bundle in self.bundles:
+            for identifier in bundle.identifiers():
+                self._index.setdefault(identifier, bundle)
+
+    def match(self, bundle_id: str | None, bundle_sha256: str | None = None) -> BundleInfo | None:
+        """The bundle a telemetry record names, or None when it is not published here."""
+        for key in (bundle_sha256, bundle_id):
+            if key and key in self._index:
+                return self._index[key]
+        return None
+
+    def by_name(self, name: str) -> BundleInfo | None:
+        return next((bundle for bundle in self.bundles if bundle.name == name), None)
+
+
+def read_bundle(folder: Path) -> BundleInfo:
+    """The bundle in ``folder``; ``DataUnavailableError`` when its manifest is missing or broken."""
+    manifest_path = folder / MANIFEST_NAME
+    manifest = read_json_object(manifest_path, f"the manifest of bundle {folder.name}")
+    manifest_sha256 = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    profile: dict[str, Any] | None = None
+    problem: str | None = None
+    try:
+        profile = read_json_object(folder / PROFILE_NAME, f"the reference profile of bundle {folder.name}")
+        if not isinstance(profile.get("features"), dict) or not isinstance(profile.get("predictions"), dict):
+            profile, problem = None, f"the reference profile of bundle {folder.name} has no features or predictions"
+    except DataUnavailableError as error:
+        problem = str(error)
+    return BundleInfo(folder.name, folder, manifest, manifest_sha256, profile, problem)
+
+
+def read_catalog(folder: Path) -> BundleCatalog:
+    """Every bundle folder (a folder holding manifest.json) directly under ``folder``."""
+    if not folder.is_dir():
+        return BundleCatalog(folder, (), (f"the bundles folder {folder} does not exist: run edgemed build",))
+    bundles: list[BundleInfo] = []
+    problems: list[str] = []
+    for child in sorted(path for path in folder.iterdir() if path.is_dir()):
+        if not (child / MANIFEST_NAME).exists():
+            continue
+        try:
+            bundles.append(read_bundle(child))
+        except DataUnavailableError as error:
+            problems.append(str(error))
+    return BundleCatalog(folder, tuple(bundles), tuple(problems))

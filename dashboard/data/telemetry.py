@@ -1,0 +1,131 @@
+"""Read the collector's SQLite telemetry store (read-only) into pandas frames.
+
+The dashboard never writes: it opens the file with ``mode=ro``, so a typo in ``--database`` cannot
+create an empty store, and reading never blocks the collector (WAL readers and the writer do not
+wait for each other). Every call opens and closes its own connection, which keeps the reader safe
+to share between Streamlit sessions and threads.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from dashboard.data.files import DataUnavailableError
+from runtime.telemetry.records import utc_timestamp
+
+BUSY_TIMEOUT_S = 5.0  # a read waits this long for a checkpoint before giving up
+RECORD_COLUMNS = (
+    "device_id", "sequence", "time", "bundle_id", "bundle_sha256", "variant", "provider",
+    "latency_us", "predicted_class", "confidence", "quality_flags",
+)
+DEVICE_COLUMNS = (
+    "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
+    "last_time",
+)
+_EXTRACTED = ", ".join(f"json_extract(payload, '$.{name}')" for name in RECORD_COLUMNS[3:])
+
+
+def _moment(value: datetime | str) -> str:
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if moment.tzinfo is None:
+        raise ValueError("telemetry times are compared in UTC; pass an aware datetime")
+    return utc_timestamp(moment)
+
+
+class TelemetryReader:
+    """Read-only access to one telemetry database file."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+
+    @contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if not self.path.is_file():
+            raise DataUnavailableError(
+                f"no telemetry database at {self.path}",
+                fix="start the collector (edgemed collector) or pass --database",
+            )
+        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+        try:
+            with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as connection:
+                yield connection
+        except sqlite3.Error as error:
+            message = str(error)
+            if "no such table" in message:
+                raise DataUnavailableError(f"the telemetry database {self.path} has no telemetry tables yet") from None
+            raise DataUnavailableError(f"the telemetry database {self.path} cannot be read ({message})") from None
+
+    def count(self) -> int:
+        """How many records are stored."""
+        with self._connection() as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+
+    def devices(self) -> pd.DataFrame:
+        """One row per device that ever uploaded (the collector's ``devices`` table plus record counts)."""
+        query = (
+            "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
+            "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
+            "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
+            "GROUP BY d.device_id ORDER BY d.device_id"
+        )
+        with self._connection() as connection:
+            rows = connection.execute(query).fetchall()
+        frame = pd.DataFrame(rows, columns=list(DEVICE_COLUMNS))
+        for column in ("first_received_at", "last_received_at", "first_time", "last_time"):
+            frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+        return frame
+
+    def records(
+        self,
+        device_id: str | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        with_features: bool = False,
+    ) -> pd.DataFrame:
+        """Records oldest first; ``time`` is a UTC timestamp, ``quality_flags`` a list per record.
+
+        With ``with_features`` a ``features`` column holds each record's feature dict.
+        """
+        conditions: list[str] = []
+        parameters: list[Any] = []
+        if device_id is not None:
+            conditions.append("device_id = ?")
+            parameters.append(device_id)
+        if since is not None:
+            conditions.append("time >= ?")
+            parameters.append(_moment(since))
+        if until is not None:
+            conditions.append("time <= ?")
+            parameters.append(_moment(until))
+        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        features = ", json_extract(payload, '$.features')" if with_features else ""
+        query = (
+            f"SELECT device_id, sequence, time, {_EXTRACTED}{features} FROM telemetry{where} "
+            "ORDER BY time, device_id, sequence"
+        )
+        with self._connection() as connection:
+            rows = connection.execute(query, parameters).fetchall()
+        columns = list(RECORD_COLUMNS) + (["features"] if with_features else [])
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
+        frame["latency_us"] = pd.to_numeric(frame["latency_us"])
+        frame["confidence"] = pd.to_numeric(frame["confidence"])
+        frame["quality_flags"] = [json.loads(text) if text else [] for text in frame["quality_flags"]]
+        if with_features:
+            frame["features"] = [json.loads(text) if text else {} for text in frame["features"]]
+        return frame
+
+
+def feature_table(records: pd.DataFrame) -> pd.DataFrame:
+    """The ``features`` column of ``records`` spread into one numeric column per feature."""
+    if records.empty or "features" not in records:
+        return pd.DataFrame(index=records.index)
+    return pd.DataFrame.from_records(list(records["features"]), index=records.index).apply(pd.to_numeric)

@@ -1,0 +1,96 @@
+"""Drift and alerts for devices: telemetry frames + the bundle catalog → results a page can show.
+
+Drift is measured per device over its drift window, against the reference profile of the bundle it
+ran last; a device whose bundle is not published here, or has no reference profile, gets a message
+instead of results.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import pandas as pd
+
+from dashboard.data.bundles import BundleCatalog, BundleInfo
+from dashboard.data.telemetry import feature_table
+from dashboard.monitoring.alerts import (
+    DEFAULT_ALERT_CONFIG,
+    Alert,
+    AlertConfig,
+    drift_alert,
+    latency_alerts,
+    quality_alerts,
+)
+from dashboard.monitoring.drift import (
+    DEFAULT_DRIFT_CONFIG,
+    DriftConfig,
+    DriftResult,
+    DriftStatus,
+    profile_drift,
+    worst_status,
+)
+from dashboard.monitoring.fleet import latest_bundle_window
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Drift of one device (or of every device on one bundle) over a window."""
+
+    scope: str  # a device id or "bundle <name>"
+    bundle: BundleInfo | None
+    records: int  # records in the window that ran the bundle
+    results: tuple[DriftResult, ...] = ()
+    message: str | None = None  # why there are no results
+    window: pd.DataFrame | None = field(default=None, compare=False, repr=False)  # the records compared
+
+    @property
+    def status(self) -> DriftStatus:
+        return worst_status(self.results)
+
+
+def bundle_drift(scope: str, window: pd.DataFrame, bundle: BundleInfo | None, config: DriftConfig) -> DriftReport:
+    """Drift of ``window`` (records with features, all on ``bundle``) against the bundle's profile."""
+    if window.empty:
+        return DriftReport(scope, bundle, 0, message="no telemetry in the drift window")
+    if bundle is None:
+        last = window.iloc[-1]
+        return DriftReport(scope, None, len(window), message=(
+            f"bundle {last['bundle_id']} is not among the published bundles, so there is no reference profile "
+            "to compare with"))
+    if bundle.profile is None:
+        return DriftReport(scope, bundle, len(window), message=(
+            f"bundle {bundle.name} has no reference profile ({bundle.profile_problem}): drift cannot be measured"))
+    features = feature_table(window)
+    results = profile_drift(bundle.profile, features, list(window["predicted_class"]), list(window["confidence"]),
+                            config)
+    return DriftReport(scope, bundle, len(window), tuple(results), window=window)
+
+
+def device_drift(
+    records: pd.DataFrame, catalog: BundleCatalog, now: datetime, config: DriftConfig = DEFAULT_DRIFT_CONFIG
+) -> DriftReport:
+    """Drift of one device's records (with features) over ``config.window`` before ``now``."""
+    device_id = str(records["device_id"].iloc[0]) if len(records) else "—"
+    window = latest_bundle_window(records, now, config.window)
+    bundle = catalog.match(window.iloc[-1]["bundle_id"], window.iloc[-1]["bundle_sha256"]) if len(window) else None
+    return bundle_drift(device_id, window, bundle, config)
+
+
+def fleet_alerts(
+    records: pd.DataFrame,
+    catalog: BundleCatalog,
+    now: datetime,
+    alert_config: AlertConfig = DEFAULT_ALERT_CONFIG,
+    drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG,
+) -> list[Alert]:
+    """Every firing alert: latency burn rates, drift per device, signal quality."""
+    alerts = latency_alerts(records, now, alert_config)
+    if "features" in records:
+        for device_id, group in records.groupby("device_id"):
+            report = device_drift(group, catalog, now, drift_config)
+            alert = drift_alert(str(device_id), report.results)
+            if alert is not None:
+                alerts.append(alert)
+    alerts += quality_alerts(records, now, alert_config)
+    return alerts

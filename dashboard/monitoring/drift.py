@@ -1,0 +1,256 @@
+"""Drift of device telemetry against a bundle's ``reference_profile.json``.
+
+Per summary feature (and the prediction confidence) and for the predicted-class distribution:
+
+* **PSI** on the 10 reference-quantile bins (decile edges; outer bins open-ended so values outside
+  the reference range count), both windows: warn at 0.1, alert at 0.25.
+* **Windows over 1 000 records**: Jensen–Shannon distance (base 2, so 0…1) between the binned
+  reference and window shares and, for numbers, the Wasserstein distance divided by the reference
+  standard deviation; either ≥ 0.1 is drift.
+* **Smaller windows**: two-sample Kolmogorov–Smirnov test against the profile's reference sample
+  (numbers) or a chi-square test of homogeneity on reference vs window class counts (classes);
+  p < 0.05 is drift.
+* Below ``minimum_count`` records: "insufficient data", never a score.
+
+A row's status combines both: **alert** when PSI ≥ 0.25, or when the window's test/distance finds
+drift and PSI ≥ 0.1; **warn** when either PSI ≥ 0.1 or the test/distance finds drift alone (one of 30
+features passing p < 0.05 by chance is expected, so a test alone never raises an alert).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+from itertools import pairwise
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.spatial.distance import jensenshannon
+from scipy.special import rel_entr
+from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
+
+CLASS_ROW = "predicted class"
+CONFIDENCE_ROW = "prediction confidence"
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    """Drift decision thresholds and the window they are applied to."""
+
+    psi_warn: float = 0.1  # PSI ≥ 0.1: a moderate shift (the usual credit-scoring convention)
+    psi_alert: float = 0.25  # PSI ≥ 0.25: a major shift
+    distance_drift: float = 0.1  # JS distance (base 2) or Wasserstein / reference std at or above this is drift
+    p_value: float = 0.05  # KS / chi-square p-values below this are drift (windows up to large_window)
+    minimum_count: int = 200  # fewer records give "insufficient data": PSI's noise (≈ 9/n) nears 0.1 at ~100
+    large_window: int = 1_000  # windows with more records than this use distances instead of tests
+    psi_floor: float = 1e-4  # an empty bin counts as this share so PSI stays finite
+    window: timedelta = timedelta(hours=24)  # a device's drift window: its telemetry in the 24 h before its last record
+
+
+DEFAULT_DRIFT_CONFIG = DriftConfig()
+
+
+class DriftStatus(StrEnum):
+    INSUFFICIENT = "insufficient data"
+    OK = "ok"
+    WARN = "warn"
+    ALERT = "alert"
+
+
+_SEVERITY = {DriftStatus.INSUFFICIENT: 0, DriftStatus.OK: 1, DriftStatus.WARN: 2, DriftStatus.ALERT: 3}
+
+
+@dataclass(frozen=True)
+class DriftResult:
+    """One feature's (or the class distribution's) drift over one window."""
+
+    name: str
+    count: int  # records in the window with a value for this row
+    method: str  # "KS test", "chi-square test", "JS + Wasserstein", "JS distance" or "—"
+    psi: float | None = None
+    js_distance: float | None = None
+    wasserstein_normalised: float | None = None  # Wasserstein distance / reference standard deviation
+    statistic: float | None = None  # KS D or chi-square statistic
+    p_value: float | None = None
+    drift: bool = False  # what the window's test or distances say
+    status: DriftStatus = DriftStatus.INSUFFICIENT
+    note: str = ""
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "status": self.status.value, "records": self.count, "method": self.method,
+            "psi": self.psi, "js_distance": self.js_distance, "wasserstein_per_std": self.wasserstein_normalised,
+            "statistic": self.statistic, "p_value": self.p_value, "drift": self.drift, "note": self.note,
+        }
+
+
+def population_stability_index(expected: np.ndarray, actual: np.ndarray, floor: float = 1e-4) -> float:
+    """PSI = Σ (a − e) ln(a / e) = KL(a‖e) + KL(e‖a), with shares floored at ``floor``."""
+    expected = np.clip(np.asarray(expected, dtype=np.float64), floor, None)
+    actual = np.clip(np.asarray(actual, dtype=np.float64), floor, None)
+    expected, actual = expected / expected.sum(), actual / actual.sum()
+    return float(np.sum(rel_entr(actual, expected) + rel_entr(expected, actual)))
+
+
+def bin_shares(values: np.ndarray, inner_edges: np.ndarray) -> np.ndarray:
+    """Shares of ``values`` in the bins (-inf, e1], (e1, e2], …, (e_last, inf)."""
+    indices = np.searchsorted(inner_edges, values, side="left")
+    counts = np.bincount(indices, minlength=len(inner_edges) + 1)
+    return counts / max(len(values), 1)
+
+
+def reference_bins(reference: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(inner edges, reference shares) of the 10 reference-quantile bins.
+
+    Distinct deciles hold 10 % each by construction; tied deciles (a feature with a repeated
+    value) are merged and their shares taken from the reference sample.
+    """
+    edges = np.asarray(reference["decile_edges"], dtype=np.float64)
+    inner = np.unique(edges[1:-1])
+    if len(inner) == len(edges) - 2:
+        return inner, np.full(len(inner) + 1, 1.0 / (len(inner) + 1))
+    sample = np.asarray(reference.get("sample") or [], dtype=np.float64)
+    if len(sample) == 0:
+        return inner, np.full(len(inner) + 1, 1.0 / (len(inner) + 1))
+    return inner, bin_shares(sample, inner)
+
+
+def _status(psi: float | None, drift: bool, config: DriftConfig) -> DriftStatus:
+    psi_value = psi or 0.0
+    if psi_value >= config.psi_alert or (drift and psi_value >= config.psi_warn):
+        return DriftStatus.ALERT
+    if drift or psi_value >= config.psi_warn:
+        return DriftStatus.WARN
+    return DriftStatus.OK
+
+
+def numeric_drift(
+    name: str, reference: Mapping[str, Any], values: Iterable[float], config: DriftConfig = DEFAULT_DRIFT_CONFIG
+) -> DriftResult:
+    """Drift of one numeric summary (``values`` from the window) against its reference distribution."""
+    current = np.asarray(list(values), dtype=np.float64)
+    current = current[np.isfinite(current)]
+    count = len(current)
+    if count < config.minimum_count:
+        return DriftResult(name, count, "—", note=f"needs at least {config.minimum_count} records")
+    inner, expected = reference_bins(reference)
+    actual = bin_shares(current, inner)
+    psi = population_stability_index(expected, actual, config.psi_floor)
+    sample = np.asarray(reference.get("sample") or [], dtype=np.float64)
+    if count > config.large_window:
+        js = float(jensenshannon(expected, actual, base=2))
+        normalised = None
+        if len(sample):
+            distance = wasserstein_distance(sample, current)
+            std = float(reference.get("std") or 0.0)
+            normalised = distance / std if std > 0 else (0.0 if distance == 0 else float("inf"))
+        drift = js >= config.distance_drift or (normalised is not None and normalised >= config.distance_drift)
+        return DriftResult(name, count, "JS + Wasserstein", psi=psi, js_distance=js, wasserstein_normalised=normalised,
+                           drift=drift, status=_status(psi, drift, config))
+    if not len(sample):
+        return DriftResult(name, count, "PSI only", psi=psi, status=_status(psi, False, config),
+                           note="the reference profile has no sample for a KS test")
+    test = ks_2samp(sample, current)
+    drift = bool(test.pvalue < config.p_value)
+    return DriftResult(name, count, "KS test", psi=psi, statistic=float(test.statistic), p_value=float(test.pvalue),
+                       drift=drift, status=_status(psi, drift, config))
+
+
+def reference_class_counts(predictions: Mapping[str, Any]) -> dict[str, float]:
+    """Reference class counts (or fractions when the profile has no counts)."""
+    counts = predictions.get("class_counts")
+    if isinstance(counts, dict) and counts:
+        return {str(key): float(value) for key, value in counts.items()}
+    fractions = predictions.get("class_fractions") or {}
+    return {str(key): float(value) for key, value in fractions.items()}
+
+
+def class_drift(
+    reference_counts: Mapping[str, float], predicted: Sequence[str], config: DriftConfig = DEFAULT_DRIFT_CONFIG
+) -> DriftResult:
+    """Drift of the predicted-class distribution against the reference class counts."""
+    count = len(predicted)
+    if count < config.minimum_count:
+        return DriftResult(CLASS_ROW, count, "—", note=f"needs at least {config.minimum_count} records")
+    observed = pd.Series(list(predicted), dtype="object").value_counts()
+    classes = list(reference_counts) + sorted(set(observed.index) - set(reference_counts))
+    reference = np.array([reference_counts.get(label, 0.0) for label in classes], dtype=np.float64)
+    current = np.array([float(observed.get(label, 0)) for label in classes], dtype=np.float64)
+    expected, actual = reference / max(reference.sum(), 1e-12), current / count
+    psi = population_stability_index(expected, actual, config.psi_floor)
+    unknown = [label for label in classes if label not in reference_counts]
+    note = f"classes not in the reference: {', '.join(unknown)}" if unknown else ""
+    if count > config.large_window:
+        js = float(jensenshannon(expected, actual, base=2))
+        drift = js >= config.distance_drift
+        return DriftResult(CLASS_ROW, count, "JS distance", psi=psi, js_distance=js, drift=drift,
+                           status=_status(psi, drift, config), note=note)
+    table = np.vstack([reference, current])
+    table = table[:, table.sum(axis=0) > 0]
+    if table.shape[1] < 2:  # both windows predict one and the same class: nothing to test
+        statistic, p_value = 0.0, 1.0
+    else:
+        test = chi2_contingency(table)
+        statistic, p_value = float(test.statistic), float(test.pvalue)
+    drift = p_value < config.p_value
+    return DriftResult(CLASS_ROW, count, "chi-square test", psi=psi, statistic=statistic, p_value=p_value,
+                       drift=drift, status=_status(psi, drift, config), note=note)
+
+
+def profile_drift(
+    profile: Mapping[str, Any],
+    features: pd.DataFrame,
+    predicted: Sequence[str],
+    confidence: Sequence[float] = (),
+    config: DriftConfig = DEFAULT_DRIFT_CONFIG,
+) -> list[DriftResult]:
+    """Every feature of the profile, the prediction confidence and the class distribution, in that order."""
+    results = []
+    for name, reference in (profile.get("features") or {}).items():
+        if name not in features.columns:
+            results.append(DriftResult(name, 0, "—", note="the devices send no value for this feature"))
+            continue
+        results.append(numeric_drift(name, reference, features[name].dropna(), config))
+    predictions = profile.get("predictions") or {}
+    if isinstance(predictions.get("confidence"), dict) and len(confidence):
+        results.append(numeric_drift(CONFIDENCE_ROW, predictions["confidence"], confidence, config))
+    results.append(class_drift(reference_class_counts(predictions), predicted, config))
+    return results
+
+
+def worst_status(results: Iterable[DriftResult]) -> DriftStatus:
+    """The most severe status among ``results`` ("insufficient data" when there are none)."""
+    return max((result.status for result in results), key=_SEVERITY.__getitem__, default=DriftStatus.INSUFFICIENT)
+
+
+def results_frame(results: Iterable[DriftResult]) -> pd.DataFrame:
+    return pd.DataFrame([result.to_row() for result in results])
+
+
+def bin_comparison(reference: Mapping[str, Any], values: Iterable[float]) -> pd.DataFrame:
+    """Reference vs window shares on the reference-quantile bins (the bins PSI and JS use)."""
+    current = np.asarray(list(values), dtype=np.float64)
+    inner, expected = reference_bins(reference)
+    actual = bin_shares(current[np.isfinite(current)], inner)
+    if len(inner):
+        names = [f"≤ {inner[0]:.4g}", *(f"{low:.4g}–{high:.4g}" for low, high in pairwise(inner)), f"> {inner[-1]:.4g}"]
+    else:  # every reference decile is the same value
+        names = ["all values"]
+    return pd.DataFrame({
+        "bin": names * 2, "source": ["reference"] * len(names) + ["window"] * len(names),
+        "share": np.concatenate([expected, actual]),
+    })
+
+
+def class_comparison(reference_counts: Mapping[str, float], predicted: Sequence[str]) -> pd.DataFrame:
+    """Reference vs window shares per predicted class."""
+    observed = pd.Series(list(predicted), dtype="object").value_counts(normalize=True)
+    total = sum(reference_counts.values()) or 1.0
+    classes = list(reference_counts) + sorted(set(observed.index) - set(reference_counts))
+    rows = [{"class": label, "source": "reference", "share": reference_counts.get(label, 0.0) / total}
+            for label in classes]
+    rows += [{"class": label, "source": "window", "share": float(observed.get(label, 0.0))} for label in classes]
+    return pd.DataFrame(rows)

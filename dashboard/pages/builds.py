@@ -1,0 +1,96 @@
+"""Builds: every bundle's variants (size, latency, clinical metrics with CIs, gate verdicts), why the shipped
+variant won, the accuracy-vs-latency Pareto plot, confusion matrices and training curves."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.components import charts, widgets
+from dashboard.data.builds import (
+    confusion_frame,
+    load_clinical_metrics,
+    load_history,
+    pareto_variants,
+    per_class_frame,
+    sensitivity_frame,
+    variants_frame,
+)
+from dashboard.data.bundles import BundleInfo
+from dashboard.data.files import DataUnavailableError
+from dashboard.data.settings import DashboardSettings
+
+VARIANT_COLUMNS = {
+    "variant": st.column_config.TextColumn("variant"),
+    "shipped": st.column_config.CheckboxColumn("shipped"),
+    "size_kib": st.column_config.NumberColumn("size (KiB)", format="%.1f"),
+    "latency_p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.1f"),
+    "latency_p90_us": st.column_config.NumberColumn("p90 (µs)", format="%.1f"),
+    "macro_f1_ci": st.column_config.TextColumn("macro-F1 [95 % CI]"),
+    "accuracy_ci": st.column_config.TextColumn("accuracy [95 % CI]"),
+    "gate": st.column_config.TextColumn("gate"),
+    "gate_reason": st.column_config.TextColumn("gate verdict", width="large"),
+}
+
+
+def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
+    manifest = bundle.manifest
+    st.header(bundle.name)
+    provenance = (manifest.get("data") or {}).get("provenance") or {}
+    st.caption(f"{manifest.get('description', '')} · labels {', '.join(bundle.labels)} · built "
+               f"{manifest.get('created_at', '?')}" + (" · **synthetic data**" if provenance.get("synthetic") else ""))
+    selection = manifest.get("selection") or {}
+    st.success(f"shipped **{bundle.shipped_variant}** — {selection.get('reason', 'no reason recorded')}")
+    st.caption(f"selection rule: {selection.get('rule', '—')}")
+
+    variants = variants_frame(bundle)
+    if variants.empty:
+        st.warning(f"bundle {bundle.name} lists no variants in its manifest")
+        return
+    st.subheader("Variants")
+    st.dataframe(variants[list(VARIANT_COLUMNS)], column_config=VARIANT_COLUMNS, hide_index=True)
+    st.markdown("**Sensitivity per class [95 % CI]**")
+    st.dataframe(sensitivity_frame(bundle), hide_index=True)
+
+    st.subheader("Accuracy vs latency")
+    st.altair_chart(charts.pareto_chart(variants, pareto_variants(variants)), width="stretch")
+    st.caption("Dashed: the Pareto front (no other variant is both faster and more accurate). Bars: 95 % CIs.")
+    st.subheader("Training curves")
+    try:
+        history = load_history(current.artifacts, bundle)
+    except DataUnavailableError as error:
+        st.info(str(error))
+    else:
+        metrics = list(dict.fromkeys(history["metric"]))
+        for column, metric in zip(st.columns(max(len(metrics), 1)), metrics, strict=False):
+            with column:
+                st.altair_chart(charts.history_chart(history, metric), width="stretch")
+
+    st.subheader("Confusion matrices and per-class metrics")
+    try:
+        metrics = load_clinical_metrics(current.artifacts, bundle)
+    except DataUnavailableError as error:
+        st.info(f"{error} — the manifest's summary above is all there is for this bundle.")
+        return
+    names = [name for name in metrics if isinstance(metrics[name], dict)]
+    for row_start in range(0, len(names), 4):
+        columns = st.columns(4)
+        for column, name in zip(columns, names[row_start:row_start + 4], strict=False):
+            with column:
+                title = f"{name} (shipped)" if name == bundle.shipped_variant else name
+                st.altair_chart(charts.confusion_chart(confusion_frame(metrics[name]), title))
+    chosen = st.selectbox("per-class metrics of variant", names, key=f"per-class-{bundle.name}",
+                          index=names.index(bundle.shipped_variant) if bundle.shipped_variant in names else 0)
+    st.dataframe(per_class_frame(metrics[chosen]), hide_index=True)
+
+
+st.title("Builds")
+current = widgets.settings()
+catalog = widgets.catalog(current)
+widgets.show_problems(catalog.problems)
+if not catalog.bundles:
+    st.info(f"no bundles in {current.bundles}: run `make build` (or `edgemed build`) and pass --bundles")
+else:
+    st.caption(f"bundles from {current.bundles} · artefacts from {current.artifacts}")
+    for tab, bundle in zip(st.tabs([bundle.name for bundle in catalog.bundles]), catalog.bundles, strict=True):
+        with tab:
+            show_bundle(bundle, current)

@@ -1,0 +1,152 @@
+"""Every page under ``streamlit.testing.v1.AppTest`` on fixture data, and on bad input: messages, no exceptions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+
+from streamlit.testing.v1 import AppTest
+
+from dashboard.data.benchmarks import NO_RESULTS_MESSAGE
+from dashboard.data.settings import DashboardSettings
+from tests.dashboard.conftest import BARE_BUNDLE, SCENARIO
+from tests.dashboard.fixture_data import DEVICES
+
+APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
+TIMEOUT_S = 120  # generous: the CI machine may be slow and shared
+
+
+def run_page(page: str, query: dict[str, str] | None = None) -> AppTest:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    for key, value in (query or {}).items():
+        app.query_params[key] = value
+    app.switch_page(f"pages/{page}.py")
+    app.run()
+    assert not app.exception, [exception.value for exception in app.exception]
+    return app
+
+
+def texts(app: AppTest, *kinds: str) -> str:
+    return "\n".join(str(element.value) for kind in kinds for element in getattr(app, kind))
+
+
+def charts(app: AppTest) -> int:
+    return len(app.get("vega_lite_chart"))
+
+
+@pytest.fixture
+def fixture_settings(dashboard_fixture, use_settings) -> DashboardSettings:
+    use_settings(dashboard_fixture.settings)
+    return dashboard_fixture.settings
+
+
+def test_builds_page(fixture_settings: DashboardSettings) -> None:
+    app = run_page("builds")
+    assert app.title[0].value == "Builds"
+    assert [header.value for header in app.header] == [SCENARIO, BARE_BUNDLE]
+    assert "shipped" in texts(app, "success") and "fastest passing variant" in texts(app, "success")
+    assert {"Variants", "Accuracy vs latency", "Training curves"} <= {item.value for item in app.subheader}
+    variants = app.dataframe[0].value
+    assert len(variants) == 4 and variants["shipped"].sum() == 1
+    assert charts(app) >= 2 * (1 + 2 + 4)  # per bundle: Pareto, two training curves, four confusion matrices
+
+
+def test_benchmarks_page(fixture_settings: DashboardSettings) -> None:
+    app = run_page("benchmarks")
+    assert app.title[0].value == "Benchmarks" and [header.value for header in app.header] == [SCENARIO, "Machine"]
+    rows = app.dataframe[0].value
+    assert {"onnxruntime int8-static", "keras call", "litert int8"} <= set(rows["model"])
+    assert set(rows["threads"].dropna()) == {1, 2} and "not available" in set(rows["status"])
+    assert charts(app) == 1
+
+
+def test_fleet_page(fixture_settings: DashboardSettings) -> None:
+    app = run_page("fleet")
+    assert app.title[0].value == "Fleet"
+    overview = app.dataframe[0].value
+    assert len(overview) == len(DEVICES) and {"bundle", "p95_us", "last_seen"} <= set(overview.columns)
+    assert "SLO objective 10,000 µs" in texts(app, "caption")
+    assert charts(app) == 3  # latency, throughput, flag rate
+
+
+def test_drift_page_for_the_drifted_device(fixture_settings: DashboardSettings) -> None:
+    app = run_page("drift", {"device": DEVICES["drifted"]})
+    assert app.title[0].value == "Drift" and app.selectbox[0].value == f"device {DEVICES['drifted']}"
+    table = app.dataframe[0].value
+    assert (table["status"] == "alert").sum() >= 25 and set(table["method"]) == {"KS test", "chi-square test"}
+    assert charts(app) == 2
+
+
+def test_drift_page_for_a_busy_device_uses_distances(fixture_settings: DashboardSettings) -> None:
+    app = run_page("drift", {"device": DEVICES["busy"]})
+    assert "JS + Wasserstein" in set(app.dataframe[0].value["method"])
+    assert "alert" not in set(app.dataframe[0].value["status"])
+
+
+def test_drift_page_across_a_bundle(fixture_settings: DashboardSettings) -> None:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    app.switch_page("pages/drift.py").run()
+    app.selectbox[0].select(f"all devices on bundle {SCENARIO}").run()
+    assert not app.exception and len(app.dataframe[0].value) > 30
+
+
+@pytest.mark.parametrize(("device", "message"), [("bare", "has no reference profile"),
+                                                 ("orphan", "not among the published bundles")])
+def test_drift_page_without_a_reference_profile_says_so(fixture_settings, device: str, message: str) -> None:
+    app = run_page("drift", {"device": DEVICES[device]})
+    assert message in texts(app, "warning") and not app.dataframe
+
+
+def test_alerts_page_links_alerts_to_devices(fixture_settings: DashboardSettings) -> None:
+    app = run_page("alerts")
+    assert app.title[0].value == "Alerts"
+    markdown = texts(app, "markdown")
+    assert "latency SLO" in markdown and "drift" in markdown and "signal quality" in markdown
+    links = {link.proto.query_string for link in app.get("page_link")}
+    for name in ("regressed", "drifted", "noisy"):
+        assert f"device={DEVICES[name]}" in links
+    assert len(app.dataframe[0].value) == len(DEVICES)  # burn rates per device
+
+
+def test_device_page_shows_the_timeline_and_alerts(fixture_settings: DashboardSettings) -> None:
+    app = run_page("device", {"device": DEVICES["regressed"]})
+    assert app.title[0].value == "Device" and app.selectbox[0].value == DEVICES["regressed"]
+    assert "latency SLO" in texts(app, "error", "warning") and "burn" in texts(app, "error", "warning")
+    assert {"Timeline", "Burn rates", "Drift"} <= {item.value for item in app.subheader}
+    assert charts(app) == 2
+
+
+def test_device_page_for_an_unknown_device(fixture_settings: DashboardSettings) -> None:
+    app = run_page("device", {"device": "f" * 32})
+    assert "unknown device" in texts(app, "error") and app.selectbox[0].value in DEVICES.values()
+
+
+@pytest.mark.parametrize("page", ["fleet", "drift", "alerts", "device"])
+def test_live_pages_on_an_empty_store(empty_settings, use_settings, page: str) -> None:
+    use_settings(empty_settings)
+    app = run_page(page)
+    assert "no telemetry yet" in texts(app, "info")
+
+
+@pytest.mark.parametrize("page", ["fleet", "drift", "alerts", "device"])
+def test_live_pages_without_a_database(empty_settings, use_settings, tmp_path: Path, page: str) -> None:
+    use_settings(DashboardSettings(database=tmp_path / "missing.sqlite3"))
+    app = run_page(page)
+    assert "no telemetry database" in texts(app, "info")
+    assert not (tmp_path / "missing.sqlite3").exists()
+
+
+def test_missing_benchmark_file(empty_settings, use_settings) -> None:
+    use_settings(empty_settings)
+    assert NO_RESULTS_MESSAGE in texts(run_page("benchmarks"), "info")
+
+
+def test_builds_without_bundles_or_artefacts(dashboard_fixture, empty_settings, use_settings) -> None:
+    use_settings(empty_settings)
+    assert "no bundles" in texts(run_page("builds"), "info")
+    use_settings(DashboardSettings(artifacts=empty_settings.artifacts, bundles=dashboard_fixture.settings.bundles))
+    app = run_page("builds")
+    assert "is not in" in texts(app, "info") and "clinical metrics" in texts(app, "info")
