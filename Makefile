@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 
 
-.PHONY: setup browser build test lint export quantize evaluate bench real-ecg scenarios clean distclean
+.PHONY: setup browser build test lint export quantize evaluate bench real-ecg dashboard scenarios clean distclean
 
 setup: $(STAMP)
 
@@ -41,6 +41,17 @@ bench: setup
 real-ecg: build
 	$(EDGEMED) real-ecg bundles/ecg-arrhythmia
 
+# Collector on 127.0.0.1:8787, a simulated fleet of 8 devices (30 simulated minutes, scripted problems, and a
+# rollout of a second ECG bundle trained with another seed to devices 6-7), then the dashboard on 127.0.0.1.
+dashboard: build
+	$(EDGEMED) build ecg-arrhythmia --seed 1 --bundles .rollout-bundles
+	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database telemetry.sqlite3 & collector=$$!; \
+	trap 'kill $$collector' EXIT INT TERM; \
+	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
+	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry \
+		--rollout-bundle .rollout-bundles/ecg-arrhythmia --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
+	$(EDGEMED) dashboard --database telemetry.sqlite3
+
 scenarios: setup
 	$(EDGEMED) scenarios
 
@@ -58,7 +69,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf artifacts bundles .pytest_cache .ruff_cache
+	rm -rf artifacts bundles .rollout-bundles .fleet-outboxes fleet-summary.json telemetry.sqlite3* .pytest_cache .ruff_cache
 
 distclean: clean
 	rm -rf $(VENV) *.egg-info

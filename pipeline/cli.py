@@ -231,10 +231,12 @@ def _register_commands() -> None:
     from pipeline.cli_bench import bench_command
     from pipeline.cli_dashboard import dashboard_command
     from pipeline.cli_run import run_command
+    from pipeline.cli_simulate import simulate_command
 
     main.add_command(bench_command)
     main.add_command(run_command)
     main.add_command(dashboard_command)
+    main.add_command(simulate_command)
 
 
 _register_commands()
@@ -272,3 +274,37 @@ def real_ecg(bundle: str, output: str) -> None:
         shown = {key: figures.get(key) for key in ("beats", "class_counts", "sensitivity", "positive_predictivity")}
         click.echo(f"{name}: {json.dumps({key: value for key, value in shown.items() if value is not None})}")
     click.echo(f"\nwritten to {output}")
+
+
+@main.command("bench-stream")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0.01),
+    default=24.0,
+    show_default=True,
+    help="Length of the synthetic recording.",
+)
+@click.option("--no-telemetry", is_flag=True, help="Leave the SQLite outbox appends out of the path.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), default="benchmarks/results/stream_speed.json", show_default=True
+)
+def bench_stream(bundle: str, hours: float, no_telemetry: bool, output: str) -> None:
+    """Real-time factor of the device stream path (R-peaks, windows, inference, telemetry) on one core."""
+    from pipeline.artifacts import write_json_atomic
+    from pipeline.benchmark.stream_speed import StreamSpeedConfig, measure_stream_speed
+
+    _configure_logging(verbose=False)
+    config = StreamSpeedConfig(hours=hours, profiled_hours=min(1.0, hours), telemetry=not no_telemetry)
+    try:
+        report = measure_stream_speed(Path(bundle), config)
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    write_json_atomic(Path(output), report)
+    click.echo(
+        f"{report['recording_s'] / 3600:.1f} h of ECG in {report['wall_s']:.2f} s on {config.threads} thread: "
+        f"{report['real_time_factor']:,.0f}× real time ({report['beats']:,} beats, "
+        f"{report['microseconds_per_beat']} µs/beat; target {report['target_real_time_factor']:,}×)"
+    )
+    click.echo("time share: " + ", ".join(f"{k} {v:.0%}" for k, v in report["time_share_by_stage"].items()))
+    click.echo(f"written to {output}")

@@ -50,6 +50,9 @@ class RunOptions:
     stream: StreamConfig = field(default_factory=lambda: RECORDING_CONFIG)
 
 
+COMMIT_EVERY = 64  # telemetry records per outbox transaction (one beat batch)
+
+
 class TelemetrySink:
     """One outbox record per inference event; uploads when a URL is configured."""
 
@@ -72,12 +75,26 @@ class TelemetrySink:
         self.url = url
         self.outbox = Outbox(Path(outbox_path), device_id)
         self.count = 0
+        self.buffer: list[dict] = []
 
-    def record(self, event: BeatEvent | TabularPrediction) -> int:
+    def record(self, event: BeatEvent | TabularPrediction) -> None:
+        """Queue one record; they are committed together every ``COMMIT_EVERY`` records (one fsync each).
+
+        A crash loses at most the uncommitted records, which are younger than the stream's own
+        in-memory state that a crash loses anyway.
+        """
         self.count += 1
-        return self.outbox.append(telemetry_record(self.bundle, event))
+        self.buffer.append(telemetry_record(self.bundle, event))
+        if len(self.buffer) >= COMMIT_EVERY:
+            self.commit()
+
+    def commit(self) -> None:
+        if self.buffer:
+            self.outbox.append_many(self.buffer)
+            self.buffer = []
 
     def upload(self) -> int:
+        self.commit()
         if not self.url:
             return 0
         try:

@@ -132,25 +132,19 @@ class Outbox:
 
         ``device_id`` is filled in when absent; ``sequence`` must be absent (the outbox owns it).
         """
-        if "sequence" in record:
-            raise TelemetryError(
-                "telemetry field 'sequence' was set by the caller",
-                expected="no sequence: the outbox assigns it",
-                fix="drop the sequence key",
-                field="sequence",
-            )
-        draft = {"device_id": self.device_id, **record}
-        checked = validate_record(draft, sequence_required=False)
-        if checked["device_id"] != self.device_id:
-            raise TelemetryError(
-                "telemetry field 'device_id' differs from the outbox's device id",
-                expected="the outbox's device id",
-                fix="leave device_id out and let the outbox fill it in",
-                field="device_id",
-            )
+        return self.append_many([record])[0]
+
+    def append_many(self, records: list[dict[str, Any]]) -> list[int]:
+        """``append`` for several records in one durable transaction (one fsync, not one per record).
+
+        All are validated first: one invalid record rejects the whole call and nothing is written.
+        """
+        checked = [self._checked(record) for record in records]
+        if not checked:
+            return []
         with self._transaction() as connection:
-            sequence = self._counter(connection, "last_sequence") + 1
-            excess = self._counter(connection, "rows") + 1 - self.max_rows
+            first = self._counter(connection, "last_sequence") + 1
+            excess = self._counter(connection, "rows") + len(checked) - self.max_rows
             if excess > 0:
                 dropped = connection.execute(
                     "DELETE FROM records WHERE sequence IN (SELECT sequence FROM records ORDER BY sequence LIMIT ?)",
@@ -158,16 +152,39 @@ class Outbox:
                 ).rowcount
                 self._add(connection, "dropped", dropped)
                 self._add(connection, "rows", -dropped)
-            payload = json.dumps({"sequence": sequence, **checked}, sort_keys=True, separators=(",", ":"))
-            connection.execute(
-                "INSERT INTO records (sequence, payload, created_at) VALUES (?, ?, ?)",
-                (sequence, payload, utc_timestamp()),
-            )
-            self._add(connection, "last_sequence", 1)
-            self._add(connection, "rows", 1)
+            created = utc_timestamp()
+            rows = [
+                (
+                    first + offset,
+                    json.dumps({"sequence": first + offset, **item}, sort_keys=True, separators=(",", ":")),
+                    created,
+                )
+                for offset, item in enumerate(checked)
+            ]
+            connection.executemany("INSERT INTO records (sequence, payload, created_at) VALUES (?, ?, ?)", rows)
+            self._add(connection, "last_sequence", len(rows))
+            self._add(connection, "rows", len(rows))
         if excess > 0:
             logger.warning("outbox %s is full (%d rows): dropped the oldest %d", self.path, self.max_rows, excess)
-        return sequence
+        return [row[0] for row in rows]
+
+    def _checked(self, record: dict[str, Any]) -> dict[str, Any]:
+        if "sequence" in record:
+            raise TelemetryError(
+                "telemetry field 'sequence' was set by the caller",
+                expected="no sequence: the outbox assigns it",
+                fix="drop the sequence key",
+                field="sequence",
+            )
+        checked = validate_record({"device_id": self.device_id, **record}, sequence_required=False)
+        if checked["device_id"] != self.device_id:
+            raise TelemetryError(
+                "telemetry field 'device_id' differs from the outbox's device id",
+                expected="the outbox's device id",
+                fix="leave device_id out and let the outbox fill it in",
+                field="device_id",
+            )
+        return checked
 
     def pending(self, limit: int = 500) -> list[dict[str, Any]]:
         """Up to ``limit`` of the oldest records, each with its ``sequence``; nothing is removed."""

@@ -35,6 +35,19 @@ def test_append_pending_acknowledge(tmp_path):
         assert sequences(outbox) == [1, 3, 5] and outbox.count() == 3
 
 
+def test_append_many_commits_a_batch_together_or_not_at_all(tmp_path):
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID, max_rows=6) as outbox:
+        assert outbox.append(sample_record()) == 1
+        assert outbox.append_many([sample_record() for _ in range(3)]) == [2, 3, 4]
+        bad = {**sample_record(), "patient_name": "x"}
+        with pytest.raises(TelemetryError):
+            outbox.append_many([sample_record(), bad])
+        assert sequences(outbox) == [1, 2, 3, 4]  # nothing of the rejected batch was written
+        assert outbox.append_many([sample_record() for _ in range(4)]) == [5, 6, 7, 8]
+        assert sequences(outbox) == [3, 4, 5, 6, 7, 8] and outbox.dropped() == 2
+        assert outbox.append_many([]) == []
+
+
 def test_sequences_are_monotonic_and_never_reused(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     with Outbox(path, DEVICE_ID) as outbox:

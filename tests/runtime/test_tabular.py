@@ -157,9 +157,9 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
         def __init__(self, path: Path, device_id: str) -> None:
             self.path, self.device_id = path, device_id
 
-        def append(self, record: dict) -> int:
-            appended.append(record)
-            return len(appended)
+        def append_many(self, records: list[dict]) -> list[int]:
+            appended.extend(records)
+            return list(range(len(appended) - len(records) + 1, len(appended) + 1))
 
     class Uploader:
         def __init__(self, outbox: Outbox, url: str) -> None:
