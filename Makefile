@@ -50,7 +50,7 @@ dashboard: build
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
 	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry \
 		--rollout-bundle .rollout-bundles/ecg-arrhythmia --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
-	$(EDGEMED) dashboard --database telemetry.sqlite3
+	$(EDGEMED) dashboard --database telemetry.sqlite3 --latency-objective-us 300
 
 scenarios: setup
 	$(EDGEMED) scenarios
