@@ -17,6 +17,7 @@ import click
 from tqdm import tqdm
 
 from pipeline.fleet.scenario import ScriptedEvent
+from pipeline.fleet.signals import SignalConfig
 from pipeline.fleet.simulator import DEFAULT_BUNDLE, DEFAULT_SALT, SimulationConfig, simulate, write_summary
 from runtime.errors import EdgemedError
 
@@ -57,6 +58,14 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Signal offsets, synthetic traces and noise.")
 @click.option(
+    "--signals",
+    type=click.Choice(["real", "synthetic"]),
+    default="real",
+    show_default=True,
+    help="real: biosignalsnotebooks recordings (the synthetic-to-real gap shows as drift); "
+    "synthetic: ECGSYN traces close to the training data, so the scripted problems stand out.",
+)
+@click.option(
     "--salt",
     default=DEFAULT_SALT,
     show_default=True,
@@ -95,6 +104,7 @@ def simulate_command(
     outbox_dir: Path | None,
     script_path: Path | None,
     summary_path: Path | None,
+    signals: str,
     progress: bool,
     verbose: bool,
 ) -> None:
@@ -114,6 +124,7 @@ def simulate_command(
         salt=salt,
         outbox_dir=outbox_dir,
         script=_load_script(script_path),
+        signal=SignalConfig(source=signals),
     )
     bar = tqdm(desc="simulate", unit="chunk", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 

@@ -29,6 +29,9 @@ class SignalConfig:
     synthetic_rate_hz: float = 500.0  # ECGSYN's sample rate
     synthetic_counts_per_mv: float = 1000.0  # ADC counts per millivolt of the synthetic trace
     device_offset_s: float = 37.0  # device i starts i × this far into its recording
+    # "real": biosignalsnotebooks recordings when installed (shows the synthetic-to-real gap as drift);
+    # "synthetic": ECGSYN traces close to the ECG scenario's training data, so scripted problems stand out.
+    source: str = "real"
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,7 @@ def synthetic_recording(seed: int, config: SignalConfig) -> Recording:
 
 def device_signal(index: int, seed: int, config: SignalConfig = SignalConfig()) -> LoopedSignal:
     """Device ``index``'s signal: a real recording when available, else a synthetic one."""
-    recordings = real_recordings(config.minimum_recording_s)
+    recordings = real_recordings(config.minimum_recording_s) if config.source == "real" else ()
     real = recordings[index % len(recordings)] if recordings else None
     recording = real or synthetic_recording(seed * 1000 + index, config)
     duration_s = recording.samples.size / recording.rate_hz
