@@ -131,12 +131,16 @@ def latency_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) ->
     return alerts
 
 
-def drift_alert(device_id: str, results: Iterable[DriftResult]) -> Alert | None:
-    """One alert naming the drifting features of a device, or None when nothing drifts."""
+def drift_alert(device_id: str, results: Iterable[DriftResult], minimum_warnings: int = 2) -> Alert | None:
+    """One alert naming the drifting features of a device, or None when nothing drifts.
+
+    Any row at alert level raises it; warnings only from ``minimum_warnings`` rows on: with dozens of
+    features, one borderline row in a window is what chance alone produces.
+    """
     results = list(results)
     alerting = [result for result in results if result.status is DriftStatus.ALERT]
     warning = [result for result in results if result.status is DriftStatus.WARN]
-    if not alerting and not warning:
+    if not alerting and len(warning) < minimum_warnings:
         return None
     worst = alerting or warning
     names = ", ".join(f"{result.name} (PSI {result.psi:.2f})" if result.psi is not None else result.name

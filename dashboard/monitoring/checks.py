@@ -7,7 +7,7 @@ instead of results.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import pandas as pd
@@ -27,6 +27,7 @@ from dashboard.monitoring.drift import (
     DriftConfig,
     DriftResult,
     DriftStatus,
+    empirical_profile,
     profile_drift,
     worst_status,
 )
@@ -77,6 +78,33 @@ def device_drift(
     return bundle_drift(device_id, window, bundle, config)
 
 
+def device_baseline_drift(
+    records: pd.DataFrame, now: datetime, config: DriftConfig = DEFAULT_DRIFT_CONFIG
+) -> DriftReport:
+    """Drift of one device against its own baseline: the first ``baseline_fraction`` of its drift window.
+
+    Alerts use this: every patient and electrode differs from the validation population (the bundle
+    profile is a mixture of classes and noise levels), so a per-device comparison with the bundle
+    profile flags healthy devices; a change *within* a device is what a monitoring team acts on.
+    """
+    device_id = str(records["device_id"].iloc[0]) if len(records) else "—"
+    window = latest_bundle_window(records, now, config.window)
+    cut = int(len(window) * config.baseline_fraction)
+    if cut < config.minimum_count or len(window) - cut < config.minimum_count:
+        return DriftReport(device_id, None, len(window), message=(
+            f"{len(window)} records: a baseline and a current window of {config.minimum_count} each are needed"))
+    baseline, current = window.iloc[:cut], window.iloc[cut:]
+    profile = empirical_profile(feature_table(baseline), list(baseline["predicted_class"]),
+                                list(baseline["confidence"]))
+    # One test per feature plus confidence and class: Bonferroni keeps the family-wise false-alarm rate at p;
+    # a baseline of a few hundred records makes PSI alone noisy (≈ 0.05–0.1), so it only counts from psi_alert.
+    tests = len(profile["features"]) + 2
+    corrected = replace(config, p_value=config.p_value / tests, psi_warn=config.psi_alert)
+    results = profile_drift(profile, feature_table(current), list(current["predicted_class"]),
+                            list(current["confidence"]), corrected)
+    return DriftReport(device_id, None, len(current), tuple(results), window=current)
+
+
 def fleet_alerts(
     records: pd.DataFrame,
     catalog: BundleCatalog,
@@ -88,7 +116,7 @@ def fleet_alerts(
     alerts = latency_alerts(records, now, alert_config)
     if "features" in records:
         for device_id, group in records.groupby("device_id"):
-            report = device_drift(group, catalog, now, drift_config)
+            report = device_baseline_drift(group, now, drift_config)
             alert = drift_alert(str(device_id), report.results)
             if alert is not None:
                 alerts.append(alert)

@@ -48,6 +48,7 @@ class DriftConfig:
     large_window: int = 1_000  # windows with more records than this use distances instead of tests
     psi_floor: float = 1e-4  # an empty bin counts as this share so PSI stays finite
     window: timedelta = timedelta(hours=24)  # a device's drift window: its telemetry in the 24 h before its last record
+    baseline_fraction: float = 0.3  # alerts compare the rest of the window with its first 30 % (the device's baseline)
 
 
 DEFAULT_DRIFT_CONFIG = DriftConfig()
@@ -219,6 +220,25 @@ def profile_drift(
         results.append(numeric_drift(CONFIDENCE_ROW, predictions["confidence"], confidence, config))
     results.append(class_drift(reference_class_counts(predictions), predicted, config))
     return results
+
+
+def empirical_profile(features: pd.DataFrame, predicted: Sequence[str], confidence: Sequence[float],
+                      sample_limit: int = 500) -> dict[str, Any]:
+    """A reference profile (same shape as a bundle's) built from observed records, e.g. a device's baseline."""
+
+    def distribution(values: np.ndarray) -> dict[str, Any]:
+        values = values[np.isfinite(values)]
+        step = max(1, len(values) // sample_limit)
+        return {"count": len(values), "mean": float(values.mean()), "std": float(values.std()),
+                "decile_edges": [float(edge) for edge in np.percentile(values, np.linspace(0, 100, 11))],
+                "sample": [float(value) for value in np.sort(values)[::step]]}
+
+    classes = pd.Series(list(predicted), dtype="object").value_counts()
+    return {
+        "features": {name: distribution(features[name].to_numpy(dtype=np.float64)) for name in features.columns},
+        "predictions": {"class_counts": {str(key): int(value) for key, value in classes.items()},
+                        "confidence": distribution(np.asarray(confidence, dtype=np.float64))},
+    }
 
 
 def worst_status(results: Iterable[DriftResult]) -> DriftStatus:

@@ -40,6 +40,7 @@ class DeviceBehaviour:
     interval: timedelta  # time between inferences
     feature_shift_std: float = 0.0  # every feature moved by this many reference standard deviations
     class_skew: float = 0.0  # share of predictions forced to the first class
+    drift_since: timedelta | None = None  # the feature shift and class skew start this long before now (None: always)
     slow_since: timedelta | None = None  # slow inferences start this long before now
     slow_share: float = 0.0  # share of slow inferences after slow_since
     flagged_since: timedelta | None = None  # quality flags start this long before now
@@ -49,7 +50,9 @@ class DeviceBehaviour:
 BEHAVIOURS = (
     DeviceBehaviour("healthy", timedelta(seconds=30)),
     DeviceBehaviour("busy", timedelta(seconds=10)),  # 2 520 records: the large-window drift path
-    DeviceBehaviour("drifted", timedelta(seconds=30), feature_shift_std=1.5, class_skew=0.8),
+    DeviceBehaviour(
+        "drifted", timedelta(seconds=30), feature_shift_std=1.5, class_skew=0.8, drift_since=timedelta(hours=4)
+    ),
     DeviceBehaviour("regressed", timedelta(seconds=10), slow_since=timedelta(minutes=90), slow_share=0.6),
     DeviceBehaviour("noisy", timedelta(seconds=30), flagged_since=timedelta(hours=1), flagged_share=0.35),
 )
@@ -74,16 +77,19 @@ def device_records(
     count = int(HISTORY / behaviour.interval)
     moments = [now - HISTORY + (index + 1) * behaviour.interval for index in range(count)]
     ages = np.array([(now - moment).total_seconds() for moment in moments])
+    drifting = np.ones(count, dtype=bool)
+    if behaviour.drift_since is not None:
+        drifting = ages <= behaviour.drift_since.total_seconds()
     columns = {}
     for name, reference in profile["features"].items():
         std = reference["std"] or 1.0
         values = rng.choice(np.asarray(reference["sample"]), count) + rng.normal(0, 0.05 * std, count)
-        columns[name] = np.round(values + behaviour.feature_shift_std * reference["std"], 6)
+        columns[name] = np.round(values + drifting * behaviour.feature_shift_std * reference["std"], 6)
     fractions = profile["predictions"]["class_fractions"]
     labels = np.array(list(fractions))
     shares = np.array(list(fractions.values()), dtype=np.float64)
     predicted = rng.choice(labels, count, p=shares / shares.sum())
-    predicted[rng.random(count) < behaviour.class_skew] = labels[0]
+    predicted[drifting & (rng.random(count) < behaviour.class_skew)] = labels[0]
     latency = rng.lognormal(math.log(HEALTHY_LATENCY_US), 0.25, count)
     if behaviour.slow_since is not None:
         slow = (ages <= behaviour.slow_since.total_seconds()) & (rng.random(count) < behaviour.slow_share)
