@@ -51,6 +51,11 @@ class AlertConfig:
     quality_warn_rate: float = 0.05  # 5 % of records flagged: warning (electrode or placement problems)
     quality_alert_rate: float = 0.20  # 20 % flagged: critical, the device's output is mostly unreliable
     quality_minimum_events: int = 20  # fewer records in the window give no quality verdict
+    # Lead-off and signal loss send no records at all (telemetry is per beat): a device whose beat rate falls
+    # below this share of its own median, per minute, for at least signal_loss_minutes, is flagged.
+    signal_loss_share: float = 0.5
+    signal_loss_minutes: int = 1
+    signal_loss_window: timedelta = timedelta(hours=1)  # looked for over the last hour of each device's records
 
     @property
     def error_budget(self) -> float:
@@ -73,7 +78,7 @@ DEFAULT_ALERT_CONFIG = AlertConfig()
 class Alert:
     """One firing alert; ``device_id`` links it to the Device page."""
 
-    kind: str  # "latency SLO", "drift" or "signal quality"
+    kind: str  # "latency SLO", "drift", "signal quality" or "signal loss"
     severity: str  # critical or warning
     device_id: str
     message: str
@@ -149,6 +154,32 @@ def drift_alert(device_id: str, results: Iterable[DriftResult], minimum_warnings
     severity = CRITICAL if alerting else WARNING
     psi = max((result.psi or 0.0) for result in worst)
     return Alert("drift", severity, device_id, f"input/prediction drift: {names}{more}", psi)
+
+
+def signal_loss_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) -> list[Alert]:
+    """Per device: minutes whose beat count fell below ``signal_loss_share`` of the device's median minute.
+
+    Only minutes between the device's first and last record in the window count, so a device that
+    simply stopped reporting (or has not started) is not flagged here.
+    """
+    alerts = []
+    recent = records[(records["time"] > now - config.signal_loss_window) & (records["time"] <= now)]
+    for device_id, group in recent.groupby("device_id"):
+        if len(group) < config.quality_minimum_events:
+            continue
+        per_minute = group.set_index("time").resample("1min").size().iloc[1:-1]  # edges are partial minutes
+        if len(per_minute) < 5 or per_minute.median() <= 0:
+            continue
+        low = per_minute[per_minute < config.signal_loss_share * per_minute.median()]
+        if len(low) < config.signal_loss_minutes:
+            continue
+        alerts.append(Alert(
+            "signal loss", WARNING, str(device_id),
+            f"beat rate below {config.signal_loss_share:.0%} of its median ({per_minute.median():.0f}/min) in "
+            f"{len(low)} minute(s) of the last {window_label(config.signal_loss_window)} — lead off or no signal",
+            float(len(low)),
+        ))
+    return alerts
 
 
 def quality_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) -> list[Alert]:

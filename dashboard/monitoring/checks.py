@@ -21,6 +21,7 @@ from dashboard.monitoring.alerts import (
     drift_alert,
     latency_alerts,
     quality_alerts,
+    signal_loss_alerts,
 )
 from dashboard.monitoring.drift import (
     DEFAULT_DRIFT_CONFIG,
@@ -121,4 +122,5 @@ def fleet_alerts(
             if alert is not None:
                 alerts.append(alert)
     alerts += quality_alerts(records, now, alert_config)
+    alerts += signal_loss_alerts(records, now, alert_config)
     return alerts

@@ -20,6 +20,7 @@ from dashboard.monitoring.alerts import (
     drift_alert,
     latency_alerts,
     quality_alerts,
+    signal_loss_alerts,
 )
 from dashboard.monitoring.checks import fleet_alerts
 from dashboard.monitoring.drift import DriftResult, DriftStatus
@@ -154,3 +155,18 @@ def test_fixture_fleet_alerts_point_at_the_right_devices(dashboard_fixture) -> N
     assert not any(alert.device_id in (DEVICES["healthy"], DEVICES["busy"]) for alert in alerts)
     fast = [alert for alert in alerts if alert.device_id == DEVICES["regressed"]]
     assert fast[0].severity == CRITICAL and "fast burn" in fast[0].message
+
+
+def _beats(minutes: int, silent: range = range(0), device_id: str = "f" * 32) -> pd.DataFrame:
+    """One record per second (60 beats a minute) except in the ``silent`` minutes."""
+    times = [NOW - timedelta(minutes=minutes) + timedelta(seconds=second) for second in range(minutes * 60)
+             if second // 60 not in silent]
+    return pd.DataFrame({"device_id": device_id, "time": pd.to_datetime(times, utc=True),
+                         "quality_flags": [[] for _ in times], "latency_us": FAST})
+
+
+def test_signal_loss_flags_a_lead_off_gap_and_not_a_steady_device() -> None:
+    assert signal_loss_alerts(_beats(30), NOW, CONFIG) == []
+    (alert,) = signal_loss_alerts(_beats(30, silent=range(10, 13)), NOW, CONFIG)
+    assert alert.kind == "signal loss" and alert.device_id == "f" * 32 and alert.value == 3.0
+    assert "lead off" in alert.message
