@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runtime.telemetry.records import TelemetryError, utc_timestamp
+from runtime.telemetry.sqlite_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
-BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another process's transaction before failing
 
 _SCHEMA = """
 BEGIN IMMEDIATE;
@@ -101,48 +101,18 @@ class SqliteStore:
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
+        self._pool = ConnectionPool(self.path, "telemetry store")
         self._write_lock = threading.Lock()  # one writer per process; other processes wait in SQLite
-        self._closed = False
-        connection = self._connection()
-        try:
-            connection.executescript(_SCHEMA)
-        except sqlite3.Error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        self._pool.run_script(_SCHEMA)
 
     def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise TelemetryError(f"the telemetry store at {self.path} is closed", fix="open a new SqliteStore")
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._local.connection = connection
-            with self._connections_lock:
-                self._connections.append(connection)
-        return connection
+        return self._pool.connection()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it commits, or none of it (the exception propagates)."""
-        connection = self._connection()
-        with self._write_lock:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-                connection.execute("COMMIT")
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
+        with self._write_lock, self._pool.transaction() as connection:
+            yield connection
 
     def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
         received_at = utc_timestamp()
@@ -226,11 +196,7 @@ class SqliteStore:
         return int(self._connection().execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
 
     def close(self) -> None:
-        self._closed = True
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+        self._pool.close()
 
     def __enter__(self) -> SqliteStore:
         return self

@@ -17,18 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from runtime.telemetry.records import TelemetryError, utc_timestamp, validate_record
+from runtime.telemetry.sqlite_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 1_000_000  # ~28 h at 10 inferences/s; at ~1 KB a record, about 1 GB of flash at most
-BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another connection's transaction before failing
 OUTBOX_FORMAT = 1  # version of the on-disk layout below
 
 _SCHEMA = """
@@ -56,52 +54,18 @@ class Outbox:
         self.path = Path(path)
         self.device_id = device_id
         self.max_rows = max_rows
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
-        self._connections_lock = threading.Lock()
-        self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        connection = self._connection()
-        try:
-            connection.executescript(_SCHEMA)
-        except sqlite3.Error:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+        self._pool = ConnectionPool(self.path, "outbox")
+        connection = self._pool.run_script(_SCHEMA)
         self._claim_device(connection)
 
     # -- connections ---------------------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
-        if self._closed:
-            raise TelemetryError(f"the outbox at {self.path} is closed", fix="open a new Outbox")
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
-            mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if mode.lower() != "wal":
-                logger.warning("outbox %s: journal_mode is %s, not WAL (no shared memory here?)", self.path, mode)
-            connection.execute("PRAGMA synchronous=FULL")
-            connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._local.connection = connection
-            with self._connections_lock:
-                self._connections.append(connection)
-        return connection
+        return self._pool.connection()
 
-    @contextmanager
-    def _transaction(self, connection: sqlite3.Connection | None = None) -> Iterator[sqlite3.Connection]:
-        """``BEGIN IMMEDIATE`` … ``COMMIT``; ``ROLLBACK`` when the body or the commit fails."""
-        connection = connection or self._connection()
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            yield connection
-            connection.execute("COMMIT")
-        except BaseException:
-            if connection.in_transaction:
-                connection.execute("ROLLBACK")
-            raise
+    def _transaction(self, connection: sqlite3.Connection | None = None):
+        return self._pool.transaction(connection)
 
     def _claim_device(self, connection: sqlite3.Connection) -> None:
         with self._transaction(connection):
@@ -221,11 +185,7 @@ class Outbox:
 
     def close(self) -> None:
         """Close every thread's connection; further use raises ``TelemetryError``."""
-        self._closed = True
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+        self._pool.close()
 
     def __enter__(self) -> Outbox:
         return self
