@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data.bundles import BundleCatalog, read_catalog
+from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings
 from dashboard.data.telemetry import TelemetryReader
 from dashboard.monitoring.alerts import AlertConfig
@@ -87,3 +88,16 @@ DEVICE_LINK_CONFIG = st.column_config.LinkColumn("device", display_text=r"device
 def show_problems(problems: tuple[str, ...] | list[str]) -> None:
     for problem in problems:
         st.warning(problem)
+
+
+def devices_or_stop(reader: TelemetryReader, current: DashboardSettings, nothing: str) -> pd.DataFrame:
+    """The store's devices; an info message and ``st.stop()`` when it cannot be read or is empty."""
+    try:
+        devices = reader.devices()
+    except DataUnavailableError as error:
+        st.info(str(error))
+        st.stop()
+    if devices.empty:
+        st.info(f"no telemetry yet: the store {current.database} is empty, so {nothing}")
+        st.stop()
+    return devices

@@ -17,14 +17,7 @@ st.title("Device")
 current = widgets.settings()
 config = widgets.alert_config(current)
 reader = widgets.telemetry(current)
-try:
-    devices = reader.devices()
-except DataUnavailableError as error:
-    st.info(str(error))
-    st.stop()
-if devices.empty:
-    st.info(f"no telemetry yet: the store {current.database} is empty, so there is no device to show")
-    st.stop()
+devices = widgets.devices_or_stop(reader, current, "there is no device to show")
 
 known = list(devices["device_id"])
 requested = st.query_params.get("device")

@@ -40,14 +40,7 @@ st.title("Drift")
 current = widgets.settings()
 catalog = widgets.catalog(current)
 reader = widgets.telemetry(current)
-try:
-    devices = reader.devices()
-except DataUnavailableError as error:
-    st.info(str(error))
-    st.stop()
-if devices.empty:
-    st.info(f"no telemetry yet: the store {current.database} is empty, so there is nothing to compare")
-    st.stop()
+devices = widgets.devices_or_stop(reader, current, "there is nothing to compare")
 
 scopes = [f"device {device_id}" for device_id in devices["device_id"]]
 scopes += [f"all devices on bundle {bundle.name}" for bundle in catalog.bundles]
