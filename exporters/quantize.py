@@ -10,14 +10,18 @@ Choices, for ONNX Runtime on x86-64 CPUs:
   speeds up a CPU.
 * int8 dynamic quantizes weights to signed int8 (per channel) and activations on the
   fly (DynamicQuantizeLinear → MatMulInteger / ConvInteger). No calibration data.
-* int8 static uses the QDQ format (QuantizeLinear/DequantizeLinear pairs, which ORT
-  fuses into QLinear kernels) with signed int8 per-channel weights and *unsigned* int8
-  activations: U8S8 is the combination ORT's x86 kernels (VNNI and AVX2) are built
-  for, and asymmetric uint8 suits post-ReLU/softmax activations. ``reduce_range`` stays
-  off: it trades accuracy (7-bit weights) for avoiding rare saturation on pre-VNNI CPUs.
-  The input preprocessing nodes are excluded from quantization for the same reason as
-  in fp16: one per-tensor scale cannot hold raw features of scale 0.01 next to features
-  of scale 100, so quantizing before standardization destroys the small ones.
+* int8 static: by default the QDQ format (QuantizeLinear/DequantizeLinear pairs, which
+  ORT fuses into QLinear kernels) with signed int8 per-channel weights and *unsigned* int8
+  activations — U8S8 is the combination ORT's x86 kernels are built for. Every one of
+  those settings (format, activation type, per-channel, ``reduce_range``, nodes kept in
+  float) is a field of ``QuantizationConfig``, and ``exporters.tuning.choose_quantization``
+  picks them per model by measurement: on x86 CPUs without VNNI, ORT's u8×s8 kernels sum
+  pairs of products in saturating int16, so full-range 8-bit weights can overflow and
+  cost accuracy that ``reduce_range`` (7-bit weights) gets back. The input preprocessing
+  nodes are never quantized, for the same reason as in fp16: one per-tensor scale cannot
+  hold raw features of scale 0.01 next to features of scale 100. Before quantizing, the
+  ``channels-last-boundaries`` graph pass lets ORT run the int8 convolution stack without
+  layout Transposes (see ``exporters.passes.channels_last``).
 """
 
 from __future__ import annotations
@@ -66,6 +70,20 @@ class CalibrationMethod(StrEnum):
     PERCENTILE = "percentile"  # clip at a percentile of |x|: histogram per tensor, slower
 
 
+class QuantizationFormat(StrEnum):
+    """How quantized operators are written into the ONNX file."""
+
+    QDQ = "qdq"  # float ops wrapped in QuantizeLinear/DequantizeLinear; ORT fuses them
+    QOPERATOR = "qoperator"  # explicit QLinearConv/QLinearMatMul/QGemm nodes
+
+
+class ActivationType(StrEnum):
+    """Integer type of the quantized activations (weights are always signed int8)."""
+
+    UINT8 = "uint8"  # asymmetric; the type ORT's x86 kernels are built for
+    INT8 = "int8"  # symmetric; preferred by ARM kernels
+
+
 @dataclass(frozen=True)
 class QuantizationConfig:
     """How ``quantize_int8_static`` calibrates and quantizes."""
@@ -80,6 +98,27 @@ class QuantizationConfig:
     calibration_samples: int = 512
     # Percentile of |activation| kept by PERCENTILE calibration (ORT's default).
     percentile: float = 99.999
+    quant_format: QuantizationFormat = QuantizationFormat.QDQ
+    activation_type: ActivationType = ActivationType.UINT8
+    # 7-bit weights: avoids int16 saturation in u8×s8 kernels on x86 CPUs without VNNI.
+    reduce_range: bool = False
+    # Nodes (names in the pre-processed graph) kept in float besides input preprocessing/Softmax.
+    excluded_nodes: tuple[str, ...] = ()
+    # Run the channels-last-boundaries pass first (no layout Transposes in ORT's int8 graph).
+    channels_last: bool = True
+
+    def settings_label(self) -> str:
+        """Short description of the int8 settings, e.g. ``qdq u8s8 per-channel reduce-range``."""
+        parts = [QuantizationFormat(self.quant_format).value,
+                 "u8s8" if ActivationType(self.activation_type) is ActivationType.UINT8 else "s8s8",
+                 "per-channel" if self.per_channel else "per-tensor"]
+        if self.reduce_range:
+            parts.append("reduce-range")
+        if not self.channels_last:
+            parts.append("no-channels-last")
+        if self.excluded_nodes:
+            parts.append(f"{len(self.excluded_nodes)} node(s) float")
+        return " ".join(parts)
 
 
 class UnknownCalibrationMethodError(QuantizationError, ValueError):
@@ -178,23 +217,64 @@ def quantize_int8_dynamic(source: Path, destination: Path) -> None:
 # ----------------------------------------------------------------------------- int8 static
 
 
+def prepare_for_static_quantization(source: Path, destination: Path, channels_last: bool = True) -> None:
+    """The graph quantization starts from: the channels-last pass (optional), then ORT's pre-processing.
+
+    ``exporters.tuning`` prepares once and quantizes the prepared file many times; node
+    names in ``QuantizationConfig.excluded_nodes`` refer to this prepared graph.
+    """
+    import onnx
+
+    from exporters.passes import QUANTIZATION_PASSES, run_passes
+
+    source, destination = Path(source), Path(destination)
+    model = load_onnx_model(source, QuantizationError)
+    with scratch_directory(destination) as scratch:
+        laid_out = scratch / "laid-out.onnx"
+        if channels_last:
+            counts = run_passes(model, QUANTIZATION_PASSES)
+            logger.debug("quantization passes on %s: %s", source.name, counts)
+        onnx.save_model(model, str(laid_out))
+        _preprocess(laid_out, destination)
+
+
+def quantizable_node_names(prepared: Path) -> list[str]:
+    """Nodes of a prepared graph int8 static quantization would quantize (Conv, MatMul, Gemm)."""
+    graph = load_onnx_model(Path(prepared), QuantizationError).graph
+    skipped = set(_always_float(graph))
+    return [node.name for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm") and node.name not in skipped]
+
+
+def _always_float(graph: onnx.GraphProto) -> list[str]:
+    # The input standardisation, and the final Softmax: quantizing it makes the output
+    # probabilities no longer sum to 1.
+    return input_preprocessing_node_names(graph) + [node.name for node in graph.node if node.op_type == "Softmax"]
+
+
 def quantize_int8_static(
     source: Path,
     destination: Path,
     calibration_inputs: np.ndarray,
     config: QuantizationConfig,
     progress: Callable[[int, int], None] | None = None,
+    *,
+    prepared: Path | None = None,
+    ranges_cache: Path | None = None,
 ) -> None:
-    """Write an int8 statically quantized (QDQ) copy of ``source``, calibrated on ``calibration_inputs``.
+    """Write an int8 statically quantized copy of ``source``, calibrated on ``calibration_inputs``.
 
     ``calibration_inputs`` must come from the calibration split (never the test split);
     at most ``config.calibration_samples`` of them are used, spread evenly. ``progress``
-    is called with (samples done, samples total) as calibration proceeds.
+    is called with (samples done, samples total) as calibration proceeds. ``prepared``:
+    ``source`` already run through ``prepare_for_static_quantization`` with this config's
+    ``channels_last``; ``ranges_cache``: a JSON file of activation ranges, read when it
+    exists (the calibration method must match) and written when it does not — both let
+    ``exporters.tuning`` calibrate once for many candidate settings.
 
     Raises:
-        QuantizationError: bad calibration data, a missing or invalid ``source``, a
-            failed pre-processing/calibration/quantization step, or a result that does
-            not load in ONNX Runtime. Temporary files are removed in every case.
+        QuantizationError: bad calibration data or settings, a missing or invalid
+            ``source``, a failed pre-processing/calibration/quantization step, or a result
+            that does not load in ONNX Runtime. Temporary files are removed in every case.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
@@ -209,34 +289,43 @@ def quantize_int8_static(
             fix="pass the calibration split's features, windowed like the training data",
         )
 
+    searching = prepared is not None  # many candidates from one preparation: log each at debug level
     with scratch_directory(destination) as scratch, atomic_destination(destination) as temporary_path:
-        preprocessed = scratch / "preprocessed.onnx"
-        _preprocess(source, preprocessed)
-
+        if prepared is None:
+            prepared = scratch / "prepared.onnx"
+            prepare_for_static_quantization(source, prepared, config.channels_last)
         reader = _CalibrationReader(input_name, samples, progress)
         try:
-            graph = load_onnx_model(preprocessed, QuantizationError).graph
-            # Keep the input standardisation and the final Softmax in float: quantizing the
-            # Softmax makes the output probabilities no longer sum to 1.
-            excluded = input_preprocessing_node_names(graph) + [
-                node.name for node in graph.node if node.op_type == "Softmax"
-            ]
-            logger.debug("not quantizing %d input preprocessing node(s): %s", len(excluded), excluded)
-            # ORT's histogram calibrators print to stdout; a library must not.
-            with contextlib.redirect_stdout(io.StringIO()) as printed:
-                calibration: dict[str, object] = {"calibration_data_reader": reader}
+            graph = load_onnx_model(prepared, QuantizationError).graph
+            unknown = sorted(set(config.excluded_nodes) - {node.name for node in graph.node})
+            if unknown:
+                raise QuantizationError(
+                    f"excluded_nodes names {', '.join(unknown)}, not in the prepared graph of {source.name}",
+                    expected=f"names from quantizable_node_names(): {', '.join(quantizable_node_names(prepared))}",
+                    fix="take the node names from exporters.quantize.quantizable_node_names",
+                )
+            excluded = _always_float(graph) + list(config.excluded_nodes)
+            logger.debug("not quantizing %d node(s): %s", len(excluded), excluded)
+            # ORT's histogram calibrators print to stdout and its advice goes to the root logger;
+            # a library must not do either.
+            with contextlib.redirect_stdout(io.StringIO()) as printed, _onnxruntime_advice_demoted():
+                calibration: dict[str, object] = {"calibration_data_reader": reader,
+                                                  "calibration_cache_path": ranges_cache}
                 if CalibrationMethod(config.calibration_method) is CalibrationMethod.ENTROPY:
-                    calibration = {
-                        "calibration_data_reader": None,
-                        "calibration_cache_path": _entropy_calibration_cache(preprocessed, reader, scratch),
-                    }
+                    cache = ranges_cache if ranges_cache is not None else scratch / "entropy-ranges.json"
+                    if not cache.is_file():
+                        _entropy_calibration_cache(prepared, reader, cache)
+                    calibration = {"calibration_data_reader": None, "calibration_cache_path": cache}
                 quantize_static(
-                    preprocessed,
+                    prepared,
                     temporary_path,
                     **calibration,
-                    quant_format=QuantFormat.QDQ,
+                    quant_format=(QuantFormat.QDQ if QuantizationFormat(config.quant_format) is QuantizationFormat.QDQ
+                                  else QuantFormat.QOperator),
                     per_channel=config.per_channel,
-                    activation_type=QuantType.QUInt8,
+                    reduce_range=config.reduce_range,
+                    activation_type=(QuantType.QUInt8 if ActivationType(config.activation_type) is ActivationType.UINT8
+                                     else QuantType.QInt8),
                     weight_type=QuantType.QInt8,
                     nodes_to_exclude=excluded,
                     calibrate_method=_ort_calibration_method(config.calibration_method),
@@ -248,20 +337,45 @@ def quantize_int8_static(
             raise
         except Exception as error:  # ORT/ONNX tooling raises many types; re-raised typed below
             raise QuantizationError(
-                f"int8 static quantization of {source.name} with {config.calibration_method} calibration "
-                f"failed ({type(error).__name__}: {error})",
+                f"int8 static quantization of {source.name} ({config.settings_label()}, "
+                f"{config.calibration_method} calibration) failed ({type(error).__name__}: {error})",
                 expected="an fp32 model and calibration data ONNX Runtime can quantize",
                 fix="try calibration method minmax or fewer calibration_samples; "
                 "otherwise ship the int8 dynamic or fp16 variant",
             ) from error
         _check_loads(temporary_path, "int8 static")
-    logger.info(
-        "int8 static variant of %s written to %s (%s calibration on %d samples)",
+    logger.log(
+        logging.DEBUG if searching else logging.INFO,
+        "int8 static variant of %s written to %s (%s, %s calibration on %d samples)",
         source.name,
         destination,
+        config.settings_label(),
         config.calibration_method,
         len(samples),
     )
+
+
+class _DemoteToDebug(logging.Filter):
+    """Drops a root-logger record from onnxruntime.quantization and re-logs it at debug level here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "root" and record.pathname.replace(os.sep, "/").find("onnxruntime/quantization") >= 0:
+            logger.debug("onnxruntime: %s", record.getMessage())
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _onnxruntime_advice_demoted():
+    """onnxruntime.quantization warns through the root logger ("Please use QuantFormat.QDQ …",
+    "Please consider to run pre-processing …") even where the choice was deliberate and
+    measured; keep that on our debug log instead of the user's console."""
+    root, demote = logging.getLogger(), _DemoteToDebug()
+    root.addFilter(demote)
+    try:
+        yield
+    finally:
+        root.removeFilter(demote)
 
 
 def _preprocess(source: Path, destination: Path) -> None:
@@ -301,7 +415,7 @@ def _preprocess(source: Path, destination: Path) -> None:
         ) from error
 
 
-def _entropy_calibration_cache(model_path: Path, reader: _CalibrationReader, scratch: Path) -> Path:
+def _entropy_calibration_cache(model_path: Path, reader: _CalibrationReader, cache_path: Path) -> None:
     """Run entropy (KL) calibration with a histogram finer than the quantized range; cache the ranges.
 
     ``quantize_static`` builds its entropy calibrator with 128 histogram bins and 128
@@ -326,14 +440,13 @@ def _entropy_calibration_cache(model_path: Path, reader: _CalibrationReader, scr
     calibrator = create_calibrator(
         model_path,
         sorted(set(QLinearOpsRegistry) | set(QDQRegistry)),
-        augmented_model_path=str(scratch / "augmented.onnx"),
+        augmented_model_path=str(cache_path.with_name(cache_path.stem + "-augmented.onnx")),
         calibrate_method=OrtCalibrationMethod.Entropy,
         extra_options={"num_bins": _ENTROPY_HISTOGRAM_BINS, "num_quantized_bins": _ENTROPY_QUANTIZED_BINS},
     )
     calibrator.collect_data(reader)
-    cache_path = scratch / "entropy-ranges.json"
     save_tensors_data(calibrator.compute_data(), cache_path)
-    return cache_path
+    cache_path.with_name(cache_path.stem + "-augmented.onnx").unlink(missing_ok=True)
 
 
 def _calibration_subset(calibration_inputs: np.ndarray, config: QuantizationConfig) -> np.ndarray:

@@ -88,7 +88,8 @@ def _downstream(
     export = outcome.record(StageName.EXPORT, run_export_stage(config.export, model, data, context))
     if _ORDER.index(until) <= _ORDER.index(StageName.EXPORT):
         return outcome
-    variants = outcome.record(StageName.VARIANTS, run_variants_stage(config.variants, export, data, context))
+    variants = outcome.record(StageName.VARIANTS, run_variants_stage(config.variants, export, data, context,
+                                                                         config.evaluate.gate))
     if until is StageName.VARIANTS:
         return outcome
     evaluate = outcome.record(StageName.EVALUATE, run_evaluate_stage(config.evaluate, variants, data, context))

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from exporters.keras_to_onnx import ExportConfig
-from exporters.quantize import QuantizationConfig
+from exporters.quantize import ActivationType, QuantizationConfig, QuantizationFormat
+from exporters.timing import InterleavedTiming
+from exporters.tuning import TuningConfig
 from pipeline.evaluation import EvaluationConfig
 from pipeline.gate import GateConfig
 
@@ -57,10 +59,23 @@ class ExportStageConfig:
     parity: ParityConfig = field(default_factory=ParityConfig)
 
 
+# The tiny profile's int8 search: the two settings that matter most on x86, briefly timed.
+TINY_TUNING = TuningConfig(
+    formats=(QuantizationFormat.QDQ,),
+    activation_types=(ActivationType.UINT8,),
+    channels_last=(True,),
+    max_float_nodes=1,
+    timing=InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=5),
+)
+
+
 @dataclass(frozen=True)
 class VariantsConfig:
     variants: tuple[VariantName, ...] = tuple(VariantName)  # fp32 is always made: it is the reference
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    # int8-static settings chosen per model by measurement (exporters.tuning) within this
+    # search; None = quantize with ``quantization`` exactly as given.
+    int8_tuning: TuningConfig | None = field(default_factory=TuningConfig)
 
 
 @dataclass(frozen=True)
@@ -71,8 +86,9 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class BundleConfig:
-    warmup_runs: int = 50  # batch-1 runs discarded before timing
-    timed_runs: int = 300  # batch-1 runs timed; the median decides (at least 200)
+    warmup_runs: int = 50  # batch-1 runs per variant discarded before timing
+    rounds: int = 15  # interleaved rounds (every variant timed in each; see pipeline.latency)
+    runs_per_round: int = 100  # batch-1 runs per variant per round
     threads: int = 1  # intra-op threads while timing: one core, as on a small device
     required_variant: VariantName | None = None  # ship exactly this one (fails if it did not pass the gate)
 
@@ -98,7 +114,11 @@ def shrink_for_tests(config: BuildConfig) -> BuildConfig:
     return replace(
         config,
         train=replace(config.train, epochs=4, early_stopping_patience=2),
-        variants=replace(config.variants, quantization=replace(config.variants.quantization, calibration_samples=64)),
+        variants=replace(
+            config.variants,
+            quantization=replace(config.variants.quantization, calibration_samples=64),
+            int8_tuning=TINY_TUNING if config.variants.int8_tuning is not None else None,
+        ),
         evaluate=replace(config.evaluate, evaluation=evaluation),
-        bundle=replace(config.bundle, warmup_runs=10, timed_runs=200),
+        bundle=replace(config.bundle, warmup_runs=10, rounds=5, runs_per_round=40),
     )

@@ -1,67 +1,69 @@
-"""Batch-1 latency of an ONNX model on this machine (the bundle stage's tie-breaker).
+"""Batch-1 latency of a build's variants on this machine (the bundle stage's selection).
 
-The full benchmark harness lives elsewhere; this is the small, honest
-measurement the bundle stage needs: warm-up runs discarded, then at least 200
-timed runs of one real input each, median reported with the spread.
+All variants are timed together in interleaved rounds (``exporters.timing``): on a shared
+machine whose speed changes from second to second, timing one variant after another
+compares moments as much as models. Each variant's figure is the median of its window
+medians; the ratio to fp32 is the median of per-round ratios. The benchmark harness's
+head-to-head phase uses the same method, so ``edgemed bench`` reproduces this choice.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from exporters.timing import InterleavedTiming, measure_interleaved, onnx_runner
 from pipeline.errors import StageError
-from runtime.session import SessionSettings, create_session
 
-MINIMUM_TIMED_RUNS = 200
+REFERENCE = "fp32"
 
 
 @dataclass(frozen=True)
 class LatencyResult:
-    median_us: float
-    p90_us: float
+    median_us: float  # median of the window medians
+    p90_us: float  # over every timed run
     mean_us: float
     minimum_us: float
-    timed_runs: int
+    spread: float  # (max − min) / median of the window medians
+    ratio_to_fp32: float | None  # median of per-round ratios; None without an fp32 variant
+    rounds: int
+    runs_per_round: int
     warmup_runs: int
     threads: int
     provider: str
+    method: str = "interleaved rounds"
 
     def to_dict(self) -> dict:
         return {key: getattr(self, key) for key in self.__dataclass_fields__}
 
 
-def measure_latency(
-    model_path: Path, samples: np.ndarray, warmup_runs: int, timed_runs: int, threads: int
-) -> LatencyResult:
-    """Time ``timed_runs`` batch-1 inferences cycling through ``samples`` (real inputs)."""
-    if timed_runs < MINIMUM_TIMED_RUNS:
+def measure_variants(
+    models: dict[str, Path], sample: np.ndarray, timing: InterleavedTiming, threads: int, progress=None
+) -> dict[str, LatencyResult]:
+    """Time every model at batch 1 on ``sample`` (one real input), interleaved."""
+    if sample.ndim < 2 or len(sample) != 1:
         raise StageError(
-            f"{timed_runs} timed runs requested",
-            expected=f"at least {MINIMUM_TIMED_RUNS} for a stable median",
-            fix="raise bundle.timed_runs",
+            f"latency sample has shape {sample.shape}",
+            expected="one real input with a batch axis of 1",
+            fix="pass inputs[:1]",
         )
-    session = create_session(model_path, SessionSettings(provider="cpu", intra_op_threads=threads))
-    input_name = session.get_inputs()[0].name
-    batch = [samples[index : index + 1].astype(np.float32) for index in range(len(samples))]
-    for index in range(warmup_runs):
-        session.run(None, {input_name: batch[index % len(batch)]})
-    durations = np.empty(timed_runs)
-    for index in range(timed_runs):
-        feed = {input_name: batch[index % len(batch)]}
-        start = time.perf_counter_ns()
-        session.run(None, feed)
-        durations[index] = (time.perf_counter_ns() - start) / 1000.0
-    return LatencyResult(
-        median_us=float(np.median(durations)),
-        p90_us=float(np.percentile(durations, 90)),
-        mean_us=float(durations.mean()),
-        minimum_us=float(durations.min()),
-        timed_runs=timed_runs,
-        warmup_runs=warmup_runs,
-        threads=threads,
-        provider=session.get_providers()[0],
-    )
+    result = measure_interleaved({name: onnx_runner(path, sample, threads) for name, path in models.items()},
+                                 timing, progress)
+    return {
+        name: LatencyResult(
+            median_us=result.median_us(name),
+            p90_us=result.percentile_us(name, 90),
+            mean_us=float(result.durations_us[name].mean()),
+            minimum_us=float(result.durations_us[name].min()),
+            spread=result.spread(name),
+            ratio_to_fp32=result.ratio(name, REFERENCE) if REFERENCE in models else None,
+            rounds=timing.rounds,
+            runs_per_round=timing.runs_per_round,
+            warmup_runs=timing.warmup_runs,
+            threads=threads,
+            provider="CPUExecutionProvider",
+        )
+        for name in models
+    }

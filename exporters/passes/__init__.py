@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from exporters.passes.cancel_transposes import cancel_transposes
+from exporters.passes.channels_last import channels_last_boundaries
 from exporters.passes.conv1d_native import conv1d_native
 from exporters.passes.fold_batchnorm import fold_batchnorm
 from exporters.passes.fold_bias import fold_bias
@@ -29,6 +30,8 @@ class PassName(StrEnum):
     FOLD_BATCHNORM = "fold-batchnorm"  # Conv/Gemm → BatchNormalization  ⇒  Conv/Gemm
     FOLD_BIAS = "fold-bias"  # Conv → Add(bias)  ⇒  Conv with bias; MatMul → Add(bias)  ⇒  Gemm
     FUSE_LAYERNORM = "fuse-layernorm"  # decomposed moments/z-scoring (11 nodes)  ⇒  LayerNormalization
+    # int8 only: boundary Reshapes ⇒ Transposes ORT's channels-last int8 kernels cancel
+    CHANNELS_LAST = "channels-last-boundaries"
 
 
 PASSES: dict[PassName, Callable[[onnx.ModelProto], int]] = {
@@ -37,8 +40,18 @@ PASSES: dict[PassName, Callable[[onnx.ModelProto], int]] = {
     PassName.FOLD_BATCHNORM: fold_batchnorm,
     PassName.FOLD_BIAS: fold_bias,
     PassName.FUSE_LAYERNORM: fuse_layernorm,
+    PassName.CHANNELS_LAST: channels_last_boundaries,
 }
-DEFAULT_PASSES: tuple[PassName, ...] = tuple(PassName)  # in this order: each exposes patterns for the next
+# The fp32 passes, in this order: each exposes patterns for the next.
+DEFAULT_PASSES: tuple[PassName, ...] = (
+    PassName.CONV1D_NATIVE,
+    PassName.CANCEL_TRANSPOSES,
+    PassName.FOLD_BATCHNORM,
+    PassName.FOLD_BIAS,
+    PassName.FUSE_LAYERNORM,
+)
+# Run on the fp32 graph just before int8 static quantization (see channels_last.py).
+QUANTIZATION_PASSES: tuple[PassName, ...] = (PassName.CHANNELS_LAST,)
 
 
 def run_passes(model: onnx.ModelProto, passes: Sequence[PassName | str] = DEFAULT_PASSES) -> dict[str, int]:

@@ -13,12 +13,13 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from exporters.timing import InterleavedTiming
 from pipeline.artifacts import Artifact, StageResult, artifact_id, run_stage, to_jsonable, tool_versions
 from pipeline.config import BundleConfig, VariantName
 from pipeline.errors import GateError
 from pipeline.evaluation import ClinicalMetrics
 from pipeline.gate import GateVerdict
-from pipeline.latency import LatencyResult, measure_latency
+from pipeline.latency import LatencyResult, measure_variants
 from pipeline.reference_profile import build_reference_profile
 from pipeline.report import render_report
 from pipeline.scenarios.base import InputSpec
@@ -31,8 +32,8 @@ from runtime.hashing import sha256_file
 
 BUNDLE_SCHEMA_VERSION = 1
 BUNDLE_FOLDER = "bundle"
-LATENCY_SAMPLES = 64
-SELECTION_RULE = "fastest batch-1 median latency on this machine among the variants that passed the clinical gate"
+SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
+                  "median of window medians) among the variants that passed the clinical gate")
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,21 @@ def choose_variant(
             expected="at least the fp32 reference to pass",
             fix="inspect gate_verdicts.json in the evaluate artefact",
         )
-    fastest = min(passed, key=lambda name: latencies[name].median_us)
-    others = ", ".join(f"{name} {latencies[name].median_us:.1f} µs" for name in passed if name != fastest)
-    reason = f"fastest passing variant: {latencies[fastest].median_us:.1f} µs median at batch 1"
+    fastest = min(passed, key=lambda name: _rank(latencies[name]))
+    others = ", ".join(f"{name} {_describe(latencies[name])}" for name in passed if name != fastest)
+    reason = f"fastest passing variant: {_describe(latencies[fastest])} at batch 1"
     return fastest, reason + (f" (other passing: {others})" if others else "")
+
+
+def _rank(latency: LatencyResult) -> float:
+    # The per-round ratio to fp32 is measured within milliseconds of fp32, so it ranks more
+    # reliably than the medians; without fp32 the medians decide.
+    return latency.ratio_to_fp32 if latency.ratio_to_fp32 is not None else latency.median_us
+
+
+def _describe(latency: LatencyResult) -> str:
+    ratio = f", {latency.ratio_to_fp32:.2f}× fp32" if latency.ratio_to_fp32 is not None else ""
+    return f"{latency.median_us:.1f} µs{ratio}"
 
 
 def _variant_summary(
@@ -135,18 +147,14 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
     def produce(work: Path) -> StageResult:
         splits = load_data(inputs.data)
         metrics, verdicts = load_evaluation(inputs.evaluate)
-        samples = splits.test.inputs[:LATENCY_SAMPLES]
-        latencies: dict[str, LatencyResult] = {}
-        for index, name in enumerate(metrics):
-            context.progress("latency", index, len(metrics))
-            latencies[name] = measure_latency(
-                inputs.variants.path(variant_file(name)),
-                samples,
-                request.bundle.warmup_runs,
-                request.bundle.timed_runs,
-                request.bundle.threads,
-            )
-        context.progress("latency", len(metrics), len(metrics))
+        timing = InterleavedTiming(request.bundle.rounds, request.bundle.runs_per_round, request.bundle.warmup_runs)
+        latencies = measure_variants(
+            {name: inputs.variants.path(variant_file(name)) for name in metrics},
+            splits.test.inputs[:1].astype("float32"),
+            timing,
+            request.bundle.threads,
+            lambda done, total: context.progress("latency", done, total),
+        )
         chosen, reason = choose_variant(verdicts, latencies, request.bundle.required_variant)
         variants = {
             name: _variant_summary(

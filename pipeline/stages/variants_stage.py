@@ -17,8 +17,12 @@ from exporters.optimize import optimize_portable
 from exporters.parity import compare_outputs
 from exporters.passes.speed import optimize_for_speed
 from exporters.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
+from exporters.tuning import choose_quantization
 from pipeline.artifacts import Artifact, StageResult, run_stage, to_jsonable, tool_versions
 from pipeline.config import REFERENCE_VARIANT, VariantName, VariantsConfig
+from pipeline.data import DataSplits
+from pipeline.gate import DEFAULT_GATE_CONFIG, GateConfig
+from pipeline.quantization_check import choose_check_split, gate_accuracy_check
 from pipeline.stages.context import StageContext
 from pipeline.stages.data_stage import load_data
 from pipeline.stages.export_stage import ONNX_FILE
@@ -45,14 +49,24 @@ def predict(model_path: Path, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs).astype(np.float32)
 
 
-def _make_variant(name: VariantName, source: Path, destination: Path, calibration: np.ndarray, config, context):
+def _make_variant(name: VariantName, source: Path, destination: Path, splits: DataSplits, config: VariantsConfig,
+                  gate: GateConfig, context: StageContext) -> dict | None:
+    """Write variant ``name`` of ``source``; return what its making measured (or None)."""
+    calibration = splits.calibration.inputs
     if name is VariantName.FP32:
         optimize_portable(source, destination)
-        return optimize_for_speed(destination, destination, calibration)
+        return {"graph_passes": optimize_for_speed(destination, destination, calibration)}
     if name is VariantName.FP16:
         convert_fp16(source, destination)
     elif name is VariantName.INT8_DYNAMIC:
         quantize_int8_dynamic(source, destination)
+    elif config.int8_tuning is not None:
+        check = choose_check_split(splits.validation.inputs, splits.validation.labels, calibration,
+                                   lambda inputs: predict(source, inputs))
+        accuracy_check = gate_accuracy_check(check.labels, predict(source, check.inputs), splits.class_names, gate)
+        tuning = choose_quantization(source, destination, calibration, check.inputs, accuracy_check,
+                                     config.quantization, config.int8_tuning, context.progress)
+        return {"int8_tuning": {**tuning, "checked_on": check.description}}
     else:
         quantize_int8_static(
             source,
@@ -65,8 +79,13 @@ def _make_variant(name: VariantName, source: Path, destination: Path, calibratio
 
 
 def run_variants_stage(
-    config: VariantsConfig, export: Artifact, data: Artifact, context: StageContext
+    config: VariantsConfig,
+    export: Artifact,
+    data: Artifact,
+    context: StageContext,
+    gate: GateConfig = DEFAULT_GATE_CONFIG,
 ) -> tuple[Artifact, bool]:
+    """Make every variant. ``gate`` is the clinical gate int8 tuning applies on the validation split."""
     names = [REFERENCE_VARIANT, *[name for name in config.variants if name is not REFERENCE_VARIANT]]
 
     def produce(work: Path) -> StageResult:
@@ -78,7 +97,7 @@ def run_variants_stage(
         for index, name in enumerate(names):
             context.progress("variants", index, len(names))
             destination = work / variant_file(name)
-            graph_passes = _make_variant(name, source, destination, splits.calibration.inputs, config, context)
+            made = _make_variant(name, source, destination, splits, config, gate, context)
             if name is REFERENCE_VARIANT:
                 source = destination
             predictions[name.value] = predict(destination, splits.test.inputs)
@@ -92,9 +111,9 @@ def run_variants_stage(
             }
             origin = "export/" + ONNX_FILE if name is REFERENCE_VARIANT else variant_file(REFERENCE_VARIANT)
             sidecar = {"variant": name.value, "source": origin, "config": to_jsonable(config)}
-            if graph_passes is not None:
-                sidecar["graph_passes"] = graph_passes
-                metrics[name.value]["graph_passes"] = graph_passes
+            for key, value in (made or {}).items():
+                sidecar[key] = value
+                metrics[name.value][key] = value
             sidecar["tool_versions"] = tool_versions()
             (work / f"{name.value}.json").write_text(json.dumps(sidecar, indent=2))
             logger.info("variant %s: %s", name.value, metrics[name.value])
@@ -103,7 +122,9 @@ def run_variants_stage(
             np.savez_compressed(handle, **predictions)
         return StageResult({"variants": metrics, "order": [name.value for name in names]})
 
-    return run_stage("variants", config, export, context.root, produce)
+    # The gate is part of the cache key: int8 tuning's choice depends on it.
+    return run_stage("variants", {"variants": config, "tuning_gate": gate if config.int8_tuning else None},
+                     export, context.root, produce)
 
 
 def load_predictions(artifact: Artifact) -> dict[str, np.ndarray]:

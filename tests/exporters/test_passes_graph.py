@@ -201,3 +201,64 @@ def test_fuse_layernorm_skips_when_other_axes_are_not_singletons() -> None:
                    [_constant("eps", np.float32(1e-3))])
     _, count = _apply(model, PassName.FUSE_LAYERNORM, _weights(4, 30, 2))
     assert count == 0
+
+
+def _conv1d_stack(flatten_consumer: str) -> onnx.ModelProto:
+    """(N, 40, 1) → Reshape (N, 1, 40) → Conv(1→4) → Relu → Reshape (N, 160) → Dense."""
+    dense = (helper.make_node("MatMul", ["flat", "dense_weight"], ["y"]) if flatten_consumer == "MatMul"
+             else helper.make_node("Gemm", ["flat", "dense_weight", "dense_bias"], ["y"], transB=1))
+    dense_weight = _weights(160, 3) if flatten_consumer == "MatMul" else _weights(3, 160)
+    initializers = [_constant("to_channels_first", np.array([-1, 1, 40], np.int64)),
+                    _constant("kernel", _weights(4, 1, 5)), _constant("conv_bias", _weights(4)),
+                    _constant("flat_shape", np.array([-1, 160], np.int64)), _constant("dense_weight", dense_weight),
+                    _constant("dense_bias", _weights(3))]
+    nodes = [helper.make_node("Reshape", ["x", "to_channels_first"], ["channels_first"]),
+             helper.make_node("Conv", ["channels_first", "kernel", "conv_bias"], ["conv"], pads=[2, 2]),
+             helper.make_node("Relu", ["conv"], ["relu"]),
+             helper.make_node("Reshape", ["relu", "flat_shape"], ["flat"]), dense]
+    return _model(nodes, [_io("x", ["batch", 40, 1])], [_io("y", ["batch", 3])], initializers)
+
+
+@pytest.mark.parametrize("consumer", ["MatMul", "Gemm"])
+def test_channels_last_boundaries_turns_boundary_reshapes_into_transposes(consumer: str) -> None:
+    model = _conv1d_stack(consumer)
+    rewritten, count = _apply(model, PassName.CHANNELS_LAST, RANDOM.normal(size=(3, 40, 1)).astype(np.float32))
+    assert count == 2
+    assert _ops(rewritten) == ["Transpose", "Conv", "Relu", "Transpose", "Reshape", consumer]
+
+
+def test_channels_last_boundaries_lets_onnxruntime_drop_its_int8_layout_transposes(tmp_path) -> None:
+    import onnxruntime
+    from onnxruntime.quantization import QuantType, quantize_static
+
+    inputs = RANDOM.normal(size=(64, 40, 1)).astype(np.float32)
+
+    class Reader:
+        def __init__(self) -> None:
+            self.batches = iter([{"x": inputs[start : start + 16]} for start in range(0, 64, 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    def transposes_after_optimization(model: onnx.ModelProto, name: str) -> int:
+        source, quantized, optimized = (tmp_path / f"{name}{suffix}.onnx" for suffix in ("", "-int8", "-optimized"))
+        onnx.save(model, source)
+        quantize_static(source, quantized, Reader(), per_channel=True, weight_type=QuantType.QInt8)
+        options = onnxruntime.SessionOptions()
+        options.optimized_model_filepath = str(optimized)
+        options.log_severity_level = 3
+        onnxruntime.InferenceSession(str(quantized), options, providers=["CPUExecutionProvider"])
+        return _ops(onnx.load(optimized)).count("Transpose")
+
+    model = _conv1d_stack("MatMul")
+    rewritten, _ = _apply(model, PassName.CHANNELS_LAST, inputs)
+    assert transposes_after_optimization(model, "before") == 2
+    assert transposes_after_optimization(rewritten, "after") == 0
+
+
+def test_channels_last_boundaries_leaves_multichannel_inputs_and_graph_outputs_alone() -> None:
+    nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"])]
+    model = _model(nodes, [_io("x", ["batch", 4, 10])], [_io("y", ["batch", 40])],
+                   [_constant("shape", np.array([-1, 40], np.int64))])
+    _, count = _apply(model, PassName.CHANNELS_LAST, RANDOM.normal(size=(2, 4, 10)).astype(np.float32))
+    assert count == 0

@@ -59,9 +59,12 @@ def test_bundle_manifest_hashes_and_contents(build):
     shipped = manifest["variants"][manifest["variant"]]
     assert shipped["gate"]["passed"] is True
     passing = [name for name, item in manifest["variants"].items() if item["gate"]["passed"]]
-    fastest = min(passing, key=lambda name: manifest["variants"][name]["latency"]["median_us"])
+    fastest = min(passing, key=lambda name: manifest["variants"][name]["latency"]["ratio_to_fp32"])
     assert manifest["variant"] == fastest
-    assert all(item["latency"]["timed_runs"] >= 200 for item in manifest["variants"].values())
+    assert manifest["variants"]["fp32"]["latency"]["ratio_to_fp32"] == 1.0
+    for item in manifest["variants"].values():
+        latency = item["latency"]
+        assert latency["method"] == "interleaved rounds" and latency["rounds"] >= 3 and latency["median_us"] > 0
     lineage = manifest["lineage"]
     assert lineage["export"] == outcome.artifacts["export"].id
     assert lineage["model"] == outcome.artifacts["train"].id
@@ -148,8 +151,8 @@ def _verdict(name: str, passed: bool) -> GateVerdict:
     return GateVerdict(name, passed, "rule", {}, "passed" if passed else "failed: sensitivity dropped")
 
 
-def _latency(median: float) -> LatencyResult:
-    return LatencyResult(median, median, median, median, 200, 10, 1, "CPUExecutionProvider")
+def _latency(median: float, ratio: float | None = None) -> LatencyResult:
+    return LatencyResult(median, median, median, median, 0.01, ratio, 5, 40, 10, 1, "CPUExecutionProvider")
 
 
 def test_selection_ships_the_fastest_passing_variant_and_refuses_a_failed_required_one():
@@ -157,6 +160,10 @@ def test_selection_ships_the_fastest_passing_variant_and_refuses_a_failed_requir
     latencies = {"fp32": _latency(30.0), "fp16": _latency(25.0), "int8-static": _latency(5.0)}
     chosen, reason = choose_variant(verdicts, latencies, None)
     assert chosen == "fp16" and "25.0 µs" in reason and "fp32 30.0 µs" in reason
+    # With ratios to fp32 (measured in the same rounds) the ratio decides, not the medians.
+    paired = {"fp32": _latency(30.0, 1.0), "fp16": _latency(25.0, 1.05), "int8-static": _latency(5.0, 0.2)}
+    chosen, reason = choose_variant(verdicts, paired, None)
+    assert chosen == "fp32" and "1.00× fp32" in reason
     with pytest.raises(GateError, match="int8-static cannot ship"):
         choose_variant(verdicts, latencies, VariantName.INT8_STATIC)
     assert choose_variant(verdicts, latencies, VariantName.FP32)[0] == "fp32"
