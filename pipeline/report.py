@@ -28,6 +28,14 @@ def summary_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _quantization_lines(quantization: dict | None) -> list[str]:
+    if not quantization:
+        return []
+    return [f"int8-static settings: {quantization['label']} — {quantization['rule']}, among "
+            f"{quantization['candidates_measured']} measured candidates, checked on the {quantization['checked_on']}.",
+            ""]
+
+
 def _class_table(metrics: ClinicalMetrics) -> list[str]:
     lines = [
         "| class | support | sensitivity | specificity | PPV | F1 | AUROC |",
@@ -75,6 +83,7 @@ def render_report(manifest: dict, shipped_metrics: ClinicalMetrics) -> str:
         "",
         f"Gate rule: {manifest['variants'][manifest['variant']]['gate']['rule']}",
         "",
+        *_quantization_lines(manifest["variants"].get("int8-static", {}).get("quantization")),
         "## Clinical metrics of the shipped variant (test split, bootstrap 95 % CI)",
         "",
         f"Samples: {shipped_metrics.samples}; accuracy {_estimate(shipped_metrics.accuracy.to_dict())}; "

@@ -95,10 +95,22 @@ def _describe(latency: LatencyResult) -> str:
     return f"{latency.median_us:.1f} µs{ratio}"
 
 
+def _quantization_summary(variant_metrics: dict) -> dict | None:
+    """How an int8-static variant's settings were chosen (None for other variants)."""
+    tuning = variant_metrics.get("int8_tuning")
+    if not tuning:
+        return None
+    return {"settings": tuning["settings"], "label": tuning["chosen"], "rule": tuning["rule"],
+            "checked_on": tuning.get("checked_on"), "candidates_measured": len(tuning["candidates"])}
+
+
 def _variant_summary(
-    name: str, size: int, latency: LatencyResult, metrics: ClinicalMetrics, verdict: GateVerdict
+    name: str, size: int, latency: LatencyResult, metrics: ClinicalMetrics, verdict: GateVerdict,
+    variant_metrics: dict,
 ) -> dict:
+    quantization = _quantization_summary(variant_metrics)
     return {
+        **({"quantization": quantization} if quantization else {}),
         "size_bytes": size,
         "latency": latency.to_dict(),
         "macro_f1": metrics.macro_f1.to_dict(),
@@ -163,6 +175,7 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
                 latencies[name],
                 metrics[name],
                 verdicts[name],
+                inputs.variants.metrics["variants"].get(name, {}),
             )
             for name in metrics
         }

@@ -62,6 +62,10 @@ def test_bundle_manifest_hashes_and_contents(build):
     fastest = min(passing, key=lambda name: manifest["variants"][name]["latency"]["ratio_to_fp32"])
     assert manifest["variant"] == fastest
     assert manifest["variants"]["fp32"]["latency"]["ratio_to_fp32"] == 1.0
+    quantization = manifest["variants"]["int8-static"]["quantization"]
+    assert quantization["settings"]["quant_format"] in ("qdq", "qoperator") and quantization["candidates_measured"] >= 4
+    assert "validation split" in quantization["checked_on"]
+    assert "int8-static settings:" in (folder / "report.md").read_text()
     for item in manifest["variants"].values():
         latency = item["latency"]
         assert latency["method"] == "interleaved rounds" and latency["rounds"] >= 3 and latency["median_us"] > 0
