@@ -201,9 +201,12 @@ def quantize_int8_dynamic(source: Path, destination: Path) -> None:
 
     source, destination = Path(source), Path(destination)
     load_onnx_model(source, QuantizationError)
-    with atomic_destination(destination) as temporary_path:
+    with scratch_directory(destination) as scratch, atomic_destination(destination) as temporary_path:
+        preprocessed = scratch / "preprocessed.onnx"
+        _preprocess(source, preprocessed)  # shape inference + basic optimizations, as ORT recommends
         try:
-            quantize_dynamic(source, temporary_path, per_channel=True, weight_type=QuantType.QInt8)
+            with _onnxruntime_advice_demoted():
+                quantize_dynamic(preprocessed, temporary_path, per_channel=True, weight_type=QuantType.QInt8)
         except Exception as error:  # ORT/ONNX tooling raises many types; re-raised typed below
             raise QuantizationError(
                 f"int8 dynamic quantization of {source.name} failed ({type(error).__name__}: {error})",

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dashboard.data.files import DataUnavailableError, read_json_object
@@ -112,6 +113,40 @@ def distribution_frame(scenario: dict[str, Any]) -> pd.DataFrame:
                 "series": f"{row_label(row)} · {provider} · {threads if threads is not None else '—'} thr",
                 "quantile": index / (len(quantiles) - 1),
                 "latency_us": value,
+            })
+    return pd.DataFrame(rows)
+
+
+def _paired_ratio(models: dict[str, Any], name: str, reference: str) -> float | None:
+    """Median over rounds of the per-round ratio name / reference (None when it cannot be computed)."""
+    values = (models.get(name) or {}).get("window_medians_us"), (models.get(reference) or {}).get("window_medians_us")
+    if not all(isinstance(series, list) and series for series in values) or len(values[0]) != len(values[1]):
+        return None
+    try:
+        return float(np.median(np.asarray(values[0], dtype=float) / np.asarray(values[1], dtype=float)))
+    except (TypeError, ValueError):
+        return None
+
+
+def head_to_head_frame(scenario: dict[str, Any]) -> pd.DataFrame:
+    """One row per model and thread count of the interleaved batch-1 comparison (absent in older files)."""
+    rows = []
+    for entry in scenario.get("head_to_head") or []:
+        models = entry.get("models") if isinstance(entry, dict) else None
+        if not isinstance(models, dict):
+            continue
+        for name, model in models.items():
+            model = model if isinstance(model, dict) else {}
+            spread = model.get("spread")
+            rows.append({
+                "model": name,
+                "threads": entry.get("threads"),
+                "rounds": entry.get("rounds"),
+                "runs_per_round": entry.get("runs_per_round"),
+                "median_us": model.get("median_us"),
+                "spread_percent": spread * 100 if isinstance(spread, int | float) else None,
+                "vs_onnx_fp32": _paired_ratio(models, name, "onnxruntime fp32"),
+                "vs_litert_int8": _paired_ratio(models, name, "litert int8"),
             })
     return pd.DataFrame(rows)
 

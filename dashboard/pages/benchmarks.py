@@ -6,7 +6,14 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.components import charts, widgets
-from dashboard.data.benchmarks import distribution_frame, load_benchmarks, machine_frame, rows_frame, targets_frame
+from dashboard.data.benchmarks import (
+    distribution_frame,
+    head_to_head_frame,
+    load_benchmarks,
+    machine_frame,
+    rows_frame,
+    targets_frame,
+)
 from dashboard.data.files import DataUnavailableError
 
 ROW_COLUMNS = {
@@ -24,6 +31,16 @@ ROW_COLUMNS = {
     "peak_rss_mib": st.column_config.NumberColumn("peak RSS (MiB)", format="%.0f"),
     "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
     "reason": st.column_config.TextColumn("reason"),
+}
+HEAD_TO_HEAD_COLUMNS = {
+    "model": st.column_config.TextColumn("model"),
+    "threads": st.column_config.NumberColumn("threads"),
+    "rounds": st.column_config.NumberColumn("rounds"),
+    "runs_per_round": st.column_config.NumberColumn("runs / round"),
+    "median_us": st.column_config.NumberColumn("median (µs)", format="%.1f", help="median of the window medians"),
+    "spread_percent": st.column_config.NumberColumn("spread (%)", format="%.0f"),
+    "vs_onnx_fp32": st.column_config.NumberColumn("÷ ONNX fp32", format="%.2f", help="median of per-round ratios"),
+    "vs_litert_int8": st.column_config.NumberColumn("÷ LiteRT int8", format="%.2f", help="median of per-round ratios"),
 }
 
 st.title("Benchmarks")
@@ -57,6 +74,13 @@ for scenario in results.scenarios:
         st.subheader("Batch-1 latency distribution")
         st.altair_chart(charts.ecdf_chart(distribution))
         st.caption("Empirical CDF of every timed run (101 quantiles); further left is faster.")
+    head_to_head = head_to_head_frame(scenario)
+    if not head_to_head.empty:
+        st.subheader("Head-to-head (interleaved, batch 1)")
+        st.caption("Timed together in one process, in rounds of one short window per model in a rotating order, "
+                   "because the machine changes speed state within seconds; ratios are medians of per-round ratios "
+                   "and the batch-1 latency targets use them.")
+        st.dataframe(head_to_head, column_config=HEAD_TO_HEAD_COLUMNS, hide_index=True)
     targets = targets_frame(scenario)
     if not targets.empty:
         st.subheader("Targets (ratio ≤ 1 means met)")

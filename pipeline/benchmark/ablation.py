@@ -1,14 +1,16 @@
 """Ablation: what each speed step buys, in µs of batch-1 p50 (1 thread, CPU), per scenario.
 
-Steps, each on top of the previous one: the raw export; the shipped fp32 variant (ORT BASIC
-offline); each graph pass of ``exporters.passes`` in order; I/O binding with a pre-allocated
-output; then int8 static quantization of the sped-up graph (default settings and the
-settings ``exporters.tuning.choose_quantization`` picks), with its macro-F1 on the test split.
+Steps, each on top of the previous one: the raw export; the fp32 variant before our passes (ORT
+BASIC offline); each graph pass of ``exporters.passes`` in order; I/O binding with a pre-allocated
+output; then int8 static quantization of the sped-up graph with onnxruntime's default settings,
+with the channels-last pass, and the build's int8-static variant (settings chosen by
+``exporters.tuning``), each with its macro-F1 on the test split.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tempfile
 from pathlib import Path
@@ -24,14 +26,17 @@ logger = logging.getLogger(__name__)
 
 
 def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Binding]]:
+    from exporters.optimize import optimize_portable
     from exporters.passes import DEFAULT_PASSES
     from exporters.passes.speed import optimize_for_speed
 
     steps = []
+    fp32 = scenario.variants["fp32"]  # already carries every pass: the baseline is rebuilt from the export
     if scenario.export_model is not None:
         steps.append(("export (tf2onnx)", scenario.export_model, Binding.RUN))
-    fp32 = scenario.variants["fp32"]
-    steps.append(("fp32 variant (ORT basic, offline)", fp32, Binding.RUN))
+        fp32 = folder / f"{scenario.name}-basic.onnx"
+        optimize_portable(scenario.export_model, fp32)
+    steps.append(("ORT basic offline optimization (portable)", fp32, Binding.RUN))
     for index, name in enumerate(DEFAULT_PASSES):
         path = folder / f"{scenario.name}-pass{index}.onnx"
         optimize_for_speed(fp32, path, scenario.calibration_inputs, DEFAULT_PASSES[: index + 1])
@@ -44,20 +49,27 @@ def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Bind
 def _quantized_steps(scenario: ScenarioInputs, fast: Path, folder: Path) -> list[tuple[str, Path, Binding]]:
     from exporters.quantize import QuantizationConfig, quantize_int8_static
 
-    steps = []
+    plain = QuantizationConfig(channels_last=False)  # onnxruntime's own defaults: QDQ, u8s8, per-channel
     default = folder / f"{scenario.name}-int8-default.onnx"
-    # 480 samples = 15 calibration batches: onnxruntime 1.32's MinMax calibrator discards everything
-    # collected when the batch count reaches its merge interval (16), failing with "No data is collected".
-    quantize_int8_static(fast, default, scenario.calibration_inputs, QuantizationConfig(calibration_samples=480))
-    steps.append(("int8 static QDQ of the sped-up graph (default settings)", default, Binding.IO_BINDING))
-    try:
-        from exporters.tuning import choose_quantization
-    except ImportError:
-        return steps
-    tuned = folder / f"{scenario.name}-int8-tuned.onnx"
-    choose_quantization(fast, tuned, scenario.calibration_inputs)
-    steps.append(("int8 with measured settings (exporters.tuning)", tuned, Binding.IO_BINDING))
+    quantize_int8_static(fast, default, scenario.calibration_inputs, plain)
+    laid_out = folder / f"{scenario.name}-int8-channels-last.onnx"
+    quantize_int8_static(fast, laid_out, scenario.calibration_inputs, dataclasses.replace(plain, channels_last=True))
+    steps = [("int8 static of the sped-up graph (QDQ u8s8 per-channel)", default, Binding.IO_BINDING),
+             ("+ channels-last-boundaries", laid_out, Binding.IO_BINDING)]
+    tuned = scenario.variants.get("int8-static")
+    if tuned is not None:
+        steps.append((f"int8-static variant: {_tuned_label(tuned)}", tuned, Binding.IO_BINDING))
     return steps
+
+
+def _tuned_label(model: Path) -> str:
+    """The settings exporters.tuning chose, from the variant's JSON sidecar."""
+    sidecar = model.with_suffix(".json")
+    try:
+        tuning = json.loads(sidecar.read_text()).get("int8_tuning")
+    except (OSError, ValueError):
+        tuning = None
+    return f"settings chosen by measurement ({tuning['chosen']})" if tuning else "fixed settings (no tuning)"
 
 
 def _macro_f1(model: Path, scenario: ScenarioInputs) -> float | None:
@@ -77,7 +89,7 @@ def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, co
     """Median of window medians per step, windows of all steps interleaved (robust to drifting load)."""
     import onnxruntime
 
-    from pipeline.benchmark.onnx_runner import _Runner, session_options
+    from pipeline.benchmark.onnx_runner import BoundRunner, session_options
     from pipeline.benchmark.statistics import measure
 
     runners = []
@@ -85,7 +97,7 @@ def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, co
         tuning = dataclasses.replace(config.session, binding=binding)
         session = onnxruntime.InferenceSession(str(path), session_options(1, tuning),
                                                providers=["CPUExecutionProvider"])
-        singles = [_Runner(session, samples[index : index + 1], "CPUExecutionProvider", binding)
+        singles = [BoundRunner(session, samples[index : index + 1], "CPUExecutionProvider", binding)
                    for index in range(len(samples))]
         position = [0]
 

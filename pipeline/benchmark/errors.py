@@ -24,3 +24,7 @@ class ProviderNotInstalledError(UsageError):
 
 class BatchSizeError(UsageError):
     """A batch size the model cannot take (fixed batch axis, or not positive)."""
+
+
+class TimingSettingsError(UsageError):
+    """Timing settings that cannot measure anything (no rounds, empty windows, no time budget)."""

@@ -1,9 +1,10 @@
 """Benchmark every variant of every scenario on every execution provider, with peers.
 
-``plan_units`` lists one measurement per (model, provider, thread count); ``run_benchmark``
-runs each in a fresh worker process (``memory.run_in_subprocess``) and assembles the
-results document described in ``schema.md``. Nothing is written here: ``results_io``
-writes the files once every measurement has succeeded.
+``plan_units`` lists one measurement per (model, provider, thread count), plus one
+head-to-head per thread count (every CPU candidate of the scenario in one process, in
+rotating rounds: ``head_to_head``); ``run_benchmark`` runs each in a fresh worker process
+(``memory.run_in_subprocess``) and assembles the results document described in ``schema.md``.
+Nothing is written here: ``results_io`` writes the files once every measurement has succeeded.
 """
 
 from __future__ import annotations
@@ -19,6 +20,13 @@ import numpy as np
 
 from pipeline.benchmark.errors import BenchmarkError, ProviderNotInstalledError
 from pipeline.benchmark.fingerprint import machine_fingerprint, usable_cores
+from pipeline.benchmark.head_to_head import (
+    HEAD_TO_HEAD_ENGINE,
+    QUICK_HEAD_TO_HEAD,
+    HeadToHeadConfig,
+    head_to_head_entry,
+    plan_head_to_head,
+)
 from pipeline.benchmark.memory import run_in_subprocess
 from pipeline.benchmark.onnx_runner import GPU_PROVIDERS, SessionTuning, check_batch_size
 from pipeline.benchmark.peers import KerasMode, convert_to_litert, litert_interpreter_class
@@ -29,6 +37,7 @@ from pipeline.benchmark.targets import evaluate_targets, would_ship
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
+CPU = "CPUExecutionProvider"
 PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
@@ -48,6 +57,12 @@ class BenchmarkConfig:
     peers: bool = True  # Keras and LiteRT rows from the same Keras model
     session: SessionTuning = field(default_factory=SessionTuning)  # ONNX Runtime session settings
     quick: bool = False  # recorded in the results (tests and smoke runs)
+    head_to_head: HeadToHeadConfig | None = None  # None: QUICK_HEAD_TO_HEAD when quick, else HeadToHeadConfig()
+
+    def resolved_head_to_head(self) -> HeadToHeadConfig:
+        if self.head_to_head is not None:
+            return self.head_to_head
+        return QUICK_HEAD_TO_HEAD if self.quick else HeadToHeadConfig()
 
 
 def resolve_threads(requested: tuple[int, ...]) -> tuple[int, ...]:
@@ -82,6 +97,7 @@ def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: lis
     common = {"inputs": str(inputs_file), "batch_sizes": list(config.batch_sizes),
               "stability": asdict(config.stability), "scenario": scenario.name}
     units = []
+    litert = {}
     for variant, path in scenario.variants.items():
         for batch_size in config.batch_sizes:
             check_batch_size(path, batch_size)
@@ -102,6 +118,9 @@ def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: lis
             for variant, path in litert.items():
                 units.append({**common, **evaluate, "engine": "litert", "variant": variant.value,
                               "model": str(path), "provider": None, "threads": count})
+    onnx_on_cpu = scenario.variants if CPU in providers else {}
+    units += plan_head_to_head(onnx_on_cpu, {str(variant): path for variant, path in litert.items()}, threads, common,
+                               config.session.to_dict(), config.resolved_head_to_head())
     for unit in units:
         provider = (unit["provider"] or "").replace("ExecutionProvider", "")
         unit["label"] = f"{scenario.name} {unit['engine']} {unit['variant']} {provider} x{unit['threads']}"
@@ -118,13 +137,17 @@ def _macro_f1(predictions_file: str, labels: np.ndarray) -> float:
     return float(f1_score(labels, predicted, average="macro"))
 
 
-def _row(unit: dict, result: dict, scenario: ScenarioInputs) -> dict:
+def _check_result(unit: dict, result: dict) -> dict:
     if "error" in result:
         raise BenchmarkError(
             f"measuring {unit['label']} failed: {result['error']['type']}: {result['error']['message']}",
             expected="every model to load and run at every requested batch size",
             fix="see the message above",
         )
+    return result
+
+
+def _row(unit: dict, result: dict, scenario: ScenarioInputs) -> dict:
     row = {"engine": unit["engine"], "variant": unit["variant"], "provider": unit["provider"],
            "threads": unit["threads"], "status": "ok", "reason": None, "model_file": unit["model"],
            "model_size_bytes": Path(unit["model"]).stat().st_size, **result}
@@ -159,18 +182,22 @@ def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, prog
         total = sum(len(units) for _, units in plans)
         done = 0
         for scenario, units in plans:
-            rows = []
+            rows, head_to_head = [], []
             for unit in units:
                 if progress:
                     progress("bench", done, total)
                 logger.info("measuring %s", unit["label"])
-                rows.append(_row(unit, run_in_subprocess(unit), scenario))
+                result = _check_result(unit, run_in_subprocess(unit))
+                if unit["engine"] == HEAD_TO_HEAD_ENGINE:
+                    head_to_head.append(head_to_head_entry(result))
+                else:
+                    rows.append(_row(unit, result, scenario))
                 done += 1
             _fill_peer_accuracy(rows, units, scenario)
             rows.extend(_not_available_rows(unavailable))
             documents.append({"name": scenario.name, "lineage": scenario.lineage, "rows": rows,
-                              "gate_passed": scenario.gate_passed,
-                              "would_ship": would_ship(rows, scenario.gate_passed)})
+                              "head_to_head": head_to_head, "gate_passed": scenario.gate_passed,
+                              "would_ship": would_ship(rows, scenario.gate_passed, head_to_head)})
         if progress:
             progress("bench", total, total)
     for document in documents:
@@ -187,6 +214,7 @@ def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, prog
             "providers": providers,
             "session": config.session.to_dict(),
             "peers": config.peers,
+            "head_to_head": asdict(config.resolved_head_to_head()),
             "litert_runtime": litert_interpreter_class()[1] if config.peers else None,
         },
         "machine": machine_fingerprint(),

@@ -98,7 +98,17 @@ def check_batch_size(model_path: Path, batch_size: int) -> None:
         )
 
 
-class _Runner:
+def open_session(model_path: Path, provider: str, threads: int, tuning: SessionTuning,
+                 profile_prefix: str | None = None):
+    """An ``InferenceSession`` on ``provider`` (CPU as the fallback for GPU providers) with ``tuning``."""
+    import onnxruntime
+
+    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
+    return onnxruntime.InferenceSession(str(model_path), session_options(threads, tuning, profile_prefix),
+                                        providers=providers)
+
+
+class BoundRunner:
     """One batch size's feed and, with I/O binding, its bound output."""
 
     def __init__(self, session, batch: np.ndarray, provider: str, binding: Binding) -> None:
@@ -141,18 +151,16 @@ def run_onnx(spec: dict, samples: np.ndarray, stability: StabilityConfig) -> dic
     tuning = SessionTuning.from_dict(spec.get("session", {}))
     for batch_size in spec["batch_sizes"]:
         check_batch_size(model_path, int(batch_size))
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
     started = time.perf_counter()
-    session = onnxruntime.InferenceSession(
-        str(model_path), session_options(threads, tuning, spec.get("profile_prefix")), providers=providers
-    )
+    session = open_session(model_path, provider, threads, tuning, spec.get("profile_prefix"))
     creation_ms = (time.perf_counter() - started) * 1000.0
-    first = _Runner(session, samples[:1], provider, Binding.RUN)
+    first = BoundRunner(session, samples[:1], provider, Binding.RUN)
     started = time.perf_counter()
     first()
     first_inference_us = (time.perf_counter() - started) * 1e6
 
-    singles = [_Runner(session, samples[index : index + 1], provider, tuning.binding) for index in range(len(samples))]
+    singles = [BoundRunner(session, samples[index : index + 1], provider, tuning.binding)
+               for index in range(len(samples))]
     position = [0]
 
     def run_single() -> None:
@@ -163,7 +171,7 @@ def run_onnx(spec: dict, samples: np.ndarray, stability: StabilityConfig) -> dic
     throughput = {}
     for batch_size in spec["batch_sizes"]:
         batch = np.resize(samples, (int(batch_size), *samples.shape[1:]))
-        runner = _Runner(session, batch, provider, tuning.binding)
+        runner = BoundRunner(session, batch, provider, tuning.binding)
         statistics = measure(runner, throughput_config(stability))
         throughput[str(batch_size)] = {
             "samples_per_second": int(batch_size) / (statistics.median_of_windows_us / 1e6),

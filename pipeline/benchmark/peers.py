@@ -101,7 +101,7 @@ def convert_to_litert(keras_path: Path, calibration: np.ndarray, folder: Path) -
     return paths
 
 
-def _litert_runner(interpreter_class: type, path: Path, batch: np.ndarray, threads: int):
+def litert_runner(interpreter_class: type, path: Path, batch: np.ndarray, threads: int):
     interpreter = interpreter_class(model_path=str(path), num_threads=threads)
     input_detail = interpreter.get_input_details()[0]
     if tuple(input_detail["shape"]) != batch.shape:
@@ -123,22 +123,22 @@ def run_litert(spec: dict, samples: np.ndarray, stability: StabilityConfig, eval
     interpreter_class, description = litert_interpreter_class()
     path, threads = Path(spec["model"]), int(spec["threads"])
     started = time.perf_counter()
-    first = _litert_runner(interpreter_class, path, samples[:1], threads)
+    first = litert_runner(interpreter_class, path, samples[:1], threads)
     creation_ms = (time.perf_counter() - started) * 1000.0
     started = time.perf_counter()
     first()
     first_inference_us = (time.perf_counter() - started) * 1e6
-    single = _cycling(lambda index: _litert_runner(interpreter_class, path, samples[index : index + 1], threads),
+    single = _cycling(lambda index: litert_runner(interpreter_class, path, samples[index : index + 1], threads),
                       min(len(samples), 8))
     latency = measure(single, stability)
     throughput = {}
     for batch_size in spec["batch_sizes"]:
-        runner = _litert_runner(interpreter_class, path, np.resize(samples, (int(batch_size), *samples.shape[1:])),
+        runner = litert_runner(interpreter_class, path, np.resize(samples, (int(batch_size), *samples.shape[1:])),
                                 threads)
         throughput[str(batch_size)] = _throughput(runner, int(batch_size), stability)
     predictions = None
     if evaluate is not None:
-        runner = _litert_runner(interpreter_class, path, evaluate, threads)
+        runner = litert_runner(interpreter_class, path, evaluate, threads)
         predictions = runner()
     runtime = {"engine": "litert", "implementation": description, "delegate": "XNNPACK (default)",
                "threads": threads}

@@ -60,9 +60,29 @@ OK_ROW_REQUIRED = ("model_file", "model_size_bytes", "session_creation_ms", "fir
                    "throughput", "peak_rss_bytes", "macro_f1", "runtime")
 TARGET_SCHEMA = {
     "type": "object",
-    "required": ["target", "threads", "onnx", "peer", "ratio", "met"],
+    "required": ["target", "threads", "onnx", "peer", "ratio", "met"],  # "source" since the head-to-head phase
     "properties": {"target": {"type": "string"}, "threads": _INTEGER, "onnx": _NULLABLE_NUMBER,
-                   "peer": _NULLABLE_NUMBER, "ratio": _NULLABLE_NUMBER, "met": {"type": ["boolean", "null"]}},
+                   "peer": _NULLABLE_NUMBER, "ratio": _NULLABLE_NUMBER, "met": {"type": ["boolean", "null"]},
+                   "source": {"enum": ["head-to-head", "per-process"]}},
+}
+HEAD_TO_HEAD_SCHEMA = {
+    "type": "object",
+    "required": ["threads", "rounds", "runs_per_round", "models"],
+    "properties": {
+        "threads": _INTEGER,
+        "rounds": _INTEGER,
+        "runs_per_round": _INTEGER,
+        "models": {
+            "type": "object",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["median_us", "spread", "window_medians_us"],
+                "properties": {"median_us": _NUMBER, "spread": _NUMBER,
+                               "window_medians_us": {"type": "array", "items": _NUMBER}},
+            },
+        },
+        "runtime": {"type": "object"},
+    },
 }
 BENCH_SCHEMA = {
     "type": "object",
@@ -91,6 +111,7 @@ BENCH_SCHEMA = {
                     "name": {"type": "string"},
                     "rows": {"type": "array", "items": ROW_SCHEMA},
                     "targets": {"type": "array", "items": TARGET_SCHEMA},
+                    "head_to_head": {"type": "array", "items": HEAD_TO_HEAD_SCHEMA},  # absent in older files
                     "would_ship": {"type": ["string", "null"]},
                 },
             },
@@ -133,6 +154,24 @@ def schema_errors(value: object, schema: dict, where: str = "$") -> list[str]:
     return errors
 
 
+def head_to_head_errors(entry: object, where: str) -> list[str]:
+    """What the schema language cannot say about one head-to-head entry: one window median per round,
+    every median positive, at least two models."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("models"), dict):
+        return []
+    count = len(entry["models"])
+    errors = [f"{where}.models: {count} model(s), expected at least 2"] if count < 2 else []
+    for name, model in entry["models"].items():
+        medians = model.get("window_medians_us") if isinstance(model, dict) else None
+        if not isinstance(medians, list):
+            continue
+        if len(medians) != entry.get("rounds"):
+            errors.append(f"{where}.models.{name}: {len(medians)} window medians for {entry.get('rounds')} rounds")
+        if any(not _type_matches(value, "number") or value <= 0 for value in medians):
+            errors.append(f"{where}.models.{name}: window medians must be positive numbers")
+    return errors
+
+
 def validate_results(document: dict) -> None:
     """``BenchmarkError`` listing every schema violation of a results document."""
     errors = schema_errors(document, BENCH_SCHEMA)
@@ -141,6 +180,8 @@ def validate_results(document: dict) -> None:
             if row.get("status") == "ok":
                 where = f"$.scenarios[{scenario_index}].rows[{row_index}]"
                 errors += [f"{where}: missing {key!r}" for key in OK_ROW_REQUIRED if key not in row]
+        for entry_index, entry in enumerate(scenario.get("head_to_head") or []):
+            errors += head_to_head_errors(entry, f"$.scenarios[{scenario_index}].head_to_head[{entry_index}]")
     if errors:
         raise BenchmarkError(
             f"the benchmark results break their schema in {len(errors)} place(s): " + "; ".join(errors[:10]),

@@ -1,4 +1,4 @@
-"""The issue's speed targets, checked against one scenario's measured rows (never in tests).
+"""The issue's speed targets, checked against one scenario's measurements (never in tests).
 
 * the variant that would ship (bundle rule: fastest batch-1 p50 at 1 thread among those that
   passed the clinical gate) has batch-1 p50 ≤ LiteRT full-int8's, and batch-256 throughput
@@ -6,13 +6,22 @@
 * an int8 variant that ships is faster than ONNX fp32;
 * ONNX fp32 batch-1 p50 ≤ LiteRT fp32's.
 
-Latency is the median of window medians; ratios are ONNX / peer for latency and
-peer / ONNX for throughput, so a ratio ≤ 1 always means the target is met.
+Batch-1 latency comparisons come from the scenario's head-to-head at that thread count when
+it measured both models (``"source": "head-to-head"``): the values shown are the two medians
+of window medians and the ratio is the median over rounds of the per-round ratios, both
+numbers of each measured within milliseconds of each other. Otherwise, and for throughput,
+they come from the per-process rows (``"source": "per-process"``): the median of window
+medians, ratio = ONNX / peer for latency and peer / ONNX for throughput. A ratio ≤ 1 always
+means the target is met.
 """
 
 from __future__ import annotations
 
+from pipeline.benchmark.head_to_head import candidate_name, entry_for, interleaved_result
+
 CPU = "CPUExecutionProvider"
+HEAD_TO_HEAD = "head-to-head"
+PER_PROCESS = "per-process"
 
 
 def _latency(row: dict) -> float:
@@ -33,43 +42,70 @@ def _find(rows: list[dict], engine: str, variant: str, threads: int) -> dict | N
     return None
 
 
-def would_ship(rows: list[dict], gate_passed: dict[str, bool], threads: int = 1) -> str | None:
-    """The variant the bundle rule picks from these measurements (1 thread, CPU, batch 1)."""
-    candidates = [row for row in rows if row["status"] == "ok" and row["engine"] == "onnxruntime"
+def would_ship(rows: list[dict], gate_passed: dict[str, bool], head_to_head: list[dict] | None = None,
+               threads: int = 1) -> str | None:
+    """The variant the bundle rule picks from these measurements (1 thread, CPU, batch 1).
+
+    Ranked by the head-to-head medians when the head-to-head at ``threads`` timed every
+    candidate, else by the per-process p50s.
+    """
+    candidates = [row["variant"] for row in rows if row["status"] == "ok" and row["engine"] == "onnxruntime"
                   and row["provider"] == CPU and row["threads"] == threads and gate_passed.get(row["variant"], False)]
-    return min(candidates, key=_latency)["variant"] if candidates else None
+    if not candidates:
+        return None
+    entry = entry_for(head_to_head, threads)
+    names = {variant: candidate_name("onnxruntime", variant) for variant in candidates}
+    if entry is not None and all(name in entry["models"] for name in names.values()):
+        return min(candidates, key=lambda variant: entry["models"][names[variant]]["median_us"])
+    return min(candidates, key=lambda variant: _latency(_find(rows, "onnxruntime", variant, threads)))
 
 
-def _check(name: str, onnx_value: float | None, peer_value: float | None, lower_is_better: bool, threads: int) -> dict:
+def _check(name: str, onnx_value: float | None, peer_value: float | None, lower_is_better: bool, threads: int,
+           source: str = PER_PROCESS) -> dict:
     if onnx_value is None or peer_value is None:
         return {"target": name, "threads": threads, "onnx": onnx_value, "peer": peer_value, "ratio": None,
-                "met": None}
+                "met": None, "source": source}
     ratio = onnx_value / peer_value if lower_is_better else peer_value / onnx_value
     return {"target": name, "threads": threads, "onnx": onnx_value, "peer": peer_value, "ratio": ratio,
-            "met": ratio <= 1.0}
+            "met": ratio <= 1.0, "source": source}
+
+
+def _latency_check(name: str, document: dict, model: tuple[str, str] | None, peer: tuple[str, str],
+                   threads: int) -> dict:
+    """Batch-1 p50 of ``model`` against ``peer`` (engine, variant): head-to-head when both were in it."""
+    entry = entry_for(document.get("head_to_head"), threads)
+    if model is not None and entry is not None:
+        model_name, peer_name = candidate_name(*model), candidate_name(*peer)
+        if model_name in entry["models"] and peer_name in entry["models"]:
+            result = interleaved_result(entry)
+            ratio = result.ratio(model_name, peer_name)
+            return {"target": name, "threads": threads, "onnx": result.median_us(model_name),
+                    "peer": result.median_us(peer_name), "ratio": ratio, "met": ratio <= 1.0, "source": HEAD_TO_HEAD}
+    rows = document["rows"]
+    model_row = _find(rows, *model, threads) if model is not None else None
+    return _check(name, _value(model_row, _latency), _value(_find(rows, *peer, threads), _latency), True, threads)
 
 
 def evaluate_targets(document: dict) -> list[dict]:
     rows, shipped = document["rows"], document.get("would_ship")
     thread_counts = sorted({row["threads"] for row in rows if row["status"] == "ok"})
+    shipped_model = ("onnxruntime", shipped) if shipped else None
     checks = []
     for threads in thread_counts:
         shipped_row = _find(rows, "onnxruntime", shipped, threads) if shipped else None
-        fp32 = _find(rows, "onnxruntime", "fp32", threads)
         litert_int8 = _find(rows, "litert", "int8", threads)
-        litert_fp32 = _find(rows, "litert", "fp32", threads)
-        checks.append(_check(f"shipped ({shipped}) batch-1 p50 µs ≤ LiteRT int8", _value(shipped_row, _latency),
-                             _value(litert_int8, _latency), True, threads))
+        checks.append(_latency_check(f"shipped ({shipped}) batch-1 p50 µs ≤ LiteRT int8", document, shipped_model,
+                                     ("litert", "int8"), threads))
         checks.append(_check(f"shipped ({shipped}) batch-256 samples/s ≥ LiteRT int8",
                              _value(shipped_row, lambda row: _throughput(row, 256)),
                              _value(litert_int8, lambda row: _throughput(row, 256)), False, threads))
         for variant in ("int8-dynamic", "int8-static"):
             int8_row = _find(rows, "onnxruntime", variant, threads)
             if int8_row is not None and document.get("gate_passed", {}).get(variant):
-                checks.append(_check(f"{variant} (passes gate) batch-1 p50 µs < ONNX fp32", _value(int8_row, _latency),
-                                     _value(fp32, _latency), True, threads))
-        checks.append(_check("ONNX fp32 batch-1 p50 µs ≤ LiteRT fp32", _value(fp32, _latency),
-                             _value(litert_fp32, _latency), True, threads))
+                checks.append(_latency_check(f"{variant} (passes gate) batch-1 p50 µs < ONNX fp32", document,
+                                             ("onnxruntime", variant), ("onnxruntime", "fp32"), threads))
+        checks.append(_latency_check("ONNX fp32 batch-1 p50 µs ≤ LiteRT fp32", document, ("onnxruntime", "fp32"),
+                                     ("litert", "fp32"), threads))
     return checks
 
 

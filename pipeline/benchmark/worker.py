@@ -1,7 +1,9 @@
 """Benchmark worker: ``python -m pipeline.benchmark.worker SPEC.json RESULT.json``.
 
 Measures exactly one model (an ONNX file on one provider, a Keras mode or a LiteRT
-model) in this fresh process and writes the measurement plus this process's peak RSS.
+model) in this fresh process and writes the measurement plus this process's peak RSS —
+or, for ``"engine": "head-to-head"``, every CPU candidate of a scenario in rotating rounds
+(``head_to_head``).
 Expected failures are written as ``{"error": {"type": ..., "message": ...}}``.
 """
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.benchmark.head_to_head import HEAD_TO_HEAD_ENGINE, run_head_to_head
 from pipeline.benchmark.memory import peak_rss_bytes
 from pipeline.benchmark.statistics import StabilityConfig
 from runtime.errors import EdgemedError
@@ -23,7 +26,9 @@ def measure_spec(spec: dict) -> dict:
     evaluate = np.load(spec["evaluate_inputs"]).astype(np.float32) if spec.get("evaluate_inputs") else None
     stability = StabilityConfig(**spec["stability"])
     predictions = None
-    if spec["engine"] == "onnxruntime":
+    if spec["engine"] == HEAD_TO_HEAD_ENGINE:
+        result = run_head_to_head(spec, samples)
+    elif spec["engine"] == "onnxruntime":
         from pipeline.benchmark.onnx_runner import run_onnx
 
         result = run_onnx(spec, samples, stability)

@@ -177,10 +177,15 @@ def bench_document(scenario: str = "breast-cancer") -> dict[str, Any]:
     settings = {"quick": True, "stability": {}, "batch_sizes": [1], "threads": [1, 2],
                 "providers": ["CPUExecutionProvider"], "session": {}, "peers": True, "litert_runtime": "fixture"}
     targets = [{"target": "shipped p50 ≤ LiteRT int8", "threads": 1, "onnx": 30.0, "peer": 35.0, "ratio": 0.86,
-                "met": True}]
+                "met": True, "source": "head-to-head"}]
+    windows = {"onnxruntime fp32": [40.0, 44.0, 41.0], "onnxruntime fp16": [30.0, 33.0, 31.0],
+               "litert int8": [35.0, 36.0, 34.0]}
+    head_to_head = [{"threads": 1, "rounds": 3, "runs_per_round": 100, "models": {
+        name: {"median_us": float(np.median(values)), "spread": (max(values) - min(values)) / float(np.median(values)),
+               "window_medians_us": values} for name, values in windows.items()}}]
     return {
         "schema_version": 1, "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:03:00Z",
         "settings": settings, "machine": machine,
         "scenarios": [{"name": scenario, "lineage": {}, "gate_passed": {"fp32": True}, "would_ship": "fp16",
-                       "rows": rows, "targets": targets}],
+                       "rows": rows, "head_to_head": head_to_head, "targets": targets}],
     }

@@ -12,7 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.data.benchmarks import NO_RESULTS_MESSAGE, distribution_frame, load_benchmarks, machine_frame, rows_frame
+from dashboard.data.benchmarks import (
+    NO_RESULTS_MESSAGE,
+    distribution_frame,
+    head_to_head_frame,
+    load_benchmarks,
+    machine_frame,
+    rows_frame,
+)
 from dashboard.data.builds import (
     confusion_frame,
     load_clinical_metrics,
@@ -130,6 +137,10 @@ def test_benchmarks_load_and_tabulate(dashboard_fixture) -> None:
     assert distribution.groupby("series").size().eq(101).all()
     assert set(distribution["threads"]) == {"1", "2"}
     assert "Fixture CPU @ 2.0GHz" in machine_frame(results)["value"].tolist()
+    head_to_head = head_to_head_frame(scenario).set_index("model")
+    assert set(head_to_head.index) == {"onnxruntime fp32", "onnxruntime fp16", "litert int8"}
+    assert head_to_head.loc["onnxruntime fp32", "vs_onnx_fp32"] == 1.0
+    assert head_to_head.loc["onnxruntime fp16", "vs_litert_int8"] == pytest.approx(31.0 / 34.0)  # per-round median
 
 
 def test_benchmarks_missing_broken_or_off_schema(tmp_path: Path) -> None:
@@ -140,11 +151,13 @@ def test_benchmarks_missing_broken_or_off_schema(tmp_path: Path) -> None:
         load_benchmarks(tmp_path / "broken.json")
     document = bench_document()
     del document["machine"]
+    del document["scenarios"][0]["head_to_head"]  # files from before the head-to-head phase
     document["scenarios"][0]["rows"][0].pop("latency")
     (tmp_path / "old.json").write_text(json.dumps(document))
     results = load_benchmarks(tmp_path / "old.json")
     assert any("machine" in problem for problem in results.problems)
     assert not rows_frame(results.scenarios[0]).empty and not machine_frame(results).empty
+    assert head_to_head_frame(results.scenarios[0]).empty
 
 
 def test_settings_from_environment() -> None:

@@ -60,6 +60,8 @@ def test_benchmarks_page(fixture_settings: DashboardSettings) -> None:
     rows = app.dataframe[0].value
     assert {"onnxruntime int8-static", "keras call", "litert int8"} <= set(rows["model"])
     assert set(rows["threads"].dropna()) == {1, 2} and "not available" in set(rows["status"])
+    assert "Head-to-head (interleaved, batch 1)" in {item.value for item in app.subheader}
+    assert set(app.dataframe[1].value["model"]) == {"onnxruntime fp32", "onnxruntime fp16", "litert int8"}
     assert charts(app) == 1
 
 

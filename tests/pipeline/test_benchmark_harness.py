@@ -1,4 +1,4 @@
-"""The benchmark harness on tiny ONNX models: rows, JSON schema, provider skipping, bad input."""
+"""The benchmark harness on tiny ONNX models: rows, head-to-head, JSON schema, provider skipping, bad input."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from pipeline.benchmark.errors import BatchSizeError, ModelNotFoundError, NoVariantsError, ProviderNotInstalledError
 from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
+from pipeline.benchmark.head_to_head import QUICK_HEAD_TO_HEAD
 from pipeline.benchmark.results_io import write_results
 from pipeline.benchmark.scenario_inputs import ScenarioInputs, from_build, from_model_path
 from pipeline.benchmark.schema import BENCH_SCHEMA, schema_errors, validate_results
@@ -71,6 +72,26 @@ def test_every_variant_gets_a_measured_row(document: dict) -> None:
     assert document["scenarios"][0]["would_ship"] in {"fp32", "int8-static"}
 
 
+def test_head_to_head_times_every_onnx_variant_in_one_worker(document: dict) -> None:
+    (entry,) = document["scenarios"][0]["head_to_head"]
+    assert entry["threads"] == 1 and QUICK_HEAD_TO_HEAD.min_rounds <= entry["rounds"] <= QUICK_HEAD_TO_HEAD.max_rounds
+    assert set(entry["models"]) == {"onnxruntime fp32", "onnxruntime int8-static"}  # peers off: no LiteRT
+    for model in entry["models"].values():
+        assert len(model["window_medians_us"]) == entry["rounds"]
+        assert model["median_us"] > 0 and all(value > 0 for value in model["window_medians_us"])
+    assert "peak_rss_bytes" not in entry and entry["runtime"]["onnxruntime"]
+    sources = {check["target"]: check["source"] for check in document["scenarios"][0]["targets"]}
+    assert sources["int8-static (passes gate) batch-1 p50 µs < ONNX fp32"] == "head-to-head"
+    assert document["settings"]["head_to_head"]["seconds"] == QUICK_HEAD_TO_HEAD.seconds
+
+
+def test_progress_counts_the_head_to_head(scenario: ScenarioInputs) -> None:
+    reports: list[tuple[int, int]] = []
+    config = BenchmarkConfig(stability=QUICK_STABILITY, batch_sizes=(1,), threads=(1,), peers=False, quick=True)
+    run_benchmark([scenario], config, lambda task, done, total: reports.append((done, total)))
+    assert reports[-1] == (3, 3)  # two variants, one head-to-head
+
+
 def test_missing_providers_are_reported_not_failed(document: dict) -> None:
     import onnxruntime
 
@@ -91,12 +112,40 @@ def test_document_matches_schema_and_fingerprint(document: dict) -> None:
     assert any("p99_us" in error for error in schema_errors(broken, BENCH_SCHEMA))
 
 
+def test_schema_accepts_documents_without_head_to_head_and_rejects_broken_entries(document: dict) -> None:
+    older = json.loads(json.dumps(document))
+    del older["scenarios"][0]["head_to_head"]
+    for check in older["scenarios"][0]["targets"]:
+        del check["source"]
+    validate_results(older)
+    breakages = {
+        "rounds": lambda entry: entry.pop("rounds"),
+        "window medians": lambda entry: entry["models"]["onnxruntime fp32"]["window_medians_us"].pop(),
+        "positive": lambda entry: entry["models"]["onnxruntime fp32"]["window_medians_us"].__setitem__(0, -1.0),
+        "median_us": lambda entry: entry["models"]["onnxruntime fp32"].__setitem__("median_us", "fast"),
+        "at least 2": lambda entry: entry["models"].pop("onnxruntime fp32"),
+    }
+    for expected, breakage in breakages.items():
+        broken = json.loads(json.dumps(document))
+        breakage(broken["scenarios"][0]["head_to_head"][0])
+        with pytest.raises(EdgemedError, match=expected):
+            validate_results(broken)
+    bad_source = json.loads(json.dumps(document))
+    bad_source["scenarios"][0]["targets"][0]["source"] = "guess"
+    with pytest.raises(EdgemedError, match="source"):
+        validate_results(bad_source)
+
+
 def test_results_are_written_completely_or_not_at_all(document: dict, tmp_path: Path) -> None:
     written = write_results(document, tmp_path / "results")
     names = {path.name for path in written}
     assert {"bench.json", "bench.md", "latency_tiny.png", "pareto_tiny.png"} <= names
     assert json.loads((tmp_path / "results" / "bench.json").read_text())["schema_version"] == 1
-    assert "| onnxruntime fp32" in (tmp_path / "results" / "bench.md").read_text()
+    markdown = (tmp_path / "results" / "bench.md").read_text()
+    assert "| onnxruntime fp32" in markdown
+    head_to_head = markdown.split("### Head-to-head (interleaved, batch 1)")[1].split("### Targets")[0]
+    assert "rotates from round to round" in head_to_head and "| ÷ ONNX fp32 |" in head_to_head
+    assert "| onnxruntime int8-static" in head_to_head and "| 1.00 |" in head_to_head  # fp32 against itself
     broken = {**document, "scenarios": [{"name": "x"}]}
     with pytest.raises(EdgemedError):
         write_results(broken, tmp_path / "other")

@@ -1,4 +1,4 @@
-"""Keras and LiteRT peers: converted from the same Keras model, measured, with predictions."""
+"""Keras and LiteRT peers: converted from the same Keras model, measured, with predictions, and head-to-head."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from pipeline.benchmark.harness import BenchmarkConfig, plan_units
+from pipeline.benchmark.head_to_head import HEAD_TO_HEAD_ENGINE, QUICK_HEAD_TO_HEAD
+from pipeline.benchmark.memory import run_in_subprocess
 from pipeline.benchmark.peers import LiteRtVariant, convert_to_litert, run_keras, run_litert
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
 from pipeline.benchmark.statistics import QUICK_STABILITY
@@ -72,9 +74,57 @@ def test_plan_has_keras_and_litert_peers_for_every_thread_count(keras_file: Path
         test_labels=np.zeros(len(samples), int), calibration_inputs=samples, peer_folder=keras_file.parent / "litert",
     )
     units = plan_units(scenario, BenchmarkConfig(threads=(1, 2)), ["CPUExecutionProvider"], tmp_path)
-    peers = {(unit["engine"], unit["variant"], unit["threads"]) for unit in units}
+    peers = {(unit["engine"], unit["variant"], unit["threads"]) for unit in units
+             if unit["engine"] != HEAD_TO_HEAD_ENGINE}
     expected = {(engine, variant, threads) for threads in (1, 2)
                 for engine, variant in (("keras", "predict"), ("keras", "call"), ("litert", "fp32"),
                                         ("litert", "int8"))}
     assert peers == expected
-    assert all("predictions_output" in unit for unit in units if unit["threads"] == 1 and unit["variant"] != "predict")
+    evaluated = [unit for unit in units if unit["engine"] in ("keras", "litert") and unit["threads"] == 1]
+    assert all("predictions_output" in unit for unit in evaluated if unit["variant"] != "predict")
+
+
+def tiny_onnx(path: Path) -> Path:
+    """An ONNX model taking the Keras model's (batch, LENGTH, 1) input: flatten, MatMul, Softmax."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = np.random.default_rng(0).normal(size=(LENGTH, CLASSES)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("Flatten", ["input"], ["flat"], axis=1),
+         helper.make_node("MatMul", ["flat", "weights"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1)],
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", LENGTH, 1])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", CLASSES])],
+        [numpy_helper.from_array(weights, "weights")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save_model(model, str(path))
+    return path
+
+
+def test_head_to_head_worker_times_onnx_and_litert_together(keras_file: Path, litert_models: dict, samples,
+                                                            tmp_path: Path) -> None:
+    scenario = ScenarioInputs(
+        name="h2h", variants={"fp32": tiny_onnx(tmp_path / "fp32.onnx")}, timing_inputs=samples,
+        keras_model=keras_file, test_inputs=samples, test_labels=np.zeros(len(samples), int),
+        calibration_inputs=samples, peer_folder=keras_file.parent / "litert",
+    )
+    config = BenchmarkConfig(stability=QUICK_STABILITY, batch_sizes=(1,), threads=(1, 2), quick=True)
+    units = [unit for unit in plan_units(scenario, config, ["CPUExecutionProvider"], tmp_path)
+             if unit["engine"] == HEAD_TO_HEAD_ENGINE]
+    assert [unit["threads"] for unit in units] == [1, 2]
+    expected = {"onnxruntime fp32", "litert fp32", "litert int8"}  # never Keras
+    assert all(set(unit["candidates"]) == expected for unit in units)
+    result = run_in_subprocess(units[0])
+    assert "error" not in result, result
+    assert set(result["models"]) == expected and result["threads"] == 1
+    assert QUICK_HEAD_TO_HEAD.min_rounds <= result["rounds"] <= QUICK_HEAD_TO_HEAD.max_rounds
+    for model in result["models"].values():
+        assert len(model["window_medians_us"]) == result["rounds"] and model["median_us"] > 0
+    assert result["runtime"]["litert"] and result["runtime"]["onnxruntime"]
+    without_peers = plan_units(scenario, BenchmarkConfig(threads=(1,), peers=False, quick=True),
+                               ["CPUExecutionProvider"], tmp_path)
+    assert not [unit for unit in without_peers if unit["engine"] == HEAD_TO_HEAD_ENGINE]  # one model: nothing to pair

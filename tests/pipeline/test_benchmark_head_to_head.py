@@ -1,0 +1,103 @@
+"""Head-to-head: speed targets and the bundle rule from hand-made measurements (head-to-head ratios first,
+per-process rows as fallback), its bench.md table, and how many rounds it times."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.benchmark.errors import TimingSettingsError
+from pipeline.benchmark.head_to_head import HeadToHeadConfig, measure_rounds, rotation_rounds, runs_per_round
+from pipeline.benchmark.report import head_to_head_table
+from pipeline.benchmark.targets import evaluate_targets, would_ship
+
+CPU = "CPUExecutionProvider"
+LITERT_TARGET = "shipped (int8-static) batch-1 p50 µs ≤ LiteRT int8"
+FP32_TARGET = "ONNX fp32 batch-1 p50 µs ≤ LiteRT fp32"
+INT8_TARGET = "int8-static (passes gate) batch-1 p50 µs < ONNX fp32"
+
+
+def _row(engine: str, variant: str, threads: int, median_us: float) -> dict:
+    return {"engine": engine, "variant": variant, "provider": CPU if engine == "onnxruntime" else None,
+            "threads": threads, "status": "ok", "latency": {"median_of_windows_us": median_us},
+            "throughput": {"256": {"samples_per_second": 1e6 / median_us}}}
+
+
+def _model(window_medians: list[float]) -> dict:
+    ordered = sorted(window_medians)
+    return {"median_us": ordered[len(ordered) // 2], "spread": 0.0, "window_medians_us": window_medians}
+
+
+def _document(head_to_head: list[dict]) -> dict:
+    rows = [_row(engine, variant, threads, median) for threads in (1, 2) for engine, variant, median in (
+        ("onnxruntime", "fp32", 10.0), ("onnxruntime", "int8-static", 12.0), ("litert", "int8", 11.0),
+        ("litert", "fp32", 9.0))]
+    return {"rows": rows, "head_to_head": head_to_head, "gate_passed": {"fp32": True, "int8-static": True}}
+
+
+# Paired ratios differ from ratios of medians: int8-static / litert int8 per round = 10/11, 20/22, 21/19
+# → median 0.909 (met), while median / median = 20 / 19 = 1.05; fp32 / litert fp32 = 1.25, 0.75, 1.17
+# → 1.17 (not met), while 30 / 30 = 1.
+HEAD_TO_HEAD = [{"threads": 1, "rounds": 3, "runs_per_round": 10, "models": {
+    "onnxruntime fp32": _model([25.0, 30.0, 35.0]),
+    "onnxruntime int8-static": _model([10.0, 20.0, 21.0]),
+    "litert int8": _model([11.0, 22.0, 19.0]),
+    "litert fp32": _model([20.0, 40.0, 30.0]),
+}}]
+
+
+def _checks(document: dict) -> dict[tuple[str, int], dict]:
+    document["would_ship"] = would_ship(document["rows"], document["gate_passed"], document.get("head_to_head"))
+    return {(check["target"], check["threads"]): check for check in evaluate_targets(document)}
+
+
+def test_latency_targets_use_the_paired_head_to_head_ratio() -> None:
+    document = _document(HEAD_TO_HEAD)
+    assert would_ship(document["rows"], document["gate_passed"]) == "fp32"  # per-process rows alone
+    checks = _checks(document)
+    assert document["would_ship"] == "int8-static"  # head-to-head medians: 20 < 30
+    shipped = checks[(LITERT_TARGET, 1)]
+    assert shipped["source"] == "head-to-head" and (shipped["onnx"], shipped["peer"]) == (20.0, 19.0)
+    assert shipped["ratio"] == pytest.approx(10 / 11) and shipped["met"] is True
+    assert checks[(INT8_TARGET, 1)]["ratio"] == pytest.approx(0.6) and checks[(INT8_TARGET, 1)]["met"] is True
+    assert checks[(FP32_TARGET, 1)]["ratio"] == pytest.approx(35 / 30) and checks[(FP32_TARGET, 1)]["met"] is False
+    throughput = next(check for check in checks.values() if "batch-256" in check["target"] and check["threads"] == 1)
+    assert throughput["source"] == "per-process" and throughput["ratio"] == pytest.approx(12.0 / 11.0)
+
+
+def test_targets_fall_back_to_per_process_rows() -> None:
+    checks = _checks(_document(HEAD_TO_HEAD))
+    two_threads = checks[(LITERT_TARGET, 2)]  # no head-to-head at 2 threads
+    assert two_threads["source"] == "per-process" and two_threads["ratio"] == pytest.approx(12.0 / 11.0)
+    without = _checks(_document([]))
+    assert all(check["source"] == "per-process" for check in without.values())
+    assert without[("shipped (fp32) batch-1 p50 µs ≤ LiteRT int8", 1)]["ratio"] == pytest.approx(10.0 / 11.0)
+    assert without[(FP32_TARGET, 1)]["onnx"] == 10.0 and without[(FP32_TARGET, 1)]["peer"] == 9.0
+    no_peers = [{**HEAD_TO_HEAD[0], "models": {name: model for name, model in HEAD_TO_HEAD[0]["models"].items()
+                                               if name.startswith("onnxruntime")}}]
+    partial = _checks(_document(no_peers))
+    assert partial[(INT8_TARGET, 1)]["source"] == "head-to-head"
+    assert partial[(FP32_TARGET, 1)]["source"] == "per-process"
+
+
+def test_head_to_head_table_shows_medians_and_paired_ratios() -> None:
+    table = head_to_head_table({"would_ship": "int8-static", "head_to_head": HEAD_TO_HEAD})
+    lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert set(lines) == {"onnxruntime fp32", "onnxruntime int8-static ✓", "litert int8", "litert fp32"}
+    assert lines["onnxruntime int8-static ✓"].endswith("| 20.0 | 55 % | 0.60 | 0.91 |")
+    assert "| 3 × 10 |" in lines["litert fp32"]
+
+
+def test_head_to_head_rounds_are_whole_rotations_within_the_limits() -> None:
+    config = HeadToHeadConfig(window_seconds=0.02)
+    assert runs_per_round({"a": 1e-5, "b": 3e-5}, config) == 1000  # mean 20 µs per run → 20 ms windows
+    assert runs_per_round({"a": 0.5, "b": 0.5}, config) == config.min_runs_per_round
+    assert [rotation_rounds(count) for count in (1, 2, 3, 6)] == [3, 4, 3, 6]
+    calls = {"a": 0, "b": 0, "c": 0}
+    runners = {name: (lambda name=name: calls.__setitem__(name, calls[name] + 1)) for name in calls}
+    result = measure_rounds(runners, 10, HeadToHeadConfig(seconds=3600.0, min_rounds=3, max_rounds=7))
+    assert all(len(values) == 6 for values in result.window_medians_us.values())  # a 3rd rotation would pass 7
+    assert calls == {"a": 60, "b": 60, "c": 60}
+    once = measure_rounds(runners, 10, HeadToHeadConfig(seconds=1e-9, min_rounds=3, max_rounds=600))
+    assert all(len(values) == 3 for values in once.window_medians_us.values())
+    with pytest.raises(TimingSettingsError, match="Fix:"):
+        HeadToHeadConfig(min_rounds=2)
