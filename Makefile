@@ -36,7 +36,7 @@ evaluate: setup
 	$(EDGEMED) evaluate --progress
 
 bench: setup
-	$(EDGEMED) bench --progress
+	$(EDGEMED) bench --ablation --progress
 
 real-ecg: build
 	$(EDGEMED) real-ecg bundles/ecg-arrhythmia

@@ -106,6 +106,9 @@ class QuantizationConfig:
     excluded_nodes: tuple[str, ...] = ()
     # Run the channels-last-boundaries pass first (no layout Transposes in ORT's int8 graph).
     channels_last: bool = True
+    # Gemm/MatMul outputs are not re-quantized: the last layer hands float logits straight to
+    # the float Softmax (one DequantizeLinear less, no rounding of the logits).
+    float_linear_outputs: bool = False
 
     def settings_label(self) -> str:
         """Short description of the int8 settings, e.g. ``qdq u8s8 per-channel reduce-range``."""
@@ -116,6 +119,8 @@ class QuantizationConfig:
             parts.append("reduce-range")
         if not self.channels_last:
             parts.append("no-channels-last")
+        if self.float_linear_outputs:
+            parts.append("float-linear-out")
         if self.excluded_nodes:
             parts.append(f"{len(self.excluded_nodes)} node(s) float")
         return " ".join(parts)
@@ -283,6 +288,8 @@ def quantize_int8_static(
 
     source, destination = Path(source), Path(destination)
     extra_options = _calibration_options(config)
+    if config.float_linear_outputs:
+        extra_options["OpTypesToExcludeOutputQuantization"] = ["Gemm", "MatMul"]
     samples = _calibration_subset(calibration_inputs, config)
     input_name, expected_shape = _model_input(load_onnx_model(source, QuantizationError), source)
     if samples.shape[1:] != expected_shape:

@@ -64,6 +64,7 @@ TINY_TUNING = TuningConfig(
     formats=(QuantizationFormat.QDQ,),
     activation_types=(ActivationType.UINT8,),
     channels_last=(True,),
+    float_linear_outputs=(False,),
     max_float_nodes=1,
     timing=InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=5),
 )

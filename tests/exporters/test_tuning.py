@@ -24,7 +24,7 @@ from tests.exporters.toy_models import ModelZoo, Splits
 
 QUICK = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=2)
 SMALL_SEARCH = TuningConfig(formats=(QuantizationFormat.QDQ,), activation_types=(ActivationType.UINT8,),
-                            channels_last=(True,), timing=QUICK)
+                            channels_last=(True,), float_linear_outputs=(False,), timing=QUICK)
 
 
 def _run(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -73,7 +73,8 @@ def test_when_nothing_passes_layers_go_back_to_float_and_the_most_accurate_is_ke
     report = choose_quantization(source, tmp_path / "tuned.onnx", signals.calibration_x, checks, impossible,
                                  config=TuningConfig(formats=(QuantizationFormat.QDQ,),
                                                      activation_types=(ActivationType.UINT8,), per_channel=(True,),
-                                                     reduce_range=(False,), channels_last=(True,), max_float_nodes=1,
+                                                     reduce_range=(False,), channels_last=(True,),
+                                                     float_linear_outputs=(False,), max_float_nodes=1,
                                                      timing=QUICK))
 
     assert not report["passed_accuracy_check"] and "no candidate passed" in report["rule"]
@@ -124,3 +125,41 @@ def test_empty_check_inputs_are_refused(zoo: ModelZoo, signals: Splits, tmp_path
         choose_quantization(zoo.onnx_path("conv1d_zscore"), tmp_path / "x.onnx", signals.calibration_x,
                             signals.test_x[:0], _agreement_check(np.zeros((0, 3)), 0.9), config=SMALL_SEARCH)
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_float_linear_outputs_leave_no_dequantize_before_the_softmax(
+    zoo: ModelZoo, signals: Splits, tmp_path: Path
+) -> None:
+    source = zoo.onnx_path("conv1d_zscore")
+    plain, float_out = tmp_path / "plain.onnx", tmp_path / "float-out.onnx"
+    quantize_int8_static(source, plain, signals.calibration_x, QuantizationConfig())
+    quantize_int8_static(source, float_out, signals.calibration_x, QuantizationConfig(float_linear_outputs=True))
+
+    def feeds_softmax(path: Path) -> str:
+        graph = onnx.load(path).graph
+        softmax = next(node for node in graph.node if node.op_type == "Softmax")
+        return next(node.op_type for node in graph.node if softmax.input[0] in node.output)
+
+    assert feeds_softmax(plain) == "DequantizeLinear"
+    assert feeds_softmax(float_out) in ("Gemm", "MatMul", "Add")
+    agreement = np.mean(_run(float_out, signals.test_x).argmax(1) == _run(source, signals.test_x).argmax(1))
+    assert agreement >= 0.9
+
+
+def test_the_default_search_skips_qoperator_with_int8_activations() -> None:
+    from exporters.tuning import _Search
+
+    seen = []
+
+    class Recorder(_Search):
+        def __init__(self) -> None:
+            self.progress, self.base = None, QuantizationConfig()
+
+        def evaluate(self, settings):
+            seen.append(settings)
+            return None
+
+    Recorder().grid(TuningConfig())
+    pairs = {(settings.quant_format, settings.activation_type) for settings in seen}
+    assert (QuantizationFormat.QOPERATOR, ActivationType.INT8) not in pairs
+    assert len(seen) == 2 * 3 * 2 * 2 * 2  # layouts × (format, activation) pairs × per-channel × reduce-range × outputs
