@@ -17,12 +17,16 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.timing import InterleavedTiming
 from pipeline.benchmark.harness import BenchmarkConfig, Progress
 from pipeline.benchmark.onnx_runner import Binding
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
-from pipeline.benchmark.statistics import summarize
 
 logger = logging.getLogger(__name__)
+
+# ~12 steps × 61 rounds × 200 runs: ~9 s for the ECG model (~60 µs a run), ~2 s for the MLP.
+TIMING = InterleavedTiming(rounds=61, runs_per_round=200, warmup_runs=200)
+QUICK_TIMING = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=5)
 
 
 def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Binding]]:
@@ -85,36 +89,21 @@ def _macro_f1(model: Path, scenario: ScenarioInputs) -> float | None:
     return float(f1_score(scenario.test_labels, probabilities.argmax(-1), average="macro"))
 
 
-def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, config: BenchmarkConfig) -> list:
-    """Median of window medians per step, windows of all steps interleaved (robust to drifting load)."""
+def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, config: BenchmarkConfig):
+    """Every step's session, timed together in rotating rounds (``exporters.timing``)."""
     import onnxruntime
 
+    from exporters.timing import measure_interleaved
     from pipeline.benchmark.onnx_runner import BoundRunner, session_options
-    from pipeline.benchmark.statistics import measure
 
-    runners = []
-    for _, path, binding in steps:
+    runners = {}
+    for index, (_, path, binding) in enumerate(steps):
         tuning = dataclasses.replace(config.session, binding=binding)
         session = onnxruntime.InferenceSession(str(path), session_options(1, tuning),
                                                providers=["CPUExecutionProvider"])
-        singles = [BoundRunner(session, samples[index : index + 1], "CPUExecutionProvider", binding)
-                   for index in range(len(samples))]
-        position = [0]
-
-        def run(singles=singles, position=position) -> None:
-            singles[position[0] % len(singles)]()
-            position[0] += 1
-
-        runners.append(run)
-    one_window = dataclasses.replace(config.stability, windows=1)
-    window_medians: list[list[float]] = [[] for _ in steps]
-    for window in range(config.stability.windows):
-        for index, run in enumerate(runners):
-            statistics = measure(run, one_window if window == 0 else dataclasses.replace(one_window,
-                                                                                         warmup_iterations=0,
-                                                                                         warmup_seconds=0.0))
-            window_medians[index].append(statistics.median_of_windows_us)
-    return [summarize([[value] for value in medians], 0, config.stability.max_spread) for medians in window_medians]
+        runners[str(index)] = BoundRunner(session, samples[:1], "CPUExecutionProvider", binding)
+    timing = QUICK_TIMING if config.quick else TIMING
+    return measure_interleaved(runners, timing)
 
 
 def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progress: Progress | None = None) -> dict:
@@ -128,15 +117,18 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
                 continue
             steps = _steps(scenario, folder)
             steps += _quantized_steps(scenario, steps[-1][1], folder)
-            rows, previous = [], None
-            for (step, path, _), statistics in zip(steps, _interleaved(steps, scenario.timing_inputs, config),
-                                                   strict=True):
-                p50 = statistics.median_of_windows_us
-                rows.append({"step": step, "p50_us": p50, "spread": statistics.spread,
-                             "delta_us": None if previous is None else p50 - previous,
+            timed = _interleaved(steps, scenario.timing_inputs, config)
+            rows = []
+            for index, (step, path, _) in enumerate(steps):
+                key, previous = str(index), str(index - 1)
+                p50 = timed.median_us(key)
+                rows.append({"step": step, "p50_us": p50, "spread": timed.spread(key),
+                             "delta_us": None if index == 0 else p50 - timed.median_us(previous),
+                             "ratio_to_previous": None if index == 0 else timed.ratio(key, previous),
                              "nodes": _node_count(path), "macro_f1": _macro_f1(path, scenario), "error": None})
-                previous = p50
-            results[scenario.name] = {"steps": rows, "method": "in-process, windows of every step interleaved"}
+            results[scenario.name] = {"steps": rows, "rounds": len(timed.window_medians_us["0"]),
+                                      "method": "in-process, every step timed in rotating rounds; ratio to the "
+                                                "previous step = median of per-round ratios"}
         if progress:
             progress("ablation", len(scenarios), len(scenarios))
     return results

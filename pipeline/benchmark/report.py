@@ -85,14 +85,15 @@ def targets_table(scenario: dict) -> str:
 
 def ablation_table(ablation: dict) -> str:
     scenarios = list(ablation)
-    lines = ["| step | " + " | ".join(f"{name} p50 µs | Δ µs" for name in scenarios) + " |",
-             "|---|" + "---:|---:|" * len(scenarios)]
+    lines = ["| step | " + " | ".join(f"{name} p50 µs | Δ µs | × previous" for name in scenarios) + " |",
+             "|---|" + "---:|---:|---:|" * len(scenarios)]
     steps = list(dict.fromkeys(step["step"] for name in scenarios for step in ablation[name]["steps"]))
     for step in steps:
         cells = []
         for name in scenarios:
             entry = next((item for item in ablation[name]["steps"] if item["step"] == step), None)
-            cells += [_number(entry["p50_us"]), _number(entry["delta_us"])] if entry else ["–", "–"]
+            cells += ([_number(entry["p50_us"]), _number(entry["delta_us"]), _number(entry.get("ratio_to_previous"), 2)]
+                      if entry else ["–", "–", "–"])
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -122,5 +123,8 @@ def render_markdown(document: dict) -> str:
                       head_to_head_table(scenario)]
         lines += ["", "### Targets", "", targets_table(scenario)]
     if document.get("ablation"):
-        lines += ["", "## Ablation (batch-1 p50, 1 thread, CPU)", "", ablation_table(document["ablation"])]
+        lines += ["", "## Ablation (batch-1 p50, 1 thread, CPU)", "",
+                  "Every step of a scenario timed together in rotating rounds; *× previous* is the median of the "
+                  "per-round ratios to the step above (< 1: the step made it faster), steadier than the Δ of two "
+                  "medians.", "", ablation_table(document["ablation"])]
     return "\n".join(lines) + "\n"

@@ -13,7 +13,7 @@ from pipeline.benchmark.targets import evaluate_targets, would_ship
 CPU = "CPUExecutionProvider"
 LITERT_TARGET = "shipped (int8-static) batch-1 p50 µs ≤ LiteRT int8"
 FP32_TARGET = "ONNX fp32 batch-1 p50 µs ≤ LiteRT fp32"
-INT8_TARGET = "int8-static (passes gate) batch-1 p50 µs < ONNX fp32"
+INT8_TARGET = "shipped int8 (int8-static) batch-1 p50 µs < ONNX fp32"
 
 
 def _row(engine: str, variant: str, threads: int, median_us: float) -> dict:
@@ -76,6 +76,7 @@ def test_targets_fall_back_to_per_process_rows() -> None:
                                                if name.startswith("onnxruntime")}}]
     partial = _checks(_document(no_peers))
     assert partial[(INT8_TARGET, 1)]["source"] == "head-to-head"
+    assert not any("shipped int8" in target for target, _ in without)  # fp32 ships: no int8 check
     assert partial[(FP32_TARGET, 1)]["source"] == "per-process"
 
 
