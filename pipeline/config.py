@@ -77,6 +77,8 @@ class VariantsConfig:
     # int8-static settings chosen per model by measurement (exporters.tuning) within this
     # search; None = quantize with ``quantization`` exactly as given.
     int8_tuning: TuningConfig | None = field(default_factory=TuningConfig)
+    # fp32 ships its convolutions as 2-D (ORT's NCHWc kernels) when that measures faster.
+    choose_conv_layout: bool = True
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,13 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class BundleConfig:
     warmup_runs: int = 50  # batch-1 runs per variant discarded before timing
-    rounds: int = 15  # interleaved rounds (every variant timed in each; see pipeline.latency)
+    rounds: int = 31  # interleaved rounds (every variant timed in each; see pipeline.latency)
     runs_per_round: int = 100  # batch-1 runs per variant per round
     threads: int = 1  # intra-op threads while timing: one core, as on a small device
     required_variant: VariantName | None = None  # ship exactly this one (fails if it did not pass the gate)
+    # A reduced-precision variant ships instead of fp32 only when at least this much faster
+    # (ratio to fp32 ≤ 1 − margin): within timing noise, the reference's accuracy wins.
+    min_speedup_over_fp32: float = 0.05
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from exporters.passes.cancel_transposes import cancel_transposes
 from exporters.passes.channels_last import channels_last_boundaries
 from exporters.passes.conv1d_native import conv1d_native
+from exporters.passes.conv_as_2d import conv1d_as_2d
 from exporters.passes.fold_batchnorm import fold_batchnorm
 from exporters.passes.fold_bias import fold_bias
 from exporters.passes.fuse_layernorm import fuse_layernorm
@@ -32,6 +33,8 @@ class PassName(StrEnum):
     FUSE_LAYERNORM = "fuse-layernorm"  # decomposed moments/z-scoring (11 nodes)  ⇒  LayerNormalization
     # int8 only: boundary Reshapes ⇒ Transposes ORT's channels-last int8 kernels cancel
     CHANNELS_LAST = "channels-last-boundaries"
+    # fp32, chosen by measurement: the 1-D stack as 2-D convolutions (ORT's NCHWc kernels)
+    CONV1D_AS_2D = "conv1d-as-2d"
 
 
 PASSES: dict[PassName, Callable[[onnx.ModelProto], int]] = {
@@ -41,6 +44,7 @@ PASSES: dict[PassName, Callable[[onnx.ModelProto], int]] = {
     PassName.FOLD_BIAS: fold_bias,
     PassName.FUSE_LAYERNORM: fuse_layernorm,
     PassName.CHANNELS_LAST: channels_last_boundaries,
+    PassName.CONV1D_AS_2D: conv1d_as_2d,
 }
 # The fp32 passes, in this order: each exposes patterns for the next.
 DEFAULT_PASSES: tuple[PassName, ...] = (

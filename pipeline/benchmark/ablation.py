@@ -2,7 +2,8 @@
 
 Steps, each on top of the previous one: the raw export; the fp32 variant before our passes (ORT
 BASIC offline); each graph pass of ``exporters.passes`` in order; I/O binding with a pre-allocated
-output; then int8 static quantization of the sped-up graph with onnxruntime's default settings,
+output; the conv1d-as-2d layout (fp32); then int8 static quantization of the 1-D sped-up graph
+with onnxruntime's default settings,
 with the channels-last pass, and the build's int8-static variant (settings chosen by
 ``exporters.tuning``), each with its macro-F1 on the test split.
 """
@@ -31,7 +32,7 @@ QUICK_TIMING = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=5)
 
 def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Binding]]:
     from exporters.optimize import optimize_portable
-    from exporters.passes import DEFAULT_PASSES
+    from exporters.passes import DEFAULT_PASSES, PassName
     from exporters.passes.speed import optimize_for_speed
 
     steps = []
@@ -47,6 +48,10 @@ def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Bind
         steps.append((f"+ {name.value}", path, Binding.RUN))
     fast = steps[-1][1]
     steps.append(("+ I/O binding, pre-allocated output", fast, Binding.IO_BINDING))
+    lifted = folder / f"{scenario.name}-conv-as-2d.onnx"
+    if optimize_for_speed(fast, lifted, scenario.calibration_inputs,
+                          [PassName.CONV1D_AS_2D])["passes"][PassName.CONV1D_AS_2D.value]:
+        steps.append(("+ conv1d-as-2d (fp32: ORT's NCHWc kernels)", lifted, Binding.IO_BINDING))
     return steps
 
 
@@ -58,7 +63,7 @@ def _quantized_steps(scenario: ScenarioInputs, fast: Path, folder: Path) -> list
     quantize_int8_static(fast, default, scenario.calibration_inputs, plain)
     laid_out = folder / f"{scenario.name}-int8-channels-last.onnx"
     quantize_int8_static(fast, laid_out, scenario.calibration_inputs, dataclasses.replace(plain, channels_last=True))
-    steps = [("int8 static of the sped-up graph (QDQ u8s8 per-channel)", default, Binding.IO_BINDING),
+    steps = [("int8 static of the 1-D sped-up graph (QDQ u8s8 per-channel)", default, Binding.IO_BINDING),
              ("+ channels-last-boundaries", laid_out, Binding.IO_BINDING)]
     tuned = scenario.variants.get("int8-static")
     if tuned is not None:
@@ -116,7 +121,8 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
             if "fp32" not in scenario.variants or scenario.calibration_inputs is None:
                 continue
             steps = _steps(scenario, folder)
-            steps += _quantized_steps(scenario, steps[-1][1], folder)
+            one_dimensional = next(path for step, path, _ in steps if step.startswith("+ I/O binding"))
+            steps += _quantized_steps(scenario, one_dimensional, folder)
             timed = _interleaved(steps, scenario.timing_inputs, config)
             rows = []
             for index, (step, path, _) in enumerate(steps):

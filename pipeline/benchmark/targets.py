@@ -20,8 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 from pipeline.benchmark.head_to_head import candidate_name, entry_for, interleaved_result
+from pipeline.config import BundleConfig
 
 CPU = "CPUExecutionProvider"
+MIN_SPEEDUP_OVER_FP32 = BundleConfig().min_speedup_over_fp32  # the bundle stage's margin
 HEAD_TO_HEAD = "head-to-head"
 PER_PROCESS = "per-process"
 
@@ -45,12 +47,13 @@ def _find(rows: list[dict], engine: str, variant: str, threads: int) -> dict | N
 
 
 def would_ship(rows: list[dict], gate_passed: dict[str, bool], head_to_head: list[dict] | None = None,
-               threads: int = 1) -> str | None:
+               threads: int = 1, min_speedup: float = MIN_SPEEDUP_OVER_FP32) -> str | None:
     """The variant the bundle rule picks from these measurements (1 thread, CPU, batch 1).
 
-    Ranked like the bundle stage ranks them — by the median of per-round ratios to ONNX fp32 —
-    when the head-to-head at ``threads`` timed every candidate and fp32, by its medians when it
-    timed every candidate but not fp32, else by the per-process p50s.
+    Ranked like the bundle stage ranks them — by the median of per-round ratios to ONNX fp32,
+    a reduced-precision variant needing to beat fp32 by ``min_speedup`` — when the head-to-head
+    at ``threads`` timed every candidate and fp32, by its medians when it timed every candidate
+    but not fp32, else by the per-process p50s.
     """
     candidates = [row["variant"] for row in rows if row["status"] == "ok" and row["engine"] == "onnxruntime"
                   and row["provider"] == CPU and row["threads"] == threads and gate_passed.get(row["variant"], False)]
@@ -67,7 +70,10 @@ def would_ship(rows: list[dict], gate_passed: dict[str, bool], head_to_head: lis
                     reference["window_medians_us"])
                 return float(np.median(ratios))
 
-            return min(candidates, key=paired)
+            fastest = min(candidates, key=paired)
+            if fastest != "fp32" and "fp32" in candidates and paired(fastest) > 1.0 - min_speedup:
+                return "fp32"
+            return fastest
         return min(candidates, key=lambda variant: models[names[variant]]["median_us"])
     return min(candidates, key=lambda variant: _latency(_find(rows, "onnxruntime", variant, threads)))
 

@@ -19,7 +19,7 @@ from pipeline.config import BundleConfig, VariantName
 from pipeline.errors import GateError
 from pipeline.evaluation import ClinicalMetrics
 from pipeline.gate import GateVerdict
-from pipeline.latency import LatencyResult, measure_variants
+from pipeline.latency import REFERENCE, LatencyResult, measure_variants
 from pipeline.reference_profile import build_reference_profile
 from pipeline.report import render_report
 from pipeline.scenarios.base import InputSpec
@@ -33,7 +33,8 @@ from runtime.hashing import sha256_file
 BUNDLE_SCHEMA_VERSION = 1
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
-                  "median of window medians) among the variants that passed the clinical gate")
+                  "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
+                  "gate; a reduced-precision variant must beat fp32 by the configured margin (default 5 %)")
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,10 @@ class BundleRequest:
 
 
 def choose_variant(
-    verdicts: dict[str, GateVerdict], latencies: dict[str, LatencyResult], required: VariantName | None
+    verdicts: dict[str, GateVerdict],
+    latencies: dict[str, LatencyResult],
+    required: VariantName | None,
+    min_speedup: float = 0.0,
 ) -> tuple[str, str]:
     """(variant, reason) under the selection rule, or ``GateError``."""
     if required is not None:
@@ -81,6 +85,10 @@ def choose_variant(
     fastest = min(passed, key=lambda name: _rank(latencies[name]))
     others = ", ".join(f"{name} {_describe(latencies[name])}" for name in passed if name != fastest)
     reason = f"fastest passing variant: {_describe(latencies[fastest])} at batch 1"
+    ratio = latencies[fastest].ratio_to_fp32
+    if fastest != REFERENCE and REFERENCE in passed and ratio is not None and ratio > 1.0 - min_speedup:
+        return REFERENCE, (f"fp32 (the reference) ships: the fastest passing variant, {fastest} at "
+                           f"{_describe(latencies[fastest])}, is less than {min_speedup:.0%} faster")
     return fastest, reason + (f" (other passing: {others})" if others else "")
 
 
@@ -167,7 +175,8 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
             request.bundle.threads,
             lambda done, total: context.progress("latency", done, total),
         )
-        chosen, reason = choose_variant(verdicts, latencies, request.bundle.required_variant)
+        chosen, reason = choose_variant(verdicts, latencies, request.bundle.required_variant,
+                                        request.bundle.min_speedup_over_fp32)
         variants = {
             name: _variant_summary(
                 name,

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from exporters.optimize import optimize_portable
 from exporters.parity import compare_outputs
+from exporters.passes.layout import choose_conv_layout
 from exporters.passes.speed import optimize_for_speed
 from exporters.quantize import convert_fp16, quantize_int8_dynamic, quantize_int8_static
 from exporters.tuning import choose_quantization
@@ -49,13 +52,23 @@ def predict(model_path: Path, inputs: np.ndarray) -> np.ndarray:
     return np.concatenate(outputs).astype(np.float32)
 
 
+def _make_fp32(export_model: Path, destination: Path, one_dimensional: Path, calibration: np.ndarray,
+               config: VariantsConfig) -> dict:
+    """fp32: portable ORT basic optimization, our passes (→ ``one_dimensional``, the graph the
+    reduced-precision variants start from), then the faster convolution layout (→ ``destination``)."""
+    optimize_portable(export_model, one_dimensional)
+    made = {"graph_passes": optimize_for_speed(one_dimensional, one_dimensional, calibration)}
+    if config.choose_conv_layout:
+        made["conv_layout"] = choose_conv_layout(one_dimensional, destination, calibration)
+    else:
+        shutil.copyfile(one_dimensional, destination)
+    return made
+
+
 def _make_variant(name: VariantName, source: Path, destination: Path, splits: DataSplits, config: VariantsConfig,
                   gate: GateConfig, context: StageContext) -> dict | None:
-    """Write variant ``name`` of ``source``; return what its making measured (or None)."""
+    """Write reduced-precision variant ``name`` of fp32 ``source``; return what its making measured (or None)."""
     calibration = splits.calibration.inputs
-    if name is VariantName.FP32:
-        optimize_portable(source, destination)
-        return {"graph_passes": optimize_for_speed(destination, destination, calibration)}
     if name is VariantName.FP16:
         convert_fp16(source, destination)
     elif name is VariantName.INT8_DYNAMIC:
@@ -89,17 +102,21 @@ def run_variants_stage(
     names = [REFERENCE_VARIANT, *[name for name in config.variants if name is not REFERENCE_VARIANT]]
 
     def produce(work: Path) -> StageResult:
+        with tempfile.TemporaryDirectory(prefix="edgemed-variants-") as scratch:
+            return _produce_all(work, Path(scratch) / "fp32-conv1d.onnx")
+
+    def _produce_all(work: Path, source: Path) -> StageResult:
         splits = load_data(data)
-        # fp32 first: the portable, pass-optimized graph every other variant is made from.
-        source = export.path(ONNX_FILE)
         predictions: dict[str, np.ndarray] = {}
         metrics: dict[str, dict] = {}
         for index, name in enumerate(names):
             context.progress("variants", index, len(names))
             destination = work / variant_file(name)
-            made = _make_variant(name, source, destination, splits, config, gate, context)
             if name is REFERENCE_VARIANT:
-                source = destination
+                # fp32 first: its 1-D graph (``source``) is what every other variant is made from.
+                made = _make_fp32(export.path(ONNX_FILE), destination, source, splits.calibration.inputs, config)
+            else:
+                made = _make_variant(name, source, destination, splits, config, gate, context)
             predictions[name.value] = predict(destination, splits.test.inputs)
             max_difference, agreement = compare_outputs(
                 predictions[REFERENCE_VARIANT.value], predictions[name.value], 0.0
@@ -109,7 +126,8 @@ def run_variants_stage(
                 "max_abs_diff_vs_fp32": max_difference,
                 "argmax_agreement_vs_fp32": agreement,
             }
-            origin = "export/" + ONNX_FILE if name is REFERENCE_VARIANT else variant_file(REFERENCE_VARIANT)
+            origin = ("export/" + ONNX_FILE if name is REFERENCE_VARIANT
+                      else "fp32 with 1-D convolutions (before the layout choice)")
             sidecar = {"variant": name.value, "source": origin, "config": to_jsonable(config)}
             for key, value in (made or {}).items():
                 sidecar[key] = value

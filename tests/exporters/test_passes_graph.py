@@ -262,3 +262,40 @@ def test_channels_last_boundaries_leaves_multichannel_inputs_and_graph_outputs_a
                    [_constant("shape", np.array([-1, 40], np.int64))])
     _, count = _apply(model, PassName.CHANNELS_LAST, RANDOM.normal(size=(2, 4, 10)).astype(np.float32))
     assert count == 0
+
+
+def _two_conv_stack() -> onnx.ModelProto:
+    """(N, 40, 1) → Reshape (N, 1, 40) → Conv(1→8) → Relu → MaxPool(2) → Conv(8→8) → Relu → flatten → MatMul."""
+    initializers = [_constant("to_channels_first", np.array([-1, 1, 40], np.int64)),
+                    _constant("kernel_a", _weights(8, 1, 5)), _constant("bias_a", _weights(8)),
+                    _constant("kernel_b", _weights(8, 8, 3)), _constant("bias_b", _weights(8)),
+                    _constant("flat_shape", np.array([-1, 160], np.int64)), _constant("dense", _weights(160, 3))]
+    nodes = [helper.make_node("Reshape", ["x", "to_channels_first"], ["channels_first"]),
+             helper.make_node("Conv", ["channels_first", "kernel_a", "bias_a"], ["conv_a"], pads=[2, 2]),
+             helper.make_node("Relu", ["conv_a"], ["relu_a"]),
+             helper.make_node("MaxPool", ["relu_a"], ["pool"], kernel_shape=[2], strides=[2]),
+             helper.make_node("Conv", ["pool", "kernel_b", "bias_b"], ["conv_b"], pads=[1, 1]),
+             helper.make_node("Relu", ["conv_b"], ["relu_b"]),
+             helper.make_node("Reshape", ["relu_b", "flat_shape"], ["flat"]),
+             helper.make_node("MatMul", ["flat", "dense"], ["y"])]
+    return _model(nodes, [_io("x", ["batch", 40, 1])], [_io("y", ["batch", 3])], initializers)
+
+
+def test_conv1d_as_2d_lifts_the_stack_without_leaving_squeezes_between_layers(tmp_path) -> None:
+    import onnxruntime
+
+    inputs = RANDOM.normal(size=(3, 40, 1)).astype(np.float32)
+    rewritten, count = _apply(_two_conv_stack(), PassName.CONV1D_AS_2D, inputs)
+
+    assert count == 3  # two convolutions and the pooling
+    assert _ops(rewritten) == ["Reshape", "Conv", "Relu", "MaxPool", "Conv", "Relu", "Reshape", "MatMul"]
+    kernels = {node.input[1] for node in rewritten.graph.node if node.op_type == "Conv"}
+    assert all(numpy_helper.to_array(item).ndim == 4 for item in rewritten.graph.initializer if item.name in kernels)
+    # In ONNX Runtime the whole stack becomes one blocked-layout (NCHWc) region on x86.
+    options = onnxruntime.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    onnxruntime.InferenceSession(rewritten.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    optimized = _ops(onnx.load(tmp_path / "optimized.onnx"))
+    assert optimized.count("ReorderOutput") <= 1 and "ReorderInput" not in optimized[optimized.index("Conv") + 1:]
+

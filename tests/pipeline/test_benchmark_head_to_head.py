@@ -55,6 +55,8 @@ def test_latency_targets_use_the_paired_head_to_head_ratio() -> None:
     assert would_ship(document["rows"], document["gate_passed"]) == "fp32"  # per-process rows alone
     checks = _checks(document)
     assert document["would_ship"] == "int8-static"  # head-to-head medians: 20 < 30
+    # int8 at 0.6× fp32 is not 50 % faster: with that margin the reference ships.
+    assert would_ship(document["rows"], document["gate_passed"], HEAD_TO_HEAD, min_speedup=0.5) == "fp32"
     shipped = checks[(LITERT_TARGET, 1)]
     assert shipped["source"] == "head-to-head" and (shipped["onnx"], shipped["peer"]) == (20.0, 19.0)
     assert shipped["ratio"] == pytest.approx(10 / 11) and shipped["met"] is True
