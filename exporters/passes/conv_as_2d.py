@@ -25,7 +25,9 @@ from exporters.passes._graph_edit import (
     constant,
     consumers,
     graph_outputs,
+    producers,
     prune,
+    rename_uses,
     set_attribute,
 )
 
@@ -113,19 +115,21 @@ def _sink_squeezes(graph: onnx.GraphProto) -> int:
     return moved
 
 
+def _unsqueezes_with_producers(graph: onnx.GraphProto):
+    """(Unsqueeze on the height axis, the node producing its input) for every such Unsqueeze."""
+    made_by = producers(graph)
+    for unsqueeze in [node for node in graph.node if _is_height(graph, node, "Unsqueeze")]:
+        if unsqueeze.input[0] in made_by:
+            yield unsqueeze, made_by[unsqueeze.input[0]]
+
+
 def _cancel_pairs(graph: onnx.GraphProto) -> int:
     """Squeeze(height) → Unsqueeze(height): the Unsqueeze's readers read the 4-D tensor."""
     cancelled = 0
-    for unsqueeze in [node for node in graph.node if _is_height(graph, node, "Unsqueeze")]:
-        producer = next((node for node in graph.node if unsqueeze.input[0] in node.output), None)
-        if producer is None or not _is_height(graph, producer, "Squeeze"):
+    for unsqueeze, producer in list(_unsqueezes_with_producers(graph)):
+        if not _is_height(graph, producer, "Squeeze") or unsqueeze.output[0] in graph_outputs(graph):
             continue
-        if unsqueeze.output[0] in graph_outputs(graph):
-            continue
-        for later in graph.node:
-            for index, name in enumerate(later.input):
-                if name == unsqueeze.output[0]:
-                    later.input[index] = producer.input[0]
+        rename_uses(graph, unsqueeze.output[0], producer.input[0])
         graph.node.remove(unsqueeze)
         if not consumers(graph).get(producer.output[0]) and producer.output[0] not in graph_outputs(graph):
             graph.node.remove(producer)
@@ -136,9 +140,8 @@ def _cancel_pairs(graph: onnx.GraphProto) -> int:
 def _merge_entry_reshapes(graph: onnx.GraphProto) -> int:
     """Reshape to a constant 3-D shape → Unsqueeze(height): one Reshape to the 4-D shape."""
     merged = 0
-    for unsqueeze in [node for node in graph.node if _is_height(graph, node, "Unsqueeze")]:
-        producer = next((node for node in graph.node if unsqueeze.input[0] in node.output), None)
-        if producer is None or producer.op_type != "Reshape":
+    for unsqueeze, producer in list(_unsqueezes_with_producers(graph)):
+        if producer.op_type != "Reshape":
             continue
         target = constant(graph, producer.input[1])
         users = consumers(graph).get(producer.output[0], [])
