@@ -25,7 +25,7 @@ def _split_list(value: str | None) -> tuple[str, ...]:
 
 
 def _parse_threads(value: str | None) -> tuple[int, ...]:
-    from pipeline.benchmark.fingerprint import usable_cores
+    from pipeline.machine import usable_cores
 
     counts = []
     for item in _split_list(value):

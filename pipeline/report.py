@@ -28,6 +28,21 @@ def summary_table(manifest: dict) -> str:
     return "\n".join(lines)
 
 
+def _machine_lines(machine: dict | None) -> list[str]:
+    if not machine:
+        return []
+    return [f"Latencies, the int8 settings and the convolution layout were measured on: {machine['cpu_model']} "
+            f"({machine['architecture']}; {', '.join(machine['isa_flags']) or 'no extended ISA flags'}; "
+            f"{machine['usable_cores']} usable cores; onnxruntime {machine['onnxruntime']}). A device with a "
+            "different CPU may rank the variants differently: re-run the build on the device class.", ""]
+
+
+def _layout_lines(layout: dict | None) -> list[str]:
+    if not layout:
+        return []
+    return [f"fp32 convolution layout: {layout['chosen']} — {layout['reason']} ({layout['rule']}).", ""]
+
+
 def _quantization_lines(quantization: dict | None) -> list[str]:
     if not quantization:
         return []
@@ -79,11 +94,13 @@ def render_report(manifest: dict, shipped_metrics: ClinicalMetrics) -> str:
         "",
         f"**{manifest['variant']}** — {manifest['selection']['reason']}",
         "",
+        *_machine_lines(manifest["selection"].get("measured_on")),
         summary_table(manifest),
         "",
         f"Gate rule: {manifest['variants'][manifest['variant']]['gate']['rule']}",
         "",
         *_quantization_lines(manifest["variants"].get("int8-static", {}).get("quantization")),
+        *_layout_lines(manifest["variants"].get("fp32", {}).get("conv_layout")),
         "## Clinical metrics of the shipped variant (test split, bootstrap 95 % CI)",
         "",
         f"Samples: {shipped_metrics.samples}; accuracy {_estimate(shipped_metrics.accuracy.to_dict())}; "

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.benchmark.errors import BenchmarkError, ProviderNotInstalledError
-from pipeline.benchmark.fingerprint import machine_fingerprint, usable_cores
 from pipeline.benchmark.head_to_head import (
     HEAD_TO_HEAD_ENGINE,
     QUICK_HEAD_TO_HEAD,
@@ -33,6 +32,7 @@ from pipeline.benchmark.peers import KerasMode, convert_to_litert, litert_interp
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
 from pipeline.benchmark.statistics import StabilityConfig
 from pipeline.benchmark.targets import evaluate_targets, would_ship
+from pipeline.machine import machine_fingerprint, usable_cores
 
 logger = logging.getLogger(__name__)
 

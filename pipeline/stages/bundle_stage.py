@@ -20,6 +20,7 @@ from pipeline.errors import GateError
 from pipeline.evaluation import ClinicalMetrics
 from pipeline.gate import GateVerdict
 from pipeline.latency import REFERENCE, LatencyResult, measure_variants
+from pipeline.machine import machine_fingerprint
 from pipeline.reference_profile import build_reference_profile
 from pipeline.report import render_report
 from pipeline.scenarios.base import InputSpec
@@ -117,8 +118,11 @@ def _variant_summary(
     variant_metrics: dict,
 ) -> dict:
     quantization = _quantization_summary(variant_metrics)
+    layout = variant_metrics.get("conv_layout")
     return {
         **({"quantization": quantization} if quantization else {}),
+        **({"conv_layout": {key: layout.get(key) for key in ("chosen", "reason", "rule")}}
+           if layout and layout.get("lifted_ops") else {}),
         "size_bytes": size,
         "latency": latency.to_dict(),
         "macro_f1": metrics.macro_f1.to_dict(),
@@ -126,6 +130,13 @@ def _variant_summary(
         "sensitivity": {item.name: item.sensitivity.to_dict() for item in metrics.per_class},
         "gate": verdict.to_dict(),
     }
+
+
+def _machine() -> dict:
+    """Where the latency-based choices (layout, int8 settings, shipped variant) were measured."""
+    fingerprint = machine_fingerprint()
+    return {key: fingerprint[key] for key in ("cpu_model", "architecture", "isa_flags", "usable_cores")} | {
+        "onnxruntime": fingerprint["onnxruntime"]["version"]}
 
 
 def _manifest(request: BundleRequest, inputs: BundleInputs, variants: dict, chosen: str, reason: str) -> dict:
@@ -152,7 +163,7 @@ def _manifest(request: BundleRequest, inputs: BundleInputs, variants: dict, chos
         },
         "thresholds": spec.thresholds,
         "variant": chosen,
-        "selection": {"rule": SELECTION_RULE, "reason": reason},
+        "selection": {"rule": SELECTION_RULE, "reason": reason, "measured_on": _machine()},
         "variants": variants,
         "export": {key: inputs.export.metrics[key] for key in ("parity", "opset", "op_census", "warnings")},
         "training": inputs.model.metrics,

@@ -67,6 +67,11 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert quantization["settings"]["quant_format"] in ("qdq", "qoperator") and quantization["candidates_measured"] >= 4
     assert "validation split" in quantization["checked_on"]
     assert "int8-static settings:" in (folder / "report.md").read_text()
+    measured_on = manifest["selection"]["measured_on"]
+    assert measured_on["cpu_model"] and measured_on["usable_cores"] >= 1 and measured_on["onnxruntime"]
+    assert "measured on" in (folder / "report.md").read_text()
+    if "conv_layout" in manifest["variants"]["fp32"]:  # models with convolutions
+        assert "fp32 convolution layout:" in (folder / "report.md").read_text()
     for item in manifest["variants"].values():
         latency = item["latency"]
         assert latency["method"] == "interleaved rounds" and latency["rounds"] >= 3 and latency["median_us"] > 0
