@@ -33,6 +33,18 @@ def format_interval(value: float | None, low: float | None, high: float | None, 
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _how_made(summary: dict) -> str:
+    """The measured choices behind a variant: int8 settings, fp32 convolution layout."""
+    parts = []
+    quantization = summary.get("quantization")
+    if isinstance(quantization, dict) and quantization.get("label"):
+        parts.append(f"int8 settings: {quantization['label']} (best of {quantization.get('candidates_measured', '?')})")
+    layout = summary.get("conv_layout")
+    if isinstance(layout, dict) and layout.get("chosen"):
+        parts.append(f"layout: {layout['chosen']}")
+    return "; ".join(parts)
+
+
 def variants_frame(bundle: BundleInfo) -> pd.DataFrame:
     """One row per variant: size, latency, macro-F1 and accuracy with CIs, gate verdict, shipped flag."""
     rows = []
@@ -48,6 +60,8 @@ def variants_frame(bundle: BundleInfo) -> pd.DataFrame:
             "size_kib": (summary.get("size_bytes") or 0) / 1024,
             "latency_p50_us": latency.get("median_us"),
             "latency_p90_us": latency.get("p90_us"),
+            "ratio_to_fp32": latency.get("ratio_to_fp32"),
+            "how_made": _how_made(summary),
             "macro_f1": macro_f1[0],
             "macro_f1_low": macro_f1[1],
             "macro_f1_high": macro_f1[2],

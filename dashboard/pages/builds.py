@@ -25,10 +25,13 @@ VARIANT_COLUMNS = {
     "size_kib": st.column_config.NumberColumn("size (KiB)", format="%.1f"),
     "latency_p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.1f"),
     "latency_p90_us": st.column_config.NumberColumn("p90 (µs)", format="%.1f"),
+    "ratio_to_fp32": st.column_config.NumberColumn("× fp32", format="%.2f",
+                                                   help="median of per-round ratios to fp32 (timed together)"),
     "macro_f1_ci": st.column_config.TextColumn("macro-F1 [95 % CI]"),
     "accuracy_ci": st.column_config.TextColumn("accuracy [95 % CI]"),
     "gate": st.column_config.TextColumn("gate"),
     "gate_reason": st.column_config.TextColumn("gate verdict", width="large"),
+    "how_made": st.column_config.TextColumn("chosen by measurement", width="large"),
 }
 
 

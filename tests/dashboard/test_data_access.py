@@ -110,6 +110,9 @@ def test_build_tables_come_from_the_manifest_and_the_artefacts(dashboard_fixture
     assert set(variants["variant"]) == set(bundle.manifest["variants"])
     assert variants.loc[variants["shipped"], "variant"].tolist() == [bundle.shipped_variant]
     assert variants["macro_f1_ci"].str.match(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]").all()
+    how_made = dict(zip(variants["variant"], variants["how_made"], strict=True))
+    assert how_made["int8-static"].startswith("int8 settings: ") and how_made["fp16"] == ""
+    assert variants.loc[variants["variant"] == "fp32", "ratio_to_fp32"].item() == 1.0
     assert list(sensitivity_frame(bundle).columns) == ["variant", *bundle.labels]
     metrics = load_clinical_metrics(settings.artifacts, bundle)
     confusion = confusion_frame(metrics[bundle.shipped_variant])
