@@ -16,13 +16,15 @@ def _estimate(value: dict | None) -> str:
 def summary_table(manifest: dict) -> str:
     """Markdown table: variant × size × latency × macro-F1 × gate verdict."""
     lines = [
-        "| variant | size (KiB) | batch-1 p50 (µs) | macro-F1 [95 % CI] | gate | shipped |",
-        "|---|---:|---:|---|---|---|",
+        "| variant | size (KiB) | batch-1 × fp32 | batch-1 p50 (µs) | macro-F1 [95 % CI] | gate | shipped |",
+        "|---|---:|---:|---:|---|---|---|",
     ]
     for name, variant in manifest["variants"].items():
         verdict = "pass" if variant["gate"]["passed"] else "FAIL"
+        ratio = variant["latency"].get("ratio_to_fp32")
         lines.append(
-            f"| {name} | {variant['size_bytes'] / 1024:.1f} | {variant['latency']['median_us']:.1f} | "
+            f"| {name} | {variant['size_bytes'] / 1024:.1f} | {'–' if ratio is None else f'{ratio:.2f}'} | "
+            f"{variant['latency']['median_us']:.1f} | "
             f"{_estimate(variant['macro_f1'])} | {verdict} | {'✓' if name == manifest['variant'] else ''} |"
         )
     return "\n".join(lines)

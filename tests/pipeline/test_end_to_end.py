@@ -173,7 +173,7 @@ def test_selection_ships_the_fastest_passing_variant_and_refuses_a_failed_requir
     # With ratios to fp32 (measured in the same rounds) the ratio decides, not the medians.
     paired = {"fp32": _latency(30.0, 1.0), "fp16": _latency(25.0, 1.05), "int8-static": _latency(5.0, 0.2)}
     chosen, reason = choose_variant(verdicts, paired, None)
-    assert chosen == "fp32" and "1.00× fp32" in reason
+    assert chosen == "fp32" and "1.00× fp32 (30.0 µs median)" in reason
     # A variant within the margin of fp32 does not displace the reference.
     close = {"fp32": _latency(30.0, 1.0), "fp16": _latency(29.0, 0.97), "int8-static": _latency(5.0, 0.2)}
     assert choose_variant(verdicts, close, None, min_speedup=0.05)[0] == "fp32"
