@@ -8,6 +8,9 @@ as ``onnx_runner``) and the LiteRT fp32 and int8 interpreters (as ``peers``), bi
 timing input at batch 1 each, and times them with ``exporters.timing.measure_interleaved``:
 rounds of one short window per model, in an order that rotates from round to round. The
 batch-1 latency targets use the median over rounds of the per-round ratios (``targets``).
+Then the same process times, the same way, every candidate that can take batch 256 on the
+timing inputs tiled to 256 rows (``batch_256`` of the entry; a window is a few runs, since one
+run takes milliseconds); the batch-256 throughput target uses those per-round ratios.
 Keras is left out: one Keras call takes milliseconds, a window would last seconds.
 """
 
@@ -27,6 +30,21 @@ HEAD_TO_HEAD_ENGINE = "head-to-head"  # the worker spec's "engine" for this kind
 CPU = "CPUExecutionProvider"
 ONNX_FP32 = "onnxruntime fp32"  # the reference models of the ratio columns
 LITERT_INT8 = "litert int8"
+THROUGHPUT_BATCH = 256  # the batch of the throughput target
+THROUGHPUT_KEY = f"batch_{THROUGHPUT_BATCH}"  # its part of a head_to_head[] entry
+
+
+@dataclass(frozen=True)
+class RoundLimits:
+    """One part of a head-to-head (batch 1 or batch 256): see ``HeadToHeadConfig``."""
+
+    seconds: float
+    window_seconds: float
+    min_rounds: int
+    max_rounds: int
+    min_runs_per_round: int
+    warmup_runs: int
+    probe_runs: int
 
 
 @dataclass(frozen=True)
@@ -37,6 +55,10 @@ class HeadToHeadConfig:
     ``window_seconds`` on average; then whole rotations of rounds (every model first once) are
     timed until ``seconds`` have passed and at least ``min_rounds`` are done, never starting a
     rotation that would go past ``max_rounds`` (the first one always runs).
+
+    The ``batch_*`` fields set the batch-256 part, timed the same way after the batch-1 part:
+    one run takes milliseconds there, so a window is a few runs (at least
+    ``batch_min_runs_per_round``) and its rounds get their own, shorter, time budget.
     """
 
     seconds: float = 15.0  # timed rounds, all candidates together (worker start-up comes on top)
@@ -46,20 +68,40 @@ class HeadToHeadConfig:
     min_runs_per_round: int = 10
     warmup_runs: int = 200  # per candidate, before the pre-measure
     probe_runs: int = 50  # per candidate, the pre-measure
+    batch_seconds: float = 7.0  # batch-256 rounds, all candidates together
+    batch_window_seconds: float = 0.05  # ~5–15 runs of a batch-256 inference of the ECG model
+    batch_min_rounds: int = 9
+    batch_max_rounds: int = 300
+    batch_min_runs_per_round: int = 3
+    batch_warmup_runs: int = 5  # per candidate, before the batch-256 pre-measure
+    batch_probe_runs: int = 3
 
     def __post_init__(self) -> None:
         if (self.seconds <= 0 or self.window_seconds <= 0 or self.min_rounds < 3 or self.max_rounds < self.min_rounds
-                or self.min_runs_per_round < 10 or self.warmup_runs < 0 or self.probe_runs < 1):
+                or self.min_runs_per_round < 10 or self.warmup_runs < 0 or self.probe_runs < 1
+                or self.batch_seconds <= 0 or self.batch_window_seconds <= 0 or self.batch_min_rounds < 3
+                or self.batch_max_rounds < self.batch_min_rounds or self.batch_min_runs_per_round < 3
+                or self.batch_warmup_runs < 0 or self.batch_probe_runs < 1):
             raise TimingSettingsError(
                 f"head-to-head settings {asdict(self)} cannot measure anything",
-                expected="positive durations, 3 ≤ min_rounds ≤ max_rounds, min_runs_per_round ≥ 10, probe_runs ≥ 1",
+                expected="positive durations, 3 ≤ min_rounds ≤ max_rounds, min_runs_per_round ≥ 10, probe_runs ≥ 1; "
+                "3 ≤ batch_min_rounds ≤ batch_max_rounds, batch_min_runs_per_round ≥ 3, batch_probe_runs ≥ 1",
                 fix="use HeadToHeadConfig() or QUICK_HEAD_TO_HEAD",
             )
+
+    def batch_1(self) -> RoundLimits:
+        return RoundLimits(self.seconds, self.window_seconds, self.min_rounds, self.max_rounds,
+                           self.min_runs_per_round, self.warmup_runs, self.probe_runs)
+
+    def batch_256(self) -> RoundLimits:
+        return RoundLimits(self.batch_seconds, self.batch_window_seconds, self.batch_min_rounds, self.batch_max_rounds,
+                           self.batch_min_runs_per_round, self.batch_warmup_runs, self.batch_probe_runs)
 
 
 # Seconds-long settings for tests and smoke runs (same statistics, a handful of short rounds).
 QUICK_HEAD_TO_HEAD = HeadToHeadConfig(seconds=0.2, window_seconds=0.002, min_rounds=3, max_rounds=6,
-                                      warmup_runs=5, probe_runs=5)
+                                      warmup_runs=5, probe_runs=5, batch_seconds=0.05, batch_window_seconds=0.002,
+                                      batch_min_rounds=3, batch_max_rounds=6, batch_warmup_runs=1, batch_probe_runs=1)
 
 
 def candidate_name(engine: str, variant: str) -> str:
@@ -81,28 +123,44 @@ def plan_head_to_head(onnx_variants: Mapping[str, Path], litert: Mapping[str, Pa
             for count in threads]
 
 
-def _onnx_runner(model: Path, sample: np.ndarray, threads: int, session_settings: dict) -> Callable[[], None]:
-    from pipeline.benchmark.onnx_runner import BoundRunner, SessionTuning, open_session
+@dataclass(frozen=True)
+class _Candidate:
+    runner: Callable[[np.ndarray], Callable[[], object]]  # a runner bound to this batch
+    fixed_batch: int | None  # the model's fixed batch size, None when its batch axis is dynamic
+
+
+def _onnx_candidate(model: Path, threads: int, session_settings: dict) -> _Candidate:
+    from pipeline.benchmark.onnx_runner import BoundRunner, SessionTuning, fixed_batch_size, open_session
 
     tuning = SessionTuning.from_dict(session_settings)
-    return BoundRunner(open_session(model, CPU, threads, tuning), sample, CPU, tuning.binding)
+    session = open_session(model, CPU, threads, tuning)  # one session for both parts, as in onnx_runner
+    return _Candidate(lambda batch: BoundRunner(session, batch, CPU, tuning.binding), fixed_batch_size(model))
 
 
-def _runners(spec: dict, sample: np.ndarray) -> tuple[dict[str, Callable[[], object]], dict]:
+def _litert_candidate(interpreter_class: type, model: Path, threads: int) -> _Candidate:
+    from pipeline.benchmark.peers import litert_runner
+
+    detail = interpreter_class(model_path=str(model)).get_input_details()[0]
+    batch = int(detail.get("shape_signature", detail["shape"])[0])
+    return _Candidate(lambda samples: litert_runner(interpreter_class, model, samples, threads),
+                      None if batch == -1 else batch)
+
+
+def _candidates(spec: dict) -> tuple[dict[str, _Candidate], dict]:
     threads = int(spec["threads"])
-    runners: dict[str, Callable[[], object]] = {}
+    candidates: dict[str, _Candidate] = {}
     runtime: dict = {}
     for name, candidate in spec["candidates"].items():
         if candidate["engine"] == "onnxruntime":
             import onnxruntime
 
-            runners[name] = _onnx_runner(Path(candidate["model"]), sample, threads, spec.get("session", {}))
+            candidates[name] = _onnx_candidate(Path(candidate["model"]), threads, spec.get("session", {}))
             runtime["onnxruntime"] = onnxruntime.__version__
         elif candidate["engine"] == "litert":
-            from pipeline.benchmark.peers import litert_interpreter_class, litert_runner
+            from pipeline.benchmark.peers import litert_interpreter_class
 
             interpreter_class, description = litert_interpreter_class()
-            runners[name] = litert_runner(interpreter_class, Path(candidate["model"]), sample, threads)
+            candidates[name] = _litert_candidate(interpreter_class, Path(candidate["model"]), threads)
             runtime["litert"] = description
         else:
             raise BenchmarkError(
@@ -110,7 +168,7 @@ def _runners(spec: dict, sample: np.ndarray) -> tuple[dict[str, Callable[[], obj
                 expected="onnxruntime or litert",
                 fix="report this as a harness bug",
             )
-    return runners, runtime
+    return candidates, runtime
 
 
 def _seconds_per_run(run: Callable[[], object], runs: int) -> float:
@@ -120,10 +178,10 @@ def _seconds_per_run(run: Callable[[], object], runs: int) -> float:
     return (time.perf_counter() - started) / runs
 
 
-def runs_per_round(seconds_per_run: Mapping[str, float], config: HeadToHeadConfig) -> int:
+def runs_per_round(seconds_per_run: Mapping[str, float], limits: RoundLimits) -> int:
     """Runs per window so that a window lasts ~``window_seconds`` for a model of average speed."""
     mean = max(float(np.mean(list(seconds_per_run.values()))), 1e-9)
-    return max(config.min_runs_per_round, math.ceil(config.window_seconds / mean))
+    return max(limits.min_runs_per_round, math.ceil(limits.window_seconds / mean))
 
 
 def rotation_rounds(candidates: int) -> int:
@@ -131,38 +189,63 @@ def rotation_rounds(candidates: int) -> int:
     return math.ceil(3 / candidates) * candidates
 
 
-def measure_rounds(runners: Mapping[str, Callable[[], object]], runs: int, config: HeadToHeadConfig):
-    """Whole rotations of rounds until ``config.seconds`` have passed (see ``HeadToHeadConfig``)."""
-    from exporters.timing import InterleavedResult, InterleavedTiming, measure_interleaved
+def _measure_interleaved(runners: Mapping[str, Callable[[], object]], rounds: int, runs: int):
+    from exporters.timing import InterleavedTiming, measure_interleaved
 
-    timing = InterleavedTiming(rounds=rotation_rounds(len(runners)), runs_per_round=runs, warmup_runs=0)
+    return measure_interleaved(runners, InterleavedTiming(rounds=rounds, runs_per_round=runs, warmup_runs=0))
+
+
+def measure_rounds(runners: Mapping[str, Callable[[], object]], runs: int, limits: RoundLimits,
+                   interleave: Callable = _measure_interleaved):
+    """Whole rotations of rounds until ``limits.seconds`` have passed (see ``HeadToHeadConfig``)."""
+    from exporters.timing import InterleavedResult
+
+    per_call = rotation_rounds(len(runners))
     windows: dict[str, list[float]] = {name: [] for name in runners}
     durations: dict[str, list[np.ndarray]] = {name: [] for name in runners}
     started, rounds = time.perf_counter(), 0
     while True:
-        part = measure_interleaved(runners, timing)
+        part = interleave(runners, per_call, runs)
         for name in runners:
             windows[name] += part.window_medians_us[name]
             durations[name].append(part.durations_us[name])
-        rounds += timing.rounds
+        rounds += per_call
         elapsed = time.perf_counter() - started
-        if rounds + timing.rounds > config.max_rounds or (rounds >= config.min_rounds and elapsed >= config.seconds):
+        if rounds + per_call > limits.max_rounds or (rounds >= limits.min_rounds and elapsed >= limits.seconds):
             break
     return InterleavedResult(window_medians_us=windows,
                              durations_us={name: np.concatenate(parts) for name, parts in durations.items()})
 
 
-def run_head_to_head(spec: dict, samples: np.ndarray) -> dict:
-    """Time every candidate of ``spec`` in rotating rounds (inside a worker process)."""
-    config = HeadToHeadConfig(**spec["head_to_head"])
-    runners, runtime = _runners(spec, np.ascontiguousarray(samples[:1], dtype=np.float32))
+def _time_part(runners: Mapping[str, Callable[[], object]], limits: RoundLimits,
+               interleave: Callable = _measure_interleaved) -> dict:
+    """Warm-up, pre-measure, rounds: ``{rounds, runs_per_round, models}``."""
     for run in runners.values():
-        for _ in range(config.warmup_runs):
+        for _ in range(limits.warmup_runs):
             run()
-    runs = runs_per_round({name: _seconds_per_run(run, config.probe_runs) for name, run in runners.items()}, config)
-    result = measure_rounds(runners, runs, config)
-    return {"threads": int(spec["threads"]), "rounds": len(next(iter(result.window_medians_us.values()))),
-            "runs_per_round": runs, "models": result.to_dict(), "runtime": runtime}
+    runs = runs_per_round({name: _seconds_per_run(run, limits.probe_runs) for name, run in runners.items()}, limits)
+    result = measure_rounds(runners, runs, limits, interleave)
+    return {"rounds": len(next(iter(result.window_medians_us.values()))), "runs_per_round": runs,
+            "models": result.to_dict()}
+
+
+def run_head_to_head(spec: dict, samples: np.ndarray) -> dict:
+    """Time every candidate of ``spec`` in rotating rounds at batch 1, then at batch 256 (inside a worker)."""
+    config = HeadToHeadConfig(**spec["head_to_head"])
+    candidates, runtime = _candidates(spec)
+    sample = np.ascontiguousarray(samples[:1], dtype=np.float32)
+    entry = {"threads": int(spec["threads"]),
+             **_time_part({name: candidate.runner(sample) for name, candidate in candidates.items()}, config.batch_1()),
+             "runtime": runtime}
+    batch = np.ascontiguousarray(np.resize(samples, (THROUGHPUT_BATCH, *samples.shape[1:])), dtype=np.float32)
+    runners = {name: candidate.runner(batch) for name, candidate in candidates.items()
+               if candidate.fixed_batch in (None, THROUGHPUT_BATCH)}  # others cannot run at batch 256: left out
+    if len(runners) >= 2:
+        part = _time_part(runners, config.batch_256(), _measure_interleaved)
+        for model in part["models"].values():
+            model["samples_per_second"] = THROUGHPUT_BATCH / (model["median_us"] / 1e6)
+        entry[THROUGHPUT_KEY] = part
+    return entry
 
 
 def head_to_head_entry(result: dict) -> dict:
@@ -171,8 +254,9 @@ def head_to_head_entry(result: dict) -> dict:
 
 
 def interleaved_result(entry: dict):
-    """The ``exporters.timing.InterleavedResult`` of a ``head_to_head[]`` entry, for its medians and paired
-    ratios (the entry keeps the window medians only, not every timed run: no percentiles)."""
+    """The ``exporters.timing.InterleavedResult`` of a ``head_to_head[]`` entry (or of its ``batch_256``
+    part), for its medians and paired ratios (the entry keeps the window medians only, not every timed
+    run: no percentiles)."""
     from exporters.timing import InterleavedResult
 
     windows = {name: list(model["window_medians_us"]) for name, model in entry["models"].items()}

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pipeline.benchmark.head_to_head import LITERT_INT8, ONNX_FP32, candidate_name, interleaved_result
+from pipeline.benchmark.head_to_head import (
+    LITERT_INT8,
+    ONNX_FP32,
+    THROUGHPUT_BATCH,
+    THROUGHPUT_KEY,
+    candidate_name,
+    interleaved_result,
+)
 
 _MEBIBYTE = 1024 * 1024
 
@@ -72,6 +79,33 @@ def head_to_head_table(scenario: dict) -> str:
     return "\n".join(lines)
 
 
+BATCH_NOTE = (
+    f"The same models (those that take batch {THROUGHPUT_BATCH}), timed the same way in the same process right "
+    f"after, on the timing inputs tiled to {THROUGHPUT_BATCH} rows: the median µs of one batch, samples/s = "
+    f"{THROUGHPUT_BATCH} / that median, and the ratios are medians of per-round batch-time ratios (< 1: more "
+    f"samples/s); the batch-{THROUGHPUT_BATCH} throughput target uses these figures."
+)
+
+
+def head_to_head_batch_table(scenario: dict) -> str:
+    """The ``batch_256`` parts of the head-to-head entries (no lines for entries without one)."""
+    lines = ["| model | threads | rounds × runs | batch median µs | samples/s | spread | ÷ ONNX fp32 | ÷ LiteRT int8 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    shipped = candidate_name("onnxruntime", scenario["would_ship"]) if scenario.get("would_ship") else None
+    for entry in scenario.get("head_to_head") or []:
+        part = entry.get(THROUGHPUT_KEY)
+        if not part:
+            continue
+        result = interleaved_result(part)
+        for name, model in part["models"].items():
+            cells = [name + (" ✓" if name == shipped else ""), str(entry["threads"]),
+                     f"{part['rounds']} × {part['runs_per_round']}", _number(result.median_us(name)),
+                     _number(model["samples_per_second"], 0), f"{result.spread(name) * 100:.0f} %",
+                     _ratio(result, name, ONNX_FP32), _ratio(result, name, LITERT_INT8)]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def targets_table(scenario: dict) -> str:
     lines = ["| target | threads | ONNX | peer | ratio (≤ 1 = met) | met | source |",
              "|---|---:|---:|---:|---:|---|---|"]
@@ -121,6 +155,9 @@ def render_markdown(document: dict) -> str:
         if scenario.get("head_to_head"):
             lines += ["", "### Head-to-head (interleaved, batch 1)", "", HEAD_TO_HEAD_NOTE, "",
                       head_to_head_table(scenario)]
+        if any(entry.get(THROUGHPUT_KEY) for entry in scenario.get("head_to_head") or []):
+            lines += ["", f"### Head-to-head (interleaved, batch {THROUGHPUT_BATCH})", "", BATCH_NOTE, "",
+                      head_to_head_batch_table(scenario)]
         lines += ["", "### Targets", "", targets_table(scenario)]
     if document.get("ablation"):
         lines += ["", "## Ablation (batch-1 p50, 1 thread, CPU)", "",

@@ -65,6 +65,26 @@ TARGET_SCHEMA = {
                    "peer": _NULLABLE_NUMBER, "ratio": _NULLABLE_NUMBER, "met": {"type": ["boolean", "null"]},
                    "source": {"enum": ["head-to-head", "per-process"]}},
 }
+_INTERLEAVED_MODEL = {
+    "type": "object",
+    "required": ["median_us", "spread", "window_medians_us"],
+    "properties": {"median_us": _NUMBER, "spread": _NUMBER, "window_medians_us": {"type": "array", "items": _NUMBER}},
+}
+HEAD_TO_HEAD_BATCH_SCHEMA = {  # the batch-256 part of a head-to-head entry (absent in older files)
+    "type": "object",
+    "required": ["rounds", "runs_per_round", "models"],
+    "properties": {
+        "rounds": _INTEGER,
+        "runs_per_round": _INTEGER,
+        "models": {
+            "type": "object",
+            "additionalProperties": {**_INTERLEAVED_MODEL,
+                                     "required": [*_INTERLEAVED_MODEL["required"], "samples_per_second"],
+                                     "properties": {**_INTERLEAVED_MODEL["properties"],
+                                                    "samples_per_second": _NUMBER}},
+        },
+    },
+}
 HEAD_TO_HEAD_SCHEMA = {
     "type": "object",
     "required": ["threads", "rounds", "runs_per_round", "models"],
@@ -72,16 +92,9 @@ HEAD_TO_HEAD_SCHEMA = {
         "threads": _INTEGER,
         "rounds": _INTEGER,
         "runs_per_round": _INTEGER,
-        "models": {
-            "type": "object",
-            "additionalProperties": {
-                "type": "object",
-                "required": ["median_us", "spread", "window_medians_us"],
-                "properties": {"median_us": _NUMBER, "spread": _NUMBER,
-                               "window_medians_us": {"type": "array", "items": _NUMBER}},
-            },
-        },
+        "models": {"type": "object", "additionalProperties": _INTERLEAVED_MODEL},
         "runtime": {"type": "object"},
+        "batch_256": HEAD_TO_HEAD_BATCH_SCHEMA,
     },
 }
 BENCH_SCHEMA = {
@@ -155,8 +168,19 @@ def schema_errors(value: object, schema: dict, where: str = "$") -> list[str]:
 
 
 def head_to_head_errors(entry: object, where: str) -> list[str]:
-    """What the schema language cannot say about one head-to-head entry: one window median per round,
-    every median positive, at least two models."""
+    """What the schema language cannot say about one head-to-head entry and its batch-256 part: one window
+    median per round, every median positive, at least two models (at batch 256: models of the entry)."""
+    errors = _rounds_errors(entry, where)
+    part = entry.get("batch_256") if isinstance(entry, dict) else None
+    if isinstance(part, dict):
+        errors += _rounds_errors(part, f"{where}.batch_256")
+        if isinstance(part.get("models"), dict) and isinstance(entry.get("models"), dict):
+            errors += [f"{where}.batch_256.models.{name}: not timed at batch 1 (not in {where}.models)"
+                       for name in part["models"] if name not in entry["models"]]
+    return errors
+
+
+def _rounds_errors(entry: object, where: str) -> list[str]:
     if not isinstance(entry, dict) or not isinstance(entry.get("models"), dict):
         return []
     count = len(entry["models"])

@@ -6,20 +6,29 @@
 * an int8 variant that ships is faster than ONNX fp32 (checked only when one ships);
 * ONNX fp32 batch-1 p50 ≤ LiteRT fp32's.
 
-Batch-1 latency comparisons come from the scenario's head-to-head at that thread count when
-it measured both models (``"source": "head-to-head"``): the values shown are the two medians
-of window medians and the ratio is the median over rounds of the per-round ratios, both
-numbers of each measured within milliseconds of each other. Otherwise, and for throughput,
-they come from the per-process rows (``"source": "per-process"``): the median of window
-medians, ratio = ONNX / peer for latency and peer / ONNX for throughput. A ratio ≤ 1 always
-means the target is met.
+Comparisons come from the scenario's head-to-head at that thread count when it measured both
+models (``"source": "head-to-head"``) — its batch-1 part for latency, its ``batch_256`` part
+for throughput: the values shown are the two medians of window medians (as samples/s for
+throughput) and the ratio is the median over rounds of the per-round ratios ONNX time / peer
+time, both numbers of each measured within milliseconds of each other (for throughput that is
+peer samples/s ÷ ONNX samples/s, round by round). Otherwise they come from the per-process rows
+(``"source": "per-process"``): the median of window medians, ratio = ONNX / peer for latency
+and peer / ONNX for throughput. A ratio ≤ 1 always means the target is met.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from pipeline.benchmark.head_to_head import candidate_name, entry_for, interleaved_result
+from pipeline.benchmark.head_to_head import (
+    THROUGHPUT_BATCH,
+    THROUGHPUT_KEY,
+    candidate_name,
+    entry_for,
+    interleaved_result,
+)
 from pipeline.config import BundleConfig
 
 CPU = "CPUExecutionProvider"
@@ -88,20 +97,53 @@ def _check(name: str, onnx_value: float | None, peer_value: float | None, lower_
             "met": ratio <= 1.0, "source": source}
 
 
+def _paired_check(name: str, part: dict | None, model: tuple[str, str] | None, peer: tuple[str, str], threads: int,
+                  value: Callable[[float], float] = float) -> dict | None:
+    """``model`` against ``peer`` from a head-to-head part that timed both (else None): ``value`` of each
+    model's median µs, ratio = median over rounds of model time / peer time."""
+    if model is None or part is None:
+        return None
+    model_name, peer_name = candidate_name(*model), candidate_name(*peer)
+    if model_name not in part["models"] or peer_name not in part["models"]:
+        return None
+    result = interleaved_result(part)
+    ratio = result.ratio(model_name, peer_name)
+    return {"target": name, "threads": threads, "onnx": value(result.median_us(model_name)),
+            "peer": value(result.median_us(peer_name)), "ratio": ratio, "met": ratio <= 1.0, "source": HEAD_TO_HEAD}
+
+
+def _samples_per_second(batch_median_us: float) -> float:
+    return THROUGHPUT_BATCH / (batch_median_us / 1e6)
+
+
 def _latency_check(name: str, document: dict, model: tuple[str, str] | None, peer: tuple[str, str],
                    threads: int) -> dict:
     """Batch-1 p50 of ``model`` against ``peer`` (engine, variant): head-to-head when both were in it."""
-    entry = entry_for(document.get("head_to_head"), threads)
-    if model is not None and entry is not None:
-        model_name, peer_name = candidate_name(*model), candidate_name(*peer)
-        if model_name in entry["models"] and peer_name in entry["models"]:
-            result = interleaved_result(entry)
-            ratio = result.ratio(model_name, peer_name)
-            return {"target": name, "threads": threads, "onnx": result.median_us(model_name),
-                    "peer": result.median_us(peer_name), "ratio": ratio, "met": ratio <= 1.0, "source": HEAD_TO_HEAD}
+    paired = _paired_check(name, entry_for(document.get("head_to_head"), threads), model, peer, threads)
+    if paired is not None:
+        return paired
     rows = document["rows"]
     model_row = _find(rows, *model, threads) if model is not None else None
     return _check(name, _value(model_row, _latency), _value(_find(rows, *peer, threads), _latency), True, threads)
+
+
+def _throughput_check(name: str, document: dict, model: tuple[str, str] | None, peer: tuple[str, str],
+                      threads: int) -> dict:
+    """Batch-256 samples/s of ``model`` against ``peer``: the head-to-head's batch-256 part when both were in
+    it (ratio = median of per-round ONNX time / peer time = peer samples/s ÷ ONNX samples/s), else rows."""
+    entry = entry_for(document.get("head_to_head"), threads)
+    part = entry.get(THROUGHPUT_KEY) if entry is not None else None
+    paired = _paired_check(name, part, model, peer, threads, _samples_per_second)
+    if paired is not None:
+        return paired
+    rows = document["rows"]
+    model_row = _find(rows, *model, threads) if model is not None else None
+
+    def throughput(row: dict) -> float | None:
+        return _throughput(row, THROUGHPUT_BATCH)
+
+    return _check(name, _value(model_row, throughput), _value(_find(rows, *peer, threads), throughput), False,
+                  threads)
 
 
 def evaluate_targets(document: dict) -> list[dict]:
@@ -110,13 +152,10 @@ def evaluate_targets(document: dict) -> list[dict]:
     shipped_model = ("onnxruntime", shipped) if shipped else None
     checks = []
     for threads in thread_counts:
-        shipped_row = _find(rows, "onnxruntime", shipped, threads) if shipped else None
-        litert_int8 = _find(rows, "litert", "int8", threads)
         checks.append(_latency_check(f"shipped ({shipped}) batch-1 p50 µs ≤ LiteRT int8", document, shipped_model,
                                      ("litert", "int8"), threads))
-        checks.append(_check(f"shipped ({shipped}) batch-256 samples/s ≥ LiteRT int8",
-                             _value(shipped_row, lambda row: _throughput(row, 256)),
-                             _value(litert_int8, lambda row: _throughput(row, 256)), False, threads))
+        checks.append(_throughput_check(f"shipped ({shipped}) batch-{THROUGHPUT_BATCH} samples/s ≥ LiteRT int8",
+                                        document, shipped_model, ("litert", "int8"), threads))
         if shipped is not None and shipped.startswith("int8"):  # "wherever an int8 variant ships"
             checks.append(_latency_check(f"shipped int8 ({shipped}) batch-1 p50 µs < ONNX fp32", document,
                                          shipped_model, ("onnxruntime", "fp32"), threads))

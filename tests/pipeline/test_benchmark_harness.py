@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ from click.testing import CliRunner
 
 from pipeline.benchmark.errors import BatchSizeError, ModelNotFoundError, NoVariantsError, ProviderNotInstalledError
 from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
-from pipeline.benchmark.head_to_head import QUICK_HEAD_TO_HEAD
+from pipeline.benchmark.head_to_head import HEAD_TO_HEAD_ENGINE, QUICK_HEAD_TO_HEAD, run_head_to_head
 from pipeline.benchmark.results_io import write_results
 from pipeline.benchmark.scenario_inputs import ScenarioInputs, from_build, from_model_path
 from pipeline.benchmark.schema import BENCH_SCHEMA, schema_errors, validate_results
@@ -89,6 +90,39 @@ def test_head_to_head_times_every_onnx_variant_in_one_worker(document: dict) -> 
     assert document["settings"]["head_to_head"]["seconds"] == QUICK_HEAD_TO_HEAD.seconds
 
 
+def test_head_to_head_times_batch_256_after_batch_1(document: dict) -> None:
+    (entry,) = document["scenarios"][0]["head_to_head"]
+    part = entry["batch_256"]  # batch sizes (1, 4): the head-to-head still times the target's batch, 256
+    assert QUICK_HEAD_TO_HEAD.batch_min_rounds <= part["rounds"] <= QUICK_HEAD_TO_HEAD.batch_max_rounds
+    assert part["runs_per_round"] >= QUICK_HEAD_TO_HEAD.batch_min_runs_per_round
+    assert set(part["models"]) == set(entry["models"])
+    for model in part["models"].values():
+        assert len(model["window_medians_us"]) == part["rounds"] and model["median_us"] > 0
+        assert model["samples_per_second"] == pytest.approx(256 / (model["median_us"] / 1e6))
+    throughput = next(check for check in document["scenarios"][0]["targets"] if "batch-256" in check["target"])
+    assert throughput["source"] == "per-process" and throughput["ratio"] is None  # no LiteRT peer to pair with
+
+
+def test_models_that_cannot_take_batch_256_are_left_out_of_that_part(tmp_path: Path) -> None:
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, np.random.default_rng(2).normal(size=(8, FEATURES)).astype(np.float32))
+    models = {"dynamic": tiny_classifier(tmp_path / "dynamic.onnx"),
+              "other": tiny_classifier(tmp_path / "other.onnx"),
+              "fixed": tiny_classifier(tmp_path / "fixed.onnx", batch=1)}
+
+    def spec(variants: tuple[str, ...]) -> dict:
+        candidates = {f"onnxruntime {name}": {"engine": "onnxruntime", "model": str(models[name])} for name in variants}
+        return {"engine": HEAD_TO_HEAD_ENGINE, "threads": 1, "candidates": candidates, "session": {},
+                "head_to_head": asdict(QUICK_HEAD_TO_HEAD)}
+
+    samples = np.load(inputs)
+    result = run_head_to_head(spec(("dynamic", "other", "fixed")), samples)
+    assert set(result["models"]) == {"onnxruntime dynamic", "onnxruntime other", "onnxruntime fixed"}
+    assert set(result["batch_256"]["models"]) == {"onnxruntime dynamic", "onnxruntime other"}
+    alone = run_head_to_head(spec(("dynamic", "fixed")), samples)
+    assert "batch_256" not in alone and len(alone["models"]) == 2  # one model at batch 256: nothing to pair
+
+
 def test_progress_counts_the_head_to_head(scenario: ScenarioInputs) -> None:
     reports: list[tuple[int, int]] = []
     config = BenchmarkConfig(stability=QUICK_STABILITY, batch_sizes=(1,), threads=(1,), peers=False, quick=True)
@@ -128,6 +162,10 @@ def test_schema_accepts_documents_without_head_to_head_and_rejects_broken_entrie
         "positive": lambda entry: entry["models"]["onnxruntime fp32"]["window_medians_us"].__setitem__(0, -1.0),
         "median_us": lambda entry: entry["models"]["onnxruntime fp32"].__setitem__("median_us", "fast"),
         "at least 2": lambda entry: entry["models"].pop("onnxruntime fp32"),
+        "batch_256: missing 'runs_per_round'": lambda entry: entry["batch_256"].pop("runs_per_round"),
+        "samples_per_second": lambda entry: entry["batch_256"]["models"]["onnxruntime fp32"].pop("samples_per_second"),
+        r"batch_256.models.onnxruntime fp32: \d+ window medians": lambda entry: entry["batch_256"]["models"][
+            "onnxruntime fp32"]["window_medians_us"].pop(),
     }
     for expected, breakage in breakages.items():
         broken = json.loads(json.dumps(document))
@@ -150,6 +188,8 @@ def test_results_are_written_completely_or_not_at_all(document: dict, tmp_path: 
     head_to_head = markdown.split("### Head-to-head (interleaved, batch 1)")[1].split("### Targets")[0]
     assert "rotates from round to round" in head_to_head and "| ÷ ONNX fp32 |" in head_to_head
     assert "| onnxruntime int8-static" in head_to_head and "| 1.00 |" in head_to_head  # fp32 against itself
+    batch = markdown.split("### Head-to-head (interleaved, batch 256)")[1].split("### Targets")[0]
+    assert "| samples/s |" in batch and "| onnxruntime int8-static" in batch
     broken = {**document, "scenarios": [{"name": "x"}]}
     with pytest.raises(EdgemedError):
         write_results(broken, tmp_path / "other")

@@ -125,6 +125,9 @@ def test_head_to_head_worker_times_onnx_and_litert_together(keras_file: Path, li
     for model in result["models"].values():
         assert len(model["window_medians_us"]) == result["rounds"] and model["median_us"] > 0
     assert result["runtime"]["litert"] and result["runtime"]["onnxruntime"]
+    part = result["batch_256"]  # the LiteRT interpreters resized to batch 256
+    assert set(part["models"]) == expected and part["runs_per_round"] >= QUICK_HEAD_TO_HEAD.batch_min_runs_per_round
+    assert all(model["samples_per_second"] > 0 for model in part["models"].values())
     without_peers = plan_units(scenario, BenchmarkConfig(threads=(1,), peers=False, quick=True),
                                ["CPUExecutionProvider"], tmp_path)
     assert not [unit for unit in without_peers if unit["engine"] == HEAD_TO_HEAD_ENGINE]  # one model: nothing to pair
