@@ -59,3 +59,13 @@ def cpu_session(
             expected="a valid ONNX model that ONNX Runtime's CPU execution provider can run",
             fix="re-run the stage that produced the file",
         ) from error
+
+
+def run_in_batches(model_path: Path, inputs, batch_size: int, error_type: type[EdgemedError]):
+    """Outputs of the first graph output for ``inputs``, run ``batch_size`` samples at a time on the CPU."""
+    import numpy as np
+
+    session = cpu_session(model_path, error_type)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: inputs[start : start + batch_size]})[0]
+                           for start in range(0, len(inputs), batch_size)])

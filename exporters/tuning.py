@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters._files import atomic_destination, scratch_directory
-from exporters._onnxruntime import cpu_session
+from exporters._onnxruntime import run_in_batches
 from exporters.errors import QuantizationError
 from exporters.quantize import (
     ActivationType,
@@ -177,7 +177,7 @@ class _Search:
         ranges = self.scratch / f"ranges-{'channels-last' if settings.channels_last else 'plain'}.json"
         quantize_int8_static(self.source, path, self.calibration_inputs, settings, prepared=prepared,
                              ranges_cache=ranges)
-        verdict = self.accuracy_check(_predict(path, self.check_inputs))
+        verdict = self.accuracy_check(run_in_batches(path, self.check_inputs, _PREDICTION_BATCH, QuantizationError))
         logger.debug("int8 candidate %s: %s", settings.settings_label(), verdict.reason)
         return _Candidate(settings, path, verdict)
 
@@ -219,13 +219,6 @@ class _Search:
                 break
             current = min(trials, key=_badness)
         return tried
-
-
-def _predict(model_path: Path, inputs: np.ndarray) -> np.ndarray:
-    session = cpu_session(model_path, QuantizationError)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: inputs[start : start + _PREDICTION_BATCH]})[0]
-                           for start in range(0, len(inputs), _PREDICTION_BATCH)])
 
 
 def _time(source: Path, candidates: list[_Candidate], sample: np.ndarray, config: TuningConfig, progress):

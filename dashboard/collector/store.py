@@ -95,6 +95,14 @@ def _since(since: datetime | str) -> str:
     return utc_timestamp(moment)
 
 
+def record_filter(device_id: str | None, since: str | None, until: str | None = None) -> tuple[str, list[Any]]:
+    """``WHERE`` clause and parameters selecting telemetry rows (times already UTC timestamp text)."""
+    conditions = [(clause, value) for clause, value in (("device_id = ?", device_id), ("time >= ?", since),
+                                                         ("time <= ?", until)) if value is not None]
+    where = f" WHERE {' AND '.join(clause for clause, _ in conditions)}" if conditions else ""
+    return where, [value for _, value in conditions]
+
+
 class SqliteStore:
     """``TelemetryStore`` in one SQLite file (WAL); safe to share between threads and processes."""
 
@@ -159,15 +167,7 @@ class SqliteStore:
             )
 
     def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
-        conditions: list[str] = []
-        parameters: list[Any] = []
-        if device_id is not None:
-            conditions.append("device_id = ?")
-            parameters.append(device_id)
-        if since is not None:
-            conditions.append("time >= ?")
-            parameters.append(_since(since))
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        where, parameters = record_filter(device_id, None if since is None else _since(since))
         rows = self._connection().execute(
             f"SELECT payload FROM telemetry{where} ORDER BY time, device_id, sequence", parameters
         )

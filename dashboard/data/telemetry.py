@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from dashboard.collector.store import record_filter
 from dashboard.data.files import DataUnavailableError
 from runtime.telemetry.records import utc_timestamp
 
@@ -94,18 +94,8 @@ class TelemetryReader:
 
         With ``with_features`` a ``features`` column holds each record's feature dict.
         """
-        conditions: list[str] = []
-        parameters: list[Any] = []
-        if device_id is not None:
-            conditions.append("device_id = ?")
-            parameters.append(device_id)
-        if since is not None:
-            conditions.append("time >= ?")
-            parameters.append(_moment(since))
-        if until is not None:
-            conditions.append("time <= ?")
-            parameters.append(_moment(until))
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+        where, parameters = record_filter(device_id, None if since is None else _moment(since),
+                                          None if until is None else _moment(until))
         features = ", json_extract(payload, '$.features')" if with_features else ""
         query = (
             f"SELECT device_id, sequence, time, {_EXTRACTED}{features} FROM telemetry{where} "

@@ -10,7 +10,7 @@ import numpy as np
 
 from exporters._files import atomic_destination, load_onnx_model
 from exporters._graph import non_standard_op_types
-from exporters._onnxruntime import cpu_session
+from exporters._onnxruntime import run_in_batches
 from exporters.errors import ExportError, ParityError
 from exporters.parity import compare_outputs
 from exporters.passes import DEFAULT_PASSES, PassName, run_passes
@@ -23,10 +23,7 @@ PARITY_SAMPLES = 256  # real inputs compared (all when fewer)
 
 
 def _outputs(model_path: Path, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    session = cpu_session(model_path, ParityError)
-    name = session.get_inputs()[0].name
-    return np.concatenate([session.run(None, {name: inputs[start : start + batch_size]})[0]
-                           for start in range(0, len(inputs), batch_size)])
+    return run_in_batches(model_path, inputs, batch_size, ParityError)
 
 
 def optimize_for_speed(

@@ -162,8 +162,9 @@ def test_cancel_transposes_pairs_reshape_chains_and_flatten_into_matmul() -> Non
     assert _ops(rewritten) == ["Relu", "Reshape", "MatMul"] and count == 4
 
 
-def test_fuse_layernorm_replaces_the_decomposed_zscore() -> None:
-    nodes = [
+def _decomposed_zscore() -> list[onnx.NodeProto]:
+    """tf2onnx's 11-node z-scoring over axis 1 (moments, epsilon, reciprocal std)."""
+    return [
         helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
         helper.make_node("Sub", ["x", "mean"], ["d"]),
         helper.make_node("Mul", ["d", "d"], ["sq"]),
@@ -176,6 +177,10 @@ def test_fuse_layernorm_replaces_the_decomposed_zscore() -> None:
         helper.make_node("Mul", ["negated", "inv"], ["shift"]),
         helper.make_node("Add", ["scaled", "shift"], ["y"]),
     ]
+
+
+def test_fuse_layernorm_replaces_the_decomposed_zscore() -> None:
+    nodes = _decomposed_zscore()
     model = _model(nodes, [_io("x", ["n", 30, 1])], [_io("y", ["n", 30, 1])],
                    [_constant("eps", np.float32(1e-3))])
     inputs = (_weights(8, 30, 1) * 40 + 7).astype(np.float32)
@@ -184,19 +189,7 @@ def test_fuse_layernorm_replaces_the_decomposed_zscore() -> None:
 
 
 def test_fuse_layernorm_skips_when_other_axes_are_not_singletons() -> None:
-    nodes = [
-        helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1], keepdims=1),
-        helper.make_node("Sub", ["x", "mean"], ["d"]),
-        helper.make_node("Mul", ["d", "d"], ["sq"]),
-        helper.make_node("ReduceMean", ["sq"], ["var"], axes=[1], keepdims=1),
-        helper.make_node("Add", ["var", "eps"], ["ve"]),
-        helper.make_node("Sqrt", ["ve"], ["sd"]),
-        helper.make_node("Reciprocal", ["sd"], ["inv"]),
-        helper.make_node("Mul", ["x", "inv"], ["scaled"]),
-        helper.make_node("Neg", ["mean"], ["negated"]),
-        helper.make_node("Mul", ["negated", "inv"], ["shift"]),
-        helper.make_node("Add", ["scaled", "shift"], ["y"]),
-    ]
+    nodes = _decomposed_zscore()
     model = _model(nodes, [_io("x", ["n", 30, 2])], [_io("y", ["n", 30, 2])],
                    [_constant("eps", np.float32(1e-3))])
     _, count = _apply(model, PassName.FUSE_LAYERNORM, _weights(4, 30, 2))
