@@ -146,3 +146,14 @@ def shapes(model: onnx.ModelProto) -> dict[str, tuple[int | str, ...]]:
     for initializer in model.graph.initializer:
         found[initializer.name] = tuple(initializer.dims)
     return found
+
+
+def replace_bias_and_absorb(graph: onnx.GraphProto, node: onnx.NodeProto, bias_name: str,
+                            absorbed: onnx.NodeProto) -> None:
+    """Give Conv/Gemm ``node`` the bias ``bias_name`` and let it write ``absorbed``'s output instead."""
+    if len(node.input) > 2:
+        node.input[2] = bias_name
+    else:
+        node.input.append(bias_name)
+    node.output[0] = absorbed.output[0]
+    graph.node.remove(absorbed)

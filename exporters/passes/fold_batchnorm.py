@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporters.passes._graph_edit import add_initializer, attribute, constant, consumers, graph_outputs, prune
+from exporters.passes._graph_edit import (
+    add_initializer,
+    attribute,
+    constant,
+    consumers,
+    graph_outputs,
+    prune,
+    replace_bias_and_absorb,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -48,12 +56,7 @@ def _fold(graph: onnx.GraphProto, node: onnx.NodeProto, batchnorm: onnx.NodeProt
     new_bias = np.broadcast_to(bias.reshape(-1), (channels,)) * scale + shift
     node.input[1] = add_initializer(graph, node.input[1] + "_bn", new_weight.astype(weight.dtype))
     bias_name = add_initializer(graph, node.input[1] + "_bias", new_bias.astype(weight.dtype))
-    if len(node.input) > 2:
-        node.input[2] = bias_name
-    else:
-        node.input.append(bias_name)
-    node.output[0] = batchnorm.output[0]
-    graph.node.remove(batchnorm)
+    replace_bias_and_absorb(graph, node, bias_name, batchnorm)
     return True
 
 

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporters.passes._graph_edit import add_initializer, attribute, constant, consumers, graph_outputs, prune, ranks
+from exporters.passes._graph_edit import (
+    add_initializer,
+    attribute,
+    constant,
+    consumers,
+    graph_outputs,
+    prune,
+    ranks,
+    replace_bias_and_absorb,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -49,12 +58,7 @@ def _fold_conv(graph: onnx.GraphProto, conv: onnx.NodeProto, add: onnx.NodeProto
     if vector is None or existing is None:
         return False
     new_bias = add_initializer(graph, conv.input[1] + "_bias", (existing + vector).astype(weight.dtype))
-    if len(conv.input) > 2:
-        conv.input[2] = new_bias
-    else:
-        conv.input.append(new_bias)
-    conv.output[0] = add.output[0]
-    graph.node.remove(add)
+    replace_bias_and_absorb(graph, conv, new_bias, add)
     return True
 
 
@@ -90,12 +94,7 @@ def _fold_gemm(graph: onnx.GraphProto, gemm: onnx.NodeProto, add: onnx.NodeProto
         return False
     total = (np.broadcast_to(existing.reshape(-1), (columns,)) + bias.reshape(-1)).astype(weight.dtype)
     name = add_initializer(graph, gemm.input[1] + "_bias", total)
-    if len(gemm.input) > 2:
-        gemm.input[2] = name
-    else:
-        gemm.input.append(name)
-    gemm.output[0] = add.output[0]
-    graph.node.remove(add)
+    replace_bias_and_absorb(graph, gemm, name, add)
     return True
 
 
