@@ -10,7 +10,7 @@ need them, so importing this package (or ``exporters.quantize``) does not load t
 from exporters.census import OpCensus, op_census
 from exporters.errors import ExportError, ParityError, QuantizationError
 from exporters.keras_to_onnx import ExportConfig, export_keras_to_onnx
-from exporters.optimize import optimize_portable
+from exporters.optimization.portable import optimize_portable
 from exporters.parity import ParityReport, check_keras_parity, compare_outputs
 from exporters.quantize import (
     CalibrationMethod,

@@ -82,7 +82,7 @@ def _warnings(counts: collections.Counter[str]) -> list[str]:
         warnings.append(
             f"graph contains {total} op(s) outside the standard ONNX domain ({', '.join(custom_ops)}): "
             "they need ONNX Runtime contrib kernels and do not run on other runtimes; "
-            "save a portable model (exporters.optimize.optimize_portable) instead"
+            "save a portable model (exporters.optimization.portable.optimize_portable) instead"
         )
     return warnings
 

@@ -14,8 +14,8 @@ from exporters.keras_to_onnx import ExportConfig
 from exporters.quantize import ActivationType, QuantizationConfig, QuantizationFormat
 from exporters.timing import InterleavedTiming
 from exporters.tuning import TuningConfig
-from pipeline.evaluation import EvaluationConfig
-from pipeline.gate import GateConfig
+from pipeline.clinical.gate import GateConfig
+from pipeline.clinical.metrics import EvaluationConfig
 
 
 class Profile(StrEnum):
@@ -90,7 +90,7 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class BundleConfig:
     warmup_runs: int = 50  # batch-1 runs per variant discarded before timing
-    rounds: int = 31  # interleaved rounds (every variant timed in each; see pipeline.latency)
+    rounds: int = 31  # interleaved rounds (every variant timed in each; see pipeline.build.variant_latency)
     runs_per_round: int = 100  # batch-1 runs per variant per round
     threads: int = 1  # intra-op threads while timing: one core, as on a small device
     required_variant: VariantName | None = None  # ship exactly this one (fails if it did not pass the gate)

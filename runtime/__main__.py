@@ -7,6 +7,7 @@ stderr. Exit status: 0 done, 1 the bundle or input was refused, 2 usage.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections import Counter
@@ -34,6 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Path | None = None) -> Counter[str]:
+    """Run ``bundle`` on ``input_path`` and write its events as JSON lines to ``output`` (default: stdout).
+
+    Returns the number of events of each kind. Raises ``EdgemedError`` when the bundle or
+    the input is refused (the command lines turn that into exit status 1).
+    """
+    kinds: Counter[str] = Counter()
+    events = run(bundle, input_path, options)
+    with contextlib.ExitStack() as stack:
+        if output is None:
+            writer = JsonLinesWriter(sys.stdout, follow=True)
+        else:
+            writer = JsonLinesWriter(stack.enter_context(Path(output).open("w")))
+        for event in events:
+            writer.write(event)
+            kinds[event.kind] += 1
+    return kinds
+
+
+def summary_line(kinds: Counter[str]) -> str:
+    """``done: 12 beat, 1 quality`` — what a run wrote, for stderr."""
+    return "done: " + (", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no events")
+
+
 def main(argv: list[str] | None = None) -> int:
     arguments = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -49,25 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         provider=arguments.provider,
         threads=arguments.threads,
     )
-    kinds: Counter[str] = Counter()
     try:
-        events = run(arguments.bundle, arguments.input, options)
-        if arguments.output is None:
-            writer = JsonLinesWriter(sys.stdout, follow=True)
-            for event in events:
-                writer.write(event)
-                kinds[event.kind] += 1
-        else:
-            with arguments.output.open("w") as handle:
-                writer = JsonLinesWriter(handle)
-                for event in events:
-                    writer.write(event)
-                    kinds[event.kind] += 1
+        kinds = write_events(arguments.bundle, arguments.input, options, arguments.output)
     except EdgemedError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    summary = ", ".join(f"{count} {kind}" for kind, count in sorted(kinds.items())) or "no events"
-    print(f"done: {summary}", file=sys.stderr)
+    print(summary_line(kinds), file=sys.stderr)
     return 0
 
 

@@ -18,12 +18,12 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.collector.schema import BatchError, CollectorLimits, parse_batch
 from dashboard.collector.store import SqliteStore, TelemetryStore
+from dashboard.data.settings import DEFAULT_DATABASE
 from runtime.telemetry.records import SCHEMA_VERSION
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8787  # unprivileged and unassigned; the collector binds loopback unless told otherwise
-DEFAULT_DATABASE = Path("telemetry.sqlite3")  # relative to the working directory
 
 
 def _refusal(error: BatchError) -> JSONResponse:

@@ -2,7 +2,7 @@
 
 Each pass rewrites an ``onnx.ModelProto`` in place with standard ONNX ops only and returns how
 many rewrites it made. ``apply_passes`` runs them on a file; ``optimize_for_speed`` (in
-``exporters.passes.speed``) also checks parity (max |Δ| ≤ 1e-4 against its input on real
+``exporters.optimization.graph_passes``) also checks parity (max |Δ| ≤ 1e-4 against its input on real
 inputs) and portability before writing.
 """
 

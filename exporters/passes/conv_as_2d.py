@@ -9,7 +9,7 @@ activations between them onto the 4-D tensors, and removes the Squeeze/Unsqueeze
 then meet, so the whole stack becomes one NCHWc region with a single reorder at its end.
 
 It is the opposite of ``conv1d-native`` and is chosen per model by measurement
-(``exporters.passes.layout.choose_conv_layout``): the int8 kernels prefer the 1-D form.
+(``exporters.optimization.conv_layout.choose_conv_layout``): the int8 kernels prefer the 1-D form.
 The saved model stays standard ONNX; the blocked layout exists only inside the session.
 """
 

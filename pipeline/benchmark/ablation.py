@@ -31,9 +31,9 @@ QUICK_TIMING = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=5)
 
 
 def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Binding]]:
-    from exporters.optimize import optimize_portable
+    from exporters.optimization.graph_passes import optimize_for_speed
+    from exporters.optimization.portable import optimize_portable
     from exporters.passes import DEFAULT_PASSES, PassName
-    from exporters.passes.speed import optimize_for_speed
 
     steps = []
     fp32 = scenario.variants["fp32"]  # already carries every pass: the baseline is rebuilt from the export

@@ -32,7 +32,7 @@ from pipeline.benchmark.peers import KerasMode, convert_to_litert, litert_interp
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
 from pipeline.benchmark.statistics import StabilityConfig
 from pipeline.benchmark.targets import evaluate_targets, would_ship
-from pipeline.machine import machine_fingerprint, usable_cores
+from pipeline.build.machine import machine_fingerprint, usable_cores
 
 logger = logging.getLogger(__name__)
 

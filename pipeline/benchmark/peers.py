@@ -61,7 +61,7 @@ def convert_to_litert(keras_path: Path, calibration: np.ndarray, folder: Path) -
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
-    from pipeline.keras_io import load_keras_model
+    from pipeline.training.keras_files import load_keras_model
 
     folder.mkdir(parents=True, exist_ok=True)
     model = load_keras_model(keras_path)
@@ -157,7 +157,7 @@ def run_keras(spec: dict, samples: np.ndarray, stability: StabilityConfig, evalu
         logger.warning("TensorFlow is already initialized; its thread settings stay as they are")
     import keras
 
-    from pipeline.keras_io import load_keras_model
+    from pipeline.training.keras_files import load_keras_model
 
     mode = KerasMode(spec["mode"])
     started = time.perf_counter()

@@ -37,8 +37,8 @@ class ScenarioInputs:
 
 def from_build(name: str, artifacts: dict, artifacts_root: Path) -> ScenarioInputs:
     """Inputs from a ``BuildOutcome.artifacts`` dict built at least up to ``evaluate``."""
-    from pipeline.stages.data_stage import load_data
-    from pipeline.stages.evaluate_stage import METRICS_FILE, VERDICTS_FILE
+    from pipeline.build.stages.data import load_data
+    from pipeline.build.stages.evaluate import METRICS_FILE, VERDICTS_FILE
 
     variants_artifact = artifacts.get("variants")
     if variants_artifact is None:

@@ -64,7 +64,7 @@ class LoopedSignal:
 @cache
 def real_recordings(minimum_s: float) -> tuple[Recording, ...]:
     """biosignalsnotebooks' ECG recordings of at least ``minimum_s`` (empty when not installed)."""
-    from pipeline.real_signals import ecg_files, signal_samples_folder
+    from pipeline.validation.real_ecg import ecg_files, signal_samples_folder
     from runtime.readers import InputError, read_signal
 
     folder = signal_samples_folder()

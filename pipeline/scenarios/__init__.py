@@ -8,7 +8,7 @@ from pipeline.scenarios.base import InputSpec, Scenario
 
 def _registry() -> dict[str, Scenario]:
     from pipeline.scenarios.breast_cancer import BreastCancerScenario
-    from pipeline.scenarios.ecg_arrhythmia import EcgArrhythmiaScenario
+    from pipeline.scenarios.ecg_arrhythmia.scenario import EcgArrhythmiaScenario
 
     scenarios: list[Scenario] = [EcgArrhythmiaScenario(), BreastCancerScenario()]
     return {scenario.name: scenario for scenario in scenarios}

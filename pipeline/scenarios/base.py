@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pipeline.clinical.gate import GateConfig
 from pipeline.config import BuildConfig, Profile, shrink_for_tests
-from pipeline.data import DataSplits
-from pipeline.gate import GateConfig
+from pipeline.splits import DataSplits
 from runtime.features import FeatureKind, summary_features
 
 if TYPE_CHECKING:

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.clinical.gate import GateConfig
 from pipeline.config import Profile
-from pipeline.data import DataSplits, Split, split_indices
-from pipeline.gate import GateConfig
 from pipeline.scenarios.base import InputSpec, Progress, Scenario
+from pipeline.splits import DataSplits, Split, split_indices
 from runtime.features import FeatureKind
 
 

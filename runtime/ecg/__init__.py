@@ -3,9 +3,10 @@
 numpy + onnxruntime + standard library only, like the rest of ``runtime``.
 """
 
+from runtime.ecg.decisions import DetectorConfig
 from runtime.ecg.quality import QualityConfig, QualityFlag
 from runtime.ecg.resample import ResamplerConfig, StreamingResampler
-from runtime.ecg.rpeaks import DetectorConfig, RPeakDetector, detect_r_peaks, refine_peaks
+from runtime.ecg.rpeaks import RPeakDetector, detect_r_peaks, refine_peaks
 from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, SignalError, StreamClosedError, StreamConfig
 
 __all__ = [

@@ -9,14 +9,30 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
-
-if TYPE_CHECKING:
-    from runtime.ecg.rpeaks import DetectorConfig
+from typing import NamedTuple
 
 _RR_HISTORY = 8  # RR intervals averaged (Pan & Tompkins' RR AVERAGE1/2)
 _RR_LOW, _RR_HIGH = 0.92, 1.16  # "regular" RR band around the regular average
 _SEARCH_BACK_THRESHOLD = 0.5  # search-back accepts peaks above this share of the threshold
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    lowpass_box_s: float = 0.022  # two moving sums this long: low-pass with −3 dB near 15 Hz
+    highpass_box_s: float = 0.16  # minus a centred moving average this long: high-pass with −3 dB near 5 Hz
+    integration_s: float = 0.15  # moving-window integration: about the widest QRS
+    refractory_s: float = 0.2  # no second QRS this soon (300 bpm)
+    t_wave_window_s: float = 0.36  # a peak this soon after a QRS with under half its slope is a T wave
+    learning_s: float = 2.0  # initial SPKI/NPKI come from this much signal after every reset
+    search_back_rr: float = 1.66  # no QRS for this many mean RR intervals: search back at half threshold
+    default_rr_s: float = 1.0  # mean RR assumed until two QRS complexes were found
+    signal_weight: float = 0.125  # SPKI moves this share toward a QRS peak (twice that after search-back)
+    noise_weight: float = 0.125  # NPKI moves this share toward a noise peak
+    threshold_fraction: float = 0.25  # threshold = NPKI + this × (SPKI − NPKI)
+    missed_decay: float = 0.5  # a fruitless search-back scales SPKI − NPKI by this (artefact recovery)
+
+
+DEFAULT_DETECTOR = DetectorConfig()
 
 
 class Candidate(NamedTuple):

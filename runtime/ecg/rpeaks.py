@@ -17,27 +17,9 @@ local extreme of the raw signal, where training windows were centred.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
-from runtime.ecg.decisions import Candidate, DecisionState
-
-
-@dataclass(frozen=True)
-class DetectorConfig:
-    lowpass_box_s: float = 0.022  # two moving sums this long: low-pass with −3 dB near 15 Hz
-    highpass_box_s: float = 0.16  # minus a centred moving average this long: high-pass with −3 dB near 5 Hz
-    integration_s: float = 0.15  # moving-window integration: about the widest QRS
-    refractory_s: float = 0.2  # no second QRS this soon (300 bpm)
-    t_wave_window_s: float = 0.36  # a peak this soon after a QRS with under half its slope is a T wave
-    learning_s: float = 2.0  # initial SPKI/NPKI come from this much signal after every reset
-    search_back_rr: float = 1.66  # no QRS for this many mean RR intervals: search back at half threshold
-    default_rr_s: float = 1.0  # mean RR assumed until two QRS complexes were found
-    signal_weight: float = 0.125  # SPKI moves this share toward a QRS peak (twice that after search-back)
-    noise_weight: float = 0.125  # NPKI moves this share toward a noise peak
-    threshold_fraction: float = 0.25  # threshold = NPKI + this × (SPKI − NPKI)
-    missed_decay: float = 0.5  # a fruitless search-back scales SPKI − NPKI by this (artefact recovery)
+from runtime.ecg.decisions import DEFAULT_DETECTOR, Candidate, DecisionState, DetectorConfig
 
 
 def _box(values: np.ndarray, length: int) -> np.ndarray:
@@ -60,7 +42,7 @@ def _rolling_max(values: np.ndarray, width: int) -> np.ndarray:
 class RPeakDetector:
     """Block-wise streaming QRS detector; indices are absolute sample positions."""
 
-    def __init__(self, sample_rate_hz: float, config: DetectorConfig = DetectorConfig()):
+    def __init__(self, sample_rate_hz: float, config: DetectorConfig = DEFAULT_DETECTOR):
         self.config = config
         self.rate = float(sample_rate_hz)
         self.lowpass = max(2, round(config.lowpass_box_s * self.rate))
@@ -210,7 +192,7 @@ def refine_peaks(
 def detect_r_peaks(
     signal: np.ndarray,
     sample_rate_hz: float,
-    config: DetectorConfig = DetectorConfig(),
+    config: DetectorConfig = DEFAULT_DETECTOR,
     block_s: float = 2.0,
     reach_s: float = 0.05,
 ) -> np.ndarray:

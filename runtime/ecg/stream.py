@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runtime.ecg.beats import HeartRate, PendingBeat, classify
+from runtime.ecg.decisions import DetectorConfig
 from runtime.ecg.quality import (
     FlatLineDetector,
     Interval,
@@ -29,7 +30,7 @@ from runtime.ecg.quality import (
     SourceConditioner,
 )
 from runtime.ecg.resample import ResamplerConfig, StreamingResampler
-from runtime.ecg.rpeaks import DetectorConfig, RPeakDetector, refine_peaks
+from runtime.ecg.rpeaks import RPeakDetector, refine_peaks
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, QualityEvent
 from runtime.features import FeatureKind

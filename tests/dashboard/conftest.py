@@ -31,10 +31,10 @@ class DashboardFixture:
 
 
 def _build_bundle(root: Path) -> None:
-    from pipeline.build import build_scenario
+    from pipeline.build.builder import build_scenario
+    from pipeline.build.context import StageContext
     from pipeline.config import Profile
     from pipeline.scenarios import get_scenario
-    from pipeline.stages.context import StageContext
 
     scenario = get_scenario(SCENARIO)
     build_scenario(scenario, scenario.build_config(Profile.TINY, seed=0), StageContext(root / "artifacts"),

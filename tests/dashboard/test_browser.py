@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli_dashboard import SERVER_FLAGS, dashboard_command, dashboard_environment, streamlit_command
+from pipeline.cli.monitor import SERVER_FLAGS, dashboard_command, dashboard_environment, streamlit_command
 from tests.dashboard.conftest import BARE_BUNDLE, SCENARIO
 from tests.dashboard.fixture_data import DEVICES
 

@@ -22,7 +22,7 @@ from dashboard.monitoring.drift import (
     reference_bins,
     worst_status,
 )
-from pipeline.reference_profile import build_reference_profile
+from pipeline.build.reference_profile import build_reference_profile
 
 CONFIG = DriftConfig()
 CLASSES = ["N", "S", "V", "F"]
@@ -31,7 +31,7 @@ SHARES = np.array([0.7, 0.1, 0.15, 0.05])
 
 @pytest.fixture(scope="module")
 def profile() -> dict:
-    """A real reference profile (pipeline.reference_profile) of two normal features and four classes."""
+    """A real reference profile (pipeline.build.reference_profile) of two normal features and four classes."""
     rng = np.random.default_rng(0)
     features = {"level": rng.normal(0.0, 1.0, 4_000), "noise": rng.normal(5.0, 2.0, 4_000)}
     predicted = rng.choice(len(CLASSES), 4_000, p=SHARES)

@@ -10,7 +10,7 @@ import onnxruntime
 import pytest
 
 from exporters.errors import ExportError
-from exporters.optimize import optimize_portable
+from exporters.optimization.portable import optimize_portable
 from tests.exporters.toy_models import ModelZoo
 
 

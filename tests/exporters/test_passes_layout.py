@@ -8,7 +8,7 @@ import numpy as np
 import onnx
 import onnxruntime
 
-from exporters.passes.layout import ONE_D, TWO_D, choose_conv_layout
+from exporters.optimization.conv_layout import ONE_D, TWO_D, choose_conv_layout
 from exporters.timing import InterleavedTiming
 from tests.exporters.test_passes_graph import _two_conv_stack
 

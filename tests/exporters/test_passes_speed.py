@@ -10,8 +10,8 @@ import pytest
 
 from exporters._graph import non_standard_op_types
 from exporters.errors import ExportError
+from exporters.optimization.graph_passes import optimize_for_speed
 from exporters.passes import apply_passes
-from exporters.passes.speed import optimize_for_speed
 
 
 def test_real_conv1d_export_loses_its_conversion_debris(zoo, signals, tmp_path: Path) -> None:

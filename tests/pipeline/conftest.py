@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.build import BuildOutcome, build_scenario
+from pipeline.build.builder import BuildOutcome, build_scenario
+from pipeline.build.context import StageContext
 from pipeline.config import Profile
 from pipeline.scenarios import get_scenario
-from pipeline.stages.context import StageContext
 
 
 def tiny_build(name: str, root: Path) -> BuildOutcome:

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.artifacts import MANIFEST_NAME, StageResult, artifact_id, load_artifact, run_stage, write_json_atomic
+from pipeline.build.artifacts import (
+    MANIFEST_NAME,
+    StageResult,
+    artifact_id,
+    load_artifact,
+    run_stage,
+    write_json_atomic,
+)
 from runtime.hashing import sha256_file
 
 

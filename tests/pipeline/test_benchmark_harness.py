@@ -17,7 +17,7 @@ from pipeline.benchmark.results_io import write_results
 from pipeline.benchmark.scenario_inputs import ScenarioInputs, from_build, from_model_path
 from pipeline.benchmark.schema import BENCH_SCHEMA, schema_errors, validate_results
 from pipeline.benchmark.statistics import QUICK_STABILITY
-from pipeline.cli_bench import bench_command
+from pipeline.cli.bench import bench_command
 from runtime.errors import EdgemedError
 
 FEATURES, CLASSES = 6, 3

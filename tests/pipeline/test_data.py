@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.data import DataSplits, Split, load_splits, save_splits, split_by_group, split_indices, validate_split
 from pipeline.errors import DataError
+from pipeline.splits import DataSplits, Split, load_splits, save_splits, split_by_group, split_indices, validate_split
 
 FRACTIONS = {"train": 0.6, "validation": 0.15, "calibration": 0.1, "test": 0.15}
 

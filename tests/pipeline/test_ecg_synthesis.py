@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from pipeline.errors import DataError
-from pipeline.scenarios.ecg_synthesis import (
+from pipeline.scenarios.ecg_arrhythmia.synthesis import (
     CLASS_NAMES,
     EcgSynthesisConfig,
     SyntheticBeats,

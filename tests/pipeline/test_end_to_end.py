@@ -9,17 +9,17 @@ import numpy as np
 import onnx
 import pytest
 
-from pipeline.build import StageName, build_scenario
+from pipeline.build.builder import StageName, build_scenario
+from pipeline.build.context import StageContext
+from pipeline.build.stages.bundle import choose_variant
+from pipeline.build.stages.data import load_data
+from pipeline.build.stages.evaluate import evaluate_variants
+from pipeline.build.stages.variants import predict, variant_file
+from pipeline.build.variant_latency import LatencyResult
+from pipeline.clinical.gate import GateVerdict
 from pipeline.config import Profile, VariantName
 from pipeline.errors import GateError
-from pipeline.gate import GateVerdict
-from pipeline.latency import LatencyResult
 from pipeline.scenarios import get_scenario
-from pipeline.stages.bundle_stage import choose_variant
-from pipeline.stages.context import StageContext
-from pipeline.stages.data_stage import load_data
-from pipeline.stages.evaluate_stage import evaluate_variants
-from pipeline.stages.variants_stage import predict, variant_file
 from runtime.hashing import sha256_file
 
 ALL_VARIANTS = [variant.value for variant in VariantName]
@@ -90,7 +90,7 @@ def test_bundle_manifest_hashes_and_contents(build):
 
 def test_every_variant_outputs_probabilities(build):
     _, outcome = build
-    from pipeline.stages.variants_stage import load_predictions
+    from pipeline.build.stages.variants import load_predictions
 
     for name, probabilities in load_predictions(outcome.artifacts["variants"]).items():
         assert np.all(probabilities >= 0), name

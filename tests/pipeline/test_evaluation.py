@@ -15,13 +15,13 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from pipeline import bootstrap
-from pipeline.errors import DataError
-from pipeline.evaluation import (
+from pipeline.clinical import bootstrap_intervals as bootstrap
+from pipeline.clinical.metrics import (
     ClinicalMetrics,
     EvaluationConfig,
     evaluate_predictions,
 )
+from pipeline.errors import DataError
 
 CLASS_NAMES = ("N", "S", "V", "F")
 FAST = EvaluationConfig(bootstrap_samples=200, seed=3)
@@ -174,7 +174,7 @@ def test_binary_case() -> None:
 def test_class_without_samples_is_nan_with_a_warning(caplog) -> None:
     labels, probabilities = noisy_predictions(300, seed=4)
     keep = labels != 3  # no "F" samples in the test set
-    with caplog.at_level(logging.WARNING, logger="pipeline.evaluation"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.clinical.metrics"):
         metrics = evaluate_predictions(labels[keep], probabilities[keep], CLASS_NAMES, FAST)
     missing = metrics.class_metrics("F")
     assert missing.support == 0

@@ -178,7 +178,7 @@ def test_script_validation_names_the_problem():
 
 
 def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
-    from pipeline.cli_simulate import simulate_command
+    from pipeline.cli.simulate import simulate_command
 
     _, outcome = ecg_build
     url, _ = collector

@@ -8,15 +8,15 @@ import math
 import numpy as np
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.evaluation import (
+from pipeline.clinical.gate import GateConfig, GateVerdict, judge_variant, reference_verdict
+from pipeline.clinical.metrics import (
     ClassMetrics,
     ClinicalMetrics,
     Estimate,
     EvaluationConfig,
     evaluate_predictions,
 )
-from pipeline.gate import GateConfig, GateVerdict, judge_variant, reference_verdict
+from pipeline.errors import DataError
 
 CLASS_NAMES = ("N", "S", "V")
 DEFAULT = GateConfig()

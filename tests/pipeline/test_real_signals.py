@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.real_signals import evaluate_real_ecg, heart_rate_per_window, match_beats, signal_samples_folder
+from pipeline.validation.real_ecg import evaluate_real_ecg, heart_rate_per_window, match_beats, signal_samples_folder
 from tests.runtime.conftest import tiny_bundle
 
 needs_recordings = pytest.mark.skipif(

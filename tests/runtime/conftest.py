@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.build import build_scenario
+from pipeline.build.builder import build_scenario
+from pipeline.build.context import StageContext
 from pipeline.config import Profile
 from pipeline.scenarios import get_scenario
-from pipeline.stages.context import StageContext
 from runtime.bundle import Bundle, load_bundle
 
 # (offset from R in s, width in s, amplitude): P, Q, R, S and T waves of a lead-II-like beat.

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from pipeline.cli_run import run_command
+from pipeline.cli.run import run_command
 from runtime.__main__ import main as device_main
 from runtime.readers import InputError
 from runtime.runner import RunOptions, TelemetryUnavailableError, run, telemetry_record

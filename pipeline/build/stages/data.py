@@ -1,0 +1,48 @@
+"""Stage ``data``: make the scenario's seed-fixed splits once and keep them as an artefact."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline.build.artifacts import Artifact, StageResult, run_stage
+from pipeline.build.context import StageContext
+from pipeline.config import BuildConfig
+from pipeline.scenarios.base import Scenario
+from pipeline.splits import SPLIT_NAMES, DataSplits, load_splits, save_splits, validate_split
+
+SPLITS_FILE = "splits.npz"
+
+
+def describe_splits(splits: DataSplits, seed: int) -> dict:
+    """Sizes, class balance and provenance: what manifests say about the data."""
+    return {
+        "seed": seed,
+        "class_names": list(splits.class_names),
+        "sizes": {name: len(splits.split(name)) for name in SPLIT_NAMES},
+        "class_balance": splits.class_balance(),
+        "provenance": splits.provenance,
+    }
+
+
+def run_data_stage(scenario: Scenario, config: BuildConfig, context: StageContext) -> tuple[Artifact, bool]:
+    spec = scenario.input_spec(config.data)
+
+    def produce(work: Path) -> StageResult:
+        splits = scenario.make_data(config.data, config.seed, lambda done, total: context.progress("data", done, total))
+        for name in SPLIT_NAMES:
+            validate_split(name, splits.split(name), spec.shape, len(splits.class_names))
+        save_splits(splits, work / SPLITS_FILE)
+        return StageResult(describe_splits(splits, config.seed))
+
+    stage_config = {
+        "scenario": scenario.name,
+        "scenario_version": scenario.version,
+        "data": config.data,
+        "seed": config.seed,
+    }
+    return run_stage("data", stage_config, None, context.root, produce)
+
+
+def load_data(artifact: Artifact) -> DataSplits:
+    """The splits a ``data`` (or ``import-data``) artefact holds."""
+    return load_splits(artifact.path(SPLITS_FILE), artifact.metrics.get("provenance", {}))

@@ -1,0 +1,139 @@
+"""A user's own model: ``edgemed build --model my.keras --data my.npz``, no Python needed.
+
+The ``.npz`` holds float32 arrays shaped like the model input (batch first) and
+integer labels:
+
+- ``calibration_inputs`` — int8 static calibration only (required)
+- ``test_inputs`` and ``test_labels`` — parity, clinical metrics, reference profile (required)
+- ``class_names`` — optional string array, one per model output (default ``class_0`` …)
+- ``sample_rate_hz`` — optional scalar recorded in the manifest for waveform inputs
+
+The model must end in a softmax (outputs are probabilities per class).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.build.artifacts import Artifact, StageResult, run_stage
+from pipeline.build.context import StageContext
+from pipeline.build.stages.data import describe_splits
+from pipeline.build.stages.train import MODEL_FILE
+from pipeline.errors import DataError
+from pipeline.scenarios.base import InputSpec
+from pipeline.splits import SPLIT_NAMES, DataSplits, Split, save_splits, validate_split
+from pipeline.training.keras_files import load_keras_model
+from runtime.features import FeatureKind
+from runtime.hashing import sha256_file
+
+REQUIRED_KEYS = ("calibration_inputs", "test_inputs", "test_labels")
+
+
+@dataclass(frozen=True)
+class CustomData:
+    """What the user's .npz provides, checked."""
+
+    calibration: np.ndarray
+    test_inputs: np.ndarray
+    test_labels: np.ndarray
+    class_names: tuple[str, ...] | None
+    sample_rate_hz: float | None
+
+
+def read_user_data(path: Path) -> CustomData:
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist", expected="an .npz file", fix="check the path")
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            contents = {key: arrays[key] for key in arrays.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise DataError(
+            f"{path} is not a readable .npz file: {error}",
+            expected="a file written by numpy.savez with the documented keys",
+            fix="numpy.savez('data.npz', calibration_inputs=..., test_inputs=..., test_labels=...)",
+        ) from error
+    missing = [key for key in REQUIRED_KEYS if key not in contents]
+    if missing:
+        raise DataError(
+            f"{path} lacks the arrays {missing} (it has {sorted(contents)})",
+            expected=f"the keys {list(REQUIRED_KEYS)}; optional: class_names, sample_rate_hz",
+            fix="add the missing arrays with numpy.savez",
+        )
+    names = contents.get("class_names")
+    rate = contents.get("sample_rate_hz")
+    return CustomData(
+        calibration=contents["calibration_inputs"],
+        test_inputs=contents["test_inputs"],
+        test_labels=contents["test_labels"].astype(np.int64)
+        if contents["test_labels"].dtype.kind in "iu"
+        else contents["test_labels"],
+        class_names=tuple(str(name) for name in names) if names is not None else None,
+        sample_rate_hz=float(rate) if rate is not None else None,
+    )
+
+
+def model_signature(model_path: Path) -> tuple[tuple[int, ...], int]:
+    """(per-sample input shape, number of outputs) of a ``.keras`` model."""
+    model = load_keras_model(model_path)
+    input_shape = tuple(int(dimension) for dimension in model.input_shape[1:])
+    return input_shape, int(model.output_shape[-1])
+
+
+def custom_input_spec(input_shape: tuple[int, ...], sample_rate_hz: float | None) -> InputSpec:
+    tabular = len(input_shape) == 1
+    return InputSpec(
+        shape=input_shape,
+        feature_kind=FeatureKind.TABULAR if tabular else FeatureKind.WAVEFORM,
+        sample_rate_hz=sample_rate_hz,
+        feature_names=tuple(f"feature_{index}" for index in range(input_shape[0])) if tabular else (),
+        preprocessing_in_graph="whatever the user's Keras model does in its layers",
+        runtime_preprocessing="feed inputs exactly as in the .npz used to build this bundle",
+    )
+
+
+def run_import_stages(
+    model_path: Path, data_path: Path, name: str, context: StageContext
+) -> tuple[Artifact, Artifact, InputSpec, bool]:
+    """The ``data`` and ``import`` stages for a user model: (data, model, spec, reused)."""
+    input_shape, outputs = model_signature(model_path)
+    user = read_user_data(data_path)
+    class_names = user.class_names or tuple(f"class_{index}" for index in range(outputs))
+    if len(class_names) != outputs:
+        raise DataError(
+            f"{len(class_names)} class names for a model with {outputs} outputs",
+            expected="one class name per model output",
+            fix="fix class_names in the .npz",
+        )
+    empty = Split(np.zeros((0, *input_shape), np.float32), np.zeros(0, np.int64))
+    dummy_labels = np.zeros(len(user.calibration), np.int64)
+    splits = DataSplits(
+        train=empty,
+        validation=empty,
+        calibration=Split(user.calibration, dummy_labels),
+        test=Split(user.test_inputs, user.test_labels),
+        class_names=class_names,
+        provenance={"synthetic": None, "source": f"user-supplied {Path(data_path).name}", "licence": "user's own"},
+    )
+    for split in SPLIT_NAMES:
+        validate_split(split, splits.split(split), input_shape, outputs)
+
+    def produce_data(work: Path) -> StageResult:
+        save_splits(splits, work / "splits.npz")
+        return StageResult(describe_splits(splits, seed=0))
+
+    data_config = {"name": name, "data_sha256": sha256_file(data_path), "class_names": class_names}
+    data, data_reused = run_stage("data", data_config, None, context.root, produce_data)
+
+    def produce_model(work: Path) -> StageResult:
+        (work / MODEL_FILE).write_bytes(Path(model_path).read_bytes())
+        return StageResult({"source": Path(model_path).name, "trained_by": "user"})
+
+    model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
+    model, model_reused = run_stage("import", {"model_sha256": model_hash}, data, context.root, produce_model)
+    return data, model, custom_input_spec(input_shape, user.sample_rate_hz), data_reused and model_reused

@@ -1,0 +1,156 @@
+"""``edgemed bench``: benchmark every variant of every scenario, with Keras and LiteRT peers;
+``edgemed bench-stream``: real-time factor of the device stream path.
+
+Usage errors
+(unknown scenario, missing model path, provider not installed, bad batch size) exit 2,
+failures exit 1; no results file is written unless every measurement succeeded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import click
+
+from pipeline.cli.logging_setup import configure_logging
+from pipeline.errors import UsageError
+from runtime.errors import EdgemedError
+
+DEFAULT_OUTPUT = Path("benchmarks") / "results"
+
+
+def _split_list(value: str | None) -> tuple[str, ...]:
+    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
+
+
+def _parse_threads(value: str | None) -> tuple[int, ...]:
+    from pipeline.build.machine import usable_cores
+
+    counts = []
+    for item in _split_list(value):
+        if item == "all":
+            counts.append(usable_cores())
+        elif item.isdigit() and int(item) > 0:
+            counts.append(int(item))
+        else:
+            raise click.BadParameter(f"{item!r} is not a thread count; expected positive integers or 'all'")
+    return tuple(counts)
+
+
+def _parse_batch_sizes(value: str) -> tuple[int, ...]:
+    sizes = _split_list(value)
+    if not sizes or not all(item.lstrip("-").isdigit() for item in sizes):
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers such as 1,32,256")
+    return tuple(int(item) for item in sizes)
+
+
+def _collect_inputs(scenarios: tuple[str, ...], models: tuple[str, ...], options: dict, bars) -> list:
+    from pipeline.benchmark.scenario_inputs import from_build, from_model_path
+
+    inputs = [from_model_path(Path(model)) for model in models]
+    if models and not scenarios:
+        return inputs
+    from pipeline.build.builder import StageName, build_scenario
+    from pipeline.build.context import StageContext
+    from pipeline.config import Profile
+    from pipeline.scenarios import get_scenario, scenario_names
+
+    root = Path(options["artifacts"])
+    for name in scenarios or tuple(scenario_names()):
+        scenario = get_scenario(name)
+        config = scenario.build_config(Profile(options["profile"]))
+        outcome = build_scenario(scenario, config, StageContext(root, bars), None, StageName.EVALUATE)
+        inputs.append(from_build(name, outcome.artifacts, root))
+    return inputs
+
+
+@click.command("bench")
+@click.argument("scenarios", nargs=-1)
+@click.option("--quick", is_flag=True, help="Seconds-long measurements (tests, smoke runs).")
+@click.option("--model", "models", multiple=True, help="Also benchmark this bundle folder or .onnx file.")
+@click.option("--artifacts", type=click.Path(file_okay=False), default="artifacts", show_default=True)
+@click.option("--output", type=click.Path(file_okay=False), default=str(DEFAULT_OUTPUT), show_default=True)
+@click.option("--providers", default=None, help="Comma-separated EPs (cpu,cuda,tensorrt); default: all, "
+              "missing ones reported as not available.")
+@click.option("--threads", default=None, help="Comma-separated intra-op thread counts or 'all' (default: 1,all).")
+@click.option("--batch-sizes", default="1,32,256", show_default=True, help="Throughput batch sizes.")
+@click.option("--profile", type=click.Choice(["full", "tiny"]), default="full", show_default=True,
+              help="Build profile of the scenarios (tiny: smoke builds).")
+@click.option("--peers/--no-peers", default=True, help="Keras and LiteRT rows from the same Keras model.")
+@click.option("--ablation/--no-ablation", default=False, help="Also measure what each speed pass buys.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG plots.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@click.option("-v", "--verbose", is_flag=True)
+def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options) -> None:
+    """Benchmark ONNX variants (every EP, 1 and all threads) against Keras and LiteRT.
+
+    SCENARIOS: names from 'edgemed scenarios' (default: all). Each is built, or taken
+    from the cache, up to the evaluate stage. Results: OUTPUT/bench.json, bench.md, *.png.
+    """
+    from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
+    from pipeline.benchmark.results_io import write_results
+    from pipeline.benchmark.statistics import QUICK_STABILITY, StabilityConfig
+    from pipeline.cli.progress import ProgressBars
+
+    configure_logging(options["verbose"])
+    show = sys.stderr.isatty() if options["progress"] is None else options["progress"]
+    bars = ProgressBars("", show)
+    config = BenchmarkConfig(
+        stability=QUICK_STABILITY if options["quick"] else StabilityConfig(),
+        batch_sizes=_parse_batch_sizes(options["batch_sizes"]),
+        threads=_parse_threads(options["threads"]),
+        providers=_split_list(options["providers"]),
+        peers=options["peers"],
+        quick=options["quick"],
+    )
+    try:
+        inputs = _collect_inputs(scenarios, models, options, bars)
+        document = run_benchmark(inputs, config, bars)
+        if options["ablation"]:
+            from pipeline.benchmark.ablation import run_ablation
+
+            document["ablation"] = run_ablation(inputs, dataclasses.replace(config, peers=False), bars)
+        written = write_results(document, Path(options["output"]), plots=not options["no_plots"])
+    except UsageError as error:
+        raise click.UsageError(str(error)) from error
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        bars.close()
+    click.echo("\n".join(str(path) for path in written))
+
+
+@click.command("bench-stream")
+@click.argument("bundle", type=click.Path(exists=True, file_okay=False))
+@click.option(
+    "--hours",
+    type=click.FloatRange(min=0.01),
+    default=24.0,
+    show_default=True,
+    help="Length of the synthetic recording.",
+)
+@click.option("--no-telemetry", is_flag=True, help="Leave the SQLite outbox appends out of the path.")
+@click.option(
+    "--output", type=click.Path(dir_okay=False), default="benchmarks/results/stream_speed.json", show_default=True
+)
+def bench_stream_command(bundle: str, hours: float, no_telemetry: bool, output: str) -> None:
+    """Real-time factor of the device stream path (R-peaks, windows, inference, telemetry) on one core."""
+    from pipeline.benchmark.stream_speed import StreamSpeedConfig, measure_stream_speed
+    from pipeline.build.artifacts import write_json_atomic
+
+    configure_logging(verbose=False)
+    config = StreamSpeedConfig(hours=hours, profiled_hours=min(1.0, hours), telemetry=not no_telemetry)
+    try:
+        report = measure_stream_speed(Path(bundle), config)
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    write_json_atomic(Path(output), report)
+    click.echo(
+        f"{report['recording_s'] / 3600:.1f} h of ECG in {report['wall_s']:.2f} s on {config.threads} thread: "
+        f"{report['real_time_factor']:,.0f}× real time ({report['beats']:,} beats, "
+        f"{report['microseconds_per_beat']} µs/beat; target {report['target_real_time_factor']:,}×)"
+    )
+    click.echo("time share: " + ", ".join(f"{k} {v:.0%}" for k, v in report["time_share_by_stage"].items()))
+    click.echo(f"written to {output}")

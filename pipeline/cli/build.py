@@ -1,0 +1,194 @@
+"""``edgemed build | train | export | quantize | evaluate | bundle | scenarios``: scenarios or a user's
+model through the build stages into device bundles.
+
+Usage errors exit with status 2, failures with status 1; messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from pipeline.build.builder import BuildOutcome, StageName, build_custom, build_scenario
+from pipeline.build.bundle_report import summary_table
+from pipeline.build.context import StageContext
+from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.progress import ProgressBars
+from pipeline.config import BuildConfig, Profile, VariantName
+from pipeline.errors import UsageError
+from runtime.errors import EdgemedError
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+def _apply_overrides(config: BuildConfig, options: dict) -> BuildConfig:
+    from exporters.quantize import parse_calibration_method
+
+    if options.get("seed") is not None:
+        config = dataclasses.replace(config, seed=options["seed"])
+    if options.get("epochs") is not None:
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=options["epochs"]))
+    if options.get("opset") is not None:
+        export = dataclasses.replace(config.export.export, opset=options["opset"])
+        config = dataclasses.replace(config, export=dataclasses.replace(config.export, export=export))
+    if options.get("calibration_method"):
+        quantization = dataclasses.replace(
+            config.variants.quantization, calibration_method=parse_calibration_method(options["calibration_method"])
+        )
+        config = dataclasses.replace(config, variants=dataclasses.replace(config.variants, quantization=quantization))
+    if options.get("variant"):
+        bundle = dataclasses.replace(config.bundle, required_variant=VariantName(options["variant"]))
+        config = dataclasses.replace(config, bundle=bundle)
+    return config
+
+
+def _report(name: str, outcome: BuildOutcome, seconds: float) -> None:
+    reused = [stage for stage, flag in outcome.reused.items() if flag]
+    click.echo(f"\n{name}: {len(outcome.artifacts)} stages in {seconds:.1f} s (reused: {', '.join(reused) or 'none'})")
+    for stage, artifact in outcome.artifacts.items():
+        click.echo(f"  {stage:<9} {artifact.id}  {artifact.directory}")
+    manifest = outcome.bundle_manifest
+    if manifest:
+        click.echo(f"  bundle → {outcome.bundle_directory}")
+        table_input = {"variants": manifest["variants"], "variant": manifest["variant"]}
+        click.echo("\n" + summary_table(table_input))
+        click.echo(f"\nshipped: {manifest['variant']} — {manifest['reason']}")
+
+
+def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
+    from pipeline.scenarios import get_scenario, scenario_names
+
+    configure_logging(options["verbose"])
+    context_root = Path(options["artifacts"])
+    bundles = Path(options["bundles"])
+    show = sys.stderr.isatty() or options["progress"]
+    try:
+        if options.get("model") or options.get("data"):
+            if not (options.get("model") and options.get("data")):
+                raise click.UsageError("--model and --data go together: give both, or neither")
+            name = options.get("name") or Path(options["model"]).stem
+            base = BuildConfig(scenario=name, data={}, model={})
+            if Profile(options["profile"]) is Profile.TINY:
+                from pipeline.config import shrink_for_tests
+
+                base = shrink_for_tests(base)
+            config = _apply_overrides(base, options)
+            bars = ProgressBars(f"{name} ", show)
+            started = time.perf_counter()
+            outcome = build_custom(
+                Path(options["model"]),
+                Path(options["data"]),
+                name,
+                config,
+                StageContext(context_root, bars),
+                bundles,
+                until,
+            )
+            bars.close()
+            _report(name, outcome, time.perf_counter() - started)
+            return
+        for name in scenarios or tuple(scenario_names()):
+            scenario = get_scenario(name)
+            config = _apply_overrides(scenario.build_config(Profile(options["profile"])), options)
+            bars = ProgressBars(f"{name} ", show)
+            started = time.perf_counter()
+            outcome = build_scenario(scenario, config, StageContext(context_root, bars), bundles, until)
+            bars.close()
+            _report(name, outcome, time.perf_counter() - started)
+    except UsageError as error:
+        raise click.UsageError(str(error)) from error
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+
+
+def _build_options(function):
+    decorators = [
+        click.argument("scenarios", nargs=-1),
+        click.option(
+            "--profile",
+            type=click.Choice([p.value for p in Profile]),
+            default=Profile.FULL.value,
+            show_default=True,
+            help="full: real bundles; tiny: seconds-long smoke build.",
+        ),
+        click.option("--seed", type=int, default=None, help="Seed for splits, initialisation and shuffling."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs."),
+        click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17)."),
+        click.option(
+            "--calibration-method",
+            type=click.Choice(CALIBRATION_METHODS),
+            default=None,
+            help="int8 static calibration (default minmax).",
+        ),
+        click.option(
+            "--variant",
+            type=click.Choice([v.value for v in VariantName]),
+            default=None,
+            help="Ship exactly this variant; fails if it did not pass the clinical gate.",
+        ),
+        click.option(
+            "--model",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="Your own Keras 3 model (.keras) instead of a scenario.",
+        ),
+        click.option(
+            "--data",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help="With --model: .npz with calibration_inputs, test_inputs, test_labels[, class_names].",
+        ),
+        click.option("--name", default=None, help="With --model: bundle name (default: the model file's stem)."),
+        click.option(
+            "--artifacts",
+            type=click.Path(file_okay=False),
+            default="artifacts",
+            show_default=True,
+            help="Cache of hash-addressed stage artefacts.",
+        ),
+        click.option(
+            "--bundles",
+            type=click.Path(file_okay=False),
+            default="bundles",
+            show_default=True,
+            help="Where finished bundles are published.",
+        ),
+        click.option("--progress/--no-progress", default=False, help="Force progress bars when not on a terminal."),
+        click.option("-v", "--verbose", is_flag=True, help="Log every stage's decisions."),
+    ]
+    for decorator in reversed(decorators):
+        function = decorator(function)
+    return function
+
+
+def _stage_command(name: str, until: StageName, summary: str):
+    @_build_options
+    def command(scenarios: tuple[str, ...], **options) -> None:
+        _run(until, scenarios, options)
+
+    command.__doc__ = summary + "\n\nSCENARIOS: names from 'edgemed scenarios' (default: all)."
+    return click.command(name)(command)
+
+
+BUILD_COMMANDS = [
+    _stage_command("build", StageName.BUNDLE, "Run every stage and publish the bundle (cached stages are reused)."),
+    _stage_command("train", StageName.TRAIN, "Make the data splits and train the Keras model."),
+    _stage_command("export", StageName.EXPORT, "Export to ONNX and check parity with Keras."),
+    _stage_command("quantize", StageName.VARIANTS, "Make the fp32/fp16/int8-dynamic/int8-static variants."),
+    _stage_command("evaluate", StageName.EVALUATE, "Clinical metrics with CIs and gate verdicts for every variant."),
+    _stage_command("bundle", StageName.BUNDLE, "Time the variants and bundle the fastest one that passed the gate."),
+]
+
+
+@click.command("scenarios")
+def list_scenarios() -> None:
+    """List the registered scenarios."""
+    from pipeline.scenarios import get_scenario, scenario_names
+
+    for name in scenario_names():
+        scenario = get_scenario(name)
+        click.echo(f"{name:<16} {', '.join(scenario.class_names):<24} {scenario.description}")

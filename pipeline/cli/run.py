@@ -1,0 +1,62 @@
+"""``edgemed run``: the device runtime from the build machine's command line.
+
+The same run as ``python -m runtime`` (``runtime.__main__.write_events``), with click's
+options and help. Events are printed as JSON lines (or written to ``--output``). Exit
+status, as on the device: 2 for usage errors, 1 when the bundle or the input is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pipeline.cli.logging_setup import configure_logging
+from runtime.__main__ import summary_line, write_events
+from runtime.errors import EdgemedError
+from runtime.runner import RunOptions
+
+
+@click.command("run")
+@click.argument("bundle", type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Recording (.csv, .npy, .h5) for a waveform bundle, or a feature .csv for a tabular one.",
+)
+@click.option(
+    "--sample-rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Signal rate in Hz (needed for .npy and signal .csv).",
+)
+@click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
+@click.option("--telemetry-url", default=None, help="Upload one telemetry record per inference to this URL.")
+@click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
+@click.option("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name (default: best).")
+@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime threads.")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write JSON lines here instead of stdout.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log the runtime's decisions to stderr.")
+def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bool, **options) -> None:
+    """Run BUNDLE on a recording or a table; print events as JSON lines."""
+    configure_logging(verbose)
+    run_options = RunOptions(
+        sample_rate_hz=options["sample_rate"],
+        device_id=options["device_id"],
+        telemetry_url=options["telemetry_url"],
+        telemetry_outbox=options["telemetry_outbox"],
+        provider=options["provider"],
+        threads=options["threads"],
+    )
+    try:
+        kinds = write_events(bundle, input_path, run_options, output)
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(summary_line(kinds), err=True)
