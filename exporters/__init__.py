@@ -4,7 +4,7 @@ optimization and reduced-precision variants (fp16, int8 dynamic, int8 static).
 Dependency rule: ``exporters`` may import ``runtime`` and third-party libraries
 (tensorflow, keras, tf2onnx, onnx, onnxruntime, numpy), never ``pipeline`` or
 ``dashboard``. TensorFlow and tf2onnx are imported lazily inside the functions that
-need them, so importing this package (or ``exporters.quantize``) does not load them.
+need them, so importing this package (or ``exporters.quantization``) does not load them.
 """
 
 from exporters.census import OpCensus, op_census
@@ -12,7 +12,7 @@ from exporters.errors import ExportError, ParityError, QuantizationError
 from exporters.keras_to_onnx import ExportConfig, export_keras_to_onnx
 from exporters.optimization.portable import optimize_portable
 from exporters.parity import ParityReport, check_keras_parity, compare_outputs
-from exporters.quantize import (
+from exporters.quantization import (
     CalibrationMethod,
     QuantizationConfig,
     UnknownCalibrationMethodError,
@@ -21,6 +21,7 @@ from exporters.quantize import (
     quantize_int8_dynamic,
     quantize_int8_static,
 )
+from exporters.variants import UnknownVariantError, VariantName, VariantRequest, make_variant
 
 __all__ = [
     "CalibrationMethod",
@@ -32,10 +33,14 @@ __all__ = [
     "QuantizationConfig",
     "QuantizationError",
     "UnknownCalibrationMethodError",
+    "UnknownVariantError",
+    "VariantName",
+    "VariantRequest",
     "check_keras_parity",
     "compare_outputs",
     "convert_fp16",
     "export_keras_to_onnx",
+    "make_variant",
     "op_census",
     "optimize_portable",
     "parse_calibration_method",

@@ -6,34 +6,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.errors import EdgemedError
+from runtime.session import CPU_PROVIDER, onnxruntime_errors, open_session
 
 if TYPE_CHECKING:
+    import numpy as np
     import onnxruntime
 
-
-def onnxruntime_errors() -> tuple[type[BaseException], ...]:
-    """Exception types ONNX Runtime raises when loading or running a model.
-
-    Its pybind11 exceptions (Fail, InvalidArgument, ...) derive from ``Exception`` only,
-    not from ``RuntimeError``, so they have to be named one by one.
-    """
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = (
-        "Fail",
-        "InvalidArgument",
-        "NoSuchFile",
-        "NoModel",
-        "EngineError",
-        "RuntimeException",
-        "InvalidProtobuf",
-        "ModelLoaded",
-        "NotImplemented",
-        "InvalidGraph",
-        "EPFail",
-    )
-    errors = tuple(getattr(state, name) for name in names if hasattr(state, name))
-    return (*errors, RuntimeError, ValueError)
+PREDICTION_BATCH_SIZE = 256  # samples per session.run when a whole split is predicted
 
 
 def cpu_session(
@@ -42,8 +21,6 @@ def cpu_session(
     options: onnxruntime.SessionOptions | None = None,
 ) -> onnxruntime.InferenceSession:
     """Open ``model_path`` on the CPU execution provider, turning failures into ``error_type``."""
-    import onnxruntime
-
     model_path = Path(model_path)
     if not model_path.is_file():
         raise error_type(
@@ -52,7 +29,7 @@ def cpu_session(
             fix="run the export stage first, or check the path",
         )
     try:
-        return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        return open_session(model_path, CPU_PROVIDER, options)
     except onnxruntime_errors() as error:
         raise error_type(
             f"ONNX Runtime cannot load {model_path}: {str(error).strip()}",
@@ -61,11 +38,17 @@ def cpu_session(
         ) from error
 
 
-def run_in_batches(model_path: Path, inputs, batch_size: int, error_type: type[EdgemedError]):
+def run_in_batches(model_path: Path, inputs: np.ndarray, batch_size: int,
+                   error_type: type[EdgemedError]) -> np.ndarray:
     """Outputs of the first graph output for ``inputs``, run ``batch_size`` samples at a time on the CPU."""
+    return run_session_in_batches(cpu_session(model_path, error_type), inputs, batch_size)
+
+
+def run_session_in_batches(session: onnxruntime.InferenceSession, inputs: np.ndarray, batch_size: int) -> np.ndarray:
+    """Outputs of ``session``'s first graph output for ``inputs`` (fed to its first input), ``batch_size``
+    samples at a time, concatenated along the batch axis. ONNX Runtime's errors propagate unchanged."""
     import numpy as np
 
-    session = cpu_session(model_path, error_type)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: inputs[start : start + batch_size]})[0]
                            for start in range(0, len(inputs), batch_size)])

@@ -15,3 +15,7 @@ class ParityError(EdgemedError):
 
 class QuantizationError(EdgemedError):
     """A variant (fp16, int8) could not be produced."""
+
+
+class TimingError(EdgemedError):
+    """Latency timing was asked for with settings or models it cannot time."""

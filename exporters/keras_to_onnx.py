@@ -37,10 +37,11 @@ logger = logging.getLogger(__name__)
 
 BATCH_AXIS_NAME = "batch"  # symbolic name of the dynamic first axis of the graph input and output
 
-# tf2onnx registers handlers up to opset 18; below 13 per-channel QDQ quantization and
-# several Keras 3 lowerings (ReduceSum with axes as input, Squeeze/Unsqueeze) are unavailable.
-_MINIMUM_OPSET = 13
-_MAXIMUM_OPSET = 18
+# The opsets an export accepts (also the CLI's --opset range). tf2onnx registers handlers up to
+# opset 18; below 13 per-channel QDQ quantization and several Keras 3 lowerings (ReduceSum with
+# axes as input, Squeeze/Unsqueeze) are unavailable.
+MIN_OPSET = 13
+MAX_OPSET = 18
 
 
 @dataclass(frozen=True)
@@ -115,10 +116,10 @@ def _check_backend() -> None:
 
 
 def _check_opset(opset: int) -> None:
-    if not _MINIMUM_OPSET <= opset <= _MAXIMUM_OPSET:
+    if not MIN_OPSET <= opset <= MAX_OPSET:
         raise ExportError(
             f"ONNX opset {opset} is not supported",
-            expected=f"an opset between {_MINIMUM_OPSET} and {_MAXIMUM_OPSET} (tf2onnx's supported range)",
+            expected=f"an opset between {MIN_OPSET} and {MAX_OPSET} (tf2onnx's supported range)",
             fix="use the default ExportConfig.opset (17) unless the device runtime needs another",
         )
 
@@ -271,7 +272,7 @@ def _raise_for_unconverted_layers(
         "replace the layer with standard Keras layers built from supported ops "
         "(e.g. keras.ops functions tf2onnx converts), or move that computation outside the model"
     )
-    if required_opsets and max(required_opsets) <= _MAXIMUM_OPSET:
+    if required_opsets and max(required_opsets) <= MAX_OPSET:
         fix = f"raise ExportConfig.opset from {opset} to {max(required_opsets)}, or " + fix
     raise ExportError(
         f"model {model.name!r} contains ops tf2onnx cannot convert to ONNX opset {opset}: " + "; ".join(descriptions),

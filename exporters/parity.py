@@ -16,12 +16,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from exporters._onnxruntime import cpu_session, onnxruntime_errors
+from exporters._onnxruntime import cpu_session, run_session_in_batches
 from exporters.errors import ParityError
+from runtime.session import onnxruntime_errors
 
 if TYPE_CHECKING:
     import keras
@@ -29,7 +30,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-RECOMMENDED_SAMPLES = 256  # fewer samples than this gives a weak parity claim (logged as a warning)
+# Parity settings, written once: the export stage (``pipeline.config.ParityConfig``) and the graph
+# passes (``exporters.optimization.graph_passes``) use these.
+PARITY_TOLERANCE = 1e-4  # max |Δ| between a model's outputs and the outputs of the model it was made from
+PARITY_BATCH_SIZES = (1, 32)  # batch 1 (the device case) and a batch: two sizes prove the dynamic batch axis
+PARITY_SAMPLES = 256  # real inputs compared (all when fewer); fewer gives a weak claim (logged as a warning)
 _REFERENCE_CHUNK = 256  # samples per eager Keras call when computing the reference outputs
 _DECISION_THRESHOLD = 0.5  # single-column (sigmoid) outputs: the decision is output > 0.5
 
@@ -98,8 +103,8 @@ def check_keras_parity(
     model: keras.Model,
     onnx_path: Path,
     inputs: np.ndarray,
-    batch_sizes: tuple[int, ...] = (1, 32),
-    tolerance: float = 1e-4,
+    batch_sizes: tuple[int, ...] = PARITY_BATCH_SIZES,
+    tolerance: float = PARITY_TOLERANCE,
     raise_on_failure: bool = True,
 ) -> ParityReport:
     """Compare ``model`` with the ONNX model at ``onnx_path`` on every sample of ``inputs``.
@@ -115,21 +120,20 @@ def check_keras_parity(
     batch_sizes = tuple(int(size) for size in batch_sizes)
     failures: list[str] = []
     _validate_arguments(inputs, batch_sizes, tolerance)
-    if len(inputs) < RECOMMENDED_SAMPLES:
+    if len(inputs) < PARITY_SAMPLES:
         logger.warning(
-            "parity on %d samples only; use at least %d for a meaningful claim", len(inputs), RECOMMENDED_SAMPLES
+            "parity on %d samples only; use at least %d for a meaningful claim", len(inputs), PARITY_SAMPLES
         )
 
     reference = _keras_outputs(model, inputs)
     session = _cpu_session(Path(onnx_path))
-    input_name = session.get_inputs()[0].name
     fixed_batch = _fixed_batch_size(session)
 
     worst_difference = 0.0
     worst_agreement = 1.0
     for batch_size in batch_sizes:
         label = f"batch size {batch_size}"
-        candidate = _run_batches(session, input_name, inputs, batch_size, fixed_batch, label, failures)
+        candidate = _run_batches(session, inputs, batch_size, fixed_batch, label, failures)
         if candidate is None:
             worst_difference, worst_agreement = float("inf"), 0.0
             continue
@@ -176,7 +180,7 @@ def _validate_arguments(inputs: np.ndarray, batch_sizes: tuple[int, ...], tolera
         raise ParityError(
             f"parity inputs have shape {inputs.shape}",
             expected="a non-empty array of shape (samples, *input_shape)",
-            fix="pass the held-out split's features, e.g. at least 256 windows",
+            fix=f"pass the held-out split's features, e.g. at least {PARITY_SAMPLES} windows",
         )
     if not np.all(np.isfinite(inputs)):
         raise ParityError(
@@ -187,14 +191,14 @@ def _validate_arguments(inputs: np.ndarray, batch_sizes: tuple[int, ...], tolera
     if not batch_sizes or min(batch_sizes) < 1:
         raise ParityError(
             f"invalid batch sizes {list(batch_sizes)}",
-            expected="one or more positive batch sizes, e.g. (1, 32)",
-            fix="pass batch_sizes=(1, 32)",
+            expected=f"one or more positive batch sizes, e.g. {PARITY_BATCH_SIZES}",
+            fix=f"pass batch_sizes={PARITY_BATCH_SIZES}",
         )
     if not tolerance >= 0:
         raise ParityError(
             f"invalid tolerance {tolerance}",
-            expected="a non-negative tolerance such as 1e-4",
-            fix="pass tolerance=1e-4 for fp32 models",
+            expected=f"a non-negative tolerance such as {PARITY_TOLERANCE:g}",
+            fix=f"pass tolerance={PARITY_TOLERANCE:g} for fp32 models",
         )
 
 
@@ -243,7 +247,6 @@ def _fixed_batch_size(session: onnxruntime.InferenceSession) -> int | None:
 
 def _run_batches(
     session: onnxruntime.InferenceSession,
-    input_name: str,
     inputs: np.ndarray,
     batch_size: int,
     fixed_batch: int | None,
@@ -267,12 +270,11 @@ def _run_batches(
             f"of {fixed_batch} cannot run",
         )
         return None
-    outputs: list[Any] = []
     try:
-        for start in range(0, len(inputs), batch_size):
-            outputs.append(session.run(None, {input_name: inputs[start : start + batch_size]})[0])
+        outputs = run_session_in_batches(session, inputs, batch_size)
     except onnxruntime_errors() as error:
         _record(failures, False, f"{label}: ONNX Runtime failed: {str(error).splitlines()[0]}")
         return None
-    _record(failures, True, f"{label}: ONNX Runtime ran {len(inputs)} samples in {len(outputs)} batch(es)")
-    return np.concatenate(outputs, axis=0)
+    batches = -(-len(inputs) // batch_size)
+    _record(failures, True, f"{label}: ONNX Runtime ran {len(inputs)} samples in {batches} batch(es)")
+    return outputs

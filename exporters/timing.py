@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporters.errors import ExportError
+from exporters.errors import TimingError
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class InterleavedTiming:
         # Windows of a few runs are fine for slow runs (a batch of 256 takes milliseconds); the median
         # over many rounds carries the statistics.
         if self.rounds < 3 or self.runs_per_round < 3 or self.warmup_runs < 0:
-            raise ExportError(
+            raise TimingError(
                 f"interleaved timing with {self.rounds} rounds of {self.runs_per_round} runs",
                 expected="at least 3 rounds of at least 3 runs (and warm-up runs ≥ 0)",
                 fix="raise rounds / runs_per_round",
@@ -84,7 +84,7 @@ def measure_interleaved(
 ) -> InterleavedResult:
     """Time every runner (a no-argument callable doing one inference) in rotating rounds."""
     if not runners:
-        raise ExportError("no models to time", expected="at least one runner", fix="pass the models to compare")
+        raise TimingError("no models to time", expected="at least one runner", fix="pass the models to compare")
     names = list(runners)
     for name in names:
         for _ in range(timing.warmup_runs):

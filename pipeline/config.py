@@ -11,9 +11,10 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from exporters.keras_to_onnx import ExportConfig
-from exporters.quantize import ActivationType, QuantizationConfig, QuantizationFormat
+from exporters.parity import PARITY_BATCH_SIZES, PARITY_SAMPLES, PARITY_TOLERANCE
+from exporters.quantization import ActivationType, QuantizationConfig, QuantizationFormat, TuningConfig
 from exporters.timing import InterleavedTiming
-from exporters.tuning import TuningConfig
+from exporters.variants import VariantName
 from pipeline.clinical.gate import GateConfig
 from pipeline.clinical.metrics import EvaluationConfig
 
@@ -23,18 +24,6 @@ class Profile(StrEnum):
 
     FULL = "full"
     TINY = "tiny"
-
-
-class VariantName(StrEnum):
-    """The ONNX variants the ``variants`` stage can make, in order of preference on a tie."""
-
-    FP32 = "fp32"
-    FP16 = "fp16"
-    INT8_DYNAMIC = "int8-dynamic"
-    INT8_STATIC = "int8-static"
-
-
-REFERENCE_VARIANT = VariantName.FP32
 
 
 @dataclass(frozen=True)
@@ -48,9 +37,9 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ParityConfig:
-    tolerance: float = 1e-4  # max |Δ| allowed between Keras and ONNX outputs
-    batch_sizes: tuple[int, ...] = (1, 32)  # two sizes prove the dynamic batch axis
-    samples: int = 256  # real test inputs compared (all of them if the split is smaller)
+    tolerance: float = PARITY_TOLERANCE  # max |Δ| allowed between Keras and ONNX outputs
+    batch_sizes: tuple[int, ...] = PARITY_BATCH_SIZES  # two sizes prove the dynamic batch axis
+    samples: int = PARITY_SAMPLES  # real test inputs compared (all of them if the split is smaller)
 
 
 @dataclass(frozen=True)
@@ -74,7 +63,7 @@ TINY_TUNING = TuningConfig(
 class VariantsConfig:
     variants: tuple[VariantName, ...] = tuple(VariantName)  # fp32 is always made: it is the reference
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
-    # int8-static settings chosen per model by measurement (exporters.tuning) within this
+    # int8-static settings chosen per model by measurement (exporters.quantization.tuning) within this
     # search; None = quantize with ``quantization`` exactly as given.
     int8_tuning: TuningConfig | None = field(default_factory=TuningConfig)
     # fp32 ships its convolutions as 2-D (ORT's NCHWc kernels) when that measures faster.

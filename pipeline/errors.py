@@ -26,6 +26,10 @@ class ModelLoadError(UsageError):
     """A ``.keras`` file is missing, unreadable or corrupt."""
 
 
+class GateConfigError(UsageError):
+    """A clinical gate threshold is not a non-negative number of percentage points."""
+
+
 class GateError(EdgemedError):
     """No variant, or a required variant, passed the clinical gate."""
 

@@ -253,16 +253,9 @@ def _check_opset(manifest: dict) -> None:
 
 
 def _open_session(model_path: Path, settings: session_module.SessionSettings):
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    failures = tuple(
-        getattr(state, name)
-        for name in ("Fail", "InvalidProtobuf", "InvalidGraph", "InvalidArgument", "NotImplemented", "RuntimeException")
-        if hasattr(state, name)
-    )
     try:
         return session_module.create_session(model_path, settings)
-    except failures as error:
+    except session_module.onnxruntime_errors() as error:
         raise ModelLoadError(
             f"onnxruntime cannot load {model_path.name}: {error}",
             expected="a model onnxruntime can run",

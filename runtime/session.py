@@ -1,18 +1,46 @@
-"""ONNX Runtime sessions with an explicit or best-available execution provider."""
+"""ONNX Runtime sessions with an explicit or best-available execution provider.
+
+The one place edgemed opens an ``InferenceSession``, names execution providers (short ↔ full) and
+lists the exception types ONNX Runtime raises: the device runtime, the exporters and the benchmark
+all come here.
+"""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.errors import EdgemedError
 
+if TYPE_CHECKING:
+    import onnxruntime
+
 logger = logging.getLogger(__name__)
 
+CPU_PROVIDER = "CPUExecutionProvider"
+CUDA_PROVIDER = "CUDAExecutionProvider"
+TENSORRT_PROVIDER = "TensorrtExecutionProvider"
+# Short name → full name; this order is the benchmark's default provider order.
+PROVIDER_NAMES = {"cpu": CPU_PROVIDER, "cuda": CUDA_PROVIDER, "tensorrt": TENSORRT_PROVIDER}
+GPU_PROVIDERS = (CUDA_PROVIDER, TENSORRT_PROVIDER)  # outputs can stay on the device (I/O binding)
 # Best first. TensorRT and CUDA exist only with the onnxruntime-gpu package.
-PREFERRED_PROVIDERS = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
-_SHORT_NAMES = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider", "cpu": "CPUExecutionProvider"}
+PREFERRED_PROVIDERS = (TENSORRT_PROVIDER, CUDA_PROVIDER, CPU_PROVIDER)
+# ONNX Runtime's pybind11 exception classes, looked up by name (older releases lack some).
+ONNXRUNTIME_ERROR_NAMES = (
+    "Fail",
+    "InvalidArgument",
+    "NoSuchFile",
+    "NoModel",
+    "EngineError",
+    "RuntimeException",
+    "InvalidProtobuf",
+    "ModelLoaded",
+    "NotImplemented",
+    "InvalidGraph",
+    "EPFail",
+)
 
 
 # Highest ai.onnx opset each onnxruntime (major, minor) runs; newer releases get the last row (conservative).
@@ -45,6 +73,28 @@ def onnxruntime_max_opset(version: str) -> int:
     return supported[-1] if supported else CONSERVATIVE_MAX_OPSET
 
 
+def full_provider_name(name: str) -> str:
+    """``cpu`` → ``CPUExecutionProvider`` (also cuda, tensorrt); any other name is returned as it is."""
+    return PROVIDER_NAMES.get(name.lower(), name)
+
+
+def short_provider_name(name: str) -> str:
+    """``CPUExecutionProvider`` → ``CPU``: the full name without its ``ExecutionProvider`` suffix, for tables."""
+    return name.replace("ExecutionProvider", "")
+
+
+def onnxruntime_errors() -> tuple[type[BaseException], ...]:
+    """Exception types ONNX Runtime raises when loading or running a model.
+
+    Its pybind11 exceptions (Fail, InvalidArgument, ...) derive from ``Exception`` only,
+    not from ``RuntimeError``, so they have to be named one by one.
+    """
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    errors = tuple(getattr(state, name) for name in ONNXRUNTIME_ERROR_NAMES if hasattr(state, name))
+    return (*errors, RuntimeError, ValueError)
+
+
 def available_providers() -> list[str]:
     import onnxruntime
 
@@ -56,7 +106,7 @@ def resolve_provider(requested: str | None) -> str:
     available = available_providers()
     if requested is None:
         return next(name for name in PREFERRED_PROVIDERS + tuple(available) if name in available)
-    name = _SHORT_NAMES.get(requested.lower(), requested)
+    name = full_provider_name(requested)
     if name not in available:
         raise ProviderError(
             f"execution provider '{requested}' is not available in this onnxruntime",
@@ -67,17 +117,36 @@ def resolve_provider(requested: str | None) -> str:
     return name
 
 
-def create_session(model_path: Path, settings: SessionSettings = SessionSettings()):
-    """An ``InferenceSession`` on the chosen provider, falling back to CPU for unsupported nodes."""
+def session_options(settings: SessionSettings) -> onnxruntime.SessionOptions:
+    """The ``SessionOptions`` the device runtime uses: every graph optimization, ``settings``' threads and spinning."""
     import onnxruntime
 
-    provider = resolve_provider(settings.provider)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = settings.intra_op_threads
     options.inter_op_num_threads = settings.inter_op_threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if settings.spin else "0")
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-    session = onnxruntime.InferenceSession(str(model_path), options, providers=providers)
+    return options
+
+
+def open_session(
+    model_path: Path, provider: str = CPU_PROVIDER, options: onnxruntime.SessionOptions | None = None
+) -> onnxruntime.InferenceSession:
+    """An ``InferenceSession`` on ``provider`` (short or full name), falling back to CPU for unsupported nodes.
+
+    ``options`` as given (None: ONNX Runtime's defaults). The provider is not checked here: callers that
+    take it from a user resolve it first (``resolve_provider``, ``create_session``). Failures raise one of
+    ``onnxruntime_errors()``.
+    """
+    import onnxruntime
+
+    provider = full_provider_name(provider)
+    providers = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
+    return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=providers)
+
+
+def create_session(model_path: Path, settings: SessionSettings = SessionSettings()):
+    """An ``InferenceSession`` on the provider ``settings`` ask for (best available by default) with its options."""
+    session = open_session(model_path, resolve_provider(settings.provider), session_options(settings))
     logger.info("onnxruntime session for %s runs on %s", Path(model_path).name, session.get_providers()[0])
     return session

@@ -51,6 +51,18 @@ CREATE TABLE IF NOT EXISTS devices (
 COMMIT;
 """
 
+# One summary row per device that ever uploaded; the collector and the dashboard's reader both run this.
+DEVICES_QUERY = (
+    "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
+    "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
+    "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
+    "GROUP BY d.device_id ORDER BY d.device_id"
+)
+DEVICE_COLUMNS = (  # the names of DEVICES_QUERY's columns, in order
+    "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
+    "last_time",
+)
+
 
 @dataclass(frozen=True)
 class Receipt:
@@ -174,23 +186,8 @@ class SqliteStore:
         return [json.loads(payload) for (payload,) in rows]
 
     def devices(self) -> list[dict[str, Any]]:
-        rows = self._connection().execute(
-            "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
-            "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
-            "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
-            "GROUP BY d.device_id ORDER BY d.device_id"
-        )
-        names = (
-            "device_id",
-            "dropped",
-            "first_received_at",
-            "last_received_at",
-            "records",
-            "last_sequence",
-            "first_time",
-            "last_time",
-        )
-        return [dict(zip(names, row, strict=True)) for row in rows]
+        rows = self._connection().execute(DEVICES_QUERY)
+        return [dict(zip(DEVICE_COLUMNS, row, strict=True)) for row in rows]
 
     def count(self) -> int:
         return int(self._connection().execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])

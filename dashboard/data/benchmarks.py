@@ -1,8 +1,9 @@
 """Read ``bench.json`` (schema: ``pipeline/benchmark/schema.md``) into frames for the Benchmarks page.
 
 The file may be absent (nobody ran ``make bench`` yet), from an older or newer harness, or broken:
-absence and unreadable JSON raise ``DataUnavailableError`` with a message for the page; schema
-deviations are collected as ``problems`` and the page shows whatever parts are still usable.
+absence and unreadable JSON raise ``DataUnavailableError`` with a message for the page; deviations in
+what the page reads are collected as ``problems`` (``benchmark_checks``, without the pipeline) and the
+page shows whatever parts are still usable.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from dashboard.data.benchmark_checks import benchmark_problems
 from dashboard.data.files import DataUnavailableError, read_json_object
+from runtime.session import short_provider_name
 
 NO_RESULTS_MESSAGE = "no benchmark results yet: run make bench"
 
@@ -25,7 +28,7 @@ class BenchmarkResults:
 
     path: Path
     document: dict[str, Any]
-    problems: tuple[str, ...]  # schema violations; the page warns and shows what it can
+    problems: tuple[str, ...]  # what the page reads but is missing or mistyped; it warns and shows what it can
 
     @property
     def scenarios(self) -> list[dict[str, Any]]:
@@ -38,26 +41,12 @@ class BenchmarkResults:
         return machine if isinstance(machine, dict) else {}
 
 
-def _schema_problems(document: dict[str, Any]) -> tuple[str, ...]:
-    try:
-        from pipeline.benchmark.schema import BENCH_SCHEMA, OK_ROW_REQUIRED, schema_errors
-    except ImportError:  # the harness is optional for the dashboard: show the file unchecked
-        return ()
-    problems = schema_errors(document, BENCH_SCHEMA)
-    for scenario in document.get("scenarios") or []:
-        for row in (scenario.get("rows") or []) if isinstance(scenario, dict) else []:
-            if isinstance(row, dict) and row.get("status") == "ok":
-                problems += [f"row {row.get('engine')} {row.get('variant')}: missing {key!r}"
-                             for key in OK_ROW_REQUIRED if key not in row]
-    return tuple(problems)
-
-
 def load_benchmarks(path: Path) -> BenchmarkResults:
     """The results at ``path``; ``DataUnavailableError`` when there are none or they cannot be read."""
     if not path.is_file():
         raise DataUnavailableError(f"{NO_RESULTS_MESSAGE} (looked for {path})")
     document = read_json_object(path, "the benchmark results")
-    return BenchmarkResults(path, document, _schema_problems(document))
+    return BenchmarkResults(path, document, benchmark_problems(document))
 
 
 def row_label(row: dict[str, Any]) -> str:
@@ -73,7 +62,7 @@ def rows_frame(scenario: dict[str, Any]) -> pd.DataFrame:
         entry: dict[str, Any] = {
             "model": row_label(row),
             "shipped": row.get("engine") == "onnxruntime" and row.get("variant") == scenario.get("would_ship"),
-            "provider": str(row.get("provider") or "—").replace("ExecutionProvider", ""),
+            "provider": short_provider_name(str(row.get("provider") or "—")),
             "threads": row.get("threads"),
             "status": row.get("status", "?"),
             "p50_us": latency.get("median_of_windows_us"),
@@ -103,7 +92,7 @@ def distribution_frame(scenario: dict[str, Any]) -> pd.DataFrame:
         quantiles = (row.get("latency") or {}).get("quantiles_us") or []
         if row.get("status") != "ok" or len(quantiles) < 2:
             continue
-        provider = str(row.get("provider") or "—").replace("ExecutionProvider", "")
+        provider = short_provider_name(str(row.get("provider") or "—"))
         threads = row.get("threads")
         for index, value in enumerate(quantiles):
             rows.append({

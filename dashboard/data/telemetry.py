@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from dashboard.collector.store import record_filter
+from dashboard.collector.store import DEVICE_COLUMNS, DEVICES_QUERY, record_filter
 from dashboard.data.files import DataUnavailableError
 from runtime.telemetry.records import utc_timestamp
 
@@ -25,10 +25,6 @@ BUSY_TIMEOUT_S = 5.0  # a read waits this long for a checkpoint before giving up
 RECORD_COLUMNS = (
     "device_id", "sequence", "time", "bundle_id", "bundle_sha256", "variant", "provider",
     "latency_us", "predicted_class", "confidence", "quality_flags",
-)
-DEVICE_COLUMNS = (
-    "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
-    "last_time",
 )
 _EXTRACTED = ", ".join(f"json_extract(payload, '$.{name}')" for name in RECORD_COLUMNS[3:])
 
@@ -70,14 +66,8 @@ class TelemetryReader:
 
     def devices(self) -> pd.DataFrame:
         """One row per device that ever uploaded (the collector's ``devices`` table plus record counts)."""
-        query = (
-            "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
-            "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
-            "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
-            "GROUP BY d.device_id ORDER BY d.device_id"
-        )
         with self._connection() as connection:
-            rows = connection.execute(query).fetchall()
+            rows = connection.execute(DEVICES_QUERY).fetchall()
         frame = pd.DataFrame(rows, columns=list(DEVICE_COLUMNS))
         for column in ("first_received_at", "last_received_at", "first_time", "last_time"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")

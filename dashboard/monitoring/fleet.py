@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from dashboard.data.bundles import BundleCatalog
+from runtime.session import short_provider_name
 
 BUCKETS = (  # (longest span, bucket): about 12–100 points per line
     (timedelta(hours=2), timedelta(minutes=5)),
@@ -103,7 +104,7 @@ def device_overview(
             "device_id": device.device_id,
             "bundle": bundle.name if bundle else (f"unknown ({latest['bundle_id']})" if latest is not None else "—"),
             "variant": latest["variant"] if latest is not None else "—",
-            "provider": str(latest["provider"]).replace("ExecutionProvider", "") if latest is not None else "—",
+            "provider": short_provider_name(str(latest["provider"])) if latest is not None else "—",
             "records": int(device.records),
             "last_seen": last_time,
             "minutes_since": (now - last_time).total_seconds() / 60 if last_time is not None else None,

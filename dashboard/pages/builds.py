@@ -23,7 +23,7 @@ VARIANT_COLUMNS = {
     "variant": st.column_config.TextColumn("variant"),
     "shipped": st.column_config.CheckboxColumn("shipped"),
     "size_kib": st.column_config.NumberColumn("size (KiB)", format="%.1f"),
-    "latency_p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.1f"),
+    "latency_p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.1f", help="median of the window medians"),
     "latency_p90_us": st.column_config.NumberColumn("p90 (µs)", format="%.1f"),
     "ratio_to_fp32": st.column_config.NumberColumn("× fp32", format="%.2f",
                                                    help="median of per-round ratios to fp32 (timed together)"),

@@ -12,14 +12,10 @@ from exporters._files import atomic_destination, load_onnx_model
 from exporters._graph import non_standard_op_types
 from exporters._onnxruntime import run_in_batches
 from exporters.errors import ExportError, ParityError
-from exporters.parity import compare_outputs
+from exporters.parity import PARITY_BATCH_SIZES, PARITY_SAMPLES, PARITY_TOLERANCE, compare_outputs
 from exporters.passes import DEFAULT_PASSES, PassName, run_passes
 
 logger = logging.getLogger(__name__)
-
-PARITY_TOLERANCE = 1e-4  # max |Δ| between a pass's output model and its input model
-PARITY_BATCH_SIZES = (1, 32)  # batch 1 (the device case) and a batch (proves the dynamic axis survived)
-PARITY_SAMPLES = 256  # real inputs compared (all when fewer)
 
 
 def _outputs(model_path: Path, inputs: np.ndarray, batch_size: int) -> np.ndarray:

@@ -5,7 +5,7 @@ BASIC offline); each graph pass of ``exporters.passes`` in order; I/O binding wi
 output; the conv1d-as-2d layout (fp32); then int8 static quantization of the 1-D sped-up graph
 with onnxruntime's default settings,
 with the channels-last pass, and the build's int8-static variant (settings chosen by
-``exporters.tuning``), each with its macro-F1 on the test split.
+``exporters.quantization.tuning``), each with its macro-F1 on the test split.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def _steps(scenario: ScenarioInputs, folder: Path) -> list[tuple[str, Path, Bind
 
 
 def _quantized_steps(scenario: ScenarioInputs, fast: Path, folder: Path) -> list[tuple[str, Path, Binding]]:
-    from exporters.quantize import QuantizationConfig, quantize_int8_static
+    from exporters.quantization import QuantizationConfig, quantize_int8_static
 
     plain = QuantizationConfig(channels_last=False)  # onnxruntime's own defaults: QDQ, u8s8, per-channel
     default = folder / f"{scenario.name}-int8-default.onnx"
@@ -72,7 +72,7 @@ def _quantized_steps(scenario: ScenarioInputs, fast: Path, folder: Path) -> list
 
 
 def _tuned_label(model: Path) -> str:
-    """The settings exporters.tuning chose, from the variant's JSON sidecar."""
+    """The settings exporters.quantization.tuning chose, from the variant's JSON sidecar."""
     sidecar = model.with_suffix(".json")
     try:
         tuning = json.loads(sidecar.read_text()).get("int8_tuning")
@@ -84,29 +84,27 @@ def _tuned_label(model: Path) -> str:
 def _macro_f1(model: Path, scenario: ScenarioInputs) -> float | None:
     if scenario.test_inputs is None or scenario.test_labels is None:
         return None
-    import onnxruntime
     from sklearn.metrics import f1_score
 
-    session = onnxruntime.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    probabilities = np.concatenate([session.run(None, {name: scenario.test_inputs[start : start + 256]})[0]
-                                    for start in range(0, len(scenario.test_inputs), 256)])
+    from exporters._onnxruntime import PREDICTION_BATCH_SIZE, run_session_in_batches
+    from runtime.session import open_session
+
+    session = open_session(model)  # CPU, ONNX Runtime's default options
+    probabilities = run_session_in_batches(session, scenario.test_inputs, PREDICTION_BATCH_SIZE)
     return float(f1_score(scenario.test_labels, probabilities.argmax(-1), average="macro"))
 
 
 def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, config: BenchmarkConfig):
     """Every step's session, timed together in rotating rounds (``exporters.timing``)."""
-    import onnxruntime
-
     from exporters.timing import measure_interleaved
-    from pipeline.benchmark.onnx_runner import BoundRunner, session_options
+    from pipeline.benchmark.onnx_runner import BoundRunner, open_session
+    from runtime.session import CPU_PROVIDER
 
     runners = {}
     for index, (_, path, binding) in enumerate(steps):
-        tuning = dataclasses.replace(config.session, binding=binding)
-        session = onnxruntime.InferenceSession(str(path), session_options(1, tuning),
-                                               providers=["CPUExecutionProvider"])
-        runners[str(index)] = BoundRunner(session, samples[:1], "CPUExecutionProvider", binding)
+        tuning = dataclasses.replace(config.session, binding=binding)  # I/O binding or not, per step
+        session = open_session(path, CPU_PROVIDER, 1, tuning)
+        runners[str(index)] = BoundRunner(session, samples[:1], CPU_PROVIDER, binding)
     timing = QUICK_TIMING if config.quick else TIMING
     return measure_interleaved(runners, timing)
 

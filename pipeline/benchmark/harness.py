@@ -27,22 +27,23 @@ from pipeline.benchmark.head_to_head import (
     plan_head_to_head,
 )
 from pipeline.benchmark.memory import run_in_subprocess
-from pipeline.benchmark.onnx_runner import GPU_PROVIDERS, SessionTuning, check_batch_size
+from pipeline.benchmark.onnx_runner import SessionTuning, check_batch_size
 from pipeline.benchmark.peers import KerasMode, convert_to_litert, litert_interpreter_class
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
 from pipeline.benchmark.statistics import StabilityConfig
 from pipeline.benchmark.targets import evaluate_targets, would_ship
 from pipeline.build.machine import machine_fingerprint, usable_cores
+from runtime.session import (
+    CPU_PROVIDER,
+    GPU_PROVIDERS,
+    PROVIDER_NAMES,
+    full_provider_name,
+    short_provider_name,
+)
 
 logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-CPU = "CPUExecutionProvider"
-PROVIDER_NAMES = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 Progress = Callable[[str, int, int], None]
 
 
@@ -75,7 +76,7 @@ def resolve_providers(requested: tuple[str, ...]) -> tuple[list[str], dict[str, 
     import onnxruntime
 
     installed = list(onnxruntime.get_available_providers())
-    names = [PROVIDER_NAMES.get(name.lower(), name) for name in requested] or list(PROVIDER_NAMES.values())
+    names = [full_provider_name(name) for name in requested] or list(PROVIDER_NAMES.values())
     missing = [name for name in names if name not in installed]
     if requested and missing:
         raise ProviderNotInstalledError(
@@ -118,11 +119,11 @@ def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: lis
             for variant, path in litert.items():
                 units.append({**common, **evaluate, "engine": "litert", "variant": variant.value,
                               "model": str(path), "provider": None, "threads": count})
-    onnx_on_cpu = scenario.variants if CPU in providers else {}
+    onnx_on_cpu = scenario.variants if CPU_PROVIDER in providers else {}
     units += plan_head_to_head(onnx_on_cpu, {str(variant): path for variant, path in litert.items()}, threads, common,
                                config.session.to_dict(), config.resolved_head_to_head())
     for unit in units:
-        provider = (unit["provider"] or "").replace("ExecutionProvider", "")
+        provider = short_provider_name(unit["provider"] or "")
         unit["label"] = f"{scenario.name} {unit['engine']} {unit['variant']} {provider} x{unit['threads']}"
         if unit.get("evaluate_inputs"):
             unit["predictions_output"] = str(work / f"{scenario.name}-{unit['engine']}-{unit['variant']}.npy")

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.benchmark.errors import BenchmarkError, TimingSettingsError
+from runtime.session import CPU_PROVIDER
 
 HEAD_TO_HEAD_ENGINE = "head-to-head"  # the worker spec's "engine" for this kind of measurement
-CPU = "CPUExecutionProvider"
 ONNX_FP32 = "onnxruntime fp32"  # the reference models of the ratio columns
 LITERT_INT8 = "litert int8"
 THROUGHPUT_BATCH = 256  # the batch of the throughput target
@@ -118,7 +118,7 @@ def plan_head_to_head(onnx_variants: Mapping[str, Path], litert: Mapping[str, Pa
                    for variant, path in litert.items()}
     if len(candidates) < 2:
         return []
-    return [{**common, "engine": HEAD_TO_HEAD_ENGINE, "variant": "all", "model": None, "provider": CPU,
+    return [{**common, "engine": HEAD_TO_HEAD_ENGINE, "variant": "all", "model": None, "provider": CPU_PROVIDER,
              "threads": count, "candidates": candidates, "session": session, "head_to_head": asdict(config)}
             for count in threads]
 
@@ -133,8 +133,8 @@ def _onnx_candidate(model: Path, threads: int, session_settings: dict) -> _Candi
     from pipeline.benchmark.onnx_runner import BoundRunner, SessionTuning, fixed_batch_size, open_session
 
     tuning = SessionTuning.from_dict(session_settings)
-    session = open_session(model, CPU, threads, tuning)  # one session for both parts, as in onnx_runner
-    return _Candidate(lambda batch: BoundRunner(session, batch, CPU, tuning.binding), fixed_batch_size(model))
+    session = open_session(model, CPU_PROVIDER, threads, tuning)  # one session for both parts, as in onnx_runner
+    return _Candidate(lambda batch: BoundRunner(session, batch, CPU_PROVIDER, tuning.binding), fixed_batch_size(model))
 
 
 def _litert_candidate(interpreter_class: type, model: Path, threads: int) -> _Candidate:

@@ -17,8 +17,8 @@ import numpy as np
 
 from pipeline.benchmark.errors import BatchSizeError
 from pipeline.benchmark.statistics import StabilityConfig, measure, throughput_config
-
-GPU_PROVIDERS = ("CUDAExecutionProvider", "TensorrtExecutionProvider")
+from runtime.session import GPU_PROVIDERS
+from runtime.session import open_session as open_onnxruntime_session
 
 
 class OptimizationLevel(StrEnum):
@@ -101,11 +101,7 @@ def check_batch_size(model_path: Path, batch_size: int) -> None:
 def open_session(model_path: Path, provider: str, threads: int, tuning: SessionTuning,
                  profile_prefix: str | None = None):
     """An ``InferenceSession`` on ``provider`` (CPU as the fallback for GPU providers) with ``tuning``."""
-    import onnxruntime
-
-    providers = [provider] if provider == "CPUExecutionProvider" else [provider, "CPUExecutionProvider"]
-    return onnxruntime.InferenceSession(str(model_path), session_options(threads, tuning, profile_prefix),
-                                        providers=providers)
+    return open_onnxruntime_session(model_path, provider, session_options(threads, tuning, profile_prefix))
 
 
 class BoundRunner:

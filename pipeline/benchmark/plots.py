@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.session import short_provider_name
+
 
 def _figure():
     import matplotlib
@@ -17,7 +19,7 @@ def _figure():
 
 
 def _label(row: dict) -> str:
-    provider = (row["provider"] or "").replace("ExecutionProvider", "")
+    provider = short_provider_name(row["provider"] or "")
     return f"{row['engine']} {row['variant']}" + (f" {provider}" if provider and provider != "CPU" else "")
 
 

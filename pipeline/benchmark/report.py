@@ -10,6 +10,7 @@ from pipeline.benchmark.head_to_head import (
     candidate_name,
     interleaved_result,
 )
+from runtime.session import short_provider_name
 
 _MEBIBYTE = 1024 * 1024
 
@@ -24,7 +25,7 @@ def _throughput(row: dict, batch_size: int) -> str:
 
 
 def _row_line(row: dict, shipped: str | None, batch_sizes: list[int]) -> str:
-    provider = (row["provider"] or "").replace("ExecutionProvider", "") or "–"
+    provider = short_provider_name(row["provider"] or "") or "–"
     name = f"{row['engine']} {row['variant']}" + (" ✓" if row["engine"] == "onnxruntime" and row["variant"] == shipped
                                                  else "")
     if row["status"] != "ok":

@@ -30,8 +30,8 @@ from pipeline.benchmark.head_to_head import (
     interleaved_result,
 )
 from pipeline.config import BundleConfig
+from runtime.session import CPU_PROVIDER
 
-CPU = "CPUExecutionProvider"
 MIN_SPEEDUP_OVER_FP32 = BundleConfig().min_speedup_over_fp32  # the bundle stage's margin
 HEAD_TO_HEAD = "head-to-head"
 PER_PROCESS = "per-process"
@@ -50,7 +50,7 @@ def _find(rows: list[dict], engine: str, variant: str, threads: int) -> dict | N
     for row in rows:
         key = (row["engine"], row["variant"], row["threads"])
         matches = row["status"] == "ok" and key == (engine, variant, threads)
-        if matches and (engine != "onnxruntime" or row["provider"] == CPU):
+        if matches and (engine != "onnxruntime" or row["provider"] == CPU_PROVIDER):
             return row
     return None
 
@@ -65,7 +65,8 @@ def would_ship(rows: list[dict], gate_passed: dict[str, bool], head_to_head: lis
     but not fp32, else by the per-process p50s.
     """
     candidates = [row["variant"] for row in rows if row["status"] == "ok" and row["engine"] == "onnxruntime"
-                  and row["provider"] == CPU and row["threads"] == threads and gate_passed.get(row["variant"], False)]
+                  and row["provider"] == CPU_PROVIDER and row["threads"] == threads
+                  and gate_passed.get(row["variant"], False)]
     if not candidates:
         return None
     entry = entry_for(head_to_head, threads)

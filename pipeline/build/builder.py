@@ -1,7 +1,10 @@
-"""Run the stages in order, reusing every cached artefact, and publish the bundle.
+"""Run a build's declared stages in order, reusing every cached artefact, and publish the bundle.
 
-``build_scenario`` and ``build_custom`` stop after any stage (``until``) so the
-CLI's ``train``/``export``/``quantize``/``evaluate`` commands share one path.
+A build is a plan: a sequence of ``Step``s, each a stage name and how that stage runs on the
+artefacts of the steps before it. Every stage module exposes ``run_<stage>_stage(config, parent
+artefact(s), context) -> (artefact, reused)``. A scenario's plan trains its model; a user's plan
+imports theirs in ``train``'s place; the rest is shared. ``run_plan`` stops after any stage
+(``until``) so the CLI's ``train``/``export``/``quantize``/``evaluate`` commands share one path.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -17,11 +21,11 @@ from pathlib import Path
 from pipeline.build.artifacts import Artifact
 from pipeline.build.context import StageContext
 from pipeline.build.stages.bundle import BUNDLE_FOLDER, BundleInputs, BundleRequest, run_bundle_stage
-from pipeline.build.stages.data import run_data_stage
+from pipeline.build.stages.data import DataRequest, run_data_stage
 from pipeline.build.stages.evaluate import run_evaluate_stage
 from pipeline.build.stages.export import run_export_stage
-from pipeline.build.stages.import_model import run_import_stages
-from pipeline.build.stages.train import run_train_stage
+from pipeline.build.stages.import_model import ImportRequest, read_import, run_import_data_stage, run_import_stage
+from pipeline.build.stages.train import TrainRequest, run_train_stage
 from pipeline.build.stages.variants import run_variants_stage
 from pipeline.config import BuildConfig
 from pipeline.scenarios.base import Scenario
@@ -30,8 +34,11 @@ logger = logging.getLogger(__name__)
 
 
 class StageName(StrEnum):
+    """Every stage, in build order. ``import`` (a user's own model) takes ``train``'s place."""
+
     DATA = "data"
     TRAIN = "train"
+    IMPORT = "import"
     EXPORT = "export"
     VARIANTS = "variants"
     EVALUATE = "evaluate"
@@ -39,6 +46,11 @@ class StageName(StrEnum):
 
 
 _ORDER = list(StageName)
+
+
+def _position(stage: StageName) -> int:
+    """Where ``stage`` stands in a build; ``import`` stands where ``train`` does."""
+    return _ORDER.index(StageName.TRAIN if stage is StageName.IMPORT else stage)
 
 
 @dataclass
@@ -53,10 +65,79 @@ class BuildOutcome:
         self.artifacts[stage.value], self.reused[stage.value] = result
         return result[0]
 
+    def artifact(self, stage: StageName) -> Artifact:
+        """What ``stage`` produced (or reused) in this build."""
+        return self.artifacts[stage.value]
+
+    @property
+    def model(self) -> Artifact:
+        """The Keras model the later stages start from: the trained one, or the user's import."""
+        return self.artifacts.get(StageName.TRAIN.value) or self.artifact(StageName.IMPORT)
+
     @property
     def bundle_manifest(self) -> dict | None:
         bundle = self.artifacts.get(StageName.BUNDLE.value)
         return bundle.metrics if bundle else None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of a plan: its name and how it runs on the artefacts of the steps before it."""
+
+    stage: StageName
+    run: Callable[[BuildOutcome, StageContext], tuple[Artifact, bool]]
+
+
+def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
+    """data → train → the shared stages, for a registered scenario."""
+    data, train = DataRequest.for_build(scenario, config), TrainRequest.for_build(scenario, config)
+    bundle = BundleRequest(scenario.name, scenario.description, scenario.input_spec(config.data), config.bundle)
+    return (
+        Step(StageName.DATA, lambda built, context: run_data_stage(data, context)),
+        Step(StageName.TRAIN, lambda built, context: run_train_stage(train, built.artifact(StageName.DATA), context)),
+        *_shared_steps(config, bundle),
+    )
+
+
+def custom_plan(source: ImportRequest, config: BuildConfig) -> tuple[Step, ...]:
+    """data → import → the shared stages, for a user's ``.keras`` + ``.npz`` (no training)."""
+    bundle = BundleRequest(source.name, f"user model {source.model_path.name}", source.input_spec, config.bundle)
+    return (
+        Step(StageName.DATA, lambda built, context: run_import_data_stage(source, context)),
+        Step(StageName.IMPORT, lambda built, context: run_import_stage(
+            source, built.artifact(StageName.DATA), context)),
+        *_shared_steps(config, bundle),
+    )
+
+
+def _shared_steps(config: BuildConfig, bundle: BundleRequest) -> tuple[Step, ...]:
+    """export → variants → evaluate → bundle: every build's stages once it has data and a Keras model."""
+    data, export, variants, evaluate = StageName.DATA, StageName.EXPORT, StageName.VARIANTS, StageName.EVALUATE
+
+    def lineage(built: BuildOutcome) -> BundleInputs:
+        return BundleInputs(data=built.artifact(data), model=built.model, export=built.artifact(export),
+                            variants=built.artifact(variants), evaluate=built.artifact(evaluate))
+
+    return (
+        Step(export, lambda built, context: run_export_stage(
+            config.export, built.model, built.artifact(data), context)),
+        # The gate rides along: int8 tuning applies it on the validation split.
+        Step(variants, lambda built, context: run_variants_stage(
+            config.variants, built.artifact(export), built.artifact(data), context, config.evaluate.gate)),
+        Step(evaluate, lambda built, context: run_evaluate_stage(
+            config.evaluate, built.artifact(variants), built.artifact(data), context)),
+        Step(StageName.BUNDLE, lambda built, context: run_bundle_stage(bundle, lineage(built), context)),
+    )
+
+
+def run_plan(plan: Sequence[Step], context: StageContext, until: StageName = StageName.BUNDLE) -> BuildOutcome:
+    """Run ``plan``'s steps in order, recording each artefact, and stop after ``until``."""
+    outcome = BuildOutcome()
+    for step in plan:
+        outcome.record(step.stage, step.run(outcome, context))
+        if _position(step.stage) >= _position(until):
+            break
+    return outcome
 
 
 def publish_bundle(bundle: Artifact, destination: Path) -> Path:
@@ -77,29 +158,6 @@ def publish_bundle(bundle: Artifact, destination: Path) -> Path:
     return destination
 
 
-def _downstream(
-    outcome: BuildOutcome,
-    config: BuildConfig,
-    request: BundleRequest,
-    until: StageName,
-    context: StageContext,
-) -> BuildOutcome:
-    data, model = outcome.artifacts[StageName.DATA.value], outcome.artifacts[StageName.TRAIN.value]
-    export = outcome.record(StageName.EXPORT, run_export_stage(config.export, model, data, context))
-    if _ORDER.index(until) <= _ORDER.index(StageName.EXPORT):
-        return outcome
-    variants = outcome.record(StageName.VARIANTS, run_variants_stage(config.variants, export, data, context,
-                                                                         config.evaluate.gate))
-    if until is StageName.VARIANTS:
-        return outcome
-    evaluate = outcome.record(StageName.EVALUATE, run_evaluate_stage(config.evaluate, variants, data, context))
-    if until is StageName.EVALUATE:
-        return outcome
-    inputs = BundleInputs(data=data, model=model, export=export, variants=variants, evaluate=evaluate)
-    outcome.record(StageName.BUNDLE, run_bundle_stage(request, inputs, context))
-    return outcome
-
-
 def build_scenario(
     scenario: Scenario,
     config: BuildConfig,
@@ -108,15 +166,7 @@ def build_scenario(
     until: StageName = StageName.BUNDLE,
 ) -> BuildOutcome:
     """Every stage for a registered scenario, up to ``until``."""
-    outcome = BuildOutcome()
-    data = outcome.record(StageName.DATA, run_data_stage(scenario, config, context))
-    if until is StageName.DATA:
-        return outcome
-    outcome.record(StageName.TRAIN, run_train_stage(scenario, config, data, context))
-    if until is StageName.TRAIN:
-        return outcome
-    request = BundleRequest(scenario.name, scenario.description, scenario.input_spec(config.data), config.bundle)
-    _downstream(outcome, config, request, until, context)
+    outcome = run_plan(scenario_plan(scenario, config), context, until)
     return _publish(outcome, scenario.name, bundles_root)
 
 
@@ -129,15 +179,8 @@ def build_custom(
     bundles_root: Path | None = None,
     until: StageName = StageName.BUNDLE,
 ) -> BuildOutcome:
-    """The same stages for a user's ``.keras`` + ``.npz`` (no training: the import replaces it)."""
-    outcome = BuildOutcome()
-    data, model, spec, reused = run_import_stages(model_path, data_path, name, context)
-    outcome.artifacts[StageName.DATA.value], outcome.reused[StageName.DATA.value] = data, reused
-    outcome.artifacts[StageName.TRAIN.value], outcome.reused[StageName.TRAIN.value] = model, reused
-    if until in (StageName.DATA, StageName.TRAIN):
-        return outcome
-    request = BundleRequest(name, f"user model {Path(model_path).name}", spec, config.bundle)
-    _downstream(outcome, config, request, until, context)
+    """The same stages for a user's ``.keras`` + ``.npz``, checked before any stage runs."""
+    outcome = run_plan(custom_plan(read_import(model_path, data_path, name), config), context, until)
     return _publish(outcome, name, bundles_root)
 
 

@@ -3,7 +3,8 @@
 All variants are timed together in interleaved rounds (``exporters.timing``): on a shared
 machine whose speed changes from second to second, timing one variant after another
 compares moments as much as models. Each variant's figure is the median of its window
-medians; the ratio to fp32 is the median of per-round ratios. The benchmark harness's
+medians; the ratio to fp32 is the median of per-round ratios. The fields carry the names of
+the benchmark's latency rows (mean_us, p50_us … p99_us, median_of_windows_us, spread). The benchmark harness's
 head-to-head phase uses the same method, so ``edgemed bench`` reproduces this choice.
 """
 
@@ -22,10 +23,15 @@ REFERENCE = "fp32"
 
 @dataclass(frozen=True)
 class LatencyResult:
-    median_us: float  # median of the window medians
-    p90_us: float  # over every timed run
-    mean_us: float
+    """One variant's batch-1 latency, in the benchmark's names (``pipeline.benchmark.statistics``)."""
+
+    mean_us: float  # mean_us … p99_us and minimum_us: over every timed run
+    p50_us: float
+    p90_us: float
+    p95_us: float
+    p99_us: float
     minimum_us: float
+    median_of_windows_us: float  # median of the window medians: the headline figure ("p50" in tables)
     spread: float  # (max − min) / median of the window medians
     ratio_to_fp32: float | None  # median of per-round ratios; None without an fp32 variant
     rounds: int
@@ -53,10 +59,13 @@ def measure_variants(
                                  timing, progress)
     return {
         name: LatencyResult(
-            median_us=result.median_us(name),
-            p90_us=result.percentile_us(name, 90),
             mean_us=float(result.durations_us[name].mean()),
+            p50_us=result.percentile_us(name, 50),
+            p90_us=result.percentile_us(name, 90),
+            p95_us=result.percentile_us(name, 95),
+            p99_us=result.percentile_us(name, 99),
             minimum_us=float(result.durations_us[name].min()),
+            median_of_windows_us=result.median_us(name),
             spread=result.spread(name),
             ratio_to_fp32=result.ratio(name, REFERENCE) if REFERENCE in models else None,
             rounds=timing.rounds,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from exporters.keras_to_onnx import MAX_OPSET, MIN_OPSET, ExportConfig
+from exporters.quantization import CalibrationMethod
 from pipeline.build.builder import BuildOutcome, StageName, build_custom, build_scenario
 from pipeline.build.bundle_report import summary_table
 from pipeline.build.context import StageContext
@@ -22,12 +24,8 @@ from pipeline.config import BuildConfig, Profile, VariantName
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
 
-CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
-
 
 def _apply_overrides(config: BuildConfig, options: dict) -> BuildConfig:
-    from exporters.quantize import parse_calibration_method
-
     if options.get("seed") is not None:
         config = dataclasses.replace(config, seed=options["seed"])
     if options.get("epochs") is not None:
@@ -37,7 +35,7 @@ def _apply_overrides(config: BuildConfig, options: dict) -> BuildConfig:
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, export=export))
     if options.get("calibration_method"):
         quantization = dataclasses.replace(
-            config.variants.quantization, calibration_method=parse_calibration_method(options["calibration_method"])
+            config.variants.quantization, calibration_method=CalibrationMethod(options["calibration_method"])
         )
         config = dataclasses.replace(config, variants=dataclasses.replace(config.variants, quantization=quantization))
     if options.get("variant"):
@@ -117,10 +115,15 @@ def _build_options(function):
         ),
         click.option("--seed", type=int, default=None, help="Seed for splits, initialisation and shuffling."),
         click.option("--epochs", type=click.IntRange(min=1), default=None, help="Maximum training epochs."),
-        click.option("--opset", type=click.IntRange(13, 21), default=None, help="ONNX opset (default 17)."),
+        click.option(
+            "--opset",
+            type=click.IntRange(MIN_OPSET, MAX_OPSET),
+            default=None,
+            help=f"ONNX opset, {MIN_OPSET}–{MAX_OPSET} (default {ExportConfig.opset}).",
+        ),
         click.option(
             "--calibration-method",
-            type=click.Choice(CALIBRATION_METHODS),
+            type=click.Choice([method.value for method in CalibrationMethod]),
             default=None,
             help="int8 static calibration (default minmax).",
         ),

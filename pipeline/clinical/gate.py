@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from numbers import Real
 
 from pipeline.clinical.metrics import ClinicalMetrics
-from pipeline.errors import DataError
+from pipeline.errors import DataError, GateConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class GateConfig:
         for name in ("max_macro_f1_drop_points", "max_sensitivity_drop_points"):
             limit = getattr(self, name)
             if isinstance(limit, bool) or not isinstance(limit, Real) or math.isnan(limit) or limit < 0:
-                raise DataError(
+                raise GateConfigError(
                     f"gate threshold {name} is {limit!r}",
                     expected="a non-negative number of percentage points (e.g. 1.0 means 0.01)",
                     fix=f"set gate.{name} to 0 or more; use 0 to forbid any drop",

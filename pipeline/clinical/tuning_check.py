@@ -1,4 +1,4 @@
-"""The clinical gate as the accuracy check of int8 tuning (``exporters.tuning``), on held-out data.
+"""The clinical gate as the accuracy check of int8 tuning (``exporters.quantization.tuning``), on held-out data.
 
 Tuning must not see the test split — the real gate runs there afterwards — so candidates
 are judged on the validation split with the same rule (macro-F1 and per-class
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from exporters.tuning import AccuracyCheck, AccuracyVerdict
+from exporters.quantization import AccuracyCheck, AccuracyVerdict
 from pipeline.clinical.gate import GateConfig, judge_variant
 from pipeline.clinical.metrics import EvaluationConfig, evaluate_predictions
 

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from dashboard.data.benchmark_checks import benchmark_problems
 from dashboard.data.benchmarks import (
     NO_RESULTS_MESSAGE,
     distribution_frame,
@@ -113,6 +114,12 @@ def test_build_tables_come_from_the_manifest_and_the_artefacts(dashboard_fixture
     how_made = dict(zip(variants["variant"], variants["how_made"], strict=True))
     assert how_made["int8-static"].startswith("int8 settings: ") and how_made["fp16"] == ""
     assert variants.loc[variants["variant"] == "fp32", "ratio_to_fp32"].item() == 1.0
+    # The manifest's latency names are the benchmark's; the headline p50 is the median of the window medians.
+    latency = {name: summary["latency"] for name, summary in bundle.manifest["variants"].items()}
+    assert dict(zip(variants["variant"], variants["latency_p50_us"], strict=True)) == {
+        name: value["median_of_windows_us"] for name, value in latency.items()}
+    assert dict(zip(variants["variant"], variants["latency_p90_us"], strict=True)) == {
+        name: value["p90_us"] for name, value in latency.items()}
     assert list(sensitivity_frame(bundle).columns) == ["variant", *bundle.labels]
     metrics = load_clinical_metrics(settings.artifacts, bundle)
     confusion = confusion_frame(metrics[bundle.shipped_variant])
@@ -161,6 +168,33 @@ def test_benchmarks_missing_broken_or_off_schema(tmp_path: Path) -> None:
     assert any("machine" in problem for problem in results.problems)
     assert not rows_frame(results.scenarios[0]).empty and not machine_frame(results).empty
     assert head_to_head_frame(results.scenarios[0]).empty
+
+
+def test_benchmark_problems_name_each_mistyped_or_missing_key_the_page_reads() -> None:
+    document = bench_document()
+    document["schema_version"] = 2
+    row = document["scenarios"][0]["rows"][0]
+    row["threads"] = "one"
+    row["latency"]["quantiles_us"] = "fast"
+    row["throughput"]["1"]["samples_per_second"] = None
+    document["scenarios"][0]["rows"][-1]["status"] = "skipped"
+    document["scenarios"][0]["head_to_head"][0]["models"]["litert int8"].pop("spread")
+    document["settings"].pop("stability")  # the harness writes it, the page does not read it: not checked
+    row = "$.scenarios[0].rows[0] (onnxruntime fp32)"
+    assert benchmark_problems(document) == (
+        "$.schema_version: 2 is not one of [1]",
+        f"{row}.threads: expected integer or null, got string",
+        f"{row}.latency.quantiles_us: expected array, got string",
+        f"{row}.throughput.1.samples_per_second: expected number, got null",
+        "$.scenarios[0].rows[12] (onnxruntime *).status: 'skipped' is not one of ['ok', 'not available']",
+        "$.scenarios[0].head_to_head[0].models.litert int8: missing 'spread'",
+    )
+
+
+def test_dashboard_reads_benchmarks_without_the_pipeline() -> None:
+    code = ("import sys\nimport dashboard.data.benchmarks\n"
+            "assert not [name for name in sys.modules if name.split('.')[0] == 'pipeline']")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def test_settings_from_environment() -> None:

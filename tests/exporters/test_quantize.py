@@ -11,7 +11,7 @@ import pytest
 from onnx import numpy_helper
 
 from exporters.errors import QuantizationError
-from exporters.quantize import (
+from exporters.quantization import (
     CalibrationMethod,
     QuantizationConfig,
     convert_fp16,
@@ -19,6 +19,7 @@ from exporters.quantize import (
     quantize_int8_dynamic,
     quantize_int8_static,
 )
+from exporters.quantization import fp16 as fp16_module
 from tests.exporters.toy_models import ModelZoo, Splits
 
 INT8_AGREEMENT = 0.9  # minimum fraction of test samples whose class matches fp32
@@ -246,6 +247,25 @@ def test_failed_variant_leaves_existing_destination_and_no_temporary_files(
     assert raised.value.fix  # every error says how to fix it
     assert destination.read_bytes() == b"previous variant"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["corrupt.onnx", "variant.onnx"]
+
+
+@pytest.mark.parametrize(
+    "tooling_error",
+    [AssertionError("rank mismatch"), onnx.shape_inference.InferenceError("[ShapeInferenceError] bad"), KeyError("x")],
+)
+def test_a_tooling_failure_becomes_a_quantization_error(
+    zoo: ModelZoo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tooling_error: Exception
+) -> None:
+    # ORT's and ONNX's tooling raise plain Python and C++ exception types; each is re-raised typed.
+    def failing(model: object) -> None:
+        raise tooling_error
+
+    monkeypatch.setattr(fp16_module, "convert_to_float16_keeping_float32_input_path", failing)
+    with pytest.raises(QuantizationError, match=r"fp16 conversion of mlp\.onnx failed") as raised:
+        convert_fp16(zoo.onnx_path("mlp"), tmp_path / "fp16.onnx")
+
+    assert raised.value.__cause__ is tooling_error
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_missing_source_is_a_quantization_error(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from exporters.errors import ExportError
+from exporters.errors import TimingError
 from exporters.timing import InterleavedResult, InterleavedTiming, measure_interleaved, onnx_runner
 from tests.exporters.toy_models import ModelZoo, Splits
 
@@ -38,5 +38,5 @@ def test_onnx_runner_runs_a_real_session(zoo: ModelZoo, signals: Splits) -> None
 
 @pytest.mark.parametrize("rounds, runs", [(2, 10), (3, 2)])
 def test_too_little_timing_is_refused(rounds: int, runs: int) -> None:
-    with pytest.raises(ExportError, match="interleaved timing"):
+    with pytest.raises(TimingError, match="interleaved timing"):
         InterleavedTiming(rounds=rounds, runs_per_round=runs)

@@ -10,16 +10,18 @@ import onnxruntime
 import pytest
 
 from exporters.errors import QuantizationError
-from exporters.quantize import (
+from exporters.quantization import (
+    AccuracyVerdict,
     ActivationType,
     QuantizationConfig,
     QuantizationFormat,
+    TuningConfig,
+    choose_quantization,
     prepare_for_static_quantization,
     quantizable_node_names,
     quantize_int8_static,
 )
 from exporters.timing import InterleavedTiming
-from exporters.tuning import AccuracyVerdict, TuningConfig, choose_quantization
 from tests.exporters.toy_models import ModelZoo, Splits
 
 QUICK = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=2)
@@ -147,7 +149,7 @@ def test_float_linear_outputs_leave_no_dequantize_before_the_softmax(
 
 
 def test_the_default_search_skips_qoperator_with_int8_activations() -> None:
-    from exporters.tuning import _Search
+    from exporters.quantization.tuning import _Search
 
     seen = []
 

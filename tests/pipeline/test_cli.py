@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from exporters.keras_to_onnx import MAX_OPSET, MIN_OPSET
 from pipeline.cli import main
 
 COMMANDS = ["build", "train", "export", "quantize", "evaluate", "bundle", "scenarios"]
@@ -43,6 +44,15 @@ def test_unknown_calibration_method_lists_the_valid_ones(runner):
     result = runner.invoke(main, ["quantize", "breast-cancer", "--calibration-method", "magic"])
     assert result.exit_code == 2
     assert "minmax" in result.output and "entropy" in result.output and "percentile" in result.output
+
+
+# 19: the CLI once accepted up to 21, so the exporter refused it mid-build (exit 1).
+@pytest.mark.parametrize("opset", [MIN_OPSET - 1, 19])
+def test_an_opset_the_exporter_refuses_is_a_usage_error(runner, tmp_path, opset):
+    result = runner.invoke(main, ["export", "breast-cancer", "--opset", str(opset), "--artifacts", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert f"{MIN_OPSET}<=x<={MAX_OPSET}" in result.output
+    assert not any(tmp_path.iterdir())
 
 
 def test_model_without_data_is_a_usage_error(runner, tmp_path):
@@ -88,7 +98,17 @@ def test_user_model_builds_into_a_bundle(runner, user_model, tmp_path):
     assert manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
     assert "| variant | size (KiB) |" in result.output and "shipped:" in result.output
     again = runner.invoke(main, arguments)
-    assert again.exit_code == 0 and "reused: data, train, export, variants, evaluate, bundle" in again.output
+    # The user's model is the ``import`` stage, in ``train``'s place; every stage is reused on a rerun.
+    assert again.exit_code == 0 and "reused: data, import, export, variants, evaluate, bundle" in again.output
+
+
+def test_train_on_a_user_model_stops_after_its_import(runner, user_model, tmp_path):
+    arguments = ["train", "--model", str(user_model / "mine.keras"), "--data", str(user_model / "mine.npz")]
+    result = runner.invoke(main, [*arguments, "--artifacts", str(tmp_path / "a"), "--bundles", str(tmp_path / "b")])
+    assert result.exit_code == 0, result.output
+    assert "mine: 2 stages" in result.output and "  import " in result.output
+    assert sorted(path.name for path in (tmp_path / "a").iterdir()) == ["data", "import"]
+    assert not (tmp_path / "b").exists()
 
 
 def _write_npz(path, **overrides):

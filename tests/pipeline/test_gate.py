@@ -16,7 +16,7 @@ from pipeline.clinical.metrics import (
     EvaluationConfig,
     evaluate_predictions,
 )
-from pipeline.errors import DataError
+from pipeline.errors import DataError, GateConfigError, UsageError
 
 CLASS_NAMES = ("N", "S", "V")
 DEFAULT = GateConfig()
@@ -161,9 +161,11 @@ def test_different_test_splits_raise_data_error() -> None:
     ],
     ids=str,
 )
-def test_negative_thresholds_raise_data_error(settings: dict) -> None:
-    with pytest.raises(DataError, match="gate threshold"):
+def test_negative_thresholds_raise_gate_config_error(settings: dict) -> None:
+    with pytest.raises(GateConfigError, match="gate threshold") as raised:
         GateConfig(**settings)
+    # A usage error (the CLI exits 2), but not a data error: the data is not to blame.
+    assert isinstance(raised.value, UsageError) and not isinstance(raised.value, DataError)
 
 
 def test_verdict_round_trips_through_json() -> None:

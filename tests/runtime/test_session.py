@@ -1,12 +1,23 @@
-"""Execution-provider choice and the shared summary features."""
+"""Execution-provider choice, the session factory and the shared summary features."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from runtime.bundle import MODEL_NAME
 from runtime.features import FeatureKind, summary_features
-from runtime.session import ProviderError, available_providers, resolve_provider
+from runtime.session import (
+    CPU_PROVIDER,
+    PROVIDER_NAMES,
+    ProviderError,
+    available_providers,
+    full_provider_name,
+    onnxruntime_errors,
+    open_session,
+    resolve_provider,
+    short_provider_name,
+)
 
 
 def test_best_available_provider_is_installed_and_cpu_is_always_there():
@@ -21,6 +32,27 @@ def test_missing_provider_names_the_installed_ones():
     with pytest.raises(ProviderError) as error:
         resolve_provider("tensorrt")
     assert "CPUExecutionProvider" in str(error.value) and "onnxruntime-gpu" in str(error.value)
+
+
+def test_provider_names_map_both_ways():
+    assert list(PROVIDER_NAMES) == ["cpu", "cuda", "tensorrt"]  # the benchmark's default order
+    assert full_provider_name("CUDA") == "CUDAExecutionProvider" and full_provider_name("cpu") == CPU_PROVIDER
+    assert full_provider_name("OpenVINOExecutionProvider") == "OpenVINOExecutionProvider"  # passed through
+    assert [short_provider_name(name) for name in PROVIDER_NAMES.values()] == ["CPU", "CUDA", "Tensorrt"]
+
+
+def test_open_session_keeps_the_given_options_and_raises_onnxruntime_errors(breast_bundle_path, tmp_path):
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = open_session(breast_bundle_path / MODEL_NAME, "cpu", options)
+    assert session.get_providers() == [CPU_PROVIDER]
+    assert session.get_session_options().intra_op_num_threads == 1
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"not an onnx model")
+    with pytest.raises(onnxruntime_errors()):
+        open_session(broken)
 
 
 def test_waveform_features_match_numpy_definitions_and_ignore_gain_and_offset():

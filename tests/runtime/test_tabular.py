@@ -143,7 +143,9 @@ def test_click_run_command(breast_bundle_path, breast_bundle, tmp_path):
     names = list(breast_bundle.input_spec.feature_names)
     broken = _write_csv(tmp_path / "b.csv", names[1:], [[1.0] * (len(names) - 1)])
     result = CliRunner().invoke(run_command, [str(breast_bundle_path), "--input", str(broken)])
-    assert result.exit_code == 2 and names[0] in result.output
+    # The device contract, shared with ``python -m runtime``: 2 is a usage error, 1 a refused input or bundle.
+    # A table missing a feature column is a refused input, so 1 (``edgemed run`` used to say 2 here).
+    assert result.exit_code == 1 and names[0] in result.output
 
 
 def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, tmp_path, monkeypatch):

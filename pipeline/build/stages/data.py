@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
@@ -24,21 +25,38 @@ def describe_splits(splits: DataSplits, seed: int) -> dict:
     }
 
 
-def run_data_stage(scenario: Scenario, config: BuildConfig, context: StageContext) -> tuple[Artifact, bool]:
-    spec = scenario.input_spec(config.data)
+@dataclass(frozen=True)
+class DataRequest:
+    """What the ``data`` stage makes its splits from (the scenario's name and version, the data
+    config and the seed are its cache key)."""
+
+    scenario: Scenario
+    data: object  # the scenario's own frozen data-config dataclass
+    seed: int  # fixes the splits
+
+    @classmethod
+    def for_build(cls, scenario: Scenario, config: BuildConfig) -> DataRequest:
+        return cls(scenario, config.data, config.seed)
+
+
+def run_data_stage(request: DataRequest, context: StageContext) -> tuple[Artifact, bool]:
+    """The scenario's seed-fixed splits, validated against its input spec (the first stage: no parent)."""
+    scenario = request.scenario
+    spec = scenario.input_spec(request.data)
 
     def produce(work: Path) -> StageResult:
-        splits = scenario.make_data(config.data, config.seed, lambda done, total: context.progress("data", done, total))
+        splits = scenario.make_data(request.data, request.seed,
+                                    lambda done, total: context.progress("data", done, total))
         for name in SPLIT_NAMES:
             validate_split(name, splits.split(name), spec.shape, len(splits.class_names))
         save_splits(splits, work / SPLITS_FILE)
-        return StageResult(describe_splits(splits, config.seed))
+        return StageResult(describe_splits(splits, request.seed))
 
     stage_config = {
         "scenario": scenario.name,
         "scenario_version": scenario.version,
-        "data": config.data,
-        "seed": config.seed,
+        "data": request.data,
+        "seed": request.seed,
     }
     return run_stage("data", stage_config, None, context.root, produce)
 

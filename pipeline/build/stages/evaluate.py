@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.variants import REFERENCE_VARIANT
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
 from pipeline.build.stages.variants import load_predictions
 from pipeline.clinical.gate import GateVerdict, judge_variant, reference_verdict
 from pipeline.clinical.metrics import ClinicalMetrics, evaluate_predictions
-from pipeline.config import REFERENCE_VARIANT, EvaluateConfig
+from pipeline.config import EvaluateConfig
 
 METRICS_FILE = "clinical_metrics.json"
 VERDICTS_FILE = "gate_verdicts.json"

@@ -13,7 +13,6 @@ The model must end in a softmax (outputs are probabilities per class).
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
-from pipeline.build.stages.data import describe_splits
+from pipeline.build.stages.data import SPLITS_FILE, describe_splits
 from pipeline.build.stages.train import MODEL_FILE
 from pipeline.errors import DataError
 from pipeline.scenarios.base import InputSpec
@@ -97,10 +96,20 @@ def custom_input_spec(input_shape: tuple[int, ...], sample_rate_hz: float | None
     )
 
 
-def run_import_stages(
-    model_path: Path, data_path: Path, name: str, context: StageContext
-) -> tuple[Artifact, Artifact, InputSpec, bool]:
-    """The ``data`` and ``import`` stages for a user model: (data, model, spec, reused)."""
+@dataclass(frozen=True)
+class ImportRequest:
+    """A user's ``.keras`` + ``.npz``, read and checked before any stage runs."""
+
+    name: str  # the bundle's name
+    model_path: Path
+    data_path: Path
+    splits: DataSplits  # calibration and test from the .npz; train and validation empty
+    input_spec: InputSpec
+
+
+def read_import(model_path: Path, data_path: Path, name: str) -> ImportRequest:
+    """Read the user's model signature and data, and check they fit together (``DataError`` if not)."""
+    model_path, data_path = Path(model_path), Path(data_path)
     input_shape, outputs = model_signature(model_path)
     user = read_user_data(data_path)
     class_names = user.class_names or tuple(f"class_{index}" for index in range(outputs))
@@ -118,22 +127,34 @@ def run_import_stages(
         calibration=Split(user.calibration, dummy_labels),
         test=Split(user.test_inputs, user.test_labels),
         class_names=class_names,
-        provenance={"synthetic": None, "source": f"user-supplied {Path(data_path).name}", "licence": "user's own"},
+        provenance={"synthetic": None, "source": f"user-supplied {data_path.name}", "licence": "user's own"},
     )
     for split in SPLIT_NAMES:
         validate_split(split, splits.split(split), input_shape, outputs)
+    return ImportRequest(name, model_path, data_path, splits, custom_input_spec(input_shape, user.sample_rate_hz))
 
-    def produce_data(work: Path) -> StageResult:
-        save_splits(splits, work / "splits.npz")
-        return StageResult(describe_splits(splits, seed=0))
 
-    data_config = {"name": name, "data_sha256": sha256_file(data_path), "class_names": class_names}
-    data, data_reused = run_stage("data", data_config, None, context.root, produce_data)
+def run_import_data_stage(request: ImportRequest, context: StageContext) -> tuple[Artifact, bool]:
+    """The ``data`` stage for a user model: their arrays as splits (keyed by the .npz's sha256)."""
 
-    def produce_model(work: Path) -> StageResult:
-        (work / MODEL_FILE).write_bytes(Path(model_path).read_bytes())
-        return StageResult({"source": Path(model_path).name, "trained_by": "user"})
+    def produce(work: Path) -> StageResult:
+        save_splits(request.splits, work / SPLITS_FILE)
+        return StageResult(describe_splits(request.splits, seed=0))
 
-    model_hash = hashlib.sha256(Path(model_path).read_bytes()).hexdigest()
-    model, model_reused = run_stage("import", {"model_sha256": model_hash}, data, context.root, produce_model)
-    return data, model, custom_input_spec(input_shape, user.sample_rate_hz), data_reused and model_reused
+    stage_config = {
+        "name": request.name,
+        "data_sha256": sha256_file(request.data_path),
+        "class_names": request.splits.class_names,
+    }
+    return run_stage("data", stage_config, None, context.root, produce)
+
+
+def run_import_stage(request: ImportRequest, data: Artifact, context: StageContext) -> tuple[Artifact, bool]:
+    """The ``import`` stage, in ``train``'s place: the user's ``.keras`` file, copied (keyed by its sha256)."""
+
+    def produce(work: Path) -> StageResult:
+        (work / MODEL_FILE).write_bytes(request.model_path.read_bytes())
+        return StageResult({"source": request.model_path.name, "trained_by": "user"})
+
+    stage_config = {"model_sha256": sha256_file(request.model_path)}
+    return run_stage("import", stage_config, data, context.root, produce)

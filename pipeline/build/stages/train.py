@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, TrainConfig
 from pipeline.scenarios.base import Scenario
 from pipeline.training.fit import seed_everything, train_model
 
@@ -16,18 +17,32 @@ MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
 
 
-def run_train_stage(
-    scenario: Scenario, config: BuildConfig, data: Artifact, context: StageContext
-) -> tuple[Artifact, bool]:
+@dataclass(frozen=True)
+class TrainRequest:
+    """What the ``train`` stage fits (all but the scenario, which builds the model, is its cache key)."""
+
+    scenario: Scenario
+    model: object  # the scenario's own frozen model-architecture dataclass
+    train: TrainConfig
+    seed: int  # fixes weight initialisation and shuffling
+
+    @classmethod
+    def for_build(cls, scenario: Scenario, config: BuildConfig) -> TrainRequest:
+        return cls(scenario, config.model, config.train, config.seed)
+
+
+def run_train_stage(request: TrainRequest, data: Artifact, context: StageContext) -> tuple[Artifact, bool]:
+    """The scenario's Keras model trained on ``data``'s training split, with its history."""
+
     def produce(work: Path) -> StageResult:
         splits = load_data(data)
-        seed_everything(config.seed)
-        model = scenario.build_model(config.model, splits.train.inputs)
+        seed_everything(request.seed)
+        model = request.scenario.build_model(request.model, splits.train.inputs)
         summary = train_model(
             model,
             splits,
-            config.train,
-            config.seed,
+            request.train,
+            request.seed,
             lambda epoch, total, logs: context.progress("train", epoch, total),
         )
         model.save(work / MODEL_FILE)
@@ -36,5 +51,5 @@ def run_train_stage(
         summary["parameters"] = int(model.count_params())
         return StageResult(summary)
 
-    stage_config = {"train": config.train, "model": config.model, "seed": config.seed}
+    stage_config = {"train": request.train, "model": request.model, "seed": request.seed}
     return run_stage("train", stage_config, data, context.root, produce)

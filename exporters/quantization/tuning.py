@@ -35,12 +35,10 @@ from pathlib import Path
 import numpy as np
 
 from exporters._files import atomic_destination, scratch_directory
-from exporters._onnxruntime import run_in_batches
+from exporters._onnxruntime import PREDICTION_BATCH_SIZE, run_in_batches
 from exporters.errors import QuantizationError
-from exporters.quantize import (
-    ActivationType,
-    QuantizationConfig,
-    QuantizationFormat,
+from exporters.quantization.settings import ActivationType, QuantizationConfig, QuantizationFormat
+from exporters.quantization.static import (
     prepare_for_static_quantization,
     quantizable_node_names,
     quantize_int8_static,
@@ -49,7 +47,6 @@ from exporters.timing import InterleavedTiming, measure_interleaved, onnx_runner
 
 logger = logging.getLogger(__name__)
 
-_PREDICTION_BATCH = 256
 FP32 = "fp32"
 
 
@@ -177,7 +174,7 @@ class _Search:
         ranges = self.scratch / f"ranges-{'channels-last' if settings.channels_last else 'plain'}.json"
         quantize_int8_static(self.source, path, self.calibration_inputs, settings, prepared=prepared,
                              ranges_cache=ranges)
-        verdict = self.accuracy_check(run_in_batches(path, self.check_inputs, _PREDICTION_BATCH, QuantizationError))
+        verdict = self.accuracy_check(run_in_batches(path, self.check_inputs, PREDICTION_BATCH_SIZE, QuantizationError))
         logger.debug("int8 candidate %s: %s", settings.settings_label(), verdict.reason)
         return _Candidate(settings, path, verdict)
 
