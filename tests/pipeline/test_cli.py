@@ -153,3 +153,17 @@ def test_missing_or_corrupt_keras_file_is_a_usage_error(runner, user_model, tmp_
     result = runner.invoke(main, [*arguments, "--artifacts", str(tmp_path / "a")])
     assert result.exit_code == 2
     assert needle in result.output
+
+
+def test_progress_is_plain_lines_when_stderr_is_not_a_terminal() -> None:
+    import io
+
+    from pipeline.cli.progress import ProgressBars
+
+    stream = io.StringIO()
+    bars = ProgressBars("demo ", True, stream)
+    for done in range(101):
+        bars("train", done, 100)
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "demo train: 0/100" and lines[-1] == "demo train: 100/100"
+    assert "\r" not in stream.getvalue() and len(lines) <= 6
