@@ -9,6 +9,9 @@ if TYPE_CHECKING:
     import onnx
 
 DEFAULT_DOMAINS = ("", "ai.onnx")  # both spellings of the standard ONNX operator domain
+# Every node of an in-graph head (exporters.heads) is named with this prefix, so the variants can
+# keep the head in float32 (fp16 block list, int8 excluded nodes) without guessing.
+HEAD_NODE_PREFIX = "edgemed_head/"
 
 
 def iterate_nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
@@ -30,6 +33,11 @@ def non_standard_op_types(model: onnx.ModelProto) -> list[str]:
     return sorted(
         {f"{node.domain}.{node.op_type}" for node in iterate_nodes(model.graph) if node.domain not in DEFAULT_DOMAINS}
     )
+
+
+def head_node_names(graph: onnx.GraphProto) -> list[str]:
+    """Names of the top-level nodes an ``exporters.heads`` head appended."""
+    return [node.name for node in graph.node if node.name.startswith(HEAD_NODE_PREFIX)]
 
 
 def default_opset(model: onnx.ModelProto) -> int | None:

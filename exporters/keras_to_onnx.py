@@ -1,11 +1,17 @@
 """Keras 3 → ONNX conversion (tf2onnx), with a dynamic batch axis and stable tensor names.
 
-The model is wrapped in a fresh one-input Functional model and converted with
-``tf2onnx.convert.from_keras`` and an explicit input signature (traced as
-``model(x, training=False)``). The wrapper matters: ``from_keras`` fails on Keras 3
-Sequential models (``KeyError`` on ``keras_tensor_N`` output names), and
+The model is wrapped in a fresh Functional model and converted with
+``tf2onnx.convert.from_keras`` and an explicit input signature — one ``TensorSpec`` per
+Keras input (traced as ``model(x, training=False)``). The wrapper matters: ``from_keras``
+fails on Keras 3 Sequential models (``KeyError`` on ``keras_tensor_N`` output names), and
 ``from_function`` cannot be used instead because it turns tensors captured by value
 (e.g. the adapted mean/variance of a ``Normalization`` layer) into extra graph inputs.
+
+Names: a single-input model's graph input is ``ExportConfig.input_name``; a model with
+several inputs keeps its ``keras.Input`` names (what ``exporters.inputs`` mappings are keyed
+by), in ``model.inputs`` order. A single-output model's graph output is
+``ExportConfig.output_name``; several outputs keep the Keras output names, in the model's
+flattened output order. Every input and output has the dynamic first axis ``batch``.
 
 tf2onnx does not raise when it meets a TensorFlow op it cannot convert: it logs an
 error and leaves the TensorFlow op in the ONNX graph. This module captures those log
@@ -50,37 +56,43 @@ class ExportConfig:
 
     # ONNX opset 17: LayerNormalization is a standard op and every ONNX Runtime since 1.14 runs it.
     opset: int = 17
-    # Name of the single graph input that the device API feeds.
+    # Name of the graph input of a single-input model, which the device API feeds (a model with
+    # several inputs keeps its keras.Input names).
     input_name: str = "input"
-    # The single graph output is renamed to this, whatever the Keras output layer is called.
+    # The graph output of a single-output model is renamed to this, whatever the Keras output layer is
+    # called (several outputs keep their Keras names).
     output_name: str = "probabilities"
 
 
 def export_keras_to_onnx(model: keras.Model, output_path: Path, config: ExportConfig) -> None:
-    """Convert a single-input, single-output Keras model to ONNX at ``output_path``.
+    """Convert a Keras model to ONNX at ``output_path``.
 
-    The graph input is named ``config.input_name`` with shape ``("batch", *model.input_shape[1:])``
-    (dynamic first axis, every other axis fixed); the graph output is named
-    ``config.output_name``. The file is written atomically: on any failure the
-    destination is left absent or untouched.
+    A single-input model's graph input is named ``config.input_name`` with shape
+    ``("batch", *model.input_shape[1:])``; a model with several inputs gets one graph input per
+    ``keras.Input``, under its Keras name, each with the dynamic first axis ``batch``. A
+    single-output model's graph output is named ``config.output_name``; several outputs keep
+    their Keras names. The file is written atomically: on any failure the destination is left
+    absent or untouched.
 
     Raises:
-        ExportError: the model has several inputs or outputs, an input axis other
-            than the batch axis is unknown, the opset is outside what tf2onnx supports,
-            or a layer could not be converted (the error names the layer).
+        ExportError: an input axis other than the batch axis is unknown, two inputs share a
+            name, the opset is outside what tf2onnx supports, or a layer could not be
+            converted (the error names the layer).
     """
     output_path = Path(output_path)
     _check_backend()
     _check_opset(config.opset)
-    input_shape, input_dtype = _single_input_spec(model)
-    _check_single_output(model)
+    specs = _input_specs(model, config)
+    output_names = _output_names(model, config)
 
     with _captured_converter_errors() as converter_errors:
-        model_proto = _convert(model, input_shape, input_dtype, config)
+        model_proto = _convert(model, specs, config)
     _raise_for_unconverted_layers(model, model_proto, converter_errors, config.opset)
 
-    _rename_value(model_proto.graph, model_proto.graph.input[0].name, config.input_name)
-    _rename_value(model_proto.graph, model_proto.graph.output[0].name, config.output_name)
+    _name_inputs(model_proto.graph, specs)
+    if len(output_names) == len(model_proto.graph.output):
+        for output, name in zip(list(model_proto.graph.output), output_names, strict=True):
+            _rename_value(model_proto.graph, output.name, name)
     _make_batch_axis_dynamic(model_proto)
     _check_model(model_proto)
 
@@ -89,14 +101,13 @@ def export_keras_to_onnx(model: keras.Model, output_path: Path, config: ExportCo
     with atomic_destination(output_path) as temporary_path:
         onnx.save_model(model_proto, str(temporary_path))
     logger.info(
-        "exported %s to %s (opset %d, %d nodes, input %r %s, output %r)",
+        "exported %s to %s (opset %d, %d nodes, inputs %s, outputs %s)",
         model.name,
         output_path,
         config.opset,
         len(model_proto.graph.node),
-        config.input_name,
-        (BATCH_AXIS_NAME, *input_shape),
-        config.output_name,
+        ", ".join(f"{spec.name!r} {(BATCH_AXIS_NAME, *spec.shape)}" for spec in specs),
+        [output.name for output in model_proto.graph.output],
     )
 
 
@@ -124,60 +135,81 @@ def _check_opset(opset: int) -> None:
         )
 
 
-def _single_input_spec(model: keras.Model) -> tuple[tuple[int, ...], str]:
-    """Return the non-batch input shape and dtype; reject multi-input or partly unknown shapes."""
+@dataclass(frozen=True)
+class _InputSpec:
+    name: str  # the graph input's name (and the wrapper's keras.Input name)
+    keras_name: str  # the model's own keras.Input name
+    shape: tuple[int, ...]  # without the batch axis
+    dtype: str
+
+
+def _input_specs(model: keras.Model, config: ExportConfig) -> list[_InputSpec]:
+    """One spec per Keras input, in ``model.inputs`` order; reject unknown non-batch axes and duplicate names."""
     inputs = list(getattr(model, "inputs", None) or [])
-    if len(inputs) != 1:
+    if not inputs:
         raise ExportError(
-            f"model {model.name!r} has {len(inputs)} inputs",
-            expected="exactly one input (only single-input models are supported)",
-            fix="concatenate the features into one input tensor, or build the model with one keras.Input",
+            f"model {model.name!r} has no symbolic inputs",
+            expected="a Functional or Sequential model built on keras.Input",
+            fix="build the model with keras.Input, e.g. keras.Input(shape=(64, 1))",
         )
-    full_shape = tuple(inputs[0].shape)
-    feature_shape = full_shape[1:]
-    if any(dimension is None for dimension in feature_shape):
+    specs = []
+    for tensor in inputs:
+        full_shape = tuple(tensor.shape)
+        if any(dimension is None for dimension in full_shape[1:]):
+            raise ExportError(
+                f"model {model.name!r} has input {tensor.name!r} of shape {full_shape} with unknown non-batch axes",
+                expected="every axis except the first (batch) axis fixed",
+                fix="give keras.Input a full shape, e.g. keras.Input(shape=(64, 1))",
+            )
+        name = config.input_name if len(inputs) == 1 else tensor.name
+        specs.append(_InputSpec(name, tensor.name, tuple(int(axis) for axis in full_shape[1:]), str(tensor.dtype)))
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
         raise ExportError(
-            f"model {model.name!r} has input shape {full_shape} with unknown non-batch axes",
-            expected="every axis except the first (batch) axis fixed",
-            fix="give keras.Input a full shape, e.g. keras.Input(shape=(64, 1))",
+            f"model {model.name!r} has inputs with the same name: {names}",
+            expected="a distinct name per keras.Input (they become the graph input names)",
+            fix="name every input: keras.Input(shape, name='window'), keras.Input(shape, name='rr')",
         )
-    return tuple(int(dimension) for dimension in feature_shape), str(inputs[0].dtype)
+    return specs
 
 
-def _check_single_output(model: keras.Model) -> None:
+def _output_names(model: keras.Model, config: ExportConfig) -> list[str]:
+    """``config.output_name`` for one output; the Keras output names for several (when distinct)."""
     outputs = list(getattr(model, "outputs", None) or [])
-    if len(outputs) != 1:
-        raise ExportError(
-            f"model {model.name!r} has {len(outputs)} outputs",
-            expected="exactly one output tensor",
-            fix="export a model that returns one tensor (wrap the others out with keras.Model(inputs, output))",
-        )
+    if len(outputs) <= 1:
+        return [config.output_name]
+    names = list(getattr(model, "output_names", None) or [])
+    return names if len(names) == len(outputs) and len(set(names)) == len(names) else []
 
 
 # ----------------------------------------------------------------------------- conversion
 
 
-def _convert(
-    model: keras.Model, input_shape: tuple[int, ...], input_dtype: str, config: ExportConfig
-) -> onnx.ModelProto:
+def _convert(model: keras.Model, specs: list[_InputSpec], config: ExportConfig) -> onnx.ModelProto:
     import keras
     import tensorflow as tf
     import tf2onnx
 
-    signature = [tf.TensorSpec((None, *input_shape), tf.as_dtype(input_dtype), name=config.input_name)]
+    signature = [tf.TensorSpec((None, *spec.shape), tf.as_dtype(spec.dtype), name=spec.name) for spec in specs]
     try:
         # A fresh Functional wrapper gives every model (Sequential, Functional, subclassed)
-        # the one-input/one-named-output structure tf2onnx.from_keras handles; Keras 3
+        # the plain inputs/named outputs structure tf2onnx.from_keras handles; Keras 3
         # Sequential models fail inside from_keras with a KeyError on their output names.
-        wrapper_input = keras.Input(input_shape, dtype=input_dtype, name=config.input_name)
-        wrapper = keras.Model(wrapper_input, model(wrapper_input), name=f"{model.name}_export")
+        wrapper_inputs = [keras.Input(spec.shape, dtype=spec.dtype, name=spec.name) for spec in specs]
+        if len(specs) == 1:
+            outputs = model(wrapper_inputs[0])
+        else:  # the model's own input structure (list or dict), filled by Keras input name
+            by_name = {spec.keras_name: tensor for spec, tensor in zip(specs, wrapper_inputs, strict=True)}
+            outputs = model(keras.tree.map_structure(lambda tensor: by_name[tensor.name], model.input))
+        wrapper = keras.Model(wrapper_inputs, outputs, name=f"{model.name}_export")
         model_proto, _ = tf2onnx.convert.from_keras(wrapper, input_signature=signature, opset=config.opset)
     except Exception as error:  # tracing/conversion can fail in many ways; re-raised typed below
+        example = ", ".join(str((1, *spec.shape)) for spec in specs)
         raise ExportError(
             f"tf2onnx could not convert model {model.name!r} ({type(error).__name__}: {error})",
             expected="a model made of layers tf2onnx can trace and convert",
-            fix="check that model(x, training=False) runs on a batch of shape "
-            f"{(1, *input_shape)}, and replace custom layers with standard Keras layers",
+            fix=f"check that model(x, training=False) runs on a batch of shape {example}, and replace "
+            "custom layers with standard Keras layers",
         ) from error
     return model_proto
 
@@ -357,23 +389,43 @@ def _rename_value(graph: onnx.GraphProto, old_name: str, new_name: str) -> None:
                 node.output[index] = new_name
 
 
+def _name_inputs(graph: onnx.GraphProto, specs: list[_InputSpec]) -> None:
+    """Give the graph inputs the spec names (tf2onnx takes them from the signature; this makes sure)."""
+    initializers = {initializer.name for initializer in graph.initializer}
+    inputs = [value for value in graph.input if value.name not in initializers]
+    wanted = [spec.name for spec in specs]
+    if len(inputs) == 1 and len(specs) == 1:
+        _rename_value(graph, inputs[0].name, wanted[0])
+    elif sorted(value.name for value in inputs) != sorted(wanted):
+        raise ExportError(
+            f"the converted graph has inputs {[value.name for value in inputs]}, the model {wanted}",
+            expected="one graph input per keras.Input, under its name",
+            fix="report the model to the exporters maintainers",
+        )
+
+
 def _make_batch_axis_dynamic(model_proto: onnx.ModelProto) -> None:
-    """Name the first axis of the graph input ``batch`` (and every axis tf2onnx tied to it)."""
+    """Name the first axis of every graph input ``batch`` (and every axis tf2onnx tied to one)."""
     graph = model_proto.graph
-    input_batch = graph.input[0].type.tensor_type.shape.dim[0]
-    old_symbol = input_batch.dim_param
-    input_batch.Clear()
-    input_batch.dim_param = BATCH_AXIS_NAME
+    old_symbols = set()
+    for value in graph.input:
+        dimensions = value.type.tensor_type.shape.dim
+        if not dimensions:
+            continue
+        if dimensions[0].dim_param:
+            old_symbols.add(dimensions[0].dim_param)
+        dimensions[0].Clear()
+        dimensions[0].dim_param = BATCH_AXIS_NAME
     for output in graph.output:
         output_dimensions = output.type.tensor_type.shape.dim
         if output_dimensions and not output_dimensions[0].HasField("dim_value"):
             output_dimensions[0].Clear()
             output_dimensions[0].dim_param = BATCH_AXIS_NAME
-    if not old_symbol:
+    if not old_symbols:
         return
     for value in (*graph.output, *graph.value_info):
         for dimension in value.type.tensor_type.shape.dim:
-            if dimension.dim_param == old_symbol:
+            if dimension.dim_param in old_symbols:
                 dimension.Clear()
                 dimension.dim_param = BATCH_AXIS_NAME
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from exporters.errors import TimingError
+from exporters.inputs import ModelInputs
 
 
 @dataclass(frozen=True)
@@ -105,13 +106,16 @@ def measure_interleaved(
     return InterleavedResult(medians, {name: values.reshape(-1) / 1000.0 for name, values in durations.items()})
 
 
-def onnx_runner(model_path, sample: np.ndarray, threads: int = 1) -> Callable[[], object]:
-    """One batch-1 CPU inference of ``model_path`` on ``sample`` with a pre-bound input and output."""
+def onnx_runner(model_path, sample: ModelInputs, threads: int = 1) -> Callable[[], object]:
+    """One batch-1 CPU inference of ``model_path`` on ``sample`` (one array, or a mapping input name →
+    array for a model with several inputs) with every input and output pre-bound."""
+    from exporters._onnxruntime import session_feeds
     from runtime.session import SessionSettings, create_session
 
     session = create_session(model_path, SessionSettings(provider="cpu", intra_op_threads=threads))
     binding = session.io_binding()
-    binding.bind_cpu_input(session.get_inputs()[0].name, np.ascontiguousarray(sample, dtype=np.float32))
+    for name, value in session_feeds(session, sample, TimingError).items():
+        binding.bind_cpu_input(name, np.ascontiguousarray(value))
     for output in session.get_outputs():
         binding.bind_output(output.name)
     return lambda: session.run_with_iobinding(binding)

@@ -6,6 +6,11 @@ Behind it, a registry (``VariantName`` → maker function), as ONNX Runtime's
 — the fp32 model after portable ONNX Runtime optimization and our graph passes, with 1-D
 convolutions (``prepare_variant_source``) — writes one file, and returns what its making
 measured (a dict recorded in the variant's sidecar) or None.
+
+Inputs flow through as one array for a single-input model, or a mapping from every graph
+input name to its array (``exporters.inputs``): calibration, tuning checks and the graph
+passes' parity checks feed every input. ``VariantRequest.task`` (``exporters.task_detection``)
+tells the parity checks which decision to compare (argmax, a 0.5 threshold, or none).
 """
 
 from __future__ import annotations
@@ -16,9 +21,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-import numpy as np
-
 from exporters.errors import QuantizationError
+from exporters.inputs import ModelInputs
 from exporters.optimization.conv_layout import choose_conv_layout
 from exporters.optimization.graph_passes import optimize_for_speed
 from exporters.optimization.portable import optimize_portable
@@ -27,6 +31,7 @@ from exporters.quantization.fp16 import convert_fp16
 from exporters.quantization.settings import QuantizationConfig
 from exporters.quantization.static import quantize_int8_static
 from exporters.quantization.tuning import AccuracyCheck, Progress, TuningConfig, choose_quantization
+from exporters.task_detection import TaskKind
 
 
 class VariantName(StrEnum):
@@ -49,7 +54,7 @@ class UnknownVariantError(QuantizationError, ValueError):
 class TuningCheck:
     """What int8 tuning judges its candidates on (never the test split)."""
 
-    inputs: np.ndarray  # the inputs ``accuracy_check`` judges the candidates' outputs on
+    inputs: ModelInputs  # the inputs ``accuracy_check`` judges the candidates' outputs on (array or name → array)
     accuracy_check: AccuracyCheck
     description: str  # where ``inputs`` come from; recorded as the tuning report's ``checked_on``
 
@@ -58,7 +63,7 @@ class TuningCheck:
 class VariantRequest:
     """What the makers need besides the source and destination paths."""
 
-    calibration_inputs: np.ndarray  # the calibration split (never the test split)
+    calibration_inputs: ModelInputs  # the calibration split (never the test split): array, or name → array
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)  # int8-static settings
     # int8-static settings chosen by measurement within this search; None = ``quantization`` as given.
     tuning: TuningConfig | None = None
@@ -66,6 +71,8 @@ class VariantRequest:
     tuning_check: Callable[[Path], TuningCheck] | None = None
     progress: Progress | None = None  # progress(task, done, total)
     choose_conv_layout: bool = True  # fp32: ship 2-D convolutions (ORT's NCHWc kernels) when measured faster
+    # What the outputs mean: the decision the graph-pass parity checks compare (None: argmax, as before).
+    task: TaskKind | None = None
 
 
 Maker = Callable[[Path, Path, VariantRequest], dict | None]
@@ -100,17 +107,20 @@ def make_variant(name: VariantName | str, source: Path, destination: Path, reque
     return _MAKERS[parse_variant_name(name)](Path(source), Path(destination), request)
 
 
-def prepare_variant_source(export_model: Path, destination: Path, calibration_inputs: np.ndarray) -> dict:
+def prepare_variant_source(export_model: Path, destination: Path, calibration_inputs: ModelInputs,
+                           task: TaskKind | str | None = None) -> dict:
     """The graph every variant starts from: portable ORT basic optimization, then our graph passes
-    (parity-checked on ``calibration_inputs``). Returns ``{"graph_passes": what the passes changed}``."""
+    (parity-checked on ``calibration_inputs`` for ``task``'s decision). Returns ``{"graph_passes": what
+    the passes changed}``."""
     optimize_portable(export_model, destination)
-    return {"graph_passes": optimize_for_speed(destination, destination, calibration_inputs)}
+    return {"graph_passes": optimize_for_speed(destination, destination, calibration_inputs, task=task)}
 
 
 def _make_fp32(source: Path, destination: Path, request: VariantRequest) -> dict | None:
     """fp32: the faster convolution layout of ``source`` (or ``source`` as it is)."""
     if request.choose_conv_layout:
-        return {"conv_layout": choose_conv_layout(source, destination, request.calibration_inputs)}
+        return {"conv_layout": choose_conv_layout(source, destination, request.calibration_inputs,
+                                                  task=request.task)}
     shutil.copyfile(source, destination)
     return None
 

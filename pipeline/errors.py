@@ -36,3 +36,7 @@ class GateError(EdgemedError):
 
 class StageError(EdgemedError):
     """A stage could not produce or reuse its artefact."""
+
+
+class ThresholdRuleError(DataError):
+    """A threshold rule cannot be met on the data it is given (no positives, too few normal samples, …)."""

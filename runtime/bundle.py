@@ -1,25 +1,41 @@
 """Load a device bundle, verifying it completely before any ONNX Runtime session exists.
 
-Checks, in order, each with its own error: the manifest exists and parses; its
-schema version is supported; its structure is what this runtime reads; every
-listed file is present, has the recorded size and sha256; no unlisted model
-file sits beside them; the model's opset is one the installed onnxruntime runs.
-Only then is a session created (explicit provider, or the best available one).
+Checks, in order, each with its own error: the manifest exists and parses; its schema version
+is supported; it is a complete ``runtime.contract.BundleManifest`` (every refused field named);
+every listed file is present, has the recorded size and sha256; no unlisted model file sits
+beside them; the model's opset is one the installed onnxruntime runs. Only then is a session
+created (explicit provider, or the best available one), and its inputs and outputs are checked
+against the manifest's.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import math
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from runtime import session as session_module
-from runtime.errors import EdgemedError, IntegrityError
+from runtime.contract import (
+    MANIFEST_NAME,
+    MODEL_NAME,
+    PROFILE_NAME,
+    SUPPORTED_SCHEMA_VERSIONS,
+    BundleError,
+    BundleManifest,
+    FileEntry,
+    InputSpec,
+    ManifestError,
+    OutputSpec,
+    UnsupportedBundleError,
+    UnsupportedSchemaError,
+    manifest_sha256,
+    parse_manifest,
+)
+from runtime.decide import Decision, decide
+from runtime.errors import IntegrityError
 from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 from runtime.readers import InputError
@@ -27,22 +43,28 @@ from runtime.session import onnxruntime_max_opset
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_SCHEMA_VERSIONS = frozenset({1})
-MANIFEST_NAME = "manifest.json"
-MODEL_NAME = "model.onnx"
 MODEL_SUFFIXES = (".onnx", ".ort", ".onnx_data", ".data", ".pb", ".tflite")  # never accepted unlisted
 
-
-class BundleError(EdgemedError):
-    """The bundle cannot be used; nothing was run."""
-
-
-class ManifestError(BundleError):
-    """manifest.json is unreadable or lacks what the runtime needs."""
-
-
-class UnsupportedSchemaError(BundleError):
-    """The manifest's schema version is not one this runtime reads."""
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "Bundle",
+    "BundleError",
+    "InputShapeError",
+    "ManifestError",
+    "MissingFileError",
+    "ModelContractError",
+    "ModelLoadError",
+    "TamperedFileError",
+    "TruncatedFileError",
+    "UnlistedModelFileError",
+    "UnsupportedBundleError",
+    "UnsupportedOpsetError",
+    "UnsupportedSchemaError",
+    "load_bundle",
+    "onnxruntime_max_opset",
+]
 
 
 class MissingFileError(BundleError):
@@ -77,132 +99,24 @@ class InputShapeError(InputError):
     """A batch does not have the shape the bundle's model takes."""
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """The model input contract from the manifest."""
-
-    name: str
-    shape: tuple[int | None, ...]  # batch axis first (None)
-    dtype: str
-    feature_kind: FeatureKind
-    sample_rate_hz: float | None
-    window_before_s: float | None
-    window_after_s: float | None
-    feature_names: tuple[str, ...]
-
-    @property
-    def r_peak_index(self) -> int:
-        """Index of the R-peak in a beat window: round(before × rate), as in training."""
-        return round(float(self.window_before_s) * float(self.sample_rate_hz))
-
-    @property
-    def window_samples(self) -> int:
-        return self.r_peak_index + round(float(self.window_after_s) * float(self.sample_rate_hz))
-
-
-def _manifest_error(what: str, fix: str = "rebuild the bundle with 'edgemed build'") -> ManifestError:
-    return ManifestError(what, expected="a manifest.json written by edgemed's bundle stage", fix=fix)
-
-
-def _require(condition: bool, what: str) -> None:
-    if not condition:
-        raise _manifest_error(f"manifest.json: {what}")
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_positive_number(value: object) -> bool:
-    """A positive, finite number below 1e6 (rates in Hz, windows in seconds)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and 0 < value < 1e6
-
-
-def _read_manifest(folder: Path) -> tuple[dict, bytes]:
+def _read_manifest(folder: Path) -> bytes:
     if not folder.is_dir():
         raise MissingFileError(
             f"bundle folder {folder} does not exist",
-            expected="a folder holding manifest.json and model.onnx",
+            expected=f"a folder holding {MANIFEST_NAME} and {MODEL_NAME}",
             fix="pass the path of a published bundle (bundles/<name>)",
         )
     path = folder / MANIFEST_NAME
     if not path.is_file():
         raise MissingFileError(
-            f"{path} is missing", expected="manifest.json in the bundle folder", fix="copy the complete bundle folder"
+            f"{path} is missing",
+            expected=f"{MANIFEST_NAME} in the bundle folder",
+            fix="copy the complete bundle folder",
         )
-    raw = path.read_bytes()
-    try:
-        manifest = json.loads(raw.decode("utf-8"))
-    except (ValueError, RecursionError) as error:
-        raise _manifest_error(f"manifest.json does not parse as JSON ({type(error).__name__})") from error
-    _require(isinstance(manifest, dict), "the top level is not a JSON object")
-    version = manifest.get("schema_version")
-    if not _is_int(version) or version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise UnsupportedSchemaError(
-            f"manifest schema version {version!r} is not supported by this runtime",
-            expected=f"schema_version in {sorted(SUPPORTED_SCHEMA_VERSIONS)}",
-            fix="update the device runtime, or rebuild the bundle with a matching edgemed version",
-        )
-    return manifest, raw
+    return path.read_bytes()
 
 
-def _validate_files(manifest: dict) -> dict[str, dict]:
-    files = manifest.get("files")
-    _require(isinstance(files, dict) and MODEL_NAME in files, f"'files' does not list {MODEL_NAME}")
-    for name, entry in files.items():
-        _require(
-            isinstance(name, str) and name not in ("", ".", "..", MANIFEST_NAME) and not {"/", "\\"} & set(name),
-            f"file name {name!r} is not a plain file name",
-        )
-        _require(
-            isinstance(entry, dict)
-            and isinstance(entry.get("sha256"), str)
-            and len(entry["sha256"]) == 64
-            and _is_int(entry.get("bytes"))
-            and entry["bytes"] >= 0,
-            f"files[{name!r}] is not {{'sha256': <64 hex>, 'bytes': <int>}}",
-        )
-    return files
-
-
-def _input_spec(manifest: dict) -> InputSpec:
-    spec = manifest.get("input")
-    _require(isinstance(spec, dict), "'input' is missing")
-    shape = spec.get("shape")
-    _require(
-        isinstance(shape, list)
-        and len(shape) >= 2
-        and shape[0] is None
-        and all(_is_int(d) and 0 < d < 1 << 24 for d in shape[1:]),
-        f"input shape {shape!r} is not [null, positive ints...]",
-    )
-    _require(isinstance(spec.get("name"), str) and spec.get("dtype") == "float32", "input name/dtype (float32)")
-    kind = spec.get("feature_kind")
-    _require(isinstance(kind, str) and kind in {item.value for item in FeatureKind}, "input feature_kind")
-    names = spec.get("feature_names") or []
-    _require(isinstance(names, list) and all(isinstance(n, str) for n in names), "input feature_names")
-    result = InputSpec(
-        spec["name"],
-        (None, *shape[1:]),
-        "float32",
-        FeatureKind(spec["feature_kind"]),
-        spec.get("sample_rate_hz"),
-        spec.get("window_before_s"),
-        spec.get("window_after_s"),
-        tuple(names),
-    )
-    if result.feature_kind is FeatureKind.WAVEFORM:
-        _require(
-            all(_is_positive_number(v) for v in (result.sample_rate_hz, result.window_before_s, result.window_after_s)),
-            "a waveform input needs positive sample_rate_hz, window_before_s and window_after_s",
-        )
-        _require(result.window_samples == shape[1], f"window of {result.window_samples} samples vs shape {shape}")
-    else:
-        _require(len(names) == shape[-1] and len(shape) == 2, "tabular feature_names must match the input width")
-    return result
-
-
-def _check_contents(folder: Path, files: dict[str, dict]) -> None:
+def _check_contents(folder: Path, files: Mapping[str, FileEntry]) -> None:
     for name, entry in files.items():
         path = folder / name
         if not path.is_file():
@@ -212,16 +126,16 @@ def _check_contents(folder: Path, files: dict[str, dict]) -> None:
                 fix="copy the complete bundle folder again",
             )
         size = path.stat().st_size
-        if size != entry["bytes"]:
+        if size != entry.bytes:
             raise TruncatedFileError(
-                f"bundle file {name} is {size} bytes but the manifest records {entry['bytes']} bytes",
-                expected=f"exactly {entry['bytes']} bytes",
+                f"bundle file {name} is {size} bytes but the manifest records {entry.bytes} bytes",
+                expected=f"exactly {entry.bytes} bytes",
                 fix="the copy is incomplete or altered: copy the bundle again from its source",
             )
         digest = sha256_file(path)
-        if digest != entry["sha256"].lower():
+        if digest != entry.sha256:
             raise TamperedFileError(
-                f"bundle file {name} has sha256 {digest[:16]}… but the manifest records {entry['sha256'][:16]}…",
+                f"bundle file {name} has sha256 {digest[:16]}… but the manifest records {entry.sha256[:16]}…",
                 expected="the content the bundle was built with",
                 fix="do not use this bundle; copy it again from a trusted source",
             )
@@ -237,11 +151,9 @@ def _check_contents(folder: Path, files: dict[str, dict]) -> None:
         logger.warning("ignoring unlisted file %s in bundle %s", path.name, folder)
 
 
-def _check_opset(manifest: dict) -> None:
+def _check_opset(opset: int) -> None:
     import onnxruntime
 
-    opset = manifest.get("export", {}).get("opset") if isinstance(manifest.get("export"), dict) else None
-    _require(_is_int(opset) and opset > 0, "export.opset is not a positive integer")
     supported = onnxruntime_max_opset(onnxruntime.__version__)
     if opset > supported:
         raise UnsupportedOpsetError(
@@ -263,78 +175,147 @@ def _open_session(model_path: Path, settings: session_module.SessionSettings):
         ) from error
 
 
-class Bundle:
-    """A verified bundle with its inference session."""
+def _fixed(dimensions) -> tuple[int | None, ...]:
+    """A graph shape with symbolic or unknown axes as None."""
+    return tuple(d if isinstance(d, int) and not isinstance(d, bool) else None for d in dimensions)
 
-    def __init__(self, path: Path, manifest: dict, manifest_bytes: bytes, spec: InputSpec, session) -> None:
+
+def _check_model_contract(session, manifest: BundleManifest) -> None:
+    """The graph takes exactly the manifest's inputs (shapes agreeing where fixed) and gives its outputs."""
+    graph_inputs = {item.name: _fixed(item.shape) for item in session.get_inputs()}
+    graph_outputs = {item.name: _fixed(item.shape) for item in session.get_outputs()}
+    problems = []
+    if set(graph_inputs) != {spec.name for spec in manifest.inputs}:
+        problems.append(f"the model takes {sorted(graph_inputs)}")
+    for spec in manifest.inputs:
+        shape = graph_inputs.get(spec.name)
+        if shape is not None and (len(shape) != len(spec.shape) or any(
+            have is not None and have != want for have, want in zip(shape[1:], spec.shape[1:], strict=False)
+        )):
+            problems.append(f"input '{spec.name}' is {list(shape)}, the manifest says {list(spec.shape)}")
+    missing = [name for name in manifest.output.names if name not in graph_outputs]
+    if missing:
+        problems.append(f"the model gives {sorted(graph_outputs)}, not {missing}")
+    else:
+        widths = [graph_outputs[name][-1] if graph_outputs[name] else None for name in manifest.output.names]
+        if None not in widths and sum(widths) != manifest.output.columns:
+            problems.append(f"outputs {list(manifest.output.names)} have {sum(widths)} columns, the "
+                            f"{manifest.output.task} output declares {manifest.output.columns}")
+    if problems:
+        raise ModelContractError(
+            "; ".join(problems),
+            expected=f"inputs {[spec.name for spec in manifest.inputs]} and outputs {list(manifest.output.names)} "
+            "as the manifest declares them",
+            fix="rebuild the bundle; the manifest and model.onnx come from different builds",
+        )
+
+
+class Bundle:
+    """A verified bundle with its inference session; ``manifest`` is the typed contract."""
+
+    def __init__(self, path: Path, manifest: BundleManifest, manifest_bytes: bytes, session) -> None:
         self.path = path
         self.manifest = manifest
-        self.input_spec = spec
-        self.labels: tuple[str, ...] = tuple(manifest["labels"])
-        self.thresholds: dict = manifest.get("thresholds") or {}
-        self.variant: str = str(manifest.get("variant", "unknown"))
-        self.output_name: str = manifest["output"]["name"]
-        self.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
-        lineage = manifest.get("lineage") if isinstance(manifest.get("lineage"), dict) else {}
-        self.bundle_id: str = str(lineage.get("bundle") or self.manifest_sha256[:12])
-        self.model_sha256: str = manifest["files"][MODEL_NAME]["sha256"].lower()
+        self.manifest_sha256 = manifest_sha256(manifest_bytes)
+        self.bundle_id: str = manifest.bundle_id(self.manifest_sha256)
+        self.model_sha256: str = manifest.model_sha256
         self.session = session
         self.provider: str = session.get_providers()[0]
+
+    @property
+    def inputs(self) -> tuple[InputSpec, ...]:
+        return self.manifest.inputs
+
+    @property
+    def output(self) -> OutputSpec:
+        return self.manifest.output
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.manifest.output.labels
+
+    @property
+    def variant(self) -> str:
+        return self.manifest.variant
+
+    @property
+    def input_spec(self) -> InputSpec:
+        """The model's only input; ``UnsupportedBundleError`` for a model with several (feed ``predict`` a dict)."""
+        if len(self.manifest.inputs) != 1:
+            names = [spec.name for spec in self.manifest.inputs]
+            raise UnsupportedBundleError(
+                f"this bundle's model takes {len(names)} inputs ({', '.join(names)})",
+                expected="a single-input bundle for the ECG stream and the tabular runner",
+                fix="call bundle.predict({name: batch, …}) with one batch per input",
+            )
+        return self.manifest.inputs[0]
 
     @property
     def feature_kind(self) -> FeatureKind:
         return self.input_spec.feature_kind
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities, shape (n, labels), for a batch shaped like the model input."""
+    def _feed(self, spec: InputSpec, batch: np.ndarray) -> np.ndarray:
         values = np.asarray(batch, dtype=np.float32)
-        expected = self.input_spec.shape[1:]
+        expected = spec.sample_shape
         if values.ndim == len(expected) and values.shape[1:] == expected[:-1] and expected[-1] == 1:
             values = values[..., None]  # (n, samples) for a (n, samples, 1) model
         if values.ndim != len(expected) + 1 or values.shape[1:] != expected:
             raise InputShapeError(
-                f"batch of shape {values.shape} does not fit the model",
+                f"batch of shape {values.shape} for input '{spec.name}' does not fit the model",
                 expected=f"(n, {', '.join(map(str, expected))})",
-                fix="cut windows / rows exactly as the manifest's input section describes",
+                fix="cut windows / rows exactly as the manifest's inputs section describes",
             )
-        if values.shape[0] == 0:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        outputs = self.session.run([self.output_name], {self.input_spec.name: np.ascontiguousarray(values)})
-        return np.asarray(outputs[0], dtype=np.float32)
+        return np.ascontiguousarray(values)
+
+    def predict(self, batch: np.ndarray | Mapping[str, np.ndarray]) -> np.ndarray:
+        """The model's outputs, shape (n, output.columns): one array for a single-input model, or
+        ``{input name: array}``. Probabilities when the graph applies its activation (see ``output``)."""
+        batches = batch if isinstance(batch, Mapping) else {self.input_spec.name: batch}
+        specs = {spec.name: spec for spec in self.manifest.inputs}
+        if set(batches) != set(specs):
+            raise InputShapeError(
+                f"batches for {sorted(batches)}",
+                expected=f"one batch for each of the model's inputs {sorted(specs)}",
+                fix="pass {input name: batch} for every input the manifest lists",
+            )
+        feed = {name: self._feed(specs[name], values) for name, values in batches.items()}
+        rows = {values.shape[0] for values in feed.values()}
+        if len(rows) != 1:
+            raise InputShapeError(f"batches of {sorted(rows)} rows", expected="the same rows for every input",
+                                  fix="pass one row per sample to every input")
+        if rows == {0}:
+            return np.zeros((0, self.output.columns), dtype=np.float32)
+        outputs = self.session.run(list(self.output.names), feed)
+        arrays = [np.asarray(values, dtype=np.float32).reshape(len(values), -1) for values in outputs]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=1)
+
+    def decide(self, batch: np.ndarray | Mapping[str, np.ndarray]) -> list[Decision]:
+        """One decision per sample, by the output's task kind and decision rule."""
+        return decide(self.output, self.predict(batch))
 
     def reference_profile(self) -> dict | None:
         """The bundle's reference_profile.json (feature and prediction distributions), if listed."""
-        path = self.path / "reference_profile.json"
-        return json.loads(path.read_text()) if "reference_profile.json" in self.manifest["files"] else None
+        path = self.path / PROFILE_NAME
+        return json.loads(path.read_text()) if PROFILE_NAME in self.manifest.files else None
 
 
 def load_bundle(path: Path | str, provider: str | None = None, threads: int = 0) -> Bundle:
     """Verify the bundle at ``path`` and open its model; ``BundleError`` subclasses say what is wrong."""
     folder = Path(path)
-    manifest, raw = _read_manifest(folder)
-    files = _validate_files(manifest)
-    spec = _input_spec(manifest)
-    labels = manifest.get("labels")
-    _require(isinstance(labels, list) and labels and all(isinstance(x, str) for x in labels), "'labels'")
-    _require(isinstance(manifest.get("output"), dict) and isinstance(manifest["output"].get("name"), str), "'output'")
-    _require(isinstance(manifest.get("thresholds", {}), dict), "'thresholds' is not an object")
-    _check_opset(manifest)
-    _check_contents(folder, files)
+    raw = _read_manifest(folder)
+    manifest = parse_manifest(raw)
+    _check_opset(manifest.export.opset)
+    _check_contents(folder, manifest.files)
     settings = session_module.SessionSettings(provider=provider, intra_op_threads=threads)
     session = _open_session(folder / MODEL_NAME, settings)
-    inputs, outputs = session.get_inputs(), [output.name for output in session.get_outputs()]
-    if len(inputs) != 1 or inputs[0].name != spec.name or manifest["output"]["name"] not in outputs:
-        raise ModelContractError(
-            f"the model takes {[i.name for i in inputs]} and gives {outputs}",
-            expected=f"one input '{spec.name}' and an output '{manifest['output']['name']}'",
-            fix="rebuild the bundle; the manifest and model.onnx come from different builds",
-        )
-    bundle = Bundle(folder, manifest, raw, spec, session)
+    _check_model_contract(session, manifest)
+    bundle = Bundle(folder, manifest, raw, session)
     logger.info(
-        "bundle %s (%s, variant %s, model sha256 %s…) runs on %s",
+        "bundle %s (%s, variant %s, %s, model sha256 %s…) runs on %s",
         folder.name,
         bundle.bundle_id,
         bundle.variant,
+        manifest.output.task,
         bundle.model_sha256[:12],
         bundle.provider,
     )

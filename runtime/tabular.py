@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.decide import decide, require_single_label
 from runtime.events import TabularPrediction
 from runtime.features import FeatureKind
 from runtime.readers import InputError
@@ -49,7 +50,7 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
         raise MissingColumnError(
             f"{path.name} lacks the column(s) {', '.join(missing)}",
             expected=f"a header with all {len(feature_names)} feature names of the bundle (any order)",
-            fix=f"add the column(s) {', '.join(missing)} (names must match the manifest's input.feature_names)",
+            fix=f"add the column(s) {', '.join(missing)} (names must match the manifest's inputs[0].feature_names)",
         )
     extra = [name for name in header if name not in feature_names]
     if extra:
@@ -91,6 +92,7 @@ def predict_rows(
             expected="a tabular bundle for CSV rows",
             fix="feed the recording to runtime.ecg.EcgStream (python -m runtime BUNDLE --input signal)",
         )
+    require_single_label(bundle.output, "tabular runner")
     values = np.asarray(rows, dtype=np.float32)
     if values.ndim != 2 or values.shape[1] != len(spec.feature_names):
         raise InputError(
@@ -102,20 +104,18 @@ def predict_rows(
 
 
 def _predictions(bundle, values: np.ndarray, batch_rows: int, with_features: bool) -> Iterator[TabularPrediction]:
-    labels = tuple(bundle.labels)
     names = bundle.input_spec.feature_names
     for first in range(0, values.shape[0], max(1, batch_rows)):
         batch = values[first : first + batch_rows]
         started = time.perf_counter()
-        probabilities = bundle.predict(batch)
+        outputs = bundle.predict(batch)
         latency_us = (time.perf_counter() - started) * 1e6 / max(1, batch.shape[0])
-        best = probabilities.argmax(axis=1)
-        for offset, row in enumerate(probabilities):
+        for offset, decision in enumerate(decide(bundle.output, outputs)):
             yield TabularPrediction(
                 row=first + offset,
-                predicted_class=labels[best[offset]],
-                probability=float(row[best[offset]]),
-                probabilities=dict(zip(labels, row.tolist())),
+                predicted_class=decision.label,
+                probability=decision.confidence,
+                probabilities=decision.scores,
                 latency_us=latency_us,
                 features=dict(zip(names, batch[offset].tolist())) if with_features else None,
             )

@@ -48,8 +48,7 @@ def _how_made(summary: dict) -> str:
 def variants_frame(bundle: BundleInfo) -> pd.DataFrame:
     """One row per variant: size, latency, macro-F1 and accuracy with CIs, gate verdict, shipped flag."""
     rows = []
-    variants = bundle.manifest.get("variants")
-    for name, summary in (variants if isinstance(variants, dict) else {}).items():
+    for name, summary in bundle.manifest.variants.items():
         latency = summary.get("latency") or {}
         gate = summary.get("gate") or {}
         macro_f1 = _interval(summary.get("macro_f1"))
@@ -76,8 +75,8 @@ def variants_frame(bundle: BundleInfo) -> pd.DataFrame:
 def sensitivity_frame(bundle: BundleInfo) -> pd.DataFrame:
     """Per variant and class: sensitivity with its CI (from the manifest)."""
     rows = []
-    variants = bundle.manifest.get("variants")
-    for name, summary in (variants if isinstance(variants, dict) else {}).items():
+    variants = bundle.manifest.variants
+    for name, summary in variants.items():
         for label, entry in (summary.get("sensitivity") or {}).items():
             rows.append({"variant": name, "class": label, "sensitivity": format_interval(*_interval(entry))})
     if not rows:

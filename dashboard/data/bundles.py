@@ -1,22 +1,20 @@
 """Published bundles (``<bundles>/<name>/``): manifest, reference profile, and how telemetry names them.
 
-A device's telemetry names its bundle by ``bundle_id`` (the manifest's ``lineage.bundle`` or the first
-12 hex characters of the manifest's sha256) and ``bundle_sha256`` (the manifest's or the model's
-sha256); ``BundleCatalog.match`` maps either back to the bundle folder.
+Manifests are read through the runtime's contract (``runtime.contract.parse_manifest``): the dashboard
+sees exactly what a device sees, and a bundle it cannot parse is listed as a problem, not shown half-read.
+A device's telemetry names its bundle by ``bundle_id`` (``BundleManifest.bundle_id``) and
+``bundle_sha256`` (the manifest's or the model's sha256); ``BundleCatalog.match`` maps either back to
+the bundle folder.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dashboard.data.files import DataUnavailableError, read_json_object
-
-MANIFEST_NAME = "manifest.json"
-PROFILE_NAME = "reference_profile.json"
-MODEL_NAME = "model.onnx"
+from runtime.contract import MANIFEST_NAME, PROFILE_NAME, BundleError, BundleManifest, manifest_sha256, parse_manifest
 
 
 @dataclass(frozen=True)
@@ -25,45 +23,40 @@ class BundleInfo:
 
     name: str  # the folder's name (the scenario or model name)
     path: Path
-    manifest: dict[str, Any]
+    manifest: BundleManifest
     manifest_sha256: str
     profile: dict[str, Any] | None  # reference_profile.json, when present and readable
     profile_problem: str | None  # why there is no profile, for the page
 
     @property
     def scenario(self) -> str:
-        return str(self.manifest.get("scenario") or self.name)
+        return self.manifest.scenario
 
     @property
     def shipped_variant(self) -> str:
-        return str(self.manifest.get("variant", "unknown"))
+        return self.manifest.variant
 
     @property
     def labels(self) -> list[str]:
-        return [str(label) for label in self.manifest.get("labels", [])]
+        return list(self.manifest.output.labels)
 
     @property
     def lineage(self) -> dict[str, str]:
-        lineage = self.manifest.get("lineage")
-        return {str(key): str(value) for key, value in lineage.items()} if isinstance(lineage, dict) else {}
+        return dict(self.manifest.lineage)
 
     @property
     def bundle_id(self) -> str:
-        """The id the runtime puts in telemetry (``runtime.bundle.Bundle.bundle_id``)."""
-        return self.lineage.get("bundle") or self.manifest_sha256[:12]
+        """The id the runtime puts in telemetry (the same ``BundleManifest.bundle_id``)."""
+        return self.manifest.bundle_id(self.manifest_sha256)
 
     @property
-    def model_sha256(self) -> str | None:
-        files = self.manifest.get("files")
-        entry = files.get(MODEL_NAME) if isinstance(files, dict) else None
-        return str(entry["sha256"]).lower() if isinstance(entry, dict) and "sha256" in entry else None
+    def model_sha256(self) -> str:
+        return self.manifest.model_sha256
 
     def identifiers(self) -> set[str]:
         """Every string a telemetry record may use to name this bundle."""
-        names = {self.name, self.scenario, self.bundle_id, self.manifest_sha256, self.manifest_sha256[:12]}
-        if self.model_sha256:
-            names.add(self.model_sha256)
-        return names
+        return {self.name, self.scenario, self.bundle_id, self.manifest_sha256, self.manifest_sha256[:12],
+                self.model_sha256}
 
 
 @dataclass(frozen=True)
@@ -92,10 +85,18 @@ class BundleCatalog:
 
 
 def read_bundle(folder: Path) -> BundleInfo:
-    """The bundle in ``folder``; ``DataUnavailableError`` when its manifest is missing or broken."""
+    """The bundle in ``folder``; ``DataUnavailableError`` when its manifest is missing or refused by the contract."""
     manifest_path = folder / MANIFEST_NAME
-    manifest = read_json_object(manifest_path, f"the manifest of bundle {folder.name}")
-    manifest_sha256 = hashlib.sha256(manifest_path.read_bytes()).hexdigest()
+    try:
+        raw = manifest_path.read_bytes()
+    except OSError as error:
+        raise DataUnavailableError(f"the manifest of bundle {folder.name} cannot be read ({error})",
+                                   fix="rebuild the bundle with 'edgemed build'") from None
+    try:
+        manifest = parse_manifest(raw)
+    except BundleError as error:
+        raise DataUnavailableError(f"bundle {folder.name} cannot be shown: {error.what}", expected=error.expected,
+                                   fix=error.fix) from None
     profile: dict[str, Any] | None = None
     problem: str | None = None
     try:
@@ -104,7 +105,7 @@ def read_bundle(folder: Path) -> BundleInfo:
             profile, problem = None, f"the reference profile of bundle {folder.name} has no features or predictions"
     except DataUnavailableError as error:
         problem = str(error)
-    return BundleInfo(folder.name, folder, manifest, manifest_sha256, profile, problem)
+    return BundleInfo(folder.name, folder, manifest, manifest_sha256(raw), profile, problem)
 
 
 def read_catalog(folder: Path) -> BundleCatalog:

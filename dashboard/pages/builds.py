@@ -38,12 +38,10 @@ VARIANT_COLUMNS = {
 def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
     manifest = bundle.manifest
     st.header(bundle.name)
-    provenance = (manifest.get("data") or {}).get("provenance") or {}
-    st.caption(f"{manifest.get('description', '')} · labels {', '.join(bundle.labels)} · built "
-               f"{manifest.get('created_at', '?')}" + (" · **synthetic data**" if provenance.get("synthetic") else ""))
-    selection = manifest.get("selection") or {}
-    st.success(f"shipped **{bundle.shipped_variant}** — {selection.get('reason', 'no reason recorded')}")
-    st.caption(f"selection rule: {selection.get('rule', '—')}")
+    st.caption(f"{manifest.description} · {manifest.output.task} · labels {', '.join(bundle.labels)} · built "
+               f"{manifest.created_at}" + (" · **synthetic data**" if manifest.data.synthetic else ""))
+    st.success(f"shipped **{bundle.shipped_variant}** — {manifest.selection.reason}")
+    st.caption(f"selection rule: {manifest.selection.rule}")
 
     variants = variants_frame(bundle)
     if variants.empty:

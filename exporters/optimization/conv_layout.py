@@ -13,11 +13,11 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import numpy as np
-
 from exporters._files import atomic_destination, scratch_directory
+from exporters.inputs import ModelInputs, as_float32, select
 from exporters.optimization.graph_passes import optimize_for_speed
 from exporters.passes import PassName
+from exporters.task_detection import TaskKind
 from exporters.timing import InterleavedTiming, measure_interleaved, onnx_runner
 
 ONE_D, TWO_D = "1-D convolutions", "2-D convolutions (conv1d-as-2d)"
@@ -27,14 +27,16 @@ DEFAULT_TIMING = InterleavedTiming(rounds=21, runs_per_round=100, warmup_runs=10
 def choose_conv_layout(
     source: Path,
     destination: Path,
-    inputs: np.ndarray,
+    inputs: ModelInputs,
     timing: InterleavedTiming = DEFAULT_TIMING,
     threads: int = 1,
     margin: float = 0.02,
+    task: TaskKind | str | None = None,
 ) -> dict:
     """Write the faster layout of ``source`` (fp32, after the default passes) to ``destination``.
 
-    ``inputs``: real model inputs (parity of the 2-D form is checked on them, and one is timed).
+    ``inputs``: real model inputs, one array or a mapping input name → array (parity of the
+    2-D form is checked on them for ``task``'s decision, and one sample is timed).
     Returns what was chosen, why, and the measured ratio.
 
     Raises:
@@ -43,14 +45,14 @@ def choose_conv_layout(
     source, destination = Path(source), Path(destination)
     with scratch_directory(destination) as scratch:
         lifted = scratch / "conv-as-2d.onnx"
-        rewrites = optimize_for_speed(source, lifted, inputs, [PassName.CONV1D_AS_2D])
+        rewrites = optimize_for_speed(source, lifted, inputs, [PassName.CONV1D_AS_2D], task=task)
         lifted_ops = rewrites["passes"][PassName.CONV1D_AS_2D.value]
         report = {"rule": f"2-D only when at least {margin:.0%} faster (median of per-round ratios, batch 1, "
                           f"{threads} thread(s))", "lifted_ops": lifted_ops}
         if lifted_ops == 0:
             chosen, report["reason"] = source, "no 1-D convolution or pooling to lift"
         else:
-            sample = np.asarray(inputs[:1], dtype=np.float32)
+            sample = select(as_float32(inputs), slice(0, 1))
             result = measure_interleaved({ONE_D: onnx_runner(source, sample, threads),
                                           TWO_D: onnx_runner(lifted, sample, threads)}, timing)
             ratio = result.ratio(TWO_D, ONE_D)

@@ -10,30 +10,35 @@ import numpy as np
 
 from exporters._files import atomic_destination, load_onnx_model
 from exporters._graph import non_standard_op_types
-from exporters._onnxruntime import run_in_batches
+from exporters._onnxruntime import cpu_session, run_session_outputs_in_batches
 from exporters.errors import ExportError, ParityError
-from exporters.parity import PARITY_BATCH_SIZES, PARITY_SAMPLES, PARITY_TOLERANCE, compare_outputs
+from exporters.inputs import ModelInputs, as_float32, sample_count, select
+from exporters.parity import PARITY_BATCH_SIZES, PARITY_SAMPLES, PARITY_TOLERANCE, compare_outputs, decision_name
 from exporters.passes import DEFAULT_PASSES, PassName, run_passes
+from exporters.task_detection import TaskKind
 
 logger = logging.getLogger(__name__)
 
 
-def _outputs(model_path: Path, inputs: np.ndarray, batch_size: int) -> np.ndarray:
-    return run_in_batches(model_path, inputs, batch_size, ParityError)
+def _outputs(model_path: Path, inputs: ModelInputs, batch_size: int) -> list[np.ndarray]:
+    return run_session_outputs_in_batches(cpu_session(model_path, ParityError), inputs, batch_size, ParityError)
 
 
 def optimize_for_speed(
     source: Path,
     destination: Path,
-    inputs: np.ndarray,
+    inputs: ModelInputs,
     passes: Sequence[PassName | str] = DEFAULT_PASSES,
     tolerance: float = PARITY_TOLERANCE,
+    task: TaskKind | str | None = None,
 ) -> dict:
     """Write ``source`` rewritten by ``passes`` to ``destination``; return what changed.
 
-    ``inputs`` are real model inputs (e.g. the calibration split). The result must match
-    ``source`` within ``tolerance`` with the same predicted class at batch sizes 1 and 32,
-    use standard ONNX ops only, and keep the input/output signature.
+    ``inputs`` are real model inputs (e.g. the calibration split): one array, or a mapping from
+    every input name to its array. Every output of the result must match ``source``'s within
+    ``tolerance`` with the same decision for ``task`` (``compare_outputs``: argmax by default,
+    none for regression/anomaly) at batch sizes 1 and 32, use standard ONNX ops only, and keep
+    the input/output signature.
 
     Raises:
         ExportError: ``source`` is missing or invalid, or a pass produced a non-portable model.
@@ -57,24 +62,25 @@ def optimize_for_speed(
             expected="standard ONNX ops and the same inputs and outputs",
             fix="ship the model without the speed passes and report it to the exporters maintainers",
         )
-    samples = np.asarray(inputs, dtype=np.float32)[:PARITY_SAMPLES]
+    samples = select(as_float32(inputs), slice(0, PARITY_SAMPLES))
     worst = 0.0
     with atomic_destination(destination) as temporary:
         onnx.checker.check_model(model)
         onnx.save_model(model, str(temporary))
         for batch_size in PARITY_BATCH_SIZES:
-            difference, agreement = compare_outputs(
-                _outputs(source, samples, batch_size), _outputs(temporary, samples, batch_size), tolerance
-            )
-            worst = max(worst, difference)
-            if difference > tolerance or agreement < 1.0:
-                raise ParityError(
-                    f"the speed passes changed {source.name}'s outputs at batch size {batch_size}: "
-                    f"max |Δ| = {difference:.3g}, argmax agreement {agreement:.4f}",
-                    expected=f"max |Δ| ≤ {tolerance:g} and identical predicted classes",
-                    fix="run without the pass that changed the outputs (passes=...) and report the model",
-                )
+            outputs = zip(_outputs(source, samples, batch_size), _outputs(temporary, samples, batch_size), strict=True)
+            for index, (expected, rewritten) in enumerate(outputs):
+                difference, agreement = compare_outputs(expected, rewritten, tolerance, task)
+                worst = max(worst, difference)
+                if difference > tolerance or (agreement is not None and agreement < 1.0):
+                    where = f"output {model.graph.output[index].name!r} at batch size {batch_size}"
+                    agreed = "" if agreement is None else f", {decision_name(task)} {agreement:.4f}"
+                    raise ParityError(
+                        f"the speed passes changed {source.name}'s {where}: max |Δ| = {difference:.3g}{agreed}",
+                        expected=f"max |Δ| ≤ {tolerance:g} and identical decisions",
+                        fix="run without the pass that changed the outputs (passes=...) and report the model",
+                    )
     report = {"passes": counts, "nodes_before": nodes_before, "nodes_after": len(model.graph.node),
-              "max_abs_diff": worst, "samples": len(samples)}
+              "max_abs_diff": worst, "samples": sample_count(samples)}
     logger.info("speed passes on %s: %s", source.name, report)
     return report

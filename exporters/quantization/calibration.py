@@ -8,12 +8,13 @@ Mirrors ONNX Runtime's own ``quantization/calibrate.py``: what feeds the calibra
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from exporters.errors import QuantizationError
+from exporters.inputs import ModelInputs, as_float32, check_inputs, feeds, sample_count, select
 from exporters.quantization.settings import CalibrationMethod, QuantizationConfig
 
 logger = logging.getLogger(__name__)
@@ -32,28 +33,31 @@ class CalibrationReader:
 
     Implements ``onnxruntime.quantization.CalibrationDataReader`` (checked structurally
     by its ``__subclasshook__``): ``get_next`` returns one input dict per call, then None.
+    ``input_names`` is the model's input name (one array of ``samples``) or its input names
+    (``samples`` a mapping name → array); every input is batched with the same rows.
     """
 
-    def __init__(self, input_name: str, samples: np.ndarray, progress: Callable[[int, int], None] | None) -> None:
-        self._input_name = input_name
-        self._samples = samples
+    def __init__(self, input_names: str | Sequence[str], samples: ModelInputs,
+                 progress: Callable[[int, int], None] | None) -> None:
+        names = [input_names] if isinstance(input_names, str) else list(input_names)
+        self._samples = feeds(samples, names, QuantizationError)
+        self._total = sample_count(self._samples)
         self._progress = progress
         self._position = 0
         self._finished = False
 
     def get_next(self) -> dict[str, np.ndarray] | None:
-        total = len(self._samples)
+        total = self._total
         if self._position > 0 and not self._finished:
             self._report(self._position, total)  # the previous batch has been run by now
         if self._position >= total:
             self._finished = True
             return None
-        batch = self._samples[self._position : self._position + CALIBRATION_BATCH]
-        self._position += len(batch)
-        return {self._input_name: batch}
+        start, self._position = self._position, min(self._position + CALIBRATION_BATCH, total)
+        return {name: value[start : self._position] for name, value in self._samples.items()}
 
     def __len__(self) -> int:
-        return -(-len(self._samples) // CALIBRATION_BATCH)
+        return -(-self._total // CALIBRATION_BATCH)
 
     def rewind(self) -> None:
         self._position = 0
@@ -65,36 +69,31 @@ class CalibrationReader:
             self._progress(done, total)
 
 
-def calibration_subset(calibration_inputs: np.ndarray, config: QuantizationConfig) -> np.ndarray:
+def calibration_subset(calibration_inputs: ModelInputs, config: QuantizationConfig) -> ModelInputs:
     """At most ``config.calibration_samples`` samples, evenly spaced so every part of the split counts.
 
+    ``calibration_inputs`` is one array, or a mapping input name → array (the same rows are
+    taken from every input); the result has the same structure, as float32 (integer arrays
+    of a mapping keep their type).
+
     Raises:
-        QuantizationError: a non-positive cap, or empty or non-finite calibration inputs.
+        QuantizationError: a non-positive cap, or empty, misaligned or non-finite calibration inputs.
     """
-    samples = np.asarray(calibration_inputs, dtype=np.float32)
+    samples = as_float32(calibration_inputs)
     if config.calibration_samples < 1:
         raise QuantizationError(
             f"calibration_samples is {config.calibration_samples}",
             expected="a positive cap such as 512",
             fix="set QuantizationConfig.calibration_samples to a positive number",
         )
-    if samples.ndim < 2 or len(samples) == 0:
-        raise QuantizationError(
-            f"calibration inputs have shape {samples.shape}",
-            expected="a non-empty array of shape (samples, *input_shape) from the calibration split",
-            fix="pass the calibration split's features",
-        )
-    if not np.all(np.isfinite(samples)):
-        raise QuantizationError(
-            "calibration inputs contain NaN or inf",
-            expected="finite calibration inputs",
-            fix="clean the calibration split before quantizing",
-        )
-    count = min(len(samples), config.calibration_samples)
+    check_inputs(samples, QuantizationError, "calibration inputs",
+                 fix="pass the calibration split's features (every model input) and clean them before quantizing")
+    total = sample_count(samples)
+    count = min(total, config.calibration_samples)
     if count >= CALIBRATION_BATCH:
         count -= count % CALIBRATION_BATCH  # equal-size batches (see CALIBRATION_BATCH)
-    if count < len(samples):
-        samples = samples[np.linspace(0, len(samples) - 1, count).round().astype(int)]
+    if count < total:
+        samples = select(samples, np.linspace(0, total - 1, count).round().astype(int))
     return samples
 
 

@@ -13,7 +13,9 @@ ways it loses precision on raw sensor inputs:
 So the input preprocessing nodes are blocked (kept float32), and every
 ``Cast(to=float32)`` of a ``Cast(to=float16)`` of a float32 tensor is removed so
 blocked nodes read the original float32 values. Everything from the first weighted op
-(Conv, MatMul, Gemm, LSTM, ...) on runs in float16.
+(Conv, MatMul, Gemm, LSTM, ...) on runs in float16, except an in-graph head
+(``exporters.heads``): its nodes are blocked too, so a reconstruction error is computed
+against the float32 input, and softmax/sigmoid probabilities are float32 computations.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from exporters._graph import input_preprocessing_node_names, iterate_nodes
+from exporters._graph import head_node_names, input_preprocessing_node_names, iterate_nodes
 
 if TYPE_CHECKING:
     import onnx
@@ -36,8 +38,8 @@ def convert_to_float16_keeping_float32_input_path(model: onnx.ModelProto) -> onn
 
     model = onnx.ModelProto.FromString(model.SerializeToString())  # never modify the caller's model
     _name_unnamed_nodes(model.graph)
-    blocked = input_preprocessing_node_names(model.graph)
-    logger.debug("keeping %d input preprocessing node(s) in float32: %s", len(blocked), blocked)
+    blocked = input_preprocessing_node_names(model.graph) + head_node_names(model.graph)
+    logger.debug("keeping %d input preprocessing and head node(s) in float32: %s", len(blocked), blocked)
     float32_inputs = [
         value.name for value in model.graph.input if value.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
     ]
@@ -73,21 +75,31 @@ def _cast_target(node: onnx.NodeProto) -> int | None:
 
 
 def _remove_float16_round_trips(graph: onnx.GraphProto, float32_tensors: set[str]) -> int:
-    """Replace Cast(float32, Cast(float16, x)) by x when x is a float32 tensor; return how many."""
+    """Replace Cast(float32, Cast(float16, x)) by x when x is a float32 tensor; return how many.
+
+    When the round trip makes a graph output (a float32 head computes it, and ``keep_io_types``
+    still casts it to float16 and back), the output Cast reads ``x`` itself instead (a no-op cast).
+    """
     import onnx
 
     producers = {name: node for node in graph.node for name in node.output}
     graph_outputs = {value.name for value in graph.output}
     replacements: dict[str, str] = {}
+    outputs_rewired = 0
     for node in graph.node:
         if _cast_target(node) != onnx.TensorProto.FLOAT:
             continue
         upstream = producers.get(node.input[0])
         if upstream is None or _cast_target(upstream) != onnx.TensorProto.FLOAT16:
             continue
-        if upstream.input[0] in float32_tensors and node.output[0] not in graph_outputs:
+        if upstream.input[0] not in float32_tensors:
+            continue
+        if node.output[0] in graph_outputs:
+            node.input[0] = upstream.input[0]
+            outputs_rewired += 1
+        else:
             replacements[node.output[0]] = upstream.input[0]
-    if not replacements:
+    if not replacements and not outputs_rewired:
         return 0
     for node in iterate_nodes(graph):  # subgraphs may read outer-scope tensors by name
         for index, name in enumerate(node.input):
@@ -110,4 +122,4 @@ def _remove_float16_round_trips(graph: onnx.GraphProto, float32_tensors: set[str
     kept_copies = [onnx.NodeProto.FromString(node.SerializeToString()) for node in kept]
     del graph.node[:]
     graph.node.extend(kept_copies)
-    return len(replacements)
+    return len(replacements) + outputs_rewired

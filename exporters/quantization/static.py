@@ -20,11 +20,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from exporters._files import atomic_destination, load_onnx_model, scratch_directory
-from exporters._graph import input_preprocessing_node_names
+from exporters._graph import head_node_names, input_preprocessing_node_names
 from exporters.errors import QuantizationError
+from exporters.heads import nodes_kept_in_float, read_float_head_inputs
+from exporters.inputs import ModelInputs, feeds, sample_count
 from exporters.quantization.calibration import (
     CalibrationReader,
     calibration_options,
@@ -76,15 +76,17 @@ def quantizable_node_names(prepared: Path) -> list[str]:
 
 
 def _always_float(graph: onnx.GraphProto) -> list[str]:
-    # The input standardisation, and the final Softmax: quantizing it makes the output
-    # probabilities no longer sum to 1.
-    return input_preprocessing_node_names(graph) + [node.name for node in graph.node if node.op_type == "Softmax"]
+    # The input standardisation; the final Softmax (quantized, the probabilities no longer sum
+    # to 1); and the in-graph head (exporters.heads): a reconstruction error quantized to 8 bits
+    # loses the small differences that make an anomaly score.
+    softmax = [node.name for node in graph.node if node.op_type == "Softmax" and node.name]
+    return list(dict.fromkeys(input_preprocessing_node_names(graph) + softmax + nodes_kept_in_float(graph)))
 
 
 def quantize_int8_static(
     source: Path,
     destination: Path,
-    calibration_inputs: np.ndarray,
+    calibration_inputs: ModelInputs,
     config: QuantizationConfig,
     progress: Callable[[int, int], None] | None = None,
     *,
@@ -92,6 +94,9 @@ def quantize_int8_static(
     ranges_cache: Path | None = None,
 ) -> None:
     """Write an int8 statically quantized copy of ``source``, calibrated on ``calibration_inputs``.
+
+    ``calibration_inputs``: one array for a single-input model, or a mapping from every graph
+    input name to its array (every input is fed, batched with the same rows).
 
     ``calibration_inputs`` must come from the calibration split (never the test split);
     at most ``config.calibration_samples`` of them are used, spread evenly. ``progress``
@@ -113,11 +118,16 @@ def quantize_int8_static(
     if config.float_linear_outputs:
         extra_options["OpTypesToExcludeOutputQuantization"] = ["Gemm", "MatMul"]
     samples = calibration_subset(calibration_inputs, config)
-    input_name, expected_shape = _model_input(load_onnx_model(source, QuantizationError), source)
-    if samples.shape[1:] != expected_shape:
+    expected_shapes = _model_inputs(load_onnx_model(source, QuantizationError), source)
+    named = feeds(samples, list(expected_shapes), QuantizationError)
+    wrong = {name: value.shape[1:] for name, value in named.items() if value.shape[1:] != expected_shapes[name]}
+    if wrong:
+        described = "; ".join(f"{name!r} has sample shape {shape}, the model expects {expected_shapes[name]}"
+                              for name, shape in wrong.items())
         raise QuantizationError(
-            f"calibration inputs have sample shape {samples.shape[1:]}, the model expects {expected_shape}",
-            expected=f"calibration inputs of shape (samples, {', '.join(map(str, expected_shape))})",
+            f"calibration inputs do not fit {source.name}: {described}",
+            expected="calibration inputs of shape "
+            + ", ".join(f"{name} (samples, {', '.join(map(str, shape))})" for name, shape in expected_shapes.items()),
             fix="pass the calibration split's features, windowed like the training data",
         )
 
@@ -126,7 +136,7 @@ def quantize_int8_static(
         if prepared is None:
             prepared = scratch / "prepared.onnx"
             prepare_for_static_quantization(source, prepared, config.channels_last)
-        reader = CalibrationReader(input_name, samples, progress)
+        reader = CalibrationReader(list(expected_shapes), named, progress)
         try:
             graph = load_onnx_model(prepared, QuantizationError).graph
             unknown = sorted(set(config.excluded_nodes) - {node.name for node in graph.node})
@@ -165,6 +175,7 @@ def quantize_int8_static(
                 )
             if printed.getvalue().strip():
                 logger.debug("onnxruntime calibration: %s", printed.getvalue().strip())
+            _head_reads_float(temporary_path)
         except QuantizationError:
             raise
         except onnx_tooling_errors() as error:
@@ -183,25 +194,32 @@ def quantize_int8_static(
         destination,
         config.settings_label(),
         config.calibration_method,
-        len(samples),
+        sample_count(named),
     )
 
 
-def _model_input(model: onnx.ModelProto, source: Path) -> tuple[str, tuple[int, ...]]:
-    """The single input's name and its non-batch shape (symbolic axes are rejected)."""
+def _head_reads_float(path: Path) -> None:
+    """An in-graph head computes on the float tensors, not on their QDQ copies (``exporters.heads``)."""
+    import onnx
+
+    model = onnx.load_model(str(path))
+    if head_node_names(model.graph) and read_float_head_inputs(model):
+        onnx.save_model(model, str(path))
+
+
+def _model_inputs(model: onnx.ModelProto, source: Path) -> dict[str, tuple[int, ...]]:
+    """Every graph input's name and non-batch shape, in graph order (symbolic axes are rejected)."""
     initializers = {initializer.name for initializer in model.graph.initializer}
-    inputs = [value for value in model.graph.input if value.name not in initializers]
-    if len(inputs) != 1:
-        raise QuantizationError(
-            f"{source.name} has {len(inputs)} inputs",
-            expected="a single-input model",
-            fix="quantize single-input models only",
-        )
-    dimensions = inputs[0].type.tensor_type.shape.dim[1:]
-    if any(not dimension.HasField("dim_value") for dimension in dimensions):
-        raise QuantizationError(
-            f"{source.name}'s input {inputs[0].name!r} has unknown non-batch axes",
-            expected="every input axis except the batch axis fixed",
-            fix="re-export the model with exporters.keras_to_onnx.export_keras_to_onnx",
-        )
-    return inputs[0].name, tuple(int(dimension.dim_value) for dimension in dimensions)
+    shapes = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dimensions = value.type.tensor_type.shape.dim[1:]
+        if any(not dimension.HasField("dim_value") for dimension in dimensions):
+            raise QuantizationError(
+                f"{source.name}'s input {value.name!r} has unknown non-batch axes",
+                expected="every input axis except the batch axis fixed",
+                fix="re-export the model with exporters.keras_to_onnx.export_keras_to_onnx",
+            )
+        shapes[value.name] = tuple(int(dimension.dim_value) for dimension in dimensions)
+    return shapes

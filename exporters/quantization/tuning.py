@@ -37,6 +37,8 @@ import numpy as np
 from exporters._files import atomic_destination, scratch_directory
 from exporters._onnxruntime import PREDICTION_BATCH_SIZE, run_in_batches
 from exporters.errors import QuantizationError
+from exporters.inputs import ModelInputs, as_float32, sample_count, select
+from exporters.inputs import check_inputs as check_model_inputs
 from exporters.quantization.settings import ActivationType, QuantizationConfig, QuantizationFormat
 from exporters.quantization.static import (
     prepare_for_static_quantization,
@@ -100,8 +102,8 @@ class _Candidate:
 def choose_quantization(
     source: Path,
     destination: Path,
-    calibration_inputs: np.ndarray,
-    check_inputs: np.ndarray,
+    calibration_inputs: ModelInputs,
+    check_inputs: ModelInputs,
     accuracy_check: AccuracyCheck,
     base: QuantizationConfig | None = None,
     config: TuningConfig | None = None,
@@ -111,31 +113,28 @@ def choose_quantization(
 
     ``base`` supplies the calibration settings (method, samples, percentile); the searched
     fields are overridden. ``check_inputs`` are what ``accuracy_check`` judges (never the
-    test split).
+    test split). Both inputs are one array, or a mapping from every model input name to its
+    array; ``accuracy_check`` receives the candidate's first output.
 
     Raises:
         QuantizationError: bad inputs, or no candidate could be quantized at all.
     """
     source, destination = Path(source), Path(destination)
     base, config = base or QuantizationConfig(), config or TuningConfig()
-    check_inputs = np.asarray(check_inputs, dtype=np.float32)
-    if check_inputs.ndim < 2 or len(check_inputs) == 0:
-        raise QuantizationError(
-            f"check inputs have shape {check_inputs.shape}",
-            expected="a non-empty (samples, *input_shape) array from the validation split",
-            fix="pass the validation split's inputs (the test split stays for the clinical gate)",
-        )
+    check_inputs = as_float32(check_inputs)
+    check_model_inputs(check_inputs, QuantizationError, "check inputs",
+                       fix="pass the validation split's inputs (the test split stays for the clinical gate)")
     with scratch_directory(destination) as scratch:
         searcher = _Search(source, scratch, calibration_inputs, check_inputs, accuracy_check, base, progress)
         candidates = searcher.grid(config)
         if not any(candidate.verdict.passed for candidate in candidates):
             candidates += searcher.float_layers(min(candidates, key=_badness), config.max_float_nodes)
-        timing = _time(source, candidates, check_inputs[:1], config, progress)
+        timing = _time(source, candidates, select(check_inputs, slice(0, 1)), config, progress)
         passing = [candidate for candidate in candidates if candidate.verdict.passed]
         chosen = _fastest(passing, timing, config.tie_fraction) if passing else min(candidates, key=_badness)
         with atomic_destination(destination) as temporary:
             shutil.copyfile(chosen.path, temporary)
-    report = _report(chosen, candidates, timing, bool(passing), len(check_inputs), config)
+    report = _report(chosen, candidates, timing, bool(passing), sample_count(check_inputs), config)
     logger.info("int8 static: chose %s (%.1f µs, %.2f× fp32): %s", chosen.label, timing.median_us(chosen.label),
                 timing.ratio(chosen.label, FP32), chosen.verdict.reason)
     return report
@@ -218,7 +217,7 @@ class _Search:
         return tried
 
 
-def _time(source: Path, candidates: list[_Candidate], sample: np.ndarray, config: TuningConfig, progress):
+def _time(source: Path, candidates: list[_Candidate], sample: ModelInputs, config: TuningConfig, progress):
     runners = {FP32: onnx_runner(source, sample, config.threads)}
     for candidate in candidates:
         runners[candidate.label] = onnx_runner(candidate.path, sample, config.threads)

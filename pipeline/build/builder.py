@@ -91,7 +91,7 @@ class Step:
 def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
     """data → train → the shared stages, for a registered scenario."""
     data, train = DataRequest.for_build(scenario, config), TrainRequest.for_build(scenario, config)
-    bundle = BundleRequest(scenario.name, scenario.description, scenario.input_spec(config.data), config.bundle)
+    bundle = BundleRequest(scenario.name, scenario.description, scenario.device_contract(config.data), config.bundle)
     return (
         Step(StageName.DATA, lambda built, context: run_data_stage(data, context)),
         Step(StageName.TRAIN, lambda built, context: run_train_stage(train, built.artifact(StageName.DATA), context)),
@@ -101,7 +101,7 @@ def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
 
 def custom_plan(source: ImportRequest, config: BuildConfig) -> tuple[Step, ...]:
     """data → import → the shared stages, for a user's ``.keras`` + ``.npz`` (no training)."""
-    bundle = BundleRequest(source.name, f"user model {source.model_path.name}", source.input_spec, config.bundle)
+    bundle = BundleRequest(source.name, f"user model {source.model_path.name}", source.contract, config.bundle)
     return (
         Step(StageName.DATA, lambda built, context: run_import_data_stage(source, context)),
         Step(StageName.IMPORT, lambda built, context: run_import_stage(

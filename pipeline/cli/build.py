@@ -52,8 +52,7 @@ def _report(name: str, outcome: BuildOutcome, seconds: float) -> None:
     manifest = outcome.bundle_manifest
     if manifest:
         click.echo(f"  bundle → {outcome.bundle_directory}")
-        table_input = {"variants": manifest["variants"], "variant": manifest["variant"]}
-        click.echo("\n" + summary_table(table_input))
+        click.echo("\n" + summary_table(manifest["variants"], manifest["variant"]))
         click.echo(f"\nshipped: {manifest['variant']} — {manifest['reason']}")
 
 

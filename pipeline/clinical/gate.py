@@ -37,14 +37,19 @@ class GateConfig:
     max_sensitivity_drop_points: float = 2.0  # no class's sensitivity may fall more than 2 pt
 
     def __post_init__(self) -> None:
-        for name in ("max_macro_f1_drop_points", "max_sensitivity_drop_points"):
-            limit = getattr(self, name)
-            if isinstance(limit, bool) or not isinstance(limit, Real) or math.isnan(limit) or limit < 0:
-                raise GateConfigError(
-                    f"gate threshold {name} is {limit!r}",
-                    expected="a non-negative number of percentage points (e.g. 1.0 means 0.01)",
-                    fix=f"set gate.{name} to 0 or more; use 0 to forbid any drop",
-                )
+        validate_points_limits(self, ("max_macro_f1_drop_points", "max_sensitivity_drop_points"))
+
+
+def validate_points_limits(config: object, names: tuple[str, ...]) -> None:
+    """Raise ``GateConfigError`` unless every field ``names`` of ``config`` is a non-negative number of points."""
+    for name in names:
+        limit = getattr(config, name)
+        if isinstance(limit, bool) or not isinstance(limit, Real) or math.isnan(limit) or limit < 0:
+            raise GateConfigError(
+                f"gate threshold {name} is {limit!r}",
+                expected="a non-negative number of percentage points (e.g. 1.0 means 0.01)",
+                fix=f"set gate.{name} to 0 or more; use 0 to forbid any drop",
+            )
 
 
 DEFAULT_GATE_CONFIG = GateConfig()
@@ -84,7 +89,7 @@ def _json_number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _comparison(reference: float, candidate: float) -> dict:
+def compare_points(reference: float, candidate: float) -> dict:
     """Reference, candidate and drop in points (positive = worse); None where undefined."""
     drop = (reference - candidate) * 100.0
     return {
@@ -94,7 +99,7 @@ def _comparison(reference: float, candidate: float) -> dict:
     }
 
 
-def _signed_points(drop_points: float) -> str:
+def signed_points(drop_points: float) -> str:
     change = -drop_points
     if abs(change) < 0.005:
         change = 0.0
@@ -102,7 +107,7 @@ def _signed_points(drop_points: float) -> str:
     return f"{sign}{abs(change):.2f} pt"
 
 
-def _check_same_split(reference: ClinicalMetrics, candidate: ClinicalMetrics) -> None:
+def check_same_split(reference: ClinicalMetrics, candidate: ClinicalMetrics) -> None:
     if reference.class_names != candidate.class_names:
         raise DataError(
             f"class names differ: reference {list(reference.class_names)}, candidate {list(candidate.class_names)}",
@@ -127,7 +132,7 @@ def _rule_text(config: GateConfig, reference_name: str) -> str:
     )
 
 
-def _violation(label: str, numbers: dict, limit: float) -> str | None:
+def points_violation(label: str, numbers: dict, limit: float) -> str | None:
     """Why ``numbers`` (one comparison) breaks ``limit``, or None if it does not."""
     reference, candidate, drop = numbers["reference"], numbers["candidate"], numbers["drop_points"]
     if reference is None:
@@ -145,10 +150,10 @@ def _worst_sensitivity(sensitivity: dict[str, dict]) -> tuple[str, float] | None
 
 
 def _passed_reason(numbers: dict) -> str:
-    reason = f"passed: macro-F1 {_signed_points(numbers['macro_f1']['drop_points'])}"
+    reason = f"passed: macro-F1 {signed_points(numbers['macro_f1']['drop_points'])}"
     worst = _worst_sensitivity(numbers["sensitivity"])
     if worst is not None:
-        reason += f", worst sensitivity {_signed_points(worst[1])} ({worst[0]})"
+        reason += f", worst sensitivity {signed_points(worst[1])} ({worst[0]})"
     return reason
 
 
@@ -161,11 +166,11 @@ def judge_variant(
     reference_name: str = "fp32",
 ) -> GateVerdict:
     """Judge ``candidate`` against ``reference`` (same class names and test split)."""
-    _check_same_split(reference, candidate)
+    check_same_split(reference, candidate)
     numbers = {
-        "macro_f1": _comparison(reference.macro_f1.value, candidate.macro_f1.value),
+        "macro_f1": compare_points(reference.macro_f1.value, candidate.macro_f1.value),
         "sensitivity": {
-            ref.name: _comparison(ref.sensitivity.value, cand.sensitivity.value)
+            ref.name: compare_points(ref.sensitivity.value, cand.sensitivity.value)
             for ref, cand in zip(reference.per_class, candidate.per_class, strict=True)
         },
     }
@@ -173,10 +178,10 @@ def judge_variant(
     if numbers["macro_f1"]["reference"] is None:
         violations.append("macro-F1 is undefined for the reference")
     else:
-        violations.append(_violation("macro-F1", numbers["macro_f1"], config.max_macro_f1_drop_points))
+        violations.append(points_violation("macro-F1", numbers["macro_f1"], config.max_macro_f1_drop_points))
     for name, comparison in numbers["sensitivity"].items():
         label = f"sensitivity of {name}"
-        violations.append(_violation(label, comparison, config.max_sensitivity_drop_points))
+        violations.append(points_violation(label, comparison, config.max_sensitivity_drop_points))
     violations = [violation for violation in violations if violation is not None]
     passed = not violations
     reason = _passed_reason(numbers) if passed else "failed: " + "; ".join(violations)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pipeline.errors import UnknownScenarioError
-from pipeline.scenarios.base import InputSpec, Scenario
+from pipeline.scenarios.base import DeviceContract, Scenario
 
 
 def _registry() -> dict[str, Scenario]:
@@ -29,4 +29,4 @@ def get_scenario(name: str) -> Scenario:
     return registry[name]
 
 
-__all__ = ["InputSpec", "Scenario", "get_scenario", "scenario_names"]
+__all__ = ["DeviceContract", "Scenario", "get_scenario", "scenario_names"]

@@ -1,7 +1,8 @@
-"""What a healthcare scenario is: data + Keras model + metrics + device input spec.
+"""What a healthcare scenario is: data + Keras model + metrics + device contract.
 
 A scenario knows how to make its labelled splits and an untrained model, and
-describes what the device must feed the model. Stages never special-case a
+describes what the device must feed the model and how it decides from the answer
+(``DeviceContract``, in ``runtime.contract``'s types). Stages never special-case a
 scenario; they only call this interface.
 """
 
@@ -9,15 +10,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pipeline.clinical.gate import GateConfig
 from pipeline.config import BuildConfig, Profile, shrink_for_tests
+from pipeline.errors import StageError
 from pipeline.splits import DataSplits
-from runtime.features import FeatureKind, summary_features
+from runtime.contract import InputSpec, MulticlassRule, OutputSpec, Preprocessing, TaskKind
+from runtime.features import summary_features
 
 if TYPE_CHECKING:
     import keras
@@ -25,22 +28,41 @@ if TYPE_CHECKING:
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    """What the device feeds the model, recorded in the bundle manifest."""
+DEFAULT_OUTPUT_NAME = "probabilities"  # the exporter's default graph output name; the bundle writes the real one
 
-    shape: tuple[int, ...]  # per-sample shape, no batch axis
-    feature_kind: FeatureKind
-    name: str = "input"
-    dtype: str = "float32"
-    sample_rate_hz: float | None = None  # waveform scenarios only
-    window_before_s: float | None = None  # seconds before the R-peak in a beat window
-    window_after_s: float | None = None  # seconds after the R-peak (R-peak excluded)
-    feature_names: tuple[str, ...] = ()  # tabular scenarios: column order
-    preprocessing_in_graph: str = "none"  # what the ONNX graph does itself
-    runtime_preprocessing: str = "none"  # what the device must do before calling the model
-    output_semantics: str = "softmax probabilities over the labels, in label order"
-    thresholds: dict = field(default_factory=lambda: {"decision": "argmax"})
+
+@dataclass(frozen=True)
+class DeviceContract:
+    """What the device feeds the model and how it decides from the answer, in the runtime's own
+    contract types (``runtime.contract``): the bundle stage writes these into the manifest."""
+
+    inputs: tuple[InputSpec, ...]  # one per model input, batch axis None first
+    output: OutputSpec  # task kind, labels, decision rule (its names are replaced by the export's)
+    preprocessing: Preprocessing  # what the graph does itself, what the device must do first
+
+    @property
+    def input(self) -> InputSpec:
+        """The one input of a single-input model (every scenario so far)."""
+        if len(self.inputs) != 1:
+            raise StageError(
+                f"the model takes {len(self.inputs)} inputs",
+                expected="a single-input scenario for this step",
+                fix="feed each input by name",
+            )
+        return self.inputs[0]
+
+
+def multiclass_output(
+    labels: tuple[str, ...], semantics: str, low_confidence_below: float | None = None
+) -> OutputSpec:
+    """A softmax over ``labels`` applied in the graph, decided by argmax (flagging low top probabilities)."""
+    return OutputSpec(
+        names=(DEFAULT_OUTPUT_NAME,),
+        task=TaskKind.MULTICLASS,
+        labels=tuple(labels),
+        decision=MulticlassRule(low_confidence_below),
+        semantics=semantics,
+    )
 
 
 class Scenario(ABC):
@@ -55,8 +77,8 @@ class Scenario(ABC):
     version: int = 1
 
     @abstractmethod
-    def input_spec(self, data_config: object) -> InputSpec:
-        """The device input contract for a given data config."""
+    def device_contract(self, data_config: object) -> DeviceContract:
+        """The device contract (inputs, output and its decision rule, preprocessing) for a data config."""
 
     @abstractmethod
     def data_config(self, profile: Profile) -> object:
@@ -86,5 +108,5 @@ class Scenario(ABC):
 
     def features(self, inputs: np.ndarray, data_config: object) -> dict[str, np.ndarray]:
         """Summary features used by the reference profile (and device telemetry)."""
-        spec = self.input_spec(data_config)
+        spec = self.device_contract(data_config).input
         return summary_features(inputs, spec.feature_kind, spec.feature_names)

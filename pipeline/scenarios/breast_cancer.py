@@ -14,8 +14,9 @@ import numpy as np
 
 from pipeline.clinical.gate import GateConfig
 from pipeline.config import Profile
-from pipeline.scenarios.base import InputSpec, Progress, Scenario
+from pipeline.scenarios.base import DeviceContract, Progress, Scenario, multiclass_output
 from pipeline.splits import DataSplits, Split, split_indices
+from runtime.contract import InputSpec, Preprocessing
 from runtime.features import FeatureKind
 
 
@@ -56,16 +57,16 @@ class BreastCancerScenario(Scenario):
     def model_config(self, profile: Profile) -> BreastCancerModelConfig:
         return BreastCancerModelConfig()
 
-    def input_spec(self, data_config: object) -> InputSpec:
+    def device_contract(self, data_config: object) -> DeviceContract:
         _, _, feature_names, _ = _load_dataset()
-        return InputSpec(
-            shape=(len(feature_names),),
-            feature_kind=FeatureKind.TABULAR,
-            feature_names=feature_names,
-            preprocessing_in_graph="standardisation of each raw feature (Keras Normalization, train mean/variance)",
-            runtime_preprocessing="none: pass the 30 raw features as float32 in the listed column order",
-            output_semantics="softmax probabilities over [malignant, benign]",
-            thresholds={"decision": "argmax", "malignant_probability_alert": 0.5},
+        return DeviceContract(
+            inputs=(InputSpec("input", (None, len(feature_names)), FeatureKind.TABULAR,
+                              feature_names=tuple(feature_names)),),
+            output=multiclass_output(self.class_names, "softmax probabilities over [malignant, benign]"),
+            preprocessing=Preprocessing(
+                in_graph="standardisation of each raw feature (Keras Normalization, train mean/variance)",
+                runtime="none: pass the 30 raw features as float32 in the listed column order",
+            ),
         )
 
     def make_data(self, data_config: object, seed: int, progress: Progress | None = None) -> DataSplits:

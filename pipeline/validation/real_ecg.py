@@ -6,7 +6,7 @@ the acquisition software's R-peaks (``<device>/plugin/hrv/RR_peaks1``, sample
 indices at the file's rate). Each file goes through the whole device path —
 ``runtime.runner.run``: HDF5 reader, quality checks, resampling to the model's
 rate, streaming R-peak detection, beat windows and the bundle's model — and is
-scored with AAMI EC57 beat matching (a detected beat within ±150 ms of a
+scored with AAMI EC57 beat matching (``ec57``: a detected beat within ±150 ms of a
 reference beat, one-to-one): sensitivity Se = TP / (TP + FN) and positive
 predictivity +P = TP / (TP + FP), per-minute heart rate agreement, and the
 distribution of beat classes and quality flags.
@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.validation import ec57
 from runtime.bundle import load_bundle
 from runtime.ecg.stream import SignalError
 from runtime.events import BeatEvent, QualityEvent
@@ -69,20 +70,11 @@ def reference_peaks_s(path: Path) -> np.ndarray | None:
 
 
 def match_beats(reference_s: np.ndarray, detected_s: np.ndarray, tolerance_s: float) -> tuple[int, int, int, list]:
-    """(TP, FN, FP, timing errors in s): each reference beat takes the nearest free detection within tolerance."""
-    detected = np.sort(np.asarray(detected_s, dtype=np.float64))
-    used = np.zeros(detected.size, dtype=bool)
-    errors: list[float] = []
-    for time in np.sort(reference_s):
-        position = int(np.searchsorted(detected, time))
-        options = [k for k in (position - 1, position) if 0 <= k < detected.size and not used[k]]
-        options = [k for k in options if abs(detected[k] - time) <= tolerance_s]
-        if options:
-            best = min(options, key=lambda k: abs(detected[k] - time))
-            used[best] = True
-            errors.append(float(detected[best] - time))
-    true_positives = len(errors)
-    return true_positives, len(reference_s) - true_positives, int(detected.size - true_positives), errors
+    """(TP, FN, FP, timing errors in s, in reference order), by ``ec57`` one-to-one matching."""
+    reference, detected = np.asarray(reference_s, dtype=np.float64), np.asarray(detected_s, dtype=np.float64)
+    match = ec57.match_beats(reference, detected, tolerance_s)
+    errors = [float(value) for value in detected[match.detected] - reference[match.reference]]
+    return len(errors), int(match.unmatched_reference.size), int(match.unmatched_detected.size), errors
 
 
 def heart_rate_per_window(peaks_s: np.ndarray, duration_s: float, window_s: float) -> list[float | None]:
@@ -171,7 +163,7 @@ def evaluate_real_ecg(
     files = {path.name: evaluate_file(Path(bundle_path), path, config) for path in ecg_files(folder)}
     headline = files.get(config.reference_file, {})
     report = {
-        "bundle": {"id": bundle.bundle_id, "variant": bundle.variant, "scenario": bundle.manifest.get("scenario")},
+        "bundle": {"id": bundle.bundle_id, "variant": bundle.variant, "scenario": bundle.manifest.scenario},
         "source": "biosignalsnotebooks 0.6.14 signal_samples (PLUX biosignalsplux, real single-lead ECG)",
         "matching": f"AAMI EC57 one-to-one, ±{config.tolerance_s * 1000:.0f} ms",
         "reference_file": config.reference_file,

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.decide import decide
 from runtime.events import BeatEvent
 from runtime.features import waveform_features
 
@@ -58,33 +59,32 @@ class HeartRate:
         return instantaneous, (len(self._times) if now >= self.window_s else None)
 
 
-def classify(
-    bundle, beats: list[PendingBeat], batch_size: int, low_confidence: float, with_features: bool
-) -> list[BeatEvent]:
-    """Run the model on the beats in batches of ``batch_size`` (in order) and build their events."""
-    labels = tuple(bundle.labels)
+def classify(bundle, beats: list[PendingBeat], batch_size: int, with_features: bool) -> list[BeatEvent]:
+    """Run the model on the beats in batches of ``batch_size`` (in order) and build their events.
+
+    The class, its probability and the low-confidence flag follow the bundle's decision rule
+    (``runtime.decide``); the stream accepts only single-label task kinds.
+    """
     events: list[BeatEvent] = []
     for first in range(0, len(beats), batch_size):
         batch = beats[first : first + batch_size]
         windows = np.stack([beat.window for beat in batch])
         started = time.perf_counter()
-        probabilities = bundle.predict(windows[:, :, None].astype(np.float32))
+        outputs = bundle.predict(windows[:, :, None].astype(np.float32))
         latency_us = (time.perf_counter() - started) * 1e6 / len(batch)
+        decisions = decide(bundle.output, outputs)
         features = waveform_features(windows) if with_features else None
-        best = probabilities.argmax(axis=1).tolist()
-        for index, beat in enumerate(batch):
-            row = probabilities[index].tolist()
-            top = row[best[index]]
+        for index, (beat, decision) in enumerate(zip(batch, decisions, strict=True)):
             events.append(
                 BeatEvent(
                     time_s=beat.time_s,
-                    beat_class=labels[best[index]],
-                    probability=top,
-                    probabilities=dict(zip(labels, row)),
+                    beat_class=decision.label,
+                    probability=decision.confidence,
+                    probabilities=decision.scores,
                     heart_rate_bpm=beat.heart_rate_bpm,
                     heart_rate_1min_bpm=beat.heart_rate_1min_bpm,
                     quality_flags=beat.flags,
-                    low_confidence=top < low_confidence,
+                    low_confidence=decision.low_confidence,
                     latency_us=latency_us,
                     features={name: float(values[index]) for name, values in features.items()} if features else None,
                 )

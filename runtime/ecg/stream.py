@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from runtime.decide import require_single_label
 from runtime.ecg.beats import HeartRate, PendingBeat, classify
 from runtime.ecg.decisions import DetectorConfig
 from runtime.ecg.quality import (
@@ -79,12 +80,16 @@ class EcgStream:
     ) -> None:
         self.config = config or StreamConfig()
         spec = bundle.input_spec
-        if spec.feature_kind is not FeatureKind.WAVEFORM:
+        if spec.feature_kind is not FeatureKind.WAVEFORM or not spec.is_beat_window:
+            what = "a waveform without a beat window" if spec.feature_kind is FeatureKind.WAVEFORM else (
+                f"{spec.feature_kind.value}, not a waveform")
             raise SignalError(
-                f"bundle input is {spec.feature_kind.value}, not a waveform",
-                expected="an ECG (waveform) bundle",
-                fix="use the tabular runner for tabular bundles",
+                f"bundle input '{spec.name}' is {what}",
+                expected="an ECG bundle whose input is a beat window (window_before_s / window_after_s)",
+                fix="use the tabular runner for tabular bundles; a waveform bundle for the stream needs its beat "
+                "window in the manifest (rebuild it with one)",
             )
+        require_single_label(bundle.output, "ECG stream")
         rate = float(source_rate_hz) if isinstance(source_rate_hz, numbers.Real) else math.nan
         if not math.isfinite(rate) or rate < self.config.minimum_source_rate_hz:
             raise SignalError(
@@ -104,8 +109,6 @@ class EcgStream:
         self._block = self._segment * max(1, round(self.config.block_s / quality.flat_segment_s))
         self._guard = math.ceil((quality.merge_gap_s + quality.clip_min_run_s) * self.rate) + 2
         self._reach = round(self.config.refine_s * self.rate)
-        low = (bundle.thresholds or {}).get("low_confidence_below", 0.0)
-        self._low_confidence = float(low) if isinstance(low, int | float) else 0.0
         self._resampler = StreamingResampler(rate, self.rate, self.config.resampler)
         self._conditioner = SourceConditioner(rate, quality, adc_range)
         self._flat = FlatLineDetector(quality)
@@ -323,9 +326,7 @@ class EcgStream:
         waited = end - self._queue_since >= self.config.max_batch_wait_s * self.rate
         if not self._queue or not (last or not beats or len(beats) >= self.batch_size or waited):
             return []
-        classified = iter(
-            classify(self.bundle, beats, self.batch_size, self._low_confidence, self.config.summary_features)
-        )
+        classified = iter(classify(self.bundle, beats, self.batch_size, self.config.summary_features))
         released = [next(classified) if isinstance(item, PendingBeat) else item for item in self._queue]
         self._queue = []
         return released

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from datetime import timedelta
@@ -104,18 +105,42 @@ def test_catalog_reports_broken_bundles_instead_of_failing(tmp_path: Path) -> No
     assert "does not exist" in read_catalog(tmp_path / "missing").problems[0]
 
 
+def test_bundles_the_contract_refuses_are_problems_not_crashes(dashboard_fixture, tmp_path: Path) -> None:
+    source = dashboard_fixture.settings.bundles / SCENARIO
+    for name, change in {
+        "old": lambda manifest: manifest.update(schema_version=1),
+        "odd-task": lambda manifest: manifest["output"].update(task="segmentation"),
+    }.items():
+        shutil.copytree(source, tmp_path / name)
+        manifest = json.loads((tmp_path / name / "manifest.json").read_text())
+        change(manifest)
+        (tmp_path / name / "manifest.json").write_text(json.dumps(manifest))
+    catalog = read_catalog(tmp_path)
+    assert catalog.bundles == () and len(catalog.problems) == 2
+    old, odd = sorted(catalog.problems, key=lambda problem: "old" not in problem)
+    assert "bundle old" in old and "older edgemed" in old and "edgemed build" in old
+    assert "bundle odd-task" in odd and "'output.task'" in odd and "multiclass" in odd
+
+
+def test_the_catalog_reads_the_typed_contract(dashboard_fixture) -> None:
+    bundle = read_catalog(dashboard_fixture.settings.bundles).by_name(SCENARIO)
+    assert bundle.manifest.schema_version == 2 and bundle.manifest.output.task == "multiclass"
+    assert bundle.labels == ["malignant", "benign"] and bundle.manifest.data.synthetic is False
+    assert bundle.bundle_id == bundle.lineage["bundle"] == bundle.manifest.bundle_id(bundle.manifest_sha256)
+
+
 def test_build_tables_come_from_the_manifest_and_the_artefacts(dashboard_fixture) -> None:
     settings = dashboard_fixture.settings
     bundle = read_catalog(settings.bundles).by_name(SCENARIO)
     variants = variants_frame(bundle)
-    assert set(variants["variant"]) == set(bundle.manifest["variants"])
+    assert set(variants["variant"]) == set(bundle.manifest.variants)
     assert variants.loc[variants["shipped"], "variant"].tolist() == [bundle.shipped_variant]
     assert variants["macro_f1_ci"].str.match(r"0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\]").all()
     how_made = dict(zip(variants["variant"], variants["how_made"], strict=True))
     assert how_made["int8-static"].startswith("int8 settings: ") and how_made["fp16"] == ""
     assert variants.loc[variants["variant"] == "fp32", "ratio_to_fp32"].item() == 1.0
     # The manifest's latency names are the benchmark's; the headline p50 is the median of the window medians.
-    latency = {name: summary["latency"] for name, summary in bundle.manifest["variants"].items()}
+    latency = {name: summary["latency"] for name, summary in bundle.manifest.variants.items()}
     assert dict(zip(variants["variant"], variants["latency_p50_us"], strict=True)) == {
         name: value["median_of_windows_us"] for name, value in latency.items()}
     assert dict(zip(variants["variant"], variants["latency_p90_us"], strict=True)) == {

@@ -134,15 +134,19 @@ def test_failed_export_leaves_an_existing_destination_untouched(tmp_path: Path) 
     assert [path.name for path in tmp_path.iterdir()] == ["model.onnx"]
 
 
-def test_multi_input_model_is_rejected(tmp_path: Path) -> None:
+def test_multi_input_model_keeps_its_keras_input_names(tmp_path: Path) -> None:
     import keras
 
-    first, second = keras.Input((4,)), keras.Input((4,))
+    first, second = keras.Input((4,)), keras.Input((2,))  # unnamed: Keras names them
     model = keras.Model([first, second], keras.layers.Dense(2)(keras.layers.Concatenate()([first, second])))
+    destination = tmp_path / "two.onnx"
 
-    with pytest.raises(ExportError, match="2 inputs") as raised:
-        export_keras_to_onnx(model, tmp_path / "two.onnx", ExportConfig())
-    assert "single-input" in raised.value.expected
+    export_keras_to_onnx(model, destination, ExportConfig())
+
+    graph = onnx.load(str(destination)).graph
+    assert sorted(value.name for value in graph.input) == sorted([first.name, second.name])
+    assert all(value.type.tensor_type.shape.dim[0].dim_param == "batch" for value in graph.input)
+    assert [value.name for value in graph.output] == ["probabilities"]
 
 
 def test_unknown_non_batch_axis_is_rejected(tmp_path: Path) -> None:

@@ -41,6 +41,20 @@ def test_compare_outputs_uses_a_half_threshold_for_single_column_outputs() -> No
     assert compare_outputs(reference, candidate, tolerance=1e-4) == (pytest.approx(0.02), 0.75)
 
 
+def test_compare_outputs_decides_per_task_kind() -> None:
+    reference = np.array([[0.2, 0.7], [0.6, 0.9], [0.49995, 0.1], [0.3, 0.2]])
+    candidate = np.array([[0.2, 0.1], [0.6, 0.9], [0.5 + 1e-6, 0.1], [0.3, 0.2]])
+
+    assert compare_outputs(reference, candidate, 1e-4, "multiclass")[1] == 0.75  # argmax: sample 0 flips
+    # thresholds: sample 0 flips a column; sample 2 sits on 0.5 within the tolerance (a tie)
+    assert compare_outputs(reference, candidate, 1e-4, "multilabel")[1] == 0.75
+    assert compare_outputs(reference, candidate, 0.0, "multilabel")[1] == 0.5
+    assert compare_outputs(reference[:, :1], candidate[:, :1], 1e-4, "binary")[1] == 1.0
+    assert compare_outputs(reference, candidate, 1e-4, "regression") == (pytest.approx(0.6), None)
+    assert compare_outputs(reference, candidate, 1e-4, "anomaly")[1] is None
+    assert compare_outputs(reference, candidate, 1e-4) == compare_outputs(reference, candidate, 1e-4, None)
+
+
 def test_compare_outputs_rejects_different_shapes() -> None:
     with pytest.raises(ParityError, match="output shapes differ"):
         compare_outputs(np.zeros((4, 3)), np.zeros((4, 2)), tolerance=1e-4)
@@ -94,6 +108,17 @@ def test_every_check_logs_one_line(zoo: ModelZoo, tabular: Splits, caplog: pytes
     passed_lines = [record.message for record in caplog.records if record.message.startswith("✓")]
     assert len(passed_lines) == 8  # ran, finite, max |Δ|, argmax × 2 batch sizes
     assert not [record for record in caplog.records if record.message.startswith("✗")]
+
+
+def test_values_only_tasks_log_no_decision_line(zoo: ModelZoo, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="exporters.parity"):
+        report = check_keras_parity(zoo.model("autoencoder"), zoo.onnx_path("autoencoder"), zoo.inputs("autoencoder"),
+                                    batch_sizes=(1, 32), task="regression")
+
+    assert report.passed and report.argmax_agreement is None
+    assert len([record for record in caplog.records if record.message.startswith("✓")]) == 6
+    assert not any("agreement" in record.message for record in caplog.records)
+    assert json.loads(json.dumps(report.to_dict()))["argmax_agreement"] is None
 
 
 def test_fixed_batch_axis_fails_other_batch_sizes(zoo: ModelZoo, tabular: Splits, tmp_path: Path) -> None:

@@ -93,8 +93,10 @@ def test_user_model_builds_into_a_bundle(runner, user_model, tmp_path):
     result = runner.invoke(main, arguments)
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "b" / "mine" / "manifest.json").read_text())
-    assert manifest["labels"] == ["negative", "positive"]
-    assert manifest["input"]["shape"] == [None, 6]
+    assert manifest["schema_version"] == 2 and manifest["output"]["task"] == "multiclass"
+    assert manifest["output"]["labels"] == ["negative", "positive"]
+    assert manifest["inputs"][0]["shape"] == [None, 6]
+    assert manifest["inputs"][0]["feature_names"] == [f"feature_{index}" for index in range(6)]
     assert manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
     assert "| variant | size (KiB) |" in result.output and "shipped:" in result.output
     again = runner.invoke(main, arguments)
@@ -131,6 +133,7 @@ def _write_npz(path, **overrides):
         ({"test_inputs": np.zeros((40, 5), np.float32)}, "shape (40, 5)"),
         ({"calibration_inputs": None}, "lacks the arrays ['calibration_inputs']"),
         ({"test_labels": np.full(40, 9, np.int64)}, "outside 0..1"),
+        ({"class_names": np.array(["same", "same"])}, "not make a valid device contract"),
     ],
 )
 def test_bad_user_data_is_a_usage_error_and_writes_nothing(runner, user_model, tmp_path, overrides, needle):

@@ -20,6 +20,7 @@ from pipeline.clinical.gate import GateVerdict
 from pipeline.config import Profile, VariantName
 from pipeline.errors import GateError
 from pipeline.scenarios import get_scenario
+from runtime.contract import BundleManifest, MulticlassRule, TaskKind
 from runtime.hashing import sha256_file
 
 ALL_VARIANTS = [variant.value for variant in VariantName]
@@ -53,7 +54,11 @@ def test_bundle_manifest_hashes_and_contents(build):
         for name in manifest["files"]
     }
     assert set(manifest["files"]) == {"model.onnx", "reference_profile.json", "report.md"}
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
+    typed = BundleManifest.from_dict(manifest)  # what the device reads
+    assert typed.to_dict() == manifest
+    assert typed.output.task is TaskKind.MULTICLASS and typed.output.labels == tuple(manifest["output"]["labels"])
+    assert typed.data.synthetic is manifest["data"]["provenance"]["synthetic"]
     assert list(manifest["variants"]) == ALL_VARIANTS
     assert manifest["variants"]["fp32"]["gate"]["passed"] is True
     shipped = manifest["variants"][manifest["variant"]]
@@ -83,10 +88,10 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert lineage["model"] == outcome.artifacts["train"].id
     assert lineage["bundle"] == outcome.artifacts["bundle"].id
     assert manifest["data"]["provenance"]["synthetic"] in (True, False)
-    assert manifest["input"]["shape"][0] is None
+    assert manifest["inputs"][0]["shape"][0] is None and len(manifest["inputs"]) == 1
     model = onnx.load(folder / "model.onnx")
-    assert model.graph.input[0].name == manifest["input"]["name"]
-    assert model.graph.output[0].name == manifest["output"]["name"]
+    assert model.graph.input[0].name == manifest["inputs"][0]["name"]
+    assert [output.name for output in model.graph.output] == manifest["output"]["names"]
     report = (folder / "report.md").read_text()
     assert manifest["variant"] in report and "Gate verdicts" in report
 
@@ -103,10 +108,26 @@ def test_every_variant_outputs_probabilities(build):
 def test_synthetic_flag_is_honest_per_scenario(breast_cancer_build, ecg_build):
     breast = json.loads((breast_cancer_build[1].bundle_directory / "manifest.json").read_text())
     ecg = json.loads((ecg_build[1].bundle_directory / "manifest.json").read_text())
-    assert breast["data"]["provenance"]["synthetic"] is False
-    assert ecg["data"]["provenance"]["synthetic"] is True
+    assert breast["data"]["provenance"]["synthetic"] is False and breast["data"]["synthetic"] is False
+    assert ecg["data"]["provenance"]["synthetic"] is True and ecg["data"]["synthetic"] is True
     assert "Synthetic data" in (ecg_build[1].bundle_directory / "report.md").read_text()
     assert "Synthetic data" not in (breast_cancer_build[1].bundle_directory / "report.md").read_text()
+
+
+def test_each_scenario_writes_its_device_contract(breast_cancer_build, ecg_build):
+    breast = json.loads((breast_cancer_build[1].bundle_directory / "manifest.json").read_text())
+    ecg = BundleManifest.from_dict(json.loads((ecg_build[1].bundle_directory / "manifest.json").read_text()))
+    (beat,) = ecg.inputs
+    assert beat.feature_kind.value == "waveform" and beat.sample_rate_hz == 360.0
+    assert beat.r_peak_index == 90 and beat.window_samples == 252 and beat.shape == (None, 252, 1)
+    assert ecg.output.labels == ("N", "S", "V", "F") and ecg.output.decision == MulticlassRule(0.5)
+    assert not ecg.output.graph_outputs_logits
+    assert breast["inputs"][0]["feature_kind"] == "tabular" and len(breast["inputs"][0]["feature_names"]) == 30
+    assert breast["output"]["labels"] == ["malignant", "benign"]
+    assert breast["output"]["decision"] == {"low_confidence_below": None}
+    assert "thresholds" not in breast and "labels" not in breast  # schema 1's untyped keys are gone
+    report = (ecg_build[1].bundle_directory / "report.md").read_text()
+    assert "manifest schema 2" in report and "flagged low-confidence under 0.5" in report
 
 
 def test_reference_profile_covers_features_and_predictions(ecg_build):

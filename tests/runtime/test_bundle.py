@@ -14,6 +14,7 @@ from runtime.bundle import (
     InputShapeError,
     ManifestError,
     MissingFileError,
+    ModelContractError,
     TamperedFileError,
     TruncatedFileError,
     UnlistedModelFileError,
@@ -22,7 +23,9 @@ from runtime.bundle import (
     load_bundle,
     onnxruntime_max_opset,
 )
+from runtime.contract import BundleManifest, MulticlassRule, TaskKind
 from runtime.errors import IntegrityError
+from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 from runtime.session import ProviderError, available_providers
 
@@ -64,10 +67,30 @@ DAMAGE = {
         ManifestError,
         "JSON",
     ),
-    "unknown schema version": (
-        lambda folder: _edit_manifest(folder, lambda m: m.update(schema_version=2)),
+    "newer schema version": (
+        lambda folder: _edit_manifest(folder, lambda m: m.update(schema_version=3)),
         UnsupportedSchemaError,
-        "2",
+        "newer edgemed",
+    ),
+    "schema 1 (older edgemed)": (
+        lambda folder: _edit_manifest(folder, lambda m: m.update(schema_version=1)),
+        UnsupportedSchemaError,
+        "edgemed build",
+    ),
+    "missing decision rule": (
+        lambda folder: _edit_manifest(folder, lambda m: m["output"].pop("decision")),
+        ManifestError,
+        "output.decision",
+    ),
+    "misspelt rule field": (
+        lambda folder: _edit_manifest(folder, lambda m: m["output"]["decision"].update(low_confidence_bellow=0.9)),
+        ManifestError,
+        "output.decision.low_confidence_bellow",
+    ),
+    "window that does not fit the shape": (
+        lambda folder: _edit_manifest(folder, lambda m: m["inputs"][0].update(window_after_s=0.5)),
+        ManifestError,
+        "inputs[0].shape",
     ),
     "unsupported opset": (
         lambda folder: _edit_manifest(folder, lambda m: m["export"].update(opset=99)),
@@ -143,6 +166,10 @@ def test_valid_bundles_load_with_identity_and_predict(ecg_bundle, breast_bundle,
     assert len(ecg_bundle.bundle_id) == 12 and ecg_bundle.provider == "CPUExecutionProvider"
     assert ecg_bundle.variant == json.loads((ecg_bundle_path / "manifest.json").read_text())["variant"]
     assert ecg_bundle.labels == ("N", "S", "V", "F")
+    assert isinstance(ecg_bundle.manifest, BundleManifest) and ecg_bundle.manifest.schema_version == 2
+    assert ecg_bundle.output.task is TaskKind.MULTICLASS and ecg_bundle.output.decision == MulticlassRule(0.5)
+    assert breast_bundle.output.decision == MulticlassRule(None)
+    assert breast_bundle.input_spec.feature_kind is FeatureKind.TABULAR and len(breast_bundle.inputs) == 1
     assert ecg_bundle.input_spec.window_samples == 252 and ecg_bundle.input_spec.r_peak_index == 90
     probabilities = ecg_bundle.predict(np.random.default_rng(0).normal(size=(5, 252, 1)))
     assert probabilities.shape == (5, 4) and np.allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
@@ -166,3 +193,30 @@ def test_unknown_provider_is_refused(ecg_bundle_path):
         pytest.skip("TensorRT is installed here")
     with pytest.raises(ProviderError, match="CPUExecutionProvider"):
         load_bundle(ecg_bundle_path, provider="tensorrt")
+
+
+def test_decisions_follow_the_manifest_rule(ecg_bundle):
+    windows = np.random.default_rng(1).normal(size=(6, 252, 1))
+    probabilities = ecg_bundle.predict(windows)
+    decisions = ecg_bundle.decide(windows)
+    assert [decision.label for decision in decisions] == [ecg_bundle.labels[i] for i in probabilities.argmax(axis=1)]
+    assert [decision.low_confidence for decision in decisions] == (probabilities.max(axis=1) < 0.5).tolist()
+
+
+def test_bundle_id_is_the_lineage_id_or_the_manifest_hash(ecg_bundle_path, copy_bundle):
+    lineage_id = json.loads((ecg_bundle_path / "manifest.json").read_text())["lineage"]["bundle"]
+    assert load_bundle(ecg_bundle_path, provider="cpu").bundle_id == lineage_id
+    folder = copy_bundle(ecg_bundle_path)
+    _edit_manifest(folder, lambda m: m["lineage"].pop("bundle"))
+    bundle = load_bundle(folder, provider="cpu")
+    assert bundle.bundle_id == bundle.manifest_sha256[:12] != lineage_id
+
+
+def test_manifest_and_model_from_different_builds_are_refused(ecg_bundle_path, copy_bundle):
+    folder = copy_bundle(ecg_bundle_path)
+    _edit_manifest(folder, lambda m: m["output"].update(names=["scores"]))
+    with pytest.raises(ModelContractError, match="scores"):
+        load_bundle(folder, provider="cpu")
+    _edit_manifest(folder, lambda m: m["output"].update(names=["probabilities"], labels=["N", "S", "V"]))
+    with pytest.raises(ModelContractError, match="3"):
+        load_bundle(folder, provider="cpu")

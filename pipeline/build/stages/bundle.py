@@ -1,15 +1,17 @@
 """Stage ``bundle``: time every variant, ship the fastest one that passed the gate.
 
 The bundle is the folder a device receives: ``model.onnx``, ``manifest.json``,
-``reference_profile.json`` and ``report.md``. The manifest records the sha256 of
-every other file so the runtime can refuse a tampered or truncated bundle.
+``reference_profile.json`` and ``report.md``. The manifest is a
+``runtime.contract.BundleManifest`` written with ``to_dict()`` (and read back before it
+is published); it records the sha256 of every other file so the runtime can refuse a
+tampered or truncated bundle.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -26,12 +28,24 @@ from pipeline.build.variant_latency import REFERENCE, LatencyResult, measure_var
 from pipeline.clinical.gate import GateVerdict
 from pipeline.clinical.metrics import ClinicalMetrics
 from pipeline.config import BundleConfig, VariantName
-from pipeline.errors import GateError
-from pipeline.scenarios.base import InputSpec
+from pipeline.errors import GateError, StageError
+from pipeline.scenarios.base import DeviceContract
+from runtime.contract import (
+    MANIFEST_NAME,
+    MODEL_NAME,
+    PROFILE_NAME,
+    SCHEMA_VERSION,
+    BundleManifest,
+    DataSummary,
+    ExportSummary,
+    FileEntry,
+    OutputSpec,
+    Selection,
+    TaskKind,
+)
 from runtime.features import summary_features
 from runtime.hashing import sha256_file
 
-BUNDLE_SCHEMA_VERSION = 1
 # Part of the bundle stage's cache key: raised whenever what the stage writes changes within one
 # schema version, so a bundle cached before is rebuilt rather than reused with the old content.
 # 2: the latency fields took the benchmark's names (mean_us, p50_us … p99_us, median_of_windows_us).
@@ -59,7 +73,7 @@ class BundleRequest:
 
     scenario: str
     description: str
-    input_spec: InputSpec
+    contract: DeviceContract  # inputs, output with its decision rule, preprocessing (runtime.contract types)
     bundle: BundleConfig
 
 
@@ -146,39 +160,81 @@ def _machine() -> dict:
         "onnxruntime": fingerprint["onnxruntime"]["version"]}
 
 
-def _manifest(request: BundleRequest, inputs: BundleInputs, variants: dict, chosen: str, reason: str) -> dict:
-    spec = request.input_spec
+def _output(request: BundleRequest, inputs: BundleInputs) -> OutputSpec:
+    """The contract's output under the exported graph output's name; class labels checked against the data's."""
+    output = request.contract.output
+    class_names = tuple(inputs.data.metrics["class_names"])
+    if output.task in (TaskKind.MULTICLASS, TaskKind.BINARY) and output.labels != class_names:
+        raise StageError(
+            f"the device contract's labels {list(output.labels)} differ from the data's classes {list(class_names)}",
+            expected="the same labels in the same order",
+            fix="make the scenario's class_names match the labels its data uses",
+        )
+    return replace(output, names=(inputs.export.manifest["config"]["export"]["output_name"],))
+
+
+def _data_summary(metrics: dict) -> DataSummary:
+    provenance = to_jsonable(metrics["provenance"])
+    return DataSummary(
+        synthetic=provenance.get("synthetic"),
+        provenance=provenance,
+        seed=metrics["seed"],
+        sizes=to_jsonable(metrics["sizes"]),
+        class_balance=to_jsonable(metrics["class_balance"]),
+    )
+
+
+def _file_table(folder: Path) -> dict[str, FileEntry]:
     return {
-        "schema_version": BUNDLE_SCHEMA_VERSION,
-        "scenario": request.scenario,
-        "description": request.description,
-        "labels": inputs.data.metrics["class_names"],
-        "input": {
-            "name": spec.name,
-            "shape": [None, *spec.shape],
-            "dtype": spec.dtype,
-            "feature_kind": spec.feature_kind.value,
-            "sample_rate_hz": spec.sample_rate_hz,
-            "window_before_s": spec.window_before_s,
-            "window_after_s": spec.window_after_s,
-            "feature_names": list(spec.feature_names),
-        },
-        "preprocessing": {"in_graph": spec.preprocessing_in_graph, "runtime": spec.runtime_preprocessing},
-        "output": {
-            "name": inputs.export.manifest["config"]["export"]["output_name"],
-            "semantics": spec.output_semantics,
-        },
-        "thresholds": spec.thresholds,
-        "variant": chosen,
-        "selection": {"rule": SELECTION_RULE, "reason": reason, "measured_on": _machine()},
-        "variants": variants,
-        "export": {key: inputs.export.metrics[key] for key in ("parity", "opset", "op_census", "warnings")},
-        "training": inputs.model.metrics,
-        "data": {key: inputs.data.metrics[key] for key in ("seed", "sizes", "class_balance", "provenance")},
-        "lineage": {stage: getattr(inputs, stage).id for stage in ("data", "model", "export", "variants", "evaluate")},
-        "tool_versions": tool_versions(),
-        "created_at": datetime.now(UTC).isoformat(),
+        path.name: FileEntry(sha256_file(path), path.stat().st_size)
+        for path in sorted(folder.iterdir())
+        if path.name != MANIFEST_NAME
     }
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The shipped variant, why, and every variant's summary."""
+
+    variant: str
+    reason: str
+    variants: dict
+
+
+def _manifest(request: BundleRequest, inputs: BundleInputs, choice: Choice, bundle_id: str,
+              folder: Path) -> BundleManifest:
+    export = inputs.export.metrics
+    lineage = {stage: getattr(inputs, stage).id for stage in ("data", "model", "export", "variants", "evaluate")}
+    return BundleManifest(
+        scenario=request.scenario,
+        description=request.description,
+        inputs=request.contract.inputs,
+        output=_output(request, inputs),
+        preprocessing=request.contract.preprocessing,
+        variant=choice.variant,
+        selection=Selection(SELECTION_RULE, choice.reason, to_jsonable(_machine())),
+        variants=to_jsonable(choice.variants),
+        export=ExportSummary(export["opset"], to_jsonable(export["parity"]), to_jsonable(export["op_census"]),
+                             tuple(export["warnings"])),
+        training=to_jsonable(inputs.model.metrics),
+        data=_data_summary(inputs.data.metrics),
+        lineage={**lineage, "bundle": bundle_id},
+        files=_file_table(folder),
+        tool_versions=tool_versions(),
+        created_at=datetime.now(UTC).isoformat(),
+    )
+
+
+def _write_manifest(folder: Path, manifest: BundleManifest) -> None:
+    """Write ``to_dict()``, after proving the device's parser reads it back unchanged."""
+    text = json.dumps(manifest.to_dict(), indent=2)
+    if json.dumps(BundleManifest.from_dict(json.loads(text)).to_dict(), indent=2) != text:  # text: NaN-safe
+        raise StageError(
+            "the bundle manifest does not read back as written",
+            expected="BundleManifest.from_dict(to_dict()) to write the same JSON",
+            fix="report this as a bug in runtime/contract",
+        )
+    (folder / MANIFEST_NAME).write_text(text)
 
 
 def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: StageContext) -> tuple[Artifact, bool]:
@@ -208,25 +264,21 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         }
         folder = work / BUNDLE_FOLDER
         folder.mkdir()
-        shutil.copyfile(inputs.variants.path(variant_file(chosen)), folder / "model.onnx")
+        shutil.copyfile(inputs.variants.path(variant_file(chosen)), folder / MODEL_NAME)
+        spec = request.contract.input
         profile = build_reference_profile(
-            summary_features(splits.test.inputs, request.input_spec.feature_kind, request.input_spec.feature_names),
+            summary_features(splits.test.inputs, spec.feature_kind, spec.feature_names),
             load_predictions(inputs.variants)[chosen],
             splits.class_names,
-            request.input_spec.feature_kind.value,
+            spec.feature_kind.value,
         )
-        (folder / "reference_profile.json").write_text(json.dumps(profile, indent=1))
-        manifest = _manifest(request, inputs, variants, chosen, reason)
-        manifest["lineage"]["bundle"] = bundle_id
+        (folder / PROFILE_NAME).write_text(json.dumps(profile, indent=1))
+        manifest = _manifest(request, inputs, Choice(chosen, reason, variants), bundle_id, folder)
         (folder / "report.md").write_text(render_report(manifest, metrics[chosen]))
-        manifest["files"] = {
-            path.name: {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-            for path in sorted(folder.iterdir())
-            if path.name != "manifest.json"
-        }
-        (folder / "manifest.json").write_text(json.dumps(to_jsonable(manifest), indent=2))
+        _write_manifest(folder, replace(manifest, files=_file_table(folder)))
         return StageResult({"variant": chosen, "reason": reason, "variants": variants})
 
-    stage_config = {"request": asdict(request), "content_revision": BUNDLE_CONTENT_REVISION}
+    stage_config = {"request": asdict(request), "schema_version": SCHEMA_VERSION,
+                    "content_revision": BUNDLE_CONTENT_REVISION}
     bundle_id = artifact_id("bundle", stage_config, inputs.evaluate.id)
     return run_stage("bundle", stage_config, inputs.evaluate, context.root, produce)

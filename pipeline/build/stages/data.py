@@ -40,15 +40,15 @@ class DataRequest:
 
 
 def run_data_stage(request: DataRequest, context: StageContext) -> tuple[Artifact, bool]:
-    """The scenario's seed-fixed splits, validated against its input spec (the first stage: no parent)."""
+    """The scenario's seed-fixed splits, validated against its device input (the first stage: no parent)."""
     scenario = request.scenario
-    spec = scenario.input_spec(request.data)
+    spec = scenario.device_contract(request.data).input
 
     def produce(work: Path) -> StageResult:
         splits = scenario.make_data(request.data, request.seed,
                                     lambda done, total: context.progress("data", done, total))
         for name in SPLIT_NAMES:
-            validate_split(name, splits.split(name), spec.shape, len(splits.class_names))
+            validate_split(name, splits.split(name), spec.sample_shape, len(splits.class_names))
         save_splits(splits, work / SPLITS_FILE)
         return StageResult(describe_splits(splits, request.seed))
 

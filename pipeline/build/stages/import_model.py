@@ -6,9 +6,10 @@ integer labels:
 - ``calibration_inputs`` — int8 static calibration only (required)
 - ``test_inputs`` and ``test_labels`` — parity, clinical metrics, reference profile (required)
 - ``class_names`` — optional string array, one per model output (default ``class_0`` …)
-- ``sample_rate_hz`` — optional scalar recorded in the manifest for waveform inputs
+- ``sample_rate_hz`` — scalar in Hz, required when the input is a waveform (not one row of features)
 
-The model must end in a softmax (outputs are probabilities per class).
+The model must end in a softmax over at least two classes (outputs are probabilities per class): the
+bundle's output is a multiclass task decided by argmax.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from pipeline.build.context import StageContext
 from pipeline.build.stages.data import SPLITS_FILE, describe_splits
 from pipeline.build.stages.train import MODEL_FILE
 from pipeline.errors import DataError
-from pipeline.scenarios.base import InputSpec
+from pipeline.scenarios.base import DeviceContract, multiclass_output
 from pipeline.splits import SPLIT_NAMES, DataSplits, Split, save_splits, validate_split
 from pipeline.training.keras_files import load_keras_model
+from runtime.contract import InputSpec, ManifestError, Preprocessing
 from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 
@@ -84,15 +86,40 @@ def model_signature(model_path: Path) -> tuple[tuple[int, ...], int]:
     return input_shape, int(model.output_shape[-1])
 
 
-def custom_input_spec(input_shape: tuple[int, ...], sample_rate_hz: float | None) -> InputSpec:
+def custom_contract(
+    input_shape: tuple[int, ...], class_names: tuple[str, ...], sample_rate_hz: float | None
+) -> DeviceContract:
+    """The device contract of a user's softmax model: one input, a multiclass output decided by argmax."""
     tabular = len(input_shape) == 1
-    return InputSpec(
-        shape=input_shape,
-        feature_kind=FeatureKind.TABULAR if tabular else FeatureKind.WAVEFORM,
-        sample_rate_hz=sample_rate_hz,
-        feature_names=tuple(f"feature_{index}" for index in range(input_shape[0])) if tabular else (),
-        preprocessing_in_graph="whatever the user's Keras model does in its layers",
-        runtime_preprocessing="feed inputs exactly as in the .npz used to build this bundle",
+    if not tabular and sample_rate_hz is None:
+        raise DataError(
+            f"the model takes waveform windows of shape {input_shape} but the .npz has no sample_rate_hz",
+            expected="sample_rate_hz (a scalar in Hz) for a model whose input is not one row of features",
+            fix="numpy.savez(..., sample_rate_hz=360.0) with the rate the windows were sampled at",
+        )
+    try:
+        spec = InputSpec(
+            "input",
+            (None, *input_shape),
+            FeatureKind.TABULAR if tabular else FeatureKind.WAVEFORM,
+            sample_rate_hz=None if tabular else sample_rate_hz,
+            feature_names=tuple(f"feature_{index}" for index in range(input_shape[0])) if tabular else (),
+        )
+        output = multiclass_output(class_names, "softmax probabilities over the labels, in label order")
+    except ManifestError as error:
+        raise DataError(
+            f"the model and .npz do not make a valid device contract: {error.what}",
+            expected=error.expected,
+            fix="a softmax model over at least 2 classes, distinct class_names, and a positive sample_rate_hz "
+            "for waveform inputs",
+        ) from error
+    return DeviceContract(
+        inputs=(spec,),
+        output=output,
+        preprocessing=Preprocessing(
+            in_graph="whatever the user's Keras model does in its layers",
+            runtime="feed inputs exactly as in the .npz used to build this bundle",
+        ),
     )
 
 
@@ -104,7 +131,7 @@ class ImportRequest:
     model_path: Path
     data_path: Path
     splits: DataSplits  # calibration and test from the .npz; train and validation empty
-    input_spec: InputSpec
+    contract: DeviceContract
 
 
 def read_import(model_path: Path, data_path: Path, name: str) -> ImportRequest:
@@ -131,7 +158,8 @@ def read_import(model_path: Path, data_path: Path, name: str) -> ImportRequest:
     )
     for split in SPLIT_NAMES:
         validate_split(split, splits.split(split), input_shape, outputs)
-    return ImportRequest(name, model_path, data_path, splits, custom_input_spec(input_shape, user.sample_rate_hz))
+    contract = custom_contract(input_shape, class_names, user.sample_rate_hz)
+    return ImportRequest(name, model_path, data_path, splits, contract)
 
 
 def run_import_data_stage(request: ImportRequest, context: StageContext) -> tuple[Artifact, bool]:

@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.clinical.gate import GateConfig
 from pipeline.config import Profile
-from pipeline.scenarios.base import InputSpec, Progress, Scenario
+from pipeline.scenarios.base import DeviceContract, Progress, Scenario, multiclass_output
 from pipeline.scenarios.ecg_arrhythmia.synthesis import (
     CLASS_NAMES,
     EcgSynthesisConfig,
@@ -26,6 +26,7 @@ from pipeline.scenarios.ecg_arrhythmia.synthesis import (
     window_samples,
 )
 from pipeline.splits import DataSplits, Split, split_by_group
+from runtime.contract import InputSpec, Preprocessing
 from runtime.features import FeatureKind
 
 
@@ -61,23 +62,29 @@ class EcgArrhythmiaScenario(Scenario):
     def model_config(self, profile: Profile) -> EcgModelConfig:
         return EcgModelConfig()
 
-    def input_spec(self, data_config: object) -> InputSpec:
+    def device_contract(self, data_config: object) -> DeviceContract:
         synthesis = data_config.synthesis  # type: ignore[attr-defined]
-        return InputSpec(
-            shape=(window_samples(synthesis), 1),
-            feature_kind=FeatureKind.WAVEFORM,
-            sample_rate_hz=float(synthesis.sample_rate_hz),
-            window_before_s=synthesis.window_before_s,
-            window_after_s=synthesis.window_after_s,
-            preprocessing_in_graph="per-window z-score over time (LayerNormalization, no learned scale)",
-            runtime_preprocessing=(
-                f"resample to {synthesis.sample_rate_hz} Hz; detect R-peaks; cut "
-                f"{synthesis.window_before_s} s before and {synthesis.window_after_s} s after each R-peak "
-                "(R-peak at index round(before × rate)); shape (batch, samples, 1) float32; "
-                "units and baseline do not matter"
+        return DeviceContract(
+            inputs=(InputSpec(
+                "input",
+                (None, window_samples(synthesis), 1),
+                FeatureKind.WAVEFORM,
+                sample_rate_hz=float(synthesis.sample_rate_hz),
+                window_before_s=synthesis.window_before_s,
+                window_after_s=synthesis.window_after_s,
+            ),),
+            # A beat whose top class probability is under one half is flagged for review.
+            output=multiclass_output(self.class_names, "softmax probabilities over AAMI classes [N, S, V, F]",
+                                     low_confidence_below=0.5),
+            preprocessing=Preprocessing(
+                in_graph="per-window z-score over time (LayerNormalization, no learned scale)",
+                runtime=(
+                    f"resample to {synthesis.sample_rate_hz} Hz; detect R-peaks; cut "
+                    f"{synthesis.window_before_s} s before and {synthesis.window_after_s} s after each R-peak "
+                    "(R-peak at index round(before × rate)); shape (batch, samples, 1) float32; "
+                    "units and baseline do not matter"
+                ),
             ),
-            output_semantics="softmax probabilities over AAMI classes [N, S, V, F]",
-            thresholds={"decision": "argmax", "low_confidence_below": 0.5},
         )
 
     def make_data(self, data_config: object, seed: int, progress: Progress | None = None) -> DataSplits:

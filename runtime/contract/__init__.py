@@ -1,0 +1,75 @@
+"""The bundle contract, owned by the runtime: what a bundle declares and the device relies on.
+
+``BundleManifest`` (schema 2) with its ``InputSpec`` per model input, ``OutputSpec`` (a ``TaskKind``
+and its typed decision rule) and the file table. The build writes ``to_dict()``, the runtime and
+the dashboard read ``from_dict()`` / ``parse_manifest``; nobody reads the JSON by hand.
+
+Dependency rule: the standard library, ``runtime.errors`` and ``runtime.features`` (for
+``FeatureKind``) only; it never opens a session.
+"""
+
+from runtime.contract.errors import (
+    BundleError,
+    ManifestError,
+    UnsupportedBundleError,
+    UnsupportedSchemaError,
+)
+from runtime.contract.inputs import InputSpec
+from runtime.contract.manifest import (
+    MANIFEST_NAME,
+    MODEL_NAME,
+    PROFILE_NAME,
+    SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
+    BundleManifest,
+    DataSummary,
+    ExportSummary,
+    FileEntry,
+    Preprocessing,
+    Selection,
+    check_schema_version,
+    manifest_sha256,
+    parse_manifest,
+)
+from runtime.contract.outputs import (
+    RULES,
+    AnomalyRule,
+    BinaryRule,
+    DecisionRule,
+    MulticlassRule,
+    MultilabelRule,
+    OutputSpec,
+    RegressionRule,
+    TaskKind,
+)
+
+__all__ = [
+    "MANIFEST_NAME",
+    "MODEL_NAME",
+    "PROFILE_NAME",
+    "RULES",
+    "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
+    "AnomalyRule",
+    "BinaryRule",
+    "BundleError",
+    "BundleManifest",
+    "DataSummary",
+    "DecisionRule",
+    "ExportSummary",
+    "FileEntry",
+    "InputSpec",
+    "ManifestError",
+    "MulticlassRule",
+    "MultilabelRule",
+    "OutputSpec",
+    "Preprocessing",
+    "RegressionRule",
+    "Selection",
+    "TaskKind",
+    "UnsupportedBundleError",
+    "UnsupportedSchemaError",
+    "check_schema_version",
+    "manifest_sha256",
+    "parse_manifest",
+]

@@ -1,0 +1,134 @@
+"""One model input of a bundle: its graph name, shape, dtype and what the device feeds it.
+
+A bundle lists one ``InputSpec`` per graph input (a model may take a beat window and a row of
+RR features). Waveform inputs carry their sample rate and, for beat windows, the seconds before
+and after the R-peak; tabular inputs carry their column names.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runtime.contract.errors import invalid, show
+from runtime.contract.fields import Fields, is_integer, is_number
+from runtime.features import FeatureKind
+
+DTYPES = ("float32",)  # what the runtime feeds; ONNX Runtime takes it without a cast
+MAX_DIMENSION = 1 << 24
+MAX_RATE_HZ = 1e6  # rates in Hz and windows in seconds stay below this
+
+
+def _positive(value: float | None) -> bool:
+    return value is not None and is_number(value) and 0 < value < MAX_RATE_HZ
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One graph input and how the device fills it."""
+
+    name: str  # the ONNX graph input's name
+    shape: tuple[int | None, ...]  # batch axis first, as None; every other axis fixed
+    feature_kind: FeatureKind  # waveform windows or tabular rows (also picks the summary features)
+    dtype: str = "float32"
+    sample_rate_hz: float | None = None  # waveform: the rate the model was trained at
+    window_before_s: float | None = None  # beat windows: seconds before the R-peak
+    window_after_s: float | None = None  # beat windows: seconds after the R-peak (R-peak excluded)
+    feature_names: tuple[str, ...] = ()  # tabular: the column order
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        if self.feature_kind not in tuple(FeatureKind):
+            raise invalid("feature_kind", show(self.feature_kind), f"one of {', '.join(FeatureKind)}")
+        object.__setattr__(self, "feature_kind", FeatureKind(self.feature_kind))
+        if not isinstance(self.name, str) or not self.name.strip():
+            raise invalid("name", show(self.name), "the graph input's name")
+        shape = self.shape
+        if len(shape) < 2 or shape[0] is not None or not all(
+            is_integer(d) and 0 < d < MAX_DIMENSION for d in shape[1:]
+        ):
+            raise invalid("shape", show(list(shape)), "[null (the batch axis), positive integers…]")
+        if self.dtype not in DTYPES:
+            raise invalid("dtype", show(self.dtype), f"one of {', '.join(DTYPES)}")
+        if self.feature_kind is FeatureKind.WAVEFORM:
+            self._check_waveform()
+        else:
+            self._check_tabular()
+
+    def _check_waveform(self) -> None:
+        if not _positive(self.sample_rate_hz):
+            raise invalid("sample_rate_hz", show(self.sample_rate_hz), "a waveform input's positive rate in Hz")
+        windows = (self.window_before_s, self.window_after_s)
+        if windows == (None, None):
+            return
+        for field, value in zip(("window_before_s", "window_after_s"), windows, strict=True):
+            if not _positive(value):
+                raise invalid(field, show(value), "positive seconds (a beat window needs both sides)")
+        if self.window_samples != self.shape[1]:
+            raise invalid("shape", f"{list(self.shape)}, but the beat window is {self.window_samples} samples",
+                          "axis 1 = round(before × rate) + round(after × rate)")
+
+    def _check_tabular(self) -> None:
+        if len(self.shape) != 2:
+            raise invalid("shape", show(list(self.shape)), "[null, features] for a tabular input")
+        for field in ("sample_rate_hz", "window_before_s", "window_after_s"):
+            if getattr(self, field) is not None:
+                raise invalid(field, show(getattr(self, field)), "null for a tabular input")
+        names = self.feature_names
+        if len(names) != self.shape[1] or len(set(names)) != len(names) or not all(
+            isinstance(name, str) and name for name in names
+        ):
+            raise invalid("feature_names", show(list(names)), f"{self.shape[1]} distinct column names")
+
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample (no batch axis)."""
+        return tuple(int(d) for d in self.shape[1:])
+
+    @property
+    def is_beat_window(self) -> bool:
+        """A waveform window centred on an R-peak (the ECG stream cuts these)."""
+        return self.window_before_s is not None and self.window_after_s is not None
+
+    @property
+    def r_peak_index(self) -> int:
+        """Index of the R-peak in a beat window: round(before × rate), as in training."""
+        if not self.is_beat_window:
+            raise invalid("window_before_s", "null", f"a beat window on input '{self.name}'")
+        return round(float(self.window_before_s) * float(self.sample_rate_hz))
+
+    @property
+    def window_samples(self) -> int:
+        """Samples in a beat window: the R-peak index plus round(after × rate)."""
+        return self.r_peak_index + round(float(self.window_after_s) * float(self.sample_rate_hz))
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "feature_kind": self.feature_kind.value,
+            "sample_rate_hz": self.sample_rate_hz,
+            "window_before_s": self.window_before_s,
+            "window_after_s": self.window_after_s,
+            "feature_names": list(self.feature_names),
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> InputSpec:
+        fields = data if isinstance(data, Fields) else Fields(data)
+        shape = fields.value("shape")
+        if not isinstance(shape, list):
+            raise invalid("shape", show(shape), "[null (the batch axis), positive integers…]")
+        spec = cls(
+            name=fields.text("name"),
+            shape=tuple(shape),
+            feature_kind=fields.choice("feature_kind", FeatureKind, tuple(kind.value for kind in FeatureKind)),
+            dtype=fields.choice("dtype", str, DTYPES),
+            sample_rate_hz=fields.number("sample_rate_hz", optional=True),
+            window_before_s=fields.number("window_before_s", optional=True),
+            window_after_s=fields.number("window_after_s", optional=True),
+            feature_names=fields.texts("feature_names", optional=True),
+        )
+        fields.done()
+        return spec
