@@ -17,6 +17,11 @@ from exporters.timing import InterleavedTiming
 from exporters.variants import VariantName
 from pipeline.clinical.gate import GateConfig
 from pipeline.clinical.metrics import EvaluationConfig
+from pipeline.clinical.recording_gate import RecordingGateConfig
+from pipeline.clinical.regression_gate import RegressionGateConfig
+from pipeline.clinical.task_evaluation import DecisionConfig
+from pipeline.clinical.task_gates import AnomalyGateConfig, BinaryGateConfig, MultilabelGateConfig
+from runtime.contract import TaskKind
 
 
 class Profile(StrEnum):
@@ -73,7 +78,37 @@ class VariantsConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    gate: GateConfig = field(default_factory=GateConfig)
+    gate: GateConfig = field(default_factory=GateConfig)  # multiclass
+    binary_gate: BinaryGateConfig = field(default_factory=BinaryGateConfig)
+    multilabel_gate: MultilabelGateConfig = field(default_factory=MultilabelGateConfig)
+    regression_gate: RegressionGateConfig = field(default_factory=RegressionGateConfig)
+    anomaly_gate: AnomalyGateConfig = field(default_factory=AnomalyGateConfig)
+    # How binary/multilabel thresholds and anomaly alarm thresholds are chosen (per variant, on held-out data).
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+
+    def gate_for(self, kind: TaskKind | str) -> object:
+        """The gate config of task ``kind`` (what ``judge_variant_for_task`` takes)."""
+        return {TaskKind.MULTICLASS: self.gate, TaskKind.BINARY: self.binary_gate,
+                TaskKind.MULTILABEL: self.multilabel_gate, TaskKind.REGRESSION: self.regression_gate,
+                TaskKind.ANOMALY: self.anomaly_gate}[TaskKind(kind)]
+
+    def stage_key(self, kind: TaskKind | str) -> dict:
+        """What changes the evaluation of a ``kind`` output (the evaluate stage's cache key): the bootstrap,
+        that kind's gate and, for thresholded kinds, how thresholds are chosen."""
+        kind = TaskKind(kind)
+        thresholded = kind in (TaskKind.BINARY, TaskKind.MULTILABEL, TaskKind.ANOMALY)
+        return {"task": kind, "evaluation": self.evaluation, "gate": self.gate_for(kind),
+                "decision": self.decision if thresholded else None}
+
+
+@dataclass(frozen=True)
+class ValidateConfig:
+    """The ``validate`` stage (scenarios with held-out recordings): every variant through the device stream."""
+
+    gate: RecordingGateConfig = field(default_factory=RecordingGateConfig)  # floors and limits versus fp32
+    bootstrap_replicates: int = 2000  # bootstrap over records for the gross figures' intervals
+    confidence: float = 0.95  # two-sided interval level
+    healthy_recordings: bool = True  # also the healthy PLUX recordings (when biosignalsnotebooks is installed)
 
 
 @dataclass(frozen=True)
@@ -100,6 +135,7 @@ class BuildConfig:
     export: ExportStageConfig = field(default_factory=ExportStageConfig)
     variants: VariantsConfig = field(default_factory=VariantsConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    validate: ValidateConfig = field(default_factory=ValidateConfig)  # only scenarios with held-out recordings
     bundle: BundleConfig = field(default_factory=BundleConfig)
 
 
@@ -115,5 +151,6 @@ def shrink_for_tests(config: BuildConfig) -> BuildConfig:
             int8_tuning=TINY_TUNING if config.variants.int8_tuning is not None else None,
         ),
         evaluate=replace(config.evaluate, evaluation=evaluation),
+        validate=replace(config.validate, bootstrap_replicates=200),
         bundle=replace(config.bundle, warmup_runs=10, rounds=5, runs_per_round=40),
     )

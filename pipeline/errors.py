@@ -40,3 +40,7 @@ class StageError(EdgemedError):
 
 class ThresholdRuleError(DataError):
     """A threshold rule cannot be met on the data it is given (no positives, too few normal samples, …)."""
+
+
+class TaskKindError(UsageError):
+    """What a model predicts cannot be told, or contradicts its data or the named task (``--task``)."""

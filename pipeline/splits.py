@@ -1,36 +1,90 @@
-"""Labelled data splits: the one shape every scenario hands to training and evaluation.
+"""Labelled data splits: the one shape every scenario and user model hands to the build stages.
 
-A scenario produces a ``DataSplits`` with four seed-fixed splits:
-``train`` (fit), ``validation`` (early stopping), ``calibration`` (int8 static
-quantization only) and ``test`` (parity, clinical evaluation, reference profile).
+A ``DataSplits`` has four seed-fixed splits: ``train`` (fit), ``validation`` (early stopping;
+where decision thresholds are chosen), ``calibration`` (int8 static quantization) and ``test``
+(parity, clinical evaluation, reference profile), plus ``normal`` — held-out normal samples an
+anomaly detector's false-alarm threshold is set on (optional).
+
+Inputs are one float array ``(samples, *input_shape)``, or for a model with several inputs a
+mapping graph input name → array, every array with the same samples (rows). Labels depend on
+the task kind (``TaskKind``) and may be absent (``None``) where the kind allows it:
+
+| kind | labels of one split |
+|---|---|
+| multiclass | integer class indices ``(n,)`` in 0..k-1 |
+| binary | integer 0/1 ``(n,)`` (1 = the positive, second label) |
+| multilabel | integer 0/1 ``(n, labels)``, one column per label |
+| regression | float targets ``(n,)`` or ``(n, outputs)`` |
+| anomaly | integer 0/1 ``(n,)`` (1 = anomalous), or none |
+
+``label_names`` — the field is called ``class_names`` — are the classes, labels, regression
+targets, or (normal, anomalous).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 
 from pipeline.errors import DataError
+from runtime.contract import TaskKind
 
 SPLIT_NAMES = ("train", "validation", "calibration", "test")
+NORMAL_SPLIT = "normal"
+INPUT_SEPARATOR = "__"  # <split>_inputs__<input name>: one array per input of a multi-input model
+
+SplitInputs: TypeAlias = np.ndarray | Mapping[str, np.ndarray]
+
+
+def input_arrays(inputs: SplitInputs) -> dict[str, np.ndarray]:
+    """Every input array by name; a plain array is the one input ``""``."""
+    if isinstance(inputs, Mapping):
+        return {str(name): np.asarray(value) for name, value in inputs.items()}
+    return {"": np.asarray(inputs)}
+
+
+def input_rows(inputs: SplitInputs) -> int:
+    """Samples of the first input (``check_rows`` proves every input has as many)."""
+    arrays = list(input_arrays(inputs).values())
+    return int(arrays[0].shape[0]) if arrays and arrays[0].ndim else 0
+
+
+def select_rows(inputs: SplitInputs, rows: slice | np.ndarray) -> SplitInputs:
+    """The same rows of every input, in the same structure."""
+    if isinstance(inputs, Mapping):
+        return {name: np.asarray(value)[rows] for name, value in inputs.items()}
+    return np.asarray(inputs)[rows]
+
+
+def join_inputs(parts: list[SplitInputs]) -> SplitInputs:
+    """The rows of ``parts`` one after the other (every part of the same structure)."""
+    if isinstance(parts[0], Mapping):
+        return {name: np.concatenate([np.asarray(part[name]) for part in parts]) for name in parts[0]}
+    return np.concatenate([np.asarray(part) for part in parts])
 
 
 @dataclass(frozen=True)
 class Split:
-    """Model inputs (float32, batch first) and integer class labels (int64)."""
+    """Model inputs (float32, batch first; or name → array) and labels (``None``: unlabelled)."""
 
-    inputs: np.ndarray
-    labels: np.ndarray
+    inputs: SplitInputs
+    labels: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return int(self.inputs.shape[0])
+        return input_rows(self.inputs)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None and len(self) > 0
 
 
 @dataclass(frozen=True)
 class DataSplits:
-    """The four splits plus where the data came from.
+    """The four splits plus what the labels mean and where the data came from.
 
     ``provenance`` is copied verbatim into manifests; it must say whether the
     data is synthetic (key ``synthetic``: bool), its source and licence.
@@ -40,19 +94,52 @@ class DataSplits:
     validation: Split
     calibration: Split
     test: Split
-    class_names: tuple[str, ...]
+    class_names: tuple[str, ...]  # classes, labels, regression targets, or (normal, anomalous)
     provenance: dict = field(default_factory=dict)
+    task: TaskKind = TaskKind.MULTICLASS
+    units: tuple[str, ...] = ()  # regression: one unit per target
+    normal: Split | None = None  # anomaly: held-out normal samples for the false-alarm threshold
 
     def split(self, name: str) -> Split:
         return getattr(self, name)
 
     def class_balance(self) -> dict[str, dict[str, int]]:
-        """Counts per split and per class name, for manifests and reports."""
+        """Samples per label name in every labelled split: per class (multiclass, binary, anomaly), per
+        label carrying it (multilabel); none for regression."""
         balance: dict[str, dict[str, int]] = {}
         for name in SPLIT_NAMES:
-            counts = np.bincount(self.split(name).labels, minlength=len(self.class_names))
+            labels = self.split(name).labels
+            if labels is None or self.task is TaskKind.REGRESSION:
+                continue
+            if self.task is TaskKind.MULTILABEL:
+                counts = np.asarray(labels).reshape(len(labels), -1).sum(axis=0)
+            else:
+                counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(self.class_names))
             balance[name] = {label: int(count) for label, count in zip(self.class_names, counts)}
         return balance
+
+
+def labelled_split(splits: DataSplits) -> tuple[str, Split] | None:
+    """Where decision thresholds are chosen (and int8 tuning is checked): the validation split when it
+    has labelled samples, else the calibration split when it is labelled, else None."""
+    for name in ("validation", "calibration"):
+        if splits.split(name).labelled:
+            return name, splits.split(name)
+    return None
+
+
+def normal_split(splits: DataSplits) -> tuple[str, Split]:
+    """Normal samples an anomaly threshold is set on: ``normal`` when given, else the validation samples
+    labelled 0, else the calibration samples labelled 0, else every calibration sample (taken as normal:
+    an autoencoder is calibrated on the normal data it reconstructs)."""
+    if splits.normal is not None and len(splits.normal):
+        return "normal inputs", splits.normal
+    for name in ("validation", "calibration"):
+        split = splits.split(name)
+        if split.labelled:
+            rows = np.flatnonzero(np.asarray(split.labels).reshape(len(split), -1)[:, 0] == 0)
+            return f"{name} samples labelled normal", Split(select_rows(split.inputs, rows))
+    return "calibration inputs (taken as normal)", Split(splits.calibration.inputs)
 
 
 def split_indices(labels: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:
@@ -80,50 +167,149 @@ def split_indices(labels: np.ndarray, fractions: dict[str, float], seed: int) ->
     return {name: np.sort(np.concatenate(parts)) for name, parts in chosen.items()}
 
 
-def validate_split(name: str, split: Split, input_shape: tuple[int, ...], num_classes: int) -> None:
-    """Raise ``DataError`` if a split does not fit a model with ``input_shape`` (no batch axis)."""
-    inputs, labels = split.inputs, split.labels
-    if inputs.ndim != len(input_shape) + 1 or tuple(inputs.shape[1:]) != tuple(input_shape):
+def _shapes(input_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    if isinstance(input_shape, Mapping):
+        return {str(name): tuple(shape) for name, shape in input_shape.items()}
+    return {"": tuple(input_shape)}
+
+
+def check_inputs(name: str, inputs: SplitInputs, input_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+                 npz: bool = False) -> None:
+    """Raise ``DataError`` unless ``inputs`` fit a model with ``input_shape`` (per input name for several):
+    the right inputs and shapes, floating point, finite, and the same rows in every input. ``npz``: ``name``
+    is a user's .npz key (``test_inputs``; per input ``test_inputs__<input>``), which messages name."""
+    arrays, shapes = input_arrays(inputs), _shapes(input_shape)
+    if set(arrays) != set(shapes):
         raise DataError(
-            f"split '{name}' has inputs of shape {tuple(inputs.shape)}",
-            expected=f"(batch, {', '.join(str(d) for d in input_shape)}) to match the model input",
-            fix="reshape the arrays or pick the model that was trained on this data",
+            f"split '{name}' has inputs {sorted(arrays)} for a model with inputs {sorted(shapes)}",
+            expected="one array per model input, keyed by the input's name",
+            fix="give every model input its array",
         )
-    if not np.issubdtype(inputs.dtype, np.floating):
+    for key, array in arrays.items():
+        if npz:
+            what = name + (f"{INPUT_SEPARATOR}{key}" if key else "")
+        else:
+            what = f"split '{name}'" + (f" input '{key}'" if key else "")
+        shape = shapes[key]
+        if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+            raise DataError(
+                f"{what} has inputs of shape {tuple(array.shape)}",
+                expected=f"(batch, {', '.join(str(d) for d in shape)}) to match the model input",
+                fix="reshape the arrays or pick the model that was trained on this data",
+            )
+        if not np.issubdtype(array.dtype, np.floating):
+            raise DataError(
+                f"{what} has inputs of dtype {array.dtype}",
+                expected="a floating-point dtype (float32)",
+                fix="convert with array.astype('float32')",
+            )
+        bad = ~np.isfinite(array)
+        if bad.any():
+            rows = np.flatnonzero(bad.reshape(len(array), -1).any(axis=1))
+            raise DataError(
+                f"{what} has {int(bad.sum())} NaN/inf values in {len(rows)} rows (first rows: {rows[:5].tolist()})",
+                expected="finite values only",
+                fix="drop or impute those rows before building",
+            )
+    rows = {key: len(array) for key, array in arrays.items()}
+    if len(set(rows.values())) > 1:
         raise DataError(
-            f"split '{name}' has inputs of dtype {inputs.dtype}",
-            expected="a floating-point dtype (float32)",
-            fix="convert with array.astype('float32')",
+            f"{name if npz else f'split {name!r}'} has different numbers of rows per input: {rows}",
+            expected="the same samples (rows) in every input array",
+            fix="take every input from the same rows of the same data",
         )
-    bad = ~np.isfinite(inputs)
-    if bad.any():
-        rows = np.flatnonzero(bad.reshape(len(inputs), -1).any(axis=1))
-        raise DataError(
-            f"split '{name}' has {int(bad.sum())} NaN/inf values in {len(rows)} rows (first rows: {rows[:5].tolist()})",
-            expected="finite values only",
-            fix="drop or impute those rows before building",
-        )
-    if labels.shape != (len(inputs),):
-        raise DataError(
-            f"split '{name}' has labels of shape {tuple(labels.shape)} for {len(inputs)} inputs",
-            expected=f"a 1-D array of {len(inputs)} integer class indices",
-            fix="pass class indices, not one-hot vectors",
-        )
-    if not np.issubdtype(labels.dtype, np.integer) or labels.min(initial=0) < 0 or labels.max(initial=0) >= num_classes:
-        raise DataError(
-            f"split '{name}' has labels outside 0..{num_classes - 1} or not integers (dtype {labels.dtype})",
-            expected=f"integer class indices in 0..{num_classes - 1}",
-            fix="map class names to indices in the order of the scenario's labels",
-        )
+
+
+def check_labels(name: str, labels: np.ndarray, rows: int, task: TaskKind, width: int, npz: bool = False) -> None:
+    """Raise ``DataError`` unless ``labels`` are ``rows`` labels of the kind ``task`` (module table) for a
+    model with ``width`` output columns (classes for multiclass). ``npz``: ``name`` is the .npz key."""
+    labels = np.asarray(labels)
+    what = f"{name} has values" if npz else f"split '{name}' has labels"
+    integral = labels.dtype == bool or np.issubdtype(labels.dtype, np.integer)
+    if task is TaskKind.REGRESSION:
+        allowed = {(rows, width)} | ({(rows,)} if width == 1 else set())
+        if labels.shape not in allowed:
+            shapes = " or ".join(str(shape) for shape in sorted(allowed, key=len))
+            raise DataError(f"{what} of shape {tuple(labels.shape)} for {rows} inputs",
+                            expected=f"float targets of shape {shapes}, one per model output",
+                            fix="pass one row of targets per input row")
+        if not np.issubdtype(labels.dtype, np.floating):
+            raise DataError(f"{what} of dtype {labels.dtype} for a regression",
+                            expected="floating-point targets (integer labels mean a classifier)",
+                            fix="save measured values as float (targets.astype('float32')), or name the task "
+                            "(--task multiclass or binary) if these are classes")
+        if not np.all(np.isfinite(labels)):
+            raise DataError(f"{what} with NaN/inf targets", expected="finite targets",
+                            fix="drop or impute those rows before building")
+        return
+    if task is TaskKind.MULTILABEL:
+        expected_shape, kind = (rows, width), f"0/1 integers of shape ({rows}, {width}), one column per label"
+    elif task is TaskKind.MULTICLASS:
+        expected_shape, kind = (rows,), f"integer class indices in 0..{width - 1}"
+    else:
+        expected_shape, kind = (rows,), "0/1 integers (1 = " + ("anomalous)" if task is TaskKind.ANOMALY else
+                                                                 "the positive class)")
+    if labels.shape != expected_shape:
+        raise DataError(f"{what} of shape {tuple(labels.shape)} for {rows} inputs", expected=kind,
+                        fix="pass class indices, not one-hot vectors" if task is TaskKind.MULTICLASS
+                        else "pass one label (row) per input row")
+    if not integral:
+        raise DataError(f"{what} of dtype {labels.dtype} for a {task.value} task", expected=kind,
+                        fix="save class labels as integers (labels.astype('int64')); float targets mean a "
+                        "regression (--task regression)")
+    top = width - 1 if task is TaskKind.MULTICLASS else 1
+    if labels.size and (labels.min() < 0 or labels.max() > top):
+        raise DataError(f"{what} outside 0..{top} or not integers (dtype {labels.dtype})", expected=kind,
+                        fix="map class names to indices in the order of the labels" if task is TaskKind.MULTICLASS
+                        else "binarise the labels: 1 for positive (or anomalous), 0 for the rest")
+
+
+def validate_split(
+    name: str,
+    split: Split,
+    input_shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
+    num_classes: int,
+    task: TaskKind = TaskKind.MULTICLASS,
+) -> None:
+    """Raise ``DataError`` if a split does not fit a model with ``input_shape`` (no batch axis; per input
+    name for several) and ``num_classes`` output columns (classes) of kind ``task``."""
+    check_inputs(name, split.inputs, input_shape)
+    if split.labels is not None:
+        check_labels(name, split.labels, len(split), task, num_classes)
+
+
+def _put_inputs(arrays: dict, key: str, inputs: SplitInputs) -> None:
+    if isinstance(inputs, Mapping):
+        for name, value in inputs.items():
+            arrays[f"{key}{INPUT_SEPARATOR}{name}"] = value
+    else:
+        arrays[key] = inputs
+
+
+def _get_inputs(arrays, key: str, input_names: tuple[str, ...]) -> SplitInputs | None:
+    if key in arrays.files:
+        return arrays[key]
+    if input_names and f"{key}{INPUT_SEPARATOR}{input_names[0]}" in arrays.files:
+        return {name: arrays[f"{key}{INPUT_SEPARATOR}{name}"] for name in input_names}
+    return None
 
 
 def save_splits(splits: DataSplits, path: Path) -> None:
-    """Write all splits to one ``.npz`` (keys ``<split>_inputs`` / ``<split>_labels``)."""
-    arrays = {}
-    for name in SPLIT_NAMES:
-        arrays[f"{name}_inputs"] = splits.split(name).inputs
-        arrays[f"{name}_labels"] = splits.split(name).labels
+    """Write all splits to one ``.npz``: ``<split>_inputs`` (``<split>_inputs__<input>`` per input of a
+    multi-input model), ``<split>_labels`` for labelled splits, and what the labels mean."""
+    arrays: dict = {}
+    for name in (*SPLIT_NAMES, NORMAL_SPLIT):
+        split = splits.split(name)
+        if split is None:
+            continue
+        _put_inputs(arrays, f"{name}_inputs", split.inputs)
+        if split.labels is not None:
+            arrays[f"{name}_labels"] = split.labels
+    if isinstance(splits.test.inputs, Mapping):
+        arrays["input_names"] = np.array(list(splits.test.inputs))
     arrays["class_names"] = np.array(splits.class_names)
+    arrays["task"] = np.array(splits.task.value)
+    arrays["units"] = np.array(splits.units, dtype=str)
     with Path(path).open("wb") as handle:
         np.savez_compressed(handle, **arrays)
 
@@ -131,11 +317,24 @@ def save_splits(splits: DataSplits, path: Path) -> None:
 def load_splits(path: Path, provenance: dict | None = None) -> DataSplits:
     """Read what ``save_splits`` wrote."""
     with np.load(path, allow_pickle=False) as arrays:
-        parts = {
-            name: Split(arrays[f"{name}_inputs"], arrays[f"{name}_labels"].astype(np.int64)) for name in SPLIT_NAMES
-        }
+        input_names = tuple(str(name) for name in arrays["input_names"]) if "input_names" in arrays.files else ()
+        task = TaskKind(str(arrays["task"])) if "task" in arrays.files else TaskKind.MULTICLASS
+
+        def read(name: str) -> Split | None:
+            inputs = _get_inputs(arrays, f"{name}_inputs", input_names)
+            if inputs is None:
+                return None
+            labels = arrays[f"{name}_labels"] if f"{name}_labels" in arrays.files else None
+            if labels is not None and task is not TaskKind.REGRESSION:
+                labels = labels.astype(np.int64)
+            return Split(inputs, labels)
+
+        parts = {name: read(name) for name in SPLIT_NAMES}
+        normal = read(NORMAL_SPLIT)
         class_names = tuple(str(name) for name in arrays["class_names"])
-    return DataSplits(**parts, class_names=class_names, provenance=provenance or {})
+        units = tuple(str(unit) for unit in arrays["units"]) if "units" in arrays.files else ()
+    return DataSplits(**parts, class_names=class_names, provenance=provenance or {}, task=task, units=units,
+                      normal=normal)
 
 
 def split_by_group(groups: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:

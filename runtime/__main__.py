@@ -1,38 +1,101 @@
 """Device command line: ``python -m runtime BUNDLE --input FILE [options]``.
 
 Events go to stdout (or ``--output``) as JSON lines; logs and errors go to
-stderr. Exit status: 0 done, 1 the bundle or input was refused, 2 usage.
+stderr. Exit status: 0 done, 1 the bundle or input was refused, 2 usage. Every refusal is one
+``error:`` line; ``-v`` adds the traceback. The output and outbox paths are checked before the
+bundle is opened, and ``--sample-rate`` outside the accepted range (``runtime.readers.SAMPLE_RATE_RANGE_HZ``)
+is a usage error before anything is read.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import logging
 import sys
+import traceback
 from collections import Counter
 from pathlib import Path
 
 from runtime.errors import EdgemedError
 from runtime.events import JsonLinesWriter
-from runtime.runner import RunOptions, run
+from runtime.readers import SAMPLE_RATE_RANGE_HZ, InputError, check_sample_rate
+from runtime.runner import DEFAULT_OUTBOX, RunOptions, run
+from runtime.trust import TrustPolicy
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime", description="Run an edgemed bundle on a recording or a table."
+        prog="python -m runtime", description="Run an edgemed bundle (any task kind) on a recording, a table or arrays."
     )
     parser.add_argument("bundle", type=Path, help="bundle folder (manifest.json, model.onnx, ...)")
-    parser.add_argument("--input", required=True, type=Path, help=".csv, .npy or .h5 input")
-    parser.add_argument("--sample-rate", type=float, default=None, help="signal rate in Hz (.npy / signal .csv)")
+    parser.add_argument("--input", required=True, type=Path,
+                        help=".csv, .npy or .h5 input; .npz with one array per input name")
+    parser.add_argument("--sample-rate", type=_sample_rate, default=None,
+                        help=f"signal rate in Hz (.npy / signal .csv), {SAMPLE_RATE_RANGE_HZ[0]:g}–"
+                        f"{SAMPLE_RATE_RANGE_HZ[1]:g}")
+    parser.add_argument("--channel", type=_non_negative, default=None,
+                        help="the channel of a multi-channel signal (HDF5 channel_N; .npy/.csv column, from 0)")
     parser.add_argument("--device-id", default=None, help="pseudonymous device id (hex), needed for telemetry")
     parser.add_argument("--telemetry-url", default=None, help="upload telemetry records to this URL")
     parser.add_argument("--telemetry-outbox", type=Path, default=None, help="telemetry outbox path")
     parser.add_argument("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name")
-    parser.add_argument("--threads", type=int, default=0, help="onnxruntime threads (0 = all cores)")
+    parser.add_argument("--threads", type=_non_negative, default=0, help="onnxruntime threads (0 = all cores)")
+    parser.add_argument("--trust-store", type=Path, default=None, help="folder of trusted public keys (*.pem)")
+    parser.add_argument("--allow-unsigned", action="store_true",
+                        help="DEVELOPMENT ONLY: run bundles whose signature cannot be checked (WARNING on every load)")
+    parser.add_argument("--version-state", type=Path, default=None,
+                        help="rollback state file (default: bundle-versions.json in the trust store)")
     parser.add_argument("--output", type=Path, default=None, help="write JSON lines here instead of stdout")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
+
+
+def _sample_rate(text: str) -> float:
+    try:
+        return check_sample_rate(float(text), "--sample-rate")
+    except (ValueError, InputError) as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"'{text}' is not an integer ≥ 0")
+    return value
+
+
+class OutputPathError(EdgemedError):
+    """The output path cannot be written: a missing folder, a folder given as the file, a full disk."""
+
+
+def check_output_path(output: Path | None) -> None:
+    """Refuse an ``--output`` that cannot be written before any bundle is opened or input read."""
+    if output is None:
+        return
+    output = Path(output)
+    if output.is_dir():
+        raise OutputPathError(f"--output {output} is a folder", expected="a file path for the JSON lines",
+                              fix="pass a file name inside that folder")
+    if not output.parent.is_dir():
+        raise OutputPathError(f"--output {output}: the folder {output.parent} does not exist",
+                              expected="a file path inside an existing folder", fix="create the folder first")
+
+
+def check_paths(output: Path | None, options: RunOptions) -> None:
+    """``--output`` and the telemetry outbox, checked up front (``EdgemedError`` subclasses)."""
+    check_output_path(output)
+    outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
+    if outbox is not None:
+        try:
+            from runtime.telemetry.outbox import check_outbox_path
+        except ImportError:
+            return  # the runner reports the missing telemetry package with its own message
+        check_outbox_path(outbox)
 
 
 def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Path | None = None) -> Counter[str]:
@@ -41,16 +104,25 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
     Returns the number of events of each kind. Raises ``EdgemedError`` when the bundle or
     the input is refused (the command lines turn that into exit status 1).
     """
+    check_paths(output, options)
     kinds: Counter[str] = Counter()
     events = run(bundle, input_path, options)
-    with contextlib.ExitStack() as stack:
-        if output is None:
-            writer = JsonLinesWriter(sys.stdout, follow=True)
-        else:
-            writer = JsonLinesWriter(stack.enter_context(Path(output).open("w")))
-        for event in events:
-            writer.write(event)
-            kinds[event.kind] += 1
+    try:
+        with contextlib.ExitStack() as stack:
+            if output is None:
+                writer = JsonLinesWriter(sys.stdout, follow=True)
+            else:
+                writer = JsonLinesWriter(stack.enter_context(Path(output).open("w")))
+            for event in events:
+                writer.write(event)
+                kinds[event.kind] += 1
+    except OSError as error:  # a full disk, a vanished folder or input file: the run stops, no partial success
+        raise OutputPathError(
+            f"the run stopped on an I/O error ({error.strerror or type(error).__name__}"
+            + (f": {error.filename}" if error.filename else "") + ")",
+            expected="a readable input and room to write the output",
+            fix="free disk space or check the paths, then run again",
+        ) from error
     return kinds
 
 
@@ -68,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     options = RunOptions(
         sample_rate_hz=arguments.sample_rate,
+        channel=arguments.channel,
         device_id=arguments.device_id,
         telemetry_url=arguments.telemetry_url,
         telemetry_outbox=arguments.telemetry_outbox,
@@ -75,8 +148,12 @@ def main(argv: list[str] | None = None) -> int:
         threads=arguments.threads,
     )
     try:
+        trust = TrustPolicy.from_options(arguments.trust_store, arguments.allow_unsigned, arguments.version_state)
+        options = dataclasses.replace(options, trust=trust)
         kinds = write_events(arguments.bundle, arguments.input, options, arguments.output)
     except EdgemedError as error:
+        if arguments.verbose:
+            traceback.print_exception(error, file=sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(summary_line(kinds), file=sys.stderr)

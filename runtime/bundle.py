@@ -1,18 +1,31 @@
 """Load a device bundle, verifying it completely before any ONNX Runtime session exists.
 
-Checks, in order, each with its own error: the manifest exists and parses; its schema version
-is supported; it is a complete ``runtime.contract.BundleManifest`` (every refused field named);
-every listed file is present, has the recorded size and sha256; no unlisted model file sits
-beside them; the model's opset is one the installed onnxruntime runs. Only then is a session
-created (explicit provider, or the best available one), and its inputs and outputs are checked
-against the manifest's.
+Checks, in order, each refusal with its own error (``runtime.trust`` and the contract):
+
+1. the folder is opened once (a published ``bundles/<name>`` may be a link; nothing inside may be);
+   manifest.json and manifest.sig are read as plain files (a symlink is refused);
+2. trust: the Ed25519 signature over manifest.json's exact bytes by a key of the device's trust store
+   (unsigned, a bad signature and an unknown key are refused; unsigned only runs under the explicit
+   development allowance, with a WARNING each time);
+3. the manifest parses into a complete ``runtime.contract.BundleManifest`` of a supported schema
+   (types, ranges, thresholds, windows within the input, labels against the task kind);
+4. rollback: its ``release.bundle_version`` is not older than the newest this device has run;
+5. the model's opset is one the installed onnxruntime runs;
+6. the tree: no links or special files anywhere, no unlisted model file anywhere (subfolders too);
+   every listed file is read once, with the recorded size and sha256.
+
+Only then is a session created — from the very bytes that were hashed, never the file again — and its
+inputs (names, shapes, dtypes) and outputs (names, total width = the label count) are checked against
+the manifest's before any inference. A verified bundle's version is then recorded as run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,62 +38,72 @@ from runtime.contract import (
     SUPPORTED_SCHEMA_VERSIONS,
     BundleError,
     BundleManifest,
-    FileEntry,
     InputSpec,
     ManifestError,
     OutputSpec,
+    Release,
     UnsupportedBundleError,
     UnsupportedSchemaError,
     manifest_sha256,
     parse_manifest,
 )
 from runtime.decide import Decision, decide
-from runtime.errors import IntegrityError
 from runtime.features import FeatureKind
-from runtime.hashing import sha256_file
 from runtime.readers import InputError
 from runtime.session import onnxruntime_max_opset
+from runtime.trust import (
+    MODEL_SUFFIXES,
+    BadSignatureError,
+    BundleFolder,
+    LinkInBundleError,
+    MissingFileError,
+    RollbackError,
+    TamperedFileError,
+    TruncatedFileError,
+    TrustPolicy,
+    UnknownKeyError,
+    UnlistedModelFileError,
+    UnsignedBundleError,
+    Verdict,
+    check_release,
+    check_signature,
+    record_run,
+)
 
 logger = logging.getLogger(__name__)
 
-MODEL_SUFFIXES = (".onnx", ".ort", ".onnx_data", ".data", ".pb", ".tflite")  # never accepted unlisted
+READ_ATTEMPTS = 3  # a bundle republished while it is read is read again from its new folder, at most this often
+# What the manifest's dtype means in ONNX Runtime's type names; outputs may be any float (predict casts).
+ONNX_INPUT_TYPES = {"float32": "tensor(float)"}
+FLOAT_OUTPUT_TYPES = frozenset({"tensor(float)", "tensor(float16)", "tensor(double)"})
 
 __all__ = [
     "MANIFEST_NAME",
     "MODEL_NAME",
+    "MODEL_SUFFIXES",
     "SUPPORTED_SCHEMA_VERSIONS",
+    "BadSignatureError",
     "Bundle",
     "BundleError",
     "InputShapeError",
+    "LinkInBundleError",
     "ManifestError",
     "MissingFileError",
     "ModelContractError",
     "ModelLoadError",
+    "RollbackError",
     "TamperedFileError",
     "TruncatedFileError",
+    "TrustPolicy",
+    "UnknownKeyError",
     "UnlistedModelFileError",
+    "UnsignedBundleError",
     "UnsupportedBundleError",
     "UnsupportedOpsetError",
     "UnsupportedSchemaError",
     "load_bundle",
     "onnxruntime_max_opset",
 ]
-
-
-class MissingFileError(BundleError):
-    """A file the manifest lists (or the manifest itself, or the folder) is missing."""
-
-
-class TruncatedFileError(BundleError):
-    """A file's size differs from the size the manifest records (usually a cut-off copy)."""
-
-
-class TamperedFileError(BundleError, IntegrityError):
-    """A file's sha256 differs from the one the manifest records."""
-
-
-class UnlistedModelFileError(BundleError):
-    """A model file is in the bundle folder without being listed (and hashed) in the manifest."""
 
 
 class UnsupportedOpsetError(BundleError):
@@ -99,58 +122,6 @@ class InputShapeError(InputError):
     """A batch does not have the shape the bundle's model takes."""
 
 
-def _read_manifest(folder: Path) -> bytes:
-    if not folder.is_dir():
-        raise MissingFileError(
-            f"bundle folder {folder} does not exist",
-            expected=f"a folder holding {MANIFEST_NAME} and {MODEL_NAME}",
-            fix="pass the path of a published bundle (bundles/<name>)",
-        )
-    path = folder / MANIFEST_NAME
-    if not path.is_file():
-        raise MissingFileError(
-            f"{path} is missing",
-            expected=f"{MANIFEST_NAME} in the bundle folder",
-            fix="copy the complete bundle folder",
-        )
-    return path.read_bytes()
-
-
-def _check_contents(folder: Path, files: Mapping[str, FileEntry]) -> None:
-    for name, entry in files.items():
-        path = folder / name
-        if not path.is_file():
-            raise MissingFileError(
-                f"bundle file {name} is missing from {folder}",
-                expected=f"every file listed in {MANIFEST_NAME}",
-                fix="copy the complete bundle folder again",
-            )
-        size = path.stat().st_size
-        if size != entry.bytes:
-            raise TruncatedFileError(
-                f"bundle file {name} is {size} bytes but the manifest records {entry.bytes} bytes",
-                expected=f"exactly {entry.bytes} bytes",
-                fix="the copy is incomplete or altered: copy the bundle again from its source",
-            )
-        digest = sha256_file(path)
-        if digest != entry.sha256:
-            raise TamperedFileError(
-                f"bundle file {name} has sha256 {digest[:16]}… but the manifest records {entry.sha256[:16]}…",
-                expected="the content the bundle was built with",
-                fix="do not use this bundle; copy it again from a trusted source",
-            )
-    for path in sorted(folder.iterdir()):
-        if path.name in files or path.name == MANIFEST_NAME:
-            continue
-        if path.name.lower().endswith(MODEL_SUFFIXES):
-            raise UnlistedModelFileError(
-                f"{path.name} is in the bundle but not listed in the manifest",
-                expected="only the files the manifest lists and hashes",
-                fix=f"remove {path.name} from the bundle folder",
-            )
-        logger.warning("ignoring unlisted file %s in bundle %s", path.name, folder)
-
-
 def _check_opset(opset: int) -> None:
     import onnxruntime
 
@@ -164,12 +135,13 @@ def _check_opset(opset: int) -> None:
         )
 
 
-def _open_session(model_path: Path, settings: session_module.SessionSettings):
+def _open_session(model: bytes, settings: session_module.SessionSettings):
+    """A session on exactly these (verified) bytes."""
     try:
-        return session_module.create_session(model_path, settings)
+        return session_module.create_session(model, settings)
     except session_module.onnxruntime_errors() as error:
         raise ModelLoadError(
-            f"onnxruntime cannot load {model_path.name}: {error}",
+            f"onnxruntime cannot load {MODEL_NAME}: {error}",
             expected="a model onnxruntime can run",
             fix="rebuild the bundle; its model was broken when it was built",
         ) from error
@@ -177,30 +149,59 @@ def _open_session(model_path: Path, settings: session_module.SessionSettings):
 
 def _fixed(dimensions) -> tuple[int | None, ...]:
     """A graph shape with symbolic or unknown axes as None."""
-    return tuple(d if isinstance(d, int) and not isinstance(d, bool) else None for d in dimensions)
+    return tuple(d if isinstance(d, int) and not isinstance(d, bool) else None for d in dimensions or ())
+
+
+def _widths(session, manifest: BundleManifest) -> dict[str, int]:
+    """Columns each declared output gives per sample: from the graph's shapes where fixed, else from one
+    probe run on zeros of the declared input shapes (a model whose exporter left the width symbolic)."""
+    names = manifest.output.names
+    shapes = {item.name: _fixed(item.shape) for item in session.get_outputs()}
+    if all(len(shapes[name]) >= 1 and None not in shapes[name][1:] for name in names):
+        return {name: math.prod(shapes[name][1:]) for name in names}
+    feed = {spec.name: np.zeros((1, *spec.sample_shape), dtype=np.float32) for spec in manifest.inputs}
+    try:
+        outputs = session.run(list(names), feed)
+    except session_module.onnxruntime_errors() as error:
+        raise ModelContractError(
+            f"the model's output width is not fixed in the graph and a probe run on zeros failed: {error}",
+            expected=f"outputs {list(names)} with {manifest.output.columns} columns for inputs shaped as declared",
+            fix="rebuild the bundle; the manifest and model.onnx do not fit together",
+        ) from error
+    return {name: int(np.asarray(values).size) for name, values in zip(names, outputs, strict=True)}
 
 
 def _check_model_contract(session, manifest: BundleManifest) -> None:
-    """The graph takes exactly the manifest's inputs (shapes agreeing where fixed) and gives its outputs."""
-    graph_inputs = {item.name: _fixed(item.shape) for item in session.get_inputs()}
-    graph_outputs = {item.name: _fixed(item.shape) for item in session.get_outputs()}
+    """Before any inference: the graph takes exactly the manifest's inputs (names, dtypes, shapes where fixed)
+    and gives its outputs as floats whose widths add up to the output's columns (one per label)."""
+    graph_inputs = {item.name: item for item in session.get_inputs()}
+    graph_outputs = {item.name: item for item in session.get_outputs()}
     problems = []
     if set(graph_inputs) != {spec.name for spec in manifest.inputs}:
         problems.append(f"the model takes {sorted(graph_inputs)}")
     for spec in manifest.inputs:
-        shape = graph_inputs.get(spec.name)
-        if shape is not None and (len(shape) != len(spec.shape) or any(
+        item = graph_inputs.get(spec.name)
+        if item is None:
+            continue
+        shape = _fixed(item.shape)
+        if len(shape) != len(spec.shape) or any(
             have is not None and have != want for have, want in zip(shape[1:], spec.shape[1:], strict=False)
-        )):
+        ):
             problems.append(f"input '{spec.name}' is {list(shape)}, the manifest says {list(spec.shape)}")
+        if item.type != ONNX_INPUT_TYPES[spec.dtype]:
+            problems.append(f"input '{spec.name}' is a {item.type}, the manifest says {spec.dtype}")
     missing = [name for name in manifest.output.names if name not in graph_outputs]
     if missing:
         problems.append(f"the model gives {sorted(graph_outputs)}, not {missing}")
     else:
-        widths = [graph_outputs[name][-1] if graph_outputs[name] else None for name in manifest.output.names]
-        if None not in widths and sum(widths) != manifest.output.columns:
-            problems.append(f"outputs {list(manifest.output.names)} have {sum(widths)} columns, the "
-                            f"{manifest.output.task} output declares {manifest.output.columns}")
+        problems += [f"output '{name}' is a {graph_outputs[name].type}, not a float tensor"
+                     for name in manifest.output.names if graph_outputs[name].type not in FLOAT_OUTPUT_TYPES]
+        if not problems:
+            widths = _widths(session, manifest)
+            if sum(widths.values()) != manifest.output.columns:
+                problems.append(f"outputs {list(manifest.output.names)} have {sum(widths.values())} columns, the "
+                                f"{manifest.output.task} output declares {manifest.output.columns} "
+                                f"(labels {list(manifest.output.labels)})")
     if problems:
         raise ModelContractError(
             "; ".join(problems),
@@ -213,7 +214,15 @@ def _check_model_contract(session, manifest: BundleManifest) -> None:
 class Bundle:
     """A verified bundle with its inference session; ``manifest`` is the typed contract."""
 
-    def __init__(self, path: Path, manifest: BundleManifest, manifest_bytes: bytes, session) -> None:
+    def __init__(
+        self,
+        path: Path,
+        manifest: BundleManifest,
+        manifest_bytes: bytes,
+        session,
+        contents: Mapping[str, bytes] | None = None,
+        signed_by: str | None = None,
+    ) -> None:
         self.path = path
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256(manifest_bytes)
@@ -221,6 +230,13 @@ class Bundle:
         self.model_sha256: str = manifest.model_sha256
         self.session = session
         self.provider: str = session.get_providers()[0]
+        self.signed_by = signed_by  # the verifying key's id; None: loaded unverified (development allowance)
+        self._contents = dict(contents or {})  # the verified bytes of the listed files besides the model
+
+    @property
+    def release(self) -> Release | None:
+        """Version and signing key stamped at publish (None for a bundle taken from the build's cache)."""
+        return self.manifest.release
 
     @property
     def inputs(self) -> tuple[InputSpec, ...]:
@@ -295,28 +311,73 @@ class Bundle:
 
     def reference_profile(self) -> dict | None:
         """The bundle's reference_profile.json (feature and prediction distributions), if listed."""
-        path = self.path / PROFILE_NAME
-        return json.loads(path.read_text()) if PROFILE_NAME in self.manifest.files else None
+        if PROFILE_NAME not in self.manifest.files:
+            return None
+        verified = self._contents.get(PROFILE_NAME)  # the bytes hashed at load, not the file again
+        return json.loads(verified if verified is not None else (self.path / PROFILE_NAME).read_bytes())
 
 
-def load_bundle(path: Path | str, provider: str | None = None, threads: int = 0) -> Bundle:
-    """Verify the bundle at ``path`` and open its model; ``BundleError`` subclasses say what is wrong."""
-    folder = Path(path)
-    raw = _read_manifest(folder)
+@dataclass(frozen=True)
+class _Verified:
+    """What the checks before any session established."""
+
+    manifest: BundleManifest
+    manifest_bytes: bytes
+    contents: dict[str, bytes]  # every listed file's bytes, size and sha256 checked
+    verdict: Verdict
+
+
+def _verify(folder: BundleFolder, policy: TrustPolicy) -> _Verified:
+    name = str(folder.path)
+    raw = folder.read(MANIFEST_NAME)
+    verdict = check_signature(policy, raw, folder.read_signature(), name)
     manifest = parse_manifest(raw)
+    check_release(policy, verdict, manifest, name)
     _check_opset(manifest.export.opset)
-    _check_contents(folder, manifest.files)
+    folder.check_tree(manifest.files)
+    return _Verified(manifest, raw, folder.read_listed(manifest.files), verdict)
+
+
+def _read_verified(path: Path, policy: TrustPolicy) -> _Verified:
+    """``_verify`` on one opened folder; again on the new one if a publish swapped the link meanwhile."""
+    attempt = 1
+    while True:
+        folder = BundleFolder(path)
+        try:
+            with folder:
+                return _verify(folder, policy)
+        except BundleError:  # read from a folder a publish replaced meanwhile: any refusal may be that
+            if attempt >= READ_ATTEMPTS or not folder.moved():
+                raise
+        logger.info("bundle %s was republished while it was read; reading the new one", path)
+        attempt += 1
+
+
+def load_bundle(
+    path: Path | str, provider: str | None = None, threads: int = 0, *, trust: TrustPolicy | None = None
+) -> Bundle:
+    """Verify the bundle at ``path`` under ``trust`` and open its model; ``BundleError`` subclasses say what is wrong.
+
+    ``trust`` defaults to ``TrustPolicy()``, which trusts no key and refuses unsigned bundles: a device passes
+    ``TrustPolicy.from_store(folder)``; build-machine tools and tests may pass ``TrustPolicy.development()``.
+    """
+    folder = Path(path)
+    policy = TrustPolicy() if trust is None else trust
+    verified = _read_verified(folder, policy)
+    manifest = verified.manifest
     settings = session_module.SessionSettings(provider=provider, intra_op_threads=threads)
-    session = _open_session(folder / MODEL_NAME, settings)
+    session = _open_session(verified.contents.pop(MODEL_NAME), settings)
     _check_model_contract(session, manifest)
-    bundle = Bundle(folder, manifest, raw, session)
+    bundle = Bundle(folder, manifest, verified.manifest_bytes, session, verified.contents, verified.verdict.key_id)
+    record_run(policy, verified.verdict, manifest, bundle.manifest_sha256)
     logger.info(
-        "bundle %s (%s, variant %s, %s, model sha256 %s…) runs on %s",
+        "bundle %s (%s, variant %s, %s, model sha256 %s…, %s) runs on %s",
         folder.name,
         bundle.bundle_id,
         bundle.variant,
         manifest.output.task,
         bundle.model_sha256[:12],
+        f"signed by {bundle.signed_by}" if bundle.signed_by else "NOT VERIFIED",
         bundle.provider,
     )
     return bundle

@@ -24,7 +24,7 @@ from runtime.contract import (
 from runtime.errors import EdgemedError
 
 ANOMALY_SCORE = "score"  # the key of an anomaly decision's score
-# Kinds whose decision is one label with its probability: what beat and row events report today.
+# Kinds whose decision is one label with its probability: what the ECG stream's beat events report.
 SINGLE_LABEL_TASKS = frozenset({TaskKind.MULTICLASS, TaskKind.BINARY})
 
 
@@ -134,5 +134,6 @@ def require_single_label(spec: OutputSpec, runner: str) -> None:
         raise UnsupportedBundleError(
             f"the {runner} reports one class and its probability per event; this bundle's task is {spec.task}",
             expected=f"a bundle whose output task is one of {', '.join(sorted(SINGLE_LABEL_TASKS))}",
-            fix=f"decide with runtime.decide.decide(bundle.output, bundle.predict(batch)) for {spec.task} bundles",
+            fix=f"run {spec.task} bundles on rows: cut the windows and pass an .npz with one array per input name "
+            "(python -m runtime BUNDLE --input windows.npz), or call runtime.rows.predict_arrays",
         )

@@ -1,8 +1,9 @@
-"""What the runtime reports: beat, quality and tabular-prediction events, and a JSON-lines writer.
+"""What the runtime reports: beat, quality and row-prediction events, and a JSON-lines writer.
 
-Events carry derived numbers only: times relative to the start of the stream,
-classes, probabilities, heart rates, quality flags and summary features. Never a
-raw waveform, never a patient identifier.
+Events carry derived numbers only: times relative to the start of the stream, each task kind's
+result (classes and probabilities, labels and scores, values with units, anomaly scores and
+alarms), heart rates, quality flags and summary features. Never a raw waveform, never a patient
+identifier.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, TextIO
+
+from runtime.results import Result
 
 
 def _number(value: float | None, digits: int = 6) -> float | None:
@@ -23,19 +26,36 @@ def _number(value: float | None, digits: int = 6) -> float | None:
 
 @dataclass(frozen=True)
 class BeatEvent:
-    """One classified heartbeat."""
+    """One detected heartbeat, classified unless its flags say why not.
+
+    A bundle whose inputs the stream derives (``InputSpec.derived``) gives a beat with any quality flag
+    (``warming_up`` included) no class: ``beat_class`` and ``probability`` are None, ``probabilities``
+    empty. When the bundle uses RR features, every beat carries its RR context (None where there is no
+    interval to measure: a segment's first beat has no pre-RR, its last no post-RR).
+    """
 
     kind: ClassVar[str] = "beat"
     time_s: float  # R-peak time from the start of the stream (gaps included)
-    beat_class: str  # label with the highest probability
-    probability: float  # that label's probability
-    probabilities: dict[str, float]  # every label's probability
+    beat_class: str | None  # the decided label; None: not classified (see quality_flags)
+    probability: float | None  # that label's probability
+    probabilities: dict[str, float]  # every label's probability (empty when not classified)
     heart_rate_bpm: float | None  # 60 / RR to the previous beat; None after a start, gap or flat line
     heart_rate_1min_bpm: int | None  # beats in the last 60 s; None during the stream's first minute
     quality_flags: tuple[str, ...]  # quality problems overlapping this beat's window
     low_confidence: bool  # probability below the bundle's low-confidence threshold
     latency_us: float  # inference time of the beat's batch divided by its size
     features: dict[str, float] | None = None  # summary features of the window (telemetry / drift)
+    pre_rr_ms: float | None = None  # measured interval from the previous beat of the segment (not clipped)
+    post_rr_ms: float | None = None  # measured interval to the next beat of the segment (not clipped)
+    local_rr_ms: float | None = None  # the local mean RR the model was given (pauses left out)
+
+    @property
+    def classified(self) -> bool:
+        return self.beat_class is not None
+
+    @property
+    def has_rr_context(self) -> bool:
+        return not (self.pre_rr_ms is None and self.post_rr_ms is None and self.local_rr_ms is None)
 
     def to_dict(self) -> dict:
         record = {
@@ -50,6 +70,9 @@ class BeatEvent:
             "low_confidence": self.low_confidence,
             "latency_us": _number(self.latency_us, 1),
         }
+        if self.has_rr_context:  # written only by bundles that use RR features
+            record |= {"pre_rr_ms": _number(self.pre_rr_ms, 1), "post_rr_ms": _number(self.post_rr_ms, 1),
+                       "local_rr_ms": _number(self.local_rr_ms, 1)}
         if self.features is not None:
             record["features"] = {name: _number(value) for name, value in self.features.items()}
         return record
@@ -74,36 +97,44 @@ class QualityEvent:
 
 
 @dataclass(frozen=True)
-class TabularPrediction:
-    """The model's answer for one CSV row."""
+class RowPrediction:
+    """The model's answer for one row (a CSV or ``.npy`` row, or one row of every array of an ``.npz``).
+
+    ``result`` is the task kind's typed result (``runtime.results``), or None when the model could not
+    judge the row: then ``flags`` says why and ``not_finite`` names the inputs (and columns) at fault.
+    """
 
     kind: ClassVar[str] = "prediction"
     row: int  # 0-based data row (the header is not counted)
-    predicted_class: str
-    probability: float
-    probabilities: dict[str, float]
+    task: str  # the bundle's output task kind
+    result: Result | None
     latency_us: float  # inference time of the row's batch divided by its size
-    features: dict[str, float] | None = None  # the row's model inputs by name (telemetry / drift)
+    flags: tuple[str, ...] = ()  # runtime.results.UNJUDGED_FLAGS when there is no result
+    not_finite: tuple[str, ...] = ()  # the inputs or columns holding NaN, ±inf or a value beyond float32
+    features: dict[str, float] | None = None  # summary features of the row's inputs by name (telemetry / drift)
+
+    @property
+    def judged(self) -> bool:
+        return self.result is not None
 
     @property
     def quality_flags(self) -> tuple[str, ...]:
-        return ()
+        return self.flags
 
     def to_dict(self) -> dict:
-        record = {
-            "type": self.kind,
-            "row": self.row,
-            "class": self.predicted_class,
-            "probability": _number(self.probability),
-            "probabilities": {label: _number(p) for label, p in self.probabilities.items()},
-            "latency_us": _number(self.latency_us, 1),
-        }
+        record = {"type": self.kind, "row": self.row, "task": self.task, "judged": self.judged}
+        if self.result is not None:
+            record.update(self.result.to_event())
+        record["flags"] = list(self.flags)
+        if self.not_finite:
+            record["not_finite"] = list(self.not_finite)
+        record["latency_us"] = _number(self.latency_us, 1)
         if self.features is not None:
             record["features"] = {name: _number(value) for name, value in self.features.items()}
         return record
 
 
-Event = BeatEvent | QualityEvent | TabularPrediction
+Event = BeatEvent | QualityEvent | RowPrediction
 
 
 class JsonLinesWriter:

@@ -15,3 +15,8 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(_CHUNK_BYTES), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Return the hex sha256 of bytes already in memory (the runtime hashes what it then runs)."""
+    return hashlib.sha256(data).hexdigest()

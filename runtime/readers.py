@@ -1,16 +1,34 @@
 """Read device recordings: signal CSV, ``.npy`` and PLUX / biosignalsnotebooks HDF5.
 
-Every reader returns a :class:`Recording`; nothing here knows about bundles.
-HDF5 needs ``h5py``, imported only inside :func:`read_h5` so the device install
-stays numpy + onnxruntime.
+Every reader returns a :class:`Recording`; nothing here knows about bundles. Every reader checks
+before it computes, and refuses with an ``InputError`` (never a traceback, never a silent guess):
+
+* text: UTF-8 only (a byte-order mark is allowed), no NUL bytes, no cell over ``MAX_CELL_CHARS``;
+* ``.npy`` (and every array of an ``.npz``): the header is read and checked *before* any
+  allocation — numeric dtype (no object, string or complex values), at least one value, and the
+  bytes it claims must really be in the file and under ``MAX_ARRAY_BYTES``, so memory stays
+  bounded by the input's size; integer values must be exact in float64 (|v| ≤ 2**53);
+* HDF5: the structure (``<device>/raw/channel_N`` datasets), the attributes' types and ranges
+  (``sampling rate``, ``resolution``, ``sensor``) and the dataset's dtype and shape are checked from
+  metadata before a sample is read, and only the chosen channel is read;
+* several channels or leads are refused unless ``channel`` picks one (never interleaved, never a
+  guess; a file whose channels are labelled with sensors uses its single ECG channel);
+* the sample rate must lie within ``SAMPLE_RATE_RANGE_HZ`` (50–10 000 Hz: below, a QRS complex is
+  not resolved; above, no ECG front end samples — and a resampling kernel would grow with the ratio).
+
+HDF5 needs ``h5py``, imported only inside :func:`read_h5` so the device install stays numpy + onnxruntime.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -19,6 +37,12 @@ from runtime.errors import EdgemedError
 logger = logging.getLogger(__name__)
 
 SIGNAL_COLUMN_NAMES = ("ecg", "signal", "value", "mv")  # header names accepted for a signal CSV's column
+SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 Hz; outside this range is an error
+MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
+MAX_ARRAY_BYTES = 2 * 1024**3  # an array may decode to at most 2 GiB (a 10-day 1 kHz float64 recording is 7 GB)
+MAX_EXACT_INTEGER = 2**53  # integers beyond this are not exact in float64
+NUMERIC_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
+MAX_RESOLUTION_BITS = 32  # an ADC's resolution attribute above this is not an ADC
 
 
 class InputError(EdgemedError):
@@ -35,26 +59,48 @@ class Recording:
     source: str = ""  # file name, for logs
 
 
-def read_signal(path: Path, sample_rate_hz: float | None = None) -> Recording:
-    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` overrides the file's."""
+def check_sample_rate(rate: object, source: str = "the sample rate") -> float:
+    """``rate`` as a float within ``SAMPLE_RATE_RANGE_HZ``, or ``InputError``."""
+    low, high = SAMPLE_RATE_RANGE_HZ
+    value = float(rate) if isinstance(rate, numbers.Real) and not isinstance(rate, bool) else math.nan
+    if not math.isfinite(value) or not low <= value <= high:
+        raise InputError(
+            f"{source} is {rate!r} Hz, outside the range this runtime accepts",
+            expected=f"a sample rate from {low:g} to {high:g} Hz (ECG front ends and ADCs)",
+            fix="pass the recording's real rate with --sample-rate",
+        )
+    return value
+
+
+def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | None = None) -> Recording:
+    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` overrides the file's.
+
+    ``channel`` picks one channel of a multi-channel file (HDF5: ``channel_N``; ``.npy``/``.csv``: column N,
+    counted from 0); without it such a file is refused.
+    """
     path = Path(path)
+    if sample_rate_hz is not None:
+        check_sample_rate(sample_rate_hz, "--sample-rate")
     if not path.is_file():
         raise InputError(
             f"input file {path} does not exist", expected="a readable .csv, .npy or .h5 file", fix="check the path"
         )
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        recording = Recording(_single_lead(load_npy(path), path), None, None, path.name)
+        recording = Recording(_single_lead(load_npy(path), path, channel), None, None, path.name)
     elif suffix == ".csv":
-        recording = Recording(read_signal_csv(path), None, None, path.name)
+        recording = Recording(read_signal_csv(path, channel), None, None, path.name)
     elif suffix in (".h5", ".hdf5"):
-        recording = read_h5(path)
+        recording = read_h5(path, channel)
     else:
         raise InputError(
             f"cannot read a signal from '{path.name}' (suffix '{suffix}')",
             expected="a .csv, .npy or .h5 file",
             fix="convert the recording to one of those formats",
         )
+    if recording.samples.size == 0:
+        raise InputError(f"{path.name} holds no samples", expected="a recording of at least one sample",
+                         fix="check the export")
     if sample_rate_hz is not None:
         if recording.sample_rate_hz is not None and abs(recording.sample_rate_hz - sample_rate_hz) > 1e-9:
             logger.warning(
@@ -70,63 +116,162 @@ def read_signal(path: Path, sample_rate_hz: float | None = None) -> Recording:
             expected="the sample rate of the recording",
             fix="pass --sample-rate HZ",
         )
-    if not np.isfinite(recording.sample_rate_hz) or recording.sample_rate_hz <= 0:
-        raise InputError(
-            f"sample rate {recording.sample_rate_hz} Hz is not a positive number",
-            expected="a positive sample rate in Hz",
-            fix="pass the recording's real rate with --sample-rate",
-        )
+    check_sample_rate(recording.sample_rate_hz, f"{path.name}'s sample rate")
     return recording
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """A numeric array from ``.npy`` (no pickles), or ``InputError``."""
+# -- .npy ------------------------------------------------------------------------------------------
+
+
+def _npy_refusal(name: str, problem: str) -> InputError:
+    return InputError(
+        f"{name} is not a usable .npy array ({problem})",
+        expected=f"a non-empty numeric array (bool, integer or float; no complex, object or text) saved with "
+        f"numpy.save, at most {MAX_ARRAY_BYTES // 1024**3} GiB",
+        fix="re-save the recording with numpy.save(path, samples)",
+    )
+
+
+def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.ndarray:
+    """A checked numeric array from an open ``.npy`` stream holding ``available_bytes`` bytes in all.
+
+    The header is parsed and checked first; nothing is allocated for a header that claims more bytes
+    than the stream holds, an empty array, or a non-numeric dtype.
+    """
     try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(
-            f"{path.name} is not a readable .npy array ({error})",
-            expected="a numeric array saved with numpy.save",
-            fix="re-save the recording with numpy.save(path, samples)",
-        ) from error
-    if array.dtype.kind not in "biuf":
-        raise InputError(
-            f"{path.name} holds {array.dtype} values",
-            expected="numbers (integer or floating point)",
-            fix="save the samples as a numeric array",
-        )
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version in ((2, 0), (3, 0)):
+            shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            raise _npy_refusal(name, f"unknown format version {version}")
+    except (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError) as error:
+        raise _npy_refusal(name, f"unreadable header: {type(error).__name__}") from None
+    if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype:
+        raise InputError(f"{name} holds {dtype} values", expected="numbers (bool, integer or floating point; "
+                         "no complex, object or text values)", fix="save the samples as a numeric array")
+    count = math.prod(shape)
+    claimed = count * dtype.itemsize
+    if count == 0:
+        raise _npy_refusal(name, f"it is empty (shape {shape})")
+    data_bytes = available_bytes - handle.tell()
+    if claimed > MAX_ARRAY_BYTES:
+        raise _npy_refusal(name, f"its header claims {claimed} bytes, over the limit")
+    if claimed > data_bytes:
+        raise _npy_refusal(name, f"its header claims {claimed} bytes but the file holds {max(data_bytes, 0)}")
+    array = np.empty(count, dtype=dtype)
+    try:
+        received = handle.readinto(memoryview(array.reshape(-1).view(np.uint8)))
+    except (OSError, EOFError, ValueError) as error:
+        raise _npy_refusal(name, f"unreadable data: {type(error).__name__}") from None
+    if received != claimed:
+        raise _npy_refusal(name, "it is truncated")
+    array = array.reshape(shape, order="F" if fortran_order else "C")
+    exact = dtype.kind not in "iu" or dtype.itemsize < 8
+    if not exact and (int(array.max()) > MAX_EXACT_INTEGER or int(array.min()) < -MAX_EXACT_INTEGER):
+        raise _npy_refusal(name, "its integers reach beyond ±2**53, which float64 cannot hold exactly")
     return array
 
 
-def _single_lead(array: np.ndarray, path: Path) -> np.ndarray:
+def load_npy(path: Path) -> np.ndarray:
+    """A numeric array from ``.npy`` (no pickles; header checked before allocation), or ``InputError``."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return read_npy_stream(handle, path.stat().st_size, path.name)
+    except OSError as error:
+        raise _npy_refusal(path.name, f"cannot be read: {error.strerror or type(error).__name__}") from None
+
+
+def _pick_column(values: np.ndarray, name: str, channel: int | None, columns: int) -> np.ndarray:
+    if channel is None:
+        raise InputError(
+            f"{name} holds {columns} channels",
+            expected="one lead, or --channel N to pick one (columns counted from 0)",
+            fix="pass --channel N for the ECG lead, or save that lead alone",
+        )
+    if not 0 <= channel < columns:
+        raise InputError(f"{name} has no channel {channel}", expected=f"--channel from 0 to {columns - 1}",
+                         fix="pick an existing channel")
+    return values[:, channel]
+
+
+def _single_lead(array: np.ndarray, path: Path, channel: int | None = None) -> np.ndarray:
     values = np.asarray(array)
-    if values.ndim == 2 and 1 in values.shape:
+    if (values.ndim == 2 and values.shape[1] == 1) or (values.ndim == 2 and values.shape[0] == 1 and channel is None):
         values = values.reshape(-1)
+    elif values.ndim == 2:
+        values = _pick_column(values, path.name, channel, values.shape[1])
     if values.ndim != 1:
         raise InputError(
             f"{path.name} has shape {values.shape}",
-            expected="one lead: shape (samples,) or (samples, 1)",
+            expected="one lead: shape (samples,) or (samples, 1), or (samples, channels) with --channel",
             fix="save a single lead",
         )
     return values.astype(np.float64)
 
 
-def read_signal_csv(path: Path) -> np.ndarray:
+# -- CSV -------------------------------------------------------------------------------------------
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text: UTF-8 (a BOM is dropped), no NUL bytes, or ``InputError``."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InputError(
+            f"{path.name} is not UTF-8 text (byte {error.start} cannot be decoded)",
+            expected="a UTF-8 encoded CSV",
+            fix="re-export the file as UTF-8 (e.g. 'CSV UTF-8' in a spreadsheet)",
+        ) from None
+    if "\x00" in text:
+        raise InputError(f"{path.name} contains NUL bytes", expected="a text CSV",
+                         fix="re-export the file as UTF-8 CSV")
+    return text
+
+
+def read_csv_rows(path: Path) -> list[list[str]]:
+    """Every row of a UTF-8 CSV, each cell at most ``MAX_CELL_CHARS`` characters, or ``InputError``."""
+    path = Path(path)
+    previous = csv.field_size_limit()
+    try:
+        csv.field_size_limit(MAX_CELL_CHARS)
+        rows = list(csv.reader(io.StringIO(read_text(path), newline="")))
+    except csv.Error as error:
+        raise InputError(
+            f"{path.name} is not a usable CSV ({error})",
+            expected=f"comma-separated cells of at most {MAX_CELL_CHARS} characters",
+            fix="check the export: one value per cell, quotes closed",
+        ) from None
+    finally:
+        csv.field_size_limit(previous)
+    return rows
+
+
+def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
     """One column of numbers, or the ``ecg`` (signal/value/mv) column of a CSV with a header."""
-    with Path(path).open(newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row and any(cell.strip() for cell in row)]
+    rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise InputError(f"{Path(path).name} is empty", expected="one sample per row", fix="check the export")
     first = [cell.strip() for cell in rows[0]]
     has_header = not all(_is_number(cell) for cell in first)
     named = [index for index, name in enumerate(first) if name.lower() in SIGNAL_COLUMN_NAMES] if has_header else []
-    if named or len(first) == 1:
+    if channel is not None:
+        if not 0 <= channel < len(first):
+            raise InputError(f"{Path(path).name} has no column {channel}",
+                             expected=f"--channel from 0 to {len(first) - 1}", fix="pick an existing column")
+        column = channel
+    elif len(named) == 1 or len(first) == 1:
         column = named[0] if named else 0
     else:
         raise InputError(
-            f"{Path(path).name} has {len(first)} columns and none is named as the signal",
-            expected=f"one column, or a header with a column named one of {', '.join(SIGNAL_COLUMN_NAMES)}",
-            fix="keep only the ECG column, or name it 'ecg' in a header row",
+            f"{Path(path).name} has {len(first)} columns and "
+            + ("several are named as the signal" if named else "none is named as the signal"),
+            expected=f"one column, or a header with one column named one of {', '.join(SIGNAL_COLUMN_NAMES)}",
+            fix="keep only the ECG column, name it 'ecg' in a header row, or pass --channel N (from 0)",
         )
     if has_header:
         rows = rows[1:]
@@ -135,12 +280,12 @@ def read_signal_csv(path: Path) -> np.ndarray:
         cell = row[column].strip() if column < len(row) else ""
         try:
             values[index] = float(cell)
-        except ValueError as error:
+        except ValueError:
             raise InputError(
-                f"{Path(path).name} row {index + 1}: '{cell}' is not a number",
+                f"{Path(path).name} row {index + 1}: '{cell[:40]}' is not a number",
                 expected="one number per row in the signal column",
                 fix="remove or repair that row (write nan for a missing sample)",
-            ) from error
+            ) from None
     return values
 
 
@@ -152,46 +297,125 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def read_h5(path: Path) -> Recording:
-    """The ECG channel of a PLUX OpenSignals / biosignalsnotebooks HDF5 file (raw ADC counts)."""
+# -- HDF5 ------------------------------------------------------------------------------------------
+
+H5_ERRORS = (OSError, KeyError, TypeError, ValueError, RuntimeError, OverflowError, AttributeError, IndexError)
+
+
+def _h5_refusal(path: Path, problem: str) -> InputError:
+    return InputError(
+        f"{path.name} is not a usable OpenSignals recording ({problem})",
+        expected="an OpenSignals .h5 file: <device>/raw/channel_N numeric 1-D datasets, the device's "
+        "'sampling rate' and 'resolution' attributes",
+        fix="export the recording from OpenSignals as .h5, or convert it to .npy and pass --sample-rate",
+    )
+
+
+def read_h5(path: Path, channel: int | None = None) -> Recording:
+    """One channel of a PLUX OpenSignals / biosignalsnotebooks HDF5 file (raw ADC counts)."""
+    path = Path(path)
     try:
         import h5py
     except ImportError as error:
         raise InputError(
-            f"reading {Path(path).name} needs h5py, which is not installed",
+            f"reading {path.name} needs h5py, which is not installed",
             expected="h5py for .h5 recordings",
             fix="pip install h5py, or convert the recording to .npy",
         ) from error
     try:
         with h5py.File(path, "r") as handle:
-            return _read_plux(handle, Path(path))
-    except OSError as error:
-        raise InputError(
-            f"{Path(path).name} is not a readable HDF5 file ({error})",
-            expected="an OpenSignals .h5 recording",
-            fix="check the file",
-        ) from error
+            return _read_plux(h5py, handle, path, channel)
+    except InputError:
+        raise
+    except H5_ERRORS as error:
+        raise _h5_refusal(path, f"{type(error).__name__}: {str(error)[:120]}") from None
 
 
-def _read_plux(handle, path: Path) -> Recording:
-    for device_name in handle:
-        device = handle[device_name]
-        if not hasattr(device, "keys") or "raw" not in device:
-            continue
-        raw = device["raw"]
-        channels = sorted(name for name in raw if name.startswith("channel_"))
-        ecg = [name for name in channels if str(raw[name].attrs.get("sensor", "")).upper() == "ECG"]
-        chosen = (ecg or channels or [None])[0]
-        if chosen is None:
-            continue
-        rate = device.attrs.get("sampling rate")
-        bits = np.asarray(device.attrs.get("resolution", [])).reshape(-1)
-        adc_range = (0.0, float(2 ** int(bits[0]) - 1)) if bits.size else None
-        samples = np.asarray(raw[chosen][()], dtype=np.float64).reshape(-1)
-        logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, device_name, chosen, samples.size, rate)
-        return Recording(samples, float(rate) if rate is not None else None, adc_range, path.name)
+def _text_attribute(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return _text_attribute(value.reshape(-1)[0])
+    return value if isinstance(value, str) else ""
+
+
+def _scalar_attribute(value: object) -> object:
+    if isinstance(value, np.ndarray):
+        return value.reshape(-1)[0].item() if value.size == 1 and value.dtype.kind in "iuf" else None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _resolution_range(path: Path, attrs) -> tuple[float, float] | None:
+    if "resolution" not in attrs:
+        return None
+    bits = np.asarray(attrs["resolution"]).reshape(-1)
+    if bits.size == 0 or bits.dtype.kind not in "iuf":
+        raise _h5_refusal(path, "the 'resolution' attribute is not a number of bits")
+    first = float(bits[0])
+    if not (math.isfinite(first) and first == int(first) and 1 <= first <= MAX_RESOLUTION_BITS):
+        raise _h5_refusal(path, f"the 'resolution' attribute is not 1–{MAX_RESOLUTION_BITS} bits")
+    return 0.0, float(2 ** int(first) - 1)
+
+
+def _choose_channel(h5py, raw, path: Path, channel: int | None) -> str:
+    channels = sorted((name for name in raw if name.startswith("channel_")), key=lambda name: (len(name), name))
+    datasets = [name for name in channels if isinstance(raw[name], h5py.Dataset)]
+    if not datasets:
+        raise _h5_refusal(path, "its raw group holds no channel_N datasets")
+    if channel is not None:
+        name = f"channel_{channel}"
+        if name not in datasets:
+            raise InputError(f"{path.name} has no dataset {name}", expected=f"one of {', '.join(datasets)}",
+                             fix="pick an existing channel with --channel N")
+        return name
+    sensors = {name: _text_attribute(raw[name].attrs.get("sensor", "")).upper() for name in datasets}
+    ecg = [name for name, sensor in sensors.items() if sensor == "ECG"]
+    if len(ecg) == 1 or (len(datasets) == 1 and not sensors[datasets[0]]):
+        return (ecg or datasets)[0]  # the one ECG channel, or the only channel when nothing says what it is
+    labels = ", ".join(f"{name} ({sensors[name] or 'unlabelled'})" for name in datasets)
     raise InputError(
-        f"{path.name} has no device group with raw channels",
-        expected="an OpenSignals file: <device>/raw/channel_N",
-        fix="export the recording from OpenSignals as .h5, or convert it to .npy",
+        f"{path.name} holds {len(datasets)} channel(s) and " + ("several are" if ecg else "none is") + " labelled ECG: "
+        + labels,
+        expected="one ECG channel, or --channel N naming the one to use",
+        fix="pass --channel N for the ECG channel (channel_N in the file)",
     )
+
+
+def _read_plux(h5py, handle, path: Path, channel: int | None) -> Recording:
+    devices = [name for name in handle if isinstance(handle[name], h5py.Group) and "raw" in handle[name]]
+    devices = [name for name in devices if isinstance(handle[name]["raw"], h5py.Group)]
+    if not devices:
+        raise InputError(
+            f"{path.name} has no device group with raw channels",
+            expected="an OpenSignals file: <device>/raw/channel_N",
+            fix="export the recording from OpenSignals as .h5, or convert it to .npy",
+        )
+    if len(devices) > 1:
+        raise _h5_refusal(path, f"it holds {len(devices)} devices; this runtime reads one")
+    device = handle[devices[0]]
+    raw = device["raw"]
+    chosen = _choose_channel(h5py, raw, path, channel)
+    dataset = raw[chosen]
+    rate = _scalar_attribute(device.attrs["sampling rate"]) if "sampling rate" in device.attrs else None
+    if rate is not None:
+        rate = check_sample_rate(rate, f"{path.name}'s 'sampling rate' attribute")
+    adc_range = _resolution_range(path, device.attrs)
+    if dataset.dtype.kind not in NUMERIC_DTYPE_KINDS or dataset.dtype.fields is not None:
+        raise _h5_refusal(path, f"{chosen} holds {dataset.dtype} values, not numbers")
+    shape = dataset.shape
+    if shape is None or len(shape) not in (1, 2) or (len(shape) == 2 and shape[1] != 1):
+        raise _h5_refusal(path, f"{chosen} has shape {shape}, not one channel (samples,) or (samples, 1)"
+                          " — a multi-channel dataset is never interleaved")
+    count = math.prod(shape)
+    if count == 0:
+        raise _h5_refusal(path, f"{chosen} holds no samples")
+    if count * 8 > MAX_ARRAY_BYTES:
+        raise _h5_refusal(path, f"{chosen} holds {count} samples, over the {MAX_ARRAY_BYTES // 1024**3} GiB limit")
+    values = dataset[()]
+    if values.dtype.kind in "iu" and values.dtype.itemsize >= 8 and (
+        int(values.max()) > MAX_EXACT_INTEGER or int(values.min()) < -MAX_EXACT_INTEGER
+    ):
+        raise _h5_refusal(path, f"{chosen} holds integers beyond ±2**53")
+    samples = np.asarray(values, dtype=np.float64).reshape(-1)
+    logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], chosen, samples.size, rate)
+    return Recording(samples, rate, adc_range, path.name)

@@ -1,19 +1,25 @@
 """Run a bundle on a recording or a table and yield events; optionally record telemetry.
 
-``run(bundle_path, input_path, options)`` verifies and opens the bundle, reads
-the input (waveform bundles: signal ``.csv``/``.npy``/``.h5``; tabular bundles:
-feature ``.csv`` or a 2-D ``.npy``) and yields ``BeatEvent``/``QualityEvent`` or
-``TabularPrediction`` objects as they become final.
+``run(bundle_path, input_path, options)`` verifies and opens the bundle, picks the runner from its
+contract and the input, and yields events as they become final:
 
-Telemetry (one record per inference event, never raw signals) is written to an
+* ``.npz`` (one array per input name), any bundle → ``RowPrediction`` per row (``runtime.rows``);
+* a single tabular input: feature ``.csv`` or 2-D ``.npy`` → ``RowPrediction`` per row, every task kind;
+* a single waveform input, or inputs the ECG stream derives (``InputSpec.derived``: beat window, template
+  residual, RR features): signal ``.csv``/``.npy``/``.h5`` → the ECG stream's ``BeatEvent``/``QualityEvent``
+  (multiclass and binary bundles; other kinds take pre-cut windows as ``.npz``).
+
+Telemetry (one record per classified beat or row event, never raw signals) is written to an
 outbox and uploaded only when asked for; ``runtime.telemetry`` is imported only
-then, so the runtime works without it.
+then, so the runtime works without it. A beat the stream did not classify (quality flags,
+``warming_up``) has no result to send and is not recorded.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -21,12 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
-from runtime.bundle import Bundle, load_bundle
+from runtime.bundle import Bundle, TrustPolicy, load_bundle
+from runtime.ecg.beat_inputs import declares_stream_inputs
 from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, StreamConfig
 from runtime.errors import EdgemedError
-from runtime.events import BeatEvent, Event, TabularPrediction
+from runtime.events import BeatEvent, Event, RowPrediction
 from runtime.features import FeatureKind
 from runtime.readers import InputError, load_npy, read_signal
+from runtime.results import probability
+from runtime.rows import predict_npz
 from runtime.tabular import predict_csv, predict_rows
 
 logger = logging.getLogger(__name__)
@@ -41,6 +50,7 @@ class TelemetryUnavailableError(EdgemedError):
 @dataclass(frozen=True)
 class RunOptions:
     sample_rate_hz: float | None = None  # overrides the file's rate; needed for .npy and signal .csv
+    channel: int | None = None  # picks one channel of a multi-channel signal file (runtime.readers.read_signal)
     device_id: str | None = None  # pseudonymous device id for telemetry (never the patient); required with it
     telemetry_url: str | None = None  # upload endpoint; None = no upload
     telemetry_outbox: Path | None = None  # telemetry outbox; default DEFAULT_OUTBOX when a URL is given
@@ -48,6 +58,7 @@ class RunOptions:
     threads: int = 0  # onnxruntime intra-op threads; 0 = all cores
     chunk_s: float = 10.0  # a recording reaches the stream in chunks this long, as a device would send it
     stream: StreamConfig = field(default_factory=lambda: RECORDING_CONFIG)
+    trust: TrustPolicy | None = None  # keys the bundle must be signed by; None trusts nothing (runtime.trust)
 
 
 COMMIT_EVERY = 64  # telemetry records per outbox transaction (one beat batch)
@@ -77,7 +88,7 @@ class TelemetrySink:
         self.count = 0
         self.buffer: list[dict] = []
 
-    def record(self, event: BeatEvent | TabularPrediction) -> None:
+    def record(self, event: BeatEvent | RowPrediction) -> None:
         """Queue one record; they are committed together every ``COMMIT_EVERY`` records (one fsync each).
 
         A crash loses at most the uncommitted records, which are younger than the stream's own
@@ -110,9 +121,19 @@ class TelemetrySink:
         return sent
 
 
-def telemetry_record(bundle: Bundle, event: BeatEvent | TabularPrediction) -> dict:
-    """The telemetry dict for one inference event: identifiers of the bundle, never of the patient."""
-    predicted = event.beat_class if isinstance(event, BeatEvent) else event.predicted_class
+def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction) -> dict:
+    """The telemetry dict (schema 2) for one inference event: identifiers of the bundle, never of the patient.
+
+    ``result`` is the task kind's result, or None for a row the model could not judge (its quality flags say
+    why); features that are not finite are left out.
+    """
+    if isinstance(event, BeatEvent):
+        task = bundle.output.task.value
+        result = {"class": event.beat_class, "confidence": probability(event.probability),
+                  "low_confidence": event.low_confidence}
+    else:
+        task = event.task
+        result = event.result.to_telemetry() if event.result is not None else None
     return {
         "time": datetime.now(UTC).isoformat(),
         "bundle_id": bundle.bundle_id,
@@ -120,49 +141,70 @@ def telemetry_record(bundle: Bundle, event: BeatEvent | TabularPrediction) -> di
         "variant": bundle.variant,
         "provider": bundle.provider,
         "latency_us": round(float(event.latency_us), 1),
-        "predicted_class": predicted,
-        "confidence": round(float(event.probability), 6),
+        "task": task,
+        "result": result,
         "quality_flags": list(event.quality_flags),
-        "features": {name: float(value) for name, value in (event.features or {}).items()},
+        "features": {name: float(value) for name, value in (event.features or {}).items() if math.isfinite(value)},
     }
 
 
 def run(bundle_path: Path | str, input_path: Path | str, options: RunOptions = RunOptions()) -> Iterator[Event]:
     """Verify the bundle, read the input, and return an iterator over the events."""
-    bundle = load_bundle(bundle_path, options.provider, options.threads)
+    bundle = load_bundle(bundle_path, options.provider, options.threads, trust=options.trust)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
     sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url) if outbox else None
-    if bundle.feature_kind is FeatureKind.TABULAR:
-        events = _tabular_events(bundle, Path(input_path), with_features=sink is not None)
-    else:
-        stream_config = dataclasses.replace(options.stream, summary_features=sink is not None)
-        events = _waveform_events(bundle, Path(input_path), options, stream_config)
+    events = _events(bundle, Path(input_path), options, with_features=sink is not None)
     return _with_telemetry(events, sink)
 
 
 def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iterator[Event]:
     for event in events:
-        if sink is not None and isinstance(event, BeatEvent | TabularPrediction):
+        if sink is not None and _has_result(event):
             sink.record(event)
         yield event
     if sink is not None:
         sink.upload()
 
 
-def _tabular_events(bundle: Bundle, path: Path, with_features: bool) -> Iterator[TabularPrediction]:
+def _has_result(event: Event) -> bool:
+    """A row event (judged or not: its flags say why), or a beat the stream classified."""
+    return isinstance(event, RowPrediction) or (isinstance(event, BeatEvent) and event.classified)
+
+
+def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool) -> Iterator[Event]:
+    """The runner the bundle's contract and the input file call for."""
+    if path.suffix.lower() == ".npz":
+        return predict_npz(bundle, path, with_features=with_features)
+    stream_config = dataclasses.replace(options.stream, summary_features=with_features)
+    if declares_stream_inputs(bundle.inputs):
+        return _waveform_events(bundle, path, options, stream_config)
+    if len(bundle.inputs) > 1:
+        names = [spec.name for spec in bundle.inputs]
+        raise InputError(
+            f"this bundle's model takes {len(names)} inputs ({', '.join(names)}); '{path.name}' holds one table or "
+            "signal",
+            expected=f"an .npz with one array per input, named {', '.join(names)}, and the same rows in each",
+            fix="numpy.savez(path, " + ", ".join(f"{name}=…" for name in names) + ") and pass that file",
+        )
+    if bundle.feature_kind is FeatureKind.TABULAR:
+        return _tabular_events(bundle, path, with_features)
+    return _waveform_events(bundle, path, options, stream_config)
+
+
+def _tabular_events(bundle: Bundle, path: Path, with_features: bool) -> Iterator[RowPrediction]:
     if path.suffix.lower() == ".npy":
         return predict_rows(bundle, load_npy(path), with_features=with_features)
     if path.suffix.lower() != ".csv":
         raise InputError(
             f"cannot read table rows from '{path.name}'",
-            expected="a .csv with a header naming the features, or a 2-D .npy",
+            expected="a .csv with a header naming the features, a 2-D .npy, or an .npz with one array per input",
             fix="export the table as CSV",
         )
     return predict_csv(bundle, path, with_features=with_features)
 
 
 def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: StreamConfig) -> Iterator[Event]:
-    recording = read_signal(path, options.sample_rate_hz)
+    recording = read_signal(path, options.sample_rate_hz, options.channel)
     stream = EcgStream(bundle, recording.sample_rate_hz, config=config, adc_range=recording.adc_range)
     logger.info(
         "%s: %.1f s at %s Hz → model rate %s Hz",

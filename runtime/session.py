@@ -130,9 +130,12 @@ def session_options(settings: SessionSettings) -> onnxruntime.SessionOptions:
 
 
 def open_session(
-    model_path: Path, provider: str = CPU_PROVIDER, options: onnxruntime.SessionOptions | None = None
+    model_path: Path | str | bytes, provider: str = CPU_PROVIDER, options: onnxruntime.SessionOptions | None = None
 ) -> onnxruntime.InferenceSession:
     """An ``InferenceSession`` on ``provider`` (short or full name), falling back to CPU for unsupported nodes.
+
+    ``model_path`` may be the model's bytes: the device runtime passes the bytes it has hashed, so what
+    runs is exactly what was verified (never the file again, which could have changed since).
 
     ``options`` as given (None: ONNX Runtime's defaults). The provider is not checked here: callers that
     take it from a user resolve it first (``resolve_provider``, ``create_session``). Failures raise one of
@@ -142,11 +145,13 @@ def open_session(
 
     provider = full_provider_name(provider)
     providers = [provider] if provider == CPU_PROVIDER else [provider, CPU_PROVIDER]
-    return onnxruntime.InferenceSession(str(model_path), sess_options=options, providers=providers)
+    model = model_path if isinstance(model_path, bytes) else str(model_path)
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=providers)
 
 
-def create_session(model_path: Path, settings: SessionSettings = SessionSettings()):
+def create_session(model_path: Path | str | bytes, settings: SessionSettings = SessionSettings()):
     """An ``InferenceSession`` on the provider ``settings`` ask for (best available by default) with its options."""
     session = open_session(model_path, resolve_provider(settings.provider), session_options(settings))
-    logger.info("onnxruntime session for %s runs on %s", Path(model_path).name, session.get_providers()[0])
+    name = f"a {len(model_path)}-byte model" if isinstance(model_path, bytes) else Path(model_path).name
+    logger.info("onnxruntime session for %s runs on %s", name, session.get_providers()[0])
     return session

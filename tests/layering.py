@@ -26,14 +26,17 @@ ALLOWED: dict[str, frozenset[str]] = {
     "pipeline.clinical": frozenset({"runtime", "exporters", "pipeline.errors"}),
     "pipeline.config": frozenset({"runtime", "exporters", "pipeline.errors", "pipeline.clinical"}),
     "pipeline.training": frozenset({"runtime", "pipeline.errors", "pipeline.splits", "pipeline.config"}),
+    # Validation on real recordings (EC57 matching, the device stream on records): scenarios cut their
+    # training beats with it and the build gates on it, so it sits low.
+    "pipeline.validation": frozenset({"runtime", "pipeline.errors", "pipeline.clinical"}),
     "pipeline.scenarios": frozenset({"runtime", "pipeline.errors", "pipeline.splits", "pipeline.clinical",
-                                     "pipeline.config", "pipeline.training"}),
+                                     "pipeline.config", "pipeline.training", "pipeline.validation"}),
     "pipeline.build": frozenset({"runtime", "exporters", "pipeline.errors", "pipeline.splits", "pipeline.clinical",
-                                 "pipeline.config", "pipeline.training", "pipeline.scenarios"}),
-    "pipeline.validation": frozenset({"runtime", "pipeline.errors"}),
+                                 "pipeline.config", "pipeline.training", "pipeline.scenarios",
+                                 "pipeline.validation"}),
     "pipeline.benchmark": frozenset({"runtime", "exporters", "pipeline.errors", "pipeline.splits",
                                      "pipeline.clinical", "pipeline.config", "pipeline.training",
-                                     "pipeline.scenarios", "pipeline.build"}),
+                                     "pipeline.scenarios", "pipeline.build", "pipeline.validation"}),
     "pipeline.fleet": frozenset({"runtime", "pipeline.errors", "pipeline.validation"}),
     # The composition root: every room, and the only one that may import the dashboard.
     "pipeline.cli": frozenset({"runtime", "exporters", "dashboard", "pipeline.errors", "pipeline.splits",
@@ -42,7 +45,8 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 # Third-party packages a room may import besides the standard library; None = no limit.
 THIRD_PARTY: dict[str, frozenset[str] | None] = {
-    "runtime": frozenset({"numpy", "onnxruntime", "h5py"}),  # h5py only inside the .h5 reader, lazily
+    # h5py only inside the .h5 reader, lazily; cryptography verifies bundle signatures (runtime/trust).
+    "runtime": frozenset({"numpy", "onnxruntime", "h5py", "cryptography"}),
 }
 
 

@@ -18,8 +18,9 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.collector.schema import BatchError, CollectorLimits, parse_batch
 from dashboard.collector.store import SqliteStore, TelemetryStore
-from dashboard.data.settings import DEFAULT_DATABASE
-from runtime.telemetry.records import SCHEMA_VERSION
+from dashboard.collector.vocabulary import BundleVocabularies
+from dashboard.data.settings import DEFAULT_BUNDLES, DEFAULT_DATABASE
+from runtime.telemetry.records import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,8 @@ def _refusal(error: BatchError) -> JSONResponse:
 
 async def _read_body(request: Request, limit: int) -> bytes:
     """The request body, or ``BatchError(413)`` as soon as it passes ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and (len(declared) > len(str(limit)) or int(declared) > limit):
         raise BatchError(413, f"the body is {declared} bytes, over the {limit}-byte limit")
     body = bytearray()
     async for chunk in request.stream():
@@ -44,9 +45,11 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def create_app(store: TelemetryStore, limits: CollectorLimits | None = None) -> FastAPI:
-    """The collector's ASGI app, writing to ``store``."""
+def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
+               vocabularies: BundleVocabularies | None = None) -> FastAPI:
+    """The collector's ASGI app, writing to ``store``; records keep to ``vocabularies`` (default: none known)."""
     limits = limits or CollectorLimits()
+    vocabularies = vocabularies or BundleVocabularies()
     app = FastAPI(title="edgemed telemetry collector", version=str(SCHEMA_VERSION))
     app.state.store = store
 
@@ -57,7 +60,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None) -> 
             if media_type != "application/json":
                 raise BatchError(415, "the body must be sent with Content-Type: application/json")
             body = await _read_body(request, limits.max_body_bytes)
-            batch = await run_in_threadpool(parse_batch, body, limits)
+            batch = await run_in_threadpool(parse_batch, body, limits, vocabularies.for_record)
         except BatchError as error:
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
             return _refusal(error)
@@ -69,7 +72,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None) -> 
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:
-        return {"status": "ok", "schema_version": SCHEMA_VERSION}
+        return {"status": "ok", "schema_version": SCHEMA_VERSION, "accepts": list(SUPPORTED_SCHEMA_VERSIONS)}
 
     return app
 
@@ -87,11 +90,13 @@ def serve(
     port: int = DEFAULT_PORT,
     database: Path | str = DEFAULT_DATABASE,
     log_level: str = "info",
+    bundles: Path | str = DEFAULT_BUNDLES,
 ) -> None:
-    """Run the collector until interrupted, storing into the SQLite file ``database``."""
+    """Run the collector until interrupted, storing into ``database``; records of the bundles published under
+    ``bundles`` must keep to their labels and reference-profile features."""
     store = SqliteStore(database)
     try:
         logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s", host, port, database)
-        build_server(create_app(store), host, port, log_level).run()
+        build_server(create_app(store, vocabularies=BundleVocabularies(bundles)), host, port, log_level).run()
     finally:
         store.close()

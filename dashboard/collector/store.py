@@ -138,6 +138,7 @@ class SqliteStore:
         received_at = utc_timestamp()
         acknowledged: list[int] = []
         duplicates = 0
+        changed: list[int] = []  # resent sequences whose content differs: one WARNING per batch, not per record
         with self._write() as connection:
             for record in records:
                 sequence = record["sequence"]
@@ -155,7 +156,8 @@ class SqliteStore:
                 ).rowcount
                 if not inserted:
                     duplicates += 1
-                    self._check_duplicate(connection, device_id, sequence, payload)
+                    if self._differs(connection, device_id, sequence, payload):
+                        changed.append(sequence)
                 acknowledged.append(sequence)
             connection.execute(
                 "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at) VALUES (?, ?, ?, ?) "
@@ -163,20 +165,20 @@ class SqliteStore:
                 "last_received_at = excluded.last_received_at",
                 (device_id, dropped, received_at, received_at),
             )
+        if changed:
+            logger.warning(
+                "device %s resent %d record(s) with different content (sequences %d–%d; outbox reset?); kept the "
+                "first of each", device_id, len(changed), min(changed), max(changed),
+            )
         return Receipt(sorted(acknowledged), duplicates)
 
     @staticmethod
-    def _check_duplicate(connection: sqlite3.Connection, device_id: str, sequence: int, payload: str) -> None:
-        """A resend must repeat the stored record; a different one means the device reused sequences."""
+    def _differs(connection: sqlite3.Connection, device_id: str, sequence: int, payload: str) -> bool:
+        """Whether a resend differs from the stored record (the device reused sequences)."""
         (stored,) = connection.execute(
             "SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?", (device_id, sequence)
         ).fetchone()
-        if stored != payload:
-            logger.warning(
-                "device %s resent sequence %d with different content (outbox reset?); kept the first",
-                device_id,
-                sequence,
-            )
+        return stored != payload
 
     def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
         where, parameters = record_filter(device_id, None if since is None else _since(since))

@@ -156,11 +156,11 @@ def share_comparison_chart(shares: pd.DataFrame, category: str) -> alt.Chart:
 
 def timeline_charts(records: pd.DataFrame, objective_us: float, classes: Sequence[str]) -> tuple[alt.Chart, alt.Chart]:
     """One device: every inference's latency over the SLO line, and its confidence (shaped by quality flag)."""
-    data = records.drop(columns=[name for name in ("features",) if name in records.columns]).assign(
+    data = records.drop(columns=[name for name in ("features", "result") if name in records.columns]).assign(
         flagged=records["quality_flags"].map(lambda flags: ", ".join(flags) or "none")
     )
-    colour = alt.Color("predicted_class:N", title="predicted",
-                       scale=alt.Scale(domain=list(classes) or None, scheme="tableau10"))
+    scale = alt.Scale(domain=list(classes), scheme="tableau10") if classes else alt.Scale(scheme="tableau10")
+    colour = alt.Color("predicted_class:N", title="predicted", scale=scale)
     latency = (
         alt.Chart(data)
         .mark_circle(size=18, opacity=0.7)
@@ -184,3 +184,55 @@ def timeline_charts(records: pd.DataFrame, objective_us: float, classes: Sequenc
         )
     )
     return (latency + rule).properties(height=260), confidence.properties(height=200)
+
+
+def share_chart(shares: pd.DataFrame, category: str, title: str = "share") -> alt.Chart:
+    """Bars of ``share`` per ``category`` value (classes, or each label's positive rate), counts in the tooltip."""
+    return (
+        alt.Chart(shares)
+        .mark_bar()
+        .encode(
+            x=alt.X(f"{category}:N", title=category, sort=None),
+            y=alt.Y("share:Q", title=title, axis=alt.Axis(format="%"), scale=alt.Scale(domain=[0, 1])),
+            tooltip=[category, "count", alt.Tooltip("share:Q", format=".1%")],
+        )
+        .properties(height=240)
+    )
+
+
+def value_distribution_chart(values: pd.DataFrame, threshold: float | None = None) -> alt.Chart:
+    """Histogram of each output's values (columns: output, unit, value); one panel per output, or one panel with
+    the threshold as a red rule (anomaly scores)."""
+    data = values.assign(label=values["output"] + values["unit"].map(lambda unit: f" ({unit})" if unit else ""))
+    bars = alt.Chart(data).mark_bar().encode(
+        x=alt.X("value:Q", bin=alt.Bin(maxbins=40), title="value"),
+        y=alt.Y("count():Q", title="records"),
+        tooltip=["label", alt.Tooltip("count():Q", title="records")],
+    )
+    if threshold is not None:
+        rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color=SLO_COLOUR, strokeWidth=2).encode(
+            x="threshold:Q", tooltip=[alt.Tooltip("threshold:Q", title="alarm threshold")])
+        return (bars + rule).properties(height=220)
+    return (
+        bars.properties(height=160, width=320)
+        .facet(column=alt.Column("label:N", title=None))
+        .resolve_scale(x="independent", y="independent")
+    )
+
+
+def output_timeline_chart(points: pd.DataFrame, threshold: float | None = None) -> alt.Chart:
+    """Each inference's numeric outputs over time (columns: time, output, value), the threshold as a red rule."""
+    chart = (
+        alt.Chart(points)
+        .mark_point(size=22, opacity=0.7, filled=True)
+        .encode(
+            x=alt.X("time:T", title="time (UTC)"),
+            y=alt.Y("value:Q", title="output", scale=alt.Scale(zero=False)),
+            color=alt.Color("output:N", title="output"),
+            tooltip=["time:T", "output", alt.Tooltip("value:Q", format=".4g")],
+        )
+    )
+    if threshold is not None:
+        chart = chart + alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color=SLO_COLOUR).encode(
+            y="threshold:Q")
+    return chart.properties(height=200)

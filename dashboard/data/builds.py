@@ -14,6 +14,7 @@ import pandas as pd
 
 from dashboard.data.bundles import BundleInfo
 from dashboard.data.files import DataUnavailableError, read_json_object
+from runtime.contract import AnomalyRule, BinaryRule, MulticlassRule, MultilabelRule, RegressionRule
 
 MODEL_STAGES = ("train", "import")  # where the lineage's model id may live
 
@@ -162,3 +163,160 @@ def load_history(artifacts: Path, bundle: BundleInfo) -> pd.DataFrame:
         for epoch, value in enumerate(values if isinstance(values, list) else [], start=1):
             rows.append({"epoch": epoch, "metric": metric, "split": split, "value": value})
     return pd.DataFrame(rows)
+
+
+def decision_rule_frame(bundle: BundleInfo) -> pd.DataFrame:
+    """How the device decides, from the contract's output: one (setting, value) row per part of the rule."""
+    output = bundle.manifest.output
+    rule = output.decision
+    rows = [("task", output.task.value), ("graph outputs", ", ".join(output.names))]
+    if output.semantics:
+        rows.append(("meaning", output.semantics))
+    if isinstance(rule, MulticlassRule):
+        rows.append(("decision", f"the most probable of {', '.join(output.labels)}"))
+        rows.append(("low confidence below", "never flagged" if rule.low_confidence_below is None
+                     else f"{rule.low_confidence_below:g}"))
+    elif isinstance(rule, BinaryRule):
+        rows.append(("decision", f"{output.labels[1]} when P({output.labels[1]}) ≥ {rule.threshold:g}, else "
+                                 f"{output.labels[0]}"))
+        rows.append(("threshold chosen by", rule.chosen_by))
+    elif isinstance(rule, MultilabelRule):
+        rows += [(f"threshold {label}", f"{threshold:g}") for label, threshold in
+                 zip(output.labels, rule.thresholds, strict=True)]
+        rows.append(("thresholds chosen by", rule.chosen_by))
+    elif isinstance(rule, RegressionRule):
+        rows += [(f"unit of {target}", unit) for target, unit in zip(output.labels, rule.units, strict=True)]
+    elif isinstance(rule, AnomalyRule):
+        rows.append(("decision", f"{output.labels[1]} (alarm) when score ≥ {rule.threshold:g}, "
+                                 f"else {output.labels[0]}"))
+        rows.append(("target false-alarm rate", f"{rule.target_false_alarm_rate:.2%}"))
+        rows.append(("threshold chosen by", rule.chosen_by))
+    return pd.DataFrame(rows, columns=["setting", "value"])
+
+
+def has_confusion_matrices(metrics: dict[str, Any]) -> bool:
+    """Whether the evaluate artefact's metrics are a classifier's (with confusion matrices)."""
+    return any(isinstance(entry, dict) and entry.get("confusion_matrix") for entry in metrics.values())
+
+
+def scalar_metrics_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    """Per variant: every top-level number or ``{value, low, high}`` estimate of its metrics, formatted."""
+    rows = []
+    for variant, entry in metrics.items():
+        if not isinstance(entry, dict):
+            continue
+        row: dict[str, Any] = {"variant": variant}
+        for key, value in entry.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                row[key] = f"{value:.4g}"
+            elif isinstance(value, dict) and isinstance(value.get("value"), int | float):
+                row[key] = format_interval(*_interval(value))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------- recording-level validation (ECG bundles)
+
+RECORD_FIGURES = {"qrs_sensitivity": "QRS Se (%)", "qrs_positive_predictivity": "QRS +P (%)",
+                  "v_sensitivity": "V Se (%)", "v_positive_predictivity": "V +P (%)",
+                  "v_false_positive_rate": "V FPR (%)"}
+
+
+def _percent(value: Any, digits: int = 1) -> str:
+    return "—" if not isinstance(value, int | float) or isinstance(value, bool) else f"{100 * value:.{digits}f}"
+
+
+def _record_row(row: dict[str, Any], unclassified: Any) -> dict[str, Any]:
+    counts = {key: row.get(key) or 0 for key in ("qrs_true_positives", "qrs_false_negatives", "v_true_positives",
+                                                 "v_false_negatives", "v_false_positives")}
+    skipped = unclassified.get("beats") if isinstance(unclassified, dict) else unclassified
+    v_counts = (counts["v_true_positives"], counts["v_false_negatives"], counts["v_false_positives"])
+    return {
+        "record": str(row.get("record")),
+        "beats": counts["qrs_true_positives"] + counts["qrs_false_negatives"],
+        "V": counts["v_true_positives"] + counts["v_false_negatives"],
+        **{label: _percent(row.get(key), 2 if key.startswith("qrs") else 1) for key, label in RECORD_FIGURES.items()},
+        "V TP / FN / FP": " / ".join(str(count) for count in v_counts),
+        "unclassified": skipped,
+    }
+
+
+def recording_validation(bundle: BundleInfo) -> dict[str, Any] | None:
+    """The manifest's ``recording_validation`` section, or None for a bundle validated on its test split only."""
+    section = bundle.manifest.recording_validation
+    return section if isinstance(section, dict) and isinstance(section.get("variants"), dict) else None
+
+
+def recording_records_frame(bundle: BundleInfo, variant: str | None = None) -> pd.DataFrame:
+    """Per held-out record (and the gross row) for ``variant`` (default: the shipped one): beats, V, QRS Se/+P,
+    V Se/+P/FPR in %, V TP/FN/FP and the beats the stream left unclassified."""
+    section = recording_validation(bundle)
+    if section is None:
+        return pd.DataFrame(columns=["record"])
+    result = section["variants"].get(variant or bundle.shipped_variant) or {}
+    rows = [_record_row(row, row.get("unclassified")) for row in result.get("per_record") or []]
+    if isinstance(result.get("gross"), dict):
+        rows.append(_record_row({**result["gross"], "record": "gross"}, result.get("unclassified")))
+    return pd.DataFrame(rows)
+
+
+def recording_variants_frame(bundle: BundleInfo) -> pd.DataFrame:
+    """Per variant: its threshold, the gross figures with their bootstrap intervals, the healthy false PVC rate and
+    the recording gate's verdict."""
+    section = recording_validation(bundle)
+    if section is None:
+        return pd.DataFrame(columns=["variant"])
+    rows = []
+    for name, result in section["variants"].items():
+        gross, intervals = result.get("gross") or {}, result.get("intervals") or {}
+        healthy = result.get("healthy") or {}
+        verdict = result.get("verdict") or {}
+        row: dict[str, Any] = {"variant": name, "shipped": name == bundle.shipped_variant,
+                               "threshold": result.get("threshold")}
+        for key, label in RECORD_FIGURES.items():
+            interval = intervals.get(key) if isinstance(intervals.get(key), list) else None
+            low, high = (interval or [None, None])[:2]
+            row[label.replace(" (%)", " [95 % CI]")] = format_interval(gross.get(key), low, high)
+        row["healthy false PVC (%)"] = _percent(healthy.get("false_pvc_rate"), 2)
+        row["recording gate"] = "pass" if verdict.get("passed") else "FAIL"
+        row["verdict"] = verdict.get("reason", "")
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def healthy_frame(bundle: BundleInfo, variant: str | None = None) -> tuple[pd.DataFrame, str | None]:
+    """Per healthy recording: rate, beats, classified, called V, false PVC rate; or (empty, why there are none)."""
+    section = recording_validation(bundle)
+    result = (section or {}).get("variants", {}).get(variant or bundle.shipped_variant) or {}
+    healthy = result.get("healthy")
+    if not isinstance(healthy, dict):
+        return pd.DataFrame(), "no healthy recordings were run in this build"
+    if not healthy.get("available"):
+        return pd.DataFrame(), str(healthy.get("note"))
+    rows = []
+    for name, entry in (healthy.get("files") or {}).items():
+        rows.append({"file": name, "rate (Hz)": entry.get("sample_rate_hz"), "beats": entry.get("beats"),
+                     "classified": entry.get("classified"), "called V": entry.get("called_v"),
+                     "false PVC rate (%)": _percent(entry.get("false_pvc_rate"), 2),
+                     "note": f"skipped: {entry['skipped']}" if "skipped" in entry else ""})
+    return pd.DataFrame(rows), None
+
+
+SHIPPED_DESIGN = "gated-template+rr"  # the design the ecg-pvc scenario ships (pipeline.benchmark.ecg_pvc_loro)
+
+
+def loro_frame(path: Path, design: str = SHIPPED_DESIGN) -> tuple[pd.DataFrame, str]:
+    """The leave-one-record-out table (``make validate-ecg``: benchmarks/results/ecg_pvc_loro.json) of ``design``
+    (else the file's first): one row per held-out record and the pooled row, and the design's description;
+    ``DataUnavailableError`` when the file is missing or unreadable."""
+    document = read_json_object(path, "the leave-one-record-out results (make validate-ecg)")
+    variants = document.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise DataUnavailableError(f"{path} lists no design")
+    name = design if design in variants else next(iter(variants))
+    result = variants[name]
+    rows = [_record_row({**fold.get("counts", {}), **fold.get("rates", {})}, None) for fold in result.get("folds", [])]
+    pooled = result.get("pooled") or {}
+    rows.append(_record_row({**pooled.get("counts", {}), **pooled.get("rates", {}), "record": "pooled"}, None))
+    frame = pd.DataFrame(rows).drop(columns=["unclassified"])
+    return frame, f"{name}: {result.get('description', '')}"

@@ -22,11 +22,22 @@ from dashboard.data.files import DataUnavailableError
 from runtime.telemetry.records import utc_timestamp
 
 BUSY_TIMEOUT_S = 5.0  # a read waits this long for a checkpoint before giving up
-RECORD_COLUMNS = (
-    "device_id", "sequence", "time", "bundle_id", "bundle_sha256", "variant", "provider",
-    "latency_us", "predicted_class", "confidence", "quality_flags",
-)
-_EXTRACTED = ", ".join(f"json_extract(payload, '$.{name}')" for name in RECORD_COLUMNS[3:])
+# Column → SQL over the stored payload. Schema-2 records carry ``task`` and ``result``; schema-1 records (older
+# devices) ``predicted_class`` and ``confidence``: both read into the same columns (``task`` None for schema 1).
+_EXPRESSIONS = {
+    "bundle_id": "json_extract(payload, '$.bundle_id')",
+    "bundle_sha256": "json_extract(payload, '$.bundle_sha256')",
+    "variant": "json_extract(payload, '$.variant')",
+    "provider": "json_extract(payload, '$.provider')",
+    "latency_us": "json_extract(payload, '$.latency_us')",
+    "task": "json_extract(payload, '$.task')",
+    "predicted_class": "COALESCE(json_extract(payload, '$.result.class'), json_extract(payload, '$.predicted_class'))",
+    "confidence": "COALESCE(json_extract(payload, '$.result.confidence'), json_extract(payload, '$.confidence'))",
+    "quality_flags": "json_extract(payload, '$.quality_flags')",
+    "result": "json_extract(payload, '$.result')",
+}
+RECORD_COLUMNS = ("device_id", "sequence", "time", *_EXPRESSIONS)
+_EXTRACTED = ", ".join(_EXPRESSIONS.values())
 
 
 def _moment(value: datetime | str) -> str:
@@ -80,7 +91,10 @@ class TelemetryReader:
         until: datetime | str | None = None,
         with_features: bool = False,
     ) -> pd.DataFrame:
-        """Records oldest first; ``time`` is a UTC timestamp, ``quality_flags`` a list per record.
+        """Records oldest first; ``time`` is a UTC timestamp, ``quality_flags`` a list per record, ``task`` the
+        task kind (None for schema-1 records), ``result`` the task kind's result dict (None when the model could
+        not judge the input, and for schema-1 records), ``predicted_class`` / ``confidence`` a classifier's (or an
+        anomaly's label) whatever the schema.
 
         With ``with_features`` a ``features`` column holds each record's feature dict.
         """
@@ -96,12 +110,24 @@ class TelemetryReader:
         columns = list(RECORD_COLUMNS) + (["features"] if with_features else [])
         frame = pd.DataFrame(rows, columns=columns)
         frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
-        frame["latency_us"] = pd.to_numeric(frame["latency_us"])
-        frame["confidence"] = pd.to_numeric(frame["confidence"])
-        frame["quality_flags"] = [json.loads(text) if text else [] for text in frame["quality_flags"]]
+        frame["latency_us"] = pd.to_numeric(frame["latency_us"], errors="coerce")
+        frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce")
+        frame["quality_flags"] = [json.loads(text) if isinstance(text, str) else [] for text in frame["quality_flags"]]
+        frame["result"] = [_object(text) for text in frame["result"]]
         if with_features:
             frame["features"] = [json.loads(text) if text else {} for text in frame["features"]]
         return frame
+
+
+def _object(text: object) -> dict | None:
+    """A stored result: its dict, or None (null, absent, or not an object)."""
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:  # json_extract gives a bare string for a string result: not a result object
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def feature_table(records: pd.DataFrame) -> pd.DataFrame:

@@ -2,13 +2,18 @@
 
 Drift is measured per device over its drift window, against the reference profile of the bundle it
 ran last; a device whose bundle is not published here, or has no reference profile, gets a message
-instead of results.
+instead of results. What is compared follows the bundle's task kind (``monitoring.predictions``):
+input features always; a classifier's confidence and classes; an anomaly's score and labels; a
+regression's values; a multilabel output's scores. Records the model could not judge count only
+through their finite input features.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
@@ -33,6 +38,7 @@ from dashboard.monitoring.drift import (
     worst_status,
 )
 from dashboard.monitoring.fleet import latest_bundle_window
+from dashboard.monitoring.predictions import categories, confidences, output_numbers, reference_outputs, task_of
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,8 @@ class DriftReport:
     results: tuple[DriftResult, ...] = ()
     message: str | None = None  # why there are no results
     window: pd.DataFrame | None = field(default=None, compare=False, repr=False)  # the records compared
+    compared: pd.DataFrame | None = field(default=None, compare=False, repr=False)  # features + numeric outputs
+    profile: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # what they were compared with
 
     @property
     def status(self) -> DriftStatus:
@@ -63,10 +71,19 @@ def bundle_drift(scope: str, window: pd.DataFrame, bundle: BundleInfo | None, co
     if bundle.profile is None:
         return DriftReport(scope, bundle, len(window), message=(
             f"bundle {bundle.name} has no reference profile ({bundle.profile_problem}): drift cannot be measured"))
-    features = feature_table(window)
-    results = profile_drift(bundle.profile, features, list(window["predicted_class"]), list(window["confidence"]),
-                            config)
-    return DriftReport(scope, bundle, len(window), tuple(results), window=window)
+    task = task_of(window, bundle)
+    compared = compared_numbers(window, task)
+    profile = {**bundle.profile, "features": {**(bundle.profile.get("features") or {}),
+                                              **reference_outputs(bundle.profile, task)}}
+    results = profile_drift(profile, compared, categories(window, task), confidences(window, task), config)
+    return DriftReport(scope, bundle, len(window), tuple(results), window=window, compared=compared, profile=profile)
+
+
+def compared_numbers(records: pd.DataFrame, task: str) -> pd.DataFrame:
+    """Input features and the task kind's numeric outputs, one row per record (NaN where a record has none)."""
+    features = feature_table(records)
+    outputs = output_numbers(records, task)
+    return features.join(outputs.drop(columns=[name for name in outputs.columns if name in features.columns]))
 
 
 def device_drift(
@@ -95,15 +112,17 @@ def device_baseline_drift(
         return DriftReport(device_id, None, len(window), message=(
             f"{len(window)} records: a baseline and a current window of {config.minimum_count} each are needed"))
     baseline, current = window.iloc[:cut], window.iloc[cut:]
-    profile = empirical_profile(feature_table(baseline), list(baseline["predicted_class"]),
-                                list(baseline["confidence"]))
+    task = task_of(window)
+    profile = empirical_profile(compared_numbers(baseline, task), categories(baseline, task),
+                                confidences(baseline, task))
     # One test per feature plus confidence and class: Bonferroni keeps the family-wise false-alarm rate at p;
     # a baseline of a few hundred records makes PSI alone noisy (≈ 0.05–0.1), so it only counts from psi_alert.
     tests = len(profile["features"]) + 2
     corrected = replace(config, p_value=config.p_value / tests, psi_warn=config.psi_alert)
-    results = profile_drift(profile, feature_table(current), list(current["predicted_class"]),
-                            list(current["confidence"]), corrected)
-    return DriftReport(device_id, None, len(current), tuple(results), window=current)
+    compared = compared_numbers(current, task)
+    results = profile_drift(profile, compared, categories(current, task), confidences(current, task), corrected)
+    return DriftReport(device_id, None, len(current), tuple(results), window=current, compared=compared,
+                       profile=profile)
 
 
 def fleet_alerts(

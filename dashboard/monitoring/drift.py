@@ -204,11 +204,15 @@ def class_drift(
 def profile_drift(
     profile: Mapping[str, Any],
     features: pd.DataFrame,
-    predicted: Sequence[str],
+    predicted: Sequence[str] | None,
     confidence: Sequence[float] = (),
     config: DriftConfig = DEFAULT_DRIFT_CONFIG,
 ) -> list[DriftResult]:
-    """Every feature of the profile, the prediction confidence and the class distribution, in that order."""
+    """Every feature of the profile, the prediction confidence and the class distribution, in that order.
+
+    ``predicted`` None: the bundle's task kind has no classes (multilabel, regression), so no class row; its
+    numeric outputs come as columns of ``features`` with their references among the profile's features.
+    """
     results = []
     for name, reference in (profile.get("features") or {}).items():
         if name not in features.columns:
@@ -218,13 +222,21 @@ def profile_drift(
     predictions = profile.get("predictions") or {}
     if isinstance(predictions.get("confidence"), dict) and len(confidence):
         results.append(numeric_drift(CONFIDENCE_ROW, predictions["confidence"], confidence, config))
-    results.append(class_drift(reference_class_counts(predictions), predicted, config))
+    if predicted is None:
+        return results
+    reference = reference_class_counts(predictions)
+    if not reference:
+        results.append(DriftResult(CLASS_ROW, len(predicted), "—", note="the reference profile has no class counts"))
+    else:
+        results.append(class_drift(reference, predicted, config))
     return results
 
 
-def empirical_profile(features: pd.DataFrame, predicted: Sequence[str], confidence: Sequence[float],
+def empirical_profile(features: pd.DataFrame, predicted: Sequence[str] | None, confidence: Sequence[float],
                       sample_limit: int = 500) -> dict[str, Any]:
-    """A reference profile (same shape as a bundle's) built from observed records, e.g. a device's baseline."""
+    """A reference profile (same shape as a bundle's) built from observed records, e.g. a device's baseline.
+
+    Columns without a finite value, and an empty confidence, are left out; ``predicted`` None: no classes."""
 
     def distribution(values: np.ndarray) -> dict[str, Any]:
         values = values[np.isfinite(values)]
@@ -233,11 +245,20 @@ def empirical_profile(features: pd.DataFrame, predicted: Sequence[str], confiden
                 "decile_edges": [float(edge) for edge in np.percentile(values, np.linspace(0, 100, 11))],
                 "sample": [float(value) for value in np.sort(values)[::step]]}
 
-    classes = pd.Series(list(predicted), dtype="object").value_counts()
+    def usable(values: np.ndarray) -> bool:
+        return bool(np.isfinite(values).any())
+
+    columns = {name: features[name].to_numpy(dtype=np.float64) for name in features.columns}
+    predictions: dict[str, Any] = {}
+    if predicted is not None:
+        classes = pd.Series(list(predicted), dtype="object").value_counts()
+        predictions["class_counts"] = {str(key): int(value) for key, value in classes.items()}
+    scores = np.asarray(confidence, dtype=np.float64)
+    if usable(scores):
+        predictions["confidence"] = distribution(scores)
     return {
-        "features": {name: distribution(features[name].to_numpy(dtype=np.float64)) for name in features.columns},
-        "predictions": {"class_counts": {str(key): int(value) for key, value in classes.items()},
-                        "confidence": distribution(np.asarray(confidence, dtype=np.float64))},
+        "features": {name: distribution(values) for name, values in columns.items() if usable(values)},
+        "predictions": predictions,
     }
 
 

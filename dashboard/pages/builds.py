@@ -1,5 +1,7 @@
 """Builds: every bundle's variants (size, latency, clinical metrics with CIs, gate verdicts), why the shipped
-variant won, the accuracy-vs-latency Pareto plot, confusion matrices and training curves."""
+variant won, how the device decides (the task kind's rule) and what the reference profile's answers look like,
+the recording-level validation per held-out record (ECG bundles validated through the device stream), the
+accuracy-vs-latency Pareto plot, confusion matrices (classifiers) or the metrics table, and training curves."""
 
 from __future__ import annotations
 
@@ -8,16 +10,25 @@ import streamlit as st
 from dashboard.components import charts, widgets
 from dashboard.data.builds import (
     confusion_frame,
+    decision_rule_frame,
+    has_confusion_matrices,
+    healthy_frame,
     load_clinical_metrics,
     load_history,
+    loro_frame,
     pareto_variants,
     per_class_frame,
+    recording_records_frame,
+    recording_validation,
+    recording_variants_frame,
+    scalar_metrics_frame,
     sensitivity_frame,
     variants_frame,
 )
 from dashboard.data.bundles import BundleInfo
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings
+from dashboard.monitoring.predictions import CLASSIFIERS, reference_class_shares, reference_statistics
 
 VARIANT_COLUMNS = {
     "variant": st.column_config.TextColumn("variant"),
@@ -49,12 +60,19 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
         return
     st.subheader("Variants")
     st.dataframe(variants[list(VARIANT_COLUMNS)], column_config=VARIANT_COLUMNS, hide_index=True)
-    st.markdown("**Sensitivity per class [95 % CI]**")
-    st.dataframe(sensitivity_frame(bundle), hide_index=True)
+    task = manifest.output.task.value
+    if task in CLASSIFIERS:
+        st.markdown("**Sensitivity per class [95 % CI]**")
+        st.dataframe(sensitivity_frame(bundle), hide_index=True)
+    show_decisions(bundle, task)
+    show_recordings(bundle, current)
 
     st.subheader("Accuracy vs latency")
-    st.altair_chart(charts.pareto_chart(variants, pareto_variants(variants)), width="stretch")
-    st.caption("Dashed: the Pareto front (no other variant is both faster and more accurate). Bars: 95 % CIs.")
+    if variants["macro_f1"].notna().any():
+        st.altair_chart(charts.pareto_chart(variants, pareto_variants(variants)), width="stretch")
+        st.caption("Dashed: the Pareto front (no other variant is both faster and more accurate). Bars: 95 % CIs.")
+    else:
+        st.info(f"the variants of this {task} bundle record no macro-F1 to plot against latency")
     st.subheader("Training curves")
     try:
         history = load_history(current.artifacts, bundle)
@@ -73,6 +91,10 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
         st.info(f"{error} — the manifest's summary above is all there is for this bundle.")
         return
     names = [name for name in metrics if isinstance(metrics[name], dict)]
+    if not has_confusion_matrices(metrics):
+        st.markdown(f"**Metrics of every variant ({task})**")
+        st.dataframe(scalar_metrics_frame(metrics), hide_index=True)
+        return
     for row_start in range(0, len(names), 4):
         columns = st.columns(4)
         for column, name in zip(columns, names[row_start:row_start + 4], strict=False):
@@ -82,6 +104,57 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
     chosen = st.selectbox("per-class metrics of variant", names, key=f"per-class-{bundle.name}",
                           index=names.index(bundle.shipped_variant) if bundle.shipped_variant in names else 0)
     st.dataframe(per_class_frame(metrics[chosen]), hide_index=True)
+
+
+def show_decisions(bundle: BundleInfo, task: str) -> None:
+    """The contract's decision rule, and the reference profile's answers for this task kind."""
+    st.subheader("How the device decides")
+    st.dataframe(decision_rule_frame(bundle), hide_index=True)
+    if bundle.profile is None:
+        st.caption(f"no reference profile: {bundle.profile_problem}")
+        return
+    shares = reference_class_shares(bundle.profile)
+    statistics = reference_statistics(bundle.profile, task)
+    if not shares.empty and (task in CLASSIFIERS or task == "anomaly"):
+        st.markdown("**Reference answers (the validation split's, from the reference profile)**")
+        st.altair_chart(charts.share_chart(shares, "class", "share of answers"), width="stretch")
+    if not statistics.empty:
+        st.markdown("**Reference outputs (the validation split's, from the reference profile)**")
+        st.dataframe(statistics, hide_index=True)
+
+
+LORO_FILE = "ecg_pvc_loro.json"  # beside bench.json, written by `make validate-ecg`
+
+
+def show_recordings(bundle: BundleInfo, current: DashboardSettings) -> None:
+    """The recording-level validation: the shipped variant per held-out record, every variant, healthy recordings,
+    and the leave-one-record-out table when `make validate-ecg` wrote one."""
+    section = recording_validation(bundle)
+    if section is None:
+        return
+    st.subheader("Recording-level validation (held-out records, full device stream)")
+    st.caption(section.get("what", ""))
+    records = ", ".join(f"{item.get('record')} ({item.get('description', '')})" for item in section.get("records", []))
+    st.markdown(f"**Held-out records:** {records}")
+    st.markdown(f"**Shipped variant {bundle.shipped_variant}, per record**")
+    st.dataframe(recording_records_frame(bundle), hide_index=True)
+    st.markdown("**Every variant (gross over the held-out records)**")
+    st.dataframe(recording_variants_frame(bundle), hide_index=True)
+    st.caption(f"Recording gate: {section.get('gate', {}).get('rule', '')}")
+    healthy, why_not = healthy_frame(bundle)
+    st.markdown("**False PVC rate on healthy recordings**")
+    if why_not:
+        st.info(why_not)
+    else:
+        st.dataframe(healthy, hide_index=True)
+    try:
+        loro, design = loro_frame(current.benchmarks.parent / LORO_FILE)
+    except DataUnavailableError as error:
+        st.caption(f"Leave-one-record-out table: {error} — run `make validate-ecg`.")
+    else:
+        st.markdown("**Leave-one-record-out over the 10 records (`make validate-ecg`)**")
+        st.caption(design)
+        st.dataframe(loro, hide_index=True)
 
 
 st.title("Builds")

@@ -1,15 +1,18 @@
-"""Device: one device's timeline (latency against the SLO, predictions, confidence, quality flags), its alerts,
-burn rates and drift. Pick the device here or arrive with ``?device=<id>``. Refreshes itself."""
+"""Device: one device's timeline (latency against the SLO, predictions, confidence or the task kind's outputs,
+quality flags), what it answered, its alerts, burn rates and drift. Pick the device here or arrive with
+``?device=<id>``. Refreshes itself."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.components import charts, widgets
+from dashboard.components.predictions import show_summary
 from dashboard.data.files import DataUnavailableError
 from dashboard.monitoring.alerts import CRITICAL, alerts_frame, burn_rates
 from dashboard.monitoring.checks import device_drift, fleet_alerts
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
+from dashboard.monitoring.predictions import CLASSIFIERS, answer_texts, output_points, summarise, task_of
 
 RECENT_ROWS = 100  # the newest records listed under the charts
 
@@ -67,12 +70,27 @@ def device_view() -> None:
         st.info(f"no inferences from this device in the {label}; choose a longer time window")
         return
     st.subheader("Timeline")
-    labels = bundle.labels if bundle else sorted(window["predicted_class"].unique())
-    latency_chart, confidence_chart = charts.timeline_charts(window, config.latency_objective_us, labels)
+    task = task_of(window, bundle)
+    summary = summarise(window, bundle)
+    classes = sorted(window["predicted_class"].dropna().astype(str).unique())
+    if bundle is not None and (task in CLASSIFIERS or task == "anomaly"):
+        classes = bundle.labels
+    latency_chart, confidence_chart = charts.timeline_charts(window, config.latency_objective_us, classes)
     st.altair_chart(latency_chart, width="stretch")
     st.caption("Each inference's latency; red: the SLO objective.")
-    st.altair_chart(confidence_chart, width="stretch")
-    st.caption("Each inference's confidence, shaped by its quality flags.")
+    if task in CLASSIFIERS:
+        st.altair_chart(confidence_chart, width="stretch")
+        st.caption("Each inference's confidence, shaped by its quality flags.")
+    else:
+        points = output_points(window, task)
+        if points.empty:
+            st.info(f"no numeric outputs of a {task} bundle to draw in the {label}")
+        else:
+            st.altair_chart(charts.output_timeline_chart(points, summary.threshold), width="stretch")
+            st.caption(f"Each answered inference's {task} outputs" + ("; red: the alarm threshold."
+                                                                      if summary.threshold is not None else "."))
+    st.subheader("Answers")
+    show_summary(summary)
 
     left, right = st.columns(2)
     with left:
@@ -96,7 +114,9 @@ def device_view() -> None:
                      query_params={"device": selected})
 
     st.subheader(f"Latest {RECENT_ROWS} records")
-    recent = window.drop(columns=["features", "device_id", "bundle_sha256"]).tail(RECENT_ROWS).iloc[::-1]
+    recent = window.tail(RECENT_ROWS).iloc[::-1]
+    answers = answer_texts(recent, task)
+    recent = recent.drop(columns=["features", "device_id", "bundle_sha256", "result"]).assign(answer=answers)
     recent["quality_flags"] = recent["quality_flags"].map(", ".join)
     st.dataframe(recent, hide_index=True)
 

@@ -1,5 +1,6 @@
-"""Drift: per input feature, the prediction confidence and the predicted-class distribution, of one device or
-of every device on a bundle, against the bundle's reference profile. Refreshes itself."""
+"""Drift: per input feature and per output of the bundle's task kind (a classifier's confidence and classes, an
+anomaly score and labels, regression values, multilabel scores), of one device or of every device on a bundle,
+against the bundle's reference profile. Refreshes itself."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.components import charts, widgets
+from dashboard.components.predictions import show_predictions
 from dashboard.data.files import DataUnavailableError
-from dashboard.data.telemetry import feature_table
 from dashboard.monitoring.checks import DriftReport, bundle_drift
 from dashboard.monitoring.drift import (
     CLASS_ROW,
@@ -22,6 +23,7 @@ from dashboard.monitoring.drift import (
     results_frame,
 )
 from dashboard.monitoring.fleet import latest_bundle_window
+from dashboard.monitoring.predictions import CLASSIFIERS, categories, task_of
 
 RESULT_COLUMNS = {
     "name": st.column_config.TextColumn("feature"),
@@ -87,22 +89,30 @@ def drift_view() -> None:
     table = results_frame(report.results)
     st.dataframe(table[list(RESULT_COLUMNS)], column_config=RESULT_COLUMNS, hide_index=True,
                  height=min(36 * (len(table) + 1) + 3, 900))  # every feature visible without scrolling
-    profile = report.bundle.profile or {}
+    profile = report.profile or report.bundle.profile or {}
     window = report.window if report.window is not None else pd.DataFrame()
+    compared = report.compared if report.compared is not None else pd.DataFrame()
+    task = task_of(window, report.bundle)
     left, right = st.columns(2)
     with left:
-        st.subheader("Predicted classes")
-        shares = class_comparison(reference_class_counts(profile.get("predictions") or {}), window["predicted_class"])
-        st.altair_chart(charts.share_comparison_chart(shares, "class"), width="stretch")
+        if task in CLASSIFIERS:
+            st.subheader("Predicted classes")
+            shares = class_comparison(reference_class_counts(profile.get("predictions") or {}),
+                                      categories(window, task))
+            st.altair_chart(charts.share_comparison_chart(shares, "class"), width="stretch")
+        else:
+            st.subheader("Answers in the window")
+            show_predictions(window, report.bundle)
     with right:
-        st.subheader("One feature on the reference-quantile bins")
+        st.subheader("One row on the reference-quantile bins")
         names = [result.name for result in report.results if result.name != CLASS_ROW and result.count]
-        name = st.selectbox("feature", names, key="drift-feature") if names else None
+        name = st.selectbox("feature or output", names, key="drift-feature") if names else None
+        reference, values = None, pd.Series(dtype="float64")
         if name == CONFIDENCE_ROW:
             reference, values = (profile.get("predictions") or {}).get("confidence"), window["confidence"]
-        elif name is not None:
-            reference, values = (profile.get("features") or {}).get(name), feature_table(window)[name]
-        if name is not None and reference:
+        elif name is not None and name in compared:
+            reference, values = (profile.get("features") or {}).get(name), compared[name]
+        if reference:
             st.altair_chart(charts.share_comparison_chart(bin_comparison(reference, values), "bin"), width="stretch")
 
 

@@ -1,13 +1,16 @@
 """Fleet: every device with its bundle, last-seen time, p50/p95 latency over time against the SLO line,
-throughput and signal-quality flag rates. Refreshes itself."""
+throughput, signal-quality flag rates, and what each bundle's devices answered (by its task kind). Refreshes
+itself."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from dashboard.components import charts, widgets
+from dashboard.components.predictions import show_predictions
 from dashboard.data.files import DataUnavailableError
 from dashboard.monitoring.fleet import bucket_for, device_overview, flag_rates, flag_series, latency_series
+from dashboard.monitoring.predictions import by_bundle
 
 OVERVIEW_COLUMNS = {
     "device": widgets.DEVICE_LINK_CONFIG,
@@ -46,7 +49,8 @@ def fleet_view() -> None:
     st.caption(f"{len(devices)} devices · {len(recent):,} inferences in the {label} · refreshed "
                f"{moment:%H:%M:%S} UTC (every {widgets.REFRESH_SECONDS} s) · SLO objective "
                f"{config.latency_objective_us:,.0f} µs")
-    overview = device_overview(devices, recent, widgets.catalog(current), moment, span)
+    catalog = widgets.catalog(current)
+    overview = device_overview(devices, recent, catalog, moment, span)
     st.dataframe(widgets.device_url_column(overview)[list(OVERVIEW_COLUMNS)], column_config=OVERVIEW_COLUMNS,
                  hide_index=True)
     if recent.empty:
@@ -71,6 +75,10 @@ def fleet_view() -> None:
         percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
         st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
                      column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
+    st.subheader(f"Predictions per bundle, {label}")
+    for name, bundle, records in by_bundle(recent, catalog):
+        st.markdown(f"**{name}**")
+        show_predictions(records, bundle)
 
 
 fleet_view()

@@ -14,6 +14,10 @@ class ModelNotFoundError(UsageError):
     """A bundle or model path given to the benchmark does not exist."""
 
 
+class MultiInputModelError(UsageError):
+    """The harness times single-input models; a model with several named inputs cannot be benchmarked yet."""
+
+
 class NoVariantsError(UsageError):
     """A scenario has no ONNX variants to measure yet."""
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.benchmark.errors import ModelNotFoundError, NoVariantsError
+from pipeline.benchmark.errors import ModelNotFoundError, MultiInputModelError, NoVariantsError
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,12 @@ def from_build(name: str, artifacts: dict, artifacts_root: Path) -> ScenarioInpu
             fix=f"re-run 'edgemed quantize {name}'",
         )
     splits = load_data(artifacts["data"])
+    if isinstance(splits.test.inputs, dict):
+        raise MultiInputModelError(
+            f"scenario {name}'s model takes {len(splits.test.inputs)} inputs ({', '.join(splits.test.inputs)})",
+            expected="a single-input model: the harness, its Keras and LiteRT peers time one input array",
+            fix=f"benchmark the stream path instead (edgemed bench-stream bundles/{name}), or a single-input scenario",
+        )
     macro_f1: dict[str, float] = {}
     gate: dict[str, bool] = {}
     evaluate = artifacts.get("evaluate")

@@ -22,6 +22,7 @@ from runtime.bundle import load_bundle
 from runtime.ecg import RECORDING_CONFIG, EcgStream
 from runtime.events import BeatEvent
 from runtime.runner import telemetry_record
+from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ _STAGES = (
     ("signal quality", ("runtime/ecg/quality.py",)),
     ("windowing and events", ("runtime/ecg/stream.py", "runtime/ecg/beats.py", "runtime/events.py")),
     ("features", ("runtime/features.py",)),
+    ("derived inputs (RR, template)", ("runtime/ecg/beat_inputs.py", "runtime/ecg/template.py",
+                                       "runtime/ecg/rr_features.py")),
     ("telemetry", ("runtime/telemetry", "runtime/runner.py", "sqlite3", "json")),
 )
 
@@ -68,8 +71,9 @@ def _run(bundle, signal: np.ndarray, config: StreamSpeedConfig, outbox) -> tuple
     for events in (*chunks, stream.flush()):
         beat_events = [event for event in events if isinstance(event, BeatEvent)]
         beats += len(beat_events)
-        if outbox is not None and beat_events:
-            outbox.append_many([telemetry_record(bundle, event) for event in beat_events])
+        classified = [event for event in beat_events if event.classified]  # as the runner: unjudged beats send none
+        if outbox is not None and classified:
+            outbox.append_many([telemetry_record(bundle, event) for event in classified])
     return time.perf_counter() - started, beats
 
 
@@ -90,7 +94,7 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
     from runtime.telemetry.outbox import Outbox
     from runtime.telemetry.records import pseudonymous_device_id
 
-    bundle = load_bundle(bundle_path, provider="cpu", threads=config.threads)
+    bundle = load_bundle(bundle_path, provider="cpu", threads=config.threads, trust=TrustPolicy.development())
     signal = synthetic_recording(config.hours, config.sample_rate_hz, config.seed)
     with tempfile.TemporaryDirectory() as folder:
         device = pseudonymous_device_id("benchmark-device", "benchmark")

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import tempfile
 import time
@@ -75,14 +76,15 @@ def artifact_id(stage: str, config: Any, parent_id: str | None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
-def tool_versions() -> dict[str, str]:
-    """Installed versions of the tools that shape an artefact."""
-    versions = {"python": platform.python_version(), "edgemed": EDGEMED_VERSION}
-    for name in _TRACKED_TOOLS:
+def tool_versions(names: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Installed versions of the tools that shape an artefact (``names``: just these, for a cache key)."""
+    versions = {"python": platform.python_version(), "edgemed": EDGEMED_VERSION} if names is None else {}
+    for name in _TRACKED_TOOLS if names is None else names:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
-            continue
+            if names is not None:
+                versions[name] = "not installed"
     return versions
 
 
@@ -150,6 +152,60 @@ def load_artifact(directory: Path) -> Artifact | None:
     return Artifact(manifest["stage"], manifest["id"], directory, manifest)
 
 
+# A stage's temporary folder: ``.<artefact id>.<mkdtemp's 8 random characters>``.
+WORK_FOLDER = re.compile(r"\.[0-9a-f]{12}\.[a-z0-9_]{8}")
+STALE_AFTER_S = 10.0  # an unlocked work folder at least this old is a killed build's (covers mkdtemp → lock)
+
+
+def lock_work_folder(folder: Path) -> int | None:
+    """Hold an exclusive lock on ``folder`` while a build writes in it (POSIX ``flock``; None elsewhere).
+
+    The kernel drops the lock when the process dies, however it dies: an unlocked work folder is stale.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    descriptor = os.open(folder, os.O_RDONLY)
+    fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return descriptor
+
+
+def unlock_work_folder(descriptor: int | None) -> None:
+    if descriptor is not None:
+        os.close(descriptor)
+
+
+def remove_stale_work_folders(parent: Path, pattern: re.Pattern[str] = WORK_FOLDER) -> list[Path]:
+    """Remove the work folders under ``parent`` that a killed build left (no live build holds their lock)."""
+    try:
+        import fcntl
+    except ImportError:  # without flock a live folder cannot be told from a stale one: leave them
+        return []
+    removed: list[Path] = []
+    if not Path(parent).is_dir():
+        return removed
+    for path in sorted(Path(parent).iterdir()):
+        if not pattern.fullmatch(path.name):
+            continue
+        try:
+            if path.is_symlink() or not path.is_dir() or time.time() - path.stat().st_mtime < STALE_AFTER_S:
+                continue
+            descriptor = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a live build holds it
+        finally:
+            os.close(descriptor)
+        shutil.rmtree(path, ignore_errors=True)
+        logger.warning("removed %s, left by a build that was killed", path)
+        removed.append(path)
+    return removed
+
+
 def run_stage(
     stage: str,
     config: Any,
@@ -165,6 +221,7 @@ def run_stage(
     parent_id = parent.id if parent else None
     identifier = artifact_id(stage, config, parent_id)
     final = Path(root) / stage / identifier
+    remove_stale_work_folders(final.parent)
     cached = load_artifact(final)
     if cached is not None:
         logger.info("stage %s: reusing %s", stage, identifier)
@@ -173,6 +230,7 @@ def run_stage(
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{identifier}.", dir=final.parent))
+    lock = lock_work_folder(work)  # dies with this process: the next run removes a killed build's folder
     started = datetime.now(UTC)
     clock = time.perf_counter()
     try:
@@ -194,6 +252,8 @@ def run_stage(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
+    finally:
+        unlock_work_folder(lock)
     if load_artifact(final) is None:
         raise StageError(
             f"stage {stage} wrote {final} but its files do not verify",

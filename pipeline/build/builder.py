@@ -10,9 +10,6 @@ imports theirs in ``train``'s place; the rest is shared. ``run_plan`` stops afte
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,12 +17,15 @@ from pathlib import Path
 
 from pipeline.build.artifacts import Artifact
 from pipeline.build.context import StageContext
+from pipeline.build.publish import publish
+from pipeline.build.signing import SigningKey
 from pipeline.build.stages.bundle import BUNDLE_FOLDER, BundleInputs, BundleRequest, run_bundle_stage
 from pipeline.build.stages.data import DataRequest, run_data_stage
 from pipeline.build.stages.evaluate import run_evaluate_stage
 from pipeline.build.stages.export import run_export_stage
 from pipeline.build.stages.import_model import ImportRequest, read_import, run_import_data_stage, run_import_stage
 from pipeline.build.stages.train import TrainRequest, run_train_stage
+from pipeline.build.stages.validate import ValidateRequest, run_validate_stage
 from pipeline.build.stages.variants import run_variants_stage
 from pipeline.config import BuildConfig
 from pipeline.scenarios.base import Scenario
@@ -34,7 +34,8 @@ logger = logging.getLogger(__name__)
 
 
 class StageName(StrEnum):
-    """Every stage, in build order. ``import`` (a user's own model) takes ``train``'s place."""
+    """Every stage, in build order. ``import`` (a user's own model) takes ``train``'s place; ``validate`` runs only
+    for scenarios with held-out recordings."""
 
     DATA = "data"
     TRAIN = "train"
@@ -42,6 +43,7 @@ class StageName(StrEnum):
     EXPORT = "export"
     VARIANTS = "variants"
     EVALUATE = "evaluate"
+    VALIDATE = "validate"
     BUNDLE = "bundle"
 
 
@@ -89,13 +91,16 @@ class Step:
 
 
 def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
-    """data → train → the shared stages, for a registered scenario."""
+    """data → train → the shared stages (with ``validate`` when the scenario has held-out recordings)."""
     data, train = DataRequest.for_build(scenario, config), TrainRequest.for_build(scenario, config)
     bundle = BundleRequest(scenario.name, scenario.description, scenario.device_contract(config.data), config.bundle)
+    validate = None
+    if scenario.recording_source(config.data) is not None:
+        validate = ValidateRequest(scenario, config.data, bundle, config.validate)
     return (
         Step(StageName.DATA, lambda built, context: run_data_stage(data, context)),
         Step(StageName.TRAIN, lambda built, context: run_train_stage(train, built.artifact(StageName.DATA), context)),
-        *_shared_steps(config, bundle),
+        *_shared_steps(config, bundle, validate),
     )
 
 
@@ -110,22 +115,27 @@ def custom_plan(source: ImportRequest, config: BuildConfig) -> tuple[Step, ...]:
     )
 
 
-def _shared_steps(config: BuildConfig, bundle: BundleRequest) -> tuple[Step, ...]:
-    """export → variants → evaluate → bundle: every build's stages once it has data and a Keras model."""
+def _shared_steps(config: BuildConfig, bundle: BundleRequest, validate: ValidateRequest | None = None
+                  ) -> tuple[Step, ...]:
+    """export → variants → evaluate → [validate] → bundle: every build's stages once it has data and a Keras model."""
     data, export, variants, evaluate = StageName.DATA, StageName.EXPORT, StageName.VARIANTS, StageName.EVALUATE
 
     def lineage(built: BuildOutcome) -> BundleInputs:
         return BundleInputs(data=built.artifact(data), model=built.model, export=built.artifact(export),
-                            variants=built.artifact(variants), evaluate=built.artifact(evaluate))
+                            variants=built.artifact(variants), evaluate=built.artifact(evaluate),
+                            validate=built.artifacts.get(StageName.VALIDATE.value))
 
+    recordings = () if validate is None else (
+        Step(StageName.VALIDATE, lambda built, context: run_validate_stage(validate, lineage(built), context)),)
     return (
         Step(export, lambda built, context: run_export_stage(
             config.export, built.model, built.artifact(data), context)),
-        # The gate rides along: int8 tuning applies it on the validation split.
+        # The gate rides along: int8 tuning applies the task's gate on held-out data.
         Step(variants, lambda built, context: run_variants_stage(
-            config.variants, built.artifact(export), built.artifact(data), context, config.evaluate.gate)),
+            config.variants, built.artifact(export), built.artifact(data), context, config.evaluate)),
         Step(evaluate, lambda built, context: run_evaluate_stage(
             config.evaluate, built.artifact(variants), built.artifact(data), context)),
+        *recordings,
         Step(StageName.BUNDLE, lambda built, context: run_bundle_stage(bundle, lineage(built), context)),
     )
 
@@ -140,22 +150,11 @@ def run_plan(plan: Sequence[Step], context: StageContext, until: StageName = Sta
     return outcome
 
 
-def publish_bundle(bundle: Artifact, destination: Path) -> Path:
-    """Copy the bundle folder to ``destination``, replacing any previous one in one rename."""
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
-    retired = destination.parent / f".{destination.name}.retired"
-    try:
-        shutil.copytree(bundle.path(BUNDLE_FOLDER), staging, dirs_exist_ok=True)
-        shutil.rmtree(retired, ignore_errors=True)
-        if destination.exists():
-            os.replace(destination, retired)
-        os.replace(staging, destination)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.rmtree(retired, ignore_errors=True)
-    return destination
+def publish_bundle(bundle: Artifact, destination: Path, signing_key: SigningKey | None = None) -> Path:
+    """Publish the bundle stage's folder at ``destination``: stamped with its ``bundle_version``, signed with
+    ``signing_key`` (unsigned without one), and swapped in as a link in one rename, so a complete bundle is
+    there at every moment (``pipeline/build/publish.py``). The cached artefact itself stays unsigned."""
+    return publish(bundle.path(BUNDLE_FOLDER), Path(destination), signing_key)
 
 
 def build_scenario(
@@ -164,10 +163,11 @@ def build_scenario(
     context: StageContext,
     bundles_root: Path | None = None,
     until: StageName = StageName.BUNDLE,
+    signing_key: SigningKey | None = None,
 ) -> BuildOutcome:
-    """Every stage for a registered scenario, up to ``until``."""
+    """Every stage for a registered scenario, up to ``until``; the bundle published signed with ``signing_key``."""
     outcome = run_plan(scenario_plan(scenario, config), context, until)
-    return _publish(outcome, scenario.name, bundles_root)
+    return _publish(outcome, scenario.name, bundles_root, signing_key)
 
 
 def build_custom(
@@ -178,15 +178,20 @@ def build_custom(
     context: StageContext,
     bundles_root: Path | None = None,
     until: StageName = StageName.BUNDLE,
+    signing_key: SigningKey | None = None,
+    task: str | None = None,
 ) -> BuildOutcome:
-    """The same stages for a user's ``.keras`` + ``.npz``, checked before any stage runs."""
-    outcome = run_plan(custom_plan(read_import(model_path, data_path, name), config), context, until)
-    return _publish(outcome, name, bundles_root)
+    """The same stages for a user's ``.keras`` + ``.npz``, checked before any stage runs; ``task``: the kind
+    named with ``--task`` (None: detected from the model and its labels)."""
+    source = read_import(model_path, data_path, name, task, config.evaluate.decision)
+    outcome = run_plan(custom_plan(source, config), context, until)
+    return _publish(outcome, name, bundles_root, signing_key)
 
 
-def _publish(outcome: BuildOutcome, name: str, bundles_root: Path | None) -> BuildOutcome:
+def _publish(outcome: BuildOutcome, name: str, bundles_root: Path | None,
+             signing_key: SigningKey | None) -> BuildOutcome:
     bundle = outcome.artifacts.get(StageName.BUNDLE.value)
     if bundle is not None and bundles_root is not None:
-        outcome.bundle_directory = publish_bundle(bundle, Path(bundles_root) / name)
+        outcome.bundle_directory = publish_bundle(bundle, Path(bundles_root) / name, signing_key)
         logger.info("bundle for %s published at %s", name, outcome.bundle_directory)
     return outcome

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipeline.clinical.anomaly_metrics import AlarmAgreement, AnomalyMetrics
 from pipeline.clinical.metrics import ClinicalMetrics
+from pipeline.clinical.regression_metrics import RegressionMetrics
+from pipeline.clinical.task_evaluation import TaskMetrics
+from pipeline.clinical.thresholded_metrics import BinaryMetrics, MultilabelMetrics
 from runtime.contract import BundleManifest, InputSpec, OutputSpec, TaskKind
 
 
@@ -17,9 +21,11 @@ def _estimate(value: dict | None) -> str:
 
 
 def summary_table(variants: Mapping[str, dict], shipped: str) -> str:
-    """Markdown table: variant × size × latency × macro-F1 × gate verdict."""
+    """Markdown table: variant × size × latency × the kind's headline metric (macro-F1, MAE, AUROC, …) × gate."""
+    first = next(iter(variants.values()), {})
+    metric = first.get("headline", {}).get("name", "macro-F1")
     lines = [
-        "| variant | size (KiB) | batch-1 × fp32 | batch-1 p50 (µs) | macro-F1 [95 % CI] | gate | shipped |",
+        f"| variant | size (KiB) | batch-1 × fp32 | batch-1 p50 (µs) | {metric} [95 % CI] | gate | shipped |",
         "|---|---:|---:|---:|---|---|---|",
     ]
     for name, variant in variants.items():
@@ -28,7 +34,8 @@ def summary_table(variants: Mapping[str, dict], shipped: str) -> str:
         lines.append(
             f"| {name} | {variant['size_bytes'] / 1024:.1f} | {'–' if ratio is None else f'{ratio:.2f}'} | "
             f"{variant['latency']['median_of_windows_us']:.1f} | "
-            f"{_estimate(variant['macro_f1'])} | {verdict} | {'✓' if name == shipped else ''} |"
+            f"{_estimate(variant.get('headline') or variant.get('macro_f1'))} | {verdict} | "
+            f"{'✓' if name == shipped else ''} |"
         )
     return "\n".join(lines)
 
@@ -77,6 +84,95 @@ def _confusion(metrics: ClinicalMetrics) -> list[str]:
     return lines
 
 
+def _classification_lines(metrics: ClinicalMetrics) -> list[str]:
+    return [
+        f"Samples: {metrics.samples}; accuracy {_estimate(metrics.accuracy.to_dict())}; "
+        f"macro-F1 {_estimate(metrics.macro_f1.to_dict())}.",
+        "",
+        *_class_table(metrics),
+        "",
+        "Confusion matrix:",
+        "",
+        *_confusion(metrics),
+    ]
+
+
+def _multilabel_lines(metrics: MultilabelMetrics) -> list[str]:
+    lines = [f"Samples: {metrics.samples}; macro-F1 {_estimate(metrics.macro_f1.to_dict())}.", "",
+             "| label | threshold | support | sensitivity | specificity | PPV | F1 | AUROC |",
+             "|---|---:|---:|---|---|---|---|---|"]
+    for item, point in zip(metrics.per_label, metrics.operating_points, strict=True):
+        cells = [_estimate(getattr(item, key).to_dict()) for key in ("sensitivity", "specificity", "ppv", "f1",
+                                                                     "auroc")]
+        lines.append(f"| {item.name} | {point.threshold:.4g} | {item.support} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _regression_lines(metrics: RegressionMetrics) -> list[str]:
+    lines = [f"Samples: {metrics.samples}.", "",
+             "| output | unit | MAE | RMSE | bias | lower limit of agreement | upper limit of agreement |",
+             "|---|---|---|---|---|---|---|"]
+    for output in metrics.outputs:
+        cells = [_estimate(getattr(output, key).to_dict()) for key in ("mae", "rmse", "bias", "lower_limit",
+                                                                       "upper_limit")]
+        lines.append(f"| {output.name} | {output.unit} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _anomaly_lines(metrics: AnomalyMetrics | AlarmAgreement) -> list[str]:
+    if isinstance(metrics, AnomalyMetrics):
+        threshold = metrics.alarm_threshold
+        return [f"Samples: {metrics.samples} ({metrics.anomalies} anomalies); alarm threshold "
+                f"{threshold.threshold:.6g} ({threshold.rule}).", "",
+                f"AUROC {_estimate(metrics.auroc.to_dict())}; sensitivity {_estimate(metrics.sensitivity.to_dict())}; "
+                f"false-alarm rate {_estimate(metrics.false_alarm_rate.to_dict())}."]
+    return [f"No labelled anomalies: the test inputs are taken as normal held-out data ({metrics.samples} samples); "
+            f"alarm threshold {metrics.candidate_threshold.threshold:.6g}.", "",
+            f"Alarm agreement with fp32 {_estimate(metrics.agreement.to_dict())}; false-alarm rate "
+            f"{_estimate(metrics.candidate_false_alarm_rate.to_dict())} (fp32 "
+            f"{_estimate(metrics.reference_false_alarm_rate.to_dict())})."]
+
+
+def metrics_lines(metrics: TaskMetrics) -> list[str]:
+    """The shipped variant's clinical metrics, by task kind."""
+    if isinstance(metrics, BinaryMetrics):
+        point = metrics.operating_point
+        return [f"Operating threshold {point.threshold:.4g}: {point.rule} (sensitivity {point.sensitivity:.3f}, "
+                f"specificity {point.specificity:.3f} where it was chosen).", "",
+                *_classification_lines(metrics.metrics)]
+    if isinstance(metrics, MultilabelMetrics):
+        return _multilabel_lines(metrics)
+    if isinstance(metrics, RegressionMetrics):
+        return _regression_lines(metrics)
+    if isinstance(metrics, AnomalyMetrics | AlarmAgreement):
+        return _anomaly_lines(metrics)
+    return _classification_lines(metrics)
+
+
+def _parity_line(manifest: BundleManifest) -> str:
+    parity = manifest.export.parity
+    agreement = parity.get("argmax_agreement")
+    label = "argmax agreement" if manifest.output.task is TaskKind.MULTICLASS else "decision (> 0.5) agreement"
+    decided = f"{label} {agreement:.3f}" if agreement is not None else "no decision to compare (values only)"
+    return (f"Parity with Keras: max |Δ| {parity['max_abs_diff']:.2e} over {parity['samples']} test inputs at batch "
+            f"sizes {parity['batch_sizes']}; {decided}. Opset {manifest.export.opset}.")
+
+
+def _data_lines(manifest: BundleManifest) -> list[str]:
+    balance = manifest.data.class_balance
+    if not balance:
+        return ["| split | samples |", "|---|---:|",
+                *[f"| {split} | {count} |" for split, count in manifest.data.sizes.items()]]
+    labels = list(manifest.output.labels)
+    lines = ["| split | " + " | ".join(labels) + " | total |", "|---" * (len(labels) + 2) + "|"]
+    for split, counts_by_label in balance.items():
+        counts = [counts_by_label.get(label, 0) for label in labels]
+        total = manifest.data.sizes.get(split, sum(counts)) if manifest.output.task is TaskKind.MULTILABEL \
+            else sum(counts)
+        lines.append(f"| {split} | " + " | ".join(str(count) for count in counts) + f" | {total} |")
+    return lines
+
+
 def _input_line(spec: InputSpec) -> str:
     line = f"- input `{spec.name}` shape {list(spec.shape)} {spec.dtype} ({spec.feature_kind.value}"
     if spec.sample_rate_hz is not None:
@@ -104,13 +200,137 @@ def _decision_line(output: OutputSpec) -> str:
             f"{rule.target_false_alarm_rate:g}; {rule.chosen_by})")
 
 
-def render_report(manifest: BundleManifest, shipped_metrics: ClinicalMetrics) -> str:
+def _test_split_note(manifest: BundleManifest) -> list[str]:
+    if not manifest.recording_validation:
+        return []
+    return ["Beat level: the test split is every beat the runtime's detector found in the held-out records, cut and "
+            "derived in batch exactly as the stream does (no warm-up, quality flags ignored); the figures that gate "
+            "the device are the recording-level ones above.", ""]
+
+
+def _synthetic(flag: bool | None) -> str:
+    return "unknown (the user's own data)" if flag is None else ("yes" if flag else "no")
+
+
+GROSS_LABELS = {"qrs_sensitivity": "QRS Se", "qrs_positive_predictivity": "QRS +P", "v_sensitivity": "V Se",
+                "v_positive_predictivity": "V +P", "v_false_positive_rate": "V FPR"}
+
+
+def _percent(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _rate_text(value: float | None) -> str:
+    return "– (no beat classified)" if value is None else f"{_percent(value, 2)} %"
+
+
+def _interval_text(value: float | None, interval: list | None) -> str:
+    if value is None:
+        return "–"
+    if not interval:
+        return f"{_percent(value)} %"
+    return f"{_percent(value)} % [{_percent(interval[0])}, {_percent(interval[1])}]"
+
+
+def _record_row(row: dict) -> str:
+    beats = row["qrs_true_positives"] + row["qrs_false_negatives"]
+    v_beats = row["v_true_positives"] + row["v_false_negatives"]
+    skipped = row.get("unclassified")
+    unclassified = "" if skipped is None else str(skipped["beats"] if isinstance(skipped, dict) else skipped)
+    return (f"| {row['record']} | {beats} | {v_beats} | {_percent(row['qrs_sensitivity'], 2)} | "
+            f"{_percent(row['qrs_positive_predictivity'], 2)} | {_percent(row['v_sensitivity'])} | "
+            f"{_percent(row['v_positive_predictivity'])} | {_percent(row['v_false_positive_rate'], 2)} | "
+            f"{row['v_true_positives']} / {row['v_false_negatives']} / {row['v_false_positives']} | {unclassified} |")
+
+
+def per_record_table(result: dict) -> list[str]:
+    """One row per held-out record and the gross row (beats, V, QRS Se/+P, V Se/+P/FPR in %, V TP/FN/FP)."""
+    lines = ["| record | beats | V | QRS Se | QRS +P | V Se | V +P | V FPR | V TP / FN / FP | unclassified |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [_record_row(row) for row in result["per_record"]]
+    gross = dict(result["gross"], record="**gross**", unclassified=result.get("unclassified"))
+    return [*lines, _record_row(gross)]
+
+
+def _healthy_lines(healthy: dict | None) -> list[str]:
+    if healthy is None:
+        return ["Healthy recordings: not run in this build."]
+    if not healthy.get("available"):
+        return [f"Healthy recordings: {healthy.get('note')}."]
+    lines = [f"False PVC rate on healthy recordings ({healthy['source']}): **{_percent(healthy['false_pvc_rate'], 2)} "
+             f"%** ({healthy['called_v']} of {healthy['classified']} classified beats called V).", "",
+             "| file | rate (Hz) | beats | classified | called V | false PVC rate |", "|---|---:|---:|---:|---:|---:|"]
+    for name, entry in healthy["files"].items():
+        if "skipped" in entry:
+            lines.append(f"| {name} | – | – | – | – | skipped: {entry['skipped']} |")
+        else:
+            lines.append(f"| {name} | {entry['sample_rate_hz']:g} | {entry['beats']} | {entry['classified']} | "
+                         f"{entry['called_v']} | {_rate_text(entry['false_pvc_rate'])} |")
+    return lines
+
+
+def _variants_line(name: str, entry: dict) -> str:
+    figures, intervals = entry["figures"], entry["intervals"]
+    threshold = entry.get("threshold")
+    return (f"| {name} | {'–' if threshold is None else f'{threshold:.3f}'} | "
+            + " | ".join(_interval_text(figures[key], intervals.get(key)) for key in
+                         ("qrs_sensitivity", "qrs_positive_predictivity", "v_sensitivity", "v_positive_predictivity"))
+            + f" | {_percent(figures['healthy_false_pvc_rate'], 2)} | "
+            + ("pass" if entry["verdict"]["passed"] else "FAIL") + " |")
+
+
+def recording_lines(section: dict | None) -> list[str]:
+    """The recording-level validation: the held-out records, the shipped variant per record, every variant."""
+    if not section:
+        return []
+    shipped = section.get("shipped_variant") or next(iter(section["variants"]))
+    result = section["variants"][shipped]
+    gross, intervals = result["gross"], result["intervals"]
+    lines = ["## Recording-level validation (held-out records, full device stream)", "", section["what"] + ".", "",
+             "| record | duration (s) | reference beats | reference V | why it is held out |",
+             "|---|---:|---:|---:|---|"]
+    lines += [f"| {item['record']} | {item['duration_s']:g} | {item['reference_beats']} | {item['reference_v']} | "
+              f"{item['description']} |" for item in section["records"]]
+    threshold = result.get("threshold")
+    shown = "" if threshold is None else f" (threshold {threshold:.3f})"
+    lines += ["", f"Shipped variant **{shipped}**{shown}, per record (%):", "",
+              *per_record_table(result), "",
+              f"Gross ({section['intervals']}): " + ", ".join(
+                  f"{label} {_interval_text(gross[key], intervals.get(key))}" for key, label in GROSS_LABELS.items())
+              + ". With this few records the intervals are wide.", "",
+              *_healthy_lines(result.get("healthy")), "",
+              "Every variant (gross over the held-out records, %, [95 % CI]):", "",
+              "| variant | threshold | QRS Se | QRS +P | V Se | V +P | healthy false PVC (%) | recording gate |",
+              "|---|---:|---|---|---|---|---:|---|",
+              *[_variants_line(name, entry) for name, entry in section["variants"].items()], "",
+              f"Recording gate: {section['gate']['rule']}.", ""]
+    targets = (section.get("source") or {}).get("targets")
+    if targets:
+        listed = ", ".join(f"{name.replace('_', ' ')} {'≤' if 'rate' in name else '≥'} {_percent(value)} %"
+                           for name, value in targets.items())
+        lines += [f"Targets of the issue (leave-one-record-out, pooled; `make validate-ecg` measures them): {listed}.",
+                  ""]
+    return lines
+
+
+def _provenance_lines(provenance: dict) -> list[str]:
+    lines = []
+    if provenance.get("trained_on"):
+        lines.append(f"Trained on: {provenance['trained_on']}.")
+    if provenance.get("record_splits"):
+        lines.append("Record splits (" + provenance.get("split_rule", "by record") + "): " + "; ".join(
+            f"{split} {', '.join(records)}" for split, records in provenance["record_splits"].items()) + ".")
+    if provenance.get("citation"):
+        lines.append(f"Distributed by {provenance.get('distributor', 'its authors')}; cite: "
+                     + " ".join(provenance["citation"]))
+    return [*lines, ""] if lines else []
+
+
+def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str:
     """A self-contained markdown report for the people who sign the device off."""
     provenance = manifest.data.provenance
     synthetic = bool(manifest.data.synthetic)
-    labels = list(manifest.output.labels)
     shipped = manifest.variants[manifest.variant]
-    parity = manifest.export.parity
     lines = [
         f"# edgemed bundle: {manifest.scenario}",
         "",
@@ -136,16 +356,11 @@ def render_report(manifest: BundleManifest, shipped_metrics: ClinicalMetrics) ->
         "",
         *_quantization_lines(manifest.variants.get("int8-static", {}).get("quantization")),
         *_layout_lines(manifest.variants.get("fp32", {}).get("conv_layout")),
+        *recording_lines(manifest.recording_validation),
         "## Clinical metrics of the shipped variant (test split, bootstrap 95 % CI)",
         "",
-        f"Samples: {shipped_metrics.samples}; accuracy {_estimate(shipped_metrics.accuracy.to_dict())}; "
-        f"macro-F1 {_estimate(shipped_metrics.macro_f1.to_dict())}.",
-        "",
-        *_class_table(shipped_metrics),
-        "",
-        "Confusion matrix:",
-        "",
-        *_confusion(shipped_metrics),
+        *_test_split_note(manifest),
+        *metrics_lines(shipped_metrics),
         "",
         "## Gate verdicts",
         "",
@@ -153,24 +368,17 @@ def render_report(manifest: BundleManifest, shipped_metrics: ClinicalMetrics) ->
         "",
         "## Export",
         "",
-        f"Parity with Keras: max |Δ| {parity['max_abs_diff']:.2e} over {parity['samples']} test inputs at batch "
-        f"sizes {parity['batch_sizes']}; argmax agreement {parity['argmax_agreement']:.3f}. "
-        f"Opset {manifest.export.opset}.",
+        _parity_line(manifest),
         "",
         *[f"- warning: {warning}" for warning in manifest.export.warnings],
         "",
         "## Data",
         "",
         f"Source: {provenance.get('source', provenance.get('generator', 'see manifest'))}. "
-        f"Synthetic: {'yes' if synthetic else 'no'}. Licence: {provenance.get('licence', 'unknown')}.",
+        f"Synthetic: {_synthetic(manifest.data.synthetic)}. Licence: {provenance.get('licence', 'unknown')}.",
         "",
-        "| split | " + " | ".join(labels) + " | total |",
-        "|---" * (len(labels) + 2) + "|",
-    ]
-    for split, balance in manifest.data.class_balance.items():
-        counts = [balance[label] for label in labels]
-        lines.append(f"| {split} | " + " | ".join(str(count) for count in counts) + f" | {sum(counts)} |")
-    lines += [
+        *_provenance_lines(provenance),
+        *_data_lines(manifest),
         "",
         f"## Device contract (manifest schema {manifest.schema_version})",
         "",

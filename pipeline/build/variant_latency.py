@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.inputs import ModelInputs, arrays
 from exporters.timing import InterleavedTiming, measure_interleaved, onnx_runner
 from pipeline.errors import StageError
 
@@ -46,14 +47,16 @@ class LatencyResult:
 
 
 def measure_variants(
-    models: dict[str, Path], sample: np.ndarray, timing: InterleavedTiming, threads: int, progress=None
+    models: dict[str, Path], sample: ModelInputs, timing: InterleavedTiming, threads: int, progress=None
 ) -> dict[str, LatencyResult]:
-    """Time every model at batch 1 on ``sample`` (one real input), interleaved."""
-    if sample.ndim < 2 or len(sample) != 1:
+    """Time every model at batch 1 on ``sample``: one real input (an array, or for a model with several
+    inputs a mapping input name → array, each with one row), interleaved."""
+    shapes = [np.shape(value) for value in arrays(sample)]
+    if not shapes or any(len(shape) < 2 or shape[0] != 1 for shape in shapes):
         raise StageError(
-            f"latency sample has shape {sample.shape}",
-            expected="one real input with a batch axis of 1",
-            fix="pass inputs[:1]",
+            f"latency sample has shape(s) {shapes}",
+            expected="one real input with a batch axis of 1 (in every input of a multi-input model)",
+            fix="pass the first row of every input (pipeline.splits.select_rows(inputs, slice(0, 1)))",
         )
     result = measure_interleaved({name: onnx_runner(path, sample, threads) for name, path in models.items()},
                                  timing, progress)

@@ -6,11 +6,13 @@ import ``dashboard`` (the layering test enforces it). Usage errors exit 2, failu
 | module | commands |
 |---|---|
 | ``build`` | build, train, export, quantize, evaluate, bundle, scenarios |
+| ``inspect`` | inspect (what edgemed understood of a user's model and data) |
 | ``bench`` | bench, bench-stream |
 | ``run`` | run (the device runtime's own command line, wrapped) |
-| ``validate`` | real-ecg |
+| ``validate`` | real-ecg, export-record |
 | ``monitor`` | collector, dashboard |
 | ``simulate`` | simulate |
+| ``keys`` | keys generate |
 """
 
 from __future__ import annotations
@@ -29,13 +31,16 @@ def main() -> None:
 def _register_commands() -> None:
     from pipeline.cli.bench import bench_command, bench_stream_command
     from pipeline.cli.build import BUILD_COMMANDS, list_scenarios
+    from pipeline.cli.inspect import inspect_command
+    from pipeline.cli.keys import keys_command
     from pipeline.cli.monitor import collector_command, dashboard_command
     from pipeline.cli.run import run_command
     from pipeline.cli.simulate import simulate_command
-    from pipeline.cli.validate import real_ecg_command
+    from pipeline.cli.validate import export_record_command, real_ecg_command
 
-    for command in (*BUILD_COMMANDS, list_scenarios, bench_command, bench_stream_command, run_command,
-                    real_ecg_command, collector_command, dashboard_command, simulate_command):
+    for command in (*BUILD_COMMANDS, list_scenarios, inspect_command, bench_command, bench_stream_command, run_command,
+                    real_ecg_command, export_record_command, collector_command, dashboard_command, simulate_command,
+                    keys_command):
         main.add_command(command)
 
 

@@ -18,10 +18,12 @@ from exporters.quantization import CalibrationMethod
 from pipeline.build.builder import BuildOutcome, StageName, build_custom, build_scenario
 from pipeline.build.bundle_report import summary_table
 from pipeline.build.context import StageContext
+from pipeline.cli.keys import load_sign_key, report_signing, sign_key_option
 from pipeline.cli.logging_setup import configure_logging
 from pipeline.cli.progress import ProgressBars
 from pipeline.config import BuildConfig, Profile, VariantName
 from pipeline.errors import UsageError
+from runtime.contract import TaskKind
 from runtime.errors import EdgemedError
 
 
@@ -57,13 +59,16 @@ def _report(name: str, outcome: BuildOutcome, seconds: float) -> None:
 
 
 def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
-    from pipeline.scenarios import get_scenario, scenario_names
+    from pipeline.scenarios import default_scenario_names, get_scenario
 
     configure_logging(options["verbose"])
     context_root = Path(options["artifacts"])
     bundles = Path(options["bundles"])
     show = sys.stderr.isatty() or options["progress"]
     try:
+        signing_key = load_sign_key(options.get("sign_key"))
+        if options.get("task") and not options.get("model"):
+            raise click.UsageError("--task names what a user's model predicts: use it with --model and --data")
         if options.get("model") or options.get("data"):
             if not (options.get("model") and options.get("data")):
                 raise click.UsageError("--model and --data go together: give both, or neither")
@@ -84,18 +89,23 @@ def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
                 StageContext(context_root, bars),
                 bundles,
                 until,
+                task=options.get("task"),
+                signing_key=signing_key,
             )
             bars.close()
             _report(name, outcome, time.perf_counter() - started)
+            report_signing(outcome.bundle_directory, signing_key)
             return
-        for name in scenarios or tuple(scenario_names()):
+        for name in scenarios or tuple(default_scenario_names()):
             scenario = get_scenario(name)
             config = _apply_overrides(scenario.build_config(Profile(options["profile"])), options)
             bars = ProgressBars(f"{name} ", show)
             started = time.perf_counter()
-            outcome = build_scenario(scenario, config, StageContext(context_root, bars), bundles, until)
+            outcome = build_scenario(scenario, config, StageContext(context_root, bars), bundles, until,
+                                     signing_key=signing_key)
             bars.close()
             _report(name, outcome, time.perf_counter() - started)
+            report_signing(outcome.bundle_directory, signing_key)
     except UsageError as error:
         raise click.UsageError(str(error)) from error
     except EdgemedError as error:
@@ -142,7 +152,13 @@ def _build_options(function):
             "--data",
             type=click.Path(dir_okay=False),
             default=None,
-            help="With --model: .npz with calibration_inputs, test_inputs, test_labels[, class_names].",
+            help="With --model: .npz with calibration_inputs, test_inputs, test_labels (see README: Your own model).",
+        ),
+        click.option(
+            "--task",
+            type=click.Choice([kind.value for kind in TaskKind]),
+            default=None,
+            help="With --model: what the model predicts, when it cannot be detected (see 'edgemed inspect').",
         ),
         click.option("--name", default=None, help="With --model: bundle name (default: the model file's stem)."),
         click.option(
@@ -172,7 +188,10 @@ def _stage_command(name: str, until: StageName, summary: str):
     def command(scenarios: tuple[str, ...], **options) -> None:
         _run(until, scenarios, options)
 
-    command.__doc__ = summary + "\n\nSCENARIOS: names from 'edgemed scenarios' (default: all)."
+    command.__doc__ = summary + ("\n\nSCENARIOS: names from 'edgemed scenarios' (default: the shipped ones, "
+                                 "those not marked 'built only when named').")
+    if until is StageName.BUNDLE:  # only the commands that publish a bundle sign it
+        command = sign_key_option(command)
     return click.command(name)(command)
 
 
@@ -193,4 +212,5 @@ def list_scenarios() -> None:
 
     for name in scenario_names():
         scenario = get_scenario(name)
-        click.echo(f"{name:<16} {', '.join(scenario.class_names):<24} {scenario.description}")
+        shipped = "" if scenario.shipped_by_default else " [built only when named]"
+        click.echo(f"{name:<16} {', '.join(scenario.class_names):<24} {scenario.description}{shipped}")

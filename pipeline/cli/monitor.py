@@ -4,15 +4,19 @@ The collector receives device telemetry over HTTP. The dashboard server binds to
 127.0.0.1 with usage statistics off and no browser launched; the artefact, bundle, telemetry and
 benchmark paths reach the app as ``EDGEMED_DASHBOARD_*`` environment variables (absolute paths).
 Streamlit reads ``.streamlit/config.toml`` from the working directory and the user's home, so these
-settings are given on the command line, where they take precedence over any such file.
+settings are given on the command line, where they take precedence over any such file. SIGTERM or
+SIGINT to ``edgemed dashboard`` stops the Streamlit child (SIGTERM, then SIGKILL after
+``CHILD_STOP_TIMEOUT_S``) before the command exits, so the port is released and no server is left behind.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -28,6 +32,7 @@ from dashboard.data.settings import (
 from pipeline.cli.logging_setup import configure_logging
 
 DEFAULT_PORT = 8501  # Streamlit's usual port
+CHILD_STOP_TIMEOUT_S = 10.0  # how long the Streamlit child may take to stop on SIGTERM before it is killed
 APP_PATH = Path(importlib.util.find_spec("dashboard").origin).parent / "app.py"
 SERVER_FLAGS = (  # never serve beyond this machine, never phone home, never open a browser
     "--server.address", "127.0.0.1",
@@ -76,12 +81,38 @@ def dashboard_command(
         )
     environment = dashboard_environment(artifacts, bundles, database, benchmarks, latency_objective_us)
     click.echo(f"edgemed dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)
+    returncode = run_until_signalled(streamlit_command(port), environment)
+    if returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
+        sys.exit(returncode)
+
+
+def run_until_signalled(command: list[str], environment: dict[str, str]) -> int:
+    """Run ``command`` as a child; SIGTERM/SIGINT to this process stops the child first. Its return code."""
+    child = subprocess.Popen(command, env=environment)
+    stopping: list[int] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        if child.poll() is None:
+            child.terminate()
+
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGINT)}
+    deadline: float | None = None
     try:
-        completed = subprocess.run(streamlit_command(port), env=environment, check=False)
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, -2):
-        sys.exit(completed.returncode)
+        while True:
+            try:
+                return child.wait(timeout=0.2)
+            except subprocess.TimeoutExpired:
+                if stopping:
+                    deadline = deadline or time.monotonic() + CHILD_STOP_TIMEOUT_S
+                    if time.monotonic() > deadline:
+                        child.kill()  # it ignored SIGTERM
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 @click.command("collector")

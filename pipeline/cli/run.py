@@ -7,6 +7,7 @@ status, as on the device: 2 for usage errors, 1 when the bundle or the input is 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
@@ -14,7 +15,9 @@ import click
 from pipeline.cli.logging_setup import configure_logging
 from runtime.__main__ import summary_line, write_events
 from runtime.errors import EdgemedError
+from runtime.readers import SAMPLE_RATE_RANGE_HZ
 from runtime.runner import RunOptions
+from runtime.trust import TrustPolicy
 
 
 @click.command("run")
@@ -28,10 +31,13 @@ from runtime.runner import RunOptions
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(min=0, min_open=True),
+    type=click.FloatRange(*SAMPLE_RATE_RANGE_HZ),
     default=None,
-    help="Signal rate in Hz (needed for .npy and signal .csv).",
+    help="Signal rate in Hz (needed for .npy and signal .csv), "
+    f"{SAMPLE_RATE_RANGE_HZ[0]:g}–{SAMPLE_RATE_RANGE_HZ[1]:g}.",
 )
+@click.option("--channel", type=click.IntRange(min=0), default=None,
+              help="Channel of a multi-channel signal (HDF5 channel_N; .npy/.csv column, from 0).")
 @click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
 @click.option("--telemetry-url", default=None, help="Upload one telemetry record per inference to this URL.")
 @click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
@@ -43,12 +49,19 @@ from runtime.runner import RunOptions
     default=None,
     help="Write JSON lines here instead of stdout.",
 )
+@click.option("--trust-store", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of trusted public keys (*.pem): the bundle must be signed by one of them.")
+@click.option("--allow-unsigned", is_flag=True,
+              help="DEVELOPMENT ONLY: run a bundle whose signature cannot be checked (a WARNING on every load).")
+@click.option("--version-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Rollback state file (default: bundle-versions.json in the trust store).")
 @click.option("-v", "--verbose", is_flag=True, help="Log the runtime's decisions to stderr.")
 def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bool, **options) -> None:
     """Run BUNDLE on a recording or a table; print events as JSON lines."""
     configure_logging(verbose)
     run_options = RunOptions(
         sample_rate_hz=options["sample_rate"],
+        channel=options["channel"],
         device_id=options["device_id"],
         telemetry_url=options["telemetry_url"],
         telemetry_outbox=options["telemetry_outbox"],
@@ -56,7 +69,8 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
         threads=options["threads"],
     )
     try:
-        kinds = write_events(bundle, input_path, run_options, output)
+        trust = TrustPolicy.from_options(options["trust_store"], options["allow_unsigned"], options["version_state"])
+        kinds = write_events(bundle, input_path, dataclasses.replace(run_options, trust=trust), output)
     except EdgemedError as error:
         raise click.ClickException(str(error)) from error
     click.echo(summary_line(kinds), err=True)

@@ -1,4 +1,5 @@
-"""``edgemed real-ecg``: the device runtime on real recordings (no labels: detection and rhythm only)."""
+"""``edgemed real-ecg``: the device runtime on real recordings (no labels: detection and rhythm only);
+``edgemed export-record``: a vendored MIT-BIH record (or an excerpt) as a signal file for ``edgemed run``."""
 
 from __future__ import annotations
 
@@ -41,6 +42,60 @@ def real_ecg_command(bundle: str, output: str) -> None:
     headline = {key: value for key, value in report.items() if key != "files"}
     click.echo(json.dumps(headline, indent=2))
     for name, figures in report["files"].items():
-        shown = {key: figures.get(key) for key in ("beats", "class_counts", "sensitivity", "positive_predictivity")}
+        keys = ("beats", "class_distribution", "sensitivity", "positive_predictivity", "skipped")
+        shown = {key: figures.get(key) for key in keys}
         click.echo(f"{name}: {json.dumps({key: value for key, value in shown.items() if value is not None})}")
     click.echo(f"\nwritten to {output}")
+
+
+@click.command("export-record")
+@click.argument("record")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Signal file to write: .npy (float32 mV) or .csv (one 'ecg' column in mV).")
+@click.option("--start-s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Where the excerpt starts, in seconds.")
+@click.option("--seconds", type=click.FloatRange(min=1, min_open=False), default=None,
+              help="Excerpt length in seconds (default: to the end of the record).")
+@click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the reference beats (seconds from the excerpt start, V or not) as JSON.")
+def export_record_command(record: str, output: Path, start_s: float, seconds: float | None,
+                          annotations: Path | None) -> None:
+    """Write MIT-BIH RECORD of the vendored subset (its first lead, 360 Hz, mV) as a signal file.
+
+    For example `edgemed export-record 119 --output record.npy`, then
+    `edgemed run bundles/ecg-pvc --input record.npy --sample-rate 360 --trust-store …`. The data is the MIT-BIH
+    Arrhythmia Database (PhysioNet, ODC-By 1.0): keep its attribution with anything you share.
+    """
+    import numpy as np
+
+    from pipeline.scenarios.ecg_pvc.mitdb import RECORD_IDS, excerpt, load_records
+
+    if record not in RECORD_IDS:
+        raise click.BadParameter(f"{record!r} is not in the vendored subset; expected one of {', '.join(RECORD_IDS)}",
+                                 param_hint="RECORD")
+    if output.suffix.lower() not in (".npy", ".csv"):
+        raise click.BadParameter(f"{output.name}: expected a .npy or .csv file name", param_hint="--output")
+    try:
+        (loaded,) = load_records([record])
+        part = excerpt(loaded, seconds, start_s)
+    except UsageError as error:
+        raise click.UsageError(str(error)) from error
+    except EdgemedError as error:
+        raise click.ClickException(str(error)) from error
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if output.suffix.lower() == ".npy":
+        np.save(output, part.signal_mv.astype(np.float32))
+    else:
+        output.write_text("ecg\n" + "\n".join(f"{value:.3f}" for value in part.signal_mv.tolist()) + "\n")
+    if annotations is not None:
+        rate = part.sample_rate_hz
+        annotations.write_text(json.dumps({
+            "record": record, "lead": part.lead, "sample_rate_hz": rate, "start_s": start_s,
+            "beats_s": [round(index / rate, 4) for index in part.beat_indices.tolist()],
+            "is_v": part.is_pvc.tolist(),
+            "source": "MIT-BIH Arrhythmia Database v1.0.0 (PhysioNet), ODC-By 1.0",
+        }, indent=1))
+    click.echo(f"MIT-BIH {record} (lead {part.lead}): {part.duration_s:.1f} s at {part.sample_rate_hz:g} Hz, "
+               f"{part.beat_indices.size} reference beats, {int(part.is_pvc.sum())} V → {output}"
+               + (f" (annotations → {annotations})" if annotations else ""))
+    click.echo(f"run it: edgemed run BUNDLE --input {output} --sample-rate {part.sample_rate_hz:g}")

@@ -11,7 +11,10 @@ type carries its ``decide`` and the rule in words for the contract's ``chosen_by
   - ``TargetSpecificity(t)``: the *lowest* threshold whose specificity is ≥ t (the most
     sensitive operating point that still clears the target share of negatives);
   - ``YoudenIndex()``: the threshold maximising sensitivity + specificity − 1; ties go to
-    the highest such threshold.
+    the highest such threshold;
+  - ``MaxF1()``: the threshold maximising the positive class's F1 = 2·TP / (2·TP + FP + FN)
+    (sensitivity and positive predictivity weigh alike; the prevalence of the data counts, unlike
+    Youden's J); ties go to the highest such threshold.
   A rule that only "flagging nothing" would meet, or data without both classes, raises
   ``ThresholdRuleError``.
 
@@ -94,8 +97,20 @@ class YoudenIndex:
         return {"rule": "youden_index"}
 
 
-ThresholdRule = TargetSensitivity | TargetSpecificity | YoudenIndex
-_RULES = {"target_sensitivity": TargetSensitivity, "target_specificity": TargetSpecificity, "youden_index": YoudenIndex}
+@dataclass(frozen=True)
+class MaxF1:
+    """The threshold maximising the positive class's F1 (ties: the highest)."""
+
+    def describe(self) -> str:
+        return "threshold maximising the positive class's F1 = 2·TP / (2·TP + FP + FN) (ties: highest threshold)"
+
+    def to_dict(self) -> dict:
+        return {"rule": "max_f1"}
+
+
+ThresholdRule = TargetSensitivity | TargetSpecificity | YoudenIndex | MaxF1
+_RULES = {"target_sensitivity": TargetSensitivity, "target_specificity": TargetSpecificity, "youden_index": YoudenIndex,
+          "max_f1": MaxF1}
 
 
 def threshold_rule_from_dict(data: dict) -> ThresholdRule:
@@ -174,8 +189,16 @@ def _first(condition: np.ndarray) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def _chosen_index(rule: ThresholdRule, true_positive_rate: np.ndarray, false_positive_rate: np.ndarray) -> int | None:
+def _chosen_index(rule: ThresholdRule, true_positive_rate: np.ndarray, false_positive_rate: np.ndarray,
+                  positives: int = 0, negatives: int = 0) -> int | None:
     """Index into the (descending) candidate thresholds, or None if no candidate meets the rule."""
+    if isinstance(rule, MaxF1):
+        true_positives = true_positive_rate * positives
+        f1 = 2 * true_positives / (2 * true_positives + false_positive_rate * negatives
+                                   + (1.0 - true_positive_rate) * positives)
+        if f1.max() <= RATE_TOLERANCE:
+            return None  # no threshold catches a single positive before flagging everything
+        return _first(f1 >= f1.max() - RATE_TOLERANCE)  # first = highest of the tied thresholds
     if isinstance(rule, TargetSensitivity):
         return _first(true_positive_rate >= rule.target - RATE_TOLERANCE)
     if isinstance(rule, TargetSpecificity):
@@ -212,7 +235,7 @@ def choose_operating_threshold(
     false_positive_rate, true_positive_rate, thresholds = (
         values[1:] for values in roc_curve(labels, scores, drop_intermediate=False)
     )
-    index = _chosen_index(rule, true_positive_rate, false_positive_rate)
+    index = _chosen_index(rule, true_positive_rate, false_positive_rate, positives, negatives)
     if index is None:
         raise ThresholdRuleError(
             f"no threshold for {label_name!r} meets the rule '{rule.describe()}' on the calibration data "

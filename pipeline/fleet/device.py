@@ -26,6 +26,7 @@ from runtime.ecg.stream import EcgStream, StreamConfig
 from runtime.events import BeatEvent, QualityEvent
 from runtime.runner import telemetry_record
 from runtime.telemetry import CollectorRejectedError, Outbox, Uploader, utc_timestamp
+from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +97,8 @@ class SimulatedDevice:
     # -- bundle and stream ----------------------------------------------------------------------------------
 
     def _open(self, bundle_path: Path, at_s: float) -> None:
-        self.bundle: Bundle = load_bundle(bundle_path, threads=self.config.threads)
+        # Simulated devices run the build's bundles under the development allowance (no trust store here).
+        self.bundle: Bundle = load_bundle(bundle_path, threads=self.config.threads, trust=TrustPolicy.development())
         self.slowed = SlowedPredict(self.bundle.predict)
         self.bundle.predict = self.slowed  # the stream calls bundle.predict: contention slows exactly that
         rate = self.config.declared_rate_hz

@@ -27,7 +27,7 @@ from runtime.telemetry import pseudonymous_device_id, utc_timestamp
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BUNDLE = Path("bundles/ecg-arrhythmia")
+DEFAULT_BUNDLE = Path("bundles/ecg-pvc")  # the ECG bundle `make build` ships
 DEFAULT_SALT = "edgemed-fleet-simulator"
 
 Progress = Callable[[int, int], None]  # (chunks done, chunks in all), over the whole fleet

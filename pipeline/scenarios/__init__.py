@@ -9,13 +9,20 @@ from pipeline.scenarios.base import DeviceContract, Scenario
 def _registry() -> dict[str, Scenario]:
     from pipeline.scenarios.breast_cancer import BreastCancerScenario
     from pipeline.scenarios.ecg_arrhythmia.scenario import EcgArrhythmiaScenario
+    from pipeline.scenarios.ecg_pvc.scenario import EcgPvcScenario
 
-    scenarios: list[Scenario] = [EcgArrhythmiaScenario(), BreastCancerScenario()]
+    scenarios: list[Scenario] = [EcgPvcScenario(), BreastCancerScenario(), EcgArrhythmiaScenario()]
     return {scenario.name: scenario for scenario in scenarios}
 
 
 def scenario_names() -> list[str]:
+    """Every registered scenario."""
     return list(_registry())
+
+
+def default_scenario_names() -> list[str]:
+    """The scenarios ``make build`` (``edgemed build`` without names) builds and ships."""
+    return [name for name, scenario in _registry().items() if scenario.shipped_by_default]
 
 
 def get_scenario(name: str) -> Scenario:
@@ -29,4 +36,4 @@ def get_scenario(name: str) -> Scenario:
     return registry[name]
 
 
-__all__ = ["DeviceContract", "Scenario", "get_scenario", "scenario_names"]
+__all__ = ["DeviceContract", "Scenario", "default_scenario_names", "get_scenario", "scenario_names"]

@@ -25,6 +25,8 @@ from runtime.features import summary_features
 if TYPE_CHECKING:
     import keras
 
+    from pipeline.validation.recordings import AnnotatedRecording
+
 Progress = Callable[[int, int], None]
 
 
@@ -72,9 +74,13 @@ class Scenario(ABC):
     description: str
     class_names: tuple[str, ...]
     gate: GateConfig = GateConfig()
+    task: TaskKind = TaskKind.MULTICLASS  # what the model outputs: a softmax (multiclass) or one sigmoid (binary)
     # Bump when the scenario's data or model *code* changes what it produces: the version is
     # part of the cache key, so stale cached data and models are not reused.
     version: int = 1
+    # Built by ``make build`` / ``edgemed build`` without scenario names. A scenario whose outputs are not
+    # validated on real data (the synthetic ECG classes) stays registered but is built only when named.
+    shipped_by_default: bool = True
 
     @abstractmethod
     def device_contract(self, data_config: object) -> DeviceContract:
@@ -105,6 +111,16 @@ class Scenario(ABC):
         if profile is Profile.TINY:
             config = shrink_for_tests(config)
         return config
+
+    def recording_source(self, data_config: object) -> dict | None:
+        """What the ``validate`` stage runs every variant on, as data (its cache key); None: the scenario has no
+        held-out recordings and its build has no ``validate`` stage."""
+        return None
+
+    def validation_recordings(self, data_config: object) -> list[AnnotatedRecording]:
+        """The held-out annotated recordings ``recording_source`` describes (never seen by training)."""
+        raise StageError(f"scenario {self.name} has no held-out recordings", expected="a recording_source",
+                         fix="validate on recordings only scenarios that declare them")
 
     def features(self, inputs: np.ndarray, data_config: object) -> dict[str, np.ndarray]:
         """Summary features used by the reference profile (and device telemetry)."""

@@ -9,6 +9,7 @@ import numpy as np
 
 from pipeline.config import TrainConfig
 from pipeline.splits import DataSplits
+from runtime.contract import TaskKind
 
 logger = logging.getLogger(__name__)
 
@@ -52,27 +53,35 @@ def train_model(
 ) -> dict:
     """Fit ``model`` on the train split, stop early on validation loss, return the history.
 
-    The best weights (lowest validation loss) are restored before returning.
+    The loss follows the splits' task: sparse categorical cross-entropy for a softmax over the classes
+    (multiclass), binary cross-entropy for one sigmoid (binary; labels 0/1). The best weights (lowest
+    validation loss) are restored before returning.
     """
     import keras
 
     seed_everything(seed)
     num_classes = len(splits.class_names)
+    binary = splits.task is TaskKind.BINARY
     model.compile(
         optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="sparse_categorical_crossentropy",
+        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
     )
+    train_labels, validation_labels = splits.train.labels, splits.validation.labels
+    if binary:  # a (batch, 1) sigmoid against float targets of the same shape
+        train_labels, validation_labels = (np.asarray(labels, dtype=np.float32)[:, None]
+                                           for labels in (train_labels, validation_labels))
     history = model.fit(
         splits.train.inputs,
-        splits.train.labels,
-        validation_data=(splits.validation.inputs, splits.validation.labels),
+        train_labels,
+        validation_data=(splits.validation.inputs, validation_labels),
         epochs=config.epochs,
         batch_size=config.batch_size,
-        class_weight=class_weights(splits.train.labels, num_classes) if config.balance_classes else None,
+        class_weight=class_weights(np.asarray(splits.train.labels, dtype=np.int64), num_classes)
+        if config.balance_classes else None,
         shuffle=True,
         verbose=0,
         callbacks=[stopper, _progress_callback(config.epochs, progress)],

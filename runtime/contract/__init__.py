@@ -1,6 +1,7 @@
 """The bundle contract, owned by the runtime: what a bundle declares and the device relies on.
 
-``BundleManifest`` (schema 2) with its ``InputSpec`` per model input, ``OutputSpec`` (a ``TaskKind``
+``BundleManifest`` (schema 2) with its ``InputSpec`` per model input (and, for inputs the ECG stream
+computes per beat, their ``Derivation`` with its RR and template settings), ``OutputSpec`` (a ``TaskKind``
 and its typed decision rule) and the file table. The build writes ``to_dict()``, the runtime and
 the dashboard read ``from_dict()`` / ``parse_manifest``; nobody reads the JSON by hand.
 
@@ -8,6 +9,7 @@ Dependency rule: the standard library, ``runtime.errors`` and ``runtime.features
 ``FeatureKind``) only; it never opens a session.
 """
 
+from runtime.contract.derived import RR_FEATURE_NAMES, Derivation, RrFeatureConfig, StreamFeature, TemplateConfig
 from runtime.contract.errors import (
     BundleError,
     ManifestError,
@@ -42,11 +44,13 @@ from runtime.contract.outputs import (
     RegressionRule,
     TaskKind,
 )
+from runtime.contract.release import KeyPurpose, Release
 
 __all__ = [
     "MANIFEST_NAME",
     "MODEL_NAME",
     "PROFILE_NAME",
+    "RR_FEATURE_NAMES",
     "RULES",
     "SCHEMA_VERSION",
     "SUPPORTED_SCHEMA_VERSIONS",
@@ -56,17 +60,23 @@ __all__ = [
     "BundleManifest",
     "DataSummary",
     "DecisionRule",
+    "Derivation",
     "ExportSummary",
     "FileEntry",
     "InputSpec",
+    "KeyPurpose",
     "ManifestError",
     "MulticlassRule",
     "MultilabelRule",
     "OutputSpec",
     "Preprocessing",
     "RegressionRule",
+    "Release",
+    "RrFeatureConfig",
     "Selection",
+    "StreamFeature",
     "TaskKind",
+    "TemplateConfig",
     "UnsupportedBundleError",
     "UnsupportedSchemaError",
     "check_schema_version",

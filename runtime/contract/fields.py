@@ -116,6 +116,12 @@ class Fields:
         with within(key):
             return parse(Fields(value))
 
+    def optional_section(self, key: str, parse: Callable[[Fields], T]) -> T | None:
+        """A nested object or null; absent counts as null only for keys added after their schema
+        (manifests written before them lack the key)."""
+        self._read.add(key)
+        return None if self._data.get(key) is None else self.section(key, parse)
+
     def sections(self, key: str, parse: Callable[[Fields], T]) -> tuple[T, ...]:
         """A non-empty list of objects, each parsed by ``parse`` (refusals under ``key[i]``)."""
         items = self._check(key, lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of objects", False)
@@ -124,6 +130,11 @@ class Fields:
             with within(f"{key}[{index}]"):
                 parsed.append(parse(Fields(item)))
         return tuple(parsed)
+
+    def whole(self) -> dict:
+        """The whole object, every key counted as read (a free-form section)."""
+        self._read.update(self._data)
+        return self._data
 
     def done(self) -> None:
         """Refuse every key that was not read (a typo must not become a silent default)."""

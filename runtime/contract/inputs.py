@@ -2,13 +2,17 @@
 
 A bundle lists one ``InputSpec`` per graph input (a model may take a beat window and a row of
 RR features). Waveform inputs carry their sample rate and, for beat windows, the seconds before
-and after the R-peak; tabular inputs carry their column names.
+and after the R-peak; tabular inputs carry their column names. ``derived`` says how the ECG stream
+computes the input per beat (``runtime.contract.derived``: a beat window, a template residual, RR
+features, with the settings training used); None: the input is fed as given (rows, ``.npz`` arrays,
+or — for a bundle's only input, when it is a beat window — the stream's window, as before ``derived``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from runtime.contract.derived import RR_FEATURE_NAMES, WINDOW_FEATURES, Derivation, StreamFeature
 from runtime.contract.errors import invalid, show
 from runtime.contract.fields import Fields, is_integer, is_number
 from runtime.features import FeatureKind
@@ -34,6 +38,7 @@ class InputSpec:
     window_before_s: float | None = None  # beat windows: seconds before the R-peak
     window_after_s: float | None = None  # beat windows: seconds after the R-peak (R-peak excluded)
     feature_names: tuple[str, ...] = ()  # tabular: the column order
+    derived: Derivation | None = None  # how the ECG stream computes it per beat; None: fed as given
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -54,6 +59,8 @@ class InputSpec:
             self._check_waveform()
         else:
             self._check_tabular()
+        if self.derived is not None:
+            self._check_derived()
 
     def _check_waveform(self) -> None:
         if not _positive(self.sample_rate_hz):
@@ -79,6 +86,28 @@ class InputSpec:
             isinstance(name, str) and name for name in names
         ):
             raise invalid("feature_names", show(list(names)), f"{self.shape[1]} distinct column names")
+
+    def _check_derived(self) -> None:
+        if not isinstance(self.derived, Derivation):
+            raise invalid("derived", show(self.derived), "a Derivation or null")
+        feature = self.derived.feature
+        if feature in WINDOW_FEATURES:
+            if self.feature_kind is not FeatureKind.WAVEFORM or not self.is_beat_window:
+                raise invalid("derived.feature", show(feature.value),
+                              "a waveform input with its beat window (window_before_s, window_after_s) for it")
+            if self.sample_shape not in ((self.window_samples,), (self.window_samples, 1)):
+                raise invalid("shape", show(list(self.shape)),
+                              f"[null, {self.window_samples}] or [null, {self.window_samples}, 1]: one lead")
+        elif feature is StreamFeature.RR_FEATURES and (
+            self.feature_kind is not FeatureKind.TABULAR or self.feature_names != RR_FEATURE_NAMES
+        ):
+            raise invalid("feature_names", show(list(self.feature_names)),
+                          f"a tabular input of {list(RR_FEATURE_NAMES)} (runtime.ecg.rr_features) for rr_features")
+
+    @property
+    def stream_feature(self) -> StreamFeature | None:
+        """What the ECG stream computes for this input (None: fed as given)."""
+        return None if self.derived is None else self.derived.feature
 
     @property
     def sample_shape(self) -> tuple[int, ...]:
@@ -112,7 +141,7 @@ class InputSpec:
             "window_before_s": self.window_before_s,
             "window_after_s": self.window_after_s,
             "feature_names": list(self.feature_names),
-        }
+        } | ({} if self.derived is None else {"derived": self.derived.to_dict()})
 
     @classmethod
     def from_dict(cls, data: object) -> InputSpec:
@@ -129,6 +158,13 @@ class InputSpec:
             window_before_s=fields.number("window_before_s", optional=True),
             window_after_s=fields.number("window_after_s", optional=True),
             feature_names=fields.texts("feature_names", optional=True),
+            derived=_derivation(fields),
         )
         fields.done()
         return spec
+
+
+def _derivation(fields: Fields) -> Derivation | None:
+    """``derived``: absent or null is an input fed as given. Written only when set, so a manifest without
+    one reads on runtimes that predate the key (a runtime that cannot derive refuses the key it does not know)."""
+    return fields.optional_section("derived", Derivation.from_fields)

@@ -19,6 +19,7 @@ from runtime.contract.errors import REBUILD, ManifestError, UnsupportedSchemaErr
 from runtime.contract.fields import Fields, is_integer, json_object
 from runtime.contract.inputs import InputSpec
 from runtime.contract.outputs import OutputSpec
+from runtime.contract.release import Release
 from runtime.contract.sections import DataSummary, ExportSummary, FileEntry, Preprocessing, Selection, is_text
 
 SCHEMA_VERSION = 2  # 2: typed inputs (several), output with a task kind and its decision rule
@@ -58,6 +59,10 @@ class BundleManifest:
     tool_versions: dict[str, str]
     created_at: str  # ISO 8601
     schema_version: int = SCHEMA_VERSION
+    release: Release | None = None  # set when published (version, signing key); null in the build's cache
+    # free-form: the recording-level validation of every variant through the device stream (per record, gross,
+    # healthy recordings, gate verdicts), for scenarios validated on held-out recordings; None for the others
+    recording_validation: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_schema_version(self.schema_version)
@@ -84,6 +89,11 @@ class BundleManifest:
         object.__setattr__(self, "training", json_object(self.training, "training"))
         object.__setattr__(self, "lineage", _strings(self.lineage, "lineage", "stage → artefact id (strings)"))
         object.__setattr__(self, "tool_versions", _strings(self.tool_versions, "tool_versions", "tool → version"))
+        if self.release is not None and not isinstance(self.release, Release):
+            raise invalid("release", show(self.release), "a Release or null")
+        if self.recording_validation is not None:
+            object.__setattr__(self, "recording_validation",
+                               json_object(self.recording_validation, "recording_validation"))
         self._check_files()
 
     def _check_files(self) -> None:
@@ -124,7 +134,8 @@ class BundleManifest:
             "files": {name: entry.to_dict() for name, entry in self.files.items()},
             "tool_versions": self.tool_versions,
             "created_at": self.created_at,
-        }
+            "release": None if self.release is None else self.release.to_dict(),
+        } | ({} if self.recording_validation is None else {"recording_validation": self.recording_validation})
 
     @classmethod
     def from_dict(cls, data: object) -> BundleManifest:
@@ -151,6 +162,9 @@ class BundleManifest:
             files=_files(fields),
             tool_versions=fields.json_object("tool_versions"),
             created_at=fields.text("created_at"),
+            release=fields.optional_section("release", _closed(Release.from_fields)),
+            # written only when set, so manifests without it read as before
+            recording_validation=fields.optional_section("recording_validation", _free_form("recording_validation")),
         )
         fields.done()
         return manifest
@@ -165,6 +179,15 @@ def _closed(parse):
         return parsed
 
     return parse_all
+
+
+def _free_form(name: str):
+    """A free-form JSON object section (read whole: shown to people, never decided on)."""
+
+    def parse(fields: Fields) -> dict[str, Any]:
+        return json_object(fields.whole(), name)
+
+    return parse
 
 
 def _files(fields: Fields) -> dict[str, FileEntry]:

@@ -1,28 +1,36 @@
-"""From accepted R-peaks to classified ``BeatEvent``s: heart rates, batched inference, event fields."""
+"""From accepted R-peaks to ``BeatEvent``s: heart rates, batched inference on every input by name, event fields."""
 
 from __future__ import annotations
 
 import bisect
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.decide import decide
+from runtime.decide import Decision, decide
 from runtime.events import BeatEvent
 from runtime.features import waveform_features
 
 
 @dataclass
 class PendingBeat:
-    """A beat whose window is cut, waiting for its inference batch."""
+    """A beat whose window is cut, waiting for its model inputs (``runtime.ecg.beat_inputs``) and its batch."""
 
     time_s: float
     flags: tuple[str, ...]
     heart_rate_bpm: float | None
     heart_rate_1min_bpm: int | None
     window: np.ndarray  # model-rate samples; never leaves the stream
+    peak: int = 0  # model-rate R-peak index from the stream start (gaps included)
+    inputs: dict[str, np.ndarray] | None = None  # input name → one sample; None until known (one beat late with RR)
+    judged: bool = True  # run the model on it (False: flagged, or warming up, in a bundle with derived inputs)
+    rr_ms: tuple[float | None, float | None, float | None] = field(default=(None, None, None))  # pre, post, local
+
+    @property
+    def ready(self) -> bool:
+        return self.inputs is not None
 
 
 class HeartRate:
@@ -60,33 +68,42 @@ class HeartRate:
 
 
 def classify(bundle, beats: list[PendingBeat], batch_size: int, with_features: bool) -> list[BeatEvent]:
-    """Run the model on the beats in batches of ``batch_size`` (in order) and build their events.
+    """Run the model on the judged beats in batches of ``batch_size`` (in order), every input fed by name,
+    and build every beat's event; a beat that is not judged gets no class, probability or latency.
 
     The class, its probability and the low-confidence flag follow the bundle's decision rule
     (``runtime.decide``); the stream accepts only single-label task kinds.
     """
-    events: list[BeatEvent] = []
-    for first in range(0, len(beats), batch_size):
-        batch = beats[first : first + batch_size]
-        windows = np.stack([beat.window for beat in batch])
+    judged = [beat for beat in beats if beat.judged]
+    outcomes: list[tuple[Decision, float]] = []
+    for first in range(0, len(judged), batch_size):
+        batch = judged[first : first + batch_size]
+        feed = {name: np.stack([beat.inputs[name] for beat in batch]) for name in batch[0].inputs}
         started = time.perf_counter()
-        outputs = bundle.predict(windows[:, :, None].astype(np.float32))
+        outputs = bundle.predict(feed)
         latency_us = (time.perf_counter() - started) * 1e6 / len(batch)
-        decisions = decide(bundle.output, outputs)
-        features = waveform_features(windows) if with_features else None
-        for index, (beat, decision) in enumerate(zip(batch, decisions, strict=True)):
-            events.append(
-                BeatEvent(
-                    time_s=beat.time_s,
-                    beat_class=decision.label,
-                    probability=decision.confidence,
-                    probabilities=decision.scores,
-                    heart_rate_bpm=beat.heart_rate_bpm,
-                    heart_rate_1min_bpm=beat.heart_rate_1min_bpm,
-                    quality_flags=beat.flags,
-                    low_confidence=decision.low_confidence,
-                    latency_us=latency_us,
-                    features={name: float(values[index]) for name, values in features.items()} if features else None,
-                )
+        outcomes += [(decision, latency_us) for decision in decide(bundle.output, outputs)]
+    decided = iter(outcomes)
+    features = waveform_features(np.stack([beat.window for beat in beats])) if with_features and beats else None
+    events: list[BeatEvent] = []
+    for index, beat in enumerate(beats):
+        decision, latency_us = next(decided) if beat.judged else (None, 0.0)
+        pre, post, local = beat.rr_ms
+        events.append(
+            BeatEvent(
+                time_s=beat.time_s,
+                beat_class=None if decision is None else decision.label,
+                probability=None if decision is None else decision.confidence,
+                probabilities={} if decision is None else decision.scores,
+                heart_rate_bpm=beat.heart_rate_bpm,
+                heart_rate_1min_bpm=beat.heart_rate_1min_bpm,
+                quality_flags=beat.flags,
+                low_confidence=False if decision is None else decision.low_confidence,
+                latency_us=latency_us,
+                features={name: float(values[index]) for name, values in features.items()} if features else None,
+                pre_rr_ms=pre,
+                post_rr_ms=post,
+                local_rr_ms=local,
             )
+        )
     return events

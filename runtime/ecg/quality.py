@@ -8,6 +8,8 @@
 * ``gap`` — samples are missing (declared, or seen in the timestamps).
 * ``rate_mismatch`` — timestamps disagree with the declared sample rate.
 * ``partial_window`` — a beat window ran past the start or end of the signal and was padded.
+* ``warming_up`` — beats only (never a quality stretch): after a start, gap or flat line the beat's
+  RR history or running template is still below its minimum (``runtime.ecg.beat_inputs``).
 
 Source-rate checks are exact per sample, so their result does not depend on how
 the stream is split into chunks.
@@ -30,6 +32,7 @@ class QualityFlag(StrEnum):
     GAP = "gap"
     RATE_MISMATCH = "rate_mismatch"
     PARTIAL_WINDOW = "partial_window"
+    WARMING_UP = "warming_up"  # a beat's RR history / template is not yet at its minimum (no class)
 
 
 @dataclass(frozen=True)

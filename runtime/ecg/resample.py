@@ -19,7 +19,14 @@ from fractions import Fraction
 
 import numpy as np
 
+from runtime.errors import EdgemedError
+
 _OUTPUTS_PER_PASS = 8192  # bounds the (outputs × taps) scratch matrix
+MAX_KERNEL_ELEMENTS = 4_000_000  # phases × taps (32 MB of float64): far above any ECG ratio (50–10 000 Hz)
+
+
+class ResampleRatioError(EdgemedError):
+    """The two rates need a kernel too large to build: one of them is far outside any ECG range."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,12 @@ def _kernel_table(up: int, down: int, config: ResamplerConfig) -> tuple[np.ndarr
     """Per-phase taps (up × 2h), each row summing to 1, and the half width h in input samples."""
     cutoff = 0.5 * min(1.0, up / down) * config.cutoff_fraction  # cycles per input sample
     half = max(2, math.ceil(config.zero_crossings / (2.0 * cutoff)))
+    if up * 2 * half > MAX_KERNEL_ELEMENTS:  # checked before anything is allocated
+        raise ResampleRatioError(
+            f"resampling by {up}/{down} needs a {up} × {2 * half} kernel",
+            expected=f"rates whose kernel has at most {MAX_KERNEL_ELEMENTS} taps (ECG rates of 50–10 000 Hz)",
+            fix="pass the recording's real sample rate",
+        )
     fractions = np.arange(up)[:, None] / up
     distance = fractions + (half - 1) - np.arange(2 * half)[None, :]  # t - j for taps j = n-h+1 … n+h
     window = 0.42 + 0.5 * np.cos(np.pi * distance / half) + 0.08 * np.cos(2 * np.pi * distance / half)

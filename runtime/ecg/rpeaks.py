@@ -12,10 +12,15 @@ artefact cannot blind the detector for good.
 Filtering is vectorised per block; only the candidate decisions (a few per
 second) run in Python. ``process`` returns coarse R positions (the band-passed
 signal's extreme, delay-compensated); :func:`refine_peaks` moves each to the
-local extreme of the raw signal, where training windows were centred.
+local extreme of the raw signal, where training windows were centred, and
+:func:`spaced_peaks` drops a refined peak that came too close to the one before.
+:func:`detect_beats` is that whole path over one continuous signal: the R-peaks
+``EcgStream`` reports for it, which training cuts its beats at.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -207,3 +212,43 @@ def detect_r_peaks(
     context = (round(0.25 * sample_rate_hz), round(0.45 * sample_rate_hz))
     refined = refine_peaks(values, np.asarray(coarse, dtype=np.int64), sample_rate_hz, reach_s, context)
     return np.unique(refined) if refined.size else refined
+
+
+def minimum_peak_spacing(sample_rate_hz: float, config: DetectorConfig = DEFAULT_DETECTOR) -> float:
+    """Samples a refined R-peak keeps from the one before it: half the refractory period."""
+    return config.refractory_s * float(sample_rate_hz) / 2
+
+
+def spaced_peaks(peaks: Sequence[int], previous: int | None, minimum: float) -> list[int]:
+    """Positions in ``peaks`` (refined, in detection order) that are kept: each at least ``minimum`` samples
+    after the last kept peak. Refinement can move two coarse peaks together (or past each other); the later
+    one goes. ``previous``: the last peak kept before these (None at the start)."""
+    kept: list[int] = []
+    for position, peak in enumerate(peaks):
+        if previous is None or peak - previous >= minimum:
+            kept.append(position)
+            previous = peak
+    return kept
+
+
+def detect_beats(
+    signal: np.ndarray,
+    sample_rate_hz: float,
+    window: tuple[int, int],
+    config: DetectorConfig = DEFAULT_DETECTOR,
+    block_s: float = 2.0,
+    reach_s: float = 0.05,
+) -> np.ndarray:
+    """The R-peaks ``EcgStream`` reports for one continuous signal at the model rate (no gap, no flat line):
+    detection in blocks, refinement within ±``reach_s`` against the median of the beat ``window`` (samples
+    before, samples from the R-peak on), then ``spaced_peaks``. int64 sample indices."""
+    values = np.asarray(signal, dtype=np.float64).reshape(-1)
+    detector = RPeakDetector(sample_rate_hz, config)
+    block = max(1, round(block_s * sample_rate_hz))
+    coarse: list[int] = []
+    for start in range(0, values.size, block):
+        coarse.extend(detector.process(values[start : start + block]))
+    coarse.extend(detector.finish())
+    refined = refine_peaks(values, np.asarray(coarse, dtype=np.int64), sample_rate_hz, reach_s, window).tolist()
+    kept = spaced_peaks(refined, None, minimum_peak_spacing(sample_rate_hz, config))
+    return np.asarray([refined[position] for position in kept], dtype=np.int64)

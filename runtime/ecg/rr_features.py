@@ -23,25 +23,21 @@ Long pauses (a gap, a flat line the stream did not split at, missed detections) 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
 
+from runtime.contract.derived import RR_FEATURE_NAMES, RrFeatureConfig
 from runtime.errors import EdgemedError
 
-RR_FEATURE_NAMES = ("pre_rr_s", "post_rr_s", "local_rr_s", "pre_to_local", "post_to_local", "pre_to_post")
+__all__ = ["DEFAULT_RR_FEATURES", "PRE_TO_LOCAL", "RR_FEATURE_NAMES", "RrBeat", "RrFeatureConfig", "RrFeatureError",
+           "RrFeatureStream", "rr_features"]
+
+PRE_TO_LOCAL = RR_FEATURE_NAMES.index("pre_to_local")  # the running template's gate
 
 
 class RrFeatureError(EdgemedError):
     """R-peak positions or RR settings that RR features cannot be computed from."""
-
-
-@dataclass(frozen=True)
-class RrFeatureConfig:
-    history_beats: int = 10  # local RR = mean of up to this many intervals before the beat's pre-RR
-    max_rr_s: float = 3.0  # longer intervals (pauses, gaps) are clipped to this and left out of the local mean
-    default_rr_s: float = 1.0  # every interval of a one-beat segment (there is none to measure)
 
 
 DEFAULT_RR_FEATURES = RrFeatureConfig()
@@ -50,6 +46,10 @@ DEFAULT_RR_FEATURES = RrFeatureConfig()
 class RrBeat(NamedTuple):
     peak: int  # the beat's R-peak sample index
     features: np.ndarray  # float32, (len(RR_FEATURE_NAMES),)
+    pre_samples: int | None = None  # measured interval from the previous beat; None: the segment's first beat
+    post_samples: int | None = None  # measured interval to the next beat; None: the segment's last beat
+    history_intervals: int = 0  # intervals seen before the pre-RR (at most history_beats; pauses included)
+    local_intervals: int = 0  # of which in the local mean (pauses over max_rr_s are not)
 
 
 def _limits(sample_rate_hz: float, config: RrFeatureConfig) -> tuple[int, int]:
@@ -163,4 +163,4 @@ class RrFeatureStream:
             np.array([pre_value]), np.array([post_value]),
             np.array([sum(valid)], dtype=np.int64), np.array([len(valid)], dtype=np.int64), self.rate,
         )
-        return RrBeat(peak, features[0])
+        return RrBeat(peak, features[0], pre, post, len(self._history), len(valid))

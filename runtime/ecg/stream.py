@@ -5,8 +5,14 @@ returns the events that became final. Internally the signal is repaired and
 checked at the source rate (exact per sample), resampled to the model's rate
 (exact per sample), and then processed in fixed blocks aligned to the stream
 start: flat-line checks, QRS detection, beat windows cut exactly as in training,
-and batched inference. Because every decision is made per fixed block, the
-events are identical however the recording is split into chunks.
+each beat's model inputs as the bundle declares them (``runtime.ecg.beat_inputs``:
+beat window, template residual, RR features — one beat late when RR is used), and
+batched inference with every input fed by name. Because every decision is made per
+fixed block, the events are identical however the recording is split into chunks.
+
+A declared gap or a flat line (lead off) ends a segment: the R-peak detector, the
+heart rate, the RR history and the running template all start afresh after it, and
+the first beats of the new segment are flagged ``warming_up``.
 """
 
 from __future__ import annotations
@@ -14,11 +20,13 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from runtime.decide import require_single_label
+from runtime.ecg.beat_inputs import BeatInputStream, BeatTrace, declares_stream_inputs, stream_inputs
 from runtime.ecg.beats import HeartRate, PendingBeat, classify
 from runtime.ecg.decisions import DetectorConfig
 from runtime.ecg.quality import (
@@ -31,7 +39,7 @@ from runtime.ecg.quality import (
     SourceConditioner,
 )
 from runtime.ecg.resample import ResamplerConfig, StreamingResampler
-from runtime.ecg.rpeaks import RPeakDetector, refine_peaks
+from runtime.ecg.rpeaks import RPeakDetector, minimum_peak_spacing, refine_peaks, spaced_peaks
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, QualityEvent
 from runtime.features import FeatureKind
@@ -58,6 +66,7 @@ class StreamConfig:
     heart_rate_window_s: float = 60.0  # the "1-minute" heart rate counts the beats in this window
     minimum_source_rate_hz: float = 100.0  # slower sources do not resolve a QRS complex: refused
     summary_features: bool = False  # attach the window's summary features to every beat (telemetry)
+    warm_up_template_beats: int = 10  # derived template residuals: judged once the template holds this many beats
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
@@ -68,7 +77,12 @@ RECORDING_CONFIG = StreamConfig(block_s=10.0, batch_size=64, max_batch_wait_s=30
 
 
 class EcgStream:
-    """Streaming beat detection and classification with a waveform bundle."""
+    """Streaming beat detection and classification with an ECG bundle.
+
+    The bundle's inputs are a single beat window, or inputs the manifest says how to derive per beat
+    (``InputSpec.derived``). ``trace``, when given, receives every beat's inputs exactly as fed
+    (``BeatTrace``, in time order) — for checks against training, never for telemetry.
+    """
 
     def __init__(
         self,
@@ -77,32 +91,32 @@ class EcgStream:
         batch_size: int | None = None,
         config: StreamConfig | None = None,
         adc_range: tuple[float, float] | None = None,
+        trace: Callable[[BeatTrace], None] | None = None,
     ) -> None:
         self.config = config or StreamConfig()
-        spec = bundle.input_spec
-        if spec.feature_kind is not FeatureKind.WAVEFORM or not spec.is_beat_window:
-            what = "a waveform without a beat window" if spec.feature_kind is FeatureKind.WAVEFORM else (
-                f"{spec.feature_kind.value}, not a waveform")
-            raise SignalError(
-                f"bundle input '{spec.name}' is {what}",
-                expected="an ECG bundle whose input is a beat window (window_before_s / window_after_s)",
-                fix="use the tabular runner for tabular bundles; a waveform bundle for the stream needs its beat "
-                "window in the manifest (rebuild it with one)",
-            )
+        if not declares_stream_inputs(bundle.inputs):
+            _check_beat_window(bundle.input_spec)  # one input, or UnsupportedBundleError
+        plan = stream_inputs(bundle.inputs)
         require_single_label(bundle.output, "ECG stream")
         rate = float(source_rate_hz) if isinstance(source_rate_hz, numbers.Real) else math.nan
         if not math.isfinite(rate) or rate < self.config.minimum_source_rate_hz:
             raise SignalError(
                 f"source sample rate {source_rate_hz} Hz is too low for QRS detection",
                 expected=f"at least {self.config.minimum_source_rate_hz} Hz (the model runs at "
-                f"{spec.sample_rate_hz} Hz)",
+                f"{plan.sample_rate_hz} Hz)",
                 fix="record at a higher sample rate, or pass the real rate",
             )
         self.bundle = bundle
+        self.plan = plan
         self.source_rate = rate
-        self.rate = float(spec.sample_rate_hz)
-        self.before = spec.r_peak_index
-        self.after = spec.window_samples - spec.r_peak_index
+        self.rate = plan.sample_rate_hz
+        self.before = plan.before
+        self.after = plan.after
+        self._inputs = BeatInputStream(plan, self.config.warm_up_template_beats, trace)
+        self._minimum_spacing = minimum_peak_spacing(self.rate, self.config.detector)
+        self._coarse_count = 0  # coarse R-peaks handed to _pending since the stream began
+        self._finalised_count = 0  # of which finalised (refined, kept or dropped)
+        self._breaks: list[int] = []  # a flat line ends a segment after this many coarse peaks
         self.batch_size = max(1, int(batch_size or self.config.batch_size))
         quality = self.config.quality
         self._segment = max(1, round(quality.flat_segment_s * self.rate))
@@ -116,8 +130,7 @@ class EcgStream:
         self._log = IntervalLog(merge_gap=math.ceil(quality.merge_gap_s * self.rate))
         self._clock = SourceClock(rate, quality)
         self._heart_rate = HeartRate(self.rate, self.config.heart_rate_window_s)
-        self._queue: list[PendingBeat | QualityEvent] = []  # released together once their beats are classified
-        self._queue_since = 0
+        self._queue: list[tuple[int, PendingBeat | QualityEvent]] = []  # (queued at, item), released in order
         self._closed = False
         self._start_segment(0)
 
@@ -236,21 +249,35 @@ class EcgStream:
     def _process_block(self, end: int, last: bool) -> list[BeatEvent | QualityEvent]:
         start = self._next_block
         coarse: list[int] = []
-        for run_start, run_end in self._non_flat_runs(start, end):
-            if self._detector.position != run_start:  # a flat line lies between: decide what came before it
-                coarse += self._detector.finish()
-                self._detector.reset(run_start)
-                self._heart_rate.interrupt(run_start)
+        runs = self._non_flat_runs(start, end)
+        for run_start, run_end in runs:
+            if self._detector.position != run_start:  # a flat line lies between
+                coarse += self._restart_detection(run_start, len(coarse))
             coarse += self._detector.process(self._view(run_start, run_end), run_start)
         if last:
             coarse += self._detector.finish()
+        elif not runs or runs[-1][1] != end:  # a flat line began: decide now what came before it, not when it ends
+            coarse += self._restart_detection(end, len(coarse))
         self._pending.extend(coarse)
+        self._coarse_count += len(coarse)
         self._next_block = end
         self._finalise_beats(end, last)
         for interval in self._log.pop_closed(end, final=last):
             self._enqueue(self._quality_event(interval), end)
         self._trim()
         return self._release(end, last)
+
+    def _restart_detection(self, position: int, found: int) -> list[int]:
+        """A flat line ends the detector's run: the QRS complexes before it, decided as if the signal ended
+        there; detection, heart rate, RR history and template restart (at ``position``, after ``found`` peaks
+        of this block). A detector that saw nothing since its last restart is only moved."""
+        fresh = self._detector.position == self._detector.origin
+        peaks = [] if fresh else self._detector.finish()
+        self._detector.reset(position)
+        if not fresh:
+            self._heart_rate.interrupt(position)
+            self._breaks.append(self._coarse_count + found + len(peaks))  # RR and template restart after these
+        return peaks
 
     def _view(self, start: int, end: int) -> np.ndarray:
         return self._signal[start - self._signal_start : end - self._signal_start]
@@ -279,54 +306,82 @@ class EcgStream:
     # -- beats ------------------------------------------------------------------------------------------------
 
     def _finalise_beats(self, end: int, last: bool) -> None:
-        ready = [peak for peak in self._pending if last or peak + self._reach + self.after <= end]
-        if not ready:
-            return
-        self._pending = self._pending[len(ready) :]
-        context = (self.before, self.after)
-        first = max(self._signal_start, min(ready) - self.before - self._reach)
-        local = self._signal[first - self._signal_start :]
-        refined = refine_peaks(local, np.asarray(ready) - first, self.rate, self.config.refine_s, context) + first
-        kept: list[int] = []
-        previous = self._heart_rate.last
-        minimum_rr = self.config.detector.refractory_s * self.rate / 2  # refinement moved two peaks together
-        for peak in refined.tolist():
-            flat = bool(self._log) and self._log.inside(QualityFlag.FLAT_LINE, peak)
-            if (previous is None or peak - previous >= minimum_rr) and not flat:
-                kept.append(peak)
-                previous = peak
-        if not kept:
-            return
-        peaks = np.asarray(kept)
-        rows = peaks[:, None] + np.arange(-self.before, self.after)[None, :]
-        windows = self._signal[np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start]
-        for index, peak in enumerate(kept):
+        count = len(self._pending) if last else sum(
+            1 for peak in self._pending if peak + self._reach + self.after <= end)
+        ready, self._pending = self._pending[:count], self._pending[count:]
+        first_count, self._finalised_count = self._finalised_count, self._finalised_count + count
+        kept = self._keep(ready) if ready else []
+        if kept:
+            peaks = np.asarray([peak for _, peak in kept])
+            rows = peaks[:, None] + np.arange(-self.before, self.after)[None, :]
+            rows = np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start
+            windows = self._signal[rows]
+        for index, (position, peak) in enumerate(kept):
+            self._end_segments(first_count + position)
             overlapping = self._log.flags_between(peak - self.before, peak + self.after) if self._log else set()
             flags = {flag.value for flag in overlapping}
             if peak - self.before < self._origin or peak + self.after > self._available_end:
                 flags.add(QualityFlag.PARTIAL_WINDOW.value)
-            self._enqueue(self._beat(peak, tuple(sorted(flags)), windows[index]), end)
+            beat = self._beat(peak, tuple(sorted(flags)), windows[index])
+            self._enqueue(beat, end)
+            self._inputs.push(beat)
+        self._end_segments(self._finalised_count)
+        if last:
+            self._inputs.finish()
+
+    def _keep(self, ready: list[int]) -> list[tuple[int, int]]:
+        """(position in ``ready``, refined R-peak) of the coarse peaks kept: refined as in training, outside flat
+        lines, and spaced from the previous beat (``spaced_peaks``, training's rule too)."""
+        first = max(self._signal_start, min(ready) - self.before - self._reach)
+        local = self._signal[first - self._signal_start :]
+        context = (self.before, self.after)
+        refined = refine_peaks(local, np.asarray(ready) - first, self.rate, self.config.refine_s, context) + first
+        outside = [(position, peak) for position, peak in enumerate(refined.tolist())
+                   if not (self._log and self._log.inside(QualityFlag.FLAT_LINE, peak))]
+        spaced = spaced_peaks([peak for _, peak in outside], self._heart_rate.last, self._minimum_spacing)
+        return [outside[index] for index in spaced]
+
+    def _end_segments(self, coarse_count: int) -> None:
+        """Finish the RR history and template at every flat line that the first ``coarse_count`` peaks precede."""
+        while self._breaks and self._breaks[0] <= coarse_count:
+            self._breaks.pop(0)
+            self._inputs.finish()
 
     def _beat(self, peak: int, flags: tuple[str, ...], window: np.ndarray) -> PendingBeat:
         heart_rate, per_minute = self._heart_rate.beat(peak)
-        return PendingBeat(peak / self.rate, flags, heart_rate, per_minute, window)
+        return PendingBeat(peak / self.rate, flags, heart_rate, per_minute, window, peak=peak)
 
     def _quality_event(self, interval: Interval) -> QualityEvent:
         duration = (interval.end - interval.start) / self.rate
         return QualityEvent(interval.start / self.rate, duration, interval.flag.value)
 
     def _enqueue(self, item: PendingBeat | QualityEvent, position: int) -> None:
-        if not self._queue:
-            self._queue_since = position
-        self._queue.append(item)
+        self._queue.append((position, item))
 
     def _release(self, end: int, last: bool) -> list[BeatEvent | QualityEvent]:
-        """Everything queued, once its beats are classified: a full batch, a long wait, or the end."""
-        beats = [item for item in self._queue if isinstance(item, PendingBeat)]
-        waited = end - self._queue_since >= self.config.max_batch_wait_s * self.rate
-        if not self._queue or not (last or not beats or len(beats) >= self.batch_size or waited):
+        """What is queued before the first beat still waiting for its inputs (the next beat's RR), once its beats
+        are classified: a full batch, a long wait, or the end (where every beat has its inputs)."""
+        waiting = next((index for index, (_, item) in enumerate(self._queue)
+                        if isinstance(item, PendingBeat) and not item.ready), len(self._queue))
+        prefix = [item for _, item in self._queue[:waiting]]
+        beats = [item for item in prefix if isinstance(item, PendingBeat)]
+        waited = bool(prefix) and end - self._queue[0][0] >= self.config.max_batch_wait_s * self.rate
+        if not prefix or not (last or not beats or len(beats) >= self.batch_size or waited):
             return []
         classified = iter(classify(self.bundle, beats, self.batch_size, self.config.summary_features))
-        released = [next(classified) if isinstance(item, PendingBeat) else item for item in self._queue]
-        self._queue = []
-        return released
+        self._queue = self._queue[waiting:]
+        return [next(classified) if isinstance(item, PendingBeat) else item for item in prefix]
+
+
+def _check_beat_window(spec) -> None:
+    """A bundle without derived inputs runs on the stream when its only input is a beat window."""
+    if spec.feature_kind is not FeatureKind.WAVEFORM or not spec.is_beat_window:
+        what = "a waveform without a beat window" if spec.feature_kind is FeatureKind.WAVEFORM else (
+            f"{spec.feature_kind.value}, not a waveform")
+        raise SignalError(
+            f"bundle input '{spec.name}' is {what}",
+            expected="an ECG bundle whose input is a beat window (window_before_s / window_after_s), or whose inputs "
+            "say how the stream derives them",
+            fix="use the tabular runner for tabular bundles; a waveform bundle for the stream needs its beat "
+            "window in the manifest (rebuild it with one)",
+        )

@@ -19,22 +19,18 @@ bit for bit. On the device the pre-to-local ratio is known when the beat's RR fe
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.contract.derived import TemplateConfig
 from runtime.errors import EdgemedError
+
+__all__ = ["DEFAULT_TEMPLATE", "RunningTemplate", "TemplateConfig", "TemplateError", "template_residuals",
+           "zscore_windows"]
 
 
 class TemplateError(EdgemedError):
     """Beat windows of the wrong shape or type for the running template."""
-
-
-@dataclass(frozen=True)
-class TemplateConfig:
-    history_beats: int = 30  # the template is the per-sample median of this many previous beats (~30 s)
-    minimum_std: float = 1e-6  # a window flatter than this is divided by this instead (no division by zero)
-    minimum_pre_to_local: float = 0.0  # a beat joins the template only if its pre-RR / local RR is at least this
 
 
 DEFAULT_TEMPLATE = TemplateConfig()
@@ -93,6 +89,11 @@ class RunningTemplate:
 
     def reset(self) -> None:
         self._history: deque[np.ndarray] = deque(maxlen=max(1, self.config.history_beats))
+
+    @property
+    def size(self) -> int:
+        """Beats in the template now (the median the next beat is compared with)."""
+        return len(self._history)
 
     def push(self, window: np.ndarray, pre_to_local: float = 1.0) -> np.ndarray:
         """This beat's residual (float32, like the window); then the beat joins the template if its

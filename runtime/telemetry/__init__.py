@@ -9,8 +9,10 @@ Dependency rule: standard library only (``sqlite3``, ``urllib``), like the rest 
 from runtime.telemetry.outbox import Outbox
 from runtime.telemetry.records import (
     SCHEMA_VERSION,
+    SUPPORTED_SCHEMA_VERSIONS,
     TelemetryError,
     pseudonymous_device_id,
+    record_schema_version,
     utc_timestamp,
     validate_record,
 )
@@ -18,12 +20,14 @@ from runtime.telemetry.uploader import Backoff, CollectorRejectedError, Uploader
 
 __all__ = [
     "SCHEMA_VERSION",
+    "SUPPORTED_SCHEMA_VERSIONS",
     "Backoff",
     "CollectorRejectedError",
     "Outbox",
     "TelemetryError",
     "Uploader",
     "pseudonymous_device_id",
+    "record_schema_version",
     "utc_timestamp",
     "validate_record",
 ]

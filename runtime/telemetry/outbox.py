@@ -28,6 +28,37 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_ROWS = 1_000_000  # ~28 h at 10 inferences/s; at ~1 KB a record, about 1 GB of flash at most
 OUTBOX_FORMAT = 1  # version of the on-disk layout below
+SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+
+
+def check_outbox_path(path: Path) -> Path:
+    """``path`` if an outbox can live there: a SQLite file or nothing yet, in a folder that is one.
+
+    A missing folder is created (a device's first run); a folder given as the outbox, a parent that is
+    a file, or an existing file that is not SQLite is a ``TelemetryError`` — checked before any inference.
+    """
+    path = Path(path)
+    expected = "a file path for the SQLite outbox (created on first use), inside a writable folder"
+    if path.is_dir():
+        raise TelemetryError(f"the telemetry outbox {path} is a folder", expected=expected,
+                             fix="pass a file path, e.g. --telemetry-outbox outbox.sqlite")
+    if path.exists():
+        try:
+            with path.open("rb") as handle:
+                head = handle.read(len(SQLITE_MAGIC))
+        except OSError as error:
+            raise TelemetryError(f"the telemetry outbox {path} cannot be read ({error.strerror})",
+                                 expected=expected, fix="check its permissions") from None
+        if head and head != SQLITE_MAGIC:
+            raise TelemetryError(f"the telemetry outbox {path} exists and is not a SQLite database",
+                                 expected=expected, fix="pass a new path; never point the outbox at another file")
+        return path
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TelemetryError(f"the telemetry outbox's folder {path.parent} cannot be created ({error.strerror})",
+                             expected=expected, fix="pass a path inside an existing, writable folder") from None
+    return path
 
 _SCHEMA = """
 BEGIN IMMEDIATE;
@@ -54,10 +85,16 @@ class Outbox:
         self.path = Path(path)
         self.device_id = device_id
         self.max_rows = max_rows
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_outbox_path(self.path)
         self._pool = ConnectionPool(self.path, "outbox")
-        connection = self._pool.run_script(_SCHEMA)
-        self._claim_device(connection)
+        try:
+            connection = self._pool.run_script(_SCHEMA)
+            self._claim_device(connection)
+        except sqlite3.DatabaseError as error:
+            self._pool.close()
+            raise TelemetryError(f"the telemetry outbox {self.path} cannot be used as a SQLite database ({error})",
+                                 expected="a SQLite outbox file written by this runtime, or a new path",
+                                 fix="pass a new --telemetry-outbox path") from None
 
     # -- connections ---------------------------------------------------------------------------
 

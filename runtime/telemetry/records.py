@@ -1,10 +1,14 @@
-"""The telemetry record schema (version 1): one record per inference, summaries only.
+"""The telemetry record schema (version 2): one record per inference, summaries only.
 
 A record never carries a raw signal or anything that identifies a patient. ``validate_record``
 enforces that on the device (before a record is stored) and on the collector (before it is
 written): unknown keys, wrong types, lists of numbers anywhere (a raw waveform), keys that look
 like patient identifiers and long strings are all refused with a ``TelemetryError`` naming the
 field. Messages name fields, never their values, so an error can be logged without leaking data.
+
+Schema 2 carries each task kind's result (``task`` + ``result``, see ``RESULT_FIELDS``); schema 1
+(``predicted_class`` + ``confidence``, classifiers only) is what older devices send: the collector
+still accepts it, devices write schema 2.
 
 Dependency rule: standard library only (this package ships to the device).
 """
@@ -16,16 +20,72 @@ import hashlib
 import hmac
 import math
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from runtime.errors import EdgemedError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: task + per-kind result; 1: predicted_class + confidence (classifiers only)
+SUPPORTED_SCHEMA_VERSIONS = (1, 2)  # what the collector accepts; a device writes SCHEMA_VERSION
 MAX_STRING_CHARS = 200  # longer strings are free text, which could hold anything; refuse them
 MAX_FEATURES = 128  # summary statistics only: a 252-sample ECG window cannot hide in the features
+MAX_OUTPUTS = 64  # labels or targets in one result: named outputs, not a waveform in disguise
 MAX_QUALITY_FLAGS = 32  # flags are short codes; more than this is not a flag list
 DEVICE_ID_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: collision-free across any fleet
+# Quality flags of a row the model could not judge (runtime.results.UNJUDGED_FLAGS): its result is null.
+UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite"})
+# Closed vocabularies (the collector's allow-list; tests/runtime check them against the runtime's own names).
+# Quality flags: the ECG stream's (runtime.ecg.quality.QualityFlag), the row runner's unjudged flags, and
+# common ECG signal-quality codes a device may add.
+KNOWN_QUALITY_FLAGS = frozenset({
+    "non_finite", "flat_line", "clipped", "gap", "rate_mismatch", "partial_window", "warming_up",
+    *UNJUDGED_FLAGS, "low_confidence", "baseline_wander", "noisy", "lead_off", "low_amplitude", "motion_artifact",
+})
+# Summary-statistic names a record may carry when the collector does not know its bundle: the waveform
+# summaries of runtime.features and plain moments. A tabular bundle's column names come from its reference profile.
+SUMMARY_FEATURE_NAMES = frozenset({
+    "peak_to_peak", "difference_rms", "skewness", "kurtosis", "peak_position",
+    "mean", "std", "min", "max", "median", "rms", "heart_rate",
+})
+_INPUT_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,31}\.")  # "beat.peak_to_peak": a multi-input bundle's summary
+# Numbers hidden in text: "0.1,0.2", "1;2", or four or more numbers separated by spaces.
+_NUMBER_LIST = re.compile(
+    r"\d\s*[,;]\s*[-+.]?\d|(?:[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s+){3,}[-+]?\.?\d"
+)
+# A class label when the bundle is unknown: a short code or words, no long digit runs (dates, record numbers).
+_LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9 _./()+-]{0,39}")
+_DIGIT_RUN = re.compile(r"\d{4,}")
+MAX_LABEL_WORDS = 3
+_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")  # bundle ids, variants, provider names
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a record's names may be, where they come from a closed set (the collector's allow-list).
+
+    The collector builds one per known bundle (labels from its manifest, feature names from its reference
+    profile) and uses ``Vocabulary()`` for a bundle it does not know. The device passes none.
+    """
+
+    feature_names: frozenset[str] = SUMMARY_FEATURE_NAMES  # bare names; an "input." prefix is allowed
+    labels: frozenset[str] | None = None  # class labels; None = any short label (``_LABEL_PATTERN``)
+    quality_flags: frozenset[str] = KNOWN_QUALITY_FLAGS
+
+    def allows_feature(self, name: str) -> bool:
+        if name in self.feature_names:
+            return True
+        prefix = _INPUT_PREFIX.match(name)
+        return prefix is not None and name[prefix.end():] in self.feature_names
+
+    def allows_label(self, label: str) -> bool:
+        if self.labels is not None:
+            return label in self.labels
+        return (_LABEL_PATTERN.fullmatch(label) is not None and _DIGIT_RUN.search(label) is None
+                and len(label.split()) <= MAX_LABEL_WORDS)
+
+
 _DEVICE_ID_PATTERN = re.compile(r"[0-9a-f]{16,64}")
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _CAMEL_CASE = re.compile(r"([a-z0-9])([A-Z])")
@@ -36,8 +96,8 @@ IDENTIFIER_WORDS = frozenset({"name", "mrn", "dob", "ssn", "nhs", "surname", "fo
 # Fragments that mark a patient identifier wherever they occur in a key.
 IDENTIFIER_FRAGMENTS = ("patient", "birth", "address", "phone", "email", "firstname", "lastname", "postcode", "zipcode")
 
-# field -> (what the value must be, human description)
-FIELDS: dict[str, str] = {
+# field -> what the value must be (human description); the same in both schema versions
+_COMMON_FIELDS: dict[str, str] = {
     "sequence": "a positive integer assigned by the outbox",
     "time": "an ISO-8601 timestamp in UTC",
     "device_id": "a pseudonymous device id (lowercase hex, see pseudonymous_device_id)",
@@ -46,10 +106,37 @@ FIELDS: dict[str, str] = {
     "variant": "a non-empty string",
     "provider": "a non-empty string",
     "latency_us": "a finite number ≥ 0",
-    "predicted_class": "a non-empty string",
-    "confidence": "a number between 0 and 1",
+}
+_SUMMARY_FIELDS: dict[str, str] = {
     "quality_flags": "a list of short strings",
     "features": "an object of summary-statistic names to finite numbers",
+}
+# Schema 2.
+FIELDS: dict[str, str] = {
+    **_COMMON_FIELDS,
+    "task": "the bundle's task kind: multiclass, binary, multilabel, regression or anomaly",
+    "result": "the task kind's result object, or null when a quality flag says the model could not judge the input",
+    **_SUMMARY_FIELDS,
+}
+# Schema 1 (older devices).
+FIELDS_V1: dict[str, str] = {
+    **_COMMON_FIELDS,
+    "predicted_class": "a non-empty string",
+    "confidence": "a number between 0 and 1",
+    **_SUMMARY_FIELDS,
+}
+_DESCRIPTIONS = {**FIELDS_V1, **FIELDS}
+# Schema 2: task kind → the keys of its result and what they hold.
+RESULT_FIELDS: dict[str, dict[str, str]] = {
+    "multiclass": {"class": "the decided label", "confidence": "its probability (0..1)",
+                   "low_confidence": "true when under the bundle's low-confidence threshold"},
+    "binary": {"class": "the decided label", "confidence": "its probability (0..1)",
+               "low_confidence": "true or false"},
+    "multilabel": {"labels": "the labels at or above their thresholds (strings)",
+                   "scores": "label → probability (0..1), every label"},
+    "regression": {"values": "target → finite value", "units": "target → unit (short string)"},
+    "anomaly": {"class": "the normal or anomalous label", "score": "a finite score",
+                "alarm": "true when score ≥ threshold", "threshold": "the bundle's finite threshold"},
 }
 
 
@@ -120,6 +207,7 @@ def _scan(value: Any, field: str) -> None:
                 )
             if len(key) > MAX_STRING_CHARS:
                 raise _fail(child, f"has a key over {MAX_STRING_CHARS} characters", "short keys", "shorten the key")
+            _no_number_list(key, child)
             if isinstance(item, dict | list | tuple | str):  # numbers need no scan
                 _scan(item, child)
     elif isinstance(value, list | tuple):
@@ -134,19 +222,32 @@ def _scan(value: Any, field: str) -> None:
             _scan(item, f"{field}[{index}]")
     elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
         raise _fail(field, f"is a string over {MAX_STRING_CHARS} characters", "short codes and labels", "shorten it")
+    elif isinstance(value, str):
+        _no_number_list(value, field)
+
+
+def _no_number_list(text: str, field: str) -> None:
+    if _NUMBER_LIST.search(text):
+        raise _fail(field or "record", "holds a list of numbers inside text, which could carry a raw signal",
+                    "codes and labels without comma-, semicolon- or space-separated numbers",
+                    "send summary features under 'features' instead")
 
 
 def _text(record: dict[str, Any], field: str) -> str:
     value = record[field]
     if not isinstance(value, str) or not value:
-        raise _fail(field, f"is {type(value).__name__}, not a non-empty string", FIELDS[field], "send a string")
+        raise _fail(field, f"is {type(value).__name__}, not a non-empty string", _DESCRIPTIONS[field], "send a string")
     return value
 
 
 def _number(value: Any, field: str, expected: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    try:
+        number = float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer beyond float range
+        number = math.nan
+    if not math.isfinite(number):
         raise _fail(field, "is not a finite number", expected, "send a finite number (report bad input as a flag)")
-    return float(value)
+    return number
 
 
 def _time(record: dict[str, Any]) -> str:
@@ -160,21 +261,35 @@ def _time(record: dict[str, Any]) -> str:
     return utc_timestamp(moment)
 
 
-def validate_record(record: Any, *, sequence_required: bool = True) -> dict[str, Any]:
+def record_schema_version(record: dict[str, Any]) -> int:
+    """The schema a stored record was written in: 2 when it has a ``task``, else 1 (an older device's)."""
+    return 2 if "task" in record else 1
+
+
+def validate_record(
+    record: Any, *, sequence_required: bool = True, schema_version: int = SCHEMA_VERSION,
+    vocabulary: Vocabulary | None = None,
+) -> dict[str, Any]:
     """A checked, normalised copy of ``record`` (floats as floats, time in canonical UTC form).
 
-    ``sequence_required=False`` is for the outbox, which assigns the sequence itself.
+    ``sequence_required=False`` is for the outbox, which assigns the sequence itself. ``schema_version``
+    is the envelope's (the collector accepts every version in ``SUPPORTED_SCHEMA_VERSIONS``).
     """
+    if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
+        raise _fail("schema_version", "is not supported", f"one of {list(SUPPORTED_SCHEMA_VERSIONS)}",
+                    "align the device and collector versions")
+    fields = FIELDS if schema_version == 2 else FIELDS_V1
     if not isinstance(record, dict):
         raise _fail("record", f"is {type(record).__name__}, not an object", "a JSON object", "send an object")
     _scan(record, "")
-    unknown = sorted(set(record) - set(FIELDS))
+    unknown = sorted(set(record) - set(fields))
     if unknown:
-        raise _fail(unknown[0], "is not part of telemetry schema version 1", f"only {', '.join(FIELDS)}", "drop it")
-    required = [field for field in FIELDS if sequence_required or field != "sequence"]
+        raise _fail(unknown[0], f"is not part of telemetry schema version {schema_version}",
+                    f"only {', '.join(fields)}", "drop it")
+    required = [field for field in fields if sequence_required or field != "sequence"]
     missing = [field for field in required if field not in record]
     if missing:
-        raise _fail(missing[0], "is missing", FIELDS[missing[0]], "fill in every schema field")
+        raise _fail(missing[0], "is missing", fields[missing[0]], "fill in every schema field")
 
     checked: dict[str, Any] = {}
     if "sequence" in record:
@@ -191,19 +306,149 @@ def validate_record(record: Any, *, sequence_required: bool = True) -> dict[str,
     if not _SHA256_PATTERN.fullmatch(_text(record, "bundle_sha256")):
         raise _fail("bundle_sha256", "is not a sha256 hex digest", FIELDS["bundle_sha256"], "copy it from the bundle")
     checked["bundle_sha256"] = record["bundle_sha256"]
-    for field in ("variant", "provider", "predicted_class"):
+    for field in ("variant", "provider"):
         checked[field] = _text(record, field)
     latency = _number(record["latency_us"], "latency_us", FIELDS["latency_us"])
     if latency < 0:
         raise _fail("latency_us", "is negative", FIELDS["latency_us"], "measure with a monotonic clock")
     checked["latency_us"] = latency
-    confidence = _number(record["confidence"], "confidence", FIELDS["confidence"])
-    if not 0.0 <= confidence <= 1.0:
-        raise _fail("confidence", "is outside 0..1", FIELDS["confidence"], "send the softmax probability")
-    checked["confidence"] = confidence
     checked["quality_flags"] = _quality_flags(record["quality_flags"])
+    if schema_version == 2:
+        checked["task"], checked["result"] = _task_result(record, checked["quality_flags"])
+    else:
+        checked["predicted_class"] = _text(record, "predicted_class")
+        checked["confidence"] = _probability(record["confidence"], "confidence")
     checked["features"] = _features(record["features"])
+    if vocabulary is not None:
+        _check_vocabulary(checked, vocabulary)
     return checked
+
+
+def _labels_of(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """(field, label) for every class label or target name the record carries."""
+    if "predicted_class" in record:
+        return [("predicted_class", record["predicted_class"])]
+    result = record.get("result") or {}
+    found = [("result.class", result["class"])] if "class" in result else []
+    found += [("result.labels", label) for label in result.get("labels", [])]
+    for key in ("scores", "values", "units"):
+        found += [(f"result.{key}", name) for name in result.get(key, {})]
+    return found
+
+
+def _check_vocabulary(record: dict[str, Any], vocabulary: Vocabulary) -> None:
+    """The allow-list: codes shaped as codes, flags, labels and feature names from closed sets."""
+    for field in ("bundle_id", "variant", "provider"):
+        if not _CODE_PATTERN.fullmatch(record[field]):
+            raise _fail(field, "is not a code (letters, digits and ._:+- only)", _DESCRIPTIONS[field],
+                        "send the identifier the runtime reports")
+    unknown = [flag for flag in record["quality_flags"] if flag not in vocabulary.quality_flags]
+    if unknown:
+        raise _fail("quality_flags", "holds a flag outside the known vocabulary",
+                    "flags the runtime sets (see KNOWN_QUALITY_FLAGS)", "send only the runtime's flags")
+    for field, label in _labels_of(record):
+        if not vocabulary.allows_label(label):
+            raise _fail(field, "holds a label outside the bundle's labels" if vocabulary.labels is not None
+                        else "holds text that is not a short label", "a class label or target of the bundle",
+                        "send the labels the bundle's manifest declares")
+    for name in record["features"]:
+        if not vocabulary.allows_feature(name):
+            raise _fail(f"features.{name}", "is not a summary feature of the bundle",
+                        "the features of the bundle's reference profile (or the standard summaries when the "
+                        "collector does not know the bundle)", "send only the runtime's summary features")
+
+
+def _probability(value: Any, field: str) -> float:
+    number = _number(value, field, "a number between 0 and 1")
+    if not 0.0 <= number <= 1.0:
+        raise _fail(field, "is outside 0..1", "a number between 0 and 1", "send the probability")
+    return number
+
+
+def _label(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(field, f"is {type(value).__name__}, not a non-empty string", "a label", "send the label")
+    return value
+
+
+def _named(value: Any, field: str, check: Callable[[Any, str], Any]) -> dict[str, Any]:
+    """An object of 1..MAX_OUTPUTS named entries, each checked by ``check``."""
+    if not isinstance(value, dict) or not value:
+        raise _fail(field, "is not a non-empty object", "name → value, one entry per label or target",
+                    "send the outputs by name")
+    if len(value) > MAX_OUTPUTS:
+        raise _fail(field, f"has over {MAX_OUTPUTS} entries", "named outputs only", "send fewer outputs")
+    return {name: check(item, f"{field}.{name}") for name, item in value.items()}
+
+
+def _class_result(result: dict[str, Any]) -> dict[str, Any]:
+    if not isinstance(result["low_confidence"], bool):
+        raise _fail("result.low_confidence", "is not true or false", "a boolean", "send a boolean")
+    return {"class": _label(result["class"], "result.class"),
+            "confidence": _probability(result["confidence"], "result.confidence"),
+            "low_confidence": result["low_confidence"]}
+
+
+def _labels_result(result: dict[str, Any]) -> dict[str, Any]:
+    scores = _named(result["scores"], "result.scores", _probability)
+    labels = result["labels"]
+    if not isinstance(labels, list) or len(set(map(str, labels))) != len(labels) or not all(
+        isinstance(label, str) and label in scores for label in labels
+    ):
+        raise _fail("result.labels", "is not a list of distinct labels from result.scores",
+                    RESULT_FIELDS["multilabel"]["labels"], "send the present labels by name")
+    return {"labels": list(labels), "scores": scores}
+
+
+def _values_result(result: dict[str, Any]) -> dict[str, Any]:
+    values = _named(result["values"], "result.values", lambda value, field: _number(value, field, "a finite value"))
+    units = _named(result["units"], "result.units", _label)
+    if set(units) != set(values):
+        raise _fail("result.units", "names other targets than result.values", "one unit per target",
+                    "send a unit for every value")
+    return {"values": values, "units": units}
+
+
+def _anomaly_result(result: dict[str, Any]) -> dict[str, Any]:
+    score = _number(result["score"], "result.score", "a finite score")
+    threshold = _number(result["threshold"], "result.threshold", "a finite threshold")
+    if not isinstance(result["alarm"], bool) or result["alarm"] != (score >= threshold):
+        raise _fail("result.alarm", "is not the boolean score ≥ threshold", RESULT_FIELDS["anomaly"]["alarm"],
+                    "send the decision the bundle's rule makes")
+    return {"class": _label(result["class"], "result.class"), "score": score, "alarm": result["alarm"],
+            "threshold": threshold}
+
+
+_RESULT_CHECKS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "multiclass": _class_result,
+    "binary": _class_result,
+    "multilabel": _labels_result,
+    "regression": _values_result,
+    "anomaly": _anomaly_result,
+}
+
+
+def _task_result(record: dict[str, Any], flags: list[str]) -> tuple[str, dict[str, Any] | None]:
+    task = record["task"]
+    if not isinstance(task, str) or task not in RESULT_FIELDS:
+        raise _fail("task", "is not a known task kind", FIELDS["task"], "send the bundle's output task")
+    result = record["result"]
+    unjudged = UNJUDGED_FLAGS.intersection(flags)
+    if result is None:
+        if not unjudged:
+            raise _fail("result", "is null without a flag saying why", f"a {task} result, or null with one of "
+                        f"the quality flags {', '.join(sorted(UNJUDGED_FLAGS))}", "send the result")
+        return task, None
+    if unjudged:
+        raise _fail("result", f"is given although the record is flagged {sorted(unjudged)[0]}",
+                    "null: an input the model could not judge has no answer", "send result null")
+    expected = RESULT_FIELDS[task]
+    if not isinstance(result, dict) or set(result) != set(expected):
+        found = sorted(set(result) ^ set(expected)) if isinstance(result, dict) else ["(not an object)"]
+        raise _fail(f"result.{found[0]}" if isinstance(result, dict) else "result",
+                    f"does not fit a {task} result", f"exactly the keys {', '.join(expected)}",
+                    "send the result the runtime makes for this task kind")
+    return task, _RESULT_CHECKS[task](result)
 
 
 def _quality_flags(flags: Any) -> list[str]:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.telemetry.outbox import Outbox
-from runtime.telemetry.records import SCHEMA_VERSION, TelemetryError
+from runtime.telemetry.records import SCHEMA_VERSION, TelemetryError, record_schema_version
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Uploader:
         total = 0
         limit = self.batch_size
         while True:
-            records = self.outbox.pending(limit)
+            records = _one_version(self.outbox.pending(limit))
             if not records:
                 return _Attempt(total, healthy=True)
             body = self._encode(records)
@@ -177,7 +177,7 @@ class Uploader:
 
     def _encode(self, records: Sequence[dict[str, Any]]) -> bytes:
         envelope = {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": record_schema_version(records[0]),
             "device_id": self.outbox.device_id,
             "dropped": self.outbox.dropped(),
             "records": list(records),
@@ -220,6 +220,17 @@ class Uploader:
             logger.warning("collector answered HTTP %d instead of 200; records kept for the next try", status)
             return None
         return _acknowledged(answer)
+
+
+def _one_version(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The oldest records that share the first one's schema version: an outbox filled before a runtime update
+    still holds schema-1 records, which go in schema-1 envelopes ahead of the new ones."""
+    if not records:
+        return records
+    version = record_schema_version(records[0])
+    count = next((index for index, record in enumerate(records) if record_schema_version(record) != version),
+                 len(records))
+    return records[:count]
 
 
 def _reason(body: bytes) -> str:

@@ -16,10 +16,18 @@ import pytest
 from dashboard.collector.store import SqliteStore
 from dashboard.data.bundles import read_bundle
 from dashboard.data.settings import DashboardSettings
-from tests.dashboard.fixture_data import batches, bench_document, fleet_records
+from tests.dashboard.fixture_data import (
+    KIND_DEVICES,
+    batches,
+    bench_document,
+    fleet_records,
+    kind_profile,
+    kind_records,
+)
 
 SCENARIO = "breast-cancer"  # seconds to build at the tiny profile (the ECG scenario takes over a minute)
 BARE_BUNDLE = "breast-cancer-without-profile"
+KIND_BUNDLES = {"multilabel": "labels-test", "regression": "qt-regression", "anomaly": "st-anomaly"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,33 @@ def dashboard_fixture(tmp_path_factory: pytest.TempPathFactory) -> DashboardFixt
     benchmarks = root / "bench.json"
     benchmarks.write_text(json.dumps(bench_document(SCENARIO)))
     settings = DashboardSettings(root / "artifacts", root / "bundles", database, benchmarks)
+    return DashboardFixture(root, settings, now, records)
+
+
+@pytest.fixture(scope="session")
+def kind_fixture(tmp_path_factory: pytest.TempPathFactory) -> DashboardFixture:
+    """Hand-built multilabel, regression and anomaly bundles (manifest and reference profile) and a store with one
+    device on each, plus a device sending a task kind this dashboard does not know (on an unpublished bundle)."""
+    from tests.runtime.hand_built import OUTPUTS, TABULAR, write_manifest
+
+    root = tmp_path_factory.mktemp("kinds")
+    now = datetime.now(UTC).replace(microsecond=0)
+    records: dict[str, list[dict]] = {}
+    for seed, (task, name) in enumerate(KIND_BUNDLES.items()):
+        folder = root / "bundles" / name
+        folder.mkdir(parents=True)
+        (folder / "reference_profile.json").write_text(json.dumps(kind_profile(task, seed)))
+        output = next(spec for kind, spec in OUTPUTS.items() if kind.value == task)
+        write_manifest(folder, name, (TABULAR,), output, lineage={"bundle": f"{name}-id"})
+        bundle = read_bundle(folder)
+        records[KIND_DEVICES[f"kind-{task}"]] = kind_records(task, bundle, KIND_DEVICES[f"kind-{task}"], now, seed)
+    records[KIND_DEVICES["kind-future"]] = kind_records("segmentation", None, KIND_DEVICES["kind-future"], now, 9)
+    database = root / "telemetry.sqlite3"
+    with SqliteStore(database) as store:  # straight into the store: the future kind would not pass the collector
+        for device_id, device_records in records.items():
+            for batch in batches(device_records):
+                store.insert_batch(device_id, batch)
+    settings = DashboardSettings(root / "artifacts", root / "bundles", database, root / "bench.json")
     return DashboardFixture(root, settings, now, records)
 
 

@@ -2,8 +2,9 @@
 
 ``fleet_records`` simulates a few devices around ``now``: healthy ones (a small and a large drift
 window), one whose inputs and predictions drifted, one whose latency regressed in the last 90 minutes,
-one with a burst of signal-quality flags, one running a bundle that is not published and one running a
-bundle without a reference profile.
+one with a burst of signal-quality flags, one running a bundle that is not published (an older device sending
+telemetry schema 1) and one running a bundle without a reference profile. ``kind_fleet`` adds devices on
+hand-built multilabel, regression and anomaly bundles, and one sending a task kind no dashboard knows yet.
 """
 
 from __future__ import annotations
@@ -60,12 +61,21 @@ BEHAVIOURS = (
 
 def _record(bundle: BundleInfo, device_id: str, moment: datetime, sequence: int, latency: float, label: str,
             confidence: float, flags: list[str], features: dict[str, float]) -> dict[str, Any]:
+    """A schema-2 record of a classifier bundle."""
     return {
         "sequence": sequence, "time": utc_timestamp(moment), "device_id": device_id,
         "bundle_id": bundle.bundle_id, "bundle_sha256": bundle.manifest_sha256, "variant": bundle.shipped_variant,
-        "provider": "CPUExecutionProvider", "latency_us": round(latency, 1), "predicted_class": label,
-        "confidence": round(confidence, 6), "quality_flags": flags, "features": features,
+        "provider": "CPUExecutionProvider", "latency_us": round(latency, 1), "task": bundle.manifest.output.task.value,
+        "result": {"class": label, "confidence": round(confidence, 6), "low_confidence": confidence < 0.6},
+        "quality_flags": flags, "features": features,
     }
+
+
+def schema_1(record: dict[str, Any]) -> dict[str, Any]:
+    """The same record as an older device sends it (schema 1: predicted_class and confidence)."""
+    result = record["result"]
+    legacy = {key: value for key, value in record.items() if key not in ("task", "result")}
+    return legacy | {"predicted_class": result["class"], "confidence": result["confidence"]}
 
 
 def device_records(
@@ -120,7 +130,7 @@ def fleet_records(bundle: BundleInfo, bare_bundle: BundleInfo, now: datetime) ->
     orphan = device_records(DeviceBehaviour("orphan", timedelta(minutes=2)), bundle, bundle.profile, now, 11)
     for record in orphan:
         record["bundle_id"], record["bundle_sha256"] = "0123456789ab", "0" * 64
-    fleet[DEVICES["orphan"]] = orphan
+    fleet[DEVICES["orphan"]] = [schema_1(record) for record in orphan]  # an older device on an unpublished bundle
     fleet[DEVICES["bare"]] = device_records(DeviceBehaviour("bare", timedelta(minutes=2)), bare_bundle,
                                             bundle.profile, now, 12)
     return fleet
@@ -189,3 +199,97 @@ def bench_document(scenario: str = "breast-cancer") -> dict[str, Any]:
         "scenarios": [{"name": scenario, "lineage": {}, "gate_passed": {"fp32": True}, "would_ship": "fp16",
                        "rows": rows, "head_to_head": head_to_head, "targets": targets}],
     }
+
+
+# -- bundles of the other task kinds -------------------------------------------------------------------------
+
+KIND_DEVICES = {name: device(name) for name in ("kind-multilabel", "kind-regression", "kind-anomaly", "kind-future")}
+KIND_INTERVAL = timedelta(seconds=30)  # 840 records over HISTORY: enough for drift and a 30 % baseline of 200+
+UNJUDGED_EVERY = 50  # every 50th record had a non-finite input: no result, flagged
+
+
+def _distribution(values: np.ndarray) -> dict[str, Any]:
+    return {"count": len(values), "mean": float(values.mean()), "std": float(values.std()),
+            "decile_edges": [float(edge) for edge in np.percentile(values, np.linspace(0, 100, 11))],
+            "sample": [round(float(value), 6) for value in np.sort(values)[::4]]}
+
+
+def _kind_inputs(rng: np.random.Generator, count: int) -> np.ndarray:
+    return rng.normal([70.0, 0.1, 0.0], [10.0, 0.02, 0.1], size=(count, 3))
+
+
+def _kind_outputs(task: str, rows: np.ndarray, rng: np.random.Generator) -> list[dict[str, Any]]:
+    """The result of each row for a hand-built bundle of ``task`` (same labels, targets and rules)."""
+    from tests.runtime.hand_built import OUTPUTS
+
+    spec = OUTPUTS[next(kind for kind in OUTPUTS if kind.value == task)]
+    results = []
+    for row in rows:
+        if task == "multilabel":
+            scores = dict(zip(spec.labels, rng.beta([2.0, 1.0, 1.0], [2.0, 4.0, 3.0]).round(6).tolist(),
+                              strict=True))
+            present = [label for label, threshold in zip(spec.labels, spec.decision.thresholds, strict=True)
+                       if scores[label] >= threshold]
+            results.append({"labels": present, "scores": scores})
+        elif task == "regression":
+            values = {"qt_interval": round(400.0 + 0.5 * (row[0] - 70.0) + rng.normal(0, 5), 3),
+                      "heart_rate_estimate": round(row[0] + rng.normal(0, 1), 3)}
+            results.append({"values": values, "units": dict(zip(spec.labels, spec.decision.units, strict=True))})
+        else:
+            score = round(float(rng.normal(0.0, 0.5) + abs(row[2]) * 2), 6)
+            threshold = spec.decision.threshold
+            results.append({"class": spec.labels[score >= threshold], "score": score, "alarm": score >= threshold,
+                            "threshold": threshold})
+    return results
+
+
+def kind_profile(task: str, seed: int = 0) -> dict[str, Any]:
+    """A reference profile for a hand-built bundle, shaped as ``dashboard.monitoring.predictions`` reads it."""
+    rng = np.random.default_rng(seed)
+    rows = _kind_inputs(rng, 2_000)
+    results = _kind_outputs(task, rows, rng)
+    from tests.runtime.hand_built import FEATURES
+
+    predictions: dict[str, Any] = {}
+    if task == "multilabel":
+        labels = list(results[0]["scores"])
+        predictions["scores"] = {label: _distribution(np.array([r["scores"][label] for r in results]))
+                                 for label in labels}
+    elif task == "regression":
+        predictions["values"] = {name: _distribution(np.array([r["values"][name] for r in results]))
+                                 for name in results[0]["values"]}
+    else:
+        predictions["score"] = _distribution(np.array([r["score"] for r in results]))
+        counts = {label: sum(r["class"] == label for r in results) for label in ("normal", "anomalous")}
+        predictions["class_counts"] = counts
+        predictions["class_fractions"] = {label: count / len(results) for label, count in counts.items()}
+    return {"schema_version": 1, "split": "test", "samples": len(rows), "feature_kind": "tabular",
+            "features": {name: _distribution(rows[:, index]) for index, name in enumerate(FEATURES)},
+            "predictions": predictions}
+
+
+def kind_records(task: str, bundle: BundleInfo | None, device_id: str, now: datetime, seed: int
+                 ) -> list[dict[str, Any]]:
+    """A device on a bundle of ``task`` over HISTORY; every UNJUDGED_EVERY-th record flagged without a result."""
+    from tests.runtime.hand_built import FEATURES
+
+    rng = np.random.default_rng(seed)
+    count = int(HISTORY / KIND_INTERVAL)
+    rows = _kind_inputs(rng, count)
+    results: list[Any] = (_kind_outputs(task, rows, rng) if task != "segmentation"
+                          else [{"mask_area": float(value)} for value in rng.random(count)])
+    records = []
+    for index in range(count):
+        unjudged = index % UNJUDGED_EVERY == UNJUDGED_EVERY - 1
+        features = {name: float(value) for name, value in zip(FEATURES, rows[index], strict=True)}
+        if unjudged:
+            features.pop(FEATURES[0])  # that input was NaN: the device leaves the feature out
+        records.append({
+            "sequence": index + 1, "time": utc_timestamp(now - HISTORY + (index + 1) * KIND_INTERVAL),
+            "device_id": device_id, "bundle_id": bundle.bundle_id if bundle else "future-bundle",
+            "bundle_sha256": bundle.manifest_sha256 if bundle else "f" * 64, "variant": "fp32",
+            "provider": "CPUExecutionProvider", "latency_us": round(float(rng.lognormal(math.log(300.0), 0.2)), 1),
+            "task": task, "result": None if unjudged else results[index],
+            "quality_flags": ["input_not_finite"] if unjudged else [], "features": features,
+        })
+    return records

@@ -135,11 +135,11 @@ def test_the_command_line_binds_loopback_without_usage_statistics() -> None:
 def test_the_cli_passes_paths_as_environment_variables(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[list[str], dict[str, str]]] = []
 
-    def fake_run(command: list[str], env: dict[str, str], check: bool) -> subprocess.CompletedProcess:
-        calls.append((command, env))
-        return subprocess.CompletedProcess(command, 0)
+    def fake_run(command: list[str], environment: dict[str, str]) -> int:
+        calls.append((command, environment))
+        return 0
 
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr("pipeline.cli.monitor.run_until_signalled", fake_run)
     result = CliRunner().invoke(dashboard_command, ["--bundles", str(tmp_path / "b"), "--database", "t.db",
                                                     "--port", "8123", "--latency-objective-us", "500"])
     assert result.exit_code == 0, result.output

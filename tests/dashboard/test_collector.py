@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -22,13 +23,14 @@ with warnings.catch_warnings():
 from dashboard.collector.app import create_app
 from dashboard.collector.schema import CollectorLimits
 from dashboard.collector.store import SqliteStore
+from dashboard.collector.vocabulary import BundleVocabularies
 from runtime.telemetry import TelemetryError, pseudonymous_device_id
-from tests.runtime.test_telemetry_records import DEVICE_ID, sample_record
+from tests.runtime.test_telemetry_records import DEVICE_ID, RESULTS, sample_record
 
 
 def batch(count: int, *, first: int = 1, device_id: str = DEVICE_ID, dropped: int = 0) -> dict[str, Any]:
     records = [sample_record(sequence=first + index, device_id=device_id) for index in range(count)]
-    return {"schema_version": 1, "device_id": device_id, "dropped": dropped, "records": records}
+    return {"schema_version": 2, "device_id": device_id, "dropped": dropped, "records": records}
 
 
 @pytest.fixture
@@ -85,9 +87,11 @@ def test_bad_json_is_400(client, store):
     assert store.count() == 0
 
 
-def test_wrong_schema_version_is_422(client, store):
-    response = client.post("/v1/telemetry", json={**batch(2), "schema_version": 2})
+@pytest.mark.parametrize("version", [3, 0, True, "2"])
+def test_wrong_schema_version_is_422(client, store, version):
+    response = client.post("/v1/telemetry", json={**batch(2), "schema_version": version})
     assert response.status_code == 422 and response.json()["field"] == "schema_version"
+    assert "accepts 1, 2" in response.json()["detail"]
     assert store.count() == 0
 
 
@@ -183,3 +187,183 @@ def test_concurrent_posts_while_another_connection_reads(store, tmp_path):
     assert {device["device_id"]: device["records"] for device in store.devices()} == dict.fromkeys(
         devices, batches * size
     )
+
+
+def test_records_of_every_task_kind_made_by_the_runtime_are_accepted(store, tmp_path):
+    """Hand-built bundles of every kind run on rows (one of them non-finite); their outbox goes to a collector that
+    knows the bundles (their labels and feature names are its allow-list)."""
+    from runtime.bundle import TrustPolicy
+    from runtime.contract import TaskKind
+    from runtime.runner import RunOptions, run
+    from runtime.telemetry import Outbox
+    from tests.runtime.hand_built import build_bundle
+
+    rows = np.array([[2.0, 0.0, -1.0], [-0.5, 3.0, 0.0], [np.nan, 1.0, 1.0], [1.0, -2.0, 0.4]])
+    np.save(tmp_path / "rows.npy", rows)
+    for index, kind in enumerate(TaskKind):
+        device_id = pseudonymous_device_id(f"SN-{kind.value}", "collector-tests")
+        outbox = tmp_path / f"{kind.value}.sqlite3"
+        bundle = build_bundle(tmp_path / kind.value, kind)
+        options = RunOptions(telemetry_outbox=outbox, device_id=device_id, trust=TrustPolicy.development())
+        list(run(bundle, tmp_path / "rows.npy", options))
+        with Outbox(outbox, device_id) as opened:
+            records = opened.pending(100)
+        body = {"schema_version": 2, "device_id": device_id, "dropped": 0, "records": records}
+        client = TestClient(create_app(store, vocabularies=BundleVocabularies(tmp_path)))
+        response = client.post("/v1/telemetry", json=body)
+        assert response.status_code == 200, response.json()
+        assert response.json()["acknowledged"] == [1, 2, 3, 4]
+        stored = store.records(device_id)
+        assert [record["task"] for record in stored] == [kind.value] * 4 and stored[2]["result"] is None
+        assert stored[2]["quality_flags"] == ["input_not_finite"] and stored[0]["result"] is not None
+        assert store.count() == 4 * (index + 1)
+
+
+def test_schema_1_batches_of_older_devices_are_accepted_and_stored_as_sent(client, store):
+    records = [{key: value for key, value in record.items() if key not in ("task", "result")}
+               | {"predicted_class": "N", "confidence": 0.9} for record in batch(3)["records"]]
+    response = client.post("/v1/telemetry", json={**batch(3), "schema_version": 1, "records": records})
+    assert response.status_code == 200 and store.count() == 3
+    assert store.records()[0]["predicted_class"] == "N" and "task" not in store.records()[0]
+    mixed = {**batch(2, first=10), "schema_version": 1}  # schema-2 records in a schema-1 envelope
+    assert client.post("/v1/telemetry", json=mixed).status_code == 422 and store.count() == 3
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda record: record.update(task="regression", result=RESULTS["anomaly"]), "result.alarm"),
+        (lambda record: record.update(task="anomaly", result={**RESULTS["anomaly"], "alarm": False}), "result.alarm"),
+        (lambda record: record.update(task="multilabel", result={"labels": ["x"], "scores": {"af": 0.2}}),
+         "result.labels"),
+        (lambda record: record.update(task="regression", result={"values": {"qt": [400.0]}, "units": {"qt": "ms"}}),
+         "result.values.qt"),
+        (lambda record: record.update(task="segmentation"), "task"),
+        (lambda record: record.update(result=None), "result"),
+        (lambda record: record.update(quality_flags=["input_not_finite"]), "result"),
+    ],
+)
+def test_malformed_results_refuse_the_whole_batch(client, store, change, field):
+    body = batch(3)
+    change(body["records"][2])
+    response = client.post("/v1/telemetry", json=body)
+    assert response.status_code == 422, response.json()
+    assert (response.json()["record_index"], response.json()["field"]) == (2, field)
+    assert store.count() == 0
+
+
+# -- malformed bodies are 4xx, never 5xx (a 5xx tells the device to retry forever) ----------------------------
+
+
+def _raw_post(client: TestClient, body: bytes) -> int:
+    return client.post("/v1/telemetry", content=body, headers={"content-type": "application/json"}).status_code
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, 400),  # beyond the parser's recursion limit
+        (json.dumps({**batch(1), "records": [[[[[[[[[[1]]]]]]]]]]}).encode(), 400),  # beyond max_depth
+        (json.dumps(batch(1)).replace('"dropped": 0', '"dropped": 9223372036854775808').encode(), 422),
+        (json.dumps(batch(1)).replace('"sequence": 1', '"sequence": 18446744073709551616').encode(), 422),
+        (json.dumps(batch(1)).replace('"latency_us": 412', '"latency_us": 1e400').encode(), 422),
+        (json.dumps(batch(1)).replace('"latency_us": 412', '"latency_us": ' + "9" * 5000).encode(), 400),
+        (json.dumps(batch(1)).replace('"std": 1.0', '"std": -1e999').encode(), 422),
+    ],
+)
+def test_deep_nesting_and_huge_numbers_are_4xx_and_store_nothing(client, store, body, status):
+    assert _raw_post(client, body) == status
+    assert store.count() == 0
+
+
+def test_a_huge_declared_length_is_413(client, store):
+    response = client.post("/v1/telemetry", content=b"{}", headers={
+        "content-type": "application/json", "content-length": "9" * 5000})
+    assert response.status_code in (400, 413) and store.count() == 0
+
+
+def test_randomly_damaged_bodies_are_never_5xx(client, store):
+    rng = np.random.default_rng(12)
+    good = json.dumps(batch(3)).encode()
+    pieces = [b"[", b"{", b"]", b"}", b'"', b"\\", b"1e999", b"99999999999999999999999", b"-", b"\xff", b"null",
+              b"NaN", b"Infinity", b",", b":", b"\x00", b'"a,b"', b"1,2,3"]
+    statuses = set()
+    for _ in range(300):
+        body = bytearray(good)
+        for _ in range(int(rng.integers(1, 6))):
+            spot = int(rng.integers(0, len(body)))
+            if rng.random() < 0.5:
+                body[spot:spot] = pieces[int(rng.integers(0, len(pieces)))]
+            else:
+                del body[spot : spot + int(rng.integers(1, 20))]
+        statuses.add(_raw_post(client, bytes(body)))
+    assert all(status < 500 for status in statuses), statuses
+    assert max(statuses) >= 400
+
+
+# -- privacy as an allow-list ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda record: record.update(features={f"s{index}": 0.1 for index in range(128)}), "features.s0"),
+        (lambda record: record.update(quality_flags=["noisy", "0.12,0.13,0.15"]), "quality_flags[1]"),
+        (lambda record: record.update(quality_flags=["lead_off", "my_own_flag"]), "quality_flags"),
+        (lambda record: record.update(bundle_id="ecg-0.1;0.2;0.3"), "bundle_id"),
+        (lambda record: record.update(variant="0.12 0.13 0.14 0.15 0.16"), "variant"),
+        (lambda record: record.update(bundle_id="John Smith"), "bundle_id"),
+        (lambda record: record["result"].update({"class": "John Smith 1970-01-01"}), "result.class"),
+    ],
+)
+def test_privacy_allow_list_refuses_what_is_not_a_summary(client, store, change, field):
+    body = batch(2)
+    change(body["records"][1])
+    response = client.post("/v1/telemetry", json=body)
+    assert response.status_code == 422, response.json()
+    assert (response.json()["record_index"], response.json()["field"]) == (1, field)
+    assert store.count() == 0
+
+
+def test_free_text_in_a_schema_1_class_is_refused(client, store):
+    records = [{key: value for key, value in record.items() if key not in ("task", "result")}
+               | {"predicted_class": "Jane Doe DOB 1980-02-03", "confidence": 0.9} for record in batch(1)["records"]]
+    response = client.post("/v1/telemetry", json={**batch(1), "schema_version": 1, "records": records})
+    assert response.status_code == 422 and response.json()["field"] == "predicted_class"
+
+
+def test_a_known_bundle_closes_labels_and_feature_names(store, tmp_path):
+    from runtime.contract import TaskKind
+    from tests.runtime.hand_built import FEATURES, build_bundle
+
+    bundle = build_bundle(tmp_path / "bundles" / "multiclass", TaskKind.MULTICLASS)
+    vocabularies = BundleVocabularies(tmp_path / "bundles")
+    client = TestClient(create_app(store, vocabularies=vocabularies))
+    sha256 = next(iter(vocabularies.by_sha256))
+    labels = sorted(next(iter(vocabularies.by_sha256.values())).labels)
+    assert (bundle / "manifest.json").is_file() and labels
+
+    def body(**changes: Any) -> dict[str, Any]:
+        record = sample_record(sequence=1, bundle_sha256=sha256, features={FEATURES[0]: 1.0})
+        record["result"]["class"] = labels[0]
+        record.update(changes)
+        return {"schema_version": 2, "device_id": DEVICE_ID, "dropped": 0, "records": [record]}
+
+    assert client.post("/v1/telemetry", json=body()).status_code == 200
+    unknown_label = body()
+    unknown_label["records"][0]["result"]["class"] = "not-a-label"
+    response = client.post("/v1/telemetry", json=unknown_label)
+    assert response.status_code == 422 and response.json()["field"] == "result.class"
+    response = client.post("/v1/telemetry", json=body(features={"heart_rate_x": 1.0}))
+    assert response.status_code == 422 and response.json()["field"] == "features.heart_rate_x"
+
+
+def test_a_changed_resend_logs_one_warning_per_batch(client, store, caplog):
+    assert client.post("/v1/telemetry", json=batch(50)).status_code == 200
+    changed = batch(50)
+    for record in changed["records"]:
+        record["latency_us"] = 999
+    with caplog.at_level("WARNING", logger="dashboard.collector.store"):
+        assert client.post("/v1/telemetry", json=changed).status_code == 200
+    warnings_logged = [entry for entry in caplog.records if entry.levelname == "WARNING"]
+    assert len(warnings_logged) == 1 and "50 record(s)" in warnings_logged[0].getMessage()

@@ -271,6 +271,7 @@ def test_device_drift_on_the_fixture(dashboard_fixture, reader: TelemetryReader)
 def test_data_and_monitoring_modules_do_not_import_streamlit() -> None:
     modules = ["dashboard.data.benchmarks", "dashboard.data.builds", "dashboard.data.bundles",
                "dashboard.data.settings", "dashboard.data.telemetry", "dashboard.monitoring.alerts",
-               "dashboard.monitoring.checks", "dashboard.monitoring.drift", "dashboard.monitoring.fleet"]
+               "dashboard.monitoring.checks", "dashboard.monitoring.drift", "dashboard.monitoring.fleet",
+               "dashboard.monitoring.predictions"]
     code = f"import sys\nfor name in {modules!r}: __import__(name)\nassert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -12,8 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.data.benchmarks import NO_RESULTS_MESSAGE
 from dashboard.data.settings import DashboardSettings
-from tests.dashboard.conftest import BARE_BUNDLE, SCENARIO
-from tests.dashboard.fixture_data import DEVICES
+from tests.dashboard.conftest import BARE_BUNDLE, KIND_BUNDLES, SCENARIO
+from tests.dashboard.fixture_data import DEVICES, KIND_DEVICES
 
 APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
 TIMEOUT_S = 120  # generous: the CI machine may be slow and shared
@@ -71,7 +71,8 @@ def test_fleet_page(fixture_settings: DashboardSettings) -> None:
     overview = app.dataframe[0].value
     assert len(overview) == len(DEVICES) and {"bundle", "p95_us", "last_seen"} <= set(overview.columns)
     assert "SLO objective 10,000 µs" in texts(app, "caption")
-    assert charts(app) == 3  # latency, throughput, flag rate
+    assert charts(app) == 3 + 3  # latency, throughput, flag rate; the class shares of each of the three bundles
+    assert "Predictions per bundle, last 6 hours" in {item.value for item in app.subheader}
 
 
 def test_drift_page_for_the_drifted_device(fixture_settings: DashboardSettings) -> None:
@@ -117,8 +118,9 @@ def test_device_page_shows_the_timeline_and_alerts(fixture_settings: DashboardSe
     app = run_page("device", {"device": DEVICES["regressed"]})
     assert app.title[0].value == "Device" and app.selectbox[0].value == DEVICES["regressed"]
     assert "latency SLO" in texts(app, "error", "warning") and "burn" in texts(app, "error", "warning")
-    assert {"Timeline", "Burn rates", "Drift"} <= {item.value for item in app.subheader}
-    assert charts(app) == 2
+    assert {"Timeline", "Answers", "Burn rates", "Drift"} <= {item.value for item in app.subheader}
+    assert charts(app) == 3  # latency, confidence, class shares
+    assert "answer" in app.dataframe[-1].value.columns
 
 
 def test_device_page_for_an_unknown_device(fixture_settings: DashboardSettings) -> None:
@@ -152,3 +154,69 @@ def test_builds_without_bundles_or_artefacts(dashboard_fixture, empty_settings, 
     use_settings(DashboardSettings(artifacts=empty_settings.artifacts, bundles=dashboard_fixture.settings.bundles))
     app = run_page("builds")
     assert "is not in" in texts(app, "info") and "clinical metrics" in texts(app, "info")
+
+
+@pytest.fixture
+def kind_settings(kind_fixture, use_settings) -> DashboardSettings:
+    use_settings(kind_fixture.settings)
+    return kind_fixture.settings
+
+
+def metrics(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def test_fleet_page_shows_each_kinds_answers(kind_settings: DashboardSettings) -> None:
+    app = run_page("fleet")
+    bundles = {item.value.strip("*") for item in app.markdown if item.value.startswith("**")}
+    assert {*KIND_BUNDLES.values(), "future-bundle (not published here)"} <= bundles
+    assert "alarm rate" in metrics(app) and metrics(app)["alarm threshold (score ≥)"] == "1"
+    assert "is not one this dashboard can chart" in texts(app, "info")
+    statistics = [frame.value for frame in app.dataframe if "p95" in frame.value.columns]
+    assert set(statistics[0]["output"]) == {"qt_interval", "heart_rate_estimate"}
+    assert "not judged" in texts(app, "caption")
+
+
+@pytest.mark.parametrize(("device", "chart_count", "shown"), [
+    ("kind-regression", 1 + 1 + 1, "qt_interval"),  # latency, values over time, value distribution
+    ("kind-anomaly", 1 + 1 + 1, "alarm rate"),  # latency, scores over time with the threshold, score histogram
+    ("kind-multilabel", 1 + 1 + 1, "at or above its own threshold"),  # latency, scores over time, positive rates
+    ("kind-future", 1, "is not one this dashboard can chart"),
+])
+def test_device_page_for_every_kind(kind_settings, device: str, chart_count: int, shown: str) -> None:
+    app = run_page("device", {"device": KIND_DEVICES[device]})
+    assert charts(app) == chart_count
+    page_text = texts(app, "info", "caption", "markdown") + " ".join(metrics(app)) + str(app.dataframe[-1].value)
+    assert shown in page_text
+    answers = app.dataframe[-1].value["answer"]
+    assert answers.str.startswith("not judged (input_not_finite)").any() or device == "kind-future"
+
+
+@pytest.mark.parametrize("task", list(KIND_BUNDLES))
+def test_drift_page_for_every_kind(kind_settings, task: str) -> None:
+    app = run_page("drift", {"device": KIND_DEVICES[f"kind-{task}"]})
+    names = set(app.dataframe[0].value["name"])
+    expected = {"regression": "value qt_interval", "anomaly": "anomaly score", "multilabel": "score af"}[task]
+    assert expected in names and "heart_rate" in names
+    assert "Answers in the window" in {item.value for item in app.subheader}
+    app.selectbox[1].select(expected).run()
+    assert not app.exception and charts(app) >= 2
+
+
+def test_drift_page_across_a_bundle_of_another_kind_and_for_an_unknown_kind(kind_settings) -> None:
+    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    app.switch_page("pages/drift.py").run()
+    app.selectbox[0].select(f"all devices on bundle {KIND_BUNDLES['anomaly']}").run()
+    assert not app.exception and "anomaly score" in set(app.dataframe[0].value["name"])
+    app = run_page("drift", {"device": KIND_DEVICES["kind-future"]})
+    assert "not among the published bundles" in texts(app, "warning")
+
+
+def test_builds_and_alerts_pages_with_bundles_of_every_kind(kind_settings) -> None:
+    app = run_page("builds")
+    assert [header.value for header in app.header] == sorted(KIND_BUNDLES.values())
+    assert [item.value for item in app.subheader].count("How the device decides") == 3
+    assert "record no macro-F1" in texts(app, "info")
+    rules = "\n".join(str(frame.value) for frame in app.dataframe)
+    assert "threshold af" in rules and "unit of qt_interval" in rules and "target false-alarm rate" in rules
+    run_page("alerts")

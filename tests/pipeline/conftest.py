@@ -28,3 +28,10 @@ def breast_cancer_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
 def ecg_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
     root = tmp_path_factory.mktemp("ecg")
     return root, tiny_build("ecg-arrhythmia", root)
+
+
+@pytest.fixture(scope="session")
+def ecg_pvc_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
+    """The real-data PVC scenario at the tiny profile: one minute of five MIT-BIH records (about 15 s)."""
+    root = tmp_path_factory.mktemp("ecg-pvc")
+    return root, tiny_build("ecg-pvc", root)

@@ -133,7 +133,7 @@ def _write_npz(path, **overrides):
         ({"test_inputs": np.zeros((40, 5), np.float32)}, "shape (40, 5)"),
         ({"calibration_inputs": None}, "lacks the arrays ['calibration_inputs']"),
         ({"test_labels": np.full(40, 9, np.int64)}, "outside 0..1"),
-        ({"class_names": np.array(["same", "same"])}, "not make a valid device contract"),
+        ({"class_names": np.array(["same", "same"])}, "class_names is ['same', 'same']"),
     ],
 )
 def test_bad_user_data_is_a_usage_error_and_writes_nothing(runner, user_model, tmp_path, overrides, needle):

@@ -1,10 +1,13 @@
-"""Tiny real bundles (built once per session) and synthetic ECG with known R-peaks.
+"""Tiny real bundles (built once per session, signed with a test key) and synthetic ECG with known R-peaks.
 
-Tests here may use ``pipeline`` to make fixtures; the runtime code under test may not.
+Tests here may use ``pipeline`` to make fixtures; the runtime code under test may not. The session's
+signing key is a development key in pytest's temporary folder; ``trust`` trusts it alone (no rollback
+state: the tests of rollback bring their own), and ``resign`` signs a manifest a test edited on purpose.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +17,12 @@ import pytest
 
 from pipeline.build.builder import build_scenario
 from pipeline.build.context import StageContext
+from pipeline.build.signing import PRIVATE_KEY_NAME, TRUST_STORE_FOLDER, SigningKey, generate_keys
 from pipeline.config import Profile
 from pipeline.scenarios import get_scenario
 from runtime.bundle import Bundle, load_bundle
+from runtime.contract import MANIFEST_NAME, KeyPurpose
+from runtime.trust import SIGNATURE_NAME, TrustPolicy
 
 # (offset from R in s, width in s, amplitude): P, Q, R, S and T waves of a lead-II-like beat.
 _WAVES = ((-0.2, 0.025, 0.15), (-0.03, 0.01, -0.12), (0.0, 0.012, 1.0), (0.03, 0.01, -0.25), (0.25, 0.045, 0.3))
@@ -63,17 +69,51 @@ def matched_fraction(reference_s: np.ndarray, detected_s: np.ndarray, tolerance_
 
 
 _BUILT: dict[str, Path] = {}  # scenario → published tiny bundle, shared by every test directory in a session
+_KEYS: dict[str, SigningKey] = {}
+
+
+def session_signing_key(tmp_path_factory) -> SigningKey:
+    """The test session's signing key (a development key outside the repository), made once."""
+    if "key" not in _KEYS:
+        folder = tmp_path_factory.getbasetemp() / "edgemed-test-key"
+        if not (folder / PRIVATE_KEY_NAME).exists():
+            generate_keys(folder, KeyPurpose.DEVELOPMENT)
+        _KEYS["key"] = SigningKey.load(folder / PRIVATE_KEY_NAME)
+    return _KEYS["key"]
+
+
+def session_trust(tmp_path_factory) -> TrustPolicy:
+    """A device that trusts the session's key alone and keeps no rollback state."""
+    store = session_signing_key(tmp_path_factory).path.parent / TRUST_STORE_FOLDER
+    return dataclasses.replace(TrustPolicy.from_store(store), version_state=None)
+
+
+def resign(folder: Path, key: SigningKey) -> None:
+    """Sign ``folder``'s manifest.json as it is now (a test that damages a manifest on purpose)."""
+    (folder / SIGNATURE_NAME).write_bytes(key.sign((folder / MANIFEST_NAME).read_bytes()).to_bytes())
 
 
 def tiny_bundle(name: str, tmp_path_factory) -> Path:
-    """The scenario's tiny bundle, built at most once per test session (tests/pipeline reuses it too)."""
+    """The scenario's tiny bundle, built at most once per test session (tests/pipeline reuses it too), signed
+    with the session's key."""
     if name not in _BUILT:
         root = tmp_path_factory.getbasetemp() / "edgemed-tiny-bundles"
         scenario = get_scenario(name)
         config = scenario.build_config(Profile.TINY)
-        outcome = build_scenario(scenario, config, StageContext(root / "artifacts"), root / "bundles")
+        outcome = build_scenario(scenario, config, StageContext(root / "artifacts"), root / "bundles",
+                                 signing_key=session_signing_key(tmp_path_factory))
         _BUILT[name] = outcome.bundle_directory
     return _BUILT[name]
+
+
+@pytest.fixture(scope="session")
+def signing_key(tmp_path_factory) -> SigningKey:
+    return session_signing_key(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def trust(tmp_path_factory) -> TrustPolicy:
+    return session_trust(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -87,13 +127,13 @@ def breast_bundle_path(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ecg_bundle(ecg_bundle_path) -> Bundle:
-    return load_bundle(ecg_bundle_path, provider="cpu", threads=1)
+def ecg_bundle(ecg_bundle_path, trust) -> Bundle:
+    return load_bundle(ecg_bundle_path, provider="cpu", threads=1, trust=trust)
 
 
 @pytest.fixture(scope="session")
-def breast_bundle(breast_bundle_path) -> Bundle:
-    return load_bundle(breast_bundle_path, provider="cpu", threads=1)
+def breast_bundle(breast_bundle_path, trust) -> Bundle:
+    return load_bundle(breast_bundle_path, provider="cpu", threads=1, trust=trust)
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""Bundle verification: every kind of damage is refused by its own error before any session exists."""
+"""Bundle verification: every kind of damage is refused by its own error before any session exists.
+
+The damaged copies are signed again (``resign``) so that each reaches the check it is about; the trust
+refusals themselves (unsigned, bad signature, unknown key, rollback) are in ``test_signing.py``."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from runtime.errors import IntegrityError
 from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 from runtime.session import ProviderError, available_providers
+from tests.runtime.conftest import resign
 
 
 @pytest.fixture
@@ -107,40 +111,43 @@ DAMAGE = {
 
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_damaged_bundle_is_refused_by_its_own_error_before_any_session(
-    damage, ecg_bundle_path, copy_bundle, no_session
+    damage, ecg_bundle_path, copy_bundle, no_session, trust, signing_key
 ):
     change, error_type, mentioned = DAMAGE[damage]
     folder = copy_bundle(ecg_bundle_path)
     change(folder)
+    if (folder / "manifest.json").exists():
+        resign(folder, signing_key)  # a signed but broken build: the check itself must refuse it
     with pytest.raises(error_type) as raised:
-        load_bundle(folder)
+        load_bundle(folder, trust=trust)
     message = str(raised.value)
     assert isinstance(raised.value, BundleError)
     assert mentioned in message and "Expected:" in message and "Fix:" in message
 
 
-def test_truncation_names_expected_and_actual_size(ecg_bundle_path, copy_bundle, no_session):
+def test_truncation_names_expected_and_actual_size(ecg_bundle_path, copy_bundle, no_session, trust):
     folder = copy_bundle(ecg_bundle_path)
     recorded = json.loads((folder / "manifest.json").read_text())["files"]["model.onnx"]["bytes"]
     _truncate(folder)
     with pytest.raises(TruncatedFileError, match=f"{recorded - 100} bytes .* {recorded} bytes"):
-        load_bundle(folder)
+        load_bundle(folder, trust=trust)
 
 
-def test_tampering_is_also_an_integrity_error(ecg_bundle_path, copy_bundle, no_session):
+def test_tampering_is_also_an_integrity_error(ecg_bundle_path, copy_bundle, no_session, trust):
     folder = copy_bundle(ecg_bundle_path)
     _flip_byte(folder)
     with pytest.raises(IntegrityError):
-        load_bundle(folder)
+        load_bundle(folder, trust=trust)
 
 
-def test_unsupported_opset_names_both_versions(ecg_bundle_path, copy_bundle, no_session):
+def test_unsupported_opset_names_both_versions(ecg_bundle_path, copy_bundle, no_session, trust, signing_key):
     import onnxruntime
 
     folder = copy_bundle(ecg_bundle_path)
     _edit_manifest(folder, lambda m: m["export"].update(opset=99))
+    resign(folder, signing_key)
     with pytest.raises(UnsupportedOpsetError) as raised:
-        load_bundle(folder)
+        load_bundle(folder, trust=trust)
     assert "opset 99" in str(raised.value) and onnxruntime.__version__ in str(raised.value)
 
 
@@ -183,16 +190,16 @@ def test_wrong_batch_shape_is_an_input_error(ecg_bundle):
         ecg_bundle.predict(np.zeros((2, 100, 1)))
 
 
-def test_best_provider_is_used_when_none_is_named(ecg_bundle_path):
-    bundle = load_bundle(ecg_bundle_path)
+def test_best_provider_is_used_when_none_is_named(ecg_bundle_path, trust):
+    bundle = load_bundle(ecg_bundle_path, trust=trust)
     assert bundle.provider in available_providers()
 
 
-def test_unknown_provider_is_refused(ecg_bundle_path):
+def test_unknown_provider_is_refused(ecg_bundle_path, trust):
     if "TensorrtExecutionProvider" in available_providers():
         pytest.skip("TensorRT is installed here")
     with pytest.raises(ProviderError, match="CPUExecutionProvider"):
-        load_bundle(ecg_bundle_path, provider="tensorrt")
+        load_bundle(ecg_bundle_path, provider="tensorrt", trust=trust)
 
 
 def test_decisions_follow_the_manifest_rule(ecg_bundle):
@@ -203,20 +210,23 @@ def test_decisions_follow_the_manifest_rule(ecg_bundle):
     assert [decision.low_confidence for decision in decisions] == (probabilities.max(axis=1) < 0.5).tolist()
 
 
-def test_bundle_id_is_the_lineage_id_or_the_manifest_hash(ecg_bundle_path, copy_bundle):
+def test_bundle_id_is_the_lineage_id_or_the_manifest_hash(ecg_bundle_path, copy_bundle, trust, signing_key):
     lineage_id = json.loads((ecg_bundle_path / "manifest.json").read_text())["lineage"]["bundle"]
-    assert load_bundle(ecg_bundle_path, provider="cpu").bundle_id == lineage_id
+    assert load_bundle(ecg_bundle_path, provider="cpu", trust=trust).bundle_id == lineage_id
     folder = copy_bundle(ecg_bundle_path)
     _edit_manifest(folder, lambda m: m["lineage"].pop("bundle"))
-    bundle = load_bundle(folder, provider="cpu")
+    resign(folder, signing_key)
+    bundle = load_bundle(folder, provider="cpu", trust=trust)
     assert bundle.bundle_id == bundle.manifest_sha256[:12] != lineage_id
 
 
-def test_manifest_and_model_from_different_builds_are_refused(ecg_bundle_path, copy_bundle):
+def test_manifest_and_model_from_different_builds_are_refused(ecg_bundle_path, copy_bundle, trust, signing_key):
     folder = copy_bundle(ecg_bundle_path)
     _edit_manifest(folder, lambda m: m["output"].update(names=["scores"]))
+    resign(folder, signing_key)
     with pytest.raises(ModelContractError, match="scores"):
-        load_bundle(folder, provider="cpu")
+        load_bundle(folder, provider="cpu", trust=trust)
     _edit_manifest(folder, lambda m: m["output"].update(names=["probabilities"], labels=["N", "S", "V"]))
+    resign(folder, signing_key)
     with pytest.raises(ModelContractError, match="3"):
-        load_bundle(folder, provider="cpu")
+        load_bundle(folder, provider="cpu", trust=trust)

@@ -317,3 +317,18 @@ def test_direct_construction_validates_like_from_dict():
     with pytest.raises(ManifestError) as raised:
         dataclasses.replace(manifest(), variant="missing")
     assert raised.value.field == "variant"
+
+
+def test_the_recording_validation_section_is_optional_free_form_json():
+    plain = as_json(manifest())
+    assert "recording_validation" not in plain  # written only when set: manifests without it read as before
+    assert BundleManifest.from_dict(plain).recording_validation is None
+    section = {"shipped_variant": "fp32", "variants": {"fp32": {"per_record": [{"record": "119", "v_sensitivity": 1.0}],
+                                                                "healthy": None}}}
+    original = dataclasses.replace(manifest(), recording_validation=section)
+    document = as_json(original)
+    parsed = BundleManifest.from_dict(document)
+    assert parsed == original and parsed.to_dict() == document
+    document["recording_validation"]["shipped_variant"] = "int8"
+    assert parsed.recording_validation["shipped_variant"] == "fp32"  # a copy
+    assert refused({**plain, "recording_validation": [1, 2]}).field == "recording_validation"

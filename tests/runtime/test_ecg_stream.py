@@ -1,4 +1,5 @@
-"""ECG streaming: chunk-size invariance, R-peak accuracy, and every bad-sample kind flagged without a crash."""
+"""ECG streaming: chunk-size invariance (one input, and inputs derived per beat), R-peak accuracy, and every
+bad-sample kind flagged without a crash."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from runtime.ecg import (
 from runtime.events import BeatEvent, QualityEvent
 from runtime.features import WAVEFORM_FEATURES
 from tests.runtime.conftest import matched_fraction, synthetic_ecg
+from tests.runtime.pvc_bundle import TWO_INPUTS, load_pvc_bundle
 
 
 def _run(bundle, signal, rate, chunk, **options):
@@ -50,6 +52,26 @@ def test_events_do_not_depend_on_chunk_size(ecg_bundle, rate):
     assert len(_beats(reference)) >= 24
     assert _comparable(_run(ecg_bundle, signal, rate, chunk=1)) == reference
     assert _comparable(_run(ecg_bundle, signal, rate, chunk=997)) == reference
+
+
+@pytest.fixture(scope="module")
+def residual_rr_bundle(tmp_path_factory):
+    """Two inputs the stream derives: the template residual and the RR features (decided one beat late)."""
+    return load_pvc_bundle(tmp_path_factory.mktemp("residual-rr") / "bundle", TWO_INPUTS)
+
+
+@pytest.mark.parametrize("rate", [360.0, 500.0])
+def test_two_input_events_do_not_depend_on_chunk_size(residual_rr_bundle, rate):
+    signal, _ = synthetic_ecg(40, rate=rate, heart_rate=80, seed=13)
+    signal[int(12 * rate) : int(16 * rate)] = signal[int(12 * rate)]  # lead off: RR history and template restart
+    signal[int(30 * rate) : int(30.1 * rate)] = np.nan
+    reference = _comparable(_run(residual_rr_bundle, signal, rate, chunk=int(10 * rate)))
+    beats = _beats(reference)
+    warming = [beat for beat in beats if QualityFlag.WARMING_UP.value in beat.quality_flags]
+    assert len(beats) >= 45 and sum(beat.classified for beat in beats) >= 20 and len(warming) >= 22
+    assert all(beat.pre_rr_ms is not None or beat.post_rr_ms is not None for beat in beats)
+    assert _comparable(_run(residual_rr_bundle, signal, rate, chunk=1)) == reference
+    assert _comparable(_run(residual_rr_bundle, signal, rate, chunk=997)) == reference
 
 
 def test_chunk_invariance_holds_with_bad_samples(ecg_bundle):

@@ -1,18 +1,20 @@
-"""The dependency rule: importing the runtime pulls in numpy, onnxruntime and the standard library only.
+"""The dependency rule: importing the runtime pulls in numpy, onnxruntime, cryptography and the standard library only.
 
 Three checks, from strongest to cheapest:
 
 * a clean virtualenv with ``pip install --no-deps`` of this project plus numpy and
   onnxruntime from pip (slow: only with ``-m slow`` or EDGEMED_RUN_SLOW=1; skipped
   when pip cannot reach an index or cache);
-* a virtualenv without pip that sees nothing but numpy, onnxruntime and a copy of
-  ``runtime/`` (no network; ``pipeline`` and friends do not even exist there);
+* a virtualenv without pip that sees nothing but numpy, onnxruntime, cryptography (with its
+  compiled cffi backend) and a copy of ``runtime/`` (no network; ``pipeline`` and friends do not
+  even exist there), where a bundle signature is also verified;
 * a subprocess of the development venv, where everything is installed, checking
   which modules the imports actually load.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
@@ -23,7 +25,24 @@ from pathlib import Path
 import pytest
 
 REPOSITORY = Path(__file__).resolve().parents[2]
-MODULES = ["runtime", "runtime.bundle", "runtime.ecg.stream", "runtime.tabular", "runtime.runner", "runtime.readers"]
+MODULES = ["runtime", "runtime.bundle", "runtime.ecg.stream", "runtime.tabular", "runtime.runner", "runtime.readers",
+           "runtime.trust"]
+# Top-level modules that verifying a signature may load besides the standard library (cryptography's Rust
+# extension registers ``_openssl``; ``_cffi_backend`` is cffi's compiled core).
+VERIFY_ALLOWED = {"runtime", "numpy", "cryptography", "_cffi_backend", "_openssl"}
+VERIFY = (
+    "import sys\n"
+    "from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey\n"
+    "from runtime.trust import SignatureFile, TrustedKey, TrustPolicy, check_signature, key_id\n"
+    "from runtime.trust.signature import raw_public_bytes\n"
+    "private = Ed25519PrivateKey.generate()\n"
+    "identifier = key_id(raw_public_bytes(private.public_key()))\n"
+    "policy = TrustPolicy({identifier: TrustedKey(identifier, private.public_key(), None)})\n"
+    "signature = SignatureFile(identifier, private.sign(b'manifest')).to_bytes()\n"
+    "assert check_signature(policy, b'manifest', signature, 'test').verified\n"
+    "loaded = {name.split('.')[0] for name in sys.modules} - set(sys.stdlib_module_names)\n"
+    "print(sorted(name for name in loaded if not name.startswith('__')))\n"
+)
 FORBIDDEN = {
     "tensorflow",
     "keras",
@@ -72,12 +91,17 @@ def test_runtime_alone_with_numpy_and_onnxruntime(tmp_path):
     packages = tmp_path / "site"
     packages.mkdir()
     installed = Path(sysconfig.get_paths()["purelib"])
-    for name in ("numpy", "numpy.libs", "onnxruntime"):
+    for name in ("numpy", "numpy.libs", "onnxruntime", "cryptography", *(path.name for path in installed.glob(
+            "_cffi_backend*"))):
         if (installed / name).exists():
             (packages / name).symlink_to(installed / name)
     shutil.copytree(REPOSITORY / "runtime", packages / "runtime", ignore=shutil.ignore_patterns("__pycache__"))
     environment = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(packages)}
     assert _forbidden_loaded(python, environment, cwd=tmp_path) == "[]"
+    verified = subprocess.run([str(python), "-c", VERIFY], capture_output=True, text=True, timeout=120,
+                              env=environment, cwd=tmp_path)
+    assert verified.returncode == 0, verified.stderr
+    assert set(ast.literal_eval(verified.stdout)) <= VERIFY_ALLOWED, verified.stdout  # nothing heavy loads
 
 
 def test_clean_pip_install_of_the_cpu_extra_stays_pure(tmp_path):
@@ -100,6 +124,6 @@ def test_clean_pip_install_of_the_cpu_extra_stays_pure(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     listed = subprocess.run([str(python), "-m", "pip", "list", "--format=freeze"], capture_output=True, text=True)
     installed = {line.split("==")[0].lower() for line in listed.stdout.split()}
-    assert {"numpy", "onnxruntime", "edgemed"} <= installed
+    assert {"numpy", "onnxruntime", "cryptography", "edgemed"} <= installed
     assert not installed & {"tensorflow", "keras", "tf2onnx", "onnx", "click", "streamlit", "scikit-learn", "scipy"}
     assert _forbidden_loaded(python, {"PATH": os.environ.get("PATH", "")}, cwd=tmp_path) == "[]"

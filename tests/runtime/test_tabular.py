@@ -44,8 +44,9 @@ def test_predictions_equal_bundle_predict(breast_bundle, tmp_path):
     predictions = list(predict_csv(breast_bundle, _shuffled_csv(breast_bundle, rows, tmp_path / "t.csv")))
     expected = breast_bundle.predict(rows)
     assert [p.row for p in predictions] == list(range(len(rows)))
-    assert np.array_equal(np.asarray([list(p.probabilities.values()) for p in predictions], dtype=np.float32), expected)
-    assert [p.predicted_class for p in predictions] == [breast_bundle.labels[i] for i in expected.argmax(axis=1)]
+    probabilities = [list(p.result.probabilities.values()) for p in predictions]
+    assert np.array_equal(np.asarray(probabilities, dtype=np.float32), expected)
+    assert [p.result.label for p in predictions] == [breast_bundle.labels[i] for i in expected.argmax(axis=1)]
 
 
 def test_missing_column_is_named(breast_bundle, tmp_path):
@@ -56,7 +57,7 @@ def test_missing_column_is_named(breast_bundle, tmp_path):
     assert names[0] in str(raised.value) and names[1] in str(raised.value) and names[2] not in str(raised.value)
 
 
-@pytest.mark.parametrize(("cell", "problem"), [("abc", "not a number"), ("", "empty"), ("inf", "not a finite")])
+@pytest.mark.parametrize(("cell", "problem"), [("abc", "not a number"), ("", "empty")])
 def test_bad_cell_names_row_and_column(breast_bundle, tmp_path, cell, problem):
     names = list(breast_bundle.input_spec.feature_names)
     rows = [[1.0] * len(names) for _ in range(4)]
@@ -68,19 +69,29 @@ def test_bad_cell_names_row_and_column(breast_bundle, tmp_path, cell, problem):
     assert "row 2 (line 4)" in message and f"'{names[5]}'" in message and problem in message
 
 
-def test_runner_streams_tabular_and_waveform_inputs(breast_bundle_path, breast_bundle, ecg_bundle_path, tmp_path):
+def test_non_finite_numbers_are_read_as_they_are_for_the_runner_to_flag(breast_bundle, tmp_path):
+    names = list(breast_bundle.input_spec.feature_names)
+    rows = [[1.0] * len(names) for _ in range(3)]
+    rows[0][1], rows[1][2], rows[2][3] = "nan", "-inf", "1e39"  # the last overflows float32
+    values = read_feature_csv(_write_csv(tmp_path / "t.csv", names, rows), tuple(names))
+    assert np.isnan(values[0, 1]) and values[1, 2] == -np.inf and values[2, 3] == np.inf
+    assert np.isfinite(np.delete(values, [1, 2 + len(names), 3 + 2 * len(names)])).all()
+
+
+def test_runner_streams_tabular_and_waveform_inputs(breast_bundle_path, breast_bundle, ecg_bundle_path, tmp_path,
+                                                    trust):
     rows = _rows(breast_bundle, 5)
     np.save(tmp_path / "rows.npy", rows)
-    predictions = list(run(breast_bundle_path, tmp_path / "rows.npy"))
+    predictions = list(run(breast_bundle_path, tmp_path / "rows.npy", RunOptions(trust=trust)))
     assert len(predictions) == 5 and predictions[0].kind == "prediction"
     signal, _ = synthetic_ecg(12, seed=3)
     np.save(tmp_path / "ecg.npy", signal)
     with pytest.raises(InputError, match="--sample-rate"):
-        list(run(ecg_bundle_path, tmp_path / "ecg.npy"))
-    events = list(run(ecg_bundle_path, tmp_path / "ecg.npy", RunOptions(sample_rate_hz=360.0)))
+        list(run(ecg_bundle_path, tmp_path / "ecg.npy", RunOptions(trust=trust)))
+    events = list(run(ecg_bundle_path, tmp_path / "ecg.npy", RunOptions(sample_rate_hz=360.0, trust=trust)))
     assert sum(event.kind == "beat" for event in events) >= 12
     _write_csv(tmp_path / "ecg.csv", ["time", "ecg"], [[i / 360, v] for i, v in enumerate(signal)])
-    from_csv = list(run(ecg_bundle_path, tmp_path / "ecg.csv", RunOptions(sample_rate_hz=360.0)))
+    from_csv = list(run(ecg_bundle_path, tmp_path / "ecg.csv", RunOptions(sample_rate_hz=360.0, trust=trust)))
     assert [e.time_s for e in from_csv] == [e.time_s for e in events]
 
 
@@ -102,39 +113,44 @@ def test_telemetry_record_has_the_agreed_keys_and_no_raw_data(breast_bundle, ecg
         "variant",
         "provider",
         "latency_us",
-        "predicted_class",
-        "confidence",
+        "task",
+        "result",
         "quality_flags",
         "features",
     }
+    assert record["task"] == "multiclass" and set(record["result"]) == {"class", "confidence", "low_confidence"}
     assert set(record["features"]) == set(breast_bundle.input_spec.feature_names)
     assert record["time"].endswith("+00:00") and json.dumps(record)
 
 
-def test_missing_telemetry_package_is_a_clear_error(breast_bundle_path, tmp_path, monkeypatch):
+def test_missing_telemetry_package_is_a_clear_error(breast_bundle_path, tmp_path, monkeypatch, trust):
     import sys
 
     monkeypatch.setitem(sys.modules, "runtime.telemetry.outbox", None)  # import now raises ImportError
     rows = tmp_path / "rows.npy"
     np.save(rows, np.ones((1, 30), dtype=np.float32))
     with pytest.raises(TelemetryUnavailableError, match=r"runtime\.telemetry"):
-        run(breast_bundle_path, rows, RunOptions(telemetry_outbox=tmp_path / "outbox", device_id="ab" * 16))
+        run(breast_bundle_path, rows, RunOptions(telemetry_outbox=tmp_path / "outbox", device_id="ab" * 16,
+                                                 trust=trust))
     with pytest.raises(TelemetryUnavailableError, match="device id"):
-        run(breast_bundle_path, rows, RunOptions(telemetry_outbox=tmp_path / "outbox"))
+        run(breast_bundle_path, rows, RunOptions(telemetry_outbox=tmp_path / "outbox", trust=trust))
 
 
-def test_device_cli_writes_json_lines(breast_bundle_path, breast_bundle, tmp_path, capsys):
+def test_device_cli_writes_json_lines(breast_bundle_path, breast_bundle, tmp_path, capsys, trust):
     path = _shuffled_csv(breast_bundle, _rows(breast_bundle, 3), tmp_path / "t.csv")
-    assert device_main([str(breast_bundle_path), "--input", str(path), "--output", str(tmp_path / "o.jsonl")]) == 0
+    trusted = ["--trust-store", str(trust.store), "--version-state", str(tmp_path / "versions.json")]
+    assert device_main([str(breast_bundle_path), "--input", str(path), "--output", str(tmp_path / "o.jsonl"),
+                        *trusted]) == 0
     lines = (tmp_path / "o.jsonl").read_text().splitlines()
     assert [json.loads(line)["row"] for line in lines] == [0, 1, 2]
-    assert device_main([str(breast_bundle_path), "--input", str(tmp_path / "missing.csv")]) == 1
+    assert device_main([str(breast_bundle_path), "--input", str(tmp_path / "missing.csv"), *trusted]) == 1
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_click_run_command(breast_bundle_path, breast_bundle, tmp_path):
+def test_click_run_command(breast_bundle_path, breast_bundle, tmp_path, trust):
     path = _shuffled_csv(breast_bundle, _rows(breast_bundle, 2), tmp_path / "t.csv")
-    result = CliRunner().invoke(run_command, [str(breast_bundle_path), "--input", str(path)])
+    trusted = ["--trust-store", str(trust.store), "--version-state", str(tmp_path / "versions.json")]
+    result = CliRunner().invoke(run_command, [str(breast_bundle_path), "--input", str(path), *trusted])
     assert result.exit_code == 0, result.output
     assert [json.loads(line)["type"] for line in result.output.splitlines() if line.startswith("{")] == [
         "prediction",
@@ -142,13 +158,13 @@ def test_click_run_command(breast_bundle_path, breast_bundle, tmp_path):
     ]
     names = list(breast_bundle.input_spec.feature_names)
     broken = _write_csv(tmp_path / "b.csv", names[1:], [[1.0] * (len(names) - 1)])
-    result = CliRunner().invoke(run_command, [str(breast_bundle_path), "--input", str(broken)])
+    result = CliRunner().invoke(run_command, [str(breast_bundle_path), "--input", str(broken), *trusted])
     # The device contract, shared with ``python -m runtime``: 2 is a usage error, 1 a refused input or bundle.
     # A table missing a feature column is a refused input, so 1 (``edgemed run`` used to say 2 here).
     assert result.exit_code == 1 and names[0] in result.output
 
 
-def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, tmp_path, monkeypatch):
+def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, tmp_path, monkeypatch, trust):
     """A stand-in runtime.telemetry (Outbox/Uploader as agreed) receives one record per beat."""
     import sys
     import types
@@ -178,10 +194,11 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
     monkeypatch.setitem(sys.modules, "runtime.telemetry.uploader", types.SimpleNamespace(Uploader=Uploader))
     signal, _ = synthetic_ecg(12, seed=4)
     np.save(tmp_path / "ecg.npy", signal)
-    options = RunOptions(sample_rate_hz=360.0, telemetry_url="http://collector.invalid/v1", device_id="0f" * 16)
+    options = RunOptions(sample_rate_hz=360.0, telemetry_url="http://collector.invalid/v1", device_id="0f" * 16,
+                         trust=trust)
     events = list(run(ecg_bundle_path, tmp_path / "ecg.npy", options))
     beats = [event for event in events if event.kind == "beat"]
     assert len(appended) == len(beats) >= 12 and uploads == ["http://collector.invalid/v1"]
     profile = json.loads((ecg_bundle_path / "reference_profile.json").read_text())
     assert set(appended[0]["features"]) == set(profile["features"])
-    assert appended[0]["predicted_class"] == beats[0].beat_class and appended[0]["variant"]
+    assert appended[0]["result"]["class"] == beats[0].beat_class and appended[0]["variant"]

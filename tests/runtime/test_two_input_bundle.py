@@ -11,7 +11,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from runtime.bundle import InputShapeError, ModelContractError, load_bundle
+from runtime.bundle import InputShapeError, ModelContractError, TrustPolicy, load_bundle
 from runtime.contract import (
     MANIFEST_NAME,
     MODEL_NAME,
@@ -31,6 +31,7 @@ from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 from runtime.tabular import predict_rows
 
+UNSIGNED = TrustPolicy.development()  # a hand-made bundle has no signature
 WEIGHTS = np.array([[1.0], [-2.0], [0.5], [1.5], [-1.0]], np.float32)  # 4 beat samples + 1 RR feature
 
 
@@ -81,7 +82,7 @@ def two_input_bundle(tmp_path_factory) -> Path:
 
 
 def test_each_input_is_fed_by_name_and_decided_by_the_binary_rule(two_input_bundle):
-    bundle = load_bundle(two_input_bundle, provider="cpu", threads=1)
+    bundle = load_bundle(two_input_bundle, provider="cpu", threads=1, trust=UNSIGNED)
     rng = np.random.default_rng(0)
     beats, rr = rng.normal(size=(7, 4)).astype(np.float32), rng.normal(size=(7, 1)).astype(np.float32)
     expected = 1 / (1 + np.exp(-(np.concatenate([beats, rr], axis=1) @ WEIGHTS)))
@@ -93,7 +94,7 @@ def test_each_input_is_fed_by_name_and_decided_by_the_binary_rule(two_input_bund
 
 
 def test_single_input_runners_refuse_a_two_input_bundle(two_input_bundle):
-    bundle = load_bundle(two_input_bundle, provider="cpu", threads=1)
+    bundle = load_bundle(two_input_bundle, provider="cpu", threads=1, trust=UNSIGNED)
     with pytest.raises(UnsupportedBundleError, match="2 inputs"):
         predict_rows(bundle, np.zeros((1, 1), np.float32))
     with pytest.raises(InputShapeError, match="beat"):
@@ -110,4 +111,4 @@ def test_a_manifest_naming_other_inputs_than_the_graph_is_refused(two_input_bund
     document["inputs"][1]["name"] = "rr_features"
     (folder / MANIFEST_NAME).write_text(json.dumps(document))
     with pytest.raises(ModelContractError, match="rr_features"):
-        load_bundle(folder, provider="cpu")
+        load_bundle(folder, provider="cpu", trust=UNSIGNED)

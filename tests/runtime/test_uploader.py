@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -20,7 +21,7 @@ import pytest
 
 from runtime.telemetry import Backoff, CollectorRejectedError, Outbox, Uploader
 from tests.runtime.test_outbox import _lines
-from tests.runtime.test_telemetry_records import DEVICE_ID, sample_record
+from tests.runtime.test_telemetry_records import DEVICE_ID, class_result, sample_record
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MARKER = "MARKER-CLASS"  # a record value that must never reach a log
@@ -80,7 +81,7 @@ def scripted_collector(*answers: tuple[int, object]) -> Iterator[ScriptedCollect
 def outbox(tmp_path) -> Iterator[Outbox]:
     with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID, max_rows=1_000) as opened:
         for _ in range(12):
-            opened.append(sample_record(predicted_class=MARKER))
+            opened.append(sample_record(result=class_result(MARKER)))
         yield opened
 
 
@@ -91,7 +92,7 @@ def test_batches_carry_the_envelope_and_acknowledged_rows_are_deleted(outbox):
     assert [len(body["records"]) for _, body in collector.requests] == [5, 5, 2]
     headers, body = collector.requests[0]
     assert headers["Content-Type"] == "application/json"
-    assert (body["schema_version"], body["device_id"], body["dropped"]) == (1, DEVICE_ID, 0)
+    assert (body["schema_version"], body["device_id"], body["dropped"]) == (2, DEVICE_ID, 0)
     assert [record["sequence"] for record in body["records"]] == [1, 2, 3, 4, 5]
 
 
@@ -244,3 +245,20 @@ def test_outage_then_crash_between_store_and_delete_is_exactly_once(tmp_path):
     assert sorted(sequence for _, sequence in keys) == list(range(1, 51))
     outbox.close()
     store.close()
+
+
+def test_schema_1_records_left_from_an_older_runtime_go_first_in_their_own_envelope(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with Outbox(path, DEVICE_ID) as opened:
+        opened.append_many([sample_record() for _ in range(3)])
+    legacy = {"predicted_class": "N", "confidence": 0.9}
+    with sqlite3.connect(path) as connection:  # what an outbox written by schema-1 devices holds
+        for sequence in (1, 2):
+            payload = json.loads(connection.execute("SELECT payload FROM records WHERE sequence = ?",
+                                                    (sequence,)).fetchone()[0])
+            payload = {key: value for key, value in payload.items() if key not in ("task", "result")} | legacy
+            connection.execute("UPDATE records SET payload = ? WHERE sequence = ?", (json.dumps(payload), sequence))
+    with Outbox(path, DEVICE_ID) as opened, scripted_collector() as collector:
+        assert Uploader(opened, collector.url).upload_pending() == 3
+    assert [(body["schema_version"], [r["sequence"] for r in body["records"]]) for _, body in collector.requests] == [
+        (1, [1, 2]), (2, [3])]

@@ -11,70 +11,48 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import asdict, replace
 from pathlib import Path
 
+from exporters.inputs import as_float32
 from exporters.timing import InterleavedTiming
-from pipeline.build.artifacts import Artifact, StageResult, artifact_id, run_stage, to_jsonable, tool_versions
+from pipeline.build.artifacts import Artifact, StageResult, artifact_id, run_stage
 from pipeline.build.bundle_report import render_report
 from pipeline.build.context import StageContext
-from pipeline.build.machine import machine_fingerprint
-from pipeline.build.reference_profile import build_reference_profile
+from pipeline.build.device_manifest import (
+    BundleInputs,
+    BundleRequest,
+    Choice,
+    assemble_manifest,
+    file_table,
+    write_manifest,
+)
+from pipeline.build.recording_results import load_recording_validation, manifest_section
+from pipeline.build.reference_profile import build_reference_profile, input_features
 from pipeline.build.stages.data import load_data
 from pipeline.build.stages.evaluate import load_evaluation
 from pipeline.build.stages.variants import load_predictions, variant_file
 from pipeline.build.variant_latency import REFERENCE, LatencyResult, measure_variants
 from pipeline.clinical.gate import GateVerdict
-from pipeline.clinical.metrics import ClinicalMetrics
-from pipeline.config import BundleConfig, VariantName
-from pipeline.errors import GateError, StageError
-from pipeline.scenarios.base import DeviceContract
-from runtime.contract import (
-    MANIFEST_NAME,
-    MODEL_NAME,
-    PROFILE_NAME,
-    SCHEMA_VERSION,
-    BundleManifest,
-    DataSummary,
-    ExportSummary,
-    FileEntry,
-    OutputSpec,
-    Selection,
-    TaskKind,
-)
-from runtime.features import summary_features
-from runtime.hashing import sha256_file
+from pipeline.clinical.recording_gate import combine_verdicts
+from pipeline.clinical.task_evaluation import TaskMetrics, summary
+from pipeline.config import VariantName
+from pipeline.errors import GateError
+from pipeline.splits import select_rows
+from runtime.contract import MODEL_NAME, PROFILE_NAME, SCHEMA_VERSION, InputSpec
+
+__all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "run_bundle_stage"]
 
 # Part of the bundle stage's cache key: raised whenever what the stage writes changes within one
 # schema version, so a bundle cached before is rebuilt rather than reused with the old content.
 # 2: the latency fields took the benchmark's names (mean_us, p50_us … p99_us, median_of_windows_us).
-BUNDLE_CONTENT_REVISION = 2
+# 3: per-kind outputs (thresholds chosen by the evaluate stage), per-kind variant summaries and profiles.
+# 4: the recording validation (verdicts joined with the evaluate stage's, manifest section, report tables).
+BUNDLE_CONTENT_REVISION = 4
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
                   "gate; a reduced-precision variant must beat fp32 by the configured margin (default 5 %)")
-
-
-@dataclass(frozen=True)
-class BundleInputs:
-    """The upstream artefacts a bundle draws on (its lineage)."""
-
-    data: Artifact
-    model: Artifact  # train (scenario) or import (user model)
-    export: Artifact
-    variants: Artifact
-    evaluate: Artifact
-
-
-@dataclass(frozen=True)
-class BundleRequest:
-    """Everything that determines a bundle's content (hashed into its id)."""
-
-    scenario: str
-    description: str
-    contract: DeviceContract  # inputs, output with its decision rule, preprocessing (runtime.contract types)
-    bundle: BundleConfig
 
 
 def choose_variant(
@@ -135,8 +113,8 @@ def _quantization_summary(variant_metrics: dict) -> dict | None:
 
 
 def _variant_summary(
-    name: str, size: int, latency: LatencyResult, metrics: ClinicalMetrics, verdict: GateVerdict,
-    variant_metrics: dict,
+    name: str, size: int, latency: LatencyResult, metrics: TaskMetrics, verdict: GateVerdict,
+    variant_metrics: dict, recordings: dict | None = None,
 ) -> dict:
     quantization = _quantization_summary(variant_metrics)
     layout = variant_metrics.get("conv_layout")
@@ -146,105 +124,27 @@ def _variant_summary(
            if layout and layout.get("lifted_ops") else {}),
         "size_bytes": size,
         "latency": latency.to_dict(),
-        "macro_f1": metrics.macro_f1.to_dict(),
-        "accuracy": metrics.accuracy.to_dict(),
-        "sensitivity": {item.name: item.sensitivity.to_dict() for item in metrics.per_class},
+        **summary(metrics),
+        **({"recordings": recordings} if recordings else {}),
         "gate": verdict.to_dict(),
     }
 
 
-def _machine() -> dict:
-    """Where the latency-based choices (layout, int8 settings, shipped variant) were measured."""
-    fingerprint = machine_fingerprint()
-    return {key: fingerprint[key] for key in ("cpu_model", "architecture", "isa_flags", "usable_cores")} | {
-        "onnxruntime": fingerprint["onnxruntime"]["version"]}
-
-
-def _output(request: BundleRequest, inputs: BundleInputs) -> OutputSpec:
-    """The contract's output under the exported graph output's name; class labels checked against the data's."""
-    output = request.contract.output
-    class_names = tuple(inputs.data.metrics["class_names"])
-    if output.task in (TaskKind.MULTICLASS, TaskKind.BINARY) and output.labels != class_names:
-        raise StageError(
-            f"the device contract's labels {list(output.labels)} differ from the data's classes {list(class_names)}",
-            expected="the same labels in the same order",
-            fix="make the scenario's class_names match the labels its data uses",
-        )
-    return replace(output, names=(inputs.export.manifest["config"]["export"]["output_name"],))
-
-
-def _data_summary(metrics: dict) -> DataSummary:
-    provenance = to_jsonable(metrics["provenance"])
-    return DataSummary(
-        synthetic=provenance.get("synthetic"),
-        provenance=provenance,
-        seed=metrics["seed"],
-        sizes=to_jsonable(metrics["sizes"]),
-        class_balance=to_jsonable(metrics["class_balance"]),
-    )
-
-
-def _file_table(folder: Path) -> dict[str, FileEntry]:
-    return {
-        path.name: FileEntry(sha256_file(path), path.stat().st_size)
-        for path in sorted(folder.iterdir())
-        if path.name != MANIFEST_NAME
-    }
-
-
-@dataclass(frozen=True)
-class Choice:
-    """The shipped variant, why, and every variant's summary."""
-
-    variant: str
-    reason: str
-    variants: dict
-
-
-def _manifest(request: BundleRequest, inputs: BundleInputs, choice: Choice, bundle_id: str,
-              folder: Path) -> BundleManifest:
-    export = inputs.export.metrics
-    lineage = {stage: getattr(inputs, stage).id for stage in ("data", "model", "export", "variants", "evaluate")}
-    return BundleManifest(
-        scenario=request.scenario,
-        description=request.description,
-        inputs=request.contract.inputs,
-        output=_output(request, inputs),
-        preprocessing=request.contract.preprocessing,
-        variant=choice.variant,
-        selection=Selection(SELECTION_RULE, choice.reason, to_jsonable(_machine())),
-        variants=to_jsonable(choice.variants),
-        export=ExportSummary(export["opset"], to_jsonable(export["parity"]), to_jsonable(export["op_census"]),
-                             tuple(export["warnings"])),
-        training=to_jsonable(inputs.model.metrics),
-        data=_data_summary(inputs.data.metrics),
-        lineage={**lineage, "bundle": bundle_id},
-        files=_file_table(folder),
-        tool_versions=tool_versions(),
-        created_at=datetime.now(UTC).isoformat(),
-    )
-
-
-def _write_manifest(folder: Path, manifest: BundleManifest) -> None:
-    """Write ``to_dict()``, after proving the device's parser reads it back unchanged."""
-    text = json.dumps(manifest.to_dict(), indent=2)
-    if json.dumps(BundleManifest.from_dict(json.loads(text)).to_dict(), indent=2) != text:  # text: NaN-safe
-        raise StageError(
-            "the bundle manifest does not read back as written",
-            expected="BundleManifest.from_dict(to_dict()) to write the same JSON",
-            fix="report this as a bug in runtime/contract",
-        )
-    (folder / MANIFEST_NAME).write_text(text)
-
-
 def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: StageContext) -> tuple[Artifact, bool]:
+    """Time every variant, ship the fastest that passed every gate (the evaluate stage's and, when the scenario
+    has held-out recordings, the validate stage's), and write the bundle folder."""
+
     def produce(work: Path) -> StageResult:
         splits = load_data(inputs.data)
         metrics, verdicts = load_evaluation(inputs.evaluate)
+        recordings = load_recording_validation(inputs.validate) if inputs.validate is not None else None
+        if recordings is not None:
+            verdicts = {name: combine_verdicts(verdict, recordings.verdicts[name])
+                        for name, verdict in verdicts.items()}
         timing = InterleavedTiming(request.bundle.rounds, request.bundle.runs_per_round, request.bundle.warmup_runs)
         latencies = measure_variants(
             {name: inputs.variants.path(variant_file(name)) for name in metrics},
-            splits.test.inputs[:1].astype("float32"),
+            as_float32(select_rows(splits.test.inputs, slice(0, 1))),
             timing,
             request.bundle.threads,
             lambda done, total: context.progress("latency", done, total),
@@ -259,26 +159,36 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
                 metrics[name],
                 verdicts[name],
                 inputs.variants.metrics["variants"].get(name, {}),
+                recordings.variant_summary(name) if recordings is not None else None,
             )
             for name in metrics
         }
         folder = work / BUNDLE_FOLDER
         folder.mkdir()
         shutil.copyfile(inputs.variants.path(variant_file(chosen)), folder / MODEL_NAME)
-        spec = request.contract.input
+        section = manifest_section(recordings, chosen) if recordings is not None else None
+        manifest = assemble_manifest(request, inputs, Choice(chosen, reason, variants, SELECTION_RULE), bundle_id,
+                                     folder, metrics[chosen], section)
         profile = build_reference_profile(
-            summary_features(splits.test.inputs, spec.feature_kind, spec.feature_names),
+            input_features(splits.test.inputs, manifest.inputs),
             load_predictions(inputs.variants)[chosen],
-            splits.class_names,
-            spec.feature_kind.value,
+            manifest.output.labels,
+            _feature_kind(manifest.inputs),
+            output=manifest.output,
         )
         (folder / PROFILE_NAME).write_text(json.dumps(profile, indent=1))
-        manifest = _manifest(request, inputs, Choice(chosen, reason, variants), bundle_id, folder)
         (folder / "report.md").write_text(render_report(manifest, metrics[chosen]))
-        _write_manifest(folder, replace(manifest, files=_file_table(folder)))
+        write_manifest(folder, replace(manifest, files=file_table(folder)))
         return StageResult({"variant": chosen, "reason": reason, "variants": variants})
 
+    parent = inputs.validate or inputs.evaluate  # the validate stage's id chains to the evaluate stage's
     stage_config = {"request": asdict(request), "schema_version": SCHEMA_VERSION,
                     "content_revision": BUNDLE_CONTENT_REVISION}
-    bundle_id = artifact_id("bundle", stage_config, inputs.evaluate.id)
-    return run_stage("bundle", stage_config, inputs.evaluate, context.root, produce)
+    bundle_id = artifact_id("bundle", stage_config, parent.id)
+    return run_stage("bundle", stage_config, parent, context.root, produce)
+
+
+def _feature_kind(specs: tuple[InputSpec, ...]) -> str:
+    """The profile's feature kind: the one input's, or ``mixed`` when the inputs differ."""
+    kinds = {spec.feature_kind.value for spec in specs}
+    return kinds.pop() if len(kinds) == 1 else "mixed"

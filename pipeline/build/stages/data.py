@@ -15,11 +15,16 @@ SPLITS_FILE = "splits.npz"
 
 
 def describe_splits(splits: DataSplits, seed: int) -> dict:
-    """Sizes, class balance and provenance: what manifests say about the data."""
+    """Sizes, class balance, what the labels mean and provenance: what manifests say about the data."""
+    sizes = {name: len(splits.split(name)) for name in SPLIT_NAMES}
+    if splits.normal is not None:
+        sizes["normal"] = len(splits.normal)
     return {
         "seed": seed,
+        "task": splits.task.value,
         "class_names": list(splits.class_names),
-        "sizes": {name: len(splits.split(name)) for name in SPLIT_NAMES},
+        "units": list(splits.units),
+        "sizes": sizes,
         "class_balance": splits.class_balance(),
         "provenance": splits.provenance,
     }
@@ -42,13 +47,15 @@ class DataRequest:
 def run_data_stage(request: DataRequest, context: StageContext) -> tuple[Artifact, bool]:
     """The scenario's seed-fixed splits, validated against its device input (the first stage: no parent)."""
     scenario = request.scenario
-    spec = scenario.device_contract(request.data).input
+    contract = scenario.device_contract(request.data)
+    shapes = ({spec.name: spec.sample_shape for spec in contract.inputs} if len(contract.inputs) > 1
+              else contract.inputs[0].sample_shape)
 
     def produce(work: Path) -> StageResult:
         splits = scenario.make_data(request.data, request.seed,
                                     lambda done, total: context.progress("data", done, total))
         for name in SPLIT_NAMES:
-            validate_split(name, splits.split(name), spec.sample_shape, len(splits.class_names))
+            validate_split(name, splits.split(name), shapes, contract.output.columns, splits.task)
         save_splits(splits, work / SPLITS_FILE)
         return StageResult(describe_splits(splits, request.seed))
 

@@ -1,4 +1,10 @@
-"""Stage ``evaluate``: clinical metrics with bootstrap CIs for every variant, and the gate verdicts."""
+"""Stage ``evaluate``: every variant's decision, clinical metrics with bootstrap CIs, and gate verdict — by task kind.
+
+The kind's table is ``pipeline.clinical.task_evaluation``: binary and multilabel thresholds are
+chosen per variant on the labelled decision data (``DecisionConfig``), anomaly alarm thresholds
+on normal data; metrics are measured on the test split; each candidate is judged against fp32
+with its kind's gate (``EvaluateConfig.gate_for``).
+"""
 
 from __future__ import annotations
 
@@ -8,70 +14,106 @@ from pathlib import Path
 
 import numpy as np
 
-from exporters.variants import REFERENCE_VARIANT
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
-from pipeline.build.stages.variants import load_predictions
-from pipeline.clinical.gate import GateVerdict, judge_variant, reference_verdict
-from pipeline.clinical.metrics import ClinicalMetrics, evaluate_predictions
+from pipeline.build.stages.variants import (
+    decision_split,
+    describe_decision_data,
+    load_decision_predictions,
+    load_predictions,
+)
+from pipeline.clinical.gate import GateVerdict
+from pipeline.clinical.task_evaluation import (
+    TaskData,
+    TaskEvaluation,
+    TaskMetrics,
+    evaluate_task_variants,
+    headline,
+    metrics_from_dict,
+)
 from pipeline.config import EvaluateConfig
+from pipeline.splits import DataSplits
+from runtime.contract import TaskKind
 
 METRICS_FILE = "clinical_metrics.json"
 VERDICTS_FILE = "gate_verdicts.json"
 
 
+def task_data(splits: DataSplits) -> TaskData:
+    """What the evaluation of ``splits.task`` needs from the data."""
+    found = decision_split(splits)
+    decision_labels = found[1].labels if found is not None and splits.task is not TaskKind.ANOMALY else None
+    return TaskData(splits.task, splits.class_names, splits.test.labels, splits.units, decision_labels,
+                    describe_decision_data(splits) or "")
+
+
 def evaluate_variants(
     predictions: dict[str, np.ndarray],
-    labels: np.ndarray,
+    labels: np.ndarray | None,
     class_names: Sequence[str],
     config: EvaluateConfig,
-) -> tuple[dict[str, ClinicalMetrics], dict[str, GateVerdict]]:
-    """Metrics for every variant and each one's verdict against the fp32 reference."""
-    metrics = {
-        name: evaluate_predictions(labels, probabilities, class_names, config.evaluation)
-        for name, probabilities in predictions.items()
-    }
-    reference = metrics[REFERENCE_VARIANT.value]
-    verdicts = {
-        name: reference_verdict(name)
-        if name == REFERENCE_VARIANT.value
-        else judge_variant(name, reference, candidate, config.gate)
-        for name, candidate in metrics.items()
-    }
-    return metrics, verdicts
+    *,
+    task: TaskKind = TaskKind.MULTICLASS,
+    decision_predictions: dict[str, np.ndarray] | None = None,
+    data: TaskData | None = None,
+) -> tuple[dict[str, TaskMetrics], dict[str, GateVerdict]]:
+    """Metrics for every variant and each one's verdict against the fp32 reference.
+
+    ``data``: the task's data (``task_data``); without it, a ``task`` output with ``labels`` and no
+    decision data (multiclass, regression without units, unlabelled anomaly on its test outputs)."""
+    data = data or TaskData(TaskKind(task), tuple(class_names), labels)
+    result = _evaluate(data, predictions, decision_predictions or {}, config)
+    return result.metrics, result.verdicts
+
+
+def _evaluate(data: TaskData, predictions: dict[str, np.ndarray], decision_predictions: dict[str, np.ndarray],
+              config: EvaluateConfig) -> TaskEvaluation:
+    if data.kind is TaskKind.ANOMALY and not decision_predictions:
+        decision_predictions = predictions  # no normal data apart: the test inputs are taken as normal
+    return evaluate_task_variants(data, predictions, decision_predictions, config.evaluation, config.decision,
+                                  config.gate_for(data.kind))
 
 
 def run_evaluate_stage(
     config: EvaluateConfig, variants: Artifact, data: Artifact, context: StageContext
 ) -> tuple[Artifact, bool]:
+    kind = TaskKind(variants.metrics.get("task", {}).get("kind", TaskKind.MULTICLASS.value))
+
     def produce(work: Path) -> StageResult:
         splits = load_data(data)
         context.progress("evaluate", 0, 1)
-        metrics, verdicts = evaluate_variants(
-            load_predictions(variants), splits.test.labels, splits.class_names, config
-        )
+        details = task_data(splits)
+        result = _evaluate(details, load_predictions(variants), load_decision_predictions(variants), config)
         (work / METRICS_FILE).write_text(
-            json.dumps({name: value.to_dict() for name, value in metrics.items()}, indent=2)
+            json.dumps({name: value.to_dict() for name, value in result.metrics.items()}, indent=2)
         )
         (work / VERDICTS_FILE).write_text(
-            json.dumps({name: value.to_dict() for name, value in verdicts.items()}, indent=2)
+            json.dumps({name: value.to_dict() for name, value in result.verdicts.items()}, indent=2)
         )
         context.progress("evaluate", 1, 1)
-        return StageResult(
-            {
-                "macro_f1": {name: value.macro_f1.to_dict() for name, value in metrics.items()},
-                "passed": {name: verdict.passed for name, verdict in verdicts.items()},
-            }
-        )
+        metrics = {"task": kind.value, "decision_data": details.decision_data or None}
+        if kind is TaskKind.MULTICLASS:
+            metrics["macro_f1"] = {name: value.macro_f1.to_dict() for name, value in result.metrics.items()}
+        else:
+            metrics["headline"] = {name: dict(zip(("name", "estimate"), _headline(value)))
+                                   for name, value in result.metrics.items()}
+        metrics["passed"] = {name: verdict.passed for name, verdict in result.verdicts.items()}
+        return StageResult(metrics)
 
-    return run_stage("evaluate", config, variants, context.root, produce)
+    return run_stage("evaluate", config.stage_key(kind), variants, context.root, produce)
 
 
-def load_evaluation(artifact: Artifact) -> tuple[dict[str, ClinicalMetrics], dict[str, GateVerdict]]:
+def _headline(metrics: TaskMetrics) -> tuple[str, dict]:
+    name, estimate = headline(metrics)
+    return name, estimate.to_dict()
+
+
+def load_evaluation(artifact: Artifact) -> tuple[dict[str, TaskMetrics], dict[str, GateVerdict]]:
+    kind = artifact.metrics.get("task", TaskKind.MULTICLASS.value)
     metrics = json.loads(artifact.path(METRICS_FILE).read_text())
     verdicts = json.loads(artifact.path(VERDICTS_FILE).read_text())
     return (
-        {name: ClinicalMetrics.from_dict(value) for name, value in metrics.items()},
+        {name: metrics_from_dict(kind, value) for name, value in metrics.items()},
         {name: GateVerdict.from_dict(value) for name, value in verdicts.items()},
     )

@@ -1,123 +1,152 @@
-"""A user's own model: ``edgemed build --model my.keras --data my.npz``, no Python needed.
+"""A user's own model: ``edgemed build --model my.keras --data my.npz [--task KIND]``, no Python needed.
 
-The ``.npz`` holds float32 arrays shaped like the model input (batch first) and
-integer labels:
+``read_import`` reads and checks everything before any stage runs (the ``.npz`` key scheme is in
+``pipeline.build.user_data``): the model's inputs and its one output, what it predicts
+(``exporters.task_detection.detect_task`` on the model and the labels, or the kind named with
+``--task``), the labels against that kind, the device contract, and — for kinds decided by a
+threshold — that the threshold rule can be met by the Keras model's own scores on the data it is
+chosen on. Every problem is a ``UsageError`` (exit 2) and nothing is written.
 
-- ``calibration_inputs`` — int8 static calibration only (required)
-- ``test_inputs`` and ``test_labels`` — parity, clinical metrics, reference profile (required)
-- ``class_names`` — optional string array, one per model output (default ``class_0`` …)
-- ``sample_rate_hz`` — scalar in Hz, required when the input is a waveform (not one row of features)
-
-The model must end in a softmax over at least two classes (outputs are probabilities per class): the
-bundle's output is a multiclass task decided by argmax.
+The ``data`` stage then keeps the user's arrays as splits and the ``import`` stage, in ``train``'s
+place, keeps the ``.keras`` file and records the detected task (kind, logits, the head the export
+appends, why) for the stages after it.
 """
 
 from __future__ import annotations
 
-import zipfile
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from exporters.errors import TaskDetectionError
+from exporters.heads import HeadKind, head_reference
+from exporters.task_detection import TaskDetection, detect_task
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import SPLITS_FILE, describe_splits
 from pipeline.build.stages.train import MODEL_FILE
-from pipeline.errors import DataError
-from pipeline.scenarios.base import DeviceContract, multiclass_output
-from pipeline.splits import SPLIT_NAMES, DataSplits, Split, save_splits, validate_split
+from pipeline.build.user_data import (
+    LABEL_KEYS,
+    ModelSignature,
+    check_keys,
+    detection_labels,
+    label_names,
+    model_signature,
+    output_units,
+    read_npz,
+    sample_rate,
+    user_splits,
+)
+from pipeline.clinical.operating_points import choose_operating_threshold, choose_operating_thresholds
+from pipeline.clinical.task_evaluation import DEFAULT_DECISION_CONFIG, DecisionConfig
+from pipeline.errors import DataError, TaskKindError, ThresholdRuleError
+from pipeline.scenarios.base import DEFAULT_OUTPUT_NAME, DeviceContract
+from pipeline.splits import DataSplits, SplitInputs, labelled_split, normal_split, save_splits
 from pipeline.training.keras_files import load_keras_model
-from runtime.contract import InputSpec, ManifestError, Preprocessing
+from runtime.contract import (
+    AnomalyRule,
+    BinaryRule,
+    InputSpec,
+    ManifestError,
+    MulticlassRule,
+    MultilabelRule,
+    OutputSpec,
+    Preprocessing,
+    RegressionRule,
+    TaskKind,
+)
 from runtime.features import FeatureKind
 from runtime.hashing import sha256_file
 
-REQUIRED_KEYS = ("calibration_inputs", "test_inputs", "test_labels")
+SINGLE_INPUT_NAME = "input"  # the graph input of a single-input export (exporters ExportConfig.input_name)
+# A threshold the contract carries until the bundle stage writes the one the evaluate stage chose.
+SET_BY_BUILD = "set by the build: chosen on held-out data by the evaluate stage"
+# What a scenario's trained model is: a softmax classifier (train artefacts record no task).
+SCENARIO_TASK = {"kind": TaskKind.MULTICLASS.value, "logits": False, "head": None,
+                 "reason": "a scenario's softmax classifier", "output_activation": "softmax", "output_width": None}
 
 
-@dataclass(frozen=True)
-class CustomData:
-    """What the user's .npz provides, checked."""
-
-    calibration: np.ndarray
-    test_inputs: np.ndarray
-    test_labels: np.ndarray
-    class_names: tuple[str, ...] | None
-    sample_rate_hz: float | None
+def task_record(artifact: Artifact) -> dict:
+    """The task a ``train``/``import`` (or later) artefact records: kind, logits, head, reason."""
+    return artifact.metrics.get("task") or SCENARIO_TASK
 
 
-def read_user_data(path: Path) -> CustomData:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"data file {path} does not exist", expected="an .npz file", fix="check the path")
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            contents = {key: arrays[key] for key in arrays.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
-        raise DataError(
-            f"{path} is not a readable .npz file: {error}",
-            expected="a file written by numpy.savez with the documented keys",
-            fix="numpy.savez('data.npz', calibration_inputs=..., test_inputs=..., test_labels=...)",
-        ) from error
-    missing = [key for key in REQUIRED_KEYS if key not in contents]
-    if missing:
-        raise DataError(
-            f"{path} lacks the arrays {missing} (it has {sorted(contents)})",
-            expected=f"the keys {list(REQUIRED_KEYS)}; optional: class_names, sample_rate_hz",
-            fix="add the missing arrays with numpy.savez",
-        )
-    names = contents.get("class_names")
-    rate = contents.get("sample_rate_hz")
-    return CustomData(
-        calibration=contents["calibration_inputs"],
-        test_inputs=contents["test_inputs"],
-        test_labels=contents["test_labels"].astype(np.int64)
-        if contents["test_labels"].dtype.kind in "iu"
-        else contents["test_labels"],
-        class_names=tuple(str(name) for name in names) if names is not None else None,
-        sample_rate_hz=float(rate) if rate is not None else None,
-    )
+def _placeholder_rule(kind: TaskKind, names: tuple[str, ...], units: tuple[str, ...], decision: DecisionConfig):
+    return {
+        TaskKind.MULTICLASS: lambda: MulticlassRule(None),
+        TaskKind.BINARY: lambda: BinaryRule(0.5, SET_BY_BUILD),
+        TaskKind.MULTILABEL: lambda: MultilabelRule((0.5,) * len(names), SET_BY_BUILD),
+        TaskKind.REGRESSION: lambda: RegressionRule(units),
+        TaskKind.ANOMALY: lambda: AnomalyRule(0.0, decision.false_alarm_rate, SET_BY_BUILD),
+    }[kind]()
 
 
-def model_signature(model_path: Path) -> tuple[tuple[int, ...], int]:
-    """(per-sample input shape, number of outputs) of a ``.keras`` model."""
-    model = load_keras_model(model_path)
-    input_shape = tuple(int(dimension) for dimension in model.input_shape[1:])
-    return input_shape, int(model.output_shape[-1])
+def _semantics(kind: TaskKind, names: tuple[str, ...], head: HeadKind | None) -> str:
+    text = {
+        TaskKind.MULTICLASS: "softmax probabilities over the labels, in label order",
+        TaskKind.BINARY: f"the sigmoid probability of '{names[-1]}'",
+        TaskKind.MULTILABEL: "one sigmoid probability per label, in label order",
+        TaskKind.REGRESSION: "the predicted values, one per target, in their units",
+        TaskKind.ANOMALY: "an anomaly score per sample (higher = more anomalous)",
+    }[kind]
+    if head is HeadKind.RECONSTRUCTION_ERROR:
+        return text + ": the autoencoder's mean squared reconstruction error, computed in the graph"
+    if head is not None:
+        return text + f" (the model outputs logits; edgemed appended the {head.value} in the graph)"
+    return text
 
 
-def custom_contract(
-    input_shape: tuple[int, ...], class_names: tuple[str, ...], sample_rate_hz: float | None
-) -> DeviceContract:
-    """The device contract of a user's softmax model: one input, a multiclass output decided by argmax."""
-    tabular = len(input_shape) == 1
-    if not tabular and sample_rate_hz is None:
-        raise DataError(
-            f"the model takes waveform windows of shape {input_shape} but the .npz has no sample_rate_hz",
-            expected="sample_rate_hz (a scalar in Hz) for a model whose input is not one row of features",
-            fix="numpy.savez(..., sample_rate_hz=360.0) with the rate the windows were sampled at",
-        )
-    try:
-        spec = InputSpec(
-            "input",
-            (None, *input_shape),
+def _input_specs(signature: ModelSignature, rate: float | None) -> tuple[InputSpec, ...]:
+    specs = []
+    for name, shape in zip(signature.input_names, signature.input_shapes, strict=True):
+        tabular = len(shape) == 1
+        if not tabular and rate is None:
+            raise DataError(
+                f"the model takes waveform windows of shape {shape} (input {name!r}) but the .npz has no "
+                "sample_rate_hz",
+                expected="sample_rate_hz (a scalar in Hz) for a model whose input is not one row of features",
+                fix="numpy.savez(..., sample_rate_hz=360.0) with the rate the windows were sampled at",
+            )
+        specs.append(InputSpec(
+            name if signature.several_inputs else SINGLE_INPUT_NAME,
+            (None, *shape),
             FeatureKind.TABULAR if tabular else FeatureKind.WAVEFORM,
-            sample_rate_hz=None if tabular else sample_rate_hz,
-            feature_names=tuple(f"feature_{index}" for index in range(input_shape[0])) if tabular else (),
+            sample_rate_hz=None if tabular else rate,
+            feature_names=tuple(f"feature_{index}" for index in range(shape[0])) if tabular else (),
+        ))
+    return tuple(specs)
+
+
+def custom_contract(signature: ModelSignature, splits: DataSplits, rate: float | None, detection: TaskDetection,
+                    decision: DecisionConfig = DEFAULT_DECISION_CONFIG) -> DeviceContract:
+    """The device contract of a user's model: one input spec per model input and the output of its kind.
+    Thresholds of binary, multilabel and anomaly outputs are placeholders the bundle stage replaces."""
+    kind, names = splits.task, splits.class_names
+    try:
+        inputs = _input_specs(signature, rate)
+        output = OutputSpec(
+            names=(DEFAULT_OUTPUT_NAME,),
+            task=kind,
+            labels=names,
+            decision=_placeholder_rule(kind, names, splits.units, decision),
+            semantics=_semantics(kind, names, detection.head),
         )
-        output = multiclass_output(class_names, "softmax probabilities over the labels, in label order")
     except ManifestError as error:
         raise DataError(
             f"the model and .npz do not make a valid device contract: {error.what}",
             expected=error.expected,
-            fix="a softmax model over at least 2 classes, distinct class_names, and a positive sample_rate_hz "
-            "for waveform inputs",
+            fix="distinct class_names, units for every regression output, and a positive sample_rate_hz for "
+            "waveform inputs",
         ) from error
     return DeviceContract(
-        inputs=(spec,),
+        inputs=inputs,
         output=output,
         preprocessing=Preprocessing(
-            in_graph="whatever the user's Keras model does in its layers",
+            in_graph="whatever the user's Keras model does in its layers"
+            + (f", then the {detection.head.value} head edgemed appended" if detection.head else ""),
             runtime="feed inputs exactly as in the .npz used to build this bundle",
         ),
     )
@@ -130,40 +159,98 @@ class ImportRequest:
     name: str  # the bundle's name
     model_path: Path
     data_path: Path
-    splits: DataSplits  # calibration and test from the .npz; train and validation empty
+    splits: DataSplits  # calibration, test (and validation, normal) from the .npz; train empty
     contract: DeviceContract
+    detection: TaskDetection  # what the model predicts, and the head the export appends
+    task: str | None = None  # the kind named with --task (None: detected)
 
 
-def read_import(model_path: Path, data_path: Path, name: str) -> ImportRequest:
-    """Read the user's model signature and data, and check they fit together (``DataError`` if not)."""
-    model_path, data_path = Path(model_path), Path(data_path)
-    input_shape, outputs = model_signature(model_path)
-    user = read_user_data(data_path)
-    class_names = user.class_names or tuple(f"class_{index}" for index in range(outputs))
-    if len(class_names) != outputs:
-        raise DataError(
-            f"{len(class_names)} class names for a model with {outputs} outputs",
-            expected="one class name per model output",
-            fix="fix class_names in the .npz",
+def detect(model, contents: dict[str, np.ndarray], signature: ModelSignature, task: str | None) -> TaskDetection:
+    """``detect_task`` on the model and the .npz's labels; its errors as ``TaskKindError`` (exit 2).
+
+    When the labels contradict the model, the kind the model alone says is tried: labels that do not
+    fit it raise the ``DataError`` that names their key (``test_labels has values outside 0..1``)."""
+    try:
+        return detect_task(model, detection_labels(contents), task)
+    except TaskDetectionError as error:
+        try:
+            alone = TaskKind(detect_task(model, None, task).kind.value)
+        except TaskDetectionError:
+            alone = None
+        if alone is not None:
+            names = label_names(alone, contents, signature.output_width)
+            user_splits(contents, signature, alone, names, (), "")
+        key = next((key for key in LABEL_KEYS if key in contents), None)
+        raise TaskKindError(error.what + (f" (labels read from {key})" if key and task is None else ""),
+                            expected=error.expected, fix=error.fix) from error
+
+
+def keras_scores(model, inputs: SplitInputs, head: HeadKind | None) -> np.ndarray:
+    """The Keras model's outputs on ``inputs``, through ``head`` as the exported graph applies it."""
+    feed = inputs
+    if isinstance(inputs, Mapping) and not isinstance(model.input, Mapping):
+        feed = [inputs[tensor.name] for tensor in model.inputs]
+    outputs = np.asarray(model.predict(feed, batch_size=256, verbose=0), dtype=np.float32)
+    return head_reference(head, outputs, inputs) if head is not None else outputs
+
+
+def check_decision_data(model, splits: DataSplits, detection: TaskDetection, decision: DecisionConfig) -> None:
+    """Prove the kind's threshold rule can be met on the data it is chosen on (``ThresholdRuleError``,
+    naming the keys, if not): the number of normal samples for an anomaly rate; for binary and
+    multilabel, the rule on the Keras model's own scores (fp32 matches them within the parity tolerance)."""
+    kind = splits.task
+    if kind is TaskKind.ANOMALY:
+        where, split = normal_split(splits)
+        needed = math.ceil(1.0 / decision.false_alarm_rate - 1e-9)
+        if len(split) < needed:
+            raise ThresholdRuleError(
+                f"{len(split)} normal samples ({where}) cannot resolve the false-alarm rate "
+                f"{decision.false_alarm_rate:g}: not even one alarm would be allowed",
+                expected=f"at least ⌈1/rate⌉ = {needed} normal samples",
+                fix=f"add normal_inputs with at least {needed} normal samples (or more calibration_inputs)",
+            )
+        return
+    if kind not in (TaskKind.BINARY, TaskKind.MULTILABEL):
+        return
+    found = labelled_split(splits)
+    if found is None:
+        raise ThresholdRuleError(
+            f"a {kind.value} model's thresholds are chosen on labelled held-out data, and the .npz has none",
+            expected="validation_inputs + validation_labels, or calibration_labels",
+            fix="add validation_inputs and validation_labels (never the test data) to the .npz",
         )
-    empty = Split(np.zeros((0, *input_shape), np.float32), np.zeros(0, np.int64))
-    dummy_labels = np.zeros(len(user.calibration), np.int64)
-    splits = DataSplits(
-        train=empty,
-        validation=empty,
-        calibration=Split(user.calibration, dummy_labels),
-        test=Split(user.test_inputs, user.test_labels),
-        class_names=class_names,
-        provenance={"synthetic": None, "source": f"user-supplied {data_path.name}", "licence": "user's own"},
-    )
-    for split in SPLIT_NAMES:
-        validate_split(split, splits.split(split), input_shape, outputs)
-    contract = custom_contract(input_shape, class_names, user.sample_rate_hz)
-    return ImportRequest(name, model_path, data_path, splits, contract)
+    name, split = found
+    values = keras_scores(model, split.inputs, detection.head)
+    try:
+        if kind is TaskKind.BINARY:
+            choose_operating_threshold(split.labels, values[:, 0], decision.rule(), label_name=splits.class_names[1])
+        else:
+            choose_operating_thresholds(split.labels, values, decision.rule(), splits.class_names)
+    except ThresholdRuleError as error:
+        raise ThresholdRuleError(f"{name}_labels: {error.what}", expected=error.expected, fix=error.fix) from error
+
+
+def read_import(model_path: Path, data_path: Path, name: str, task: str | None = None,
+                decision: DecisionConfig = DEFAULT_DECISION_CONFIG, model=None) -> ImportRequest:
+    """Read the user's model (``model``: already loaded from ``model_path``) and data, and check they fit
+    together (``UsageError`` subclasses if not)."""
+    model_path, data_path = Path(model_path), Path(data_path)
+    model = model if model is not None else load_keras_model(model_path)
+    signature = model_signature(model)
+    contents = read_npz(data_path)
+    check_keys(contents, signature)
+    detection = detect(model, contents, signature, task)
+    kind = TaskKind(detection.kind.value)
+    names = label_names(kind, contents, signature.output_width)
+    units = output_units(kind, contents, names)
+    splits = user_splits(contents, signature, kind, names, units, data_path.name)
+    contract = custom_contract(signature, splits, sample_rate(contents), detection, decision)
+    check_decision_data(model, splits, detection, decision)
+    return ImportRequest(name, model_path, data_path, splits, contract, detection, task)
 
 
 def run_import_data_stage(request: ImportRequest, context: StageContext) -> tuple[Artifact, bool]:
-    """The ``data`` stage for a user model: their arrays as splits (keyed by the .npz's sha256)."""
+    """The ``data`` stage for a user model: their arrays as splits (keyed by the .npz's sha256 and the kind)."""
 
     def produce(work: Path) -> StageResult:
         save_splits(request.splits, work / SPLITS_FILE)
@@ -173,16 +260,20 @@ def run_import_data_stage(request: ImportRequest, context: StageContext) -> tupl
         "name": request.name,
         "data_sha256": sha256_file(request.data_path),
         "class_names": request.splits.class_names,
+        "task": request.splits.task,
+        "units": request.splits.units,
     }
     return run_stage("data", stage_config, None, context.root, produce)
 
 
 def run_import_stage(request: ImportRequest, data: Artifact, context: StageContext) -> tuple[Artifact, bool]:
-    """The ``import`` stage, in ``train``'s place: the user's ``.keras`` file, copied (keyed by its sha256)."""
+    """The ``import`` stage, in ``train``'s place: the user's ``.keras`` file, copied, and its detected task
+    (keyed by the file's sha256 and the task named with --task)."""
 
     def produce(work: Path) -> StageResult:
         (work / MODEL_FILE).write_bytes(request.model_path.read_bytes())
-        return StageResult({"source": request.model_path.name, "trained_by": "user"})
+        return StageResult({"source": request.model_path.name, "trained_by": "user",
+                            "task": request.detection.to_dict(), "task_named": request.task})
 
-    stage_config = {"model_sha256": sha256_file(request.model_path)}
+    stage_config = {"model_sha256": sha256_file(request.model_path), "task": request.task}
     return run_stage("import", stage_config, data, context.root, produce)

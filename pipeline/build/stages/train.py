@@ -10,11 +10,23 @@ from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
 from pipeline.config import BuildConfig, TrainConfig
+from pipeline.errors import StageError
 from pipeline.scenarios.base import Scenario
 from pipeline.training.fit import seed_everything, train_model
+from runtime.contract import TaskKind
 
 MODEL_FILE = "model.keras"
 HISTORY_FILE = "history.json"
+
+
+def scenario_task(kind: TaskKind) -> dict:
+    """What a binary scenario's trained model is (the export reads it from the train artefact); a multiclass
+    scenario records none (``import_model.SCENARIO_TASK``: a softmax classifier)."""
+    if kind is TaskKind.BINARY:
+        return {"kind": kind.value, "logits": False, "head": None, "reason": "a scenario's sigmoid classifier",
+                "output_activation": "sigmoid", "output_width": 1}
+    raise StageError(f"a scenario of task kind {kind.value}", expected="multiclass or binary",
+                     fix="train other kinds outside edgemed and build them with --model/--data")
 
 
 @dataclass(frozen=True)
@@ -49,7 +61,10 @@ def run_train_stage(request: TrainRequest, data: Artifact, context: StageContext
         (work / HISTORY_FILE).write_text(json.dumps(summary["history"], indent=2))
         summary.pop("history")
         summary["parameters"] = int(model.count_params())
+        if request.scenario.task is not TaskKind.MULTICLASS:  # the export reads the kind from here
+            summary["task"] = scenario_task(request.scenario.task)
         return StageResult(summary)
 
-    stage_config = {"train": request.train, "model": request.model, "seed": request.seed}
+    stage_config = {"train": request.train, "model": request.model, "seed": request.seed,
+                    "task": request.scenario.task}
     return run_stage("train", stage_config, data, context.root, produce)

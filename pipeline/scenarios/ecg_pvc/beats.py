@@ -1,13 +1,15 @@
 """Training data as the device sees it: the runtime's own R-peaks, windows and RR features per record.
 
-For each MIT-BIH record: the runtime's streaming QRS detector (``runtime.ecg.rpeaks``, the code
-path of ``EcgStream``: Pan–Tompkins in 2 s blocks, each peak refined to the largest |signal −
-median| within ±50 ms, a refined peak closer than half the refractory period to the previous one
-dropped), then beat windows cut around the DETECTED peaks exactly as ``EcgStream`` cuts them
-(0.25 s before, 0.45 s after; 252 samples at 360 Hz; edges clamped), the RR features of the
-detected peak sequence (``runtime.ecg.rr_features``) and the running-template residual
-(``runtime.ecg.template``). The model rate is the records' own 360 Hz, so no resampling happens;
-the stream's flat-line split is not applied (the records have no flat lines).
+For each MIT-BIH record: the runtime's streaming QRS detector (``runtime.ecg.rpeaks.detect_beats``,
+the code path of ``EcgStream``: Pan–Tompkins in 2 s blocks, each peak refined to the largest |signal −
+median of the beat window| within ±50 ms, a refined peak closer than half the refractory period to the
+previous one dropped by the stream's own ``spaced_peaks``), then beat windows cut around the DETECTED
+peaks exactly as ``EcgStream`` cuts them (0.25 s before, 0.45 s after; 252 samples at 360 Hz; edges
+clamped), the RR features of the detected peak sequence (``runtime.ecg.rr_features``) and the
+running-template residual (``runtime.ecg.template``). The model rate is the records' own 360 Hz, so
+no resampling happens; the stream's flat-line split is not applied (the records have no flat lines).
+A bundle's inputs declare these settings (``runtime.contract.derived``), and the stream computes the
+same arrays (tests/runtime/test_ecg_pvc_stream.py checks it on a record).
 
 Each detection takes its label from the reference beat it matches (one-to-one within ±150 ms,
 ``runtime.ecg.beat_matching``): ``V`` or ``NON_V``. A detection that matches no reference beat is
@@ -24,7 +26,7 @@ import numpy as np
 from pipeline.scenarios.ecg_pvc.mitdb import MitBihRecord
 from runtime.ecg.beat_matching import match_beats
 from runtime.ecg.decisions import DetectorConfig
-from runtime.ecg.rpeaks import detect_r_peaks
+from runtime.ecg.rpeaks import detect_beats as detect_stream_beats
 from runtime.ecg.rr_features import RR_FEATURE_NAMES, RrFeatureConfig, rr_features
 from runtime.ecg.template import TemplateConfig, template_residuals
 
@@ -88,13 +90,8 @@ def window_geometry(sample_rate_hz: float, config: BeatDataConfig) -> tuple[int,
 
 def detect_beats(signal: np.ndarray, sample_rate_hz: float, config: BeatDataConfig = BeatDataConfig()) -> np.ndarray:
     """The R-peaks the device would report for a continuous signal (sample indices, int64)."""
-    refined = detect_r_peaks(signal, sample_rate_hz, config.detector, config.detector_block_s, config.refine_s)
-    minimum_rr = config.detector.refractory_s * sample_rate_hz / 2  # EcgStream: refinement moved two peaks together
-    kept: list[int] = []
-    for peak in refined.tolist():
-        if not kept or peak - kept[-1] >= minimum_rr:
-            kept.append(peak)
-    return np.asarray(kept, dtype=np.int64)
+    return detect_stream_beats(signal, sample_rate_hz, window_geometry(sample_rate_hz, config), config.detector,
+                               config.detector_block_s, config.refine_s)
 
 
 def cut_windows(signal: np.ndarray, peaks: np.ndarray, before: int, after: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,23 @@ class MitBihRecord:
     @property
     def duration_s(self) -> float:
         return self.signal_mv.size / self.sample_rate_hz
+
+
+def excerpt(record: MitBihRecord, seconds: float | None, start_s: float = 0.0) -> MitBihRecord:
+    """``seconds`` of ``record`` from ``start_s`` on (the whole rest when None), its annotations shifted to match."""
+    first = round(start_s * record.sample_rate_hz)
+    last = record.signal_mv.size if seconds is None else first + round(seconds * record.sample_rate_hz)
+    if not 0 <= first < last <= record.signal_mv.size:
+        raise DataError(
+            f"an excerpt of record {record.record_id} from {start_s} s lasting {seconds} s",
+            expected=f"a stretch inside the record's {record.duration_s:.1f} s",
+            fix="ask for a shorter excerpt or an earlier start",
+        )
+    inside = (record.beat_indices >= first) & (record.beat_indices < last)
+    beats = record.beat_indices[inside] - first
+    pvcs = record.pvc_indices[(record.pvc_indices >= first) & (record.pvc_indices < last)] - first
+    return replace(record, signal_mv=record.signal_mv[first:last], beat_indices=beats, pvc_indices=pvcs,
+                   is_pvc=record.is_pvc[inside])
 
 
 def provenance() -> dict:

@@ -1,0 +1,162 @@
+"""How the device derives a model input from the ECG stream, with every setting training used.
+
+An ``InputSpec`` whose ``derived`` is set is not fed as given: the ECG stream computes it for every
+detected beat (``runtime.ecg.beat_inputs``) with the same runtime functions training called on the
+same detector's peaks (``runtime.ecg.rr_features``, ``runtime.ecg.template``):
+
+* ``beat_window`` — the signal around the R-peak, cut as the input's window says (float32);
+* ``template_residual`` — the z-scored beat window minus the running template of earlier beats, which
+  a beat joins only when its pre-RR / local RR passes ``TemplateConfig.minimum_pre_to_local`` (so it
+  needs the RR settings too);
+* ``rr_features`` — ``RR_FEATURE_NAMES`` of the beat; its post-RR needs the next beat, so a bundle
+  with RR-derived inputs is decided one beat late.
+
+The settings (``RrFeatureConfig``, ``TemplateConfig``) are defined here, once: training builds the
+inputs with them and the manifest carries every field, so the device never assumes a code default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TypeVar
+
+from runtime.contract.errors import invalid, show
+from runtime.contract.fields import Fields, is_integer, is_number
+
+RR_FEATURE_NAMES = ("pre_rr_s", "post_rr_s", "local_rr_s", "pre_to_local", "post_to_local", "pre_to_post")
+MAX_HISTORY_BEATS = 10_000  # RR and template histories are at most this long
+MAX_SECONDS = 1e6  # RR settings in seconds stay below this
+
+T = TypeVar("T")
+
+
+class StreamFeature(StrEnum):
+    """What the ECG stream computes for an input, per detected beat."""
+
+    BEAT_WINDOW = "beat_window"  # the signal around the R-peak (window_before_s / window_after_s)
+    TEMPLATE_RESIDUAL = "template_residual"  # z-scored window minus the running template of earlier beats
+    RR_FEATURES = "rr_features"  # RR_FEATURE_NAMES; the post-RR needs the next beat
+
+
+WINDOW_FEATURES = frozenset({StreamFeature.BEAT_WINDOW, StreamFeature.TEMPLATE_RESIDUAL})  # waveform inputs
+RR_FEATURES_NEEDED = frozenset({StreamFeature.RR_FEATURES, StreamFeature.TEMPLATE_RESIDUAL})  # need RrFeatureConfig
+
+
+def _count(value: object) -> bool:
+    return is_integer(value) and 0 <= value <= MAX_HISTORY_BEATS
+
+
+def _positive(value: object) -> bool:
+    return is_number(value) and 0 < value < MAX_SECONDS
+
+
+@dataclass(frozen=True)
+class RrFeatureConfig:
+    """RR features (``runtime.ecg.rr_features``): training and the device compute them with these."""
+
+    history_beats: int = 10  # local RR = mean of up to this many intervals before the beat's pre-RR
+    max_rr_s: float = 3.0  # longer intervals (pauses, gaps) are clipped to this and left out of the local mean
+    default_rr_s: float = 1.0  # every interval of a one-beat segment (there is none to measure)
+
+    def __post_init__(self) -> None:
+        if not _count(self.history_beats):
+            raise invalid("history_beats", show(self.history_beats), f"an integer from 0 to {MAX_HISTORY_BEATS}")
+        for name in ("max_rr_s", "default_rr_s"):
+            if not _positive(getattr(self, name)):
+                raise invalid(name, show(getattr(self, name)), "positive seconds")
+
+    def to_dict(self) -> dict:
+        return {"history_beats": self.history_beats, "max_rr_s": self.max_rr_s, "default_rr_s": self.default_rr_s}
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> RrFeatureConfig:
+        config = cls(fields.integer("history_beats", minimum=0), fields.number("max_rr_s"),
+                     fields.number("default_rr_s"))
+        fields.done()
+        return config
+
+
+@dataclass(frozen=True)
+class TemplateConfig:
+    """The running beat template (``runtime.ecg.template``): training and the device use these."""
+
+    history_beats: int = 30  # the template is the per-sample median of this many previous beats (~30 s)
+    minimum_std: float = 1e-6  # a window flatter than this is divided by this instead (no division by zero)
+    minimum_pre_to_local: float = 0.0  # a beat joins the template only if its pre-RR / local RR is at least this
+
+    def __post_init__(self) -> None:
+        if not _count(self.history_beats) or self.history_beats < 1:
+            raise invalid("history_beats", show(self.history_beats), f"an integer from 1 to {MAX_HISTORY_BEATS}")
+        if not _positive(self.minimum_std):
+            raise invalid("minimum_std", show(self.minimum_std), "a small positive number")
+        if not is_number(self.minimum_pre_to_local) or not 0 <= self.minimum_pre_to_local < MAX_SECONDS:
+            raise invalid("minimum_pre_to_local", show(self.minimum_pre_to_local), "a ratio ≥ 0 (0: every beat joins)")
+
+    def to_dict(self) -> dict:
+        return {"history_beats": self.history_beats, "minimum_std": self.minimum_std,
+                "minimum_pre_to_local": self.minimum_pre_to_local}
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> TemplateConfig:
+        config = cls(fields.integer("history_beats", minimum=1), fields.number("minimum_std"),
+                     fields.number("minimum_pre_to_local"))
+        fields.done()
+        return config
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """How the ECG stream computes one input: the feature and the settings it needs (no others)."""
+
+    feature: StreamFeature
+    rr: RrFeatureConfig | None = None  # rr_features and template_residual (its gate); None otherwise
+    template: TemplateConfig | None = None  # template_residual only
+
+    def __post_init__(self) -> None:
+        if self.feature not in tuple(StreamFeature):
+            raise invalid("feature", show(self.feature), f"one of {', '.join(StreamFeature)}")
+        object.__setattr__(self, "feature", StreamFeature(self.feature))
+        for name, kind, needed in (("rr", RrFeatureConfig, self.feature in RR_FEATURES_NEEDED),
+                                   ("template", TemplateConfig, self.feature is StreamFeature.TEMPLATE_RESIDUAL)):
+            value = getattr(self, name)
+            if needed and not isinstance(value, kind):
+                raise invalid(name, show(value), f"the {kind.__name__} training used (a {self.feature} input needs it)")
+            if not needed and value is not None:
+                raise invalid(name, show(value), f"null: a {self.feature} input does not use it")
+
+    @classmethod
+    def beat_window(cls) -> Derivation:
+        return cls(StreamFeature.BEAT_WINDOW)
+
+    @classmethod
+    def rr_features(cls, rr: RrFeatureConfig) -> Derivation:
+        return cls(StreamFeature.RR_FEATURES, rr=rr)
+
+    @classmethod
+    def template_residual(cls, template: TemplateConfig, rr: RrFeatureConfig) -> Derivation:
+        return cls(StreamFeature.TEMPLATE_RESIDUAL, rr=rr, template=template)
+
+    def to_dict(self) -> dict:
+        return {"feature": self.feature.value,
+                "rr": None if self.rr is None else self.rr.to_dict(),
+                "template": None if self.template is None else self.template.to_dict()}
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Derivation:
+        derivation = cls(
+            feature=fields.choice("feature", StreamFeature, tuple(feature.value for feature in StreamFeature)),
+            rr=_nullable(fields, "rr", RrFeatureConfig.from_fields),
+            template=_nullable(fields, "template", TemplateConfig.from_fields),
+        )
+        fields.done()
+        return derivation
+
+
+def _nullable(fields: Fields, key: str, parse: Callable[[Fields], T]) -> T | None:
+    """A nested object or null; the key itself must be there (every key of a derivation is written)."""
+    if fields.value(key, "an object or null") is None:
+        return None
+    return fields.section(key, parse)
+

@@ -1,0 +1,186 @@
+"""Every beat's model inputs on the device, computed as the bundle's manifest declares them.
+
+``stream_inputs(bundle.inputs)`` reads the plan from the contract (``InputSpec.derived``): which input
+is the beat window, the template residual or the RR features, the one beat-window geometry they share
+and the RR and template settings training used. ``BeatInputStream`` then fills each beat's inputs with
+the shared runtime functions (``RrFeatureStream``, ``RunningTemplate``; bit for bit what training's
+``rr_features`` / ``template_residuals`` give on the same peaks):
+
+* the beat window is the model-rate signal around the R-peak as float32 — the template is built from
+  that same float32 window, as training builds it from its float32 windows;
+* with RR features (``rr_features``, or the template's gate) a beat's inputs are known when the next
+  beat arrives (its post-RR), so it is decided one beat late; ``finish`` (a gap, a flat line: lead off,
+  the end of the stream) decides the held beat with its post-RR missing — its pre-RR stands in, as in
+  training's batch function — and restarts the RR history and the template: the next beat is the
+  first of a new segment, like the first beat of a training record;
+* every beat passes through the RR history and the template (flagged ones too: training saw every
+  detected beat), but with derived inputs only a beat without quality flags is judged;
+* warm-up: after every (re)start a beat is flagged ``warming_up`` and not judged until (1) its pre-RR
+  was measured and its local RR is the mean over the full ``rr.history_beats`` intervals — the statistic
+  the model was trained on (virtually every training beat has a full history; a shorter mean is a
+  noisier reference the model never learned to discount), about 10 s at the default of 10 — and (2) its
+  running template holds ``min(template.history_beats, warm_up_template_beats)`` beats (10 by default:
+  the median of 10 outvotes up to 4 ectopic members, and a normal beat's residual noise is within ~5 % of
+  a full 30-beat template's, while waiting for 30 would blank ~30 s after every lead-off).
+
+A bundle without any ``derived`` input keeps the stream's behaviour from before: its only input, a beat
+window, is fed as cut; every beat is judged, flagged or not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.contract import InputSpec, UnsupportedBundleError
+from runtime.contract.derived import WINDOW_FEATURES, RrFeatureConfig, StreamFeature, TemplateConfig
+from runtime.ecg.beats import PendingBeat
+from runtime.ecg.quality import QualityFlag
+from runtime.ecg.rr_features import PRE_TO_LOCAL, RR_FEATURE_NAMES, RrBeat, RrFeatureStream
+from runtime.ecg.template import RunningTemplate
+from runtime.features import FeatureKind
+
+LOCAL_RR = RR_FEATURE_NAMES.index("local_rr_s")
+_FIX = "rebuild the bundle so that every input is derived from the stream with one window geometry and one set of " \
+    "RR settings (or feed pre-cut inputs as an .npz: python -m runtime BUNDLE --input inputs.npz)"
+
+
+@dataclass(frozen=True)
+class StreamInputs:
+    """What the stream computes for each beat of a bundle, from its manifest."""
+
+    features: dict[str, StreamFeature]  # input name → what the stream computes for it (manifest order)
+    shapes: dict[str, tuple[int, ...]]  # input name → one sample's shape
+    sample_rate_hz: float  # the model rate: detection, windows and RR intervals are in its samples
+    before: int  # window samples before the R-peak
+    after: int  # window samples from the R-peak on
+    rr: RrFeatureConfig | None  # when an input needs RR features (then decisions come one beat late)
+    template: TemplateConfig | None  # when an input is a template residual
+    declared: bool  # False: a single beat-window input without ``derived`` (the stream's behaviour before it)
+
+
+@dataclass(frozen=True)
+class BeatTrace:
+    """One beat's model inputs exactly as fed (the stream's ``trace`` hook; for checks, never telemetry)."""
+
+    peak: int  # model-rate R-peak index from the stream start (gaps included)
+    time_s: float
+    inputs: dict[str, np.ndarray]  # input name → float32 sample, shaped as the input's sample shape
+    quality_flags: tuple[str, ...]
+    judged: bool  # the model ran on it
+
+
+def declares_stream_inputs(inputs: Sequence[InputSpec]) -> bool:
+    """Whether the bundle says how the stream derives its inputs (``InputSpec.derived``)."""
+    return any(spec.derived is not None for spec in inputs)
+
+
+def _one(values: set, what: str) -> object:
+    if len(values) > 1:
+        raise UnsupportedBundleError(f"the bundle's stream inputs disagree on {what}: {sorted(map(str, values))}",
+                                     expected=f"one {what} for every input the stream derives", fix=_FIX)
+    return next(iter(values), None)
+
+
+def stream_inputs(inputs: Sequence[InputSpec]) -> StreamInputs:
+    """The plan for a bundle's inputs; ``UnsupportedBundleError`` when the stream cannot compute them all."""
+    declared = declares_stream_inputs(inputs)
+    if declared:
+        fed = [spec.name for spec in inputs if spec.derived is None]
+        if fed:
+            raise UnsupportedBundleError(
+                f"bundle inputs {', '.join(fed)} are not derived from the ECG stream (no 'derived' in the manifest)",
+                expected="every input of a stream bundle derived: beat_window, template_residual or rr_features",
+                fix=_FIX)
+        features = {spec.name: spec.stream_feature for spec in inputs}
+    else:
+        spec = inputs[0] if len(inputs) == 1 else None
+        if spec is None or spec.feature_kind is not FeatureKind.WAVEFORM or not spec.is_beat_window:
+            raise UnsupportedBundleError(
+                f"bundle inputs {', '.join(item.name for item in inputs)} are not one beat window",
+                expected="a single beat-window input, or inputs whose manifest says how the stream derives them",
+                fix=_FIX)
+        features = {spec.name: StreamFeature.BEAT_WINDOW}
+    windows = [spec for spec in inputs if features[spec.name] in WINDOW_FEATURES]
+    if not windows:
+        raise UnsupportedBundleError("the bundle has no beat-window input for the ECG stream",
+                                     expected="a beat_window or template_residual input: its rate and window "
+                                     "set the stream's model rate and cut", fix=_FIX)
+    rate, before, samples = _one({(spec.sample_rate_hz, spec.r_peak_index, spec.window_samples) for spec in windows},
+                                 "sample rate and beat window (rate, samples before, samples)")
+    for spec in windows:
+        if spec.sample_shape not in ((samples,), (samples, 1)):
+            raise UnsupportedBundleError(f"input '{spec.name}' of shape {list(spec.shape)}",
+                                         expected=f"[null, {samples}] or [null, {samples}, 1]: one lead", fix=_FIX)
+    derivations = [spec.derived for spec in inputs if spec.derived is not None]
+    return StreamInputs(
+        features=features,
+        shapes={spec.name: spec.sample_shape for spec in inputs},
+        sample_rate_hz=float(rate),
+        before=before,
+        after=samples - before,
+        rr=_one({item.rr for item in derivations if item.rr is not None}, "RR settings"),
+        template=_one({item.template for item in derivations if item.template is not None}, "template settings"),
+        declared=declared,
+    )
+
+
+class BeatInputStream:
+    """Fills each beat's inputs in time order, one segment at a time (see the module docstring)."""
+
+    def __init__(self, plan: StreamInputs, warm_up_template_beats: int,
+                 trace: Callable[[BeatTrace], None] | None = None) -> None:
+        self.plan = plan
+        self.trace = trace
+        self._rr = None if plan.rr is None else RrFeatureStream(plan.sample_rate_hz, plan.rr)
+        self._template = None if plan.template is None else RunningTemplate(plan.template)
+        self._template_minimum = 0 if plan.template is None else min(plan.template.history_beats,
+                                                                     max(0, warm_up_template_beats))
+        self._held: PendingBeat | None = None  # waiting for the next beat (its post-RR)
+
+    def push(self, beat: PendingBeat) -> None:
+        """The segment's next beat; without RR its inputs are filled now, with RR the previous beat's are."""
+        if self._rr is None:
+            self._fill(beat, None)
+            return
+        completed = self._rr.push(beat.peak)
+        if completed is not None:
+            self._fill(self._held, completed)
+        self._held = beat
+
+    def finish(self) -> None:
+        """The segment ends: the held beat is filled (its post-RR missing); RR history and template restart."""
+        if self._rr is not None:
+            completed = self._rr.finish()
+            if completed is not None:
+                self._fill(self._held, completed)
+        self._held = None
+        if self._template is not None:
+            self._template.reset()
+
+    def _fill(self, beat: PendingBeat, rr: RrBeat | None) -> None:
+        window = np.asarray(beat.window, dtype=np.float32)
+        warming = False
+        if rr is not None:
+            warming = rr.pre_samples is None or rr.history_intervals < self.plan.rr.history_beats
+            beat.rr_ms = (self._ms(rr.pre_samples), self._ms(rr.post_samples),
+                          1000.0 * float(rr.features[LOCAL_RR]) if rr.local_intervals else None)
+        residual = None
+        if self._template is not None:
+            warming = warming or self._template.size < self._template_minimum
+            residual = self._template.push(window, float(rr.features[PRE_TO_LOCAL]))
+        values = {StreamFeature.BEAT_WINDOW: window, StreamFeature.TEMPLATE_RESIDUAL: residual,
+                  StreamFeature.RR_FEATURES: None if rr is None else rr.features}
+        beat.inputs = {name: values[feature].reshape(self.plan.shapes[name])
+                       for name, feature in self.plan.features.items()}
+        if warming:
+            beat.flags = tuple(sorted({*beat.flags, QualityFlag.WARMING_UP.value}))
+        beat.judged = not self.plan.declared or not beat.flags
+        if self.trace is not None:
+            self.trace(BeatTrace(beat.peak, beat.time_s, {name: value.copy() for name, value in beat.inputs.items()},
+                                 beat.flags, beat.judged))
+
+    def _ms(self, samples: int | None) -> float | None:
+        return None if samples is None else 1000.0 * samples / self.plan.sample_rate_hz

@@ -1,0 +1,190 @@
+"""What a device trusts: the public keys it was provisioned with, and whether unsigned bundles may run.
+
+``TrustPolicy.from_store(DIR)`` reads every ``*.pem`` public key in a trust store folder (a private
+key there is refused: it never belongs on a device) and keeps the newest bundle version run per
+bundle name in ``DIR/bundle-versions.json`` (or another given file). ``load_bundle(…, trust=…)``
+then refuses, before any session exists:
+
+* an unsigned bundle (``UnsignedBundleError``) — unless the policy allows unsigned bundles for
+  development, which logs a WARNING on every load; under that allowance a signature by a key the
+  device does not know is not checked either (deleting the signature would have the same effect);
+* a signature that does not verify, or is malformed (``BadSignatureError``), whatever the allowance;
+* a signature by a key that is not in the store (``UnknownKeyError``);
+* a version older than the newest the device has run (``RollbackError``).
+
+``TrustPolicy()`` trusts nothing: every bundle is refused. That is ``load_bundle``'s default.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runtime.contract import MANIFEST_NAME, BundleManifest, KeyPurpose, ManifestError
+from runtime.trust.errors import BadSignatureError, TrustStoreError, UnknownKeyError, UnsignedBundleError
+from runtime.trust.signature import (
+    MAX_KEY_FILE_BYTES,
+    SIGNATURE_NAME,
+    SignatureFile,
+    key_id,
+    public_key_from_pem,
+    raw_public_bytes,
+    verify,
+)
+from runtime.trust.versions import VERSION_STATE_NAME, VersionState
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+logger = logging.getLogger(__name__)
+
+KEY_SUFFIX = ".pem"
+_NOT_FOR_PATIENTS = "NOT FOR CLINICAL USE"
+
+
+@dataclass(frozen=True)
+class TrustedKey:
+    key_id: str
+    public_key: Ed25519PublicKey
+    source: Path | None  # the file it was read from
+
+
+@dataclass(frozen=True)
+class TrustPolicy:
+    """The keys a device trusts, the development allowance, and where rollback state is kept."""
+
+    keys: Mapping[str, TrustedKey] = field(default_factory=dict)  # key id → key
+    allow_unsigned: bool = False  # development only: run bundles whose signature cannot be checked
+    version_state: Path | None = None  # newest bundle version run per bundle name; None = no rollback check
+    store: Path | None = None  # the trust store folder the keys came from (for messages)
+
+    @classmethod
+    def from_store(cls, folder: Path | str, *, allow_unsigned: bool = False,
+                   version_state: Path | str | None = None) -> TrustPolicy:
+        """The public keys in ``folder`` (``*.pem``); rollback state in ``version_state`` or the folder."""
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise TrustStoreError(
+                f"trust store {folder} is not a folder",
+                expected="a folder of Ed25519 public keys (*.pem)",
+                fix="provision the device with the public key(s) of the build that signs its bundles "
+                "(the trust-store folder 'edgemed keys generate' writes)",
+            )
+        keys = {}
+        for path in sorted(folder.iterdir()):
+            if path.suffix != KEY_SUFFIX or not path.is_file():
+                continue
+            with path.open("rb") as handle:
+                public_key = public_key_from_pem(handle.read(MAX_KEY_FILE_BYTES), str(path))
+            identifier = key_id(raw_public_bytes(public_key))
+            keys[identifier] = TrustedKey(identifier, public_key, path)
+        if not keys:
+            raise TrustStoreError(
+                f"trust store {folder} holds no public key (*{KEY_SUFFIX})",
+                expected="at least one Ed25519 public key",
+                fix="copy the signing key's public key (trust-store/<key id>.pem) into it",
+            )
+        logger.info("trust store %s: keys %s", folder, ", ".join(keys))
+        state = Path(version_state) if version_state is not None else folder / VERSION_STATE_NAME
+        return cls(keys, allow_unsigned, state, folder)
+
+    @classmethod
+    def development(cls, version_state: Path | str | None = None) -> TrustPolicy:
+        """No trusted keys, unsigned bundles allowed (with a WARNING on every load): build machines and tests."""
+        return cls(allow_unsigned=True, version_state=None if version_state is None else Path(version_state))
+
+    @classmethod
+    def from_options(cls, store: Path | None, allow_unsigned: bool, version_state: Path | None) -> TrustPolicy:
+        """The policy the command lines' ``--trust-store``, ``--allow-unsigned`` and ``--version-state`` ask for."""
+        if store is not None:
+            return cls.from_store(store, allow_unsigned=allow_unsigned, version_state=version_state)
+        return cls(allow_unsigned=allow_unsigned, version_state=version_state)
+
+    def describe(self) -> str:
+        if self.store is None:
+            return "no trust store was given"
+        return f"the trust store {self.store} holds {', '.join(self.keys)}"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the signature check established: the verifying key's id, or None (unsigned, allowed)."""
+
+    key_id: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        return self.key_id is not None
+
+
+def check_signature(policy: TrustPolicy, manifest_bytes: bytes, signature_bytes: bytes | None,
+                    bundle: str) -> Verdict:
+    """Verify ``manifest.sig`` over the manifest's exact bytes under ``policy``; refuse or allow (loudly)."""
+    if signature_bytes is None:
+        if not policy.allow_unsigned:
+            raise UnsignedBundleError(
+                f"bundle {bundle} is not signed (no {SIGNATURE_NAME} beside {MANIFEST_NAME})",
+                expected="a bundle signed by a key in this device's trust store",
+                fix="publish it with 'edgemed build --sign-key KEY'; for development only, run with "
+                "--allow-unsigned (TrustPolicy.development())",
+            )
+        logger.warning("UNSIGNED BUNDLE %s loaded under the development allowance (--allow-unsigned): its origin "
+                       "is not verified. %s", bundle, _NOT_FOR_PATIENTS)
+        return Verdict()
+    signature = SignatureFile.parse(signature_bytes)  # malformed: refused even under the allowance
+    trusted = policy.keys.get(signature.key_id)
+    if trusted is None:
+        if policy.allow_unsigned:
+            logger.warning("bundle %s is signed by key %s, which this device does not trust (%s): signature NOT "
+                           "VERIFIED, loaded under the development allowance (--allow-unsigned). %s", bundle,
+                           signature.key_id, policy.describe(), _NOT_FOR_PATIENTS)
+            return Verdict()
+        raise UnknownKeyError(
+            f"bundle {bundle} is signed by key {signature.key_id}, which is not trusted here ({policy.describe()})",
+            expected="a signature by a key in this device's trust store",
+            fix="provision the signing key's public key (trust-store/<key id>.pem) into the trust store, or "
+            "install a bundle from your release build",
+        )
+    verify(trusted.public_key, signature, manifest_bytes)
+    return Verdict(signature.key_id)
+
+
+def check_release(policy: TrustPolicy, verdict: Verdict, manifest: BundleManifest, bundle: str) -> None:
+    """The signed manifest names its signer and version; no rollback; a development key said loudly."""
+    release = manifest.release
+    if verdict.verified:
+        if release is None:
+            raise ManifestError(
+                f"the signed manifest of bundle {bundle} has no release section (bundle_version, signing key)",
+                expected="release.bundle_version and release.key_id in every signed bundle",
+                fix="publish the bundle with 'edgemed build --sign-key KEY', which writes and signs both",
+                field="release",
+                found="null",
+            )
+        if release.key_id != verdict.key_id:
+            raise BadSignatureError(
+                f"bundle {bundle}'s manifest names signing key {release.key_id} but {SIGNATURE_NAME} is by "
+                f"{verdict.key_id}",
+                expected="the signature of the key the manifest names",
+                fix="do not use this bundle; publish it again with 'edgemed build --sign-key KEY'",
+            )
+        if release.key_purpose is KeyPurpose.DEVELOPMENT:
+            logger.warning("bundle %s is signed with a DEVELOPMENT key (%s, such as make build's). %s", bundle,
+                           release.key_id, _NOT_FOR_PATIENTS)
+    if policy.version_state is None:
+        return
+    if release is None:
+        logger.warning("bundle %s carries no bundle_version (published before versions existed): rollback is "
+                       "not checked", bundle)
+        return
+    VersionState(policy.version_state).check(manifest.scenario, release.bundle_version)
+
+
+def record_run(policy: TrustPolicy, verdict: Verdict, manifest: BundleManifest, manifest_sha256: str) -> None:
+    """Remember a verified bundle's version as run (never an unverified one's: it is not authenticated)."""
+    if policy.version_state is None or not verdict.verified or manifest.release is None:
+        return
+    VersionState(policy.version_state).record(manifest.scenario, manifest.release.bundle_version, manifest_sha256)

@@ -1,0 +1,122 @@
+"""Readers check before they compute: encodings, cell sizes, array headers, channels, sample rates, paths."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.benchmark.fuzz_inputs import _npy_header
+from runtime.__main__ import check_output_path
+from runtime.errors import EdgemedError
+from runtime.readers import MAX_CELL_CHARS, SAMPLE_RATE_RANGE_HZ, InputError, load_npy, read_signal
+from runtime.rows import read_npz
+from runtime.tabular import read_feature_csv
+from runtime.telemetry.outbox import Outbox, check_outbox_path
+from runtime.telemetry.records import TelemetryError
+
+
+def refusal(function, *arguments) -> str:
+    with pytest.raises(EdgemedError) as error:
+        function(*arguments)
+    return str(error.value)
+
+
+def test_a_csv_that_is_not_utf8_is_refused_by_name(tmp_path):
+    (tmp_path / "latin.csv").write_bytes("a,b\n1,caf\xe9\n".encode("latin-1"))
+    assert "latin.csv is not UTF-8 text" in refusal(read_feature_csv, tmp_path / "latin.csv", ("a", "b"))
+    (tmp_path / "bom.csv").write_bytes("\ufeffa,b\n1,2\n".encode())
+    assert read_feature_csv(tmp_path / "bom.csv", ("a", "b")).tolist() == [[1.0, 2.0]]
+
+
+def test_a_cell_over_the_limit_is_refused_not_parsed(tmp_path):
+    (tmp_path / "cell.csv").write_text("a,b\n1," + "9" * (MAX_CELL_CHARS + 1) + "\n")
+    assert f"at most {MAX_CELL_CHARS} characters" in refusal(read_feature_csv, tmp_path / "cell.csv", ("a", "b"))
+
+
+def test_a_row_with_more_cells_than_the_header_is_refused(tmp_path):
+    (tmp_path / "shift.csv").write_text("a,b\n1,2,3\n")  # an unquoted "2,3" would shift every later column
+    assert "line 2 has 3 cells" in refusal(read_feature_csv, tmp_path / "shift.csv", ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("header", "problem"),
+    [
+        (_npy_header("<f8", (2**40,)), "claims 8796093022208 bytes"),  # 8 TiB: refused before any allocation
+        (_npy_header("<f8", (10,), b"\x00" * 16), "the file holds 16"),
+        (_npy_header("<f8", (0,)), "it is empty"),
+        (_npy_header("<c16", (2,), b"\x00" * 32), "holds complex128 values"),
+        (_npy_header("|O", (2,), b"\x00" * 16), "holds object values"),
+    ],
+)
+def test_npy_headers_are_checked_before_allocation(tmp_path, header, problem):
+    (tmp_path / "bad.npy").write_bytes(header)
+    assert problem in refusal(load_npy, tmp_path / "bad.npy")
+
+
+def test_npz_members_are_checked_like_npy_files(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("x.npy", _npy_header("<f4", (2**40, 30)))
+    assert "over the limit" in refusal(read_npz, tmp_path / "bomb.npz")
+
+
+def test_integers_beyond_float64_precision_are_refused(tmp_path):
+    np.save(tmp_path / "big.npy", np.array([1, 2**62], dtype=np.int64))
+    assert "±2**53" in refusal(load_npy, tmp_path / "big.npy")
+
+
+@pytest.mark.parametrize("rate", [1e9, 0.0, 49.0, 10_001.0, float("nan"), float("inf")])
+def test_sample_rates_outside_the_stated_range_are_refused_up_front(tmp_path, rate):
+    np.save(tmp_path / "signal.npy", np.zeros(100))
+    message = refusal(read_signal, tmp_path / "signal.npy", rate)
+    assert f"from {SAMPLE_RATE_RANGE_HZ[0]:g} to {SAMPLE_RATE_RANGE_HZ[1]:g} Hz" in message
+
+
+def test_channels_are_never_interleaved(tmp_path):
+    np.save(tmp_path / "three.npy", np.arange(30.0).reshape(10, 3))
+    assert "holds 3 channels" in refusal(read_signal, tmp_path / "three.npy", 360.0)
+    assert read_signal(tmp_path / "three.npy", 360.0, channel=2).samples.tolist() == list(range(2, 30, 3))
+    (tmp_path / "two.csv").write_text("1,2\n3,4\n")
+    assert "2 columns" in refusal(read_signal, tmp_path / "two.csv", 360.0)
+    assert read_signal(tmp_path / "two.csv", 360.0, channel=1).samples.tolist() == [2.0, 4.0]
+
+
+def test_hdf5_channels_labelled_other_than_ecg_need_channel(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    with h5py.File(tmp_path / "emg.h5", "w") as handle:
+        device = handle.create_group("00:07:80:3F:F1:0A")
+        device.attrs["sampling rate"] = 1000
+        device.attrs["resolution"] = [16]
+        device.create_group("raw").create_dataset("channel_1", data=np.arange(2000, dtype=np.uint16))
+        device["raw"]["channel_1"].attrs["sensor"] = "EMG"
+    assert "none is labelled ECG: channel_1 (EMG)" in refusal(read_signal, tmp_path / "emg.h5")
+    recording = read_signal(tmp_path / "emg.h5", channel=1)
+    assert recording.sample_rate_hz == 1000 and recording.adc_range == (0.0, 65535.0)
+
+
+def test_output_paths_are_checked_up_front(tmp_path):
+    assert "does not exist" in refusal(check_output_path, tmp_path / "missing" / "out.jsonl")
+    assert "is a folder" in refusal(check_output_path, tmp_path)
+    check_output_path(tmp_path / "out.jsonl")
+
+
+def test_outbox_paths_are_checked_up_front(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a database")
+    (tmp_path / "file").write_text("x")
+    for path, problem in [(tmp_path, "is a folder"), (tmp_path / "notes.txt", "is not a SQLite database"),
+                          (tmp_path / "file" / "outbox.sqlite", "cannot be created")]:
+        with pytest.raises(TelemetryError, match=problem):
+            check_outbox_path(path)
+    with pytest.raises(TelemetryError, match="is not a SQLite database"):
+        Outbox(tmp_path / "notes.txt", "ab" * 16)
+    Outbox(tmp_path / "new" / "outbox.sqlite", "ab" * 16).close()  # a missing folder is created
+    assert isinstance(InputError("x"), EdgemedError)
+
+
+def test_an_absurd_rate_ratio_is_refused_before_the_kernel_is_built():
+    from runtime.ecg.resample import ResampleRatioError, StreamingResampler
+
+    with pytest.raises(ResampleRatioError, match="kernel"):
+        StreamingResampler(1e9, 360.0)  # would be a ~50 M-tap kernel
+    assert StreamingResampler(SAMPLE_RATE_RANGE_HZ[1], 360.0).taps.size < 10_000
