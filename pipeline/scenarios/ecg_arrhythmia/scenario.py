@@ -49,8 +49,7 @@ class EcgModelConfig:
 
 class EcgArrhythmiaScenario(Scenario):
     name = "ecg-arrhythmia"
-    description = ("1D-CNN AAMI beat classifier (N/S/V/F) on SYNTHETIC single-lead ECG at 360 Hz — synthetic, "
-                   "not shipped by default")
+    description = "1D-CNN AAMI beat classifier (N/S/V/F) on SYNTHETIC single-lead ECG at 360 Hz"
     class_names = CLASS_NAMES
     gate = GateConfig()
     version = 2  # 2: R-peak alignment jitter, wider P/Q amplitude range
