@@ -52,7 +52,7 @@ class InterleavedResult:
     def percentile_us(self, name: str, percentile: float) -> float:
         return float(np.percentile(self.durations_us[name], percentile))
 
-    def median_us(self, name: str) -> float:
+    def median_of_windows_us(self, name: str) -> float:
         return float(np.median(self.window_medians_us[name]))
 
     def spread(self, name: str) -> float:
@@ -69,11 +69,12 @@ class InterleavedResult:
 
     def fastest(self, names: list[str] | None = None) -> str:
         candidates = names if names is not None else list(self.window_medians_us)
-        return min(candidates, key=self.median_us)
+        return min(candidates, key=self.median_of_windows_us)
 
     def to_dict(self) -> dict:
         return {
-            name: {"median_us": self.median_us(name), "spread": self.spread(name), "window_medians_us": values}
+            name: {"median_of_windows_us": self.median_of_windows_us(name), "spread": self.spread(name),
+                   "window_medians_us": values}
             for name, values in self.window_medians_us.items()
         }
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-KNOWN_SCHEMA_VERSIONS = (1,)  # the bench.json versions these readers understand
+KNOWN_SCHEMA_VERSIONS = (2,)  # the bench.json versions these readers understand
 ROW_STATUSES = ("ok", "not available")  # the page draws distributions for "ok" rows only
 
 
@@ -98,7 +98,7 @@ HEAD_TO_HEAD: Shape = {
     "models": Field((OBJECT,)),
 }
 HEAD_TO_HEAD_MODEL: Shape = {
-    "median_us": Field((NUMBER,)),
+    "median_of_windows_us": Field((NUMBER,)),
     "spread": Field((NUMBER,)),
     "window_medians_us": Field((ARRAY,), items=(NUMBER,)),
 }

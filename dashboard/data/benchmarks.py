@@ -132,7 +132,7 @@ def head_to_head_frame(scenario: dict[str, Any]) -> pd.DataFrame:
                 "threads": entry.get("threads"),
                 "rounds": entry.get("rounds"),
                 "runs_per_round": entry.get("runs_per_round"),
-                "median_us": model.get("median_us"),
+                "median_of_windows_us": model.get("median_of_windows_us"),
                 "spread_percent": spread * 100 if isinstance(spread, int | float) else None,
                 "vs_onnx_fp32": _paired_ratio(models, name, "onnxruntime fp32"),
                 "vs_litert_int8": _paired_ratio(models, name, "litert int8"),

@@ -57,8 +57,8 @@ def choose_conv_layout(
                                           TWO_D: onnx_runner(lifted, sample, threads)}, timing)
             ratio = result.ratio(TWO_D, ONE_D)
             chosen = lifted if ratio <= 1.0 - margin else source
-            report.update({"ratio_2d_to_1d": ratio, "median_us": {ONE_D: result.median_us(ONE_D),
-                                                                 TWO_D: result.median_us(TWO_D)},
+            report.update({"ratio_2d_to_1d": ratio, "median_of_windows_us": {ONE_D: result.median_of_windows_us(ONE_D),
+                                                                 TWO_D: result.median_of_windows_us(TWO_D)},
                            "max_abs_diff": rewrites["max_abs_diff"],
                            "reason": f"2-D form at {ratio:.2f}× the 1-D form's latency"})
         report["chosen"] = TWO_D if chosen == lifted else ONE_D

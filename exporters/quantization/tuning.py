@@ -135,8 +135,8 @@ def choose_quantization(
         with atomic_destination(destination) as temporary:
             shutil.copyfile(chosen.path, temporary)
     report = _report(chosen, candidates, timing, bool(passing), sample_count(check_inputs), config)
-    logger.info("int8 static: chose %s (%.1f µs, %.2f× fp32): %s", chosen.label, timing.median_us(chosen.label),
-                timing.ratio(chosen.label, FP32), chosen.verdict.reason)
+    logger.info("int8 static: chose %s (%.1f µs, %.2f× fp32): %s", chosen.label,
+                timing.median_of_windows_us(chosen.label), timing.ratio(chosen.label, FP32), chosen.verdict.reason)
     return report
 
 
@@ -237,7 +237,8 @@ def _report(chosen: _Candidate, candidates: list[_Candidate], timing, any_passed
                 "calibration_method": str(candidate.config.calibration_method)}
 
     rows = [{"label": candidate.label, "settings": settings(candidate),
-             "median_us": timing.median_us(candidate.label), "ratio_to_fp32": timing.ratio(candidate.label, FP32),
+             "median_of_windows_us": timing.median_of_windows_us(candidate.label),
+             "ratio_to_fp32": timing.ratio(candidate.label, FP32),
              "accuracy_passed": candidate.verdict.passed, "worst_drop_points": candidate.verdict.worst_drop_points,
              "reason": candidate.verdict.reason} for candidate in candidates]
     return {
@@ -248,7 +249,7 @@ def _report(chosen: _Candidate, candidates: list[_Candidate], timing, any_passed
                  "first in search order wins) that passed the accuracy check" if any_passed
                  else "no candidate passed the accuracy check: the most accurate one is kept (the gate decides)"),
         "checked_samples": checked,
-        "fp32_median_us": timing.median_us(FP32),
+        "fp32_median_of_windows_us": timing.median_of_windows_us(FP32),
         "timing": {"rounds": config.timing.rounds, "runs_per_round": config.timing.runs_per_round,
                    "threads": config.threads, "batch_size": 1, "method": "interleaved rounds, median of window "
                    "medians; ratio = median of per-round ratios"},

@@ -125,9 +125,9 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
             rows = []
             for index, (step, path, _) in enumerate(steps):
                 key, previous = str(index), str(index - 1)
-                p50 = timed.median_us(key)
+                p50 = timed.median_of_windows_us(key)
                 rows.append({"step": step, "p50_us": p50, "spread": timed.spread(key),
-                             "delta_us": None if index == 0 else p50 - timed.median_us(previous),
+                             "delta_us": None if index == 0 else p50 - timed.median_of_windows_us(previous),
                              "ratio_to_previous": None if index == 0 else timed.ratio(key, previous),
                              "nodes": _node_count(path), "macro_f1": _macro_f1(path, scenario), "error": None})
             results[scenario.name] = {"steps": rows, "rounds": len(timed.window_medians_us["0"]),

@@ -43,7 +43,7 @@ from runtime.session import (
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Progress = Callable[[str, int, int], None]
 
 

@@ -243,7 +243,7 @@ def run_head_to_head(spec: dict, samples: np.ndarray) -> dict:
     if len(runners) >= 2:
         part = _time_part(runners, config.batch_256(), _measure_interleaved)
         for model in part["models"].values():
-            model["samples_per_second"] = THROUGHPUT_BATCH / (model["median_us"] / 1e6)
+            model["samples_per_second"] = THROUGHPUT_BATCH / (model["median_of_windows_us"] / 1e6)
         entry[THROUGHPUT_KEY] = part
     return entry
 

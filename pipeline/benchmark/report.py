@@ -73,7 +73,7 @@ def head_to_head_table(scenario: dict) -> str:
         result = interleaved_result(entry)
         for name in entry["models"]:
             cells = [name + (" ✓" if name == shipped else ""), str(entry["threads"]),
-                     f"{entry['rounds']} × {entry['runs_per_round']}", _number(result.median_us(name)),
+                     f"{entry['rounds']} × {entry['runs_per_round']}", _number(result.median_of_windows_us(name)),
                      f"{result.spread(name) * 100:.0f} %", _ratio(result, name, ONNX_FP32),
                      _ratio(result, name, LITERT_INT8)]
             lines.append("| " + " | ".join(cells) + " |")
@@ -100,7 +100,7 @@ def head_to_head_batch_table(scenario: dict) -> str:
         result = interleaved_result(part)
         for name, model in part["models"].items():
             cells = [name + (" ✓" if name == shipped else ""), str(entry["threads"]),
-                     f"{part['rounds']} × {part['runs_per_round']}", _number(result.median_us(name)),
+                     f"{part['rounds']} × {part['runs_per_round']}", _number(result.median_of_windows_us(name)),
                      _number(model["samples_per_second"], 0), f"{result.spread(name) * 100:.0f} %",
                      _ratio(result, name, ONNX_FP32), _ratio(result, name, LITERT_INT8)]
             lines.append("| " + " | ".join(cells) + " |")

@@ -14,10 +14,10 @@ _INTEGER = {"type": "integer"}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
 LATENCY_SCHEMA = {
     "type": "object",
-    "required": ["mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "min_us", "max_us", "std_us", "iterations",
+    "required": ["mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "minimum_us", "max_us", "std_us", "iterations",
                  "warmup_iterations", "window_medians_us", "median_of_windows_us", "spread", "stable", "quantiles_us"],
     "properties": {
-        **{key: _NUMBER for key in ("mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "min_us", "max_us", "std_us",
+        **{key: _NUMBER for key in ("mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "minimum_us", "max_us", "std_us",
                                     "median_of_windows_us", "spread")},
         "iterations": _INTEGER,
         "warmup_iterations": _INTEGER,
@@ -67,8 +67,9 @@ TARGET_SCHEMA = {
 }
 _INTERLEAVED_MODEL = {
     "type": "object",
-    "required": ["median_us", "spread", "window_medians_us"],
-    "properties": {"median_us": _NUMBER, "spread": _NUMBER, "window_medians_us": {"type": "array", "items": _NUMBER}},
+    "required": ["median_of_windows_us", "spread", "window_medians_us"],
+    "properties": {"median_of_windows_us": _NUMBER, "spread": _NUMBER,
+                   "window_medians_us": {"type": "array", "items": _NUMBER}},
 }
 HEAD_TO_HEAD_BATCH_SCHEMA = {  # the batch-256 part of a head-to-head entry (absent in older files)
     "type": "object",
@@ -101,7 +102,7 @@ BENCH_SCHEMA = {
     "type": "object",
     "required": ["schema_version", "started_at", "finished_at", "settings", "machine", "scenarios"],
     "properties": {
-        "schema_version": {"enum": [1]},
+        "schema_version": {"enum": [2]},
         "started_at": {"type": "string"},
         "finished_at": {"type": "string"},
         "settings": {

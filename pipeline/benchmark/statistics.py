@@ -70,7 +70,7 @@ class LatencyStatistics:
     p90_us: float
     p95_us: float
     p99_us: float
-    min_us: float
+    minimum_us: float
     max_us: float
     std_us: float
     iterations: int  # timed runs, all windows together
@@ -115,7 +115,7 @@ def summarize(windows: Sequence[Sequence[float]], warmup_iterations: int, max_sp
         p90_us=percentile(pooled, 90),
         p95_us=percentile(pooled, 95),
         p99_us=percentile(pooled, 99),
-        min_us=float(pooled.min()),
+        minimum_us=float(pooled.min()),
         max_us=float(pooled.max()),
         std_us=float(pooled.std()),
         iterations=len(pooled),

@@ -84,7 +84,7 @@ def would_ship(rows: list[dict], gate_passed: dict[str, bool], head_to_head: lis
             if fastest != "fp32" and "fp32" in candidates and paired(fastest) > 1.0 - min_speedup:
                 return "fp32"
             return fastest
-        return min(candidates, key=lambda variant: models[names[variant]]["median_us"])
+        return min(candidates, key=lambda variant: models[names[variant]]["median_of_windows_us"])
     return min(candidates, key=lambda variant: _latency(_find(rows, "onnxruntime", variant, threads)))
 
 
@@ -109,8 +109,9 @@ def _paired_check(name: str, part: dict | None, model: tuple[str, str] | None, p
         return None
     result = interleaved_result(part)
     ratio = result.ratio(model_name, peer_name)
-    return {"target": name, "threads": threads, "onnx": value(result.median_us(model_name)),
-            "peer": value(result.median_us(peer_name)), "ratio": ratio, "met": ratio <= 1.0, "source": HEAD_TO_HEAD}
+    return {"target": name, "threads": threads, "onnx": value(result.median_of_windows_us(model_name)),
+            "peer": value(result.median_of_windows_us(peer_name)), "ratio": ratio, "met": ratio <= 1.0,
+            "source": HEAD_TO_HEAD}
 
 
 def _samples_per_second(batch_median_us: float) -> float:

@@ -68,7 +68,7 @@ def measure_variants(
             p95_us=result.percentile_us(name, 95),
             p99_us=result.percentile_us(name, 99),
             minimum_us=float(result.durations_us[name].min()),
-            median_of_windows_us=result.median_us(name),
+            median_of_windows_us=result.median_of_windows_us(name),
             spread=result.spread(name),
             ratio_to_fp32=result.ratio(name, REFERENCE) if REFERENCE in models else None,
             rounds=timing.rounds,

@@ -147,7 +147,7 @@ def _latency(rng: np.random.Generator, median: float) -> dict[str, Any]:
     quantiles = [float(value) for value in np.percentile(runs, np.arange(101))]
     return {
         "mean_us": float(runs.mean()), "p50_us": float(np.median(runs)), "p90_us": quantiles[90],
-        "p95_us": quantiles[95], "p99_us": quantiles[99], "min_us": quantiles[0], "max_us": quantiles[100],
+        "p95_us": quantiles[95], "p99_us": quantiles[99], "minimum_us": quantiles[0], "max_us": quantiles[100],
         "std_us": float(runs.std()), "iterations": len(runs), "warmup_iterations": 50,
         "window_medians_us": windows, "median_of_windows_us": float(np.median(windows)),
         "spread": (max(windows) - min(windows)) / float(np.median(windows)), "stable": True,
@@ -191,10 +191,11 @@ def bench_document(scenario: str = "breast-cancer") -> dict[str, Any]:
     windows = {"onnxruntime fp32": [40.0, 44.0, 41.0], "onnxruntime fp16": [30.0, 33.0, 31.0],
                "litert int8": [35.0, 36.0, 34.0]}
     head_to_head = [{"threads": 1, "rounds": 3, "runs_per_round": 100, "models": {
-        name: {"median_us": float(np.median(values)), "spread": (max(values) - min(values)) / float(np.median(values)),
+        name: {"median_of_windows_us": float(np.median(values)),
+               "spread": (max(values) - min(values)) / float(np.median(values)),
                "window_medians_us": values} for name, values in windows.items()}}]
     return {
-        "schema_version": 1, "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:03:00Z",
+        "schema_version": 2, "started_at": "2026-01-01T00:00:00Z", "finished_at": "2026-01-01T00:03:00Z",
         "settings": settings, "machine": machine,
         "scenarios": [{"name": scenario, "lineage": {}, "gate_passed": {"fp32": True}, "would_ship": "fp16",
                        "rows": rows, "head_to_head": head_to_head, "targets": targets}],

@@ -23,17 +23,17 @@ def test_every_candidate_is_timed_once_per_round_in_rotating_order() -> None:
 def test_statistics_of_a_hand_made_result() -> None:
     result = InterleavedResult({"fp32": [10.0, 20.0, 10.0], "int8": [5.0, 10.0, 6.0]},
                                {"fp32": np.array([10.0, 20.0]), "int8": np.array([5.0, 6.0])})
-    assert result.median_us("fp32") == 10.0
+    assert result.median_of_windows_us("fp32") == 10.0
     assert result.spread("fp32") == pytest.approx(1.0)
     assert result.ratio("int8", "fp32") == pytest.approx(0.5)  # per-round ratios 0.5, 0.5, 0.6
     assert result.fastest() == "int8"
-    assert result.to_dict()["int8"]["median_us"] == 6.0
+    assert result.to_dict()["int8"]["median_of_windows_us"] == 6.0
 
 
 def test_onnx_runner_runs_a_real_session(zoo: ModelZoo, signals: Splits) -> None:
     run = onnx_runner(zoo.onnx_path("conv1d_zscore"), signals.test_x[:1])
     result = measure_interleaved({"model": run}, InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=1))
-    assert result.median_us("model") > 0
+    assert result.median_of_windows_us("model") > 0
 
 
 @pytest.mark.parametrize("rounds, runs", [(2, 10), (3, 2)])

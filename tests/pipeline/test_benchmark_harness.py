@@ -79,7 +79,7 @@ def test_head_to_head_times_every_onnx_variant_in_one_worker(document: dict) -> 
     assert set(entry["models"]) == {"onnxruntime fp32", "onnxruntime int8-static"}  # peers off: no LiteRT
     for model in entry["models"].values():
         assert len(model["window_medians_us"]) == entry["rounds"]
-        assert model["median_us"] > 0 and all(value > 0 for value in model["window_medians_us"])
+        assert model["median_of_windows_us"] > 0 and all(value > 0 for value in model["window_medians_us"])
     assert "peak_rss_bytes" not in entry and entry["runtime"]["onnxruntime"]
     sources = {check["target"]: check["source"] for check in document["scenarios"][0]["targets"]}
     shipped = document["scenarios"][0]["would_ship"]
@@ -97,8 +97,8 @@ def test_head_to_head_times_batch_256_after_batch_1(document: dict) -> None:
     assert part["runs_per_round"] >= QUICK_HEAD_TO_HEAD.batch_min_runs_per_round
     assert set(part["models"]) == set(entry["models"])
     for model in part["models"].values():
-        assert len(model["window_medians_us"]) == part["rounds"] and model["median_us"] > 0
-        assert model["samples_per_second"] == pytest.approx(256 / (model["median_us"] / 1e6))
+        assert len(model["window_medians_us"]) == part["rounds"] and model["median_of_windows_us"] > 0
+        assert model["samples_per_second"] == pytest.approx(256 / (model["median_of_windows_us"] / 1e6))
     throughput = next(check for check in document["scenarios"][0]["targets"] if "batch-256" in check["target"])
     assert throughput["source"] == "per-process" and throughput["ratio"] is None  # no LiteRT peer to pair with
 
@@ -160,7 +160,8 @@ def test_schema_accepts_documents_without_head_to_head_and_rejects_broken_entrie
         "rounds": lambda entry: entry.pop("rounds"),
         "window medians": lambda entry: entry["models"]["onnxruntime fp32"]["window_medians_us"].pop(),
         "positive": lambda entry: entry["models"]["onnxruntime fp32"]["window_medians_us"].__setitem__(0, -1.0),
-        "median_us": lambda entry: entry["models"]["onnxruntime fp32"].__setitem__("median_us", "fast"),
+        "median_of_windows_us": lambda entry: entry["models"]["onnxruntime fp32"].__setitem__(
+            "median_of_windows_us", "fast"),
         "at least 2": lambda entry: entry["models"].pop("onnxruntime fp32"),
         "batch_256: missing 'runs_per_round'": lambda entry: entry["batch_256"].pop("runs_per_round"),
         "samples_per_second": lambda entry: entry["batch_256"]["models"]["onnxruntime fp32"].pop("samples_per_second"),
@@ -182,7 +183,7 @@ def test_results_are_written_completely_or_not_at_all(document: dict, tmp_path: 
     written = write_results(document, tmp_path / "results")
     names = {path.name for path in written}
     assert {"bench.json", "bench.md", "latency_tiny.png", "pareto_tiny.png"} <= names
-    assert json.loads((tmp_path / "results" / "bench.json").read_text())["schema_version"] == 1
+    assert json.loads((tmp_path / "results" / "bench.json").read_text())["schema_version"] == 2
     markdown = (tmp_path / "results" / "bench.md").read_text()
     assert "| onnxruntime fp32" in markdown
     head_to_head = markdown.split("### Head-to-head (interleaved, batch 1)")[1].split("### Targets")[0]
