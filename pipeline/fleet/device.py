@@ -169,12 +169,14 @@ class SimulatedDevice:
                 self.quality_events[event.flag] += 1
                 self.quality_seconds[event.flag] += event.duration_s
                 continue
+            self.beat_flags.update(event.quality_flags)
+            if not event.classified:  # as the device runner: a beat the stream left unjudged sends no record
+                continue
             record = telemetry_record(self.bundle, event)
             moment = self.start_time + timedelta(seconds=self._wall_seconds(event.time_s, emitted_s))
             record["time"] = utc_timestamp(moment)
             self.outbox.append(record)
             self.records += 1
-            self.beat_flags.update(event.quality_flags)
 
     def upload(self) -> None:
         try:
