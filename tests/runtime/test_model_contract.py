@@ -3,7 +3,6 @@ outputs are floats whose width is the label count (from the graph, or a probe ru
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from runtime.bundle import ModelContractError, TrustPolicy, load_bundle
 from runtime.contract import (
-    MANIFEST_NAME,
     MODEL_NAME,
-    BundleManifest,
-    DataSummary,
-    ExportSummary,
-    FileEntry,
     InputSpec,
     MulticlassRule,
     OutputSpec,
-    Preprocessing,
-    Selection,
     TaskKind,
 )
 from runtime.features import FeatureKind
-from runtime.hashing import sha256_file
+from tests.runtime.hand_built import write_manifest
 
 UNSIGNED = TrustPolicy.development()  # hand-made bundles: the signature is not what is tested here
 
@@ -50,24 +42,9 @@ def _bundle(folder: Path, *, input_type=TensorProto.FLOAT, width: int = 2, decla
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     onnx.save(model, folder / MODEL_NAME)
-    manifest = BundleManifest(
-        scenario="contract-test",
-        description="x → softmax",
-        inputs=(InputSpec("x", (None, 3), FeatureKind.TABULAR, feature_names=("a", "b", "c")),),
-        output=OutputSpec(("y",), TaskKind.MULTICLASS, labels, MulticlassRule()),
-        preprocessing=Preprocessing("none", "none"),
-        variant="fp32",
-        selection=Selection("only variant", "only variant"),
-        variants={"fp32": {}},
-        export=ExportSummary(17),
-        training={},
-        data=DataSummary(None),
-        lineage={},
-        files={MODEL_NAME: FileEntry(sha256_file(folder / MODEL_NAME), (folder / MODEL_NAME).stat().st_size)},
-        tool_versions={"edgemed": "test"},
-        created_at="2026-01-01T00:00:00+00:00",
-    )
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict()))
+    row = InputSpec("x", (None, 3), FeatureKind.TABULAR, feature_names=("a", "b", "c"))
+    write_manifest(folder, "contract-test", (row,),
+                   OutputSpec(("y",), TaskKind.MULTICLASS, labels, MulticlassRule()))
     return folder
 
 

@@ -16,20 +16,14 @@ from runtime.contract import (
     MANIFEST_NAME,
     MODEL_NAME,
     BinaryRule,
-    BundleManifest,
-    DataSummary,
-    ExportSummary,
-    FileEntry,
     InputSpec,
     OutputSpec,
-    Preprocessing,
-    Selection,
     TaskKind,
     UnsupportedBundleError,
 )
 from runtime.features import FeatureKind
-from runtime.hashing import sha256_file
 from runtime.tabular import predict_rows
+from tests.runtime.hand_built import write_manifest
 
 UNSIGNED = TrustPolicy.development()  # a hand-made bundle has no signature
 WEIGHTS = np.array([[1.0], [-2.0], [0.5], [1.5], [-1.0]], np.float32)  # 4 beat samples + 1 RR feature
@@ -55,29 +49,13 @@ def _model(path: Path) -> None:
 def two_input_bundle(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("two-input")
     _model(folder / MODEL_NAME)
-    manifest = BundleManifest(
-        scenario="pvc-test",
-        description="beat window + RR feature → P(PVC)",
-        inputs=(
+    write_manifest(folder, "pvc-test", (
             InputSpec("beat", (None, 4, 1), FeatureKind.WAVEFORM, sample_rate_hz=8.0, window_before_s=0.25,
                       window_after_s=0.25),
             InputSpec("rr", (None, 1), FeatureKind.TABULAR, feature_names=("rr_ratio",)),
         ),
-        output=OutputSpec(("v_probability",), TaskKind.BINARY, ("non-V", "V"),
-                          BinaryRule(0.4, "sensitivity ≥ 0.95 on validation")),
-        preprocessing=Preprocessing("none", "cut 4-sample windows; RR ratio to the local mean"),
-        variant="fp32",
-        selection=Selection("only variant", "only variant"),
-        variants={"fp32": {}},
-        export=ExportSummary(17),
-        training={},
-        data=DataSummary(None),
-        lineage={},
-        files={MODEL_NAME: FileEntry(sha256_file(folder / MODEL_NAME), (folder / MODEL_NAME).stat().st_size)},
-        tool_versions={"edgemed": "test"},
-        created_at="2026-01-01T00:00:00+00:00",
-    )
-    (folder / MANIFEST_NAME).write_text(json.dumps(manifest.to_dict()))
+                   OutputSpec(("v_probability",), TaskKind.BINARY, ("non-V", "V"),
+                          BinaryRule(0.4, "sensitivity ≥ 0.95 on validation")))
     return folder
 
 
