@@ -4,8 +4,9 @@ VENV := .venv
 PYTHON := $(VENV)/bin/python
 EDGEMED := $(VENV)/bin/edgemed
 STAMP := $(VENV)/.installed
-# Extras: the CPU ONNX Runtime (never together with onnxruntime-gpu), build tools, collector, test tools.
-EXTRAS ?= cpu,build,dashboard,dev
+# Extras: the CPU ONNX Runtime (never together with onnxruntime-gpu), build tools, collector, fleet (Ray,
+# PostgreSQL client), test tools.
+EXTRAS ?= cpu,build,dashboard,fleet,dev
 export TF_CPP_MIN_LOG_LEVEL := 2
 export PYTHONHASHSEED := 0
 # `make build` signs every bundle with a DEVELOPMENT key, made on first use in a git-ignored folder. Its bundles
@@ -31,6 +32,9 @@ $(STAMP): pyproject.toml
 	# Real ECG/PPG/EEG recordings for the runtime's real-signal checks; its pinned deps are too old, and
 	# we only read its HDF5 files (never import it).
 	$(PYTHON) -m pip install --quiet --no-deps biosignalsnotebooks==0.6.14
+	# Real PPG (heartpy's CSVs, GPL-3: read, never redistributed) and the UCR InternalBleeding vital-sign series
+	# (aeon, BSD-3): data only, read as files, never imported.
+	$(PYTHON) -m pip install --quiet --no-deps heartpy==1.2.7 aeon==1.6.0
 	touch $(STAMP)
 
 $(DEV_KEY): | $(STAMP)
