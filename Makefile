@@ -21,7 +21,7 @@ BUILD_SCENARIOS ?= ecg-pvc breast-cancer
 ECG_BUNDLE := bundles/ecg-pvc
 
 
-.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios clean distclean
+.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios gpu-check clean distclean
 
 setup: $(STAMP)
 
@@ -81,6 +81,25 @@ dashboard: build
 scenarios: setup
 	$(EDGEMED) scenarios
 
+# Every bundle on CUDA (and TensorRT when present) through I/O binding, checked against its CPU answers, then the
+# bench on the GPU. A separate virtualenv holds onnxruntime-gpu (never beside onnxruntime). Without an NVIDIA GPU it
+# says so and exits 0 having run nothing. Results: benchmarks/results/gpu/.
+GPU_VENV := .venv-gpu
+gpu-check:
+	@if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L 2>/dev/null | grep -q '^GPU '; then \
+		echo "gpu-check: no NVIDIA GPU on this machine (nvidia-smi missing or lists none): nothing was run or measured"; \
+		exit 0; fi; \
+	set -e; $(MAKE) build; \
+	test -x $(GPU_VENV)/bin/python || $(PYTHON_SYSTEM) -m venv $(GPU_VENV); \
+	$(GPU_VENV)/bin/python -m pip install --quiet --upgrade pip; \
+	$(GPU_VENV)/bin/python -m pip install --quiet -e ".[gpu,build,dev]"; \
+	if $(GPU_VENV)/bin/python -m pip show onnxruntime >/dev/null 2>&1; then \
+		echo "gpu-check: $(GPU_VENV) has the CPU onnxruntime beside onnxruntime-gpu: remove $(GPU_VENV) and rerun"; exit 1; fi; \
+	nvidia-smi -L; \
+	$(GPU_VENV)/bin/python -m pipeline.benchmark.gpu_check --bundles bundles --trust-store $(DEV_KEYS)/trust-store \
+		--output benchmarks/results/gpu; \
+	$(GPU_VENV)/bin/edgemed bench --providers cuda,tensorrt,cpu --output benchmarks/results/gpu --no-plots
+
 # The dashboard's real-browser test drives Debian's chromium (never a downloaded browser build).
 browser:
 	@test -x /usr/bin/chromium || { \
@@ -99,4 +118,4 @@ clean:
 
 # distclean also drops the development key: bundles it signed stop verifying against a new one.
 distclean: clean
-	rm -rf $(VENV) *.egg-info .edgemed-keys
+	rm -rf $(VENV) $(GPU_VENV) *.egg-info .edgemed-keys

@@ -9,7 +9,15 @@ Dependency rule: the standard library, ``runtime.errors`` and ``runtime.features
 ``FeatureKind``) only; it never opens a session.
 """
 
-from runtime.contract.derived import RR_FEATURE_NAMES, Derivation, RrFeatureConfig, StreamFeature, TemplateConfig
+from runtime.contract.derived import (
+    RR_FEATURE_NAMES,
+    Derivation,
+    RrFeatureConfig,
+    StreamFeature,
+    TemplateConfig,
+    WindowConfig,
+    WindowNormalization,
+)
 from runtime.contract.errors import (
     BundleError,
     ManifestError,
@@ -79,6 +87,8 @@ __all__ = [
     "TemplateConfig",
     "UnsupportedBundleError",
     "UnsupportedSchemaError",
+    "WindowConfig",
+    "WindowNormalization",
     "check_schema_version",
     "manifest_sha256",
     "parse_manifest",

@@ -11,6 +11,10 @@ same detector's peaks (``runtime.ecg.rr_features``, ``runtime.ecg.template``):
 * ``rr_features`` — ``RR_FEATURE_NAMES`` of the beat; its post-RR needs the next beat, so a bundle
   with RR-derived inputs is decided one beat late.
 
+Waveform models that are not beat-based (EEG, PPG, vital-sign series) declare ``signal_window``: the
+windowed stream (``runtime.windows``) cuts fixed windows every ``WindowConfig.hop_s`` seconds, flags the
+ones it cannot judge (non-finite samples, flat line, clipping) and normalises them as training did.
+
 The settings (``RrFeatureConfig``, ``TemplateConfig``) are defined here, once: training builds the
 inputs with them and the manifest carries every field, so the device never assumes a code default.
 """
@@ -38,6 +42,7 @@ class StreamFeature(StrEnum):
     BEAT_WINDOW = "beat_window"  # the signal around the R-peak (window_before_s / window_after_s)
     TEMPLATE_RESIDUAL = "template_residual"  # z-scored window minus the running template of earlier beats
     RR_FEATURES = "rr_features"  # RR_FEATURE_NAMES; the post-RR needs the next beat
+    SIGNAL_WINDOW = "signal_window"  # a fixed window every hop_s seconds (runtime.windows), not beat-based
 
 
 WINDOW_FEATURES = frozenset({StreamFeature.BEAT_WINDOW, StreamFeature.TEMPLATE_RESIDUAL})  # waveform inputs
@@ -106,20 +111,78 @@ class TemplateConfig:
         return config
 
 
+class WindowNormalization(StrEnum):
+    """What the device does to a window before the model (training did the same, with the same function)."""
+
+    NONE = "none"  # fed in the signal's own units (the graph normalises, or the model wants units)
+    ZSCORE = "zscore"  # per window and channel: (x - mean) / max(std, minimum_std)
+
+
+@dataclass(frozen=True)
+class WindowConfig:
+    """The windowed stream (``runtime.windows``): training cuts and judges windows with these, and so does
+    the device. Window length is the input's shape (axis 1) at its ``sample_rate_hz``.
+
+    The quality checks are unit-free (a device's ADC counts and the build's units give the same flags):
+    a window is *flat* when at least ``flat_fraction`` of its successive differences are 0 or its spread is
+    below ``minimum_std`` (in input units); *clipped* when at least ``clipping_fraction`` of its samples sit at
+    its own minimum or maximum; *non-finite* when any sample is NaN/inf (a gap). A flagged window is never
+    given a class: the stream reports its flags instead.
+    """
+
+    hop_s: float  # a window starts every hop_s seconds (≤ window: overlapping or touching windows)
+    normalization: WindowNormalization = WindowNormalization.ZSCORE
+    minimum_std: float = 1e-6  # z-score divides by at least this; a spread below it is a flat window
+    flat_fraction: float = 0.9  # share of zero successive differences that makes a window flat
+    clipping_fraction: float = 0.05  # share of samples at the window's own min or max that makes it clipped
+
+    def __post_init__(self) -> None:
+        if not _positive(self.hop_s):
+            raise invalid("hop_s", show(self.hop_s), "positive seconds")
+        if self.normalization not in tuple(WindowNormalization):
+            raise invalid("normalization", show(self.normalization), f"one of {', '.join(WindowNormalization)}")
+        object.__setattr__(self, "normalization", WindowNormalization(self.normalization))
+        if not _positive(self.minimum_std):
+            raise invalid("minimum_std", show(self.minimum_std), "a small positive number")
+        for name in ("flat_fraction", "clipping_fraction"):
+            value = getattr(self, name)
+            if not is_number(value) or not 0 < value <= 1:
+                raise invalid(name, show(value), "a fraction in (0, 1]")
+
+    def to_dict(self) -> dict:
+        return {"hop_s": self.hop_s, "normalization": self.normalization.value, "minimum_std": self.minimum_std,
+                "flat_fraction": self.flat_fraction, "clipping_fraction": self.clipping_fraction}
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> WindowConfig:
+        config = cls(
+            hop_s=fields.number("hop_s"),
+            normalization=fields.choice("normalization", WindowNormalization,
+                                        tuple(item.value for item in WindowNormalization)),
+            minimum_std=fields.number("minimum_std"),
+            flat_fraction=fields.number("flat_fraction"),
+            clipping_fraction=fields.number("clipping_fraction"),
+        )
+        fields.done()
+        return config
+
+
 @dataclass(frozen=True)
 class Derivation:
-    """How the ECG stream computes one input: the feature and the settings it needs (no others)."""
+    """How the stream computes one input: the feature and the settings it needs (no others)."""
 
     feature: StreamFeature
     rr: RrFeatureConfig | None = None  # rr_features and template_residual (its gate); None otherwise
     template: TemplateConfig | None = None  # template_residual only
+    window: WindowConfig | None = None  # signal_window only
 
     def __post_init__(self) -> None:
         if self.feature not in tuple(StreamFeature):
             raise invalid("feature", show(self.feature), f"one of {', '.join(StreamFeature)}")
         object.__setattr__(self, "feature", StreamFeature(self.feature))
         for name, kind, needed in (("rr", RrFeatureConfig, self.feature in RR_FEATURES_NEEDED),
-                                   ("template", TemplateConfig, self.feature is StreamFeature.TEMPLATE_RESIDUAL)):
+                                   ("template", TemplateConfig, self.feature is StreamFeature.TEMPLATE_RESIDUAL),
+                                   ("window", WindowConfig, self.feature is StreamFeature.SIGNAL_WINDOW)):
             value = getattr(self, name)
             if needed and not isinstance(value, kind):
                 raise invalid(name, show(value), f"the {kind.__name__} training used (a {self.feature} input needs it)")
@@ -138,10 +201,16 @@ class Derivation:
     def template_residual(cls, template: TemplateConfig, rr: RrFeatureConfig) -> Derivation:
         return cls(StreamFeature.TEMPLATE_RESIDUAL, rr=rr, template=template)
 
+    @classmethod
+    def signal_window(cls, window: WindowConfig) -> Derivation:
+        return cls(StreamFeature.SIGNAL_WINDOW, window=window)
+
     def to_dict(self) -> dict:
+        # "window" is written only when set, so beat-stream manifests read on runtimes that predate it
         return {"feature": self.feature.value,
                 "rr": None if self.rr is None else self.rr.to_dict(),
-                "template": None if self.template is None else self.template.to_dict()}
+                "template": None if self.template is None else self.template.to_dict(),
+                } | ({} if self.window is None else {"window": self.window.to_dict()})
 
     @classmethod
     def from_fields(cls, fields: Fields) -> Derivation:
@@ -149,6 +218,7 @@ class Derivation:
             feature=fields.choice("feature", StreamFeature, tuple(feature.value for feature in StreamFeature)),
             rr=_nullable(fields, "rr", RrFeatureConfig.from_fields),
             template=_nullable(fields, "template", TemplateConfig.from_fields),
+            window=fields.optional_section("window", WindowConfig.from_fields),
         )
         fields.done()
         return derivation

@@ -98,6 +98,16 @@ class InputSpec:
             if self.sample_shape not in ((self.window_samples,), (self.window_samples, 1)):
                 raise invalid("shape", show(list(self.shape)),
                               f"[null, {self.window_samples}] or [null, {self.window_samples}, 1]: one lead")
+        elif feature is StreamFeature.SIGNAL_WINDOW:
+            if self.feature_kind is not FeatureKind.WAVEFORM or self.is_beat_window:
+                raise invalid("derived.feature", show(feature.value),
+                              "a waveform input without a beat window (window_before_s/window_after_s null)")
+            if len(self.shape) not in (2, 3):
+                raise invalid("shape", show(list(self.shape)),
+                              "[null, samples] or [null, samples, channels] for a signal window")
+            if self.hop_samples < 1:
+                raise invalid("derived.window.hop_s", show(self.derived.window.hop_s),
+                              f"at least one sample at {self.sample_rate_hz} Hz")
         elif feature is StreamFeature.RR_FEATURES and (
             self.feature_kind is not FeatureKind.TABULAR or self.feature_names != RR_FEATURE_NAMES
         ):
@@ -128,8 +138,27 @@ class InputSpec:
 
     @property
     def window_samples(self) -> int:
-        """Samples in a beat window: the R-peak index plus round(after × rate)."""
+        """Samples in a window: a beat window's R-peak index plus round(after × rate); a signal window's axis 1."""
+        if not self.is_beat_window and self.feature_kind is FeatureKind.WAVEFORM:
+            return int(self.shape[1])
         return self.r_peak_index + round(float(self.window_after_s) * float(self.sample_rate_hz))
+
+    @property
+    def is_signal_window(self) -> bool:
+        """A fixed window cut every hop by the windowed stream (``runtime.windows``)."""
+        return self.stream_feature is StreamFeature.SIGNAL_WINDOW
+
+    @property
+    def hop_samples(self) -> int:
+        """A signal window's hop in samples at the model rate: round(hop_s × rate)."""
+        if not self.is_signal_window:
+            raise invalid("derived", show(self.stream_feature), f"a signal_window derivation on input '{self.name}'")
+        return round(float(self.derived.window.hop_s) * float(self.sample_rate_hz))
+
+    @property
+    def channels(self) -> int:
+        """Channels of a waveform window: axis 2, or 1 for a [null, samples] input."""
+        return int(self.shape[2]) if len(self.shape) == 3 else 1
 
     def to_dict(self) -> dict:
         return {
