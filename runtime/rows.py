@@ -27,7 +27,8 @@ from runtime.bundle import InputShapeError
 from runtime.contract import InputSpec
 from runtime.decide import decide
 from runtime.events import RowPrediction
-from runtime.features import FeatureKind, summary_features
+from runtime.features import FeatureKind
+from runtime.input_features import input_features
 from runtime.readers import InputError, read_npy_stream
 from runtime.results import INPUT_NOT_FINITE, OUTPUT_NOT_FINITE, result_for
 
@@ -156,17 +157,12 @@ def _not_finite(specs: tuple[InputSpec, ...], batch: Mapping[str, np.ndarray]) -
 
 
 def _features(specs: tuple[InputSpec, ...], batch: Mapping[str, np.ndarray]) -> list[dict[str, float]]:
-    """Per row: the summary features of its inputs (``runtime.features``), as telemetry and drift use them."""
+    """Per row: the summary features of its inputs (``runtime.input_features``), as telemetry and drift use them."""
     rows = next(iter(batch.values())).shape[0]
     per_row: list[dict[str, float]] = [{} for _ in range(rows)]
-    with np.errstate(all="ignore"):  # a non-finite row gives non-finite features, which telemetry leaves out
-        for spec, prefix in _feature_names(specs):
-            values = batch[spec.name]
-            if spec.feature_kind is FeatureKind.WAVEFORM:
-                values = values.reshape(rows, values.shape[1], -1)
-            for name, column in summary_features(values, spec.feature_kind, spec.feature_names).items():
-                for row, value in enumerate(np.asarray(column, dtype=np.float64).tolist()):
-                    per_row[row][f"{prefix}{name}"] = value
+    for name, column in input_features(batch, specs).items():
+        for row, value in enumerate(column.tolist()):
+            per_row[row][name] = value
     return per_row
 
 

@@ -18,13 +18,12 @@ It never stores raw inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from runtime.contract import InputSpec, MulticlassRule, OutputSpec, TaskKind
+from runtime.contract import MulticlassRule, OutputSpec, TaskKind
 from runtime.decide import ANOMALY_SCORE, decide
-from runtime.features import summary_features
 
 PROFILE_SCHEMA_VERSION = 1
 SAMPLE_LIMIT = 500
@@ -41,18 +40,6 @@ def _distribution(values: np.ndarray, rng: np.random.Generator) -> dict:
         "decile_edges": [float(edge) for edge in np.percentile(values, _DECILES)],
         "sample": [round(float(value), 6) for value in np.sort(sample)],
     }
-
-
-def input_features(inputs: np.ndarray | Mapping[str, np.ndarray], specs: Sequence[InputSpec]) -> dict[str, np.ndarray]:
-    """The summary features of every input: as they are for one input, ``<input>/<feature>`` for several."""
-    if not isinstance(inputs, Mapping):
-        (spec,) = specs
-        return summary_features(inputs, spec.feature_kind, spec.feature_names)
-    features = {}
-    for spec in specs:
-        for name, values in summary_features(inputs[spec.name], spec.feature_kind, spec.feature_names).items():
-            features[f"{spec.name}/{name}"] = values
-    return features
 
 
 def _class_counts(labels: Sequence[str], decided: list[str], rng, confidence: np.ndarray, key: str) -> dict:

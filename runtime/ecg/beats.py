@@ -11,7 +11,7 @@ import numpy as np
 
 from runtime.decide import Decision, decide
 from runtime.events import BeatEvent
-from runtime.features import waveform_features
+from runtime.input_features import input_features
 
 
 @dataclass
@@ -84,9 +84,12 @@ def classify(bundle, beats: list[PendingBeat], batch_size: int, with_features: b
         latency_us = (time.perf_counter() - started) * 1e6 / len(batch)
         outcomes += [(decision, latency_us) for decision in decide(bundle.output, outputs)]
     decided = iter(outcomes)
-    features = waveform_features(np.stack([beat.window for beat in beats])) if with_features and beats else None
+    # telemetry's summary features, of the arrays the model was fed (the reference profile's, named as there)
+    features = input_features({name: np.stack([beat.inputs[name] for beat in judged]) for name in judged[0].inputs},
+                              bundle.inputs) if with_features and judged else None
+    feature_rows = iter(range(len(judged)))
     events: list[BeatEvent] = []
-    for index, beat in enumerate(beats):
+    for beat in beats:
         decision, latency_us = next(decided) if beat.judged else (None, 0.0)
         pre, post, local = beat.rr_ms
         events.append(
@@ -100,10 +103,14 @@ def classify(bundle, beats: list[PendingBeat], batch_size: int, with_features: b
                 quality_flags=beat.flags,
                 low_confidence=False if decision is None else decision.low_confidence,
                 latency_us=latency_us,
-                features={name: float(values[index]) for name, values in features.items()} if features else None,
+                features=_row(features, next(feature_rows)) if features and beat.judged else None,
                 pre_rr_ms=pre,
                 post_rr_ms=post,
                 local_rr_ms=local,
             )
         )
     return events
+
+
+def _row(features: dict[str, np.ndarray], row: int) -> dict[str, float]:
+    return {name: float(values[row]) for name, values in features.items()}

@@ -224,3 +224,19 @@ def test_resampler_is_exact_under_any_chunking_and_accurate():
     times = np.arange(reference.size) / rate_out
     expected = np.sin(2 * np.pi * 7 * times) + 0.3 * np.sin(2 * np.pi * 40 * times)
     assert reference.size == 1800 and np.abs(reference - expected)[50:-50].max() < 1e-3
+
+
+def test_telemetry_features_of_a_two_input_bundle_are_the_reference_profiles_own(residual_rr_bundle):
+    """Drift compares like with like: the device's features are those of the arrays the model was fed, named as
+    the build's reference profile names them (``<input>/<feature>``), and only judged beats carry them."""
+    from runtime.ecg.stream import StreamConfig
+    from runtime.input_features import input_features
+
+    signal, _ = synthetic_ecg(40, rate=360.0, heart_rate=80, seed=13)
+    beats = _beats(_run(residual_rr_bundle, signal, 360.0, chunk=3600, config=StreamConfig(summary_features=True)))
+    judged = [beat for beat in beats if beat.classified]
+    expected = set(input_features({spec.name: np.zeros((1, *spec.sample_shape)) for spec in TWO_INPUTS}, TWO_INPUTS))
+    assert {"residual/kurtosis", "rr/pre_rr_s"} <= expected
+    assert judged and all(set(beat.features) == expected for beat in judged)
+    assert all(beat.features is None for beat in beats if not beat.classified)
+    assert all(beat.features["rr/pre_rr_s"] == pytest.approx(beat.pre_rr_ms / 1000, abs=1e-3) for beat in judged)

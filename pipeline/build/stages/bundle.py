@@ -28,7 +28,7 @@ from pipeline.build.device_manifest import (
     write_manifest,
 )
 from pipeline.build.recording_results import load_recording_validation, manifest_section
-from pipeline.build.reference_profile import build_reference_profile, input_features
+from pipeline.build.reference_profile import build_reference_profile
 from pipeline.build.stages.data import load_data
 from pipeline.build.stages.evaluate import load_evaluation
 from pipeline.build.stages.variants import load_predictions, variant_file
@@ -40,6 +40,7 @@ from pipeline.config import VariantName
 from pipeline.errors import GateError
 from pipeline.splits import select_rows
 from runtime.contract import MODEL_NAME, PROFILE_NAME, SCHEMA_VERSION, InputSpec
+from runtime.input_features import input_features
 
 __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "run_bundle_stage"]
 
