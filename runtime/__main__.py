@@ -3,8 +3,9 @@
 Events go to stdout (or ``--output``) as JSON lines; logs and errors go to
 stderr. Exit status: 0 done, 1 the bundle or input was refused, 2 usage. Every refusal is one
 ``error:`` line; ``-v`` adds the traceback. The output and outbox paths are checked before the
-bundle is opened, and ``--sample-rate`` outside the accepted range (``runtime.readers.SAMPLE_RATE_RANGE_HZ``)
-is a usage error before anything is read.
+bundle is opened, and ``--sample-rate`` outside every accepted range (``runtime.readers.SIGNAL_RATE_RANGE_HZ``;
+an ECG bundle then asks for ``SAMPLE_RATE_RANGE_HZ``, a windowed one for a rate near its model's) is a usage error
+before anything is read.
 """
 
 from __future__ import annotations
@@ -19,10 +20,13 @@ from collections import Counter
 from pathlib import Path
 
 from runtime.errors import EdgemedError
-from runtime.events import JsonLinesWriter
-from runtime.readers import SAMPLE_RATE_RANGE_HZ, InputError, check_sample_rate
+from runtime.events import JsonLinesWriter, QualityEvent
+from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
 from runtime.runner import DEFAULT_OUTBOX, RunOptions, run
 from runtime.trust import TrustPolicy
+from runtime.windows import WindowFlag
+
+TOO_SHORT = WindowFlag.TOO_SHORT.value  # a recording (or a stretch between gaps) shorter than one window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,10 +37,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--input", required=True, type=Path,
                         help=".csv, .npy or .h5 input; .npz with one array per input name")
     parser.add_argument("--sample-rate", type=_sample_rate, default=None,
-                        help=f"signal rate in Hz (.npy / signal .csv), {SAMPLE_RATE_RANGE_HZ[0]:g}–"
-                        f"{SAMPLE_RATE_RANGE_HZ[1]:g}")
+                        help=f"signal rate in Hz (.npy / signal .csv): ECG {SAMPLE_RATE_RANGE_HZ[0]:g}–"
+                        f"{SAMPLE_RATE_RANGE_HZ[1]:g}, other waveforms {SIGNAL_RATE_RANGE_HZ[0]:g}–"
+                        f"{SIGNAL_RATE_RANGE_HZ[1]:g} (near the model's rate)")
     parser.add_argument("--channel", type=_non_negative, default=None,
-                        help="the channel of a multi-channel signal (HDF5 channel_N; .npy/.csv column, from 0)")
+                        help="the channel of a multi-channel signal for a one-channel model (HDF5 channel_N; "
+                        ".npy/.csv column, from 0); a multi-channel model takes all of them")
     parser.add_argument("--device-id", default=None, help="pseudonymous device id (hex), needed for telemetry")
     parser.add_argument("--telemetry-url", default=None, help="upload telemetry records to this URL")
     parser.add_argument("--telemetry-outbox", type=Path, default=None, help="telemetry outbox path")
@@ -54,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sample_rate(text: str) -> float:
     try:
-        return check_sample_rate(float(text), "--sample-rate")
+        return check_sample_rate(float(text), "--sample-rate", SIGNAL_RATE_RANGE_HZ)
     except (ValueError, InputError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
 
@@ -116,6 +122,9 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
             for event in events:
                 writer.write(event)
                 kinds[event.kind] += 1
+                if isinstance(event, QualityEvent) and event.flag == TOO_SHORT:
+                    print(f"warning: {event.duration_s:.3g} s of signal from {event.time_s:.3g} s is shorter than one "
+                          "window of the model: nothing in it was judged", file=sys.stderr)
     except OSError as error:  # a full disk, a vanished folder or input file: the run stops, no partial success
         raise OutputPathError(
             f"the run stopped on an I/O error ({error.strerror or type(error).__name__}"

@@ -1,4 +1,4 @@
-"""What the runtime reports: beat, quality and row-prediction events, and a JSON-lines writer.
+"""What the runtime reports: beat, window, quality and row-prediction events, and a JSON-lines writer.
 
 Events carry derived numbers only: times relative to the start of the stream, each task kind's
 result (classes and probabilities, labels and scores, values with units, anomaly scores and
@@ -85,7 +85,7 @@ class QualityEvent:
     kind: ClassVar[str] = "quality"
     time_s: float  # start of the stretch from the start of the stream
     duration_s: float
-    flag: str  # a runtime.ecg.quality.QualityFlag value
+    flag: str  # a runtime.ecg.quality.QualityFlag value (ECG stream) or runtime.windows.WindowFlag value
 
     def to_dict(self) -> dict:
         return {
@@ -134,7 +134,47 @@ class RowPrediction:
         return record
 
 
-Event = BeatEvent | QualityEvent | RowPrediction
+@dataclass(frozen=True)
+class WindowEvent:
+    """One fixed window of the windowed stream (``runtime.windows.stream``), judged unless its flags say why not.
+
+    ``result`` is the task kind's typed result (``runtime.results``), or None when the window was not judged:
+    then ``flags`` says why (``runtime.windows.WindowFlag``: non-finite samples, flat line, clipping, a rate
+    the timestamps contradict; or ``output_not_finite``). Times are in the input's clock from the stream's
+    start, gaps included.
+    """
+
+    kind: ClassVar[str] = "window"
+    index: int  # the window's number from the stream's start (every window, judged or not)
+    start_s: float  # first sample of the window
+    end_s: float  # just after its last sample: start_s + window length
+    task: str  # the bundle's output task kind
+    result: Result | None
+    flags: tuple[str, ...] = ()  # why there is no result
+    latency_us: float = 0.0  # inference time of the window's batch divided by the windows judged in it
+    features: dict[str, float] | None = None  # summary features of the model input (telemetry / drift)
+
+    @property
+    def judged(self) -> bool:
+        return self.result is not None
+
+    @property
+    def quality_flags(self) -> tuple[str, ...]:
+        return self.flags
+
+    def to_dict(self) -> dict:
+        record = {"type": self.kind, "index": self.index, "start_s": _number(self.start_s),
+                  "end_s": _number(self.end_s), "task": self.task, "judged": self.judged}
+        if self.result is not None:
+            record.update(self.result.to_event())
+        record["flags"] = list(self.flags)
+        record["latency_us"] = _number(self.latency_us, 1)
+        if self.features is not None:
+            record["features"] = {name: _number(value) for name, value in self.features.items()}
+        return record
+
+
+Event = BeatEvent | QualityEvent | RowPrediction | WindowEvent
 
 
 class JsonLinesWriter:

@@ -12,9 +12,14 @@ before it computes, and refuses with an ``InputError`` (never a traceback, never
   (``sampling rate``, ``resolution``, ``sensor``) and the dataset's dtype and shape are checked from
   metadata before a sample is read, and only the chosen channel is read;
 * several channels or leads are refused unless ``channel`` picks one (never interleaved, never a
-  guess; a file whose channels are labelled with sensors uses its single ECG channel);
+  guess; a file whose channels are labelled with sensors uses its single ECG channel — for ECG only);
+* ``read_channels`` reads every channel of a file for a multi-channel model (the windowed stream):
+  exactly as many as the model takes, each a column (``(samples, channels)``), never transposed by guess;
 * the sample rate must lie within ``SAMPLE_RATE_RANGE_HZ`` (50–10 000 Hz: below, a QRS complex is
-  not resolved; above, no ECG front end samples — and a resampling kernel would grow with the ratio).
+  not resolved; above, no ECG front end samples — and a resampling kernel would grow with the ratio);
+  waveforms of the windowed stream (EEG, PPG, vital-sign series) within ``SIGNAL_RATE_RANGE_HZ``
+  (0.01–10 000 Hz: a trend sampled every minute up to an ADC), and the stream checks the rate against
+  its model's.
 
 HDF5 needs ``h5py``, imported only inside :func:`read_h5` so the device install stays numpy + onnxruntime.
 """
@@ -38,6 +43,7 @@ logger = logging.getLogger(__name__)
 
 SIGNAL_COLUMN_NAMES = ("ecg", "signal", "value", "mv")  # header names accepted for a signal CSV's column
 SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 Hz; outside this range is an error
+SIGNAL_RATE_RANGE_HZ = (0.01, 10_000.0)  # any waveform of the windowed stream: a per-minute trend up to an ADC
 MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
 MAX_ARRAY_BYTES = 2 * 1024**3  # an array may decode to at most 2 GiB (a 10-day 1 kHz float64 recording is 7 GB)
 MAX_EXACT_INTEGER = 2**53  # integers beyond this are not exact in float64
@@ -53,51 +59,88 @@ class InputError(EdgemedError):
 class Recording:
     """One single-lead signal with what the file says about it."""
 
-    samples: np.ndarray  # float64, one dimension
+    samples: np.ndarray  # float64: (samples,) from read_signal; (samples, channels) from read_channels
     sample_rate_hz: float | None  # None when the file does not record it
     adc_range: tuple[float, float] | None = None  # converter limits (e.g. 0..65535), when known
     source: str = ""  # file name, for logs
 
 
-def check_sample_rate(rate: object, source: str = "the sample rate") -> float:
-    """``rate`` as a float within ``SAMPLE_RATE_RANGE_HZ``, or ``InputError``."""
-    low, high = SAMPLE_RATE_RANGE_HZ
+def check_sample_rate(rate: object, source: str = "the sample rate",
+                      rate_range: tuple[float, float] = SAMPLE_RATE_RANGE_HZ) -> float:
+    """``rate`` as a float within ``rate_range`` (default ``SAMPLE_RATE_RANGE_HZ``), or ``InputError``."""
+    low, high = rate_range
     value = float(rate) if isinstance(rate, numbers.Real) and not isinstance(rate, bool) else math.nan
     if not math.isfinite(value) or not low <= value <= high:
+        what = "ECG front ends and ADCs" if rate_range == SAMPLE_RATE_RANGE_HZ else "device signals"
         raise InputError(
             f"{source} is {rate!r} Hz, outside the range this runtime accepts",
-            expected=f"a sample rate from {low:g} to {high:g} Hz (ECG front ends and ADCs)",
+            expected=f"a sample rate from {low:g} to {high:g} Hz ({what})",
             fix="pass the recording's real rate with --sample-rate",
         )
     return value
 
 
-def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | None = None) -> Recording:
-    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` overrides the file's.
-
-    ``channel`` picks one channel of a multi-channel file (HDF5: ``channel_N``; ``.npy``/``.csv``: column N,
-    counted from 0); without it such a file is refused.
-    """
-    path = Path(path)
+def _existing(path: Path, sample_rate_hz: float | None, rate_range: tuple[float, float]) -> str:
+    """The suffix of an existing input file (``--sample-rate`` checked first), or ``InputError``."""
     if sample_rate_hz is not None:
-        check_sample_rate(sample_rate_hz, "--sample-rate")
+        check_sample_rate(sample_rate_hz, "--sample-rate", rate_range)
     if not path.is_file():
         raise InputError(
             f"input file {path} does not exist", expected="a readable .csv, .npy or .h5 file", fix="check the path"
         )
     suffix = path.suffix.lower()
-    if suffix == ".npy":
-        recording = Recording(_single_lead(load_npy(path), path, channel), None, None, path.name)
-    elif suffix == ".csv":
-        recording = Recording(read_signal_csv(path, channel), None, None, path.name)
-    elif suffix in (".h5", ".hdf5"):
-        recording = read_h5(path, channel)
-    else:
+    if suffix not in (".npy", ".csv", ".h5", ".hdf5"):
         raise InputError(
             f"cannot read a signal from '{path.name}' (suffix '{suffix}')",
             expected="a .csv, .npy or .h5 file",
             fix="convert the recording to one of those formats",
         )
+    return suffix
+
+
+def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | None = None, *,
+                rate_range: tuple[float, float] = SAMPLE_RATE_RANGE_HZ, sensor: str | None = "ECG") -> Recording:
+    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` overrides the file's.
+
+    ``channel`` picks one channel of a multi-channel file (HDF5: ``channel_N``; ``.npy``/``.csv``: column N,
+    counted from 0); without it such a file is refused — except an HDF5 file with one channel labelled
+    ``sensor`` (the ECG stream's; None for other signals: nothing is picked by its label). The rate must lie
+    within ``rate_range`` (``SIGNAL_RATE_RANGE_HZ`` for the windowed stream).
+    """
+    path = Path(path)
+    suffix = _existing(path, sample_rate_hz, rate_range)
+    if suffix == ".npy":
+        recording = Recording(_single_lead(load_npy(path), path, channel), None, None, path.name)
+    elif suffix == ".csv":
+        recording = Recording(read_signal_csv(path, channel), None, None, path.name)
+    else:
+        recording = read_h5(path, channel, sensor=sensor)
+    return _with_rate(recording, path, sample_rate_hz, rate_range)
+
+
+def read_channels(path: Path, channels: int, sample_rate_hz: float | None = None, *,
+                  rate_range: tuple[float, float] = SIGNAL_RATE_RANGE_HZ) -> Recording:
+    """Every channel of a recording as ``(samples, channels)`` for a model that takes ``channels`` of them.
+
+    ``.npy``: a ``(samples, channels)`` array; ``.csv``: that many numeric columns (a header row is skipped);
+    ``.h5``: that many ``channel_N`` datasets of one length, in N order. Any other count is refused — a
+    ``(channels, samples)`` array too (never transposed by guess).
+    """
+    path = Path(path)
+    suffix = _existing(path, sample_rate_hz, rate_range)
+    if suffix == ".npy":
+        samples = _all_channels(load_npy(path), path.name, channels)
+        recording = Recording(samples, None, None, path.name)
+    elif suffix == ".csv":
+        recording = Recording(_csv_columns(path, channels), None, None, path.name)
+    else:
+        recording = read_h5(path, channels=channels)
+    return _with_rate(recording, path, sample_rate_hz, rate_range)
+
+
+def _with_rate(recording: Recording, path: Path, sample_rate_hz: float | None,
+               rate_range: tuple[float, float]) -> Recording:
+    """The recording with its checked rate (``sample_rate_hz`` overrides the file's), or ``InputError``."""
     if recording.samples.size == 0:
         raise InputError(f"{path.name} holds no samples", expected="a recording of at least one sample",
                          fix="check the export")
@@ -116,8 +159,28 @@ def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | 
             expected="the sample rate of the recording",
             fix="pass --sample-rate HZ",
         )
-    check_sample_rate(recording.sample_rate_hz, f"{path.name}'s sample rate")
+    check_sample_rate(recording.sample_rate_hz, f"{path.name}'s sample rate", rate_range)
     return recording
+
+
+def _channel_refusal(name: str, found: str, channels: int) -> InputError:
+    return InputError(
+        f"{name} holds {found}, but the model takes {channels} channels",
+        expected=f"the {channels} channels the model was trained on, one column each: (samples, {channels})",
+        fix=f"save exactly those {channels} channels as columns, in the order the model's scenario documents",
+    )
+
+
+def _all_channels(array: np.ndarray, name: str, channels: int) -> np.ndarray:
+    values = np.asarray(array)
+    if values.ndim == 1 and channels == 1:
+        values = values[:, None]
+    if values.ndim == 2 and values.shape[1] == channels:
+        return values.astype(np.float64)
+    if values.ndim == 2 and values.shape[0] == channels:
+        raise _channel_refusal(name, f"an array of shape {values.shape} ((channels, samples)?)", channels)
+    found = f"{values.shape[1]} channels" if values.ndim == 2 else f"an array of shape {values.shape}"
+    raise _channel_refusal(name, found, channels)
 
 
 # -- .npy ------------------------------------------------------------------------------------------
@@ -289,6 +352,32 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
     return values
 
 
+def _csv_columns(path: Path, channels: int) -> np.ndarray:
+    """Every column of a numeric CSV (a header row is skipped) as ``(samples, channels)``."""
+    name = Path(path).name
+    rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
+    if not rows:
+        raise InputError(f"{name} is empty", expected="one sample per row", fix="check the export")
+    if not all(_is_number(cell.strip()) for cell in rows[0]):
+        rows = rows[1:]
+    width = len(rows[0]) if rows else 0
+    if width != channels:
+        raise _channel_refusal(name, f"{width} columns", channels)
+    values = np.empty((len(rows), channels))
+    for index, row in enumerate(rows):
+        try:
+            if len(row) != channels:
+                raise ValueError
+            values[index] = [float(cell) for cell in row]
+        except ValueError:
+            raise InputError(
+                f"{name} row {index + 1}: not {channels} numbers",
+                expected=f"{channels} numbers per row, one per channel",
+                fix="remove or repair that row (write nan for a missing sample)",
+            ) from None
+    return values
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -311,8 +400,10 @@ def _h5_refusal(path: Path, problem: str) -> InputError:
     )
 
 
-def read_h5(path: Path, channel: int | None = None) -> Recording:
-    """One channel of a PLUX OpenSignals / biosignalsnotebooks HDF5 file (raw ADC counts)."""
+def read_h5(path: Path, channel: int | None = None, *, sensor: str | None = "ECG",
+            channels: int | None = None) -> Recording:
+    """One channel of a PLUX OpenSignals / biosignalsnotebooks HDF5 file (raw ADC counts); with ``channels``,
+    that many channels (all the file holds) as ``(samples, channels)``."""
     path = Path(path)
     try:
         import h5py
@@ -324,7 +415,7 @@ def read_h5(path: Path, channel: int | None = None) -> Recording:
         ) from error
     try:
         with h5py.File(path, "r") as handle:
-            return _read_plux(h5py, handle, path, channel)
+            return _read_plux(h5py, handle, path, channel, sensor, channels)
     except InputError:
         raise
     except H5_ERRORS as error:
@@ -357,11 +448,16 @@ def _resolution_range(path: Path, attrs) -> tuple[float, float] | None:
     return 0.0, float(2 ** int(first) - 1)
 
 
-def _choose_channel(h5py, raw, path: Path, channel: int | None) -> str:
+def _datasets(h5py, raw, path: Path) -> list[str]:
     channels = sorted((name for name in raw if name.startswith("channel_")), key=lambda name: (len(name), name))
     datasets = [name for name in channels if isinstance(raw[name], h5py.Dataset)]
     if not datasets:
         raise _h5_refusal(path, "its raw group holds no channel_N datasets")
+    return datasets
+
+
+def _choose_channel(h5py, raw, path: Path, channel: int | None, sensor: str | None) -> str:
+    datasets = _datasets(h5py, raw, path)
     if channel is not None:
         name = f"channel_{channel}"
         if name not in datasets:
@@ -369,19 +465,27 @@ def _choose_channel(h5py, raw, path: Path, channel: int | None) -> str:
                              fix="pick an existing channel with --channel N")
         return name
     sensors = {name: _text_attribute(raw[name].attrs.get("sensor", "")).upper() for name in datasets}
-    ecg = [name for name, sensor in sensors.items() if sensor == "ECG"]
+    if sensor is None:  # a signal the stream does not recognise by its label: only a file's one channel is taken
+        if len(datasets) == 1:
+            return datasets[0]
+        labels = ", ".join(f"{name} ({sensors[name] or 'unlabelled'})" for name in datasets)
+        raise InputError(f"{path.name} holds {len(datasets)} channels: {labels}",
+                         expected="one channel, or --channel N naming the one the model takes",
+                         fix="pass --channel N (channel_N in the file)")
+    ecg = [name for name, label in sensors.items() if label == sensor]
     if len(ecg) == 1 or (len(datasets) == 1 and not sensors[datasets[0]]):
         return (ecg or datasets)[0]  # the one ECG channel, or the only channel when nothing says what it is
     labels = ", ".join(f"{name} ({sensors[name] or 'unlabelled'})" for name in datasets)
     raise InputError(
-        f"{path.name} holds {len(datasets)} channel(s) and " + ("several are" if ecg else "none is") + " labelled ECG: "
-        + labels,
-        expected="one ECG channel, or --channel N naming the one to use",
-        fix="pass --channel N for the ECG channel (channel_N in the file)",
+        f"{path.name} holds {len(datasets)} channel(s) and " + ("several are" if ecg else "none is")
+        + f" labelled {sensor}: " + labels,
+        expected=f"one {sensor} channel, or --channel N naming the one to use",
+        fix=f"pass --channel N for the {sensor} channel (channel_N in the file)",
     )
 
 
-def _read_plux(h5py, handle, path: Path, channel: int | None) -> Recording:
+def _read_plux(h5py, handle, path: Path, channel: int | None, sensor: str | None = "ECG",
+               channels: int | None = None) -> Recording:
     devices = [name for name in handle if isinstance(handle[name], h5py.Group) and "raw" in handle[name]]
     devices = [name for name in devices if isinstance(handle[name]["raw"], h5py.Group)]
     if not devices:
@@ -394,12 +498,29 @@ def _read_plux(h5py, handle, path: Path, channel: int | None) -> Recording:
         raise _h5_refusal(path, f"it holds {len(devices)} devices; this runtime reads one")
     device = handle[devices[0]]
     raw = device["raw"]
-    chosen = _choose_channel(h5py, raw, path, channel)
-    dataset = raw[chosen]
     rate = _scalar_attribute(device.attrs["sampling rate"]) if "sampling rate" in device.attrs else None
     if rate is not None:
-        rate = check_sample_rate(rate, f"{path.name}'s 'sampling rate' attribute")
+        rate_range = SAMPLE_RATE_RANGE_HZ if channels is None and sensor is not None else SIGNAL_RATE_RANGE_HZ
+        rate = check_sample_rate(rate, f"{path.name}'s 'sampling rate' attribute", rate_range)
     adc_range = _resolution_range(path, device.attrs)
+    if channels is not None:
+        datasets = _datasets(h5py, raw, path)
+        if len(datasets) != channels:
+            raise _channel_refusal(path.name, f"{len(datasets)} channel_N datasets", channels)
+        columns = [_read_dataset(raw[name], path, name) for name in datasets]
+        if len({column.size for column in columns}) != 1:
+            raise _h5_refusal(path, "its channels hold different numbers of samples")
+        logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], ", ".join(datasets),
+                    columns[0].size, rate)
+        return Recording(np.stack(columns, axis=1), rate, adc_range, path.name)
+    chosen = _choose_channel(h5py, raw, path, channel, sensor)
+    samples = _read_dataset(raw[chosen], path, chosen)
+    logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], chosen, samples.size, rate)
+    return Recording(samples, rate, adc_range, path.name)
+
+
+def _read_dataset(dataset, path: Path, chosen: str) -> np.ndarray:
+    """One ``channel_N`` dataset as float64 samples, checked from its metadata before it is read."""
     if dataset.dtype.kind not in NUMERIC_DTYPE_KINDS or dataset.dtype.fields is not None:
         raise _h5_refusal(path, f"{chosen} holds {dataset.dtype} values, not numbers")
     shape = dataset.shape
@@ -416,6 +537,4 @@ def _read_plux(h5py, handle, path: Path, channel: int | None) -> Recording:
         int(values.max()) > MAX_EXACT_INTEGER or int(values.min()) < -MAX_EXACT_INTEGER
     ):
         raise _h5_refusal(path, f"{chosen} holds integers beyond ±2**53")
-    samples = np.asarray(values, dtype=np.float64).reshape(-1)
-    logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], chosen, samples.size, rate)
-    return Recording(samples, rate, adc_range, path.name)
+    return np.asarray(values, dtype=np.float64).reshape(-1)

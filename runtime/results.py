@@ -19,8 +19,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from runtime.contract import AnomalyRule, OutputSpec, RegressionRule, TaskKind
-from runtime.decide import ANOMALY_SCORE, Decision
+from runtime.decide import ANOMALY_SCORE, Decision, decide
 
 INPUT_NOT_FINITE = "input_not_finite"  # NaN, ±inf, or a number beyond float32 in some input of the row
 OUTPUT_NOT_FINITE = "output_not_finite"  # the model gave NaN or ±inf for the row
@@ -137,4 +139,12 @@ RESULTS: dict[TaskKind, Callable[[OutputSpec, Decision], Result]] = {
 def result_for(spec: OutputSpec, decision: Decision) -> Result:
     """The typed result of one decision under ``spec``'s task kind."""
     return RESULTS[spec.task](spec, decision)
+
+
+def results_for(spec: OutputSpec, outputs: np.ndarray) -> list[Result | None]:
+    """One result per row of model ``outputs`` (``decide``, then ``result_for``: the row runner's path); None
+    for a row with a non-finite output, which its caller flags ``OUTPUT_NOT_FINITE``."""
+    answered = np.isfinite(outputs).all(axis=1)
+    decisions = iter(decide(spec, outputs[answered]))
+    return [result_for(spec, next(decisions)) if ok else None for ok in answered.tolist()]
 

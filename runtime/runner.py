@@ -5,14 +5,18 @@ contract and the input, and yields events as they become final:
 
 * ``.npz`` (one array per input name), any bundle → ``RowPrediction`` per row (``runtime.rows``);
 * a single tabular input: feature ``.csv`` or 2-D ``.npy`` → ``RowPrediction`` per row, every task kind;
+* a ``signal_window`` input (EEG, PPG, vital-sign series; ``runtime.windows``): signal ``.csv``/``.npy``/``.h5``
+  (every channel of it for a multi-channel model, ``runtime.readers.read_channels``) → the windowed stream's
+  ``WindowEvent`` per window and ``QualityEvent`` (gaps, a too-short recording), every task kind;
 * a single waveform input, or inputs the ECG stream derives (``InputSpec.derived``: beat window, template
   residual, RR features): signal ``.csv``/``.npy``/``.h5`` → the ECG stream's ``BeatEvent``/``QualityEvent``
   (multiclass and binary bundles; other kinds take pre-cut windows as ``.npz``).
 
-Telemetry (one record per classified beat or row event, never raw signals) is written to an
-outbox and uploaded only when asked for; ``runtime.telemetry`` is imported only
-then, so the runtime works without it. A beat the stream did not classify (quality flags,
-``warming_up``) has no result to send and is not recorded.
+The contract picks the stream, never the file name. Telemetry (one record per classified beat, judged
+window or row event, never raw signals) is written to an outbox and uploaded only when asked for;
+``runtime.telemetry`` is imported only then, so the runtime works without it. A beat the stream did not
+classify (quality flags, ``warming_up``) or a window it did not judge (quality flags) has no result to send
+and is not recorded.
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ from runtime.bundle import Bundle, TrustPolicy, load_bundle
 from runtime.ecg.beat_inputs import declares_stream_inputs
 from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, StreamConfig
 from runtime.errors import EdgemedError
-from runtime.events import BeatEvent, Event, RowPrediction
+from runtime.events import BeatEvent, Event, RowPrediction, WindowEvent
 from runtime.features import FeatureKind
-from runtime.readers import InputError, load_npy, read_signal
+from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, load_npy, read_channels, read_signal
 from runtime.results import probability
 from runtime.rows import predict_npz
 from runtime.tabular import predict_csv, predict_rows
+from runtime.windows.stream import RECORDING_WINDOW_CONFIG, WindowStream, WindowStreamConfig, window_input
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +63,7 @@ class RunOptions:
     threads: int = 0  # onnxruntime intra-op threads; 0 = all cores
     chunk_s: float = 10.0  # a recording reaches the stream in chunks this long, as a device would send it
     stream: StreamConfig = field(default_factory=lambda: RECORDING_CONFIG)
+    window_stream: WindowStreamConfig = field(default_factory=lambda: RECORDING_WINDOW_CONFIG)  # signal_window
     trust: TrustPolicy | None = None  # keys the bundle must be signed by; None trusts nothing (runtime.trust)
 
 
@@ -88,7 +94,7 @@ class TelemetrySink:
         self.count = 0
         self.buffer: list[dict] = []
 
-    def record(self, event: BeatEvent | RowPrediction) -> None:
+    def record(self, event: BeatEvent | RowPrediction | WindowEvent) -> None:
         """Queue one record; they are committed together every ``COMMIT_EVERY`` records (one fsync each).
 
         A crash loses at most the uncommitted records, which are younger than the stream's own
@@ -121,11 +127,12 @@ class TelemetrySink:
         return sent
 
 
-def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction) -> dict:
+def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction | WindowEvent) -> dict:
     """The telemetry dict (schema 2) for one inference event: identifiers of the bundle, never of the patient.
 
     ``result`` is the task kind's result, or None for a row the model could not judge (its quality flags say
-    why); features that are not finite are left out.
+    why); features that are not finite are left out. A window event's record is a row event's: its task, its
+    result, its (empty) flags, the summary features of its model input.
     """
     if isinstance(event, BeatEvent):
         task = bundle.output.task.value
@@ -167,14 +174,17 @@ def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iter
 
 
 def _has_result(event: Event) -> bool:
-    """A row event (judged or not: its flags say why), or a beat the stream classified."""
-    return isinstance(event, RowPrediction) or (isinstance(event, BeatEvent) and event.classified)
+    """A row event (judged or not: its flags say why), a beat the stream classified, or a judged window."""
+    return isinstance(event, RowPrediction) or (isinstance(event, BeatEvent) and event.classified) or (
+        isinstance(event, WindowEvent) and event.judged)
 
 
 def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool) -> Iterator[Event]:
     """The runner the bundle's contract and the input file call for."""
     if path.suffix.lower() == ".npz":
         return predict_npz(bundle, path, with_features=with_features)
+    if any(spec.is_signal_window for spec in bundle.inputs):
+        return _window_events(bundle, path, options, with_features)
     stream_config = dataclasses.replace(options.stream, summary_features=with_features)
     if declares_stream_inputs(bundle.inputs):
         return _waveform_events(bundle, path, options, stream_config)
@@ -216,7 +226,27 @@ def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: St
     return _stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz)))
 
 
-def _stream_events(stream: EcgStream, samples: np.ndarray, chunk: int) -> Iterator[Event]:
-    for start in range(0, samples.size, chunk):
+def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool) -> Iterator[Event]:
+    """The windowed stream on every channel the model takes (``--channel`` picks one for a one-channel model)."""
+    spec = window_input(bundle)
+    if spec.channels == 1:
+        recording = read_signal(path, options.sample_rate_hz, options.channel, rate_range=SIGNAL_RATE_RANGE_HZ,
+                                sensor=None)
+    elif options.channel is not None:
+        raise InputError(f"--channel {options.channel} picks one channel, but this model takes {spec.channels}",
+                         expected=f"a recording with the model's {spec.channels} channels, all of them used",
+                         fix="leave out --channel")
+    else:
+        recording = read_channels(path, spec.channels, options.sample_rate_hz)
+    config = dataclasses.replace(options.window_stream, summary_features=with_features)
+    stream = WindowStream(bundle, recording.sample_rate_hz, config)
+    logger.info("%s: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples", recording.source,
+                len(recording.samples) / recording.sample_rate_hz, recording.sample_rate_hz, stream.rate,
+                stream.window, stream.hop)
+    return _stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz)))
+
+
+def _stream_events(stream: EcgStream | WindowStream, samples: np.ndarray, chunk: int) -> Iterator[Event]:
+    for start in range(0, len(samples), chunk):
         yield from stream.feed(samples[start : start + chunk])
     yield from stream.flush()

@@ -15,7 +15,7 @@ import click
 from pipeline.cli.logging_setup import configure_logging
 from runtime.__main__ import summary_line, write_events
 from runtime.errors import EdgemedError
-from runtime.readers import SAMPLE_RATE_RANGE_HZ
+from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ
 from runtime.runner import RunOptions
 from runtime.trust import TrustPolicy
 
@@ -27,17 +27,20 @@ from runtime.trust import TrustPolicy
     "input_path",
     required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Recording (.csv, .npy, .h5) for a waveform bundle, or a feature .csv for a tabular one.",
+    help="Recording (.csv, .npy, .h5) for a waveform bundle (ECG beats, or fixed windows of EEG, PPG, vitals: the "
+    "bundle's contract picks the stream), a feature .csv for a tabular one, an .npz of pre-cut inputs for any.",
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(*SAMPLE_RATE_RANGE_HZ),
+    type=click.FloatRange(*SIGNAL_RATE_RANGE_HZ),
     default=None,
-    help="Signal rate in Hz (needed for .npy and signal .csv), "
-    f"{SAMPLE_RATE_RANGE_HZ[0]:g}–{SAMPLE_RATE_RANGE_HZ[1]:g}.",
+    help="Signal rate in Hz (needed for .npy and signal .csv): ECG "
+    f"{SAMPLE_RATE_RANGE_HZ[0]:g}–{SAMPLE_RATE_RANGE_HZ[1]:g}, other waveforms {SIGNAL_RATE_RANGE_HZ[0]:g}–"
+    f"{SIGNAL_RATE_RANGE_HZ[1]:g} (at least half the model's rate).",
 )
 @click.option("--channel", type=click.IntRange(min=0), default=None,
-              help="Channel of a multi-channel signal (HDF5 channel_N; .npy/.csv column, from 0).")
+              help="Channel of a multi-channel signal for a one-channel model (HDF5 channel_N; .npy/.csv column, "
+              "from 0); a multi-channel model takes every channel.")
 @click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
 @click.option("--telemetry-url", default=None, help="Upload one telemetry record per inference to this URL.")
 @click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")

@@ -125,8 +125,9 @@ class WindowConfig:
 
     The quality checks are unit-free (a device's ADC counts and the build's units give the same flags):
     a window is *flat* when at least ``flat_fraction`` of its successive differences are 0 or its spread is
-    below ``minimum_std`` (in input units); *clipped* when at least ``clipping_fraction`` of its samples sit at
-    its own minimum or maximum; *non-finite* when any sample is NaN/inf (a gap). A flagged window is never
+    below ``minimum_std`` (in input units); *clipped* when at least ``clipping_fraction`` of its samples, and at
+    least 3 (``runtime.windows.quality.MIN_CLIPPED_SAMPLES``), sit at its own minimum or maximum; *non-finite* when
+    any sample is NaN/inf (a gap), or the normalised window is not finite in float32. A flagged window is never
     given a class: the stream reports its flags instead.
     """
 

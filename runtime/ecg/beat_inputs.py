@@ -73,8 +73,9 @@ class BeatTrace:
 
 
 def declares_stream_inputs(inputs: Sequence[InputSpec]) -> bool:
-    """Whether the bundle says how the stream derives its inputs (``InputSpec.derived``)."""
-    return any(spec.derived is not None for spec in inputs)
+    """Whether the bundle says how the ECG stream derives its inputs per beat (``InputSpec.derived``); a
+    ``signal_window`` input is the windowed stream's (``runtime.windows``), never the ECG stream's."""
+    return any(spec.derived is not None and not spec.is_signal_window for spec in inputs)
 
 
 def _one(values: set, what: str) -> object:
@@ -86,6 +87,12 @@ def _one(values: set, what: str) -> object:
 
 def stream_inputs(inputs: Sequence[InputSpec]) -> StreamInputs:
     """The plan for a bundle's inputs; ``UnsupportedBundleError`` when the stream cannot compute them all."""
+    windowed = [spec.name for spec in inputs if spec.is_signal_window]
+    if windowed:
+        raise UnsupportedBundleError(
+            f"bundle inputs {', '.join(windowed)} are signal windows, which the windowed stream cuts, not the ECG "
+            "stream", expected="a bundle whose inputs are all signal windows (runtime.windows) or all derived per "
+            "beat (beat_window, template_residual, rr_features)", fix=_FIX)
     declared = declares_stream_inputs(inputs)
     if declared:
         fed = [spec.name for spec in inputs if spec.derived is None]

@@ -37,10 +37,11 @@ DEVICE_ID_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: collision-free across any f
 # Quality flags of a row the model could not judge (runtime.results.UNJUDGED_FLAGS): its result is null.
 UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite"})
 # Closed vocabularies (the collector's allow-list; tests/runtime check them against the runtime's own names).
-# Quality flags: the ECG stream's (runtime.ecg.quality.QualityFlag), the row runner's unjudged flags, and
+# Quality flags: the ECG stream's (runtime.ecg.quality.QualityFlag) and the windowed stream's
+# (runtime.windows.WindowFlag, which shares their names and adds too_short), the row runner's unjudged flags, and
 # common ECG signal-quality codes a device may add.
 KNOWN_QUALITY_FLAGS = frozenset({
-    "non_finite", "flat_line", "clipped", "gap", "rate_mismatch", "partial_window", "warming_up",
+    "non_finite", "flat_line", "clipped", "gap", "rate_mismatch", "partial_window", "warming_up", "too_short",
     *UNJUDGED_FLAGS, "low_confidence", "baseline_wander", "noisy", "lead_off", "low_amplitude", "motion_artifact",
 })
 # Summary-statistic names a record may carry when the collector does not know its bundle: the waveform

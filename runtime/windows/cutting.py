@@ -3,6 +3,10 @@
 A signal is ``(samples,)`` or ``(samples, channels)`` at the model's rate. Window ``i`` covers samples
 ``[i × hop, i × hop + window)``; only whole windows are cut (a tail shorter than a window waits for more
 signal on the device, and is dropped at the end of a recording).
+
+The device's windowed stream (``runtime.windows.stream``) calls ``model_windows`` on its buffer from the next
+window's start, so every window it judges is cut, flagged and normalised by the same code, on the same values,
+as training's.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.contract import InputSpec, WindowConfig, WindowNormalization
-from runtime.windows.quality import window_quality
+from runtime.windows.quality import WindowFlag, window_quality
 
 
 def window_starts(total_samples: int, window_samples: int, hop_samples: int) -> np.ndarray:
@@ -48,11 +52,12 @@ def normalize_windows(windows: np.ndarray, config: WindowConfig) -> np.ndarray:
     and never given to the model).
     """
     values = np.asarray(windows, dtype=np.float64)
-    if config.normalization is WindowNormalization.NONE:
-        return values.astype(np.float32)
-    mean = values.mean(axis=1, keepdims=True)
-    spread = np.maximum(values.std(axis=1, keepdims=True), config.minimum_std)
-    return ((values - mean) / spread).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, beyond float32: flagged by model_windows
+        if config.normalization is WindowNormalization.NONE:
+            return values.astype(np.float32)
+        mean = values.mean(axis=1, keepdims=True)
+        spread = np.maximum(values.std(axis=1, keepdims=True), config.minimum_std)
+        return ((values - mean) / spread).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -84,4 +89,14 @@ def model_windows(signal: np.ndarray, spec: InputSpec) -> ModelWindows:
     inputs = normalize_windows(raw, config)
     if len(spec.shape) == 2:
         inputs = inputs[:, :, 0]
-    return ModelWindows(inputs=inputs, starts=starts, flags=flags)
+    return ModelWindows(inputs=inputs, starts=starts, flags=_unfit(inputs, flags))
+
+
+def _unfit(inputs: np.ndarray, flags: tuple[tuple[str, ...], ...]) -> tuple[tuple[str, ...], ...]:
+    """``non_finite`` (alone) for every window whose float32 input is not finite: a value beyond float32 in
+    raw units (no normalisation), or a spread that overflows (z-score). The model never sees it."""
+    finite = np.isfinite(inputs.reshape(inputs.shape[0], -1)).all(axis=1)
+    if finite.all():
+        return flags
+    return tuple(window if ok else (WindowFlag.NON_FINITE.value,) for window, ok in zip(flags, finite.tolist(),
+                                                                                          strict=True))

@@ -1,0 +1,324 @@
+"""Checking and merging schema-3 aggregate records (``kind: "aggregate"``, protocol.md "Aggregates (schema 3)").
+
+``validate_aggregate`` is the aggregate's ``validate_record``: the device runs it before the outbox stores an
+aggregate, the collector before it writes one. It applies the same privacy scan as schema 2 (no identifier-like
+keys, no lists of numbers, no long strings; histograms are objects keyed by bin index for that reason), closes the
+field set, and checks that counts add up (bins sum to their count, classes and unjudged rows to the records).
+``merge_aggregates`` adds two aggregates of the same key: a stream restarted within a minute, or a rollup of
+minutes into longer periods.
+
+Dependency rule: numpy and the standard library only (this package ships to the device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from runtime.telemetry.aggregates import (
+    AGGREGATE_KIND,
+    CONFIDENCE_TRACK,
+    IDENTITY_KEYS,
+    MINUTE_S,
+    SCORE_TRACK,
+    SCORES_PREFIX,
+    SUMMARY_KEYS,
+    VALUES_PREFIX,
+    aggregate_record_id,
+)
+from runtime.telemetry.histogram import (
+    GENERIC_SCHEME,
+    LATENCY_SCHEME,
+    REFERENCE_MAX_EDGES,
+    REFERENCE_SCHEME,
+    generic_edges,
+    latency_edges,
+)
+from runtime.telemetry.records import (
+    MAX_FEATURES,
+    MAX_OUTPUTS,
+    MAX_QUALITY_FLAGS,
+    RESULT_FIELDS,
+    TelemetryError,
+    Vocabulary,
+    _scan,
+    is_pseudonymous_device_id,
+)
+
+_HEX = re.compile(r"[0-9a-f]+")
+_MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z")
+_CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")
+REQUIRED = ("kind", "record_id", *IDENTITY_KEYS, "minute", "seconds", "session", "bins_id", "filter", "records",
+            "unjudged", "classes", "low_confidence", "flagged", "quality_flags", "no_result", "quality_events",
+            "sent_individually", "late", "latency_us", "features", "outputs")
+OPTIONAL = ("sequence", "labels", "alarms")  # the outbox's sequence; multilabel positives; anomaly alarms
+# Highest bin index per scheme (its number of edges).
+MAX_BIN = {LATENCY_SCHEME: len(latency_edges()), GENERIC_SCHEME: len(generic_edges()),
+           REFERENCE_SCHEME: REFERENCE_MAX_EDGES}
+MIXED = "mixed"  # a merged aggregate's variant or provider when its parts differ
+TRACK_KEYS = ("scheme", "count", "sum", "sum_squares", "min", "max", "bins")
+LATENCY_KEYS = ("scheme", "count", "sum", "min", "max", "bins")
+
+
+def _fail(field: str, what: str, expected: str) -> TelemetryError:
+    return TelemetryError(f"aggregate field '{field}' {what}", expected=expected,
+                          fix="send the aggregate the runtime's MinuteAggregator makes (protocol.md)", field=field)
+
+
+def _count(value: Any, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise _fail(field, "is not a count", "an integer ≥ 0")
+    return value
+
+
+def _finite(value: Any, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+        raise _fail(field, "is not a finite number", "a finite number")
+    return float(value)
+
+
+def _counts(value: Any, field: str, limit: int = MAX_OUTPUTS) -> dict[str, int]:
+    if not isinstance(value, dict) or len(value) > limit:
+        raise _fail(field, "is not an object of counts", f"name → count, at most {limit} entries")
+    return {str(name): _count(count, f"{field}.{name}") for name, count in value.items()}
+
+
+def _bins(value: Any, field: str, scheme: str, total: int) -> dict[str, int]:
+    if not isinstance(value, dict):
+        raise _fail(field, "is not an object", "bin index → count")
+    bins = {}
+    for key, count in value.items():
+        if not (isinstance(key, str) and key.isdigit() and int(key) <= MAX_BIN[scheme]):
+            raise _fail(f"{field}.{key}", "is not a bin index of its scheme", f"0 … {MAX_BIN[scheme]}")
+        bins[key] = _count(count, f"{field}.{key}")
+    if sum(bins.values()) != total:
+        raise _fail(field, "does not add up to its count", "bin counts summing to 'count'")
+    return bins
+
+
+def _histogram(value: Any, field: str, keys: tuple[str, ...], schemes: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        raise _fail(field, "does not have the histogram's keys", f"exactly {', '.join(keys)}")
+    if value["scheme"] not in schemes:
+        raise _fail(f"{field}.scheme", "is not a known bin scheme", f"one of {', '.join(schemes)}")
+    count = _count(value["count"], f"{field}.count")
+    checked = {"scheme": value["scheme"], "count": count}
+    for key in keys[2:-1]:
+        checked[key] = _finite(value[key], f"{field}.{key}")
+    if count and checked["min"] > checked["max"]:
+        raise _fail(field, "has min above max", "min ≤ max")
+    checked["bins"] = _bins(value["bins"], f"{field}.bins", value["scheme"], count)
+    return checked
+
+
+def _tracks(value: Any, field: str, limit: int) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, dict) or len(value) > limit:
+        raise _fail(field, "is not an object of histograms", f"name → histogram, at most {limit}")
+    return {str(name): _histogram(track, f"{field}.{name}", TRACK_KEYS, (REFERENCE_SCHEME, GENERIC_SCHEME))
+            for name, track in value.items()}
+
+
+def _text(record: Mapping[str, Any], field: str, pattern: re.Pattern | None = None, length: int | None = None) -> str:
+    value = record[field]
+    if not isinstance(value, str) or not value or (pattern is not None and not pattern.fullmatch(value)) or (
+            length is not None and len(value) != length):
+        raise _fail(field, "is not the expected string", "see protocol.md, Aggregates (schema 3)")
+    return value
+
+
+def _filter(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if (not isinstance(value, dict) or set(value) != {"version", "rules", "positive_labels"}
+            or not isinstance(value["version"], int) or isinstance(value["version"], bool)
+            or not all(isinstance(item, list) and all(isinstance(text, str) for text in item)
+                       for item in (value["rules"], value["positive_labels"]))):
+        raise _fail("filter", "is not an event-filter description", "null or {version, rules, positive_labels}")
+    return {"version": value["version"], "rules": list(value["rules"]),
+            "positive_labels": list(value["positive_labels"])}
+
+
+def validate_aggregate(record: Any, *, sequence_required: bool = False,
+                       vocabulary: Vocabulary | None = None) -> dict[str, Any]:
+    """A checked copy of an aggregate record; ``TelemetryError`` naming the field otherwise (never its value)."""
+    if not isinstance(record, dict):
+        raise _fail("record", "is not an object", "a JSON object")
+    _scan(record, "")
+    unknown = sorted(set(record) - set(REQUIRED) - set(OPTIONAL))
+    if unknown:
+        raise _fail(unknown[0], "is not part of the aggregate schema", "only the fields of protocol.md")
+    missing = [name for name in REQUIRED if name not in record]
+    if sequence_required and "sequence" not in record:
+        missing.append("sequence")
+    if missing:
+        raise _fail(missing[0], "is missing", "every field of the aggregate schema")
+    if record["kind"] != AGGREGATE_KIND:
+        raise _fail("kind", "is not 'aggregate'", "'aggregate'")
+    checked: dict[str, Any] = {"kind": AGGREGATE_KIND, "record_id": _text(record, "record_id", _HEX, 32)}
+    if "sequence" in record:
+        checked["sequence"] = _count(record["sequence"], "sequence")
+    if not is_pseudonymous_device_id(record["device_id"]):
+        raise _fail("device_id", "is not a pseudonymous id", "lowercase hex from pseudonymous_device_id")
+    checked["device_id"] = record["device_id"]
+    for name in ("bundle_id", "variant", "provider"):
+        checked[name] = _text(record, name, _CODE)
+    checked["bundle_sha256"] = _text(record, "bundle_sha256", _HEX, 64)
+    if record["task"] not in RESULT_FIELDS:
+        raise _fail("task", "is not a known task kind", ", ".join(RESULT_FIELDS))
+    checked["task"] = record["task"]
+    checked["minute"] = _text(record, "minute", _MINUTE)
+    try:
+        datetime.fromisoformat(checked["minute"])
+    except ValueError:
+        raise _fail("minute", "is not a UTC minute", "YYYY-MM-DDTHH:MM:00Z") from None
+    seconds = _count(record["seconds"], "seconds")
+    if seconds < MINUTE_S or seconds % MINUTE_S:
+        raise _fail("seconds", "is not a whole number of minutes", "60, or a multiple of it for a rollup")
+    checked["seconds"] = seconds
+    session = record["session"]
+    if not isinstance(session, str) or not 0 < len(session) <= 64:
+        raise _fail("session", "is not a short string", "the stream's start (ISO-8601 UTC) or merged:<hex>")
+    checked["session"] = session
+    checked["bins_id"] = _text(record, "bins_id", _HEX, 16)
+    checked["filter"] = _filter(record["filter"])
+    _check_counts(record, checked)
+    if vocabulary is not None:
+        _check_vocabulary(checked, vocabulary)
+    return checked
+
+
+def _check_counts(record: Mapping[str, Any], checked: dict[str, Any]) -> None:
+    for name in ("records", "unjudged", "flagged", "sent_individually", "late"):
+        checked[name] = _count(record[name], name)
+    for name in ("classes", "low_confidence"):
+        checked[name] = _counts(record[name], name)
+    checked["quality_flags"] = _counts(record["quality_flags"], "quality_flags", MAX_QUALITY_FLAGS)
+    if "labels" in record:
+        checked["labels"] = _counts(record["labels"], "labels")
+    if "alarms" in record:
+        checked["alarms"] = _count(record["alarms"], "alarms")
+    no_result = record["no_result"]
+    if not isinstance(no_result, dict) or set(no_result) != {"count", "quality_flags"}:
+        raise _fail("no_result", "is not {count, quality_flags}", "the events the stream gave no result")
+    checked["no_result"] = {"count": _count(no_result["count"], "no_result.count"), "quality_flags":
+                            _counts(no_result["quality_flags"], "no_result.quality_flags", MAX_QUALITY_FLAGS)}
+    events = record["quality_events"]
+    if not isinstance(events, dict) or len(events) > MAX_QUALITY_FLAGS or not all(
+            isinstance(item, dict) and set(item) == {"count", "seconds"} for item in events.values()):
+        raise _fail("quality_events", "is not flag → {count, seconds}", "quality stretches per flag")
+    checked["quality_events"] = {flag: {"count": _count(item["count"], f"quality_events.{flag}.count"),
+                                        "seconds": _finite(item["seconds"], f"quality_events.{flag}.seconds")}
+                                 for flag, item in events.items()}
+    checked["latency_us"] = _histogram(record["latency_us"], "latency_us", LATENCY_KEYS, (LATENCY_SCHEME,))
+    checked["features"] = _tracks(record["features"], "features", MAX_FEATURES)
+    checked["outputs"] = _tracks(record["outputs"], "outputs", MAX_OUTPUTS + 1)
+    records = checked["records"]
+    if checked["latency_us"]["count"] != records:
+        raise _fail("latency_us.count", "differs from records", "one latency per record")
+    if max(checked["flagged"], checked["sent_individually"], checked["unjudged"]) > records:
+        raise _fail("records", "is smaller than a count of records", "flagged, sent_individually, unjudged ≤ records")
+    if checked["classes"] and sum(checked["classes"].values()) + checked["unjudged"] != records:
+        raise _fail("classes", "do not add up to the records", "classes + unjudged = records")
+
+
+def _check_vocabulary(record: Mapping[str, Any], vocabulary: Vocabulary) -> None:
+    """The collector's allow-list (``runtime.telemetry.records.Vocabulary``), applied to an aggregate's names."""
+    flags = [*record["quality_flags"], *record["no_result"]["quality_flags"], *record["quality_events"]]
+    if any(flag not in vocabulary.quality_flags for flag in flags):
+        raise _fail("quality_flags", "holds a flag outside the known vocabulary", "flags the runtime sets")
+    labels = [*record["classes"], *record["low_confidence"], *record.get("labels", {})]
+    for name in record["outputs"]:
+        if name.startswith((SCORES_PREFIX, VALUES_PREFIX)):
+            labels.append(name.split(".", 1)[1])
+        elif name not in (CONFIDENCE_TRACK, SCORE_TRACK):
+            raise _fail(f"outputs.{name}", "is not an output track", "confidence, score, scores.<l>, values.<t>")
+    if any(not vocabulary.allows_label(label) for label in labels):
+        raise _fail("classes", "holds a label outside the bundle's labels", "the labels of the bundle's manifest")
+    if any(not vocabulary.allows_feature(name) for name in record["features"]):
+        raise _fail("features", "holds a name that is not a summary feature of the bundle",
+                    "the features of the bundle's reference profile (or the standard summaries)")
+
+
+# -- merging ---------------------------------------------------------------------------------------------------
+
+
+def _add_counts(first: Mapping[str, int], second: Mapping[str, int]) -> dict[str, int]:
+    merged = dict(first)
+    for name, count in second.items():
+        merged[name] = merged.get(name, 0) + count
+    return merged
+
+
+def merge_histograms(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Two histograms of the same scheme (and edges) added: counts, sums, min, max and bins."""
+    if first["scheme"] != second["scheme"]:
+        raise _fail("scheme", "differs between the histograms merged", "histograms on the same bins")
+    merged = {"scheme": first["scheme"], "count": first["count"] + second["count"]}
+    for key in ("sum", "sum_squares"):
+        if key in first:
+            merged[key] = first[key] + second[key]
+    if not first["count"] or not second["count"]:
+        low, high = (second["min"], second["max"]) if not first["count"] else (first["min"], first["max"])
+    else:
+        low, high = min(first["min"], second["min"]), max(first["max"], second["max"])
+    merged |= {"min": low, "max": high, "bins": _add_counts(first["bins"], second["bins"])}
+    return {key: merged[key] for key in (TRACK_KEYS if "sum_squares" in first else LATENCY_KEYS)}
+
+
+def _merge_tracks(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    names = list(dict.fromkeys([*first, *second]))
+    return {name: merge_histograms(first[name], second[name]) if name in first and name in second
+            else dict(first.get(name) or second[name]) for name in names}
+
+
+def _minute_epoch(minute: str) -> float:
+    return datetime.fromisoformat(minute).timestamp()
+
+
+def merge_aggregates(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """One aggregate of two of the same device, bundle and bins: every count added, histograms merged.
+
+    The result covers both periods (``minute`` = the earlier start, ``seconds`` up to the later end), so the
+    same function serves a stream restarted within a minute and a rollup of minutes into hours. Its ``record_id``
+    hashes the two it came from, so merging the same pair again gives the same id. A ``variant`` or ``provider``
+    that differs between them becomes ``"mixed"`` (a rollup over a variant switch), a differing filter null.
+    """
+    for key in ("device_id", "bundle_id", "bundle_sha256", "task", "bins_id"):
+        if first[key] != second[key]:
+            raise _fail(key, "differs between the aggregates merged", "aggregates of one device, bundle and bins")
+    start = min(_minute_epoch(first["minute"]), _minute_epoch(second["minute"]))
+    end = max(_minute_epoch(item["minute"]) + item["seconds"] for item in (first, second))
+    minute = first["minute"] if _minute_epoch(first["minute"]) == start else second["minute"]
+    seconds = int(end - start)
+    session = first["session"] if first["session"] == second["session"] else "merged:" + hashlib.sha256(
+        "\x1f".join(sorted([first["record_id"], second["record_id"]])).encode()).hexdigest()[:32]
+    identity = {key: first[key] if first[key] == second[key] else MIXED for key in IDENTITY_KEYS}
+    merged: dict[str, Any] = {
+        "kind": AGGREGATE_KIND, "record_id": aggregate_record_id(identity, minute, seconds, session), **identity,
+        "minute": minute, "seconds": seconds, "session": session, "bins_id": first["bins_id"],
+        "filter": first["filter"] if first["filter"] == second["filter"] else None,
+    }
+    for key in SUMMARY_KEYS:
+        if key not in first and key not in second:
+            continue
+        one, two = first.get(key), second.get(key)
+        if key in ("latency_us",):
+            merged[key] = merge_histograms(one, two)
+        elif key in ("features", "outputs"):
+            merged[key] = _merge_tracks(one or {}, two or {})
+        elif key == "no_result":
+            merged[key] = {"count": one["count"] + two["count"],
+                           "quality_flags": _add_counts(one["quality_flags"], two["quality_flags"])}
+        elif key == "quality_events":
+            empty = {"count": 0, "seconds": 0.0}
+            merged[key] = {flag: {name: one.get(flag, empty)[name] + two.get(flag, empty)[name] for name in empty}
+                           for flag in dict.fromkeys([*one, *two])}
+        elif isinstance(one, dict) or isinstance(two, dict):
+            merged[key] = _add_counts(one or {}, two or {})
+        else:
+            merged[key] = (one or 0) + (two or 0)
+    return merged
