@@ -436,16 +436,43 @@ def _scalar_attribute(value: object) -> object:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _resolution_range(path: Path, attrs) -> tuple[float, float] | None:
+def _resolution_range(path: Path, attrs, dataset: str | None = None) -> tuple[float, float] | None:
+    """The ADC range of ``dataset`` (``channel_N``; None: the first listed channel) from the device's attributes.
+
+    OpenSignals writes one ``resolution`` entry per stored column: a BITalino file lists the sequence counter
+    and digital inputs first (``[4, 1, 1, 1, 1, 10]``), so the analogue channels' entries are the last
+    ``len(channels)`` ones, in the order of the ``channels`` attribute.
+    """
     if "resolution" not in attrs:
         return None
     bits = np.asarray(attrs["resolution"]).reshape(-1)
     if bits.size == 0 or bits.dtype.kind not in "iuf":
         raise _h5_refusal(path, "the 'resolution' attribute is not a number of bits")
-    first = float(bits[0])
-    if not (math.isfinite(first) and first == int(first) and 1 <= first <= MAX_RESOLUTION_BITS):
+    listed = np.asarray(attrs["channels"]).reshape(-1).tolist() if "channels" in attrs else []
+    if listed and bits.size >= len(listed):
+        bits = bits[-len(listed):]
+        suffix = (dataset or "").removeprefix("channel_")
+        number = int(suffix) if suffix.isdigit() else None
+        index = listed.index(number) if number in listed else 0
+    else:
+        index = 0
+    chosen = float(bits[index])
+    if not (math.isfinite(chosen) and chosen == int(chosen) and 1 <= chosen <= MAX_RESOLUTION_BITS):
         raise _h5_refusal(path, f"the 'resolution' attribute is not 1–{MAX_RESOLUTION_BITS} bits")
-    return 0.0, float(2 ** int(first) - 1)
+    return 0.0, float(2 ** int(chosen) - 1)
+
+
+def _checked_range(adc_range: tuple[float, float] | None, samples: np.ndarray, path: Path):
+    """``adc_range``, or None (unknown) when the samples fall outside it: a range that does not hold the data
+    would flag every sample as clipped."""
+    if adc_range is None or samples.size == 0:
+        return adc_range
+    finite = samples[np.isfinite(samples)]
+    if finite.size and (finite.min() < adc_range[0] or finite.max() > adc_range[1]):
+        logger.warning("%s: samples span %g–%g, outside the file's stated ADC range %g–%g: the range is ignored "
+                       "(no rail-based clipping checks)", path.name, finite.min(), finite.max(), *adc_range)
+        return None
+    return adc_range
 
 
 def _datasets(h5py, raw, path: Path) -> list[str]:
@@ -502,8 +529,8 @@ def _read_plux(h5py, handle, path: Path, channel: int | None, sensor: str | None
     if rate is not None:
         rate_range = SAMPLE_RATE_RANGE_HZ if channels is None and sensor is not None else SIGNAL_RATE_RANGE_HZ
         rate = check_sample_rate(rate, f"{path.name}'s 'sampling rate' attribute", rate_range)
-    adc_range = _resolution_range(path, device.attrs)
     if channels is not None:
+        adc_range = _resolution_range(path, device.attrs)
         datasets = _datasets(h5py, raw, path)
         if len(datasets) != channels:
             raise _channel_refusal(path.name, f"{len(datasets)} channel_N datasets", channels)
@@ -512,9 +539,11 @@ def _read_plux(h5py, handle, path: Path, channel: int | None, sensor: str | None
             raise _h5_refusal(path, "its channels hold different numbers of samples")
         logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], ", ".join(datasets),
                     columns[0].size, rate)
-        return Recording(np.stack(columns, axis=1), rate, adc_range, path.name)
+        stacked = np.stack(columns, axis=1)
+        return Recording(stacked, rate, _checked_range(adc_range, stacked, path), path.name)
     chosen = _choose_channel(h5py, raw, path, channel, sensor)
     samples = _read_dataset(raw[chosen], path, chosen)
+    adc_range = _checked_range(_resolution_range(path, device.attrs, chosen), samples, path)
     logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], chosen, samples.size, rate)
     return Recording(samples, rate, adc_range, path.name)
 

@@ -10,8 +10,12 @@ def _registry() -> dict[str, Scenario]:
     from pipeline.scenarios.breast_cancer import BreastCancerScenario
     from pipeline.scenarios.ecg_arrhythmia.scenario import EcgArrhythmiaScenario
     from pipeline.scenarios.ecg_pvc.scenario import EcgPvcScenario
+    from pipeline.scenarios.eeg_artifact.scenario import EegArtifactScenario
 
     scenarios: list[Scenario] = [EcgPvcScenario(), BreastCancerScenario(), EcgArrhythmiaScenario()]
+    scenarios.append(EegArtifactScenario())
+    from pipeline.scenarios.ppg_quality.scenario import PpgQualityScenario
+    scenarios.append(PpgQualityScenario())
     return {scenario.name: scenario for scenario in scenarios}
 
 

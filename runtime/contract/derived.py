@@ -126,7 +126,11 @@ class WindowConfig:
     The quality checks are unit-free (a device's ADC counts and the build's units give the same flags):
     a window is *flat* when at least ``flat_fraction`` of its successive differences are 0 or its spread is
     below ``minimum_std`` (in input units); *clipped* when at least ``clipping_fraction`` of its samples, and at
-    least 3 (``runtime.windows.quality.MIN_CLIPPED_SAMPLES``), sit at its own minimum or maximum; *non-finite* when
+    least 3 (``runtime.windows.quality.MIN_CLIPPED_SAMPLES``), sit at its own minimum or maximum — within
+    ``clipping_band`` of the window's range of it (0: exactly at it). A saturated amplifier jitters a few counts on
+    its rail and resampling overshoots it, so a scenario whose recordings do that sets a band; a smooth peak also
+    has samples near its top (a sine: ~3 % per side within 0.2 % of its range, more in a window holding only its
+    crest), so the band is checked against the scenario's clean windows, not assumed; *non-finite* when
     any sample is NaN/inf (a gap), or the normalised window is not finite in float32. A flagged window is never
     given a class: the stream reports its flags instead.
     """
@@ -136,6 +140,7 @@ class WindowConfig:
     minimum_std: float = 1e-6  # z-score divides by at least this; a spread below it is a flat window
     flat_fraction: float = 0.9  # share of zero successive differences that makes a window flat
     clipping_fraction: float = 0.05  # share of samples at the window's own min or max that makes it clipped
+    clipping_band: float = 0.0  # "at" the extreme: within this share of the window's range (max - min) of it
 
     def __post_init__(self) -> None:
         if not _positive(self.hop_s):
@@ -149,10 +154,13 @@ class WindowConfig:
             value = getattr(self, name)
             if not is_number(value) or not 0 < value <= 1:
                 raise invalid(name, show(value), "a fraction in (0, 1]")
+        if not is_number(self.clipping_band) or not 0 <= self.clipping_band < 0.5:
+            raise invalid("clipping_band", show(self.clipping_band), "a share of the window's range in [0, 0.5)")
 
     def to_dict(self) -> dict:
         return {"hop_s": self.hop_s, "normalization": self.normalization.value, "minimum_std": self.minimum_std,
-                "flat_fraction": self.flat_fraction, "clipping_fraction": self.clipping_fraction}
+                "flat_fraction": self.flat_fraction, "clipping_fraction": self.clipping_fraction,
+                "clipping_band": self.clipping_band}
 
     @classmethod
     def from_fields(cls, fields: Fields) -> WindowConfig:
@@ -163,6 +171,7 @@ class WindowConfig:
             minimum_std=fields.number("minimum_std"),
             flat_fraction=fields.number("flat_fraction"),
             clipping_fraction=fields.number("clipping_fraction"),
+            clipping_band=fields.number("clipping_band"),
         )
         fields.done()
         return config

@@ -5,7 +5,8 @@ and the device (which reports them instead of a class) flag the same windows. Th
 stream's (``runtime.ecg.quality.QualityFlag``) where they mean the same thing, so telemetry and the dashboard
 read one vocabulary (``runtime.telemetry.records.KNOWN_QUALITY_FLAGS``).
 
-A window is *clipped* only when at least ``MIN_CLIPPED_SAMPLES`` samples sit at its extreme (besides the
+A window is *clipped* only when at least ``MIN_CLIPPED_SAMPLES`` samples sit at its extreme — within
+``clipping_band`` of its range (besides the
 share ``clipping_fraction``): a window of fewer than 20 samples always has 5 % of them at its own
 maximum, and saturation holds the rail for several samples (the ECG stream's ``clip_min_run_samples``).
 """
@@ -53,7 +54,10 @@ def window_quality(windows: np.ndarray, config: WindowConfig) -> tuple[tuple[str
         spread = safe.std(axis=1)
     flat = ((unchanged >= config.flat_fraction) | (spread < config.minimum_std)).any(axis=1) & ~non_finite
     low, high = safe.min(axis=1, keepdims=True), safe.max(axis=1, keepdims=True)
-    at_extreme = np.maximum((safe == low).sum(axis=1), (safe == high).sum(axis=1))  # (n, channels)
+    with np.errstate(over="ignore", invalid="ignore"):
+        band = config.clipping_band * (high - low)  # a rail jitters a few counts; resampling overshoots it
+        band = np.where(np.isfinite(band), band, 0.0)  # a range beyond float64: only the extreme values themselves
+        at_extreme = np.maximum((safe <= low + band).sum(axis=1), (safe >= high - band).sum(axis=1))  # (n, channels)
     needed = max(MIN_CLIPPED_SAMPLES, config.clipping_fraction * values.shape[1])
     clipped = (at_extreme >= needed).any(axis=1) & ~non_finite & ~flat
     flags = []

@@ -41,3 +41,15 @@ def test_real_ecg_r_peaks_match_the_device_annotations(tmp_path_factory, tmp_pat
     assert sum(five_minutes["class_distribution"].values()) == five_minutes["beats"]
     assert "skipped" in report["files"]["ecg_20_sec_10_Hz.h5"]  # 10 Hz cannot show a QRS complex
     assert json.loads((tmp_path / "real.json").read_text())["reference_file"] == "ecg_5_min.h5"
+
+
+@needs_recordings
+def test_a_bitalino_file_reads_its_analogue_channels_adc_range_not_the_counters():
+    """OpenSignals lists the sequence counter and digital inputs first in 'resolution' ([4, 1, 1, 1, 1, 10]):
+    the 10-bit analogue channel is 0–1023, not 0–15 (which would flag every sample as clipped)."""
+    from runtime.readers import read_signal
+
+    recording = read_signal(signal_samples_folder() / "bvp_motion_artifact.h5", None, 2, sensor=None)
+    assert recording.adc_range == (0.0, 1023.0)
+    assert 0 <= recording.samples.min() and recording.samples.max() <= 1023
+    assert read_signal(signal_samples_folder() / "ecg_5_min.h5", None).adc_range == (0.0, 65535.0)
