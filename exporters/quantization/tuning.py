@@ -127,6 +127,12 @@ def choose_quantization(
     with scratch_directory(destination) as scratch:
         searcher = _Search(source, scratch, calibration_inputs, check_inputs, accuracy_check, base, progress)
         candidates = searcher.grid(config)
+        if not candidates:
+            raise QuantizationError(
+                f"no int8 candidate of {source.name} could be quantized ({len(searcher.failures)} tried)",
+                expected="at least one quantizable setting in the search",
+                fix="see the reasons: " + "; ".join(f"{label}: {reason}" for label, reason in searcher.failures),
+            )
         if not any(candidate.verdict.passed for candidate in candidates):
             candidates += searcher.float_layers(min(candidates, key=_badness), config.max_float_nodes)
         timing = _time(source, candidates, select(check_inputs, slice(0, 1)), config, progress)
@@ -135,6 +141,7 @@ def choose_quantization(
         with atomic_destination(destination) as temporary:
             shutil.copyfile(chosen.path, temporary)
     report = _report(chosen, candidates, timing, bool(passing), sample_count(check_inputs), config)
+    report["failed_candidates"] = [{"settings": label, "reason": reason} for label, reason in searcher.failures]
     logger.info("int8 static: chose %s (%.1f µs, %.2f× fp32): %s", chosen.label,
                 timing.median_of_windows_us(chosen.label), timing.ratio(chosen.label, FP32), chosen.verdict.reason)
     return report
@@ -158,6 +165,7 @@ class _Search:
         self.accuracy_check, self.base, self.progress = accuracy_check, base, progress
         self.prepared: dict[bool, Path] = {}
         self.count = 0
+        self.failures: list[tuple[str, str]] = []  # settings that could not be quantized, and why
 
     def _prepared(self, channels_last: bool) -> Path:
         if channels_last not in self.prepared:
@@ -166,13 +174,20 @@ class _Search:
             self.prepared[channels_last] = path
         return self.prepared[channels_last]
 
-    def evaluate(self, settings: QuantizationConfig) -> _Candidate:
+    def evaluate(self, settings: QuantizationConfig) -> _Candidate | None:
+        """The candidate for ``settings``, or None when they cannot quantize this model (recorded in
+        ``failures``: one refused setting, such as the QOperator quantizer on a GRU's Loop, never ends the search)."""
         prepared = self._prepared(settings.channels_last)
         self.count += 1
         path = self.scratch / f"candidate-{self.count}.onnx"
         ranges = self.scratch / f"ranges-{'channels-last' if settings.channels_last else 'plain'}.json"
-        quantize_int8_static(self.source, path, self.calibration_inputs, settings, prepared=prepared,
-                             ranges_cache=ranges)
+        try:
+            quantize_int8_static(self.source, path, self.calibration_inputs, settings, prepared=prepared,
+                                 ranges_cache=ranges)
+        except QuantizationError as error:
+            logger.warning("int8 candidate %s could not be quantized: %s", settings.settings_label(), error)
+            self.failures.append((settings.settings_label(), str(error).split("\n")[0]))
+            return None
         verdict = self.accuracy_check(run_in_batches(path, self.check_inputs, PREDICTION_BATCH_SIZE, QuantizationError))
         logger.debug("int8 candidate %s: %s", settings.settings_label(), verdict.reason)
         return _Candidate(settings, path, verdict)
@@ -195,7 +210,9 @@ class _Search:
                 self.base, quant_format=quant_format, activation_type=activation, per_channel=per_channel,
                 reduce_range=reduce_range, channels_last=channels_last, float_linear_outputs=float_outputs,
                 excluded_nodes=())
-            candidates.append(self.evaluate(settings))
+            candidate = self.evaluate(settings)
+            if candidate is not None:
+                candidates.append(candidate)
         if self.progress:
             self.progress("int8 tuning", len(combinations), len(combinations))
         return candidates
@@ -206,9 +223,12 @@ class _Search:
         layers = quantizable_node_names(self._prepared(start.config.channels_last))
         for _ in range(min(limit, max(len(layers) - 1, 0))):
             remaining = [layer for layer in layers if layer not in current.config.excluded_nodes]
-            trials = [self.evaluate(dataclasses.replace(current.config,
-                                                        excluded_nodes=(*current.config.excluded_nodes, layer)))
-                      for layer in remaining]
+            excluded = current.config.excluded_nodes
+            trials = [trial for trial in (
+                self.evaluate(dataclasses.replace(current.config, excluded_nodes=(*excluded, layer)))
+                for layer in remaining) if trial is not None]
+            if not trials:
+                break
             tried += trials
             passing = [trial for trial in trials if trial.verdict.passed]
             if passing:

@@ -165,3 +165,32 @@ def test_the_default_search_skips_qoperator_with_int8_activations() -> None:
     pairs = {(settings.quant_format, settings.activation_type) for settings in seen}
     assert (QuantizationFormat.QOPERATOR, ActivationType.INT8) not in pairs
     assert len(seen) == 2 * 3 * 2 * 2 * 2  # layouts × (format, activation) pairs × per-channel × reduce-range × outputs
+
+
+def test_a_setting_that_cannot_quantize_the_model_is_reported_and_the_search_goes_on(
+    zoo: ModelZoo, signals: Splits, tmp_path: Path, monkeypatch
+) -> None:
+    """A refused setting (ONNX Runtime's QOperator quantizer refuses a GRU's Loop) is one failed candidate, not the
+    end of the search; only a search where nothing quantizes is an error."""
+    from exporters.quantization import tuning
+
+    real = tuning.quantize_int8_static
+
+    def refuse_per_tensor(source, destination, calibration, settings, **options):
+        if not settings.per_channel:
+            raise QuantizationError("per-tensor refused (test)", expected="-", fix="-")
+        return real(source, destination, calibration, settings, **options)
+
+    monkeypatch.setattr(tuning, "quantize_int8_static", refuse_per_tensor)
+    source, checks = zoo.onnx_path("conv1d_zscore"), signals.test_x[:200]
+    report = choose_quantization(source, tmp_path / "tuned.onnx", signals.calibration_x, checks,
+                                 _agreement_check(_run(source, checks), 0.9), config=SMALL_SEARCH)
+    assert len(report["candidates"]) == 2 and all("per-channel" in row["label"] for row in report["candidates"])
+    assert len(report["failed_candidates"]) == 2
+    assert all("per-tensor refused" in row["reason"] for row in report["failed_candidates"])
+
+    monkeypatch.setattr(tuning, "quantize_int8_static", lambda *arguments, **options: (_ for _ in ()).throw(
+        QuantizationError("nothing quantizes (test)", expected="-", fix="-")))
+    with pytest.raises(QuantizationError, match="no int8 candidate"):
+        choose_quantization(source, tmp_path / "none.onnx", signals.calibration_x, checks,
+                            _agreement_check(_run(source, checks), 0.9), config=SMALL_SEARCH)
