@@ -320,6 +320,14 @@ def _provenance_lines(provenance: dict) -> list[str]:
     if provenance.get("record_splits"):
         lines.append("Record splits (" + provenance.get("split_rule", "by record") + "): " + "; ".join(
             f"{split} {', '.join(records)}" for split, records in provenance["record_splits"].items()) + ".")
+    if provenance.get("labels"):
+        lines.append(f"Labels: {provenance['labels']}.")
+    if provenance.get("synthetic_training_data"):
+        lines.append(f"**Synthetic training data** (every figure below is measured on real recordings only): "
+                     f"{provenance['synthetic_training_data']}.")
+    if isinstance(provenance.get("excluded_windows"), dict):
+        lines.append("Windows left out of every split: " + ", ".join(
+            f"{count} {reason.replace('_', ' ')}" for reason, count in provenance["excluded_windows"].items()) + ".")
     if provenance.get("citation"):
         lines.append(f"Distributed by {provenance.get('distributor', 'its authors')}; cite: "
                      + " ".join(provenance["citation"]))

@@ -49,7 +49,8 @@ __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "
 # 2: the latency fields took the benchmark's names (mean_us, p50_us … p99_us, median_of_windows_us).
 # 3: per-kind outputs (thresholds chosen by the evaluate stage), per-kind variant summaries and profiles.
 # 4: the recording validation (verdicts joined with the evaluate stage's, manifest section, report tables).
-BUNDLE_CONTENT_REVISION = 4
+# 5: the report shows coarse-label notes, synthetic training data and the windows left out of every split.
+BUNDLE_CONTENT_REVISION = 5
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
