@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-KNOWN_SCHEMA_VERSIONS = (2,)  # the bench.json versions these readers understand
+KNOWN_SCHEMA_VERSIONS = (2, 3)  # the bench.json versions these readers understand (3: gates of every model, peers)
 ROW_STATUSES = ("ok", "not available")  # the page draws distributions for "ok" rows only
 
 
@@ -63,6 +63,8 @@ SCENARIO: Shape = {
     "targets": Field((ARRAY,), items=(OBJECT,)),
     "would_ship": Field((STRING, NULL)),
     "head_to_head": Field((ARRAY,), required=False, items=(OBJECT,)),  # absent in files from before that phase
+    "judgements": Field((OBJECT,), required=False),  # schema 3: every model's accuracy and gate verdict
+    "peers": Field((ARRAY,), required=False, items=(OBJECT,)),  # schema 3: the LiteRT peer per thread count
 }
 ROW: Shape = {
     "engine": Field((STRING,)),
@@ -81,6 +83,12 @@ OK_ROW: Shape = {  # what an "ok" row adds: the measurements
     "peak_rss_bytes": Field((INTEGER,)),
     "macro_f1": Field((NUMBER, NULL)),
     "gate_passed": Field((BOOLEAN, NULL), required=False),
+    "accuracy_measured_on": Field((STRING, NULL), required=False),  # schema 3
+}
+PEER: Shape = {  # schema 3: one thread count's LiteRT peer (the page shows who and why)
+    "threads": Field((INTEGER,)),
+    "chosen": Field((STRING, NULL)),
+    "reason": Field((STRING,)),
 }
 LATENCY: Shape = {
     "median_of_windows_us": Field((NUMBER,)),
@@ -165,6 +173,8 @@ def _scenario_problems(scenario: dict[str, Any], where: str) -> list[str]:
     problems = _shape_problems(scenario, SCENARIO, where)
     for path, row in _objects(scenario.get("rows"), f"{where}.rows"):
         problems += _row_problems(row, path)
+    for path, peer in _objects(scenario.get("peers"), f"{where}.peers"):
+        problems += _shape_problems(peer, PEER, path)
     for path, entry in _objects(scenario.get("head_to_head"), f"{where}.head_to_head"):
         problems += _shape_problems(entry, HEAD_TO_HEAD, path)
         for model_path, model in _objects(entry.get("models"), f"{path}.models"):

@@ -30,6 +30,7 @@ ROW_COLUMNS = {
     "size_kib": st.column_config.NumberColumn("file (KiB)", format="%.1f"),
     "peak_rss_mib": st.column_config.NumberColumn("peak RSS (MiB)", format="%.0f"),
     "macro_f1": st.column_config.NumberColumn("macro-F1", format="%.3f"),
+    "gate_passed": st.column_config.CheckboxColumn("gate", help="passed the build's own gate (peers too)"),
     "reason": st.column_config.TextColumn("reason"),
 }
 HEAD_TO_HEAD_COLUMNS = {
@@ -41,7 +42,9 @@ HEAD_TO_HEAD_COLUMNS = {
                                                           help="median of the window medians"),
     "spread_percent": st.column_config.NumberColumn("spread (%)", format="%.0f"),
     "vs_onnx_fp32": st.column_config.NumberColumn("÷ ONNX fp32", format="%.2f", help="median of per-round ratios"),
-    "vs_litert_int8": st.column_config.NumberColumn("÷ LiteRT int8", format="%.2f", help="median of per-round ratios"),
+    "vs_litert_int8": st.column_config.NumberColumn("÷ LiteRT int8", format="%.2f",
+                                                    help="median of per-round ratios; LiteRT int8 whatever its gate "
+                                                    "verdict (the peer that passes is named above)"),
 }
 
 st.title("Benchmarks")
@@ -75,6 +78,16 @@ for scenario in results.scenarios:
         st.subheader("Batch-1 latency distribution")
         st.altair_chart(charts.ecdf_chart(distribution))
         st.caption("Empirical CDF of every timed run (101 quantiles); further left is faster.")
+    peers = [peer for peer in scenario.get("peers") or [] if isinstance(peer, dict)]
+    if peers:
+        st.subheader("LiteRT peer: the fastest LiteRT variant that passes the same gate")
+        for peer in peers:
+            st.caption(f"{peer.get('threads')} thread(s): **{peer.get('chosen') or 'no peer'}** — {peer.get('reason')}")
+    judgements = scenario.get("judgements") if isinstance(scenario.get("judgements"), dict) else {}
+    places = sorted({str(item.get("measured_on")) for item in judgements.values()
+                     if isinstance(item, dict) and item.get("measured_on")})
+    if places:
+        st.caption("Accuracy and gates measured on: " + " · ".join(places))
     head_to_head = head_to_head_frame(scenario)
     if not head_to_head.empty:
         st.subheader("Head-to-head (interleaved, batch 1)")

@@ -5,7 +5,8 @@ BASIC offline); each graph pass of ``exporters.passes`` in order; I/O binding wi
 output; the conv1d-as-2d layout (fp32); then int8 static quantization of the 1-D sped-up graph
 with onnxruntime's default settings,
 with the channels-last pass, and the build's int8-static variant (settings chosen by
-``exporters.quantization.tuning``), each with its macro-F1 on the test split.
+``exporters.quantization.tuning``), each with its macro-F1 on the test split at its own threshold (the
+build's gate setting, ``same_gate``). Multi-input models take every input by name.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.inputs import ModelInputs, select
 from exporters.timing import InterleavedTiming
 from pipeline.benchmark.harness import BenchmarkConfig, Progress
 from pipeline.benchmark.onnx_runner import Binding
+from pipeline.benchmark.same_gate import judge_samples
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
+from pipeline.clinical.task_evaluation import headline
 
 logger = logging.getLogger(__name__)
 
@@ -81,20 +85,31 @@ def _tuned_label(model: Path) -> str:
     return f"settings chosen by measurement ({tuning['chosen']})" if tuning else "fixed settings (no tuning)"
 
 
-def _macro_f1(model: Path, scenario: ScenarioInputs) -> float | None:
-    if scenario.test_inputs is None or scenario.test_labels is None:
-        return None
-    from sklearn.metrics import f1_score
-
+def _outputs(model: Path, inputs: ModelInputs) -> np.ndarray:
     from exporters._onnxruntime import PREDICTION_BATCH_SIZE, run_session_in_batches
     from runtime.session import open_session
 
-    session = open_session(model)  # CPU, ONNX Runtime's default options
-    probabilities = run_session_in_batches(session, scenario.test_inputs, PREDICTION_BATCH_SIZE)
-    return float(f1_score(scenario.test_labels, probabilities.argmax(-1), average="macro"))
+    return run_session_in_batches(open_session(model), inputs, PREDICTION_BATCH_SIZE)  # CPU, ORT's defaults
 
 
-def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, config: BenchmarkConfig):
+def _macro_f1s(steps: list[tuple[str, Path, Binding]], scenario: ScenarioInputs) -> list[float | None]:
+    """Every step's macro-F1 on the test split at its own threshold (None without the build's data, or for a task
+    whose headline is not macro-F1)."""
+    setting = scenario.gate
+    if setting is None:
+        return [None] * len(steps)
+    outputs = {str(index): (_outputs(path, setting.test_inputs),
+                            _outputs(path, setting.decision_inputs) if setting.decision_inputs is not None else None)
+               for index, (_, path, _) in enumerate(steps)}
+    results = judge_samples(setting, outputs)
+    values = []
+    for index in range(len(steps)):
+        name, estimate = headline(results[str(index)].metrics)
+        values.append(float(estimate.value) if name == "macro-F1" else None)
+    return values
+
+
+def _interleaved(steps: list[tuple[str, Path, Binding]], samples: ModelInputs, config: BenchmarkConfig):
     """Every step's session, timed together in rotating rounds (``exporters.timing``)."""
     from exporters.timing import measure_interleaved
     from pipeline.benchmark.onnx_runner import BoundRunner, open_session
@@ -104,7 +119,7 @@ def _interleaved(steps: list[tuple[str, Path, Binding]], samples: np.ndarray, co
     for index, (_, path, binding) in enumerate(steps):
         tuning = dataclasses.replace(config.session, binding=binding)  # I/O binding or not, per step
         session = open_session(path, CPU_PROVIDER, 1, tuning)
-        runners[str(index)] = BoundRunner(session, samples[:1], CPU_PROVIDER, binding)
+        runners[str(index)] = BoundRunner(session, select(samples, slice(0, 1)), CPU_PROVIDER, binding)
     timing = QUICK_TIMING if config.quick else TIMING
     return measure_interleaved(runners, timing)
 
@@ -122,6 +137,7 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
             one_dimensional = next(path for step, path, _ in steps if step.startswith("+ I/O binding"))
             steps += _quantized_steps(scenario, one_dimensional, folder)
             timed = _interleaved(steps, scenario.timing_inputs, config)
+            accuracies = _macro_f1s(steps, scenario)
             rows = []
             for index, (step, path, _) in enumerate(steps):
                 key, previous = str(index), str(index - 1)
@@ -129,7 +145,7 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
                 rows.append({"step": step, "p50_us": p50, "spread": timed.spread(key),
                              "delta_us": None if index == 0 else p50 - timed.median_of_windows_us(previous),
                              "ratio_to_previous": None if index == 0 else timed.ratio(key, previous),
-                             "nodes": _node_count(path), "macro_f1": _macro_f1(path, scenario), "error": None})
+                             "nodes": _node_count(path), "macro_f1": accuracies[index], "error": None})
             results[scenario.name] = {"steps": rows, "rounds": len(timed.window_medians_us["0"]),
                                       "method": "in-process, every step timed in rotating rounds; ratio to the "
                                                 "previous step = median of per-round ratios"}

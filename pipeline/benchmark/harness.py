@@ -4,6 +4,8 @@
 head-to-head per thread count (every CPU candidate of the scenario in one process, in
 rotating rounds: ``head_to_head``); ``run_benchmark`` runs each in a fresh worker process
 (``memory.run_in_subprocess``) and assembles the results document described in ``schema.md``.
+Before any timing, every peer is judged by the build's own gate (``peer_judging``); the
+head-to-head peer is the fastest LiteRT variant that passed it (``peer_choice``).
 Nothing is written here: ``results_io`` writes the files once every measurement has succeeded.
 """
 
@@ -16,19 +18,24 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.benchmark.errors import BenchmarkError, ProviderNotInstalledError
 from pipeline.benchmark.head_to_head import (
     HEAD_TO_HEAD_ENGINE,
     QUICK_HEAD_TO_HEAD,
     HeadToHeadConfig,
+    candidate_name,
     head_to_head_entry,
     plan_head_to_head,
 )
+from pipeline.benchmark.litert_conversion import LiteRtConversion, LiteRtVariant, convert_to_litert
+from pipeline.benchmark.litert_models import litert_interpreter_class
 from pipeline.benchmark.memory import run_in_subprocess
 from pipeline.benchmark.onnx_runner import SessionTuning, check_batch_size
-from pipeline.benchmark.peers import KerasMode, convert_to_litert, litert_interpreter_class
+from pipeline.benchmark.peer_choice import scenario_peers
+from pipeline.benchmark.peer_judging import judge_peers, judgement_key
+from pipeline.benchmark.peers import KerasMode
+from pipeline.benchmark.same_gate import Judgement
+from pipeline.benchmark.sample_files import save_inputs
 from pipeline.benchmark.scenario_inputs import ScenarioInputs
 from pipeline.benchmark.statistics import StabilityConfig
 from pipeline.benchmark.targets import evaluate_targets, would_ship
@@ -43,8 +50,9 @@ from runtime.session import (
 
 logger = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: per-row accuracy, data and gate of every model; judgements; peers
 Progress = Callable[[str, int, int], None]
+PEER_ENGINES = ("keras", "litert")  # a peer that fails to run becomes a "not available" row, not a failed bench
 
 
 @dataclass(frozen=True)
@@ -90,15 +98,21 @@ def resolve_providers(requested: tuple[str, ...]) -> tuple[list[str], dict[str, 
     return [name for name in names if name in installed], unavailable
 
 
-def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: list[str], work: Path) -> list[dict]:
-    """One worker spec per measurement of this scenario."""
+def litert_peers(scenario: ScenarioInputs, config: BenchmarkConfig) -> LiteRtConversion | None:
+    """The scenario's LiteRT models (made or reused), None without peers or without a Keras model."""
+    if not config.peers or scenario.keras_model is None:
+        return None
+    return convert_to_litert(scenario.keras_model, scenario.calibration_inputs, scenario.peer_folder)
+
+
+def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: list[str], work: Path,
+               litert: LiteRtConversion | None = None) -> list[dict]:
+    """One worker spec per measurement of this scenario (``litert``: its LiteRT models; made here when None)."""
     threads = resolve_threads(config.threads)
-    inputs_file = work / f"{scenario.name}-timing.npy"
-    np.save(inputs_file, scenario.timing_inputs)
+    inputs_file = save_inputs(work / f"{scenario.name}-timing", scenario.timing_inputs)
     common = {"inputs": str(inputs_file), "batch_sizes": list(config.batch_sizes),
               "stability": asdict(config.stability), "scenario": scenario.name}
     units = []
-    litert = {}
     for variant, path in scenario.variants.items():
         for batch_size in config.batch_sizes:
             check_batch_size(path, batch_size)
@@ -106,36 +120,23 @@ def plan_units(scenario: ScenarioInputs, config: BenchmarkConfig, providers: lis
             for count in threads if provider not in GPU_PROVIDERS else threads[:1]:
                 units.append({**common, "engine": "onnxruntime", "variant": variant, "model": str(path),
                               "provider": provider, "threads": count, "session": config.session.to_dict()})
-    if config.peers and scenario.keras_model is not None:
-        evaluate_file = work / f"{scenario.name}-test.npy"
-        np.save(evaluate_file, scenario.test_inputs)
-        litert = convert_to_litert(scenario.keras_model, scenario.calibration_inputs, scenario.peer_folder)
-        for index, count in enumerate(threads):
-            evaluate = {"evaluate_inputs": str(evaluate_file)} if index == 0 else {}
+    litert = litert or litert_peers(scenario, config)
+    models = {str(variant): path for variant, path in litert.models.items()} if litert is not None else {}
+    if litert is not None:
+        for count in threads:
             for mode in KerasMode:
-                units.append({**common, **(evaluate if mode is KerasMode.CALL else {}), "engine": "keras",
-                              "variant": mode.value, "mode": mode.value, "model": str(scenario.keras_model),
+                units.append({**common, "engine": "keras", "variant": mode.value, "mode": mode.value,
+                              "model": str(scenario.keras_model), "provider": None, "threads": count})
+            for variant, path in models.items():
+                units.append({**common, "engine": "litert", "variant": variant, "model": str(path),
                               "provider": None, "threads": count})
-            for variant, path in litert.items():
-                units.append({**common, **evaluate, "engine": "litert", "variant": variant.value,
-                              "model": str(path), "provider": None, "threads": count})
     onnx_on_cpu = scenario.variants if CPU_PROVIDER in providers else {}
-    units += plan_head_to_head(onnx_on_cpu, {str(variant): path for variant, path in litert.items()}, threads, common,
-                               config.session.to_dict(), config.resolved_head_to_head())
+    units += plan_head_to_head(onnx_on_cpu, models, threads, common, config.session.to_dict(),
+                               config.resolved_head_to_head())
     for unit in units:
         provider = short_provider_name(unit["provider"] or "")
         unit["label"] = f"{scenario.name} {unit['engine']} {unit['variant']} {provider} x{unit['threads']}"
-        if unit.get("evaluate_inputs"):
-            unit["predictions_output"] = str(work / f"{scenario.name}-{unit['engine']}-{unit['variant']}.npy")
     return units
-
-
-def _macro_f1(predictions_file: str, labels: np.ndarray) -> float:
-    from sklearn.metrics import f1_score
-
-    probabilities = np.load(predictions_file)
-    predicted = (probabilities[:, 0] >= 0.5).astype(int) if probabilities.shape[-1] == 1 else probabilities.argmax(-1)
-    return float(f1_score(labels, predicted, average="macro"))
 
 
 def _check_result(unit: dict, result: dict) -> dict:
@@ -148,29 +149,61 @@ def _check_result(unit: dict, result: dict) -> dict:
     return result
 
 
-def _row(unit: dict, result: dict, scenario: ScenarioInputs) -> dict:
+def accuracy_fields(judged: Judgement | None) -> dict:
+    """What a row says of its model's accuracy and gate verdict, and the data they were measured on."""
+    if judged is None:
+        return {"macro_f1": None, "accuracy_metric": None, "accuracy": None, "accuracy_measured_on": None,
+                "gate_passed": None, "gate_reason": None}
+    return {"macro_f1": judged.value if judged.metric == "macro-F1" else None, "accuracy_metric": judged.metric,
+            "accuracy": judged.value, "accuracy_measured_on": judged.measured_on or None,
+            "gate_passed": judged.passed, "gate_reason": judged.reason}
+
+
+def _row(unit: dict, result: dict, judgements: dict[str, Judgement]) -> dict:
     row = {"engine": unit["engine"], "variant": unit["variant"], "provider": unit["provider"],
            "threads": unit["threads"], "status": "ok", "reason": None, "model_file": unit["model"],
            "model_size_bytes": Path(unit["model"]).stat().st_size, **result}
-    row["macro_f1"] = scenario.macro_f1.get(unit["variant"]) if unit["engine"] == "onnxruntime" else None
-    row["gate_passed"] = scenario.gate_passed.get(unit["variant"]) if unit["engine"] == "onnxruntime" else None
-    return row
+    return {**row, **accuracy_fields(judgements.get(judgement_key(unit["engine"], unit["variant"])))}
+
+
+def _measure(unit: dict) -> dict:
+    """The worker's result; for a peer, a worker that died (an interpreter crash) comes back as an error too."""
+    try:
+        return run_in_subprocess(unit)
+    except BenchmarkError as error:
+        if unit["engine"] not in PEER_ENGINES:
+            raise
+        return {"error": {"type": type(error).__name__, "message": error.what}}
+
+
+def _failed_peer_row(unit: dict, result: dict, judgements: dict[str, Judgement]) -> dict:
+    error = result["error"]
+    logger.warning("%s could not be measured: %s", unit["label"], error["message"])
+    return {"engine": unit["engine"], "variant": unit["variant"], "provider": None, "threads": unit["threads"],
+            "status": "not available", "reason": f"measuring failed: {error['type']}: {error['message']}",
+            **accuracy_fields(judgements.get(judgement_key(unit["engine"], unit["variant"])))}
 
 
 def _not_available_rows(unavailable: dict[str, str]) -> list[dict]:
     return [{"engine": "onnxruntime", "variant": "*", "provider": provider, "threads": None,
-             "status": "not available", "reason": reason} for provider, reason in unavailable.items()]
+             "status": "not available", "reason": reason, **accuracy_fields(None)}
+            for provider, reason in unavailable.items()]
 
 
-def _fill_peer_accuracy(rows: list[dict], units: list[dict], scenario: ScenarioInputs) -> None:
-    computed = {(unit["engine"], unit["variant"]): _macro_f1(unit["predictions_output"], scenario.test_labels)
-                for unit in units if unit.get("predictions_output") and Path(unit["predictions_output"]).is_file()}
-    keras_f1 = computed.get(("keras", KerasMode.CALL.value))
-    for row in rows:
-        if row["engine"] == "litert":
-            row["macro_f1"] = computed.get(("litert", row["variant"]))
-        elif row["engine"] == "keras":
-            row["macro_f1"] = keras_f1
+def unconverted_rows(litert: LiteRtConversion | None) -> list[dict]:
+    """A "not available" row for every LiteRT variant the converter could not make, with its reason."""
+    failures = litert.failures if litert is not None else {}
+    return [{"engine": "litert", "variant": str(variant), "provider": None, "threads": None,
+             "status": "not available", "reason": f"not available: {failures[variant]}", **accuracy_fields(None)}
+            for variant in LiteRtVariant if variant in failures]
+
+
+def judge_scenario(scenario: ScenarioInputs, litert: LiteRtConversion | None) -> dict[str, Judgement]:
+    """Every model's judgement by the build's gate: the ONNX variants' from the build, the peers' measured here."""
+    judged = {candidate_name("onnxruntime", variant): value for variant, value in scenario.judgements.items()}
+    if litert is not None:
+        judged |= judge_peers(scenario, litert)
+    return judged
 
 
 def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progress: Progress | None = None) -> dict:
@@ -179,26 +212,38 @@ def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, prog
     started = datetime.now(UTC)
     documents = []
     with tempfile.TemporaryDirectory(prefix="edgemed-bench-inputs-") as folder:
-        plans = [(scenario, plan_units(scenario, config, providers, Path(folder))) for scenario in scenarios]
-        total = sum(len(units) for _, units in plans)
+        plans = []
+        for scenario in scenarios:
+            litert = litert_peers(scenario, config)
+            plans.append((scenario, litert, plan_units(scenario, config, providers, Path(folder), litert),
+                          judge_scenario(scenario, litert)))
+        total = sum(len(units) for _, _, units, _ in plans)
         done = 0
-        for scenario, units in plans:
+        for scenario, litert, units, judgements in plans:
             rows, head_to_head = [], []
             for unit in units:
                 if progress:
                     progress("bench", done, total)
                 logger.info("measuring %s", unit["label"])
-                result = _check_result(unit, run_in_subprocess(unit))
+                result = _measure(unit)
+                if "error" in result and unit["engine"] in PEER_ENGINES:  # a peer that cannot run: said, not fatal
+                    rows.append(_failed_peer_row(unit, result, judgements))
+                    done += 1
+                    continue
+                result = _check_result(unit, result)
                 if unit["engine"] == HEAD_TO_HEAD_ENGINE:
-                    head_to_head.append(head_to_head_entry(result))
+                    if len(result["models"]) >= 2:  # else every peer was left out: nothing was compared
+                        head_to_head.append(head_to_head_entry(result))
                 else:
-                    rows.append(_row(unit, result, scenario))
+                    rows.append(_row(unit, result, judgements))
                 done += 1
-            _fill_peer_accuracy(rows, units, scenario)
-            rows.extend(_not_available_rows(unavailable))
+            rows += unconverted_rows(litert) + _not_available_rows(unavailable)
+            judged = {name: value.to_dict() for name, value in judgements.items()}
             documents.append({"name": scenario.name, "lineage": scenario.lineage, "rows": rows,
                               "head_to_head": head_to_head, "gate_passed": scenario.gate_passed,
-                              "would_ship": would_ship(rows, scenario.gate_passed, head_to_head)})
+                              "would_ship": would_ship(rows, scenario.gate_passed, head_to_head),
+                              "judgements": judged,
+                              "peers": [choice.to_dict() for choice in scenario_peers(rows, head_to_head, judged)]})
         if progress:
             progress("bench", total, total)
     for document in documents:
@@ -217,6 +262,7 @@ def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, prog
             "peers": config.peers,
             "head_to_head": asdict(config.resolved_head_to_head()),
             "litert_runtime": litert_interpreter_class()[1] if config.peers else None,
+            "litert_variants": [variant.value for variant in LiteRtVariant] if config.peers else [],
         },
         "machine": machine_fingerprint(),
         "scenarios": documents,

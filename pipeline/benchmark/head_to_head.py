@@ -4,7 +4,7 @@ The per-process rows time each model in its own worker, minutes apart; on a shar
 whose CPU switches between a fast and a ~1.7× slower state every few seconds, two such
 figures compare the machine's states as much as the models. So, per scenario and thread
 count, one more worker loads every ONNX variant on the CPU (sessions and I/O binding exactly
-as ``onnx_runner``) and the LiteRT fp32 and int8 interpreters (as ``peers``), binds one real
+as ``onnx_runner``) and every LiteRT interpreter (as ``peers``), binds one real
 timing input at batch 1 each, and times them with ``exporters.timing.measure_interleaved``:
 rounds of one short window per model, in an order that rotates from round to round. The
 batch-1 latency targets use the median over rounds of the per-round ratios (``targets``).
@@ -24,12 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from exporters.inputs import ModelInputs, select
 from pipeline.benchmark.errors import BenchmarkError, TimingSettingsError
+from pipeline.benchmark.sample_files import contiguous, tiled
+from runtime.errors import EdgemedError
 from runtime.session import CPU_PROVIDER
 
 HEAD_TO_HEAD_ENGINE = "head-to-head"  # the worker spec's "engine" for this kind of measurement
 ONNX_FP32 = "onnxruntime fp32"  # the reference models of the ratio columns
-LITERT_INT8 = "litert int8"
 THROUGHPUT_BATCH = 256  # the batch of the throughput target
 THROUGHPUT_KEY = f"batch_{THROUGHPUT_BATCH}"  # its part of a head_to_head[] entry
 
@@ -125,7 +127,7 @@ def plan_head_to_head(onnx_variants: Mapping[str, Path], litert: Mapping[str, Pa
 
 @dataclass(frozen=True)
 class _Candidate:
-    runner: Callable[[np.ndarray], Callable[[], object]]  # a runner bound to this batch
+    runner: Callable[[ModelInputs], Callable[[], object]]  # a runner bound to this batch
     fixed_batch: int | None  # the model's fixed batch size, None when its batch axis is dynamic
 
 
@@ -138,18 +140,19 @@ def _onnx_candidate(model: Path, threads: int, session_settings: dict) -> _Candi
 
 
 def _litert_candidate(interpreter_class: type, model: Path, threads: int) -> _Candidate:
-    from pipeline.benchmark.peers import litert_runner
+    from pipeline.benchmark.litert_models import LiteRtModel, litert_runner
 
-    detail = interpreter_class(model_path=str(model)).get_input_details()[0]
-    batch = int(detail.get("shape_signature", detail["shape"])[0])
-    return _Candidate(lambda samples: litert_runner(interpreter_class, model, samples, threads),
-                      None if batch == -1 else batch)
+    fixed = LiteRtModel(model, threads, interpreter_class).fixed_batch
+    return _Candidate(lambda samples: litert_runner(interpreter_class, model, samples, threads), fixed)
 
 
-def _candidates(spec: dict) -> tuple[dict[str, _Candidate], dict]:
+def _candidates(spec: dict, probe: ModelInputs) -> tuple[dict[str, _Candidate], dict, dict[str, str]]:
+    """The candidates that load and run once on ``probe``, the runtimes, and the LiteRT models left out (why):
+    a peer that cannot run is said, never the end of the head-to-head."""
     threads = int(spec["threads"])
     candidates: dict[str, _Candidate] = {}
     runtime: dict = {}
+    left_out: dict[str, str] = {}
     for name, candidate in spec["candidates"].items():
         if candidate["engine"] == "onnxruntime":
             import onnxruntime
@@ -157,10 +160,16 @@ def _candidates(spec: dict) -> tuple[dict[str, _Candidate], dict]:
             candidates[name] = _onnx_candidate(Path(candidate["model"]), threads, spec.get("session", {}))
             runtime["onnxruntime"] = onnxruntime.__version__
         elif candidate["engine"] == "litert":
-            from pipeline.benchmark.peers import litert_interpreter_class
+            from pipeline.benchmark.litert_models import litert_interpreter_class
 
             interpreter_class, description = litert_interpreter_class()
-            candidates[name] = _litert_candidate(interpreter_class, Path(candidate["model"]), threads)
+            try:
+                made = _litert_candidate(interpreter_class, Path(candidate["model"]), threads)
+                made.runner(probe)()
+            except (ValueError, RuntimeError, EdgemedError) as error:
+                left_out[name] = f"{type(error).__name__}: {error}"
+                continue
+            candidates[name] = made
             runtime["litert"] = description
         else:
             raise BenchmarkError(
@@ -168,7 +177,7 @@ def _candidates(spec: dict) -> tuple[dict[str, _Candidate], dict]:
                 expected="onnxruntime or litert",
                 fix="report this as a harness bug",
             )
-    return candidates, runtime
+    return candidates, runtime, left_out
 
 
 def _seconds_per_run(run: Callable[[], object], runs: int) -> float:
@@ -229,15 +238,18 @@ def _time_part(runners: Mapping[str, Callable[[], object]], limits: RoundLimits,
             "models": result.to_dict()}
 
 
-def run_head_to_head(spec: dict, samples: np.ndarray) -> dict:
+def run_head_to_head(spec: dict, samples: ModelInputs) -> dict:
     """Time every candidate of ``spec`` in rotating rounds at batch 1, then at batch 256 (inside a worker)."""
     config = HeadToHeadConfig(**spec["head_to_head"])
-    candidates, runtime = _candidates(spec)
-    sample = np.ascontiguousarray(samples[:1], dtype=np.float32)
+    sample = contiguous(select(samples, slice(0, 1)))
+    candidates, runtime, left_out = _candidates(spec, sample)
+    if len(candidates) < 2:  # nothing to compare once the peers that cannot run are left out
+        return {"threads": int(spec["threads"]), "rounds": 0, "runs_per_round": 0, "models": {}, "runtime": runtime,
+                "left_out": left_out}
     entry = {"threads": int(spec["threads"]),
              **_time_part({name: candidate.runner(sample) for name, candidate in candidates.items()}, config.batch_1()),
              "runtime": runtime}
-    batch = np.ascontiguousarray(np.resize(samples, (THROUGHPUT_BATCH, *samples.shape[1:])), dtype=np.float32)
+    batch = contiguous(tiled(samples, THROUGHPUT_BATCH))
     runners = {name: candidate.runner(batch) for name, candidate in candidates.items()
                if candidate.fixed_batch in (None, THROUGHPUT_BATCH)}  # others cannot run at batch 256: left out
     if len(runners) >= 2:
@@ -245,7 +257,7 @@ def run_head_to_head(spec: dict, samples: np.ndarray) -> dict:
         for model in part["models"].values():
             model["samples_per_second"] = THROUGHPUT_BATCH / (model["median_of_windows_us"] / 1e6)
         entry[THROUGHPUT_KEY] = part
-    return entry
+    return {**entry, "left_out": left_out} if left_out else entry
 
 
 def head_to_head_entry(result: dict) -> dict:

@@ -15,7 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.benchmark.errors import BatchSizeError
+from exporters.inputs import ModelInputs, feeds, sample_count, select
+from pipeline.benchmark.errors import BatchSizeError, BenchmarkError
+from pipeline.benchmark.sample_files import tiled
 from pipeline.benchmark.statistics import StabilityConfig, measure, throughput_config
 from runtime.session import GPU_PROVIDERS
 from runtime.session import open_session as open_onnxruntime_session
@@ -105,20 +107,21 @@ def open_session(model_path: Path, provider: str, threads: int, tuning: SessionT
 
 
 class BoundRunner:
-    """One batch size's feed and, with I/O binding, its bound output."""
+    """One batch's feed (every graph input, by name) and, with I/O binding, its bound output."""
 
-    def __init__(self, session, batch: np.ndarray, provider: str, binding: Binding) -> None:
+    def __init__(self, session, batch: ModelInputs, provider: str, binding: Binding) -> None:
         import onnxruntime
 
         self.session = session
-        self.input_name = session.get_inputs()[0].name
         self.output_names = [output.name for output in session.get_outputs()]
-        self.feed = {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)}
+        named = feeds(batch, [value.name for value in session.get_inputs()], BenchmarkError)
+        self.feed = {name: np.ascontiguousarray(values, dtype=np.float32) for name, values in named.items()}
         self.binding = None
         if binding is Binding.IO_BINDING:
             device = "cuda" if provider in GPU_PROVIDERS else "cpu"
             self.binding = session.io_binding()
-            self.binding.bind_cpu_input(self.input_name, self.feed[self.input_name])
+            for name, values in self.feed.items():
+                self.binding.bind_cpu_input(name, values)
             for name in self.output_names:
                 if device == "cpu":
                     probe = session.run([name], self.feed)[0]
@@ -139,7 +142,7 @@ class BoundRunner:
             self.binding.synchronize_outputs()
 
 
-def run_onnx(spec: dict, samples: np.ndarray, stability: StabilityConfig) -> dict:
+def run_onnx(spec: dict, samples: ModelInputs, stability: StabilityConfig) -> dict:
     """Session creation, first inference, batch-1 latency and throughput of one ONNX model."""
     import onnxruntime
 
@@ -150,13 +153,13 @@ def run_onnx(spec: dict, samples: np.ndarray, stability: StabilityConfig) -> dic
     started = time.perf_counter()
     session = open_session(model_path, provider, threads, tuning, spec.get("profile_prefix"))
     creation_ms = (time.perf_counter() - started) * 1000.0
-    first = BoundRunner(session, samples[:1], provider, Binding.RUN)
+    first = BoundRunner(session, select(samples, slice(0, 1)), provider, Binding.RUN)
     started = time.perf_counter()
     first()
     first_inference_us = (time.perf_counter() - started) * 1e6
 
-    singles = [BoundRunner(session, samples[index : index + 1], provider, tuning.binding)
-               for index in range(len(samples))]
+    singles = [BoundRunner(session, select(samples, slice(index, index + 1)), provider, tuning.binding)
+               for index in range(sample_count(samples))]
     position = [0]
 
     def run_single() -> None:
@@ -166,8 +169,7 @@ def run_onnx(spec: dict, samples: np.ndarray, stability: StabilityConfig) -> dic
     latency = measure(run_single, stability)
     throughput = {}
     for batch_size in spec["batch_sizes"]:
-        batch = np.resize(samples, (int(batch_size), *samples.shape[1:]))
-        runner = BoundRunner(session, batch, provider, tuning.binding)
+        runner = BoundRunner(session, tiled(samples, int(batch_size)), provider, tuning.binding)
         statistics = measure(runner, throughput_config(stability))
         throughput[str(batch_size)] = {
             "samples_per_second": int(batch_size) / (statistics.median_of_windows_us / 1e6),

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from pipeline.benchmark.head_to_head import (
-    LITERT_INT8,
     ONNX_FP32,
     THROUGHPUT_BATCH,
     THROUGHPUT_KEY,
     candidate_name,
     interleaved_result,
 )
+from pipeline.clinical.recording_gate import LABELS as RECORDING_LABELS
 from runtime.session import short_provider_name
 
 _MEBIBYTE = 1024 * 1024
@@ -24,31 +24,57 @@ def _throughput(row: dict, batch_size: int) -> str:
     return _number(entry["samples_per_second"], 0) if entry else "–"
 
 
+GATE_WORDS = {True: "pass", False: "FAIL", None: "–"}
+
+
+def _accuracy(row_or_judgement: dict, value_key: str, metric_key: str) -> str:
+    value, metric = row_or_judgement.get(value_key), row_or_judgement.get(metric_key)
+    return "–" if value is None else f"{value:.3f}" + ("" if metric in (None, "macro-F1") else f" ({metric})")
+
+
+def one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def cell(text: object) -> str:
+    """Text safe in one markdown table cell: one line, no column bar."""
+    return one_line(text).replace("|", "/")
+
+
 def _row_line(row: dict, shipped: str | None, batch_sizes: list[int]) -> str:
     provider = short_provider_name(row["provider"] or "") or "–"
     name = f"{row['engine']} {row['variant']}" + (" ✓" if row["engine"] == "onnxruntime" and row["variant"] == shipped
                                                  else "")
     if row["status"] != "ok":
-        return f"| {name} | {provider} | – | {row['reason']} |" + " |" * (9 + len(batch_sizes))
+        return f"| {name} | {provider} | – | {cell(row['reason'])} |" + " |" * (9 + len(batch_sizes))
     latency = row["latency"]
     stability = f"{latency['spread'] * 100:.0f} %" + ("" if latency["stable"] else " ⚠")
-    gate = {True: "pass", False: "FAIL", None: "–"}[row.get("gate_passed")]
     cells = [
         name, provider, str(row["threads"]), _number(latency["median_of_windows_us"]), _number(latency["p90_us"]),
         _number(latency["p99_us"]), stability, _number(row["session_creation_ms"]), _number(row["first_inference_us"]),
         *[_throughput(row, size) for size in batch_sizes], _number(row["peak_rss_bytes"] / _MEBIBYTE),
-        _number(row["model_size_bytes"] / 1024), _number(row.get("macro_f1"), 3), gate,
+        _number(row["model_size_bytes"] / 1024), _accuracy(row, "accuracy", "accuracy_metric"),
+        GATE_WORDS[row.get("gate_passed")],
     ]
     return "| " + " | ".join(cells) + " |"
 
 
 def scenario_table(scenario: dict, batch_sizes: list[int]) -> str:
     header = (["model", "EP", "threads", "p50 µs", "p90 µs", "p99 µs", "spread", "session ms", "first µs"]
-              + [f"b{size} /s" for size in batch_sizes] + ["peak RSS MiB", "file KiB", "macro-F1", "gate"])
+              + [f"b{size} /s" for size in batch_sizes] + ["peak RSS MiB", "file KiB", "accuracy", "gate"])
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if index < 2 else "---:" for index in
                                                               range(len(header))) + "|"]
     lines += [_row_line(row, scenario.get("would_ship"), batch_sizes) for row in scenario["rows"]]
     return "\n".join(lines)
+
+
+JUDGEMENT_NOTE = (
+    "Every model is judged by the build's own gate: the ONNX variants' verdicts are the build's (evaluate and, "
+    "where the scenario has held-out recordings, validate); each peer gets the same gate here — its own threshold "
+    "chosen on the same decision data by the same rule, compared with ONNX fp32 by the same limits, and for LiteRT "
+    "the same recordings through the same device stream. Accuracy: the task's headline metric on the test split "
+    "(macro-F1 unless named)."
+)
 
 
 HEAD_TO_HEAD_NOTE = (
@@ -65,17 +91,28 @@ def _ratio(result, name: str, reference: str) -> str:
     return _number(result.ratio(name, reference), 2)
 
 
+def peer_at(scenario: dict, threads: int) -> str | None:
+    """The LiteRT peer chosen at ``threads`` (``peer_choice``), None when none passes the gate."""
+    return next((choice["chosen"] for choice in scenario.get("peers") or [] if choice["threads"] == threads), None)
+
+
+def _gate_of(scenario: dict, name: str) -> str:
+    judged = (scenario.get("judgements") or {}).get(name) or {}
+    return GATE_WORDS[judged.get("passed")]
+
+
 def head_to_head_table(scenario: dict) -> str:
-    lines = ["| model | threads | rounds × runs | median µs | spread | ÷ ONNX fp32 | ÷ LiteRT int8 |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| model | threads | rounds × runs | median µs | spread | gate | ÷ ONNX fp32 | ÷ LiteRT peer |",
+             "|---|---:|---:|---:|---:|---|---:|---:|"]
     shipped = candidate_name("onnxruntime", scenario["would_ship"]) if scenario.get("would_ship") else None
     for entry in scenario.get("head_to_head") or []:
-        result = interleaved_result(entry)
+        result, peer = interleaved_result(entry), peer_at(scenario, entry["threads"])
         for name in entry["models"]:
-            cells = [name + (" ✓" if name == shipped else ""), str(entry["threads"]),
+            marks = (" ✓" if name == shipped else "") + (" (peer)" if name == peer else "")
+            cells = [name + marks, str(entry["threads"]),
                      f"{entry['rounds']} × {entry['runs_per_round']}", _number(result.median_of_windows_us(name)),
-                     f"{result.spread(name) * 100:.0f} %", _ratio(result, name, ONNX_FP32),
-                     _ratio(result, name, LITERT_INT8)]
+                     f"{result.spread(name) * 100:.0f} %", _gate_of(scenario, name), _ratio(result, name, ONNX_FP32),
+                     _ratio(result, name, peer) if peer else "–"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,19 +127,20 @@ BATCH_NOTE = (
 
 def head_to_head_batch_table(scenario: dict) -> str:
     """The ``batch_256`` parts of the head-to-head entries (no lines for entries without one)."""
-    lines = ["| model | threads | rounds × runs | batch median µs | samples/s | spread | ÷ ONNX fp32 | ÷ LiteRT int8 |",
+    lines = ["| model | threads | rounds × runs | batch median µs | samples/s | spread | ÷ ONNX fp32 | ÷ LiteRT peer |",
              "|---|---:|---:|---:|---:|---:|---:|---:|"]
     shipped = candidate_name("onnxruntime", scenario["would_ship"]) if scenario.get("would_ship") else None
     for entry in scenario.get("head_to_head") or []:
         part = entry.get(THROUGHPUT_KEY)
         if not part:
             continue
-        result = interleaved_result(part)
+        result, peer = interleaved_result(part), peer_at(scenario, entry["threads"])
         for name, model in part["models"].items():
-            cells = [name + (" ✓" if name == shipped else ""), str(entry["threads"]),
+            marks = (" ✓" if name == shipped else "") + (" (peer)" if name == peer else "")
+            cells = [name + marks, str(entry["threads"]),
                      f"{part['rounds']} × {part['runs_per_round']}", _number(result.median_of_windows_us(name)),
                      _number(model["samples_per_second"], 0), f"{result.spread(name) * 100:.0f} %",
-                     _ratio(result, name, ONNX_FP32), _ratio(result, name, LITERT_INT8)]
+                     _ratio(result, name, ONNX_FP32), _ratio(result, name, peer) if peer else "–"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -112,10 +150,44 @@ def targets_table(scenario: dict) -> str:
              "|---|---:|---:|---:|---:|---|---|"]
     for check in scenario["targets"]:
         met = {True: "yes", False: "**no**", None: "–"}[check["met"]]
+        source = "no peer: see above" if check.get("note") else check.get("source", "per-process")
         lines.append(f"| {check['target']} | {check['threads']} | {_number(check['onnx'])} | "
-                     f"{_number(check['peer'])} | {_number(check['ratio'], 2)} | {met} | "
-                     f"{check.get('source', 'per-process')} |")
+                     f"{_number(check['peer'])} | {_number(check['ratio'], 2)} | {met} | {source} |")
     return "\n".join(lines)
+
+
+def _recording_figures(judged: dict) -> str:
+    recordings = judged.get("recordings")
+    if not recordings:
+        return "–"
+    figures = recordings.get("figures") or {}
+    shown = ", ".join(f"{RECORDING_LABELS.get(name, name)} {value * 100:.1f} %" for name, value in figures.items()
+                      if value is not None)
+    return f"{GATE_WORDS[recordings.get('passed')]}" + (f": {shown}" if shown else f" ({cell(recordings['reason'])})")
+
+
+def judgements_table(scenario: dict) -> str:
+    """One line per model: its accuracy, the sample gate, the recording gate with its figures, the verdict."""
+    lines = ["| model | accuracy | gate on samples | gate on recordings | verdict |", "|---|---:|---|---|---|"]
+    for name, judged in (scenario.get("judgements") or {}).items():
+        samples = judged.get("samples") or {}
+        lines.append(f"| {name} | {_accuracy(judged, 'value', 'metric')} | {GATE_WORDS[samples.get('passed')]} | "
+                     f"{_recording_figures(judged)} | {GATE_WORDS[judged['passed']]} |")
+    return "\n".join(lines)
+
+
+def measured_on_lines(scenario: dict) -> list[str]:
+    """Each distinct 'measured on' of the scenario's judgements, with the models it applies to."""
+    places: dict[str, list[str]] = {}
+    for name, judged in (scenario.get("judgements") or {}).items():
+        places.setdefault(judged.get("measured_on") or "no data", []).append(name)
+    return [f"- {', '.join(names)}: {where}" for where, names in places.items()]
+
+
+def peer_lines(scenario: dict) -> list[str]:
+    """The head-to-head peer per thread count, and why (or why there is none)."""
+    return [f"- {choice['threads']} thread(s): **{choice['chosen'] or 'no peer'}** — {one_line(choice['reason'])}"
+            for choice in scenario.get("peers") or []]
 
 
 def ablation_table(ablation: dict) -> str:
@@ -153,6 +225,12 @@ def render_markdown(document: dict) -> str:
     ]
     for scenario in document["scenarios"]:
         lines += ["", f"## {scenario['name']}", "", scenario_table(scenario, settings["batch_sizes"])]
+        if scenario.get("judgements"):
+            lines += ["", "### Accuracy and gate of every model", "", JUDGEMENT_NOTE, "", judgements_table(scenario),
+                      "", "Measured on:", "", *measured_on_lines(scenario)]
+        if scenario.get("peers"):
+            lines += ["", "### LiteRT peer (the fastest LiteRT variant that passes the same gate)", "",
+                      *peer_lines(scenario)]
         if scenario.get("head_to_head"):
             lines += ["", "### Head-to-head (interleaved, batch 1)", "", HEAD_TO_HEAD_NOTE, "",
                       head_to_head_table(scenario)]

@@ -1,15 +1,20 @@
-"""What the harness measures for one scenario (or one model file), gathered from the artefacts."""
+"""What the harness measures for one scenario (or one model file), gathered from the artefacts.
+
+Inputs are ``exporters.inputs``'s: one array for a single-input model, or input name → array for a
+model with several (the ECG PVC model takes a beat residual and a row of RR features).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.benchmark.errors import ModelNotFoundError, MultiInputModelError, NoVariantsError
+from exporters.inputs import ModelInputs, as_float32, select
+from pipeline.benchmark.errors import ModelNotFoundError, NoVariantsError
+from pipeline.benchmark.same_gate import GateSetting, Judgement
 
 logger = logging.getLogger(__name__)
 
@@ -23,23 +28,20 @@ class ScenarioInputs:
 
     name: str
     variants: dict[str, Path]  # ONNX variant name → file
-    timing_inputs: np.ndarray  # float32 samples cycled through while timing
+    timing_inputs: ModelInputs  # float32 samples cycled through while timing
     keras_model: Path | None = None  # the Keras model the variants came from (peers need it)
-    test_inputs: np.ndarray | None = None  # for peers' macro-F1
+    test_inputs: ModelInputs | None = None  # the test split (ablation accuracy)
     test_labels: np.ndarray | None = None
-    calibration_inputs: np.ndarray | None = None  # LiteRT int8 representative dataset
-    macro_f1: dict[str, float] = field(default_factory=dict)  # variant → macro-F1 (evaluate artefact)
-    gate_passed: dict[str, bool] = field(default_factory=dict)  # variant → clinical gate verdict
+    calibration_inputs: ModelInputs | None = None  # LiteRT int8 representative dataset, ablation calibration
+    gate_passed: dict[str, bool] = field(default_factory=dict)  # ONNX variant → the build's verdict (all its gates)
+    judgements: dict[str, Judgement] = field(default_factory=dict)  # ONNX variant → accuracy, verdict, data
+    gate: GateSetting | None = None  # how the build judged, to judge the peers the same way (None: no data)
     peer_folder: Path | None = None  # where converted LiteRT models are cached
     lineage: dict[str, str] = field(default_factory=dict)  # stage → artefact id
     export_model: Path | None = None  # the exported ONNX model the variants came from (ablation baseline)
 
 
-def from_build(name: str, artifacts: dict, artifacts_root: Path) -> ScenarioInputs:
-    """Inputs from a ``BuildOutcome.artifacts`` dict built at least up to ``evaluate``."""
-    from pipeline.build.stages.data import load_data
-    from pipeline.build.stages.evaluate import METRICS_FILE, VERDICTS_FILE
-
+def _variants(name: str, artifacts: dict) -> dict[str, Path]:
     variants_artifact = artifacts.get("variants")
     if variants_artifact is None:
         raise NoVariantsError(
@@ -57,33 +59,36 @@ def from_build(name: str, artifacts: dict, artifacts_root: Path) -> ScenarioInpu
             expected="fp32, fp16, int8-dynamic and int8-static .onnx files from the variants stage",
             fix=f"re-run 'edgemed quantize {name}'",
         )
+    return variants
+
+
+def from_build(name: str, artifacts: dict, artifacts_root: Path, scenario=None, config=None) -> ScenarioInputs:
+    """Inputs from a ``BuildOutcome.artifacts`` dict built at least up to ``evaluate`` (and ``validate`` where the
+    scenario has held-out recordings). ``scenario`` and its build ``config``: to judge the peers by the build's
+    own gate (without them the peers get no verdict)."""
+    from pipeline.benchmark.gate_settings import build_judgements, gate_setting
+    from pipeline.build.stages.data import load_data
+
+    variants = _variants(name, artifacts)
     splits = load_data(artifacts["data"])
-    if isinstance(splits.test.inputs, dict):
-        raise MultiInputModelError(
-            f"scenario {name}'s model takes {len(splits.test.inputs)} inputs ({', '.join(splits.test.inputs)})",
-            expected="a single-input model: the harness, its Keras and LiteRT peers time one input array",
-            fix=f"benchmark the stream path instead (edgemed bench-stream bundles/{name}), or a single-input scenario",
-        )
-    macro_f1: dict[str, float] = {}
-    gate: dict[str, bool] = {}
-    evaluate = artifacts.get("evaluate")
-    if evaluate is not None:
-        metrics = json.loads(evaluate.path(METRICS_FILE).read_text())
-        verdicts = json.loads(evaluate.path(VERDICTS_FILE).read_text())
-        macro_f1 = {variant: float(values["macro_f1"]["value"]) for variant, values in metrics.items()}
-        gate = {variant: bool(values["passed"]) for variant, values in verdicts.items()}
-    model = artifacts.get("train")
+    setting, judgements = None, {}
+    if "evaluate" in artifacts and scenario is not None and config is not None:
+        setting = gate_setting(name, splits, artifacts, scenario, config)
+        judgements = build_judgements(setting, artifacts)
+    model = artifacts.get("train") or artifacts.get("import")
     keras_path = model.path("model.keras") if model is not None else None
+    test_inputs = as_float32(splits.test.inputs)
     return ScenarioInputs(
         name=name,
         variants=variants,
-        timing_inputs=splits.test.inputs[:TIMING_SAMPLES].astype(np.float32),
+        timing_inputs=select(test_inputs, slice(0, TIMING_SAMPLES)),
         keras_model=keras_path if keras_path is not None and keras_path.is_file() else None,
-        test_inputs=splits.test.inputs.astype(np.float32),
-        test_labels=np.asarray(splits.test.labels),
-        calibration_inputs=splits.calibration.inputs.astype(np.float32),
-        macro_f1=macro_f1,
-        gate_passed=gate,
+        test_inputs=test_inputs,
+        test_labels=np.asarray(splits.test.labels) if splits.test.labels is not None else None,
+        calibration_inputs=as_float32(splits.calibration.inputs),
+        gate_passed={variant: bool(judged.passed) for variant, judged in judgements.items()},
+        judgements=judgements,
+        gate=setting,
         peer_folder=Path(artifacts_root) / "bench-peers" / (model.id if model is not None else name),
         lineage={stage: artifact.id for stage, artifact in artifacts.items()},
         export_model=artifacts["export"].path("model.onnx") if "export" in artifacts else None,
@@ -91,7 +96,8 @@ def from_build(name: str, artifacts: dict, artifacts_root: Path) -> ScenarioInpu
 
 
 def from_model_path(path: Path) -> ScenarioInputs:
-    """Inputs for a bundle folder (its ``model.onnx``) or a bare ``.onnx`` file, with seeded random inputs."""
+    """Inputs for a bundle folder (its ``model.onnx``) or a bare ``.onnx`` file, with seeded random inputs for
+    every graph input."""
     import onnx
 
     path = Path(path)
@@ -104,8 +110,12 @@ def from_model_path(path: Path) -> ScenarioInputs:
         )
     model = onnx.load_model(str(model_file), load_external_data=False)
     initializers = {initializer.name for initializer in model.graph.initializer}
-    graph_input = next(value for value in model.graph.input if value.name not in initializers)
-    shape = [dimension.dim_value or 1 for dimension in graph_input.type.tensor_type.shape.dim[1:]]
-    samples = np.random.default_rng(_RANDOM_SEED).standard_normal((TIMING_SAMPLES, *shape)).astype(np.float32)
+    graph_inputs = [value for value in model.graph.input if value.name not in initializers]
+    generator = np.random.default_rng(_RANDOM_SEED)
+    samples = {}
+    for graph_input in graph_inputs:
+        shape = [dimension.dim_value or 1 for dimension in graph_input.type.tensor_type.shape.dim[1:]]
+        samples[graph_input.name] = generator.standard_normal((TIMING_SAMPLES, *shape)).astype(np.float32)
     name = path.name if path.is_dir() else path.stem
-    return ScenarioInputs(name=name, variants={"model": model_file}, timing_inputs=samples)
+    timing = samples if len(samples) > 1 else next(iter(samples.values()))
+    return ScenarioInputs(name=name, variants={"model": model_file}, timing_inputs=timing)

@@ -12,6 +12,7 @@ from pipeline.benchmark.errors import BenchmarkError
 _NUMBER = {"type": "number"}
 _INTEGER = {"type": "integer"}
 _NULLABLE_NUMBER = {"type": ["number", "null"]}
+_NULLABLE_STRING = {"type": ["string", "null"]}
 LATENCY_SCHEMA = {
     "type": "object",
     "required": ["mean_us", "p50_us", "p90_us", "p95_us", "p99_us", "minimum_us", "max_us", "std_us", "iterations",
@@ -51,19 +52,56 @@ ROW_SCHEMA = {
         },
         "peak_rss_bytes": _INTEGER,
         "macro_f1": _NULLABLE_NUMBER,
+        "accuracy_metric": _NULLABLE_STRING,
+        "accuracy": _NULLABLE_NUMBER,
+        "accuracy_measured_on": _NULLABLE_STRING,
         "gate_passed": {"type": ["boolean", "null"]},
+        "gate_reason": _NULLABLE_STRING,
         "runtime": {"type": "object"},
     },
 }
 # Rows with status "ok" must carry the measurement fields too.
 OK_ROW_REQUIRED = ("model_file", "model_size_bytes", "session_creation_ms", "first_inference_us", "latency",
-                   "throughput", "peak_rss_bytes", "macro_f1", "runtime")
+                   "throughput", "peak_rss_bytes", "macro_f1", "accuracy_metric", "accuracy", "accuracy_measured_on",
+                   "gate_passed", "gate_reason", "runtime")
+JUDGEMENT_SCHEMA = {  # one model's accuracy and verdict by the build's gate (same_gate.Judgement)
+    "type": "object",
+    "required": ["passed", "reason", "metric", "value", "measured_on", "samples", "recordings"],
+    "properties": {
+        "passed": {"type": ["boolean", "null"]},
+        "reason": {"type": "string"},
+        "metric": _NULLABLE_STRING,
+        "value": _NULLABLE_NUMBER,
+        "measured_on": {"type": "string"},
+        "samples": {"type": ["object", "null"], "required": ["passed", "reason"]},
+        "recordings": {"type": ["object", "null"], "required": ["passed", "reason", "figures", "measured_on"],
+                       "properties": {"passed": {"type": ["boolean", "null"]}, "reason": {"type": "string"},
+                                      "figures": {"type": ["object", "null"]}, "measured_on": {"type": "string"}}},
+    },
+}
+PEER_SCHEMA = {  # the LiteRT peer at one thread count (peer_choice.PeerChoice)
+    "type": "object",
+    "required": ["threads", "chosen", "reason", "candidates"],
+    "properties": {
+        "threads": _INTEGER,
+        "chosen": _NULLABLE_STRING,
+        "reason": {"type": "string"},
+        "candidates": {"type": "array", "items": {
+            "type": "object",
+            "required": ["name", "passed", "latency_us", "reason", "source"],
+            "properties": {"name": {"type": "string"}, "passed": {"type": ["boolean", "null"]},
+                           "latency_us": _NULLABLE_NUMBER, "reason": {"type": "string"},
+                           "source": {"enum": ["head-to-head", "per-process", None]}},
+        }},
+    },
+}
 TARGET_SCHEMA = {
     "type": "object",
     "required": ["target", "threads", "onnx", "peer", "ratio", "met"],  # "source" since the head-to-head phase
     "properties": {"target": {"type": "string"}, "threads": _INTEGER, "onnx": _NULLABLE_NUMBER,
                    "peer": _NULLABLE_NUMBER, "ratio": _NULLABLE_NUMBER, "met": {"type": ["boolean", "null"]},
-                   "source": {"enum": ["head-to-head", "per-process"]}},
+                   "source": {"enum": ["head-to-head", "per-process"]},
+                   "note": {"type": "string"}},  # why a check has no values (no LiteRT peer passes the gate)
 }
 _INTERLEAVED_MODEL = {
     "type": "object",
@@ -96,13 +134,14 @@ HEAD_TO_HEAD_SCHEMA = {
         "models": {"type": "object", "additionalProperties": _INTERLEAVED_MODEL},
         "runtime": {"type": "object"},
         "batch_256": HEAD_TO_HEAD_BATCH_SCHEMA,
+        "left_out": {"type": "object", "additionalProperties": {"type": "string"}},  # peers that could not run
     },
 }
 BENCH_SCHEMA = {
     "type": "object",
     "required": ["schema_version", "started_at", "finished_at", "settings", "machine", "scenarios"],
     "properties": {
-        "schema_version": {"enum": [2]},
+        "schema_version": {"enum": [3]},
         "started_at": {"type": "string"},
         "finished_at": {"type": "string"},
         "settings": {
@@ -120,13 +159,15 @@ BENCH_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "rows", "targets", "would_ship", "gate_passed", "lineage"],
+                "required": ["name", "rows", "targets", "would_ship", "gate_passed", "lineage", "judgements", "peers"],
                 "properties": {
                     "name": {"type": "string"},
                     "rows": {"type": "array", "items": ROW_SCHEMA},
                     "targets": {"type": "array", "items": TARGET_SCHEMA},
                     "head_to_head": {"type": "array", "items": HEAD_TO_HEAD_SCHEMA},  # absent in older files
                     "would_ship": {"type": ["string", "null"]},
+                    "judgements": {"type": "object", "additionalProperties": JUDGEMENT_SCHEMA},
+                    "peers": {"type": "array", "items": PEER_SCHEMA},
                 },
             },
         },

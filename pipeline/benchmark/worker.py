@@ -13,19 +13,16 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.benchmark.head_to_head import HEAD_TO_HEAD_ENGINE, run_head_to_head
 from pipeline.benchmark.memory import peak_rss_bytes
+from pipeline.benchmark.sample_files import load_inputs
 from pipeline.benchmark.statistics import StabilityConfig
 from runtime.errors import EdgemedError
 
 
 def measure_spec(spec: dict) -> dict:
-    samples = np.load(spec["inputs"]).astype(np.float32)
-    evaluate = np.load(spec["evaluate_inputs"]).astype(np.float32) if spec.get("evaluate_inputs") else None
+    samples = load_inputs(spec["inputs"])  # one array, or input name → array (.npz)
     stability = StabilityConfig(**spec["stability"])
-    predictions = None
     if spec["engine"] == HEAD_TO_HEAD_ENGINE:
         result = run_head_to_head(spec, samples)
     elif spec["engine"] == "onnxruntime":
@@ -35,13 +32,11 @@ def measure_spec(spec: dict) -> dict:
     elif spec["engine"] == "litert":
         from pipeline.benchmark.peers import run_litert
 
-        result, predictions = run_litert(spec, samples, stability, evaluate)
+        result = run_litert(spec, samples, stability)
     else:
         from pipeline.benchmark.peers import run_keras
 
-        result, predictions = run_keras(spec, samples, stability, evaluate)
-    if predictions is not None and spec.get("predictions_output"):
-        np.save(spec["predictions_output"], np.asarray(predictions, dtype=np.float32))
+        result = run_keras(spec, samples, stability)
     result["peak_rss_bytes"] = peak_rss_bytes()
     return result
 

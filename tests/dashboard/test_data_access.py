@@ -207,7 +207,7 @@ def test_benchmark_problems_name_each_mistyped_or_missing_key_the_page_reads() -
     document["settings"].pop("stability")  # the harness writes it, the page does not read it: not checked
     row = "$.scenarios[0].rows[0] (onnxruntime fp32)"
     assert benchmark_problems(document) == (
-        "$.schema_version: 1 is not one of [2]",
+        "$.schema_version: 1 is not one of [2, 3]",
         f"{row}.threads: expected integer or null, got string",
         f"{row}.latency.quantiles_us: expected array, got string",
         f"{row}.throughput.1.samples_per_second: expected number, got null",

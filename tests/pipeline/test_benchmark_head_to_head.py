@@ -18,10 +18,13 @@ from pipeline.benchmark.schema import head_to_head_errors
 from pipeline.benchmark.targets import evaluate_targets, would_ship
 
 CPU = "CPUExecutionProvider"
-LITERT_TARGET = "shipped (int8-static) batch-1 p50 µs ≤ LiteRT int8"
+PEER = " (litert int8: the fastest LiteRT that passes the gate)"
+LITERT_TARGET = "shipped (int8-static) batch-1 p50 µs ≤ LiteRT peer" + PEER
 FP32_TARGET = "ONNX fp32 batch-1 p50 µs ≤ LiteRT fp32"
 INT8_TARGET = "shipped int8 (int8-static) batch-1 p50 µs < ONNX fp32"
-THROUGHPUT_TARGET = "shipped (int8-static) batch-256 samples/s ≥ LiteRT int8"
+THROUGHPUT_TARGET = "shipped (int8-static) batch-256 samples/s ≥ LiteRT peer" + PEER
+# The peer choice of these hand-made documents: LiteRT int8 passed the gate at both thread counts.
+PEERS = [{"threads": threads, "chosen": "litert int8", "reason": "hand-made", "candidates": []} for threads in (1, 2)]
 
 
 def _row(engine: str, variant: str, threads: int, median_of_windows_us: float) -> dict:
@@ -44,7 +47,8 @@ def _document(head_to_head: list[dict]) -> dict:
     rows = [_row(engine, variant, threads, median) for threads in (1, 2) for engine, variant, median in (
         ("onnxruntime", "fp32", 10.0), ("onnxruntime", "int8-static", 12.0), ("litert", "int8", 11.0),
         ("litert", "fp32", 9.0))]
-    return {"rows": rows, "head_to_head": head_to_head, "gate_passed": {"fp32": True, "int8-static": True}}
+    return {"rows": rows, "head_to_head": head_to_head, "gate_passed": {"fp32": True, "int8-static": True},
+            "peers": PEERS}
 
 
 # Paired ratios differ from ratios of medians: int8-static / litert int8 per round = 10/11, 20/22, 21/19
@@ -95,7 +99,7 @@ def test_targets_fall_back_to_per_process_rows() -> None:
     assert two_threads["source"] == "per-process" and two_threads["ratio"] == pytest.approx(12.0 / 11.0)
     without = _checks(_document([]))
     assert all(check["source"] == "per-process" for check in without.values())
-    assert without[("shipped (fp32) batch-1 p50 µs ≤ LiteRT int8", 1)]["ratio"] == pytest.approx(10.0 / 11.0)
+    assert without[("shipped (fp32) batch-1 p50 µs ≤ LiteRT peer" + PEER, 1)]["ratio"] == pytest.approx(10.0 / 11.0)
     assert without[(FP32_TARGET, 1)]["onnx"] == 10.0 and without[(FP32_TARGET, 1)]["peer"] == 9.0
     no_peers = [{**HEAD_TO_HEAD[0], "models": {name: model for name, model in HEAD_TO_HEAD[0]["models"].items()
                                                if name.startswith("onnxruntime")}}]
@@ -106,11 +110,15 @@ def test_targets_fall_back_to_per_process_rows() -> None:
 
 
 def test_head_to_head_table_shows_medians_and_paired_ratios() -> None:
-    table = head_to_head_table({"would_ship": "int8-static", "head_to_head": HEAD_TO_HEAD})
+    judgements = {"onnxruntime int8-static": {"passed": True}, "litert fp32": {"passed": False}}
+    table = head_to_head_table({"would_ship": "int8-static", "head_to_head": HEAD_TO_HEAD, "peers": PEERS,
+                                "judgements": judgements})
     lines = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
-    assert set(lines) == {"onnxruntime fp32", "onnxruntime int8-static ✓", "litert int8", "litert fp32"}
-    assert lines["onnxruntime int8-static ✓"].endswith("| 20.0 | 55 % | 0.60 | 0.91 |")
-    assert "| 3 × 10 |" in lines["litert fp32"]
+    assert set(lines) == {"onnxruntime fp32", "onnxruntime int8-static ✓", "litert int8 (peer)", "litert fp32"}
+    assert lines["onnxruntime int8-static ✓"].endswith("| 20.0 | 55 % | pass | 0.60 | 0.91 |")
+    assert "| 3 × 10 |" in lines["litert fp32"] and "| FAIL |" in lines["litert fp32"]
+    without_peer = head_to_head_table({"would_ship": "int8-static", "head_to_head": HEAD_TO_HEAD})
+    assert all(line.endswith("| – |") for line in without_peer.splitlines()[2:])  # no peer passed: no ratio
 
 
 def test_throughput_target_uses_the_paired_batch_256_ratio() -> None:
@@ -134,9 +142,10 @@ def test_throughput_target_falls_back_to_per_process_rows() -> None:
 
 
 def test_head_to_head_batch_table_shows_samples_per_second_and_paired_ratios() -> None:
-    scenario = {"would_ship": "int8-static", "head_to_head": [{**HEAD_TO_HEAD[0], "batch_256": BATCH_256}]}
+    scenario = {"would_ship": "int8-static", "head_to_head": [{**HEAD_TO_HEAD[0], "batch_256": BATCH_256}],
+                "peers": PEERS}
     lines = {line.split(" | ")[0].strip("| "): line for line in head_to_head_batch_table(scenario).splitlines()[2:]}
-    assert set(lines) == {"onnxruntime fp32", "onnxruntime int8-static ✓", "litert int8"}
+    assert set(lines) == {"onnxruntime fp32", "onnxruntime int8-static ✓", "litert int8 (peer)"}
     assert lines["onnxruntime int8-static ✓"] == ("| onnxruntime int8-static ✓ | 1 | 3 × 4 | 2,000.0 | 128,000 | "
                                                  "55 % | 0.67 | 0.91 |")
     assert len(head_to_head_batch_table({"head_to_head": HEAD_TO_HEAD}).splitlines()) == 2  # header only
