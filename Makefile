@@ -78,6 +78,28 @@ dashboard: build
 		--rollout-bundle .rollout-bundles/ecg-pvc --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database telemetry.sqlite3 --latency-objective-us 300
 
+# The project's own PostgreSQL (Debian's binaries, installed first when missing and root): `initdb` into
+# .postgres/ on first use, served on 127.0.0.1:$(POSTGRES_PORT) only; prints the database URL (the password stays
+# in .postgres/pgpass). Stop it with `$(POSTGRES) stop`.
+.PHONY: postgres dashboard-pg
+POSTGRES_FOLDER := .postgres
+POSTGRES_PORT ?= 5433
+POSTGRES := $(EDGEMED) postgres
+postgres: setup
+	$(POSTGRES) start --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)
+
+# `make dashboard` with the collector and the dashboard on that PostgreSQL server (stopped again on exit; the
+# data stays in .postgres/).
+dashboard-pg: build postgres
+	$(EDGEMED) build ecg-pvc --seed 1 --bundles .rollout-bundles --sign-key $(DEV_KEY)
+	database_url=$$($(POSTGRES) url --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)); \
+	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database-url "$$database_url" & collector=$$!; \
+	trap 'kill $$collector; $(POSTGRES) stop --folder $(POSTGRES_FOLDER)' EXIT INT TERM; \
+	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
+	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) \
+		--rollout-bundle .rollout-bundles/ecg-pvc --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
+	$(EDGEMED) dashboard --database-url "$$database_url" --latency-objective-us 300
+
 scenarios: setup
 	$(EDGEMED) scenarios
 

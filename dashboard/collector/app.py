@@ -3,7 +3,10 @@
 ``POST /v1/telemetry`` takes the envelope described in ``runtime/telemetry/protocol.md``,
 checks all of it before writing anything, stores it in one transaction and answers
 ``{"acknowledged": [...], "duplicates": n}``; a resend of stored records is acknowledged again
-without storing them twice. ``GET /v1/health`` answers ``{"status": "ok"}``.
+without storing them twice. When the store cannot be reached or written (its PostgreSQL server is down, the
+SQLite file is locked past its timeout) the answer is HTTP 503 ``{"detail", "retry": true}`` with a
+``Retry-After`` header: never an acknowledgement, so the device keeps its outbox and retries with backoff.
+``GET /v1/health`` answers ``{"status": "ok"}``.
 """
 
 from __future__ import annotations
@@ -16,15 +19,17 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from dashboard.collector.backends import open_store
+from dashboard.collector.interface import StoreRefusedError, StoreUnavailableError, TelemetryStore
 from dashboard.collector.schema import BatchError, CollectorLimits, parse_batch
-from dashboard.collector.store import SqliteStore, TelemetryStore
 from dashboard.collector.vocabulary import BundleVocabularies
-from dashboard.data.settings import DEFAULT_BUNDLES, DEFAULT_DATABASE
+from dashboard.data.settings import DEFAULT_BUNDLES, DEFAULT_DATABASE, DatabaseUrl
 from runtime.telemetry.records import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8787  # unprivileged and unassigned; the collector binds loopback unless told otherwise
+RETRY_AFTER_S = 30  # what a 503 suggests; devices back off exponentially on their own (runtime Backoff)
 
 
 def _refusal(error: BatchError) -> JSONResponse:
@@ -64,7 +69,16 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
         except BatchError as error:
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
             return _refusal(error)
-        receipt = await run_in_threadpool(store.insert_batch, batch.device_id, batch.records, batch.dropped)
+        try:
+            receipt = await run_in_threadpool(store.insert_batch, batch.device_id, batch.records, batch.dropped)
+        except StoreUnavailableError as error:
+            logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
+            return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+        except StoreRefusedError as error:  # checked by parse_batch, still refused by the store (e.g. out of range)
+            logger.warning("telemetry store refused a batch of device %s: %s", batch.device_id, error.what)
+            return JSONResponse(status_code=422, content={"detail": str(error), "record_index": None,
+                                                          "field": error.field})
         logger.debug(
             "device %s: %d records, %d already stored", batch.device_id, len(batch.records), receipt.duplicates
         )
@@ -88,15 +102,17 @@ def build_server(
 def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
-    database: Path | str = DEFAULT_DATABASE,
+    database: Path | str | DatabaseUrl = DEFAULT_DATABASE,
     log_level: str = "info",
     bundles: Path | str = DEFAULT_BUNDLES,
 ) -> None:
-    """Run the collector until interrupted, storing into ``database``; records of the bundles published under
-    ``bundles`` must keep to their labels and reference-profile features."""
-    store = SqliteStore(database)
+    """Run the collector until interrupted, storing into ``database`` (a SQLite file or a PostgreSQL URL, migrated
+    on start); records of the bundles published under ``bundles`` must keep to their labels and reference-profile
+    features. A store that cannot be opened, or whose schema is newer than this code, raises before serving
+    (``StoreUnavailableError``, ``StoreSchemaError``)."""
+    store = open_store(database)
     try:
-        logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s", host, port, database)
+        logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s", host, port, store.location)
         build_server(create_app(store, vocabularies=BundleVocabularies(bundles)), host, port, log_level).run()
     finally:
         store.close()

@@ -1,4 +1,4 @@
-"""Where the collector keeps telemetry: a small storage interface and its SQLite implementation.
+"""Where the collector keeps telemetry by default: ``TelemetryStore`` in one SQLite file (WAL).
 
 Why SQLite in WAL mode by default: the collector is one process on one machine, the data is
 append-mostly, and the dashboard reads while the collector writes. In WAL mode readers never
@@ -6,10 +6,13 @@ block the writer and the writer never blocks readers, each batch is one ACID tra
 batch is stored whole or not at all), ``synchronous=FULL`` makes a batch durable before it is
 acknowledged (the device deletes what we acknowledge), and there is no server to run or secure.
 Its limit is one writer at a time: writes are serialised (here by a lock plus SQLite's busy
-timeout), which is ample for thousands of records a second. A fleet that outgrows that can
-implement ``TelemetryStore`` on PostgreSQL with the same semantics: a UNIQUE (device_id,
-sequence) constraint, ``INSERT … ON CONFLICT DO NOTHING`` inside one transaction per batch, and
-``GREATEST`` for the dropped counter.
+timeout), which is ample for thousands of records a second. A fleet that outgrows that uses
+``PostgresStore`` (``postgres_store.py``): the same interface, schema versions and results.
+
+Idempotency: ``INSERT … ON CONFLICT (device_id, sequence) DO NOTHING`` inside one transaction per
+batch, ``max`` for the dropped counter. The schema comes from ``migrations.py``, applied on open;
+``read_only=True`` (the dashboard) opens with ``mode=ro``, never creates or migrates, and refuses a
+store at another schema version.
 """
 
 from __future__ import annotations
@@ -20,179 +23,340 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from runtime.telemetry.records import TelemetryError, utc_timestamp
+from dashboard.collector.aggregates import (
+    Merge,
+    check_aggregate,
+    fold_rollups,
+    hour_of,
+    hour_window,
+    merge_payloads,
+    warn_changed,
+)
+from dashboard.collector.interface import (
+    DEVICE_COLUMNS,
+    RECORD_COLUMNS,
+    AggregateReceipt,
+    Receipt,
+    StoreRefusedError,
+    StoreSchemaError,
+    StoreUnavailableError,
+    TelemetryStore,
+    aware,
+    canonical_json,
+    check_version,
+    checked_rows,
+    conditions,
+)
+from dashboard.collector.migrations import HEAD, VERSION_TABLE, Dialect, pending
+from runtime.telemetry.records import utc_timestamp
 from runtime.telemetry.sqlite_pool import ConnectionPool
+from runtime.version import EDGEMED_VERSION
+
+__all__ = ["DEVICE_COLUMNS", "RECORD_COLUMNS", "AggregateReceipt", "Receipt", "SqliteStore", "StoreRefusedError",
+           "StoreSchemaError", "StoreUnavailableError", "TelemetryStore"]
 
 logger = logging.getLogger(__name__)
 
-
-_SCHEMA = """
-BEGIN IMMEDIATE;
-CREATE TABLE IF NOT EXISTS telemetry (
-    device_id TEXT NOT NULL,
-    sequence INTEGER NOT NULL,
-    time TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    payload TEXT NOT NULL,
-    UNIQUE (device_id, sequence)
-);
-CREATE INDEX IF NOT EXISTS telemetry_by_time ON telemetry (time);
-CREATE TABLE IF NOT EXISTS devices (
-    device_id TEXT PRIMARY KEY,
-    dropped INTEGER NOT NULL,
-    first_received_at TEXT NOT NULL,
-    last_received_at TEXT NOT NULL
-);
-COMMIT;
-"""
-
-# One summary row per device that ever uploaded; the collector and the dashboard's reader both run this.
-DEVICES_QUERY = (
-    "SELECT d.device_id, d.dropped, d.first_received_at, d.last_received_at, "
-    "COUNT(t.sequence), MAX(t.sequence), MIN(t.time), MAX(t.time) "
-    "FROM devices AS d LEFT JOIN telemetry AS t ON t.device_id = d.device_id "
-    "GROUP BY d.device_id ORDER BY d.device_id"
+READ_TIMEOUT_S = 5.0  # a read-only connection waits this long for a checkpoint before giving up
+_DEVICES_QUERY = f"SELECT {', '.join(DEVICE_COLUMNS)} FROM devices ORDER BY device_id"
+_RECORD_EXPRESSIONS = (  # RECORD_COLUMNS after device_id, sequence, time; objects as JSON text (decoded below)
+    "payload ->> '$.bundle_id'", "payload ->> '$.bundle_sha256'", "payload ->> '$.variant'",
+    "payload ->> '$.provider'", "payload ->> '$.latency_us'", "payload ->> '$.task'",
+    "COALESCE(payload ->> '$.result.class', payload ->> '$.predicted_class')",
+    "COALESCE(payload ->> '$.result.confidence', payload ->> '$.confidence')",
+    "payload -> '$.quality_flags'", "payload -> '$.result'",
 )
-DEVICE_COLUMNS = (  # the names of DEVICES_QUERY's columns, in order
-    "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
-    "last_time",
+_DEVICE_UPSERT = (
+    "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at, records, last_sequence, "
+    "first_time, last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
+    "dropped = max(devices.dropped, excluded.dropped), last_received_at = excluded.last_received_at, "
+    "records = devices.records + excluded.records, "
+    # max/min of two values either of which may be NULL (a device's first batch may be empty or all resends)
+    "last_sequence = max(coalesce(devices.last_sequence, excluded.last_sequence), "
+    "coalesce(excluded.last_sequence, devices.last_sequence)), "
+    "first_time = min(coalesce(devices.first_time, excluded.first_time), "
+    "coalesce(excluded.first_time, devices.first_time)), "
+    "last_time = max(coalesce(devices.last_time, excluded.last_time), coalesce(excluded.last_time, devices.last_time))"
+)
+_ROLLUP_UPSERT = (
+    "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET "
+    "aggregates = excluded.aggregates, payload = excluded.payload, updated_at = excluded.updated_at"
 )
 
 
-@dataclass(frozen=True)
-class Receipt:
-    """What ``insert_batch`` did with one batch."""
-
-    acknowledged: list[int]  # every sequence of the batch that is now stored (new or already there)
-    duplicates: int  # how many of those were already stored (a resend)
+def _text(moment: datetime | str | None, name: str) -> str | None:
+    return None if moment is None else utc_timestamp(aware(moment, name))
 
 
-class TelemetryStore(Protocol):
-    """Idempotent telemetry storage keyed by (device_id, sequence)."""
+def _decoded(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
 
-    def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
-        """Store a validated batch in one transaction; rows already present are left as they are."""
-        ...
 
-    def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
-        """Stored records (optionally one device's, with ``time`` ≥ ``since``), oldest first."""
-        ...
+class _ReadOnlyConnections:
+    """One ``mode=ro`` connection per thread to an existing file: it can never create or write the store."""
 
-    def devices(self) -> list[dict[str, Any]]:
-        """One summary per device that ever uploaded."""
-        ...
+    def __init__(self, path: Path) -> None:
+        self.uri = f"{path.resolve().as_uri()}?mode=ro"
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
 
-    def count(self) -> int:
-        """How many records are stored."""
-        ...
+    def connection(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = sqlite3.connect(self.uri, uri=True, timeout=READ_TIMEOUT_S, isolation_level=None,
+                                         check_same_thread=False)
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
 
     def close(self) -> None:
-        """Release connections."""
-        ...
-
-
-def _canonical(record: Mapping[str, Any]) -> str:
-    return json.dumps(dict(record), sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _since(since: datetime | str) -> str:
-    moment = datetime.fromisoformat(since) if isinstance(since, str) else since
-    if moment.tzinfo is None:
-        raise TelemetryError("'since' has no time zone", expected="an aware datetime or ISO-8601 with offset")
-    return utc_timestamp(moment)
-
-
-def record_filter(device_id: str | None, since: str | None, until: str | None = None) -> tuple[str, list[Any]]:
-    """``WHERE`` clause and parameters selecting telemetry rows (times already UTC timestamp text)."""
-    conditions = [(clause, value) for clause, value in (("device_id = ?", device_id), ("time >= ?", since),
-                                                         ("time <= ?", until)) if value is not None]
-    where = f" WHERE {' AND '.join(clause for clause, _ in conditions)}" if conditions else ""
-    return where, [value for _, value in conditions]
+        with self._lock:
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
 
 
 class SqliteStore:
     """``TelemetryStore`` in one SQLite file (WAL); safe to share between threads and processes."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False, merge: Merge = merge_payloads) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._pool = ConnectionPool(self.path, "telemetry store")
+        self.location = str(self.path)
+        self.read_only = read_only
+        self._merge = merge  # how aggregates fold into rollups
         self._write_lock = threading.Lock()  # one writer per process; other processes wait in SQLite
-        self._pool.run_script(_SCHEMA)
+        if read_only and not self.path.is_file():
+            raise StoreUnavailableError(f"no telemetry database at {self.path}",
+                                        fix="start the collector (edgemed collector) or pass --database")
+        if not read_only:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._pool: ConnectionPool | _ReadOnlyConnections = (
+            _ReadOnlyConnections(self.path) if read_only else ConnectionPool(self.path, "telemetry store"))
+        try:
+            if read_only:
+                self._check_readable()
+            else:
+                self.migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections, errors, schema ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _database(self, action: str) -> Iterator[None]:
+        """SQLite's errors as ``StoreUnavailableError`` (locked past the busy timeout, disk full or read-only,
+        not a database)."""
+        try:
+            yield
+        except sqlite3.DatabaseError as error:
+            if type(error) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                raise  # IntegrityError, ProgrammingError, …: a bug, not an outage
+            raise StoreUnavailableError(f"the telemetry database {self.path} cannot be {action} ({error})",
+                                        fix="check the file, its folder and the disk") from error
 
     def _connection(self) -> sqlite3.Connection:
         return self._pool.connection()
 
+    def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._database("read"):
+            return self._connection().execute(query, parameters).fetchall()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction: all of it commits, or none of it (the exception propagates)."""
-        with self._write_lock, self._pool.transaction() as connection:
+        if self.read_only:
+            raise StoreUnavailableError(f"the telemetry store {self.path} is open read-only",
+                                        fix="open it without read_only to write")
+        with self._database("written"), self._write_lock, self._pool.transaction() as connection:
             yield connection
 
+    @staticmethod
+    def _tables(connection: sqlite3.Connection) -> set[str]:
+        return {name for (name,) in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+    def _version_of(self, connection: sqlite3.Connection, tables: set[str] | None = None) -> int:
+        if "schema_version" not in (self._tables(connection) if tables is None else tables):
+            return 0
+        return int(connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
+
+    def _check_readable(self) -> None:
+        with self._database("read"):
+            connection = self._connection()
+            tables = self._tables(connection)
+            found = self._version_of(connection, tables)
+        if found == 0 and "telemetry" not in tables:
+            raise StoreUnavailableError(f"the telemetry database {self.path} has no telemetry tables yet",
+                                        fix="start the collector (edgemed collector) on it")
+        check_version(self.location, found, read_only=True)
+
+    def migrate(self) -> int:
+        """Apply the pending migrations in one transaction; the schema version afterwards (``HEAD``)."""
+        with self._write() as connection:
+            connection.execute(VERSION_TABLE[Dialect.SQLITE])
+            found = self._version_of(connection)
+            check_version(self.location, found)
+            for migration in pending(found):
+                for statement in migration.sqlite:
+                    connection.execute(statement)
+                connection.execute("INSERT INTO schema_version VALUES (?, ?, ?, ?)",
+                                   (migration.version, migration.description, utc_timestamp(), EDGEMED_VERSION))
+                logger.info("telemetry store %s: migrated to schema version %d (%s)", self.path, migration.version,
+                            migration.description)
+        return HEAD
+
+    def schema_version(self) -> int:
+        with self._database("read"):
+            return self._version_of(self._connection())
+
+    # -- records -----------------------------------------------------------------------------------------------
+
     def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
+        rows = checked_rows(device_id, records)
         received_at = utc_timestamp()
-        acknowledged: list[int] = []
-        duplicates = 0
+        inserted: list[tuple[int, str]] = []
         changed: list[int] = []  # resent sequences whose content differs: one WARNING per batch, not per record
         with self._write() as connection:
-            for record in records:
-                sequence = record["sequence"]
-                if record["device_id"] != device_id or isinstance(sequence, bool) or not isinstance(sequence, int):
-                    raise TelemetryError(
-                        "a record's device_id or sequence does not fit its batch",
-                        expected="records checked by dashboard.collector.schema.parse_batch",
-                        fix="validate the batch before storing it",
-                    )
-                payload = _canonical(record)
-                inserted = connection.execute(
-                    "INSERT OR IGNORE INTO telemetry (device_id, sequence, time, received_at, payload) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    (device_id, sequence, record["time"], received_at, payload),
-                ).rowcount
-                if not inserted:
-                    duplicates += 1
-                    if self._differs(connection, device_id, sequence, payload):
-                        changed.append(sequence)
-                acknowledged.append(sequence)
-            connection.execute(
-                "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (device_id) DO UPDATE SET dropped = max(dropped, excluded.dropped), "
-                "last_received_at = excluded.last_received_at",
-                (device_id, dropped, received_at, received_at),
-            )
+            for sequence, time, payload in rows:
+                if connection.execute(
+                    "INSERT INTO telemetry (device_id, sequence, time, received_at, payload) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (device_id, sequence) DO NOTHING",
+                    (device_id, sequence, time, received_at, payload),
+                ).rowcount:
+                    inserted.append((sequence, time))
+                elif connection.execute("SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?",
+                                        (device_id, sequence)).fetchone()[0] != payload:
+                    changed.append(sequence)
+            connection.execute(_DEVICE_UPSERT, (
+                device_id, dropped, received_at, received_at, len(inserted),
+                max((sequence for sequence, _ in inserted), default=None),
+                min((time for _, time in inserted), default=None), max((time for _, time in inserted), default=None),
+            ))
         if changed:
             logger.warning(
                 "device %s resent %d record(s) with different content (sequences %d–%d; outbox reset?); kept the "
                 "first of each", device_id, len(changed), min(changed), max(changed),
             )
-        return Receipt(sorted(acknowledged), duplicates)
+        return Receipt(sorted(sequence for sequence, _, _ in rows), len(rows) - len(inserted))
 
-    @staticmethod
-    def _differs(connection: sqlite3.Connection, device_id: str, sequence: int, payload: str) -> bool:
-        """Whether a resend differs from the stored record (the device reused sequences)."""
-        (stored,) = connection.execute(
-            "SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?", (device_id, sequence)
-        ).fetchone()
-        return stored != payload
+    def _record_where(self, device_id: str | None, since: datetime | str | None,
+                      until: datetime | str | None) -> tuple[str, list[Any]]:
+        return conditions((("device_id =", device_id), ("time >=", _text(since, "since")),
+                           ("time <=", _text(until, "until"))), "?")
 
     def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
-        where, parameters = record_filter(device_id, None if since is None else _since(since))
-        rows = self._connection().execute(
-            f"SELECT payload FROM telemetry{where} ORDER BY time, device_id, sequence", parameters
-        )
+        where, parameters = self._record_where(device_id, since, None)
+        rows = self._read(f"SELECT payload FROM telemetry{where} ORDER BY time, device_id, sequence", parameters)
         return [json.loads(payload) for (payload,) in rows]
 
+    def record_rows(self, device_id: str | None = None, since: datetime | str | None = None,
+                    until: datetime | str | None = None, with_features: bool = False) -> list[tuple[Any, ...]]:
+        where, parameters = self._record_where(device_id, since, until)
+        features = ", payload -> '$.features'" if with_features else ""
+        rows = self._read(f"SELECT device_id, sequence, time, {', '.join(_RECORD_EXPRESSIONS)}{features} "
+                          f"FROM telemetry{where} ORDER BY time, device_id, sequence", parameters)
+        objects = len(RECORD_COLUMNS) - 2  # quality_flags, result (and features) are JSON text
+        return [(*row[:objects], *map(_decoded, row[objects:])) for row in rows]
+
     def devices(self) -> list[dict[str, Any]]:
-        rows = self._connection().execute(DEVICES_QUERY)
-        return [dict(zip(DEVICE_COLUMNS, row, strict=True)) for row in rows]
+        return [dict(zip(DEVICE_COLUMNS, row, strict=True)) for row in self._read(_DEVICES_QUERY)]
 
     def count(self) -> int:
-        return int(self._connection().execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+        return int(self._read("SELECT COALESCE(SUM(records), 0) FROM devices")[0][0])  # O(devices): kept on insert
+
+    # -- aggregates --------------------------------------------------------------------------------------------
+
+    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]]) -> AggregateReceipt:
+        checked = [check_aggregate(aggregate) for aggregate in aggregates]
+        received_at = utc_timestamp()
+        new: list[dict[str, Any]] = []
+        changed: list[str] = []  # resent record_ids whose payload differs: one WARNING per batch
+        with self._write() as connection:
+            for aggregate in checked:
+                key = (aggregate["device_id"], aggregate["minute"], aggregate["bundle_id"], aggregate["record_id"])
+                payload = canonical_json(aggregate["payload"])
+                if connection.execute(
+                    "INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING",
+                    (*key, received_at, payload),
+                ).rowcount:
+                    new.append(aggregate)
+                elif connection.execute("SELECT payload FROM aggregates WHERE device_id = ? AND minute = ? AND "
+                                        "bundle_id = ? AND record_id = ?", key).fetchone()[0] != payload:
+                    changed.append(aggregate["record_id"])
+            self._roll_up(connection, new, received_at)
+        warn_changed(logger, changed)
+        return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
+
+    def _roll_up(self, connection: sqlite3.Connection, new: list[dict[str, Any]], now: str) -> None:
+        keys = sorted({(item["device_id"], hour_of(item["minute"]), item["bundle_id"]) for item in new})
+        stored = {}
+        for key in keys:
+            row = connection.execute("SELECT aggregates, payload FROM aggregate_rollups WHERE device_id = ? AND "
+                                     "hour = ? AND bundle_id = ?", key).fetchone()
+            if row is not None:
+                stored[key] = (row[0], json.loads(row[1]))
+        for key, (count, payload) in sorted(fold_rollups(new, self._merge, stored).items()):
+            connection.execute(_ROLLUP_UPSERT, (*key, count, canonical_json(payload), now))
+
+    def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                   device_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = conditions((("device_id =", device_id), ("minute >=", _text(since, "since")),
+                                        ("minute <=", _text(until, "until"))), "?")
+        rows = self._read("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates"
+                          f"{where} ORDER BY minute, device_id, bundle_id", parameters)
+        return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
+                 "payload": json.loads(payload)} for device, bundle, minute, record_id, payload in rows]
+
+    def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                device_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = conditions((("device_id =", device_id), ("hour >=", _text(since, "since")),
+                                        ("hour <=", _text(until, "until"))), "?")
+        rows = self._read("SELECT device_id, bundle_id, hour, aggregates, payload FROM aggregate_rollups"
+                          f"{where} ORDER BY hour, device_id, bundle_id", parameters)
+        return [{"device_id": device, "bundle_id": bundle, "hour": hour, "aggregates": count,
+                 "payload": json.loads(payload)} for device, bundle, hour, count, payload in rows]
+
+    def rebuild_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None) -> int:
+        start, end = hour_window(None if since is None else aware(since, "since"),
+                                 None if until is None else aware(until, "until"))
+        if start is None or end is None:
+            first, last = self._read("SELECT MIN(minute), MAX(minute) FROM aggregates")[0]
+            if first is None:
+                return 0
+            start = start or datetime.fromisoformat(hour_of(first))
+            end = end or datetime.fromisoformat(hour_of(last)) + timedelta(hours=1)
+        written = 0
+        hour = start
+        while hour < end:  # one transaction per hour: bounded memory, and the collector keeps writing meanwhile
+            with self._write() as connection:
+                written += self._rebuild_hour(connection, hour)
+            hour += timedelta(hours=1)
+        return written
+
+    def _rebuild_hour(self, connection: sqlite3.Connection, hour: datetime) -> int:
+        bounds = (utc_timestamp(hour), utc_timestamp(hour + timedelta(hours=1)))
+        connection.execute("DELETE FROM aggregate_rollups WHERE hour >= ? AND hour < ?", bounds)
+        rows = connection.execute("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates "
+                                  "WHERE minute >= ? AND minute < ?", bounds)
+        fields = ("device_id", "bundle_id", "minute", "record_id", "payload")
+        rollups = fold_rollups(({**dict(zip(fields, row)), "payload": json.loads(row[-1])} for row in rows),
+                               self._merge)
+        now = utc_timestamp()
+        for key, (count, payload) in sorted(rollups.items()):
+            connection.execute(_ROLLUP_UPSERT, (*key, count, canonical_json(payload), now))
+        return len(rollups)
+
+    def prune_aggregates(self, before: datetime | str) -> int:
+        with self._write() as connection:
+            return connection.execute("DELETE FROM aggregates WHERE minute < ?", (_text(before, "before"),)).rowcount
 
     def close(self) -> None:
         self._pool.close()

@@ -1,11 +1,18 @@
-"""Where the dashboard reads from: paths handed over by ``edgemed dashboard`` in environment variables."""
+"""Where the dashboard reads from: paths handed over by ``edgemed dashboard`` in environment variables.
+
+The telemetry store is either a SQLite file (a ``Path``, the embedded default) or a PostgreSQL server (a
+``DatabaseUrl``, ``postgresql://…``); ``parse_database`` tells them apart. A ``DatabaseUrl`` prints without its
+password, so pages and logs can show where they read from.
+"""
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 ARTIFACTS_VARIABLE = "EDGEMED_DASHBOARD_ARTIFACTS"
 BUNDLES_VARIABLE = "EDGEMED_DASHBOARD_BUNDLES"
@@ -18,6 +25,53 @@ DEFAULT_BUNDLES = Path("bundles")  # the pipeline's default bundle folder
 DEFAULT_DATABASE = Path("telemetry.sqlite3")  # the collector's default SQLite file
 DEFAULT_BENCHMARKS = Path("benchmarks") / "results" / "bench.json"  # where `make bench` writes its results
 DEFAULT_LATENCY_OBJECTIVE_US = 10_000.0  # 10 ms per inference: real time for 1–3 beats a second with a wide margin
+DATABASE_URL_SCHEMES = ("postgresql", "postgres")  # libpq's URI schemes
+
+
+@dataclass(frozen=True)
+class DatabaseUrl:
+    """A PostgreSQL connection URI (``postgresql://user@host:port/database?…``); ``str()`` hides its password."""
+
+    url: str = field(repr=False)  # the full URI, password included: hand it to libpq, never to a page or a log
+
+    def __post_init__(self) -> None:
+        if not is_database_url(self.url):
+            schemes = " or ".join(f"{scheme}://" for scheme in DATABASE_URL_SCHEMES)
+            raise ValueError(f"a database URL starts with {schemes}")
+
+    @property
+    def redacted(self) -> str:
+        """The URI with any password replaced by ``***`` (also inside a ``password=`` parameter)."""
+        parts = urlsplit(self.url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            credentials, _, host = netloc.rpartition("@")
+            user, colon, _ = credentials.partition(":")
+            netloc = f"{user}{':***' if colon else ''}@{host}"
+        query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    def __repr__(self) -> str:
+        return f"DatabaseUrl({self.redacted!r})"
+
+
+def is_database_url(value: object) -> bool:
+    return isinstance(value, str) and value.split("://", 1)[0].lower() in DATABASE_URL_SCHEMES and "://" in value
+
+
+def parse_database(value: Path | str | DatabaseUrl) -> Path | DatabaseUrl:
+    """A telemetry store location: a ``DatabaseUrl`` for ``postgresql://…``, else the SQLite file's ``Path``."""
+    if isinstance(value, DatabaseUrl | Path):
+        return value
+    return DatabaseUrl(value) if is_database_url(value) else Path(value)
+
+
+def database_environment_value(database: Path | DatabaseUrl) -> str:
+    """How a store location travels in an environment variable: the full URL, or the file's absolute path."""
+    return database.url if isinstance(database, DatabaseUrl) else str(Path(database).resolve())
 
 
 @dataclass(frozen=True)
@@ -26,7 +80,7 @@ class DashboardSettings:
 
     artifacts: Path = DEFAULT_ARTIFACTS  # pipeline artefact cache (train histories, evaluate metrics)
     bundles: Path = DEFAULT_BUNDLES  # published bundles, one folder per scenario or model
-    database: Path = DEFAULT_DATABASE  # the collector's SQLite telemetry store
+    database: Path | DatabaseUrl = DEFAULT_DATABASE  # the collector's telemetry store: SQLite file or PostgreSQL URL
     benchmarks: Path = DEFAULT_BENCHMARKS  # bench.json written by `edgemed bench`
     latency_objective_us: float = DEFAULT_LATENCY_OBJECTIVE_US  # the latency SLO's per-inference objective
 
@@ -49,17 +103,18 @@ class DashboardSettings:
         return cls(
             artifacts=path(ARTIFACTS_VARIABLE, DEFAULT_ARTIFACTS),
             bundles=path(BUNDLES_VARIABLE, DEFAULT_BUNDLES),
-            database=path(DATABASE_VARIABLE, DEFAULT_DATABASE),
+            database=parse_database(environment.get(DATABASE_VARIABLE, "").strip() or DEFAULT_DATABASE),
             benchmarks=path(BENCHMARKS_VARIABLE, DEFAULT_BENCHMARKS),
             latency_objective_us=objective,
         )
 
     def to_environment(self) -> dict[str, str]:
-        """The variables that hand these settings to the Streamlit process (absolute paths)."""
+        """The variables that hand these settings to the Streamlit process (absolute paths; a database URL whole,
+        password included: the child process needs it)."""
         return {
             ARTIFACTS_VARIABLE: str(self.artifacts.resolve()),
             BUNDLES_VARIABLE: str(self.bundles.resolve()),
-            DATABASE_VARIABLE: str(self.database.resolve()),
+            DATABASE_VARIABLE: database_environment_value(self.database),
             BENCHMARKS_VARIABLE: str(self.benchmarks.resolve()),
             LATENCY_OBJECTIVE_VARIABLE: repr(float(self.latency_objective_us)),
         }

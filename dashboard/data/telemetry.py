@@ -1,43 +1,35 @@
-"""Read the collector's SQLite telemetry store (read-only) into pandas frames.
+"""Read the collector's telemetry store (read-only) into pandas frames.
 
-The dashboard never writes: it opens the file with ``mode=ro``, so a typo in ``--database`` cannot
-create an empty store, and reading never blocks the collector (WAL readers and the writer do not
-wait for each other). Every call opens and closes its own connection, which keeps the reader safe
-to share between Streamlit sessions and threads.
+The store is a SQLite file or a PostgreSQL database (``postgresql://…``), read through the collector's
+``TelemetryStore`` interface (``dashboard.collector.backends.open_store``) opened read-only: a typo in
+``--database`` cannot create an empty store, reading never blocks the collector, and a store at another schema
+version is refused with both version numbers. Every call opens and closes its own store (one connection), which
+keeps the reader safe to share between Streamlit sessions and threads.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
-from dashboard.collector.store import DEVICE_COLUMNS, DEVICES_QUERY, record_filter
+from dashboard.collector.backends import open_store
+from dashboard.collector.interface import (
+    DEVICE_COLUMNS,
+    RECORD_COLUMNS,
+    StoreSchemaError,
+    StoreUnavailableError,
+    TelemetryStore,
+)
 from dashboard.data.files import DataUnavailableError
+from dashboard.data.settings import DatabaseUrl, parse_database
 from runtime.telemetry.records import utc_timestamp
 
-BUSY_TIMEOUT_S = 5.0  # a read waits this long for a checkpoint before giving up
-# Column → SQL over the stored payload. Schema-2 records carry ``task`` and ``result``; schema-1 records (older
-# devices) ``predicted_class`` and ``confidence``: both read into the same columns (``task`` None for schema 1).
-_EXPRESSIONS = {
-    "bundle_id": "json_extract(payload, '$.bundle_id')",
-    "bundle_sha256": "json_extract(payload, '$.bundle_sha256')",
-    "variant": "json_extract(payload, '$.variant')",
-    "provider": "json_extract(payload, '$.provider')",
-    "latency_us": "json_extract(payload, '$.latency_us')",
-    "task": "json_extract(payload, '$.task')",
-    "predicted_class": "COALESCE(json_extract(payload, '$.result.class'), json_extract(payload, '$.predicted_class'))",
-    "confidence": "COALESCE(json_extract(payload, '$.result.confidence'), json_extract(payload, '$.confidence'))",
-    "quality_flags": "json_extract(payload, '$.quality_flags')",
-    "result": "json_extract(payload, '$.result')",
-}
-RECORD_COLUMNS = ("device_id", "sequence", "time", *_EXPRESSIONS)
-_EXTRACTED = ", ".join(_EXPRESSIONS.values())
+__all__ = ["RECORD_COLUMNS", "TelemetryReader", "feature_table"]
 
 
 def _moment(value: datetime | str) -> str:
@@ -47,38 +39,38 @@ def _moment(value: datetime | str) -> str:
     return utc_timestamp(moment)
 
 
-class TelemetryReader:
-    """Read-only access to one telemetry database file."""
+def _unavailable(error: StoreUnavailableError | StoreSchemaError) -> DataUnavailableError:
+    return DataUnavailableError(error.what, expected=error.expected, fix=error.fix)
 
-    def __init__(self, path: Path | str) -> None:
-        self.path = Path(path)
+
+class TelemetryReader:
+    """Read-only access to one telemetry store: a SQLite file or a PostgreSQL URL."""
+
+    def __init__(self, database: Path | str | DatabaseUrl) -> None:
+        self.database = parse_database(database)
 
     @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        if not self.path.is_file():
-            raise DataUnavailableError(
-                f"no telemetry database at {self.path}",
-                fix="start the collector (edgemed collector) or pass --database",
-            )
-        uri = f"{self.path.resolve().as_uri()}?mode=ro"
+    def _store(self) -> Iterator[TelemetryStore]:
         try:
-            with closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S)) as connection:
-                yield connection
-        except sqlite3.Error as error:
-            message = str(error)
-            if "no such table" in message:
-                raise DataUnavailableError(f"the telemetry database {self.path} has no telemetry tables yet") from None
-            raise DataUnavailableError(f"the telemetry database {self.path} cannot be read ({message})") from None
+            store = open_store(self.database, read_only=True)
+        except (StoreUnavailableError, StoreSchemaError) as error:
+            raise _unavailable(error) from None
+        try:
+            yield store
+        except StoreUnavailableError as error:
+            raise _unavailable(error) from None
+        finally:
+            store.close()
 
     def count(self) -> int:
         """How many records are stored."""
-        with self._connection() as connection:
-            return int(connection.execute("SELECT COUNT(*) FROM telemetry").fetchone()[0])
+        with self._store() as store:
+            return store.count()
 
     def devices(self) -> pd.DataFrame:
-        """One row per device that ever uploaded (the collector's ``devices`` table plus record counts)."""
-        with self._connection() as connection:
-            rows = connection.execute(DEVICES_QUERY).fetchall()
+        """One row per device that ever uploaded (the collector's ``devices`` table with its record counters)."""
+        with self._store() as store:
+            rows = store.devices()
         frame = pd.DataFrame(rows, columns=list(DEVICE_COLUMNS))
         for column in ("first_received_at", "last_received_at", "first_time", "last_time"):
             frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
@@ -98,35 +90,44 @@ class TelemetryReader:
 
         With ``with_features`` a ``features`` column holds each record's feature dict.
         """
-        where, parameters = record_filter(device_id, None if since is None else _moment(since),
-                                          None if until is None else _moment(until))
-        features = ", json_extract(payload, '$.features')" if with_features else ""
-        query = (
-            f"SELECT device_id, sequence, time, {_EXTRACTED}{features} FROM telemetry{where} "
-            "ORDER BY time, device_id, sequence"
-        )
-        with self._connection() as connection:
-            rows = connection.execute(query, parameters).fetchall()
+        since = None if since is None else _moment(since)
+        until = None if until is None else _moment(until)
+        with self._store() as store:
+            rows = store.record_rows(device_id, since, until, with_features=with_features)
         columns = list(RECORD_COLUMNS) + (["features"] if with_features else [])
         frame = pd.DataFrame(rows, columns=columns)
         frame["time"] = pd.to_datetime(frame["time"], utc=True, format="ISO8601")
         frame["latency_us"] = pd.to_numeric(frame["latency_us"], errors="coerce")
         frame["confidence"] = pd.to_numeric(frame["confidence"], errors="coerce")
-        frame["quality_flags"] = [json.loads(text) if isinstance(text, str) else [] for text in frame["quality_flags"]]
-        frame["result"] = [_object(text) for text in frame["result"]]
+        frame["quality_flags"] = [flags if isinstance(flags, list) else [] for flags in frame["quality_flags"]]
+        frame["result"] = [_object(value) for value in frame["result"]]
         if with_features:
-            frame["features"] = [json.loads(text) if text else {} for text in frame["features"]]
+            frame["features"] = [value if isinstance(value, dict) else {} for value in frame["features"]]
+        return frame
+
+    def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                   device_id: str | None = None) -> pd.DataFrame:
+        """Per-minute aggregates (``device_id``, ``bundle_id``, ``minute`` as a UTC timestamp, ``record_id``,
+        ``payload`` dict), by minute."""
+        with self._store() as store:
+            rows = store.aggregates(since, until, device_id)
+        frame = pd.DataFrame(rows, columns=["device_id", "bundle_id", "minute", "record_id", "payload"])
+        frame["minute"] = pd.to_datetime(frame["minute"], utc=True, format="ISO8601")
+        return frame
+
+    def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                device_id: str | None = None) -> pd.DataFrame:
+        """Hourly rollups of the aggregates (``device_id``, ``bundle_id``, ``hour`` as a UTC timestamp, how many
+        ``aggregates`` each merges, ``payload`` dict), by hour."""
+        with self._store() as store:
+            rows = store.rollups(since, until, device_id)
+        frame = pd.DataFrame(rows, columns=["device_id", "bundle_id", "hour", "aggregates", "payload"])
+        frame["hour"] = pd.to_datetime(frame["hour"], utc=True, format="ISO8601")
         return frame
 
 
-def _object(text: object) -> dict | None:
+def _object(value: Any) -> dict | None:
     """A stored result: its dict, or None (null, absent, or not an object)."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:  # json_extract gives a bare string for a string result: not a result object
-        return None
     return value if isinstance(value, dict) else None
 
 

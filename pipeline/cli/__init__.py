@@ -13,6 +13,7 @@ import ``dashboard`` (the layering test enforces it). Usage errors exit 2, failu
 | ``monitor`` | collector, dashboard |
 | ``simulate`` | simulate |
 | ``keys`` | keys generate |
+| ``postgres`` | postgres start, stop, status, url (the project's own PostgreSQL server) |
 """
 
 from __future__ import annotations
@@ -34,13 +35,14 @@ def _register_commands() -> None:
     from pipeline.cli.inspect import inspect_command
     from pipeline.cli.keys import keys_command
     from pipeline.cli.monitor import collector_command, dashboard_command
+    from pipeline.cli.postgres import postgres_command
     from pipeline.cli.run import run_command
     from pipeline.cli.simulate import simulate_command
     from pipeline.cli.validate import export_record_command, real_ecg_command
 
     for command in (*BUILD_COMMANDS, list_scenarios, inspect_command, bench_command, bench_stream_command, run_command,
                     real_ecg_command, export_record_command, collector_command, dashboard_command, simulate_command,
-                    keys_command):
+                    keys_command, postgres_command):
         main.add_command(command)
 
 

@@ -1,8 +1,12 @@
 """``edgemed collector`` and ``edgemed dashboard``: the monitoring services, on this machine only.
 
-The collector receives device telemetry over HTTP. The dashboard server binds to
-127.0.0.1 with usage statistics off and no browser launched; the artefact, bundle, telemetry and
-benchmark paths reach the app as ``EDGEMED_DASHBOARD_*`` environment variables (absolute paths).
+The collector receives device telemetry over HTTP into a telemetry store: a SQLite file (``--database``, the
+default) or a PostgreSQL database (``--database-url postgresql://…`` or ``$EDGEMED_DATABASE_URL``; ``make
+postgres`` runs the project's own server, see ``pipeline/cli/postgres.py``). It migrates the store on start and
+refuses one whose schema is newer than it knows, naming both versions. The dashboard reads the same store
+read-only. The dashboard server binds to 127.0.0.1 with usage statistics off and no browser launched; the
+artefact, bundle, telemetry and benchmark locations reach the app as ``EDGEMED_DASHBOARD_*`` environment
+variables (absolute paths, or the database URL).
 Streamlit reads ``.streamlit/config.toml`` from the working directory and the user's home, so these
 settings are given on the command line, where they take precedence over any such file. SIGTERM or
 SIGINT to ``edgemed dashboard`` stops the Streamlit child (SIGTERM, then SIGKILL after
@@ -17,7 +21,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -28,12 +34,16 @@ from dashboard.data.settings import (
     DEFAULT_DATABASE,
     DEFAULT_LATENCY_OBJECTIVE_US,
     DashboardSettings,
+    DatabaseUrl,
+    is_database_url,
 )
 from pipeline.cli.logging_setup import configure_logging
+from runtime.errors import EdgemedError
 
 DEFAULT_PORT = 8501  # Streamlit's usual port
 CHILD_STOP_TIMEOUT_S = 10.0  # how long the Streamlit child may take to stop on SIGTERM before it is killed
 APP_PATH = Path(importlib.util.find_spec("dashboard").origin).parent / "app.py"
+DATABASE_URL_VARIABLE = "EDGEMED_DATABASE_URL"  # keeps a password off the command line
 SERVER_FLAGS = (  # never serve beyond this machine, never phone home, never open a browser
     "--server.address", "127.0.0.1",
     "--browser.gatherUsageStats", "false",
@@ -47,8 +57,27 @@ def streamlit_command(port: int = DEFAULT_PORT, app: Path = APP_PATH) -> list[st
     return [sys.executable, "-m", "streamlit", "run", str(app), *SERVER_FLAGS, "--server.port", str(port)]
 
 
+def database_url_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The ``--database-url`` option (also ``$EDGEMED_DATABASE_URL``), its help starting with ``what``."""
+    return click.option(
+        "--database-url", envvar=DATABASE_URL_VARIABLE, default=None, metavar="postgresql://…",
+        help=f"{what} a PostgreSQL database instead of the SQLite file (or ${DATABASE_URL_VARIABLE}).")
+
+
+def store_location(database: Path, database_url: str | None) -> Path | DatabaseUrl:
+    """The telemetry store the options name: the PostgreSQL URL when given, else the SQLite file."""
+    context = click.get_current_context()
+    if database_url is None:
+        return Path(database)
+    if not is_database_url(database_url):
+        raise click.BadParameter("expected postgresql://user@host:port/database", param_hint="--database-url")
+    if context.get_parameter_source("database") is click.core.ParameterSource.COMMANDLINE:
+        raise click.UsageError(f"give --database or --database-url (or ${DATABASE_URL_VARIABLE}), not both")
+    return DatabaseUrl(database_url)
+
+
 def dashboard_environment(
-    artifacts: Path, bundles: Path, database: Path, benchmarks: Path, latency_objective_us: float,
+    artifacts: Path, bundles: Path, database: Path | DatabaseUrl, benchmarks: Path, latency_objective_us: float,
     base: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """``base`` (default: this process's environment) plus the dashboard's ``EDGEMED_DASHBOARD_*`` variables."""
@@ -63,6 +92,7 @@ def dashboard_environment(
               show_default=True, help="Published bundles (manifests and reference profiles).")
 @click.option("--database", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_DATABASE,
               show_default=True, help="The collector's SQLite telemetry store (opened read-only).")
+@database_url_option("Read")
 @click.option("--benchmarks", type=click.Path(dir_okay=False, path_type=Path),
               default=DEFAULT_BENCHMARKS, show_default=True,
               help="bench.json written by `edgemed bench`.")
@@ -72,14 +102,16 @@ def dashboard_environment(
               default=DEFAULT_LATENCY_OBJECTIVE_US, show_default=True,
               help="Latency SLO objective per inference (99 % must be faster).")
 def dashboard_command(
-    artifacts: Path, bundles: Path, database: Path, benchmarks: Path, port: int, latency_objective_us: float
+    artifacts: Path, bundles: Path, database: Path, database_url: str | None, benchmarks: Path, port: int,
+    latency_objective_us: float,
 ) -> None:
     """Serve the monitoring dashboard (builds, benchmarks, fleet, drift, alerts) on http://127.0.0.1:PORT."""
     if importlib.util.find_spec("streamlit") is None:
         raise click.ClickException(
             "Streamlit is not installed. Expected: the dashboard extra. Fix: pip install -e '.[dashboard]'."
         )
-    environment = dashboard_environment(artifacts, bundles, database, benchmarks, latency_objective_us)
+    location = store_location(database, database_url)
+    environment = dashboard_environment(artifacts, bundles, location, benchmarks, latency_objective_us)
     click.echo(f"edgemed dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)
     returncode = run_until_signalled(streamlit_command(port), environment)
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM):
@@ -125,9 +157,14 @@ def run_until_signalled(command: list[str], environment: dict[str, str]) -> int:
     show_default=True,
     help="SQLite file (WAL mode) the collector writes and the dashboard reads.",
 )
-def collector_command(host: str, port: int, database: str) -> None:
-    """Receive device telemetry over HTTP (POST /v1/telemetry) into a SQLite store."""
+@database_url_option("Store into")
+def collector_command(host: str, port: int, database: str, database_url: str | None) -> None:
+    """Receive device telemetry over HTTP (POST /v1/telemetry) into a SQLite or PostgreSQL store."""
     from dashboard.collector.app import serve
 
+    location = store_location(Path(database), database_url)
     configure_logging(verbose=True)
-    serve(host=host, port=port, database=database)
+    try:
+        serve(host=host, port=port, database=location)
+    except EdgemedError as error:  # the store cannot be opened, or its schema is newer than this edgemed
+        raise click.ClickException(f"the collector did not start: {error}") from error

@@ -1,0 +1,184 @@
+"""What every telemetry store implements (``TelemetryStore``), its receipts and errors, and the pieces its
+backends share.
+
+Two backends implement it with the same results: ``SqliteStore`` (``store.py``, one file, the embedded default)
+and ``PostgresStore`` (``postgres_store.py``, a fleet's server); ``backends.open_store`` picks one from a
+location. Both keep the schema of ``migrations.py`` and refuse a store newer than it (``StoreSchemaError``); both
+turn "the database cannot be reached or written now" into ``StoreUnavailableError``, which the collector answers
+with HTTP 503 so devices keep their outbox and retry.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from dashboard.collector.migrations import HEAD
+from runtime.telemetry.records import TelemetryError, utc_timestamp
+
+# The columns of ``TelemetryStore.record_rows``, in order. Schema-2 records carry ``task`` and ``result``;
+# schema-1 records (older devices) ``predicted_class`` and ``confidence``: both read into the same columns.
+RECORD_COLUMNS = (
+    "device_id", "sequence", "time", "bundle_id", "bundle_sha256", "variant", "provider", "latency_us", "task",
+    "predicted_class", "confidence", "quality_flags", "result",
+)
+DEVICE_COLUMNS = (  # the keys of each ``TelemetryStore.devices`` row, in order
+    "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
+    "last_time",
+)
+
+
+class StoreUnavailableError(TelemetryError):
+    """The store cannot be reached, opened or written now (server down, file missing, disk or lock trouble);
+    nothing was stored. A collector answers 503: the device keeps its records and retries."""
+
+
+class StoreRefusedError(TelemetryError):
+    """The store cannot keep this batch as it is (a value outside what the database holds); nothing was stored.
+    A collector answers 422, as for any invalid batch."""
+
+
+class StoreSchemaError(TelemetryError):
+    """The store's schema version is not the one this code reads and writes."""
+
+    def __init__(self, location: str, found: int, supported: int, *, read_only: bool = False) -> None:
+        if found > supported:
+            what = (f"the telemetry store {location} is at schema version {found}, newer than version {supported}, "
+                    "the newest this edgemed knows")
+            fix = "upgrade edgemed here (the store was migrated by a newer one), or point it at another store"
+        else:  # only a read-only opener (the dashboard) can meet an older store: it never migrates
+            what = (f"the telemetry store {location} is at schema version {found}; this edgemed reads version "
+                    f"{supported}")
+            fix = "start the collector (edgemed collector) on it once: it migrates the store"
+        super().__init__(what, expected=f"schema version {supported}" if read_only else
+                         f"schema version {supported} or older", fix=fix)
+        self.location = location
+        self.found = found
+        self.supported = supported
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What ``insert_batch`` did with one batch."""
+
+    acknowledged: list[int]  # every sequence of the batch that is now stored (new or already there)
+    duplicates: int  # how many of those were already stored (a resend)
+
+
+@dataclass(frozen=True)
+class AggregateReceipt:
+    """What ``insert_aggregates`` did with one batch of aggregates."""
+
+    acknowledged: list[str]  # every record_id of the batch, now stored (new or already there), sorted
+    duplicates: int  # how many of those were already stored (a resend)
+
+
+class TelemetryStore(Protocol):
+    """Idempotent telemetry storage: records keyed by (device_id, sequence), aggregates by (device_id, minute,
+    bundle_id, record_id). Times are aware datetimes or ISO-8601 text with an offset; ranges include both ends."""
+
+    location: str  # where the store is, for messages (a URL without its password)
+
+    def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
+        """Store a validated batch in one transaction; rows already present are left as they are."""
+        ...
+
+    def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        """Stored records (optionally one device's, with ``time`` ≥ ``since``), oldest first."""
+        ...
+
+    def record_rows(self, device_id: str | None = None, since: datetime | str | None = None,
+                    until: datetime | str | None = None, with_features: bool = False) -> list[tuple[Any, ...]]:
+        """``RECORD_COLUMNS`` (plus ``features``) per record, oldest first, for the dashboard's tables."""
+        ...
+
+    def devices(self) -> list[dict[str, Any]]:
+        """One summary per device that ever uploaded (``DEVICE_COLUMNS``), by device id."""
+        ...
+
+    def count(self) -> int:
+        """How many records are stored."""
+        ...
+
+    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]]) -> AggregateReceipt:
+        """Store aggregates (``aggregates.check_aggregate``) in one transaction, once per (device, minute, bundle,
+        record_id), and fold the new ones into their hourly rollups in the same transaction."""
+        ...
+
+    def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                   device_id: str | None = None) -> list[dict[str, Any]]:
+        """Stored aggregates with ``since`` ≤ minute ≤ ``until``, by minute, device and bundle."""
+        ...
+
+    def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                device_id: str | None = None) -> list[dict[str, Any]]:
+        """Hourly rollups with ``since`` ≤ hour start ≤ ``until``, by hour, device and bundle."""
+        ...
+
+    def rebuild_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None) -> int:
+        """Recompute the rollups of the hours from ``since``'s through ``until``'s from the stored aggregates
+        (after a change of merge rule); how many rollups were written."""
+        ...
+
+    def prune_aggregates(self, before: datetime | str) -> int:
+        """Delete aggregates older than ``before`` (rollups stay); how many were deleted."""
+        ...
+
+    def schema_version(self) -> int:
+        """The store's schema version (``migrations.HEAD`` once migrated)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def canonical_json(value: Mapping[str, Any]) -> str:
+    return json.dumps(dict(value), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def checked_rows(device_id: str, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
+    """(sequence, canonical UTC time, canonical payload) per record, or ``TelemetryError`` when a record does not
+    belong to the batch (records are checked by ``schema.parse_batch`` before they reach a store)."""
+    rows = []
+    for record in records:
+        sequence = record.get("sequence")
+        if record.get("device_id") != device_id or isinstance(sequence, bool) or not isinstance(sequence, int):
+            raise StoreRefusedError(
+                "a record's device_id or sequence does not fit its batch",
+                expected="records checked by dashboard.collector.schema.parse_batch",
+                fix="validate the batch before storing it",
+            )
+        try:
+            time = utc_timestamp(aware(record["time"], "time"))  # canonical: sorts and compares the same everywhere
+            rows.append((sequence, time, canonical_json(record)))
+        except (KeyError, TypeError, ValueError):
+            raise StoreRefusedError("a record has no ISO-8601 UTC time or is not finite JSON",
+                                 expected="records checked by parse_batch",
+                                 fix="validate the batch before storing it") from None
+    return rows
+
+
+def aware(moment: datetime | str, name: str = "since") -> datetime:
+    """``moment`` as an aware datetime; ``TelemetryError`` when it has no time zone."""
+    value = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    if value.tzinfo is None:
+        raise TelemetryError(f"'{name}' has no time zone", expected="an aware datetime or ISO-8601 with offset")
+    return value
+
+
+def check_version(location: str, found: int, *, read_only: bool = False) -> None:
+    """``StoreSchemaError`` when a store at ``found`` cannot be used by this code (newer than ``HEAD``; for a
+    read-only opener, also older, since it cannot migrate)."""
+    if found > HEAD or (read_only and found != HEAD):
+        raise StoreSchemaError(location, found, HEAD, read_only=read_only)
+
+
+def conditions(columns: Iterable[tuple[str, Any]], placeholder: str) -> tuple[str, list[Any]]:
+    """`` WHERE …`` (or nothing) and parameters for (``column operator``, value) pairs whose value is not None."""
+    used = [(clause, value) for clause, value in columns if value is not None]
+    where = f" WHERE {' AND '.join(f'{clause} {placeholder}' for clause, _ in used)}" if used else ""
+    return where, [value for _, value in used]

@@ -1,0 +1,130 @@
+"""The telemetry store's schema as numbered migrations, one list for both backends.
+
+Version N means the same tables on SQLite and on PostgreSQL; each migration carries its statements in both
+dialects (SQLite keeps times as canonical ISO-8601 text, PostgreSQL as ``timestamptz``; PostgreSQL payloads are
+``jsonb`` and ids compare byte-wise under ``COLLATE "C"``, as SQLite's text does). A store applies the pending
+migrations in order inside one locked transaction and records each in ``schema_version``; a store already at
+the head is left untouched, and one at a version newer than ``HEAD`` is refused (``StoreSchemaError``).
+
+Migration 1 is exactly the schema SQLite stores had before migrations existed (``IF NOT EXISTS`` everywhere), so
+such a file is adopted as it is. Add a migration at the end, never edit a released one.
+
+Sizing (1 000 devices, 30 days of per-minute aggregates = 43.2 M ``aggregates`` rows): the primary key
+(device, minute, bundle, record_id) serves a device's time range and idempotency at once (a resend repeats all
+four; a restarted stream's second partial aggregate of a minute has another record_id and is kept),
+``aggregates_by_minute`` the fleet's time range, and the hourly ``aggregate_rollups`` (720 k rows a month) serve
+long ranges; the per-device counters in ``devices`` make the fleet overview O(devices) instead of a scan of every
+record.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Dialect(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    sqlite: tuple[str, ...]
+    postgres: tuple[str, ...]
+
+    def statements(self, dialect: Dialect) -> tuple[str, ...]:
+        return self.sqlite if dialect is Dialect.SQLITE else self.postgres
+
+
+# The bookkeeping table itself (created before any migration runs).
+VERSION_TABLE = {
+    Dialect.SQLITE: (
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL, "
+        "applied_at TEXT NOT NULL, edgemed_version TEXT NOT NULL)"
+    ),
+    Dialect.POSTGRES: (
+        "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, description text NOT NULL, "
+        "applied_at timestamptz NOT NULL, edgemed_version text NOT NULL)"
+    ),
+}
+
+_DEVICE_COUNTERS_BACKFILL = (
+    "UPDATE devices SET records = s.records, last_sequence = s.last_sequence, first_time = s.first_time, "
+    "last_time = s.last_time FROM (SELECT device_id, COUNT(*) AS records, MAX(sequence) AS last_sequence, "
+    "MIN(time) AS first_time, MAX(time) AS last_time FROM telemetry GROUP BY device_id) AS s "
+    "WHERE s.device_id = devices.device_id"
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "telemetry records, unique per (device_id, sequence), and one row per device",
+        sqlite=(
+            "CREATE TABLE IF NOT EXISTS telemetry (device_id TEXT NOT NULL, sequence INTEGER NOT NULL, "
+            "time TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (device_id, sequence))",
+            "CREATE INDEX IF NOT EXISTS telemetry_by_time ON telemetry (time)",
+            "CREATE TABLE IF NOT EXISTS devices (device_id TEXT PRIMARY KEY, dropped INTEGER NOT NULL, "
+            "first_received_at TEXT NOT NULL, last_received_at TEXT NOT NULL)",
+        ),
+        postgres=(
+            'CREATE TABLE telemetry (device_id text COLLATE "C" NOT NULL, sequence bigint NOT NULL, '
+            "time timestamptz NOT NULL, received_at timestamptz NOT NULL, payload jsonb NOT NULL, "
+            "PRIMARY KEY (device_id, sequence))",
+            "CREATE INDEX telemetry_by_time ON telemetry (time)",
+            'CREATE TABLE devices (device_id text COLLATE "C" PRIMARY KEY, dropped bigint NOT NULL, '
+            "first_received_at timestamptz NOT NULL, last_received_at timestamptz NOT NULL)",
+        ),
+    ),
+    Migration(
+        2,
+        "per-device counters kept on insert (records, last sequence, first and last time); device time index",
+        sqlite=(
+            "ALTER TABLE devices ADD COLUMN records INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE devices ADD COLUMN last_sequence INTEGER",
+            "ALTER TABLE devices ADD COLUMN first_time TEXT",
+            "ALTER TABLE devices ADD COLUMN last_time TEXT",
+            _DEVICE_COUNTERS_BACKFILL,
+            "CREATE INDEX IF NOT EXISTS telemetry_by_device_time ON telemetry (device_id, time)",
+        ),
+        postgres=(
+            "ALTER TABLE devices ADD COLUMN records bigint NOT NULL DEFAULT 0, ADD COLUMN last_sequence bigint, "
+            "ADD COLUMN first_time timestamptz, ADD COLUMN last_time timestamptz",
+            _DEVICE_COUNTERS_BACKFILL,
+            "CREATE INDEX telemetry_by_device_time ON telemetry (device_id, time)",
+        ),
+    ),
+    Migration(
+        3,
+        "per-minute aggregates, unique per (device_id, minute, bundle_id, record_id), and their hourly rollups",
+        sqlite=(
+            "CREATE TABLE aggregates (device_id TEXT NOT NULL, minute TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "record_id TEXT NOT NULL, received_at TEXT NOT NULL, payload TEXT NOT NULL, "
+            "PRIMARY KEY (device_id, minute, bundle_id, record_id))",
+            "CREATE INDEX aggregates_by_minute ON aggregates (minute)",
+            "CREATE TABLE aggregate_rollups (device_id TEXT NOT NULL, hour TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "aggregates INTEGER NOT NULL, payload TEXT NOT NULL, updated_at TEXT NOT NULL, "
+            "PRIMARY KEY (device_id, hour, bundle_id))",
+            "CREATE INDEX aggregate_rollups_by_hour ON aggregate_rollups (hour)",
+        ),
+        postgres=(
+            'CREATE TABLE aggregates (device_id text COLLATE "C" NOT NULL, minute timestamptz NOT NULL, '
+            'bundle_id text COLLATE "C" NOT NULL, record_id text COLLATE "C" NOT NULL, '
+            "received_at timestamptz NOT NULL, payload jsonb NOT NULL, "
+            "PRIMARY KEY (device_id, minute, bundle_id, record_id))",
+            "CREATE INDEX aggregates_by_minute ON aggregates (minute)",
+            'CREATE TABLE aggregate_rollups (device_id text COLLATE "C" NOT NULL, hour timestamptz NOT NULL, '
+            'bundle_id text COLLATE "C" NOT NULL, aggregates integer NOT NULL, payload jsonb NOT NULL, '
+            "updated_at timestamptz NOT NULL, PRIMARY KEY (device_id, hour, bundle_id))",
+            "CREATE INDEX aggregate_rollups_by_hour ON aggregate_rollups (hour)",
+        ),
+    ),
+)
+HEAD = MIGRATIONS[-1].version  # the newest schema this code knows
+
+
+def pending(found: int) -> tuple[Migration, ...]:
+    """The migrations a store at version ``found`` still needs, oldest first."""
+    return tuple(migration for migration in MIGRATIONS if migration.version > found)

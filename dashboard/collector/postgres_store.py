@@ -1,0 +1,467 @@
+"""``TelemetryStore`` on PostgreSQL (psycopg 3): a fleet's store, with the same results as ``SqliteStore``.
+
+Connections come from a small bounded pool (``DEFAULT_POOL_SIZE``; a request waits ``POOL_WAIT_S`` for one, then
+the store is "unavailable"), each in autocommit with explicit transactions, times in UTC and a statement timeout.
+A batch is one transaction: ``INSERT … SELECT FROM jsonb_to_recordset(…) ON CONFLICT DO NOTHING RETURNING`` (the
+whole batch in one parameter and one round trip) and the per-device counters; aggregates and their hourly rollups
+likewise (rollup rows are locked in key order, so concurrent batches cannot deadlock). A connection the server
+dropped (a restart) is replaced once, transparently: every write is idempotent, so a retry cannot store anything
+twice. Anything else that keeps the server out of reach is ``StoreUnavailableError`` (the collector answers 503).
+
+Migrations run under ``pg_advisory_xact_lock``, so collectors starting together apply them once. ``read_only``
+(the dashboard) sets ``default_transaction_read_only`` and never migrates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from dashboard.collector.aggregates import (
+    Merge,
+    check_aggregate,
+    fold_rollups,
+    hour_of,
+    hour_window,
+    merge_payloads,
+    warn_changed,
+)
+from dashboard.collector.interface import (
+    DEVICE_COLUMNS,
+    AggregateReceipt,
+    Receipt,
+    StoreRefusedError,
+    StoreUnavailableError,
+    aware,
+    check_version,
+    checked_rows,
+    conditions,
+)
+from dashboard.collector.migrations import HEAD, VERSION_TABLE, Dialect, pending
+from dashboard.data.settings import DatabaseUrl
+from runtime.telemetry.records import TelemetryError
+from runtime.version import EDGEMED_VERSION
+
+try:  # the `fleet` extra; SQLite needs nothing
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+except ImportError:  # pragma: no cover - exercised only without the extra
+    psycopg = None
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_POOL_SIZE = 8  # connections per store: the collector's 40 worker threads share them
+# A request waits this long for a free connection, then the store is unavailable (503); and a new connection this
+# long for the server: both below the device uploader's 5 s request timeout, so a device hears 503, not silence.
+POOL_WAIT_S = 3.0
+CONNECT_TIMEOUT_S = 3  # libpq's connect_timeout, unless the URL sets one
+STATEMENT_TIMEOUT_MS = 30_000  # one statement may run this long (a batch is a handful of statements)
+MIGRATION_LOCK = 0x6564_6D65_6401  # pg_advisory_xact_lock key ("edmed" + 1): one migrator at a time
+
+Result = TypeVar("Result")
+_AGGREGATE_KEY = ("device_id", "minute", "bundle_id", "record_id")
+
+
+def _utc(column: str) -> str:
+    """SQL that renders a timestamptz as ``utc_timestamp`` does (``2025-01-31T12:00:00.000000Z``)."""
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
+
+
+_DEVICES_QUERY = (
+    f"SELECT device_id, dropped, {_utc('first_received_at')}, {_utc('last_received_at')}, records, last_sequence, "
+    f"{_utc('first_time')}, {_utc('last_time')} FROM devices ORDER BY device_id"
+)
+_RECORD_EXPRESSIONS = (  # RECORD_COLUMNS; strings as text, numbers and objects as jsonb (decoded by psycopg)
+    "device_id", "sequence", _utc("time"), "payload ->> 'bundle_id'", "payload ->> 'bundle_sha256'",
+    "payload ->> 'variant'", "payload ->> 'provider'", "NULLIF(payload -> 'latency_us', 'null')",
+    "payload ->> 'task'", "COALESCE(payload #>> '{result,class}', payload ->> 'predicted_class')",
+    "COALESCE(NULLIF(payload #> '{result,confidence}', 'null'), NULLIF(payload -> 'confidence', 'null'))",
+    "payload -> 'quality_flags'", "NULLIF(payload -> 'result', 'null')",
+)
+# Batches travel as one JSON array parameter, expanded by jsonb_to_recordset on the server: one round trip and
+# no per-element array quoting on the client (psycopg escapes text[] elements in Python, slow for JSON payloads).
+_RECORD_ROWS = "jsonb_to_recordset(%s::jsonb) AS s(sequence bigint, time timestamptz, payload jsonb)"
+_INSERT_RECORDS = (
+    "INSERT INTO telemetry (device_id, sequence, time, received_at, payload) "
+    f"SELECT %s, s.sequence, s.time, %s, s.payload FROM {_RECORD_ROWS} "
+    "ORDER BY s.sequence ON CONFLICT (device_id, sequence) DO NOTHING RETURNING sequence"
+)
+_CHANGED_RECORDS = (  # a primary-key lookup per resent record, however many the device has stored
+    f"SELECT t.sequence FROM telemetry AS t JOIN {_RECORD_ROWS} ON (t.device_id, t.sequence) = (%s, s.sequence) "
+    "WHERE t.payload <> s.payload ORDER BY t.sequence"
+)
+_DEVICE_UPSERT = (
+    "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at, records, last_sequence, "
+    "first_time, last_time) VALUES (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz) "
+    "ON CONFLICT (device_id) DO UPDATE SET dropped = GREATEST(devices.dropped, excluded.dropped), "
+    "last_received_at = excluded.last_received_at, records = devices.records + excluded.records, "
+    "last_sequence = GREATEST(devices.last_sequence, excluded.last_sequence), "
+    "first_time = LEAST(devices.first_time, excluded.first_time), "
+    "last_time = GREATEST(devices.last_time, excluded.last_time)"
+)
+_KEYS = "jsonb_to_recordset(%s::jsonb) AS k(device_id text, moment timestamptz, bundle_id text)"
+_AGGREGATE_ROWS = (
+    "jsonb_to_recordset(%s::jsonb) AS s(device_id text, minute timestamptz, bundle_id text, record_id text, "
+    "payload jsonb)"
+)
+_INSERT_AGGREGATES = (
+    "INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
+    f"SELECT s.device_id, s.minute, s.bundle_id, s.record_id, %s, s.payload FROM {_AGGREGATE_ROWS} "
+    "ORDER BY 1, 2, 3, 4 ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING "
+    f"RETURNING device_id, {_utc('minute')}, bundle_id, record_id"
+)
+_CHANGED_AGGREGATES = (
+    f"SELECT a.record_id FROM aggregates AS a JOIN {_AGGREGATE_ROWS} ON (a.device_id, a.minute, a.bundle_id, "
+    "a.record_id) = (s.device_id, s.minute, s.bundle_id, s.record_id) WHERE a.payload <> s.payload "
+    "ORDER BY a.record_id"
+)
+_CLAIM_ROLLUPS = (
+    "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, updated_at) "
+    f"SELECT k.device_id, k.moment, k.bundle_id, 0, '{{}}', %s FROM {_KEYS} ORDER BY 1, 2, 3 "
+    "ON CONFLICT (device_id, hour, bundle_id) DO NOTHING"
+)
+_LOCK_ROLLUPS = (
+    f"SELECT r.device_id, {_utc('r.hour')}, r.bundle_id, r.aggregates, r.payload FROM aggregate_rollups AS r "
+    f"JOIN {_KEYS} ON (r.device_id, r.hour, r.bundle_id) = (k.device_id, k.moment, k.bundle_id) "
+    "ORDER BY 1, 2, 3 FOR UPDATE OF r"
+)
+_WRITE_ROLLUPS = (
+    "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, updated_at) "
+    "SELECT s.device_id, s.hour, s.bundle_id, s.aggregates, s.payload, %s FROM jsonb_to_recordset(%s::jsonb) "
+    "AS s(device_id text, hour timestamptz, bundle_id text, aggregates integer, payload jsonb) ORDER BY 1, 2, 3 "
+    "ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET aggregates = excluded.aggregates, "
+    "payload = excluded.payload, updated_at = excluded.updated_at"
+)
+
+
+def _record_rows(rows: Sequence[tuple[int, str, str]]) -> str:
+    """``checked_rows`` as the JSON array ``_RECORD_ROWS`` expands (the payloads are already canonical JSON)."""
+    return "[" + ",".join(f'{{"sequence":{sequence},"time":"{time}","payload":{payload}}}'
+                          for sequence, time, payload in rows) + "]"
+
+
+def _json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    return json.dumps(list(rows), separators=(",", ":"), allow_nan=False)
+
+
+class _Pool:
+    """At most ``size`` connections; idle ones are reused, a broken or mid-transaction one is closed."""
+
+    def __init__(self, connect: Callable[[], Any], size: int, wait_s: float, location: str) -> None:
+        self._connect = connect
+        self._slots = threading.BoundedSemaphore(size)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._wait_s = wait_s
+        self._location = location
+        self.size = size
+        self.closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[tuple[Any, bool]]:
+        """(connection, whether it was reused from the idle list)."""
+        if self.closed:
+            raise TelemetryError(f"the telemetry store {self._location} is closed", fix="open a new store")
+        if not self._slots.acquire(timeout=self._wait_s):
+            raise StoreUnavailableError(
+                f"all {self.size} connections to the telemetry store {self._location} stayed busy for "
+                f"{self._wait_s:g} s", fix="retry later; raise the pool size or the server's capacity")
+        try:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            reused = connection is not None
+            connection = connection or self._connect()
+            healthy = False
+            try:
+                yield connection, reused
+                healthy = True
+            finally:
+                idle = connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+                if healthy and idle and not connection.broken and not self.closed:
+                    with self._lock:
+                        self._idle.append(connection)
+                else:
+                    connection.close()
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self.closed = True
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+class PostgresStore:
+    """``TelemetryStore`` on a PostgreSQL database named by a ``postgresql://`` URL; safe to share between
+    threads and processes."""
+
+    def __init__(self, url: DatabaseUrl | str, *, read_only: bool = False, merge: Merge = merge_payloads,
+                 pool_size: int = DEFAULT_POOL_SIZE, pool_wait_s: float = POOL_WAIT_S) -> None:
+        self.url = url if isinstance(url, DatabaseUrl) else DatabaseUrl(url)
+        self.location = self.url.redacted
+        self.read_only = read_only
+        self._merge = merge
+        if psycopg is None:
+            raise StoreUnavailableError("psycopg (PostgreSQL's client) is not installed",
+                                        expected="the fleet extra", fix="pip install -e '.[fleet]'")
+        self._pool = _Pool(self._connect, pool_size, pool_wait_s, self.location)
+        try:
+            if read_only:
+                self._check_readable()
+            else:
+                self.migrate()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    # -- connections, errors, schema ---------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        settings = conninfo_to_dict(self.url.url)
+        options = [settings.get("options") or "", "-c TimeZone=UTC", f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"]
+        if self.read_only:
+            options.append("-c default_transaction_read_only=on")
+        extra: dict[str, Any] = {"options": " ".join(filter(None, options))}
+        if "application_name" not in settings:
+            extra["application_name"] = "edgemed telemetry store"
+        if "connect_timeout" not in settings:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_S
+        return psycopg.connect(self.url.url, autocommit=True, **extra)
+
+    def _run(self, work: Callable[[Any], Result], action: str) -> Result:
+        """``work(connection)`` with database errors as ``StoreUnavailableError``; once more on a fresh
+        connection when a reused one turns out to be dead (the server restarted since it was opened)."""
+        for attempt in (1, 2):
+            used: dict[str, Any] = {}
+            try:
+                with self._pool.connection() as (connection, reused):
+                    used.update(connection=connection, reused=reused)
+                    return work(connection)
+            except psycopg.DataError as error:
+                raise StoreRefusedError(
+                    f"the telemetry store {self.location} cannot store this ({error.sqlstate}: {type(error).__name__})",
+                    fix="check the values against the protocol") from error
+            except (psycopg.OperationalError, psycopg.InterfaceError) as error:
+                stale = used.get("reused") and used["connection"].broken
+                if attempt == 1 and stale:
+                    logger.info("telemetry store %s: a pooled connection was dropped (%s); retrying on a new one",
+                                self.location, type(error).__name__)
+                    continue
+                raise StoreUnavailableError(
+                    f"the telemetry store {self.location} cannot be {action} ({type(error).__name__}: "
+                    f"{str(error).strip().splitlines()[0] if str(error).strip() else 'no detail'})",
+                    fix="check that the PostgreSQL server is running and reachable; devices keep their records",
+                ) from error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._run(lambda connection: connection.execute(query, parameters).fetchall(), "read")
+
+    def _write(self, work: Callable[[Any], Result]) -> Result:
+        if self.read_only:
+            raise StoreUnavailableError(f"the telemetry store {self.location} is open read-only",
+                                        fix="open it without read_only to write")
+
+        def transaction(connection: Any) -> Result:
+            with connection.transaction():
+                return work(connection)
+
+        return self._run(transaction, "written")
+
+    @staticmethod
+    def _version_of(connection: Any) -> tuple[int, bool]:
+        """(schema version, whether a telemetry table exists)."""
+        versioned, telemetry = connection.execute(
+            "SELECT to_regclass('schema_version') IS NOT NULL, to_regclass('telemetry') IS NOT NULL").fetchone()
+        if not versioned:
+            return 0, telemetry
+        return int(connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0]), telemetry
+
+    def _check_readable(self) -> None:
+        found, telemetry = self._run(self._version_of, "read")
+        if found == 0 and not telemetry:
+            raise StoreUnavailableError(f"the telemetry database {self.location} has no telemetry tables yet",
+                                        fix="start the collector (edgemed collector --database-url …) on it")
+        check_version(self.location, found, read_only=True)
+
+    def migrate(self) -> int:
+        """Apply the pending migrations in one transaction under an advisory lock; the version afterwards."""
+
+        def work(connection: Any) -> None:
+            connection.execute("SET LOCAL statement_timeout = 0")  # an index on a large table may take a while
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            connection.execute(VERSION_TABLE[Dialect.POSTGRES])
+            found, _ = self._version_of(connection)
+            check_version(self.location, found)
+            for migration in pending(found):
+                for statement in migration.postgres:
+                    connection.execute(statement)
+                connection.execute("INSERT INTO schema_version VALUES (%s, %s, now(), %s)",
+                                   (migration.version, migration.description, EDGEMED_VERSION))
+                logger.info("telemetry store %s: migrated to schema version %d (%s)", self.location,
+                            migration.version, migration.description)
+
+        self._write(work)
+        return HEAD
+
+    def schema_version(self) -> int:
+        return self._run(self._version_of, "read")[0]
+
+    # -- records -----------------------------------------------------------------------------------------------
+
+    def insert_batch(self, device_id: str, records: Sequence[Mapping[str, Any]], dropped: int = 0) -> Receipt:
+        rows = checked_rows(device_id, records)
+        received_at = datetime.now(UTC)
+
+        def work(connection: Any) -> tuple[set[int], list[int]]:
+            inserted = {sequence for (sequence,) in connection.execute(
+                _INSERT_RECORDS, (device_id, received_at, _record_rows(rows)))} if rows else set()
+            resent = [row for row in rows if row[0] not in inserted]
+            changed = [sequence for (sequence,) in connection.execute(
+                _CHANGED_RECORDS, (_record_rows(resent), device_id))] if resent else []
+            new_times = [time for sequence, time, _ in rows if sequence in inserted]
+            connection.execute(_DEVICE_UPSERT, (
+                device_id, dropped, received_at, received_at, len(inserted), max(inserted, default=None),
+                min(new_times, default=None), max(new_times, default=None)))
+            return inserted, changed
+
+        inserted, changed = self._write(work)
+        if changed:
+            logger.warning(
+                "device %s resent %d record(s) with different content (sequences %d–%d; outbox reset?); kept the "
+                "first of each", device_id, len(changed), min(changed), max(changed),
+            )
+        return Receipt(sorted(row[0] for row in rows), len(rows) - len(inserted))
+
+    def _record_where(self, device_id: str | None, since: datetime | str | None,
+                      until: datetime | str | None) -> tuple[str, list[Any]]:
+        return conditions((("device_id =", device_id), ("time >=", _moment(since, "since")),
+                           ("time <=", _moment(until, "until"))), "%s")
+
+    def records(self, device_id: str | None = None, since: datetime | str | None = None) -> list[dict[str, Any]]:
+        where, parameters = self._record_where(device_id, since, None)
+        rows = self._read(f"SELECT payload FROM telemetry{where} ORDER BY time, device_id, sequence", parameters)
+        return [payload for (payload,) in rows]
+
+    def record_rows(self, device_id: str | None = None, since: datetime | str | None = None,
+                    until: datetime | str | None = None, with_features: bool = False) -> list[tuple[Any, ...]]:
+        where, parameters = self._record_where(device_id, since, until)
+        features = ", payload -> 'features'" if with_features else ""
+        return self._read(f"SELECT {', '.join(_RECORD_EXPRESSIONS)}{features} FROM telemetry{where} "
+                          "ORDER BY time, device_id, sequence", parameters)
+
+    def devices(self) -> list[dict[str, Any]]:
+        return [dict(zip(DEVICE_COLUMNS, row, strict=True)) for row in self._read(_DEVICES_QUERY)]
+
+    def count(self) -> int:
+        return int(self._read("SELECT COALESCE(SUM(records), 0) FROM devices")[0][0])
+
+    # -- aggregates --------------------------------------------------------------------------------------------
+
+    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]]) -> AggregateReceipt:
+        checked = [check_aggregate(aggregate) for aggregate in aggregates]
+        unique: dict[tuple[str, ...], dict[str, Any]] = {}  # a key repeated within the batch is stored once
+        for aggregate in checked:
+            unique.setdefault(tuple(aggregate[field] for field in _AGGREGATE_KEY), aggregate)
+        received_at = datetime.now(UTC)
+
+        def work(connection: Any) -> tuple[list[dict[str, Any]], list[str]]:
+            rows = _json_rows(unique.values())
+            inserted = set(map(tuple, connection.execute(_INSERT_AGGREGATES, (received_at, rows))))
+            new = [aggregate for key, aggregate in unique.items() if key in inserted]
+            changed = [record_id for (record_id,) in connection.execute(_CHANGED_AGGREGATES, (rows,))
+                       ] if len(new) < len(checked) else []
+            self._roll_up(connection, new, received_at)
+            return new, changed
+
+        new, changed = self._write(work) if checked else ([], [])
+        warn_changed(logger, changed)
+        return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
+
+    def _roll_up(self, connection: Any, new: list[dict[str, Any]], now: datetime) -> None:
+        keys = sorted({(item["device_id"], hour_of(item["minute"]), item["bundle_id"]) for item in new})
+        if not keys:
+            return
+        key_rows = _json_rows({"device_id": device, "moment": hour, "bundle_id": bundle}
+                              for device, hour, bundle in keys)
+        connection.execute(_CLAIM_ROLLUPS, (now, key_rows))
+        stored = {(device, hour, bundle): (count, payload)
+                  for device, hour, bundle, count, payload in connection.execute(_LOCK_ROLLUPS, (key_rows,))
+                  if count}  # 0: the row was just claimed, nothing rolled up yet
+        self._write_rollups(connection, fold_rollups(new, self._merge, stored), now)
+
+    @staticmethod
+    def _write_rollups(connection: Any, rollups: Mapping[tuple[str, str, str], tuple[int, dict[str, Any]]],
+                       now: datetime) -> None:
+        if rollups:
+            connection.execute(_WRITE_ROLLUPS, (now, _json_rows(
+                {"device_id": device, "hour": hour, "bundle_id": bundle, "aggregates": count, "payload": payload}
+                for (device, hour, bundle), (count, payload) in sorted(rollups.items()))))
+
+    def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                   device_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = conditions((("device_id =", device_id), ("minute >=", _moment(since, "since")),
+                                        ("minute <=", _moment(until, "until"))), "%s")
+        rows = self._read(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload FROM aggregates"
+                          f"{where} ORDER BY minute, device_id, bundle_id", parameters)
+        return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
+                 "payload": payload} for device, bundle, minute, record_id, payload in rows]
+
+    def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                device_id: str | None = None) -> list[dict[str, Any]]:
+        where, parameters = conditions((("device_id =", device_id), ("hour >=", _moment(since, "since")),
+                                        ("hour <=", _moment(until, "until"))), "%s")
+        rows = self._read(f"SELECT device_id, bundle_id, {_utc('hour')}, aggregates, payload FROM aggregate_rollups"
+                          f"{where} ORDER BY hour, device_id, bundle_id", parameters)
+        return [{"device_id": device, "bundle_id": bundle, "hour": hour, "aggregates": count, "payload": payload}
+                for device, bundle, hour, count, payload in rows]
+
+    def rebuild_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None) -> int:
+        start, end = hour_window(_moment(since, "since"), _moment(until, "until"))
+        if start is None or end is None:
+            first, last = self._read("SELECT MIN(minute), MAX(minute) FROM aggregates")[0]
+            if first is None:
+                return 0
+            start = start or first.replace(minute=0)
+            end = end or last.replace(minute=0) + timedelta(hours=1)
+        written = 0
+        hour = start
+        while hour < end:  # one transaction per hour: bounded memory, and the collector keeps writing meanwhile
+            written += self._write(lambda connection, hour=hour: self._rebuild_hour(connection, hour))
+            hour += timedelta(hours=1)
+        return written
+
+    def _rebuild_hour(self, connection: Any, hour: datetime) -> int:
+        following = hour + timedelta(hours=1)
+        connection.execute("DELETE FROM aggregate_rollups WHERE hour >= %s AND hour < %s", (hour, following))
+        rows = connection.execute(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload FROM aggregates "
+                                  "WHERE minute >= %s AND minute < %s", (hour, following))
+        rollups = fold_rollups(({"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
+                                 "payload": payload} for device, bundle, minute, record_id, payload in rows),
+                               self._merge)
+        self._write_rollups(connection, rollups, datetime.now(UTC))
+        return len(rollups)
+
+    def prune_aggregates(self, before: datetime | str) -> int:
+        return self._write(lambda connection: connection.execute(
+            "DELETE FROM aggregates WHERE minute < %s", (_moment(before, "before"),)).rowcount)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self.close()
+
+
+def _moment(value: datetime | str | None, name: str) -> datetime | None:
+    return None if value is None else aware(value, name)

@@ -1,0 +1,469 @@
+"""Every telemetry store behaviour on both backends: a SQLite file and a real PostgreSQL server started here.
+
+The server is Debian's PostgreSQL, ``initdb``-ed into a temporary folder once per session (installed first when
+missing and root); the PostgreSQL cases are skipped only when no binaries can be found or installed. Each test
+gets a fresh, empty schema (the only one on its store's search path), so "migrations from empty" is literal.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard.collector.backends import open_store
+from dashboard.collector.interface import StoreRefusedError, StoreSchemaError, StoreUnavailableError
+from dashboard.collector.migrations import HEAD, MIGRATIONS, VERSION_TABLE, Dialect
+from dashboard.collector.postgres_server import (
+    PostgresServer,
+    PostgresServerError,
+    find_binaries,
+    free_port,
+    install_binaries,
+    reachable,
+    service_account,
+)
+from dashboard.collector.schema import parse_batch
+from dashboard.collector.store import SqliteStore
+from dashboard.data.files import DataUnavailableError
+from dashboard.data.settings import DashboardSettings, DatabaseUrl, parse_database
+from dashboard.data.telemetry import TelemetryReader
+from runtime.telemetry import TelemetryError, pseudonymous_device_id
+from tests.runtime.test_telemetry_records import RESULTS, sample_record
+
+psycopg = pytest.importorskip("psycopg")
+
+DEVICES = [pseudonymous_device_id(f"SN-store-{index}", "store-tests") for index in range(3)]
+START = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
+BACKENDS = ("sqlite", "postgres")
+
+
+# -- the servers and stores ----------------------------------------------------------------------------------
+
+
+def postgres_binaries() -> Path:
+    """Debian's server binaries, installed first when missing and root; the test is skipped only without them."""
+    found = find_binaries()
+    if found is not None:
+        return found
+    try:
+        return install_binaries()
+    except PostgresServerError as error:
+        pytest.skip(f"PostgreSQL server binaries cannot be found or installed: {error}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    yield from throwaway_server(tmp_path_factory.mktemp("postgres"))
+
+
+def throwaway_server(folder: Path) -> Iterator[PostgresServer]:
+    """A non-durable server on a free port in ``folder`` (or, when we are root and the postgres user cannot enter
+    pytest's private folders, in a fresh folder under the system's temporary folder), stopped afterwards."""
+    binaries = postgres_binaries()
+    private = None
+    if not reachable(folder, service_account()):
+        folder = private = Path(tempfile.mkdtemp(prefix="edgemed-test-postgres-"))
+    server = PostgresServer(folder, free_port(), durable=False, binaries=binaries)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
+
+
+def fresh_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Path | DatabaseUrl:
+    """A new SQLite file, or a new empty schema of the server's database (the store's only schema on its search
+    path: to the store an empty database, made in milliseconds where CREATE DATABASE takes ~0.5 s)."""
+    if backend == "sqlite":
+        return tmp_path / f"store-{uuid.uuid4().hex[:8]}.sqlite3"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url(), autocommit=True) as connection:
+        connection.execute(f"CREATE SCHEMA {schema}")
+    return DatabaseUrl(f"{server.url()}&options=-csearch_path%3D{schema}")
+
+
+@pytest.fixture(params=BACKENDS)
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | DatabaseUrl:
+    """An empty store location on each backend."""
+    return fresh_location(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def both(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[Any]]:
+    """A SQLite and a PostgreSQL store, both empty."""
+    stores = [open_store(fresh_location(backend, request, tmp_path)) for backend in BACKENDS]
+    yield stores
+    for store in stores:
+        store.close()
+
+
+def raw(location: Path | DatabaseUrl, query: str, parameters: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on the store's database directly (``?`` placeholders, as SQLite)."""
+    if isinstance(location, DatabaseUrl):
+        with psycopg.connect(location.url, autocommit=True) as connection:
+            cursor = connection.execute(query.replace("?", "%s"), parameters)
+            return cursor.fetchall() if cursor.description else []
+    with sqlite3.connect(location) as connection:
+        return connection.execute(query, parameters).fetchall()
+
+
+# -- records -------------------------------------------------------------------------------------------------
+
+
+def records_of(device_id: str, sequences: range, *, minutes: int = 0) -> list[dict[str, Any]]:
+    """Validated records as the collector stores them (one a minute, several task kinds, one unjudged)."""
+    kinds = list(RESULTS)
+    records = []
+    for sequence in sequences:
+        kind = kinds[sequence % len(kinds)]
+        time = START + timedelta(minutes=minutes + sequence, seconds=sequence % 7, microseconds=sequence)
+        record = sample_record(sequence=sequence, device_id=device_id, time=time.isoformat(), task=kind,
+                               result=RESULTS[kind], latency_us=300 + sequence * 1.5)
+        if sequence % 11 == 0:
+            record.update(result=None, quality_flags=["input_not_finite"])
+        records.append(record)
+    return list(batch_of(device_id, records).records)
+
+
+def batch_of(device_id: str, records: list[dict[str, Any]], schema_version: int = 2, dropped: int = 0) -> Any:
+    envelope = {"schema_version": schema_version, "device_id": device_id, "dropped": dropped, "records": records}
+    return parse_batch(json.dumps(envelope).encode())
+
+
+def fill(store: Any) -> None:
+    """Three devices, out-of-order and repeated batches, a schema-1 device and growing dropped counters."""
+    store.insert_batch(DEVICES[0], records_of(DEVICES[0], range(1, 41)), dropped=2)
+    store.insert_batch(DEVICES[1], records_of(DEVICES[1], range(21, 31)), dropped=0)
+    store.insert_batch(DEVICES[1], records_of(DEVICES[1], range(1, 21)), dropped=5)  # an older backlog, later
+    store.insert_batch(DEVICES[0], records_of(DEVICES[0], range(35, 51)), dropped=1)  # overlapping resend
+    legacy = [{key: value for key, value in record.items() if key not in ("task", "result")}
+              | {"predicted_class": "V", "confidence": 0.75} for record in records_of(DEVICES[2], range(1, 6))]
+    store.insert_batch(DEVICES[2], list(batch_of(DEVICES[2], legacy, schema_version=1).records))
+    store.insert_batch(DEVICES[2], [])  # an empty batch still registers the device
+
+
+def test_migrations_run_from_an_empty_database_to_the_head(location):
+    with open_store(location) as store:
+        assert store.schema_version() == HEAD
+        versions = raw(location, "SELECT version, description, edgemed_version FROM schema_version ORDER BY version")
+        assert [row[0] for row in versions] == [migration.version for migration in MIGRATIONS] == list(
+            range(1, HEAD + 1))
+        assert [row[1] for row in versions] == [migration.description for migration in MIGRATIONS]
+        assert store.count() == 0 and store.devices() == [] and store.aggregates() == [] and store.rollups() == []
+
+
+def test_running_the_migrations_again_changes_nothing(location):
+    with open_store(location) as store:
+        fill(store)
+        before = raw(location, "SELECT version, applied_at FROM schema_version ORDER BY version")
+        devices, count = store.devices(), store.count()
+        assert store.migrate() == HEAD
+    with open_store(location) as reopened:  # opening migrates again: a no-op at the head
+        assert reopened.migrate() == HEAD and reopened.schema_version() == HEAD
+        assert raw(location, "SELECT version, applied_at FROM schema_version ORDER BY version") == before
+        assert reopened.devices() == devices and reopened.count() == count == 85
+
+
+def test_a_store_newer_than_the_code_is_refused_with_both_versions(location):
+    open_store(location).close()
+    raw(location, "INSERT INTO schema_version VALUES (?, 'from the future', ?, '99.0')",
+        (HEAD + 4, "2030-01-01T00:00:00Z"))
+    for read_only in (False, True):
+        with pytest.raises(StoreSchemaError) as refused:
+            open_store(location, read_only=read_only)
+        assert (refused.value.found, refused.value.supported) == (HEAD + 4, HEAD)
+        assert f"schema version {HEAD + 4}" in str(refused.value) and f"version {HEAD}" in str(refused.value)
+    with pytest.raises(DataUnavailableError, match=f"schema version {HEAD + 4}"):
+        TelemetryReader(location).count()
+
+
+def test_a_store_at_version_1_is_refused_read_only_and_migrated_by_a_writer(location):
+    dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
+    for statement in (VERSION_TABLE[dialect], *MIGRATIONS[0].statements(dialect)):  # what edgemed wrote at version 1
+        raw(location, statement)
+    raw(location, "INSERT INTO schema_version VALUES (1, 'records', ?, 'old')", ("2025-01-01T00:00:00Z",))
+    time = "2025-04-01T09:00:00.000000Z"
+    raw(location, "INSERT INTO telemetry VALUES (?, 1, ?, ?, ?)", (DEVICES[0], time, time, json.dumps({"a": 1})))
+    raw(location, "INSERT INTO devices VALUES (?, 3, ?, ?)", (DEVICES[0], time, time))
+    with pytest.raises(StoreSchemaError, match=f"schema version 1; this edgemed reads version {HEAD}") as refused:
+        open_store(location, read_only=True)  # the dashboard never migrates
+    assert "start the collector" in str(refused.value)
+    with open_store(location) as writer:  # what the message says: the collector migrates it, 1 → HEAD
+        assert writer.schema_version() == HEAD and writer.count() == 1
+        (device,) = writer.devices()
+        assert (device["records"], device["last_sequence"], device["dropped"], device["last_time"]) == (1, 1, 3, time)
+    with open_store(location, read_only=True) as reader:
+        assert reader.records() == [{"a": 1}]
+
+
+def test_a_batch_sent_twice_is_stored_once(location, caplog):
+    records = records_of(DEVICES[0], range(1, 26))
+    with open_store(location) as store:
+        first = store.insert_batch(DEVICES[0], records, dropped=3)
+        again = store.insert_batch(DEVICES[0], records, dropped=1)
+        changed = [dict(record, latency_us=1.0) for record in records[:5]]
+        with caplog.at_level("WARNING"):
+            resent = store.insert_batch(DEVICES[0], changed)
+        assert first.acknowledged == again.acknowledged == list(range(1, 26))
+        assert (first.duplicates, again.duplicates, resent.duplicates) == (0, 25, 5)
+        assert store.count() == 25 and [record["sequence"] for record in store.records()] == list(range(1, 26))
+        assert store.records()[0]["latency_us"] == records[0]["latency_us"]  # the first of each is kept
+        (device,) = store.devices()
+        assert (device["records"], device["last_sequence"], device["dropped"]) == (25, 25, 3)
+        assert (device["first_time"], device["last_time"]) == (records[0]["time"], records[-1]["time"])
+        assert sum("different content" in entry.getMessage() for entry in caplog.records) == 1
+
+
+def test_a_batch_that_does_not_fit_is_refused_whole(location):
+    records = records_of(DEVICES[0], range(1, 4))
+    with open_store(location) as store:
+        with pytest.raises(StoreRefusedError):
+            store.insert_batch(DEVICES[0], [*records, {"sequence": 4, "device_id": DEVICES[1]}])
+        assert store.count() == 0 and store.devices() == []
+
+
+def test_records_devices_and_counts_are_the_same_on_both_backends(both):
+    for store in both:
+        fill(store)
+    sqlite, postgres = both
+    assert sqlite.count() == postgres.count() == 85
+    assert sqlite.records() == postgres.records() and len(sqlite.records()) == 85
+    since = (START + timedelta(minutes=30)).isoformat()
+    assert sqlite.records(DEVICES[0], since=since) == postgres.records(DEVICES[0], since=since) != []
+    for options in ({}, {"with_features": True}, {"device_id": DEVICES[1], "until": START + timedelta(minutes=9)},
+                    {"since": START + timedelta(minutes=12), "until": START + timedelta(minutes=15)}):
+        rows = sqlite.record_rows(**options)
+        assert rows == postgres.record_rows(**options) and rows
+    clock = ("first_received_at", "last_received_at")  # each collector's own clock
+    devices = [{key: value for key, value in device.items() if key not in clock} for device in sqlite.devices()]
+    assert devices == [{key: value for key, value in device.items() if key not in clock}
+                       for device in postgres.devices()]
+    assert [device["device_id"] for device in devices] == sorted(DEVICES)
+    by_id = {device["device_id"]: device for device in devices}
+    assert (by_id[DEVICES[0]]["records"], by_id[DEVICES[0]]["last_sequence"], by_id[DEVICES[0]]["dropped"]) == (
+        50, 50, 2)
+    assert (by_id[DEVICES[1]]["records"], by_id[DEVICES[1]]["dropped"]) == (30, 5)
+    assert (by_id[DEVICES[2]]["records"], by_id[DEVICES[2]]["last_sequence"]) == (5, 5)
+    unjudged = [row for row in sqlite.record_rows() if row[11] == ["input_not_finite"]]
+    assert unjudged and all(row[12] is None for row in unjudged)
+    schema_1 = sqlite.record_rows(DEVICES[2])
+    assert {(row[8], row[9], row[10]) for row in schema_1} == {(None, "V", 0.75)}
+
+
+def test_the_dashboard_reads_both_backends_alike(both):
+    for store in both:
+        fill(store)
+    sqlite_reader, postgres_reader = (TelemetryReader(store.path if isinstance(store, SqliteStore) else store.url)
+                                      for store in both)
+    frames = [reader.records(with_features=True) for reader in (sqlite_reader, postgres_reader)]
+    assert frames[0].equals(frames[1]) and len(frames[0]) == 85
+    assert str(frames[0]["time"].dt.tz) == "UTC" and frames[0]["features"].iloc[0] == {
+        "mean": 0.01, "std": 1.0, "peak_to_peak": 3.2}
+    devices = [reader.devices().drop(columns=["first_received_at", "last_received_at"])
+               for reader in (sqlite_reader, postgres_reader)]
+    assert devices[0].equals(devices[1]) and sqlite_reader.count() == postgres_reader.count() == 85
+    settings = DashboardSettings.from_environment(DashboardSettings(database=both[1].url).to_environment())
+    assert settings.database == both[1].url and TelemetryReader(settings.database).count() == 85
+
+
+# -- aggregates ----------------------------------------------------------------------------------------------
+
+
+def aggregate(device: int, minute: int, bundle: str = "ecg-pvc", record_id: str | None = None,
+              **payload: Any) -> dict[str, Any]:
+    moment = START + timedelta(minutes=minute)
+    body = {"count": 60, "latency_sum_us": 18_000.5 + minute, "latency_max_us": 400 + minute,
+            "latency_min_us": 250 - minute, "classes": {"N": 55, "V": 5}, "histogram": [1, 2, minute],
+            "lead_off": minute == 3, "model": "int8-static"} | payload
+    return {"device_id": DEVICES[device], "bundle_id": bundle, "minute": moment.isoformat().replace("+00:00", "Z"),
+            "record_id": record_id or f"{device}-{bundle}-{minute}", "payload": body}
+
+
+AGGREGATES = [aggregate(0, minute) for minute in range(0, 90, 10)] + [
+    aggregate(1, 5), aggregate(1, 5, bundle="breast-cancer"), aggregate(1, 65, classes={"N": 58, "V": 1, "F": 1}),
+]
+
+
+def test_aggregates_are_stored_once_and_roll_up_by_hour(location, caplog):
+    with open_store(location) as store:
+        first = store.insert_aggregates(AGGREGATES)
+        assert first.duplicates == 0 and len(first.acknowledged) == len(AGGREGATES) == 12
+        again = store.insert_aggregates(AGGREGATES[:5])
+        assert (again.duplicates, again.acknowledged) == (5, sorted(item["record_id"] for item in AGGREGATES[:5]))
+        with caplog.at_level("WARNING"):
+            changed = store.insert_aggregates([{**AGGREGATES[1], "payload": {"count": 1}}])
+        assert changed.duplicates == 1 and "different payload" in caplog.text
+        restarted = aggregate(0, 10, record_id="0-ecg-pvc-10-restarted", count=7, latency_max_us=999)
+        assert store.insert_aggregates([restarted, restarted]).duplicates == 1  # a partial minute, kept beside
+        stored = store.aggregates()
+        assert len(stored) == 13 and stored[0]["minute"] == "2025-04-01T09:00:00.000000Z"
+        assert next(item for item in stored if item["record_id"] == "0-ecg-pvc-10")["payload"]["count"] == 60
+        window = store.aggregates(since=START + timedelta(minutes=10), until=START + timedelta(minutes=30),
+                                  device_id=DEVICES[0])
+        assert [item["record_id"] for item in window] == [
+            "0-ecg-pvc-10", "0-ecg-pvc-10-restarted", "0-ecg-pvc-20", "0-ecg-pvc-30"]
+
+        rollups = {(item["device_id"], item["hour"], item["bundle_id"]): item for item in store.rollups()}
+        assert len(rollups) == 5
+        nine = rollups[(DEVICES[0], "2025-04-01T09:00:00.000000Z", "ecg-pvc")]
+        assert nine["aggregates"] == 7  # minutes 0, 10, …, 50 and the restarted stream's part of minute 10
+        assert nine["payload"] == {
+            "count": 367, "latency_sum_us": 7 * 18_000.5 + 160, "latency_max_us": 999, "latency_min_us": 200,
+            "classes": {"N": 385, "V": 35}, "histogram": [7, 14, 160], "lead_off": False, "model": "int8-static"}
+        assert rollups[(DEVICES[1], "2025-04-01T10:00:00.000000Z", "ecg-pvc")]["payload"]["classes"] == {
+            "N": 58, "V": 1, "F": 1}
+        assert [item["hour"] for item in store.rollups(device_id=DEVICES[0], since=START + timedelta(minutes=59))
+                ] == ["2025-04-01T10:00:00.000000Z"]
+
+        incremental = store.rollups()
+        assert store.rebuild_rollups() == 5 and store.rollups() == incremental
+        assert store.rebuild_rollups(since=START, until=START) == 3  # only the 09:00 hour's three rollups
+        assert store.prune_aggregates(START + timedelta(hours=1)) == 9
+        assert len(store.aggregates()) == 4 and store.rollups() == incremental  # rollups outlive their minutes
+
+
+def test_concurrent_writers_lose_nothing_and_store_nothing_twice(location):
+    """Six threads sharing one store: records of two devices (every batch sent twice) and aggregates that all
+    land in the same few rollup rows, in different orders; the counters and rollups come out exact."""
+    parts = [[aggregate(device, minute, record_id=f"{device}-{minute}-{part}", count=1)
+              for device in (0, 1) for minute in range(part, 120, 6)] for part in range(6)]
+    errors: list[BaseException] = []
+
+    def write(part: int) -> None:
+        try:
+            for number in range(5):
+                device = DEVICES[part % 2]
+                first = 1 + (part // 2) * 50 + number * 10
+                records = records_of(device, range(first, first + 10))
+                for _ in range(2):
+                    store.insert_batch(device, records)
+                chunk = parts[part][number::5]
+                store.insert_aggregates(list(reversed(chunk)) if part % 2 else chunk)
+        except (TelemetryError, psycopg.Error, sqlite3.Error) as error:  # reported to the main thread
+            errors.append(error)
+
+    with open_store(location) as store:
+        threads = [threading.Thread(target=write, args=(part,)) for part in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not errors, errors
+        assert store.count() == 300 and {device["records"] for device in store.devices()} == {150}
+        assert len(store.aggregates()) == 240
+        rollups = store.rollups()
+        assert sum(item["aggregates"] for item in rollups) == 240
+        assert all(item["payload"]["count"] == item["aggregates"] for item in rollups)
+        assert store.rebuild_rollups() == len(rollups) == 4 and store.rollups() == rollups
+
+
+def test_aggregates_and_rollups_are_the_same_on_both_backends(both):
+    for store in both:
+        store.insert_aggregates(AGGREGATES[::2])
+        store.insert_aggregates(AGGREGATES[1::2] + AGGREGATES[:3])
+    sqlite, postgres = both
+    assert sqlite.aggregates() == postgres.aggregates() and len(sqlite.aggregates()) == 12
+    assert sqlite.rollups() == postgres.rollups() and len(sqlite.rollups()) == 5
+    readers = [TelemetryReader(store.path if isinstance(store, SqliteStore) else store.url) for store in both]
+    assert readers[0].rollups().equals(readers[1].rollups())
+    assert readers[0].aggregates(device_id=DEVICES[1]).equals(readers[1].aggregates(device_id=DEVICES[1]))
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda item: item.update(minute="2025-04-01T09:00:30Z"), "minute"),
+        (lambda item: item.update(minute="2025-04-01T09:00:00"), "minute"),
+        (lambda item: item.update(device_id="SN-0001"), "device_id"),
+        (lambda item: item.update(record_id=""), "record_id"),
+        (lambda item: item.update(payload=[1, 2]), "payload"),
+        (lambda item: item.update(payload={"x": float("nan")}), "payload"),
+        (lambda item: item.pop("bundle_id"), "bundle_id"),
+        (lambda item: item.update(serial="SN-0001"), "serial"),
+    ],
+)
+def test_malformed_aggregates_name_the_field_and_store_nothing(tmp_path, change, field):
+    bad = aggregate(0, 1)
+    change(bad)
+    with SqliteStore(tmp_path / "store.sqlite3") as store:
+        with pytest.raises(TelemetryError) as refused:
+            store.insert_aggregates([aggregate(0, 0), bad])
+        assert refused.value.field == field and store.aggregates() == []
+
+
+# -- what changes between backends: unreachable servers, legacy files, URLs ----------------------------------
+
+
+def test_an_unreachable_server_is_unavailable_not_a_crash():
+    url = f"postgresql://edgemed@127.0.0.1:{free_port()}/edgemed?connect_timeout=2"
+    with pytest.raises(StoreUnavailableError, match="cannot be written") as refused:
+        open_store(url)
+    assert "PostgreSQL server is running" in str(refused.value)
+    with pytest.raises(DataUnavailableError, match="cannot be read"):
+        TelemetryReader(url).devices()
+
+
+def test_a_sqlite_file_from_before_migrations_is_adopted(tmp_path):
+    path = tmp_path / "legacy.sqlite3"
+    with sqlite3.connect(path) as connection:  # the schema SqliteStore wrote before migrations existed
+        connection.executescript("""
+            CREATE TABLE telemetry (device_id TEXT NOT NULL, sequence INTEGER NOT NULL, time TEXT NOT NULL,
+                received_at TEXT NOT NULL, payload TEXT NOT NULL, UNIQUE (device_id, sequence));
+            CREATE INDEX telemetry_by_time ON telemetry (time);
+            CREATE TABLE devices (device_id TEXT PRIMARY KEY, dropped INTEGER NOT NULL,
+                first_received_at TEXT NOT NULL, last_received_at TEXT NOT NULL);
+        """)
+        for record in records_of(DEVICES[0], range(1, 8)):
+            connection.execute("INSERT INTO telemetry VALUES (?, ?, ?, ?, ?)", (
+                DEVICES[0], record["sequence"], record["time"], "2025-04-02T00:00:00.000000Z", json.dumps(record)))
+        connection.execute("INSERT INTO devices VALUES (?, 4, ?, ?)", (DEVICES[0], "2025-04-02T00:00:00.000000Z",
+                                                                         "2025-04-02T00:00:00.000000Z"))
+    with pytest.raises(DataUnavailableError, match="schema version 0"):
+        TelemetryReader(path).devices()  # the dashboard never migrates
+    with SqliteStore(path) as store:
+        (device,) = store.devices()
+        assert (device["records"], device["last_sequence"], device["dropped"]) == (7, 7, 4)
+        assert device["first_time"] == records_of(DEVICES[0], range(1, 2))[0]["time"] and store.count() == 7
+        store.insert_batch(DEVICES[0], records_of(DEVICES[0], range(5, 10)))
+        assert store.count() == 9 and store.devices()[0]["last_sequence"] == 9
+
+
+def test_database_urls_are_told_apart_and_print_without_their_password(tmp_path):
+    url = DatabaseUrl("postgresql://fleet:s3cret@db.example:5432/edgemed?password=s3cret&sslmode=require")
+    assert "s3cret" not in str(url) and "s3cret" not in repr(url) and "s3cret" not in f"{url}"
+    assert str(url) == "postgresql://fleet:***@db.example:5432/edgemed?password=***&sslmode=require"
+    assert parse_database("telemetry.sqlite3") == Path("telemetry.sqlite3")
+    assert parse_database(url.url) == url and isinstance(parse_database("postgres://x/y"), DatabaseUrl)
+    assert DashboardSettings(database=url).to_environment()["EDGEMED_DASHBOARD_DATABASE"] == url.url
+    with pytest.raises(ValueError, match="postgresql://"):
+        DatabaseUrl("mysql://x/y")
+
+
+def test_the_runtime_aggregates_roll_up_as_the_runtime_merges_them(location):
+    """The device format (schema 3, runtime/telemetry/aggregates.py) stored whole as the payload: the generic rule
+    gives the runtime's ``merge_aggregates`` in every count and histogram, and that function plugs in as is."""
+    schema = pytest.importorskip("runtime.telemetry.aggregate_schema")
+    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    theirs = schema.merge_aggregates(schema.merge_aggregates(device_minutes[0], device_minutes[1]), device_minutes[2])
+    stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
+              for record in device_minutes]
+    with open_store(location) as store:
+        assert store.insert_aggregates(stored).duplicates == 0 and store.insert_aggregates(stored).duplicates == 3
+        (hour,) = store.rollups()
+        assert hour["aggregates"] == 3 and hour["payload"]["records"] == theirs["records"] == 200
+        assert {key for key in theirs if hour["payload"].get(key) != theirs[key]} == {"record_id", "minute"}
+    with open_store(location, merge=schema.merge_aggregates) as store:
+        assert store.rebuild_rollups() == 1 and store.rollups()[0]["payload"] == theirs
