@@ -59,6 +59,7 @@ OPTIONAL = ("sequence", "labels", "alarms")  # the outbox's sequence; multilabel
 # Highest bin index per scheme (its number of edges).
 MAX_BIN = {LATENCY_SCHEME: len(latency_edges()), GENERIC_SCHEME: len(generic_edges()),
            REFERENCE_SCHEME: REFERENCE_MAX_EDGES}
+_EXACT_PATTERNS = ("record_id", "device_id", "bundle_sha256", "minute")  # fields checked against exact patterns
 MIXED = "mixed"  # a merged aggregate's variant or provider when its parts differ
 TRACK_KEYS = ("scheme", "count", "sum", "sum_squares", "min", "max", "bins")
 LATENCY_KEYS = ("scheme", "count", "sum", "min", "max", "bins")
@@ -91,24 +92,38 @@ def _bins(value: Any, field: str, scheme: str, total: int) -> dict[str, int]:
     """Keys are bin indices (digits only, so they can carry neither text nor a list), values counts."""
     if not isinstance(value, dict):
         raise _fail(field, "is not an object", "bin index → count")
+    if not value:
+        if total:
+            raise _fail(field, "does not add up to its count", "bin counts summing to 'count'")
+        return {}
     keys, counts = list(value), list(value.values())
-    if not all(isinstance(key, str) and key.isdigit() and len(key) <= 6 for key in keys) or (
-            keys and max(map(int, keys)) > MAX_BIN[scheme]):
+    # Whole-list checks (C loops): a histogram has hundreds of bins and a minute several histograms.
+    if not set(map(type, keys)) <= {str} or not "".join(keys).isdigit() or not 1 <= min(map(len, keys)) <= max(
+            map(len, keys)) <= 6 or max(map(int, keys)) > MAX_BIN[scheme]:
         raise _fail(field, "has a key that is not a bin index of its scheme", f"\"0\" … \"{MAX_BIN[scheme]}\"")
-    if not all(type(count) is int for count in counts) or (counts and min(counts) < 0):
+    if not set(map(type, counts)) <= {int} or min(counts) < 0:
         raise _fail(field, "has a bin that is not a count", "integers ≥ 0")
     if sum(counts) != total:
         raise _fail(field, "does not add up to its count", "bin counts summing to 'count'")
     return dict(value)
 
 
-def _without_bins(value: Any) -> Any:
-    """``value`` with every histogram's ``bins`` emptied: what the generic privacy scan needs to see (``_bins``
-    checks the bins themselves, much faster than a pattern search per key)."""
-    if isinstance(value, dict):
-        return {key: {} if key == "bins" and isinstance(item, dict) else _without_bins(item)
-                for key, item in value.items()}
-    return value
+def _privacy_probe(record: Mapping[str, Any]) -> dict[str, Any]:
+    """What the generic privacy scan (``records._scan``) must see of an aggregate: every key and string except a
+    histogram's own fields, whose key set (``_histogram``) and bins (``_bins``: digit keys, integer counts) are
+    checked exactly, and the hex ids and the minute, which must match exact patterns — a pattern search per bin
+    (or over a 64-digit hash, which that search backtracks through) would cost more than building the aggregate."""
+
+    def histogram(value: Any) -> Any:
+        return {"scheme": value.get("scheme")} if isinstance(value, dict) else value
+
+    probe = {key: value for key, value in record.items() if key not in _EXACT_PATTERNS}
+    for section in ("features", "outputs"):
+        if isinstance(probe.get(section), dict):
+            probe[section] = {name: histogram(value) for name, value in probe[section].items()}
+    if "latency_us" in probe:
+        probe["latency_us"] = histogram(probe["latency_us"])
+    return probe
 
 
 def _histogram(value: Any, field: str, keys: tuple[str, ...], schemes: tuple[str, ...]) -> dict[str, Any]:
@@ -158,7 +173,7 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
     """A checked copy of an aggregate record; ``TelemetryError`` naming the field otherwise (never its value)."""
     if not isinstance(record, dict):
         raise _fail("record", "is not an object", "a JSON object")
-    _scan(_without_bins(record), "")
+    _scan(_privacy_probe(record), "")
     unknown = sorted(set(record) - set(REQUIRED) - set(OPTIONAL))
     if unknown:
         raise _fail(unknown[0], "is not part of the aggregate schema", "only the fields of protocol.md")

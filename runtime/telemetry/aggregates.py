@@ -28,6 +28,7 @@ Dependency rule: numpy and the standard library only (this package ships to the 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import time
@@ -104,7 +105,7 @@ class AggregationPlan:
                 notes.append(f"{name}: no decile_edges in the profile; bins from its {source}")
         return cls(task, tuple(labels), tracks, tuple(notes))
 
-    @property
+    @functools.cached_property
     def bins_id(self) -> str:
         return fingerprint({name: track.edges for name, track in self.reference.items()})
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -213,6 +215,32 @@ def test_row_predictions_of_every_kind_are_aggregated() -> None:
         assert key in minute["outputs"]
         assert minute.get("labels", {"af": 1}) == {"af": 1}
         validate_aggregate(minute)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The shape of the windowed stream's ``WindowEvent`` the aggregator relies on (``kind``, ``start_s``, …)."""
+
+    kind: ClassVar[str] = "window"
+    start_s: float
+    result: ClassResult | None
+    quality_flags: tuple[str, ...] = ()
+    latency_us: float = 300.0
+    features: dict | None = None
+
+
+def test_windows_judged_are_records_and_unjudged_ones_are_counted_by_flag() -> None:
+    machine = MinuteAggregator(AggregateIdentity("cd" * 16, "eeg-1", "6" * 64, "fp32", "cpu", "multiclass"),
+                               AggregationPlan("multiclass", ("clean", "artifact")), origin_s=START,
+                               event_filter=EventFilter(("clean", "artifact")))
+    windows = [Window(0.0, ClassResult("clean", 0.9, {})), Window(2.0, ClassResult("artifact", 0.8, {})),
+               Window(4.0, None, ("flat_line",)), Window(62.0, ClassResult("clean", 0.9, {}))]
+    out = machine.add(windows)
+    (minute,) = out.aggregates
+    assert minute["records"] == 2 and minute["classes"] == {"clean": 1, "artifact": 1}
+    assert minute["no_result"] == {"count": 1, "quality_flags": {"flat_line": 1}}
+    assert [event.start_s for event, _ in out.individual] == [2.0]  # the non-reference class
+    assert validate_aggregate(minute) == minute
 
 
 def test_the_event_filter_keeps_positives_low_confidence_and_quality_changes() -> None:

@@ -1,0 +1,260 @@
+"""The latency objective, drift tests and alert rules on minute aggregates: the same verdicts as on raw records.
+
+Each function mirrors one of ``dashboard.monitoring.alerts`` / ``checks`` / ``fleet`` and reuses its thresholds,
+messages and decision code; only the window's numbers come from aggregates (``aggregate_window``):
+
+* latency: slow inferences are counted on the ``log10/64`` bins: exactly for an objective that is a bin edge
+  (every power of ten, e.g. the default 10 000 µs), else the straddling bin is split log-uniformly
+  (``slow_count``); percentiles within 1.8 % (``runtime.telemetry.histogram.quantile``);
+* drift: the window's histograms stand in for its values (``WindowSummary.compared``), then
+  ``drift.profile_drift`` runs unchanged: PSI and JS on the reference deciles are exact, KS and Wasserstein within
+  one sub-bin per value; the device-baseline split is at a minute boundary (the raw one is at a record);
+* quality and signal loss: sums of exact counts per minute.
+
+Windows are whole minutes (``aggregate_window.minute_window``); with ``now`` on a minute they are the raw windows.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from dashboard.monitoring.aggregate_window import (
+    PlanFor,
+    WindowSummary,
+    latest_bundle_minutes,
+    minute_window,
+    summary_of,
+)
+from dashboard.monitoring.alerts import (
+    CRITICAL,
+    DEFAULT_ALERT_CONFIG,
+    WARNING,
+    Alert,
+    AlertConfig,
+    drift_alert,
+    window_label,
+)
+from dashboard.monitoring.checks import DriftReport
+from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG, DriftConfig, empirical_profile, profile_drift
+from dashboard.monitoring.fleet import short_id
+from dashboard.monitoring.predictions import CLASSIFIERS, reference_outputs
+from runtime.telemetry.histogram import count_above, latency_edges, quantile
+
+
+def slow_count(summary: WindowSummary, objective_us: float) -> float:
+    """Inferences slower than ``objective_us``: exact when it is a bin edge, else the straddling bin split
+    log-uniformly (the surely/possibly bounds are ``histogram.count_above``)."""
+    edges, counts = latency_edges(), summary.latency.counts
+    surely, possibly = count_above(edges, counts, objective_us)
+    if surely == possibly:
+        return float(surely)
+    index = int(np.searchsorted(edges, objective_us, side="left"))
+    low = edges[index - 1] if index else max(summary.latency.low, 1e-9)
+    high = edges[index] if index < len(edges) else max(summary.latency.high, objective_us)
+    share = (math.log(high) - math.log(objective_us)) / (math.log(high) - math.log(low)) if high > low > 0 else 0.5
+    return surely + min(max(share, 0.0), 1.0) * (possibly - surely)
+
+
+def burn_rate(frame: pd.DataFrame, end: datetime, window: timedelta, config: AlertConfig) -> float | None:
+    """``alerts.burn_rate`` on aggregates: (slow share) / budget over the window; None under the minimum."""
+    summary = summary_of(minute_window(frame, end, window), tracks=False)
+    if summary.records < config.minimum_events:
+        return None
+    return slow_count(summary, config.latency_objective_us) / summary.records / config.error_budget
+
+
+def burn_rates(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> pd.DataFrame:
+    """``alerts.burn_rates`` on aggregates: per device, the burn rate over every rule window."""
+    rows = []
+    for device_id, group in frame.groupby("device_id"):
+        row: dict[str, object] = {"device_id": device_id}
+        for window in config.windows:
+            row[f"burn_{window_label(window)}"] = burn_rate(group, now, window, config)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
+    """``alerts.latency_alerts`` on aggregates (the fast rule only, when both fire)."""
+    alerts = []
+    for device_id, group in frame.groupby("device_id"):
+        for rule in config.rules:
+            long_rate = burn_rate(group, now, rule.long_window, config)
+            short_rate = burn_rate(group, now, rule.short_window, config)
+            if long_rate is None or short_rate is None:
+                continue
+            if long_rate >= rule.burn_rate and short_rate >= rule.burn_rate:
+                alerts.append(Alert(
+                    "latency SLO", rule.severity, str(device_id),
+                    f"{rule.name} burn ({rule.action}): error budget burning {long_rate:.1f}× over "
+                    f"{window_label(rule.long_window)} and {short_rate:.1f}× over {window_label(rule.short_window)} "
+                    f"(threshold {rule.burn_rate}×; SLO {config.slo_target:.0%} under "
+                    f"{config.latency_objective_us:,.0f} µs)",
+                    long_rate,
+                ))
+                break
+    return alerts
+
+
+def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
+    """``alerts.quality_alerts`` on aggregates: the share of records with any quality flag over the last hour."""
+    alerts = []
+    for device_id, group in minute_window(frame, now, config.quality_window).groupby("device_id"):
+        summary = summary_of(group, tracks=False)
+        if summary.records < config.quality_minimum_events:
+            continue
+        rate = summary.flagged / summary.records
+        if rate < config.quality_warn_rate:
+            continue
+        top = ", ".join(f"{flag} {count / summary.records:.0%}" for flag, count in summary.quality_flags.most_common(3))
+        severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
+        alerts.append(Alert(
+            "signal quality", severity, str(device_id),
+            f"{rate:.0%} of the last {window_label(config.quality_window)}'s records carry quality flags ({top})",
+            rate,
+        ))
+    return alerts
+
+
+def records_per_minute(frame: pd.DataFrame) -> pd.Series:
+    """Records per minute from the first to the last minute with records, empty minutes as 0."""
+    counts = frame.groupby("minute")["records"].sum()
+    counts = counts[counts > 0]
+    if counts.empty:
+        return counts
+    minutes = pd.date_range(counts.index.min(), counts.index.max(), freq="1min")
+    return counts.reindex(minutes, fill_value=0)
+
+
+def signal_loss_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
+    """``alerts.signal_loss_alerts`` on aggregates: minutes whose record count fell under a share of the median."""
+    alerts = []
+    for device_id, group in minute_window(frame, now, config.signal_loss_window).groupby("device_id"):
+        if int(group["records"].sum()) < config.quality_minimum_events:
+            continue
+        per_minute = records_per_minute(group).iloc[1:-1]  # edges are partial minutes
+        if len(per_minute) < 5 or per_minute.median() <= 0:
+            continue
+        low = per_minute[per_minute < config.signal_loss_share * per_minute.median()]
+        if len(low) < config.signal_loss_minutes:
+            continue
+        alerts.append(Alert(
+            "signal loss", WARNING, str(device_id),
+            f"beat rate below {config.signal_loss_share:.0%} of its median ({per_minute.median():.0f}/min) in "
+            f"{len(low)} minute(s) of the last {window_label(config.signal_loss_window)} — lead off or no signal",
+            float(len(low)),
+        ))
+    return alerts
+
+
+def bundle_drift(scope: str, frame: pd.DataFrame, bundle, plan_for: PlanFor,
+                 config: DriftConfig = DEFAULT_DRIFT_CONFIG) -> DriftReport:
+    """``checks.bundle_drift`` on aggregates of one bundle: the window against the bundle's reference profile."""
+    records = int(frame["records"].sum()) if len(frame) else 0
+    if frame.empty or records == 0:
+        return DriftReport(scope, bundle, 0, message="no telemetry in the drift window")
+    if bundle is None:
+        return DriftReport(scope, None, records, message=(
+            f"bundle {frame.iloc[-1]['bundle_id']} is not among the published bundles, so there is no reference "
+            "profile to compare with"))
+    if bundle.profile is None:
+        return DriftReport(scope, bundle, records, message=(
+            f"bundle {bundle.name} has no reference profile ({bundle.profile_problem}): drift cannot be measured"))
+    task = bundle.manifest.output.task.value
+    summary = summary_of(frame, plan_for)
+    compared = summary.compared()
+    profile = {**bundle.profile, "features": {**(bundle.profile.get("features") or {}),
+                                              **reference_outputs(bundle.profile, task)}}
+    results = profile_drift(profile, compared, _categories(summary, task), _confidences(summary, task), config)
+    return DriftReport(scope, bundle, records, tuple(results), compared=compared, profile=profile)
+
+
+def device_drift(frame: pd.DataFrame, catalog, now: datetime, plan_for: PlanFor,
+                 config: DriftConfig = DEFAULT_DRIFT_CONFIG) -> DriftReport:
+    """``checks.device_drift`` on one device's aggregates over ``config.window`` before ``now``."""
+    device_id = str(frame["device_id"].iloc[0]) if len(frame) else "—"
+    window = latest_bundle_minutes(frame, now, config.window)
+    last = window.iloc[-1] if len(window) else None
+    bundle = catalog.match(last["bundle_id"], last["bundle_sha256"]) if last is not None else None
+    return bundle_drift(device_id, window, bundle, plan_for, config)
+
+
+def device_baseline_drift(frame: pd.DataFrame, now: datetime, plan_for: PlanFor | None = None,
+                          config: DriftConfig = DEFAULT_DRIFT_CONFIG) -> DriftReport:
+    """``checks.device_baseline_drift`` on aggregates: the first ``baseline_fraction`` of the window's records
+    (rounded down to whole minutes) against the rest, Bonferroni-corrected as there."""
+    device_id = str(frame["device_id"].iloc[0]) if len(frame) else "—"
+    window = latest_bundle_minutes(frame, now, config.window).sort_values("minute", kind="stable")
+    total = int(window["records"].sum()) if len(window) else 0
+    per_minute = window.groupby("minute")["records"].sum()
+    baseline_minutes = per_minute.index[per_minute.cumsum() <= int(total * config.baseline_fraction)]
+    is_baseline = window["minute"].isin(baseline_minutes)
+    baseline, current = window[is_baseline], window[~is_baseline]
+    cut = int(baseline["records"].sum())
+    if cut < config.minimum_count or total - cut < config.minimum_count:
+        return DriftReport(device_id, None, total, message=(
+            f"{total} records: a baseline and a current window of {config.minimum_count} each are needed"))
+    task = str(window.iloc[-1]["task"])
+    before, after = summary_of(baseline, plan_for), summary_of(current, plan_for)
+    profile = empirical_profile(before.compared(), _categories(before, task), _confidences(before, task))
+    tests = len(profile["features"]) + 2
+    corrected = replace(config, p_value=config.p_value / tests, psi_warn=config.psi_alert)
+    compared = after.compared()
+    results = profile_drift(profile, compared, _categories(after, task), _confidences(after, task), corrected)
+    return DriftReport(device_id, None, total - cut, tuple(results), compared=compared, profile=profile)
+
+
+def _categories(summary: WindowSummary, task: str) -> list[str] | None:
+    if task not in CLASSIFIERS and task != "anomaly":
+        return None
+    return summary.categories()
+
+
+def _confidences(summary: WindowSummary, task: str) -> list[float]:
+    return summary.confidences() if task in CLASSIFIERS else []
+
+
+def fleet_alerts(
+    frame: pd.DataFrame,
+    now: datetime,
+    plan_for: PlanFor | None = None,
+    alert_config: AlertConfig = DEFAULT_ALERT_CONFIG,
+    drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG,
+) -> list[Alert]:
+    """``checks.fleet_alerts`` on aggregates: latency burn rates, drift per device, signal quality and loss."""
+    alerts = latency_alerts(frame, now, alert_config)
+    for device_id, group in frame.groupby("device_id"):
+        alert = drift_alert(str(device_id), device_baseline_drift(group, now, plan_for, drift_config).results)
+        if alert is not None:
+            alerts.append(alert)
+    alerts += quality_alerts(frame, now, alert_config)
+    alerts += signal_loss_alerts(frame, now, alert_config)
+    return alerts
+
+
+def latency_series(frame: pd.DataFrame, bucket: timedelta, start: datetime | None = None,
+                   end: datetime | None = None) -> pd.DataFrame:
+    """``fleet.latency_series`` on aggregates: per device and bucket, p50/p95 (within 1.8 %), count, per minute."""
+    columns = ["device_id", "device", "bucket", "p50_us", "p95_us", "inferences", "per_minute"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    width = pd.Timedelta(bucket)
+    rows = []
+    for (device_id, moment), group in frame.assign(bucket=frame["minute"].dt.floor(width)).groupby(
+            ["device_id", "bucket"]):
+        latency = summary_of(group, tracks=False).latency
+        if not latency.count:
+            continue
+        covered_from = max(moment, pd.Timestamp(start)) if start is not None else moment
+        covered_to = min(moment + width, pd.Timestamp(end)) if end is not None else moment + width
+        minutes = max((covered_to - covered_from).total_seconds() / 60, 1 / 60)
+        rows.append({"device_id": device_id, "device": short_id(str(device_id)), "bucket": moment,
+                     "p50_us": quantile(latency.edges, latency.counts, 0.5, latency.low, latency.high),
+                     "p95_us": quantile(latency.edges, latency.counts, 0.95, latency.low, latency.high),
+                     "inferences": latency.count, "per_minute": latency.count / minutes})
+    return pd.DataFrame(rows, columns=columns)
