@@ -54,19 +54,18 @@ def train_model(
     """Fit ``model`` on the train split, stop early on validation loss, return the history.
 
     The loss follows the splits' task: sparse categorical cross-entropy for a softmax over the classes
-    (multiclass), binary cross-entropy for one sigmoid (binary; labels 0/1). The best weights (lowest
-    validation loss) are restored before returning.
+    (multiclass), binary cross-entropy for one sigmoid (binary; labels 0/1), the mean squared error of the
+    reconstruction for an autoencoder (anomaly: the inputs are the targets, labels unused). The best weights
+    (lowest validation loss) are restored before returning.
     """
     import keras
 
     seed_everything(seed)
     num_classes = len(splits.class_names)
-    binary = splits.task is TaskKind.BINARY
-    model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
-        loss="binary_crossentropy" if binary else "sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
+    binary, anomaly = splits.task is TaskKind.BINARY, splits.task is TaskKind.ANOMALY
+    loss = "mse" if anomaly else "binary_crossentropy" if binary else "sparse_categorical_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate), loss=loss,
+                  metrics=[] if anomaly else ["accuracy"])
     stopper = keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=config.early_stopping_patience, restore_best_weights=True
     )
@@ -74,24 +73,30 @@ def train_model(
     if binary:  # a (batch, 1) sigmoid against float targets of the same shape
         train_labels, validation_labels = (np.asarray(labels, dtype=np.float32)[:, None]
                                            for labels in (train_labels, validation_labels))
+    if anomaly:  # an autoencoder reconstructs its inputs
+        train_labels, validation_labels = splits.train.inputs, splits.validation.inputs
+    weights = None
+    if config.balance_classes and not anomaly:
+        weights = class_weights(np.asarray(splits.train.labels, dtype=np.int64), num_classes)
     history = model.fit(
         splits.train.inputs,
         train_labels,
         validation_data=(splits.validation.inputs, validation_labels),
         epochs=config.epochs,
         batch_size=config.batch_size,
-        class_weight=class_weights(np.asarray(splits.train.labels, dtype=np.int64), num_classes)
-        if config.balance_classes else None,
+        class_weight=weights,
         shuffle=True,
         verbose=0,
         callbacks=[stopper, _progress_callback(config.epochs, progress)],
     )
     record = {key: [float(value) for value in values] for key, values in history.history.items()}
     best_epoch = int(np.argmin(record["val_loss"])) + 1
-    return {
+    summary = {
         "history": record,
         "epochs_run": len(record["loss"]),
         "best_epoch": best_epoch,
         "best_val_loss": float(np.min(record["val_loss"])),
-        "best_val_accuracy": float(record["val_accuracy"][best_epoch - 1]),
     }
+    if "val_accuracy" in record:
+        summary["best_val_accuracy"] = float(record["val_accuracy"][best_epoch - 1])
+    return summary

@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from exporters.heads import HeadKind
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
@@ -20,12 +21,16 @@ HISTORY_FILE = "history.json"
 
 
 def scenario_task(kind: TaskKind) -> dict:
-    """What a binary scenario's trained model is (the export reads it from the train artefact); a multiclass
-    scenario records none (``import_model.SCENARIO_TASK``: a softmax classifier)."""
+    """What a binary or anomaly scenario's trained model is (the export reads it from the train artefact); a
+    multiclass scenario records none (``import_model.SCENARIO_TASK``: a softmax classifier)."""
     if kind is TaskKind.BINARY:
         return {"kind": kind.value, "logits": False, "head": None, "reason": "a scenario's sigmoid classifier",
                 "output_activation": "sigmoid", "output_width": 1}
-    raise StageError(f"a scenario of task kind {kind.value}", expected="multiclass or binary",
+    if kind is TaskKind.ANOMALY:  # the export appends the reconstruction error: the device gets one score
+        return {"kind": kind.value, "logits": False, "head": HeadKind.RECONSTRUCTION_ERROR.value,
+                "reason": "a scenario's autoencoder: the device gets its reconstruction error per sample",
+                "output_activation": "linear", "output_width": None}
+    raise StageError(f"a scenario of task kind {kind.value}", expected="multiclass, binary or anomaly",
                      fix="train other kinds outside edgemed and build them with --model/--data")
 
 
