@@ -15,9 +15,11 @@ export PYTHONHASHSEED := 0
 # lives off developer machines: edgemed build --sign-key PATH.
 DEV_KEYS := .edgemed-keys/dev
 DEV_KEY := $(DEV_KEYS)/signing-key.pem
-# What `make build` ships: the real-data PVC detector and the breast-cancer classifier. The synthetic 4-class
-# ecg-arrhythmia scenario stays registered (tests, a synthetic test signal) but is built only when named.
-BUILD_SCENARIOS ?= ecg-pvc breast-cancer
+# What `make build` ships: the real-data PVC detector, the breast-cancer classifier and the EEG artefact detector
+# (edgemed scenarios lists them). Built only when named: the synthetic 4-class ecg-arrhythmia (tests, a synthetic
+# test signal), ppg-quality (one real motion episode in its test split) and vitals-anomaly (one labelled anomaly,
+# a nominal sample rate) — their reports say what was measured and why that is not enough to ship.
+BUILD_SCENARIOS ?= ecg-pvc breast-cancer eeg-artifact
 ECG_BUNDLE := bundles/ecg-pvc
 
 

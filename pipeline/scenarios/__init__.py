@@ -11,13 +11,11 @@ def _registry() -> dict[str, Scenario]:
     from pipeline.scenarios.ecg_arrhythmia.scenario import EcgArrhythmiaScenario
     from pipeline.scenarios.ecg_pvc.scenario import EcgPvcScenario
     from pipeline.scenarios.eeg_artifact.scenario import EegArtifactScenario
+    from pipeline.scenarios.ppg_quality.scenario import PpgQualityScenario
     from pipeline.scenarios.vitals_anomaly.scenario import vitals_anomaly_scenarios
 
-    scenarios: list[Scenario] = [EcgPvcScenario(), BreastCancerScenario(), EcgArrhythmiaScenario()]
-    scenarios.append(EegArtifactScenario())
-    scenarios += vitals_anomaly_scenarios()
-    from pipeline.scenarios.ppg_quality.scenario import PpgQualityScenario
-    scenarios.append(PpgQualityScenario())
+    scenarios: list[Scenario] = [EcgPvcScenario(), BreastCancerScenario(), EcgArrhythmiaScenario(),
+                                 EegArtifactScenario(), PpgQualityScenario(), *vitals_anomaly_scenarios()]
     return {scenario.name: scenario for scenario in scenarios}
 
 
