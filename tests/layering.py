@@ -38,10 +38,13 @@ ALLOWED: dict[str, frozenset[str]] = {
                                      "pipeline.clinical", "pipeline.config", "pipeline.training",
                                      "pipeline.scenarios", "pipeline.build", "pipeline.validation"}),
     "pipeline.fleet": frozenset({"runtime", "pipeline.errors", "pipeline.validation"}),
+    # Archive validation on Ray Data: the device runtime per recording, the build's EC57 scoring and gate floors.
+    "pipeline.archive": frozenset({"runtime", "pipeline.errors", "pipeline.clinical", "pipeline.validation"}),
     # The composition root: every room, and the only one that may import the dashboard.
     "pipeline.cli": frozenset({"runtime", "exporters", "dashboard", "pipeline.errors", "pipeline.splits",
                                "pipeline.clinical", "pipeline.config", "pipeline.training", "pipeline.scenarios",
-                               "pipeline.build", "pipeline.validation", "pipeline.benchmark", "pipeline.fleet"}),
+                               "pipeline.build", "pipeline.validation", "pipeline.benchmark", "pipeline.fleet",
+                               "pipeline.archive"}),
 }
 # Third-party packages a room may import besides the standard library; None = no limit.
 THIRD_PARTY: dict[str, frozenset[str] | None] = {

@@ -13,6 +13,7 @@ import ``dashboard`` (the layering test enforces it). Usage errors exit 2, failu
 | ``monitor`` | collector, dashboard |
 | ``simulate`` | simulate |
 | ``keys`` | keys generate |
+| ``archive`` | make-archive, validate-archive, bench-archive |
 | ``postgres`` | postgres start, stop, status, url (the project's own PostgreSQL server) |
 """
 
@@ -30,6 +31,7 @@ def main() -> None:
 
 
 def _register_commands() -> None:
+    from pipeline.cli.archive import ARCHIVE_COMMANDS
     from pipeline.cli.bench import bench_command, bench_stream_command
     from pipeline.cli.build import BUILD_COMMANDS, list_scenarios
     from pipeline.cli.inspect import inspect_command
@@ -42,7 +44,7 @@ def _register_commands() -> None:
 
     for command in (*BUILD_COMMANDS, list_scenarios, inspect_command, bench_command, bench_stream_command, run_command,
                     real_ecg_command, export_record_command, collector_command, dashboard_command, simulate_command,
-                    keys_command, postgres_command):
+                    keys_command, postgres_command, *ARCHIVE_COMMANDS):
         main.add_command(command)
 
 

@@ -1,0 +1,151 @@
+"""Archive validation on Ray Data in local mode: a tiny archive of real MIT-BIH excerpts and one corrupt file.
+
+Ray starts once for the module (two CPUs, no dashboard); ``validate_archive`` finds it running and uses it. The
+bundle is the hand-built PVC bundle of the runtime tests (linear, unsigned): the figures are not the point, the
+agreement with the build's own recording validation is.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from pipeline.archive import read_archive
+from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
+from pipeline.archive.run import REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME, ArchiveRunConfig, validate_archive
+from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig
+from pipeline.cli import main
+from pipeline.scenarios.ecg_pvc.mitdb import excerpt, load_records
+from pipeline.validation.ec57 import METRICS, Ec57Config
+from pipeline.validation.recordings import AnnotatedRecording, RecordingValidationConfig, validate_bundle
+from tests.runtime.pvc_bundle import build_pvc_bundle
+
+ray = pytest.importorskip("ray")
+
+UNSIGNED = TrustSettings(allow_unsigned=True)
+RECORDING = RecordingValidationConfig(ec57=Ec57Config(replicates=200), healthy=False)
+CONFIG = ArchiveRunConfig(workers=2, worker=WorkerConfig(recording=RECORDING))
+EXCERPTS = (("119", 0.0), ("119", 300.0), ("200", 0.0), ("106", 600.0))  # PVC-rich records, 60 s each
+SECONDS = 60.0
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+             object_store_memory=128 * 1024**2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def excerpts():
+    records = {record.record_id: record for record in load_records(sorted({name for name, _ in EXCERPTS}))}
+    return {f"mitdb-{name}-{int(start):04d}": excerpt(records[name], SECONDS, start) for name, start in EXCERPTS}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory, excerpts):
+    root = tmp_path_factory.mktemp("archive")
+    bundle = build_pvc_bundle(root / "bundle")
+    recordings = [ArchiveRecording(name, part.signal_mv, part.sample_rate_hz, part.beat_indices,
+                                   ["V" if is_v else "non-V" for is_v in part.is_pvc.tolist()], group=part.record_id)
+                  for name, part in excerpts.items()]
+    write_archive(root / "archive", recordings, "four MIT-BIH minutes and a truncated file", corrupt=1)
+    return root, bundle
+
+
+@pytest.fixture(scope="module")
+def outcome(local_ray, workspace):
+    root, bundle = workspace
+    return validate_archive(bundle, read_archive(root / "archive"), root / "out", UNSIGNED, CONFIG)
+
+
+def test_the_corrupt_file_is_listed_and_every_other_recording_runs(outcome):
+    report = outcome.report
+    assert report["totals"]["recordings"] == 5 and report["totals"]["succeeded"] == 4
+    assert report["totals"]["annotated"] == 4
+    assert report["totals"]["signal_s"] == pytest.approx(4 * SECONDS)
+    (failure,) = report["failed"]
+    assert failure["name"] == f"corrupt-00-{Corruption.TRUNCATED_NPY.value}"
+    assert failure["error_type"] == "InputError" and "header claims" in failure["error"]
+    ran = [row for row in outcome.rows if row["status"] == "ok"]
+    assert all(row["beats"] > 50 and row["stream_s"] > 0 and row["inference_s"] > 0 for row in ran)
+    assert sum(report["run"]["rows_per_worker"].values()) == 5
+
+
+def test_parquet_has_one_row_per_file_in_index_order(outcome, workspace):
+    root, _ = workspace
+    table = pq.read_table(root / "out" / RESULTS_NAME)
+    assert table.schema.equals(RESULT_SCHEMA)
+    assert table.num_rows == 5
+    assert table.column("name").to_pylist() == [entry.name for entry in read_archive(root / "archive").entries]
+    assert table.column("status").to_pylist() == ["ok"] * 4 + ["failed"]
+    report = json.loads((root / "out" / REPORT_JSON).read_text())
+    assert report["results"]["rows"] == 5 and report["failed"][0]["name"].startswith("corrupt-00")
+    markdown = (root / "out" / REPORT_MARKDOWN).read_text()
+    assert "corrupt-00-truncated-npy" in markdown and "QRS Se" in markdown
+    assert sorted(path.name for path in (root / "out").iterdir()) == [REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME]
+
+
+def test_ec57_figures_equal_the_build_recording_validation(outcome, workspace, excerpts):
+    """The same recordings run directly through pipeline.validation.recordings give the same counts and figures."""
+    _, bundle = workspace
+    recordings = [AnnotatedRecording(name, part.signal_mv, part.sample_rate_hz, part.beat_indices / part.sample_rate_hz,
+                                     part.is_pvc.copy()) for name, part in excerpts.items()]
+    direct = validate_bundle(bundle, recordings, RECORDING)
+    archived = outcome.report["validation"]
+    assert archived["per_record"] == direct["per_record"]
+    assert archived["gross"] == direct["gross"]
+    assert archived["intervals"] == direct["intervals"]
+    assert archived["gross"]["v_true_positives"] > 0  # there were PVCs to find
+    rows = {row["name"]: row for row in outcome.rows}
+    for record in direct["per_record"]:
+        assert {name: rows[record["record"]][name] for name in METRICS} == {name: record[name] for name in METRICS}
+    assert {group["record"] for group in archived["groups"]} == {"106", "119", "200"}
+    assert archived["floors"]["numbers"]["floors"]["healthy_false_pvc_rate"]["passed"] is None
+
+
+def test_the_command_runs_on_ray_and_writes_its_outputs(local_ray, workspace):
+    root, bundle = workspace
+    result = CliRunner().invoke(main, ["validate-archive", str(bundle), "--archive", str(root / "archive"),
+                                       "--output", str(root / "cli-out"), "--allow-unsigned", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "4/5 recordings ran" in result.output and "FAILED corrupt-00-truncated-npy" in result.output
+    assert (root / "cli-out" / RESULTS_NAME).is_file() and (root / "cli-out" / REPORT_MARKDOWN).is_file()
+
+
+def test_refusals_exit_1_before_ray_and_bad_options_exit_2(tmp_path, workspace):
+    root, bundle = workspace
+    runner = CliRunner()
+    missing = runner.invoke(main, ["validate-archive", str(bundle), "--archive", str(tmp_path / "none"),
+                                   "--allow-unsigned"])
+    assert missing.exit_code == 1 and "does not exist" in missing.output and "Fix:" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = runner.invoke(main, ["validate-archive", str(bundle), "--archive", str(tmp_path / "empty"),
+                                 "--allow-unsigned"])
+    assert empty.exit_code == 1 and "holds no recording" in empty.output
+    unsigned = runner.invoke(main, ["validate-archive", str(bundle), "--archive", str(root / "archive")])
+    assert unsigned.exit_code == 1 and "Expected:" in unsigned.output  # no trust store, no allowance: refused
+    no_bundle = runner.invoke(main, ["validate-archive", str(tmp_path / "no-bundle"), "--archive",
+                                     str(root / "archive"), "--allow-unsigned"])
+    assert no_bundle.exit_code == 1
+    zero = runner.invoke(main, ["validate-archive", str(bundle), "--archive", str(root / "archive"), "--workers", "0"])
+    assert zero.exit_code == 2
+
+
+def test_make_archive_writes_annotated_excerpts_and_corrupt_files(tmp_path):
+    result = CliRunner().invoke(main, ["make-archive", "--output", str(tmp_path / "made"), "--recordings", "3",
+                                       "--seconds", "20", "--records", "119", "--corrupt", "2"])
+    assert result.exit_code == 0, result.output
+    archive = read_archive(tmp_path / "made")
+    assert [entry.name for entry in archive.entries] == ["mitdb-119-000", "mitdb-119-001", "mitdb-119-002",
+                                                         "corrupt-00-truncated-npy", "corrupt-01-text-csv"]
+    assert archive.entries[0].group == "119 (test)" and "do not overlap" in archive.source["note"]
+    assert np.load(archive.entries[0].file).shape == (20 * 360,)
+    again = CliRunner().invoke(main, ["make-archive", "--output", str(tmp_path / "made")])
+    assert again.exit_code == 2 and "already exists" in again.output
