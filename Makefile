@@ -91,15 +91,22 @@ postgres: setup
 	$(POSTGRES) start --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)
 
 # `make dashboard` with the collector and the dashboard on that PostgreSQL server (stopped again on exit; the
-# data stays in .postgres/).
+# data stays in .postgres/). First a fleet of FLEET_DEVICES simulated devices (aggregates telemetry, the real bundle
+# on every device's own stream, FLEET_PROCESSES worker processes, an accelerated clock: FLEET_MINUTES of signal as
+# fast as the machine goes) sends to the collector (two worker processes). The outboxes stay in .fleet-outboxes:
+# a device's sequences continue from one run to the next, as the protocol needs.
+FLEET_DEVICES ?= 1000
+FLEET_MINUTES ?= 10
+FLEET_PROCESSES ?= 4
 dashboard-pg: build postgres
 	$(EDGEMED) build ecg-pvc --seed 1 --bundles .rollout-bundles --sign-key $(DEV_KEY)
 	database_url=$$($(POSTGRES) url --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)); \
-	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database-url "$$database_url" & collector=$$!; \
+	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database-url "$$database_url" --workers 2 & collector=$$!; \
 	trap 'kill $$collector; $(POSTGRES) stop --folder $(POSTGRES_FOLDER)' EXIT INT TERM; \
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
-	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) \
-		--rollout-bundle .rollout-bundles/ecg-pvc --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
+	$(EDGEMED) simulate --devices $(FLEET_DEVICES) --minutes $(FLEET_MINUTES) --processes $(FLEET_PROCESSES) \
+		--collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) --rollout-bundle .rollout-bundles/ecg-pvc \
+		--outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database-url "$$database_url" --latency-objective-us 300
 
 scenarios: setup

@@ -22,7 +22,7 @@ from pathlib import Path
 from runtime.errors import EdgemedError
 from runtime.events import JsonLinesWriter, QualityEvent
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
-from runtime.runner import DEFAULT_OUTBOX, RunOptions, run
+from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, run
 from runtime.trust import TrustPolicy
 from runtime.windows import WindowFlag
 
@@ -46,6 +46,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device-id", default=None, help="pseudonymous device id (hex), needed for telemetry")
     parser.add_argument("--telemetry-url", default=None, help="upload telemetry records to this URL")
     parser.add_argument("--telemetry-outbox", type=Path, default=None, help="telemetry outbox path")
+    parser.add_argument("--telemetry-mode", choices=[mode.value for mode in TelemetryMode],
+                        default=TelemetryMode.AGGREGATES.value,
+                        help="aggregates: per-minute aggregates plus the events the filter keeps (default); "
+                        "records: one record per inference")
+    parser.add_argument("--event-filter", type=_filter_rules, default=None,
+                        help="aggregates mode: comma-separated rules that also send an event on its own "
+                        "(positive, low_confidence, alarm, unjudged, quality_change; default: all; 'none': none)")
+    parser.add_argument("--positive-labels", type=_labels, default=None,
+                        help="aggregates mode: labels the positive rule sends (default: every label but the first)")
     parser.add_argument("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name")
     parser.add_argument("--threads", type=_non_negative, default=0, help="onnxruntime threads (0 = all cores)")
     parser.add_argument("--trust-store", type=Path, default=None, help="folder of trusted public keys (*.pem)")
@@ -63,6 +72,32 @@ def _sample_rate(text: str) -> float:
         return check_sample_rate(float(text), "--sample-rate", SIGNAL_RATE_RANGE_HZ)
     except (ValueError, InputError) as error:
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_filter_rules(text: str) -> tuple[str, ...]:
+    """The event-filter rules in a comma-separated list ('none': no rule); ``ValueError`` naming the allowed ones."""
+    from runtime.telemetry.event_filter import FilterRule  # telemetry is imported only when it is asked for
+
+    rules = tuple(item.strip() for item in text.split(",") if item.strip())
+    if rules == ("none",):
+        return ()
+    allowed = [rule.value for rule in FilterRule]
+    unknown = [rule for rule in rules if rule not in allowed]
+    if unknown or not rules:
+        raise ValueError(f"'{text}' is not a list of event-filter rules; expected some of {', '.join(allowed)} "
+                         "(comma-separated), or none")
+    return rules
+
+
+def _filter_rules(text: str) -> tuple[str, ...]:
+    try:
+        return parse_filter_rules(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _labels(text: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def _non_negative(text: str) -> int:
@@ -155,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
         telemetry_outbox=arguments.telemetry_outbox,
         provider=arguments.provider,
         threads=arguments.threads,
+        telemetry_mode=TelemetryMode(arguments.telemetry_mode),
+        event_filter_rules=arguments.event_filter,
+        positive_labels=arguments.positive_labels,
     )
     try:
         trust = TrustPolicy.from_options(arguments.trust_store, arguments.allow_unsigned, arguments.version_state)

@@ -12,11 +12,21 @@ contract and the input, and yields events as they become final:
   residual, RR features): signal ``.csv``/``.npy``/``.h5`` → the ECG stream's ``BeatEvent``/``QualityEvent``
   (multiclass and binary bundles; other kinds take pre-cut windows as ``.npz``).
 
-The contract picks the stream, never the file name. Telemetry (one record per classified beat, judged
-window or row event, never raw signals) is written to an outbox and uploaded only when asked for;
-``runtime.telemetry`` is imported only then, so the runtime works without it. A beat the stream did not
-classify (quality flags, ``warming_up``) or a window it did not judge (quality flags) has no result to send
-and is not recorded.
+The contract picks the stream, never the file name. Telemetry (never raw signals) is written to an outbox and
+uploaded only when asked for; ``runtime.telemetry`` is imported only then, so the runtime works without it. Two
+modes (``TelemetryMode``, protocol.md):
+
+* ``aggregates`` (the default): every event of the stream — beats classified or not, quality stretches, windows,
+  rows — is counted in a per-minute aggregate of the stream's clock (schema 3, ``MinuteAggregator``), and only the
+  events the event filter keeps (positives, low confidence, alarms, unjudged rows, quality changes) are also sent
+  as schema-2 records. Each closed minute is committed together with its own per-event records in one outbox
+  transaction, so ``kill -9`` loses at most the open minute;
+* ``records``: one schema-2 record per classified beat, judged window or row event (committed every 64). A beat
+  the stream did not classify (quality flags, ``warming_up``) or a window it did not judge has no result to send
+  and is not recorded.
+
+The stream's clock: a file's recording is taken to end when the run starts (``RunOptions.stream_start_s``
+overrides its start), so its beats carry past times; table rows carry the wall clock.
 """
 
 from __future__ import annotations
@@ -24,9 +34,11 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +64,11 @@ class TelemetryUnavailableError(EdgemedError):
     """Telemetry was requested but cannot run: no device id, or ``runtime.telemetry`` cannot be imported."""
 
 
+class TelemetryMode(StrEnum):
+    AGGREGATES = "aggregates"  # per-minute aggregates + the filtered per-event records (schema 3 + 2)
+    RECORDS = "records"  # one schema-2 record per inference
+
+
 @dataclass(frozen=True)
 class RunOptions:
     sample_rate_hz: float | None = None  # overrides the file's rate; needed for .npy and signal .csv
@@ -65,74 +82,206 @@ class RunOptions:
     stream: StreamConfig = field(default_factory=lambda: RECORDING_CONFIG)
     window_stream: WindowStreamConfig = field(default_factory=lambda: RECORDING_WINDOW_CONFIG)  # signal_window
     trust: TrustPolicy | None = None  # keys the bundle must be signed by; None trusts nothing (runtime.trust)
+    telemetry_mode: TelemetryMode = TelemetryMode.AGGREGATES  # what telemetry sends (protocol.md)
+    event_filter_rules: tuple[str, ...] | None = None  # aggregates mode: rules of filter v1 (FilterRule); None = all
+    positive_labels: tuple[str, ...] | None = None  # labels the "positive" rule sends; None = all but the first
+    stream_start_s: float | None = None  # epoch seconds of the recording's first sample; None = it ended at start
 
 
-COMMIT_EVERY = 64  # telemetry records per outbox transaction (one beat batch)
+COMMIT_EVERY = 64  # telemetry records per outbox transaction (one beat batch); events per aggregator hand-over
+
+
+def _import_telemetry(module: str, names: str):
+    """``runtime.telemetry.<module>``, or ``TelemetryUnavailableError`` saying telemetry cannot run."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"runtime.telemetry.{module}")
+    except ImportError as error:
+        raise TelemetryUnavailableError(
+            f"telemetry was requested but runtime.telemetry.{module} cannot be imported ({error})",
+            expected=f"the runtime.telemetry package ({names}) installed with the runtime",
+            fix="install the complete runtime, or run without --telemetry-url/--telemetry-outbox",
+        ) from error
 
 
 class TelemetrySink:
-    """One outbox record per inference event; uploads when a URL is configured."""
+    """The telemetry of one stream on one bundle, into an outbox; uploads when a URL is configured.
 
-    def __init__(self, bundle: Bundle, outbox_path: Path, device_id: str | None, url: str | None) -> None:
+    ``mode`` ``records``: ``record(event)`` queues one schema-2 record per inference event, committed every
+    ``COMMIT_EVERY``. ``aggregates``: ``add(event)`` takes every event of the stream; every ``COMMIT_EVERY`` they go
+    to a ``MinuteAggregator`` (``begin`` sets the stream's clock), and each minute it closes is appended together
+    with the per-event records the event filter kept in it, in one durable transaction. ``finish`` ends the stream
+    (its last minute), ``upload`` finishes and sends. The class keeps ``records`` as its default for callers that
+    feed it inference events one by one; ``run`` uses ``RunOptions.telemetry_mode`` (``aggregates``).
+    """
+
+    def __init__(self, bundle: Bundle, outbox_path, device_id: str | None, url: str | None, *,
+                 mode: TelemetryMode | str = TelemetryMode.RECORDS, event_filter_rules: Sequence[str] | None = None,
+                 positive_labels: Sequence[str] | None = None) -> None:
+        """``outbox_path``: the outbox file, or an open ``Outbox`` to share (a device switching bundles)."""
         if not device_id:
             raise TelemetryUnavailableError(
                 "telemetry was requested without a device id",
                 expected="the device's pseudonymous id (lowercase hex from pseudonymous_device_id)",
                 fix="pass --device-id",
             )
-        try:
-            from runtime.telemetry.outbox import Outbox
-        except ImportError as error:
-            raise TelemetryUnavailableError(
-                f"telemetry was requested but runtime.telemetry cannot be imported ({error})",
-                expected="the runtime.telemetry package (Outbox, Uploader) installed with the runtime",
-                fix="install the complete runtime, or run without --telemetry-url/--telemetry-outbox",
-            ) from error
+        outbox_module = _import_telemetry("outbox", "Outbox, Uploader")
         self.bundle = bundle
         self.url = url
-        self.outbox = Outbox(Path(outbox_path), device_id)
-        self.count = 0
-        self.buffer: list[dict] = []
+        self.device_id = device_id
+        self.mode = TelemetryMode(mode)
+        self.outbox = outbox_path if isinstance(outbox_path, outbox_module.Outbox) else outbox_module.Outbox(
+            Path(outbox_path), device_id)
+        self.count = 0  # records appended (aggregates mode: per-event records and aggregates)
+        self.events = 0  # events handed to the aggregator (aggregates mode)
+        self.aggregates = 0  # minute aggregates appended (aggregates mode)
+        self.buffer: list = []  # records (records mode) or events (aggregates mode) not yet handed on
+        self._times: list[float | None] = []  # aggregates mode: each buffered event's epoch seconds, if given
+        self._filter_options = (event_filter_rules, positive_labels)
+        self._aggregator = None
+        self._individual: list[tuple[float, dict]] = []  # (epoch s, schema-2 record) waiting for their minute
 
-    def record(self, event: BeatEvent | RowPrediction | WindowEvent) -> None:
-        """Queue one record; they are committed together every ``COMMIT_EVERY`` records (one fsync each).
+    # -- records mode ----------------------------------------------------------------------------------------
+
+    def record(self, event: BeatEvent | RowPrediction | WindowEvent, time_s: float | None = None) -> None:
+        """Records mode: queue one record (stamped ``time_s``, epoch seconds, or now), committed with the others
+        every ``COMMIT_EVERY`` (one fsync each); in aggregates mode the event goes to the aggregator (``add``).
 
         A crash loses at most the uncommitted records, which are younger than the stream's own
         in-memory state that a crash loses anyway.
         """
+        if self.mode is TelemetryMode.AGGREGATES:
+            self.add(event, time_s)
+            return
         self.count += 1
-        self.buffer.append(telemetry_record(self.bundle, event))
+        self.buffer.append(telemetry_record(self.bundle, event, time_s))
         if len(self.buffer) >= COMMIT_EVERY:
             self.commit()
 
+    # -- aggregates mode -------------------------------------------------------------------------------------
+
+    def begin(self, origin_s: float | None = None, plan=None) -> None:
+        """Aggregates mode: start the aggregator with stream time 0 at ``origin_s`` (epoch seconds; None: now), on
+        ``plan`` (an ``AggregationPlan``; default: from the bundle's reference profile)."""
+        if self.mode is not TelemetryMode.AGGREGATES or self._aggregator is not None:
+            return
+        aggregates = _import_telemetry("aggregates", "MinuteAggregator")
+        filtering = _import_telemetry("event_filter", "EventFilter")
+        rules, positives = self._filter_options
+        config = filtering.EventFilterConfig(
+            rules=tuple(filtering.FilterRule(rule) for rule in rules) if rules is not None else filtering.ALL_RULES,
+            positive_labels=tuple(positives) if positives is not None else None)
+        labels = self.bundle.labels
+        if plan is None:
+            plan = aggregates.AggregationPlan.from_profile(self.bundle.reference_profile(),
+                                                           self.bundle.output.task.value, labels)
+            for note in plan.notes:
+                logger.info("telemetry aggregates: %s", note)
+        self._aggregator = aggregates.MinuteAggregator(
+            aggregates.AggregateIdentity.of(self.bundle, self.device_id), plan, origin_s=origin_s,
+            event_filter=filtering.EventFilter(labels, config))
+
+    def add(self, event: Event, time_s: float | None = None) -> None:
+        """Aggregates mode: take one event of the stream (any kind), at ``time_s`` (epoch seconds; default: the
+        stream's clock, ``begin``'s origin plus the event's own time; give every event a time or none); handed over
+        every ``COMMIT_EVERY``. Records mode: an event with a result is ``record``-ed, the others are left out."""
+        if self.mode is TelemetryMode.RECORDS:
+            if _has_result(event):
+                self.record(event, time_s)
+            return
+        self.buffer.append(event)
+        self._times.append(time_s)
+        if len(self.buffer) >= COMMIT_EVERY:
+            self.commit()
+
+    def add_many(self, events: Sequence[Event], times_s: Sequence[float] | None = None) -> None:
+        """``add`` for several events (and their epoch seconds, when the caller's clock is not the stream's)."""
+        if self.mode is TelemetryMode.RECORDS:
+            for event, moment in zip(events, times_s if times_s is not None else [None] * len(events), strict=True):
+                self.add(event, moment)
+            return
+        self.buffer.extend(events)
+        self._times.extend(times_s if times_s is not None else [None] * len(events))
+        if len(self.buffer) >= COMMIT_EVERY:
+            self.commit()
+
+    def advance(self, now_s: float) -> None:
+        """Aggregates mode: close the open minute if the stream's clock (epoch seconds) has passed it (lead-off:
+        no events arrive, minutes still end)."""
+        self.commit()
+        if self._aggregator is not None:
+            self._append_minutes(self._aggregator.advance(now_s))
+
+    def _hand_over(self) -> None:
+        events, self.buffer = self.buffer, []
+        times, self._times = self._times, []
+        if self._aggregator is None:
+            self.begin()
+        self.events += len(events)
+        out = self._aggregator.add(events, times if None not in times else None)  # else: the stream's clock
+        bundle = self.bundle
+        self._individual.extend((moment, telemetry_record(bundle, event, time_s=moment))
+                                for event, moment in out.individual)
+        self._append_minutes(out.aggregates)
+
+    def _append_minutes(self, minutes: list[dict], last: bool = False) -> None:
+        """Append the closed minutes, each after the per-event records kept in it (and any late ones before it), in
+        one durable transaction: a minute is in the outbox whole, with its records, or not at all."""
+        rows: list[dict] = []
+        for aggregate in minutes:
+            end_s = datetime.fromisoformat(aggregate["minute"]).timestamp() + aggregate["seconds"]
+            rows += [record for moment, record in self._individual if moment < end_s]
+            self._individual = [(moment, record) for moment, record in self._individual if moment >= end_s]
+            rows.append(aggregate)
+        if last:  # events after the last minute's end: none while the stream's clock runs forward
+            rows += [record for _, record in self._individual]
+            self._individual = []
+        if rows:
+            self.outbox.append_many(rows)
+            self.count += len(rows)
+            self.aggregates += len(minutes)
+
+    # -- both modes ------------------------------------------------------------------------------------------
+
     def commit(self) -> None:
-        if self.buffer:
+        """Records mode: append the queued records. Aggregates mode: hand the queued events to the aggregator and
+        append the minutes it closed (the open minute stays in memory)."""
+        if not self.buffer:
+            return
+        if self.mode is TelemetryMode.AGGREGATES:
+            self._hand_over()
+        else:
             self.outbox.append_many(self.buffer)
             self.buffer = []
 
-    def upload(self) -> int:
+    def finish(self) -> None:
+        """End of the stream: commit everything, in aggregates mode the open minute too."""
         self.commit()
+        if self._aggregator is not None:
+            self._append_minutes(self._aggregator.flush(), last=True)
+
+    def upload(self) -> int:
+        self.finish()
         if not self.url:
             return 0
-        try:
-            from runtime.telemetry.uploader import Uploader
-        except ImportError as error:
-            raise TelemetryUnavailableError(
-                f"runtime.telemetry.uploader cannot be imported ({error})",
-                expected="the runtime.telemetry package",
-                fix="install the complete runtime",
-            ) from error
-        sent = Uploader(self.outbox, self.url).upload_pending()
+        uploader = _import_telemetry("uploader", "Uploader")
+        sent = uploader.Uploader(self.outbox, self.url).upload_pending()
         logger.info("telemetry: %d records recorded, %d uploaded to %s", self.count, sent, self.url)
         return sent
 
+    def close(self) -> None:
+        self.outbox.close()
 
-def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction | WindowEvent) -> dict:
+
+def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction | WindowEvent, time_s: float | None = None
+                     ) -> dict:
     """The telemetry dict (schema 2) for one inference event: identifiers of the bundle, never of the patient.
 
     ``result`` is the task kind's result, or None for a row the model could not judge (its quality flags say
     why); features that are not finite are left out. A window event's record is a row event's: its task, its
-    result, its (empty) flags, the summary features of its model input.
+    result, its (empty) flags, the summary features of its model input. ``time_s`` is the event's moment in
+    epoch seconds (the stream's clock; default: now).
     """
     if isinstance(event, BeatEvent):
         task = bundle.output.task.value
@@ -142,7 +291,7 @@ def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction | WindowEv
         task = event.task
         result = event.result.to_telemetry() if event.result is not None else None
     return {
-        "time": datetime.now(UTC).isoformat(),
+        "time": (datetime.now(UTC) if time_s is None else datetime.fromtimestamp(time_s, UTC)).isoformat(),
         "bundle_id": bundle.bundle_id,
         "bundle_sha256": bundle.manifest_sha256,
         "variant": bundle.variant,
@@ -159,18 +308,25 @@ def run(bundle_path: Path | str, input_path: Path | str, options: RunOptions = R
     """Verify the bundle, read the input, and return an iterator over the events."""
     bundle = load_bundle(bundle_path, options.provider, options.threads, trust=options.trust)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
-    sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url) if outbox else None
-    events = _events(bundle, Path(input_path), options, with_features=sink is not None)
+    sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url, mode=options.telemetry_mode,
+                         event_filter_rules=options.event_filter_rules,
+                         positive_labels=options.positive_labels) if outbox else None
+    started_s = time.time()
+    events, duration_s = _events(bundle, Path(input_path), options, with_features=sink is not None)
+    if sink is not None:
+        start = options.stream_start_s
+        sink.begin(start if start is not None else started_s - (duration_s or 0.0))
     return _with_telemetry(events, sink)
 
 
 def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iterator[Event]:
+    if sink is None:
+        yield from events
+        return
     for event in events:
-        if sink is not None and _has_result(event):
-            sink.record(event)
+        sink.add(event)  # aggregates: every event, beats without a class and quality stretches too; records: results
         yield event
-    if sink is not None:
-        sink.upload()
+    sink.upload()
 
 
 def _has_result(event: Event) -> bool:
@@ -179,10 +335,12 @@ def _has_result(event: Event) -> bool:
         isinstance(event, WindowEvent) and event.judged)
 
 
-def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool) -> Iterator[Event]:
-    """The runner the bundle's contract and the input file call for."""
+def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool
+            ) -> tuple[Iterator[Event], float | None]:
+    """The runner the bundle's contract and the input file call for, and the recording's length in seconds (None
+    for rows)."""
     if path.suffix.lower() == ".npz":
-        return predict_npz(bundle, path, with_features=with_features)
+        return predict_npz(bundle, path, with_features=with_features), None
     if any(spec.is_signal_window for spec in bundle.inputs):
         return _window_events(bundle, path, options, with_features)
     stream_config = dataclasses.replace(options.stream, summary_features=with_features)
@@ -197,7 +355,7 @@ def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool
             fix="numpy.savez(path, " + ", ".join(f"{name}=…" for name in names) + ") and pass that file",
         )
     if bundle.feature_kind is FeatureKind.TABULAR:
-        return _tabular_events(bundle, path, with_features)
+        return _tabular_events(bundle, path, with_features), None
     return _waveform_events(bundle, path, options, stream_config)
 
 
@@ -213,7 +371,8 @@ def _tabular_events(bundle: Bundle, path: Path, with_features: bool) -> Iterator
     return predict_csv(bundle, path, with_features=with_features)
 
 
-def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: StreamConfig) -> Iterator[Event]:
+def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: StreamConfig
+                     ) -> tuple[Iterator[Event], float]:
     recording = read_signal(path, options.sample_rate_hz, options.channel)
     stream = EcgStream(bundle, recording.sample_rate_hz, config=config, adc_range=recording.adc_range)
     logger.info(
@@ -223,10 +382,12 @@ def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: St
         recording.sample_rate_hz,
         stream.rate,
     )
-    return _stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz)))
+    return (_stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz))),
+            recording.samples.size / recording.sample_rate_hz)
 
 
-def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool) -> Iterator[Event]:
+def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool
+                   ) -> tuple[Iterator[Event], float]:
     """The windowed stream on every channel the model takes (``--channel`` picks one for a one-channel model)."""
     spec = window_input(bundle)
     if spec.channels == 1:
@@ -243,7 +404,8 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
     logger.info("%s: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples", recording.source,
                 len(recording.samples) / recording.sample_rate_hz, recording.sample_rate_hz, stream.rate,
                 stream.window, stream.hop)
-    return _stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz)))
+    return (_stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz))),
+            len(recording.samples) / recording.sample_rate_hz)
 
 
 def _stream_events(stream: EcgStream | WindowStream, samples: np.ndarray, chunk: int) -> Iterator[Event]:

@@ -4,7 +4,8 @@
 anything is written. ``interface`` is the storage interface (``TelemetryStore``) that the collector and the
 dashboard use; ``store`` implements it on SQLite (WAL, the embedded default) and ``postgres_store`` on
 PostgreSQL, both with the schema of ``migrations``; ``backends.open_store`` picks one from a path or a
-``postgresql://`` URL. ``aggregates`` defines per-minute aggregates and their hourly rollups;
+``postgresql://`` URL. ``aggregates`` defines per-minute aggregates and their hourly rollups (folded in the insert's
+transaction, or queued and folded by the collector's ``RollupJob``: ``RollupMode``);
 ``postgres_server`` runs the project's own PostgreSQL for development and tests.
 The protocol is described in ``runtime/telemetry/protocol.md``.
 """
@@ -14,6 +15,7 @@ from dashboard.collector.backends import open_store
 from dashboard.collector.interface import (
     AggregateReceipt,
     Receipt,
+    RollupMode,
     StoreRefusedError,
     StoreSchemaError,
     StoreUnavailableError,
@@ -30,6 +32,7 @@ __all__ = [
     "CollectorLimits",
     "PostgresStore",
     "Receipt",
+    "RollupMode",
     "SqliteStore",
     "StoreRefusedError",
     "StoreSchemaError",

@@ -32,8 +32,10 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from runtime.telemetry.records import TelemetryError, is_pseudonymous_device_id, utc_timestamp
+from runtime.telemetry.aggregate_schema import fold_aggregates, merge_aggregates
+from runtime.telemetry.records import AGGREGATE_KIND, TelemetryError, is_pseudonymous_device_id, utc_timestamp
 
+_logger = logging.getLogger(__name__)
 AGGREGATE_FIELDS = ("device_id", "bundle_id", "minute", "record_id", "payload")
 ROLLUP_FIELDS = ("device_id", "bundle_id", "hour", "aggregates", "payload")
 _CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")  # as runtime's bundle ids
@@ -65,6 +67,12 @@ def parse_minute(value: object, field: str = "minute") -> datetime:
 def check_aggregate(aggregate: Any) -> dict[str, Any]:
     """A normalised copy of ``aggregate`` (``minute`` as canonical UTC text), or ``TelemetryError`` naming the
     field."""
+    return checked_with_text(aggregate)[0]
+
+
+def checked_with_text(aggregate: Any) -> tuple[dict[str, Any], str]:
+    """``check_aggregate`` and the payload as canonical JSON text (sorted keys, no spaces): what a store writes,
+    encoded once (an aggregate's payload is several kilobytes)."""
     if not isinstance(aggregate, Mapping):
         raise _fail("aggregate", f"is {type(aggregate).__name__}, not an object", "a JSON object")
     unknown = sorted(set(aggregate) - set(AGGREGATE_FIELDS))
@@ -82,7 +90,7 @@ def check_aggregate(aggregate: Any) -> dict[str, Any]:
     if not isinstance(payload, Mapping):
         raise _fail("payload", "is not an object", "a JSON object of counts and sums")
     try:
-        json.dumps(payload, allow_nan=False)
+        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError):
         raise _fail("payload", "is not finite JSON", "JSON values with finite numbers") from None
     return {
@@ -91,7 +99,7 @@ def check_aggregate(aggregate: Any) -> dict[str, Any]:
         "minute": utc_timestamp(parse_minute(aggregate["minute"])),
         "record_id": aggregate["record_id"],
         "payload": dict(payload),
-    }
+    }, text
 
 
 def hour_of(minute: str | datetime) -> str:
@@ -146,20 +154,56 @@ def merge_payloads(total: Mapping[str, Any], addition: Mapping[str, Any]) -> dic
     return merge_values(dict(total), dict(addition))
 
 
+def merge_device_aggregates(total: Mapping[str, Any], addition: Mapping[str, Any]) -> dict[str, Any]:
+    """The collector's ``Merge``: two schema-3 payloads (``kind: "aggregate"``) by the device format's own
+    ``runtime.telemetry.aggregate_schema.merge_aggregates``; anything else, or two aggregates it refuses to merge
+    (other bins or bundle sha under one bundle id: a bundle rebuilt without a new id), by the generic rule, with a
+    warning, so a rollup never fails the batch that brought its minute."""
+    if total.get("kind") == addition.get("kind") == AGGREGATE_KIND:
+        try:
+            return merge_aggregates(total, addition)
+        except (TelemetryError, KeyError, TypeError, ValueError) as error:
+            _logger.warning("rolled up two aggregates of %s by the generic rule: %s", total.get("bundle_id"),
+                            getattr(error, "what", error))
+    return merge_payloads(total, addition)
+
+
+def _fold_device_aggregates(payloads: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """``merge_device_aggregates`` over several payloads at once: schema-3 aggregates by the runtime's one-pass
+    ``fold_aggregates`` (the same result as merging them pairwise), anything else pair by pair."""
+    if all(payload.get("kind") == AGGREGATE_KIND for payload in payloads):
+        try:
+            return fold_aggregates(payloads)
+        except (TelemetryError, KeyError, TypeError, ValueError):
+            pass  # the pairwise merge below warns and falls back to the generic rule where it must
+    return functools.reduce(merge_device_aggregates, payloads)
+
+
+merge_device_aggregates.many = _fold_device_aggregates  # fold_rollups folds a rollup's new minutes in one pass
+
+
 def fold_rollups(aggregates: Iterable[Mapping[str, Any]], merge: Merge = merge_payloads,
                  start: Mapping[RollupKey, tuple[int, dict[str, Any]]] | None = None,
                  ) -> dict[RollupKey, tuple[int, dict[str, Any]]]:
     """(aggregates merged, payload) per rollup key: ``start`` (stored rollups) plus ``aggregates``, merged in
-    (minute, record_id) order."""
-    rollups = dict(start or {})
+    (minute, record_id) order (a ``merge`` with a ``many`` attribute folds each key's payloads in one call)."""
+    groups: dict[RollupKey, list[Mapping[str, Any]]] = {}
     for aggregate in sorted(aggregates, key=lambda item: (item["minute"], item["device_id"], item["bundle_id"],
                                                           item.get("record_id", ""))):
         key = (aggregate["device_id"], hour_of(aggregate["minute"]), aggregate["bundle_id"])
-        if key in rollups:
-            count, payload = rollups[key]
-            rollups[key] = (count + 1, merge(payload, aggregate["payload"]))
+        groups.setdefault(key, []).append(aggregate["payload"])
+    rollups = dict(start or {})
+    many = getattr(merge, "many", None)
+    for key, payloads in groups.items():
+        count, stored = rollups.get(key, (0, None))
+        parts = payloads if stored is None else [stored, *payloads]
+        if len(parts) == 1:
+            folded = dict(parts[0])  # merges build new objects: nothing is shared mutably
+        elif many is not None:
+            folded = many(parts)
         else:
-            rollups[key] = (1, copy.deepcopy(dict(aggregate["payload"])))
+            folded = functools.reduce(merge, parts)
+        rollups[key] = (count + len(payloads), folded)
     return rollups
 
 

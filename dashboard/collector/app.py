@@ -3,15 +3,24 @@
 ``POST /v1/telemetry`` takes the envelope described in ``runtime/telemetry/protocol.md``,
 checks all of it before writing anything, stores it in one transaction and answers
 ``{"acknowledged": [...], "duplicates": n}``; a resend of stored records is acknowledged again
-without storing them twice. When the store cannot be reached or written (its PostgreSQL server is down, the
-SQLite file is locked past its timeout) the answer is HTTP 503 ``{"detail", "retry": true}`` with a
-``Retry-After`` header: never an acknowledgement, so the device keeps its outbox and retries with backoff.
+without storing them twice. Schema-3 envelopes hold per-minute aggregates: each is stored once per ``record_id``
+(``TelemetryStore.insert_aggregates``; a second aggregate of the same minute under another id, a restarted stream,
+is kept beside it) and acknowledged by its sequence, like a record. When the store cannot be reached or written
+(its PostgreSQL server is down, the SQLite file is locked past its timeout) the answer is HTTP 503
+``{"detail", "retry": true}`` with a ``Retry-After`` header: never an acknowledgement, so the device keeps its
+outbox and retries with backoff.
 ``GET /v1/health`` answers ``{"status": "ok"}``.
+
+``serve`` opens its store with deferred rollups: an upload stores its aggregates and queues them, and the collector's
+``RollupJob`` folds the queue into the hourly rollups every few seconds, in batches, off the request path (the
+merge of a minute's histograms is the costliest part of storing it).
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from pathlib import Path
 
 import uvicorn
@@ -19,17 +28,32 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from dashboard.collector.aggregates import merge_device_aggregates
 from dashboard.collector.backends import open_store
-from dashboard.collector.interface import StoreRefusedError, StoreUnavailableError, TelemetryStore
-from dashboard.collector.schema import BatchError, CollectorLimits, parse_batch
+from dashboard.collector.interface import (
+    DEFAULT_ROLLUP_BATCH,
+    Receipt,
+    RollupMode,
+    StoreRefusedError,
+    StoreUnavailableError,
+    TelemetryStore,
+)
+from dashboard.collector.schema import Batch, BatchError, CollectorLimits, parse_batch
 from dashboard.collector.vocabulary import BundleVocabularies
-from dashboard.data.settings import DEFAULT_BUNDLES, DEFAULT_DATABASE, DatabaseUrl
-from runtime.telemetry.records import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS
+from dashboard.data.settings import (
+    DEFAULT_BUNDLES,
+    DEFAULT_DATABASE,
+    DatabaseUrl,
+    database_environment_value,
+    parse_database,
+)
+from runtime.telemetry.records import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, TelemetryError
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8787  # unprivileged and unassigned; the collector binds loopback unless told otherwise
 RETRY_AFTER_S = 30  # what a 503 suggests; devices back off exponentially on their own (runtime Backoff)
+ROLLUP_INTERVAL_S = 5.0  # how often the collector folds queued aggregates into rollups (deferred rollups)
 
 
 def _refusal(error: BatchError) -> JSONResponse:
@@ -50,6 +74,67 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
+def aggregate_rows(batch: Batch) -> list[dict]:
+    """The store's aggregate rows (``dashboard.collector.aggregates.AGGREGATE_FIELDS``) of a schema-3 batch: the
+    whole checked aggregate, ``sequence`` included, is the payload."""
+    return [{"device_id": record["device_id"], "bundle_id": record["bundle_id"], "minute": record["minute"],
+             "record_id": record["record_id"], "payload": record} for record in batch.records]
+
+
+def _store_batch(store: TelemetryStore, batch: Batch) -> Receipt:
+    """Store a checked batch; the receipt acknowledges sequences (for aggregates: those whose record_id is stored,
+    which after one transaction is every one of the batch)."""
+    if not batch.aggregates:
+        return store.insert_batch(batch.device_id, batch.records, batch.dropped)
+    stored = store.insert_aggregates(aggregate_rows(batch), device_id=batch.device_id, dropped=batch.dropped)
+    kept = set(stored.acknowledged)
+    return Receipt(sorted(record["sequence"] for record in batch.records if record["record_id"] in kept),
+                   stored.duplicates)
+
+
+class RollupJob:
+    """The collector's background job for a store with deferred rollups: every ``ROLLUP_INTERVAL_S`` it folds the
+    queued aggregates into their hourly rollups (batch after batch until the queue is empty), off the request path.
+    A store that cannot be reached is retried at the next interval; nothing is lost (the queue is in the store)."""
+
+    def __init__(self, store: TelemetryStore, interval_s: float | None = None) -> None:
+        self.store = store
+        self.interval_s = ROLLUP_INTERVAL_S if interval_s is None else interval_s
+        self.folded = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="edgemed-rollups", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def run_once(self) -> int:
+        """Fold everything queued now; how many aggregates."""
+        folded = 0
+        while not self._stop.is_set():
+            taken = self.store.roll_up_pending()
+            folded += taken
+            if taken < DEFAULT_ROLLUP_BATCH:
+                break
+        self.folded += folded
+        return folded
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                folded = self.run_once()
+            except (StoreUnavailableError, TelemetryError) as error:
+                logger.warning("rollup job: %s; retrying in %g s", error.what, self.interval_s)
+                continue
+            if folded:
+                logger.debug("rollup job: folded %d aggregates into their hourly rollups", folded)
+
+
 def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
                vocabularies: BundleVocabularies | None = None) -> FastAPI:
     """The collector's ASGI app, writing to ``store``; records keep to ``vocabularies`` (default: none known)."""
@@ -57,6 +142,10 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     vocabularies = vocabularies or BundleVocabularies()
     app = FastAPI(title="edgemed telemetry collector", version=str(SCHEMA_VERSION))
     app.state.store = store
+    if getattr(store, "rollup_mode", None) is RollupMode.DEFERRED:
+        job = RollupJob(store)
+        app.router.on_startup.append(job.start)
+        app.router.on_shutdown.append(job.stop)
 
     @app.post("/v1/telemetry")
     async def receive_telemetry(request: Request) -> JSONResponse:
@@ -70,7 +159,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
             return _refusal(error)
         try:
-            receipt = await run_in_threadpool(store.insert_batch, batch.device_id, batch.records, batch.dropped)
+            receipt = await run_in_threadpool(_store_batch, store, batch)
         except StoreUnavailableError as error:
             logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
             return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
@@ -99,20 +188,46 @@ def build_server(
     return uvicorn.Server(config)
 
 
+# How ``serve`` hands its settings to worker processes (uvicorn imports ``app_from_environment`` in each).
+DATABASE_VARIABLE = "EDGEMED_COLLECTOR_DATABASE"
+BUNDLES_VARIABLE = "EDGEMED_COLLECTOR_BUNDLES"
+
+
+def app_from_environment() -> FastAPI:
+    """The collector app of one worker process of ``serve(workers=N)``: its own store (and connection pool) on the
+    location in ``$EDGEMED_COLLECTOR_DATABASE``, closed when the worker stops."""
+    store = open_store(os.environ[DATABASE_VARIABLE], merge=merge_device_aggregates, rollups=RollupMode.DEFERRED)
+    app = create_app(store, vocabularies=BundleVocabularies(os.environ.get(BUNDLES_VARIABLE, str(DEFAULT_BUNDLES))))
+    app.router.on_shutdown.append(store.close)
+    return app
+
+
 def serve(
     host: str = "127.0.0.1",
     port: int = DEFAULT_PORT,
     database: Path | str | DatabaseUrl = DEFAULT_DATABASE,
     log_level: str = "info",
     bundles: Path | str = DEFAULT_BUNDLES,
+    workers: int = 1,
 ) -> None:
     """Run the collector until interrupted, storing into ``database`` (a SQLite file or a PostgreSQL URL, migrated
     on start); records of the bundles published under ``bundles`` must keep to their labels and reference-profile
     features. A store that cannot be opened, or whose schema is newer than this code, raises before serving
-    (``StoreUnavailableError``, ``StoreSchemaError``)."""
-    store = open_store(database)
+    (``StoreUnavailableError``, ``StoreSchemaError``).
+
+    ``workers`` > 1 runs that many processes on the one port (uvicorn's workers), each with its own store: checking
+    and encoding an upload is Python work that one process does on one core at a time. Every write is idempotent
+    and each batch is one transaction, so the workers need no coordination."""
+    store = open_store(database, merge=merge_device_aggregates, rollups=RollupMode.DEFERRED)
     try:
-        logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s", host, port, store.location)
-        build_server(create_app(store, vocabularies=BundleVocabularies(bundles)), host, port, log_level).run()
+        logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s (%d worker%s)", host, port,
+                    store.location, workers, "" if workers == 1 else "s")
+        if workers == 1:
+            build_server(create_app(store, vocabularies=BundleVocabularies(bundles)), host, port, log_level).run()
+            return
     finally:
-        store.close()
+        store.close()  # migrated; each worker opens its own
+    os.environ[DATABASE_VARIABLE] = database_environment_value(parse_database(database))
+    os.environ[BUNDLES_VARIABLE] = str(Path(bundles).resolve())
+    uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
+                log_level=log_level, access_log=False)

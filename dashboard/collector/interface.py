@@ -13,7 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any, Protocol
 
 from dashboard.collector.migrations import HEAD
@@ -29,6 +30,16 @@ DEVICE_COLUMNS = (  # the keys of each ``TelemetryStore.devices`` row, in order
     "device_id", "dropped", "first_received_at", "last_received_at", "records", "last_sequence", "first_time",
     "last_time",
 )
+
+
+class RollupMode(StrEnum):
+    """When a store folds new aggregates into their hourly rollups."""
+
+    INLINE = "inline"  # in the insert's own transaction: rollups are current when insert_aggregates returns
+    DEFERRED = "deferred"  # queued in the insert's transaction, folded by roll_up_pending (the collector's job)
+
+
+DEFAULT_ROLLUP_BATCH = 2_000  # aggregates one roll_up_pending call folds in one transaction
 
 
 class StoreUnavailableError(TelemetryError):
@@ -103,9 +114,24 @@ class TelemetryStore(Protocol):
         """How many records are stored."""
         ...
 
-    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]]) -> AggregateReceipt:
+    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]], *, device_id: str | None = None,
+                          dropped: int | None = None) -> AggregateReceipt:
         """Store aggregates (``aggregates.check_aggregate``) in one transaction, once per (device, minute, bundle,
-        record_id), and fold the new ones into their hourly rollups in the same transaction."""
+        record_id), and fold the new ones into their hourly rollups in the same transaction (``RollupMode.INLINE``)
+        or queue them for ``roll_up_pending`` (``DEFERRED``). With ``device_id`` (a
+        device's upload, every aggregate its own) the device's row in ``devices`` is kept as for records in the
+        same transaction: ``dropped`` (the largest seen), received times, the last sequence (a payload's
+        ``sequence``) and first/last time (the start and end of its minutes); ``records`` counts per-event records
+        only."""
+        ...
+
+    def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
+        """Deferred rollups: fold up to ``limit`` queued aggregates into their rollups, removing them from the queue
+        in the same transaction (each folded exactly once); how many were taken (0: nothing pending)."""
+        ...
+
+    def pending_rollups(self) -> int:
+        """How many stored aggregates wait for their rollup (0 for an inline store)."""
         ...
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
@@ -160,6 +186,23 @@ def checked_rows(device_id: str, records: Sequence[Mapping[str, Any]]) -> list[t
                                  expected="records checked by parse_batch",
                                  fix="validate the batch before storing it") from None
     return rows
+
+
+def aggregate_device_row(device_id: str, aggregates: Sequence[Mapping[str, Any]], dropped: int | None
+                         ) -> tuple[int, int | None, datetime | None, datetime | None]:
+    """(dropped, last sequence, first minute start, last minute end) of a device's newly stored aggregates (checked
+    by ``check_aggregate``), for its ``devices`` row; ``StoreRefusedError`` when one belongs to another device."""
+    if any(aggregate["device_id"] != device_id for aggregate in aggregates):
+        raise StoreRefusedError("an aggregate's device_id differs from the device's upload",
+                                expected="aggregates checked by dashboard.collector.schema.parse_batch",
+                                fix="send each device's aggregates under its own id")
+    sequences = [aggregate["payload"].get("sequence") for aggregate in aggregates]
+    sequences = [sequence for sequence in sequences if type(sequence) is int]
+    starts = [datetime.fromisoformat(aggregate["minute"]) for aggregate in aggregates]
+    spans = [aggregate["payload"].get("seconds") for aggregate in aggregates]
+    ends = [start + timedelta(seconds=span if type(span) is int and span > 0 else 60)
+            for start, span in zip(starts, spans, strict=True)]
+    return (dropped or 0, max(sequences, default=None), min(starts, default=None), max(ends, default=None))
 
 
 def aware(moment: datetime | str, name: str = "since") -> datetime:

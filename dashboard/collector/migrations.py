@@ -1,8 +1,9 @@
 """The telemetry store's schema as numbered migrations, one list for both backends.
 
 Version N means the same tables on SQLite and on PostgreSQL; each migration carries its statements in both
-dialects (SQLite keeps times as canonical ISO-8601 text, PostgreSQL as ``timestamptz``; PostgreSQL payloads are
-``jsonb`` and ids compare byte-wise under ``COLLATE "C"``, as SQLite's text does). A store applies the pending
+dialects (SQLite keeps times as canonical ISO-8601 text, PostgreSQL as ``timestamptz``; PostgreSQL record payloads
+are ``jsonb``, aggregate and rollup payloads ``json`` text (migration 4), and ids compare byte-wise under
+``COLLATE "C"``, as SQLite's text does). A store applies the pending
 migrations in order inside one locked transaction and records each in ``schema_version``; a store already at
 the head is left untouched, and one at a version newer than ``HEAD`` is refused (``StoreSchemaError``).
 
@@ -119,6 +120,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             'bundle_id text COLLATE "C" NOT NULL, aggregates integer NOT NULL, payload jsonb NOT NULL, '
             "updated_at timestamptz NOT NULL, PRIMARY KEY (device_id, hour, bundle_id))",
             "CREATE INDEX aggregate_rollups_by_hour ON aggregate_rollups (hour)",
+        ),
+    ),
+    Migration(
+        4,
+        "the queue of aggregates not yet folded into their hourly rollups (a store that rolls up in the background); "
+        "PostgreSQL: aggregate and rollup payloads as json text, TOAST-compressed with lz4 where the server has it",
+        sqlite=(
+            "CREATE TABLE rollup_queue (device_id TEXT NOT NULL, minute TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "record_id TEXT NOT NULL, PRIMARY KEY (device_id, minute, bundle_id, record_id))",
+        ),
+        postgres=(
+            'CREATE TABLE rollup_queue (device_id text COLLATE "C" NOT NULL, minute timestamptz NOT NULL, '
+            'bundle_id text COLLATE "C" NOT NULL, record_id text COLLATE "C" NOT NULL, '
+            "PRIMARY KEY (device_id, minute, bundle_id, record_id))",
+            # The store writes canonical JSON text and reads whole payloads back: jsonb's binary tree (built from
+            # every one of a minute aggregate's ~700 values) costs the server more than the rest of an insert.
+            "ALTER TABLE aggregates ALTER COLUMN payload TYPE json USING payload::json",
+            "ALTER TABLE aggregate_rollups ALTER COLUMN payload TYPE json USING payload::json",
+            # A minute aggregate is ~7 kB of JSON, past the 2 kB TOAST threshold: pglz (the default) costs several
+            # times lz4's CPU on every insert. A server built without lz4 keeps pglz (the block only notes it).
+            "DO $$ BEGIN "
+            "ALTER TABLE aggregates ALTER COLUMN payload SET COMPRESSION lz4; "
+            "ALTER TABLE aggregate_rollups ALTER COLUMN payload SET COMPRESSION lz4; "
+            "EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN "
+            "RAISE NOTICE 'lz4 is not available on this server: aggregates stay pglz-compressed'; END $$",
         ),
     ),
 )

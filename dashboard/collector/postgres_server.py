@@ -220,7 +220,9 @@ class PostgresServer:
         with (self.data / "postgresql.conf").open("a") as configuration:
             configuration.write("\n# edgemed: this machine only; the socket beside the data\n"
                                 "listen_addresses = '127.0.0.1'\n"
-                                f"unix_socket_directories = '{self.data}'\n")
+                                f"unix_socket_directories = '{self.data}'\n"
+                                "# telemetry is write-heavy: fewer checkpoints, so fewer full-page images in the WAL\n"
+                                "max_wal_size = '2GB'\n")
         descriptor = os.open(self.passfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as passfile:  # this process's user reads it (libpq insists on 0600)
             passfile.write(f"127.0.0.1:*:*:{self.role}:{password}\n")

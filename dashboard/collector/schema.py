@@ -1,21 +1,26 @@
-"""The upload envelope (telemetry schema versions 1 and 2) and its checks, before anything is stored.
+"""The upload envelope (telemetry schema versions 1, 2 and 3) and its checks, before anything is stored.
 
-A batch is accepted or refused whole: ``parse_batch`` checks the envelope and every record
-(through ``runtime.telemetry.records.validate_record``, under the envelope's schema version) and raises
-``BatchError`` with the HTTP status, the record index and the field at the first problem. Reasons name
-fields, never values. Schema 1 batches (older devices: a class and its confidence) are still accepted
-and stored as sent; schema 2 records carry their task kind and its result.
+A batch is accepted or refused whole: ``parse_batch`` checks the envelope and every record (through
+``runtime.telemetry.records.validate_record`` for per-event records, ``aggregate_schema.validate_aggregate`` for
+schema-3 aggregates, under the envelope's schema version and the bundle's vocabulary) and raises ``BatchError``
+with the HTTP status, the record index and the field at the first problem. Reasons name fields, never values.
+Schema 1 batches (older devices: a class and its confidence) are still accepted and stored as sent; schema 2
+records carry their task kind and its result; schema 3 envelopes carry per-minute aggregates only. A version
+this collector does not know is refused with 422 naming the version sent and the ones accepted.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from runtime.telemetry.aggregate_schema import validate_aggregate
 from runtime.telemetry.records import (
+    AGGREGATE_SCHEMA_VERSION,
     SUPPORTED_SCHEMA_VERSIONS,
     TelemetryError,
     Vocabulary,
@@ -43,6 +48,12 @@ class Batch:
     device_id: str
     dropped: int  # the device's cumulative count of records dropped because its outbox was full
     records: tuple[dict[str, Any], ...]
+    schema_version: int = 2  # the envelope's: 1 and 2 per-event records, 3 aggregates
+
+    @property
+    def aggregates(self) -> bool:
+        """Whether the records are schema-3 minute aggregates (stored by ``insert_aggregates``)."""
+        return self.schema_version == AGGREGATE_SCHEMA_VERSION
 
 
 class BatchError(TelemetryError):
@@ -58,10 +69,24 @@ def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_values(document: Any, limits: CollectorLimits) -> None:
+# A number the fast path cannot vouch for: 19+ digits in a row (an integer may pass ±(2⁶³−1); a float may carry
+# more digits than a float holds) or an exponent of 3+ digits (a float may overflow to ±inf), each followed by what
+# may follow a number in JSON. Text inside strings that looks like that (a hex id) only sends the body down the
+# exact path.
+_SUSPECT_NUMBER = re.compile(rb"\d{19}(?=[\d.eE,}\]\s])|[eE][-+]?\d{3,}(?=[,}\]\s])")
+
+
+def _check_values(document: Any, limits: CollectorLimits, body: bytes | None = None) -> None:
     """``BatchError`` for nesting deeper than ``max_depth`` (400), an integer outside SQLite's range or a number
     that overflows to ±inf (422). Iterative: no recursion however the body nests (the JSON parser itself
-    refuses nesting beyond Python's recursion limit with ``RecursionError``, answered 400)."""
+    refuses nesting beyond Python's recursion limit with ``RecursionError``, answered 400).
+
+    With the raw ``body``, the numbers are checked on it at C speed (``_SUSPECT_NUMBER``): a body without a long
+    digit run or a long exponent holds no integer or float out of range, and only the nesting is walked (its
+    containers; a leaf costs one type test). Otherwise every value is checked."""
+    if body is not None and _SUSPECT_NUMBER.search(body) is None:
+        _check_depth(document, limits.max_depth)
+        return
     pending = [(document, 1)]
     while pending:
         value, depth = pending.pop()
@@ -75,6 +100,18 @@ def _check_values(document: Any, limits: CollectorLimits) -> None:
             raise BatchError(422, f"the body holds an integer beyond ±{limits.max_integer}")
         elif isinstance(value, float) and not math.isfinite(value):
             raise BatchError(422, "the body holds a number too large for a float")
+
+
+def _check_depth(document: Any, max_depth: int) -> None:
+    """``BatchError(400)`` when containers nest deeper than ``max_depth`` (the document itself is level 1)."""
+    pending = [(document, 1)] if type(document) in (dict, list) else []
+    while pending:
+        value, depth = pending.pop()
+        if depth > max_depth:
+            raise BatchError(400, f"the body nests JSON deeper than {max_depth} levels")
+        for item in value.values() if type(value) is dict else value:
+            if type(item) is dict or type(item) is list:
+                pending.append((item, depth + 1))
 
 
 def parse_batch(body: bytes, limits: CollectorLimits | None = None,
@@ -91,7 +128,10 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
         envelope = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise BatchError(400, f"the body is not valid UTF-8 JSON ({type(error).__name__})") from None
-    _check_values(envelope, limits)
+    aggregates = isinstance(envelope, dict) and type(envelope.get("schema_version")) is int and envelope[
+        "schema_version"] == AGGREGATE_SCHEMA_VERSION
+    if not aggregates:  # an aggregate bounds its own numbers and shapes (validate_aggregate): no generic walk
+        _check_values(envelope, limits, body)
     if not isinstance(envelope, dict):
         raise BatchError(400, f"the body is a JSON {type(envelope).__name__}, not an object")
     unknown = sorted(set(envelope) - set(ENVELOPE_FIELDS))
@@ -103,20 +143,22 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     version = envelope["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         accepted = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        raise BatchError(422, f"schema_version is not supported; this collector accepts {accepted}",
-                         field="schema_version")
+        sent = json.dumps(version)[:20]  # as the device sent it: 4, "2", true
+        raise BatchError(422, f"schema_version {sent} is not supported; this collector accepts {accepted} "
+                         f"(newest {max(SUPPORTED_SCHEMA_VERSIONS)}): upgrade the collector, or send a version it "
+                         "accepts", field="schema_version")
     device_id = envelope["device_id"]
     if not is_pseudonymous_device_id(device_id):
         raise BatchError(422, "device_id is not a pseudonymous id (16-64 lowercase hex)", field="device_id")
     dropped = envelope["dropped"]
-    if isinstance(dropped, bool) or not isinstance(dropped, int) or dropped < 0:
-        raise BatchError(422, "dropped is not an integer ≥ 0", field="dropped")
+    if isinstance(dropped, bool) or not isinstance(dropped, int) or not 0 <= dropped <= limits.max_integer:
+        raise BatchError(422, f"dropped is not an integer from 0 to {limits.max_integer}", field="dropped")
     records = envelope["records"]
     if not isinstance(records, list):
         raise BatchError(422, "records is not a list", field="records")
     if len(records) > limits.max_records:
         raise BatchError(413, f"the batch has {len(records)} records, over the {limits.max_records}-record limit")
-    return Batch(device_id, dropped, _checked_records(records, device_id, version, vocabularies))
+    return Batch(device_id, dropped, _checked_records(records, device_id, version, vocabularies), version)
 
 
 def _checked_records(records: list[Any], device_id: str, version: int,
@@ -126,7 +168,10 @@ def _checked_records(records: list[Any], device_id: str, version: int,
     for index, record in enumerate(records):
         try:
             vocabulary = vocabularies(record) if vocabularies is not None else Vocabulary()
-            valid = validate_record(record, sequence_required=True, schema_version=version, vocabulary=vocabulary)
+            if version == AGGREGATE_SCHEMA_VERSION:
+                valid = validate_aggregate(record, sequence_required=True, vocabulary=vocabulary)
+            else:
+                valid = validate_record(record, sequence_required=True, schema_version=version, vocabulary=vocabulary)
         except TelemetryError as error:
             raise BatchError(422, f"record {index}: {error}", index=index, field=error.field) from None
         if valid["device_id"] != device_id:

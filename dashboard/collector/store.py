@@ -29,7 +29,7 @@ from typing import Any
 
 from dashboard.collector.aggregates import (
     Merge,
-    check_aggregate,
+    checked_with_text,
     fold_rollups,
     hour_of,
     hour_window,
@@ -37,14 +37,17 @@ from dashboard.collector.aggregates import (
     warn_changed,
 )
 from dashboard.collector.interface import (
+    DEFAULT_ROLLUP_BATCH,
     DEVICE_COLUMNS,
     RECORD_COLUMNS,
     AggregateReceipt,
     Receipt,
+    RollupMode,
     StoreRefusedError,
     StoreSchemaError,
     StoreUnavailableError,
     TelemetryStore,
+    aggregate_device_row,
     aware,
     canonical_json,
     check_version,
@@ -82,6 +85,7 @@ _DEVICE_UPSERT = (
     "coalesce(excluded.first_time, devices.first_time)), "
     "last_time = max(coalesce(devices.last_time, excluded.last_time), coalesce(excluded.last_time, devices.last_time))"
 )
+_AGGREGATE_KEY = ("device_id", "minute", "bundle_id", "record_id")
 _ROLLUP_UPSERT = (
     "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, updated_at) "
     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET "
@@ -126,11 +130,13 @@ class _ReadOnlyConnections:
 class SqliteStore:
     """``TelemetryStore`` in one SQLite file (WAL); safe to share between threads and processes."""
 
-    def __init__(self, path: Path | str, *, read_only: bool = False, merge: Merge = merge_payloads) -> None:
+    def __init__(self, path: Path | str, *, read_only: bool = False, merge: Merge = merge_payloads,
+                 rollups: RollupMode | str = RollupMode.INLINE) -> None:
         self.path = Path(path)
         self.location = str(self.path)
         self.read_only = read_only
         self._merge = merge  # how aggregates fold into rollups
+        self.rollup_mode = RollupMode(rollups)  # inline: in the insert's transaction; deferred: roll_up_pending
         self._write_lock = threading.Lock()  # one writer per process; other processes wait in SQLite
         if read_only and not self.path.is_file():
             raise StoreUnavailableError(f"no telemetry database at {self.path}",
@@ -273,15 +279,18 @@ class SqliteStore:
 
     # -- aggregates --------------------------------------------------------------------------------------------
 
-    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]]) -> AggregateReceipt:
-        checked = [check_aggregate(aggregate) for aggregate in aggregates]
+    def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]], *, device_id: str | None = None,
+                          dropped: int | None = None) -> AggregateReceipt:
+        encoded = [checked_with_text(aggregate) for aggregate in aggregates]
+        checked = [aggregate for aggregate, _ in encoded]
+        if device_id is not None:
+            aggregate_device_row(device_id, checked, dropped)  # every aggregate the device's
         received_at = utc_timestamp()
         new: list[dict[str, Any]] = []
         changed: list[str] = []  # resent record_ids whose payload differs: one WARNING per batch
         with self._write() as connection:
-            for aggregate in checked:
+            for aggregate, payload in encoded:
                 key = (aggregate["device_id"], aggregate["minute"], aggregate["bundle_id"], aggregate["record_id"])
-                payload = canonical_json(aggregate["payload"])
                 if connection.execute(
                     "INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
                     "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING",
@@ -291,7 +300,18 @@ class SqliteStore:
                 elif connection.execute("SELECT payload FROM aggregates WHERE device_id = ? AND minute = ? AND "
                                         "bundle_id = ? AND record_id = ?", key).fetchone()[0] != payload:
                     changed.append(aggregate["record_id"])
-            self._roll_up(connection, new, received_at)
+            if self.rollup_mode is RollupMode.DEFERRED:
+                connection.executemany("INSERT INTO rollup_queue (device_id, minute, bundle_id, record_id) "
+                                       "VALUES (?, ?, ?, ?)", [tuple(item[key] for key in _AGGREGATE_KEY)
+                                                               for item in new])
+            else:
+                self._roll_up(connection, new, received_at)
+            if device_id is not None:
+                dropped_count, last_sequence, first, last = aggregate_device_row(device_id, new, dropped)
+                last = None if last is None else min(utc_timestamp(last), received_at)  # a minute flushed early
+                connection.execute(_DEVICE_UPSERT, (device_id, dropped_count, received_at, received_at, 0,
+                                                    last_sequence, None if first is None else utc_timestamp(first),
+                                                    last))
         warn_changed(logger, changed)
         return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
 
@@ -305,6 +325,27 @@ class SqliteStore:
                 stored[key] = (row[0], json.loads(row[1]))
         for key, (count, payload) in sorted(fold_rollups(new, self._merge, stored).items()):
             connection.execute(_ROLLUP_UPSERT, (*key, count, canonical_json(payload), now))
+
+    def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
+        """Fold up to ``limit`` queued aggregates (deferred rollups) into their rollups, oldest minutes first, in one
+        transaction with their removal from the queue (each is folded exactly once); how many were folded."""
+        with self._write() as connection:
+            keys = connection.execute("SELECT device_id, minute, bundle_id, record_id FROM rollup_queue "
+                                      "ORDER BY minute, device_id, bundle_id, record_id LIMIT ?", (limit,)).fetchall()
+            new = []
+            for key in keys:
+                row = connection.execute("SELECT payload FROM aggregates WHERE device_id = ? AND minute = ? AND "
+                                         "bundle_id = ? AND record_id = ?", key).fetchone()
+                if row is not None:  # else pruned meanwhile
+                    new.append({**dict(zip(_AGGREGATE_KEY, key, strict=True)), "payload": json.loads(row[0])})
+            connection.executemany("DELETE FROM rollup_queue WHERE device_id = ? AND minute = ? AND bundle_id = ? "
+                                   "AND record_id = ?", keys)
+            self._roll_up(connection, new, utc_timestamp())
+        return len(keys)
+
+    def pending_rollups(self) -> int:
+        """Aggregates stored but not yet in their rollups (deferred mode)."""
+        return int(self._read("SELECT COUNT(*) FROM rollup_queue")[0][0])
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None) -> list[dict[str, Any]]:
@@ -344,6 +385,7 @@ class SqliteStore:
     def _rebuild_hour(self, connection: sqlite3.Connection, hour: datetime) -> int:
         bounds = (utc_timestamp(hour), utc_timestamp(hour + timedelta(hours=1)))
         connection.execute("DELETE FROM aggregate_rollups WHERE hour >= ? AND hour < ?", bounds)
+        connection.execute("DELETE FROM rollup_queue WHERE minute >= ? AND minute < ?", bounds)  # folded below
         rows = connection.execute("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates "
                                   "WHERE minute >= ? AND minute < ?", bounds)
         fields = ("device_id", "bundle_id", "minute", "record_id", "payload")
@@ -356,6 +398,7 @@ class SqliteStore:
 
     def prune_aggregates(self, before: datetime | str) -> int:
         with self._write() as connection:
+            connection.execute("DELETE FROM rollup_queue WHERE minute < ?", (_text(before, "before"),))
             return connection.execute("DELETE FROM aggregates WHERE minute < ?", (_text(before, "before"),)).rowcount
 
     def close(self) -> None:

@@ -1,15 +1,25 @@
 """Real-time factor of the device stream path: a long 360 Hz ECG through the whole runtime on one core.
 
-The recording is synthesised by tiling a neurokit2 ECGSYN strip (documented as synthetic). The
-headline is an unprofiled run (wall time of ``EcgStream.feed`` over 10-s chunks with a one-thread
-session, plus batched telemetry appends to a real SQLite outbox). A second, profiled run on a
-shorter stretch says where the time goes.
+The recording is synthesised by tiling a neurokit2 ECGSYN strip (documented as synthetic). Each timed run feeds
+``EcgStream`` 10-s chunks with a one-thread session, pinned to one CPU, with the device's telemetry exactly as
+``edgemed run --telemetry-outbox`` does it (``runtime.runner.TelemetrySink``, a real SQLite outbox):
+
+* ``aggregates`` (the default): every event into per-minute aggregates, the filtered events as records, one durable
+  commit per closed minute;
+* ``records``: one schema-2 record per classified beat, a commit per 64;
+* ``none``: no telemetry (and no summary features, as the runner then computes none).
+
+The run with telemetry and one without are both timed; the headline factor is seconds of signal per CPU second of
+the process (the one-core cost; the wall factor beside it includes the fsyncs' waits and the machine's other load).
+A profiled run on a shorter stretch says where the time goes.
 """
 
 from __future__ import annotations
 
 import cProfile
+import dataclasses
 import logging
+import os
 import pstats
 import tempfile
 import time
@@ -18,22 +28,28 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.benchmark.window_stream_speed import machine, one_core
 from runtime.bundle import load_bundle
 from runtime.ecg import RECORDING_CONFIG, EcgStream
 from runtime.events import BeatEvent
-from runtime.runner import telemetry_record
+from runtime.runner import TelemetryMode, TelemetrySink
 from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
+
+TARGET_REAL_TIME_FACTOR = 20_000  # issue 14: 24 h of ECG with telemetry on one core
+NO_TELEMETRY = "none"
+MODES = (*(mode.value for mode in TelemetryMode), NO_TELEMETRY)
+SIGNAL_NOTE = "synthetic: neurokit2 ECGSYN 5-minute strip (72 bpm ± 4) tiled"
 
 # Module prefixes → the stage of the stream they belong to (first match wins).
 _STAGES = (
     ("inference", ("runtime/bundle.py", "onnxruntime")),
     ("detection", ("runtime/ecg/rpeaks.py", "runtime/ecg/decisions.py")),
-    ("resampling", ("runtime/ecg/resample.py",)),
+    ("resampling", ("runtime/ecg/resample.py", "runtime/resample.py")),
     ("signal quality", ("runtime/ecg/quality.py",)),
     ("windowing and events", ("runtime/ecg/stream.py", "runtime/ecg/beats.py", "runtime/events.py")),
-    ("features", ("runtime/features.py",)),
+    ("features", ("runtime/features.py", "runtime/input_features.py")),
     ("derived inputs (RR, template)", ("runtime/ecg/beat_inputs.py", "runtime/ecg/template.py",
                                        "runtime/ecg/rr_features.py")),
     ("telemetry", ("runtime/telemetry", "runtime/runner.py", "sqlite3", "json")),
@@ -47,7 +63,8 @@ class StreamSpeedConfig:
     sample_rate_hz: float = 360.0  # the model's own rate: no resampling in the timed path
     chunk_s: float = 10.0  # what a device hands the stream at a time
     threads: int = 1  # onnxruntime intra-op threads: one core
-    telemetry: bool = True  # append one telemetry record per beat to a real SQLite outbox
+    telemetry: str = TelemetryMode.AGGREGATES.value  # aggregates, records or none (see the module docstring)
+    compare_without: bool = True  # also time the same recording without telemetry
     seed: int = 0
 
 
@@ -62,19 +79,51 @@ def synthetic_recording(hours: float, sample_rate_hz: float, seed: int) -> np.nd
     return np.resize(np.asarray(strip, dtype=np.float32), total)
 
 
-def _run(bundle, signal: np.ndarray, config: StreamSpeedConfig, outbox) -> tuple[float, int]:
-    stream = EcgStream(bundle, config.sample_rate_hz, config=RECORDING_CONFIG)
+def stream_events(bundle, signal: np.ndarray, config: StreamSpeedConfig, mode: str, sink: TelemetrySink | None
+                  ) -> list:
+    """The stream's events over ``signal`` in 10-s chunks, telemetry handled as the runner does (``mode``)."""
+    stream = EcgStream(bundle, config.sample_rate_hz,
+                       config=dataclasses.replace(RECORDING_CONFIG, summary_features=mode != NO_TELEMETRY))
     chunk = int(config.chunk_s * config.sample_rate_hz)
-    beats = 0
-    started = time.perf_counter()
-    chunks = (stream.feed(signal[start : start + chunk]) for start in range(0, len(signal), chunk))
-    for events in (*chunks, stream.flush()):
-        beat_events = [event for event in events if isinstance(event, BeatEvent)]
-        beats += len(beat_events)
-        classified = [event for event in beat_events if event.classified]  # as the runner: unjudged beats send none
-        if outbox is not None and classified:
-            outbox.append_many([telemetry_record(bundle, event) for event in classified])
-    return time.perf_counter() - started, beats
+    found: list = []
+    batches = (stream.feed(signal[start : start + chunk]) for start in range(0, len(signal), chunk))
+    for events in (*batches, stream.flush()):
+        found += events
+        if sink is not None:
+            sink.add_many(events)  # as the runner: aggregates take every event, records the classified beats
+    if sink is not None:
+        sink.finish()
+    return found
+
+
+def _sink(bundle, folder: Path, name: str, mode: str, origin_s: float) -> TelemetrySink | None:
+    from runtime.telemetry.records import pseudonymous_device_id
+
+    if mode == NO_TELEMETRY:
+        return None
+    sink = TelemetrySink(bundle, folder / f"{name}.sqlite3", pseudonymous_device_id("benchmark-device", "benchmark"),
+                         None, mode=mode)
+    sink.begin(origin_s)
+    return sink
+
+
+def _timed(bundle, signal: np.ndarray, config: StreamSpeedConfig, mode: str, folder: Path) -> dict:
+    duration_s = len(signal) / config.sample_rate_hz
+    sink = _sink(bundle, folder, f"timed-{mode}", mode, time.time() - duration_s)
+    started, cpu_started = time.perf_counter(), time.process_time()
+    events = stream_events(bundle, signal, config, mode, sink)
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    beats = sum(isinstance(event, BeatEvent) for event in events)
+    result = {
+        "telemetry": mode, "wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "beats": beats, "events": len(events),
+        "real_time_factor": round(duration_s / cpu, 1),  # per CPU second: the one-core cost
+        "real_time_factor_wall": round(duration_s / wall, 1),  # per wall second: fsync waits and other load too
+        "microseconds_per_beat": round(cpu / max(beats, 1) * 1e6, 2),
+    }
+    if sink is not None:
+        result |= {"outbox_rows": sink.count, "aggregates": sink.aggregates, "records": sink.count - sink.aggregates}
+        sink.close()
+    return result
 
 
 def _breakdown(profile: cProfile.Profile) -> dict[str, float]:
@@ -89,36 +138,55 @@ def _breakdown(profile: cProfile.Profile) -> dict[str, float]:
     return {stage: round(value / whole, 3) for stage, value in sorted(totals.items(), key=lambda item: -item[1])}
 
 
-def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSpeedConfig()) -> dict:
-    """The real-time factor of ``config.hours`` of ECG, and the profiled time breakdown."""
-    from runtime.telemetry.outbox import Outbox
-    from runtime.telemetry.records import pseudonymous_device_id
+def _hotspots(profile: cProfile.Profile, count: int = 12) -> list[dict]:
+    """The functions with the most own time in the profiled run (what to make faster next)."""
+    statistics = pstats.Stats(profile)
+    rows = sorted(statistics.stats.items(), key=lambda item: -item[1][2])[:count]
+    whole = sum(value[2] for value in statistics.stats.values()) or 1.0
+    return [{"function": f"{Path(filename).name}:{line}({function})", "calls": calls, "own_share":
+             round(own / whole, 3)} for (filename, line, function), (_, calls, own, _, _) in rows]
 
+
+def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSpeedConfig()) -> dict:
+    """The real-time factor of ``config.hours`` of ECG with telemetry (and without), and the profiled breakdown."""
+    if config.telemetry not in MODES:
+        raise ValueError(f"telemetry {config.telemetry!r}: expected one of {', '.join(MODES)}")
     bundle = load_bundle(bundle_path, provider="cpu", threads=config.threads, trust=TrustPolicy.development())
     signal = synthetic_recording(config.hours, config.sample_rate_hz, config.seed)
-    with tempfile.TemporaryDirectory() as folder:
-        device = pseudonymous_device_id("benchmark-device", "benchmark")
-        outbox = Outbox(Path(folder) / "outbox.sqlite3", device) if config.telemetry else None
-        seconds, beats = _run(bundle, signal, config, outbox)
-        profiled = signal[: int(config.profiled_hours * 3600 * config.sample_rate_hz)]
+    profiled = signal[: int(config.profiled_hours * 3600 * config.sample_rate_hz)]
+    modes = [config.telemetry] + ([NO_TELEMETRY] if config.compare_without and config.telemetry != NO_TELEMETRY
+                                  else [])
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    with tempfile.TemporaryDirectory() as folder, one_core() as cpu:
+        runs = [_timed(bundle, signal, config, mode, Path(folder)) for mode in modes]
         profile = cProfile.Profile()
+        sink = _sink(bundle, Path(folder), "profiled", config.telemetry, time.time())
         profile.enable()
-        profiled_seconds, _ = _run(bundle, profiled, config, outbox)
+        stream_events(bundle, profiled, config, config.telemetry, sink)
         profile.disable()
-        if outbox is not None:
-            outbox.close()
-    duration_s = len(signal) / config.sample_rate_hz
+        if sink is not None:
+            sink.close()
+    headline = runs[0]
     return {
         "config": asdict(config),
-        "bundle": {"id": bundle.bundle_id, "variant": bundle.variant},
-        "signal": "synthetic: neurokit2 ECGSYN 5-minute strip tiled",
-        "recording_s": duration_s,
-        "wall_s": round(seconds, 3),
-        "beats": beats,
-        "real_time_factor": round(duration_s / seconds, 1),
-        "microseconds_per_beat": round(seconds / max(beats, 1) * 1e6, 2),
-        "target_real_time_factor": 20_000,
+        "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "variant": bundle.variant,
+                   "inputs": [spec.name for spec in bundle.inputs]},
+        "machine": machine(),
+        "signal": SIGNAL_NOTE,
+        "recording_s": len(signal) / config.sample_rate_hz,
+        "runs": runs,
+        "wall_s": headline["wall_s"],
+        "cpu_s": headline["cpu_s"],
+        "beats": headline["beats"],
+        "real_time_factor": headline["real_time_factor"],
+        "real_time_factor_wall": headline["real_time_factor_wall"],
+        "real_time_factor_without_telemetry": runs[1]["real_time_factor"] if len(runs) > 1 else None,
+        "microseconds_per_beat": headline["microseconds_per_beat"],
+        "target_real_time_factor": TARGET_REAL_TIME_FACTOR,
+        "meets_target": headline["real_time_factor"] >= TARGET_REAL_TIME_FACTOR,
+        "pinned_cpu": cpu,
+        "load_average_before": load_before,
         "profiled_recording_s": len(profiled) / config.sample_rate_hz,
-        "profiled_wall_s": round(profiled_seconds, 3),
         "time_share_by_stage": _breakdown(profile),
+        "hotspots": _hotspots(profile),
     }

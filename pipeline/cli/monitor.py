@@ -158,13 +158,15 @@ def run_until_signalled(command: list[str], environment: dict[str, str]) -> int:
     help="SQLite file (WAL mode) the collector writes and the dashboard reads.",
 )
 @database_url_option("Store into")
-def collector_command(host: str, port: int, database: str, database_url: str | None) -> None:
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Collector processes on the one port (each checks uploads on its own core).")
+def collector_command(host: str, port: int, database: str, database_url: str | None, workers: int) -> None:
     """Receive device telemetry over HTTP (POST /v1/telemetry) into a SQLite or PostgreSQL store."""
     from dashboard.collector.app import serve
 
     location = store_location(Path(database), database_url)
     configure_logging(verbose=True)
     try:
-        serve(host=host, port=port, database=location)
+        serve(host=host, port=port, database=location, workers=workers)
     except EdgemedError as error:  # the store cannot be opened, or its schema is newer than this edgemed
         raise click.ClickException(f"the collector did not start: {error}") from error

@@ -13,11 +13,20 @@ from pathlib import Path
 import click
 
 from pipeline.cli.logging_setup import configure_logging
-from runtime.__main__ import summary_line, write_events
+from runtime.__main__ import parse_filter_rules, summary_line, write_events
 from runtime.errors import EdgemedError
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ
-from runtime.runner import RunOptions
+from runtime.runner import RunOptions, TelemetryMode
 from runtime.trust import TrustPolicy
+
+
+def _filter_rules(context: click.Context, parameter: click.Parameter, value: str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    try:
+        return parse_filter_rules(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from error
 
 
 @click.command("run")
@@ -42,8 +51,17 @@ from runtime.trust import TrustPolicy
               help="Channel of a multi-channel signal for a one-channel model (HDF5 channel_N; .npy/.csv column, "
               "from 0); a multi-channel model takes every channel.")
 @click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
-@click.option("--telemetry-url", default=None, help="Upload one telemetry record per inference to this URL.")
+@click.option("--telemetry-url", default=None, help="Upload the telemetry to this collector URL.")
 @click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
+@click.option("--telemetry-mode", type=click.Choice([mode.value for mode in TelemetryMode]),
+              default=TelemetryMode.AGGREGATES.value, show_default=True,
+              help="aggregates: per-minute aggregates plus the events the filter keeps; records: one record per "
+              "inference.")
+@click.option("--event-filter", "event_filter", default=None, callback=_filter_rules,
+              help="Aggregates mode: comma-separated rules that also send an event on its own (positive, "
+              "low_confidence, alarm, unjudged, quality_change; default: all; 'none': none).")
+@click.option("--positive-labels", default=None,
+              help="Aggregates mode: comma-separated labels the positive rule sends (default: all but the first).")
 @click.option("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name (default: best).")
 @click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime threads.")
 @click.option(
@@ -70,6 +88,10 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
         telemetry_outbox=options["telemetry_outbox"],
         provider=options["provider"],
         threads=options["threads"],
+        telemetry_mode=TelemetryMode(options["telemetry_mode"]),
+        event_filter_rules=options["event_filter"],
+        positive_labels=tuple(item.strip() for item in options["positive_labels"].split(",") if item.strip())
+        if options["positive_labels"] is not None else None,
     )
     try:
         trust = TrustPolicy.from_options(options["trust_store"], options["allow_unsigned"], options["version_state"])

@@ -16,10 +16,12 @@ import click
 from tqdm import tqdm
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.fleet.device import DeviceConfig
 from pipeline.fleet.scenario import ScriptedEvent
 from pipeline.fleet.signals import SignalConfig
 from pipeline.fleet.simulator import DEFAULT_BUNDLE, DEFAULT_SALT, SimulationConfig, simulate, write_summary
 from runtime.errors import EdgemedError
+from runtime.runner import TelemetryMode
 
 
 def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
@@ -91,6 +93,14 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
     default=None,
     help="Write the script and the per-device summary to this JSON file (atomically).",
 )
+@click.option("--processes", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes; the fleet is shared out among them, each interleaving its devices (one "
+              "ONNX Runtime session per bundle and process, never a thread per device).")
+@click.option("--telemetry-mode", type=click.Choice([mode.value for mode in TelemetryMode]),
+              default=TelemetryMode.AGGREGATES.value, show_default=True,
+              help="aggregates: per-minute aggregates plus the events the filter keeps; records: one per beat.")
+@click.option("--upload-interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
+              help="Simulated seconds between a device's uploads.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's and the runtime's decisions to stderr.")
 def simulate_command(
@@ -105,6 +115,9 @@ def simulate_command(
     script_path: Path | None,
     summary_path: Path | None,
     signals: str,
+    processes: int,
+    telemetry_mode: str,
+    upload_interval: float,
     progress: bool,
     verbose: bool,
 ) -> None:
@@ -121,6 +134,8 @@ def simulate_command(
         outbox_dir=outbox_dir,
         script=_load_script(script_path),
         signal=SignalConfig(source=signals),
+        device=DeviceConfig(telemetry_mode=TelemetryMode(telemetry_mode), upload_interval_s=upload_interval),
+        processes=processes,
     )
     bar = tqdm(desc="simulate", unit="chunk", file=sys.stderr, disable=not progress, dynamic_ncols=True)
 
@@ -140,9 +155,31 @@ def simulate_command(
     _print_summary(summary)
 
 
+DEVICE_LINES = 20  # a larger fleet prints its totals and its scripted devices only
+
+
 def _print_summary(summary: dict) -> None:
-    click.echo(f"simulated {summary['devices']} devices, {summary['started_at']} … {summary['ended_at']}")
-    for device_id, device in summary["device_summaries"].items():
+    totals = summary["totals"]
+    click.echo(
+        f"simulated {summary['devices']} devices × {summary['minutes']:g} min in {summary['processes']} process(es), "
+        f"{summary['wall_s']:g} s wall, {summary['started_at']} … {summary['ended_at']} ({summary['telemetry_mode']}; "
+        f"{summary['model']})"
+    )
+    click.echo(
+        f"totals: {totals['beats']} beats, {totals['aggregated_events']} events aggregated into "
+        f"{totals['aggregates']} minute aggregates, {totals['records']} records sent on their own, "
+        f"{totals['uploaded']} of {totals['appended']} outbox rows uploaded, {totals['pending']} pending, "
+        f"{totals['upload_failures']} refused uploads"
+    )
+    devices = summary["device_summaries"]
+    problems = {event["device_id"] for event in summary["script"] if event["kind"] != "rollout"}
+    rolled = sum(1 for event in summary["script"] if event["kind"] == "rollout")
+    if len(devices) > DEVICE_LINES:
+        click.echo(f"{len(devices) - len(problems)} devices without a scripted problem ({rolled} of them with a "
+                   f"rollout{'' if summary['rollout_bundle'] else ', skipped: no rollout bundle'}); the others:")
+    for device_id, device in devices.items():
+        if len(devices) > DEVICE_LINES and device_id not in problems:
+            continue
         events = ", ".join(
             f"{event['kind']}@{event['began_at_minute']:g}min" + ("" if event["applied"] else " (skipped)")
             for event in device["events_applied"]
@@ -150,6 +187,7 @@ def _print_summary(summary: dict) -> None:
         flags = ", ".join(f"{flag} {count}" for flag, count in device["beat_flags"].items())
         quality = ", ".join(f"{flag} {seconds:g}s" for flag, seconds in device["quality_seconds"].items())
         click.echo(
-            f"device {device['index']} {device_id}: {device['records']} records, {device['uploaded']} uploaded"
-            f"; flags: {flags or '-'}; quality: {quality or '-'}; events: {events or '-'}"
+            f"device {device['index']} {device_id}: {device['beats']} beats, {device['aggregates']} aggregates, "
+            f"{device['records']} records, {device['uploaded']} uploaded; flags: {flags or '-'}; "
+            f"quality: {quality or '-'}; events: {events or '-'}"
         )

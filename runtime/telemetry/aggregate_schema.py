@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,22 +47,27 @@ from runtime.telemetry.records import (
     Vocabulary,
     _scan,
     is_pseudonymous_device_id,
+    looks_like_identifier,
 )
 
 _HEX = re.compile(r"[0-9a-f]+")
 _MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z")
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")
+MAX_COUNT = 2**63 - 1  # a count fits a signed 64-bit integer (both stores' INTEGER)
 REQUIRED = ("kind", "record_id", *IDENTITY_KEYS, "minute", "seconds", "session", "bins_id", "filter", "records",
             "unjudged", "classes", "low_confidence", "flagged", "quality_flags", "no_result", "quality_events",
             "sent_individually", "late", "latency_us", "features", "outputs")
 OPTIONAL = ("sequence", "labels", "alarms")  # the outbox's sequence; multilabel positives; anomaly alarms
+_FIELDS = frozenset(REQUIRED) | frozenset(OPTIONAL)
 # Highest bin index per scheme (its number of edges).
 MAX_BIN = {LATENCY_SCHEME: len(latency_edges()), GENERIC_SCHEME: len(generic_edges()),
            REFERENCE_SCHEME: REFERENCE_MAX_EDGES}
+_BIN_KEYS = {scheme: frozenset(map(str, range(highest + 1))) for scheme, highest in MAX_BIN.items()}
 _EXACT_PATTERNS = ("record_id", "device_id", "bundle_sha256", "minute")  # fields checked against exact patterns
 MIXED = "mixed"  # a merged aggregate's variant or provider when its parts differ
 TRACK_KEYS = ("scheme", "count", "sum", "sum_squares", "min", "max", "bins")
 LATENCY_KEYS = ("scheme", "count", "sum", "min", "max", "bins")
+_KEY_SETS = {keys: frozenset(keys) for keys in (TRACK_KEYS, LATENCY_KEYS)}
 
 
 def _fail(field: str, what: str, expected: str) -> TelemetryError:
@@ -71,8 +76,8 @@ def _fail(field: str, what: str, expected: str) -> TelemetryError:
 
 
 def _count(value: Any, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(field, "is not a count", "an integer ≥ 0")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_COUNT:
+        raise _fail(field, "is not a count", f"an integer from 0 to {MAX_COUNT}")
     return value
 
 
@@ -85,6 +90,9 @@ def _finite(value: Any, field: str) -> float:
 def _counts(value: Any, field: str, limit: int = MAX_OUTPUTS) -> dict[str, int]:
     if not isinstance(value, dict) or len(value) > limit:
         raise _fail(field, "is not an object of counts", f"name → count, at most {limit} entries")
+    if set(map(type, value.values())) <= {int} and min(value.values(), default=0) >= 0 and max(
+            value.values(), default=0) <= MAX_COUNT:  # the common case, in C
+        return {str(name): count for name, count in value.items()}
     return {str(name): _count(count, f"{field}.{name}") for name, count in value.items()}
 
 
@@ -96,13 +104,13 @@ def _bins(value: Any, field: str, scheme: str, total: int) -> dict[str, int]:
         if total:
             raise _fail(field, "does not add up to its count", "bin counts summing to 'count'")
         return {}
-    keys, counts = list(value), list(value.values())
-    # Whole-list checks (C loops): a histogram has hundreds of bins and a minute several histograms.
-    if not set(map(type, keys)) <= {str} or not "".join(keys).isdigit() or not 1 <= min(map(len, keys)) <= max(
-            map(len, keys)) <= 6 or max(map(int, keys)) > MAX_BIN[scheme]:
+    # Whole-dict checks in C: a histogram has hundreds of bins and a minute several histograms. The keys must be
+    # the canonical indices of the scheme ("0" … "513"): one subset test covers type, digits and range.
+    if not value.keys() <= _BIN_KEYS[scheme]:
         raise _fail(field, "has a key that is not a bin index of its scheme", f"\"0\" … \"{MAX_BIN[scheme]}\"")
-    if not set(map(type, counts)) <= {int} or min(counts) < 0:
-        raise _fail(field, "has a bin that is not a count", "integers ≥ 0")
+    counts = value.values()
+    if not set(map(type, counts)) <= {int} or min(counts) < 0 or max(counts) > MAX_COUNT:
+        raise _fail(field, "has a bin that is not a count", f"integers from 0 to {MAX_COUNT}")
     if sum(counts) != total:
         raise _fail(field, "does not add up to its count", "bin counts summing to 'count'")
     return dict(value)
@@ -127,14 +135,20 @@ def _privacy_probe(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _histogram(value: Any, field: str, keys: tuple[str, ...], schemes: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict) or set(value) != set(keys):
+    if not isinstance(value, dict) or value.keys() != _KEY_SETS[keys]:
         raise _fail(field, "does not have the histogram's keys", f"exactly {', '.join(keys)}")
     if value["scheme"] not in schemes:
         raise _fail(f"{field}.scheme", "is not a known bin scheme", f"one of {', '.join(schemes)}")
-    count = _count(value["count"], f"{field}.count")
+    count = value["count"]
+    if type(count) is not int or count < 0:
+        count = _count(count, f"{field}.count")
     checked = {"scheme": value["scheme"], "count": count}
     for key in keys[2:-1]:
-        checked[key] = _finite(value[key], f"{field}.{key}")
+        number = value[key]
+        kind = type(number)
+        # field names are built only for a refusal: this runs for every histogram of every minute
+        checked[key] = float(number) if (kind is float or kind is int) and math.isfinite(number) else _finite(
+            number, f"{field}.{key}")
     if count and checked["min"] > checked["max"]:
         raise _fail(field, "has min above max", "min ≤ max")
     checked["bins"] = _bins(value["bins"], f"{field}.bins", value["scheme"], count)
@@ -161,6 +175,7 @@ def _filter(value: Any) -> dict[str, Any] | None:
         return None
     if (not isinstance(value, dict) or set(value) != {"version", "rules", "positive_labels"}
             or not isinstance(value["version"], int) or isinstance(value["version"], bool)
+            or not 0 <= value["version"] <= MAX_COUNT
             or not all(isinstance(item, list) and all(isinstance(text, str) for text in item)
                        for item in (value["rules"], value["positive_labels"]))):
         raise _fail("filter", "is not an event-filter description", "null or {version, rules, positive_labels}")
@@ -170,12 +185,17 @@ def _filter(value: Any) -> dict[str, Any] | None:
 
 def validate_aggregate(record: Any, *, sequence_required: bool = False,
                        vocabulary: Vocabulary | None = None) -> dict[str, Any]:
-    """A checked copy of an aggregate record; ``TelemetryError`` naming the field otherwise (never its value)."""
+    """A checked copy of an aggregate record; ``TelemetryError`` naming the field otherwise (never its value).
+
+    Every field's shape and type is checked before the privacy scan (which then walks a bounded structure: no
+    nesting or number the schema does not allow gets that far), every count is an integer up to ``MAX_COUNT`` and
+    every other number finite: the collector needs no separate walk over an aggregate's values."""
     if not isinstance(record, dict):
         raise _fail("record", "is not an object", "a JSON object")
-    _scan(_privacy_probe(record), "")
-    unknown = sorted(set(record) - set(REQUIRED) - set(OPTIONAL))
+    unknown = sorted(set(record) - _FIELDS, key=lambda name: (not isinstance(name, str) or not looks_like_identifier(
+        name), str(name)))
     if unknown:
+        _scan({unknown[0]: None}, "")  # an identifier-like, numeric or over-long key is named as such
         raise _fail(unknown[0], "is not part of the aggregate schema", "only the fields of protocol.md")
     missing = [name for name in REQUIRED if name not in record]
     if sequence_required and "sequence" not in record:
@@ -193,7 +213,7 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
     for name in ("bundle_id", "variant", "provider"):
         checked[name] = _text(record, name, _CODE)
     checked["bundle_sha256"] = _text(record, "bundle_sha256", _HEX, 64)
-    if record["task"] not in RESULT_FIELDS:
+    if not isinstance(record["task"], str) or record["task"] not in RESULT_FIELDS:
         raise _fail("task", "is not a known task kind", ", ".join(RESULT_FIELDS))
     checked["task"] = record["task"]
     checked["minute"] = _text(record, "minute", _MINUTE)
@@ -212,6 +232,7 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
     checked["bins_id"] = _text(record, "bins_id", _HEX, 16)
     checked["filter"] = _filter(record["filter"])
     _check_counts(record, checked)
+    _scan(_privacy_probe(checked), "")
     if vocabulary is not None:
         _check_vocabulary(checked, vocabulary)
     return checked
@@ -348,3 +369,96 @@ def merge_aggregates(first: Mapping[str, Any], second: Mapping[str, Any]) -> dic
         else:
             merged[key] = (one or 0) + (two or 0)
     return merged
+
+
+def fold_aggregates(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``functools.reduce(merge_aggregates, parts)``, equal to it value for value, in one pass.
+
+    A rollup folds dozens of minutes into one: pairwise merging copies the growing counts and bins at every step,
+    this adds each part into one accumulator instead (floats in the same order, so sums are bit for bit the
+    same). The identity, period and ids follow the same chain of pairwise steps (they are a few strings)."""
+    if not parts:
+        raise _fail("aggregates", "is empty", "at least one aggregate to fold")
+    head = dict(parts[0])
+    summary = _Accumulator(parts[0])
+    for part in parts[1:]:
+        head = _merge_head(head, part)
+        summary.add(part)
+    return {**head, **summary.result()}
+
+
+def _merge_head(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """``merge_aggregates`` without the counts: the checks, the identity, period, session, ids and filter."""
+    merged = merge_aggregates({key: first[key] for key in _HEAD_KEYS}, {key: second[key] for key in _HEAD_KEYS})
+    return {key: merged[key] for key in _HEAD_KEYS}
+
+
+_HEAD_KEYS = ("kind", "record_id", *IDENTITY_KEYS, "minute", "seconds", "session", "bins_id", "filter")
+
+
+class _Accumulator:
+    """The summary fields (``SUMMARY_KEYS``) of aggregates added one after another, as ``merge_aggregates``
+    would leave them after a chain of pairwise merges."""
+
+    def __init__(self, first: Mapping[str, Any]) -> None:
+        self.values: dict[str, Any] = {}
+        for key in SUMMARY_KEYS:
+            if key in first:
+                self.values[key] = _own(first[key])
+
+    def add(self, part: Mapping[str, Any]) -> None:
+        values = self.values
+        for key in SUMMARY_KEYS:
+            if key not in values and key not in part:
+                continue
+            one, two = values.get(key), part.get(key)
+            if key == "latency_us":
+                _add_histogram(one, two)
+            elif key in ("features", "outputs"):
+                values[key] = one = one if one is not None else {}
+                for name, track in (two or {}).items():
+                    if name in one:
+                        _add_histogram(one[name], track)
+                    else:
+                        one[name] = _own(track)
+            elif key == "no_result":
+                one["count"] += two["count"]
+                _add_into(one["quality_flags"], two["quality_flags"])
+            elif key == "quality_events":
+                empty = {"count": 0, "seconds": 0.0}
+                values[key] = {flag: {name: one.get(flag, empty)[name] + two.get(flag, empty)[name] for name in empty}
+                               for flag in dict.fromkeys([*one, *two])}
+            elif isinstance(one, dict) or isinstance(two, dict):
+                values[key] = one = one if one is not None else {}
+                _add_into(one, two or {})
+            else:
+                values[key] = (one or 0) + (two or 0)
+
+    def result(self) -> dict[str, Any]:
+        return {key: self.values[key] for key in SUMMARY_KEYS if key in self.values}
+
+
+def _own(value: Any) -> Any:
+    """A copy of a summary value deep enough to add into (dicts of dicts of numbers)."""
+    return {key: _own(item) for key, item in value.items()} if isinstance(value, dict) else value
+
+
+def _add_into(total: dict[str, int], addition: Mapping[str, int]) -> None:
+    for name, count in addition.items():
+        total[name] = total.get(name, 0) + count
+
+
+def _add_histogram(total: dict[str, Any], addition: Mapping[str, Any]) -> None:
+    """``merge_histograms(total, addition)`` into ``total``."""
+    if total["scheme"] != addition["scheme"]:
+        raise _fail("scheme", "differs between the histograms merged", "histograms on the same bins")
+    if not total["count"] or not addition["count"]:
+        low, high = (addition["min"], addition["max"]) if not total["count"] else (total["min"], total["max"])
+    else:
+        low, high = min(total["min"], addition["min"]), max(total["max"], addition["max"])
+    total["count"] += addition["count"]
+    for key in ("sum", "sum_squares"):
+        if key in total:
+            total[key] = total[key] + addition[key]
+    total["min"], total["max"] = low, high
+    _add_into(total["bins"], addition["bins"])

@@ -51,9 +51,8 @@ from runtime.telemetry.histogram import (
     generic_edges,
     latency_edges,
 )
+from runtime.telemetry.records import AGGREGATE_KIND, AGGREGATE_SCHEMA_VERSION  # noqa: F401 (defined there once)
 
-AGGREGATE_SCHEMA_VERSION = 3  # the envelope's schema_version for aggregates; per-event records stay schema 2
-AGGREGATE_KIND = "aggregate"
 MINUTE_S = 60
 CONFIDENCE_TRACK = "confidence"  # classifiers: the decided class's probability
 SCORE_TRACK = "score"  # anomaly score

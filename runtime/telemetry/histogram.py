@@ -231,8 +231,8 @@ def block_summaries(values: np.ndarray, edges: list[np.ndarray], squares: list[b
     counts = finite.sum(axis=0)
     clean = np.where(finite, values, 0.0)
     sums, sum_squares = clean.sum(axis=0), np.einsum("ij,ij->j", clean, clean)
-    lows = np.where(finite, values, np.inf).min(axis=0)
-    highs = np.where(finite, values, -np.inf).max(axis=0)
+    lows = np.where(finite, values, np.inf).min(axis=0, initial=np.inf)  # initial: a minute may have no record
+    highs = np.where(finite, values, -np.inf).max(axis=0, initial=-np.inf)
     offsets = np.concatenate([[0], np.cumsum([len(column_edges) + 1 for column_edges in edges])])
     index = np.empty(values.shape, dtype=np.int64)
     groups: dict[int, list[int]] = {}

@@ -1,5 +1,8 @@
 """A durable on-device queue of telemetry records (store-and-forward), in SQLite.
 
+It holds per-event records (schema 2, ``validate_record``) and per-minute aggregates (schema 3,
+``kind: "aggregate"``, ``validate_aggregate``) in one sequence: each is checked before it is stored.
+
 Every ``append`` is one committed transaction in WAL mode with ``synchronous=FULL``: once it
 returns, the record survives ``kill -9`` and power loss. Each record gets the next value of a
 persisted counter, so sequences are strictly increasing and never reused, even after the rows
@@ -21,7 +24,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from runtime.telemetry.records import TelemetryError, utc_timestamp, validate_record
+from runtime.telemetry.aggregate_schema import validate_aggregate
+from runtime.telemetry.records import AGGREGATE_KIND, TelemetryError, utc_timestamp, validate_record
 from runtime.telemetry.sqlite_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
@@ -177,7 +181,11 @@ class Outbox:
                 fix="drop the sequence key",
                 field="sequence",
             )
-        checked = validate_record({"device_id": self.device_id, **record}, sequence_required=False)
+        full = {"device_id": self.device_id, **record}
+        if record.get("kind") == AGGREGATE_KIND:  # a schema-3 minute aggregate
+            checked = validate_aggregate(full, sequence_required=False)
+        else:
+            checked = validate_record(full, sequence_required=False)
         if checked["device_id"] != self.device_id:
             raise TelemetryError(
                 "telemetry field 'device_id' differs from the outbox's device id",

@@ -27,8 +27,12 @@ from typing import Any
 
 from runtime.errors import EdgemedError
 
-SCHEMA_VERSION = 2  # 2: task + per-kind result; 1: predicted_class + confidence (classifiers only)
-SUPPORTED_SCHEMA_VERSIONS = (1, 2)  # what the collector accepts; a device writes SCHEMA_VERSION
+SCHEMA_VERSION = 2  # per-event records: 2: task + per-kind result; 1: predicted_class + confidence (classifiers)
+AGGREGATE_SCHEMA_VERSION = 3  # per-minute aggregates (``kind: "aggregate"``, runtime.telemetry.aggregate_schema)
+RECORD_SCHEMA_VERSIONS = (1, 2)  # the per-event record schemas ``validate_record`` checks itself
+# What the collector accepts; a device writes SCHEMA_VERSION records and AGGREGATE_SCHEMA_VERSION aggregates.
+SUPPORTED_SCHEMA_VERSIONS = (*RECORD_SCHEMA_VERSIONS, AGGREGATE_SCHEMA_VERSION)
+AGGREGATE_KIND = "aggregate"  # the ``kind`` of a schema-3 record (runtime.telemetry.aggregates)
 MAX_STRING_CHARS = 200  # longer strings are free text, which could hold anything; refuse them
 MAX_FEATURES = 128  # summary statistics only: a 252-sample ECG window cannot hide in the features
 MAX_OUTPUTS = 64  # labels or targets in one result: named outputs, not a waveform in disguise
@@ -46,15 +50,24 @@ KNOWN_QUALITY_FLAGS = frozenset({
 })
 # Summary-statistic names a record may carry when the collector does not know its bundle: the waveform
 # summaries of runtime.features and plain moments. A tabular bundle's column names come from its reference profile.
+# The RR features the ECG stream derives for a bundle that asks for them (runtime.contract.derived.RR_FEATURE_NAMES)
+# are summaries of the beat's timing, allowed likewise.
 SUMMARY_FEATURE_NAMES = frozenset({
     "peak_to_peak", "difference_rms", "skewness", "kurtosis", "peak_position",
     "mean", "std", "min", "max", "median", "rms", "heart_rate",
+    "pre_rr_s", "post_rr_s", "local_rr_s", "pre_to_local", "post_to_local", "pre_to_post",
 })
-_INPUT_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,31}\.")  # "beat.peak_to_peak": a multi-input bundle's summary
-# Numbers hidden in text: "0.1,0.2", "1;2", or four or more numbers separated by spaces.
+# A multi-input bundle's summaries are named "<input>/<feature>" (runtime.input_features.feature_prefix:
+# "residual/kurtosis", "rr/pre_rr_s"); "<input>.<feature>" is accepted too (what this list allowed first).
+_INPUT_PREFIX = re.compile(r"[a-z_][a-z0-9_]{0,31}[./]")
+# Numbers hidden in text: "0.1,0.2", "1;2", or four or more numbers separated by spaces. Linear time: a number
+# starts only where no digit precedes it and its parts are possessive, so a long digit run (a hash, a serial) is
+# read once instead of once per starting digit (the backtracking form took ~20 µs for a sha256, ~1.6 ms for 136
+# digits). Both alternatives need a comma, semicolon or space: text without one is passed by ``_SEPARATOR`` alone.
 _NUMBER_LIST = re.compile(
-    r"\d\s*[,;]\s*[-+.]?\d|(?:[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s+){3,}[-+]?\.?\d"
+    r"\d\s*[,;]\s*[-+.]?\d|(?<!\d)(?:[-+]?\d++(?:\.\d++)?(?:[eE][-+]?\d++)?\s++){3,}[-+]?\.?\d"
 )
+_SEPARATOR = re.compile(r"[,;\s]")
 # A class label when the bundle is unknown: a short code or words, no long digit runs (dates, record numbers).
 _LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9 _./()+-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{4,}")
@@ -192,25 +205,34 @@ def _fail(field: str, what: str, expected: str, fix: str) -> TelemetryError:
     return TelemetryError(f"telemetry field '{field}' {what}", expected=expected, fix=fix, field=field)
 
 
+_IDENTIFIER, _LONG, _NUMBERS = 1, 2, 3  # what is wrong with a key (``_key_verdict``)
+
+
+@functools.lru_cache(maxsize=8192)  # keys repeat in every record: each distinct key is judged once
+def _key_verdict(key: str) -> int:
+    """0 for an acceptable key, else ``_IDENTIFIER``, ``_LONG`` or ``_NUMBERS`` (checked in that order)."""
+    if looks_like_identifier(key):
+        return _IDENTIFIER
+    if len(key) > MAX_STRING_CHARS:
+        return _LONG
+    return _NUMBERS if _has_number_list(key) else 0
+
+
 def _scan(value: Any, field: str) -> None:
     """Refuse identifier-like keys, lists of numbers and long strings at any depth."""
     if isinstance(value, dict):
         for key, item in value.items():
-            child = f"{field}.{key}" if field else str(key)
             if not isinstance(key, str):
-                raise _fail(child, "has a non-string key", "string keys", "use string keys")
-            if looks_like_identifier(key):
-                raise _fail(
-                    child,
-                    "looks like a patient identifier",
-                    "no names, record numbers, birth dates, addresses, phone numbers, emails or SSNs",
-                    "remove the field; telemetry is pseudonymous and carries summaries only",
-                )
-            if len(key) > MAX_STRING_CHARS:
-                raise _fail(child, f"has a key over {MAX_STRING_CHARS} characters", "short keys", "shorten the key")
-            _no_number_list(key, child)
-            if isinstance(item, dict | list | tuple | str):  # numbers need no scan
-                _scan(item, child)
+                raise _fail(f"{field}.{key}" if field else str(key), "has a non-string key", "string keys",
+                            "use string keys")
+            verdict = _key_verdict(key)
+            if verdict:
+                _refuse_key(verdict, f"{field}.{key}" if field else key)
+            if isinstance(item, str):  # the common leaves inline: a recursion per label costs more than its check
+                if len(item) > MAX_STRING_CHARS or _has_number_list(item):
+                    _scan(item, f"{field}.{key}" if field else key)
+            elif isinstance(item, dict | list | tuple):  # numbers need no scan
+                _scan(item, f"{field}.{key}" if field else key)
     elif isinstance(value, list | tuple):
         if any(isinstance(item, int | float) and not isinstance(item, bool) for item in value):
             raise _fail(
@@ -227,8 +249,27 @@ def _scan(value: Any, field: str) -> None:
         _no_number_list(value, field)
 
 
+def _refuse_key(verdict: int, field: str) -> None:
+    if verdict == _IDENTIFIER:
+        raise _fail(
+            field,
+            "looks like a patient identifier",
+            "no names, record numbers, birth dates, addresses, phone numbers, emails or SSNs",
+            "remove the field; telemetry is pseudonymous and carries summaries only",
+        )
+    if verdict == _LONG:
+        raise _fail(field, f"has a key over {MAX_STRING_CHARS} characters", "short keys", "shorten the key")
+    raise _fail(field, "holds a list of numbers inside text, which could carry a raw signal",
+                "codes and labels without comma-, semicolon- or space-separated numbers",
+                "send summary features under 'features' instead")
+
+
+def _has_number_list(text: str) -> bool:
+    return _SEPARATOR.search(text) is not None and _NUMBER_LIST.search(text) is not None
+
+
 def _no_number_list(text: str, field: str) -> None:
-    if _NUMBER_LIST.search(text):
+    if _has_number_list(text):
         raise _fail(field or "record", "holds a list of numbers inside text, which could carry a raw signal",
                     "codes and labels without comma-, semicolon- or space-separated numbers",
                     "send summary features under 'features' instead")
@@ -263,7 +304,10 @@ def _time(record: dict[str, Any]) -> str:
 
 
 def record_schema_version(record: dict[str, Any]) -> int:
-    """The schema a stored record was written in: 2 when it has a ``task``, else 1 (an older device's)."""
+    """The schema a stored record was written in: 3 for an aggregate (``kind: "aggregate"``), 2 when it has a
+    ``task``, else 1 (an older device's)."""
+    if record.get("kind") == AGGREGATE_KIND:
+        return AGGREGATE_SCHEMA_VERSION
     return 2 if "task" in record else 1
 
 
@@ -274,11 +318,16 @@ def validate_record(
     """A checked, normalised copy of ``record`` (floats as floats, time in canonical UTC form).
 
     ``sequence_required=False`` is for the outbox, which assigns the sequence itself. ``schema_version``
-    is the envelope's (the collector accepts every version in ``SUPPORTED_SCHEMA_VERSIONS``).
+    is the envelope's (the collector accepts every version in ``SUPPORTED_SCHEMA_VERSIONS``); version 3 is an
+    aggregate, checked by ``runtime.telemetry.aggregate_schema.validate_aggregate`` (refused here).
     """
     if schema_version not in SUPPORTED_SCHEMA_VERSIONS:
-        raise _fail("schema_version", "is not supported", f"one of {list(SUPPORTED_SCHEMA_VERSIONS)}",
-                    "align the device and collector versions")
+        raise _fail("schema_version", f"{schema_version!r} is not supported",
+                    f"one of {list(SUPPORTED_SCHEMA_VERSIONS)}", "align the device and collector versions")
+    if schema_version == AGGREGATE_SCHEMA_VERSION:
+        raise _fail("schema_version", f"{schema_version} is the aggregate schema, not a per-event record's",
+                    "1 or 2 here; runtime.telemetry.aggregate_schema.validate_aggregate checks schema 3",
+                    "check a schema-3 aggregate with validate_aggregate")
     fields = FIELDS if schema_version == 2 else FIELDS_V1
     if not isinstance(record, dict):
         raise _fail("record", f"is {type(record).__name__}, not an object", "a JSON object", "send an object")

@@ -6,7 +6,9 @@ and 5xx leave everything in place (``upload_pending`` returns what it managed an
 nothing); a 4xx means the collector judged the batch malformed, which raises
 ``CollectorRejectedError`` and also deletes nothing, so no record is ever lost on the device.
 
-Logs carry counts, status codes and the collector's reason, never record contents.
+Each envelope holds records of one schema version only (``version_groups``): per-event records (1, 2) and
+aggregates (3) travel side by side, in envelopes of their own. Logs carry counts, status codes and the
+collector's reason, never record contents.
 Dependency rule: standard library only (``urllib.request``).
 """
 
@@ -136,44 +138,55 @@ class Uploader:
         total = 0
         limit = self.batch_size
         while True:
-            records = _one_version(self.outbox.pending(limit))
-            if not records:
+            window = self.outbox.pending(limit)
+            if not window:
                 return _Attempt(total, healthy=True)
-            body = self._encode(records)
-            while len(body) > self.max_body_bytes and len(records) > 1:
-                records = records[: len(records) // 2]
-                body = self._encode(records)
-            try:
-                acknowledged = self._post(body)
-            except CollectorRejectedError as error:
-                if error.status == 413 and len(records) > 1:
-                    limit = len(records) // 2
+            for records in version_groups(window):  # one envelope per schema version, the oldest group first
+                sent = self._send(records)
+                if sent is None:  # 413: the collector wants smaller batches
+                    limit = max(1, len(records) // 2)
                     logger.warning("collector said the batch was too large; retrying with %d records", limit)
-                    continue
-                logger.error(
-                    "collector rejected %d records with HTTP %d: %s",
-                    len(records),
-                    error.status,
-                    error.reason[:MAX_REASON_CHARS],
-                )
-                raise
-            if acknowledged is None:
-                return _Attempt(total, healthy=False)
-            sent = {record["sequence"] for record in records}
-            confirmed = sorted(sent.intersection(acknowledged))
-            if len(confirmed) != len(acknowledged):
-                logger.warning(
-                    "collector acknowledged %d sequences that were not sent; ignored them",
-                    len(set(acknowledged) - sent),
-                )
-            if self.before_acknowledge is not None:
-                self.before_acknowledge(confirmed)
-            total += self.outbox.acknowledge(confirmed)
-            if len(confirmed) < len(sent):
-                logger.warning(
-                    "collector acknowledged %d of %d records; the rest stay queued", len(confirmed), len(sent)
-                )
-                return _Attempt(total, healthy=False)
+                    break
+                total += sent.acknowledged
+                if not sent.healthy:
+                    return _Attempt(total, healthy=False)
+
+    def _send(self, records: list[dict[str, Any]]) -> _Attempt | None:
+        """POST ``records`` (one schema version; the first half again and again while the body is too large) and
+        delete what the collector acknowledged. None after a 413 for several records; ``CollectorRejectedError``
+        for any other 4xx."""
+        body = self._encode(records)
+        while len(body) > self.max_body_bytes and len(records) > 1:
+            records = records[: len(records) // 2]
+            body = self._encode(records)
+        try:
+            acknowledged = self._post(body)
+        except CollectorRejectedError as error:
+            if error.status == 413 and len(records) > 1:
+                return None
+            logger.error(
+                "collector rejected %d records with HTTP %d: %s",
+                len(records),
+                error.status,
+                error.reason[:MAX_REASON_CHARS],
+            )
+            raise
+        if acknowledged is None:
+            return _Attempt(0, healthy=False)
+        sent = {record["sequence"] for record in records}
+        confirmed = sorted(sent.intersection(acknowledged))
+        if len(confirmed) != len(acknowledged):
+            logger.warning(
+                "collector acknowledged %d sequences that were not sent; ignored them",
+                len(set(acknowledged) - sent),
+            )
+        if self.before_acknowledge is not None:
+            self.before_acknowledge(confirmed)
+        deleted = self.outbox.acknowledge(confirmed)
+        if len(confirmed) < len(sent):
+            logger.warning("collector acknowledged %d of %d records; the rest stay queued", len(confirmed), len(sent))
+            return _Attempt(deleted, healthy=False)
+        return _Attempt(deleted, healthy=True)
 
     def _encode(self, records: Sequence[dict[str, Any]]) -> bytes:
         envelope = {
@@ -222,15 +235,16 @@ class Uploader:
         return _acknowledged(answer)
 
 
-def _one_version(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The oldest records that share the first one's schema version: an outbox filled before a runtime update
-    still holds schema-1 records, which go in schema-1 envelopes ahead of the new ones."""
-    if not records:
-        return records
-    version = record_schema_version(records[0])
-    count = next((index for index, record in enumerate(records) if record_schema_version(record) != version),
-                 len(records))
-    return records[:count]
+def version_groups(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """The records split by schema version, each group in sequence order, the group of the oldest record first:
+    never two versions in one envelope. An outbox filled before a runtime update still holds schema-1 records,
+    which go in schema-1 envelopes ahead of the new ones; a device sending aggregates interleaves schema-3
+    aggregates with the schema-2 records its event filter keeps, which then travel in two envelopes per window
+    rather than one per switch between them."""
+    groups: dict[int, list[dict[str, Any]]] = {}
+    for record in records:
+        groups.setdefault(record_schema_version(record), []).append(record)
+    return list(groups.values())
 
 
 def _reason(body: bytes) -> str:

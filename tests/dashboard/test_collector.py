@@ -87,11 +87,13 @@ def test_bad_json_is_400(client, store):
     assert store.count() == 0
 
 
-@pytest.mark.parametrize("version", [3, 0, True, "2"])
-def test_wrong_schema_version_is_422(client, store, version):
+@pytest.mark.parametrize("version", [4, 0, True, "2"])
+def test_wrong_schema_version_is_422_naming_both_versions(client, store, version):
     response = client.post("/v1/telemetry", json={**batch(2), "schema_version": version})
     assert response.status_code == 422 and response.json()["field"] == "schema_version"
-    assert "accepts 1, 2" in response.json()["detail"]
+    detail = response.json()["detail"]
+    assert f"schema_version {json.dumps(version)} is not supported" in detail
+    assert "accepts 1, 2, 3 (newest 3)" in detail
     assert store.count() == 0
 
 
@@ -194,7 +196,7 @@ def test_records_of_every_task_kind_made_by_the_runtime_are_accepted(store, tmp_
     knows the bundles (their labels and feature names are its allow-list)."""
     from runtime.bundle import TrustPolicy
     from runtime.contract import TaskKind
-    from runtime.runner import RunOptions, run
+    from runtime.runner import RunOptions, TelemetryMode, run
     from runtime.telemetry import Outbox
     from tests.runtime.hand_built import build_bundle
 
@@ -204,7 +206,8 @@ def test_records_of_every_task_kind_made_by_the_runtime_are_accepted(store, tmp_
         device_id = pseudonymous_device_id(f"SN-{kind.value}", "collector-tests")
         outbox = tmp_path / f"{kind.value}.sqlite3"
         bundle = build_bundle(tmp_path / kind.value, kind)
-        options = RunOptions(telemetry_outbox=outbox, device_id=device_id, trust=TrustPolicy.development())
+        options = RunOptions(telemetry_outbox=outbox, device_id=device_id, trust=TrustPolicy.development(),
+                             telemetry_mode=TelemetryMode.RECORDS)
         list(run(bundle, tmp_path / "rows.npy", options))
         with Outbox(outbox, device_id) as opened:
             records = opened.pending(100)

@@ -467,3 +467,34 @@ def test_the_runtime_aggregates_roll_up_as_the_runtime_merges_them(location):
         assert {key for key in theirs if hour["payload"].get(key) != theirs[key]} == {"record_id", "minute"}
     with open_store(location, merge=schema.merge_aggregates) as store:
         assert store.rebuild_rollups() == 1 and store.rollups()[0]["payload"] == theirs
+
+
+def test_deferred_rollups_queue_in_the_insert_and_fold_once_on_both_backends(location):
+    """A store with deferred rollups (the collector's) queues each new aggregate in the insert's transaction and
+    folds the queue later (``roll_up_pending``): the same rollups as inline, each aggregate folded once; a resend
+    queues nothing; pruning and rebuilding clear what they cover; the device's row is kept as for records."""
+    from dashboard.collector.aggregates import merge_device_aggregates
+    from dashboard.collector.interface import RollupMode
+
+    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    device = device_minutes[0]["device_id"]
+    stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
+              for record in device_minutes]
+    with open_store(location, merge=merge_device_aggregates, rollups=RollupMode.DEFERRED) as store:
+        assert store.insert_aggregates(stored[:2], device_id=device, dropped=3).duplicates == 0
+        assert store.insert_aggregates(stored, device_id=device, dropped=1).duplicates == 2
+        assert store.rollups() == [] and store.pending_rollups() == 3
+        assert store.roll_up_pending(limit=2) == 2 and store.roll_up_pending() == 1 and store.roll_up_pending() == 0
+        (hour,) = store.rollups()
+        from runtime.telemetry.aggregate_schema import fold_aggregates
+
+        assert hour["aggregates"] == 3 and hour["payload"] == fold_aggregates(device_minutes)
+        (row,) = store.devices()
+        assert (row["device_id"], row["dropped"], row["records"]) == (device, 3, 0)
+        assert store.count() == 0  # per-event records only
+        store.insert_aggregates([dict(stored[0], record_id="restarted-stream-part", payload=dict(
+            device_minutes[0], record_id="f" * 32))])
+        assert store.pending_rollups() == 1 and store.rebuild_rollups() == 1 and store.pending_rollups() == 0
+        assert store.rollups()[0]["aggregates"] == 4
+        store.insert_aggregates([dict(stored[1], record_id="another-part")])
+        assert store.prune_aggregates(START + timedelta(days=400)) == 5 and store.pending_rollups() == 0

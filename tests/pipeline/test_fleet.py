@@ -14,10 +14,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from dashboard.collector.aggregates import merge_device_aggregates
 from dashboard.collector.app import build_server, create_app
 from dashboard.collector.store import SqliteStore
 from pipeline.fleet import EventKind, ScenarioError, ScriptedEvent, SimulationConfig, default_script, simulate
 from pipeline.fleet.scenario import validate_script
+from runtime.telemetry.aggregate_schema import validate_aggregate
+from runtime.telemetry.histogram import dense_counts, latency_edges, quantile
 
 DEVICES = 4
 MINUTES = 3.0
@@ -35,7 +38,7 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def collector(tmp_path_factory) -> Iterator[tuple[str, SqliteStore]]:
-    store = SqliteStore(tmp_path_factory.mktemp("collector") / "telemetry.sqlite3")
+    store = SqliteStore(tmp_path_factory.mktemp("collector") / "telemetry.sqlite3", merge=merge_device_aggregates)
     port = _free_port()
     server = build_server(create_app(store), "127.0.0.1", port, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
@@ -53,7 +56,8 @@ def collector(tmp_path_factory) -> Iterator[tuple[str, SqliteStore]]:
 
 
 @pytest.fixture(scope="module")
-def fleet(ecg_build, collector, tmp_path_factory) -> tuple[dict, dict[str, list[dict]], datetime]:
+def fleet(ecg_build, collector, tmp_path_factory) -> tuple[dict, dict[str, dict], datetime]:
+    """The scripted fleet with the device default (aggregates): per device id its aggregates and records."""
     _, outcome = ecg_build
     url, store = collector
     end = datetime.now(UTC)
@@ -68,86 +72,112 @@ def fleet(ecg_build, collector, tmp_path_factory) -> tuple[dict, dict[str, list[
         end_time=end,
     )
     summary = simulate(config)
-    records = {device_id: store.records(device_id) for device_id in summary["device_summaries"]}
-    return summary, records, end - timedelta(minutes=MINUTES)
+    stored = {device_id: {"aggregates": [item["payload"] for item in store.aggregates(device_id=device_id)],
+                          "records": store.records(device_id)} for device_id in summary["device_summaries"]}
+    return summary, stored, end - timedelta(minutes=MINUTES)
 
 
 def _device_id(summary: dict, index: int) -> str:
     return next(key for key, value in summary["device_summaries"].items() if value["index"] == index)
 
 
-def _minute(record: dict, start: datetime) -> float:
-    return (datetime.fromisoformat(record["time"]) - start).total_seconds() / 60.0
+def _minute(text: str, start: datetime) -> float:
+    return (datetime.fromisoformat(text) - start).total_seconds() / 60.0
 
 
-def _in_window(records: list[dict], start: datetime, first: float, last: float) -> list[dict]:
-    return [record for record in records if first <= _minute(record, start) < last]
+def _minutes_in(aggregates: list[dict], start: datetime, first: float, last: float) -> list[dict]:
+    """The aggregates whose minute overlaps [first, last) simulated minutes."""
+    return [item for item in aggregates if _minute(item["minute"], start) < last and
+            _minute(item["minute"], start) + 1 > first]
 
 
 def test_every_device_delivers_each_sequence_exactly_once(fleet):
-    summary, records, _ = fleet
-    assert len(records) == DEVICES
-    for device_id, rows in records.items():
-        sequences = [row["sequence"] for row in rows]
+    summary, stored, _ = fleet
+    assert len(stored) == DEVICES
+    for device_id, rows in stored.items():
         device = summary["device_summaries"][device_id]
-        assert device["records"] > 100  # ~70 beats a minute for 3 minutes
-        assert sorted(sequences) == list(range(1, device["records"] + 1))
-        assert device["uploaded"] == device["records"] and device["pending"] == 0
+        sequences = [row["sequence"] for row in rows["records"]] + [item["sequence"] for item in rows["aggregates"]]
+        assert sorted(sequences) == list(range(1, device["appended"] + 1))  # records and aggregates share them
+        assert len(rows["aggregates"]) == device["aggregates"] >= MINUTES  # a minute each, the partial ends too
+        assert len({item["record_id"] for item in rows["aggregates"]}) == device["aggregates"]
+        assert device["uploaded"] == device["appended"] and device["pending"] == 0
+        # every beat is counted once: classified beats are records of the aggregates, the others no_result
+        assert sum(item["records"] for item in rows["aggregates"]) == device["classified"] > 100
+        assert sum(item["no_result"]["count"] for item in rows["aggregates"]) == device["beats"] - device["classified"]
+        assert sum(item["sent_individually"] for item in rows["aggregates"]) == device["records"]
+    assert summary["totals"]["aggregated_events"] >= summary["totals"]["beats"]  # beats and quality stretches
 
 
 def test_telemetry_times_are_simulated_and_in_the_past(fleet):
-    _, records, start = fleet
-    for rows in records.values():
-        minutes = [_minute(row, start) for row in rows]
-        assert min(minutes) >= 0 and max(minutes) <= MINUTES + 1e-6
-        assert max(minutes) - min(minutes) > MINUTES - 0.2  # the timeline spans the simulated minutes
-    assert max(row["time"] for rows in records.values() for row in rows) <= datetime.now(UTC).isoformat()
+    _, stored, start = fleet
+    for rows in stored.values():
+        minutes = [_minute(item["minute"], start) for item in rows["aggregates"]]
+        assert min(minutes) > -1 and max(minutes) <= MINUTES + 1e-6  # minutes that hold the simulated time
+        assert max(minutes) - min(minutes) >= MINUTES - 1
+        assert all(0 <= _minute(record["time"], start) <= MINUTES + 1e-6 for record in rows["records"])
+    latest = max(item["minute"] for rows in stored.values() for item in rows["aggregates"])
+    assert datetime.fromisoformat(latest) <= datetime.now(UTC)
 
 
 def test_lead_off_shows_as_flat_line_and_no_beats(fleet):
-    summary, records, start = fleet
+    summary, stored, start = fleet
     lead_off = _device_id(summary, LEAD_OFF.device_index)
     device = summary["device_summaries"][lead_off]
     assert device["quality_events"].get("flat_line", 0) >= 1
     episode_s = 60 * (LEAD_OFF.end_minute - LEAD_OFF.start_minute)
     assert device["quality_seconds"]["flat_line"] == pytest.approx(episode_s, abs=3)
-    inside = _in_window(records[lead_off], start, LEAD_OFF.start_minute + 0.05, LEAD_OFF.end_minute - 0.05)
-    assert all("flat_line" in record["quality_flags"] for record in inside)  # no beats, or flagged ones
-    assert len(inside) <= 2
-    for device_id, device in summary["device_summaries"].items():
+    aggregates = stored[lead_off]["aggregates"]
+    flat = sum(item["quality_events"].get("flat_line", {}).get("seconds", 0.0) for item in aggregates)
+    assert flat == pytest.approx(device["quality_seconds"]["flat_line"], abs=0.01)  # the stretch is in the minutes
+    for device_id, rows in stored.items():
         if device_id != lead_off:
-            assert "flat_line" not in device["quality_events"]
-            assert not any("flat_line" in record["quality_flags"] for record in records[device_id])
-            window = _in_window(records[device_id], start, LEAD_OFF.start_minute, LEAD_OFF.end_minute)
-            assert len(window) > 20  # the others kept beating
+            assert "flat_line" not in summary["device_summaries"][device_id]["quality_events"]
+            assert not any("flat_line" in item["quality_events"] or "flat_line" in item["quality_flags"]
+                           for item in rows["aggregates"])
+    # the minutes around the lead-off hold fewer beats on that device than on the healthy control
+    control = stored[_device_id(summary, 0)]["aggregates"]
+    window = (LEAD_OFF.start_minute, LEAD_OFF.end_minute)
+    beats = [sum(item["records"] for item in _minutes_in(rows, start, *window)) for rows in (aggregates, control)]
+    assert beats[0] < beats[1] - 15  # half a minute without beats
 
 
 def test_gain_drift_clips(fleet):
-    summary, records, start = fleet
+    summary, stored, start = fleet
     drifting = _device_id(summary, GAIN_DRIFT.device_index)
-    clipped = [record for record in records[drifting] if "clipped" in record["quality_flags"]]
-    assert len(clipped) > 20
-    assert all(GAIN_DRIFT.start_minute <= _minute(record, start) <= GAIN_DRIFT.end_minute + 0.2 for record in clipped)
-    for device_id, rows in records.items():
+    clipped = [item for item in stored[drifting]["aggregates"]
+               if item["quality_flags"].get("clipped") or item["no_result"]["quality_flags"].get("clipped")]
+    assert sum(item["quality_flags"].get("clipped", 0) + item["no_result"]["quality_flags"].get("clipped", 0)
+               for item in clipped) > 20
+    assert all(GAIN_DRIFT.start_minute - 1 <= _minute(item["minute"], start) <= GAIN_DRIFT.end_minute + 0.2
+               for item in clipped)
+    for device_id, rows in stored.items():
         if device_id != drifting:
-            assert not any("clipped" in record["quality_flags"] for record in rows)
+            assert not any("clipped" in item["quality_flags"] for item in rows["aggregates"])
+
+
+def _latency_p50(item: dict) -> float:
+    histogram = item["latency_us"]
+    counts = dense_counts(histogram["bins"], len(latency_edges()) + 1)
+    return quantile(latency_edges(), counts, 0.5, histogram["min"], histogram["max"])
 
 
 def test_latency_regression_raises_latency(fleet):
-    summary, records, start = fleet
-    slowed = records[_device_id(summary, LATENCY.device_index)]
-    baseline = statistics.median(row["latency_us"] for row in _in_window(slowed, start, 0.0, LATENCY.start_minute))
-    regressed = _in_window(slowed, start, LATENCY.start_minute + 0.2, LATENCY.end_minute)
-    assert statistics.median(row["latency_us"] for row in regressed) > 2 * baseline
+    summary, stored, start = fleet
+    slowed = stored[_device_id(summary, LATENCY.device_index)]["aggregates"]
+    minutes = [(_minute(item["minute"], start), item) for item in slowed if item["records"]]
+    before = [_latency_p50(item) for moment, item in minutes if moment + 1 <= LATENCY.start_minute]
+    during = [_latency_p50(item) for moment, item in minutes if moment >= LATENCY.start_minute]
+    assert before and during and statistics.median(during) > 2 * statistics.median(before)
 
 
-def test_records_carry_no_waveform(fleet):
-    _, records, _ = fleet
-    for rows in records.values():
-        for row in rows:
-            for value in row.values():
-                assert not (isinstance(value, list) and any(isinstance(item, int | float) for item in value))
-            assert len(row["features"]) <= 8 and all(isinstance(value, float) for value in row["features"].values())
+def test_telemetry_carries_no_waveform(fleet):
+    _, stored, _ = fleet
+    for rows in stored.values():
+        for item in rows["aggregates"]:
+            validate_aggregate(item, sequence_required=True)  # no list of numbers, no identifier, bins by index
+        for record in rows["records"]:
+            features = record["features"]
+            assert len(features) <= 8 and all(isinstance(value, float) for value in features.values())
 
 
 def test_summary_lists_the_applied_events(fleet):
@@ -201,15 +231,22 @@ def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
             "--summary",
             str(summary_path),
             "--no-progress",
+            "--telemetry-mode",
+            "records",
+            "--processes",
+            "2",
         ],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(Path(summary_path).read_text())
-    assert len(summary["device_summaries"]) == 2
+    assert len(summary["device_summaries"]) == 2 and summary["processes"] == 2
     assert [event["kind"] for event in summary["script"]] == ["gain_drift"]  # the default script, cut to 2 devices
+    assert summary["telemetry_mode"] == "records"
     for device_id, device in summary["device_summaries"].items():
-        assert device["uploaded"] == device["records"] > 0
+        assert device["uploaded"] == device["records"] == device["classified"] > 0  # one record per classified beat
+        assert device["aggregates"] == 0
         assert f"{device['records']} records" in result.output and device_id in result.output
+    assert f"{summary['totals']['records']} records sent on their own" in result.output
 
 
 def test_synthetic_signal_when_no_recordings(monkeypatch):
@@ -221,3 +258,29 @@ def test_synthetic_signal_when_no_recordings(monkeypatch):
     samples = signal.read(start_s=25.0, count=5000, rate_hz=500.0)  # loops past the 10-s trace
     assert samples.shape == (5000,) and signals.ADC_RANGE[0] < samples.min() < samples.max() < signals.ADC_RANGE[1]
     assert samples.max() - samples.min() > 500  # a real ECG amplitude in ADC counts, not a flat line
+
+
+def test_a_two_input_bundle_simulates_through_unjudged_beats_and_empty_minutes(collector, tmp_path):
+    """A bundle whose inputs the stream derives (template residual + RR features, like ecg-pvc) gives every beat
+    with a quality flag, and the warm-up beats, no class: a lead-off minute then holds no record at all. The
+    minute is still sent (its quality stretch and unjudged beats), and every beat is counted once."""
+    from tests.runtime.pvc_bundle import TWO_INPUTS, build_pvc_bundle
+
+    url, store = collector
+    bundle = build_pvc_bundle(tmp_path / "pvc", TWO_INPUTS)
+    lead_off = ScriptedEvent(EventKind.LEAD_OFF, 1, 0.5, 1.9)  # from 12:00:30 to 12:01:54
+    end = datetime(2026, 1, 1, 12, 2, 30, tzinfo=UTC)  # the simulated time starts on a minute
+    summary = simulate(SimulationConfig(collector_url=url, devices=2, minutes=2.5, bundle_path=bundle, seed=5,
+                                        salt="two-input-fleet", script=(lead_off,), outbox_dir=tmp_path / "outboxes",
+                                        end_time=end))
+    for device_id, device in summary["device_summaries"].items():
+        aggregates = [item["payload"] for item in store.aggregates(device_id=device_id)]
+        assert device["pending"] == 0 and device["upload_failures"] == 0 and len(aggregates) == device["aggregates"]
+        assert device["beats"] > device["classified"] > 0  # the warm-up beats (and flagged ones) stay unjudged
+        assert sum(item["records"] for item in aggregates) == device["classified"]
+        assert sum(item["no_result"]["count"] for item in aggregates) == device["beats"] - device["classified"]
+    flat = {item["minute"]: item["payload"] for item in store.aggregates(device_id=_device_id(summary, 1))}
+    after = flat["2026-01-01T12:01:00.000000Z"]  # the lead-off, then beats warming up again: none judged
+    assert after["records"] == 0 and after["no_result"]["count"] > 0 and after["latency_us"]["count"] == 0
+    # the flat stretch is reported when it ends: late for the minute it began in, counted in the open one
+    assert after["quality_events"]["flat_line"]["seconds"] == pytest.approx(84.0, abs=1.0) and after["late"] >= 1

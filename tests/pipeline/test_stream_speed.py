@@ -1,8 +1,12 @@
-"""The real-time-factor benchmark runs the real stream path and reports a breakdown (no speed asserted)."""
+"""The real-time-factor benchmark runs the real stream path with and without telemetry and reports a breakdown (no
+speed asserted); telemetry never changes the stream's events."""
 
 from __future__ import annotations
 
-from pipeline.benchmark.stream_speed import StreamSpeedConfig, measure_stream_speed
+from pipeline.benchmark.stream_speed import StreamSpeedConfig, measure_stream_speed, stream_events, synthetic_recording
+from runtime.bundle import load_bundle
+from runtime.events import BeatEvent
+from runtime.trust import TrustPolicy
 
 
 def test_stream_speed_report_on_a_short_recording(ecg_build):
@@ -11,7 +15,28 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     report = measure_stream_speed(outcome.bundle_directory, config)
     assert report["recording_s"] == 0.02 * 3600
     assert report["beats"] > 60  # ~72 bpm over 72 s
-    assert report["real_time_factor"] > 0 and report["wall_s"] > 0
+    assert report["real_time_factor"] > 0 and report["wall_s"] > 0 and report["cpu_s"] > 0
+    with_telemetry, without = report["runs"]
+    assert (with_telemetry["telemetry"], without["telemetry"]) == ("aggregates", "none")
+    assert with_telemetry["beats"] == without["beats"] and with_telemetry["events"] == without["events"]
+    assert with_telemetry["aggregates"] >= 1 and with_telemetry["outbox_rows"] >= with_telemetry["aggregates"]
+    assert report["real_time_factor_without_telemetry"] == without["real_time_factor"]
     shares = report["time_share_by_stage"]
     assert {"inference", "detection", "telemetry"} <= set(shares)
     assert abs(sum(shares.values()) - 1.0) < 0.01
+    assert report["hotspots"] and report["target_real_time_factor"] == 20_000
+
+
+def test_the_stream_gives_the_same_events_in_every_telemetry_mode(ecg_build, tmp_path):
+    from pipeline.benchmark.stream_speed import _sink
+
+    _, outcome = ecg_build
+    bundle = load_bundle(outcome.bundle_directory, provider="cpu", threads=1, trust=TrustPolicy.development())
+    config = StreamSpeedConfig(hours=0.01)
+    signal = synthetic_recording(config.hours, config.sample_rate_hz, seed=3)
+    found = {}
+    for mode in ("aggregates", "records", "none"):
+        events = stream_events(bundle, signal, config, mode, _sink(bundle, tmp_path, mode, mode, 1.7e9))
+        found[mode] = [(event.time_s, event.beat_class, event.quality_flags) if isinstance(event, BeatEvent)
+                       else (event.time_s, event.flag) for event in events]
+    assert found["aggregates"] == found["records"] == found["none"] and len(found["none"]) > 30

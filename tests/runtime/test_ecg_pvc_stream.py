@@ -16,7 +16,7 @@ from runtime.ecg import BeatTrace, EcgStream, QualityFlag, StreamConfig
 from runtime.ecg.rr_features import PRE_TO_LOCAL, rr_features
 from runtime.ecg.template import template_residuals
 from runtime.events import BeatEvent
-from runtime.runner import RunOptions, run
+from runtime.runner import RunOptions, TelemetryMode, run
 from runtime.telemetry import Outbox, pseudonymous_device_id
 from tests.runtime.conftest import synthetic_ecg
 from tests.runtime.pvc_bundle import (
@@ -207,7 +207,7 @@ def test_the_runner_streams_a_derived_input_bundle_and_sends_only_classified_bea
     np.save(tmp_path / "signal.npy", signal)
     device = pseudonymous_device_id("SN-PVC", "fleet-salt")
     options = RunOptions(sample_rate_hz=RATE, trust=UNSIGNED, device_id=device,
-                         telemetry_outbox=tmp_path / "outbox.sqlite3")
+                         telemetry_outbox=tmp_path / "outbox.sqlite3", telemetry_mode=TelemetryMode.RECORDS)
     beats = beat_events(list(run(folder, tmp_path / "signal.npy", options)))
     classified = [beat for beat in beats if beat.classified]
     assert len(beats) > 40 and len(beats) - len(classified) >= RR.history_beats + 1

@@ -16,7 +16,7 @@ from runtime.__main__ import main as device_main
 from runtime.bundle import TrustPolicy
 from runtime.contract import TaskKind
 from runtime.results import AnomalyResult, ClassResult, LabelsResult, ValuesResult
-from runtime.runner import RunOptions, run
+from runtime.runner import RunOptions, TelemetryMode, run
 from runtime.telemetry import Outbox
 from tests.runtime.hand_built import FEATURES, TWO_INPUT_WEIGHTS, build_bundle, expected_outputs
 from tests.runtime.test_telemetry_records import DEVICE_ID
@@ -225,7 +225,8 @@ def test_json_lines_of_every_kind_through_the_device_command(bundles, tmp_path):
 @pytest.mark.parametrize("kind", list(TaskKind))
 def test_telemetry_of_every_kind_passes_the_outbox_validator(bundles, tmp_path, kind):
     outbox = tmp_path / "outbox.sqlite3"
-    options = RunOptions(telemetry_outbox=outbox, device_id=DEVICE_ID, trust=TrustPolicy.development())
+    options = RunOptions(telemetry_outbox=outbox, device_id=DEVICE_ID, trust=TrustPolicy.development(),
+                         telemetry_mode=TelemetryMode.RECORDS)
     events = predictions(bundles[kind], write_csv(tmp_path / "rows.csv", with_bad_rows()), options)
     with Outbox(outbox, DEVICE_ID) as opened:  # every record was validated on append
         records = opened.pending(100)

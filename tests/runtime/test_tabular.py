@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from pipeline.cli.run import run_command
 from runtime.__main__ import main as device_main
 from runtime.readers import InputError
-from runtime.runner import RunOptions, TelemetryUnavailableError, run, telemetry_record
+from runtime.runner import RunOptions, TelemetryMode, TelemetryUnavailableError, run, telemetry_record
 from runtime.tabular import MissingColumnError, NonNumericCellError, predict_csv, read_feature_csv
 from tests.runtime.conftest import synthetic_ecg
 
@@ -195,7 +195,7 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
     signal, _ = synthetic_ecg(12, seed=4)
     np.save(tmp_path / "ecg.npy", signal)
     options = RunOptions(sample_rate_hz=360.0, telemetry_url="http://collector.invalid/v1", device_id="0f" * 16,
-                         trust=trust)
+                         trust=trust, telemetry_mode=TelemetryMode.RECORDS)
     events = list(run(ecg_bundle_path, tmp_path / "ecg.npy", options))
     beats = [event for event in events if event.kind == "beat"]
     assert len(appended) == len(beats) >= 12 and uploads == ["http://collector.invalid/v1"]

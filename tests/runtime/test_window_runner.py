@@ -19,7 +19,7 @@ from runtime.bundle import TrustPolicy
 from runtime.contract import TaskKind
 from runtime.events import QualityEvent, WindowEvent
 from runtime.readers import InputError
-from runtime.runner import RunOptions, run
+from runtime.runner import RunOptions, TelemetryMode, run
 from runtime.telemetry import Outbox
 from runtime.telemetry.records import validate_record
 from tests.runtime.test_telemetry_records import DEVICE_ID
@@ -94,7 +94,7 @@ def test_telemetry_records_judged_windows_only(bundles, tmp_path):
     np.save(tmp_path / "eeg.npy", signal)
     outbox = tmp_path / "outbox.sqlite3"
     options = RunOptions(sample_rate_hz=RATE, device_id=DEVICE_ID, telemetry_outbox=outbox,
-                         trust=TrustPolicy.development())
+                         trust=TrustPolicy.development(), telemetry_mode=TelemetryMode.RECORDS)
     events = list(run(bundles["mono"], tmp_path / "eeg.npy", options))
     judged = [event for event in events if isinstance(event, WindowEvent) and event.judged]
     assert 0 < len(judged) < len(events)

@@ -1,0 +1,315 @@
+"""The runner's telemetry in aggregates mode (schema 3): what reaches the outbox, that telemetry never changes the
+stream's events, exactly-once delivery of aggregates across kill -9 and a lost acknowledgement, one schema version
+per envelope, and the privacy scan's number-list pattern in linear time."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runtime.events import BeatEvent, QualityEvent
+from runtime.runner import RunOptions, TelemetryMode, TelemetrySink, run, telemetry_record
+from runtime.telemetry import (
+    AGGREGATE_SCHEMA_VERSION,
+    Outbox,
+    Uploader,
+    record_schema_version,
+    validate_aggregate,
+    validate_record,
+    version_groups,
+)
+from runtime.telemetry.aggregates import minute_text
+from runtime.telemetry.records import _NUMBER_LIST, _no_number_list
+from tests.runtime.conftest import synthetic_ecg
+from tests.runtime.pvc_bundle import RATE, TWO_INPUTS, UNSIGNED, build_pvc_bundle
+from tests.runtime.test_outbox import _lines
+from tests.runtime.test_telemetry_records import DEVICE_ID, sample_record
+from tests.runtime.test_uploader import free_port, running_collector, scripted_collector
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+START = datetime(2026, 3, 2, 8, 0, 20, tzinfo=UTC).timestamp()  # 20 s into a minute: the first one is partial
+
+
+@pytest.fixture(scope="module")
+def pvc_bundle(tmp_path_factory) -> Path:
+    """A two-input bundle the ECG stream derives its inputs for (template residual + RR features, like ecg-pvc)."""
+    return build_pvc_bundle(tmp_path_factory.mktemp("pvc") / "bundle", TWO_INPUTS)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory) -> Path:
+    """Three minutes of ECG with ten seconds of lead-off (a flat line) in the second minute."""
+    signal_values, _ = synthetic_ecg(180, RATE, heart_rate=70, seed=12)
+    signal_values[round(75 * RATE):round(85 * RATE)] = signal_values[0]
+    path = tmp_path_factory.mktemp("ecg") / "ecg.npy"
+    np.save(path, signal_values)
+    return path
+
+
+def _options(tmp_path: Path, mode: TelemetryMode | None, **changes) -> RunOptions:
+    telemetry = {} if mode is None else {"device_id": DEVICE_ID, "telemetry_outbox": tmp_path / f"{mode}.sqlite3",
+                                         "telemetry_mode": mode, "stream_start_s": START}
+    return RunOptions(sample_rate_hz=RATE, trust=UNSIGNED, **telemetry, **changes)
+
+
+def _outbox_rows(path: Path) -> list[dict]:
+    with Outbox(path, DEVICE_ID) as outbox:
+        return outbox.pending(10**6)
+
+
+def test_telemetry_never_changes_the_stream_events(pvc_bundle, recording, tmp_path):
+    """The same events in aggregates mode, records mode and without telemetry (then without summary features);
+    only the measured inference latency differs from run to run."""
+
+    def events(mode: TelemetryMode | None, left_out: tuple[str, ...]) -> list[dict]:
+        return [{key: value for key, value in event.to_dict().items() if key not in left_out}
+                for event in run(pvc_bundle, recording, _options(tmp_path, mode))]
+
+    assert events(TelemetryMode.AGGREGATES, ("latency_us",)) == events(TelemetryMode.RECORDS, ("latency_us",))
+    without = events(None, ("latency_us", "features"))
+    assert without == events(TelemetryMode.RECORDS, ("latency_us", "features"))
+    assert len(without) > 150 and any(event["type"] == "quality" for event in without)
+
+
+def test_aggregates_mode_counts_every_event_once_and_sends_the_kept_ones(pvc_bundle, recording, tmp_path):
+    options = _options(tmp_path, TelemetryMode.AGGREGATES, event_filter_rules=("positive",),
+                       positive_labels=("non-V", "V"))  # every classified beat is also sent on its own
+    events = list(run(pvc_bundle, recording, options))
+    beats = [event for event in events if isinstance(event, BeatEvent)]
+    classified = [beat for beat in beats if beat.classified]
+    stretches = [event for event in events if isinstance(event, QualityEvent)]
+    rows = _outbox_rows(options.telemetry_outbox)
+    aggregates = [row for row in rows if record_schema_version(row) == AGGREGATE_SCHEMA_VERSION]
+    records = [row for row in rows if record_schema_version(row) == 2]
+    assert [row["sequence"] for row in rows] == list(range(1, len(rows) + 1))
+    assert [item["minute"] for item in aggregates] == [minute_text(START + 60 * index) for index in range(4)]
+    assert sum(item["records"] for item in aggregates) == len(classified) == len(records)
+    assert sum(item["no_result"]["count"] for item in aggregates) == len(beats) - len(classified) > 0
+    flat = sum(item["quality_events"].get("flat_line", {}).get("seconds", 0.0) for item in aggregates)
+    assert flat == pytest.approx(sum(event.duration_s for event in stretches if event.flag == "flat_line"))
+    assert sum(item["sent_individually"] for item in aggregates) == len(records)
+    assert [record["time"] for record in records] == [
+        datetime.fromtimestamp(START + beat.time_s, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for beat in classified]  # stamped on the stream's clock
+    for item in aggregates:
+        assert validate_aggregate(item, sequence_required=True) == item
+    # each minute's records are committed before its aggregate, in the same transaction: none after it
+    ends = {item["sequence"]: datetime.fromisoformat(item["minute"]).timestamp() + 60 for item in aggregates}
+    for record in records:
+        closing = min(sequence for sequence in ends if sequence > record["sequence"])
+        assert datetime.fromisoformat(record["time"]).timestamp() < ends[closing]
+
+
+def test_the_default_filter_sends_only_the_events_that_matter(pvc_bundle, recording, tmp_path):
+    options = _options(tmp_path, TelemetryMode.AGGREGATES)
+    events = list(run(pvc_bundle, recording, options))
+    rows = _outbox_rows(options.telemetry_outbox)
+    records = [row for row in rows if "kind" not in row]
+    classified = [event for event in events if isinstance(event, BeatEvent) and event.classified]
+    assert len(records) < len(classified) / 5  # positives (V), low confidence and quality changes only
+    assert all(record["result"]["class"] == "V" or record["result"]["low_confidence"] for record in records)
+    assert {row["filter"]["version"] for row in rows if "kind" in row} == {1}
+
+
+_STREAM_FOREVER = """
+import sys, time
+import numpy as np
+from pathlib import Path
+from runtime.bundle import load_bundle
+from runtime.ecg.stream import EcgStream, StreamConfig
+from runtime.runner import TelemetrySink
+from runtime.trust import TrustPolicy
+bundle = load_bundle(Path(sys.argv[1]), provider="cpu", threads=1, trust=TrustPolicy.development())
+signal = np.load(sys.argv[3])
+sink = TelemetrySink(bundle, Path(sys.argv[2]), sys.argv[4], None, mode="aggregates",
+                     event_filter_rules=("positive",), positive_labels=("non-V", "V"))
+sink.begin(float(sys.argv[5]))
+stream = EcgStream(bundle, 360.0, config=StreamConfig(summary_features=True))
+committed = 0
+for start in range(0, len(signal), 3600):  # ten seconds a chunk, at ~100x real time
+    sink.add_many(stream.feed(signal[start:start + 3600]))
+    sink.commit()
+    if sink.aggregates != committed:
+        committed = sink.aggregates
+        print(committed, flush=True)
+    time.sleep(0.1)
+sink.add_many(stream.flush())
+sink.finish()
+print("finished", flush=True)
+"""
+
+
+def _stream(bundle: Path, outbox: Path, signal_path: Path, origin_s: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", _STREAM_FOREVER, str(bundle), str(outbox), str(signal_path),
+                             DEVICE_ID, str(origin_s)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPOSITORY)
+
+
+def _check_complete(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Every row a valid record or aggregate, sequences without a gap, each record inside a committed minute."""
+    assert [row["sequence"] for row in rows] == list(range(1, len(rows) + 1))
+    aggregates = [validate_aggregate(row, sequence_required=True) for row in rows if "kind" in row]
+    records = [validate_record(row) for row in rows if "kind" not in row]
+    closed = max(datetime.fromisoformat(item["minute"]).timestamp() + 60 for item in aggregates)
+    assert all(datetime.fromisoformat(record["time"]).timestamp() < closed for record in records)
+    assert all(sum(item["classes"].values()) == item["records"] for item in aggregates)
+    return aggregates, records
+
+
+def test_aggregates_are_exactly_once_across_kill_9_a_restart_and_a_lost_acknowledgement(pvc_bundle, tmp_path):
+    pytest.importorskip("fastapi")
+    from dashboard.collector.aggregates import merge_device_aggregates
+    from dashboard.collector.store import SqliteStore
+
+    signal_values, _ = synthetic_ecg(1200, RATE, heart_rate=75, seed=4)
+    signal_path = tmp_path / "long.npy"
+    np.save(signal_path, signal_values)
+    outbox_path = tmp_path / "outbox.sqlite3"
+
+    # A device streaming in (accelerated) real time is killed after its third minute was committed.
+    process = _stream(pvc_bundle, outbox_path, signal_path, START)
+    lines = _lines(process)
+    try:
+        while (line := lines.get(timeout=60)) != "3":
+            assert line is not None, process.stderr.read()
+        time.sleep(0.25)  # into the fourth minute: its events are in memory only
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+    rows = _outbox_rows(outbox_path)
+    aggregates, records = _check_complete(rows)
+    assert len(aggregates) >= 3 and records  # whole minutes with their records; the open one is lost, nothing torn
+
+    # The restarted stream (a new session) appends after the survivors, under the same sequence counter.
+    restarted = tmp_path / "short.npy"
+    np.save(restarted, signal_values[: round(130 * RATE)])
+    process = _stream(pvc_bundle, outbox_path, restarted, START + 200.0)
+    output, errors = process.communicate(timeout=120)
+    assert process.returncode == 0 and output.strip().endswith("finished"), errors
+    rows = _outbox_rows(outbox_path)
+    aggregates, records = _check_complete(rows)
+    assert len({item["session"] for item in aggregates}) == 2
+    assert len({item["record_id"] for item in aggregates}) == len(aggregates)
+
+    # Upload: the collector stores the first batch, the device dies before deleting it, and sends it again.
+    store = SqliteStore(tmp_path / "collector.sqlite3", merge=merge_device_aggregates)
+    port = free_port()
+    with running_collector(store, port) as url, Outbox(outbox_path, DEVICE_ID) as outbox:
+
+        def crash(sequences: list[int]) -> None:
+            raise RuntimeError("killed between the collector's commit and the outbox's delete")
+
+        with pytest.raises(RuntimeError, match="killed"):
+            Uploader(outbox, url, batch_size=len(rows), before_acknowledge=crash).upload_pending()
+        assert outbox.count() == len(rows)  # nothing deleted
+        assert Uploader(outbox, url).upload_pending() == len(rows)
+        assert outbox.count() == 0
+    stored = [item["payload"] for item in store.aggregates(device_id=DEVICE_ID)]
+    assert sorted(item["record_id"] for item in stored) == sorted(item["record_id"] for item in aggregates)
+    assert sorted(record["sequence"] for record in store.records(DEVICE_ID)) == [
+        record["sequence"] for record in records]
+    rollups = store.rollups(device_id=DEVICE_ID)
+    assert sum(item["aggregates"] for item in rollups) == len(aggregates)
+    assert sum(item["payload"]["records"] for item in rollups) == sum(item["records"] for item in aggregates)
+    store.close()
+
+
+def test_envelopes_never_mix_schema_versions(tmp_path, pvc_bundle):
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(pvc_bundle, provider="cpu", threads=1, trust=UNSIGNED)
+    sink = TelemetrySink(bundle, tmp_path / "outbox.sqlite3", DEVICE_ID, None, mode=TelemetryMode.AGGREGATES,
+                         event_filter_rules=("positive",), positive_labels=("non-V", "V"))
+    sink.begin(START)
+    signal_values, _ = synthetic_ecg(150, RATE, seed=8)
+    from runtime.ecg.stream import EcgStream, StreamConfig
+
+    stream = EcgStream(bundle, RATE, config=StreamConfig(summary_features=True))
+    sink.add_many([*stream.feed(signal_values), *stream.flush()])
+    sink.finish()
+    rows = sink.outbox.pending(1000)
+    assert [len(group) for group in version_groups(rows)] == [sink.count - sink.aggregates, sink.aggregates]
+    with scripted_collector() as collector:
+        assert Uploader(sink.outbox, collector.url, batch_size=100).upload_pending() == len(rows)
+    for _, body in collector.requests:
+        assert {record_schema_version(record) for record in body["records"]} == {body["schema_version"]}
+    assert {body["schema_version"] for _, body in collector.requests} == {2, 3}
+    assert len(collector.requests) <= 2 * (len(rows) // 100 + 1)  # two envelopes per window, not one per switch
+    sink.close()
+
+
+def test_telemetry_record_takes_the_event_time():
+    from types import SimpleNamespace
+
+    from runtime.contract import TaskKind
+
+    bundle = SimpleNamespace(bundle_id="b-1", manifest_sha256="5" * 64, variant="fp32", provider="cpu",
+                             output=SimpleNamespace(task=TaskKind.BINARY))
+    beat = BeatEvent(1.0, "V", 0.99, {}, 60.0, None, (), False, 12.0, {"peak_to_peak": 1.0})
+    record = telemetry_record(bundle, beat, time_s=START + 1.5)
+    assert record["time"] == "2026-03-02T08:00:21.500000+00:00"
+    assert validate_record({**record, "device_id": DEVICE_ID}, sequence_required=False)["time"].endswith("21.500000Z")
+
+
+# -- the privacy scan's number-list pattern ----------------------------------------------------------------------
+
+_BACKTRACKING = re.compile(r"\d\s*[,;]\s*[-+.]?\d|(?:[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s+){3,}[-+]?\.?\d")
+
+
+def test_the_number_list_pattern_finds_what_it_found_before_in_linear_time():
+    rng = np.random.default_rng(7)
+    alphabet = list("0123456789 ,;.-+eEa\t")
+    for _ in range(4000):
+        text = "".join(rng.choice(alphabet, size=int(rng.integers(1, 24))))
+        assert bool(_NUMBER_LIST.search(text)) == bool(_BACKTRACKING.search(text)), text
+    for text in ("1 2 3 4", "0.1,0.2", "x.5 2 3 4", "1e5 -2 +3 .4", "a1 2 3 4"):
+        assert _NUMBER_LIST.search(text)
+    timings = []
+    for length in (2_000, 20_000):  # ten times the text: about ten times the time, not a hundred
+        text = "7" * length
+        started = time.perf_counter()
+        for _ in range(20):
+            _no_number_list(text, "field")
+            _NUMBER_LIST.search(text + " x")
+        timings.append(time.perf_counter() - started)
+    assert timings[1] < 30 * timings[0] + 0.01
+
+
+def test_a_sha256_and_a_long_digit_run_are_scanned_fast():
+    texts = ["ab" * 32, "1" * 200, json.dumps(sample_record())[:200]]
+    started = time.perf_counter()
+    for _ in range(2000):
+        for text in texts:
+            _no_number_list(text, "field")
+    assert (time.perf_counter() - started) / 6000 < 50e-6  # was ~1.6 ms for 136 digits; a few µs now
+
+
+def test_run_and_its_command_line_take_the_telemetry_mode(pvc_bundle, recording, tmp_path):
+    command = [sys.executable, "-m", "runtime", str(pvc_bundle), "--input", str(recording), "--sample-rate", "360",
+               "--allow-unsigned", "--device-id", DEVICE_ID, "--telemetry-outbox", str(tmp_path / "cli.sqlite3"),
+               "--output", str(tmp_path / "events.jsonl")]
+    refused = subprocess.run([*command, "--event-filter", "positive,loud"], capture_output=True, text=True,
+                             cwd=REPOSITORY, timeout=120)
+    assert refused.returncode == 2 and "positive, low_confidence, alarm, unjudged, quality_change" in refused.stderr
+    done = subprocess.run([*command, "--telemetry-mode", "records"], capture_output=True, text=True, cwd=REPOSITORY,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    rows = _outbox_rows(tmp_path / "cli.sqlite3")
+    assert rows and all("kind" not in row for row in rows)  # one record per classified beat
+    done = subprocess.run([*command, "--telemetry-outbox", str(tmp_path / "cli-2.sqlite3")], capture_output=True,
+                          text=True, cwd=REPOSITORY, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert any(row.get("kind") == "aggregate" for row in _outbox_rows(tmp_path / "cli-2.sqlite3"))  # the default
+    assert dataclasses.replace(RunOptions()).telemetry_mode is TelemetryMode.AGGREGATES
