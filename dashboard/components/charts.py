@@ -67,10 +67,12 @@ def history_chart(history: pd.DataFrame, metric: str) -> alt.Chart:
     )
 
 
-def latency_chart(series: pd.DataFrame, objective_us: float, percentile: str = "p95_us") -> alt.LayerChart:
-    """p50 (dashed) and p95 (solid) latency per device over time, with the SLO objective as a red rule."""
+def latency_chart(series: pd.DataFrame, objective_us: float, colour: str = "device", title: str = "device"
+                  ) -> alt.LayerChart:
+    """p50 (dashed) and p95 (solid) latency per ``colour`` (a device, or a group such as a bundle) over time, with
+    the SLO objective as a red rule."""
     long = series.melt(
-        id_vars=["device", "bucket"], value_vars=["p50_us", "p95_us"], var_name="percentile", value_name="latency_us"
+        id_vars=[colour, "bucket"], value_vars=["p50_us", "p95_us"], var_name="percentile", value_name="latency_us"
     )
     long["percentile"] = long["percentile"].str.removesuffix("_us")
     lines = (
@@ -79,9 +81,9 @@ def latency_chart(series: pd.DataFrame, objective_us: float, percentile: str = "
         .encode(
             x=alt.X("bucket:T", title="time (UTC)"),
             y=alt.Y("latency_us:Q", title="latency (µs)"),
-            color=alt.Color("device:N", title="device"),
+            color=alt.Color(f"{colour}:N", title=title),
             strokeDash=alt.StrokeDash("percentile:N", title="", sort=["p95", "p50"]),
-            tooltip=["device", "bucket:T", "percentile", alt.Tooltip("latency_us:Q", format=",.0f")],
+            tooltip=[colour, "bucket:T", "percentile", alt.Tooltip("latency_us:Q", format=",.0f")],
         )
     )
     rule = alt.Chart(pd.DataFrame({"objective": [objective_us]})).mark_rule(color=SLO_COLOUR, strokeWidth=2).encode(
@@ -90,30 +92,32 @@ def latency_chart(series: pd.DataFrame, objective_us: float, percentile: str = "
     return (lines + rule).properties(height=300)
 
 
-def throughput_chart(series: pd.DataFrame) -> alt.Chart:
+def throughput_chart(series: pd.DataFrame, colour: str = "device", title: str = "device") -> alt.Chart:
     return (
         alt.Chart(series)
         .mark_line(point=alt.OverlayMarkDef(size=20))
         .encode(
             x=alt.X("bucket:T", title="time (UTC)"),
             y=alt.Y("per_minute:Q", title="inferences per minute"),
-            color=alt.Color("device:N", title="device"),
-            tooltip=["device", "bucket:T", alt.Tooltip("per_minute:Q", format=",.1f"), "inferences"],
+            color=alt.Color(f"{colour}:N", title=title),
+            tooltip=[colour, "bucket:T", alt.Tooltip("per_minute:Q", format=",.1f"), "inferences"],
         )
         .properties(height=240)
     )
 
 
-def flag_rate_chart(series: pd.DataFrame, warn_rate: float, alert_rate: float) -> alt.LayerChart:
-    """Share of flagged records per device over time, with the warning (orange) and critical (red) rates."""
+def flag_rate_chart(series: pd.DataFrame, warn_rate: float, alert_rate: float, colour: str = "device",
+                    title: str = "device") -> alt.LayerChart:
+    """Share of flagged records per ``colour`` over time, with the warning (orange) and critical (red) rates."""
+    count = "inferences" if "inferences" in series.columns else "records"
     lines = (
         alt.Chart(series)
         .mark_line(point=alt.OverlayMarkDef(size=20))
         .encode(
             x=alt.X("bucket:T", title="time (UTC)"),
             y=alt.Y("flagged_share:Q", title="records with a quality flag", axis=alt.Axis(format="%")),
-            color=alt.Color("device:N", title="device"),
-            tooltip=["device", "bucket:T", alt.Tooltip("flagged_share:Q", format=".1%"), "records"],
+            color=alt.Color(f"{colour}:N", title=title),
+            tooltip=[colour, "bucket:T", alt.Tooltip("flagged_share:Q", format=".1%"), count],
         )
     )
     warn = alt.Chart(pd.DataFrame({"rate": [warn_rate]})).mark_rule(strokeDash=[4, 4], color="#ff7f0e")
@@ -204,10 +208,12 @@ def value_distribution_chart(values: pd.DataFrame, threshold: float | None = Non
     """Histogram of each output's values (columns: output, unit, value); one panel per output, or one panel with
     the threshold as a red rule (anomaly scores)."""
     data = values.assign(label=values["output"] + values["unit"].map(lambda unit: f" ({unit})" if unit else ""))
+    if "count" not in data.columns:  # one row per record; aggregates give one row per histogram bin with its count
+        data = data.assign(count=1)
     bars = alt.Chart(data).mark_bar().encode(
         x=alt.X("value:Q", bin=alt.Bin(maxbins=40), title="value"),
-        y=alt.Y("count():Q", title="records"),
-        tooltip=["label", alt.Tooltip("count():Q", title="records")],
+        y=alt.Y("sum(count):Q", title="records"),
+        tooltip=["label", alt.Tooltip("sum(count):Q", title="records")],
     )
     if threshold is not None:
         rule = alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color=SLO_COLOUR, strokeWidth=2).encode(
@@ -232,6 +238,49 @@ def output_timeline_chart(points: pd.DataFrame, threshold: float | None = None) 
             tooltip=["time:T", "output", alt.Tooltip("value:Q", format=".4g")],
         )
     )
+    if threshold is not None:
+        chart = chart + alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color=SLO_COLOUR).encode(
+            y="threshold:Q")
+    return chart.properties(height=200)
+
+
+def bucket_latency_chart(series: pd.DataFrame, objective_us: float) -> alt.LayerChart:
+    """One device's latency per bucket: the p50–p95 band and the p50 line, the SLO objective as a red rule."""
+    band = alt.Chart(series).mark_area(opacity=0.3).encode(
+        x=alt.X("bucket:T", title="time (UTC)"), y=alt.Y("p50_us:Q", title="latency (µs)"), y2="p95_us:Q",
+        tooltip=["bucket:T", alt.Tooltip("p50_us:Q", format=",.0f"), alt.Tooltip("p95_us:Q", format=",.0f"),
+                 "inferences"])
+    line = alt.Chart(series).mark_line(point=alt.OverlayMarkDef(size=16)).encode(x="bucket:T", y="p50_us:Q")
+    rule = alt.Chart(pd.DataFrame({"objective": [objective_us]})).mark_rule(color=SLO_COLOUR).encode(y="objective:Q")
+    return (band + line + rule).properties(height=240)
+
+
+def class_bucket_chart(classes: pd.DataFrame, title: str = "answers per bucket") -> alt.Chart:
+    """Stacked bars of answers (classes, or labels present) per time bucket."""
+    return (
+        alt.Chart(classes)
+        .mark_bar()
+        .encode(
+            x=alt.X("bucket:T", title="time (UTC)"),
+            y=alt.Y("count:Q", title=title),
+            color=alt.Color("class:N", title="answer"),
+            tooltip=["bucket:T", "class", "count"],
+        )
+        .properties(height=200)
+    )
+
+
+def output_band_chart(outputs: pd.DataFrame, threshold: float | None = None) -> alt.Chart:
+    """Per output and bucket: the p5–p95 band and the median (confidence, scores, values), a threshold as a red
+    rule."""
+    base = alt.Chart(outputs).encode(x=alt.X("bucket:T", title="time (UTC)"),
+                                     color=alt.Color("output:N", title="output"))
+    band = base.mark_area(opacity=0.25).encode(y=alt.Y("p5:Q", title="output (p5–p95, median)",
+                                                       scale=alt.Scale(zero=False)), y2="p95:Q")
+    line = base.mark_line(point=alt.OverlayMarkDef(size=16)).encode(
+        y="p50:Q", tooltip=["bucket:T", "output", alt.Tooltip("p5:Q", format=".4g"),
+                            alt.Tooltip("p50:Q", format=".4g"), alt.Tooltip("p95:Q", format=".4g")])
+    chart = band + line
     if threshold is not None:
         chart = chart + alt.Chart(pd.DataFrame({"threshold": [threshold]})).mark_rule(color=SLO_COLOUR).encode(
             y="threshold:Q")

@@ -8,13 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.data.bundles import BundleCatalog, read_catalog
-from dashboard.data.files import DataUnavailableError
-from dashboard.data.settings import DashboardSettings
-from dashboard.data.telemetry import TelemetryReader
+from dashboard.data.settings import DashboardSettings, fixed_clock
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.fleet import short_id
 
 REFRESH_SECONDS = 30  # live pages re-read telemetry this often
+DRIFT_EVERY_MINUTES = 5  # fleet-wide drift (a day of every device's histograms) is re-evaluated this often
+ROLLUPS_ONLY = timedelta(0)  # WindowRequest.minutes_for: hourly rollups up to now, no minute aggregates
 DEVICE_PAGE = "pages/device.py"
 STATUS_ICONS = {  # drift status and alert severity → a Material icon (Streamlit bundles the font) for markdown
     "ok": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]", "alert": ":red[:material/error:]",
@@ -38,16 +38,21 @@ def catalog(current: DashboardSettings) -> BundleCatalog:
     return read_catalog(current.bundles)
 
 
-def telemetry(current: DashboardSettings) -> TelemetryReader:
-    return TelemetryReader(current.database)
-
-
 def alert_config(current: DashboardSettings) -> AlertConfig:
     return AlertConfig(latency_objective_us=current.latency_objective_us)
 
 
 def now() -> datetime:
-    return datetime.now(UTC)
+    """The live pages' clock: the wall clock, or the moment ``EDGEMED_DASHBOARD_NOW`` fixes."""
+    return fixed_clock() or datetime.now(UTC)
+
+
+def duration_text(span: timedelta) -> str:
+    """``5 min``, ``1 h``, ``1 day``: a bucket's width in words."""
+    minutes = int(span.total_seconds() // 60)
+    if minutes % 1440 == 0:
+        return f"{minutes // 1440} day" + ("s" if minutes > 1440 else "")
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 def status_markdown(status: str) -> str:
@@ -88,16 +93,3 @@ DEVICE_LINK_CONFIG = st.column_config.LinkColumn("device", display_text=r"device
 def show_problems(problems: tuple[str, ...] | list[str]) -> None:
     for problem in problems:
         st.warning(problem)
-
-
-def devices_or_stop(reader: TelemetryReader, current: DashboardSettings, nothing: str) -> pd.DataFrame:
-    """The store's devices; an info message and ``st.stop()`` when it cannot be read or is empty."""
-    try:
-        devices = reader.devices()
-    except DataUnavailableError as error:
-        st.info(str(error))
-        st.stop()
-    if devices.empty:
-        st.info(f"no telemetry yet: the store {current.database} is empty, so {nothing}")
-        st.stop()
-    return devices

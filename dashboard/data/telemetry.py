@@ -5,11 +5,17 @@ The store is a SQLite file or a PostgreSQL database (``postgresql://…``), read
 ``--database`` cannot create an empty store, reading never blocks the collector, and a store at another schema
 version is refused with both version numbers. Every call opens and closes its own store (one connection), which
 keeps the reader safe to share between Streamlit sessions and threads.
+
+``aggregate_frame`` and ``rollup_frame`` read schema-3 aggregates (and their hourly rollups) as the monitoring maths
+take them (``dashboard.monitoring.aggregate_window``): one row per aggregate with its identity, start, length and a
+compact payload; anything stored that is not a device aggregate is skipped. ``dashboard.data.windows`` puts them
+together with older devices' records into the window a page shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -27,9 +33,13 @@ from dashboard.collector.interface import (
 )
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DatabaseUrl, parse_database
+from dashboard.monitoring.aggregate_window import aggregate_frame, compact_payload
+from runtime.telemetry.aggregates import AGGREGATE_KIND, IDENTITY_KEYS, MINUTE_S
 from runtime.telemetry.records import utc_timestamp
 
-__all__ = ["RECORD_COLUMNS", "TelemetryReader", "feature_table"]
+__all__ = ["RECORD_COLUMNS", "TelemetryReader", "aggregate_rows", "feature_table"]
+
+HOUR_S = 3600
 
 
 def _moment(value: datetime | str) -> str:
@@ -44,22 +54,46 @@ def _unavailable(error: StoreUnavailableError | StoreSchemaError) -> DataUnavail
 
 
 class TelemetryReader:
-    """Read-only access to one telemetry store: a SQLite file or a PostgreSQL URL."""
+    """Read-only access to one telemetry store: a SQLite file or a PostgreSQL URL.
 
-    def __init__(self, database: Path | str | DatabaseUrl) -> None:
+    ``shared``: the store is opened once, at the first read, and kept open (its connections reused: PostgreSQL's
+    pool, SQLite's connection per thread, both safe across threads) until ``close`` — for a dashboard process that
+    reads a window in a hundred small blocks. A store that cannot be opened is tried again at the next read."""
+
+    def __init__(self, database: Path | str | DatabaseUrl, *, shared: bool = False) -> None:
         self.database = parse_database(database)
+        self.shared = shared
+        self._open: TelemetryStore | None = None
+        self._lock = threading.Lock()
+
+    def _opened(self) -> TelemetryStore:
+        try:
+            return open_store(self.database, read_only=True)
+        except (StoreUnavailableError, StoreSchemaError) as error:
+            raise _unavailable(error) from None
 
     @contextmanager
     def _store(self) -> Iterator[TelemetryStore]:
-        try:
-            store = open_store(self.database, read_only=True)
-        except (StoreUnavailableError, StoreSchemaError) as error:
-            raise _unavailable(error) from None
+        if self.shared:
+            with self._lock:
+                if self._open is None:
+                    self._open = self._opened()
+                store = self._open
+        else:
+            store = self._opened()
         try:
             yield store
         except StoreUnavailableError as error:
             raise _unavailable(error) from None
         finally:
+            if not self.shared:
+                store.close()
+
+    def close(self) -> None:
+        """Close a shared store (a later read opens it again)."""
+        with self._lock:
+            store, self._open = self._open, None
+        if store is not None:
             store.close()
 
     def count(self) -> int:
@@ -124,6 +158,51 @@ class TelemetryReader:
         frame = pd.DataFrame(rows, columns=["device_id", "bundle_id", "hour", "aggregates", "payload"])
         frame["hour"] = pd.to_datetime(frame["hour"], utc=True, format="ISO8601")
         return frame
+
+
+    def aggregate_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                        device_id: str | None = None, *, features: bool = True) -> pd.DataFrame:
+        """Schema-3 minute aggregates with ``since`` ≤ minute ≤ ``until`` as an aggregate frame (compact payloads;
+        without feature histograms when ``features`` is False)."""
+        since = None if since is None else _moment(since)
+        until = None if until is None else _moment(until)
+        with self._store() as store:
+            rows = store.aggregates(since, until, device_id)
+        return aggregate_rows(rows, "minute", None, features=features)
+
+    def rollup_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                     device_id: str | None = None, *, features: bool = True) -> pd.DataFrame:
+        """Hourly rollups of schema-3 aggregates with ``since`` ≤ hour ≤ ``until`` as an aggregate frame: one row per
+        (device, hour, bundle), ``minute`` its hour, ``seconds`` 3 600."""
+        since = None if since is None else _moment(since)
+        until = None if until is None else _moment(until)
+        with self._store() as store:
+            rows = store.rollups(since, until, device_id)
+        return aggregate_rows(rows, "hour", HOUR_S, features=features)
+
+
+def is_aggregate(payload: object) -> bool:
+    """A stored payload in the device's aggregate format (anything else in the table is not read)."""
+    return (isinstance(payload, Mapping) and payload.get("kind") == AGGREGATE_KIND
+            and isinstance(payload.get("latency_us"), Mapping) and isinstance(payload.get("records"), int))
+
+
+def aggregate_rows(rows: Iterable[Mapping[str, Any]], start_key: str, seconds: int | None, *,
+                   features: bool = True) -> pd.DataFrame:
+    """An aggregate frame of store rows (``aggregates`` or ``rollups``): the row's device, bundle and start win over
+    the payload's (a rollup's payload keeps only what its minutes agree on); ``seconds`` None: the payload's."""
+    payloads = []
+    for row in rows:
+        payload = row["payload"]
+        if not is_aggregate(payload):
+            continue
+        compact = compact_payload(payload, features=features)
+        for key in IDENTITY_KEYS:
+            compact[key] = payload.get(key)
+        compact.update(device_id=row["device_id"], bundle_id=row["bundle_id"], minute=row[start_key],
+                       seconds=seconds or payload.get("seconds") or MINUTE_S, session=payload.get("session") or "")
+        payloads.append(compact)
+    return aggregate_frame(payloads)
 
 
 def _object(value: Any) -> dict | None:

@@ -6,7 +6,7 @@ messages and decision code; only the window's numbers come from aggregates (``ag
 * latency: slow inferences are counted on the ``log10/64`` bins: exactly for an objective that is a bin edge
   (every power of ten, e.g. the default 10 000 µs), else the straddling bin is split log-uniformly
   (``slow_count``); percentiles within 1.8 % (``runtime.telemetry.histogram.quantile``);
-* drift: the window's histograms stand in for its values (``WindowSummary.compared``), then
+* drift: the window's histograms stand in for its values (``WindowSummary.stand_ins``), then
   ``drift.profile_drift`` runs unchanged: PSI and JS on the reference deciles are exact, KS and Wasserstein within
   one sub-bin per value; the device-baseline split is at a minute boundary (the raw one is at a record);
 * quality and signal loss: sums of exact counts per minute.
@@ -17,6 +17,7 @@ Windows are whole minutes (``aggregate_window.minute_window``); with ``now`` on 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -26,9 +27,11 @@ import pandas as pd
 from dashboard.monitoring.aggregate_window import (
     PlanFor,
     WindowSummary,
+    latency_entries,
     latest_bundle_minutes,
     minute_window,
     summary_of,
+    window_end,
 )
 from dashboard.monitoring.alerts import (
     CRITICAL,
@@ -43,6 +46,7 @@ from dashboard.monitoring.checks import DriftReport
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG, DriftConfig, empirical_profile, profile_drift
 from dashboard.monitoring.fleet import short_id
 from dashboard.monitoring.predictions import CLASSIFIERS, reference_outputs
+from dashboard.monitoring.stand_in import StandIn
 from runtime.telemetry.histogram import count_above, latency_edges, quantile
 
 
@@ -68,34 +72,81 @@ def burn_rate(frame: pd.DataFrame, end: datetime, window: timedelta, config: Ale
     return slow_count(summary, config.latency_objective_us) / summary.records / config.error_budget
 
 
+def _slow_rows(frame: pd.DataFrame, objective_us: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (inferences surely slower than the objective, inferences in the bin that holds it)."""
+    edges = latency_edges()
+    index = int(np.searchsorted(edges, objective_us, side="left"))
+    rows, bins, counts = latency_entries(frame)
+    above, holding = bins > index, bins == index
+    size = len(frame)
+    surely = np.bincount(rows[above], weights=counts[above], minlength=size).astype(np.int64)
+    straddle = np.bincount(rows[holding], weights=counts[holding], minlength=size).astype(np.int64)
+    if index < len(edges) and edges[index] == objective_us:
+        straddle[:] = 0  # an edge: every inference in its bin is at most the objective
+    return surely, straddle
+
+
+def burn_table(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> pd.DataFrame:
+    """Per device (sorted) and rule window: the burn rate (NaN under the minimum), vectorised over the whole frame:
+    the same numbers as ``burn_rate`` per device and window (slow inferences per row add up)."""
+    devices = sorted(frame["device_id"].unique()) if len(frame) else []
+    columns = [f"burn_{window_label(window)}" for window in config.windows]
+    if not devices:
+        return pd.DataFrame(columns=["device_id", *columns])
+    edges = latency_edges()
+    index = int(np.searchsorted(edges, config.latency_objective_us, side="left"))
+    if index == 0 or index == len(edges):  # an objective outside the bins: the per-window path (observed min/max)
+        return pd.DataFrame([{"device_id": device, **{column: burn_rate(group, now, window, config)
+                                                      for column, window in zip(columns, config.windows, strict=True)}}
+                             for device, group in frame.groupby("device_id")])
+    surely, straddle = _slow_rows(frame, config.latency_objective_us)
+    share = (math.log(edges[index]) - math.log(config.latency_objective_us)) / (
+        math.log(edges[index]) - math.log(edges[index - 1]))
+    share = min(max(share, 0.0), 1.0)
+    codes = pd.Index(devices).get_indexer(frame["device_id"])
+    stop = window_end(now)
+    starts = frame["minute"]
+    records = frame["records"].to_numpy(dtype=np.int64)
+    table = {"device_id": devices}
+    for column, window in zip(columns, config.windows, strict=True):
+        inside = ((starts >= stop - pd.Timedelta(window)) & (starts < stop)).to_numpy()
+        total = np.bincount(codes[inside], weights=records[inside], minlength=len(devices))
+        slow = np.bincount(codes[inside], weights=surely[inside], minlength=len(devices)).astype(np.int64)
+        straddling = np.bincount(codes[inside], weights=straddle[inside], minlength=len(devices)).astype(np.int64)
+        rates = [float(sure) + share * float(part) if part else float(sure) for sure, part in zip(slow, straddling,
+                                                                                                strict=True)]
+        table[column] = [rate / count / config.error_budget if count >= config.minimum_events else np.nan
+                         for rate, count in zip(rates, total, strict=True)]
+    return pd.DataFrame(table)
+
+
 def burn_rates(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> pd.DataFrame:
-    """``alerts.burn_rates`` on aggregates: per device, the burn rate over every rule window."""
-    rows = []
-    for device_id, group in frame.groupby("device_id"):
-        row: dict[str, object] = {"device_id": device_id}
-        for window in config.windows:
-            row[f"burn_{window_label(window)}"] = burn_rate(group, now, window, config)
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """``alerts.burn_rates`` on aggregates: per device, the burn rate over every rule window (NaN under the
+    minimum)."""
+    return burn_table(frame, now, config)
 
 
-def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
-    """``alerts.latency_alerts`` on aggregates (the fast rule only, when both fire)."""
+def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG,
+                   table: pd.DataFrame | None = None) -> list[Alert]:
+    """``alerts.latency_alerts`` on aggregates (the fast rule only, when both fire); ``table``: the frame's
+    ``burn_table`` when the caller has it already."""
     alerts = []
-    for device_id, group in frame.groupby("device_id"):
+    table = burn_table(frame, now, config) if table is None else table
+    for row in table.itertuples(index=False):
+        rates = dict(zip(table.columns[1:], row[1:], strict=True))
         for rule in config.rules:
-            long_rate = burn_rate(group, now, rule.long_window, config)
-            short_rate = burn_rate(group, now, rule.short_window, config)
-            if long_rate is None or short_rate is None:
+            long_rate = rates[f"burn_{window_label(rule.long_window)}"]
+            short_rate = rates[f"burn_{window_label(rule.short_window)}"]
+            if np.isnan(long_rate) or np.isnan(short_rate):
                 continue
             if long_rate >= rule.burn_rate and short_rate >= rule.burn_rate:
                 alerts.append(Alert(
-                    "latency SLO", rule.severity, str(device_id),
+                    "latency SLO", rule.severity, str(row.device_id),
                     f"{rule.name} burn ({rule.action}): error budget burning {long_rate:.1f}× over "
                     f"{window_label(rule.long_window)} and {short_rate:.1f}× over {window_label(rule.short_window)} "
                     f"(threshold {rule.burn_rate}×; SLO {config.slo_target:.0%} under "
                     f"{config.latency_objective_us:,.0f} µs)",
-                    long_rate,
+                    float(long_rate),
                 ))
                 break
     return alerts
@@ -104,14 +155,18 @@ def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
 def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
     """``alerts.quality_alerts`` on aggregates: the share of records with any quality flag over the last hour."""
     alerts = []
-    for device_id, group in minute_window(frame, now, config.quality_window).groupby("device_id"):
-        summary = summary_of(group, tracks=False)
-        if summary.records < config.quality_minimum_events:
+    window = minute_window(frame, now, config.quality_window)
+    if window.empty:
+        return alerts
+    flagged = pd.Series([payload["flagged"] for payload in window["payload"]], index=window.index)
+    sums = pd.DataFrame({"records": window["records"], "flagged": flagged}).groupby(window["device_id"]).sum()
+    for device_id, total in sums.iterrows():
+        records, flags = int(total["records"]), int(total["flagged"])
+        if records < config.quality_minimum_events or flags / records < config.quality_warn_rate:
             continue
-        rate = summary.flagged / summary.records
-        if rate < config.quality_warn_rate:
-            continue
-        top = ", ".join(f"{flag} {count / summary.records:.0%}" for flag, count in summary.quality_flags.most_common(3))
+        rate = flags / records
+        counts = summary_of(window[window["device_id"] == device_id], tracks=False).quality_flags
+        top = ", ".join(f"{flag} {count / records:.0%}" for flag, count in counts.most_common(3))
         severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
         alerts.append(Alert(
             "signal quality", severity, str(device_id),
@@ -131,23 +186,46 @@ def records_per_minute(frame: pd.DataFrame) -> pd.Series:
     return counts.reindex(minutes, fill_value=0)
 
 
+def _minute_counts(minutes: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """``records_per_minute`` of one device's rows as an array (minutes as datetime64, rows of whole minutes)."""
+    keys = minutes.astype("datetime64[m]").astype(np.int64)
+    unique, inverse = np.unique(keys, return_inverse=True)
+    sums = np.bincount(inverse, weights=records).astype(np.int64)
+    unique, sums = unique[sums > 0], sums[sums > 0]
+    if not len(unique):
+        return sums
+    filled = np.zeros(int(unique[-1] - unique[0]) + 1, dtype=np.int64)
+    filled[unique - unique[0]] = sums
+    return filled
+
+
 def signal_loss_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
     """``alerts.signal_loss_alerts`` on aggregates: minutes whose record count fell under a share of the median."""
     alerts = []
-    for device_id, group in minute_window(frame, now, config.signal_loss_window).groupby("device_id"):
-        if int(group["records"].sum()) < config.quality_minimum_events:
+    window = minute_window(frame, now, config.signal_loss_window)
+    if window.empty:
+        return alerts
+    codes, devices = pd.factorize(window["device_id"], sort=True)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(devices) + 1))
+    minutes = window["minute"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")[order]
+    records = window["records"].to_numpy(dtype=np.int64)[order]
+    for number, device_id in enumerate(devices):
+        part = slice(bounds[number], bounds[number + 1])
+        if int(records[part].sum()) < config.quality_minimum_events:
             continue
-        per_minute = records_per_minute(group).iloc[1:-1]  # edges are partial minutes
-        if len(per_minute) < 5 or per_minute.median() <= 0:
+        per_minute = _minute_counts(minutes[part], records[part])[1:-1]  # edges are partial minutes
+        median = float(np.median(per_minute)) if len(per_minute) else 0.0
+        if len(per_minute) < 5 or median <= 0:
             continue
-        low = per_minute[per_minute < config.signal_loss_share * per_minute.median()]
-        if len(low) < config.signal_loss_minutes:
+        low = int((per_minute < config.signal_loss_share * median).sum())
+        if low < config.signal_loss_minutes:
             continue
         alerts.append(Alert(
             "signal loss", WARNING, str(device_id),
-            f"beat rate below {config.signal_loss_share:.0%} of its median ({per_minute.median():.0f}/min) in "
-            f"{len(low)} minute(s) of the last {window_label(config.signal_loss_window)} — lead off or no signal",
-            float(len(low)),
+            f"beat rate below {config.signal_loss_share:.0%} of its median ({median:.0f}/min) in "
+            f"{low} minute(s) of the last {window_label(config.signal_loss_window)} — lead off or no signal",
+            float(low),
         ))
     return alerts
 
@@ -167,11 +245,12 @@ def bundle_drift(scope: str, frame: pd.DataFrame, bundle, plan_for: PlanFor,
             f"bundle {bundle.name} has no reference profile ({bundle.profile_problem}): drift cannot be measured"))
     task = bundle.manifest.output.task.value
     summary = summary_of(frame, plan_for)
-    compared = summary.compared()
+    compared = summary.stand_ins()
     profile = {**bundle.profile, "features": {**(bundle.profile.get("features") or {}),
                                               **reference_outputs(bundle.profile, task)}}
     results = profile_drift(profile, compared, _categories(summary, task), _confidences(summary, task), config)
-    return DriftReport(scope, bundle, records, tuple(results), compared=compared, profile=profile)
+    return DriftReport(scope, bundle, records, tuple(results), window=frame, compared=compared, profile=profile,
+                       summary=summary)
 
 
 def device_drift(frame: pd.DataFrame, catalog, now: datetime, plan_for: PlanFor,
@@ -201,22 +280,35 @@ def device_baseline_drift(frame: pd.DataFrame, now: datetime, plan_for: PlanFor 
             f"{total} records: a baseline and a current window of {config.minimum_count} each are needed"))
     task = str(window.iloc[-1]["task"])
     before, after = summary_of(baseline, plan_for), summary_of(current, plan_for)
-    profile = empirical_profile(before.compared(), _categories(before, task), _confidences(before, task))
+    profile = empirical_profile(before.stand_ins(), _categories(before, task), _confidences(before, task))
     tests = len(profile["features"]) + 2
     corrected = replace(config, p_value=config.p_value / tests, psi_warn=config.psi_alert)
-    compared = after.compared()
+    compared = after.stand_ins()
     results = profile_drift(profile, compared, _categories(after, task), _confidences(after, task), corrected)
     return DriftReport(device_id, None, total - cut, tuple(results), compared=compared, profile=profile)
 
 
-def _categories(summary: WindowSummary, task: str) -> list[str] | None:
+def _categories(summary: WindowSummary, task: str) -> Counter | None:
+    """The judged records' classes, counted (what ``drift.class_drift`` takes instead of a label per record)."""
     if task not in CLASSIFIERS and task != "anomaly":
         return None
-    return summary.categories()
+    return summary.classes
 
 
-def _confidences(summary: WindowSummary, task: str) -> list[float]:
-    return summary.confidences() if task in CLASSIFIERS else []
+def _confidences(summary: WindowSummary, task: str) -> StandIn | np.ndarray:
+    found = summary.confidence_stand_in() if task in CLASSIFIERS else None
+    return found if found is not None else np.empty(0)
+
+
+def drift_alerts(frame: pd.DataFrame, now: datetime, plan_for: PlanFor | None = None,
+                 drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG) -> list[Alert]:
+    """Per device: ``drift_alert`` on its drift against its own baseline (``device_baseline_drift``)."""
+    alerts = []
+    for device_id, group in frame.groupby("device_id"):
+        alert = drift_alert(str(device_id), device_baseline_drift(group, now, plan_for, drift_config).results)
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
 
 
 def fleet_alerts(
@@ -225,13 +317,14 @@ def fleet_alerts(
     plan_for: PlanFor | None = None,
     alert_config: AlertConfig = DEFAULT_ALERT_CONFIG,
     drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG,
+    drift_frame: pd.DataFrame | None = None,
 ) -> list[Alert]:
-    """``checks.fleet_alerts`` on aggregates: latency burn rates, drift per device, signal quality and loss."""
+    """``checks.fleet_alerts`` on aggregates: latency burn rates, drift per device, signal quality and loss.
+
+    ``drift_frame``: the aggregates drift is measured on when they are not ``frame`` (a page reads the last hours at
+    minute resolution for the latency and quality rules, and the drift window from hourly rollups)."""
     alerts = latency_alerts(frame, now, alert_config)
-    for device_id, group in frame.groupby("device_id"):
-        alert = drift_alert(str(device_id), device_baseline_drift(group, now, plan_for, drift_config).results)
-        if alert is not None:
-            alerts.append(alert)
+    alerts += drift_alerts(frame if drift_frame is None else drift_frame, now, plan_for, drift_config)
     alerts += quality_alerts(frame, now, alert_config)
     alerts += signal_loss_alerts(frame, now, alert_config)
     return alerts

@@ -1,10 +1,11 @@
 """Minute aggregates (telemetry schema 3) merged over the window a page shows, in the shapes the monitoring maths take.
 
 An aggregate frame has one row per stored aggregate: ``device_id``, ``bundle_id``, ``bundle_sha256``, ``variant``,
-``provider``, ``task``, ``minute`` (UTC start), ``records`` and ``payload`` (the aggregate dict, as the collector's
-``aggregates`` table stores it). ``aggregate_frame`` builds it from payloads; ``fold_records`` turns schema-1/2
-per-event records (older devices) into the same aggregates, with the device's own code, so one set of maths serves
-both.
+``provider``, ``task``, ``minute`` (UTC start), ``seconds`` (60; 3 600 for an hourly rollup), ``records`` and
+``payload`` (the aggregate dict, as the collector's ``aggregates`` table stores it, or ``compact_payload`` of it).
+``aggregate_frame`` builds it from payloads; ``fold_records`` turns schema-1/2 per-event records (older devices)
+into the same aggregates, with the device's own code, so one set of maths serves both. A row counts in a window
+when its start does: an hourly rollup is in a window only when its whole hour starts inside it.
 
 Windows are whole minutes: ``minute_window(frame, end, span)`` keeps the minutes starting in [E − span, E), E being
 ``end`` rounded up to a minute, i.e. the raw window (end − span, end] when ``end`` is on a minute, else shifted
@@ -27,9 +28,11 @@ import numpy as np
 import pandas as pd
 
 from dashboard.monitoring.predictions import ANOMALY_SCORE_ROW
+from dashboard.monitoring.stand_in import StandIn
 from runtime.telemetry.aggregates import (
     CONFIDENCE_TRACK,
     IDENTITY_KEYS,
+    MINUTE_S,
     SCORE_TRACK,
     SCORES_PREFIX,
     VALUES_PREFIX,
@@ -47,7 +50,7 @@ from runtime.telemetry.histogram import (
     spread,
 )
 
-FRAME_COLUMNS = (*IDENTITY_KEYS, "minute", "records", "session", "payload")
+FRAME_COLUMNS = (*IDENTITY_KEYS, "minute", "seconds", "records", "session", "payload")
 FOLDED_SESSION = "folded"  # the session of aggregates the dashboard folded from per-event records
 PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundle_sha256, task) → its plan
 
@@ -55,10 +58,114 @@ PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundl
 def aggregate_frame(payloads: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per aggregate, oldest minute first (the shape the collector's ``aggregates`` table gives)."""
     rows = [{**{key: payload[key] for key in IDENTITY_KEYS}, "minute": payload["minute"],
-             "records": payload["records"], "session": payload["session"], "payload": payload} for payload in payloads]
+             "seconds": payload.get("seconds", MINUTE_S), "records": payload["records"],
+             "session": payload["session"], "payload": payload} for payload in payloads]
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     frame["minute"] = pd.to_datetime(frame["minute"], utc=True, format="ISO8601")
     return frame.sort_values(["minute", "device_id", "session"], kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True, slots=True)
+class SparseBins:
+    """A histogram's non-empty bins as two arrays: what ``compact_payload`` keeps instead of ``{"<index>": count}``
+    (about a tenth of the memory, and added without parsing a key)."""
+
+    indices: np.ndarray  # int32 bin indices, each once
+    counts: np.ndarray  # int64 counts
+
+    @classmethod
+    def of(cls, bins: Mapping[str, int]) -> SparseBins:
+        return cls(np.fromiter(map(int, bins), dtype=np.int32, count=len(bins)),
+                   np.fromiter(bins.values(), dtype=np.int64, count=len(bins)))
+
+
+def add_bins(counts: np.ndarray, bins: Mapping[str, int] | SparseBins) -> None:
+    """Add a histogram's ``bins`` (an object of the wire format, or ``SparseBins``) into dense ``counts``."""
+    if isinstance(bins, SparseBins):
+        counts[bins.indices] += bins.counts
+    elif bins:
+        counts += dense_counts(bins, len(counts))
+
+
+def _sparse(bins: Mapping[str, int] | SparseBins) -> SparseBins:
+    return bins if isinstance(bins, SparseBins) else SparseBins.of(bins or {})
+
+
+def latency_entries(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every row's non-empty latency bins as three aligned arrays: (row position in ``frame``, bin, count)."""
+    if frame.empty:
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    parts = [_sparse(payload["latency_us"]["bins"]) for payload in frame["payload"].tolist()]
+    indices = [part.indices for part in parts]
+    lengths = np.fromiter(map(len, indices), dtype=np.int64, count=len(parts))
+    rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
+    if not lengths.sum():
+        return rows, rows, rows
+    return rows, np.concatenate(indices).astype(np.int64), np.concatenate([part.counts for part in parts])
+
+
+def _compact_histogram(entry: Mapping[str, Any]) -> dict[str, Any]:
+    bins = entry.get("bins")
+    return {**entry, "bins": SparseBins.of(bins) if isinstance(bins, Mapping) else bins}
+
+
+def compact_payload(payload: Mapping[str, Any], *, features: bool = True) -> dict[str, Any]:
+    """``payload`` with every histogram's bins as ``SparseBins``; without its feature histograms when
+    ``features`` is False (pages that draw no drift need only counts, latency and outputs)."""
+    compact = dict(payload)
+    compact["latency_us"] = _compact_histogram(payload["latency_us"])
+    compact["outputs"] = {name: _compact_histogram(entry) for name, entry in (payload.get("outputs") or {}).items()}
+    compact["features"] = ({name: _compact_histogram(entry) for name, entry in (payload.get("features") or {}).items()}
+                           if features else {})
+    return compact
+
+
+def _merged_histogram(entries: list[Mapping[str, Any]]) -> dict[str, Any]:
+    parts = [entry["bins"] if isinstance(entry["bins"], SparseBins) else SparseBins.of(entry["bins"])
+             for entry in entries]
+    indices, inverse = np.unique(np.concatenate([part.indices for part in parts]), return_inverse=True)
+    counts = np.bincount(inverse, weights=np.concatenate([part.counts for part in parts]).astype(np.float64),
+                         minlength=len(indices)).astype(np.int64)
+    filled = [entry for entry in entries if entry["count"]]
+    merged = {"scheme": entries[0]["scheme"], "count": sum(entry["count"] for entry in entries),
+              "sum": math.fsum(entry["sum"] for entry in entries),
+              "min": min((entry["min"] for entry in filled), default=0.0),
+              "max": max((entry["max"] for entry in filled), default=0.0),
+              "bins": SparseBins(indices.astype(np.int32), counts)}
+    if any("sum_squares" in entry for entry in entries):
+        merged["sum_squares"] = math.fsum(entry.get("sum_squares", 0.0) for entry in entries)
+    return merged
+
+
+def _merged_tracks(tracks: list[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    names = list(dict.fromkeys(name for section in tracks for name in section))
+    merged = {}
+    for name in names:
+        entries = [section[name] for section in tracks if name in section]
+        if len({entry["scheme"] for entry in entries}) == 1:  # a name on two bin schemes is not added up
+            merged[name] = _merged_histogram(entries)
+    return merged
+
+
+def merge_compact(payloads: list[Mapping[str, Any]], **identity: Any) -> dict[str, Any]:
+    """Aggregates of one device and bundle as one compact payload (e.g. a day of hourly rollups): counts and
+    histograms added; ``identity`` (minute, seconds, session, …) overrides the first payload's."""
+    first = payloads[0]
+    merged = {key: first.get(key) for key in (*IDENTITY_KEYS, "kind", "bins_id", "filter")}
+    if any(payload.get("bins_id") != first.get("bins_id") for payload in payloads):
+        merged["bins_id"] = None
+    for key in ("records", "unjudged", "flagged", "alarms", "sent_individually", "late"):
+        merged[key] = sum(payload.get(key) or 0 for payload in payloads)
+    for key in ("classes", "low_confidence", "labels", "quality_flags"):
+        total: Counter = Counter()
+        for payload in payloads:
+            total.update(payload.get(key) or {})
+        merged[key] = dict(total)
+    merged["latency_us"] = _merged_histogram([payload["latency_us"] for payload in payloads])
+    for section in ("features", "outputs"):
+        merged[section] = _merged_tracks([payload.get(section) or {} for payload in payloads])
+    return merged | identity
 
 
 def window_end(end: datetime) -> pd.Timestamp:
@@ -81,29 +188,47 @@ def latest_bundle_minutes(frame: pd.DataFrame, end: datetime, span: timedelta) -
     return inside[(inside["bundle_sha256"] == last["bundle_sha256"]) & (inside["bundle_id"] == last["bundle_id"])]
 
 
-@dataclass
 class TrackSum:
-    """One histogram added up over a window."""
+    """One histogram added up over a window. Bins are added in one ``numpy.bincount`` when ``counts`` is first
+    read after ``add`` (a day of a fleet is a million histograms: one numpy call each would dominate)."""
 
-    edges: np.ndarray
-    counts: np.ndarray
-    count: int = 0
-    total: float = 0.0
-    squares: float = 0.0
-    low: float = math.inf
-    high: float = -math.inf
+    def __init__(self, edges: np.ndarray, counts: np.ndarray) -> None:
+        self.edges = edges
+        self._counts = counts
+        self._pending: list[Mapping[str, int] | SparseBins] = []
+        self.count = 0
+        self.total = 0.0
+        self.squares = 0.0
+        self.low = math.inf
+        self.high = -math.inf
 
     def add(self, entry: Mapping[str, Any]) -> None:
-        self.counts += dense_counts(entry["bins"], len(self.counts))
+        self._pending.append(entry["bins"])
         self.count += entry["count"]
         self.total += entry["sum"]
         self.squares += entry.get("sum_squares", 0.0)
         if entry["count"]:
             self.low, self.high = min(self.low, entry["min"]), max(self.high, entry["max"])
 
+    @property
+    def counts(self) -> np.ndarray:
+        if self._pending:
+            parts = [_sparse(bins) for bins in self._pending]
+            self._pending = []
+            indices = np.concatenate([part.indices for part in parts])
+            if len(indices):
+                weights = np.concatenate([part.counts for part in parts]).astype(np.float64)
+                self._counts = self._counts + np.bincount(indices, weights=weights,
+                                                          minlength=len(self._counts)).astype(np.int64)
+        return self._counts
+
     def values(self) -> np.ndarray:
         """A stand-in sample with this histogram (``histogram.spread``)."""
         return spread(self.edges, self.counts, self.low, self.high) if self.count else np.empty(0)
+
+    def stand_in(self) -> StandIn:
+        """The same sample, not written out (``stand_in.StandIn``: the drift tests' numbers from the bins)."""
+        return StandIn(self.edges, self.counts.copy(), self.low, self.high)
 
 
 @dataclass
@@ -113,7 +238,9 @@ class WindowSummary:
     records: int = 0
     unjudged: int = 0
     flagged: int = 0
+    alarms: int = 0  # anomaly: records at or above the threshold
     classes: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)  # multilabel: positives per label
     quality_flags: Counter = field(default_factory=Counter)
     latency: TrackSum = field(default_factory=lambda: TrackSum(latency_edges(), np.zeros(len(latency_edges()) + 1,
                                                                                          dtype=np.int64)))
@@ -128,17 +255,23 @@ class WindowSummary:
             summary.add(payload, plan)
         return summary
 
-    def add(self, payload: Mapping[str, Any], plan: AggregationPlan | None, *, tracks: bool = True) -> None:
+    def add(self, payload: Mapping[str, Any], plan: AggregationPlan | None, *, tracks: bool = True,
+            features: bool = True) -> None:
+        """Add one aggregate; ``tracks`` False: counts and latency only; ``features`` False: outputs, no features."""
         self.records += payload["records"]
         self.unjudged += payload["unjudged"]
         self.flagged += payload["flagged"]
+        self.alarms += payload.get("alarms") or 0
         self.classes.update(payload["classes"])
+        self.labels.update(payload.get("labels") or {})
         self.quality_flags.update(payload["quality_flags"])
         self.latency.add(payload["latency_us"])
         if not tracks:
             return
         usable = plan if plan is not None and plan.bins_id == payload["bins_id"] else None
-        for section, sums in (("features", self.features), ("outputs", self.outputs)):
+        sections = (("features", self.features), ("outputs", self.outputs)) if features else (
+            ("outputs", self.outputs),)
+        for section, sums in sections:
             for name, entry in payload[section].items():
                 edges = _edges(name, entry["scheme"], usable)
                 if edges is None:
@@ -154,9 +287,23 @@ class WindowSummary:
         """The judged records' classes, as ``dashboard.monitoring.predictions.categories`` lists them."""
         return [label for label, count in self.classes.items() for _ in range(count)]
 
-    def confidences(self) -> list[float]:
+    def confidences(self) -> np.ndarray:
+        """Stand-in values of the confidence histogram (empty for other kinds)."""
         track = self.outputs.get(CONFIDENCE_TRACK)
-        return track.values().tolist() if track is not None else []
+        return track.values() if track is not None else np.empty(0)
+
+    def confidence_stand_in(self) -> StandIn | None:
+        track = self.outputs.get(CONFIDENCE_TRACK)
+        return track.stand_in() if track is not None and track.count else None
+
+    def stand_ins(self) -> dict[str, StandIn]:
+        """``compared``'s columns as ``StandIn``s (the tracks with values), not written out."""
+        columns = {name: track.stand_in() for name, track in self.features.items() if track.count}
+        for name, track in self.outputs.items():
+            row = drift_row(name)
+            if row is not None and row not in columns and track.count:
+                columns[row] = track.stand_in()
+        return columns
 
     def compared(self) -> pd.DataFrame:
         """Features and numeric outputs as drift rows (``checks.compared_numbers``' columns), stand-in values."""
@@ -212,13 +359,19 @@ def catalog_plans(catalog) -> PlanFor:
     return plan_resolver(profiles)
 
 
-def summary_of(frame: pd.DataFrame, plan_for: PlanFor | None = None, *, tracks: bool = True) -> WindowSummary:
+def summary_of(frame: pd.DataFrame, plan_for: PlanFor | None = None, *, tracks: bool = True,
+               features: bool = True) -> WindowSummary:
     """``WindowSummary`` of every aggregate in ``frame``: tracks decoded with each row's bundle plan (generic ones
-    always), or left out (``tracks=False``) when only counts and latency are needed."""
+    always), or left out (``tracks=False``) when only counts and latency are needed (``features=False``: the output
+    tracks only)."""
     summary = WindowSummary()
-    for row in frame.itertuples(index=False):
-        plan = plan_for(row.bundle_id, row.bundle_sha256, row.task) if plan_for is not None and tracks else None
-        summary.add(row.payload, plan, tracks=tracks)
+    if not tracks or plan_for is None:
+        for payload in frame["payload"].tolist():
+            summary.add(payload, None, tracks=tracks, features=features)
+        return summary
+    columns = (frame[name].tolist() for name in ("bundle_id", "bundle_sha256", "task", "payload"))
+    for bundle_id, sha256, task, payload in zip(*columns, strict=True):
+        summary.add(payload, plan_for(bundle_id, sha256, task), tracks=tracks, features=features)
     return summary
 
 

@@ -51,8 +51,10 @@ class DriftReport:
     results: tuple[DriftResult, ...] = ()
     message: str | None = None  # why there are no results
     window: pd.DataFrame | None = field(default=None, compare=False, repr=False)  # the records compared
-    compared: pd.DataFrame | None = field(default=None, compare=False, repr=False)  # features + numeric outputs
+    # features + numeric outputs: a frame of values (records), or a ``StandIn`` per row (aggregates)
+    compared: pd.DataFrame | Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     profile: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # what they were compared with
+    summary: Any = field(default=None, compare=False, repr=False)  # aggregates: the window's ``WindowSummary``
 
     @property
     def status(self) -> DriftStatus:

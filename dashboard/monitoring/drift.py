@@ -32,6 +32,8 @@ from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 from scipy.stats import chi2_contingency, ks_2samp, wasserstein_distance
 
+from dashboard.monitoring.stand_in import StandIn
+
 CLASS_ROW = "predicted class"
 CONFIDENCE_ROW = "prediction confidence"
 
@@ -132,20 +134,24 @@ def numeric_drift(
     name: str, reference: Mapping[str, Any], values: Iterable[float], config: DriftConfig = DEFAULT_DRIFT_CONFIG
 ) -> DriftResult:
     """Drift of one numeric summary (``values`` from the window) against its reference distribution."""
-    current = np.asarray(list(values), dtype=np.float64)
-    current = current[np.isfinite(current)]
-    count = len(current)
+    stand_in = values if isinstance(values, StandIn) and values.count > config.large_window else None
+    if stand_in is None:  # values, or a small window's stand-in written out (the KS test needs them)
+        values = values.values() if isinstance(values, StandIn) else values
+        current = np.asarray(values if isinstance(values, np.ndarray | pd.Series) else list(values),
+                             dtype=np.float64)
+        current = current[np.isfinite(current)]
+    count = stand_in.count if stand_in is not None else len(current)
     if count < config.minimum_count:
         return DriftResult(name, count, "—", note=f"needs at least {config.minimum_count} records")
     inner, expected = reference_bins(reference)
-    actual = bin_shares(current, inner)
+    actual = stand_in.shares(inner) if stand_in is not None else bin_shares(current, inner)
     psi = population_stability_index(expected, actual, config.psi_floor)
     sample = np.asarray(reference.get("sample") or [], dtype=np.float64)
     if count > config.large_window:
         js = float(jensenshannon(expected, actual, base=2))
         normalised = None
         if len(sample):
-            distance = wasserstein_distance(sample, current)
+            distance = stand_in.wasserstein(sample) if stand_in is not None else wasserstein_distance(sample, current)
             std = float(reference.get("std") or 0.0)
             normalised = distance / std if std > 0 else (0.0 if distance == 0 else float("inf"))
         drift = js >= config.distance_drift or (normalised is not None and normalised >= config.distance_drift)
@@ -169,14 +175,24 @@ def reference_class_counts(predictions: Mapping[str, Any]) -> dict[str, float]:
     return {str(key): float(value) for key, value in fractions.items()}
 
 
+def _observed(predicted: Sequence[str] | Mapping[str, int]) -> pd.Series:
+    """Count per class of ``predicted``: one label per record, or already counted (label → count)."""
+    if isinstance(predicted, Mapping):
+        counts = pd.Series({str(label): int(count) for label, count in predicted.items() if count}, dtype="int64")
+        return counts.sort_values(ascending=False, kind="stable")
+    return pd.Series(list(predicted), dtype="object").value_counts()
+
+
 def class_drift(
-    reference_counts: Mapping[str, float], predicted: Sequence[str], config: DriftConfig = DEFAULT_DRIFT_CONFIG
+    reference_counts: Mapping[str, float], predicted: Sequence[str] | Mapping[str, int],
+    config: DriftConfig = DEFAULT_DRIFT_CONFIG,
 ) -> DriftResult:
-    """Drift of the predicted-class distribution against the reference class counts."""
-    count = len(predicted)
+    """Drift of the predicted-class distribution (one label per record, or label → count) against the reference
+    class counts."""
+    observed = _observed(predicted)
+    count = int(observed.sum())
     if count < config.minimum_count:
         return DriftResult(CLASS_ROW, count, "—", note=f"needs at least {config.minimum_count} records")
-    observed = pd.Series(list(predicted), dtype="object").value_counts()
     classes = list(reference_counts) + sorted(set(observed.index) - set(reference_counts))
     reference = np.array([reference_counts.get(label, 0.0) for label in classes], dtype=np.float64)
     current = np.array([float(observed.get(label, 0)) for label in classes], dtype=np.float64)
@@ -203,8 +219,8 @@ def class_drift(
 
 def profile_drift(
     profile: Mapping[str, Any],
-    features: pd.DataFrame,
-    predicted: Sequence[str] | None,
+    features: pd.DataFrame | Mapping[str, StandIn],
+    predicted: Sequence[str] | Mapping[str, int] | None,
     confidence: Sequence[float] = (),
     config: DriftConfig = DEFAULT_DRIFT_CONFIG,
 ) -> list[DriftResult]:
@@ -214,11 +230,12 @@ def profile_drift(
     numeric outputs come as columns of ``features`` with their references among the profile's features.
     """
     results = []
+    table = isinstance(features, pd.DataFrame)
     for name, reference in (profile.get("features") or {}).items():
-        if name not in features.columns:
+        if name not in (features.columns if table else features):
             results.append(DriftResult(name, 0, "—", note="the devices send no value for this feature"))
             continue
-        results.append(numeric_drift(name, reference, features[name].dropna(), config))
+        results.append(numeric_drift(name, reference, features[name].dropna() if table else features[name], config))
     predictions = profile.get("predictions") or {}
     if isinstance(predictions.get("confidence"), dict) and len(confidence):
         results.append(numeric_drift(CONFIDENCE_ROW, predictions["confidence"], confidence, config))
@@ -226,34 +243,42 @@ def profile_drift(
         return results
     reference = reference_class_counts(predictions)
     if not reference:
-        results.append(DriftResult(CLASS_ROW, len(predicted), "—", note="the reference profile has no class counts"))
+        results.append(DriftResult(CLASS_ROW, int(_observed(predicted).sum()), "—",
+                                   note="the reference profile has no class counts"))
     else:
         results.append(class_drift(reference, predicted, config))
     return results
 
 
-def empirical_profile(features: pd.DataFrame, predicted: Sequence[str] | None, confidence: Sequence[float],
-                      sample_limit: int = 500) -> dict[str, Any]:
+def empirical_profile(features: pd.DataFrame | Mapping[str, StandIn],
+                      predicted: Sequence[str] | Mapping[str, int] | None,
+                      confidence: Sequence[float] | StandIn, sample_limit: int = 500) -> dict[str, Any]:
     """A reference profile (same shape as a bundle's) built from observed records, e.g. a device's baseline.
 
     Columns without a finite value, and an empty confidence, are left out; ``predicted`` None: no classes."""
 
-    def distribution(values: np.ndarray) -> dict[str, Any]:
+    def distribution(values: np.ndarray | StandIn) -> dict[str, Any]:
+        if isinstance(values, StandIn):  # a histogram's stand-in: the same numbers, from its bins
+            step = max(1, values.count // sample_limit)
+            return {"count": values.count, "mean": values.mean(), "std": values.std(),
+                    "decile_edges": [float(edge) for edge in values.percentile(np.linspace(0, 100, 11))],
+                    "sample": [float(value) for value in values.order_statistics(np.arange(0, values.count, step))]}
         values = values[np.isfinite(values)]
         step = max(1, len(values) // sample_limit)
         return {"count": len(values), "mean": float(values.mean()), "std": float(values.std()),
                 "decile_edges": [float(edge) for edge in np.percentile(values, np.linspace(0, 100, 11))],
                 "sample": [float(value) for value in np.sort(values)[::step]]}
 
-    def usable(values: np.ndarray) -> bool:
-        return bool(np.isfinite(values).any())
+    def usable(values: np.ndarray | StandIn) -> bool:
+        return values.count > 0 if isinstance(values, StandIn) else bool(np.isfinite(values).any())
 
-    columns = {name: features[name].to_numpy(dtype=np.float64) for name in features.columns}
+    columns = ({name: features[name].to_numpy(dtype=np.float64) for name in features.columns}
+               if isinstance(features, pd.DataFrame) else dict(features))
     predictions: dict[str, Any] = {}
     if predicted is not None:
-        classes = pd.Series(list(predicted), dtype="object").value_counts()
+        classes = _observed(predicted)
         predictions["class_counts"] = {str(key): int(value) for key, value in classes.items()}
-    scores = np.asarray(confidence, dtype=np.float64)
+    scores = confidence if isinstance(confidence, StandIn) else np.asarray(confidence, dtype=np.float64)
     if usable(scores):
         predictions["confidence"] = distribution(scores)
     return {
@@ -271,11 +296,14 @@ def results_frame(results: Iterable[DriftResult]) -> pd.DataFrame:
     return pd.DataFrame([result.to_row() for result in results])
 
 
-def bin_comparison(reference: Mapping[str, Any], values: Iterable[float]) -> pd.DataFrame:
+def bin_comparison(reference: Mapping[str, Any], values: Iterable[float] | StandIn) -> pd.DataFrame:
     """Reference vs window shares on the reference-quantile bins (the bins PSI and JS use)."""
-    current = np.asarray(list(values), dtype=np.float64)
     inner, expected = reference_bins(reference)
-    actual = bin_shares(current[np.isfinite(current)], inner)
+    if isinstance(values, StandIn):
+        actual = values.shares(inner)
+    else:
+        current = np.asarray(list(values), dtype=np.float64)
+        actual = bin_shares(current[np.isfinite(current)], inner)
     if len(inner):
         names = [f"≤ {inner[0]:.4g}", *(f"{low:.4g}–{high:.4g}" for low, high in pairwise(inner)), f"> {inner[-1]:.4g}"]
     else:  # every reference decile is the same value
@@ -286,9 +314,11 @@ def bin_comparison(reference: Mapping[str, Any], values: Iterable[float]) -> pd.
     })
 
 
-def class_comparison(reference_counts: Mapping[str, float], predicted: Sequence[str]) -> pd.DataFrame:
-    """Reference vs window shares per predicted class."""
-    observed = pd.Series(list(predicted), dtype="object").value_counts(normalize=True)
+def class_comparison(reference_counts: Mapping[str, float], predicted: Sequence[str] | Mapping[str, int]
+                     ) -> pd.DataFrame:
+    """Reference vs window shares per predicted class (one label per record, or label → count)."""
+    counts = _observed(predicted)
+    observed = counts / counts.sum() if counts.sum() else counts.astype("float64")
     total = sum(reference_counts.values()) or 1.0
     classes = list(reference_counts) + sorted(set(observed.index) - set(reference_counts))
     rows = [{"class": label, "source": "reference", "share": reference_counts.get(label, 0.0) / total}

@@ -63,7 +63,7 @@ def _named_numbers(value: object) -> dict[str, float]:
             if isinstance(number, int | float) and not isinstance(number, bool)}
 
 
-def _share_frame(counts: Mapping[str, int], total: int, category: str) -> pd.DataFrame:
+def share_frame(counts: Mapping[str, int], total: int, category: str) -> pd.DataFrame:
     rows = [{category: name, "count": int(count), "share": count / total if total else 0.0}
             for name, count in counts.items()]
     return pd.DataFrame(rows, columns=[category, "count", "share"])
@@ -74,7 +74,7 @@ def class_distribution(records: pd.DataFrame, labels: tuple[str, ...] = ()) -> p
     classes = records.loc[judged_mask(records), "predicted_class"].dropna().astype(str)
     counts = classes.value_counts()
     order = [label for label in labels] + sorted(set(counts.index) - set(labels))
-    return _share_frame({label: int(counts.get(label, 0)) for label in order}, len(classes), "class")
+    return share_frame({label: int(counts.get(label, 0)) for label in order}, len(classes), "class")
 
 
 def label_positive_rates(records: pd.DataFrame, labels: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -83,7 +83,7 @@ def label_positive_rates(records: pd.DataFrame, labels: tuple[str, ...] = ()) ->
     seen = [name for result in results for name in _named_numbers(result.get("scores"))]
     order = list(labels) + sorted(set(seen) - set(labels))
     present = [set(result.get("labels") or ()) for result in results]
-    return _share_frame({label: sum(label in labels_of for labels_of in present) for label in order}, len(results),
+    return share_frame({label: sum(label in labels_of for labels_of in present) for label in order}, len(results),
                         "label")
 
 
@@ -165,7 +165,7 @@ def summarise(records: pd.DataFrame, bundle: BundleInfo | None = None) -> Predic
         float(scores["threshold"].dropna().iloc[-1]) if scores["threshold"].notna().any() else None)
     alarms = scores["alarm"].astype(bool)
     names = labels or ("no alarm", "alarm")
-    shares = _share_frame({names[0]: int((~alarms).sum()), names[1]: int(alarms.sum())}, len(scores), "class")
+    shares = share_frame({names[0]: int((~alarms).sum()), names[1]: int(alarms.sum())}, len(scores), "class")
     return PredictionSummary(task, total, unjudged, shares=shares, values=scores.drop(columns=["alarm", "threshold"]),
                              statistics=value_statistics(scores),
                              alarm_rate=float(alarms.mean()) if len(alarms) else None, threshold=threshold)

@@ -1,52 +1,77 @@
-"""Alerts: latency-SLO burn rate (fast and slow multi-window rules), drift and signal quality, each linking
-to its device. Refreshes itself."""
+"""Alerts: latency-SLO burn rate (fast and slow multi-window rules), drift and signal quality, each linking to its
+device. Read from aggregates (``dashboard.monitoring.aggregate_checks``: the raw-record rules' verdicts): minute
+aggregates for the last hour's rules, hourly rollups for the 6-hour burn window and the drift window, older
+devices' records folded in. Refreshes itself; drift is re-evaluated every ``DRIFT_EVERY``."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.components import widgets
+from dashboard.components import telemetry, widgets
 from dashboard.data.files import DataUnavailableError
-from dashboard.monitoring.alerts import CRITICAL, alerts_frame, burn_rates, window_label
-from dashboard.monitoring.checks import fleet_alerts
+from dashboard.data.windows import alert_requests
+from dashboard.monitoring import aggregate_checks
+from dashboard.monitoring.alerts import CRITICAL, alerts_frame, window_label
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
+
+ALERT_CARDS = 50  # the most severe alerts as cards; every alert is in the table below them
+
+ALERT_COLUMNS = {
+    "device": widgets.DEVICE_LINK_CONFIG,
+    "severity": st.column_config.TextColumn("severity"),
+    "kind": st.column_config.TextColumn("kind"),
+    "message": st.column_config.TextColumn("message", width="large"),
+    "value": st.column_config.NumberColumn("value", format="%.2f", help="burn rate, PSI, flag rate or minutes"),
+}
 
 st.title("Alerts")
 current = widgets.settings()
 config = widgets.alert_config(current)
-lookback = max(config.slow.long_window, config.quality_window, DEFAULT_DRIFT_CONFIG.window)
+recent_request, drift_request = alert_requests(config, DEFAULT_DRIFT_CONFIG)
 
 
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
 def alerts_view() -> None:
     moment = widgets.now()
-    reader = widgets.telemetry(current)
     try:
-        devices = reader.devices()
-        records = reader.records(since=moment - lookback, with_features=True)
+        recent = telemetry.window(current, recent_request, moment)
+        drift, evaluated = telemetry.drift_alerts(current, drift_request, moment, len(recent.devices))
     except DataUnavailableError as error:
         st.info(str(error))
         return
-    if devices.empty:
+    if recent.devices.empty:
         st.info(f"no telemetry yet: the store {current.database} is empty, so no alert can fire")
         return
-    alerts = fleet_alerts(records, widgets.catalog(current), moment, config, DEFAULT_DRIFT_CONFIG)
+    rates = aggregate_checks.burn_table(recent.frame, moment, config)  # the burn-rate rules and table below
+    alerts = aggregate_checks.latency_alerts(recent.frame, moment, config, rates) + drift
+    alerts += aggregate_checks.quality_alerts(recent.frame, moment, config)
+    alerts += aggregate_checks.signal_loss_alerts(recent.frame, moment, config)
     critical = sum(alert.severity == CRITICAL for alert in alerts)
-    first, second, third = st.columns(3)
+    first, second, third, fourth = st.columns(4)
     first.metric("critical", critical)
     second.metric("warnings", len(alerts) - critical)
     third.metric("devices affected", len({alert.device_id for alert in alerts}))
-    st.caption(f"evaluated {moment:%H:%M:%S} UTC over {len(records):,} records of the last "
-               f"{window_label(lookback)} · refreshes every {widgets.REFRESH_SECONDS} s")
+    fourth.metric("devices", f"{len(recent.devices):,}")
+    st.caption(f"evaluated {moment:%H:%M:%S} UTC over {recent.records:,} inferences of the last "
+               f"{window_label(recent_request.span)} ({recent.describe()}) · drift over "
+               f"{window_label(DEFAULT_DRIFT_CONFIG.window)} "
+               + (f"evaluated {evaluated:%H:%M} UTC" if evaluated is not None else
+                  "being evaluated for the first time (its alerts appear at a later refresh)")
+               + f" (every {widgets.DRIFT_EVERY_MINUTES} min) · refreshes every {widgets.REFRESH_SECONDS} s")
     if not alerts:
         st.success("no alerts: every device is within its latency SLO, shows no drift and sends clean signals")
-    for row in alerts_frame(alerts).itertuples():
+    table = alerts_frame(alerts)
+    for row in table.head(ALERT_CARDS).itertuples():
         with st.container(border=True):
             severity, message, link = st.columns([1.2, 5.5, 2.1])
             severity.markdown(f"**{widgets.status_markdown(row.severity)}**  \n{row.kind}")
             message.markdown(row.message)
             with link:
                 widgets.device_link(row.device_id)
+    if len(table) > ALERT_CARDS:
+        st.markdown(f"**All {len(table):,} alerts**")
+        st.dataframe(widgets.device_url_column(table).drop(columns="device_id")[list(ALERT_COLUMNS)],
+                     column_config=ALERT_COLUMNS, hide_index=True)
 
     st.subheader("Latency-SLO burn rates")
     st.caption(
@@ -54,15 +79,20 @@ def alerts_view() -> None:
         f"{config.error_budget:.0%}). Fast rule ({config.fast.action}): ≥ {config.fast.burn_rate}× over both "
         f"{window_label(config.fast.long_window)} and {window_label(config.fast.short_window)}; slow rule "
         f"({config.slow.action}): ≥ {config.slow.burn_rate}× over both {window_label(config.slow.long_window)} and "
-        f"{window_label(config.slow.short_window)}. Empty: fewer than {config.minimum_events} inferences."
+        f"{window_label(config.slow.short_window)}. Empty: fewer than {config.minimum_events} inferences. Windows over "
+        "an hour start on a whole hour (hourly rollups)."
     )
-    rates = burn_rates(records, moment, config)
     if rates.empty:
         st.info("no inferences in the burn-rate windows")
         return
+    burns = [name for name in rates.columns if name.startswith("burn_")]
+    rates = rates.astype({name: "float64" for name in burns})  # an empty window (None) shows as a blank cell
+    worst = rates[burns].max(axis=1, skipna=True)
+    rates = rates.assign(worst=worst).sort_values(["worst", "device_id"], ascending=[False, True],
+                                                  na_position="last").drop(columns="worst")
     column_config = {"device": widgets.DEVICE_LINK_CONFIG} | widgets.burn_rate_columns(rates)
-    table = widgets.device_url_column(rates).drop(columns="device_id")
-    st.dataframe(table, column_config=column_config, hide_index=True)
+    st.dataframe(widgets.device_url_column(rates).drop(columns="device_id"), column_config=column_config,
+                 hide_index=True)
 
 
 alerts_view()

@@ -1,26 +1,36 @@
-"""Device: one device's timeline (latency against the SLO, predictions, confidence or the task kind's outputs,
-quality flags), what it answered, its alerts, burn rates and drift. Pick the device here or arrive with
-``?device=<id>``. Refreshes itself."""
+"""Device: one device's timeline per time bucket (latency p50–p95 against the SLO, answers, confidence or the task
+kind's outputs, quality-flag rate), what it answered, its alerts, burn rates and drift, and the events it sent on
+their own. Read from its aggregates (minute aggregates for the last day, hourly rollups before; an older device's
+records folded into minutes). Pick the device here or arrive with ``?device=<id>``. Refreshes itself."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
+import pandas as pd
 import streamlit as st
 
-from dashboard.components import charts, widgets
+from dashboard.components import charts, telemetry, widgets
 from dashboard.components.predictions import show_summary
 from dashboard.data.files import DataUnavailableError
-from dashboard.monitoring.alerts import CRITICAL, alerts_frame, burn_rates
-from dashboard.monitoring.checks import device_drift, fleet_alerts
+from dashboard.data.windows import HOUR, WindowRequest, latest_devices
+from dashboard.monitoring import aggregate_checks, aggregate_predictions
+from dashboard.monitoring.aggregate_fleet import flag_rates
+from dashboard.monitoring.aggregate_window import minute_window, summary_of
+from dashboard.monitoring.alerts import CRITICAL, alerts_frame
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
-from dashboard.monitoring.predictions import CLASSIFIERS, answer_texts, output_points, summarise, task_of
+from dashboard.monitoring.fleet import bucket_for
+from dashboard.monitoring.predictions import CLASSIFIERS, answer_texts
+from runtime.contract import TaskKind
+from runtime.telemetry.histogram import latency_edges, quantile
 
 RECENT_ROWS = 100  # the newest records listed under the charts
+DEVICE_MINUTES = timedelta(hours=24)  # minute aggregates this far back; hourly rollups before
 
 st.title("Device")
 current = widgets.settings()
 config = widgets.alert_config(current)
-reader = widgets.telemetry(current)
-devices = widgets.devices_or_stop(reader, current, "there is no device to show")
+devices = telemetry.devices_or_stop(current, "there is no device to show")
 
 known = list(devices["device_id"])
 requested = st.query_params.get("device")
@@ -33,69 +43,104 @@ if selected != requested:
 label, span = widgets.time_window_picker("device-window")
 
 
+def show_timeline(window: pd.DataFrame, task: str, threshold: float | None, start, end) -> None:
+    bucket = max(bucket_for(span), HOUR) if span > DEVICE_MINUTES else bucket_for(span)
+    latency, answers, outputs = aggregate_predictions.timeline(window, bucket, task, telemetry.plans(current),
+                                                               start, end)
+    st.altair_chart(charts.bucket_latency_chart(latency, config.latency_objective_us), width="stretch")
+    st.caption(f"Latency per {widgets.duration_text(bucket)}: p50 line, p50–p95 band; red: the SLO objective.")
+    if len(answers):
+        st.altair_chart(charts.class_bucket_chart(answers, "labels present" if task == TaskKind.MULTILABEL.value
+                                                  else "answers"), width="stretch")
+    if len(outputs):
+        st.altair_chart(charts.output_band_chart(outputs, threshold if task == TaskKind.ANOMALY.value else None),
+                        width="stretch")
+        what = "confidence" if task in CLASSIFIERS else f"{task} outputs"
+        st.caption(f"The {what} per bucket: median line, p5–p95 band"
+                   + ("; red: the alarm threshold." if task == TaskKind.ANOMALY.value and threshold is not None
+                      else "."))
+    elif task not in CLASSIFIERS:
+        st.info(f"no numeric outputs of a {task} bundle to draw in the {label}")
+    st.altair_chart(charts.flag_rate_chart(latency, config.quality_warn_rate, config.quality_alert_rate, "group",
+                                           "device"), width="stretch")
+    rates = flag_rates(window)
+    named = rates[(rates["flag"] != "any") & (rates["records"] > 0)]
+    if len(named):
+        st.caption("Records per quality flag: " + ", ".join(f"{row.flag} {row.rate:.1%}"
+                                                          for row in named.itertuples()))
+
+
+def show_recent(window_start, window_end, task: str, sends: str) -> None:
+    st.subheader(f"Latest {RECENT_ROWS} records")
+    records = telemetry.device_records(current, selected, window_start, window_end)
+    if sends == "aggregates":
+        st.caption("This device sends per-minute aggregates; the records below are the events it also sent on their "
+                   "own (positive classes, low confidence, alarms, unjudged rows, quality changes).")
+    if records.empty:
+        st.info(f"no per-event records from this device in the {label}")
+        return
+    recent = records.tail(RECENT_ROWS).iloc[::-1]
+    answers = answer_texts(recent, task)
+    recent = recent.drop(columns=["features", "device_id", "bundle_sha256", "result"]).assign(answer=answers)
+    recent["quality_flags"] = recent["quality_flags"].map(", ".join)
+    st.dataframe(recent, hide_index=True)
+
+
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
 def device_view() -> None:
     moment = widgets.now()
     lookback = max(span, config.slow.long_window, DEFAULT_DRIFT_CONFIG.window)
+    request = WindowRequest(lookback, minutes_for=min(lookback, DEVICE_MINUTES), device_id=selected)
     try:
-        history = reader.records(selected, since=moment - lookback, with_features=True)
+        view = telemetry.window(current, request, moment)
     except DataUnavailableError as error:
         st.info(str(error))
         return
     catalog = widgets.catalog(current)
-    summary = devices[devices["device_id"] == selected].iloc[0]
-    window = history[history["time"] > moment - span]
-    latest = history.iloc[-1] if len(history) else None
+    plans = telemetry.plans(current)
+    history = view.frame
+    summary = latest_devices(view.devices, devices[devices["device_id"] == selected]).iloc[0]
+    window = minute_window(history, moment, span)
+    latest = history.sort_values(["minute", "session"], kind="stable").iloc[-1] if len(history) else None
     bundle = catalog.match(latest["bundle_id"], latest["bundle_sha256"]) if latest is not None else None
     bundle_name = bundle.name if bundle else (f"{latest['bundle_id']} (not published here)" if latest is not None
                                               else "—")
     st.markdown(f"bundle **{bundle_name}** · variant **{latest['variant'] if latest is not None else '—'}** on "
-                f"{str(latest['provider']) if latest is not None else '—'}")
+                f"{str(latest['provider']) if latest is not None else '—'} · sends **{summary['sends']}**")
+    latency = summary_of(window, tracks=False).latency if len(window) else None
+    p95 = quantile(latency_edges(), latency.counts, 0.95, latency.low, latency.high) if latency and latency.count \
+        else None
     cells = st.columns(4)
-    cells[0].metric("records stored", f"{int(summary['records']):,}")
-    cells[1].metric(f"inferences, {label}", f"{len(window):,}")
-    cells[2].metric(f"p95, {label}", f"{window['latency_us'].quantile(0.95):,.0f} µs" if len(window) else "—")
-    minutes = (moment - summary["last_time"]).total_seconds() / 60 if summary["records"] else None
+    cells[0].metric("records stored", f"{int(summary['records_stored']):,}")
+    cells[1].metric(f"inferences, {label}", f"{int(window['records'].sum()) if len(window) else 0:,}")
+    cells[2].metric(f"p95, {label}", f"{p95:,.0f} µs" if p95 is not None else "—")
+    last_seen = summary["last_seen"]
+    minutes = (moment - last_seen).total_seconds() / 60 if pd.notna(last_seen) else None
     cells[3].metric("last seen", f"{minutes:,.1f} min ago" if minutes is not None else "never")
-    st.caption(f"device id {selected} · last record {summary['last_time']} · dropped by its outbox: "
-               f"{int(summary['dropped'])} · refreshed {moment:%H:%M:%S} UTC")
+    st.caption(f"device id {selected} · last seen {last_seen} · dropped by its outbox: {int(summary['dropped'])} · "
+               f"{view.describe()} · refreshed {moment:%H:%M:%S} UTC")
 
-    alerts = [alert for alert in fleet_alerts(history, catalog, moment, config) if alert.device_id == selected]
+    alerts = aggregate_checks.fleet_alerts(history, moment, plans, config)
     for alert in alerts_frame(alerts).itertuples():
         show = st.error if alert.severity == CRITICAL else st.warning
         show(f"**{alert.kind}** — {alert.message}")
     if not alerts:
         st.success("no alerts for this device")
+    task = aggregate_predictions.task_of(window if len(window) else history, bundle)
     if window.empty:
         st.info(f"no inferences from this device in the {label}; choose a longer time window")
-        return
-    st.subheader("Timeline")
-    task = task_of(window, bundle)
-    summary = summarise(window, bundle)
-    classes = sorted(window["predicted_class"].dropna().astype(str).unique())
-    if bundle is not None and (task in CLASSIFIERS or task == "anomaly"):
-        classes = bundle.labels
-    latency_chart, confidence_chart = charts.timeline_charts(window, config.latency_objective_us, classes)
-    st.altair_chart(latency_chart, width="stretch")
-    st.caption("Each inference's latency; red: the SLO objective.")
-    if task in CLASSIFIERS:
-        st.altair_chart(confidence_chart, width="stretch")
-        st.caption("Each inference's confidence, shaped by its quality flags.")
     else:
-        points = output_points(window, task)
-        if points.empty:
-            st.info(f"no numeric outputs of a {task} bundle to draw in the {label}")
-        else:
-            st.altair_chart(charts.output_timeline_chart(points, summary.threshold), width="stretch")
-            st.caption(f"Each answered inference's {task} outputs" + ("; red: the alarm threshold."
-                                                                      if summary.threshold is not None else "."))
-    st.subheader("Answers")
-    show_summary(summary)
+        st.subheader("Timeline")
+        threshold = bundle.manifest.output.decision.threshold if bundle is not None and \
+            task == TaskKind.ANOMALY.value else None
+        show_timeline(window, task, threshold, view.end - pd.Timedelta(span), view.end)
+        st.subheader("Answers")
+        show_summary(aggregate_predictions.summarise(window, bundle, plans))
 
     left, right = st.columns(2)
     with left:
         st.subheader("Burn rates")
-        rates = burn_rates(history, moment, config)
+        rates = aggregate_checks.burn_rates(history, moment, config)
         if rates.empty:
             st.info("no inferences in the burn-rate windows")
         else:
@@ -103,7 +148,7 @@ def device_view() -> None:
                          hide_index=True)
     with right:
         st.subheader("Drift")
-        report = device_drift(history, catalog, moment, DEFAULT_DRIFT_CONFIG)
+        report = aggregate_checks.device_drift(history, catalog, moment, plans, DEFAULT_DRIFT_CONFIG)
         if report.message:
             st.warning(report.message)
         else:
@@ -112,13 +157,7 @@ def device_view() -> None:
                         + (f": {', '.join(drifting[:6])}" + (" …" if len(drifting) > 6 else "") if drifting else ""))
         st.page_link("pages/drift.py", label="drift details", icon=":material/query_stats:",
                      query_params={"device": selected})
-
-    st.subheader(f"Latest {RECENT_ROWS} records")
-    recent = window.tail(RECENT_ROWS).iloc[::-1]
-    answers = answer_texts(recent, task)
-    recent = recent.drop(columns=["features", "device_id", "bundle_sha256", "result"]).assign(answer=answers)
-    recent["quality_flags"] = recent["quality_flags"].map(", ".join)
-    st.dataframe(recent, hide_index=True)
+    show_recent(view.end - pd.Timedelta(span), view.end, task, str(summary["sends"]))
 
 
 device_view()

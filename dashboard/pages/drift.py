@@ -1,18 +1,23 @@
 """Drift: per input feature and per output of the bundle's task kind (a classifier's confidence and classes, an
 anomaly score and labels, regression values, multilabel scores), of one device or of every device on a bundle,
-against the bundle's reference profile. Refreshes itself."""
+against the bundle's reference profile. Read from aggregates (``dashboard.monitoring.aggregate_checks``: each
+window's histograms stand in for its values; PSI and JS exact, KS and Wasserstein within one bin): one device's
+minute aggregates for up to a day, hourly rollups beyond and for a whole bundle. Refreshes itself."""
 
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
-from dashboard.components import charts, widgets
-from dashboard.components.predictions import show_predictions
+from dashboard.components import charts, telemetry, widgets
+from dashboard.components.predictions import show_summary
 from dashboard.data.files import DataUnavailableError
-from dashboard.monitoring.checks import DriftReport, bundle_drift
+from dashboard.data.windows import WindowRequest
+from dashboard.monitoring import aggregate_checks, aggregate_predictions
+from dashboard.monitoring.checks import DriftReport
 from dashboard.monitoring.drift import (
     CLASS_ROW,
     CONFIDENCE_ROW,
@@ -22,8 +27,9 @@ from dashboard.monitoring.drift import (
     reference_class_counts,
     results_frame,
 )
-from dashboard.monitoring.fleet import latest_bundle_window
-from dashboard.monitoring.predictions import CLASSIFIERS, categories, task_of
+from dashboard.monitoring.predictions import CLASSIFIERS
+
+DEVICE_MINUTES = timedelta(hours=24)  # one device's window is read minute by minute up to this long
 
 RESULT_COLUMNS = {
     "name": st.column_config.TextColumn("feature"),
@@ -41,8 +47,7 @@ RESULT_COLUMNS = {
 st.title("Drift")
 current = widgets.settings()
 catalog = widgets.catalog(current)
-reader = widgets.telemetry(current)
-devices = widgets.devices_or_stop(reader, current, "there is nothing to compare")
+devices = telemetry.devices_or_stop(current, "there is nothing to compare")
 
 scopes = [f"device {device_id}" for device_id in devices["device_id"]]
 scopes += [f"all devices on bundle {bundle.name}" for bundle in catalog.bundles]
@@ -55,16 +60,19 @@ config = dataclasses.replace(DEFAULT_DRIFT_CONFIG, window=span)
 
 def compute(scope: str) -> DriftReport:
     moment = widgets.now()
+    plans = telemetry.plans(current)
     if scope.startswith("device "):
         device_id = scope.removeprefix("device ")
-        window = latest_bundle_window(reader.records(device_id, since=moment - span, with_features=True), moment, span)
-        bundle = catalog.match(window.iloc[-1]["bundle_id"], window.iloc[-1]["bundle_sha256"]) if len(window) else None
-        return bundle_drift(device_id, window, bundle, config)
+        view = telemetry.window(current, WindowRequest(span, minutes_for=min(span, DEVICE_MINUTES),
+                                                       device_id=device_id), moment)
+        return aggregate_checks.device_drift(view.frame, catalog, moment, plans, config)
     bundle = catalog.by_name(scope.removeprefix("all devices on bundle "))
-    records = reader.records(since=moment - span, with_features=True)
+    view = telemetry.window(current, WindowRequest(span, minutes_for=widgets.ROLLUPS_ONLY,
+                                                   daily=span > timedelta(days=3)), moment)
+    frame = view.frame
     matches = [catalog.match(bundle_id, sha) is bundle for bundle_id, sha in
-               zip(records["bundle_id"], records["bundle_sha256"], strict=True)]
-    return bundle_drift(scope, records[matches], bundle, config)
+               zip(frame["bundle_id"], frame["bundle_sha256"], strict=True)]
+    return aggregate_checks.bundle_drift(scope, frame[matches] if len(frame) else frame, bundle, plans, config)
 
 
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
@@ -85,31 +93,33 @@ def drift_view() -> None:
     third.metric("window uses", method)
     st.markdown(f"overall: **{widgets.status_markdown(report.status.value)}**")
     st.caption(f"against bundle {report.bundle.name}'s reference profile · refreshed {widgets.now():%H:%M:%S} UTC · "
-               f"insufficient data below {config.minimum_count} records")
+               f"insufficient data below {config.minimum_count} records · each window's histograms stand in for its "
+               "values (PSI and JS exact, KS and Wasserstein within one bin)")
     table = results_frame(report.results)
     st.dataframe(table[list(RESULT_COLUMNS)], column_config=RESULT_COLUMNS, hide_index=True,
                  height=min(36 * (len(table) + 1) + 3, 900))  # every feature visible without scrolling
     profile = report.profile or report.bundle.profile or {}
     window = report.window if report.window is not None else pd.DataFrame()
-    compared = report.compared if report.compared is not None else pd.DataFrame()
-    task = task_of(window, report.bundle)
+    compared = report.compared if report.compared is not None else {}
+    task = aggregate_predictions.task_of(window, report.bundle)
     left, right = st.columns(2)
     with left:
         if task in CLASSIFIERS:
             st.subheader("Predicted classes")
             shares = class_comparison(reference_class_counts(profile.get("predictions") or {}),
-                                      categories(window, task))
+                                      report.summary.classes)
             st.altair_chart(charts.share_comparison_chart(shares, "class"), width="stretch")
         else:
             st.subheader("Answers in the window")
-            show_predictions(window, report.bundle)
+            show_summary(aggregate_predictions.summarise(window, report.bundle, telemetry.plans(current)))
     with right:
         st.subheader("One row on the reference-quantile bins")
         names = [result.name for result in report.results if result.name != CLASS_ROW and result.count]
         name = st.selectbox("feature or output", names, key="drift-feature") if names else None
         reference, values = None, pd.Series(dtype="float64")
         if name == CONFIDENCE_ROW:
-            reference, values = (profile.get("predictions") or {}).get("confidence"), window["confidence"]
+            reference = (profile.get("predictions") or {}).get("confidence")
+            values = report.summary.confidence_stand_in() or pd.Series(dtype="float64")
         elif name is not None and name in compared:
             reference, values = (profile.get("features") or {}).get(name), compared[name]
         if reference:

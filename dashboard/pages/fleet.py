@@ -1,23 +1,35 @@
-"""Fleet: every device with its bundle, last-seen time, p50/p95 latency over time against the SLO line,
-throughput, signal-quality flag rates, and what each bundle's devices answered (by its task kind). Refreshes
-itself."""
+"""Fleet: how many devices are fine, silent, slow or noisy; one sortable row per device (bundle, last seen, p50/p95,
+throughput, flagged share); p50/p95 latency, throughput and flag rate per bundle over time against the SLO and
+quality lines; and what each bundle's devices answered (by its task kind). Read from aggregates (minute aggregates
+for the last hour, hourly rollups for longer windows, whole days for a week or a month; older devices' records
+folded in), so a thousand devices are one table and a line per bundle. Refreshes itself."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboard.components import charts, widgets
-from dashboard.components.predictions import show_predictions
+from dashboard.components import charts, telemetry, widgets
+from dashboard.components.predictions import show_summary
 from dashboard.data.files import DataUnavailableError
-from dashboard.monitoring.fleet import bucket_for, device_overview, flag_rates, flag_series, latency_series
-from dashboard.monitoring.predictions import by_bundle
+from dashboard.data.windows import fleet_request
+from dashboard.monitoring import aggregate_predictions
+from dashboard.monitoring.aggregate_fleet import (
+    STATUSES,
+    bundle_labels,
+    device_overview,
+    flag_rates,
+    group_series,
+    status_counts,
+)
 
 OVERVIEW_COLUMNS = {
     "device": widgets.DEVICE_LINK_CONFIG,
+    "status": st.column_config.TextColumn("status", help="silent: nothing for 10 min · noisy: flagged share at the "
+                                          "quality warning rate · slow: p95 over the objective"),
     "bundle": st.column_config.TextColumn("bundle"),
     "variant": st.column_config.TextColumn("variant"),
     "provider": st.column_config.TextColumn("EP"),
-    "records": st.column_config.NumberColumn("records"),
+    "records": st.column_config.NumberColumn("inferences"),
     "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "minutes_since": st.column_config.NumberColumn("minutes ago", format="%.1f"),
     "p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.0f"),
@@ -25,7 +37,10 @@ OVERVIEW_COLUMNS = {
     "per_minute": st.column_config.NumberColumn("per minute", format="%.1f"),
     "flagged_share": st.column_config.ProgressColumn("flagged", format="percent", min_value=0, max_value=1),
     "dropped": st.column_config.NumberColumn("dropped"),
+    "sends": st.column_config.TextColumn("sends", help="aggregates (schema 3), records (schema 1/2, folded into "
+                                         "minute aggregates here) or both (a device that changed in the window)"),
 }
+
 
 st.title("Fleet")
 current = widgets.settings()
@@ -35,50 +50,58 @@ label, span = widgets.time_window_picker("fleet-window")
 
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
 def fleet_view() -> None:
-    reader = widgets.telemetry(current)
     moment = widgets.now()
+    request, bucket = fleet_request(span)
     try:
-        devices = reader.devices()
-        recent = reader.records(since=moment - span)
+        view = telemetry.window(current, request, moment)
     except DataUnavailableError as error:
         st.info(str(error))
         return
+    devices = view.devices
     if devices.empty:
         st.info(f"no telemetry yet: the store {current.database} is empty — point devices at the collector")
         return
-    st.caption(f"{len(devices)} devices · {len(recent):,} inferences in the {label} · refreshed "
+    catalog = widgets.catalog(current)
+    overview = device_overview(devices, view.frame, catalog, moment, span, config)
+    counts = status_counts(overview)
+    cells = st.columns(1 + len(STATUSES))
+    cells[0].metric("devices", f"{len(overview):,}")
+    for cell, status in zip(cells[1:], STATUSES, strict=True):
+        cell.metric(status, f"{counts[status]:,}")
+    st.caption(f"{view.records:,} inferences in the {label} · {view.describe()} · refreshed "
                f"{moment:%H:%M:%S} UTC (every {widgets.REFRESH_SECONDS} s) · SLO objective "
                f"{config.latency_objective_us:,.0f} µs")
-    catalog = widgets.catalog(current)
-    overview = device_overview(devices, recent, catalog, moment, span)
-    st.dataframe(widgets.device_url_column(overview)[list(OVERVIEW_COLUMNS)], column_config=OVERVIEW_COLUMNS,
+    ranked = overview.assign(rank=overview["status"].map(STATUSES.index)).sort_values(
+        ["rank", "device_id"], kind="stable").drop(columns="rank")
+    st.dataframe(widgets.device_url_column(ranked)[list(OVERVIEW_COLUMNS)], column_config=OVERVIEW_COLUMNS,
                  hide_index=True)
-    if recent.empty:
+    if view.frame.empty:
         st.info(f"no inferences in the {label}; choose a longer time window")
         return
-    series = latency_series(recent, bucket_for(span), moment - span, moment)
-    st.subheader("Latency p50 (dashed) and p95 against the SLO objective (red)")
-    st.altair_chart(charts.latency_chart(series, config.latency_objective_us), width="stretch")
+    series = group_series(view.frame, bucket, bundle_labels(view.frame, catalog), view.start, view.end)
+    st.subheader("Latency p50 (dashed) and p95 per bundle against the SLO objective (red)")
+    st.altair_chart(charts.latency_chart(series, config.latency_objective_us, "group", "bundle"), width="stretch")
     left, right = st.columns(2)
     with left:
         st.subheader("Throughput")
-        st.altair_chart(charts.throughput_chart(series), width="stretch")
+        st.altair_chart(charts.throughput_chart(series, "group", "bundle"), width="stretch")
     with right:
         st.subheader("Signal-quality flag rate")
-        flags = flag_series(recent, bucket_for(span))
-        st.altair_chart(charts.flag_rate_chart(flags, config.quality_warn_rate, config.quality_alert_rate),
-                        width="stretch")
-    rates = flag_rates(recent)
-    if (rates["flag"] != "any").any():
-        st.markdown(f"**Share of records per quality flag, {label}**")
-        table = rates.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
+        st.altair_chart(charts.flag_rate_chart(series, config.quality_warn_rate, config.quality_alert_rate, "group",
+                                               "bundle"), width="stretch")
+    rates = flag_rates(view.frame)
+    flagged = rates[(rates["flag"] != "any") & (rates["records"] > 0)]
+    if len(flagged):
+        st.markdown(f"**Share of records per quality flag, {label}** (devices with a flag)")
+        table = flagged.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
         percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
         st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
                      column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
     st.subheader(f"Predictions per bundle, {label}")
-    for name, bundle, records in by_bundle(recent, catalog):
+    plans = telemetry.plans(current)
+    for name, bundle, frame in aggregate_predictions.by_bundle(view.frame, catalog):
         st.markdown(f"**{name}**")
-        show_predictions(records, bundle)
+        show_summary(aggregate_predictions.summarise(frame, bundle, plans))
 
 
 fleet_view()

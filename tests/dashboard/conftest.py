@@ -1,28 +1,36 @@
 """Dashboard fixtures: one tiny real bundle, a SQLite telemetry store filled through the collector's
 ``SqliteStore.insert_batch`` and a ``bench.json``, built once per session; plus the bad-input variants
-(empty store, missing benchmark file, bundle without reference profile)."""
+(empty store, missing benchmark file, bundle without reference profile); and the same fleet sent as a mixed fleet
+(schema-3 aggregates, the records their event filter keeps, older devices' records) beside its all-records twin,
+on SQLite and on a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from dashboard.collector.store import SqliteStore
 from dashboard.data.bundles import read_bundle
-from dashboard.data.settings import DashboardSettings
+from dashboard.data.settings import DashboardSettings, DatabaseUrl
 from tests.dashboard.fixture_data import (
+    AGGREGATE_SENDERS,
     KIND_DEVICES,
+    UPGRADED,
     batches,
     bench_document,
     fleet_records,
     kind_profile,
     kind_records,
+    mixed_fleet,
 )
 
 SCENARIO = "breast-cancer"  # seconds to build at the tiny profile (the ECG scenario takes over a minute)
@@ -103,6 +111,81 @@ def kind_fixture(tmp_path_factory: pytest.TempPathFactory) -> DashboardFixture:
                 store.insert_batch(device_id, batch)
     settings = DashboardSettings(root / "artifacts", root / "bundles", database, root / "bench.json")
     return DashboardFixture(root, settings, now, records)
+
+
+@dataclass(frozen=True)
+class MixedFixture:
+    now: datetime  # the data runs up to here (7 s past a minute: no record falls on a minute boundary)
+    raw: DashboardSettings  # every event as a schema-1/2 record
+    mixed: DashboardSettings  # the same events as a mixed fleet sends them (SQLite)
+    sent: dict[str, list[dict]]  # per device id: the records the mixed fleet sent
+    aggregates: list[dict]  # the aggregates it sent, as the store keeps them
+
+
+def fill_store(store: Any, sent: dict[str, list[dict]], aggregates: list[dict]) -> None:
+    for device_id, device_records in sent.items():
+        for batch in batches(device_records):
+            store.insert_batch(device_id, batch)
+    by_device: dict[str, list[dict]] = {}
+    for aggregate in aggregates:  # as the collector stores a device's upload: its devices row kept too
+        by_device.setdefault(aggregate["device_id"], []).append(aggregate)
+    for device_id, uploads in by_device.items():
+        for start in range(0, len(uploads), 500):
+            store.insert_aggregates(uploads[start:start + 500], device_id=device_id)
+
+
+@pytest.fixture(scope="session")
+def mixed_fixture(dashboard_fixture: DashboardFixture, tmp_path_factory: pytest.TempPathFactory) -> MixedFixture:
+    root = tmp_path_factory.mktemp("mixed")
+    bundles = dashboard_fixture.settings.bundles
+    bundle, bare = read_bundle(bundles / SCENARIO), read_bundle(bundles / BARE_BUNDLE)
+    now = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=1) + timedelta(seconds=7)
+    records = fleet_records(bundle, bare, now)
+    sent, aggregates = mixed_fleet(records, {name: bundle for name in AGGREGATE_SENDERS} | {UPGRADED: bare}, now)
+    with SqliteStore(root / "raw.sqlite3") as store:
+        fill_store(store, records, [])
+    with SqliteStore(root / "mixed.sqlite3") as store:
+        fill_store(store, sent, aggregates)
+    settings = {name: DashboardSettings(dashboard_fixture.settings.artifacts, bundles, root / f"{name}.sqlite3",
+                                        root / "bench.json") for name in ("raw", "mixed")}
+    return MixedFixture(now, settings["raw"], settings["mixed"], sent, aggregates)
+
+
+@pytest.fixture(scope="session")
+def mixed_postgres(mixed_fixture: MixedFixture, tmp_path_factory: pytest.TempPathFactory
+                   ) -> Iterator[DashboardSettings]:
+    """The mixed fleet on a throwaway PostgreSQL server (skipped without the server binaries)."""
+    pytest.importorskip("psycopg")
+    from dashboard.collector.postgres_server import (
+        PostgresServer,
+        PostgresServerError,
+        find_binaries,
+        free_port,
+        install_binaries,
+        reachable,
+        service_account,
+    )
+    from dashboard.collector.postgres_store import PostgresStore
+
+    try:
+        binaries = find_binaries() or install_binaries()
+    except PostgresServerError as error:
+        pytest.skip(f"PostgreSQL server binaries cannot be found or installed: {error}")
+    folder = tmp_path_factory.mktemp("postgres")
+    private = None
+    if not reachable(folder, service_account()):
+        folder = private = Path(tempfile.mkdtemp(prefix="edgemed-dashboard-postgres-"))
+    server = PostgresServer(folder, free_port(), durable=False, binaries=binaries)
+    server.start()
+    try:
+        url = DatabaseUrl(server.create_database("mixed"))
+        with PostgresStore(url) as store:
+            fill_store(store, mixed_fixture.sent, mixed_fixture.aggregates)
+        yield dataclasses.replace(mixed_fixture.mixed, database=url)
+    finally:
+        server.stop()
+        if private is not None:
+            shutil.rmtree(private, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

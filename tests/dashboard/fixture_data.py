@@ -294,3 +294,77 @@ def kind_records(task: str, bundle: BundleInfo | None, device_id: str, now: date
             "quality_flags": ["input_not_finite"] if unjudged else [], "features": features,
         })
     return records
+
+
+# -- the same fleet as aggregates (telemetry schema 3) -------------------------------------------------------------
+
+AGGREGATE_SENDERS = ("healthy", "busy", "drifted", "regressed", "noisy")  # send schema-3 aggregates throughout
+UPGRADED = "bare"  # sends schema-2 records for the first half of HISTORY, aggregates after (an upgraded device)
+CHUNK = 20  # events per aggregator call, as a device's stream hands them over
+
+
+def _typed_result(task: str, result: dict[str, Any] | None):
+    from runtime.results import AnomalyResult, ClassResult, LabelsResult, ValuesResult
+
+    if result is None:
+        return None
+    if task in ("multiclass", "binary"):
+        return ClassResult(result["class"], result["confidence"], {}, bool(result.get("low_confidence")))
+    if task == "multilabel":
+        return LabelsResult(tuple(result["labels"]), dict(result["scores"]))
+    if task == "regression":
+        return ValuesResult(dict(result["values"]), dict(result["units"]))
+    return AnomalyResult(result["class"], result["score"], result["alarm"], result["threshold"])
+
+
+def device_outbox(records: list[dict[str, Any]], bundle: BundleInfo | None, session_start: datetime
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a schema-3 device sends for ``records`` (schema 2, one device and bundle): its minute aggregates as the
+    store keeps them (``device_id``, ``bundle_id``, ``minute``, ``record_id``, ``payload``), made by the device's own
+    ``MinuteAggregator`` fed the same rows, and the records its event filter also sends on their own (renumbered)."""
+    from runtime.events import RowPrediction
+    from runtime.telemetry.aggregates import AggregateIdentity, AggregationPlan, MinuteAggregator
+    from runtime.telemetry.event_filter import EventFilter
+
+    first = records[0]
+    task = first["task"]
+    labels = tuple(bundle.labels) if bundle is not None else ()
+    plan = AggregationPlan.from_profile(bundle.profile if bundle is not None else None, task, labels)
+    identity = AggregateIdentity(first["device_id"], first["bundle_id"], first["bundle_sha256"], first["variant"],
+                                 first["provider"], task)
+    aggregator = MinuteAggregator(identity, plan, origin_s=session_start.timestamp(),
+                                  event_filter=EventFilter(labels or ("first", "second")))
+    events = [RowPrediction(index, task, _typed_result(task, record["result"]), record["latency_us"],
+                            tuple(record["quality_flags"]), features=record["features"])
+              for index, record in enumerate(records)]
+    moments = [datetime.fromisoformat(record["time"]).timestamp() for record in records]
+    payloads, kept = [], []
+    for start in range(0, len(events), CHUNK):
+        emitted = aggregator.add(events[start:start + CHUNK], moments[start:start + CHUNK])
+        payloads += emitted.aggregates
+        kept += [event.row for event, _ in emitted.individual]
+    payloads += aggregator.flush()
+    stored = [{"device_id": payload["device_id"], "bundle_id": payload["bundle_id"], "minute": payload["minute"],
+               "record_id": payload["record_id"], "payload": payload} for payload in payloads]
+    return stored, [records[index] for index in kept]
+
+
+def mixed_fleet(records: dict[str, list[dict[str, Any]]], bundles: dict[str, BundleInfo | None], now: datetime
+                ) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]]]:
+    """``fleet_records`` as a mixed fleet sends it: (schema-1/2 records per device id, aggregates). The
+    ``AGGREGATE_SENDERS`` send aggregates and the records their filter keeps; the orphan (schema 1) only records;
+    the ``UPGRADED`` device records for the first half of HISTORY, then aggregates."""
+    sent: dict[str, list[dict[str, Any]]] = {}
+    aggregates: list[dict[str, Any]] = []
+    halfway = now - HISTORY / 2
+    for name, device_id in DEVICES.items():
+        device_records = records[device_id]
+        if name in AGGREGATE_SENDERS or name == UPGRADED:
+            before = [record for record in device_records
+                      if name == UPGRADED and datetime.fromisoformat(record["time"]) < halfway]
+            after = device_records[len(before):]
+            stored, individual = device_outbox(after, bundles[name], datetime.fromisoformat(after[0]["time"]))
+            aggregates += stored
+            device_records = before + individual
+        sent[device_id] = [record | {"sequence": sequence} for sequence, record in enumerate(device_records, start=1)]
+    return sent, aggregates

@@ -119,7 +119,7 @@ def test_device_page_shows_the_timeline_and_alerts(fixture_settings: DashboardSe
     assert app.title[0].value == "Device" and app.selectbox[0].value == DEVICES["regressed"]
     assert "latency SLO" in texts(app, "error", "warning") and "burn" in texts(app, "error", "warning")
     assert {"Timeline", "Answers", "Burn rates", "Drift"} <= {item.value for item in app.subheader}
-    assert charts(app) == 3  # latency, confidence, class shares
+    assert charts(app) == 5  # latency, answers per bucket, confidence, flag rate, class shares
     assert "answer" in app.dataframe[-1].value.columns
 
 
@@ -178,10 +178,12 @@ def test_fleet_page_shows_each_kinds_answers(kind_settings: DashboardSettings) -
 
 
 @pytest.mark.parametrize(("device", "chart_count", "shown"), [
-    ("kind-regression", 1 + 1 + 1, "qt_interval"),  # latency, values over time, value distribution
-    ("kind-anomaly", 1 + 1 + 1, "alarm rate"),  # latency, scores over time with the threshold, score histogram
-    ("kind-multilabel", 1 + 1 + 1, "at or above its own threshold"),  # latency, scores over time, positive rates
-    ("kind-future", 1, "is not one this dashboard can chart"),
+    ("kind-regression", 1 + 1 + 1 + 1, "qt_interval"),  # latency, values per bucket, flag rate, value distribution
+    # latency, answers per bucket, scores per bucket with the threshold, flag rate, score histogram
+    ("kind-anomaly", 1 + 1 + 1 + 1 + 1, "alarm rate"),
+    # latency, labels per bucket, scores per bucket, flag rate, positive rates
+    ("kind-multilabel", 1 + 1 + 1 + 1 + 1, "at or above its own threshold"),
+    ("kind-future", 1 + 1, "is not one this dashboard can chart"),  # latency, flag rate
 ])
 def test_device_page_for_every_kind(kind_settings, device: str, chart_count: int, shown: str) -> None:
     app = run_page("device", {"device": KIND_DEVICES[device]})
@@ -220,3 +222,17 @@ def test_builds_and_alerts_pages_with_bundles_of_every_kind(kind_settings) -> No
     rules = "\n".join(str(frame.value) for frame in app.dataframe)
     assert "threshold af" in rules and "unit of qt_interval" in rules and "target false-alarm rate" in rules
     run_page("alerts")
+
+
+def test_builds_page_shows_windowed_bundles(tmp_path: Path, use_settings) -> None:
+    """Bundles on the windowed stream (signal_window inputs, as eeg-artifact and ppg-quality) are shown whole."""
+    from runtime.contract import TaskKind
+    from tests.runtime.window_bundles import build_window_bundle, window_spec
+
+    build_window_bundle(tmp_path / "bundles" / "eeg-like", TaskKind.MULTICLASS, window_spec(channels=2))
+    build_window_bundle(tmp_path / "bundles" / "ppg-like", TaskKind.BINARY)
+    use_settings(DashboardSettings(artifacts=tmp_path / "artifacts", bundles=tmp_path / "bundles"))
+    app = run_page("builds")
+    assert [header.value for header in app.header] == ["eeg-like", "ppg-like"]
+    assert not [warning.value for warning in app.warning if "cannot be shown" in str(warning.value)]
+    assert [item.value for item in app.subheader].count("How the device decides") == 2
