@@ -128,6 +128,45 @@ def decide(spec: OutputSpec, values: np.ndarray) -> list[Decision]:
     return DECIDERS[spec.task](spec, array)
 
 
+@dataclass(frozen=True)
+class SingleLabelColumns:
+    """``decide`` for a batch of a single-label kind (multiclass, binary), as columns: the same numbers."""
+
+    labels: tuple[str, ...]  # the output's labels
+    chosen: np.ndarray  # int: index into ``labels`` of each row's decided class
+    confidence: np.ndarray  # float64: the decided class's probability
+    scores: np.ndarray  # float64, (rows, labels): every label's probability after the activation
+    low_confidence: np.ndarray  # bool
+
+
+def decide_single_label(spec: OutputSpec, values: np.ndarray) -> SingleLabelColumns:
+    """What ``decide`` concludes for every row of a multiclass or binary output, without a ``Decision`` per row:
+    ``Decision.label`` is ``labels[chosen]``, ``confidence``, ``scores`` (label → its column) and
+    ``low_confidence`` are the columns here, computed with the same arithmetic."""
+    array = np.asarray(values, dtype=np.float64)
+    if spec.task not in SINGLE_LABEL_TASKS:
+        raise UnsupportedBundleError(f"single-label columns for a {spec.task} output",
+                                     expected=f"one of {', '.join(sorted(SINGLE_LABEL_TASKS))}",
+                                     fix="use decide() for other task kinds")
+    if array.ndim != 2 or array.shape[1] != spec.columns:
+        raise OutputShapeError(f"model outputs of shape {array.shape} for a {spec.task} output with "
+                               f"{len(spec.labels)} labels", expected=f"(n, {spec.columns})",
+                               fix="rebuild the bundle; its manifest and model disagree")
+    if spec.task is TaskKind.BINARY:
+        positive = (_sigmoid(array) if spec.graph_outputs_logits else array)[:, 0]
+        chosen = positive >= spec.decision.threshold
+        scores = np.stack([1.0 - positive, positive], axis=1)
+        confidence = np.where(chosen, positive, scores[:, 0])
+        return SingleLabelColumns(tuple(spec.labels), chosen.astype(np.intp), confidence, scores,
+                                  np.zeros(len(array), dtype=bool))
+    probabilities = _softmax(array) if spec.graph_outputs_logits else array
+    best = probabilities.argmax(axis=1)
+    top = probabilities[np.arange(len(array)), best]
+    threshold = spec.decision.low_confidence_below
+    low = top < threshold if threshold is not None else np.zeros(len(array), dtype=bool)
+    return SingleLabelColumns(tuple(spec.labels), best, top, probabilities, low)
+
+
 def require_single_label(spec: OutputSpec, runner: str) -> None:
     """``UnsupportedBundleError`` unless ``runner`` (which reports one class per event) can run this task kind."""
     if spec.task not in SINGLE_LABEL_TASKS:

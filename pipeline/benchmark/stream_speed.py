@@ -11,13 +11,16 @@ The recording is synthesised by tiling a neurokit2 ECGSYN strip (documented as s
 
 The run with telemetry and one without are both timed; the headline factor is seconds of signal per CPU second of
 the process (the one-core cost; the wall factor beside it includes the fsyncs' waits and the machine's other load).
-A profiled run on a shorter stretch says where the time goes.
+Each run's events are hashed without latency and summary features (``events_digest``): the report says whether
+telemetry left them identical. A profiled run on a shorter stretch says where the time goes, per stage (numpy's own
+time counted in the stage that called it) as a share and as µs per beat of the timed run.
 """
 
 from __future__ import annotations
 
 import cProfile
 import dataclasses
+import hashlib
 import logging
 import os
 import pstats
@@ -48,12 +51,15 @@ _STAGES = (
     ("detection", ("runtime/ecg/rpeaks.py", "runtime/ecg/decisions.py")),
     ("resampling", ("runtime/ecg/resample.py", "runtime/resample.py")),
     ("signal quality", ("runtime/ecg/quality.py",)),
-    ("windowing and events", ("runtime/ecg/stream.py", "runtime/ecg/beats.py", "runtime/events.py")),
+    ("template residuals", ("runtime/ecg/template_members.py", "runtime/ecg/template.py")),
+    ("derived inputs (RR, warm-up)", ("runtime/ecg/beat_inputs.py", "runtime/ecg/rr_features.py",
+                                      "runtime/ecg/rr_columns.py")),
+    ("windowing and events", ("runtime/ecg/stream.py", "runtime/ecg/beats.py", "runtime/events.py",
+                              "runtime/decide.py")),
     ("features", ("runtime/features.py", "runtime/input_features.py")),
-    ("derived inputs (RR, template)", ("runtime/ecg/beat_inputs.py", "runtime/ecg/template.py",
-                                       "runtime/ecg/rr_features.py")),
     ("telemetry", ("runtime/telemetry", "runtime/runner.py", "sqlite3", "json")),
 )
+_CALLER_DEPTH = 6  # numpy's own functions take the stage of the stream code that called them, this many calls up
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ def _timed(bundle, signal: np.ndarray, config: StreamSpeedConfig, mode: str, fol
         "real_time_factor": round(duration_s / cpu, 1),  # per CPU second: the one-core cost
         "real_time_factor_wall": round(duration_s / wall, 1),  # per wall second: fsync waits and other load too
         "microseconds_per_beat": round(cpu / max(beats, 1) * 1e6, 2),
+        "events_sha256": events_digest(events),
     }
     if sink is not None:
         result |= {"outbox_rows": sink.count, "aggregates": sink.aggregates, "records": sink.count - sink.aggregates}
@@ -126,16 +133,52 @@ def _timed(bundle, signal: np.ndarray, config: StreamSpeedConfig, mode: str, fol
     return result
 
 
+def _stage_of(function: tuple[str, int, str]) -> str | None:
+    location = f"{function[0]}:{function[2]}"
+    return next((name for name, keys in _STAGES if any(key in location for key in keys)), None)
+
+
 def _breakdown(profile: cProfile.Profile) -> dict[str, float]:
-    """Share of profiled time (own time of each function) per stream stage."""
-    statistics = pstats.Stats(profile)
+    """Share of profiled time per stream stage: each function's own time goes to its module's stage, and a function
+    of no stage (numpy's, the interpreter's) gives its own time to its callers' stages, as they called it."""
+    statistics = pstats.Stats(profile).stats
+
+    def shares(function, depth: int) -> dict[str, float]:
+        stage = _stage_of(function)
+        if stage is not None:
+            return {stage: 1.0}
+        callers = statistics.get(function, (0, 0, 0.0, 0.0, {}))[4]
+        weights = {caller: timing[3] for caller, timing in callers.items()}  # cumulative time spent for each
+        whole = sum(weights.values())
+        if depth == 0 or whole <= 0:
+            return {"other": 1.0}
+        found: dict[str, float] = {}
+        for caller, weight in weights.items():
+            for name, part in shares(caller, depth - 1).items():
+                found[name] = found.get(name, 0.0) + part * weight / whole
+        return found
+
     totals: dict[str, float] = {}
-    for (filename, _, function), (_, _, own_time, _, _) in statistics.stats.items():
-        location = f"{filename}:{function}"
-        stage = next((name for name, keys in _STAGES if any(key in location for key in keys)), "other")
-        totals[stage] = totals.get(stage, 0.0) + own_time
+    for function, (_, _, own_time, _, _) in statistics.items():
+        for stage, part in shares(function, _CALLER_DEPTH).items():
+            totals[stage] = totals.get(stage, 0.0) + own_time * part
     whole = sum(totals.values()) or 1.0
     return {stage: round(value / whole, 3) for stage, value in sorted(totals.items(), key=lambda item: -item[1])}
+
+
+def events_digest(events: list) -> str:
+    """sha256 of the events' content (times, classes, probabilities, flags, heart rates, RR), without latency and
+    summary features (which only telemetry asks for): equal digests are equal decisions."""
+    digest = hashlib.sha256()
+    for event in events:
+        if isinstance(event, BeatEvent):
+            fields = (event.time_s, event.beat_class, event.probability, event.probabilities, event.heart_rate_bpm,
+                      event.heart_rate_1min_bpm, event.quality_flags, event.low_confidence, event.pre_rr_ms,
+                      event.post_rr_ms, event.local_rr_ms)
+        else:
+            fields = (event.time_s, event.duration_s, event.flag)
+        digest.update(repr(fields).encode("utf-8"))
+    return digest.hexdigest()
 
 
 def _hotspots(profile: cProfile.Profile, count: int = 12) -> list[dict]:
@@ -167,6 +210,7 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
         if sink is not None:
             sink.close()
     headline = runs[0]
+    shares = _breakdown(profile)
     return {
         "config": asdict(config),
         "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "variant": bundle.variant,
@@ -182,11 +226,15 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
         "real_time_factor_wall": headline["real_time_factor_wall"],
         "real_time_factor_without_telemetry": runs[1]["real_time_factor"] if len(runs) > 1 else None,
         "microseconds_per_beat": headline["microseconds_per_beat"],
+        "events_identical_across_runs": len({run["events_sha256"] for run in runs}) == 1,
         "target_real_time_factor": TARGET_REAL_TIME_FACTOR,
         "meets_target": headline["real_time_factor"] >= TARGET_REAL_TIME_FACTOR,
         "pinned_cpu": cpu,
         "load_average_before": load_before,
         "profiled_recording_s": len(profiled) / config.sample_rate_hz,
-        "time_share_by_stage": _breakdown(profile),
+        "time_share_by_stage": shares,
+        # the timed run's µs per beat split by the profiled shares (profiling inflates Python calls: a guide)
+        "microseconds_per_beat_by_stage": {stage: round(share * headline["microseconds_per_beat"], 1)
+                                           for stage, share in shares.items()},
         "hotspots": _hotspots(profile),
     }

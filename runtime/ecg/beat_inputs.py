@@ -36,10 +36,12 @@ import numpy as np
 
 from runtime.contract import InputSpec, UnsupportedBundleError
 from runtime.contract.derived import WINDOW_FEATURES, RrFeatureConfig, StreamFeature, TemplateConfig
-from runtime.ecg.beats import PendingBeat
+from runtime.ecg.beats import BeatBlock, BeatRows
 from runtime.ecg.quality import QualityFlag
-from runtime.ecg.rr_features import PRE_TO_LOCAL, RR_FEATURE_NAMES, RrBeat, RrFeatureStream
-from runtime.ecg.template import RunningTemplate
+from runtime.ecg.rr_columns import NO_INTERVAL, RrColumns, RrColumnStream
+from runtime.ecg.rr_features import PRE_TO_LOCAL, RR_FEATURE_NAMES
+from runtime.ecg.template import zscore_windows
+from runtime.ecg.template_members import TemplateMembers
 from runtime.features import FeatureKind
 
 LOCAL_RR = RR_FEATURE_NAMES.index("local_rr_s")
@@ -135,59 +137,120 @@ def stream_inputs(inputs: Sequence[InputSpec]) -> StreamInputs:
 
 
 class BeatInputStream:
-    """Fills each beat's inputs in time order, one segment at a time (see the module docstring)."""
+    """Fills the inputs of a block's beats in time order, one segment at a time (see the module docstring).
+
+    Everything a beat's judgement needs (RR features, warm-up, template membership) is decided when it is filled; the
+    template residual itself is computed when the beat is classified (``model_inputs``), for a release at a time.
+    """
 
     def __init__(self, plan: StreamInputs, warm_up_template_beats: int,
                  trace: Callable[[BeatTrace], None] | None = None) -> None:
         self.plan = plan
         self.trace = trace
-        self._rr = None if plan.rr is None else RrFeatureStream(plan.sample_rate_hz, plan.rr)
-        self._template = None if plan.template is None else RunningTemplate(plan.template)
+        self._rr = None if plan.rr is None else RrColumnStream(plan.sample_rate_hz, plan.rr)
+        self._template = None if plan.template is None else TemplateMembers(plan.template)
         self._template_minimum = 0 if plan.template is None else min(plan.template.history_beats,
                                                                      max(0, warm_up_template_beats))
-        self._held: PendingBeat | None = None  # waiting for the next beat (its post-RR)
+        self._held: tuple[BeatBlock, int] | None = None  # (block, row) waiting for the next beat (its post-RR)
 
-    def push(self, beat: PendingBeat) -> None:
-        """The segment's next beat; without RR its inputs are filled now, with RR the previous beat's are."""
-        if self._rr is None:
-            self._fill(beat, None)
+    def push(self, block: BeatBlock, first: int, end: int) -> None:
+        """Rows ``first:end`` of ``block``, the segment's next beats: without RR they are filled now, with RR the held
+        beat and all of them but the last are."""
+        if end <= first:
             return
-        completed = self._rr.push(beat.peak)
+        if self._rr is None:
+            self._fill([(block, first, end)], None)
+            return
+        completed = self._rr.push(block.peaks[first:end])
+        parts = [] if self._held is None else [(self._held[0], self._held[1], self._held[1] + 1)]
+        if end - 1 > first:
+            parts.append((block, first, end - 1))
         if completed is not None:
-            self._fill(self._held, completed)
-        self._held = beat
+            self._fill(parts, completed)
+        self._held = (block, end - 1)
 
     def finish(self) -> None:
         """The segment ends: the held beat is filled (its post-RR missing); RR history and template restart."""
         if self._rr is not None:
             completed = self._rr.finish()
-            if completed is not None:
-                self._fill(self._held, completed)
+            if completed is not None and self._held is not None:
+                block, row = self._held
+                self._fill([(block, row, row + 1)], completed)
         self._held = None
         if self._template is not None:
-            self._template.reset()
+            self._template.restart()
 
-    def _fill(self, beat: PendingBeat, rr: RrBeat | None) -> None:
-        window = np.asarray(beat.window, dtype=np.float32)
-        warming = False
+    def _fill(self, parts: list[tuple[BeatBlock, int, int]], rr: RrColumns | None) -> None:
+        windows = np.concatenate([block.windows[first:end] for block, first, end in parts])
+        count = len(windows)
+        warming = np.zeros(count, dtype=bool)
+        rr_ms = np.full((count, 3), np.nan)
         if rr is not None:
-            warming = rr.pre_samples is None or rr.history_intervals < self.plan.rr.history_beats
-            beat.rr_ms = (self._ms(rr.pre_samples), self._ms(rr.post_samples),
-                          1000.0 * float(rr.features[LOCAL_RR]) if rr.local_intervals else None)
-        residual = None
+            warming |= (rr.pre_samples == NO_INTERVAL) | (rr.history_intervals < self.plan.rr.history_beats)
+            rate = self.plan.sample_rate_hz
+            rr_ms[:, 0] = np.where(rr.pre_samples != NO_INTERVAL, 1000.0 * rr.pre_samples / rate, np.nan)
+            rr_ms[:, 1] = np.where(rr.post_samples != NO_INTERVAL, 1000.0 * rr.post_samples / rate, np.nan)
+            rr_ms[:, 2] = np.where(rr.local_intervals > 0, 1000.0 * rr.features[:, LOCAL_RR].astype(np.float64),
+                                   np.nan)
+        scored = starts = stops = None
         if self._template is not None:
-            warming = warming or self._template.size < self._template_minimum
-            residual = self._template.push(window, float(rr.features[PRE_TO_LOCAL]))
-        values = {StreamFeature.BEAT_WINDOW: window, StreamFeature.TEMPLATE_RESIDUAL: residual,
-                  StreamFeature.RR_FEATURES: None if rr is None else rr.features}
-        beat.inputs = {name: values[feature].reshape(self.plan.shapes[name])
-                       for name, feature in self.plan.features.items()}
-        if warming:
-            beat.flags = tuple(sorted({*beat.flags, QualityFlag.WARMING_UP.value}))
-        beat.judged = not self.plan.declared or not beat.flags
-        if self.trace is not None:
-            self.trace(BeatTrace(beat.peak, beat.time_s, {name: value.copy() for name, value in beat.inputs.items()},
-                                 beat.flags, beat.judged))
+            scored = zscore_windows(windows, self._template.config)
+            ratios = rr.features[:, PRE_TO_LOCAL] if rr is not None else np.ones(count, dtype=np.float32)
+            starts, stops = self._template.add(scored, ratios)
+            warming |= (stops - starts) < self._template_minimum
+        offset = 0
+        for block, first, end in parts:
+            rows = slice(offset, offset + end - first)
+            if rr is not None:
+                if block.rr is None:
+                    block.rr = np.zeros((len(block), len(RR_FEATURE_NAMES)), dtype=np.float32)
+                block.rr[first:end] = rr.features[rows]
+            block.rr_ms[first:end] = rr_ms[rows]
+            if scored is not None:
+                if block.scored is None:
+                    block.scored = np.zeros(block.windows.shape)
+                block.scored[first:end] = scored[rows]
+                block.template_starts[first:end] = starts[rows]
+                block.template_stops[first:end] = stops[rows]
+            for row, warm in zip(range(first, end), warming[rows].tolist(), strict=True):
+                if warm:
+                    block.flags[row] = tuple(sorted({*block.flags[row], QualityFlag.WARMING_UP.value}))
+                block.judged[row] = not self.plan.declared or not block.flags[row]
+            block.filled = end
+            offset += end - first
 
-    def _ms(self, samples: int | None) -> float | None:
-        return None if samples is None else 1000.0 * samples / self.plan.sample_rate_hz
+    def model_inputs(self, rows: BeatRows, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Input name → the inputs of the beats at ``positions`` of ``rows``, shaped as the model takes them (every
+        beat of ``rows`` is traced first, when a trace was asked for)."""
+        if self.trace is not None:
+            everything = self._inputs(rows, np.arange(len(rows)))
+            for index, peak in enumerate(rows.peaks.tolist()):
+                self.trace(BeatTrace(peak, rows.times[index], {name: values[index].copy() for name, values in
+                                                                everything.items()},
+                                     rows.flags[index], bool(rows.judged[index])))
+            return {name: values[positions] for name, values in everything.items()}
+        return self._inputs(rows, positions)
+
+    def _inputs(self, rows: BeatRows, positions: np.ndarray) -> dict[str, np.ndarray]:
+        count = len(positions)
+        values: dict[StreamFeature, np.ndarray | None] = {StreamFeature.BEAT_WINDOW: None,
+                                                         StreamFeature.TEMPLATE_RESIDUAL: None,
+                                                         StreamFeature.RR_FEATURES: None}
+        wanted = set(self.plan.features.values())
+        if StreamFeature.BEAT_WINDOW in wanted:
+            values[StreamFeature.BEAT_WINDOW] = rows.column("windows")[positions]
+        if StreamFeature.TEMPLATE_RESIDUAL in wanted:
+            values[StreamFeature.TEMPLATE_RESIDUAL] = self._template.residuals(
+                rows.column("scored")[positions], rows.column("template_starts")[positions],
+                rows.column("template_stops")[positions])
+        if StreamFeature.RR_FEATURES in wanted:
+            values[StreamFeature.RR_FEATURES] = rows.column("rr")[positions]
+        return {name: values[feature].reshape((count, *self.plan.shapes[name]))
+                for name, feature in self.plan.features.items()}
+
+    def forget_members(self, pending_starts: int | None) -> None:
+        """Drop template members that neither the beats still to classify (their first member at
+        ``pending_starts``) nor the next beats can need."""
+        if self._template is not None:
+            reach = self._template.total - self._template.config.history_beats
+            self._template.forget_before(reach if pending_starts is None else min(reach, pending_starts))

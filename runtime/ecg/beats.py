@@ -1,36 +1,88 @@
-"""From accepted R-peaks to ``BeatEvent``s: heart rates, batched inference on every input by name, event fields."""
+"""From accepted R-peaks to ``BeatEvent``s: heart rates, batched inference on every input by name, event fields.
+
+A block's accepted beats travel together as columns (``BeatBlock``): their heart rates, flags and windows are
+computed for the whole block, their model inputs as the bundle declares them (``runtime.ecg.beat_inputs``), and
+a release's beats are classified in batches and turned into events in one pass — no per-beat objects but the events.
+"""
 
 from __future__ import annotations
 
 import bisect
 import time
-from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from runtime.decide import Decision, decide
+from runtime.decide import decide_single_label
 from runtime.events import BeatEvent
 from runtime.input_features import input_features
 
 
 @dataclass
-class PendingBeat:
-    """A beat whose window is cut, waiting for its model inputs (``runtime.ecg.beat_inputs``) and its batch."""
+class BeatBlock:
+    """Beats whose windows were cut in one block, in time order, waiting for their model inputs and their batch.
 
-    time_s: float
-    flags: tuple[str, ...]
-    heart_rate_bpm: float | None
-    heart_rate_1min_bpm: int | None
-    window: np.ndarray  # model-rate samples; never leaves the stream
-    peak: int = 0  # model-rate R-peak index from the stream start (gaps included)
-    inputs: dict[str, np.ndarray] | None = None  # input name → one sample; None until known (one beat late with RR)
-    judged: bool = True  # run the model on it (False: flagged, or warming up, in a bundle with derived inputs)
-    rr_ms: tuple[float | None, float | None, float | None] = field(default=(None, None, None))  # pre, post, local
+    ``BeatInputStream`` fills the inputs in order (``filled``); the stream releases them in order (``released``).
+    """
 
-    @property
-    def ready(self) -> bool:
-        return self.inputs is not None
+    peaks: np.ndarray  # int64: model-rate R-peak indices from the stream start (gaps included)
+    flags: list[tuple[str, ...]]  # quality flags per beat (warming_up added when its inputs are filled)
+    heart_rate_bpm: list[float | None]
+    heart_rate_1min_bpm: list[int | None]
+    windows: np.ndarray  # float32, (beats, samples): the model-rate window; never leaves the stream
+    rate: float  # the model's sample rate (times are peaks / rate)
+    filled: int = 0  # the first ``filled`` beats have their inputs
+    released: int = 0  # the first ``released`` beats became events
+    judged: np.ndarray = field(init=False)  # bool: the model runs on it
+    rr: np.ndarray | None = field(init=False, default=None)  # float32 RR features (beats, 6), when the bundle uses them
+    rr_ms: np.ndarray = field(init=False)  # float64 (beats, 3): pre, post, local RR in ms; NaN: none
+    scored: np.ndarray | None = field(init=False, default=None)  # float64 z-scored windows (template bundles)
+    template_starts: np.ndarray = field(init=False)  # int64: each beat's template members (absolute indices)
+    template_stops: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        count = len(self.peaks)
+        self.judged = np.ones(count, dtype=bool)
+        self.rr_ms = np.full((count, 3), np.nan)
+        self.template_starts = np.zeros(count, dtype=np.int64)
+        self.template_stops = np.zeros(count, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.peaks)
+
+
+@dataclass(frozen=True)
+class BeatRows:
+    """Some beats of one or more blocks, gathered in order for classification."""
+
+    peaks: np.ndarray
+    times: list[float]
+    flags: list[tuple[str, ...]]
+    heart_rate_bpm: list[float | None]
+    heart_rate_1min_bpm: list[int | None]
+    judged: np.ndarray
+    rr_ms: np.ndarray
+    parts: list[tuple[BeatBlock, int, int]]  # (block, first row, end row) in order
+
+    @classmethod
+    def gather(cls, parts: list[tuple[BeatBlock, int, int]]) -> BeatRows:
+        def joined(name: str) -> list:
+            return [item for block, first, end in parts for item in getattr(block, name)[first:end]]
+
+        def stacked(name: str) -> np.ndarray:
+            return np.concatenate([getattr(block, name)[first:end] for block, first, end in parts])
+
+        peaks = stacked("peaks")
+        return cls(peaks, (peaks / parts[0][0].rate).tolist(), joined("flags"), joined("heart_rate_bpm"),
+                   joined("heart_rate_1min_bpm"), stacked("judged"), stacked("rr_ms"), parts)
+
+    def column(self, name: str) -> np.ndarray:
+        """One of the blocks' arrays (``windows``, ``rr``, ``scored``, ``template_starts`` …) for these beats."""
+        return np.concatenate([getattr(block, name)[first:end] for block, first, end in self.parts])
+
+    def __len__(self) -> int:
+        return len(self.peaks)
 
 
 class HeartRate:
@@ -39,7 +91,7 @@ class HeartRate:
     def __init__(self, rate: float, window_s: float) -> None:
         self.rate = rate
         self.window_s = window_s
-        self._times: deque[float] = deque()
+        self._times = np.zeros(0)  # beat times (s) that may still be inside the window
         self._breaks: list[int] = []  # sample indices where continuity breaks
         self._last: int | None = None
 
@@ -51,66 +103,84 @@ class HeartRate:
     def last(self) -> int | None:
         return self._last
 
-    def beat(self, index: int) -> tuple[float | None, int | None]:
-        """(instantaneous bpm, beats in the last window) for a beat at sample ``index`` (in time order)."""
-        previous, self._last = self._last, index
-        instantaneous = None
-        if previous is not None:
-            broken = bisect.bisect_right(self._breaks, index) != bisect.bisect_right(self._breaks, previous)
-            if not broken:
-                instantaneous = 60.0 * self.rate / (index - previous)
-            del self._breaks[: bisect.bisect_right(self._breaks, previous)]
-        now = index / self.rate
-        self._times.append(now)
-        while self._times[0] <= now - self.window_s:
-            self._times.popleft()
-        return instantaneous, (len(self._times) if now >= self.window_s else None)
+    def beats(self, indices: np.ndarray) -> tuple[list[float | None], list[int | None]]:
+        """(instantaneous bpm, beats in the last window) of beats at sample ``indices`` (increasing, after the
+        previous call's)."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if indices.size == 0:
+            return [], []
+        previous = np.concatenate([[-1 if self._last is None else self._last], indices[:-1]])
+        breaks = np.asarray(self._breaks, dtype=np.int64)
+        broken = np.searchsorted(breaks, indices, side="right") != np.searchsorted(breaks, previous, side="right")
+        with np.errstate(divide="ignore"):
+            instantaneous = 60.0 * self.rate / (indices - previous)
+        missing = broken.tolist()
+        if self._last is None:
+            missing[0] = True
+        bpm = [None if gap else value for gap, value in zip(missing, instantaneous.tolist(), strict=True)]
+        if self._last is not None or indices.size > 1:
+            del self._breaks[: bisect.bisect_right(self._breaks, int(previous[-1]))]
+        self._last = int(indices[-1])
+        now = indices / self.rate
+        times = np.concatenate([self._times, now])
+        gone = np.searchsorted(times, now - self.window_s, side="right")
+        counts = (self._times.size + np.arange(1, indices.size + 1) - gone).tolist()
+        per_minute = [count if moment >= self.window_s else None for count, moment in zip(counts, now.tolist(),
+                                                                                          strict=True)]
+        self._times = times[gone[-1]:]
+        return bpm, per_minute
 
 
-def classify(bundle, beats: list[PendingBeat], batch_size: int, with_features: bool) -> list[BeatEvent]:
-    """Run the model on the judged beats in batches of ``batch_size`` (in order), every input fed by name,
-    and build every beat's event; a beat that is not judged gets no class, probability or latency.
+def classify(bundle, rows: BeatRows, model_inputs: Callable[[BeatRows, np.ndarray], dict[str, np.ndarray]],
+             batch_size: int, with_features: bool) -> list[BeatEvent]:
+    """Run the model on the judged beats in batches of ``batch_size`` (in order), every input fed by name, and build
+    every beat's event; a beat that is not judged gets no class, probability or latency.
 
-    The class, its probability and the low-confidence flag follow the bundle's decision rule
-    (``runtime.decide``); the stream accepts only single-label task kinds.
+    ``model_inputs(rows, positions)`` gives the inputs of the beats at ``positions`` of ``rows``. The class, its
+    probability and the low-confidence flag follow the bundle's decision rule (``runtime.decide``); the stream
+    accepts only single-label task kinds.
     """
-    judged = [beat for beat in beats if beat.judged]
-    outcomes: list[tuple[Decision, float]] = []
-    for first in range(0, len(judged), batch_size):
-        batch = judged[first : first + batch_size]
-        feed = {name: np.stack([beat.inputs[name] for beat in batch]) for name in batch[0].inputs}
-        started = time.perf_counter()
-        outputs = bundle.predict(feed)
-        latency_us = (time.perf_counter() - started) * 1e6 / len(batch)
-        outcomes += [(decision, latency_us) for decision in decide(bundle.output, outputs)]
-    decided = iter(outcomes)
-    # telemetry's summary features, of the arrays the model was fed (the reference profile's, named as there)
-    features = input_features({name: np.stack([beat.inputs[name] for beat in judged]) for name in judged[0].inputs},
-                              bundle.inputs) if with_features and judged else None
-    feature_rows = iter(range(len(judged)))
+    judged = np.flatnonzero(rows.judged)
+    count = len(judged)
+    labels, confidence, low, latency = [], [], [], [0.0] * count
+    probabilities: list[dict[str, float]] = []
+    features = None
+    inputs = model_inputs(rows, judged)  # with no beat to judge too: the stream traces every beat here
+    if count:
+        for first in range(0, count, batch_size):
+            feed = {name: values[first : first + batch_size] for name, values in inputs.items()}
+            started = time.perf_counter()
+            outputs = bundle.predict(feed)
+            size = min(batch_size, count - first)
+            latency[first : first + size] = [(time.perf_counter() - started) * 1e6 / size] * size
+            decided = decide_single_label(bundle.output, outputs)
+            labels += [decided.labels[index] for index in decided.chosen.tolist()]
+            confidence += decided.confidence.tolist()
+            low += decided.low_confidence.tolist()
+            probabilities += [dict(zip(decided.labels, row, strict=True)) for row in decided.scores.tolist()]
+        # telemetry's summary features, of the arrays the model was fed (the reference profile's, named as there)
+        if with_features:
+            found = input_features(inputs, bundle.inputs)
+            names = list(found)
+            if names:  # no features: no dict (None), as for a beat without them
+                table = np.column_stack([found[name] for name in names]).tolist()
+                features = [dict(zip(names, row, strict=True)) for row in table]
+    return _events(rows, judged.tolist(), (labels, confidence, probabilities, low, latency), features)
+
+
+def _events(rows: BeatRows, judged: Sequence[int], decided: tuple, features: list[dict] | None) -> list[BeatEvent]:
+    labels, confidence, probabilities, low, latency = decided
+    rr_ms = [[None if value != value else value for value in row] for row in rows.rr_ms.tolist()]  # NaN: none
     events: list[BeatEvent] = []
-    for beat in beats:
-        decision, latency_us = next(decided) if beat.judged else (None, 0.0)
-        pre, post, local = beat.rr_ms
-        events.append(
-            BeatEvent(
-                time_s=beat.time_s,
-                beat_class=None if decision is None else decision.label,
-                probability=None if decision is None else decision.confidence,
-                probabilities={} if decision is None else decision.scores,
-                heart_rate_bpm=beat.heart_rate_bpm,
-                heart_rate_1min_bpm=beat.heart_rate_1min_bpm,
-                quality_flags=beat.flags,
-                low_confidence=False if decision is None else decision.low_confidence,
-                latency_us=latency_us,
-                features=_row(features, next(feature_rows)) if features and beat.judged else None,
-                pre_rr_ms=pre,
-                post_rr_ms=post,
-                local_rr_ms=local,
-            )
-        )
+    slots = dict(zip(judged, range(len(judged)), strict=True))
+    for index, (time_s, flags, heart_rate, per_minute, (pre, post, local)) in enumerate(zip(
+            rows.times, rows.flags, rows.heart_rate_bpm, rows.heart_rate_1min_bpm, rr_ms, strict=True)):
+        slot = slots.get(index)
+        if slot is None:
+            events.append(BeatEvent(time_s, None, None, {}, heart_rate, per_minute, flags, False, 0.0, None, pre,
+                                    post, local))
+            continue
+        events.append(BeatEvent(time_s, labels[slot], confidence[slot], probabilities[slot], heart_rate, per_minute,
+                                flags, low[slot], latency[slot], None if features is None else features[slot], pre,
+                                post, local))
     return events
-
-
-def _row(features: dict[str, np.ndarray], row: int) -> dict[str, float]:
-    return {name: float(values[row]) for name, values in features.items()}

@@ -27,7 +27,7 @@ import numpy as np
 
 from runtime.decide import require_single_label
 from runtime.ecg.beat_inputs import BeatInputStream, BeatTrace, declares_stream_inputs, stream_inputs
-from runtime.ecg.beats import HeartRate, PendingBeat, classify
+from runtime.ecg.beats import BeatBlock, BeatRows, HeartRate, classify
 from runtime.ecg.decisions import DetectorConfig
 from runtime.ecg.quality import (
     FlatLineDetector,
@@ -130,7 +130,7 @@ class EcgStream:
         self._log = IntervalLog(merge_gap=math.ceil(quality.merge_gap_s * self.rate))
         self._clock = SourceClock(rate, quality)
         self._heart_rate = HeartRate(self.rate, self.config.heart_rate_window_s)
-        self._queue: list[tuple[int, PendingBeat | QualityEvent]] = []  # (queued at, item), released in order
+        self._queue: list[tuple[int, BeatBlock | QualityEvent]] = []  # (queued at, item), released in order
         self._closed = False
         self._start_segment(0)
 
@@ -312,22 +312,39 @@ class EcgStream:
         first_count, self._finalised_count = self._finalised_count, self._finalised_count + count
         kept = self._keep(ready) if ready else []
         if kept:
-            peaks = np.asarray([peak for _, peak in kept])
-            rows = peaks[:, None] + np.arange(-self.before, self.after)[None, :]
-            rows = np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start
-            windows = self._signal[rows]
-        for index, (position, peak) in enumerate(kept):
-            self._end_segments(first_count + position)
-            overlapping = self._log.flags_between(peak - self.before, peak + self.after) if self._log else set()
-            flags = {flag.value for flag in overlapping}
-            if peak - self.before < self._origin or peak + self.after > self._available_end:
-                flags.add(QualityFlag.PARTIAL_WINDOW.value)
-            beat = self._beat(peak, tuple(sorted(flags)), windows[index])
-            self._enqueue(beat, end)
-            self._inputs.push(beat)
+            block = self._block_of([peak for _, peak in kept])
+            self._enqueue(block, end)
+            coarse = [first_count + position for position, _ in kept]
+            first = 0
+            while first < len(kept):  # runs of beats between the flat lines that end segments
+                self._end_segments(coarse[first])
+                boundary = self._breaks[0] if self._breaks else math.inf
+                stop = next((index for index in range(first, len(kept)) if coarse[index] >= boundary), len(kept))
+                self._inputs.push(block, first, stop)
+                first = stop
         self._end_segments(self._finalised_count)
         if last:
             self._inputs.finish()
+
+    def _block_of(self, peaks: list[int]) -> BeatBlock:
+        """The kept beats of a block as columns: windows, quality flags and heart rates."""
+        positions = np.asarray(peaks, dtype=np.int64)
+        rows = positions[:, None] + np.arange(-self.before, self.after)[None, :]
+        rows = np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start
+        windows = self._signal[rows].astype(np.float32)
+        partial = ((positions - self.before < self._origin) | (positions + self.after > self._available_end)).tolist()
+        flags: list[tuple[str, ...]] = []
+        for peak, cut in zip(peaks, partial, strict=True):
+            overlapping = self._log.flags_between(peak - self.before, peak + self.after) if self._log else ()
+            if not overlapping and not cut:
+                flags.append(())
+                continue
+            names = {flag.value for flag in overlapping}
+            if cut:
+                names.add(QualityFlag.PARTIAL_WINDOW.value)
+            flags.append(tuple(sorted(names)))
+        heart_rate, per_minute = self._heart_rate.beats(positions)
+        return BeatBlock(positions, flags, heart_rate, per_minute, windows, self.rate)
 
     def _keep(self, ready: list[int]) -> list[tuple[int, int]]:
         """(position in ``ready``, refined R-peak) of the coarse peaks kept: refined as in training, outside flat
@@ -347,30 +364,42 @@ class EcgStream:
             self._breaks.pop(0)
             self._inputs.finish()
 
-    def _beat(self, peak: int, flags: tuple[str, ...], window: np.ndarray) -> PendingBeat:
-        heart_rate, per_minute = self._heart_rate.beat(peak)
-        return PendingBeat(peak / self.rate, flags, heart_rate, per_minute, window, peak=peak)
-
     def _quality_event(self, interval: Interval) -> QualityEvent:
         duration = (interval.end - interval.start) / self.rate
         return QualityEvent(interval.start / self.rate, duration, interval.flag.value)
 
-    def _enqueue(self, item: PendingBeat | QualityEvent, position: int) -> None:
+    def _enqueue(self, item: BeatBlock | QualityEvent, position: int) -> None:
         self._queue.append((position, item))
 
     def _release(self, end: int, last: bool) -> list[BeatEvent | QualityEvent]:
         """What is queued before the first beat still waiting for its inputs (the next beat's RR), once its beats
         are classified: a full batch, a long wait, or the end (where every beat has its inputs)."""
-        waiting = next((index for index, (_, item) in enumerate(self._queue)
-                        if isinstance(item, PendingBeat) and not item.ready), len(self._queue))
-        prefix = [item for _, item in self._queue[:waiting]]
-        beats = [item for item in prefix if isinstance(item, PendingBeat)]
-        waited = bool(prefix) and end - self._queue[0][0] >= self.config.max_batch_wait_s * self.rate
-        if not prefix or not (last or not beats or len(beats) >= self.batch_size or waited):
+        waiting, prefix, parts = len(self._queue), len(self._queue), []
+        for index, (_, item) in enumerate(self._queue):
+            if isinstance(item, BeatBlock):
+                if item.filled > item.released:
+                    parts.append((item, item.released, item.filled))
+                if item.filled < len(item):  # its next beat waits: the entries before it, and its filled beats
+                    waiting, prefix = index, index + (item.filled > item.released)
+                    break
+        beats = sum(stop - first for _, first, stop in parts)
+        waited = prefix > 0 and end - self._queue[0][0] >= self.config.max_batch_wait_s * self.rate
+        if not prefix or not (last or not beats or beats >= self.batch_size or waited):
             return []
-        classified = iter(classify(self.bundle, beats, self.batch_size, self.config.summary_features))
+        events = iter(classify(self.bundle, BeatRows.gather(parts), self._inputs.model_inputs, self.batch_size,
+                               self.config.summary_features) if beats else [])
+        released: list[BeatEvent | QualityEvent] = []
+        for _, item in self._queue[:prefix]:
+            if isinstance(item, BeatBlock):
+                released += [next(events) for _ in range(item.filled - item.released)]
+                item.released = item.filled
+            else:
+                released.append(item)
         self._queue = self._queue[waiting:]
-        return [next(classified) if isinstance(item, PendingBeat) else item for item in prefix]
+        pending = [int(item.template_starts[item.released:item.filled].min()) for _, item in self._queue
+                   if isinstance(item, BeatBlock) and item.filled > item.released]
+        self._inputs.forget_members(min(pending) if pending else None)
+        return released
 
 
 def _check_beat_window(spec) -> None:

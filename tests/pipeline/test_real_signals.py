@@ -51,5 +51,5 @@ def test_a_bitalino_file_reads_its_analogue_channels_adc_range_not_the_counters(
 
     recording = read_signal(signal_samples_folder() / "bvp_motion_artifact.h5", None, 2, sensor=None)
     assert recording.adc_range == (0.0, 1023.0)
-    assert 0 <= recording.samples.min() and recording.samples.max() <= 1023
+    assert recording.samples.min() >= 0 and recording.samples.max() <= 1023
     assert read_signal(signal_samples_folder() / "ecg_5_min.h5", None).adc_range == (0.0, 65535.0)

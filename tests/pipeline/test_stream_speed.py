@@ -21,9 +21,11 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     assert with_telemetry["beats"] == without["beats"] and with_telemetry["events"] == without["events"]
     assert with_telemetry["aggregates"] >= 1 and with_telemetry["outbox_rows"] >= with_telemetry["aggregates"]
     assert report["real_time_factor_without_telemetry"] == without["real_time_factor"]
+    assert with_telemetry["events_sha256"] == without["events_sha256"] and report["events_identical_across_runs"]
     shares = report["time_share_by_stage"]
     assert {"inference", "detection", "telemetry"} <= set(shares)
     assert abs(sum(shares.values()) - 1.0) < 0.01
+    assert set(report["microseconds_per_beat_by_stage"]) == set(shares)
     assert report["hotspots"] and report["target_real_time_factor"] == 20_000
 
 
