@@ -1,7 +1,8 @@
 """The telemetry collector: receives device batches over HTTP and stores each record exactly once.
 
 ``app`` is the FastAPI service (``create_app``, ``serve``), ``schema`` checks an upload before
-anything is written. ``interface`` is the storage interface (``TelemetryStore``) that the collector and the
+anything is written (a schema-3 upload first on ``compiled``'s fast path: decoded and checked in C).
+``interface`` is the storage interface (``TelemetryStore``) that the collector and the
 dashboard use; ``store`` implements it on SQLite (WAL, the embedded default) and ``postgres_store`` on
 PostgreSQL, both with the schema of ``migrations``; ``backends.open_store`` picks one from a path or a
 ``postgresql://`` URL. ``aggregates`` defines per-minute aggregates and their hourly rollups (folded in the insert's

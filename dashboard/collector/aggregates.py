@@ -28,9 +28,11 @@ import logging
 import math
 import operator
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from runtime.telemetry.aggregate_schema import fold_aggregates, merge_aggregates
 from runtime.telemetry.records import AGGREGATE_KIND, TelemetryError, is_pseudonymous_device_id, utc_timestamp
@@ -64,6 +66,36 @@ def parse_minute(value: object, field: str = "minute") -> datetime:
     return moment
 
 
+class EncodedAggregate(Mapping[str, Any]):
+    """A checked schema-3 aggregate and the JSON text a store writes for it (``compiled.decode_aggregates``): its
+    index fields are at hand, the rest is decoded from the text only when something reads it (an inline rollup)."""
+
+    __slots__ = ("_value", "fields", "text")
+
+    def __init__(self, text: bytes, fields: dict[str, Any]) -> None:
+        self.text = text  # UTF-8 JSON of the whole checked aggregate
+        self.fields = fields  # device_id, bundle_id, minute, record_id, sequence, seconds: as in the text
+        self._value: dict[str, Any] | None = None
+
+    def value(self) -> dict[str, Any]:
+        if self._value is None:
+            self._value = msgspec.json.decode(self.text)
+        return self._value
+
+    def __getitem__(self, key: str) -> Any:
+        fields = self.fields
+        return fields[key] if key in fields else self.value()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value())
+
+    def __len__(self) -> int:
+        return len(self.value())
+
+    def __repr__(self) -> str:
+        return f"EncodedAggregate({self.fields!r})"
+
+
 def check_aggregate(aggregate: Any) -> dict[str, Any]:
     """A normalised copy of ``aggregate`` (``minute`` as canonical UTC text), or ``TelemetryError`` naming the
     field."""
@@ -71,8 +103,8 @@ def check_aggregate(aggregate: Any) -> dict[str, Any]:
 
 
 def checked_with_text(aggregate: Any) -> tuple[dict[str, Any], str]:
-    """``check_aggregate`` and the payload as canonical JSON text (sorted keys, no spaces): what a store writes,
-    encoded once (an aggregate's payload is several kilobytes)."""
+    """``check_aggregate`` and the payload as JSON text: what a store writes, encoded once (an aggregate's payload is
+    several kilobytes): canonical (sorted keys, no spaces), or an ``EncodedAggregate``'s own text as it is."""
     if not isinstance(aggregate, Mapping):
         raise _fail("aggregate", f"is {type(aggregate).__name__}, not an object", "a JSON object")
     unknown = sorted(set(aggregate) - set(AGGREGATE_FIELDS))
@@ -89,16 +121,20 @@ def checked_with_text(aggregate: Any) -> tuple[dict[str, Any], str]:
     payload = aggregate["payload"]
     if not isinstance(payload, Mapping):
         raise _fail("payload", "is not an object", "a JSON object of counts and sums")
-    try:
-        text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError):
-        raise _fail("payload", "is not finite JSON", "JSON values with finite numbers") from None
+    if isinstance(payload, EncodedAggregate):  # checked and encoded by the collector's fast path: written as is
+        text = payload.text.decode()
+    else:
+        try:
+            text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            raise _fail("payload", "is not finite JSON", "JSON values with finite numbers") from None
+        payload = dict(payload)
     return {
         "device_id": aggregate["device_id"],
         "bundle_id": aggregate["bundle_id"],
         "minute": utc_timestamp(parse_minute(aggregate["minute"])),
         "record_id": aggregate["record_id"],
-        "payload": dict(payload),
+        "payload": payload,
     }, text
 
 

@@ -92,6 +92,28 @@ def _store_batch(store: TelemetryStore, batch: Batch) -> Receipt:
                    stored.duplicates)
 
 
+def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
+             vocabularies: BundleVocabularies) -> JSONResponse:
+    """Check an upload and store it: the answer (200 with the receipt, 4xx refused, 503 store unavailable)."""
+    try:
+        batch = parse_batch(body, limits, vocabularies.for_record)
+    except BatchError as error:
+        logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
+        return _refusal(error)
+    try:
+        receipt = _store_batch(store, batch)
+    except StoreUnavailableError as error:
+        logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
+        return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
+                            headers={"Retry-After": str(RETRY_AFTER_S)})
+    except StoreRefusedError as error:  # checked by parse_batch, still refused by the store (e.g. out of range)
+        logger.warning("telemetry store refused a batch of device %s: %s", batch.device_id, error.what)
+        return JSONResponse(status_code=422, content={"detail": str(error), "record_index": None,
+                                                      "field": error.field})
+    logger.debug("device %s: %d records, %d already stored", batch.device_id, len(batch.records), receipt.duplicates)
+    return JSONResponse({"acknowledged": receipt.acknowledged, "duplicates": receipt.duplicates})
+
+
 class RollupJob:
     """The collector's background job for a store with deferred rollups: every ``ROLLUP_INTERVAL_S`` it folds the
     queued aggregates into their hourly rollups (batch after batch until the queue is empty), off the request path.
@@ -154,24 +176,11 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
             if media_type != "application/json":
                 raise BatchError(415, "the body must be sent with Content-Type: application/json")
             body = await _read_body(request, limits.max_body_bytes)
-            batch = await run_in_threadpool(parse_batch, body, limits, vocabularies.for_record)
         except BatchError as error:
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
             return _refusal(error)
-        try:
-            receipt = await run_in_threadpool(_store_batch, store, batch)
-        except StoreUnavailableError as error:
-            logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
-            return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
-                                headers={"Retry-After": str(RETRY_AFTER_S)})
-        except StoreRefusedError as error:  # checked by parse_batch, still refused by the store (e.g. out of range)
-            logger.warning("telemetry store refused a batch of device %s: %s", batch.device_id, error.what)
-            return JSONResponse(status_code=422, content={"detail": str(error), "record_index": None,
-                                                          "field": error.field})
-        logger.debug(
-            "device %s: %d records, %d already stored", batch.device_id, len(batch.records), receipt.duplicates
-        )
-        return JSONResponse({"acknowledged": receipt.acknowledged, "duplicates": receipt.duplicates})
+        # Checking and storing are one trip to a worker thread: the event loop only moves bytes.
+        return await run_in_threadpool(_receive, store, body, limits, vocabularies)
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:

@@ -3,8 +3,10 @@
 Connections come from a small bounded pool (``DEFAULT_POOL_SIZE``; a request waits ``POOL_WAIT_S`` for one, then
 the store is "unavailable"), each in autocommit with explicit transactions, times in UTC and a statement timeout.
 A batch is one transaction: ``INSERT … SELECT FROM jsonb_to_recordset(…) ON CONFLICT DO NOTHING RETURNING`` (the
-whole batch in one parameter and one round trip) and the per-device counters; aggregates and their hourly rollups
-likewise (rollup rows are locked in key order, so concurrent batches cannot deadlock). A connection the server
+whole batch in one parameter and one round trip) and the per-device counters; aggregates as one multi-row ``VALUES``
+statement that also queues them for their rollups and keeps the device's row (deferred rollups: one statement, one
+round trip), or with their hourly rollups in one transaction (inline; rollup rows are locked in key order, so
+concurrent batches cannot deadlock). A connection the server
 dropped (a restart) is replaced once, transparently: every write is idempotent, so a retry cannot store anything
 twice. Anything else that keeps the server out of reach is ``StoreUnavailableError`` (the collector answers 503).
 
@@ -14,6 +16,7 @@ Migrations run under ``pg_advisory_xact_lock``, so collectors starting together 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -21,6 +24,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
+
+import msgspec
 
 from dashboard.collector.aggregates import (
     Merge,
@@ -114,24 +119,42 @@ _AGGREGATE_ROWS = (
     "json_to_recordset(%s::json) AS s(device_id text, minute timestamptz, bundle_id text, record_id text, "
     "payload json)"
 )
-_INSERT_AGGREGATES = (
-    "INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
-    f"SELECT s.device_id, s.minute, s.bundle_id, s.record_id, %s, s.payload FROM {_AGGREGATE_ROWS} "
-    "ORDER BY 1, 2, 3, 4 ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING "
-    f"RETURNING device_id, {_utc('minute')}, bundle_id, record_id"
-)
-# Deferred rollups: the new rows' keys go to the queue in the same statement (and transaction) as the rows.
-_INSERT_AND_QUEUE = (
-    f"WITH inserted AS ({_INSERT_AGGREGATES.rsplit(' RETURNING ', 1)[0]} RETURNING device_id, minute, bundle_id, "
-    "record_id), queued AS (INSERT INTO rollup_queue SELECT * FROM inserted) "
-    f"SELECT device_id, {_utc('minute')}, bundle_id, record_id FROM inserted"
-)
-# Take the oldest queued keys (rows another worker holds are skipped) and their payloads.
+@functools.lru_cache(maxsize=64)
+def _insert_values(rows: int, deferred: bool, device: bool) -> str:
+    """The insert of ``rows`` aggregates as one statement (so, in autocommit, one transaction and one round trip).
+
+    Parameters: per row (device_id, minute, bundle_id, record_id, payload JSON text, sequence, seconds), then
+    received_at, then with ``device`` (device_id, dropped, received_at × 3). The payloads travel as the text they are
+    stored as, parsed once by the server; with ``deferred`` the new rows' keys go to the rollup queue, and with
+    ``device`` the device's row is kept from the new rows (``_DEVICE_UPSERT``'s rule) in the same statement.
+    Prepared by psycopg after a few uses (one text per batch size)."""
+    values = ", ".join(["(%s, %s::timestamptz, %s, %s, %s::json, %s::bigint, %s::integer)"] * rows)
+    parts = [
+        f"WITH s (device_id, minute, bundle_id, record_id, payload, sequence, seconds) AS (VALUES {values}), "
+        "inserted AS (INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
+        "SELECT device_id, minute, bundle_id, record_id, %s, payload FROM s ORDER BY 1, 2, 3, 4 "
+        "ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING "
+        "RETURNING device_id, minute, bundle_id, record_id)"]
+    if deferred:
+        parts.append(", queued AS (INSERT INTO rollup_queue SELECT * FROM inserted)")
+    if device:
+        parts.append(
+            ", device AS (INSERT INTO devices (device_id, dropped, first_received_at, last_received_at, records, "
+            "last_sequence, first_time, last_time) SELECT %s, %s, %s, %s, 0, max(s.sequence), min(s.minute), "
+            "max(least(s.minute + s.seconds * interval '1 second', %s)) "  # a minute flushed before its end
+            "FROM inserted JOIN s USING (device_id, minute, bundle_id, record_id) "
+            + _DEVICE_UPSERT[_DEVICE_UPSERT.index("ON CONFLICT"):] + ")")
+    parts.append(f" SELECT device_id, {_utc('minute')}, bundle_id, record_id FROM inserted")
+    return "".join(parts)
+
+
+# Take queued keys a device at a time (rows another worker holds are skipped) and their payloads (as text): a rollup's
+# queued minutes come together, in minute order, so each rollup is read, folded and written once per batch.
 _TAKE_QUEUED = (
     "WITH taken AS (DELETE FROM rollup_queue WHERE (device_id, minute, bundle_id, record_id) IN (SELECT device_id, "
-    "minute, bundle_id, record_id FROM rollup_queue ORDER BY minute, device_id, bundle_id, record_id LIMIT %s "
+    "minute, bundle_id, record_id FROM rollup_queue ORDER BY device_id, bundle_id, minute, record_id LIMIT %s "
     "FOR UPDATE SKIP LOCKED) RETURNING device_id, minute, bundle_id, record_id) "
-    f"SELECT t.device_id, {_utc('t.minute')}, t.bundle_id, t.record_id, a.payload FROM taken AS t LEFT JOIN "
+    f"SELECT t.device_id, {_utc('t.minute')}, t.bundle_id, t.record_id, a.payload::text FROM taken AS t LEFT JOIN "
     "aggregates AS a USING (device_id, minute, bundle_id, record_id)"
 )
 _CHANGED_AGGREGATES = (
@@ -145,7 +168,7 @@ _CLAIM_ROLLUPS = (
     "ON CONFLICT (device_id, hour, bundle_id) DO NOTHING"
 )
 _LOCK_ROLLUPS = (
-    f"SELECT r.device_id, {_utc('r.hour')}, r.bundle_id, r.aggregates, r.payload FROM aggregate_rollups AS r "
+    f"SELECT r.device_id, {_utc('r.hour')}, r.bundle_id, r.aggregates, r.payload::text FROM aggregate_rollups AS r "
     f"JOIN {_KEYS} ON (r.device_id, r.hour, r.bundle_id) = (k.device_id, k.moment, k.bundle_id) "
     "ORDER BY 1, 2, 3 FOR UPDATE OF r"
 )
@@ -175,6 +198,11 @@ def _aggregate_rows(rows: Iterable[tuple[Mapping[str, Any], str]]) -> str:
 
 def _json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
     return json.dumps(list(rows), separators=(",", ":"), allow_nan=False)
+
+
+def _rollup_rows(rows: Iterable[Mapping[str, Any]]) -> str:
+    """Rollup rows (payloads of hundreds of bins) as the JSON array ``_WRITE_ROLLUPS`` expands, encoded in C."""
+    return msgspec.json.encode(list(rows)).decode()
 
 
 class _Pool:
@@ -406,25 +434,39 @@ class PostgresStore:
             unique.setdefault(tuple(aggregate[field] for field in _AGGREGATE_KEY), (aggregate, text))
         received_at = datetime.now(UTC)
 
-        def work(connection: Any) -> tuple[list[dict[str, Any]], list[str]]:
-            rows = _aggregate_rows(unique.values())
-            deferred = self.rollup_mode is RollupMode.DEFERRED
-            inserted = set(map(tuple, connection.execute(_INSERT_AND_QUEUE if deferred else _INSERT_AGGREGATES,
-                                                         (received_at, rows))))
-            new = [aggregate for key, (aggregate, _) in unique.items() if key in inserted]
-            changed = [record_id for (record_id,) in connection.execute(_CHANGED_AGGREGATES, (rows,))
-                       ] if len(new) < len(checked) else []
-            if not deferred:
-                self._roll_up(connection, new, received_at)
+        def row(aggregate: Mapping[str, Any], text: str) -> tuple[Any, ...]:
+            sequence, seconds = aggregate["payload"].get("sequence"), aggregate["payload"].get("seconds")
+            return (aggregate["device_id"], aggregate["minute"], aggregate["bundle_id"], aggregate["record_id"], text,
+                    sequence if type(sequence) is int else None,
+                    seconds if type(seconds) is int and seconds > 0 else 60)  # as aggregate_device_row
+
+        parameters = [value for aggregate, text in unique.values() for value in row(aggregate, text)]
+
+        def insert(connection: Any, deferred: bool, device: bool) -> list[dict[str, Any]]:
+            keep = (device_id, dropped or 0, received_at, received_at, received_at) if device else ()
+            inserted = set(map(tuple, connection.execute(_insert_values(len(unique), deferred, device),
+                                                         (*parameters, received_at, *keep))))
+            return [aggregate for key, (aggregate, _) in unique.items() if key in inserted]
+
+        def inline(connection: Any) -> list[dict[str, Any]]:
+            new = insert(connection, False, False) if unique else []
+            self._roll_up(connection, new, received_at)
             if device_id is not None:
                 dropped_count, last_sequence, first, last = aggregate_device_row(device_id, new, dropped)
                 last = None if last is None else min(last, received_at)  # a minute flushed before its end
                 connection.execute(_DEVICE_UPSERT, (device_id, dropped_count, received_at, received_at, 0,
                                                     last_sequence, first, last))
-            return new, changed
+            return new
 
-        new, changed = self._write(work) if checked or device_id is not None else ([], [])
-        warn_changed(logger, changed)
+        if not unique and device_id is None:
+            new = []
+        elif self.rollup_mode is RollupMode.DEFERRED and unique and not self.read_only:  # one statement: atomic
+            new = self._run(lambda connection: insert(connection, True, device_id is not None), "written")
+        else:  # inline rollups (several statements in one transaction), or refused by _write when read-only
+            new = self._write(inline)
+        changed = self._read(_CHANGED_AGGREGATES, (_aggregate_rows(unique.values()),)) if len(new) < len(checked) \
+            else []
+        warn_changed(logger, [record_id for (record_id,) in changed])
         return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
 
     def _roll_up(self, connection: Any, new: list[dict[str, Any]], now: datetime) -> None:
@@ -434,7 +476,7 @@ class PostgresStore:
         key_rows = _json_rows({"device_id": device, "moment": hour, "bundle_id": bundle}
                               for device, hour, bundle in keys)
         connection.execute(_CLAIM_ROLLUPS, (now, key_rows))
-        stored = {(device, hour, bundle): (count, payload)
+        stored = {(device, hour, bundle): (count, msgspec.json.decode(payload))
                   for device, hour, bundle, count, payload in connection.execute(_LOCK_ROLLUPS, (key_rows,))
                   if count}  # 0: the row was just claimed, nothing rolled up yet
         self._write_rollups(connection, fold_rollups(new, self._merge, stored), now)
@@ -443,7 +485,7 @@ class PostgresStore:
     def _write_rollups(connection: Any, rollups: Mapping[tuple[str, str, str], tuple[int, dict[str, Any]]],
                        now: datetime) -> None:
         if rollups:
-            connection.execute(_WRITE_ROLLUPS, (now, _json_rows(
+            connection.execute(_WRITE_ROLLUPS, (now, _rollup_rows(
                 {"device_id": device, "hour": hour, "bundle_id": bundle, "aggregates": count, "payload": payload}
                 for (device, hour, bundle), (count, payload) in sorted(rollups.items()))))
 
@@ -481,14 +523,16 @@ class PostgresStore:
         return written
 
     def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
-        """Fold up to ``limit`` queued aggregates (deferred rollups), oldest minutes first, in one transaction with
-        their removal from the queue; concurrent callers (collector workers) take disjoint rows (``SKIP LOCKED``).
-        How many were taken."""
+        """Fold up to ``limit`` queued aggregates (deferred rollups), a device's minutes together and in minute
+        order (each rollup read and written once per call), in one transaction with their removal from the queue;
+        concurrent callers (collector workers) take disjoint rows (``SKIP LOCKED``). How many were taken."""
 
         def work(connection: Any) -> int:
             rows = connection.execute(_TAKE_QUEUED, (limit,)).fetchall()
+            decode = msgspec.json.decode  # the payloads' text, decoded in C (psycopg's json loader is the stdlib's)
             new = [{"device_id": device, "minute": minute, "bundle_id": bundle, "record_id": record_id,
-                    "payload": payload} for device, minute, bundle, record_id, payload in rows if payload is not None]
+                    "payload": decode(payload)} for device, minute, bundle, record_id, payload in rows
+                   if payload is not None]
             self._roll_up(connection, new, datetime.now(UTC))
             return len(rows)
 

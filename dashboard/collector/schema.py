@@ -1,5 +1,8 @@
 """The upload envelope (telemetry schema versions 1, 2 and 3) and its checks, before anything is stored.
 
+A schema-3 envelope is first tried on the compiled fast path (``compiled.decode_aggregates``: decoded and checked
+in C, each aggregate re-encoded once for the store); whatever it does not vouch for is decided here, exactly.
+
 A batch is accepted or refused whole: ``parse_batch`` checks the envelope and every record (through
 ``runtime.telemetry.records.validate_record`` for per-event records, ``aggregate_schema.validate_aggregate`` for
 schema-3 aggregates, under the envelope's schema version and the bundle's vocabulary) and raises ``BatchError``
@@ -14,10 +17,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from dashboard.collector.compiled import decode_aggregates
 from runtime.telemetry.aggregate_schema import validate_aggregate
 from runtime.telemetry.records import (
     AGGREGATE_SCHEMA_VERSION,
@@ -47,7 +51,7 @@ class Batch:
 
     device_id: str
     dropped: int  # the device's cumulative count of records dropped because its outbox was full
-    records: tuple[dict[str, Any], ...]
+    records: tuple[Mapping[str, Any], ...]  # dicts; schema-3 aggregates of the fast path: ``EncodedAggregate``
     schema_version: int = 2  # the envelope's: 1 and 2 per-event records, 3 aggregates
 
     @property
@@ -124,6 +128,10 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     limits = limits or CollectorLimits()
     if len(body) > limits.max_body_bytes:
         raise BatchError(413, f"the body is {len(body)} bytes, over the {limits.max_body_bytes}-byte limit")
+    decoded = decode_aggregates(body, vocabularies, max_records=limits.max_records, max_integer=limits.max_integer)
+    if decoded is not None:  # a schema-3 envelope checked in C; anything else takes the exact path below
+        device_id, dropped, aggregates = decoded
+        return Batch(device_id, dropped, tuple(aggregates), AGGREGATE_SCHEMA_VERSION)
     try:
         envelope = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as error:

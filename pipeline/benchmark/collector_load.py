@@ -124,18 +124,51 @@ class _Device:
     next_minute: int = 0
 
 
+class _Bodies:
+    """Request bodies made cheaply, so the clients leave the cores to the collector: the aggregate's JSON cut into
+    bytes around its placeholders once, each minute's text made once, a body one ``bytes.join``."""
+
+    def __init__(self, text: list[str], identity: dict[str, str], batch: int) -> None:
+        self.parts = [part.encode() for part in text]
+        self.identity = identity
+        self.batch = batch
+        self._minutes: list[str] = []
+
+    def minute(self, index: int) -> str:
+        while len(self._minutes) <= index:
+            self._minutes.append(minute_text(len(self._minutes)))
+        return self._minutes[index]
+
+    def make(self, device_id: str, first: int) -> tuple[bytes, list[str]]:
+        """The envelope of ``device_id``'s minutes ``first`` … ``first + batch - 1``, and their record ids."""
+        identity = {**self.identity, "device_id": device_id}
+        minutes = [self.minute(index) for index in range(first, first + self.batch)]
+        record_ids = [aggregate_record_id(identity, minute, 60, SESSION) for minute in minutes]
+        device = device_id.encode()
+        one, two, three, four, five = self.parts
+        pieces = [b'{"schema_version":3,"device_id":"', device, b'","dropped":0,"records":[']
+        for index, (minute, record_id) in enumerate(zip(minutes, record_ids, strict=True)):
+            pieces += [b"," if index else b"", one, device, two, record_id.encode(), three, minute.encode(), four,
+                       str(first + index + 1).encode(), five]
+        pieces.append(b"]}")
+        return b"".join(pieces), record_ids
+
+
 def _client(config: LoadConfig, share: int, text: list[str], identity: dict[str, str], url: str,
             start_at: float, results: multiprocessing.Queue) -> None:
     """One client process: ``connections`` threads, each posting for its own devices until the deadline."""
     ids = [pseudonymous_device_id(f"load-device-{index}", "collector-load") for index in range(config.devices)]
     mine = ids[share :: config.clients]
     address = urllib.request.urlparse(url)
+    bodies = _Bodies(text, identity, config.batch)
+    bodies.minute(10_000)  # the minute texts, made before the clock starts
     lock = threading.Lock()
     totals = {"requests": 0, "resends": 0, "accepted": 0, "duplicates": 0, "errors": 0, "unexpected_duplicates": 0,
               "resend_not_duplicate": 0}
     latencies: list[float] = []
     acknowledged: list[str] = []  # "device_id record_id" of every acknowledged new record
     deadline = start_at + config.duration_s
+    headers = {"Content-Type": "application/json"}
 
     def run(devices: list[_Device], seed: int) -> None:
         rng = random.Random(seed)
@@ -150,16 +183,11 @@ def _client(config: LoadConfig, share: int, text: list[str], identity: dict[str,
             position += 1
             first = device.next_minute
             device.next_minute += config.batch
-            record_ids = [aggregate_record_id({**identity, "device_id": device.device_id}, minute_text(minute), 60,
-                                              SESSION) for minute in range(first, first + config.batch)]
-            records = [fill(text, device.device_id, record_id, minute_text(minute), minute + 1)
-                       for minute, record_id in zip(range(first, first + config.batch), record_ids, strict=True)]
-            body = ('{"schema_version":3,"device_id":"' + device.device_id + '","dropped":0,"records":['
-                    + ",".join(records) + "]}").encode()
+            body, record_ids = bodies.make(device.device_id, first)
             for attempt in range(2 if rng.random() < config.resend_share else 1):
                 started = time.perf_counter()
                 try:
-                    connection.request("POST", address.path, body, {"Content-Type": "application/json"})
+                    connection.request("POST", address.path, body, headers)
                     response = connection.getresponse()
                     answer = response.read()
                 except (OSError, http.client.HTTPException):
@@ -197,10 +225,13 @@ def _client(config: LoadConfig, share: int, text: list[str], identity: dict[str,
                                                   * 100 + index)) for index in range(config.connections)]
     for thread in threads:
         thread.start()
+    while time.time() < start_at:
+        time.sleep(0.005)
+    cpu_at_start = time.process_time()  # what start-up cost is not the load's
     for thread in threads:
         thread.join()
     results.put({"totals": totals, "latencies": latencies, "acknowledged": acknowledged,
-                 "cpu_s": time.process_time()})
+                 "cpu_s": time.process_time() - cpu_at_start})
 
 
 # -- the servers ------------------------------------------------------------------------------------------------
@@ -331,6 +362,7 @@ def _percentile(values: np.ndarray, q: float) -> float | None:
 
 def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | None = None) -> dict[str, Any]:
     """Start PostgreSQL and the collector, load them for ``config.duration_s``, verify; the result document."""
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None  # others' work, before ours starts
     aggregate = sample_aggregate(config.bundle)
     text = template(aggregate)
     identity = {key: aggregate[key] for key in ("bundle_id", "bundle_sha256", "variant", "provider")}
@@ -368,7 +400,10 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         cpu = {"collector_s": round(_cpu_seconds(collector_pids) - cpu_before[0], 1),
                "postgres_s": round(_cpu_seconds(postgres_pids) - cpu_before[1], 1),
                "clients_s": round(sum(report["cpu_s"] for report in reports), 1),
+               "machine_busy_s": round((busy - cpu_before[2][0]) / os.sysconf("SC_CLK_TCK"), 1),
                "machine_busy_share": round(machine_share, 3)}
+        # Whatever else ran meanwhile (other people's work on a shared machine): busy time none of ours used.
+        cpu["others_s"] = round(cpu["machine_busy_s"] - cpu["collector_s"] - cpu["postgres_s"] - cpu["clients_s"], 1)
         for client in clients:
             client.join(timeout=30)
         totals = {key: sum(report["totals"][key] for report in reports) for key in reports[0]["totals"]}
@@ -404,6 +439,9 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "resends_acknowledged_as_duplicates": totals["resends"] * config.batch - totals["resend_not_duplicate"],
         "errors": totals["errors"],
         "cpu": cpu,
+        "cpu_us_per_accepted_record": {key[:-2]: round(value / max(1, totals["accepted"]) * 1e6)
+                                       for key, value in cpu.items() if key.endswith("_s")},
+        "load_average_before": None if load_before is None else [round(value, 2) for value in load_before],
         "verification": verification,
         "rollups": rollups,
         "target_records_per_s": TARGET_RECORDS_PER_S,
@@ -446,8 +484,12 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"{document['errors']} | {'✓' if document['meets_target'] else '✗'} ≥ {document['target_records_per_s']:,}/s |",
         "",
         f"CPU during the load: collector {document['cpu']['collector_s']} s, PostgreSQL {document['cpu']['postgres_s']}"
-        f" s, clients {document['cpu']['clients_s']} s (with their start-up); whole machine busy "
-        f"{document['cpu']['machine_busy_share']:.0%}. Devices registered: "
+        f" s, clients {document['cpu']['clients_s']} s, other people's processes {document['cpu']['others_s']} s "
+        f"(the machine is shared; load average {document['load_average_before']} before the run); whole machine "
+        f"busy {document['cpu']['machine_busy_share']:.0%}. Per accepted aggregate: collector "
+        f"{document['cpu_us_per_accepted_record']['collector']} µs, PostgreSQL "
+        f"{document['cpu_us_per_accepted_record']['postgres']} µs, clients "
+        f"{document['cpu_us_per_accepted_record']['clients']} µs. Devices registered: "
         f"{check['devices_registered']} of {check['devices_expected']}.", "",
         "Hourly rollups: the collector folds queued aggregates in a background job every 5 s (deferred rollups, "
         f"off the request path). Queued when the load stopped: {document['rollups']['pending_after_load']:,}; "
