@@ -77,7 +77,7 @@ dashboard: build
 	trap 'kill $$collector' EXIT INT TERM; \
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
 	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) \
-		--rollout-bundle .rollout-bundles/ecg-pvc --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
+		--rollout-bundle .rollout-bundles/ecg-pvc --trust-store $(DEV_KEYS)/trust-store --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database telemetry.sqlite3 --latency-objective-us 300
 
 # The project's own PostgreSQL (Debian's binaries, installed first when missing and root): `initdb` into
@@ -106,6 +106,7 @@ dashboard-pg: build postgres
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
 	$(EDGEMED) simulate --devices $(FLEET_DEVICES) --minutes $(FLEET_MINUTES) --processes $(FLEET_PROCESSES) \
 		--collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) --rollout-bundle .rollout-bundles/ecg-pvc \
+		--trust-store $(DEV_KEYS)/trust-store \
 		--outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database-url "$$database_url" --latency-objective-us 300
 

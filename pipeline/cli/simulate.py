@@ -101,6 +101,9 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
               help="aggregates: per-minute aggregates plus the events the filter keeps; records: one per beat.")
 @click.option("--upload-interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
               help="Simulated seconds between a device's uploads.")
+@click.option("--trust-store", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Folder of trusted public keys (*.pem): every device verifies its bundles' signatures, as a real "
+              "one does. Without it the devices run under the development allowance (a warning per bundle).")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's and the runtime's decisions to stderr.")
 def simulate_command(
@@ -118,6 +121,7 @@ def simulate_command(
     processes: int,
     telemetry_mode: str,
     upload_interval: float,
+    trust_store: Path | None,
     progress: bool,
     verbose: bool,
 ) -> None:
@@ -134,7 +138,8 @@ def simulate_command(
         outbox_dir=outbox_dir,
         script=_load_script(script_path),
         signal=SignalConfig(source=signals),
-        device=DeviceConfig(telemetry_mode=TelemetryMode(telemetry_mode), upload_interval_s=upload_interval),
+        device=DeviceConfig(telemetry_mode=TelemetryMode(telemetry_mode), upload_interval_s=upload_interval,
+                            trust_store=trust_store),
         processes=processes,
     )
     bar = tqdm(desc="simulate", unit="chunk", file=sys.stderr, disable=not progress, dynamic_ncols=True)

@@ -17,6 +17,7 @@ aggregation plan per bundle; each device has its own ``predict`` (``SlowedPredic
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections import Counter
@@ -48,6 +49,7 @@ class DeviceConfig:
     upload_interval_s: float = 60.0  # simulated seconds between uploads of the outbox
     stream: StreamConfig = field(default_factory=lambda: StreamConfig(summary_features=True))  # live-stream settings
     telemetry_mode: TelemetryMode = TelemetryMode.AGGREGATES  # per-minute aggregates + filtered events, or records
+    trust_store: Path | None = None  # verify every bundle's signature against these keys (None: development allowance)
 
 
 class SlowedPredict:
@@ -81,18 +83,26 @@ class DeviceBundle:
 class BundleCache:
     """Bundles loaded once per process (one ONNX Runtime session each) with their aggregation plans."""
 
-    def __init__(self, threads: int = 1) -> None:
+    def __init__(self, threads: int = 1, trust_store: Path | None = None) -> None:
         self.threads = threads
+        self.trust_store = trust_store
         self._bundles: dict[Path, tuple[Bundle, AggregationPlan]] = {}
 
     def get(self, path: Path) -> tuple[Bundle, AggregationPlan]:
         key = Path(path).resolve()
         if key not in self._bundles:
-            # Simulated devices run the build's bundles under the development allowance (no trust store here).
-            bundle = load_bundle(path, threads=self.threads, trust=TrustPolicy.development())
+            bundle = load_bundle(path, threads=self.threads, trust=self._trust())
             plan = AggregationPlan.from_profile(bundle.reference_profile(), bundle.output.task.value, bundle.labels)
             self._bundles[key] = (bundle, plan)
         return self._bundles[key]
+
+
+    def _trust(self) -> TrustPolicy:
+        """With a trust store, a signature by one of its keys is required, as on a device (no rollback state: the
+        fleet's devices share this process's sessions); without one, the development allowance (a WARNING per load)."""
+        if self.trust_store is None:
+            return TrustPolicy.development()
+        return dataclasses.replace(TrustPolicy.from_store(self.trust_store), version_state=None)
 
 
 class SimulatedDevice:
@@ -118,7 +128,7 @@ class SimulatedDevice:
         self.start_time = start_time
         self.start_epoch_s = start_time.timestamp()
         self.config = config
-        self.bundles = bundles or BundleCache(config.threads)
+        self.bundles = bundles or BundleCache(config.threads, config.trust_store)
         self.rng = np.random.default_rng([seed, index])
         self.outbox = Outbox(outbox_path, device_id)
         self.uploader = Uploader(self.outbox, collector_url)

@@ -138,7 +138,8 @@ def run_devices(config: SimulationConfig, indices: range, start_time: datetime, 
     script = config.resolved_script()
     duration_s = config.minutes * 60.0
     chunks = math.ceil(duration_s / config.chunk_s - 1e-9)
-    bundles = BundleCache(config.device.threads)  # one session per bundle for every device of this process
+    # one session per bundle for every device of this process
+    bundles = BundleCache(config.device.threads, config.device.trust_store)
     devices = [_device(index, config, script, outbox_dir, start_time, bundles) for index in indices]
     for chunk in range(chunks):
         start_s = chunk * config.chunk_s

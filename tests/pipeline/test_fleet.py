@@ -284,3 +284,32 @@ def test_a_two_input_bundle_simulates_through_unjudged_beats_and_empty_minutes(c
     assert after["records"] == 0 and after["no_result"]["count"] > 0 and after["latency_us"]["count"] == 0
     # the flat stretch is reported when it ends: late for the minute it began in, counted in the open one
     assert after["quality_events"]["flat_line"]["seconds"] == pytest.approx(84.0, abs=1.0) and after["late"] >= 1
+
+
+def test_with_a_trust_store_devices_run_signed_bundles_and_refuse_unsigned_ones(ecg_build, collector, tmp_path):
+    """``--trust-store``: every simulated device verifies its bundle as a real one does; an unsigned bundle stops the
+    run with the runtime's own refusal (what, expected, fix), nothing sent."""
+    import shutil
+
+    from pipeline.build.signing import SigningKey, generate_keys, stamp_release
+    from pipeline.cli.simulate import simulate_command
+    from runtime.contract import KeyPurpose
+
+    _, outcome = ecg_build
+    url, _ = collector
+    keys = generate_keys(tmp_path / "keys", KeyPurpose.DEVELOPMENT)
+    signed = tmp_path / "signed"
+    shutil.copytree(outcome.bundle_directory, signed)
+    stamp_release(signed, 1, SigningKey.load(keys.private_key))
+    arguments = ["--devices", "1", "--minutes", "0.5", "--collector", url, "--salt", "trusted-fleet", "--no-progress",
+                 "--trust-store", str(keys.public_key.parent)]
+    runner = CliRunner()
+    accepted = runner.invoke(simulate_command, [*arguments, "--bundle", str(signed)])
+    assert accepted.exit_code == 0, accepted.output
+    assert "NOT VERIFIED" not in accepted.output and "development allowance" not in accepted.output
+    unsigned = tmp_path / "unsigned"
+    shutil.copytree(outcome.bundle_directory, unsigned)
+    (unsigned / "manifest.sig").unlink(missing_ok=True)
+    refused = runner.invoke(simulate_command, [*arguments, "--bundle", str(unsigned)])
+    assert refused.exit_code == 1
+    assert "unsigned" in refused.output.lower() and "Fix:" in refused.output, refused.output
