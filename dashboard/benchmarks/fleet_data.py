@@ -9,8 +9,8 @@ text. An hour's rollup is what the store computes: ``dashboard.collector.aggrega
 store's default merge of its minutes (the current hour's of the minutes so far).
 
 Rows go in with ``COPY`` in the store's own layout (``dashboard/collector/migrations.py``: ``aggregates``,
-``aggregate_rollups``), schema made by ``PostgresStore`` itself; a few older devices send schema-2 records
-through ``PostgresStore.insert_batch``. Nothing here is used by the pages.
+``aggregate_rollups`` with its features apart), schema made by ``PostgresStore`` itself; a few older devices send
+schema-2 records through ``PostgresStore.insert_batch``. Nothing here is used by the pages.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from dashboard.collector.aggregates import fold_rollups
+from dashboard.collector.interface import without_features
 from dashboard.data.bundles import BundleInfo
 from runtime.events import BeatEvent, RowPrediction
 from runtime.results import ClassResult
@@ -200,11 +201,23 @@ def _row_id(device_id: str, moment: str) -> str:
     return hashlib.blake2b(f"{device_id}{moment}".encode(), digest_size=16).hexdigest()
 
 
+def _apart(text: str) -> tuple[str, str]:
+    """A rollup's JSON text as the store keeps it (migration 5, ``interface.without_features``): (payload less its
+    features, the features) — neither holds the device id or the minute, so both are substituted in the first."""
+    payload = json.loads(text)
+    lean, features = without_features(payload)
+    features_text = r"\N" if features is None else json.dumps(features, separators=(",", ":"))
+    if DEVICE_PLACEHOLDER in features_text or TEMPLATE_PREFIX in features_text:
+        raise ValueError("a template's features hold its device id or minute: they cannot be stored apart as text")
+    return json.dumps(lean, separators=(",", ":")), features_text
+
+
 def rollup_lines(plan: FleetPlan, updated_at: str) -> Iterator[str]:
-    """COPY lines of ``aggregate_rollups`` (device_id, hour, bundle_id, aggregates, payload, updated_at)."""
+    """COPY lines of ``aggregate_rollups`` (device_id, hour, bundle_id, aggregates, payload, updated_at, features)."""
     last = plan.end.replace(minute=0, second=0, microsecond=0)
     first = last - timedelta(days=plan.days) + timedelta(hours=1)
     legacy = set(plan.legacy)
+    apart: dict[str, tuple[str, str]] = {}  # a template's text: its two columns (16 templates, split once each)
     hour = first
     while hour <= last:
         prefix = hour.strftime("%Y-%m-%dT%H")
@@ -217,8 +230,12 @@ def rollup_lines(plan: FleetPlan, updated_at: str) -> Iterator[str]:
             count, text = template.partial if hour == last else template.rollup
             if not count:
                 continue
-            payload = text.replace(DEVICE_PLACEHOLDER, device_id).replace(TEMPLATE_PREFIX, prefix + ":")
-            yield f"{device_id}\t{prefix}:00:00+00\t{stream.bundle.bundle_id}\t{count}\t{payload}\t{updated_at}\n"
+            if text not in apart:
+                apart[text] = _apart(text)
+            lean, features = apart[text]
+            payload = lean.replace(DEVICE_PLACEHOLDER, device_id).replace(TEMPLATE_PREFIX, prefix + ":")
+            yield (f"{device_id}\t{prefix}:00:00+00\t{stream.bundle.bundle_id}\t{count}\t{payload}\t{updated_at}\t"
+                   f"{features}\n")
         hour += timedelta(hours=1)
 
 

@@ -100,8 +100,8 @@ def populate(url: str, plan: FleetPlan) -> dict[str, Any]:
     stamp = plan.end.strftime("%Y-%m-%d %H:%M:%S+00")
     with psycopg.connect(url, autocommit=True) as connection:
         started = time.perf_counter()
-        copy_lines(connection, "aggregate_rollups", "device_id, hour, bundle_id, aggregates, payload, updated_at",
-                   rollup_lines(plan, stamp))
+        copy_lines(connection, "aggregate_rollups",
+                   "device_id, hour, bundle_id, aggregates, payload, updated_at, features", rollup_lines(plan, stamp))
         timings["rollups_s"] = time.perf_counter() - started
         started = time.perf_counter()
         copy_lines(connection, "aggregates", "device_id, minute, bundle_id, record_id, received_at, payload",
@@ -124,8 +124,10 @@ def volumes(url: str) -> dict[str, Any]:
         rows = {table: connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
         sizes = {table: connection.execute(f"SELECT pg_total_relation_size('{table}')").fetchone()[0]
                  for table in tables}
-        payload = {table: connection.execute(f"SELECT avg(length(payload::text)) FROM (SELECT payload FROM {table} "
-                                             "LIMIT 2000) AS sample").fetchone()[0] for table in tables[:2]}
+        whole = {"aggregate_rollups": "length(payload::text) + coalesce(length(features::text), 0)",  # migration 5
+                 "aggregates": "length(payload::text)"}
+        payload = {table: connection.execute(f"SELECT avg({length}) FROM (SELECT * FROM {table} LIMIT 2000) AS sample"
+                                             ).fetchone()[0] for table, length in whole.items()}
     return {"rows": rows, "table_bytes": sizes,
             "mean_payload_json_bytes": {key: round(float(value or 0)) for key, value in payload.items()}}
 

@@ -53,6 +53,9 @@ from dashboard.collector.interface import (
     check_version,
     checked_rows,
     conditions,
+    decode_payload,
+    with_features,
+    without_features,
 )
 from dashboard.collector.migrations import HEAD, VERSION_TABLE, Dialect, pending
 from runtime.telemetry.records import utc_timestamp
@@ -86,10 +89,11 @@ _DEVICE_UPSERT = (
     "last_time = max(coalesce(devices.last_time, excluded.last_time), coalesce(excluded.last_time, devices.last_time))"
 )
 _AGGREGATE_KEY = ("device_id", "minute", "bundle_id", "record_id")
-_ROLLUP_UPSERT = (
-    "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET "
-    "aggregates = excluded.aggregates, payload = excluded.payload, updated_at = excluded.updated_at"
+_ROLLUP_UPSERT = (  # payload and features apart (migration 5: ``without_features``)
+    "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, features, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET "
+    "aggregates = excluded.aggregates, payload = excluded.payload, features = excluded.features, "
+    "updated_at = excluded.updated_at"
 )
 
 
@@ -99,6 +103,12 @@ def _text(moment: datetime | str | None, name: str) -> str | None:
 
 def _decoded(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _rollup_row(key: tuple[str, str, str], count: int, payload: Any, now: str) -> tuple[Any, ...]:
+    """``_ROLLUP_UPSERT``'s parameters: the payload and its features as canonical JSON, apart."""
+    lean, features = without_features(payload)
+    return (*key, count, canonical_json(lean), None if features is None else canonical_json(features), now)
 
 
 class _ReadOnlyConnections:
@@ -319,12 +329,12 @@ class SqliteStore:
         keys = sorted({(item["device_id"], hour_of(item["minute"]), item["bundle_id"]) for item in new})
         stored = {}
         for key in keys:
-            row = connection.execute("SELECT aggregates, payload FROM aggregate_rollups WHERE device_id = ? AND "
-                                     "hour = ? AND bundle_id = ?", key).fetchone()
+            row = connection.execute("SELECT aggregates, payload, features FROM aggregate_rollups WHERE "
+                                     "device_id = ? AND hour = ? AND bundle_id = ?", key).fetchone()
             if row is not None:
-                stored[key] = (row[0], json.loads(row[1]))
+                stored[key] = (row[0], with_features(row[1], row[2]))
         for key, (count, payload) in sorted(fold_rollups(new, self._merge, stored).items()):
-            connection.execute(_ROLLUP_UPSERT, (*key, count, canonical_json(payload), now))
+            connection.execute(_ROLLUP_UPSERT, _rollup_row(key, count, payload, now))
 
     def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
         """Fold up to ``limit`` queued aggregates (deferred rollups) into their rollups, oldest minutes first, in one
@@ -348,22 +358,24 @@ class SqliteStore:
         return int(self._read("SELECT COUNT(*) FROM rollup_queue")[0][0])
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
-                   device_id: str | None = None) -> list[dict[str, Any]]:
+                   device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("minute >=", _text(since, "since")),
                                         ("minute <=", _text(until, "until"))), "?")
         rows = self._read("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates"
                           f"{where} ORDER BY minute, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
-                 "payload": json.loads(payload)} for device, bundle, minute, record_id, payload in rows]
+                 "payload": decode_payload(payload, features)} for device, bundle, minute, record_id, payload in rows]
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
-                device_id: str | None = None) -> list[dict[str, Any]]:
+                device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("hour >=", _text(since, "since")),
                                         ("hour <=", _text(until, "until"))), "?")
-        rows = self._read("SELECT device_id, bundle_id, hour, aggregates, payload FROM aggregate_rollups"
+        apart = "features" if features else "NULL"  # migration 5: the features column, read only when wanted
+        rows = self._read(f"SELECT device_id, bundle_id, hour, aggregates, payload, {apart} FROM aggregate_rollups"
                           f"{where} ORDER BY hour, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "hour": hour, "aggregates": count,
-                 "payload": json.loads(payload)} for device, bundle, hour, count, payload in rows]
+                 "payload": with_features(payload, apart, features)}
+                for device, bundle, hour, count, payload, apart in rows]
 
     def rebuild_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None) -> int:
         start, end = hour_window(None if since is None else aware(since, "since"),
@@ -393,7 +405,7 @@ class SqliteStore:
                                self._merge)
         now = utc_timestamp()
         for key, (count, payload) in sorted(rollups.items()):
-            connection.execute(_ROLLUP_UPSERT, (*key, count, canonical_json(payload), now))
+            connection.execute(_ROLLUP_UPSERT, _rollup_row(key, count, payload, now))
         return len(rollups)
 
     def prune_aggregates(self, before: datetime | str) -> int:

@@ -167,7 +167,7 @@ class TelemetryReader:
         since = None if since is None else _moment(since)
         until = None if until is None else _moment(until)
         with self._store() as store:
-            rows = store.aggregates(since, until, device_id)
+            rows = store.aggregates(since, until, device_id, features=features)
         return aggregate_rows(rows, "minute", None, features=features)
 
     def rollup_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
@@ -177,7 +177,7 @@ class TelemetryReader:
         since = None if since is None else _moment(since)
         until = None if until is None else _moment(until)
         with self._store() as store:
-            rows = store.rollups(since, until, device_id)
+            rows = store.rollups(since, until, device_id, features=features)
         return aggregate_rows(rows, "hour", HOUR_S, features=features)
 
 

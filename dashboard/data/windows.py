@@ -234,7 +234,7 @@ def read_block(reader: TelemetryReader, block: Block, device_id: str | None, fea
     if block.resolution is Resolution.MINUTE:
         return reader.aggregate_frame(block.start, until, device_id, features=features)
     if block.resolution is Resolution.RECORDS:
-        records = reader.records(device_id, block.start, until, with_features=True)
+        records = reader.records(device_id, block.start, until, with_features=features)  # only they need them
         return compact_frame(fold_records(records, plan_for), features) if len(records) else aggregate_frame([])
     hours = reader.rollup_frame(block.start, until, device_id, features=features)
     return hours if block.resolution is Resolution.HOUR else merge_days(hours, block.start)

@@ -498,3 +498,143 @@ def test_deferred_rollups_queue_in_the_insert_and_fold_once_on_both_backends(loc
         assert store.rollups()[0]["aggregates"] == 4
         store.insert_aggregates([dict(stored[1], record_id="another-part")])
         assert store.prune_aggregates(START + timedelta(days=400)) == 5 and store.pending_rollups() == 0
+
+
+def plain(value: Any) -> Any:
+    """A compact payload's values with ``SparseBins`` as lists, so payloads compare with ``==``."""
+    from dashboard.monitoring.aggregate_window import SparseBins
+
+    if isinstance(value, SparseBins):
+        return (value.indices.tolist(), value.counts.tolist())
+    if isinstance(value, dict):
+        return {key: plain(item) for key, item in value.items()}
+    return value
+
+
+def assert_same_frames(found: Any, expected: Any) -> None:
+    assert found.drop(columns="payload").equals(expected.drop(columns="payload"))
+    assert [plain(payload) for payload in found["payload"]] == [plain(payload) for payload in expected["payload"]]
+
+
+def test_reads_without_features_give_what_json_loads_gives_less_the_features(location):
+    """Payloads are decoded in C (msgspec) from their stored text: with features, exactly ``json.loads``'s value;
+    without, the same less its ``features`` member (every other member kept, known to the device format or not); and
+    the dashboard's aggregate frames are the ones ``json.loads`` of the stored text gives, on both backends."""
+    from dashboard.data.telemetry import aggregate_rows
+
+    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")}
+              | {"payload": record | {"not_in_the_format": [1, {"features": 2}], "text": "é\\\"\u2028"}}
+              for record in device_minutes]
+    with open_store(location) as store:
+        store.insert_aggregates(stored + AGGREGATES[:2])  # AGGREGATES: objects, not device aggregates
+        texts = {(device, record_id): json.loads(text) for device, record_id, text in raw(
+            location, "SELECT device_id, record_id, CAST(payload AS TEXT) FROM aggregates")}
+        rollup_texts = {(device, bundle): json.loads(text) | ({} if features is None else
+                                                             {"features": json.loads(features)})
+                        for device, bundle, text, features in raw(
+            location, "SELECT device_id, bundle_id, CAST(payload AS TEXT), CAST(features AS TEXT) "
+                      "FROM aggregate_rollups")}
+        assert all("features" not in json.loads(text) for (text,) in raw(  # migration 5: apart
+            location, "SELECT CAST(payload AS TEXT) FROM aggregate_rollups"))
+        whole, lean = store.aggregates(), store.aggregates(features=False)
+        assert [row["payload"] for row in whole] == [texts[row["device_id"], row["record_id"]] for row in whole]
+        assert len(whole) == 5 and [row["payload"] for row in lean] == [
+            {key: value for key, value in texts[row["device_id"], row["record_id"]].items() if key != "features"}
+            for row in lean]
+        assert [{**row, "payload": None} for row in lean] == [{**row, "payload": None} for row in whole]
+        device_rows = [row["payload"] for row in lean if "kind" in row["payload"]]
+        assert len(device_rows) == 3 and all("features" not in payload for payload in device_rows)
+        assert device_rows[0]["not_in_the_format"] == [1, {"features": 2}]  # only the top-level member goes
+        hours, lean_hours = store.rollups(), store.rollups(features=False)
+        assert [row["payload"] for row in hours] == [rollup_texts[row["device_id"], row["bundle_id"]] for row in hours]
+        assert [row["payload"] for row in lean_hours] == [{key: value for key, value in row["payload"].items()
+                                                            if key != "features"} for row in hours]
+    reader = TelemetryReader(location)
+    for features in (True, False):
+        expected_minutes = aggregate_rows([{**row, "payload": texts[row["device_id"], row["record_id"]]}
+                                           for row in whole], "minute", None, features=features)
+        assert len(expected_minutes) == 3
+        assert_same_frames(reader.aggregate_frame(features=features), expected_minutes)
+        expected_hours = aggregate_rows([{**row, "payload": rollup_texts[row["device_id"], row["bundle_id"]]}
+                                         for row in hours], "hour", 3600, features=features)
+        assert len(expected_hours) == 1
+        assert_same_frames(reader.rollup_frame(features=features), expected_hours)
+    assert reader.aggregate_frame(features=False)["payload"][0]["features"] == {}
+
+
+def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migration_5(location, tmp_path):
+    """Migration 5 moves no data: a rollup written at version 4 (features inside its payload) reads back as it was,
+    whole or without features; folding more minutes into it stores the features apart, with the same result as a
+    store that was at version 5 all along."""
+    from dashboard.collector.aggregates import fold_rollups
+
+    dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
+    for statement in (VERSION_TABLE[dialect], *(text for migration in MIGRATIONS[:4]
+                                                for text in migration.statements(dialect))):
+        raw(location, statement)
+    for version in range(1, 5):
+        raw(location, "INSERT INTO schema_version VALUES (?, 'before', ?, 'old')", (version, "2025-01-01T00:00:00Z"))
+    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
+              for record in device_minutes]
+    ((device, hour, bundle), (count, old_payload)), = fold_rollups(stored[:2]).items()
+    for item in stored[:2]:
+        raw(location, "INSERT INTO aggregates VALUES (?, ?, ?, ?, ?, ?)", (
+            item["device_id"], item["minute"].replace("Z", ".000000Z"), item["bundle_id"], item["record_id"],
+            "2025-01-01T00:00:00.000000Z", json.dumps(item["payload"])))
+    raw(location, "INSERT INTO aggregate_rollups VALUES (?, ?, ?, ?, ?, ?)",
+        (device, hour, bundle, count, json.dumps(old_payload), "2025-01-01T00:00:00Z"))
+    with open_store(location) as store:  # migrates 4 → 5
+        assert store.schema_version() == HEAD == 5
+        (whole,) = store.rollups()
+        assert whole["payload"] == old_payload and "features" in old_payload
+        assert store.rollups(features=False)[0]["payload"] == {
+            key: value for key, value in old_payload.items() if key != "features"}
+        store.insert_aggregates(stored[2:])  # folds into the version-4 row
+        (folded,) = store.rollups()
+    with open_store(tmp_path / "at-version-5.sqlite3") as reference:
+        reference.insert_aggregates(stored)
+        (expected,) = reference.rollups()
+    assert folded["aggregates"] == expected["aggregates"] == 3 and folded["payload"] == expected["payload"]
+    ((text, features),) = raw(location, "SELECT CAST(payload AS TEXT), CAST(features AS TEXT) FROM aggregate_rollups")
+    assert "features" not in json.loads(text) and json.loads(features) == expected["payload"]["features"]
+
+
+def test_older_devices_records_fold_alike_with_or_without_their_features(location):
+    """A page without drift reads older devices' records without their features (``read_block``): the same folded
+    minute aggregates, less only the feature histograms it drops anyway — on both backends, whose record rows
+    (JSON values decoded in C on PostgreSQL) are the same
+    (``test_records_devices_and_counts_are_the_same_on_both_backends``)."""
+    from dashboard.data.windows import Block, Resolution, read_block
+
+    with open_store(location) as store:
+        fill(store)
+    reader = TelemetryReader(location)
+    block = Block(Resolution.RECORDS, pd_timestamp(START), pd_timestamp(START + timedelta(hours=2)), True)
+    lean, whole = (read_block(reader, block, None, features) for features in (False, True))
+    assert len(lean) > 40 and any(payload["features"] for payload in whole["payload"])
+    assert_same_frames(lean, whole.assign(payload=[{**payload, "features": {}} for payload in whole["payload"]]))
+    with open_store(location, read_only=True) as store:
+        rows = store.record_rows(with_features=True)
+    assert len(rows) == 85 and rows[0][-1] == {"mean": 0.01, "std": 1.0, "peak_to_peak": 3.2}
+
+
+def pd_timestamp(moment: datetime) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(moment)
+
+
+def test_a_payload_decodes_as_json_loads_gives_it_in_the_device_format_or_not():
+    """``decode_payload``: the device's format in one call, anything else member by member, never a member lost."""
+    from dashboard.collector.interface import decode_payload
+
+    device_minute = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()[0]
+    for payload in (device_minute | {"sequence": 7}, device_minute | {"extra": {"features": 1}},
+                    {key: value for key, value in device_minute.items() if key != "features"}, {"a": [1.5, None]}):
+        text = json.dumps(payload)
+        assert decode_payload(text) == json.loads(text) == payload
+        assert decode_payload(text, features=False) == {key: value for key, value in payload.items()
+                                                        if key != "features"}
+    assert decode_payload("[1, 2]", features=False) == [1, 2] and decode_payload('"x"', features=False) == "x"
