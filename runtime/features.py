@@ -32,11 +32,15 @@ def waveform_features(windows: np.ndarray) -> dict[str, np.ndarray]:
     ``windows`` is (n, samples) or (n, samples, channels); channels are averaged.
     """
     values = np.asarray(windows, dtype=np.float64)
-    if values.ndim == 3:
-        values = values.mean(axis=2)
-    centred = values - values.mean(axis=1, keepdims=True)
+    if values.ndim == 3:  # one channel: its "mean" is the value itself (plus 0.0, as a sum from 0 gives: −0 → 0)
+        values = values[:, :, 0] + 0.0 if values.shape[2] == 1 else values.mean(axis=2)
+    centred = values - np.add.reduce(values, axis=1, keepdims=True) / values.shape[1]  # np.mean's arithmetic
     spread = centred.std(axis=1, keepdims=True)
-    z = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > _FLAT_STD)
+    spread_enough = spread > _FLAT_STD
+    if spread_enough.all():  # the usual case: no flat window, nothing to leave at zero
+        z = centred / spread
+    else:
+        z = np.divide(centred, spread, out=np.zeros_like(centred), where=spread_enough)
     squared = z * z  # z**3 and z**4 through powers cost ~7× more per window (a device computes this per event)
     return {
         "peak_to_peak": z.max(axis=1) - z.min(axis=1),

@@ -188,8 +188,8 @@ class BeatInputStream:
         if rr is not None:
             warming |= (rr.pre_samples == NO_INTERVAL) | (rr.history_intervals < self.plan.rr.history_beats)
             rate = self.plan.sample_rate_hz
-            rr_ms[:, 0] = np.where(rr.pre_samples != NO_INTERVAL, 1000.0 * rr.pre_samples / rate, np.nan)
-            rr_ms[:, 1] = np.where(rr.post_samples != NO_INTERVAL, 1000.0 * rr.post_samples / rate, np.nan)
+            measured = np.stack([rr.pre_samples, rr.post_samples], axis=1)  # pre and post at once
+            rr_ms[:, :2] = np.where(measured != NO_INTERVAL, 1000.0 * measured / rate, np.nan)
             rr_ms[:, 2] = np.where(rr.local_intervals > 0, 1000.0 * rr.features[:, LOCAL_RR].astype(np.float64),
                                    np.nan)
         scored = starts = stops = None
@@ -212,10 +212,10 @@ class BeatInputStream:
                 block.scored[first:end] = scored[rows]
                 block.template_starts[first:end] = starts[rows]
                 block.template_stops[first:end] = stops[rows]
-            for row, warm in zip(range(first, end), warming[rows].tolist(), strict=True):
-                if warm:
-                    block.flags[row] = tuple(sorted({*block.flags[row], QualityFlag.WARMING_UP.value}))
-                block.judged[row] = not self.plan.declared or not block.flags[row]
+            for row in (first + np.flatnonzero(warming[rows])).tolist():
+                block.flags[row] = tuple(sorted({*block.flags[row], QualityFlag.WARMING_UP.value}))
+            # with derived inputs only a beat without quality flags is judged; otherwise every beat is
+            block.judged[first:end] = [not flags for flags in block.flags[first:end]] if self.plan.declared else True
             block.filled = end
             offset += end - first
 

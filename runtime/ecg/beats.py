@@ -8,6 +8,7 @@ a release's beats are classified in batches and turned into events in one pass â
 from __future__ import annotations
 
 import bisect
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from runtime.decide import decide_single_label
-from runtime.events import BeatEvent
+from runtime.events import BeatEvent, beat_event
 from runtime.input_features import input_features
 
 
@@ -91,7 +92,7 @@ class HeartRate:
     def __init__(self, rate: float, window_s: float) -> None:
         self.rate = rate
         self.window_s = window_s
-        self._times = np.zeros(0)  # beat times (s) that may still be inside the window
+        self._times: list[float] = []  # beat times (s) that may still be inside the window
         self._breaks: list[int] = []  # sample indices where continuity breaks
         self._last: int | None = None
 
@@ -105,29 +106,36 @@ class HeartRate:
 
     def beats(self, indices: np.ndarray) -> tuple[list[float | None], list[int | None]]:
         """(instantaneous bpm, beats in the last window) of beats at sample ``indices`` (increasing, after the
-        previous call's)."""
-        indices = np.asarray(indices, dtype=np.int64)
-        if indices.size == 0:
+        previous call's). A dozen beats a block: plain Python numbers (the same IEEE arithmetic as numpy's)."""
+        peaks = np.asarray(indices, dtype=np.int64).tolist()
+        if not peaks:
             return [], []
-        previous = np.concatenate([[-1 if self._last is None else self._last], indices[:-1]])
-        breaks = np.asarray(self._breaks, dtype=np.int64)
-        broken = np.searchsorted(breaks, indices, side="right") != np.searchsorted(breaks, previous, side="right")
-        with np.errstate(divide="ignore"):
-            instantaneous = 60.0 * self.rate / (indices - previous)
-        missing = broken.tolist()
+        previous = [-1 if self._last is None else self._last, *peaks[:-1]]
+        breaks = self._breaks
+        if breaks:
+            missing = [bisect.bisect_right(breaks, peak) != bisect.bisect_right(breaks, before)
+                       for peak, before in zip(peaks, previous, strict=True)]
+        else:
+            missing = [False] * len(peaks)
         if self._last is None:
             missing[0] = True
-        bpm = [None if gap else value for gap, value in zip(missing, instantaneous.tolist(), strict=True)]
-        if self._last is not None or indices.size > 1:
-            del self._breaks[: bisect.bisect_right(self._breaks, int(previous[-1]))]
-        self._last = int(indices[-1])
-        now = indices / self.rate
-        times = np.concatenate([self._times, now])
-        gone = np.searchsorted(times, now - self.window_s, side="right")
-        counts = (self._times.size + np.arange(1, indices.size + 1) - gone).tolist()
-        per_minute = [count if moment >= self.window_s else None for count, moment in zip(counts, now.tolist(),
-                                                                                          strict=True)]
-        self._times = times[gone[-1]:]
+        scale = 60.0 * self.rate
+        bpm = [None if gap else scale / (peak - before) if peak != before else math.inf
+               for gap, peak, before in zip(missing, peaks, previous, strict=True)]
+        if self._last is not None or len(peaks) > 1:
+            del breaks[: bisect.bisect_right(breaks, previous[-1])]
+        self._last = peaks[-1]
+        times = self._times
+        kept = len(times)
+        now = [peak / self.rate for peak in peaks]
+        times += now
+        window = self.window_s
+        per_minute: list[int | None] = []
+        gone = 0
+        for count, moment in enumerate(now, start=kept + 1):
+            gone = bisect.bisect_right(times, moment - window)
+            per_minute.append(count - gone if moment >= window else None)
+        del times[:gone]
         return bpm, per_minute
 
 
@@ -177,10 +185,10 @@ def _events(rows: BeatRows, judged: Sequence[int], decided: tuple, features: lis
             rows.times, rows.flags, rows.heart_rate_bpm, rows.heart_rate_1min_bpm, rr_ms, strict=True)):
         slot = slots.get(index)
         if slot is None:
-            events.append(BeatEvent(time_s, None, None, {}, heart_rate, per_minute, flags, False, 0.0, None, pre,
-                                    post, local))
+            events.append(beat_event(time_s, None, None, {}, heart_rate, per_minute, flags, False, 0.0, None, pre,
+                                     post, local))
             continue
-        events.append(BeatEvent(time_s, labels[slot], confidence[slot], probabilities[slot], heart_rate, per_minute,
-                                flags, low[slot], latency[slot], None if features is None else features[slot], pre,
-                                post, local))
+        events.append(beat_event(time_s, labels[slot], confidence[slot], probabilities[slot], heart_rate, per_minute,
+                                 flags, low[slot], latency[slot], None if features is None else features[slot], pre,
+                                 post, local))
     return events

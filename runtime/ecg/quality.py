@@ -84,7 +84,10 @@ class SourceConditioner:
         if values.size == 0:
             return values, marks
         with np.errstate(invalid="ignore", over="ignore"):
-            good = np.isfinite(values) & (np.abs(values) <= self.config.max_abs_sample)
+            if math.isfinite(self.config.max_abs_sample):  # NaN and ±inf fail the magnitude test too
+                good = np.abs(values) <= self.config.max_abs_sample
+            else:
+                good = np.isfinite(values) & (np.abs(values) <= self.config.max_abs_sample)
         if not good.all():
             last = np.maximum.accumulate(np.where(good, np.arange(values.size), -1))
             repaired = np.where(last >= 0, values[np.maximum(last, 0)], self._last_good)
@@ -104,11 +107,14 @@ class SourceConditioner:
         marks: list[tuple[QualityFlag, int, int]] = []
         if self.adc_range is not None:
             marks.extend(self._runs((values <= self.adc_range[0]) | (values >= self.adc_range[1]), QualityFlag.CLIPPED))
-        maximum = np.maximum.accumulate(np.concatenate([[self._maximum], values]))[1:]
-        minimum = np.minimum.accumulate(np.concatenate([[self._minimum], values]))[1:]
-        at_extreme = ((values == maximum) | (values == minimum)) & (maximum > minimum)
-        self._maximum, self._minimum = float(maximum[-1]), float(minimum[-1])
-        if not self._run_extreme and not at_extreme.any():  # the usual case: nothing at the running extremes
+        if values.min() > self._minimum and values.max() < self._maximum:  # strictly inside the running extremes
+            at_extreme = None  # no sample at one (the extremes stay)
+        else:
+            maximum = np.maximum.accumulate(np.concatenate([[self._maximum], values]))[1:]
+            minimum = np.minimum.accumulate(np.concatenate([[self._minimum], values]))[1:]
+            at_extreme = ((values == maximum) | (values == minimum)) & (maximum > minimum)
+            self._maximum, self._minimum = float(maximum[-1]), float(minimum[-1])
+        if not self._run_extreme and (at_extreme is None or not at_extreme.any()):  # the usual case
             different = np.flatnonzero(values != values[-1])
             if different.size:  # the last run starts after the last differing sample
                 self._run_start = self._count + int(different[-1]) + 1
@@ -116,6 +122,8 @@ class SourceConditioner:
                 self._run_start = self._count
             self._run_value = float(values[-1])
             return marks
+        if at_extreme is None:
+            at_extreme = np.zeros(values.size, dtype=bool)
         starts = np.flatnonzero(values != np.concatenate([[self._run_value], values[:-1]]))
         firsts = self._count + starts
         extremes = at_extreme[starts]

@@ -28,8 +28,11 @@ from runtime.ecg.decisions import DEFAULT_DETECTOR, Candidate, DecisionState, De
 
 
 def _box(values: np.ndarray, length: int) -> np.ndarray:
-    """Moving sums of ``length`` samples ('valid' part: len(values) − length + 1 values)."""
-    total = np.concatenate([[0.0], np.cumsum(values)])
+    """Moving sums of ``length`` samples ('valid' part: len(values) − length + 1 values): differences of the running
+    sum from 0 (one sequential ``cumsum``: the same numbers however the work is arranged around it)."""
+    total = np.empty(values.size + 1)
+    total[0] = 0.0
+    np.cumsum(values, out=total[1:])
     return total[length:] - total[:-length]
 
 
@@ -57,6 +60,7 @@ class RPeakDetector:
         self.delay = (self.lowpass - 1) + (self.highpass - 1) // 2  # band-pass group delay in samples
         self.radius = max(1, round(config.refractory_s * self.rate))
         self.learning = max(1, round(config.learning_s * self.rate))
+        self._integration_offsets = np.arange(self.integration)
         self.reset(0)
 
     def reset(self, position: int) -> None:
@@ -95,14 +99,24 @@ class RPeakDetector:
         if self._tail is None:
             self._tail = np.full(self.tail_length, samples[0])
         joined = np.concatenate([self._tail, samples])
-        self._tail = joined[-self.tail_length :]
+        self._tail = joined[-self.tail_length :].copy()  # (``joined`` is centred in place below)
+        # the arithmetic of (x − x₀, two low-pass sums / L², band = low-pass − its moving mean, the five-point
+        # derivative, its moving mean square), operation by operation and in the same order, in place where it can
         with np.errstate(over="ignore", invalid="ignore"):
-            centred = joined - joined[0]
-            lowpassed = _box(_box(centred, self.lowpass), self.lowpass) / (self.lowpass * self.lowpass)
+            joined -= joined[0]
+            lowpassed = _box(_box(joined, self.lowpass), self.lowpass)
+            lowpassed /= self.lowpass * self.lowpass
             half = (self.highpass - 1) // 2
-            band = lowpassed[half : lowpassed.size - half] - _box(lowpassed, self.highpass) / self.highpass
-            derivative = (2 * band[4:] + band[3:-1] - band[1:-3] - 2 * band[:-4]) / 8.0
-            mwi = _box(derivative * derivative, self.integration) / self.integration
+            mean = _box(lowpassed, self.highpass)
+            mean /= self.highpass
+            band = np.subtract(lowpassed[half : lowpassed.size - half], mean, out=mean)
+            derivative = np.multiply(band[4:], 2)
+            derivative += band[3:-1]
+            derivative -= band[1:-3]
+            derivative -= 2 * band[:-4]
+            derivative /= 8.0
+            mwi = _box(np.square(derivative), self.integration)
+            mwi /= self.integration
         count = samples.size
         keep_from = min(self._decided_until, self.position) - max(self.radius, self.integration) - 4
         drop = max(0, keep_from - self._buffer_start)
@@ -133,27 +147,28 @@ class RPeakDetector:
         window = self._mwi[max(first, self._buffer_start) - self._buffer_start : last + 1 - self._buffer_start]
         missing_left = max(0, self._buffer_start - first)  # right after a reset
         missing_right = (last + 1 - first) - missing_left - window.size  # at the end of the signal
-        window = np.concatenate([np.full(missing_left, -np.inf), window, np.full(missing_right, -np.inf)])
+        if missing_left or missing_right:
+            window = np.concatenate([np.full(missing_left, -np.inf), window, np.full(missing_right, -np.inf)])
         centre = window[self.radius : self.radius + limit - low + 1]
         left = window[self.radius - 1 : self.radius + limit - low]
         right = window[self.radius + 1 : self.radius + limit - low + 2]
         with np.errstate(invalid="ignore"):
             is_peak = (centre > left) & (centre >= right) & (centre == _rolling_max(window, 2 * self.radius + 1))
         self._decided_until = limit + 1
-        peaks = low + np.flatnonzero(is_peak)
-        values = centre[is_peak]
-        if peaks.size == 0:
+        local = np.flatnonzero(is_peak)
+        if local.size == 0:
             return []
-        offsets = np.arange(self.integration)
+        peaks = low + local
+        values = centre[local]
         last_index = self._mwi.size - 1
-        slope_rows = np.clip((peaks - self.integration + 1 - self._buffer_start)[:, None] + offsets, 0, last_index)
-        slopes = self._slope[slope_rows].max(axis=1)
-        band_rows = np.clip((peaks - self.integration - 1 - self._buffer_start)[:, None] + offsets, 0, last_index)
-        coarse = band_rows[np.arange(peaks.size), self._band[band_rows].argmax(axis=1)] + self._buffer_start
-        return [
-            Candidate(int(peak), float(value), float(slope), int(r_index) - self.delay)
-            for peak, value, slope, r_index in zip(peaks, values, slopes, coarse)
-        ]
+        slope_rows = (peaks - self.integration + 1 - self._buffer_start)[:, None] + self._integration_offsets
+        slopes = self._slope[np.minimum(np.maximum(slope_rows, 0, out=slope_rows), last_index, out=slope_rows)].max(
+            axis=1)
+        band_rows = (peaks - self.integration - 1 - self._buffer_start)[:, None] + self._integration_offsets
+        np.minimum(np.maximum(band_rows, 0, out=band_rows), last_index, out=band_rows)
+        coarse = band_rows[np.arange(peaks.size), self._band[band_rows].argmax(axis=1)] + (
+            self._buffer_start - self.delay)
+        return list(map(Candidate, peaks.tolist(), values.tolist(), slopes.tolist(), coarse.tolist()))
 
     def _decide(self, final: bool) -> list[int]:
         candidates = self._candidates(final)
@@ -185,13 +200,18 @@ def refine_peaks(
     if coarse.size == 0 or signal.size == 0:
         return coarse
     last = signal.size - 1
-    around = np.minimum(np.maximum(coarse[:, None] + np.arange(-context[0], context[1])[None, :], 0), last)
-    middle = (around.shape[1] - 1) // 2, around.shape[1] // 2
-    median = np.partition(signal[around], middle, axis=1)[:, middle].mean(axis=1)  # np.median, less overhead
+    around = coarse[:, None] + np.arange(-context[0], context[1])
+    np.minimum(np.maximum(around, 0, out=around), last, out=around)
+    low, high = (around.shape[1] - 1) // 2, around.shape[1] // 2
+    ranked = np.partition(signal[around], (low, high), axis=1)
+    median = ranked[:, low] + ranked[:, high]  # np.median: the mean of the middle pair (one value twice if odd)
+    median /= 2
     reach = max(0, round(reach_s * rate))
-    local = np.minimum(np.maximum(coarse[:, None] + np.arange(-reach, reach + 1)[None, :], 0), last)
-    distance = np.abs(signal[local] - median[:, None])
-    return local[np.arange(coarse.size), distance.argmax(axis=1)]
+    local = coarse[:, None] + np.arange(-reach, reach + 1)
+    np.minimum(np.maximum(local, 0, out=local), last, out=local)
+    distance = signal[local]
+    distance -= median[:, None]
+    return local[np.arange(coarse.size), np.abs(distance, out=distance).argmax(axis=1)]
 
 
 def detect_r_peaks(

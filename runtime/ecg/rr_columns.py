@@ -11,6 +11,7 @@ Dependency rule: numpy and the standard library only (this package ships to the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import pairwise
 
 import numpy as np
 
@@ -45,7 +46,7 @@ class RrColumnStream:
     def reset(self) -> None:
         self._last: int | None = None  # the held beat's peak
         self._last_pre = NO_INTERVAL  # its raw pre-RR
-        self._history = np.zeros(0, dtype=np.int64)  # raw intervals before that pre-RR (the last history_beats)
+        self._history: list[int] = []  # raw intervals before that pre-RR (the last history_beats)
 
     @property
     def holding(self) -> bool:
@@ -53,50 +54,58 @@ class RrColumnStream:
 
     def push(self, peaks: np.ndarray) -> RrColumns | None:
         """The beats that ``peaks`` (strictly increasing, after the held one) complete; None when none."""
-        peaks = np.asarray(peaks, dtype=np.int64)
-        if peaks.size == 0:
+        chain = np.asarray(peaks, dtype=np.int64).tolist()
+        if not chain:
             return None
-        held = self._last is not None
-        chain = np.concatenate([[self._last], peaks]) if held else peaks
-        if chain.size < 2:
-            self._last = int(chain[-1])
+        if self._last is not None:
+            chain.insert(0, self._last)
+        if len(chain) < 2:
+            self._last = chain[-1]
             return None
-        intervals = np.diff(chain)  # intervals[i]: from chain[i] to chain[i + 1]
-        pre = np.concatenate([[self._last_pre], intervals[:-1]])
-        # the raw intervals every completed beat's history is cut from, in order
+        intervals = [after - before for before, after in pairwise(chain)]  # from chain[i] to chain[i + 1]
+        pre = [self._last_pre, *intervals[:-1]]
+        # the raw intervals every completed beat's history is cut from, in order, and where each one's ends
         has_pre = self._last_pre != NO_INTERVAL
-        earlier = np.concatenate([self._history, [self._last_pre] if has_pre else [], intervals[:-2]]).astype(
-            np.int64)
-        ends = np.concatenate([[self._history.size], self._history.size + has_pre + np.arange(intervals.size - 1)])
-        result = self._emit(pre, intervals, earlier, ends.astype(np.int64))
+        earlier = self._history + ([self._last_pre] if has_pre else []) + intervals[:-2]
+        first_end = len(self._history)
+        ends = [first_end, *range(first_end + has_pre, first_end + has_pre + len(intervals) - 1)]
+        result = self._emit(pre, intervals, earlier, ends)
         keep = self.config.history_beats
-        tail = np.concatenate([earlier, intervals[-2:-1]]) if intervals.size >= 2 else earlier
-        self._history = tail[max(0, tail.size - keep):] if keep else tail[:0]
-        self._last, self._last_pre = int(chain[-1]), int(intervals[-1])
+        tail = earlier + intervals[-2:-1]
+        self._history = tail[max(0, len(tail) - keep):] if keep else []
+        self._last, self._last_pre = chain[-1], intervals[-1]
         return result
 
     def finish(self) -> RrColumns | None:
         """The held beat, its post-RR missing; then a new segment begins."""
         result = None
         if self._last is not None:
-            result = self._emit(np.array([self._last_pre]), np.array([NO_INTERVAL]), self._history,
-                                np.array([self._history.size]))
+            result = self._emit([self._last_pre], [NO_INTERVAL], self._history, [len(self._history)])
         self.reset()
         return result
 
-    def _emit(self, pre: np.ndarray, post: np.ndarray, earlier: np.ndarray, ends: np.ndarray) -> RrColumns:
+    def _emit(self, pre: list[int], post: list[int], earlier: list[int], ends: list[int]) -> RrColumns:
         """``RrFeatureStream._emit`` for every beat: its raw pre/post intervals and the end of its history in
-        ``earlier`` (the ``history_beats`` intervals before it)."""
-        maximum = self._maximum
-        has_pre, has_post = pre != NO_INTERVAL, post != NO_INTERVAL
-        neither = ~has_pre & ~has_post
-        pre_value = np.where(neither, self._default, np.minimum(np.where(has_pre, pre, post), maximum))
-        post_value = np.where(has_post, np.minimum(post, maximum), pre_value)
-        valid = earlier <= maximum
-        total = np.concatenate([[0], np.cumsum(np.where(valid, earlier, 0))])
-        seen = np.concatenate([[0], np.cumsum(valid)])
-        starts = np.maximum(ends - self.config.history_beats, 0)
-        local_count = seen[ends] - seen[starts]
-        features = _assemble(pre_value, post_value, total[ends] - total[starts], local_count, self.rate)
-        return RrColumns(features, pre.astype(np.int64), post.astype(np.int64), (ends - starts).astype(np.int64),
-                         local_count.astype(np.int64))
+        ``earlier`` (the ``history_beats`` intervals before it). The bookkeeping is integer (exact in Python); the
+        features are ``_assemble``'s numpy arithmetic on the whole run."""
+        maximum, default, history = self._maximum, self._default, self.config.history_beats
+        total, seen = [0], [0]  # running sum and count of the intervals in the local mean (pauses are not)
+        for interval in earlier:
+            valid = interval <= maximum
+            total.append(total[-1] + interval if valid else total[-1])
+            seen.append(seen[-1] + valid)
+        pre_values, post_values, sums, counts, lengths = [], [], [], [], []
+        for before, after, end in zip(pre, post, ends, strict=True):
+            if before == NO_INTERVAL and after == NO_INTERVAL:
+                value = default
+            else:
+                value = min(before if before != NO_INTERVAL else after, maximum)
+            pre_values.append(value)
+            post_values.append(min(after, maximum) if after != NO_INTERVAL else value)
+            start = max(end - history, 0)
+            sums.append(total[end] - total[start])
+            counts.append(seen[end] - seen[start])
+            lengths.append(end - start)
+        columns = np.array([pre_values, post_values, sums, counts, pre, post, lengths], dtype=np.int64)
+        features = _assemble(columns[0], columns[1], columns[2], columns[3], self.rate)
+        return RrColumns(features, columns[4], columns[5], columns[6], columns[3])

@@ -112,6 +112,7 @@ class EcgStream:
         self.rate = plan.sample_rate_hz
         self.before = plan.before
         self.after = plan.after
+        self._window_offsets = np.arange(-self.before, self.after)  # a beat window's samples around its R-peak
         self._inputs = BeatInputStream(plan, self.config.warm_up_template_beats, trace)
         self._minimum_spacing = minimum_peak_spacing(self.rate, self.config.detector)
         self._coarse_count = 0  # coarse R-peaks handed to _pending since the stream began
@@ -329,8 +330,9 @@ class EcgStream:
     def _block_of(self, peaks: list[int]) -> BeatBlock:
         """The kept beats of a block as columns: windows, quality flags and heart rates."""
         positions = np.asarray(peaks, dtype=np.int64)
-        rows = positions[:, None] + np.arange(-self.before, self.after)[None, :]
-        rows = np.minimum(np.maximum(rows, self._origin), self._available_end - 1) - self._signal_start
+        rows = positions[:, None] + self._window_offsets
+        np.minimum(np.maximum(rows, self._origin, out=rows), self._available_end - 1, out=rows)
+        rows -= self._signal_start
         windows = self._signal[rows].astype(np.float32)
         partial = ((positions - self.before < self._origin) | (positions + self.after > self._available_end)).tolist()
         flags: list[tuple[str, ...]] = []

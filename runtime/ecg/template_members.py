@@ -10,7 +10,8 @@ histories it is found for every (beat, sample) at once: the members the batch ne
 contiguous range), and clearing the lowest set bit ``middle − 1`` times leaves the ranks of the two middle values.
 The values are then taken from the sorted members, and an even count averages them as ``(a + b) / 2``, exactly as
 ``RunningTemplate`` (and ``np.median``) does: bit for bit the same residuals. A beat whose template is not full yet
-(after a restart) takes ``RunningTemplate``'s own arithmetic.
+(after a restart), and a run of one or two full-history beats (a release's tail past the 64 members one mask holds,
+where the masks' fixed cost outweighs a partition per beat), takes ``RunningTemplate``'s own arithmetic.
 
 Dependency rule: numpy and the standard library only (this package ships to the device).
 """
@@ -25,6 +26,8 @@ MASK_BITS = 64  # members one rank mask can hold: a batch's windows span at most
 _ONE = np.uint64(1)
 _MANTISSA_BITS = np.uint64(52)
 _EXPONENT_BIAS = np.uint64(1023)
+_FEW_BEATS = 2  # a run of this many full-history beats or fewer takes the per-beat partition (the same medians)
+_RANK_BITS = np.left_shift(_ONE, np.arange(MASK_BITS, dtype=np.uint64))  # 1 << rank
 
 
 def _lowest_bit_index(masks: np.ndarray) -> np.ndarray:
@@ -36,33 +39,38 @@ def _lowest_bit_index(masks: np.ndarray) -> np.ndarray:
 def full_window_medians(members: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Per-sample median of ``members[start : start + length]`` for every start: (len(starts), samples) float64.
 
-    ``members``: (count, samples) float64 with ``starts.max() + length - starts.min() ≤ MASK_BITS``.
+    ``members``: (count, samples) float64 with ``starts.max() + length - starts.min() ≤ MASK_BITS``. Everything
+    runs in the members' own layout (member × sample, each sample's members a column): one ``argsort`` down the
+    columns, the rank bits scattered and XOR-accumulated down them, and the two middle values read back through
+    flat indices — no transposed copies.
     """
     first = int(starts.min())
-    span = members[first : int(starts.max()) + length]
-    by_sample = np.ascontiguousarray(span.T)  # (samples, members)
-    order = np.argsort(by_sample, axis=1)
-    ordered = np.take_along_axis(by_sample, order, axis=1)
-    samples, count = by_sample.shape
-    ranks = np.empty((samples, count), dtype=np.uint64)
-    ranks[np.arange(samples)[:, None], order] = np.arange(count, dtype=np.uint64)
-    prefix = np.zeros((samples, count + 1), dtype=np.uint64)
-    np.bitwise_xor.accumulate(np.left_shift(_ONE, ranks), axis=1, out=prefix[:, 1:])
+    span = members[first : int(starts.max()) + length]  # (count, samples), C-contiguous
+    count, samples = span.shape
+    order = np.argsort(span, axis=0)  # order[r, s]: the member of rank r at sample s
+    columns = np.arange(samples)
+    located = order * samples  # flat index of each ranked member's value in ``span``
+    located += columns
+    located = located.reshape(-1)
+    prefix = np.empty((count + 1, samples), dtype=np.uint64)  # row m: XOR of the rank bits of members before m
+    prefix[0] = 0
+    prefix[1:].reshape(-1)[located] = np.repeat(_RANK_BITS[:count], samples)
+    np.bitwise_xor.accumulate(prefix, axis=0, out=prefix)
     local = starts - first
-    masks = prefix[:, local + length] ^ prefix[:, local]  # (samples, beats): the ranks of each beat's members
+    masks = prefix[local + length] ^ prefix[local]  # (beats, samples): the ranks of each beat's members
     scratch = np.empty_like(masks)
     middle = length // 2
     for _ in range(middle - 1 if length % 2 == 0 else middle):  # leave the lower middle value lowest
         np.subtract(masks, _ONE, out=scratch)
         masks &= scratch
-    rows = np.arange(samples)[:, None]
-    low = ordered[rows, _lowest_bit_index(masks)]
+    values = span.reshape(-1)
+    low = values[located[_lowest_bit_index(masks) * samples + columns]]
     if length % 2:
-        return np.ascontiguousarray(low.T)
+        return low
     np.subtract(masks, _ONE, out=scratch)
     masks &= scratch
-    high = ordered[rows, _lowest_bit_index(masks)]
-    return np.ascontiguousarray(((low + high) / 2).T)
+    high = values[located[_lowest_bit_index(masks) * samples + columns]]
+    return (low + high) / 2
 
 
 def partial_window_median(history: np.ndarray) -> np.ndarray:
@@ -134,15 +142,19 @@ class TemplateMembers:
         history = self.config.history_beats
         fast = (counts == history) & (0 < history <= MASK_BITS)
         full = np.flatnonzero(fast)
+        alone: list[int] = []  # beats of runs too short for the rank masks' fixed cost: one partition each
         position = 0
         while position < len(full):  # runs of beats whose members fit one rank mask
             chunk = full[position:]
             reach = starts[chunk] + history - starts[chunk[0]]
             chunk = chunk[: int(np.searchsorted(reach, MASK_BITS, side="right"))]
+            position += len(chunk)
+            if len(chunk) <= _FEW_BEATS:
+                alone += chunk.tolist()
+                continue
             medians = full_window_medians(self._rows, starts[chunk] - self._first, history)
             residuals[chunk] = (scored[chunk] - medians).astype(np.float32)
-            position += len(chunk)
-        for index in np.flatnonzero((counts > 0) & ~fast).tolist():
+        for index in sorted(alone + np.flatnonzero((counts > 0) & ~fast).tolist()):
             members = self._rows[starts[index] - self._first : stops[index] - self._first]
             residuals[index] = (scored[index] - partial_window_median(np.ascontiguousarray(members.T))).astype(
                 np.float32)

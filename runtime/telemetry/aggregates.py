@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import time
 from collections import Counter
@@ -236,9 +237,11 @@ def _feature_block(features: list[Mapping[str, float] | None]) -> tuple[list[str
     present = [item for item in features if item]
     if not present:
         return [], None
-    first = present[0].keys()
-    if len(present) == len(features) and all(item.keys() == first for item in present):  # the stream's case
-        return list(first), np.array([tuple(item.values()) for item in present], dtype=np.float64)
+    first = tuple(present[0])
+    if len(present) == len(features) and all(tuple(item) == first for item in present):  # the stream's case
+        values = np.fromiter(itertools.chain.from_iterable(item.values() for item in present), dtype=np.float64,
+                             count=len(present) * len(first))  # the same keys in the same order: rows of values
+        return list(first), values.reshape(len(present), len(first))
     names = list(dict.fromkeys(name for item in present for name in item))
     block = np.array([[(item or {}).get(name, math.nan) for name in names] for item in features], dtype=np.float64)
     return names, block

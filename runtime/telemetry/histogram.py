@@ -242,19 +242,22 @@ def block_summaries(values: np.ndarray, edges: list[np.ndarray], squares: list[b
         index[:, columns] = np.searchsorted(edges[columns[0]], values[:, columns], side="left")
     dense = np.bincount((index + offsets[:-1])[finite], minlength=int(offsets[-1]))
     occupied = np.flatnonzero(dense)
-    cuts = np.searchsorted(occupied, offsets).tolist()
+    cuts = np.searchsorted(occupied, offsets)
+    # every occupied bin's key (its index within its column) and count, in one pass; each column takes its slice
+    keys = _bin_keys()[occupied - np.repeat(offsets[:-1], np.diff(cuts))].tolist()
+    occupants = dense[occupied].tolist()
     counts, sums, sum_squares = counts.tolist(), sums.tolist(), sum_squares.tolist()
-    lows, highs, starts = lows.tolist(), highs.tolist(), offsets.tolist()
+    lows, highs, cuts = lows.tolist(), highs.tolist(), cuts.tolist()
     found: list[dict[str, Any] | None] = []
     for column in range(width):
         if not counts[column]:
             found.append(None)
             continue
-        part = occupied[cuts[column]:cuts[column + 1]]
+        first, end = cuts[column], cuts[column + 1]
         entry: dict[str, Any] = {"count": counts[column], "sum": sums[column]}
         if squares[column]:
             entry["sum_squares"] = sum_squares[column]
         entry |= {"min": lows[column], "max": highs[column],
-                  "bins": dict(zip(_bin_keys()[part - starts[column]].tolist(), dense[part].tolist(), strict=True))}
+                  "bins": dict(zip(keys[first:end], occupants[first:end], strict=True))}
         found.append(entry)
     return found

@@ -23,7 +23,7 @@ from runtime.ecg.rr_columns import NO_INTERVAL, RrColumnStream
 from runtime.ecg.rr_features import RrFeatureStream
 from runtime.ecg.template import RunningTemplate, zscore_windows
 from runtime.ecg.template_members import TemplateMembers
-from runtime.events import BeatEvent
+from runtime.events import BeatEvent, beat_event
 from tests.runtime.pvc_bundle import TWO_INPUTS, load_pvc_bundle
 
 
@@ -52,6 +52,27 @@ def test_batched_template_residuals_equal_the_running_template_bit_for_bit(histo
         found[first:end] = members.residuals(scored, starts, stops)
         members.forget_before(int(starts.min()))
     np.testing.assert_array_equal(found, np.stack(expected))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3, 34, 35, 36, 37, 38, 70])
+def test_template_residual_runs_of_every_length_equal_the_running_template(batch):
+    """A release's full-history beats go through the rank masks in runs whose members fit 64 bits; a run of one or
+    two beats (a release's tail) takes the per-beat partition instead: both give ``RunningTemplate``'s numbers."""
+    random = np.random.default_rng(batch)
+    config = TemplateConfig(history_beats=30, minimum_std=1e-6, minimum_pre_to_local=0.0)  # every beat joins
+    count = 40 + 3 * batch
+    windows = random.standard_normal((count, 252)).astype(np.float32)
+    windows[random.random(count) < 0.05] = windows[3]  # ties
+    reference = RunningTemplate(config)
+    expected = np.stack([reference.push(window, 1.0) for window in windows])
+    members, found = TemplateMembers(config), np.zeros((count, 252), dtype=np.float32)
+    for first in range(0, count, batch):
+        end = min(first + batch, count)
+        scored = zscore_windows(windows[first:end], config)
+        starts, stops = members.add(scored, np.ones(end - first, dtype=np.float32))
+        found[first:end] = members.residuals(scored, starts, stops)
+        members.forget_before(int(starts.min()))
+    np.testing.assert_array_equal(found, expected)
 
 
 def test_rr_columns_equal_the_per_beat_rr_stream():
@@ -159,3 +180,15 @@ def test_a_real_records_events_do_not_depend_on_chunks_or_batches(tmp_path):
     assert all(event.features for event in beats if event.classified)
     assert _events(bundle, signal, 777) == whole
     assert _events(bundle, signal, 3600) == whole
+
+
+def test_beat_event_builds_the_same_event_as_the_dataclass():
+    values = (12.5, "V", 0.99, {"non-V": 0.01, "V": 0.99}, 71.3, 70, ("warming_up",), False, 41.2,
+              {"rr/pre_rr_s": 0.8}, 800.0, None, 812.5)
+    fast, slow = beat_event(*values), BeatEvent(*values)
+    assert fast == slow and type(fast) is BeatEvent and vars(fast) == vars(slow)
+    assert fast.to_dict() == slow.to_dict() and hash(fast.time_s) == hash(slow.time_s)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.time_s = 1.0
+    with pytest.raises(ValueError):
+        beat_event(*values[:-1])  # every field, in order
