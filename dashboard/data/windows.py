@@ -12,7 +12,7 @@ Resolution: a window ending at E (``now`` rounded up to a minute) and reaching b
   7- and 30-day views: 30 rows per device instead of 720).
 
 Older devices (telemetry schema 1 and 2, one record per inference) are folded into minute aggregates with the
-device's own code (``aggregate_window.fold_records``). A device that sends aggregates also sends some events on
+device's own code (``record_fold.fold_records``). A device that sends aggregates also sends some events on
 their own (the event filter); those are never added to its counts: only the records a device sent before its
 first aggregate in the window are folded. A device that went back from aggregates to records is shown from its
 aggregates only.
@@ -39,8 +39,6 @@ from dashboard.monitoring.aggregate_window import (
     FOLDED_SESSION,
     PlanFor,
     aggregate_frame,
-    compact_payload,
-    fold_records,
     latest_bundle_minutes,
     merge_compact,
     window_end,
@@ -48,6 +46,7 @@ from dashboard.monitoring.aggregate_window import (
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.drift import DriftConfig
 from dashboard.monitoring.fleet import bucket_for
+from dashboard.monitoring.record_fold import fold_records
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +234,7 @@ def read_block(reader: TelemetryReader, block: Block, device_id: str | None, fea
         return reader.aggregate_frame(block.start, until, device_id, features=features)
     if block.resolution is Resolution.RECORDS:
         records = reader.records(device_id, block.start, until, with_features=features)  # only they need them
-        return compact_frame(fold_records(records, plan_for), features) if len(records) else aggregate_frame([])
+        return fold_records(records, plan_for, compact=True)  # features only where they were read
     hours = reader.rollup_frame(block.start, until, device_id, features=features)
     return hours if block.resolution is Resolution.HOUR else merge_days(hours, block.start)
 
@@ -372,13 +371,6 @@ def _fold_older_devices(stored: pd.DataFrame, frame: pd.DataFrame, bounds: tuple
         high = folded["device_id"].map({device: high for device, (_, high) in ranges.items()})
         folded = folded[(folded["minute"] >= low) & (folded["minute"] < high)]
     return folded, tuple(sorted(set(folded["device_id"]))) if len(folded) else ()
-
-
-def compact_frame(frame: pd.DataFrame, features: bool) -> pd.DataFrame:
-    """``frame`` with compact payloads (``aggregate_window.compact_payload``)."""
-    if frame.empty:
-        return frame
-    return frame.assign(payload=[compact_payload(payload, features=features) for payload in frame["payload"]])
 
 
 def device_table(stored: pd.DataFrame, frame: pd.DataFrame, stop: pd.Timestamp) -> pd.DataFrame:

@@ -3,8 +3,8 @@
 An aggregate frame has one row per stored aggregate: ``device_id``, ``bundle_id``, ``bundle_sha256``, ``variant``,
 ``provider``, ``task``, ``minute`` (UTC start), ``seconds`` (60; 3 600 for an hourly rollup), ``records`` and
 ``payload`` (the aggregate dict, as the collector's ``aggregates`` table stores it, or ``compact_payload`` of it).
-``aggregate_frame`` builds it from payloads; ``fold_records`` turns schema-1/2 per-event records (older devices)
-into the same aggregates, with the device's own code, so one set of maths serves both. A row counts in a window
+``aggregate_frame`` builds it from payloads; ``record_fold.fold_records`` turns schema-1/2 per-event records (older
+devices) into the same aggregates, with the device's own code, so one set of maths serves both. A row counts in a window
 when its start does: an hourly rollup is in a window only when its whole hour starts inside it.
 
 Windows are whole minutes: ``minute_window(frame, end, span)`` keeps the minutes starting in [E − span, E), E being
@@ -37,9 +37,6 @@ from runtime.telemetry.aggregates import (
     SCORES_PREFIX,
     VALUES_PREFIX,
     AggregationPlan,
-    assemble,
-    columns_of_records,
-    summarise,
 )
 from runtime.telemetry.histogram import (
     GENERIC_SCHEME,
@@ -373,45 +370,3 @@ def summary_of(frame: pd.DataFrame, plan_for: PlanFor | None = None, *, tracks: 
     for bundle_id, sha256, task, payload in zip(*columns, strict=True):
         summary.add(payload, plan_for(bundle_id, sha256, task), tracks=tracks, features=features)
     return summary
-
-
-def fold_records(records: pd.DataFrame, plan_for: PlanFor | None = None) -> pd.DataFrame:
-    """Per-event records (``TelemetryReader.records(with_features=True)``, schema 1 or 2) as minute aggregates.
-
-    One aggregate per (device, bundle, variant, provider, minute), made by the device's own ``summarise``: the
-    dashboard runs one set of maths whether a device sends aggregates or records.
-    """
-    if records.empty:
-        return aggregate_frame([])
-    keys = ("device_id", "bundle_id", "bundle_sha256", "variant", "provider")
-    columns = {name: records[name].tolist() for name in (*keys, "latency_us", "quality_flags", "result",
-                                                           "predicted_class", "confidence")}
-    columns["task"] = records["task"].tolist() if "task" in records else [None] * len(records)
-    columns["features"] = records["features"].tolist() if "features" in records else [None] * len(records)
-    minutes = records["time"].dt.floor("1min").dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
-    groups: dict[tuple, list[int]] = {}
-    for index, key in enumerate(zip(*(columns[name] for name in keys), minutes, strict=True)):
-        groups.setdefault(key, []).append(index)
-    payloads = []
-    for key, indices in groups.items():
-        rows = [_record_dict(columns, index) for index in indices]
-        task = next((row["task"] for row in rows if "task" in row), "multiclass")  # schema 1: a classifier
-        identity = {**dict(zip(keys, map(str, key[:-1]), strict=True)), "task": task}
-        plan = plan_for(identity["bundle_id"], identity["bundle_sha256"], task) if plan_for is not None else None
-        plan = plan or AggregationPlan(task, ())
-        summary = summarise(columns_of_records(rows), plan)
-        summary |= {"no_result": {"count": 0, "quality_flags": {}}, "quality_events": {}, "sent_individually": 0,
-                    "late": 0}
-        payloads.append(assemble(identity, key[-1], FOLDED_SESSION, plan.bins_id, None, summary))
-    return aggregate_frame(payloads)
-
-
-def _record_dict(columns: Mapping[str, list], index: int) -> dict[str, Any]:
-    """One stored record back in its schema-1 or schema-2 shape (what ``columns_of_records`` reads)."""
-    flags = columns["quality_flags"][index] or []
-    record = {"latency_us": columns["latency_us"][index], "quality_flags": flags,
-              "features": columns["features"][index]}
-    result, task = columns["result"][index], columns["task"][index]
-    if isinstance(task, str):  # schema 2: a result, or null for an input the model could not judge
-        return record | {"task": task, "result": result if isinstance(result, Mapping) else None}
-    return record | {"predicted_class": columns["predicted_class"][index], "confidence": columns["confidence"][index]}

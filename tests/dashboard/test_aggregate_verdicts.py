@@ -20,10 +20,11 @@ import pandas as pd
 import pytest
 
 from dashboard.monitoring import aggregate_checks, alerts, checks
-from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, fold_records, minute_window
+from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, minute_window
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.drift import DriftStatus
 from dashboard.monitoring.fleet import latency_series
+from dashboard.monitoring.record_fold import fold_records
 from runtime.contract import TaskKind
 from runtime.events import BeatEvent, QualityEvent
 from runtime.runner import telemetry_record
