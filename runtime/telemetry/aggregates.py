@@ -346,6 +346,7 @@ class MinuteAggregator:
         self._bins_id = plan.bins_id
         self._filter = event_filter.config.describe(plan.labels) if event_filter is not None else None
         self._open: _Minute | None = None
+        self._closed_until_s = -math.inf  # the end of the last minute emitted: no minute before it opens again
         self.emitted = 0
 
     def add(self, events: Sequence, times_s: Sequence[float] | None = None) -> Emitted:
@@ -354,7 +355,9 @@ class MinuteAggregator:
         ``times_s`` are the events' epoch seconds; by default a beat's or quality event's is ``origin_s + time_s``,
         a window's ``origin_s + start_s`` and a row's the clock's now. Returns the events the filter sends on their
         own and the minutes closed. Events are expected in time order; one earlier than the open minute is counted
-        in it (``late``).
+        in it (``late``), and so is one whose minute was already emitted (closed by ``advance`` before the event
+        arrived): it opens the minute after the last one emitted, never a second aggregate of an emitted minute
+        (same ``record_id``, other counts — the collector would keep only the first).
         """
         out = Emitted()
         moments = self._moments(events, times_s)
@@ -364,7 +367,8 @@ class MinuteAggregator:
             if minute is None or moments[position] >= minute.start_s + MINUTE_S:
                 if minute is not None:
                     out.aggregates.append(self._close())
-                minute = self._open = _Minute(math.floor(moments[position] / MINUTE_S) * MINUTE_S)
+                start = math.floor(moments[position] / MINUTE_S) * MINUTE_S
+                minute = self._open = _Minute(max(start, self._closed_until_s))
             end, stop = minute.start_s + MINUTE_S, position
             while stop < count and moments[stop] < end:
                 stop += 1
@@ -432,6 +436,7 @@ class MinuteAggregator:
 
     def _close(self) -> dict[str, Any]:
         minute, self._open = self._open, None
+        self._closed_until_s = minute.start_s + MINUTE_S
         summary = summarise(columns_of_events(minute.records, self.identity.task), self.plan)
         summary["no_result"] = {"count": minute.no_result_count, "quality_flags": dict(minute.no_result)}
         summary["quality_events"] = {flag: {"count": count, "seconds": round(seconds, 3)}

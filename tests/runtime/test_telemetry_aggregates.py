@@ -178,6 +178,24 @@ def test_minutes_follow_the_stream_clock_and_flush_ends_the_last() -> None:
         aggregate_record_id(item, item["minute"], 60, machine.session) for item in [*emitted, last]}
 
 
+def test_an_event_arriving_after_its_minute_was_emitted_is_late_in_the_next_never_a_second_aggregate() -> None:
+    """The device clock closed the minute (``advance``) before a beat of it was released (a batch waits): the beat
+    counts as late in the following minute, so no two aggregates share a minute, session and record_id."""
+    machine = aggregator()
+    machine.add([beat(10.0), beat(50.0)])
+    (closed,) = machine.advance(START + 61.0)
+    assert closed["minute"][11:16] == "12:00" and closed["records"] == 2
+    emitted = machine.add([beat(58.0), beat(59.5), beat(70.0)]).aggregates + machine.flush()
+    assert [item["minute"][11:16] for item in emitted] == ["12:01"]
+    (later,) = emitted
+    assert later["records"] == 3 and later["late"] == 2 and later["record_id"] != closed["record_id"]
+    machine = aggregator()  # a late beat after an emitted minute and a gap of minutes: the minute after the last one
+    machine.add([beat(5.0)])
+    machine.advance(START + 300.0)
+    (alone,) = machine.add([beat(30.0)]).aggregates + machine.flush()
+    assert alone["minute"][11:16] == "12:01" and alone["late"] == 1
+
+
 def test_record_ids_are_stable_and_a_restarted_stream_gets_its_own() -> None:
     one = aggregator().add([beat(1.0), beat(61.0)]).aggregates[0]
     again = aggregator().add([beat(1.0), beat(61.0)]).aggregates[0]
