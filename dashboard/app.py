@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+from dashboard.components import warm_up
+
 st.set_page_config(page_title="edgemed monitoring", page_icon=":material/monitor_heart:", layout="wide")
 
 navigation = st.navigation({
@@ -25,4 +27,5 @@ navigation = st.navigation({
         st.Page("pages/device.py", title="Device", icon=":material/memory:"),
     ],
 })
+warm_up.start()  # edgemed dashboard: read the default windows once in the background (first visits are warm)
 navigation.run()

@@ -21,6 +21,7 @@ STATUS_ICONS = {  # drift status and alert severity → a Material icon (Streaml
     "insufficient data": ":gray[:material/hourglass_empty:]", "critical": ":red[:material/error:]",
     "warning": ":orange[:material/warning:]",
 }
+DEFAULT_TIME_WINDOW = "last 6 hours"  # what the live pages show first
 TIME_WINDOWS = {  # the time-window choices of the live pages
     "last hour": timedelta(hours=1),
     "last 6 hours": timedelta(hours=6),
@@ -68,7 +69,7 @@ def burn_rate_columns(rates: pd.DataFrame) -> dict[str, object]:
     }
 
 
-def time_window_picker(key: str, default: str = "last 6 hours") -> tuple[str, timedelta]:
+def time_window_picker(key: str, default: str = DEFAULT_TIME_WINDOW) -> tuple[str, timedelta]:
     """A segmented choice of time window; returns (label, span)."""
     labels = list(TIME_WINDOWS)
     choice = st.segmented_control("time window", labels, default=default, key=key) or default

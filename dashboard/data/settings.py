@@ -23,6 +23,7 @@ LATENCY_OBJECTIVE_VARIABLE = "EDGEMED_DASHBOARD_LATENCY_OBJECTIVE_US"
 # The live pages' clock, fixed (ISO-8601 with an offset): for the render benchmark and reproducible screenshots of a
 # store filled up to some moment. Unset in use: the pages read the wall clock.
 CLOCK_VARIABLE = "EDGEMED_DASHBOARD_NOW"
+WARM_UP_VARIABLE = "EDGEMED_DASHBOARD_WARM_UP"  # "1": warm the telemetry caches at start (``edgemed dashboard``)
 
 DEFAULT_ARTIFACTS = Path("artifacts")  # the pipeline's default artefact cache, relative to the working directory
 DEFAULT_BUNDLES = Path("bundles")  # the pipeline's default bundle folder

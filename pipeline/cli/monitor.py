@@ -33,6 +33,7 @@ from dashboard.data.settings import (
     DEFAULT_BUNDLES,
     DEFAULT_DATABASE,
     DEFAULT_LATENCY_OBJECTIVE_US,
+    WARM_UP_VARIABLE,
     DashboardSettings,
     DatabaseUrl,
     is_database_url,
@@ -78,11 +79,12 @@ def store_location(database: Path, database_url: str | None) -> Path | DatabaseU
 
 def dashboard_environment(
     artifacts: Path, bundles: Path, database: Path | DatabaseUrl, benchmarks: Path, latency_objective_us: float,
-    base: dict[str, str] | None = None,
+    base: dict[str, str] | None = None, warm_up: bool = False,
 ) -> dict[str, str]:
     """``base`` (default: this process's environment) plus the dashboard's ``EDGEMED_DASHBOARD_*`` variables."""
     settings = DashboardSettings(artifacts, bundles, database, benchmarks, latency_objective_us)
-    return {**(dict(os.environ) if base is None else base), **settings.to_environment()}
+    warm = {WARM_UP_VARIABLE: "1" if warm_up else "0"}
+    return {**(dict(os.environ) if base is None else base), **settings.to_environment(), **warm}
 
 
 @click.command("dashboard")
@@ -101,9 +103,12 @@ def dashboard_environment(
 @click.option("--latency-objective-us", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_LATENCY_OBJECTIVE_US, show_default=True,
               help="Latency SLO objective per inference (99 % must be faster).")
+@click.option("--warm-up/--no-warm-up", default=True, show_default=True,
+              help="Read the Fleet page's default window and the Alerts page's windows in the background at start, "
+              "so that the first visits are served from memory.")
 def dashboard_command(
     artifacts: Path, bundles: Path, database: Path, database_url: str | None, benchmarks: Path, port: int,
-    latency_objective_us: float,
+    latency_objective_us: float, warm_up: bool,
 ) -> None:
     """Serve the monitoring dashboard (builds, benchmarks, fleet, drift, alerts) on http://127.0.0.1:PORT."""
     if importlib.util.find_spec("streamlit") is None:
@@ -111,7 +116,8 @@ def dashboard_command(
             "Streamlit is not installed. Expected: the dashboard extra. Fix: pip install -e '.[dashboard]'."
         )
     location = store_location(database, database_url)
-    environment = dashboard_environment(artifacts, bundles, location, benchmarks, latency_objective_us)
+    environment = dashboard_environment(artifacts, bundles, location, benchmarks, latency_objective_us,
+                                        warm_up=warm_up)
     click.echo(f"edgemed dashboard on http://127.0.0.1:{port} (Ctrl+C to stop)", err=True)
     returncode = run_until_signalled(streamlit_command(port), environment)
     if returncode not in (0, -signal.SIGINT, -signal.SIGTERM):

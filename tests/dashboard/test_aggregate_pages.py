@@ -17,7 +17,15 @@ from streamlit.testing.v1 import AppTest
 from dashboard.data.bundles import read_catalog
 from dashboard.data.settings import DashboardSettings
 from dashboard.data.telemetry import TelemetryReader
-from dashboard.data.windows import Resolution, Sources, WindowRequest, alert_requests, drift_window, load_window
+from dashboard.data.windows import (
+    Block,
+    Resolution,
+    Sources,
+    WindowRequest,
+    alert_requests,
+    drift_window,
+    load_window,
+)
 from dashboard.monitoring import aggregate_checks, alerts, checks
 from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, minute_window, summary_of, window_end
 from dashboard.monitoring.alerts import AlertConfig
@@ -209,3 +217,33 @@ def test_a_baseline_hour_whose_minutes_are_gone_keeps_its_rollup(mixed_fixture) 
     kept = drift_window(request, end, pruned, plans, DEFAULT_DRIFT_CONFIG)
     plain = load_window(request, end, sources, plans)
     assert kept.frame[["device_id", "minute", "records"]].equals(plain.frame[["device_id", "minute", "records"]])
+
+
+def test_a_warmed_dashboard_serves_the_first_fleet_and_alerts_visits_from_memory(mixed_fixture, use_settings,
+                                                                                  monkeypatch) -> None:
+    """``edgemed dashboard`` warms the caches at start (``components.warm_up``): afterwards the first visit to the
+    Fleet page's default view and to Alerts reads no block from the store."""
+    import streamlit as st
+
+    from dashboard.components import telemetry, warm_up, widgets
+    from dashboard.data.settings import CLOCK_VARIABLE
+
+    use_settings(mixed_fixture.mixed)
+    monkeypatch.setenv(CLOCK_VARIABLE, mixed_fixture.now.isoformat())  # the warm-up and the pages share one moment
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    assert warm_up.warm(widgets.settings()) > 0
+    reads: list[Block] = []
+    original = telemetry.read_block
+
+    def counted(reader, block, *arguments, **options):
+        reads.append(block)
+        return original(reader, block, *arguments, **options)
+
+    monkeypatch.setattr(telemetry, "read_block", counted)
+    fleet = run_page("fleet")
+    alerts = run_page("alerts")
+    assert reads == [], f"{len(reads)} block(s) read from the store after the warm-up"
+    assert len(fleet.dataframe[0].value) == len(DEVICES) and "latency SLO" in texts(alerts, "markdown")
+    st.cache_resource.clear()  # the blocks read through the patched reader are not left to other tests
+    st.cache_data.clear()

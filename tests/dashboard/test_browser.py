@@ -148,6 +148,9 @@ def test_the_cli_passes_paths_as_environment_variables(monkeypatch: pytest.Monke
     assert environment["EDGEMED_DASHBOARD_BUNDLES"] == str((tmp_path / "b").resolve())
     assert Path(environment["EDGEMED_DASHBOARD_DATABASE"]).is_absolute()
     assert environment["EDGEMED_DASHBOARD_LATENCY_OBJECTIVE_US"] == "500.0"
+    assert environment["EDGEMED_DASHBOARD_WARM_UP"] == "1"  # the caches are warmed at start unless --no-warm-up
+    CliRunner().invoke(dashboard_command, ["--bundles", str(tmp_path / "b"), "--no-warm-up"])
+    assert calls[-1][1]["EDGEMED_DASHBOARD_WARM_UP"] == "0"
     assert CliRunner().invoke(dashboard_command, ["--port", "0"]).exit_code == 2
 
 
