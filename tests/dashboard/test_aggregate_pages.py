@@ -5,7 +5,6 @@ alert rules on that path reach the raw-record verdicts, and every live page rend
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -30,10 +29,8 @@ from dashboard.monitoring import aggregate_checks, alerts, checks
 from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, minute_window, summary_of, window_end
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
+from tests.dashboard.apptest_pages import APP, TIMEOUT_S, run_page, texts
 from tests.dashboard.fixture_data import AGGREGATE_SENDERS, DEVICES, UPGRADED
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-TIMEOUT_S = 120
 
 
 def _window(settings: DashboardSettings, request: WindowRequest, end):
@@ -154,18 +151,6 @@ def test_windows_over_an_hour_start_on_a_whole_hour_of_rollups(mixed_fixture) ->
     assert len(minute_window(view.frame, end, timedelta(hours=1))) < len(view.frame)
 
 
-def run_page(page: str, query: dict[str, str] | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    for key, value in (query or {}).items():
-        app.query_params[key] = value
-    app.switch_page(f"pages/{page}.py")
-    app.run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
-
-
-def texts(app: AppTest, *kinds: str) -> str:
-    return "\n".join(str(element.value) for kind in kinds for element in getattr(app, kind))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

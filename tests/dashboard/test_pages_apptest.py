@@ -12,25 +12,9 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard.data.benchmarks import NO_RESULTS_MESSAGE
 from dashboard.data.settings import DashboardSettings
+from tests.dashboard.apptest_pages import APP, TIMEOUT_S, run_page, texts
 from tests.dashboard.conftest import BARE_BUNDLE, KIND_BUNDLES, SCENARIO
 from tests.dashboard.fixture_data import DEVICES, KIND_DEVICES
-
-APP = str(Path(__file__).resolve().parents[2] / "dashboard" / "app.py")
-TIMEOUT_S = 120  # generous: the CI machine may be slow and shared
-
-
-def run_page(page: str, query: dict[str, str] | None = None) -> AppTest:
-    app = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
-    for key, value in (query or {}).items():
-        app.query_params[key] = value
-    app.switch_page(f"pages/{page}.py")
-    app.run()
-    assert not app.exception, [exception.value for exception in app.exception]
-    return app
-
-
-def texts(app: AppTest, *kinds: str) -> str:
-    return "\n".join(str(element.value) for kind in kinds for element in getattr(app, kind))
 
 
 def charts(app: AppTest) -> int:
