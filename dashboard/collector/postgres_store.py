@@ -3,10 +3,10 @@
 Connections come from a small bounded pool (``DEFAULT_POOL_SIZE``; a request waits ``POOL_WAIT_S`` for one, then
 the store is "unavailable"), each in autocommit with explicit transactions, times in UTC and a statement timeout.
 A batch is one transaction: ``INSERT … SELECT FROM jsonb_to_recordset(…) ON CONFLICT DO NOTHING RETURNING`` (the
-whole batch in one parameter and one round trip) and the per-device counters; aggregates as one multi-row ``VALUES``
-statement that also queues them for their rollups and keeps the device's row (deferred rollups: one statement, one
-round trip), or with their hourly rollups in one transaction (inline; rollup rows are locked in key order, so
-concurrent batches cannot deadlock). A connection the server
+whole batch in one parameter and one round trip) and the per-device counters; aggregates as one statement over binary
+arrays (``unnest``: one text whatever the batch size, planned once) that also queues them for their rollups and keeps
+the device's row (deferred rollups: one statement, one round trip), or with their hourly rollups in one transaction
+(inline; rollup rows are locked in key order, so concurrent batches cannot deadlock). A connection the server
 dropped (a restart) is replaced once, transparently: every write is idempotent, so a retry cannot store anything
 twice. Anything else that keeps the server out of reach is ``StoreUnavailableError`` (the collector answers 503).
 
@@ -120,24 +120,26 @@ _DEVICE_UPSERT = (
     "last_time = GREATEST(devices.last_time, excluded.last_time)"
 )
 _KEYS = "jsonb_to_recordset(%s::jsonb) AS k(device_id text, moment timestamptz, bundle_id text)"
-# Aggregate and rollup payloads are ``json`` (migration 4): kept as the canonical text they arrive in, checked but
-# not converted to jsonb's tree, which costs the server several times as much per ~7-kB aggregate.
+# Aggregate and rollup payloads are JSON ``text`` (migration 6): the canonical text the collector checked and encoded,
+# stored as it is (neither jsonb's tree nor json's validation, a second parse of every ~7-kB aggregate).
 _AGGREGATE_ROWS = (
     "json_to_recordset(%s::json) AS s(device_id text, minute timestamptz, bundle_id text, record_id text, "
     "payload json)"
 )
-@functools.lru_cache(maxsize=64)
-def _insert_values(rows: int, deferred: bool, device: bool) -> str:
-    """The insert of ``rows`` aggregates as one statement (so, in autocommit, one transaction and one round trip).
+@functools.lru_cache(maxsize=8)
+def _insert_values(deferred: bool, device: bool) -> str:
+    """The insert of a batch of aggregates as one statement (so, in autocommit, one transaction and one round trip).
 
-    Parameters: per row (device_id, minute, bundle_id, record_id, payload JSON text, sequence, seconds), then
-    received_at, then with ``device`` (device_id, dropped, received_at × 3). The payloads travel as the text they are
-    stored as, parsed once by the server; with ``deferred`` the new rows' keys go to the rollup queue, and with
-    ``device`` the device's row is kept from the new rows (``_DEVICE_UPSERT``'s rule) in the same statement.
-    Prepared by psycopg after a few uses (one text per batch size)."""
-    values = ", ".join(["(%s, %s::timestamptz, %s, %s, %s::json, %s::bigint, %s::integer)"] * rows)
+    Parameters: seven arrays, one element per row (device_id, minute, bundle_id, record_id, payload JSON text,
+    sequence, seconds), sent in binary (no quoting of the payloads in Python), then received_at, then with
+    ``device`` (device_id, dropped, received_at × 3). The payloads travel as the text they are stored as; with
+    ``deferred`` the new rows' keys go to the rollup queue, and with ``device`` the device's row is kept from the new
+    rows (``_DEVICE_UPSERT``'s rule) in the same statement. One text whatever the batch size: psycopg converts it
+    once and the server plans it once (prepared after a few uses)."""
     parts = [
-        f"WITH s (device_id, minute, bundle_id, record_id, payload, sequence, seconds) AS (VALUES {values}), "
+        "WITH s (device_id, minute, bundle_id, record_id, payload, sequence, seconds) AS (SELECT d, m::timestamptz, "
+        "b, r, p, q, n FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+        "%b::bigint[], %b::integer[]) AS u (d, m, b, r, p, q, n)), "
         "inserted AS (INSERT INTO aggregates (device_id, minute, bundle_id, record_id, received_at, payload) "
         "SELECT device_id, minute, bundle_id, record_id, %s, payload FROM s ORDER BY 1, 2, 3, 4 "
         "ON CONFLICT (device_id, minute, bundle_id, record_id) DO NOTHING "
@@ -183,7 +185,7 @@ _LOCK_ROLLUPS = (
 _WRITE_ROLLUPS = (  # payload and features apart (migration 5: ``without_features``; no features key: NULL)
     "INSERT INTO aggregate_rollups (device_id, hour, bundle_id, aggregates, payload, features, updated_at) "
     "SELECT s.device_id, s.hour, s.bundle_id, s.aggregates, s.payload, s.features, %s FROM json_to_recordset(%s::json) "
-    "AS s(device_id text, hour timestamptz, bundle_id text, aggregates integer, payload json, features json) "
+    "AS s(device_id text, hour timestamptz, bundle_id text, aggregates integer, payload text, features text) "
     "ORDER BY 1, 2, 3 ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET aggregates = excluded.aggregates, "
     "payload = excluded.payload, features = excluded.features, updated_at = excluded.updated_at"
 )
@@ -454,11 +456,12 @@ class PostgresStore:
                     sequence if type(sequence) is int else None,
                     seconds if type(seconds) is int and seconds > 0 else 60)  # as aggregate_device_row
 
-        parameters = [value for aggregate, text in unique.values() for value in row(aggregate, text)]
+        parameters = [list(column) for column in zip(*(row(aggregate, text) for aggregate, text in unique.values()),
+                                                      strict=True)]
 
         def insert(connection: Any, deferred: bool, device: bool) -> list[dict[str, Any]]:
             keep = (device_id, dropped or 0, received_at, received_at, received_at) if device else ()
-            inserted = set(map(tuple, connection.execute(_insert_values(len(unique), deferred, device),
+            inserted = set(map(tuple, connection.execute(_insert_values(deferred, device),
                                                          (*parameters, received_at, *keep))))
             return [aggregate for key, (aggregate, _) in unique.items() if key in inserted]
 
@@ -568,7 +571,8 @@ class PostgresStore:
         rows = connection.execute(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload FROM aggregates "
                                   "WHERE minute >= %s AND minute < %s", (hour, following))
         rollups = fold_rollups(({"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
-                                 "payload": payload} for device, bundle, minute, record_id, payload in rows),
+                                 "payload": msgspec.json.decode(payload)}
+                                for device, bundle, minute, record_id, payload in rows),
                                self._merge)
         self._write_rollups(connection, rollups, datetime.now(UTC))
         return len(rollups)

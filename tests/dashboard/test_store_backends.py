@@ -566,7 +566,8 @@ def test_reads_without_features_give_what_json_loads_gives_less_the_features(loc
 def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migration_5(location, tmp_path):
     """Migration 5 moves no data: a rollup written at version 4 (features inside its payload) reads back as it was,
     whole or without features; folding more minutes into it stores the features apart, with the same result as a
-    store that was at version 5 all along."""
+    store that was at version 5 all along. Migration 6 (PostgreSQL's payloads json → text, a table rewrite) keeps
+    every row: the aggregates and the rollup written at version 4 read back the same after it."""
     from dashboard.collector.aggregates import fold_rollups
 
     dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
@@ -585,8 +586,9 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
             "2025-01-01T00:00:00.000000Z", json.dumps(item["payload"])))
     raw(location, "INSERT INTO aggregate_rollups VALUES (?, ?, ?, ?, ?, ?)",
         (device, hour, bundle, count, json.dumps(old_payload), "2025-01-01T00:00:00Z"))
-    with open_store(location) as store:  # migrates 4 → 5
-        assert store.schema_version() == HEAD == 5
+    with open_store(location) as store:  # migrates 4 → 6
+        assert store.schema_version() == HEAD == 6
+        assert [row["payload"] for row in store.aggregates()] == [item["payload"] for item in stored[:2]]
         (whole,) = store.rollups()
         assert whole["payload"] == old_payload and "features" in old_payload
         assert store.rollups(features=False)[0]["payload"] == {
@@ -599,6 +601,13 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
     assert folded["aggregates"] == expected["aggregates"] == 3 and folded["payload"] == expected["payload"]
     ((text, features),) = raw(location, "SELECT CAST(payload AS TEXT), CAST(features AS TEXT) FROM aggregate_rollups")
     assert "features" not in json.loads(text) and json.loads(features) == expected["payload"]["features"]
+    if dialect is Dialect.POSTGRES:  # stored as the collector's own text (migration 6), not re-parsed as json
+        types = raw(location, "SELECT table_name, column_name, data_type FROM information_schema.columns WHERE "
+                              "table_schema = current_schema() AND table_name IN ('aggregates', 'aggregate_rollups') "
+                              "AND column_name IN ('payload', 'features') ORDER BY 1, 2")
+        assert [tuple(row) for row in types] == [("aggregate_rollups", "features", "text"),
+                                                 ("aggregate_rollups", "payload", "text"),
+                                                 ("aggregates", "payload", "text")]
 
 
 def test_older_devices_records_fold_alike_with_or_without_their_features(location):
