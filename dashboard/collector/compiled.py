@@ -11,9 +11,9 @@ structure, never copied from the body, so nothing the checks did not see (a dupl
 It never refuses: on anything unusual it answers None and ``schema.parse_batch`` takes the exact path, which
 refuses with the field and the record index, or accepts what this path was too strict for.
 
-The privacy scan (``records._scan`` on ``aggregate_schema._privacy_probe``) judges keys and strings; the names and
-codes of an aggregate repeat in every minute of every device, so each distinct one is judged once by that same
-scan and remembered (``_Judged``); a minute costs set lookups.
+The privacy scan (``records.scan_privacy`` on ``aggregate_schema._privacy_probe``) judges keys and strings; the
+names and codes of an aggregate repeat in every minute of every device, so each distinct one is judged once by that
+same scan and remembered (``_Judged``); a minute costs set lookups.
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ import msgspec
 
 from dashboard.collector.aggregates import EncodedAggregate
 from runtime.telemetry.aggregate_schema import (
-    _BIN_KEYS,
-    _FIELDS,
+    AGGREGATE_SCHEMA_FIELDS,
+    BIN_KEYS,
     LATENCY_KEYS,
     MAX_COUNT,
     TRACK_KEYS,
-    _check_vocabulary,
+    check_aggregate_vocabulary,
 )
 from runtime.telemetry.histogram import GENERIC_SCHEME, LATENCY_SCHEME, REFERENCE_SCHEME
 from runtime.telemetry.records import (
@@ -43,8 +43,8 @@ from runtime.telemetry.records import (
     RESULT_FIELDS,
     TelemetryError,
     Vocabulary,
-    _scan,
     is_pseudonymous_device_id,
+    scan_privacy,
 )
 
 # msgspec matches a pattern with re.search: anchored with \A…\Z (``$`` would let a trailing newline through).
@@ -139,7 +139,8 @@ class Envelope(msgspec.Struct, forbid_unknown_fields=True):
     records: list[Aggregate]
 
 
-assert {field for field in Aggregate.__struct_fields__} == set(_FIELDS)  # the schema's fields, no more, no fewer
+# the schema's fields, no more, no fewer
+assert {field for field in Aggregate.__struct_fields__} == set(AGGREGATE_SCHEMA_FIELDS)
 assert Track.__struct_fields__ == TRACK_KEYS and Latency.__struct_fields__ == LATENCY_KEYS
 _DECODER = msgspec.json.Decoder(Envelope)
 _ENCODER = msgspec.json.Encoder()
@@ -164,7 +165,7 @@ class _Judged:
 
     def _judge(self, probe: Any, fresh: set[str]) -> bool:
         try:
-            _scan(probe, "")
+            scan_privacy(probe, "")
         except TelemetryError:
             return False  # the exact path names the field
         if len(self.passed) > self.LIMIT:
@@ -175,7 +176,7 @@ class _Judged:
 
 _JUDGED = _Judged()
 # The probe's own keys: the schema's field names and the histogram's, judged once like any key.
-_JUDGED.keys({*_FIELDS, *TRACK_KEYS, "version", "rules", "positive_labels", "count", "seconds"})
+_JUDGED.keys({*AGGREGATE_SCHEMA_FIELDS, *TRACK_KEYS, "version", "rules", "positive_labels", "count", "seconds"})
 
 
 def _histogram_ok(track: Track | Latency, schemes: tuple[str, ...], sums: tuple[float, ...]) -> bool:
@@ -187,7 +188,7 @@ def _histogram_ok(track: Track | Latency, schemes: tuple[str, ...], sums: tuple[
     bins = track.bins
     if not bins:
         return track.count == 0
-    return bins.keys() <= _BIN_KEYS[track.scheme] and sum(bins.values()) == track.count
+    return bins.keys() <= BIN_KEYS[track.scheme] and sum(bins.values()) == track.count
 
 
 def _aggregate_ok(item: Aggregate, vocabularies: Callable[[Any], Vocabulary] | None) -> bool:
@@ -226,7 +227,7 @@ def _aggregate_ok(item: Aggregate, vocabularies: Callable[[Any], Vocabulary] | N
                  "quality_events": item.quality_events, "classes": item.classes, "low_confidence": item.low_confidence,
                  "labels": labels, "outputs": item.outputs, "features": item.features}
         try:
-            _check_vocabulary(names, vocabulary)
+            check_aggregate_vocabulary(names, vocabulary)
         except TelemetryError:
             return False
     return True

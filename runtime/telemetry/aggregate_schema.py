@@ -45,9 +45,9 @@ from runtime.telemetry.records import (
     RESULT_FIELDS,
     TelemetryError,
     Vocabulary,
-    _scan,
     is_pseudonymous_device_id,
     looks_like_identifier,
+    scan_privacy,
 )
 
 _HEX = re.compile(r"[0-9a-f]+")
@@ -58,11 +58,11 @@ REQUIRED = ("kind", "record_id", *IDENTITY_KEYS, "minute", "seconds", "session",
             "unjudged", "classes", "low_confidence", "flagged", "quality_flags", "no_result", "quality_events",
             "sent_individually", "late", "latency_us", "features", "outputs")
 OPTIONAL = ("sequence", "labels", "alarms")  # the outbox's sequence; multilabel positives; anomaly alarms
-_FIELDS = frozenset(REQUIRED) | frozenset(OPTIONAL)
+AGGREGATE_SCHEMA_FIELDS = frozenset(REQUIRED) | frozenset(OPTIONAL)
 # Highest bin index per scheme (its number of edges).
 MAX_BIN = {LATENCY_SCHEME: len(latency_edges()), GENERIC_SCHEME: len(generic_edges()),
            REFERENCE_SCHEME: REFERENCE_MAX_EDGES}
-_BIN_KEYS = {scheme: frozenset(map(str, range(highest + 1))) for scheme, highest in MAX_BIN.items()}
+BIN_KEYS = {scheme: frozenset(map(str, range(highest + 1))) for scheme, highest in MAX_BIN.items()}
 _EXACT_PATTERNS = ("record_id", "device_id", "bundle_sha256", "minute")  # fields checked against exact patterns
 MIXED = "mixed"  # a merged aggregate's variant or provider when its parts differ
 TRACK_KEYS = ("scheme", "count", "sum", "sum_squares", "min", "max", "bins")
@@ -106,7 +106,7 @@ def _bins(value: Any, field: str, scheme: str, total: int) -> dict[str, int]:
         return {}
     # Whole-dict checks in C: a histogram has hundreds of bins and a minute several histograms. The keys must be
     # the canonical indices of the scheme ("0" … "513"): one subset test covers type, digits and range.
-    if not value.keys() <= _BIN_KEYS[scheme]:
+    if not value.keys() <= BIN_KEYS[scheme]:
         raise _fail(field, "has a key that is not a bin index of its scheme", f"\"0\" … \"{MAX_BIN[scheme]}\"")
     counts = value.values()
     if not set(map(type, counts)) <= {int} or min(counts) < 0 or max(counts) > MAX_COUNT:
@@ -117,7 +117,7 @@ def _bins(value: Any, field: str, scheme: str, total: int) -> dict[str, int]:
 
 
 def _privacy_probe(record: Mapping[str, Any]) -> dict[str, Any]:
-    """What the generic privacy scan (``records._scan``) must see of an aggregate: every key and string except a
+    """What the generic privacy scan (``records.scan_privacy``) must see of an aggregate: every key and string except a
     histogram's own fields, whose key set (``_histogram``) and bins (``_bins``: digit keys, integer counts) are
     checked exactly, and the hex ids and the minute, which must match exact patterns — a pattern search per bin
     (or over a 64-digit hash, which that search backtracks through) would cost more than building the aggregate."""
@@ -192,10 +192,10 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
     every other number finite: the collector needs no separate walk over an aggregate's values."""
     if not isinstance(record, dict):
         raise _fail("record", "is not an object", "a JSON object")
-    unknown = sorted(set(record) - _FIELDS, key=lambda name: (not isinstance(name, str) or not looks_like_identifier(
-        name), str(name)))
+    unknown = sorted(set(record) - AGGREGATE_SCHEMA_FIELDS,
+                     key=lambda name: (not isinstance(name, str) or not looks_like_identifier(name), str(name)))
     if unknown:
-        _scan({unknown[0]: None}, "")  # an identifier-like, numeric or over-long key is named as such
+        scan_privacy({unknown[0]: None}, "")  # an identifier-like, numeric or over-long key is named as such
         raise _fail(unknown[0], "is not part of the aggregate schema", "only the fields of protocol.md")
     missing = [name for name in REQUIRED if name not in record]
     if sequence_required and "sequence" not in record:
@@ -232,9 +232,9 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
     checked["bins_id"] = _text(record, "bins_id", _HEX, 16)
     checked["filter"] = _filter(record["filter"])
     _check_counts(record, checked)
-    _scan(_privacy_probe(checked), "")
+    scan_privacy(_privacy_probe(checked), "")
     if vocabulary is not None:
-        _check_vocabulary(checked, vocabulary)
+        check_aggregate_vocabulary(checked, vocabulary)
     return checked
 
 
@@ -272,8 +272,9 @@ def _check_counts(record: Mapping[str, Any], checked: dict[str, Any]) -> None:
         raise _fail("classes", "do not add up to the records", "classes + unjudged = records")
 
 
-def _check_vocabulary(record: Mapping[str, Any], vocabulary: Vocabulary) -> None:
-    """The collector's allow-list (``runtime.telemetry.records.Vocabulary``), applied to an aggregate's names."""
+def check_aggregate_vocabulary(record: Mapping[str, Any], vocabulary: Vocabulary) -> None:
+    """The collector's allow-list (``runtime.telemetry.records.Vocabulary``), applied to an aggregate's names.
+    Public: the collector's fast path applies this same check to the names it decoded."""
     flags = [*record["quality_flags"], *record["no_result"]["quality_flags"], *record["quality_events"]]
     if any(flag not in vocabulary.quality_flags for flag in flags):
         raise _fail("quality_flags", "holds a flag outside the known vocabulary", "flags the runtime sets")

@@ -218,8 +218,9 @@ def _key_verdict(key: str) -> int:
     return _NUMBERS if _has_number_list(key) else 0
 
 
-def _scan(value: Any, field: str) -> None:
-    """Refuse identifier-like keys, lists of numbers and long strings at any depth."""
+def scan_privacy(value: Any, field: str) -> None:
+    """Refuse identifier-like keys, lists of numbers and long strings at any depth (``TelemetryError`` naming the
+    field under ``field``). Public: the collector's fast path judges names and codes with this same scan."""
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -230,9 +231,9 @@ def _scan(value: Any, field: str) -> None:
                 _refuse_key(verdict, f"{field}.{key}" if field else key)
             if isinstance(item, str):  # the common leaves inline: a recursion per label costs more than its check
                 if len(item) > MAX_STRING_CHARS or _has_number_list(item):
-                    _scan(item, f"{field}.{key}" if field else key)
+                    scan_privacy(item, f"{field}.{key}" if field else key)
             elif isinstance(item, dict | list | tuple):  # numbers need no scan
-                _scan(item, f"{field}.{key}" if field else key)
+                scan_privacy(item, f"{field}.{key}" if field else key)
     elif isinstance(value, list | tuple):
         if any(isinstance(item, int | float) and not isinstance(item, bool) for item in value):
             raise _fail(
@@ -242,7 +243,7 @@ def _scan(value: Any, field: str) -> None:
                 "send summary features instead of the signal",
             )
         for index, item in enumerate(value):
-            _scan(item, f"{field}[{index}]")
+            scan_privacy(item, f"{field}[{index}]")
     elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
         raise _fail(field, f"is a string over {MAX_STRING_CHARS} characters", "short codes and labels", "shorten it")
     elif isinstance(value, str):
@@ -331,7 +332,7 @@ def validate_record(
     fields = FIELDS if schema_version == 2 else FIELDS_V1
     if not isinstance(record, dict):
         raise _fail("record", f"is {type(record).__name__}, not an object", "a JSON object", "send an object")
-    _scan(record, "")
+    scan_privacy(record, "")
     unknown = sorted(set(record) - set(fields))
     if unknown:
         raise _fail(unknown[0], f"is not part of telemetry schema version {schema_version}",
