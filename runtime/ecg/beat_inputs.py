@@ -36,9 +36,9 @@ import numpy as np
 
 from runtime.contract import InputSpec, UnsupportedBundleError
 from runtime.contract.derived import WINDOW_FEATURES, RrFeatureConfig, StreamFeature, TemplateConfig
-from runtime.ecg.beats import BeatBlock, BeatRows
+from runtime.ecg.beats import BeatBlock, BeatInputColumns, BeatRows
 from runtime.ecg.quality import QualityFlag
-from runtime.ecg.rr_columns import NO_INTERVAL, RrColumns, RrColumnStream
+from runtime.ecg.rr_columns import NO_INTERVAL, RrColumnStream, RrIntervals
 from runtime.ecg.rr_features import PRE_TO_LOCAL, RR_FEATURE_NAMES
 from runtime.ecg.template import zscore_windows
 from runtime.ecg.template_members import TemplateMembers
@@ -139,8 +139,11 @@ def stream_inputs(inputs: Sequence[InputSpec]) -> StreamInputs:
 class BeatInputStream:
     """Fills the inputs of a block's beats in time order, one segment at a time (see the module docstring).
 
-    Everything a beat's judgement needs (RR features, warm-up, template membership) is decided when it is filled; the
-    template residual itself is computed when the beat is classified (``model_inputs``), for a release at a time.
+    ``push`` and ``finish`` decide which beats are filled (their RR context is known) and keep the RR integers and
+    the segments' ends; ``columns`` computes everything a filled beat's judgement needs — RR features, warm-up,
+    template membership, z-scored windows — for all the beats filled since it last ran, in one pass (the stream
+    calls it once per release); the template residual itself is computed when the beat is classified
+    (``model_inputs``). Every number is the one a beat-by-beat computation gives: the arithmetic is row by row.
     """
 
     def __init__(self, plan: StreamInputs, warm_up_template_beats: int,
@@ -152,6 +155,11 @@ class BeatInputStream:
         self._template_minimum = 0 if plan.template is None else min(plan.template.history_beats,
                                                                      max(0, warm_up_template_beats))
         self._held: tuple[BeatBlock, int] | None = None  # (block, row) waiting for the next beat (its post-RR)
+        self._filled: list[tuple[BeatBlock, int, int]] = []  # filled beats not yet computed: (block, first, end)
+        self._intervals = RrIntervals()  # their RR integers, in the same order
+        self._restarts: list[int] = []  # template segments begin before these of them
+        self._count = 0  # beats in _filled
+        self._computed: BeatInputColumns | None = None  # computed beats not yet taken (in order)
 
     def push(self, block: BeatBlock, first: int, end: int) -> None:
         """Rows ``first:end`` of ``block``, the segment's next beats: without RR they are filled now, with RR the held
@@ -159,65 +167,79 @@ class BeatInputStream:
         if end <= first:
             return
         if self._rr is None:
-            self._fill([(block, first, end)], None)
+            self._fill(block, first, end)
             return
-        completed = self._rr.push(block.peaks[first:end])
-        parts = [] if self._held is None else [(self._held[0], self._held[1], self._held[1] + 1)]
-        if end - 1 > first:
-            parts.append((block, first, end - 1))
-        if completed is not None:
-            self._fill(parts, completed)
+        if self._rr.push_into(block.peaks[first:end], self._intervals):
+            if self._held is not None:
+                self._fill(self._held[0], self._held[1], self._held[1] + 1)
+            if end - 1 > first:
+                self._fill(block, first, end - 1)
         self._held = (block, end - 1)
 
     def finish(self) -> None:
         """The segment ends: the held beat is filled (its post-RR missing); RR history and template restart."""
-        if self._rr is not None:
-            completed = self._rr.finish()
-            if completed is not None and self._held is not None:
-                block, row = self._held
-                self._fill([(block, row, row + 1)], completed)
+        if self._rr is not None and self._rr.finish_into(self._intervals) and self._held is not None:
+            block, row = self._held
+            self._fill(block, row, row + 1)
         self._held = None
         if self._template is not None:
-            self._template.restart()
+            self._restarts.append(self._count)
 
-    def _fill(self, parts: list[tuple[BeatBlock, int, int]], rr: RrColumns | None) -> None:
-        windows = np.concatenate([block.windows[first:end] for block, first, end in parts])
-        count = len(windows)
-        warming = np.zeros(count, dtype=bool)
+    def _fill(self, block: BeatBlock, first: int, end: int) -> None:
+        filled = self._filled
+        if filled and filled[-1][0] is block and filled[-1][2] == first:
+            filled[-1] = (block, filled[-1][1], end)
+        else:
+            filled.append((block, first, end))
+        self._count += end - first
+        block.filled = end
+
+    def columns(self, count: int) -> BeatInputColumns:
+        """The computed inputs of the next ``count`` filled beats (the oldest not taken yet), in order."""
+        if self._filled:
+            computed = self._compute()
+            self._computed = computed if self._computed is None else BeatInputColumns.joined(self._computed, computed)
+        available = 0 if self._computed is None else len(self._computed)
+        if available < count:  # the stream releases only filled beats: a broken invariant, not bad input
+            raise RuntimeError(f"the inputs of {count} beats were asked for; {available} were filled")
+        taken, self._computed = self._computed.head(count)
+        return taken
+
+    def _compute(self) -> BeatInputColumns:
+        """Everything a judgement needs, for the beats filled since the last call (one pass; see the class)."""
+        parts, count = self._filled, self._count
+        if len(parts) == 1:
+            block, first, end = parts[0]
+            windows, flags = block.windows[first:end], block.flags[first:end]
+        else:
+            windows = np.concatenate([block.windows[first:end] for block, first, end in parts])
+            flags = [item for block, first, end in parts for item in block.flags[first:end]]
+        warming = None
         rr_ms = np.full((count, 3), np.nan)
-        if rr is not None:
-            warming |= (rr.pre_samples == NO_INTERVAL) | (rr.history_intervals < self.plan.rr.history_beats)
+        rr = None
+        if self._rr is not None:
+            columns = self._intervals.columns(self.plan.sample_rate_hz)
+            rr = columns.features
+            warming = (columns.pre_samples == NO_INTERVAL) | (columns.history_intervals < self.plan.rr.history_beats)
             rate = self.plan.sample_rate_hz
-            measured = np.stack([rr.pre_samples, rr.post_samples], axis=1)  # pre and post at once
+            measured = np.stack([columns.pre_samples, columns.post_samples], axis=1)  # pre and post at once
             rr_ms[:, :2] = np.where(measured != NO_INTERVAL, 1000.0 * measured / rate, np.nan)
-            rr_ms[:, 2] = np.where(rr.local_intervals > 0, 1000.0 * rr.features[:, LOCAL_RR].astype(np.float64),
-                                   np.nan)
+            rr_ms[:, 2] = np.where(columns.local_intervals > 0, 1000.0 * rr[:, LOCAL_RR].astype(np.float64), np.nan)
         scored = starts = stops = None
         if self._template is not None:
             scored = zscore_windows(windows, self._template.config)
-            ratios = rr.features[:, PRE_TO_LOCAL] if rr is not None else np.ones(count, dtype=np.float32)
-            starts, stops = self._template.add(scored, ratios)
-            warming |= (stops - starts) < self._template_minimum
-        offset = 0
-        for block, first, end in parts:
-            rows = slice(offset, offset + end - first)
-            if rr is not None:
-                if block.rr is None:
-                    block.rr = np.zeros((len(block), len(RR_FEATURE_NAMES)), dtype=np.float32)
-                block.rr[first:end] = rr.features[rows]
-            block.rr_ms[first:end] = rr_ms[rows]
-            if scored is not None:
-                if block.scored is None:
-                    block.scored = np.zeros(block.windows.shape)
-                block.scored[first:end] = scored[rows]
-                block.template_starts[first:end] = starts[rows]
-                block.template_stops[first:end] = stops[rows]
-            for row in (first + np.flatnonzero(warming[rows])).tolist():
-                block.flags[row] = tuple(sorted({*block.flags[row], QualityFlag.WARMING_UP.value}))
-            # with derived inputs only a beat without quality flags is judged; otherwise every beat is
-            block.judged[first:end] = [not flags for flags in block.flags[first:end]] if self.plan.declared else True
-            block.filled = end
-            offset += end - first
+            ratios = rr[:, PRE_TO_LOCAL] if rr is not None else np.ones(count, dtype=np.float32)
+            starts, stops = self._template.add(scored, ratios, self._restarts)
+            short = (stops - starts) < self._template_minimum
+            warming = short if warming is None else warming | short
+        if warming is not None and warming.any():
+            flags = list(flags)
+            for row in np.flatnonzero(warming).tolist():
+                flags[row] = tuple(sorted({*flags[row], QualityFlag.WARMING_UP.value}))
+        # with derived inputs only a beat without quality flags is judged; otherwise every beat is
+        judged = np.array([not item for item in flags], dtype=bool) if self.plan.declared else np.ones(count, bool)
+        self._filled, self._intervals, self._restarts, self._count = [], RrIntervals(), [], 0
+        return BeatInputColumns(flags, judged, rr_ms, windows, rr, scored, starts, stops)
 
     def model_inputs(self, rows: BeatRows, positions: np.ndarray) -> dict[str, np.ndarray]:
         """Input name → the inputs of the beats at ``positions`` of ``rows``, shaped as the model takes them (every
@@ -233,24 +255,29 @@ class BeatInputStream:
 
     def _inputs(self, rows: BeatRows, positions: np.ndarray) -> dict[str, np.ndarray]:
         count = len(positions)
-        values: dict[StreamFeature, np.ndarray | None] = {StreamFeature.BEAT_WINDOW: None,
-                                                         StreamFeature.TEMPLATE_RESIDUAL: None,
-                                                         StreamFeature.RR_FEATURES: None}
+        every = count == len(rows)  # every beat (positions is 0 … n−1): no gathering copy
+        columns = rows.inputs
+        values: dict[StreamFeature, np.ndarray | None] = dict.fromkeys(StreamFeature)
         wanted = set(self.plan.features.values())
         if StreamFeature.BEAT_WINDOW in wanted:
-            values[StreamFeature.BEAT_WINDOW] = rows.column("windows")[positions]
+            values[StreamFeature.BEAT_WINDOW] = columns.windows if every else columns.windows[positions]
         if StreamFeature.TEMPLATE_RESIDUAL in wanted:
-            values[StreamFeature.TEMPLATE_RESIDUAL] = self._template.residuals(
-                rows.column("scored")[positions], rows.column("template_starts")[positions],
-                rows.column("template_stops")[positions])
+            if every:
+                scored, starts, stops = columns.scored, columns.template_starts, columns.template_stops
+            else:
+                scored, starts = columns.scored[positions], columns.template_starts[positions]
+                stops = columns.template_stops[positions]
+            values[StreamFeature.TEMPLATE_RESIDUAL] = self._template.residuals(scored, starts, stops)
         if StreamFeature.RR_FEATURES in wanted:
-            values[StreamFeature.RR_FEATURES] = rows.column("rr")[positions]
+            values[StreamFeature.RR_FEATURES] = columns.rr if every else columns.rr[positions]
         return {name: values[feature].reshape((count, *self.plan.shapes[name]))
                 for name, feature in self.plan.features.items()}
 
-    def forget_members(self, pending_starts: int | None) -> None:
-        """Drop template members that neither the beats still to classify (their first member at
-        ``pending_starts``) nor the next beats can need."""
+    def forget_members(self) -> None:
+        """Drop template members that neither the computed beats not taken yet nor the next beats can need."""
         if self._template is not None:
             reach = self._template.total - self._template.config.history_beats
-            self._template.forget_before(reach if pending_starts is None else min(reach, pending_starts))
+            pending = self._computed
+            if pending is not None and len(pending):
+                reach = min(reach, int(pending.template_starts.min()))
+            self._template.forget_before(reach)

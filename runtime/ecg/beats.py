@@ -11,7 +11,7 @@ import bisect
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -24,63 +24,94 @@ from runtime.input_features import input_features
 class BeatBlock:
     """Beats whose windows were cut in one block, in time order, waiting for their model inputs and their batch.
 
-    ``BeatInputStream`` fills the inputs in order (``filled``); the stream releases them in order (``released``).
+    ``BeatInputStream`` fills the inputs in order (``filled``: the beat's RR context is known); the stream releases
+    them in order (``released``), and the inputs are computed then, for a release's beats at once (``BeatRows``).
     """
 
     peaks: np.ndarray  # int64: model-rate R-peak indices from the stream start (gaps included)
-    flags: list[tuple[str, ...]]  # quality flags per beat (warming_up added when its inputs are filled)
+    flags: list[tuple[str, ...]]  # quality flags per beat (warming_up is added when its inputs are computed)
     heart_rate_bpm: list[float | None]
     heart_rate_1min_bpm: list[int | None]
     windows: np.ndarray  # float32, (beats, samples): the model-rate window; never leaves the stream
     rate: float  # the model's sample rate (times are peaks / rate)
     filled: int = 0  # the first ``filled`` beats have their inputs
     released: int = 0  # the first ``released`` beats became events
-    judged: np.ndarray = field(init=False)  # bool: the model runs on it
-    rr: np.ndarray | None = field(init=False, default=None)  # float32 RR features (beats, 6), when the bundle uses them
-    rr_ms: np.ndarray = field(init=False)  # float64 (beats, 3): pre, post, local RR in ms; NaN: none
-    scored: np.ndarray | None = field(init=False, default=None)  # float64 z-scored windows (template bundles)
-    template_starts: np.ndarray = field(init=False)  # int64: each beat's template members (absolute indices)
-    template_stops: np.ndarray = field(init=False)
-
-    def __post_init__(self) -> None:
-        count = len(self.peaks)
-        self.judged = np.ones(count, dtype=bool)
-        self.rr_ms = np.full((count, 3), np.nan)
-        self.template_starts = np.zeros(count, dtype=np.int64)
-        self.template_stops = np.zeros(count, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.peaks)
 
 
 @dataclass(frozen=True)
+class BeatInputColumns:
+    """What ``BeatInputStream`` computed for some filled beats, in order: one row per beat."""
+
+    flags: list[tuple[str, ...]]  # the blocks' quality flags, warming_up added
+    judged: np.ndarray  # bool: the model runs on it
+    rr_ms: np.ndarray  # float64 (beats, 3): pre, post, local RR in ms; NaN: none
+    windows: np.ndarray  # float32 (beats, samples): the windows as cut
+    rr: np.ndarray | None = None  # float32 RR features (beats, 6), when the bundle uses them
+    scored: np.ndarray | None = None  # float64 z-scored windows (template bundles)
+    template_starts: np.ndarray | None = None  # int64: each beat's template members (absolute indices)
+    template_stops: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.judged)
+
+    def head(self, count: int) -> tuple[BeatInputColumns, BeatInputColumns | None]:
+        """(the first ``count`` rows, the rest or None)."""
+        if count == len(self):
+            return self, None
+
+        def cut(part: slice) -> BeatInputColumns:
+            return BeatInputColumns(*(None if value is None else value[part] for value in (
+                self.flags, self.judged, self.rr_ms, self.windows, self.rr, self.scored, self.template_starts,
+                self.template_stops)))
+
+        return cut(slice(0, count)), cut(slice(count, None))
+
+    @staticmethod
+    def joined(first: BeatInputColumns, second: BeatInputColumns) -> BeatInputColumns:
+        def join(a, b):
+            return None if a is None else a + b if isinstance(a, list) else np.concatenate([a, b])
+
+        return BeatInputColumns(*(join(getattr(first, name), getattr(second, name)) for name in (
+            "flags", "judged", "rr_ms", "windows", "rr", "scored", "template_starts", "template_stops")))
+
+
+@dataclass(frozen=True)
 class BeatRows:
-    """Some beats of one or more blocks, gathered in order for classification."""
+    """Some beats of one or more blocks, gathered in order for classification, with their computed inputs."""
 
     peaks: np.ndarray
     times: list[float]
-    flags: list[tuple[str, ...]]
     heart_rate_bpm: list[float | None]
     heart_rate_1min_bpm: list[int | None]
-    judged: np.ndarray
-    rr_ms: np.ndarray
-    parts: list[tuple[BeatBlock, int, int]]  # (block, first row, end row) in order
+    inputs: BeatInputColumns
 
     @classmethod
-    def gather(cls, parts: list[tuple[BeatBlock, int, int]]) -> BeatRows:
-        def joined(name: str) -> list:
-            return [item for block, first, end in parts for item in getattr(block, name)[first:end]]
+    def gather(cls, parts: list[tuple[BeatBlock, int, int]], inputs: BeatInputColumns) -> BeatRows:
+        """The rows ``parts`` ((block, first row, end row) in order) of the blocks, whose inputs are ``inputs``."""
+        if len(parts) == 1:
+            block, first, end = parts[0]
+            peaks = block.peaks[first:end]
+            heart_rate, per_minute = block.heart_rate_bpm[first:end], block.heart_rate_1min_bpm[first:end]
+        else:
+            peaks = np.concatenate([block.peaks[first:end] for block, first, end in parts])
+            heart_rate = [item for block, first, end in parts for item in block.heart_rate_bpm[first:end]]
+            per_minute = [item for block, first, end in parts for item in block.heart_rate_1min_bpm[first:end]]
+        return cls(peaks, (peaks / parts[0][0].rate).tolist(), heart_rate, per_minute, inputs)
 
-        def stacked(name: str) -> np.ndarray:
-            return np.concatenate([getattr(block, name)[first:end] for block, first, end in parts])
+    @property
+    def flags(self) -> list[tuple[str, ...]]:
+        return self.inputs.flags
 
-        peaks = stacked("peaks")
-        return cls(peaks, (peaks / parts[0][0].rate).tolist(), joined("flags"), joined("heart_rate_bpm"),
-                   joined("heart_rate_1min_bpm"), stacked("judged"), stacked("rr_ms"), parts)
+    @property
+    def judged(self) -> np.ndarray:
+        return self.inputs.judged
 
-    def column(self, name: str) -> np.ndarray:
-        """One of the blocks' arrays (``windows``, ``rr``, ``scored``, ``template_starts`` …) for these beats."""
-        return np.concatenate([getattr(block, name)[first:end] for block, first, end in self.parts])
+    @property
+    def rr_ms(self) -> np.ndarray:
+        return self.inputs.rr_ms
 
     def __len__(self) -> int:
         return len(self.peaks)
@@ -162,33 +193,45 @@ def classify(bundle, rows: BeatRows, model_inputs: Callable[[BeatRows, np.ndarra
             size = min(batch_size, count - first)
             latency[first : first + size] = [(time.perf_counter() - started) * 1e6 / size] * size
             decided = decide_single_label(bundle.output, outputs)
-            labels += [decided.labels[index] for index in decided.chosen.tolist()]
+            labels += map(decided.labels.__getitem__, decided.chosen.tolist())
             confidence += decided.confidence.tolist()
             low += decided.low_confidence.tolist()
-            probabilities += [dict(zip(decided.labels, row, strict=True)) for row in decided.scores.tolist()]
+            names = decided.labels
+            if len(names) == 2:  # binary: a dict display per beat, the same dict as dict(zip(...))
+                first_name, second_name = names
+                probabilities += [{first_name: one, second_name: two} for one, two in decided.scores.tolist()]
+            else:
+                probabilities += [dict(zip(names, row, strict=True)) for row in decided.scores.tolist()]
         # telemetry's summary features, of the arrays the model was fed (the reference profile's, named as there)
         if with_features:
             found = input_features(inputs, bundle.inputs)
             names = list(found)
             if names:  # no features: no dict (None), as for a beat without them
-                table = np.column_stack([found[name] for name in names]).tolist()
-                features = [dict(zip(names, row, strict=True)) for row in table]
+                table = np.column_stack([found[name] for name in names]).tolist()  # rows of len(names) values
+                features = [dict(zip(names, row)) for row in table]
     return _events(rows, judged.tolist(), (labels, confidence, probabilities, low, latency), features)
 
 
 def _events(rows: BeatRows, judged: Sequence[int], decided: tuple, features: list[dict] | None) -> list[BeatEvent]:
     labels, confidence, probabilities, low, latency = decided
-    rr_ms = [[None if value != value else value for value in row] for row in rows.rr_ms.tolist()]  # NaN: none
+    count = len(rows)
+    pre, post, local = rows.rr_ms.T.tolist()  # one list per column
+    if np.isnan(rows.rr_ms).any():  # NaN: none
+        pre, post, local = ([None if value != value else value for value in column] for column in (pre, post, local))
+    if len(judged) == count:  # every beat judged: one pass over the columns
+        return [beat_event(*values) for values in zip(
+            rows.times, labels, confidence, probabilities, rows.heart_rate_bpm, rows.heart_rate_1min_bpm, rows.flags,
+            low, latency, features if features is not None else [None] * count, pre, post, local, strict=True)]
     events: list[BeatEvent] = []
     slots = dict(zip(judged, range(len(judged)), strict=True))
-    for index, (time_s, flags, heart_rate, per_minute, (pre, post, local)) in enumerate(zip(
-            rows.times, rows.flags, rows.heart_rate_bpm, rows.heart_rate_1min_bpm, rr_ms, strict=True)):
+    for index, (time_s, flags, heart_rate, per_minute, before, after, mean) in enumerate(zip(
+            rows.times, rows.flags, rows.heart_rate_bpm, rows.heart_rate_1min_bpm, pre, post, local, strict=True)):
         slot = slots.get(index)
         if slot is None:
-            events.append(beat_event(time_s, None, None, {}, heart_rate, per_minute, flags, False, 0.0, None, pre,
-                                     post, local))
+            events.append(beat_event(time_s, None, None, {}, heart_rate, per_minute, flags, False, 0.0, None, before,
+                                     after, mean))
             continue
         events.append(beat_event(time_s, labels[slot], confidence[slot], probabilities[slot], heart_rate, per_minute,
-                                 flags, low[slot], latency[slot], None if features is None else features[slot], pre,
-                                 post, local))
+                                 flags, low[slot], latency[slot], None if features is None else features[slot],
+                                 before, after, mean))
     return events

@@ -103,8 +103,10 @@ class DecisionState:
         if self.last is not None:
             self._record_rr(candidate.r_index - self.last.r_index)
         self.last = candidate
-        self.since = [other for other in self.since if other.index > candidate.index and not self._refractory(other)]
-        self.since = [other for other in self.since if not self._t_wave_like(other)]
+        if self.since:  # (usually empty: no noise peak since the last QRS)
+            self.since = [other for other in self.since
+                          if other.index > candidate.index and not self._refractory(other)]
+            self.since = [other for other in self.since if not self._t_wave_like(other)]
         self.window_start = candidate.index
         self.deadline = candidate.index + self.config.search_back_rr * self._mean_rr()
         accepted.append(candidate.r_index)

@@ -83,19 +83,22 @@ class SourceConditioner:
         marks: list[tuple[QualityFlag, int, int]] = []
         if values.size == 0:
             return values, marks
-        with np.errstate(invalid="ignore", over="ignore"):
-            if math.isfinite(self.config.max_abs_sample):  # NaN and ±inf fail the magnitude test too
-                good = np.abs(values) <= self.config.max_abs_sample
-            else:
-                good = np.isfinite(values) & (np.abs(values) <= self.config.max_abs_sample)
-        if not good.all():
+        limit = self.config.max_abs_sample
+        low, high = float(values.min()), float(values.max())  # NaN in either: some sample is NaN
+        if -limit <= low and high <= limit and math.isfinite(low) and math.isfinite(high):  # every sample is good
+            repaired = values.copy()
+        else:
+            with np.errstate(invalid="ignore", over="ignore"):
+                if math.isfinite(limit):  # NaN and ±inf fail the magnitude test too
+                    good = np.abs(values) <= limit
+                else:
+                    good = np.isfinite(values) & (np.abs(values) <= limit)
             last = np.maximum.accumulate(np.where(good, np.arange(values.size), -1))
             repaired = np.where(last >= 0, values[np.maximum(last, 0)], self._last_good)
             marks.extend(self._runs(~good, QualityFlag.NON_FINITE))
-        else:
-            repaired = values.copy()
+            low, high = float(repaired.min()), float(repaired.max())
         self._last_good = float(repaired[-1])
-        marks.extend(self._clipped(repaired))
+        marks.extend(self._clipped(repaired, low, high))
         self._count += values.size
         return repaired, marks
 
@@ -103,11 +106,12 @@ class SourceConditioner:
         edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
         return [(flag, self._count + int(start), self._count + int(end)) for start, end in zip(edges[::2], edges[1::2])]
 
-    def _clipped(self, values: np.ndarray) -> list[tuple[QualityFlag, int, int]]:
+    def _clipped(self, values: np.ndarray, low: float, high: float) -> list[tuple[QualityFlag, int, int]]:
+        """Saturated runs among the repaired ``values`` (``low`` / ``high``: their minimum and maximum)."""
         marks: list[tuple[QualityFlag, int, int]] = []
         if self.adc_range is not None:
             marks.extend(self._runs((values <= self.adc_range[0]) | (values >= self.adc_range[1]), QualityFlag.CLIPPED))
-        if values.min() > self._minimum and values.max() < self._maximum:  # strictly inside the running extremes
+        if low > self._minimum and high < self._maximum:  # strictly inside the running extremes
             at_extreme = None  # no sample at one (the extremes stay)
         else:
             maximum = np.maximum.accumulate(np.concatenate([[self._maximum], values]))[1:]
@@ -115,6 +119,10 @@ class SourceConditioner:
             at_extreme = ((values == maximum) | (values == minimum)) & (maximum > minimum)
             self._maximum, self._minimum = float(maximum[-1]), float(minimum[-1])
         if not self._run_extreme and (at_extreme is None or not at_extreme.any()):  # the usual case
+            if values.size > 1 and values[-2] != values[-1]:  # the usual case: the last run is the last sample
+                self._run_start = self._count + values.size - 1
+                self._run_value = float(values[-1])
+                return marks
             different = np.flatnonzero(values != values[-1])
             if different.size:  # the last run starts after the last differing sample
                 self._run_start = self._count + int(different[-1]) + 1
@@ -147,6 +155,7 @@ class FlatLineDetector:
     def __init__(self, config: QualityConfig):
         self.config = config
         self._reference: deque[float] = deque(maxlen=config.flat_reference_segments)
+        self._largest = -math.inf  # max(self._reference), kept as segments come and go
 
     def flat_segments(self, segments: np.ndarray) -> list[bool]:
         """One decision per row of ``segments`` (whole segments in time order)."""
@@ -156,14 +165,22 @@ class FlatLineDetector:
         spreads = (top - bottom).tolist()
         levels = np.maximum(1.0, np.maximum(np.abs(top), np.abs(bottom))).tolist()
         decisions = []
+        absolute, relative, reference = self.config.flat_absolute, self.config.flat_relative, self._reference
         for spread, level in zip(spreads, levels):
-            flat = spread <= self.config.flat_absolute * level or (
-                bool(self._reference) and spread <= self.config.flat_relative * max(self._reference)
-            )
+            flat = spread <= absolute * level or (bool(reference) and spread <= relative * self._largest)
             if not flat:
-                self._reference.append(spread)
+                self._remember(spread)
             decisions.append(flat)
         return decisions
+
+    def _remember(self, spread: float) -> None:
+        reference = self._reference
+        leaving = reference[0] if reference.maxlen and len(reference) == reference.maxlen else None
+        reference.append(spread)
+        if spread >= self._largest:
+            self._largest = spread
+        elif leaving is not None and leaving >= self._largest:  # the largest left: look again
+            self._largest = max(reference)
 
 
 @dataclass

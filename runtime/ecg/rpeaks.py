@@ -36,6 +36,13 @@ def _box(values: np.ndarray, length: int) -> np.ndarray:
     return total[length:] - total[:-length]
 
 
+def windows_at(values: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """``values[start : start + width]`` for every start (each inside ``values``, a contiguous 1-D array): a
+    (len(starts), width) copy, gathered through a strided view instead of an index array."""
+    rows = np.ndarray((values.size - width + 1, width), values.dtype, values, 0, (values.itemsize, values.itemsize))
+    return rows[starts]
+
+
 def _rolling_max(values: np.ndarray, width: int) -> np.ndarray:
     """max(values[i : i + width]) for every i (len(values) − width + 1 values), by doubling spans."""
     result, span = values, 1
@@ -161,13 +168,21 @@ class RPeakDetector:
         peaks = low + local
         values = centre[local]
         last_index = self._mwi.size - 1
-        slope_rows = (peaks - self.integration + 1 - self._buffer_start)[:, None] + self._integration_offsets
-        slopes = self._slope[np.minimum(np.maximum(slope_rows, 0, out=slope_rows), last_index, out=slope_rows)].max(
-            axis=1)
-        band_rows = (peaks - self.integration - 1 - self._buffer_start)[:, None] + self._integration_offsets
-        np.minimum(np.maximum(band_rows, 0, out=band_rows), last_index, out=band_rows)
-        coarse = band_rows[np.arange(peaks.size), self._band[band_rows].argmax(axis=1)] + (
-            self._buffer_start - self.delay)
+        band_first = int(local[0]) + low - self.integration - 1 - self._buffer_start  # first band row (slopes: + 2)
+        if band_first >= 0 and int(local[-1]) + low - self._buffer_start <= last_index:  # every row in the buffers
+            slopes = windows_at(self._slope, peaks - (self.integration - 1 + self._buffer_start), self.integration
+                                ).max(axis=1)
+            band = windows_at(self._band, peaks - (self.integration + 1 + self._buffer_start), self.integration)
+            coarse = peaks + band.argmax(axis=1)
+            coarse -= self.integration + 1 + self.delay
+        else:
+            slope_rows = (peaks - self.integration + 1 - self._buffer_start)[:, None] + self._integration_offsets
+            slopes = self._slope[np.minimum(np.maximum(slope_rows, 0, out=slope_rows), last_index,
+                                            out=slope_rows)].max(axis=1)
+            band_rows = (peaks - self.integration - 1 - self._buffer_start)[:, None] + self._integration_offsets
+            np.minimum(np.maximum(band_rows, 0, out=band_rows), last_index, out=band_rows)
+            coarse = band_rows[np.arange(peaks.size), self._band[band_rows].argmax(axis=1)] + (
+                self._buffer_start - self.delay)
         return list(map(Candidate, peaks.tolist(), values.tolist(), slopes.tolist(), coarse.tolist()))
 
     def _decide(self, final: bool) -> list[int]:
@@ -200,13 +215,28 @@ def refine_peaks(
     if coarse.size == 0 or signal.size == 0:
         return coarse
     last = signal.size - 1
+    reach = max(0, round(reach_s * rate))
+    width = context[0] + context[1]
+    if (signal.ndim == 1 and signal.dtype == np.float64 and signal.flags.c_contiguous and width > 0
+            and int(coarse.min()) - max(context[0], reach) >= 0 and int(coarse.max()) + max(context[1] - 1, reach)
+            <= last):  # the usual case: nothing to clip, windows through a strided view
+        around = windows_at(signal, coarse - context[0], width)
+        low, high = (width - 1) // 2, width // 2
+        around.partition((low, high), axis=1)
+        median = around[:, low] + around[:, high]  # np.median: the mean of the middle pair (one value twice if odd)
+        median /= 2
+        distance = windows_at(signal, coarse - reach, 2 * reach + 1)
+        distance -= median[:, None]
+        found = np.abs(distance, out=distance).argmax(axis=1)
+        found += coarse
+        found -= reach
+        return found
     around = coarse[:, None] + np.arange(-context[0], context[1])
     np.minimum(np.maximum(around, 0, out=around), last, out=around)
     low, high = (around.shape[1] - 1) // 2, around.shape[1] // 2
     ranked = np.partition(signal[around], (low, high), axis=1)
     median = ranked[:, low] + ranked[:, high]  # np.median: the mean of the middle pair (one value twice if odd)
     median /= 2
-    reach = max(0, round(reach_s * rate))
     local = coarse[:, None] + np.arange(-reach, reach + 1)
     np.minimum(np.maximum(local, 0, out=local), last, out=local)
     distance = signal[local]

@@ -69,8 +69,14 @@ def _assemble(pre: np.ndarray, post: np.ndarray, local_sum: np.ndarray, local_co
     pre = pre.astype(np.float64)
     post = post.astype(np.float64)
     local = np.where(local_count > 0, local_sum / np.maximum(local_count, 1), pre)
-    columns = (pre / rate, post / rate, local / rate, pre / local, post / local, pre / post)
-    return np.stack(columns, axis=-1).astype(np.float32)
+    table = np.empty((len(pre), 6))  # the six columns, each divided into place (what np.stack of them would hold)
+    np.divide(pre, rate, out=table[:, 0])
+    np.divide(post, rate, out=table[:, 1])
+    np.divide(local, rate, out=table[:, 2])
+    np.divide(pre, local, out=table[:, 3])
+    np.divide(post, local, out=table[:, 4])
+    np.divide(pre, post, out=table[:, 5])
+    return table.astype(np.float32)
 
 
 def rr_features(peaks: np.ndarray, sample_rate_hz: float, config: RrFeatureConfig = DEFAULT_RR_FEATURES) -> np.ndarray:

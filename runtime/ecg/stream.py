@@ -39,7 +39,7 @@ from runtime.ecg.quality import (
     SourceConditioner,
 )
 from runtime.ecg.resample import ResamplerConfig, StreamingResampler
-from runtime.ecg.rpeaks import RPeakDetector, minimum_peak_spacing, refine_peaks, spaced_peaks
+from runtime.ecg.rpeaks import RPeakDetector, minimum_peak_spacing, refine_peaks, spaced_peaks, windows_at
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, QualityEvent
 from runtime.features import FeatureKind
@@ -286,6 +286,8 @@ class EcgStream:
     def _non_flat_runs(self, start: int, end: int) -> list[tuple[int, int]]:
         whole = (end - start) // self._segment
         flat = self._flat.flat_segments(self._view(start, start + whole * self._segment).reshape(whole, self._segment))
+        if not any(flat):  # the usual case: one run over the whole block
+            return [(start, end)] if end > start else []
         runs: list[tuple[int, int]] = []
         for index, segment_start in enumerate(range(start, end, self._segment)):
             segment_end = min(segment_start + self._segment, end)
@@ -330,11 +332,21 @@ class EcgStream:
     def _block_of(self, peaks: list[int]) -> BeatBlock:
         """The kept beats of a block as columns: windows, quality flags and heart rates."""
         positions = np.asarray(peaks, dtype=np.int64)
-        rows = positions[:, None] + self._window_offsets
-        np.minimum(np.maximum(rows, self._origin, out=rows), self._available_end - 1, out=rows)
-        rows -= self._signal_start
-        windows = self._signal[rows].astype(np.float32)
-        partial = ((positions - self.before < self._origin) | (positions + self.after > self._available_end)).tolist()
+        if peaks[0] - self.before >= max(self._origin, self._signal_start) and peaks[-1] + self.after <= (
+                self._available_end):  # the usual case: every window inside the signal (peaks are increasing)
+            windows = windows_at(self._signal, positions - (self.before + self._signal_start),
+                                 self.before + self.after).astype(np.float32)
+            if not self._log:
+                heart_rate, per_minute = self._heart_rate.beats(positions)
+                return BeatBlock(positions, [()] * len(peaks), heart_rate, per_minute, windows, self.rate)
+            partial = [False] * len(peaks)
+        else:
+            rows = positions[:, None] + self._window_offsets
+            np.minimum(np.maximum(rows, self._origin, out=rows), self._available_end - 1, out=rows)
+            rows -= self._signal_start
+            windows = self._signal[rows].astype(np.float32)
+            partial = ((positions - self.before < self._origin) | (positions + self.after > self._available_end)
+                       ).tolist()
         flags: list[tuple[str, ...]] = []
         for peak, cut in zip(peaks, partial, strict=True):
             overlapping = self._log.flags_between(peak - self.before, peak + self.after) if self._log else ()
@@ -355,8 +367,10 @@ class EcgStream:
         local = self._signal[first - self._signal_start :]
         context = (self.before, self.after)
         refined = refine_peaks(local, np.asarray(ready) - first, self.rate, self.config.refine_s, context) + first
-        outside = [(position, peak) for position, peak in enumerate(refined.tolist())
-                   if not (self._log and self._log.inside(QualityFlag.FLAT_LINE, peak))]
+        outside = list(enumerate(refined.tolist()))
+        if self._log:  # no beat inside a flat line
+            outside = [(position, peak) for position, peak in outside if not self._log.inside(QualityFlag.FLAT_LINE,
+                                                                                               peak)]
         spaced = spaced_peaks([peak for _, peak in outside], self._heart_rate.last, self._minimum_spacing)
         return [outside[index] for index in spaced]
 
@@ -388,8 +402,9 @@ class EcgStream:
         waited = prefix > 0 and end - self._queue[0][0] >= self.config.max_batch_wait_s * self.rate
         if not prefix or not (last or not beats or beats >= self.batch_size or waited):
             return []
-        events = iter(classify(self.bundle, BeatRows.gather(parts), self._inputs.model_inputs, self.batch_size,
-                               self.config.summary_features) if beats else [])
+        events = iter(classify(self.bundle, BeatRows.gather(parts, self._inputs.columns(beats)),
+                               self._inputs.model_inputs, self.batch_size, self.config.summary_features)
+                      if beats else [])
         released: list[BeatEvent | QualityEvent] = []
         for _, item in self._queue[:prefix]:
             if isinstance(item, BeatBlock):
@@ -398,9 +413,7 @@ class EcgStream:
             else:
                 released.append(item)
         self._queue = self._queue[waiting:]
-        pending = [int(item.template_starts[item.released:item.filled].min()) for _, item in self._queue
-                   if isinstance(item, BeatBlock) and item.filled > item.released]
-        self._inputs.forget_members(min(pending) if pending else None)
+        self._inputs.forget_members()
         return released
 
 

@@ -38,9 +38,16 @@ def zscore_windows(windows: np.ndarray, config: TemplateConfig = DEFAULT_TEMPLAT
     """Each row minus its mean, divided by its standard deviation (float64, same shape)."""
     values = np.asarray(windows, dtype=np.float64)
     width = values.shape[1]  # means as np.mean computes them (a sum, divided by the count), without its overhead
-    centred = values - np.add.reduce(values, axis=1, keepdims=True) / width
-    spread = np.sqrt(np.add.reduce(centred * centred, axis=1, keepdims=True) / width)
-    return centred / np.maximum(spread, config.minimum_std)
+    mean = np.add.reduce(values, axis=1, keepdims=True)
+    mean /= width
+    centred = values - mean
+    squares = centred * centred
+    spread = np.add.reduce(squares, axis=1, keepdims=True)
+    spread /= width
+    np.sqrt(spread, out=spread)
+    np.maximum(spread, config.minimum_std, out=spread)
+    centred /= spread
+    return centred
 
 
 def _as_windows(windows: np.ndarray) -> np.ndarray:

@@ -32,6 +32,7 @@ import functools
 import hashlib
 import itertools
 import math
+import operator
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -185,18 +186,20 @@ class Columns:
         return len(self.latency)
 
 
+_BEAT_COLUMNS = operator.attrgetter("latency_us", "quality_flags", "features", "beat_class", "probability",
+                                    "low_confidence")
+
+
 def columns_of_events(events: Sequence, task: str) -> Columns:
     """Columns of classified ``BeatEvent``s, or of ``RowPrediction``s / judged ``WindowEvent``s (one stream's)."""
+    if events and hasattr(events[0], "beat_class"):  # beats: every column in one pass over the events
+        latency, flags, features, classes, confidence, low = map(list, zip(*map(_BEAT_COLUMNS, events), strict=True))
+        return Columns(latency, flags, features, classes, confidence, low)
     columns = Columns(
         latency=[event.latency_us for event in events],
         flags=[event.quality_flags for event in events],
         features=[event.features for event in events],
     )
-    if events and hasattr(events[0], "beat_class"):
-        columns.classes = [event.beat_class for event in events]
-        columns.confidence = [event.probability for event in events]
-        columns.low_confidence = [event.low_confidence for event in events]
-        return columns
     for event in events:
         _append_result(columns, task, None if event.result is None else event.result.to_telemetry())
     return columns
@@ -229,6 +232,9 @@ def _append_result(columns: Columns, task: str, result: Mapping[str, Any] | None
 
 
 def _numbers(values: Iterable[float | None]) -> np.ndarray:
+    values = values if isinstance(values, list) else list(values)
+    if None not in values:  # the usual case: every value present
+        return np.array(values, dtype=np.float64)
     return np.array([math.nan if value is None else value for value in values], dtype=np.float64)
 
 
@@ -238,10 +244,16 @@ def _feature_block(features: list[Mapping[str, float] | None]) -> tuple[list[str
     if not present:
         return [], None
     first = tuple(present[0])
-    if len(present) == len(features) and all(tuple(item) == first for item in present):  # the stream's case
-        values = np.fromiter(itertools.chain.from_iterable(item.values() for item in present), dtype=np.float64,
-                             count=len(present) * len(first))  # the same keys in the same order: rows of values
-        return list(first), values.reshape(len(present), len(first))
+    width = len(first)
+    if len(present) == len(features) and all(len(item) == width for item in present):
+        rows = map(operator.itemgetter(*first), present)  # each dict's values in the first one's order
+        try:  # the stream's case: every dict has the first one's names
+            values = np.fromiter(itertools.chain.from_iterable(rows) if width > 1 else rows, dtype=np.float64,
+                                 count=len(present) * width)
+        except KeyError:
+            pass  # a dict with other names: the general case below
+        else:
+            return list(first), values.reshape(len(present), width)
     names = list(dict.fromkeys(name for item in present for name in item))
     block = np.array([[(item or {}).get(name, math.nan) for name in names] for item in features], dtype=np.float64)
     return names, block
@@ -251,16 +263,16 @@ def summarise(columns: Columns, plan: AggregationPlan) -> dict[str, Any]:
     """The counting part of an aggregate (everything but identity, minute and ids) for one minute's records."""
     flag_counts: Counter[str] = Counter()
     flagged = 0
-    for flags in columns.flags:
-        if flags:
-            flagged += 1
-            flag_counts.update(set(flags))
+    for flags in filter(None, columns.flags):
+        flagged += 1
+        flag_counts.update(set(flags))
+    classes = Counter(columns.classes)  # counted in C, in order of first appearance; None: no class
+    classes.pop(None, None)
     summary: dict[str, Any] = {
         "records": len(columns),
         "unjudged": columns.unjudged,
-        "classes": dict(Counter(label for label in columns.classes if label is not None)),
-        "low_confidence": dict(Counter(label for label, low in zip(columns.classes, columns.low_confidence,
-                                                                   strict=False) if low)),
+        "classes": dict(classes),
+        "low_confidence": dict(Counter(itertools.compress(columns.classes, columns.low_confidence))),
         "flagged": flagged,
         "quality_flags": dict(flag_counts),
     }

@@ -219,6 +219,25 @@ def count_above(edges: np.ndarray, counts: np.ndarray, threshold: float) -> tupl
     return surely, surely if exact else surely + int(counts[index])
 
 
+_layouts: dict[tuple[int, ...], tuple[list[np.ndarray], np.ndarray, list[list[int]]]] = {}
+
+
+def _layout(edges: list[np.ndarray]) -> tuple[np.ndarray, list[list[int]]]:
+    """(each column's first bin in one array of all columns' bins, plus the total; the columns sharing an edges
+    array), for a list of edges arrays — the same arrays minute after minute, so it is worked out once."""
+    key = tuple(map(id, edges))
+    found = _layouts.get(key)
+    if found is None or any(kept is not given for kept, given in zip(found[0], edges, strict=True)):
+        offsets = np.concatenate([[0], np.cumsum([len(column_edges) + 1 for column_edges in edges])])
+        groups: dict[int, list[int]] = {}
+        for column, column_edges in enumerate(edges):
+            groups.setdefault(id(column_edges), []).append(column)
+        if len(_layouts) > 64:
+            _layouts.clear()
+        found = _layouts[key] = (list(edges), offsets, list(groups.values()))  # the arrays kept: their ids stay
+    return found[1], found[2]
+
+
 def block_summaries(values: np.ndarray, edges: list[np.ndarray], squares: list[bool]) -> list[dict[str, Any] | None]:
     """Per column of ``values`` (rows × columns, NaN where a row has no value): count, sum, sum of squares (where
     ``squares``), min, max and sparse ``bins`` on that column's ``edges``; None for a column without a value.
@@ -233,14 +252,17 @@ def block_summaries(values: np.ndarray, edges: list[np.ndarray], squares: list[b
     sums, sum_squares = clean.sum(axis=0), np.einsum("ij,ij->j", clean, clean)
     lows = np.where(finite, values, np.inf).min(axis=0, initial=np.inf)  # initial: a minute may have no record
     highs = np.where(finite, values, -np.inf).max(axis=0, initial=-np.inf)
-    offsets = np.concatenate([[0], np.cumsum([len(column_edges) + 1 for column_edges in edges])])
-    index = np.empty(values.shape, dtype=np.int64)
-    groups: dict[int, list[int]] = {}
-    for column, column_edges in enumerate(edges):
-        groups.setdefault(id(column_edges), []).append(column)
-    for columns in groups.values():
-        index[:, columns] = np.searchsorted(edges[columns[0]], values[:, columns], side="left")
-    dense = np.bincount((index + offsets[:-1])[finite], minlength=int(offsets[-1]))
+    offsets, groups = _layout(edges)
+    by_column = values.T  # one column's values a row (a view): each searchsorted reads its own column
+    index = np.empty((width, values.shape[0]), dtype=np.int64)
+    for columns in groups:
+        if len(columns) == 1:
+            column = columns[0]
+            index[column] = edges[column].searchsorted(by_column[column], side="left")
+        else:
+            index[columns] = np.searchsorted(edges[columns[0]], by_column[columns], side="left")
+    index += offsets[:-1, None]
+    dense = np.bincount(index[finite.T], minlength=int(offsets[-1]))  # bin counts: the order of values is moot
     occupied = np.flatnonzero(dense)
     cuts = np.searchsorted(occupied, offsets)
     # every occupied bin's key (its index within its column) and count, in one pass; each column takes its slice

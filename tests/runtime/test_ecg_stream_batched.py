@@ -1,7 +1,8 @@
 """The stream's batched arithmetic equals the per-beat reference, number for number: template residuals
-(``TemplateMembers`` vs ``RunningTemplate``), RR features (``RrColumnStream`` vs ``RrFeatureStream``), heart rates
-(``HeartRate.beats`` vs the per-beat rule), single-label decisions (``decide_single_label`` vs ``decide``), and the
-events of a real record with telemetry features however it is chunked."""
+(``TemplateMembers`` vs ``RunningTemplate``, segments restarting inside a release, the rank-mask medians vs
+``np.median`` with ties), RR features (``RrColumnStream`` and a release's ``RrIntervals`` vs ``RrFeatureStream``), heart
+rates (``HeartRate.beats`` vs the per-beat rule), single-label decisions (``decide_single_label`` vs ``decide``), and
+the events of a real record with telemetry features however it is chunked."""
 
 from __future__ import annotations
 
@@ -18,13 +19,25 @@ from runtime.contract import BinaryRule, MulticlassRule, OutputSpec, TaskKind
 from runtime.contract.derived import RrFeatureConfig, TemplateConfig
 from runtime.decide import decide, decide_single_label
 from runtime.ecg import RECORDING_CONFIG, EcgStream
-from runtime.ecg.beats import HeartRate
-from runtime.ecg.rr_columns import NO_INTERVAL, RrColumnStream
+from runtime.ecg.beat_inputs import BeatInputStream, stream_inputs
+from runtime.ecg.beats import BeatBlock, HeartRate
+from runtime.ecg.rr_columns import NO_INTERVAL, RrColumnStream, RrIntervals
 from runtime.ecg.rr_features import RrFeatureStream
 from runtime.ecg.template import RunningTemplate, zscore_windows
-from runtime.ecg.template_members import TemplateMembers
+from runtime.ecg.template_members import MASK_BITS, TemplateMembers, full_window_medians, member_order
 from runtime.events import BeatEvent, beat_event
-from tests.runtime.pvc_bundle import TWO_INPUTS, load_pvc_bundle
+from tests.runtime.pvc_bundle import THREE_INPUTS, TWO_INPUTS, load_pvc_bundle
+
+
+def running_template_residuals(config: TemplateConfig, windows: np.ndarray, ratios: np.ndarray,
+                               restarts: set[int]) -> list[np.ndarray]:
+    """The per-beat reference: ``RunningTemplate``'s residual of each window, reset at each of ``restarts``."""
+    reference, expected = RunningTemplate(config), []
+    for index in range(len(windows)):
+        if index in restarts:
+            reference.reset()
+        expected.append(reference.push(windows[index], float(ratios[index])))
+    return expected
 
 
 @pytest.mark.parametrize("history", [1, 2, 7, 30, 33, 64, 70])
@@ -37,11 +50,7 @@ def test_batched_template_residuals_equal_the_running_template_bit_for_bit(histo
     ratios = random.uniform(0.6, 1.3, count).astype(np.float32)
     ratios[random.random(count) < 0.03] = np.nan  # NaN joins
     restarts = {0, 40, 41, 200}
-    reference, expected = RunningTemplate(config), []
-    for index in range(count):
-        if index in restarts:
-            reference.reset()
-        expected.append(reference.push(windows[index], float(ratios[index])))
+    expected = running_template_residuals(config, windows, ratios, restarts)
     members, found = TemplateMembers(config), np.zeros((count, 252), dtype=np.float32)
     cuts = sorted(restarts | {7, 12, 90, 91, 150, count})
     for first, end in pairwise(cuts):
@@ -75,6 +84,55 @@ def test_template_residual_runs_of_every_length_equal_the_running_template(batch
     np.testing.assert_array_equal(found, expected)
 
 
+def test_segments_restarting_inside_one_batch_equal_the_running_template():
+    """A release computes the template membership of every beat filled since the last one in one ``add``, the
+    segments' restarts (lead-off, gaps) at their positions inside it: the residuals of ``RunningTemplate`` reset there.
+    Many small releases also move the members through the buffer (forgotten rows, compaction)."""
+    random = np.random.default_rng(11)
+    config = TemplateConfig(history_beats=30, minimum_std=1e-6, minimum_pre_to_local=0.9)
+    count = 1500
+    windows = random.standard_normal((count, 252)).astype(np.float32)
+    ratios = random.uniform(0.7, 1.2, count).astype(np.float32)
+    restarts = {0, 33, 34, 200, 431, 900}
+    expected = running_template_residuals(config, windows, ratios, restarts)
+    members, found = TemplateMembers(config), np.zeros((count, 252), dtype=np.float32)
+    first = 0
+    for size in [1, 2, 36, 37, 5, 64, 70, 36, 36, 1, 12] * 40:
+        end = min(first + size, count)
+        if end <= first:
+            break
+        inside = [index - first for index in sorted(restarts) if first <= index < end]
+        scored = zscore_windows(windows[first:end], config)
+        starts, stops = members.add(scored, ratios[first:end], inside)
+        found[first:end] = members.residuals(scored, starts, stops)
+        members.forget_before(int(starts.min()))
+        first = end
+    np.testing.assert_array_equal(found, np.stack(expected))
+
+
+@pytest.mark.parametrize("values", ["distinct", "ties", "near ties", "signs and zeros"])
+@pytest.mark.parametrize("length", [1, 2, 7, 29, 30, 31, 64])
+def test_rank_mask_medians_equal_the_median_with_ties_and_near_ties(length, values):
+    """The members' order comes from one integer sort of keys holding the member's row in their last six bits; equal
+    values and values a few units in the last place apart fall back to ``argsort``: every median is ``np.median``'s."""
+    random = np.random.default_rng(length)
+    members = random.standard_normal((MASK_BITS, 40))
+    if values == "ties":
+        members[5] = members[9]  # equal rows: ties at every sample
+    elif values == "near ties":
+        members[20] = np.nextafter(members[21], np.inf)  # one unit in the last place apart
+        members[22] = members[23] * (1 + 1e-15)
+    elif values == "signs and zeros":
+        members[30] = -members[31]
+        members[40, :20] = 0.0
+        members[41:50, 20:] = np.abs(members[41:50, 20:])
+    starts = np.arange(MASK_BITS - length + 1)
+    expected = np.stack([np.median(members[start : start + length], axis=0) for start in starts])
+    np.testing.assert_array_equal(full_window_medians(members, starts, length), expected)
+    if values == "distinct":  # no near tie: the integer sort's own order is the argsort
+        np.testing.assert_array_equal(member_order(members), np.argsort(members, axis=0))
+
+
 def test_rr_columns_equal_the_per_beat_rr_stream():
     random = np.random.default_rng(1)
     config = RrFeatureConfig(history_beats=10, max_rr_s=1.5, default_rr_s=1.0)
@@ -104,6 +162,83 @@ def test_rr_columns_equal_the_per_beat_rr_stream():
         beat.post_samples for beat in expected]
     assert stacked("history_intervals").tolist() == [beat.history_intervals for beat in expected]
     assert stacked("local_intervals").tolist() == [beat.local_intervals for beat in expected]
+
+
+def test_a_releases_rr_intervals_assembled_at_once_equal_each_blocks_columns():
+    """The stream keeps each block's RR integers (``push_into`` / ``finish_into``) and assembles a release's beats in
+    one ``RrIntervals.columns``: the same rows as assembling every block on its own, and as ``RrFeatureStream``."""
+    random = np.random.default_rng(4)
+    config = RrFeatureConfig(history_beats=10, max_rr_s=1.5, default_rr_s=1.0)
+    peaks = np.cumsum(random.integers(60, 700, size=500))
+    blocks, finishes = [0, 1, 3, 4, 40, 41, 120, 300, 301, 302, 460, 500], {41, 301}
+    per_block, released = RrColumnStream(360.0, config), RrColumnStream(360.0, config)
+    separate, together = [], RrIntervals()
+    for first, end in pairwise(blocks):
+        if first in finishes:
+            separate.append(per_block.finish())
+            released.finish_into(together)
+        separate.append(per_block.push(peaks[first:end]))
+        assert released.push_into(peaks[first:end].tolist(), together) == (0 if separate[-1] is None else
+                                                                           len(separate[-1]))
+    separate.append(per_block.finish())
+    assert released.finish_into(together) == 1
+    parts = [part for part in separate if part is not None]
+    joined = together.columns(360.0)
+    for name in ("features", "pre_samples", "post_samples", "history_intervals", "local_intervals"):
+        np.testing.assert_array_equal(getattr(joined, name), np.concatenate([getattr(part, name) for part in parts]))
+    reference = RrFeatureStream(360.0, config)
+    expected = []
+    for index, peak in enumerate(peaks.tolist()):
+        if index in finishes:
+            expected.append(reference.finish())
+        expected.append(reference.push(peak))
+    expected = [beat for beat in [*expected, reference.finish()] if beat is not None]
+    np.testing.assert_array_equal(joined.features, np.stack([beat.features for beat in expected]))
+
+
+def _blocks(count: int, seed: int) -> list[BeatBlock]:
+    random = np.random.default_rng(seed)
+    peaks = np.cumsum(random.integers(200, 420, size=count))
+    windows = random.standard_normal((count, 252)).astype(np.float32)
+    cuts = [0, 1, 13, 14, 30, 44, 45, 70, 90, count]
+    return [BeatBlock(peaks[first:end], [("clipped",) if index % 17 == 5 else () for index in range(first, end)],
+                      [None] * (end - first), [None] * (end - first), windows[first:end], 360.0)
+            for first, end in pairwise(cuts)]
+
+
+def _filled(inputs: BeatInputStream, blocks: list[BeatBlock]) -> None:
+    for number, block in enumerate(blocks):
+        if number in (3, 6):  # a flat line or gap before these blocks: the segment ends
+            inputs.finish()
+        inputs.push(block, 0, len(block))
+    inputs.finish()
+
+
+def test_computed_inputs_taken_in_any_portions_are_the_same_rows():
+    """A release takes the inputs of the beats filled so far (all of them, as the stream releases every filled beat);
+    taken in smaller portions, or computed in several passes, they are the same rows with the same template members."""
+    plan = stream_inputs(THREE_INPUTS)
+    whole, parts = BeatInputStream(plan, 10), BeatInputStream(plan, 10)
+    _filled(whole, _blocks(100, 8))
+    everything = whole.columns(100)
+    blocks = _blocks(100, 8)
+    pieces = []
+    for number, block in enumerate(blocks):  # computed after every block, taken in uneven portions
+        if number in (3, 6):
+            parts.finish()
+        parts.push(block, 0, len(block))
+        filled = sum(item.filled for item in blocks) - sum(len(piece) for piece in pieces)
+        if filled > 3:
+            pieces.append(parts.columns(filled - 3))
+    parts.finish()
+    pieces.append(parts.columns(100 - sum(len(piece) for piece in pieces)))
+    assert [flags for piece in pieces for flags in piece.flags] == everything.flags
+    for name in ("judged", "rr_ms", "windows", "rr", "scored", "template_starts", "template_stops"):
+        np.testing.assert_array_equal(np.concatenate([getattr(piece, name) for piece in pieces]),
+                                      getattr(everything, name))
+    assert any("warming_up" in flags for flags in everything.flags) and not everything.judged.all()
+    with pytest.raises(RuntimeError):
+        parts.columns(1)  # nothing filled is left
 
 
 class PerBeatHeartRate:

@@ -19,8 +19,11 @@ from runtime.telemetry.aggregate_schema import merge_aggregates, validate_aggreg
 from runtime.telemetry.aggregates import (
     AggregateIdentity,
     AggregationPlan,
+    Columns,
     MinuteAggregator,
     aggregate_record_id,
+    columns_of_events,
+    summarise,
 )
 from runtime.telemetry.event_filter import EventFilter, EventFilterConfig, FilterRule
 from runtime.telemetry.histogram import (
@@ -29,9 +32,11 @@ from runtime.telemetry.histogram import (
     REFERENCE_MAX_EDGES,
     REFERENCE_SCHEME,
     bin_counts,
+    block_summaries,
     count_above,
     dense_counts,
     edges_from_reference,
+    generic_edges,
     latency_edges,
     quantile,
     spread,
@@ -135,6 +140,45 @@ def test_spread_values_stay_in_their_bins() -> None:
     stand_in = spread(edges, counts, values.min(), values.max())
     assert len(stand_in) == len(values) and stand_in.min() >= values.min() and stand_in.max() <= values.max()
     assert np.array_equal(dense_counts(bin_counts(edges, stand_in), len(edges) + 1), counts)
+
+
+def test_block_summaries_equal_each_columns_own_count_sums_and_bins() -> None:
+    """One bin layout per list of edges (worked out once and reused, also when an edges array's id is reused), one
+    searchsorted per column: every column's count, sum, sum of squares, min, max and bins as if summarised alone."""
+    random = np.random.default_rng(7)
+    tracks = plan()
+    for repeat in range(3):
+        edges = [latency_edges(), tracks.track("peak_to_peak").edges, generic_edges(), generic_edges(),
+                 np.sort(random.normal(0, 1, 40 + repeat))]  # a fresh array every time: its id may be reused
+        values = np.column_stack([random.lognormal(7, 1, 90), random.normal(6.8, 2, 90), random.normal(0, 5, 90),
+                                  random.normal(0, 1e-7, 90), random.normal(0, 1, 90)])
+        values[random.random(values.shape) < 0.1] = np.nan
+        values[:, 3] = np.nan if repeat == 2 else values[:, 3]  # a column without a value
+        found = block_summaries(values, edges, [False, True, True, True, True])
+        for column, column_edges in enumerate(edges):
+            finite = values[:, column][np.isfinite(values[:, column])]
+            if not finite.size:
+                assert found[column] is None
+                continue
+            entry = found[column]
+            assert entry["count"] == finite.size and entry["bins"] == bin_counts(column_edges, finite)
+            assert entry["min"] == finite.min() and entry["max"] == finite.max()
+            assert entry["sum"] == pytest.approx(finite.sum(), rel=1e-12) and ("sum_squares" in entry) == (column > 0)
+        again = block_summaries(values, edges, [False, True, True, True, True])
+        assert again == found
+
+
+def test_feature_dicts_with_the_same_names_in_another_order_give_the_same_summary() -> None:
+    events = [beat(float(second)) for second in range(40)]
+    shuffled = [BeatEvent(*(vars(event)[name] if name != "features" else dict(reversed(event.features.items()))
+                            for name in vars(event))) for event in events[:20]] + events[20:]
+    tracks = plan()
+    assert summarise(columns_of_events(shuffled, "binary"), tracks) == summarise(
+        columns_of_events(events, "binary"), tracks)
+    odd = [*events[:5], beat(5.0, features={"peak_to_peak": 1.0, "kurtosis": 3.0, "skewness": 0.0}), *events[6:]]
+    summary = summarise(columns_of_events(odd, "binary"), tracks)  # other names: each counted where present
+    assert summary["features"]["kurtosis"]["count"] == 1 and summary["features"]["difference_rms"]["count"] == 39
+    assert summarise(Columns(), tracks)["records"] == 0
 
 
 # -- the aggregator ------------------------------------------------------------------------------------------------
