@@ -124,7 +124,7 @@ def _plans(bundles: str, versions: tuple[str, ...]) -> PlanFor:
 
 
 def _catalog_plans(bundles: str) -> PlanFor:
-    catalog = read_catalog(Path(bundles))
+    catalog = widgets.catalog_in(Path(bundles))  # read again only when the bundles changed on disk
     return _plans(bundles, tuple(sorted(bundle.manifest_sha256 for bundle in catalog.bundles)))
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from dashboard.data.bundles import BundleCatalog, read_catalog
+from dashboard.data.bundles import BundleCatalog, catalog_fingerprint, read_catalog
 from dashboard.data.settings import DashboardSettings, fixed_clock
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.fleet import short_id
@@ -35,8 +36,20 @@ def settings() -> DashboardSettings:
     return DashboardSettings.from_environment()
 
 
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _catalog(folder: str, fingerprint: tuple) -> BundleCatalog:
+    return read_catalog(Path(folder))
+
+
 def catalog(current: DashboardSettings) -> BundleCatalog:
-    return read_catalog(current.bundles)
+    """The published bundles, read again only when a bundle folder, manifest or profile changed on disk (a live page
+    asks for them several times a run: each read parses every manifest)."""
+    return catalog_in(current.bundles)
+
+
+def catalog_in(folder: Path) -> BundleCatalog:
+    """``catalog`` of the bundles folder ``folder``."""
+    return _catalog(str(folder), catalog_fingerprint(folder))
 
 
 def alert_config(current: DashboardSettings) -> AlertConfig:

@@ -108,6 +108,24 @@ def read_bundle(folder: Path) -> BundleInfo:
     return BundleInfo(folder.name, folder, manifest, manifest_sha256(raw), profile, problem)
 
 
+def catalog_fingerprint(folder: Path) -> tuple:
+    """What ``read_catalog(folder)`` reads, as it stands on disk: per bundle folder its name and resolved path (a
+    publish swaps a link) and the (inode, size, modification time) of its manifest and reference profile. A few
+    ``stat`` calls: a page compares it on every run and reads the catalog again only when it changed."""
+    if not folder.is_dir():
+        return ()
+
+    def state(path: Path) -> tuple[int, int, int] | None:
+        try:
+            found = path.stat()
+        except OSError:
+            return None
+        return found.st_ino, found.st_size, found.st_mtime_ns
+
+    return tuple((child.name, str(child.resolve()), state(child / MANIFEST_NAME), state(child / PROFILE_NAME))
+                 for child in sorted(path for path in folder.iterdir() if path.is_dir()))
+
+
 def read_catalog(folder: Path) -> BundleCatalog:
     """Every bundle folder (a folder holding manifest.json) directly under ``folder``."""
     if not folder.is_dir():

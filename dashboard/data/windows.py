@@ -349,6 +349,7 @@ def _fold_older_devices(stored: pd.DataFrame, frame: pd.DataFrame, bounds: tuple
         return aggregate_frame([]), ()
     first_aggregate = frame.groupby("device_id")["minute"].min() if len(frame) else pd.Series(dtype="object")
     ranges: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}
+    held: dict[str, tuple[pd.Timestamp, pd.Timestamp]] = {}  # where each device's stored records lie
     for device in stored.itertuples(index=False):
         if pd.isna(device.last_time) or device.last_time < start or not device.records:
             continue
@@ -357,13 +358,18 @@ def _fold_older_devices(stored: pd.DataFrame, frame: pd.DataFrame, bounds: tuple
             ranges[device.device_id] = (start, stop)
         elif first > coverage and device.first_time < first:
             ranges[device.device_id] = (coverage, first)
+        held[device.device_id] = (device.first_time, device.last_time)
     if not ranges:
         return aggregate_frame([]), ()
     if len(ranges) > ONE_QUERY_FOR_RECORDS and request.device_id is None:  # one read of each block for them all
-        parts = [sources.blocks(block, None, request.features) for block in record_blocks(start, stop, stop)]
+        firsts, lasts = [held[device][0] for device in ranges], [held[device][1] for device in ranges]
+        span = (pd.NaT, pd.NaT) if pd.isna(firsts + lasts).any() else (min(firsts), max(lasts))
+        parts = [sources.blocks(block, None, request.features) for block in record_blocks(start, stop, stop)
+                 if _may_hold(block, span)]
     else:
         parts = [sources.blocks(block, device_id, request.features)
-                 for device_id, (low, high) in ranges.items() for block in record_blocks(low, high, stop)]
+                 for device_id, (low, high) in ranges.items() for block in record_blocks(low, high, stop)
+                 if _may_hold(block, held[device_id])]
     folded = pd.concat([part for part in parts if len(part)], ignore_index=True) if any(
         len(part) for part in parts) else aggregate_frame([])
     if len(folded):  # blocks are whole hours: keep each device's range
@@ -371,6 +377,14 @@ def _fold_older_devices(stored: pd.DataFrame, frame: pd.DataFrame, bounds: tuple
         high = folded["device_id"].map({device: high for device, (_, high) in ranges.items()})
         folded = folded[(folded["minute"] >= low) & (folded["minute"] < high)]
     return folded, tuple(sorted(set(folded["device_id"]))) if len(folded) else ()
+
+
+def _may_hold(block: Block, stored: tuple[pd.Timestamp, pd.Timestamp]) -> bool:
+    """Whether ``block`` can hold any of the records stored between the first and last record time ``stored`` (the
+    store's device counters: every record it keeps lies in there): a month of an older device that sent records for
+    a few hours reads those hours, not 720 empty blocks (each one a cache lookup)."""
+    first, last = stored
+    return pd.isna(first) or pd.isna(last) or (block.end > first and block.start <= last)
 
 
 def device_table(stored: pd.DataFrame, frame: pd.DataFrame, stop: pd.Timestamp) -> pd.DataFrame:

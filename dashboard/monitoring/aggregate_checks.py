@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
+from dashboard.monitoring.aggregate_sums import grouped_counts, summary_of
 from dashboard.monitoring.aggregate_window import (
     PlanFor,
     WindowSummary,
+    frame_numbers,
     latency_entries,
     latest_bundle_minutes,
     minute_window,
-    summary_of,
     window_end,
 )
 from dashboard.monitoring.alerts import (
@@ -158,14 +160,15 @@ def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
     window = minute_window(frame, now, config.quality_window)
     if window.empty:
         return alerts
-    flagged = pd.Series([payload["flagged"] for payload in window["payload"]], index=window.index)
+    flagged = pd.Series(frame_numbers(window)["flagged"], index=window.index)
     sums = pd.DataFrame({"records": window["records"], "flagged": flagged}).groupby(window["device_id"]).sum()
+    flag_counts = _flags_by_device(window)
     for device_id, total in sums.iterrows():
         records, flags = int(total["records"]), int(total["flagged"])
         if records < config.quality_minimum_events or flags / records < config.quality_warn_rate:
             continue
         rate = flags / records
-        counts = summary_of(window[window["device_id"] == device_id], tracks=False).quality_flags
+        counts = flag_counts(device_id)
         top = ", ".join(f"{flag} {count / records:.0%}" for flag, count in counts.most_common(3))
         severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
         alerts.append(Alert(
@@ -174,6 +177,21 @@ def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
             rate,
         ))
     return alerts
+
+
+def _flags_by_device(window: pd.DataFrame) -> Callable[[object], Counter]:
+    """device id → ``summary_of(its rows).quality_flags`` (the same counts, in the same order), every device's added
+    up in one pass over the window instead of a filter of the window per device."""
+    codes, devices = pd.factorize(window["device_id"], sort=False, use_na_sentinel=False)
+    counted = grouped_counts(window, "quality_flags", codes)
+    if counted is None:  # a section that is not a plain {flag: count}: each device's rows, as before
+        return lambda device_id: summary_of(window[window["device_id"] == device_id], tracks=False).quality_flags
+    owners, flags, counts = counted
+    per_device: dict[int, Counter] = {}
+    for owner, flag, count in zip(owners.tolist(), flags, counts.tolist(), strict=True):
+        per_device.setdefault(owner, Counter())[flag] = count
+    numbers = {device: number for number, device in enumerate(devices.tolist())}
+    return lambda device_id: per_device.get(numbers[device_id], Counter())
 
 
 def records_per_minute(frame: pd.DataFrame) -> pd.Series:

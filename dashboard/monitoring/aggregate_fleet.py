@@ -2,9 +2,12 @@
 devices — one row per device, and series per group (a bundle, or one device) and time bucket, never per inference.
 
 Counts (records, flagged records, records per flag) are exact sums of the aggregates; latency percentiles are read
-from the summed ``log10/64`` histograms (within 1.8 % of the exact percentile, protocol.md). Every histogram sum is
-one vectorised ``numpy.add.at`` over all rows of the frame, so 60 000 minute aggregates (an hour of 1 000 devices)
-cost milliseconds, not a loop per device.
+from the summed ``log10/64`` histograms (within 1.8 % of the exact percentile, protocol.md). Everything is summed in
+columns: the frame's number and entry columns (``aggregate_window``, ``aggregate_entries``, made once per cached
+block), every histogram sum one ``numpy.bincount`` over all rows, every group's percentiles one set of array
+operations (``quantile_rows``, ``histogram.quantile``'s arithmetic), so 60 000 minute aggregates (an hour of 1 000
+devices) cost milliseconds, not a loop per row or device. The per-row functions they replace are kept as the
+reference in tests/dashboard/test_aggregate_sums.py: the same tables, bit for bit.
 
 A device's status on the Fleet page is a quick read of its window, not an alert rule (the Alerts page runs those):
 ``silent`` when nothing arrived for ``SILENT_AFTER``, ``noisy`` when its flagged share reaches the quality warning
@@ -14,19 +17,21 @@ rate, ``slow`` when its p95 is over the latency objective, else ``ok``.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from operator import itemgetter
 
 import numpy as np
 import pandas as pd
 
 from dashboard.data.bundles import BundleCatalog
-from dashboard.monitoring.aggregate_window import latency_entries
+from dashboard.monitoring.aggregate_sums import grouped_counts
+from dashboard.monitoring.aggregate_window import frame_numbers, latency_entries
 from dashboard.monitoring.alerts import DEFAULT_ALERT_CONFIG, AlertConfig
 from dashboard.monitoring.fleet import short_id
 from runtime.session import short_provider_name
 from runtime.telemetry.aggregate_schema import MIXED
-from runtime.telemetry.histogram import latency_edges, quantile
+from runtime.telemetry.histogram import latency_edges
 
 SILENT_AFTER = timedelta(minutes=10)  # a device with no aggregate or record for this long is "silent"
 STATUSES = ("silent", "noisy", "slow", "ok")  # worst first
@@ -34,31 +39,66 @@ _LATENCY_BINS = len(latency_edges()) + 1
 
 
 def latency_matrix(frame: pd.DataFrame, groups: Sequence[int], size: int) -> np.ndarray:
-    """Summed latency histograms: one row per group (``groups[i]`` is row i's group number, < ``size``)."""
-    matrix = np.zeros((size, _LATENCY_BINS), dtype=np.int64)
+    """Summed latency histograms: one row per group (``groups[i]`` is row i's group number, < ``size``), in one
+    ``bincount`` over every row's bins."""
     rows, bins, counts = latency_entries(frame)
-    if len(rows):
-        np.add.at(matrix, (np.asarray(groups, dtype=np.int64)[rows], bins), counts)
-    return matrix
+    if not len(rows):
+        return np.zeros((size, _LATENCY_BINS), dtype=np.int64)
+    groups = np.asarray(groups, dtype=np.int64)
+    if bins.min() < 0 or bins.max() >= _LATENCY_BINS or groups.min() < 0 or groups.max() >= size:
+        raise IndexError(f"latency bins in 0…{_LATENCY_BINS - 1} and groups in 0…{size - 1} expected")
+    flat = np.bincount(groups[rows] * _LATENCY_BINS + bins, weights=counts.astype(np.float64),
+                       minlength=size * _LATENCY_BINS)
+    return flat.astype(np.int64).reshape(size, _LATENCY_BINS)
 
 
-def _percentiles(counts: np.ndarray, low: float, high: float) -> tuple[float | None, float | None]:
+def quantile_rows(matrix: np.ndarray, lows: np.ndarray, highs: np.ndarray, q: float) -> np.ndarray:
+    """``histogram.quantile`` of every row of ``matrix`` (latency histograms) with its observed ``lows``/``highs``,
+    in one set of array operations: the same arithmetic on the same numbers, element by element (NaN for an empty
+    row), where a loop of ``quantile`` calls costs a millisecond per thousand rows."""
     edges = latency_edges()
-    return (quantile(edges, counts, 0.5, low, high), quantile(edges, counts, 0.95, low, high))
+    counts = np.asarray(matrix, dtype=np.int64)
+    rows = len(counts)
+    lows = np.asarray(lows, dtype=np.float64).reshape(rows, 1)
+    highs = np.asarray(highs, dtype=np.float64).reshape(rows, 1)
+    inner = np.broadcast_to(edges, (rows, len(edges)))
+    lower = np.concatenate([np.where(edges[0] < lows, edges[0], lows), inner], axis=1)  # histogram.bin_bounds
+    upper = np.concatenate([inner, np.where(edges[-1] > highs, edges[-1], highs)], axis=1)
+    lower, upper = np.maximum(lower, lows), np.minimum(upper, highs)
+    middle = np.where(lower > 0, 2 * lower * upper / np.maximum(lower + upper, 1e-300), (lower + upper) / 2)
+    middle = np.clip(middle, lows, highs)
+    totals = counts.sum(axis=1)
+    position = q * (totals - 1)
+    below = np.floor(position)
+    fraction = position - below
+    cumulative = np.cumsum(counts, axis=1)
+
+    def order_statistic(rank: np.ndarray) -> np.ndarray:  # searchsorted(cumulative, rank + 1, side="left") per row
+        return middle[np.arange(rows), (cumulative < (rank + 1)[:, None]).sum(axis=1).clip(max=middle.shape[1] - 1)]
+
+    first = order_statistic(below.astype(np.int64))
+    second = order_statistic(np.minimum(below.astype(np.int64) + 1, totals - 1))
+    found = np.where(fraction == 0, first, first + fraction * (second - first))
+    return np.where(totals > 0, found, np.nan)
 
 
 def _grouped(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, np.ndarray]:
-    """(one row per group with ``keys``, the group number of every row of ``frame``)."""
-    codes, uniques = pd.MultiIndex.from_frame(frame[list(keys)]).factorize()
-    return uniques.to_frame(index=False), codes
+    """(one row per group with ``keys``, in the order groups first appear; the group number of every row of
+    ``frame``): each key factorised on its own, the codes combined and factorised once more."""
+    combined = np.zeros(len(frame), dtype=np.int64)
+    for key in keys:
+        codes, uniques = pd.factorize(frame[key], sort=False, use_na_sentinel=False)
+        combined = combined * len(uniques) + codes
+    codes, _ = pd.factorize(combined, sort=False)
+    first = np.unique(codes, return_index=True)[1]
+    return frame[list(keys)].iloc[first].reset_index(drop=True), codes.astype(np.int64, copy=False)
 
 
 def _payload_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row: flagged, unjudged, latency min/max (numbers every aggregate carries), in one pass."""
-    rows = [(payload["flagged"], payload["unjudged"],
-             *((latency["min"], latency["max"]) if (latency := payload["latency_us"])["count"] else (np.inf, -np.inf)))
-            for payload in frame["payload"].tolist()]
-    return pd.DataFrame(rows, columns=["flagged", "unjudged", "low", "high"], index=frame.index)
+    """Per row: flagged, unjudged, latency min/max (inf/-inf for an empty histogram): the frame's number columns."""
+    numbers = frame_numbers(frame)
+    return pd.DataFrame({"flagged": numbers["flagged"], "unjudged": numbers["unjudged"],
+                         "low": numbers["latency_low"], "high": numbers["latency_high"]}, index=frame.index)
 
 
 def group_series(frame: pd.DataFrame, bucket: timedelta, group: pd.Series, start: datetime | None = None,
@@ -78,13 +118,14 @@ def group_series(frame: pd.DataFrame, bucket: timedelta, group: pd.Series, start
     matrix = latency_matrix(frame, codes, len(table))
     sums = keyed.groupby(codes).agg(records=("records", "sum"), flagged=("flagged", "sum"), low=("low", "min"),
                                      high=("high", "max"), devices=("device_id", "nunique"))
+    lows, highs = sums["low"].to_numpy(dtype=np.float64), sums["high"].to_numpy(dtype=np.float64)
+    p50s, p95s = (quantile_rows(matrix, lows, highs, q).tolist() for q in (0.5, 0.95))
     rows = []
     for number, (label, moment) in enumerate(table.itertuples(index=False)):
         total = int(matrix[number].sum())
         if not total:
             continue
-        low, high = float(sums.at[number, "low"]), float(sums.at[number, "high"])
-        p50, p95 = _percentiles(matrix[number], low, high)
+        p50, p95 = p50s[number], p95s[number]
         covered_from = max(moment, pd.Timestamp(start)) if start is not None else moment
         covered_to = min(moment + width, pd.Timestamp(end)) if end is not None else moment + width
         minutes = max((covered_to - covered_from).total_seconds() / 60, 1 / 60)
@@ -101,22 +142,42 @@ def flag_rates(frame: pd.DataFrame) -> pd.DataFrame:
     columns = ["device_id", "device", "flag", "records", "rate"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
+    known = frame["device_id"].notna().to_numpy()
+    inside = frame if known.all() else frame[known]  # rows without a device are left out, as groupby leaves them
+    devices, names = pd.factorize(inside["device_id"], sort=True)
+    totals = np.bincount(devices, weights=inside["records"].to_numpy(dtype=np.float64), minlength=len(names))
+    flagged = frame_numbers(inside)["flagged"]
+    picked = np.flatnonzero(flagged != 0)  # a minute without a flagged record has no flag counts either
+    counted = grouped_counts(inside, "quality_flags", np.where(flagged != 0, devices, -1))
+    if counted is None:  # a section that is not a plain {flag: count}: counted as Counter does, device by device
+        sections = inside["payload"].iloc[picked].map(itemgetter("quality_flags")).tolist()
+        counted = _flag_counts_by_device(sections, devices[picked])
+    owners, flags, counts = counted
+    # most_common: by count, the first seen first among equal counts
+    order = np.lexsort((np.arange(len(owners)), -counts, owners))
+    by_device = np.bincount(devices[picked], weights=flagged[picked].astype(np.float64), minlength=len(names))
+    starts = np.searchsorted(owners[order], np.arange(len(names) + 1))
     rows = []
-    for device_id, group in frame.groupby("device_id", sort=True):
-        total = int(group["records"].sum())
+    for number, device_id in enumerate(names.tolist()):
+        total = int(totals[number])
         if not total:
             continue
-        flags: Counter[str] = Counter()
-        flagged = 0
-        for payload in group["payload"].tolist():
-            if payload["flagged"]:  # a minute without a flagged record has no flag counts either
-                flags.update(payload["quality_flags"])
-                flagged += payload["flagged"]
-        rows.append({"device_id": device_id, "flag": "any", "records": flagged, "rate": flagged / total})
-        rows += [{"device_id": device_id, "flag": flag, "records": int(count), "rate": count / total}
-                 for flag, count in flags.most_common()]
+        any_flag = int(by_device[number])
+        rows.append({"device_id": device_id, "flag": "any", "records": any_flag, "rate": any_flag / total})
+        rows += [{"device_id": device_id, "flag": flags[index], "records": int(counts[index]),
+                  "rate": int(counts[index]) / total} for index in order[starts[number]:starts[number + 1]].tolist()]
     table = pd.DataFrame(rows, columns=[name for name in columns if name != "device"])
     return table.assign(device=table["device_id"].map(short_id))[columns]
+
+
+def _flag_counts_by_device(sections: list, devices: np.ndarray) -> tuple[np.ndarray, list, np.ndarray]:
+    """``grouped_counts``' arrays, added with ``Counter.update`` per device (sections that are not plain dicts)."""
+    per_device: dict[int, Counter] = {}
+    for device, section in zip(devices.tolist(), sections, strict=True):
+        per_device.setdefault(device, Counter()).update(section)
+    entries = [(device, flag, count) for device, counter in per_device.items() for flag, count in counter.items()]
+    return (np.array([entry[0] for entry in entries], dtype=np.int64), [entry[1] for entry in entries],
+            np.array([entry[2] for entry in entries], dtype=np.int64))
 
 
 def _identity_text(value: object) -> str:
@@ -134,28 +195,36 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
         return pd.DataFrame(columns=columns)
     table = devices.drop_duplicates("device_id").reset_index(drop=True)
     known = pd.Index(table["device_id"])
-    inside = frame[frame["device_id"].isin(known)] if len(frame) else frame
+    shown = frame["device_id"].isin(known).to_numpy() if len(frame) else np.ones(0, dtype=bool)
+    inside = frame if shown.all() else frame[shown]  # (all of them, usually: no copy of the window)
     groups = known.get_indexer(inside["device_id"]) if len(inside) else np.empty(0, dtype=np.int64)
     matrix = latency_matrix(inside, groups, len(table))
     empty = {"records": {}, "flagged": {}, "low": {}, "high": {}}
     sums = (pd.concat([inside[["records"]], _payload_numbers(inside)], axis=1).groupby(groups).agg(
         records=("records", "sum"), flagged=("flagged", "sum"), low=("low", "min"), high=("high", "max")).to_dict()
         if len(inside) else empty)
-    last_rows = (inside.sort_values(["minute", "session"], kind="stable").drop_duplicates("device_id", keep="last")
-                 if len(inside) else inside)
-    latest = {row["device_id"]: row for row in last_rows[["device_id", "bundle_id", "bundle_sha256", "variant",
-                                                          "provider"]].to_dict("records")} if len(inside) else {}
+    latest = {}
+    if len(inside):  # the identity columns only are sorted (not the payloads' entry columns)
+        identity = inside[["device_id", "minute", "session", "bundle_id", "bundle_sha256", "variant", "provider"]]
+        last_rows = identity.sort_values(["minute", "session"], kind="stable").drop_duplicates("device_id",
+                                                                                                keep="last")
+        latest = {row["device_id"]: row for row in last_rows[["device_id", "bundle_id", "bundle_sha256", "variant",
+                                                              "provider"]].to_dict("records")}
     minutes_in_span = span.total_seconds() / 60
     moment = pd.Timestamp(now)
+    measured = [number for number in range(len(table)) if sums["records"].get(number, 0) and matrix[number].sum()]
+    chosen = np.array(measured, dtype=np.int64)
+    lows = np.array([float(sums["low"][number]) for number in measured], dtype=np.float64)
+    highs = np.array([float(sums["high"][number]) for number in measured], dtype=np.float64)
+    percentiles = dict(zip(measured, zip(*(quantile_rows(matrix[chosen], lows, highs, q).tolist()
+                                           for q in (0.5, 0.95)), strict=True), strict=True)) if measured else {}
     rows = []
     for number, device in enumerate(table[["device_id", "last_seen", "dropped", "sends"]].to_dict("records")):
         device_id = device["device_id"]
         last = latest.get(device_id)
         bundle = catalog.match(last["bundle_id"], last["bundle_sha256"]) if last is not None else None
         records = int(sums["records"].get(number, 0))
-        p50 = p95 = None
-        if records and matrix[number].sum():
-            p50, p95 = _percentiles(matrix[number], float(sums["low"][number]), float(sums["high"][number]))
+        p50, p95 = percentiles.get(number, (None, None))
         last_seen = device["last_seen"] if pd.notna(device["last_seen"]) else None
         rows.append({
             "device_id": device_id,
@@ -198,12 +267,11 @@ def status_counts(overview: pd.DataFrame) -> dict[str, int]:
 
 def bundle_labels(frame: pd.DataFrame, catalog: BundleCatalog) -> pd.Series:
     """Per row: the published bundle's name, or ``<bundle_id> (not published here)``."""
-    names: dict[tuple[Hashable, Hashable], str] = {}
-    labels = []
-    for bundle_id, sha256 in zip(frame["bundle_id"].tolist(), frame["bundle_sha256"].tolist(), strict=True):
-        key = (bundle_id, sha256)
-        if key not in names:
-            bundle = catalog.match(str(bundle_id), None if sha256 is None else str(sha256))
-            names[key] = bundle.name if bundle else f"{bundle_id} (not published here)"
-        labels.append(names[key])
-    return pd.Series(labels, index=frame.index, dtype="object")
+    if frame.empty:
+        return pd.Series([], index=frame.index, dtype="object")
+    table, codes = _grouped(frame, ["bundle_id", "bundle_sha256"])  # each distinct pair named once
+    names = []
+    for bundle_id, sha256 in table.itertuples(index=False):
+        bundle = catalog.match(str(bundle_id), None if sha256 is None else str(sha256))
+        names.append(bundle.name if bundle else f"{bundle_id} (not published here)")
+    return pd.Series(np.array(names, dtype=object)[codes], index=frame.index, dtype="object")

@@ -16,7 +16,8 @@ import pandas as pd
 
 from dashboard.data.bundles import BundleCatalog, BundleInfo
 from dashboard.monitoring.aggregate_fleet import group_series
-from dashboard.monitoring.aggregate_window import PlanFor, TrackSum, WindowSummary, summary_of
+from dashboard.monitoring.aggregate_sums import summary_of
+from dashboard.monitoring.aggregate_window import PlanFor, TrackSum, WindowSummary
 from dashboard.monitoring.fleet import short_id
 from dashboard.monitoring.predictions import (
     ANOMALY_SCORE_ROW,

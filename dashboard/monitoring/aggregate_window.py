@@ -3,13 +3,17 @@
 An aggregate frame has one row per stored aggregate: ``device_id``, ``bundle_id``, ``bundle_sha256``, ``variant``,
 ``provider``, ``task``, ``minute`` (UTC start), ``seconds`` (60; 3 600 for an hourly rollup), ``records`` and
 ``payload`` (the aggregate dict, as the collector's ``aggregates`` table stores it, or ``compact_payload`` of it).
-``aggregate_frame`` builds it from payloads; ``record_fold.fold_records`` turns schema-1/2 per-event records (older
-devices) into the same aggregates, with the device's own code, so one set of maths serves both. A row counts in a window
-when its start does: an hourly rollup is in a window only when its whole hour starts inside it.
+``aggregate_frame`` builds it from payloads, with the numbers every payload carries as columns (``NUMBER_COLUMNS``)
+and its bins and counter sections as Arrow list columns (``aggregate_entries``): read once per block, never changed
+in place (a frame whose payloads changed would no longer match them). ``record_fold.fold_records`` turns schema-1/2
+per-event records (older devices) into the same aggregates, with the device's own code, so one set of maths serves
+both. A row counts in a window when its start does: an hourly rollup is in a window only when its whole hour starts
+inside it.
 
 Windows are whole minutes: ``minute_window(frame, end, span)`` keeps the minutes starting in [E − span, E), E being
 ``end`` rounded up to a minute, i.e. the raw window (end − span, end] when ``end`` is on a minute, else shifted
-later by under a minute. ``WindowSummary`` adds up a window's aggregates; ``stand_in`` gives, per drift row, a
+later by under a minute. ``WindowSummary`` adds up a window's aggregates (``summary_by_rows``, row by row: the
+reference for ``aggregate_sums.summary_of``, which adds them up in columns); ``stand_in`` gives, per drift row, a
 sample with the window's histogram (``runtime.telemetry.histogram.spread``), so the drift tests run unchanged
 (``dashboard.monitoring.drift``): PSI and JS distance on the reference deciles are exact, KS and Wasserstein are
 within one sub-bin per value (protocol.md, "Aggregates").
@@ -22,11 +26,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from dashboard.monitoring.aggregate_entries import entry_columns, latency_bins
 from dashboard.monitoring.predictions import ANOMALY_SCORE_ROW
 from dashboard.monitoring.stand_in import StandIn
 from runtime.telemetry.aggregates import (
@@ -48,18 +54,52 @@ from runtime.telemetry.histogram import (
 )
 
 FRAME_COLUMNS = (*IDENTITY_KEYS, "minute", "seconds", "records", "session", "payload")
+# Numbers every payload carries, read into columns once when the frame is made (a page's cached blocks keep them), so
+# sums over thousands of rows are column sums (``aggregate_sums``): the counts, and the latency histogram's count,
+# sum, sum of squares (0.0 when absent), minimum and maximum (inf and -inf for an empty histogram). The payloads'
+# bins and counter sections are Arrow list columns beside them (``aggregate_entries``).
+NUMBER_COLUMNS = {"flagged": np.int64, "unjudged": np.int64, "alarms": np.int64, "latency_count": np.int64,
+                  "latency_sum": np.float64, "latency_squares": np.float64, "latency_low": np.float64,
+                  "latency_high": np.float64}
 FOLDED_SESSION = "folded"  # the session of aggregates the dashboard folded from per-event records
 PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundle_sha256, task) → its plan
 
 
 def aggregate_frame(payloads: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per aggregate, oldest minute first (the shape the collector's ``aggregates`` table gives)."""
+    """One row per aggregate, oldest minute first (the shape the collector's ``aggregates`` table gives), with the
+    ``NUMBER_COLUMNS`` of its payload."""
+    payloads = list(payloads)
     rows = [{**{key: payload[key] for key in IDENTITY_KEYS}, "minute": payload["minute"],
              "seconds": payload.get("seconds", MINUTE_S), "records": payload["records"],
              "session": payload["session"], "payload": payload} for payload in payloads]
     frame = pd.DataFrame(rows, columns=list(FRAME_COLUMNS))
     frame["minute"] = pd.to_datetime(frame["minute"], utc=True, format="ISO8601")
+    try:
+        numbers = payload_numbers(payloads)
+    except (KeyError, TypeError, ValueError, OverflowError):  # not every payload has them: sums read the payloads
+        numbers = {}
+    for name, values in (numbers | entry_columns(payloads)).items():
+        frame[name] = values
     return frame.sort_values(["minute", "device_id", "session"], kind="stable").reset_index(drop=True)
+
+
+def payload_numbers(payloads: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """The ``NUMBER_COLUMNS`` of ``payloads``, one array each (what ``WindowSummary.add`` reads of each)."""
+    rows = [(payload["flagged"], payload["unjudged"], payload.get("alarms") or 0, latency["count"], latency["sum"],
+             latency.get("sum_squares", 0.0), *((latency["min"], latency["max"]) if latency["count"]
+                                                else (math.inf, -math.inf)))
+            for payload in payloads for latency in (payload["latency_us"],)]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(NUMBER_COLUMNS)
+    return {name: np.array(column, dtype=dtype) for (name, dtype), column in zip(NUMBER_COLUMNS.items(), columns,
+                                                                                 strict=True)}
+
+
+def frame_numbers(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The ``NUMBER_COLUMNS`` of ``frame``'s rows: its columns, or read from its payloads when it has none of their
+    types (a frame made by hand, or concatenated with one that had none)."""
+    if all(name in frame and frame[name].dtype == dtype for name, dtype in NUMBER_COLUMNS.items()):
+        return {name: frame[name].to_numpy() for name in NUMBER_COLUMNS}
+    return payload_numbers(frame["payload"].tolist())
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +133,16 @@ def latency_entries(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nda
     if frame.empty:
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
-    parts = [_sparse(payload["latency_us"]["bins"]) for payload in frame["payload"].tolist()]
-    indices = [part.indices for part in parts]
+    flat = latency_bins(frame)
+    if flat is not None:
+        return flat
+    parts = list(map(_sparse, map(itemgetter("bins"), map(itemgetter("latency_us"), frame["payload"].tolist()))))
+    indices = list(map(attrgetter("indices"), parts))
     lengths = np.fromiter(map(len, indices), dtype=np.int64, count=len(parts))
     rows = np.repeat(np.arange(len(parts), dtype=np.int64), lengths)
     if not lengths.sum():
         return rows, rows, rows
-    return rows, np.concatenate(indices).astype(np.int64), np.concatenate([part.counts for part in parts])
+    return rows, np.concatenate(indices).astype(np.int64), np.concatenate(list(map(attrgetter("counts"), parts)))
 
 
 def _compact_histogram(entry: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,6 +241,15 @@ class TrackSum:
         self.squares = 0.0
         self.low = math.inf
         self.high = -math.inf
+
+    @classmethod
+    def summed(cls, edges: np.ndarray, counts: np.ndarray, count: int, sums: tuple[float, float],
+               extremes: tuple[float, float]) -> TrackSum:
+        """A track already added up (``aggregate_sums``): dense ``counts``, ``count``, (sum, sum of squares) and
+        (low, high)."""
+        track = cls(edges, counts)
+        track.count, (track.total, track.squares), (track.low, track.high) = count, sums, extremes
+        return track
 
     def add(self, entry: Mapping[str, Any]) -> None:
         self._pending.append(entry["bins"])
@@ -356,11 +408,12 @@ def catalog_plans(catalog) -> PlanFor:
     return plan_resolver(profiles)
 
 
-def summary_of(frame: pd.DataFrame, plan_for: PlanFor | None = None, *, tracks: bool = True,
-               features: bool = True) -> WindowSummary:
-    """``WindowSummary`` of every aggregate in ``frame``: tracks decoded with each row's bundle plan (generic ones
-    always), or left out (``tracks=False``) when only counts and latency are needed (``features=False``: the output
-    tracks only)."""
+def summary_by_rows(frame: pd.DataFrame, plan_for: PlanFor | None = None, *, tracks: bool = True,
+                    features: bool = True) -> WindowSummary:
+    """``WindowSummary`` of every aggregate in ``frame``, added row by row (``WindowSummary.add``): tracks decoded with
+    each row's bundle plan (generic ones always), or left out (``tracks=False``) when only counts and latency are
+    needed (``features=False``: the output tracks only). The reference ``aggregate_sums.summary_in_columns`` is
+    tested against, and what ``aggregate_sums.summary_of`` runs on a few rows."""
     summary = WindowSummary()
     if not tracks or plan_for is None:
         for payload in frame["payload"].tolist():

@@ -16,7 +16,8 @@ from dashboard.data.files import DataUnavailableError
 from dashboard.data.windows import HOUR, WindowRequest, latest_devices
 from dashboard.monitoring import aggregate_checks, aggregate_predictions
 from dashboard.monitoring.aggregate_fleet import flag_rates
-from dashboard.monitoring.aggregate_window import minute_window, summary_of
+from dashboard.monitoring.aggregate_sums import summary_of
+from dashboard.monitoring.aggregate_window import minute_window
 from dashboard.monitoring.alerts import CRITICAL, alerts_frame
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
 from dashboard.monitoring.fleet import bucket_for

@@ -26,7 +26,8 @@ from dashboard.data.windows import (
     load_window,
 )
 from dashboard.monitoring import aggregate_checks, alerts, checks
-from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, minute_window, summary_of, window_end
+from dashboard.monitoring.aggregate_sums import summary_of
+from dashboard.monitoring.aggregate_window import aggregate_frame, catalog_plans, minute_window, window_end
 from dashboard.monitoring.alerts import AlertConfig
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
 from tests.dashboard.apptest_pages import APP, TIMEOUT_S, run_page, texts

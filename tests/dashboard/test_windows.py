@@ -3,6 +3,7 @@ rollups behind them, whole days for long windows, and what a refresh re-reads.""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -15,7 +16,8 @@ from dashboard.data.windows import (
     plan,
     record_blocks,
 )
-from dashboard.monitoring.aggregate_window import aggregate_frame, compact_payload, summary_of
+from dashboard.monitoring.aggregate_sums import summary_of
+from dashboard.monitoring.aggregate_window import aggregate_frame, compact_payload
 
 END = datetime(2026, 3, 2, 12, 33, 20, tzinfo=UTC)  # the window ends at 12:34, the minute after
 
@@ -76,3 +78,38 @@ def test_a_day_of_rollups_merges_into_one_row_with_every_count() -> None:
     assert (merged.records, merged.flagged, merged.classes, merged.quality_flags) == (
         separate.records, separate.flagged, separate.classes, separate.quality_flags)
     assert (merged.latency.counts == separate.latency.counts).all() and merged.latency.count == 10
+
+
+def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(mixed_fixture, monkeypatch) -> None:
+    """The store's device counters bound where a device's records lie: a 30-day window reads the few hours of the
+    older devices' records (not 720 empty hour blocks each) and gives the same window as reading every block."""
+    from dashboard.data import windows
+    from dashboard.data.bundles import read_catalog
+    from dashboard.data.telemetry import TelemetryReader
+    from dashboard.monitoring.aggregate_window import catalog_plans
+    from tests.dashboard.test_record_fold import _plain
+
+    settings = mixed_fixture.mixed
+    plans = catalog_plans(read_catalog(settings.bundles))
+    reader = TelemetryReader(settings.database)
+    read: list = []
+
+    def counted(block, device_id, features):
+        read.append(block)
+        return windows.read_block(reader, block, device_id, features, plans)
+
+    sources = windows.Sources(counted, reader.devices)
+    request, _ = fleet_request(timedelta(days=30))
+    end = windows.window_end(mixed_fixture.now)
+    found = windows.load_window(request, end, sources, plans)
+    record_reads = sum(block.resolution is Resolution.RECORDS for block in read)
+    read.clear()
+    monkeypatch.setattr(windows, "_may_hold", lambda block, stored: True)  # every block of every range
+    expected = windows.load_window(request, end, sources, plans)
+    every = sum(block.resolution is Resolution.RECORDS for block in read)
+    assert found.folded and found.folded == expected.folded
+    pd.testing.assert_frame_equal(found.frame.drop(columns="payload"), expected.frame.drop(columns="payload"))
+    assert [json.dumps(_plain(payload)) for payload in found.frame["payload"]] == [
+        json.dumps(_plain(payload)) for payload in expected.frame["payload"]]
+    pd.testing.assert_frame_equal(found.devices, expected.devices)
+    assert 0 < record_reads < 40 < 700 < every  # hours of records, not the month's hours
