@@ -304,9 +304,10 @@ def main(argv: list[str] | None = None) -> int:
     streams, share = _streams(arguments.bundles)
     started_at = datetime.now(UTC)
     server = None
-    folder = arguments.folder or Path(tempfile.mkdtemp(prefix="edgemed-render-bench-"))
+    folder = arguments.folder
     try:
         if arguments.database_url is None:
+            folder = folder or Path(tempfile.mkdtemp(prefix="edgemed-render-bench-"))  # (none for a filled store)
             end = started_at.replace(second=0, microsecond=0)
             plan = make_plan(arguments.devices, arguments.days, arguments.minute_hours, end, streams, share)
             server = PostgresServer(folder, free_port(), durable=False)
