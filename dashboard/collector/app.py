@@ -30,6 +30,7 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboard.collector.aggregates import merge_device_aggregates
 from dashboard.collector.backends import open_store
+from dashboard.collector.days import DEFAULT_DAY_BATCH
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
     Receipt,
@@ -116,13 +117,15 @@ def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
 
 class RollupJob:
     """The collector's background job for a store with deferred rollups: every ``ROLLUP_INTERVAL_S`` it folds the
-    queued aggregates into their hourly rollups (batch after batch until the queue is empty), off the request path.
+    queued aggregates into their hourly rollups (batch after batch until the queue is empty), then the days that have
+    ended into their daily rollups, off the request path.
     A store that cannot be reached is retried at the next interval; nothing is lost (the queue is in the store)."""
 
     def __init__(self, store: TelemetryStore, interval_s: float | None = None) -> None:
         self.store = store
         self.interval_s = ROLLUP_INTERVAL_S if interval_s is None else interval_s
         self.folded = 0
+        self.days = 0  # device-days folded
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -136,7 +139,7 @@ class RollupJob:
             self._thread.join(timeout=30)
 
     def run_once(self) -> int:
-        """Fold everything queued now; how many aggregates."""
+        """Fold everything queued now, then the days that have ended (``days.py``); how many aggregates."""
         folded = 0
         while not self._stop.is_set():
             taken = self.store.roll_up_pending()
@@ -144,6 +147,11 @@ class RollupJob:
             if taken < DEFAULT_ROLLUP_BATCH:
                 break
         self.folded += folded
+        while not self._stop.is_set():
+            days = self.store.roll_up_days()
+            self.days += days
+            if days < DEFAULT_DAY_BATCH:
+                break
         return folded
 
     def _run(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from dashboard.collector.days import DayRollups
 from dashboard.collector.migrations import HEAD
 from runtime.telemetry.aggregates import IDENTITY_KEYS, SUMMARY_KEYS
 from runtime.telemetry.records import TelemetryError, utc_timestamp
@@ -141,6 +142,21 @@ class TelemetryStore(Protocol):
         """How many stored aggregates wait for their rollup (0 for an inline store)."""
         ...
 
+    def roll_up_days(self, limit: int = ..., now: datetime | None = None) -> int:
+        """Fold up to ``limit`` queued days that ended ``days.DAY_SETTLE`` before ``now`` from their hourly rollups
+        (``days.py``), removing them from the queue in the same transaction; how many days were taken."""
+        ...
+
+    def pending_days(self) -> int:
+        """How many (device, day, bundle) wait to be folded (every day with rollups until it has ended)."""
+        ...
+
+    def day_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                    device_id: str | None = None, *, features: bool = True) -> DayRollups:
+        """Daily rollups with ``since`` ≤ day start ≤ ``until`` that are current, by day, device and bundle, and the
+        keys of that range's days still pending, read together; ``features`` as for ``aggregates``."""
+        ...
+
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
         """Stored aggregates with ``since`` ≤ minute ≤ ``until``, by minute, device and bundle; without ``features``
@@ -222,6 +238,20 @@ def with_features(payload_text: str | bytes, features_text: str | bytes | None, 
     payload = decode_payload(payload_text)
     payload["features"] = _ANY_JSON.decode(features_text)
     return payload
+
+
+def day_rollups_of(rows: Iterable[tuple[Any, ...]], features: bool) -> DayRollups:
+    """``DayRollups`` of a store's one-statement read: (pending, device_id, bundle_id, day, hours, aggregates, payload
+    text, features text) per row; pending rows carry only their key."""
+    result = DayRollups()
+    for waiting, device, bundle, day, hours, merged, payload, apart in rows:
+        if waiting:
+            result.pending.append((device, day, bundle))
+        else:
+            result.rows.append({"device_id": device, "bundle_id": bundle, "day": day, "hours": hours,
+                                "aggregates": merged, "payload": with_features(payload, apart, features)})
+    result.pending.sort()
+    return result
 
 
 def checked_rows(device_id: str, records: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, str]]:

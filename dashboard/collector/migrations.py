@@ -14,9 +14,9 @@ such a file is adopted as it is. Add a migration at the end, never edit a releas
 Sizing (1 000 devices, 30 days of per-minute aggregates = 43.2 M ``aggregates`` rows): the primary key
 (device, minute, bundle, record_id) serves a device's time range and idempotency at once (a resend repeats all
 four; a restarted stream's second partial aggregate of a minute has another record_id and is kept),
-``aggregates_by_minute`` the fleet's time range, and the hourly ``aggregate_rollups`` (720 k rows a month) serve
-long ranges; the per-device counters in ``devices`` make the fleet overview O(devices) instead of a scan of every
-record.
+``aggregates_by_minute`` the fleet's time range, the hourly ``aggregate_rollups`` (720 k rows a month) long
+ranges and their daily ``day_rollups`` (30 k rows a month) the 7- and 30-day views; the per-device counters in
+``devices`` make the fleet overview O(devices) instead of a scan of every record.
 """
 
 from __future__ import annotations
@@ -179,6 +179,39 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER COLUMN features SET COMPRESSION lz4; "
             "EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN "
             "RAISE NOTICE 'lz4 is not available on this server: payloads stay pglz-compressed'; END $$",
+        ),
+    ),
+    Migration(
+        7,
+        "daily rollups (a device's day of hourly rollups folded into one row per bundle) and the queue of days to "
+        "fold; every day that has hourly rollups is queued",
+        # A month of a 1 000-device fleet is ~700 k hourly rollups (~18 GB of JSON): the 7- and 30-day views read
+        # 30 daily rows per device instead (``days.py``). Days already stored are queued here and folded by the
+        # collector's rollup job once they have ended.
+        sqlite=(
+            "CREATE TABLE day_rollups (device_id TEXT NOT NULL, day TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "hours INTEGER NOT NULL, aggregates INTEGER NOT NULL, payload TEXT NOT NULL, features TEXT, "
+            "updated_at TEXT NOT NULL, PRIMARY KEY (device_id, day, bundle_id))",
+            "CREATE INDEX day_rollups_by_day ON day_rollups (day)",
+            "CREATE TABLE day_queue (device_id TEXT NOT NULL, day TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "PRIMARY KEY (device_id, day, bundle_id))",
+            "INSERT INTO day_queue SELECT DISTINCT device_id, substr(hour, 1, 10) || 'T00:00:00.000000Z', bundle_id "
+            "FROM aggregate_rollups",
+        ),
+        postgres=(
+            'CREATE TABLE day_rollups (device_id text COLLATE "C" NOT NULL, day timestamptz NOT NULL, '
+            'bundle_id text COLLATE "C" NOT NULL, hours integer NOT NULL, aggregates integer NOT NULL, '
+            "payload text NOT NULL, features text, updated_at timestamptz NOT NULL, "
+            "PRIMARY KEY (device_id, day, bundle_id))",
+            "CREATE INDEX day_rollups_by_day ON day_rollups (day)",
+            'CREATE TABLE day_queue (device_id text COLLATE "C" NOT NULL, day timestamptz NOT NULL, '
+            'bundle_id text COLLATE "C" NOT NULL, PRIMARY KEY (device_id, day, bundle_id))',
+            "INSERT INTO day_queue SELECT DISTINCT device_id, date_trunc('day', hour, 'UTC'), bundle_id "
+            "FROM aggregate_rollups",
+            "DO $$ BEGIN "
+            "ALTER TABLE day_rollups ALTER COLUMN payload SET COMPRESSION lz4, ALTER COLUMN features SET COMPRESSION "
+            "lz4; EXCEPTION WHEN feature_not_supported OR invalid_parameter_value THEN "
+            "RAISE NOTICE 'lz4 is not available on this server: daily rollups stay pglz-compressed'; END $$",
         ),
     ),
 )

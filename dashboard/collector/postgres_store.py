@@ -36,6 +36,14 @@ from dashboard.collector.aggregates import (
     merge_payloads,
     warn_changed,
 )
+from dashboard.collector.days import (
+    DEFAULT_DAY_BATCH,
+    DayRollups,
+    closed_before,
+    day_keys,
+    day_rollups_query,
+    fold_day,
+)
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
     DEVICE_COLUMNS,
@@ -49,6 +57,7 @@ from dashboard.collector.interface import (
     check_version,
     checked_rows,
     conditions,
+    day_rollups_of,
     decode_payload,
     with_features,
     without_features,
@@ -188,6 +197,36 @@ _WRITE_ROLLUPS = (  # payload and features apart (migration 5: ``without_feature
     "AS s(device_id text, hour timestamptz, bundle_id text, aggregates integer, payload text, features text) "
     "ORDER BY 1, 2, 3 ON CONFLICT (device_id, hour, bundle_id) DO UPDATE SET aggregates = excluded.aggregates, "
     "payload = excluded.payload, features = excluded.features, updated_at = excluded.updated_at"
+)
+
+# Days (``days.py``): every rollup write queues its days; the job takes ended days a device at a time with their
+# hourly rollups, in hour order, and writes each day's fold (or deletes it when its hours are gone).
+_QUEUE_DAYS = (
+    "INSERT INTO day_queue (device_id, day, bundle_id) SELECT d, y::timestamptz, b FROM unnest(%b::text[], "
+    "%b::text[], %b::text[]) AS u (d, y, b) ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"
+)
+_QUEUE_STORED_DAYS = (  # the days of the rollups about to be rebuilt (some may not come back)
+    "INSERT INTO day_queue (device_id, day, bundle_id) SELECT DISTINCT device_id, date_trunc('day', hour, 'UTC'), "
+    "bundle_id FROM aggregate_rollups WHERE hour >= %s AND hour < %s ORDER BY 1, 2, 3 ON CONFLICT DO NOTHING"
+)
+_TAKE_DAYS = (
+    "WITH taken AS (DELETE FROM day_queue WHERE (device_id, day, bundle_id) IN (SELECT device_id, day, bundle_id "
+    "FROM day_queue WHERE day < %s ORDER BY device_id, bundle_id, day LIMIT %s FOR UPDATE SKIP LOCKED) "
+    f"RETURNING device_id, day, bundle_id) SELECT t.device_id, {_utc('t.day')}, t.bundle_id, r.aggregates, "
+    "r.payload, r.features FROM taken AS t LEFT JOIN aggregate_rollups AS r ON r.device_id = t.device_id AND "
+    "r.bundle_id = t.bundle_id AND r.hour >= t.day AND r.hour < t.day + interval '1 day' ORDER BY 1, 3, 2, r.hour"
+)
+_WRITE_DAYS = (
+    "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, updated_at) "
+    "SELECT s.device_id, s.day, s.bundle_id, s.hours, s.aggregates, s.payload, s.features, %s FROM "
+    "json_to_recordset(%s::json) AS s(device_id text, day timestamptz, bundle_id text, hours integer, "
+    "aggregates integer, payload text, features text) ORDER BY 1, 2, 3 ON CONFLICT (device_id, day, bundle_id) DO "
+    "UPDATE SET hours = excluded.hours, aggregates = excluded.aggregates, payload = excluded.payload, "
+    "features = excluded.features, updated_at = excluded.updated_at"
+)
+_DELETE_DAYS = (
+    "DELETE FROM day_rollups AS r USING unnest(%b::text[], %b::text[], %b::text[]) AS u (d, y, b) "
+    "WHERE (r.device_id, r.day, r.bundle_id) = (u.d, u.y::timestamptz, u.b)"
 )
 
 
@@ -507,6 +546,45 @@ class PostgresStore:
                 | ({} if features is None else {"features": features})
                 for (device, hour, bundle), (count, payload) in sorted(rollups.items())
                 for lean, features in (without_features(payload),))))
+            connection.execute(_QUEUE_DAYS, [list(column) for column in zip(*day_keys(rollups), strict=True)])
+
+    def roll_up_days(self, limit: int = DEFAULT_DAY_BATCH, now: datetime | None = None) -> int:
+        """Fold up to ``limit`` queued days that have ended (``days.closed_before``) from their hourly rollups, a
+        device's days together, in one transaction with their removal from the queue; concurrent callers take
+        disjoint days (``SKIP LOCKED``). How many days were taken (0: none ready)."""
+
+        def work(connection: Any) -> int:
+            rows = connection.execute(_TAKE_DAYS, (closed_before(now), limit)).fetchall()
+            hours: dict[tuple[str, str, str], list[tuple[int, str, str | None]]] = {}
+            for device, day, bundle, count, payload, features in rows:
+                parts = hours.setdefault((device, day, bundle), [])
+                if payload is not None:  # LEFT JOIN: a day whose hours are gone (rebuilt without minutes)
+                    parts.append((count, payload, features))
+            # decoded a day at a time: a day's 24 rollups are a few MB of objects, a batch's would be hundreds
+            folded = {key: fold_day([(count, with_features(payload, features)) for count, payload, features in parts],
+                                    self._merge) for key, parts in hours.items() if parts}
+            gone = [key for key, parts in hours.items() if not parts]
+            if folded:
+                connection.execute(_WRITE_DAYS, (datetime.now(UTC), _rollup_rows(
+                    {"device_id": device, "day": day, "bundle_id": bundle, "hours": count, "aggregates": merged,
+                     "payload": lean} | ({} if features is None else {"features": features})
+                    for (device, day, bundle), (count, merged, payload) in sorted(folded.items())
+                    for lean, features in (without_features(payload),))))
+            if gone:
+                connection.execute(_DELETE_DAYS, [list(column) for column in zip(*gone, strict=True)])
+            return len(hours)
+
+        return self._write(work)
+
+    def pending_days(self) -> int:
+        return int(self._read("SELECT count(*) FROM day_queue")[0][0])
+
+    def day_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                    device_id: str | None = None, *, features: bool = True) -> DayRollups:
+        where, parameters = conditions((("device_id =", device_id), ("day >=", _moment(since, "since")),
+                                        ("day <=", _moment(until, "until"))), "%s")
+        rows = self._read(day_rollups_query(where, _utc("day"), features), [*parameters, *parameters])
+        return day_rollups_of(rows, features)
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
@@ -566,6 +644,7 @@ class PostgresStore:
 
     def _rebuild_hour(self, connection: Any, hour: datetime) -> int:
         following = hour + timedelta(hours=1)
+        connection.execute(_QUEUE_STORED_DAYS, (hour, following))
         connection.execute("DELETE FROM aggregate_rollups WHERE hour >= %s AND hour < %s", (hour, following))
         connection.execute("DELETE FROM rollup_queue WHERE minute >= %s AND minute < %s", (hour, following))
         rows = connection.execute(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload FROM aggregates "

@@ -36,6 +36,14 @@ from dashboard.collector.aggregates import (
     merge_payloads,
     warn_changed,
 )
+from dashboard.collector.days import (
+    DEFAULT_DAY_BATCH,
+    DayRollups,
+    closed_before,
+    day_keys,
+    day_rollups_query,
+    fold_day,
+)
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
     DEVICE_COLUMNS,
@@ -53,6 +61,7 @@ from dashboard.collector.interface import (
     check_version,
     checked_rows,
     conditions,
+    day_rollups_of,
     decode_payload,
     with_features,
     without_features,
@@ -95,6 +104,14 @@ _ROLLUP_UPSERT = (  # payload and features apart (migration 5: ``without_feature
     "aggregates = excluded.aggregates, payload = excluded.payload, features = excluded.features, "
     "updated_at = excluded.updated_at"
 )
+
+_DAY_UPSERT = (
+    "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, day, bundle_id) DO UPDATE SET hours = excluded.hours, "
+    "aggregates = excluded.aggregates, payload = excluded.payload, features = excluded.features, "
+    "updated_at = excluded.updated_at"
+)
+_QUEUE_DAYS = "INSERT INTO day_queue (device_id, day, bundle_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 
 
 def _text(moment: datetime | str | None, name: str) -> str | None:
@@ -333,8 +350,10 @@ class SqliteStore:
                                      "device_id = ? AND hour = ? AND bundle_id = ?", key).fetchone()
             if row is not None:
                 stored[key] = (row[0], with_features(row[1], row[2]))
-        for key, (count, payload) in sorted(fold_rollups(new, self._merge, stored).items()):
+        rollups = fold_rollups(new, self._merge, stored)
+        for key, (count, payload) in sorted(rollups.items()):
             connection.execute(_ROLLUP_UPSERT, _rollup_row(key, count, payload, now))
+        connection.executemany(_QUEUE_DAYS, day_keys(rollups))
 
     def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
         """Fold up to ``limit`` queued aggregates (deferred rollups) into their rollups, oldest minutes first, in one
@@ -356,6 +375,41 @@ class SqliteStore:
     def pending_rollups(self) -> int:
         """Aggregates stored but not yet in their rollups (deferred mode)."""
         return int(self._read("SELECT COUNT(*) FROM rollup_queue")[0][0])
+
+    def roll_up_days(self, limit: int = DEFAULT_DAY_BATCH, now: datetime | None = None) -> int:
+        """Fold up to ``limit`` queued days that have ended (``days.closed_before``) from their hourly rollups, in one
+        transaction with their removal from the queue; how many days were taken (0: none ready)."""
+        with self._write() as connection:
+            keys = connection.execute("SELECT device_id, day, bundle_id FROM day_queue WHERE day < ? "
+                                      "ORDER BY device_id, bundle_id, day LIMIT ?",
+                                      (utc_timestamp(closed_before(now)), limit)).fetchall()
+            written = utc_timestamp()
+            for device, day, bundle in keys:
+                following = utc_timestamp(datetime.fromisoformat(day) + timedelta(days=1))
+                hours = [(count, with_features(payload, features)) for count, payload, features in connection.execute(
+                    "SELECT aggregates, payload, features FROM aggregate_rollups WHERE device_id = ? AND bundle_id = ? "
+                    "AND hour >= ? AND hour < ? ORDER BY hour", (device, bundle, day, following))]
+                if not hours:  # its hours are gone (rebuilt without minutes)
+                    connection.execute("DELETE FROM day_rollups WHERE device_id = ? AND day = ? AND bundle_id = ?",
+                                       (device, day, bundle))
+                    continue
+                count, merged, payload = fold_day(hours, self._merge)
+                row = _rollup_row((device, day, bundle), merged, payload, written)  # key, aggregates, texts, time
+                connection.execute(_DAY_UPSERT, (*row[:3], count, *row[3:]))
+            connection.executemany("DELETE FROM day_queue WHERE device_id = ? AND day = ? AND bundle_id = ?", keys)
+        return len(keys)
+
+    def pending_days(self) -> int:
+        return int(self._read("SELECT COUNT(*) FROM day_queue")[0][0])
+
+    def day_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                    device_id: str | None = None, *, features: bool = True) -> DayRollups:
+        """Daily rollups with ``since`` ≤ day start ≤ ``until`` that are current, and the keys of the days in that
+        range still queued (read from their hours instead), in one statement: one snapshot of both."""
+        where, parameters = conditions((("device_id =", device_id), ("day >=", _text(since, "since")),
+                                        ("day <=", _text(until, "until"))), "?")
+        rows = self._read(day_rollups_query(where, "day", features), [*parameters, *parameters])
+        return day_rollups_of(rows, features)
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
@@ -396,6 +450,8 @@ class SqliteStore:
 
     def _rebuild_hour(self, connection: sqlite3.Connection, hour: datetime) -> int:
         bounds = (utc_timestamp(hour), utc_timestamp(hour + timedelta(hours=1)))
+        connection.executemany(_QUEUE_DAYS, day_keys(connection.execute(  # some may not come back
+            "SELECT device_id, hour, bundle_id FROM aggregate_rollups WHERE hour >= ? AND hour < ?", bounds)))
         connection.execute("DELETE FROM aggregate_rollups WHERE hour >= ? AND hour < ?", bounds)
         connection.execute("DELETE FROM rollup_queue WHERE minute >= ? AND minute < ?", bounds)  # folded below
         rows = connection.execute("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates "
@@ -406,6 +462,7 @@ class SqliteStore:
         now = utc_timestamp()
         for key, (count, payload) in sorted(rollups.items()):
             connection.execute(_ROLLUP_UPSERT, _rollup_row(key, count, payload, now))
+        connection.executemany(_QUEUE_DAYS, day_keys(rollups))
         return len(rollups)
 
     def prune_aggregates(self, before: datetime | str) -> int:

@@ -40,6 +40,7 @@ from runtime.telemetry.records import utc_timestamp
 __all__ = ["RECORD_COLUMNS", "TelemetryReader", "aggregate_rows", "feature_table"]
 
 HOUR_S = 3600
+DAY_S = 86_400
 
 
 def _moment(value: datetime | str) -> str:
@@ -180,6 +181,18 @@ class TelemetryReader:
             rows = store.rollups(since, until, device_id, features=features)
         return aggregate_rows(rows, "hour", HOUR_S, features=features)
 
+    def day_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
+                  device_id: str | None = None, *, features: bool = True
+                  ) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
+        """(the daily rollups with ``since`` ≤ day ≤ ``until`` that are current, as an aggregate frame: one row per
+        (device, day, bundle), ``minute`` its day, ``seconds`` 86 400, session ""; the keys (device_id, day as UTC
+        text, bundle_id) of the days in that range still pending, whose hourly rollups a reader merges instead)."""
+        since = None if since is None else _moment(since)
+        until = None if until is None else _moment(until)
+        with self._store() as store:
+            days = store.day_rollups(since, until, device_id, features=features)
+        return aggregate_rows(days.rows, "day", DAY_S, features=features, session=""), days.pending
+
 
 def is_aggregate(payload: object) -> bool:
     """A stored payload in the device's aggregate format (anything else in the table is not read)."""
@@ -188,9 +201,10 @@ def is_aggregate(payload: object) -> bool:
 
 
 def aggregate_rows(rows: Iterable[Mapping[str, Any]], start_key: str, seconds: int | None, *,
-                   features: bool = True) -> pd.DataFrame:
-    """An aggregate frame of store rows (``aggregates`` or ``rollups``): the row's device, bundle and start win over
-    the payload's (a rollup's payload keeps only what its minutes agree on); ``seconds`` None: the payload's."""
+                   features: bool = True, session: str | None = None) -> pd.DataFrame:
+    """An aggregate frame of store rows (``aggregates``, ``rollups`` or daily rollups): the row's device, bundle and
+    start win over the payload's (a rollup's payload keeps only what its minutes agree on); ``seconds`` None: the
+    payload's; ``session`` None: the payload's."""
     payloads = []
     for row in rows:
         payload = row["payload"]
@@ -200,7 +214,8 @@ def aggregate_rows(rows: Iterable[Mapping[str, Any]], start_key: str, seconds: i
         for key in IDENTITY_KEYS:
             compact[key] = payload.get(key)
         compact.update(device_id=row["device_id"], bundle_id=row["bundle_id"], minute=row[start_key],
-                       seconds=seconds or payload.get("seconds") or MINUTE_S, session=payload.get("session") or "")
+                       seconds=seconds or payload.get("seconds") or MINUTE_S,
+                       session=(payload.get("session") or "") if session is None else session)
         payloads.append(compact)
     return aggregate_frame(payloads)
 

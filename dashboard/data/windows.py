@@ -8,8 +8,9 @@ Resolution: a window ending at E (``now`` rounded up to a minute) and reaching b
 * hourly rollups (the store's: kept in the insert's transaction, or moments later by the collector's rollup job;
   the current hour's included) for the whole hours before that; a rollup counts only when its hour starts inside
   the window, so a window read from rollups starts on the first whole hour (up to 59 minutes shorter than ``span``);
-* with ``daily``, the rollups of every whole day inside the window merged into one row per device and day (the
-  7- and 30-day views: 30 rows per device instead of 720).
+* with ``daily``, every whole day inside the window as one row per device and day (the 7- and 30-day views: 30 rows
+  per device instead of 720): the store's daily rollups (``dashboard.collector.days``, folded once a day has ended),
+  or for a day still pending there its hourly rollups merged here.
 
 Older devices (telemetry schema 1 and 2, one record per inference) are folded into minute aggregates with the
 device's own code (``record_fold.fold_records``). A device that sends aggregates also sends some events on
@@ -235,8 +236,28 @@ def read_block(reader: TelemetryReader, block: Block, device_id: str | None, fea
     if block.resolution is Resolution.RECORDS:
         records = reader.records(device_id, block.start, until, with_features=features)  # only they need them
         return fold_records(records, plan_for, compact=True)  # features only where they were read
-    hours = reader.rollup_frame(block.start, until, device_id, features=features)
-    return hours if block.resolution is Resolution.HOUR else merge_days(hours, block.start)
+    if block.resolution is Resolution.DAY:
+        return read_day(reader, block, device_id, features)
+    return reader.rollup_frame(block.start, until, device_id, features=features)
+
+
+def read_day(reader: TelemetryReader, block: Block, device_id: str | None, features: bool) -> pd.DataFrame:
+    """A day block: the store's daily rollups (``dashboard.collector.days``), and for the days still pending there
+    (not yet ended, or changed by a late hour) their hourly rollups merged here (``merge_days``)."""
+    until = block.end - _BEFORE
+    days, pending = reader.day_frame(block.start, until, device_id, features=features)
+    if not pending:
+        return days
+    waiting = sorted({device for device, _, _ in pending})
+    if device_id is not None or len(waiting) > ONE_QUERY_FOR_RECORDS:  # one read of the day's hours
+        hours = reader.rollup_frame(block.start, until, device_id, features=features)
+    else:
+        hours = pd.concat([reader.rollup_frame(block.start, until, device, features=features) for device in waiting],
+                          ignore_index=True)
+    keys = pd.Series(list(zip(hours["device_id"], hours["bundle_id"], strict=True)), index=hours.index, dtype=object)
+    hours = hours[keys.isin({(device, bundle) for device, _, bundle in pending})]
+    merged = merge_days(hours, block.start)
+    return pd.concat([part for part in (days, merged) if len(part)], ignore_index=True) if len(merged) else days
 
 
 def merge_days(hours: pd.DataFrame, day: pd.Timestamp) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from tests.dashboard.fixture_data import (
     kind_records,
     mixed_fleet,
 )
+from tests.dashboard.store_locations import location, postgres_server  # noqa: F401 (fixtures for every test here)
 
 SCENARIO = "breast-cancer"  # seconds to build at the tiny profile (the ECG scenario takes over a minute)
 BARE_BUNDLE = "breast-cancer-without-profile"
@@ -152,40 +152,16 @@ def mixed_fixture(dashboard_fixture: DashboardFixture, tmp_path_factory: pytest.
 
 
 @pytest.fixture(scope="session")
-def mixed_postgres(mixed_fixture: MixedFixture, tmp_path_factory: pytest.TempPathFactory
-                   ) -> Iterator[DashboardSettings]:
-    """The mixed fleet on a throwaway PostgreSQL server (skipped without the server binaries)."""
+def mixed_postgres(mixed_fixture: MixedFixture, request: pytest.FixtureRequest) -> DashboardSettings:
+    """The mixed fleet in a database of its own on the session's PostgreSQL server (``store_locations``; skipped
+    without the server binaries)."""
     pytest.importorskip("psycopg")
-    from dashboard.collector.postgres_server import (
-        PostgresServer,
-        PostgresServerError,
-        find_binaries,
-        free_port,
-        install_binaries,
-        reachable,
-        service_account,
-    )
     from dashboard.collector.postgres_store import PostgresStore
 
-    try:
-        binaries = find_binaries() or install_binaries()
-    except PostgresServerError as error:
-        pytest.skip(f"PostgreSQL server binaries cannot be found or installed: {error}")
-    folder = tmp_path_factory.mktemp("postgres")
-    private = None
-    if not reachable(folder, service_account()):
-        folder = private = Path(tempfile.mkdtemp(prefix="edgemed-dashboard-postgres-"))
-    server = PostgresServer(folder, free_port(), durable=False, binaries=binaries)
-    server.start()
-    try:
-        url = DatabaseUrl(server.create_database("mixed"))
-        with PostgresStore(url) as store:
-            fill_store(store, mixed_fixture.sent, mixed_fixture.aggregates)
-        yield dataclasses.replace(mixed_fixture.mixed, database=url)
-    finally:
-        server.stop()
-        if private is not None:
-            shutil.rmtree(private, ignore_errors=True)
+    url = DatabaseUrl(request.getfixturevalue("postgres_server").create_database("mixed"))
+    with PostgresStore(url) as store:
+        fill_store(store, mixed_fixture.sent, mixed_fixture.aggregates)
+    return dataclasses.replace(mixed_fixture.mixed, database=url)
 
 
 @pytest.fixture(scope="session")

@@ -134,6 +134,8 @@ def test_deferred_rollups_are_folded_by_the_collectors_job_exactly_once(tmp_path
     assert deferred.rollups() == [] and deferred.pending_rollups() == 3 and inline.pending_rollups() == 0
     job = RollupJob(deferred)
     assert job.run_once() == 3 and job.run_once() == 0  # folded once, the queue emptied in the same transaction
+    (day,) = deferred.day_rollups().rows  # then the day (ended long ago) from its one hour
+    assert job.days == 1 and deferred.pending_days() == 0 and (day["hours"], day["aggregates"]) == (1, 3)
     strip = [{key: value for key, value in item.items() if key != "updated_at"} for item in inline.rollups()]
     assert deferred.rollups() == strip
     with TestClient(create_app(deferred)):  # the app starts and stops its job with itself

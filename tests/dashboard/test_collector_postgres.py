@@ -29,8 +29,8 @@ from dashboard.collector.postgres_store import PostgresStore
 from dashboard.collector.store import SqliteStore
 from pipeline.cli.monitor import collector_command
 from runtime.telemetry import Outbox, Uploader
+from tests.dashboard.store_locations import throwaway_server
 from tests.dashboard.test_collector import batch
-from tests.dashboard.test_store_backends import throwaway_server
 from tests.runtime.test_telemetry_records import DEVICE_ID, sample_record
 from tests.runtime.test_uploader import running_collector
 

@@ -8,11 +8,8 @@ gets a fresh, empty schema (the only one on its store's search path), so "migrat
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,82 +20,23 @@ import pytest
 from dashboard.collector.backends import open_store
 from dashboard.collector.interface import StoreRefusedError, StoreSchemaError, StoreUnavailableError
 from dashboard.collector.migrations import HEAD, MIGRATIONS, VERSION_TABLE, Dialect
-from dashboard.collector.postgres_server import (
-    PostgresServer,
-    PostgresServerError,
-    find_binaries,
-    free_port,
-    install_binaries,
-    reachable,
-    service_account,
-)
+from dashboard.collector.postgres_server import free_port
 from dashboard.collector.schema import parse_batch
 from dashboard.collector.store import SqliteStore
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings, DatabaseUrl, parse_database
 from dashboard.data.telemetry import TelemetryReader
 from runtime.telemetry import TelemetryError, pseudonymous_device_id
+from tests.dashboard.store_locations import BACKENDS, fresh_location
 from tests.runtime.test_telemetry_records import RESULTS, sample_record
 
 psycopg = pytest.importorskip("psycopg")
 
 DEVICES = [pseudonymous_device_id(f"SN-store-{index}", "store-tests") for index in range(3)]
 START = datetime(2025, 4, 1, 9, 0, tzinfo=UTC)
-BACKENDS = ("sqlite", "postgres")
 
 
 # -- the servers and stores ----------------------------------------------------------------------------------
-
-
-def postgres_binaries() -> Path:
-    """Debian's server binaries, installed first when missing and root; the test is skipped only without them."""
-    found = find_binaries()
-    if found is not None:
-        return found
-    try:
-        return install_binaries()
-    except PostgresServerError as error:
-        pytest.skip(f"PostgreSQL server binaries cannot be found or installed: {error}")
-
-
-@pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
-    yield from throwaway_server(tmp_path_factory.mktemp("postgres"))
-
-
-def throwaway_server(folder: Path) -> Iterator[PostgresServer]:
-    """A non-durable server on a free port in ``folder`` (or, when we are root and the postgres user cannot enter
-    pytest's private folders, in a fresh folder under the system's temporary folder), stopped afterwards."""
-    binaries = postgres_binaries()
-    private = None
-    if not reachable(folder, service_account()):
-        folder = private = Path(tempfile.mkdtemp(prefix="edgemed-test-postgres-"))
-    server = PostgresServer(folder, free_port(), durable=False, binaries=binaries)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        if private is not None:
-            shutil.rmtree(private, ignore_errors=True)
-
-
-def fresh_location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Path | DatabaseUrl:
-    """A new SQLite file, or a new empty schema of the server's database (the store's only schema on its search
-    path: to the store an empty database, made in milliseconds where CREATE DATABASE takes ~0.5 s)."""
-    if backend == "sqlite":
-        return tmp_path / f"store-{uuid.uuid4().hex[:8]}.sqlite3"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.url(), autocommit=True) as connection:
-        connection.execute(f"CREATE SCHEMA {schema}")
-    return DatabaseUrl(f"{server.url()}&options=-csearch_path%3D{schema}")
-
-
-@pytest.fixture(params=BACKENDS)
-def location(request: pytest.FixtureRequest, tmp_path: Path) -> Path | DatabaseUrl:
-    """An empty store location on each backend."""
-    return fresh_location(request.param, request, tmp_path)
 
 
 @pytest.fixture
@@ -567,7 +505,8 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
     """Migration 5 moves no data: a rollup written at version 4 (features inside its payload) reads back as it was,
     whole or without features; folding more minutes into it stores the features apart, with the same result as a
     store that was at version 5 all along. Migration 6 (PostgreSQL's payloads json → text, a table rewrite) keeps
-    every row: the aggregates and the rollup written at version 4 read back the same after it."""
+    every row: the aggregates and the rollup written at version 4 read back the same after it. Migration 7 queues
+    the day of every stored rollup for its daily rollup."""
     from dashboard.collector.aggregates import fold_rollups
 
     dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
@@ -586,8 +525,9 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
             "2025-01-01T00:00:00.000000Z", json.dumps(item["payload"])))
     raw(location, "INSERT INTO aggregate_rollups VALUES (?, ?, ?, ?, ?, ?)",
         (device, hour, bundle, count, json.dumps(old_payload), "2025-01-01T00:00:00Z"))
-    with open_store(location) as store:  # migrates 4 → 6
-        assert store.schema_version() == HEAD == 6
+    with open_store(location) as store:  # migrates 4 → 7
+        assert store.schema_version() == HEAD == 7
+        assert store.day_rollups().pending == [(device, f"{hour[:10]}T00:00:00.000000Z", bundle)]  # 7 queued it
         assert [row["payload"] for row in store.aggregates()] == [item["payload"] for item in stored[:2]]
         (whole,) = store.rollups()
         assert whole["payload"] == old_payload and "features" in old_payload

@@ -1,0 +1,120 @@
+"""Daily rollups (``dashboard.collector.days``) on both backends, and the dashboard's day blocks read from them.
+
+A day is folded from its stored hourly rollups once it has ended, again after a late hour changes it, and removed when
+its hours are gone; until then it is pending and a reader merges its hours itself. The 7- and 30-day views then read
+one row per device and day and give the same counts and histograms as merging the hours.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from dashboard.collector.aggregates import merge_device_aggregates
+from dashboard.collector.backends import open_store
+from dashboard.collector.days import DAY_SETTLE, day_of, fold_day
+from dashboard.data.telemetry import TelemetryReader
+from dashboard.data.windows import Block, Resolution, merge_days, read_block, read_day
+from dashboard.monitoring.aggregate_sums import summary_of
+from runtime.telemetry.records import pseudonymous_device_id
+from tests.runtime.test_telemetry_aggregates import aggregator, beat
+
+DAY_ONE, DAY_TWO = "2026-01-01T00:00:00.000000Z", "2026-01-02T00:00:00.000000Z"
+# the test aggregator's origin is 2026-01-01 12:00 UTC: hours 10–13 after it straddle midnight, 36 is 2 January's end
+HOURS = (10, 11, 12, 13, 35)
+
+
+def device_minutes(seed: int, hours: tuple[int, ...] = HOURS, device: str | None = None) -> list[dict[str, Any]]:
+    """A device's minute aggregates (the runtime's own) for three minutes in each of ``hours`` after the origin."""
+    rng = np.random.default_rng(seed)
+    times = [hour * 3600 + minute * 60 + offset for hour in hours for minute in (0, 7, 59)
+             for offset in np.sort(rng.uniform(0, 59, 5))]
+    machine = aggregator()
+    events = [beat(float(time), "V" if rng.random() < 0.2 else "non-V", latency_us=float(rng.lognormal(7, 0.4)),
+                   features={"peak_to_peak": float(rng.normal(7, 2)), "skewness": float(rng.normal()),
+                             "difference_rms": 0.4}) for time in times]
+    made = machine.add(events).aggregates + machine.flush()
+    if device is not None:
+        made = [dict(item, device_id=device) for item in made]
+    return [{key: item[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": item}
+            for item in made]
+
+
+def test_a_day_folds_from_its_hours_once_it_has_ended_and_again_after_a_late_hour(location):
+    with open_store(location, merge=merge_device_aggregates) as store:
+        rows = device_minutes(1)
+        store.insert_aggregates(rows)
+        assert store.pending_days() == 2 and store.day_rollups().rows == []
+        just_ended = datetime(2026, 1, 2, tzinfo=UTC) + DAY_SETTLE - timedelta(seconds=1)
+        assert store.roll_up_days(now=just_ended) == 0  # 1 January ended less than DAY_SETTLE ago
+        assert store.roll_up_days(now=just_ended + timedelta(seconds=2)) == 1
+        first = store.day_rollups()
+        assert [row["day"] for row in first.rows] == [DAY_ONE] and [key[1] for key in first.pending] == [DAY_TWO]
+        assert store.roll_up_days() == 1 and store.roll_up_days() == 0 and store.pending_days() == 0
+
+        days = {row["day"]: row for row in store.day_rollups().rows}
+        hours = store.rollups()
+        for day, row in days.items():
+            own = [(hour["aggregates"], hour["payload"]) for hour in hours if day_of(hour["hour"]) == day]
+            assert (row["hours"], row["aggregates"], row["payload"]) == fold_day(own, merge_device_aggregates)
+            minutes = [item["payload"] for item in rows if day_of(item["minute"]) == day]
+            assert row["aggregates"] == len(minutes) and row["payload"]["records"] == sum(
+                minute["records"] for minute in minutes)
+        assert (days[DAY_ONE]["hours"], days[DAY_TWO]["hours"]) == (2, 3)
+        lean = store.day_rollups(features=False).rows
+        assert [row["payload"] for row in lean] == [
+            {key: value for key, value in row["payload"].items() if key != "features"} for row in days.values()]
+        assert [row["day"] for row in store.day_rollups(since=DAY_TWO).rows] == [DAY_TWO]
+
+        late = device_minutes(2, hours=(11,))  # an outbox that waited: 1 January's 23:xx, other record ids
+        store.insert_aggregates([dict(item, record_id=item["record_id"][:-4] + "late") for item in late])
+        pending = store.day_rollups()
+        assert [row["day"] for row in pending.rows] == [DAY_TWO] and [key[1] for key in pending.pending] == [DAY_ONE]
+        assert store.roll_up_days() == 1
+        (refolded,) = [row for row in store.day_rollups().rows if row["day"] == DAY_ONE]
+        assert refolded["aggregates"] == days[DAY_ONE]["aggregates"] + len(late)
+
+
+def test_a_day_whose_hours_are_rebuilt_away_is_removed(location):
+    with open_store(location, merge=merge_device_aggregates) as store:
+        store.insert_aggregates(device_minutes(3))
+        while store.roll_up_days():
+            pass
+        assert len(store.day_rollups().rows) == 2
+        store.prune_aggregates(datetime(2026, 1, 2, tzinfo=UTC))  # 1 January's minutes gone, its rollups kept
+        store.rebuild_rollups(since=DAY_ONE, until="2026-01-01T23:59:00Z")  # …then rebuilt from nothing
+        assert store.roll_up_days() == 1
+        assert [row["day"] for row in store.day_rollups().rows] == [DAY_TWO] and store.pending_days() == 0
+
+
+def test_a_day_block_reads_the_stores_days_and_merges_the_pending_ones_from_their_hours(location):
+    """Three devices, one of whose days are still pending: the day block has each device once per day, with the
+    counts, classes and latency and output histograms of merging every hour of the day (``merge_days``, the path
+    before daily rollups) and float sums equal to rounding."""
+    devices = sorted(pseudonymous_device_id(f"SN-day-{index}", "day-tests") for index in range(3))
+    with open_store(location, merge=merge_device_aggregates) as store:
+        for seed, device in enumerate(devices):
+            store.insert_aggregates(device_minutes(10 + seed, device=device))
+        assert store.roll_up_days(limit=4) == 4  # the first two devices' days (by device): the third's pending
+    reader = TelemetryReader(location)
+    block = Block(Resolution.DAY, pd.Timestamp(DAY_ONE), pd.Timestamp(DAY_TWO), True)
+    _, pending = reader.day_frame(DAY_ONE, DAY_ONE, features=False)
+    assert [key[0] for key in pending] == [devices[2]]
+    found = read_block(reader, block, None, False)
+    assert sorted(found["device_id"]) == devices and set(found["seconds"]) == {86_400}
+    assert set(found["minute"]) == {pd.Timestamp(DAY_ONE)} and set(found["session"]) == {""}
+    expected = merge_days(reader.rollup_frame(DAY_ONE, pd.Timestamp(DAY_TWO) - pd.Timedelta(1, "us"),
+                                              features=False), pd.Timestamp(DAY_ONE))
+    for device in devices:
+        mine, theirs = (summary_of(frame[frame["device_id"] == device], tracks=False) for frame in (found, expected))
+        assert (mine.records, mine.flagged, mine.classes, mine.quality_flags) == (
+            theirs.records, theirs.flagged, theirs.classes, theirs.quality_flags)
+        assert (mine.latency.counts == theirs.latency.counts).all()
+        assert mine.latency.total == pytest.approx(theirs.latency.total, rel=1e-12)
+    one = read_day(reader, block, devices[2], False)  # one device, pending: its hours merged
+    assert list(one["device_id"]) == [devices[2]] and one.iloc[0]["records"] == found[
+        found["device_id"] == devices[2]].iloc[0]["records"]
