@@ -104,8 +104,8 @@ def dashboard_environment(
               default=DEFAULT_LATENCY_OBJECTIVE_US, show_default=True,
               help="Latency SLO objective per inference (99 % must be faster).")
 @click.option("--warm-up/--no-warm-up", default=True, show_default=True,
-              help="Read the Fleet page's default window and the Alerts page's windows in the background at start, "
-              "so that the first visits are served from memory.")
+              help="Read the Fleet page's default window, the Alerts page's windows, then the Fleet page's other time "
+              "windows in the background at start, so that the first visits are served from memory.")
 def dashboard_command(
     artifacts: Path, bundles: Path, database: Path, database_url: str | None, benchmarks: Path, port: int,
     latency_objective_us: float, warm_up: bool,

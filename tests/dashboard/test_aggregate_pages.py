@@ -208,7 +208,7 @@ def test_a_baseline_hour_whose_minutes_are_gone_keeps_its_rollup(mixed_fixture) 
 def test_a_warmed_dashboard_serves_the_first_fleet_and_alerts_visits_from_memory(mixed_fixture, use_settings,
                                                                                   monkeypatch) -> None:
     """``edgemed dashboard`` warms the caches at start (``components.warm_up``): afterwards the first visit to the
-    Fleet page's default view and to Alerts reads no block from the store."""
+    Fleet page's default view, to its 30-day view and to Alerts reads no block from the store."""
     import streamlit as st
 
     from dashboard.components import telemetry, warm_up, widgets
@@ -229,7 +229,37 @@ def test_a_warmed_dashboard_serves_the_first_fleet_and_alerts_visits_from_memory
     monkeypatch.setattr(telemetry, "read_block", counted)
     fleet = run_page("fleet")
     alerts = run_page("alerts")
+    month = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    month.session_state["fleet-window"] = "last 30 days"  # the time-window picker's choice
+    month.switch_page("pages/fleet.py")
+    month.run()
+    assert not month.exception and "last 30 days" in str(month.session_state["fleet-window"])
     assert reads == [], f"{len(reads)} block(s) read from the store after the warm-up"
     assert len(fleet.dataframe[0].value) == len(DEVICES) and "latency SLO" in texts(alerts, "markdown")
     st.cache_resource.clear()  # the blocks read through the patched reader are not left to other tests
     st.cache_data.clear()
+
+
+def test_the_warm_up_reads_again_before_what_it_read_expires_and_outlives_a_failure(monkeypatch, caplog) -> None:
+    """``keep_warm`` warms at once, then every interval (``REWARM_S``: under the complete blocks' time to live), until
+    stopped; a round that fails is logged and the next one runs."""
+    import threading
+
+    from dashboard.components import telemetry, warm_up
+
+    assert 0 < warm_up.REWARM_S < telemetry.COMPLETE_TTL_S
+    stop, rounds = threading.Event(), []
+
+    def warm(current):
+        rounds.append(current)
+        if len(rounds) == 2:
+            raise RuntimeError("the store went away")
+        if len(rounds) == 3:
+            stop.set()
+        return 0.5
+
+    monkeypatch.setattr(warm_up, "warm", warm)
+    with caplog.at_level("INFO", logger=warm_up.__name__):
+        warm_up.keep_warm("settings", stop, every_s=0.01)
+    assert rounds == ["settings"] * 3 and "warming the dashboard's caches failed" in caplog.text
+    assert caplog.text.count("dashboard caches warm after 0.5 s") == 2
