@@ -21,6 +21,8 @@ DEV_KEY := $(DEV_KEYS)/signing-key.pem
 # a nominal sample rate) — their reports say what was measured and why that is not enough to ship.
 BUILD_SCENARIOS ?= ecg-pvc breast-cancer eeg-artifact
 ECG_BUNDLE := bundles/ecg-pvc
+# make dashboard(-pg): the second ECG build (seed 1), published beside the first and rolled out to some devices
+ROLLOUT_BUNDLE := ecg-pvc-seed-1
 
 
 .PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios gpu-check clean distclean
@@ -72,12 +74,12 @@ validate-ecg: setup
 # Collector on 127.0.0.1:8787, a simulated fleet of 8 devices (30 simulated minutes, scripted problems, and a
 # rollout of a second ECG bundle trained with another seed to devices 6-7), then the dashboard on 127.0.0.1.
 dashboard: build
-	$(EDGEMED) build ecg-pvc --seed 1 --bundles .rollout-bundles --sign-key $(DEV_KEY)
+	$(EDGEMED) build ecg-pvc --seed 1 --name $(ROLLOUT_BUNDLE) --sign-key $(DEV_KEY)
 	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database telemetry.sqlite3 & collector=$$!; \
 	trap 'kill $$collector' EXIT INT TERM; \
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
 	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) \
-		--rollout-bundle .rollout-bundles/ecg-pvc --trust-store $(DEV_KEYS)/trust-store --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
+		--rollout-bundle bundles/$(ROLLOUT_BUNDLE) --trust-store $(DEV_KEYS)/trust-store --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database telemetry.sqlite3 --latency-objective-us 300
 
 # The project's own PostgreSQL (Debian's binaries, installed first when missing and root): `initdb` into
@@ -99,13 +101,13 @@ FLEET_DEVICES ?= 1000
 FLEET_MINUTES ?= 10
 FLEET_PROCESSES ?= 4
 dashboard-pg: build postgres
-	$(EDGEMED) build ecg-pvc --seed 1 --bundles .rollout-bundles --sign-key $(DEV_KEY)
+	$(EDGEMED) build ecg-pvc --seed 1 --name $(ROLLOUT_BUNDLE) --sign-key $(DEV_KEY)
 	database_url=$$($(POSTGRES) url --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)); \
 	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database-url "$$database_url" --workers 2 & collector=$$!; \
 	trap 'kill $$collector; $(POSTGRES) stop --folder $(POSTGRES_FOLDER)' EXIT INT TERM; \
 	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
 	$(EDGEMED) simulate --devices $(FLEET_DEVICES) --minutes $(FLEET_MINUTES) --processes $(FLEET_PROCESSES) \
-		--collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) --rollout-bundle .rollout-bundles/ecg-pvc \
+		--collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) --rollout-bundle bundles/$(ROLLOUT_BUNDLE) \
 		--trust-store $(DEV_KEYS)/trust-store \
 		--outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database-url "$$database_url" --latency-objective-us 300

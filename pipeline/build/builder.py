@@ -164,10 +164,13 @@ def build_scenario(
     bundles_root: Path | None = None,
     until: StageName = StageName.BUNDLE,
     signing_key: SigningKey | None = None,
+    name: str | None = None,
 ) -> BuildOutcome:
-    """Every stage for a registered scenario, up to ``until``; the bundle published signed with ``signing_key``."""
+    """Every stage for a registered scenario, up to ``until``; the bundle published signed with ``signing_key`` at
+    ``bundles_root / name`` (default: the scenario's name; another name publishes a second build of a scenario, say
+    with another seed, beside the first)."""
     outcome = run_plan(scenario_plan(scenario, config), context, until)
-    return _publish(outcome, scenario.name, bundles_root, signing_key)
+    return _publish(outcome, name or scenario.name, bundles_root, signing_key)
 
 
 def build_custom(

@@ -7,6 +7,7 @@ Usage errors exit with status 2, failures with status 1; messages go to stderr.
 from __future__ import annotations
 
 import dataclasses
+import re
 import sys
 import time
 from pathlib import Path
@@ -25,6 +26,8 @@ from pipeline.config import BuildConfig, Profile, VariantName
 from pipeline.errors import UsageError
 from runtime.contract import TaskKind
 from runtime.errors import EdgemedError
+
+_BUNDLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # a published bundle's folder name
 
 
 def _apply_overrides(config: BuildConfig, options: dict) -> BuildConfig:
@@ -67,6 +70,9 @@ def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
     show = sys.stderr.isatty() or options["progress"]
     try:
         signing_key = load_sign_key(options.get("sign_key"))
+        if options.get("name") is not None and not _BUNDLE_NAME.fullmatch(options["name"]):
+            raise click.UsageError(f"--name {options['name']!r} is not a folder name: use letters, digits, '.', '_' "
+                                   "and '-', starting with a letter or digit (at most 100)")
         if options.get("task") and not options.get("model"):
             raise click.UsageError("--task names what a user's model predicts: use it with --model and --data")
         if options.get("model") or options.get("data"):
@@ -96,13 +102,16 @@ def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
             _report(name, outcome, time.perf_counter() - started)
             report_signing(outcome.bundle_directory, signing_key)
             return
+        published_name = options.get("name")
+        if published_name is not None and len(scenarios) != 1:
+            raise click.UsageError("--name publishes one scenario's bundle under another name: name one scenario")
         for name in scenarios or tuple(default_scenario_names()):
             scenario = get_scenario(name)
             config = _apply_overrides(scenario.build_config(Profile(options["profile"])), options)
             bars = ProgressBars(f"{name} ", show)
             started = time.perf_counter()
             outcome = build_scenario(scenario, config, StageContext(context_root, bars), bundles, until,
-                                     signing_key=signing_key)
+                                     signing_key=signing_key, name=published_name)
             bars.close()
             _report(name, outcome, time.perf_counter() - started)
             report_signing(outcome.bundle_directory, signing_key)
@@ -160,7 +169,10 @@ def _build_options(function):
             default=None,
             help="With --model: what the model predicts, when it cannot be detected (see 'edgemed inspect').",
         ),
-        click.option("--name", default=None, help="With --model: bundle name (default: the model file's stem)."),
+        click.option("--name", default=None,
+                     help="The published bundle's folder name: with --model (default: the model file's stem), or for "
+                          "one scenario (default: its name; e.g. a second build with another --seed beside the "
+                          "first)."),
         click.option(
             "--artifacts",
             type=click.Path(file_okay=False),

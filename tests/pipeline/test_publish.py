@@ -212,3 +212,20 @@ def test_build_signs_with_the_key_it_is_given_and_says_so(key, trust, tmp_path):
     assert not (tmp_path / "b" / "breast-cancer" / SIGNATURE).exists()
     missing = CliRunner().invoke(edgemed, [*arguments, "--sign-key", str(tmp_path / PRIVATE_KEY_NAME)])
     assert missing.exit_code == 2 and "cannot be read" in missing.output
+
+
+def test_a_second_build_of_a_scenario_is_published_beside_the_first_under_its_name(key, trust, tmp_path):
+    """``--name`` publishes one scenario's bundle under another folder name (``make dashboard``'s rollout bundle, a
+    build with another seed, sits beside the first in the one bundles folder the dashboard and collector read)."""
+    arguments = ["build", "breast-cancer", "--profile", "tiny", "--artifacts", str(tmp_path / "a"), "--bundles",
+                 str(tmp_path / "b"), "--sign-key", str(key.path)]
+    assert CliRunner().invoke(edgemed, arguments).exit_code == 0
+    second = CliRunner().invoke(edgemed, [*arguments, "--seed", "1", "--name", "breast-cancer-seed-1"])
+    assert second.exit_code == 0, second.output
+    first = load_bundle(tmp_path / "b" / "breast-cancer", provider="cpu", trust=trust)
+    other = load_bundle(tmp_path / "b" / "breast-cancer-seed-1", provider="cpu", trust=trust)
+    assert other.signed_by == key.key_id and other.manifest.lineage["bundle"] != first.manifest.lineage["bundle"]
+    for wrong, says in ((["breast-cancer", "ecg-pvc", "--name", "x"], "name one scenario"),
+                        (["breast-cancer", "--name", "../outside"], "not a folder name")):
+        refused = CliRunner().invoke(edgemed, ["build", *wrong, "--artifacts", str(tmp_path / "a")])
+        assert refused.exit_code == 2 and says in refused.output
