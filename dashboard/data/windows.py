@@ -163,11 +163,18 @@ def _ceil(moment: pd.Timestamp, size: timedelta) -> pd.Timestamp:
     return moment.ceil(pd.Timedelta(size))
 
 
-def minute_blocks(start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp) -> list[Block]:
-    """Aligned ``MINUTE_BLOCK`` blocks of minute aggregates covering [start, end)."""
-    blocks, moment = [], _floor(start, MINUTE_BLOCK)
+def minute_blocks(start: pd.Timestamp, end: pd.Timestamp, now: pd.Timestamp, whole_hours: bool = False
+                  ) -> list[Block]:
+    """Aligned ``MINUTE_BLOCK`` blocks of minute aggregates covering [start, end); with ``whole_hours`` (one device's
+    window: a row or two a minute) from ``start``'s hour on, each hour complete by ``now`` as one block (a day is
+    ~24 reads, not 1 440; the minutes before ``start`` are left out by ``load_window``)."""
+    blocks, moment = [], _floor(start, HOUR if whole_hours else MINUTE_BLOCK)
     while moment < end:
         stop = moment + pd.Timedelta(MINUTE_BLOCK)
+        hour_end = moment + pd.Timedelta(HOUR)
+        whole = moment == _floor(moment, HOUR) and hour_end <= end and hour_end + pd.Timedelta(SETTLE) <= now
+        if whole_hours and whole:
+            stop = hour_end
         blocks.append(Block(Resolution.MINUTE, moment, stop, stop + pd.Timedelta(SETTLE) <= now))
         moment = stop
     return blocks
@@ -223,7 +230,7 @@ def plan(request: WindowRequest, end: datetime) -> tuple[pd.Timestamp, pd.Timest
     first_hour = _ceil(start, HOUR)
     blocks = rollup_blocks(first_hour, minute_from if minute_from is not None else stop, stop, request.daily)
     if minute_from is not None:
-        blocks += minute_blocks(minute_from, stop, stop)
+        blocks += minute_blocks(minute_from, stop, stop, whole_hours=request.device_id is not None)
     return start, stop, minute_from, blocks
 
 

@@ -113,3 +113,41 @@ def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(
         json.dumps(_plain(payload)) for payload in expected.frame["payload"]]
     pd.testing.assert_frame_equal(found.devices, expected.devices)
     assert 0 < record_reads < 40 < 700 < every  # hours of records, not the month's hours
+
+
+def test_one_devices_window_reads_its_complete_hours_of_minutes_whole(mixed_fixture, monkeypatch) -> None:
+    """A device's 24-hour window of minute aggregates reads each complete hour as one block (~25 reads, not 1 440)
+    and gives the same window as reading it minute by minute."""
+    from dashboard.data import windows
+    from dashboard.data.bundles import read_catalog
+    from dashboard.data.telemetry import TelemetryReader
+    from dashboard.monitoring.aggregate_window import catalog_plans
+    from tests.dashboard.fixture_data import AGGREGATE_SENDERS, DEVICES
+    from tests.dashboard.test_record_fold import _plain
+
+    settings = mixed_fixture.mixed
+    plans = catalog_plans(read_catalog(settings.bundles))
+    reader = TelemetryReader(settings.database)
+    read: list = []
+
+    def counted(block, device_id, features):
+        read.append(block)
+        return windows.read_block(reader, block, device_id, features, plans)
+
+    sources = windows.Sources(counted, reader.devices)
+    request = WindowRequest(timedelta(hours=24), device_id=DEVICES[AGGREGATE_SENDERS[0]])
+    end = windows.window_end(mixed_fixture.now)
+    found = windows.load_window(request, end, sources, plans)
+    hours = [block for block in read
+             if block.resolution is Resolution.MINUTE and block.end - block.start > pd.Timedelta(minutes=1)]
+    whole_reads = sum(block.resolution is Resolution.MINUTE for block in read)
+    read.clear()
+    every_minute = windows.minute_blocks
+    monkeypatch.setattr(windows, "minute_blocks",
+                        lambda start, end, now, whole_hours=False: every_minute(start, end, now))
+    expected = windows.load_window(request, end, sources, plans)
+    assert len(found.frame) and whole_reads < 70 < 1_400 < sum(block.resolution is Resolution.MINUTE for block in read)
+    assert hours and all(block.start == block.start.floor("1h") and block.complete for block in hours)
+    pd.testing.assert_frame_equal(found.frame.drop(columns="payload"), expected.frame.drop(columns="payload"))
+    assert [json.dumps(_plain(payload)) for payload in found.frame["payload"]] == [
+        json.dumps(_plain(payload)) for payload in expected.frame["payload"]]
