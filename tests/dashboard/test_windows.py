@@ -80,16 +80,14 @@ def test_a_day_of_rollups_merges_into_one_row_with_every_count() -> None:
     assert (merged.latency.counts == separate.latency.counts).all() and merged.latency.count == 10
 
 
-def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(mixed_fixture, monkeypatch) -> None:
-    """The store's device counters bound where a device's records lie: a 30-day window reads the few hours of the
-    older devices' records (not 720 empty hour blocks each) and gives the same window as reading every block."""
+def counted_sources(settings) -> tuple:
+    """(``Sources`` reading the store of ``settings`` and noting every block it reads, the bundles' plans, that list of
+    blocks)."""
     from dashboard.data import windows
     from dashboard.data.bundles import read_catalog
     from dashboard.data.telemetry import TelemetryReader
     from dashboard.monitoring.aggregate_window import catalog_plans
-    from tests.dashboard.test_record_fold import _plain
 
-    settings = mixed_fixture.mixed
     plans = catalog_plans(read_catalog(settings.bundles))
     reader = TelemetryReader(settings.database)
     read: list = []
@@ -98,7 +96,16 @@ def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(
         read.append(block)
         return windows.read_block(reader, block, device_id, features, plans)
 
-    sources = windows.Sources(counted, reader.devices)
+    return windows.Sources(counted, reader.devices), plans, read
+
+
+def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(mixed_fixture, monkeypatch) -> None:
+    """The store's device counters bound where a device's records lie: a 30-day window reads the few hours of the
+    older devices' records (not 720 empty hour blocks each) and gives the same window as reading every block."""
+    from dashboard.data import windows
+    from tests.dashboard.test_record_fold import _plain
+
+    sources, plans, read = counted_sources(mixed_fixture.mixed)
     request, _ = fleet_request(timedelta(days=30))
     end = windows.window_end(mixed_fixture.now)
     found = windows.load_window(request, end, sources, plans)
@@ -119,22 +126,10 @@ def test_one_devices_window_reads_its_complete_hours_of_minutes_whole(mixed_fixt
     """A device's 24-hour window of minute aggregates reads each complete hour as one block (~25 reads, not 1 440)
     and gives the same window as reading it minute by minute."""
     from dashboard.data import windows
-    from dashboard.data.bundles import read_catalog
-    from dashboard.data.telemetry import TelemetryReader
-    from dashboard.monitoring.aggregate_window import catalog_plans
     from tests.dashboard.fixture_data import AGGREGATE_SENDERS, DEVICES
     from tests.dashboard.test_record_fold import _plain
 
-    settings = mixed_fixture.mixed
-    plans = catalog_plans(read_catalog(settings.bundles))
-    reader = TelemetryReader(settings.database)
-    read: list = []
-
-    def counted(block, device_id, features):
-        read.append(block)
-        return windows.read_block(reader, block, device_id, features, plans)
-
-    sources = windows.Sources(counted, reader.devices)
+    sources, plans, read = counted_sources(mixed_fixture.mixed)
     request = WindowRequest(timedelta(hours=24), device_id=DEVICES[AGGREGATE_SENDERS[0]])
     end = windows.window_end(mixed_fixture.now)
     found = windows.load_window(request, end, sources, plans)
