@@ -33,6 +33,7 @@ from dashboard.collector.aggregates import (
     fold_rollups,
     hour_of,
     hour_window,
+    iter_rollups,
     merge_payloads,
     warn_changed,
 )
@@ -250,8 +251,10 @@ def _json_rows(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def _rollup_rows(rows: Iterable[Mapping[str, Any]]) -> str:
-    """Rollup rows (payloads of hundreds of bins) as the JSON array ``_WRITE_ROLLUPS`` expands, encoded in C."""
-    return msgspec.json.encode(list(rows)).decode()
+    """Rollup rows (payloads of hundreds of bins) as the JSON array ``_WRITE_ROLLUPS`` expands, encoded in C a row
+    at a time (a lazy ``rows`` is folded, encoded and let go one rollup after another)."""
+    encode = msgspec.json.encode
+    return (b"[" + b",".join(encode(row) for row in rows) + b"]").decode()
 
 
 class _Pool:
@@ -525,28 +528,40 @@ class PostgresStore:
         warn_changed(logger, [record_id for (record_id,) in changed])
         return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
 
-    def _roll_up(self, connection: Any, new: list[dict[str, Any]], now: datetime) -> None:
+    def _roll_up(self, connection: Any, new: list[dict[str, Any]], now: datetime,
+                 decode: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
+        """Fold ``new`` aggregates (payloads as ``decode`` reads them; default: already objects) into their rollups,
+        locked, read and written in this transaction, a rollup at a time (``iter_rollups``)."""
         keys = sorted({(item["device_id"], hour_of(item["minute"]), item["bundle_id"]) for item in new})
         if not keys:
             return
         key_rows = _json_rows({"device_id": device, "moment": hour, "bundle_id": bundle}
                               for device, hour, bundle in keys)
         connection.execute(_CLAIM_ROLLUPS, (now, key_rows))
-        stored = {(device, hour, bundle): (count, with_features(payload, features))
+        stored = {(device, hour, bundle): (count, (payload, features))
                   for device, hour, bundle, count, payload, features in connection.execute(_LOCK_ROLLUPS, (key_rows,))
                   if count}  # 0: the row was just claimed, nothing rolled up yet
-        self._write_rollups(connection, fold_rollups(new, self._merge, stored), now)
+        self._write_rollups(connection, iter_rollups(new, self._merge, stored, decode=decode,
+                                                     decode_stored=lambda columns: with_features(*columns)), now)
 
     @staticmethod
-    def _write_rollups(connection: Any, rollups: Mapping[tuple[str, str, str], tuple[int, dict[str, Any]]],
+    def _write_rollups(connection: Any, rollups: Iterable[tuple[tuple[str, str, str], tuple[int, dict[str, Any]]]],
                        now: datetime) -> None:
-        if rollups:
-            connection.execute(_WRITE_ROLLUPS, (now, _rollup_rows(
-                {"device_id": device, "hour": hour, "bundle_id": bundle, "aggregates": count, "payload": lean}
-                | ({} if features is None else {"features": features})
-                for (device, hour, bundle), (count, payload) in sorted(rollups.items())
-                for lean, features in (without_features(payload),))))
-            connection.execute(_QUEUE_DAYS, [list(column) for column in zip(*day_keys(rollups), strict=True)])
+        """Store ``rollups`` (key, (aggregates, payload)) in key order, each encoded as it comes, and queue their
+        days."""
+        keys: list[tuple[str, str, str]] = []
+
+        def rows() -> Iterator[dict[str, Any]]:
+            for (device, hour, bundle), (count, payload) in rollups:
+                keys.append((device, hour, bundle))
+                lean, features = without_features(payload)
+                yield ({"device_id": device, "hour": hour, "bundle_id": bundle, "aggregates": count, "payload": lean}
+                       | ({} if features is None else {"features": features}))
+
+        encoded = _rollup_rows(rows())
+        if keys:
+            connection.execute(_WRITE_ROLLUPS, (now, encoded))
+            connection.execute(_QUEUE_DAYS, [list(column) for column in zip(*day_keys(keys), strict=True)])
 
     def roll_up_days(self, limit: int = DEFAULT_DAY_BATCH, now: datetime | None = None) -> int:
         """Fold up to ``limit`` queued days that have ended (``days.closed_before``) from their hourly rollups, a
@@ -630,11 +645,11 @@ class PostgresStore:
 
         def work(connection: Any) -> int:
             rows = connection.execute(_TAKE_QUEUED, (limit,)).fetchall()
-            decode = msgspec.json.decode  # the payloads' text, decoded in C (psycopg's json loader is the stdlib's)
             new = [{"device_id": device, "minute": minute, "bundle_id": bundle, "record_id": record_id,
-                    "payload": decode(payload)} for device, minute, bundle, record_id, payload in rows
+                    "payload": payload} for device, minute, bundle, record_id, payload in rows
                    if payload is not None]
-            self._roll_up(connection, new, datetime.now(UTC))
+            # the payloads' text, decoded in C (psycopg's json loader is the stdlib's) as each rollup is folded
+            self._roll_up(connection, new, datetime.now(UTC), msgspec.json.decode)
             return len(rows)
 
         return self._write(work)
@@ -653,7 +668,7 @@ class PostgresStore:
                                  "payload": msgspec.json.decode(payload)}
                                 for device, bundle, minute, record_id, payload in rows),
                                self._merge)
-        self._write_rollups(connection, rollups, datetime.now(UTC))
+        self._write_rollups(connection, sorted(rollups.items()), datetime.now(UTC))
         return len(rollups)
 
     def prune_aggregates(self, before: datetime | str) -> int:

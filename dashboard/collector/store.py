@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from dashboard.collector.aggregates import (
     fold_rollups,
     hour_of,
     hour_window,
+    iter_rollups,
     merge_payloads,
     warn_changed,
 )
@@ -342,18 +343,21 @@ class SqliteStore:
         warn_changed(logger, changed)
         return AggregateReceipt(sorted(aggregate["record_id"] for aggregate in checked), len(checked) - len(new))
 
-    def _roll_up(self, connection: sqlite3.Connection, new: list[dict[str, Any]], now: str) -> None:
+    def _roll_up(self, connection: sqlite3.Connection, new: list[dict[str, Any]], now: str,
+                 decode: Callable[[Any], Mapping[str, Any]] | None = None) -> None:
+        """Fold ``new`` aggregates (payloads as ``decode`` reads them; default: already objects) into their rollups
+        in this transaction, a rollup at a time (``iter_rollups``)."""
         keys = sorted({(item["device_id"], hour_of(item["minute"]), item["bundle_id"]) for item in new})
         stored = {}
         for key in keys:
             row = connection.execute("SELECT aggregates, payload, features FROM aggregate_rollups WHERE "
                                      "device_id = ? AND hour = ? AND bundle_id = ?", key).fetchone()
             if row is not None:
-                stored[key] = (row[0], with_features(row[1], row[2]))
-        rollups = fold_rollups(new, self._merge, stored)
-        for key, (count, payload) in sorted(rollups.items()):
+                stored[key] = (row[0], (row[1], row[2]))
+        for key, (count, payload) in iter_rollups(new, self._merge, stored, decode=decode,
+                                                  decode_stored=lambda columns: with_features(*columns)):
             connection.execute(_ROLLUP_UPSERT, _rollup_row(key, count, payload, now))
-        connection.executemany(_QUEUE_DAYS, day_keys(rollups))
+        connection.executemany(_QUEUE_DAYS, day_keys(keys))
 
     def roll_up_pending(self, limit: int = DEFAULT_ROLLUP_BATCH) -> int:
         """Fold up to ``limit`` queued aggregates (deferred rollups) into their rollups, oldest minutes first, in one
@@ -366,10 +370,10 @@ class SqliteStore:
                 row = connection.execute("SELECT payload FROM aggregates WHERE device_id = ? AND minute = ? AND "
                                          "bundle_id = ? AND record_id = ?", key).fetchone()
                 if row is not None:  # else pruned meanwhile
-                    new.append({**dict(zip(_AGGREGATE_KEY, key, strict=True)), "payload": json.loads(row[0])})
+                    new.append({**dict(zip(_AGGREGATE_KEY, key, strict=True)), "payload": row[0]})
             connection.executemany("DELETE FROM rollup_queue WHERE device_id = ? AND minute = ? AND bundle_id = ? "
                                    "AND record_id = ?", keys)
-            self._roll_up(connection, new, utc_timestamp())
+            self._roll_up(connection, new, utc_timestamp(), json.loads)  # decoded as each rollup is folded
         return len(keys)
 
     def pending_rollups(self) -> int:

@@ -11,7 +11,9 @@ twice (a device that lost the acknowledgement).
 It reports accepted aggregate records/s (new records acknowledged, duplicates apart), request p50/p99, the CPU each
 party used, then checks the database against what was acknowledged: every acknowledged record stored (0 lost),
 nothing stored twice (0 duplicated), every resend acknowledged as a duplicate; then waits for the collector's
-rollup job to drain its queue, and the hourly rollups must account for every stored aggregate. Writes
+rollup job to drain its queue, and the hourly rollups must account for every stored aggregate. The figure held
+against the target is the sustained rate: accepted records over the load's time plus the time the rollup job
+needed after it to fold what it had fallen behind by. Writes
 ``collector_load.json`` and ``.md`` with the machine it ran on.
 
 ``python -m pipeline.benchmark.collector_load [--duration 60] [--output benchmarks/results]``.
@@ -332,9 +334,10 @@ def _verify(database_url: str, acknowledged: list[str], devices: int) -> dict[st
     }
 
 
-def _rollups(database_url: str, timeout_s: float = 600.0) -> dict[str, Any]:
-    """Wait for the collector's rollup job to drain the queue; how long it took and whether the rollups count
-    every stored aggregate."""
+def _rollups(database_url: str, load_ended: float, timeout_s: float = 600.0) -> dict[str, Any]:
+    """Wait for the collector's rollup job to drain the queue; how long it took (from ``load_ended``, a
+    ``time.perf_counter`` reading: the job kept folding while the stored records were checked) and whether the
+    rollups count every stored aggregate."""
     import psycopg
 
     with psycopg.connect(database_url, autocommit=True) as connection:
@@ -346,9 +349,11 @@ def _rollups(database_url: str, timeout_s: float = 600.0) -> dict[str, Any]:
         while (left := pending()) and time.perf_counter() - started < timeout_s:
             time.sleep(0.5)
         seconds = time.perf_counter() - started
+        after_load = time.perf_counter() - load_ended
         counted = connection.execute("SELECT coalesce(sum(aggregates), 0) FROM aggregate_rollups").fetchone()[0]
         stored = connection.execute("SELECT count(*) FROM aggregates").fetchone()[0]
     return {"pending_after_load": queued, "left": left, "seconds": round(seconds, 1),
+            "seconds_after_load": round(after_load, 1),
             "aggregates_per_s": round(queued / seconds, 1) if seconds and queued else None,
             "rollups_count_every_aggregate": counted == stored}
 
@@ -393,7 +398,8 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         cpu_before = (_cpu_seconds(collector_pids), _cpu_seconds(postgres_pids), _machine_busy())
         started = time.perf_counter()
         reports = [results.get(timeout=config.duration_s + 120) for _ in clients]
-        elapsed = time.perf_counter() - started
+        load_ended = time.perf_counter()
+        elapsed = load_ended - started
         postgres_pids = sorted(set(postgres_pids) | set(_postgres_pids(cluster / "data")))
         busy, total = _machine_busy()
         machine_share = (busy - cpu_before[2][0]) / max(1, total - cpu_before[2][1])
@@ -410,7 +416,7 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         latencies = np.array([value for report in reports for value in report["latencies"]])
         acknowledged = [key for report in reports for key in report["acknowledged"]]
         verification = _verify(database_url, acknowledged, config.devices)
-        rollups = _rollups(database_url)
+        rollups = _rollups(database_url, load_ended)
     finally:
         collector.terminate()
         try:
@@ -421,6 +427,9 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         _edgemed("postgres", "stop", "--folder", str(cluster))
         shutil.rmtree(cluster, ignore_errors=True)
     accepted_per_s = totals["accepted"] / elapsed
+    # Sustained: stored and in its hourly rollup. The job may end the load behind (its queue grows while it is
+    # starved), so the time it then needs to catch up counts: a backlog that grows for ever is not a rate.
+    sustained_per_s = totals["accepted"] / (elapsed + rollups["seconds_after_load"]) if not rollups["left"] else 0.0
     return {
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": _machine(),
@@ -433,6 +442,7 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "requests_per_s": round(totals["requests"] / elapsed, 1),
         "accepted_records": totals["accepted"],
         "accepted_records_per_s": round(accepted_per_s, 1),
+        "sustained_records_per_s": round(sustained_per_s, 1),
         "latency_ms": {"p50": _percentile(latencies, 50), "p99": _percentile(latencies, 99),
                        "max": _percentile(latencies, 100)},
         "resends": totals["resends"],
@@ -445,7 +455,7 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "verification": verification,
         "rollups": rollups,
         "target_records_per_s": TARGET_RECORDS_PER_S,
-        "meets_target": accepted_per_s >= TARGET_RECORDS_PER_S and verification["lost"] == 0
+        "meets_target": sustained_per_s >= TARGET_RECORDS_PER_S and verification["lost"] == 0
         and verification["duplicated"] == 0,
     }
 
@@ -474,10 +484,12 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"{document['aggregate_tracks']['features']} feature histograms: a real minute of the ecg-pvc stream) for "
         f"{config['devices']:,} device ids during {document['elapsed_s']:g} s; {config['resend_share']:.0%} of the "
         "batches posted twice.", "",
-        "| accepted aggregates/s | requests/s | p50 / p99 request (ms) | acknowledged | stored | lost | duplicated | "
+        "| sustained aggregates/s (stored and rolled up) | accepted during the load /s | requests/s | "
+        "p50 / p99 request (ms) | acknowledged | stored | lost | duplicated | "
         "resends acknowledged as duplicates | errors | target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-        f"| {document['accepted_records_per_s']:,.0f} | {document['requests_per_s']:,.0f} | "
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| {document['sustained_records_per_s']:,.0f} | {document['accepted_records_per_s']:,.0f} | "
+        f"{document['requests_per_s']:,.0f} | "
         f"{document['latency_ms']['p50']} / {document['latency_ms']['p99']} | {check['acknowledged']:,} | "
         f"{check['stored']:,} | {check['lost']} | {check['duplicated']} | "
         f"{document['resends_acknowledged_as_duplicates']:,} of {document['resends'] * config['batch']:,} | "
@@ -493,8 +505,9 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"{check['devices_registered']} of {check['devices_expected']}.", "",
         "Hourly rollups: the collector folds queued aggregates in a background job every 5 s (deferred rollups, "
         f"off the request path). Queued when the load stopped: {document['rollups']['pending_after_load']:,}; "
-        f"drained by the collector afterwards in {document['rollups']['seconds']} s "
-        f"({document['rollups']['aggregates_per_s']}/s); rollups count every stored aggregate: "
+        f"the queue was empty {document['rollups']['seconds_after_load']} s after the load stopped (the job folding "
+        "while the stored records were checked). Sustained = accepted aggregates / (load + that time): every one "
+        "stored and counted in its hourly rollup; rollups count every stored aggregate: "
         f"{document['rollups']['rollups_count_every_aggregate']}.", "",
         "Command: `.venv/bin/python -m pipeline.benchmark.collector_load` (see `--help`).", "",
     ])

@@ -155,3 +155,32 @@ def test_folding_many_aggregates_at_once_equals_merging_them_pairwise():
     assert fold_aggregates(parts[:1]) == parts[0]
     assert json.dumps(fold_aggregates(parts), sort_keys=True) == json.dumps(  # float sums in the same order
         functools.reduce(merge_aggregates, parts), sort_keys=True)
+
+
+def test_rollups_folded_one_at_a_time_from_text_equal_the_eager_fold_and_decode_only_their_own_minutes():
+    """The rollup job's ``iter_rollups``: payloads kept as text and decoded when their rollup is folded give the
+    eager ``fold_rollups`` of decoded payloads, stored rollups included, key by key in order; while the first rollup
+    is handed out, only its own minutes (and stored rollup) have been decoded."""
+    from dashboard.collector.aggregates import fold_rollups, hour_of, iter_rollups
+
+    made = minutes()
+    others = [dict(item, device_id="cd" * 16) for item in made]  # a second device: a second rollup
+    rows = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
+            for record in made + others]
+    stored_part = dict(made[0], device_id="cd" * 16, record_id="e" * 32)  # a minute folded before
+    start = {(others[0]["device_id"], hour_of(others[0]["minute"]), others[0]["bundle_id"]): (1, stored_part)}
+    eager = fold_rollups(rows, merge_device_aggregates, start)
+    decoded: list[str] = []
+
+    def decode(text: str) -> dict[str, Any]:
+        decoded.append(text)
+        return json.loads(text)
+
+    as_text = [dict(row, payload=json.dumps(row["payload"])) for row in rows]
+    stored_text = {key: (count, json.dumps(payload)) for key, (count, payload) in start.items()}
+    lazy = iter_rollups(as_text, merge_device_aggregates, stored_text, decode=decode, decode_stored=decode)
+    first_key, first = next(lazy)
+    assert first_key[0] == "ab" * 16 and len(decoded) == len(made)  # the first device's minutes, no more
+    assert [(first_key, first), *lazy] == sorted(eager.items())
+    assert len(decoded) == len(rows) + 1 and eager[first_key][0] == len(made)
+    assert eager[next(iter(start))][0] == 1 + len(others)
