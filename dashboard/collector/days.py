@@ -1,9 +1,13 @@
-"""Daily rollups: a device's day of hourly rollups folded into one row per (device, day, bundle).
+"""Daily rollups: a device's day of hourly rollups folded into one row per (device, day, bundle) and identity.
 
 The 7- and 30-day views read a fleet's month as 30 rows per device instead of 720 hourly rollups (at 1 000 devices
 the hourly read of a month is ~700 k rows and ~18 GB of JSON). A day is folded from its stored hourly rollups with
 the store's own merge (``aggregates.fold_rollups``'s rule: the hours in order, one pass where the merge has
-``many``), so a daily rollup is what rolling its minutes up in one go would give.
+``many``), so a daily rollup is what rolling its minutes up in one go would give. The hours are folded apart per
+identity they carry (``day_identity``: bundle build, variant, provider, task), each group one row (``part`` 0, 1, …
+in the order the groups first appear): a day that spans a variant switch is a row per variant, and one for the
+switching hour's own rollup ("mixed"), just as the dashboard merges a pending day's hours per identity
+(``dashboard.data.windows.merge_days``); a day's rows do not change shape when it stops being pending.
 
 Every write of an hourly rollup queues its day (``day_queue``, in the same transaction); a store folds a queued day
 only once it has ended ``DAY_SETTLE`` ago (``roll_up_days``, the collector's rollup job, after the hours), then
@@ -63,6 +67,23 @@ def day_keys(rollup_keys: Iterable[tuple[str, str, str]]) -> list[DayKey]:
 def closed_before(now: datetime | None = None) -> datetime:
     """Days starting before this have ended ``DAY_SETTLE`` ago at ``now`` (default: the clock)."""
     return (now or datetime.now(UTC)) - DAY - DAY_SETTLE
+
+
+IDENTITY_FIELDS = ("bundle_sha256", "variant", "provider", "task")  # what a day's rows are apart by
+
+
+def day_identity(payload: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The identity an hourly rollup's payload carries (None where it has none, as generic payloads may)."""
+    return tuple(payload.get(name) for name in IDENTITY_FIELDS)
+
+
+def fold_day_parts(hours: list[tuple[int, Mapping[str, Any]]], merge: Merge) -> list[tuple[int, int, dict[str, Any]]]:
+    """(hours, aggregates, payload) per identity (``day_identity``) of a day's hourly rollups, oldest first, each
+    group folded by ``fold_day``; the groups in the order their first hour comes."""
+    groups: dict[tuple[Any, ...], list[tuple[int, Mapping[str, Any]]]] = {}
+    for count, payload in hours:
+        groups.setdefault(day_identity(payload), []).append((count, payload))
+    return [fold_day(group, merge) for group in groups.values()]
 
 
 def fold_day(hours: list[tuple[int, Mapping[str, Any]]], merge: Merge) -> tuple[int, int, dict[str, Any]]:

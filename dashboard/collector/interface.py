@@ -153,8 +153,9 @@ class TelemetryStore(Protocol):
 
     def day_rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
                     device_id: str | None = None, *, features: bool = True) -> DayRollups:
-        """Daily rollups with ``since`` ≤ day start ≤ ``until`` that are current, by day, device and bundle, and the
-        keys of that range's days still pending, read together; ``features`` as for ``aggregates``."""
+        """Daily rollups with ``since`` ≤ day start ≤ ``until`` that are current, by day, device and bundle (a row per
+        identity the day's hours carry: ``days.fold_day_parts``), and the keys of that range's days still pending,
+        read together; ``features`` as for ``aggregates``."""
         ...
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,

@@ -214,6 +214,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "RAISE NOTICE 'lz4 is not available on this server: daily rollups stay pglz-compressed'; END $$",
         ),
     ),
+    Migration(
+        8,
+        "daily rollups apart per identity (bundle build, variant, provider, task): a part number in the key; every "
+        "stored day is queued to be folded again",
+        # A day folded whole turned a variant switch into one "mixed" row, where the dashboard merges a pending
+        # day's hours per variant (``days.fold_day_parts``). Rows stay as they are (part 0) but their days are
+        # queued, so readers use the hours until the collector's job has folded each day again.
+        sqlite=(
+            "CREATE TABLE day_rollups_parts (device_id TEXT NOT NULL, day TEXT NOT NULL, bundle_id TEXT NOT NULL, "
+            "part INTEGER NOT NULL, hours INTEGER NOT NULL, aggregates INTEGER NOT NULL, payload TEXT NOT NULL, "
+            "features TEXT, updated_at TEXT NOT NULL, PRIMARY KEY (device_id, day, bundle_id, part))",
+            "INSERT INTO day_rollups_parts SELECT device_id, day, bundle_id, 0, hours, aggregates, payload, features, "
+            "updated_at FROM day_rollups",
+            "DROP TABLE day_rollups",
+            "ALTER TABLE day_rollups_parts RENAME TO day_rollups",
+            "CREATE INDEX day_rollups_by_day ON day_rollups (day)",
+            "INSERT OR IGNORE INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups",
+        ),
+        postgres=(
+            "ALTER TABLE day_rollups ADD COLUMN part integer NOT NULL DEFAULT 0",
+            "ALTER TABLE day_rollups DROP CONSTRAINT day_rollups_pkey, "
+            "ADD PRIMARY KEY (device_id, day, bundle_id, part)",
+            "INSERT INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups ON CONFLICT DO NOTHING",
+        ),
+    ),
 )
 HEAD = MIGRATIONS[-1].version  # the newest schema this code knows
 

@@ -43,7 +43,7 @@ from dashboard.collector.days import (
     closed_before,
     day_keys,
     day_rollups_query,
-    fold_day,
+    fold_day_parts,
 )
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
@@ -217,13 +217,11 @@ _TAKE_DAYS = (
     "r.payload, r.features FROM taken AS t LEFT JOIN aggregate_rollups AS r ON r.device_id = t.device_id AND "
     "r.bundle_id = t.bundle_id AND r.hour >= t.day AND r.hour < t.day + interval '1 day' ORDER BY 1, 3, 2, r.hour"
 )
-_WRITE_DAYS = (
-    "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, updated_at) "
-    "SELECT s.device_id, s.day, s.bundle_id, s.hours, s.aggregates, s.payload, s.features, %s FROM "
-    "json_to_recordset(%s::json) AS s(device_id text, day timestamptz, bundle_id text, hours integer, "
-    "aggregates integer, payload text, features text) ORDER BY 1, 2, 3 ON CONFLICT (device_id, day, bundle_id) DO "
-    "UPDATE SET hours = excluded.hours, aggregates = excluded.aggregates, payload = excluded.payload, "
-    "features = excluded.features, updated_at = excluded.updated_at"
+_WRITE_DAYS = (  # after the days' rows are deleted (``_DELETE_DAYS``): their parts afresh
+    "INSERT INTO day_rollups (device_id, day, bundle_id, part, hours, aggregates, payload, features, updated_at) "
+    "SELECT s.device_id, s.day, s.bundle_id, s.part, s.hours, s.aggregates, s.payload, s.features, %s FROM "
+    "json_to_recordset(%s::json) AS s(device_id text, day timestamptz, bundle_id text, part integer, hours integer, "
+    "aggregates integer, payload text, features text) ORDER BY 1, 2, 3, 4"
 )
 _DELETE_DAYS = (
     "DELETE FROM day_rollups AS r USING unnest(%b::text[], %b::text[], %b::text[]) AS u (d, y, b) "
@@ -575,18 +573,19 @@ class PostgresStore:
                 parts = hours.setdefault((device, day, bundle), [])
                 if payload is not None:  # LEFT JOIN: a day whose hours are gone (rebuilt without minutes)
                     parts.append((count, payload, features))
-            # decoded a day at a time: a day's 24 rollups are a few MB of objects, a batch's would be hundreds
-            folded = {key: fold_day([(count, with_features(payload, features)) for count, payload, features in parts],
-                                    self._merge) for key, parts in hours.items() if parts}
-            gone = [key for key, parts in hours.items() if not parts]
-            if folded:
-                connection.execute(_WRITE_DAYS, (datetime.now(UTC), _rollup_rows(
-                    {"device_id": device, "day": day, "bundle_id": bundle, "hours": count, "aggregates": merged,
-                     "payload": lean} | ({} if features is None else {"features": features})
-                    for (device, day, bundle), (count, merged, payload) in sorted(folded.items())
-                    for lean, features in (without_features(payload),))))
-            if gone:
-                connection.execute(_DELETE_DAYS, [list(column) for column in zip(*gone, strict=True)])
+            if hours:  # every taken day's rows: refolded below, or gone with their hours (rebuilt without minutes)
+                connection.execute(_DELETE_DAYS, [list(column) for column in zip(*hours, strict=True)])
+            # decoded, folded and encoded a day at a time: a day's 24 rollups are a few MB of objects
+            rows = _rollup_rows({"device_id": device, "day": day, "bundle_id": bundle, "part": part, "hours": count,
+                                 "aggregates": merged, "payload": lean} | ({} if features is None else
+                                                                          {"features": features})
+                                for (device, day, bundle), parts in sorted(hours.items()) if parts
+                                for part, (count, merged, payload) in enumerate(fold_day_parts(
+                                    [(count, with_features(payload, features)) for count, payload, features in parts],
+                                    self._merge))
+                                for lean, features in (without_features(payload),))
+            if rows != "[]":
+                connection.execute(_WRITE_DAYS, (datetime.now(UTC), rows))
             return len(hours)
 
         return self._write(work)

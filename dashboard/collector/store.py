@@ -43,7 +43,7 @@ from dashboard.collector.days import (
     closed_before,
     day_keys,
     day_rollups_query,
-    fold_day,
+    fold_day_parts,
 )
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
@@ -106,11 +106,9 @@ _ROLLUP_UPSERT = (  # payload and features apart (migration 5: ``without_feature
     "updated_at = excluded.updated_at"
 )
 
-_DAY_UPSERT = (
-    "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, updated_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id, day, bundle_id) DO UPDATE SET hours = excluded.hours, "
-    "aggregates = excluded.aggregates, payload = excluded.payload, features = excluded.features, "
-    "updated_at = excluded.updated_at"
+_DAY_INSERT = (  # after the day's rows are deleted: its parts afresh
+    "INSERT INTO day_rollups (device_id, day, bundle_id, part, hours, aggregates, payload, features, updated_at) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _QUEUE_DAYS = "INSERT INTO day_queue (device_id, day, bundle_id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 
@@ -393,13 +391,11 @@ class SqliteStore:
                 hours = [(count, with_features(payload, features)) for count, payload, features in connection.execute(
                     "SELECT aggregates, payload, features FROM aggregate_rollups WHERE device_id = ? AND bundle_id = ? "
                     "AND hour >= ? AND hour < ? ORDER BY hour", (device, bundle, day, following))]
-                if not hours:  # its hours are gone (rebuilt without minutes)
-                    connection.execute("DELETE FROM day_rollups WHERE device_id = ? AND day = ? AND bundle_id = ?",
-                                       (device, day, bundle))
-                    continue
-                count, merged, payload = fold_day(hours, self._merge)
-                row = _rollup_row((device, day, bundle), merged, payload, written)  # key, aggregates, texts, time
-                connection.execute(_DAY_UPSERT, (*row[:3], count, *row[3:]))
+                connection.execute("DELETE FROM day_rollups WHERE device_id = ? AND day = ? AND bundle_id = ?",
+                                   (device, day, bundle))  # none left when its hours are gone (rebuilt away)
+                for part, (count, merged, payload) in enumerate(fold_day_parts(hours, self._merge)):
+                    row = _rollup_row((device, day, bundle), merged, payload, written)  # key, aggregates, texts, time
+                    connection.execute(_DAY_INSERT, (*row[:3], part, count, *row[3:]))
             connection.executemany("DELETE FROM day_queue WHERE device_id = ? AND day = ? AND bundle_id = ?", keys)
         return len(keys)
 

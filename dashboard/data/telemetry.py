@@ -185,8 +185,9 @@ class TelemetryReader:
                   device_id: str | None = None, *, features: bool = True
                   ) -> tuple[pd.DataFrame, list[tuple[str, str, str]]]:
         """(the daily rollups with ``since`` ≤ day ≤ ``until`` that are current, as an aggregate frame: one row per
-        (device, day, bundle), ``minute`` its day, ``seconds`` 86 400, session ""; the keys (device_id, day as UTC
-        text, bundle_id) of the days in that range still pending, whose hourly rollups a reader merges instead)."""
+        (device, day, bundle) and identity (variant, provider, build: ``days.fold_day_parts``), ``minute`` its day,
+        ``seconds`` 86 400, session ""; the keys (device_id, day as UTC text, bundle_id) of the days in that range
+        still pending, whose hourly rollups a reader merges instead)."""
         since = None if since is None else _moment(since)
         until = None if until is None else _moment(until)
         with self._store() as store:

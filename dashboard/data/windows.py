@@ -8,9 +8,10 @@ Resolution: a window ending at E (``now`` rounded up to a minute) and reaching b
 * hourly rollups (the store's: kept in the insert's transaction, or moments later by the collector's rollup job;
   the current hour's included) for the whole hours before that; a rollup counts only when its hour starts inside
   the window, so a window read from rollups starts on the first whole hour (up to 59 minutes shorter than ``span``);
-* with ``daily``, every whole day inside the window as one row per device and day (the 7- and 30-day views: 30 rows
-  per device instead of 720): the store's daily rollups (``dashboard.collector.days``, folded once a day has ended),
-  or for a day still pending there its hourly rollups merged here.
+* with ``daily``, every whole day inside the window as one row per device and day, and per variant on a day that
+  switched one (the 7- and 30-day views: 30 rows per device instead of 720): the store's daily rollups
+  (``dashboard.collector.days``, folded once a day has ended), or for a day still pending there its hourly rollups
+  merged here.
 
 Older devices (telemetry schema 1 and 2, one record per inference) are folded into minute aggregates with the
 device's own code (``record_fold.fold_records``). A device that sends aggregates also sends some events on

@@ -7,6 +7,7 @@ one row per device and day and give the same counts and histograms as merging th
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from dashboard.collector.aggregates import merge_device_aggregates
 from dashboard.collector.backends import open_store
-from dashboard.collector.days import DAY_SETTLE, day_of, fold_day
+from dashboard.collector.days import DAY_SETTLE, day_of, fold_day, fold_day_parts
 from dashboard.data.telemetry import TelemetryReader
 from dashboard.data.windows import Block, Resolution, merge_days, read_block, read_day
 from dashboard.monitoring.aggregate_sums import summary_of
@@ -118,3 +119,79 @@ def test_a_day_block_reads_the_stores_days_and_merges_the_pending_ones_from_thei
     one = read_day(reader, block, devices[2], False)  # one device, pending: its hours merged
     assert list(one["device_id"]) == [devices[2]] and one.iloc[0]["records"] == found[
         found["device_id"] == devices[2]].iloc[0]["records"]
+
+
+def switching_minutes(seed: int) -> list[dict[str, Any]]:
+    """``device_minutes`` whose bundle variant switches to int8 at 2 January 01:59 (hour 13 after the origin, its
+    last minute): 2 January has an fp32 hour, the switching hour ("mixed" once rolled up) and an int8 hour."""
+    switched = datetime(2026, 1, 2, 1, 59, tzinfo=UTC)
+    rows = device_minutes(seed)
+    return [dict(row, payload=dict(row["payload"], variant="int8"))
+            if datetime.fromisoformat(row["minute"]) >= switched else row for row in rows]
+
+
+def test_a_day_spanning_a_variant_switch_is_a_row_per_variant_as_its_pending_hours_are(location):
+    """The store's daily rows of a day with a variant switch are apart per identity, each the fold of its own hours
+    (``fold_day``) in the order they first come; the dashboard's day block reads the same rows (variant, counts,
+    latency) whether the day is folded or still pending (its hours merged by ``merge_days``)."""
+    rows = switching_minutes(4)
+    with open_store(location, merge=merge_device_aggregates) as store:
+        store.insert_aggregates(rows)
+        hours = store.rollups()
+        reader = TelemetryReader(location)
+        block = Block(Resolution.DAY, pd.Timestamp(DAY_TWO), pd.Timestamp(DAY_TWO) + pd.Timedelta(days=1), True)
+        pending = read_block(reader, block, None, False)  # nothing folded yet: the hours merged here
+        while store.roll_up_days():
+            pass
+        days = [row for row in store.day_rollups().rows if row["day"] == DAY_TWO]
+        own = [(hour["aggregates"], hour["payload"]) for hour in hours if day_of(hour["hour"]) == DAY_TWO]
+        assert [row["payload"]["variant"] for row in days] == ["fp32", "mixed", "int8"]
+        assert [(row["hours"], row["aggregates"], row["payload"]) for row in days] == [
+            fold_day([part], merge_device_aggregates) for part in own]  # one hour per identity here
+        assert fold_day_parts(own, merge_device_aggregates) == [(1, count, payload) for count, payload in own]
+        (day_one,) = [row for row in store.day_rollups().rows if row["day"] == DAY_ONE]  # no switch: one row
+        assert day_one["payload"]["variant"] == "fp32" and day_one["hours"] == 2
+        folded = read_block(reader, block, None, False)
+    assert sorted(folded["variant"]) == sorted(pending["variant"]) == ["fp32", "int8", "mixed"]
+    for variant in ("fp32", "mixed", "int8"):
+        mine, theirs = (summary_of(frame[frame["variant"] == variant], tracks=False) for frame in (folded, pending))
+        assert (mine.records, mine.classes) == (theirs.records, theirs.classes) and mine.records > 0
+        assert (mine.latency.counts == theirs.latency.counts).all()
+
+
+def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_variant(location):
+    """A version-7 store's daily row (one per device, day and bundle: the switch folded into "mixed") is kept as
+    part 0 and its day queued, so readers use the hours until the job folds the day again, per variant."""
+    from dashboard.collector.migrations import HEAD, MIGRATIONS, Dialect
+    from tests.dashboard.test_store_backends import raw, schema_at
+
+    dialect = schema_at(location, 7)
+    rows = switching_minutes(5)
+    with open_store(location, merge=merge_device_aggregates) as reference:  # written by this code, then set back
+        reference.insert_aggregates(rows)
+        own = [(hour["aggregates"], hour["payload"]) for hour in reference.rollups() if day_of(hour["hour"]) == DAY_TWO]
+    whole = fold_day(own, merge_device_aggregates)  # what version 7 stored: the day in one row
+    device, bundle = rows[0]["device_id"], rows[0]["bundle_id"]
+    raw(location, "DELETE FROM day_queue")
+    raw(location, "DELETE FROM day_rollups")
+    raw(location, "DELETE FROM schema_version WHERE version = 8")
+    if dialect is Dialect.POSTGRES:  # back to version 7's layout
+        raw(location, "ALTER TABLE day_rollups DROP CONSTRAINT day_rollups_pkey, DROP COLUMN part, "
+                      "ADD PRIMARY KEY (device_id, day, bundle_id)")
+    else:
+        raw(location, "DROP TABLE day_rollups")
+        for statement in MIGRATIONS[6].statements(dialect)[:2]:
+            raw(location, statement)
+    raw(location, "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, "
+                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+        (device, DAY_TWO, bundle, whole[0], whole[1], json.dumps(whole[2]), "2026-01-03T00:00:00Z"))
+    with open_store(location, merge=merge_device_aggregates) as store:  # migrates 7 → 8
+        assert store.schema_version() == HEAD == 8
+        stale = raw(location, "SELECT part, aggregates FROM day_rollups")
+        assert [tuple(row) for row in stale] == [(0, whole[1])]
+        assert store.day_rollups(since=DAY_TWO).pending == [(device, DAY_TWO, bundle)]  # the hours read instead
+        while store.roll_up_days():
+            pass
+        days = [row for row in store.day_rollups().rows if row["day"] == DAY_TWO]
+        assert [row["payload"]["variant"] for row in days] == ["fp32", "mixed", "int8"]
+        assert sum(row["aggregates"] for row in days) == whole[1] and whole[2]["variant"] == "mixed"

@@ -58,6 +58,17 @@ def raw(location: Path | DatabaseUrl, query: str, parameters: tuple[Any, ...] = 
         return connection.execute(query, parameters).fetchall()
 
 
+def schema_at(location: Path | DatabaseUrl, version: int) -> Dialect:
+    """An empty store made as the code of schema ``version`` left it (migrations 1 … ``version``); its dialect."""
+    dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
+    for statement in (VERSION_TABLE[dialect], *(text for migration in MIGRATIONS[:version]
+                                                for text in migration.statements(dialect))):
+        raw(location, statement)
+    for number in range(1, version + 1):
+        raw(location, "INSERT INTO schema_version VALUES (?, 'before', ?, 'old')", (number, "2025-01-01T00:00:00Z"))
+    return dialect
+
+
 # -- records -------------------------------------------------------------------------------------------------
 
 
@@ -509,12 +520,7 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
     the day of every stored rollup for its daily rollup."""
     from dashboard.collector.aggregates import fold_rollups
 
-    dialect = Dialect.POSTGRES if isinstance(location, DatabaseUrl) else Dialect.SQLITE
-    for statement in (VERSION_TABLE[dialect], *(text for migration in MIGRATIONS[:4]
-                                                for text in migration.statements(dialect))):
-        raw(location, statement)
-    for version in range(1, 5):
-        raw(location, "INSERT INTO schema_version VALUES (?, 'before', ?, 'old')", (version, "2025-01-01T00:00:00Z"))
+    dialect = schema_at(location, 4)
     device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
     stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
               for record in device_minutes]
@@ -525,8 +531,8 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
             "2025-01-01T00:00:00.000000Z", json.dumps(item["payload"])))
     raw(location, "INSERT INTO aggregate_rollups VALUES (?, ?, ?, ?, ?, ?)",
         (device, hour, bundle, count, json.dumps(old_payload), "2025-01-01T00:00:00Z"))
-    with open_store(location) as store:  # migrates 4 → 7
-        assert store.schema_version() == HEAD == 7
+    with open_store(location) as store:  # migrates 4 → 8
+        assert store.schema_version() == HEAD == 8
         assert store.day_rollups().pending == [(device, f"{hour[:10]}T00:00:00.000000Z", bundle)]  # 7 queued it
         assert [row["payload"] for row in store.aggregates()] == [item["payload"] for item in stored[:2]]
         (whole,) = store.rollups()
