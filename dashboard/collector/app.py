@@ -9,7 +9,10 @@ is kept beside it) and acknowledged by its sequence, like a record. When the sto
 (its PostgreSQL server is down, the SQLite file is locked past its timeout) the answer is HTTP 503
 ``{"detail", "retry": true}`` with a ``Retry-After`` header: never an acknowledgement, so the device keeps its
 outbox and retries with backoff.
-``GET /v1/health`` answers ``{"status": "ok"}``.
+``GET /v1/health`` answers ``{"status": "ok"}`` while the process serves (liveness: also when its store is down).
+``GET /v1/ready`` asks the store (readiness): 200 ``{"status": "ready", "rollups_pending": n}`` with how many stored
+aggregates wait for the rollup job (a number that keeps growing means the job cannot keep up: hourly rollups then lag
+their minutes), or 503 ``{"detail", "retry": true}`` when the store cannot be reached, as an upload would get.
 
 ``serve`` opens its store with deferred rollups: an upload stores its aggregates and queues them, and the collector's
 ``RollupJob`` folds the queue into the hourly rollups every few seconds, in batches, off the request path (the
@@ -55,6 +58,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_PORT = 8787  # unprivileged and unassigned; the collector binds loopback unless told otherwise
 RETRY_AFTER_S = 30  # what a 503 suggests; devices back off exponentially on their own (runtime Backoff)
 ROLLUP_INTERVAL_S = 5.0  # how often the collector folds queued aggregates into rollups (deferred rollups)
+
+
+def _unavailable(error: StoreUnavailableError) -> JSONResponse:
+    """503 with the reason and when to retry: the device keeps its outbox."""
+    return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
+                        headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 def _refusal(error: BatchError) -> JSONResponse:
@@ -105,8 +114,7 @@ def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
         receipt = _store_batch(store, batch)
     except StoreUnavailableError as error:
         logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
-        return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
-                            headers={"Retry-After": str(RETRY_AFTER_S)})
+        return _unavailable(error)
     except StoreRefusedError as error:  # checked by parse_batch, still refused by the store (e.g. out of range)
         logger.warning("telemetry store refused a batch of device %s: %s", batch.device_id, error.what)
         return JSONResponse(status_code=422, content={"detail": str(error), "record_index": None,
@@ -193,6 +201,15 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     @app.get("/v1/health")
     def health() -> dict[str, object]:
         return {"status": "ok", "schema_version": SCHEMA_VERSION, "accepts": list(SUPPORTED_SCHEMA_VERSIONS)}
+
+    @app.get("/v1/ready")
+    def ready() -> JSONResponse:
+        try:
+            pending = store.pending_rollups()
+        except StoreUnavailableError as error:
+            logger.warning("readiness: telemetry store unavailable: %s", error.what)
+            return _unavailable(error)
+        return JSONResponse({"status": "ready", "rollups_pending": pending})
 
     return app
 

@@ -47,6 +47,8 @@ def client(store) -> TestClient:
 def test_health(client):
     response = client.get("/v1/health")
     assert response.status_code == 200 and response.json()["status"] == "ok"
+    ready = client.get("/v1/ready")
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "rollups_pending": 0}
 
 
 def test_a_batch_sent_twice_is_stored_once(client, store):

@@ -132,6 +132,7 @@ def test_deferred_rollups_are_folded_by_the_collectors_job_exactly_once(tmp_path
         assert client.post("/v1/telemetry", json=envelope(made[:2])).status_code == 200
         assert client.post("/v1/telemetry", json=envelope(made, first=1)).json()["duplicates"] == 2
     assert deferred.rollups() == [] and deferred.pending_rollups() == 3 and inline.pending_rollups() == 0
+    assert TestClient(create_app(deferred)).get("/v1/ready").json() == {"status": "ready", "rollups_pending": 3}
     job = RollupJob(deferred)
     assert job.run_once() == 3 and job.run_once() == 0  # folded once, the queue emptied in the same transaction
     (day,) = deferred.day_rollups().rows  # then the day (ended long ago) from its one hour

@@ -60,9 +60,15 @@ def test_postgres_down_is_503_the_outbox_is_kept_and_delivered_once_after_restar
                 response = client.post("/v1/telemetry", json=batch(3, first=100))
                 assert response.status_code == 503 and response.headers["retry-after"] == "30"
                 assert response.json()["retry"] is True and "PostgreSQL server is running" in response.json()["detail"]
-                assert client.get("/v1/health").status_code == 200  # the collector itself is up
+                assert client.get("/v1/health").status_code == 200  # the collector itself is up (liveness)…
+                not_ready = client.get("/v1/ready")  # …but not ready: it cannot store
+                assert not_ready.status_code == 503 and not_ready.headers["retry-after"] == "30"
+                reason = not_ready.json()
+                assert reason["retry"] is True and "PostgreSQL server is running" in reason["detail"]
 
             own_server.start()
+            with TestClient(create_app(store)) as client:
+                assert client.get("/v1/ready").json() == {"status": "ready", "rollups_pending": 0}
             assert Uploader(outbox, url, batch_size=10).upload_pending() == 25
             assert outbox.count() == 0 and store.count() == 35
             assert [record["sequence"] for record in store.records(DEVICE_ID)] == list(range(1, 36))
