@@ -41,6 +41,9 @@ class Migration:
         return self.sqlite if dialect is Dialect.SQLITE else self.postgres
 
 
+# Migration 8's day identity, spelled out: a migration's statements never change with later code (``days.py``).
+_DAY_IDENTITY = ("bundle_sha256", "variant", "provider", "task")
+
 # The bookkeeping table itself (created before any migration runs).
 VERSION_TABLE = {
     Dialect.SQLITE: (
@@ -216,11 +219,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         8,
-        "daily rollups apart per identity (bundle build, variant, provider, task): a part number in the key; every "
-        "stored day is queued to be folded again",
-        # A day folded whole turned a variant switch into one "mixed" row, where the dashboard merges a pending
-        # day's hours per variant (``days.fold_day_parts``). Rows stay as they are (part 0) but their days are
-        # queued, so readers use the hours until the collector's job has folded each day again.
+        "daily rollups apart per identity (bundle build, variant, provider, task): a part number in the key; the "
+        "stored days folded across identities are queued to be folded again",
+        # A day folded whole turned a variant switch into one "mixed" row (or null where the generic merge could
+        # not keep a value), where the dashboard merges a pending day's hours per identity (``days.fold_day_parts``).
+        # Rows stay as they are (part 0); those days are queued, so readers use their hours until the collector's
+        # job has folded each again. A day of one identity is already what the new fold gives: left alone.
         sqlite=(
             "CREATE TABLE day_rollups_parts (device_id TEXT NOT NULL, day TEXT NOT NULL, bundle_id TEXT NOT NULL, "
             "part INTEGER NOT NULL, hours INTEGER NOT NULL, aggregates INTEGER NOT NULL, payload TEXT NOT NULL, "
@@ -230,13 +234,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP TABLE day_rollups",
             "ALTER TABLE day_rollups_parts RENAME TO day_rollups",
             "CREATE INDEX day_rollups_by_day ON day_rollups (day)",
-            "INSERT OR IGNORE INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups",
+            "INSERT OR IGNORE INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups WHERE "
+            + " OR ".join(f"coalesce(payload ->> '$.{name}', 'mixed') = 'mixed'" for name in _DAY_IDENTITY),
         ),
         postgres=(
             "ALTER TABLE day_rollups ADD COLUMN part integer NOT NULL DEFAULT 0",
             "ALTER TABLE day_rollups DROP CONSTRAINT day_rollups_pkey, "
             "ADD PRIMARY KEY (device_id, day, bundle_id, part)",
-            "INSERT INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups ON CONFLICT DO NOTHING",
+            "INSERT INTO day_queue SELECT DISTINCT device_id, day, bundle_id FROM day_rollups WHERE "
+            + " OR ".join(f"coalesce(payload::json ->> '{name}', 'mixed') = 'mixed'" for name in _DAY_IDENTITY)
+            + " ON CONFLICT DO NOTHING",
         ),
     ),
 )

@@ -161,7 +161,8 @@ def test_a_day_spanning_a_variant_switch_is_a_row_per_variant_as_its_pending_hou
 
 def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_variant(location):
     """A version-7 store's daily row (one per device, day and bundle: the switch folded into "mixed") is kept as
-    part 0 and its day queued, so readers use the hours until the job folds the day again, per variant."""
+    part 0 and its day queued, so readers use the hours until the job folds the day again, per variant; a day of
+    one variant is left as it is (current, not queued)."""
     from dashboard.collector.migrations import HEAD, MIGRATIONS, Dialect
     from tests.dashboard.test_store_backends import raw, schema_at
 
@@ -169,8 +170,9 @@ def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_
     rows = switching_minutes(5)
     with open_store(location, merge=merge_device_aggregates) as reference:  # written by this code, then set back
         reference.insert_aggregates(rows)
-        own = [(hour["aggregates"], hour["payload"]) for hour in reference.rollups() if day_of(hour["hour"]) == DAY_TWO]
-    whole = fold_day(own, merge_device_aggregates)  # what version 7 stored: the day in one row
+        hours = reference.rollups()
+    whole, uniform = (fold_day([(hour["aggregates"], hour["payload"]) for hour in hours if day_of(hour["hour"]) == day],
+                               merge_device_aggregates) for day in (DAY_TWO, DAY_ONE))  # version 7: a day, one row
     device, bundle = rows[0]["device_id"], rows[0]["bundle_id"]
     raw(location, "DELETE FROM day_queue")
     raw(location, "DELETE FROM day_rollups")
@@ -182,14 +184,17 @@ def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_
         raw(location, "DROP TABLE day_rollups")
         for statement in MIGRATIONS[6].statements(dialect)[:2]:
             raw(location, statement)
-    raw(location, "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, "
-                  "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
-        (device, DAY_TWO, bundle, whole[0], whole[1], json.dumps(whole[2]), "2026-01-03T00:00:00Z"))
+    for day, (count, merged, payload) in ((DAY_TWO, whole), (DAY_ONE, uniform)):
+        raw(location, "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, "
+                      "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+            (device, day, bundle, count, merged, json.dumps(payload), "2026-01-03T00:00:00Z"))
     with open_store(location, merge=merge_device_aggregates) as store:  # migrates 7 → 8
         assert store.schema_version() == HEAD == 8
-        stale = raw(location, "SELECT part, aggregates FROM day_rollups")
-        assert [tuple(row) for row in stale] == [(0, whole[1])]
-        assert store.day_rollups(since=DAY_TWO).pending == [(device, DAY_TWO, bundle)]  # the hours read instead
+        stale = raw(location, "SELECT part, aggregates FROM day_rollups ORDER BY day")
+        assert [tuple(row) for row in stale] == [(0, uniform[1]), (0, whole[1])]
+        read = store.day_rollups()
+        assert read.pending == [(device, DAY_TWO, bundle)]  # the switch day's hours read instead…
+        assert [(row["day"], row["payload"]) for row in read.rows] == [(DAY_ONE, uniform[2])]  # …the other kept
         while store.roll_up_days():
             pass
         days = [row for row in store.day_rollups().rows if row["day"] == DAY_TWO]
