@@ -169,6 +169,7 @@ def _clear(everything: bool, rollups: bool = False) -> None:
         return
     for cached in (telemetry._open_block, telemetry._devices, telemetry._records):  # what a refresh re-reads
         cached.clear()
+    telemetry._open_minute_blocks().expire()  # …and brings up to date (the open minute blocks)
     if rollups:  # and, every other minute, the current hour's rollups
         telemetry._open_rollups.clear()
 

@@ -159,9 +159,12 @@ class TelemetryStore(Protocol):
         ...
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
-                   device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
+                   device_id: str | None = None, *, features: bool = True,
+                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
         """Stored aggregates with ``since`` ≤ minute ≤ ``until``, by minute, device and bundle; without ``features``
-        each payload lacks its ``features`` key (the feature histograms, ~80 % of it: never decoded)."""
+        each payload lacks its ``features`` key (the feature histograms, ~80 % of it: never decoded). With
+        ``received_after``, only those the collector stored after it, each row with its ``received_at`` (canonical
+        UTC text): what a reader that already holds a block's rows needs to bring it up to date."""
         ...
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,

@@ -601,14 +601,18 @@ class PostgresStore:
         return day_rollups_of(rows, features)
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
-                   device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
+                   device_id: str | None = None, *, features: bool = True,
+                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("minute >=", _moment(since, "since")),
-                                        ("minute <=", _moment(until, "until"))), "%s")
+                                        ("minute <=", _moment(until, "until")),
+                                        ("received_at >", _moment(received_after, "received_after"))), "%s")
+        received = f", {_utc('received_at')}" if received_after is not None else ", NULL"
         # payload as text, decoded in C (psycopg's json loader is the stdlib's, ~10× slower without features)
-        rows = self._read(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload::text FROM aggregates"
-                          f"{where} ORDER BY minute, device_id, bundle_id", parameters)
+        rows = self._read(f"SELECT device_id, bundle_id, {_utc('minute')}, record_id, payload::text{received} FROM "
+                          f"aggregates{where} ORDER BY minute, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
-                 "payload": decode_payload(payload, features)} for device, bundle, minute, record_id, payload in rows]
+                 "payload": decode_payload(payload, features)} | ({} if at is None else {"received_at": at})
+                for device, bundle, minute, record_id, payload, at in rows]
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
                 device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:

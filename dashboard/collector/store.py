@@ -412,13 +412,17 @@ class SqliteStore:
         return day_rollups_of(rows, features)
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
-                   device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:
+                   device_id: str | None = None, *, features: bool = True,
+                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("minute >=", _text(since, "since")),
-                                        ("minute <=", _text(until, "until"))), "?")
-        rows = self._read("SELECT device_id, bundle_id, minute, record_id, payload FROM aggregates"
+                                        ("minute <=", _text(until, "until")),
+                                        ("received_at >", _text(received_after, "received_after"))), "?")
+        received = ", received_at" if received_after is not None else ", NULL"
+        rows = self._read(f"SELECT device_id, bundle_id, minute, record_id, payload{received} FROM aggregates"
                           f"{where} ORDER BY minute, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
-                 "payload": decode_payload(payload, features)} for device, bundle, minute, record_id, payload in rows]
+                 "payload": decode_payload(payload, features)} | ({} if at is None else {"received_at": at})
+                for device, bundle, minute, record_id, payload, at in rows]
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
                 device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:

@@ -1,8 +1,9 @@
 """Cached telemetry for the live pages: ``dashboard.data.windows`` with Streamlit caches in front of the store.
 
 * Blocks that no longer change (``Block.complete``: ended ``windows.SETTLE`` ago) are kept ``COMPLETE_TTL_S``; the
-  open minute blocks (the last few minutes) ``OPEN_TTL_S``, under the pages' refresh period, so each refresh reads
-  only what is new; the current hour's rollups ``OPEN_ROLLUP_TTL_S``. A page that refreshes every 30 s over 24 h of
+  open minute blocks (the last few minutes) are held and brought up to date with the rows stored since, at most
+  every ``OPEN_TTL_S`` (under the pages' refresh period: ``open_blocks``), so each refresh reads only what is new;
+  the current hour's rollups are re-read every ``OPEN_ROLLUP_TTL_S``. A page that refreshes every 30 s over 24 h of
   1 000 devices re-reads a few thousand minute aggregates, not the day.
 * Blocks are ``st.cache_resource``: shared by every session as they are, never copied (a day of a fleet is hundreds
   of megabytes; ``st.cache_data`` would unpickle a copy on every hit). Nothing downstream changes a frame or
@@ -26,6 +27,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard.components import widgets
+from dashboard.components.open_blocks import OpenMinuteBlocks
 from dashboard.data.bundles import read_catalog
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings, database_environment_value, parse_database
@@ -40,6 +42,7 @@ from dashboard.data.windows import (
     drift_window,
     load_window,
     read_block,
+    refresh_minutes,
 )
 from dashboard.monitoring import aggregate_checks
 from dashboard.monitoring.aggregate_window import PlanFor, aggregate_frame, catalog_plans
@@ -49,7 +52,7 @@ from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
 logger = logging.getLogger(__name__)
 
 COMPLETE_TTL_S = 3600  # a finished block is re-read after an hour (an upload later than SETTLE shows up by then)
-OPEN_TTL_S = 20  # under REFRESH_SECONDS: every refresh re-reads the open minute blocks and records
+OPEN_TTL_S = 20  # under REFRESH_SECONDS: every refresh brings the open minute blocks up to date, re-reads records
 # The current hour's rollups (a thousand devices: tens of megabytes of JSON) are re-read every other minute: the
 # windows that read them (6 hours and more) do not need the current minute; the last hour's rules read minutes.
 OPEN_ROLLUP_TTL_S = 110
@@ -82,6 +85,18 @@ def _open_block(database: str, resolution: str, start: str, end: str, device_id:
     return _read(database, resolution, start, end, False, device_id, features, bundles)
 
 
+@st.cache_resource(show_spinner=False)
+def _open_minute_blocks() -> OpenMinuteBlocks:
+    return OpenMinuteBlocks(OPEN_TTL_S)
+
+
+def _open_minutes(database: str, resolution: str, start: str, end: str, device_id: str | None,
+                  features: bool, bundles: str, versions: tuple[str, ...]) -> pd.DataFrame:
+    block = Block(Resolution(resolution), pd.Timestamp(start), pd.Timestamp(end), False)
+    return _open_minute_blocks().frame((database, start, end, device_id, features), lambda held: refresh_minutes(
+        reader(database), block, device_id, features, held))
+
+
 @st.cache_resource(ttl=OPEN_ROLLUP_TTL_S, max_entries=64, show_spinner=False)
 def _open_rollups(database: str, resolution: str, start: str, end: str, device_id: str | None,
                   features: bool, bundles: str, versions: tuple[str, ...]) -> pd.DataFrame:
@@ -110,7 +125,8 @@ def sources(current: DashboardSettings) -> Sources:
 
     def block(block: Block, device_id: str | None, features: bool) -> pd.DataFrame:
         read = (_complete_block if block.complete else
-                _open_rollups if block.resolution in (Resolution.HOUR, Resolution.DAY) else _open_block)
+                _open_rollups if block.resolution in (Resolution.HOUR, Resolution.DAY) else
+                _open_minutes if block.resolution is Resolution.MINUTE else _open_block)
         folded = block.resolution is Resolution.RECORDS
         return read(database, block.resolution.value, block.start.isoformat(), block.end.isoformat(), device_id,
                     features, bundles if folded else "", versions if folded else ())

@@ -171,6 +171,20 @@ class TelemetryReader:
             rows = store.aggregates(since, until, device_id, features=features)
         return aggregate_rows(rows, "minute", None, features=features)
 
+    def received_frame(self, since: datetime | str, until: datetime | str, device_id: str | None = None, *,
+                       features: bool = True, received_after: datetime | str,
+                       known: frozenset[AggregateKey] = frozenset()
+                       ) -> tuple[pd.DataFrame, frozenset[AggregateKey], str | None]:
+        """(the aggregate frame of the minute aggregates with ``since`` ≤ minute ≤ ``until`` that the collector stored
+        after ``received_after``, less those whose key (device_id, minute, bundle_id, record_id) is in ``known``;
+        the keys of the rows in it; the latest ``received_at`` among every row read, None when none was)."""
+        with self._store() as store:
+            rows = store.aggregates(_moment(since), _moment(until), device_id, features=features,
+                                    received_after=_moment(received_after))
+        latest = max((row["received_at"] for row in rows), default=None)
+        fresh = [row for row in rows if _key(row) not in known]
+        return aggregate_rows(fresh, "minute", None, features=features), frozenset(map(_key, fresh)), latest
+
     def rollup_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
                      device_id: str | None = None, *, features: bool = True) -> pd.DataFrame:
         """Hourly rollups of schema-3 aggregates with ``since`` ≤ hour ≤ ``until`` as an aggregate frame: one row per
@@ -199,6 +213,13 @@ def is_aggregate(payload: object) -> bool:
     """A stored payload in the device's aggregate format (anything else in the table is not read)."""
     return (isinstance(payload, Mapping) and payload.get("kind") == AGGREGATE_KIND
             and isinstance(payload.get("latency_us"), Mapping) and isinstance(payload.get("records"), int))
+
+
+AggregateKey = tuple[str, str, str, str]  # (device_id, minute as canonical UTC text, bundle_id, record_id)
+
+
+def _key(row: Mapping[str, Any]) -> AggregateKey:
+    return row["device_id"], row["minute"], row["bundle_id"], row["record_id"]
 
 
 def aggregate_rows(rows: Iterable[Mapping[str, Any]], start_key: str, seconds: int | None, *,

@@ -123,8 +123,8 @@ def test_a_month_reads_an_older_devices_records_only_where_the_store_holds_some(
 
 
 def test_one_devices_window_reads_its_complete_hours_of_minutes_whole(mixed_fixture, monkeypatch) -> None:
-    """A device's 24-hour window of minute aggregates reads each complete hour as one block (~25 reads, not 1 440)
-    and gives the same window as reading it minute by minute."""
+    """A device's 24-hour window of minute aggregates reads each complete hour as one block (at most 25 hours and the
+    current hour's minutes: under 85 reads, not 1 440) and gives the same window as reading it minute by minute."""
     from dashboard.data import windows
     from tests.dashboard.fixture_data import AGGREGATE_SENDERS, DEVICES
     from tests.dashboard.test_record_fold import _plain
@@ -141,8 +141,95 @@ def test_one_devices_window_reads_its_complete_hours_of_minutes_whole(mixed_fixt
     monkeypatch.setattr(windows, "minute_blocks",
                         lambda start, end, now, whole_hours=False: every_minute(start, end, now))
     expected = windows.load_window(request, end, sources, plans)
-    assert len(found.frame) and whole_reads < 70 < 1_400 < sum(block.resolution is Resolution.MINUTE for block in read)
+    assert len(found.frame) and whole_reads <= 25 + 60 < 1_400 < sum(block.resolution is Resolution.MINUTE
+                                                                     for block in read)
     assert hours and all(block.start == block.start.floor("1h") and block.complete for block in hours)
     pd.testing.assert_frame_equal(found.frame.drop(columns="payload"), expected.frame.drop(columns="payload"))
     assert [json.dumps(_plain(payload)) for payload in found.frame["payload"]] == [
         json.dumps(_plain(payload)) for payload in expected.frame["payload"]]
+
+
+def test_an_open_minute_block_is_brought_up_to_date_with_only_the_rows_stored_since(location) -> None:
+    """``refresh_minutes`` on both backends: after more uploads into an open minute (another device, a restarted
+    stream's second aggregate of the minute, a resend) the refreshed block is the frame a whole read gives, row for
+    row, and only the two new rows were built into a frame (the rows already held are skipped by key)."""
+    from dashboard.collector.backends import open_store
+    from dashboard.data.telemetry import TelemetryReader
+    from dashboard.data.windows import Block, read_block, refresh_minutes
+    from tests.dashboard.test_day_rollups import device_minutes
+    from tests.dashboard.test_store_backends import assert_same_frames
+
+    first, second = (device_minutes(seed, hours=(10,), device=device) for seed, device in ((20, "ab" * 16),
+                                                                                           (21, "cd" * 16)))
+    minute = pd.Timestamp(first[1]["minute"])  # 22:07 on 1 January: three minutes per device in that hour
+    block = Block(Resolution.MINUTE, minute, minute + pd.Timedelta(minutes=1), False)
+    restarted = dict(first[1], record_id="f" * 32, payload=dict(first[1]["payload"], session="restarted"))
+    reader = TelemetryReader(location)
+    built: list[int] = []
+    received_frame = reader.received_frame
+
+    def counting(*arguments, **options):
+        frame, keys, latest = received_frame(*arguments, **options)
+        built.append(len(frame))
+        return frame, keys, latest
+
+    reader.received_frame = counting
+    with open_store(location) as store:
+        store.insert_aggregates(first)
+        held = refresh_minutes(reader, block, None, True)
+        assert len(held.frame) == 1 and held.latest is not None and built == [1]
+        assert refresh_minutes(reader, block, None, True, held).frame is held.frame  # nothing new: the same frame
+        store.insert_aggregates([*second, restarted, first[1]])  # the resend is stored once, as before
+    for features in (True, False):
+        start = refresh_minutes(reader, block, None, features)
+        with open_store(location) as store:
+            store.insert_aggregates(second)  # already stored: nothing new for this reader
+        assert refresh_minutes(reader, block, None, features, start).frame is start.frame
+    built.clear()
+    refreshed = refresh_minutes(reader, block, None, True, held)
+    assert built == [2] and len(refreshed.keys) == 3 and refreshed.latest >= held.latest
+    assert_same_frames(refreshed.frame, read_block(reader, block, None, True))
+    assert sorted(refreshed.frame["session"]) == sorted([first[1]["payload"]["session"], "restarted",
+                                                         second[1]["payload"]["session"]])
+
+
+def test_a_pages_window_after_the_refresh_period_holds_what_was_stored_since(tmp_path) -> None:
+    """Through the pages' caches: an hour's window read, another device's minute stored into an open minute (a
+    minute still within ``SETTLE``: later uploads into complete minutes show when those are read again), the refresh
+    period passed (``expire``): the window read again is the one a dashboard with empty caches reads."""
+    import streamlit as st
+
+    from dashboard.collector.backends import open_store
+    from dashboard.components import telemetry
+    from dashboard.data.settings import DashboardSettings
+    from tests.dashboard.test_day_rollups import device_minutes
+    from tests.dashboard.test_record_fold import _plain
+
+    database = tmp_path / "telemetry.sqlite3"
+    current = DashboardSettings(bundles=tmp_path / "bundles", database=database)
+    first, second = (device_minutes(seed, hours=(10,), device=device) for seed, device in ((30, "ab" * 16),
+                                                                                           (31, "cd" * 16)))
+    end = datetime(2026, 1, 1, 23, 0, 30, tzinfo=UTC)  # 22:59 is one of the open minutes
+    request = WindowRequest(timedelta(hours=1), minutes_for=timedelta(hours=1))
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    try:
+        with open_store(database) as store:
+            store.insert_aggregates(first)
+            before = telemetry.window(current, request, end).frame
+            assert second[-1]["minute"].startswith("2026-01-01T22:59")
+            store.insert_aggregates(second[-1:])
+        assert len(telemetry.window(current, request, end).frame) == len(before)  # within the period: as held
+        telemetry._open_minute_blocks().expire()
+        refreshed = telemetry.window(current, request, end).frame
+        st.cache_resource.clear()
+        st.cache_data.clear()
+        whole = telemetry.window(current, request, end).frame
+    finally:
+        st.cache_resource.clear()
+        st.cache_data.clear()
+    assert sorted(set(whole["device_id"])) == ["ab" * 16, "cd" * 16] and set(before["device_id"]) == {"ab" * 16}
+    assert len(whole) > len(before)
+    pd.testing.assert_frame_equal(refreshed.drop(columns="payload"), whole.drop(columns="payload"))
+    assert [json.dumps(_plain(payload)) for payload in refreshed["payload"]] == [
+        json.dumps(_plain(payload)) for payload in whole["payload"]]
