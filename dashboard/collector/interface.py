@@ -15,7 +15,7 @@ and for rollups (migration 5: ``without_features`` / ``with_features``) never re
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -160,11 +160,13 @@ class TelemetryStore(Protocol):
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True,
-                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
+                   received_after: datetime | str | None = None,
+                   known: Container[tuple[str, str, str, str]] = ()) -> list[dict[str, Any]]:
         """Stored aggregates with ``since`` ≤ minute ≤ ``until``, by minute, device and bundle; without ``features``
         each payload lacks its ``features`` key (the feature histograms, ~80 % of it: never decoded). With
         ``received_after``, only those the collector stored after it, each row with its ``received_at`` (canonical
-        UTC text): what a reader that already holds a block's rows needs to bring it up to date."""
+        UTC text), less those whose (device_id, minute, bundle_id, record_id) is ``known`` (never decoded): what a
+        reader that already holds a block's rows needs to bring it up to date."""
         ...
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,

@@ -20,7 +20,7 @@ import functools
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -602,7 +602,8 @@ class PostgresStore:
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True,
-                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
+                   received_after: datetime | str | None = None,
+                   known: Container[tuple[str, str, str, str]] = ()) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("minute >=", _moment(since, "since")),
                                         ("minute <=", _moment(until, "until")),
                                         ("received_at >", _moment(received_after, "received_after"))), "%s")
@@ -612,7 +613,8 @@ class PostgresStore:
                           f"aggregates{where} ORDER BY minute, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
                  "payload": decode_payload(payload, features)} | ({} if at is None else {"received_at": at})
-                for device, bundle, minute, record_id, payload, at in rows]
+                for device, bundle, minute, record_id, payload, at in rows
+                if not known or (device, minute, bundle, record_id) not in known]
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
                 device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:

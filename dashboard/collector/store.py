@@ -21,7 +21,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -413,7 +413,8 @@ class SqliteStore:
 
     def aggregates(self, since: datetime | str | None = None, until: datetime | str | None = None,
                    device_id: str | None = None, *, features: bool = True,
-                   received_after: datetime | str | None = None) -> list[dict[str, Any]]:
+                   received_after: datetime | str | None = None,
+                   known: Container[tuple[str, str, str, str]] = ()) -> list[dict[str, Any]]:
         where, parameters = conditions((("device_id =", device_id), ("minute >=", _text(since, "since")),
                                         ("minute <=", _text(until, "until")),
                                         ("received_at >", _text(received_after, "received_after"))), "?")
@@ -422,7 +423,8 @@ class SqliteStore:
                           f"{where} ORDER BY minute, device_id, bundle_id", parameters)
         return [{"device_id": device, "bundle_id": bundle, "minute": minute, "record_id": record_id,
                  "payload": decode_payload(payload, features)} | ({} if at is None else {"received_at": at})
-                for device, bundle, minute, record_id, payload, at in rows]
+                for device, bundle, minute, record_id, payload, at in rows
+                if not known or (device, minute, bundle, record_id) not in known]
 
     def rollups(self, since: datetime | str | None = None, until: datetime | str | None = None,
                 device_id: str | None = None, *, features: bool = True) -> list[dict[str, Any]]:

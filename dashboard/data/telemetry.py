@@ -177,12 +177,12 @@ class TelemetryReader:
                        ) -> tuple[pd.DataFrame, frozenset[AggregateKey], str | None]:
         """(the aggregate frame of the minute aggregates with ``since`` ≤ minute ≤ ``until`` that the collector stored
         after ``received_after``, less those whose key (device_id, minute, bundle_id, record_id) is in ``known``;
-        the keys of the rows in it; the latest ``received_at`` among every row read, None when none was)."""
+        the keys of the rows in it; the latest ``received_at`` among them, None when none: a known row was read when
+        its ``received_at`` was, so the latest of all is the later of this and the one noted then)."""
         with self._store() as store:
-            rows = store.aggregates(_moment(since), _moment(until), device_id, features=features,
-                                    received_after=_moment(received_after))
-        latest = max((row["received_at"] for row in rows), default=None)
-        fresh = [row for row in rows if _key(row) not in known]
+            fresh = store.aggregates(_moment(since), _moment(until), device_id, features=features,
+                                     received_after=_moment(received_after), known=known)
+        latest = max((row["received_at"] for row in fresh), default=None)
         return aggregate_rows(fresh, "minute", None, features=features), frozenset(map(_key, fresh)), latest
 
     def rollup_frame(self, since: datetime | str | None = None, until: datetime | str | None = None,
