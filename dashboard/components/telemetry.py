@@ -28,6 +28,7 @@ import streamlit as st
 
 from dashboard.components import widgets
 from dashboard.components.open_blocks import OpenMinuteBlocks
+from dashboard.data.allocator import use_system_allocator
 from dashboard.data.bundles import read_catalog
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings, database_environment_value, parse_database
@@ -62,7 +63,9 @@ BLOCK_ENTRIES = 8192  # two hours of minute blocks and a month of hours, for a f
 
 @st.cache_resource(max_entries=8, show_spinner=False)
 def reader(database: str) -> TelemetryReader:
-    """One shared reader per store: its connections are kept for the process (every block read reuses them)."""
+    """One shared reader per store: its connections are kept for the process (every block read reuses them). The
+    process's first reader also moves Arrow to the C library's allocator, before any frame is read (``allocator``)."""
+    use_system_allocator()
     return TelemetryReader(database, shared=True)
 
 
