@@ -56,3 +56,19 @@ def test_the_plain_process_control_is_paired_like_the_ray_runs():
     assert two["bare_speedup_per_repeat"] == pytest.approx([2**0.9] * 3, abs=1e-3)
     control = next(line for line in reading([one, two], runs, cpus=2) if line.startswith("Control"))
     assert f"{two['speedup'] / two['bare_speedup']:.2f}." in control
+
+
+@pytest.mark.parametrize(("recordings", "workers", "per_task"), [
+    (600, 2, 12),  # a large archive: the configured most per task
+    (600, 8, 9),  # 8 tasks per worker where 12 per task would leave fewer
+    (40, 2, 2),
+    (5, 2, 1),  # never under one
+    (0, 1, 1),
+])
+def test_a_task_holds_fewer_recordings_where_workers_would_get_few_tasks(recordings, workers, per_task):
+    from pipeline.archive.run import TASKS_PER_WORKER, ArchiveRunConfig, recordings_per_task
+
+    config = ArchiveRunConfig(workers=workers)
+    assert recordings_per_task(recordings, config) == per_task
+    if per_task > 1:
+        assert -(-recordings // per_task) >= workers * TASKS_PER_WORKER  # every worker gets its share of tasks
