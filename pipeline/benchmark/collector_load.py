@@ -4,9 +4,9 @@
 on, as a fleet's server runs) in a temporary folder and the collector (``edgemed collector --workers N``) in a
 subprocess, both on 127.0.0.1, then ``clients`` client processes post schema-3 envelopes for ``devices`` device ids
 over keep-alive connections for a bounded ``duration_s``. Each envelope holds ``batch`` consecutive minute aggregates
-of one device, made from a real minute of the ECG stream (``bundles/ecg-pvc`` on synthetic ECG: its size, bins and
-features are the device's), each with its own minute, sequence and ``record_id``; a share of the batches is sent
-twice (a device that lost the acknowledgement).
+of one device, made from a real minute of the ECG stream (``bundles/ecg-pvc`` on MIT-BIH record 200, real: its
+size, bins, classes and features are the device's), each with its own minute, sequence and ``record_id``; a share of
+the batches is sent twice (a device that lost the acknowledgement).
 
 It reports accepted aggregate records/s (new records acknowledged, duplicates apart), request p50/p99, the CPU each
 party used, then checks the database against what was acknowledged: every acknowledged record stored (0 lost),
@@ -54,6 +54,7 @@ RESULTS_NAME = "collector_load"
 SESSION = "2026-01-01T00:00:00.000000Z"  # every simulated stream's start (the record ids differ by minute)
 BASE_MINUTE_S = 1_767_225_600  # 2026-01-01T00:00:00Z: the first minute of every device
 PLACEHOLDERS = ("@@DEVICE@@", "@@RECORD@@", "@@MINUTE@@", "@@SEQUENCE@@")
+AGGREGATE_RECORDS = ("200",)  # the MIT-BIH record the load's aggregate is made from: frequent PVCs
 
 
 @dataclass(frozen=True)
@@ -75,15 +76,16 @@ class LoadConfig:
 
 
 def sample_aggregate(bundle_path: Path) -> dict[str, Any]:
-    """One real minute aggregate: three minutes of synthetic ECG through the stream and the device's telemetry."""
-    from pipeline.benchmark.stream_speed import StreamSpeedConfig, stream_events, synthetic_recording
+    """One real minute aggregate: the first three minutes of MIT-BIH record 200 (real; normal beats and PVCs)
+    through the stream and the device's telemetry, the minute with the most beats."""
+    from pipeline.benchmark.stream_speed import StreamSpeedConfig, mitdb_recording, stream_events
     from runtime.bundle import load_bundle
     from runtime.runner import TelemetryMode, TelemetrySink
     from runtime.trust import TrustPolicy
 
     bundle = load_bundle(bundle_path, provider="cpu", threads=1, trust=TrustPolicy.development())
     config = StreamSpeedConfig(hours=3 / 60)
-    signal = synthetic_recording(config.hours, config.sample_rate_hz, config.seed)
+    signal = mitdb_recording(config.hours, config.sample_rate_hz, AGGREGATE_RECORDS)
     with tempfile.TemporaryDirectory() as folder:
         sink = TelemetrySink(bundle, Path(folder) / "outbox.sqlite3", pseudonymous_device_id("load", "load"), None,
                              mode=TelemetryMode.AGGREGATES)
@@ -436,6 +438,7 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "config": {**asdict(config), "bundle": str(config.bundle), "bundles_folder": str(config.bundles_folder)},
         "aggregate_bytes": len(fill(text, "0" * 32, "0" * 32, minute_text(0), 1)),
         "aggregate_tracks": {"features": len(aggregate["features"]), "outputs": len(aggregate["outputs"])},
+        "aggregate_source": f"real: MIT-BIH record(s) {', '.join(AGGREGATE_RECORDS)} through bundles' ecg-pvc stream",
         "postgres": {"durable": True, "note": "the project's own server (edgemed postgres), fsync on, 127.0.0.1"},
         "elapsed_s": round(elapsed, 2),
         "requests": totals["requests"],
@@ -481,7 +484,8 @@ def render_markdown(document: dict[str, Any]) -> str:
         "project's PostgreSQL (durable: fsync on) on 127.0.0.1; "
         f"{config['clients']} client processes × {config['connections']} keep-alive connections posting schema-3 "
         f"envelopes of {config['batch']} minute aggregates ({document['aggregate_bytes']:,} bytes each, "
-        f"{document['aggregate_tracks']['features']} feature histograms: a real minute of the ecg-pvc stream) for "
+        f"{document['aggregate_tracks']['features']} feature histograms: a minute of the ecg-pvc stream on "
+        f"{document.get('aggregate_source', 'synthetic ECG')}) for "
         f"{config['devices']:,} device ids during {document['elapsed_s']:g} s; {config['resend_share']:.0%} of the "
         "batches posted twice.", "",
         "| sustained aggregates/s (stored and rolled up) | accepted during the load /s | requests/s | "

@@ -134,8 +134,11 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
     type=click.FloatRange(min=0.01),
     default=24.0,
     show_default=True,
-    help="Length of the synthetic recording.",
+    help="Length of the recording (the signal repeated to it).",
 )
+@click.option("--signal", type=click.Choice(["mitdb", "synthetic"]), default="mitdb", show_default=True,
+              help="mitdb: the 10 vendored MIT-BIH records (real), one after another; synthetic: a tiled ECGSYN strip "
+              "(clean beats, no PVC).")
 @click.option("--telemetry", "telemetry", type=click.Choice(["aggregates", "records", "none"]), default="aggregates",
               show_default=True, help="aggregates: per-minute aggregates + filtered events (the device default); "
               "records: one record per beat; none: no telemetry.")
@@ -145,7 +148,7 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
 @click.option(
     "--output", type=click.Path(dir_okay=False), default="benchmarks/results/stream_speed.json", show_default=True
 )
-def bench_stream_command(bundle: str, hours: float, telemetry: str, no_telemetry: bool, compare: bool,
+def bench_stream_command(bundle: str, hours: float, signal: str, telemetry: str, no_telemetry: bool, compare: bool,
                          output: str) -> None:
     """Real-time factor of the device stream path (R-peaks, windows, inference, telemetry) on one core.
 
@@ -154,7 +157,7 @@ def bench_stream_command(bundle: str, hours: float, telemetry: str, no_telemetry
     from pipeline.build.artifacts import write_json_atomic
 
     configure_logging(verbose=False)
-    config = StreamSpeedConfig(hours=hours, profiled_hours=min(1.0, hours),
+    config = StreamSpeedConfig(hours=hours, profiled_hours=min(1.0, hours), signal=signal,
                                telemetry="none" if no_telemetry else telemetry, compare_without=compare)
     try:
         report = measure_stream_speed(Path(bundle), config)
@@ -163,10 +166,10 @@ def bench_stream_command(bundle: str, hours: float, telemetry: str, no_telemetry
     write_json_atomic(Path(output), report)
     for run in report["runs"]:
         click.echo(
-            f"{report['recording_s'] / 3600:.1f} h of ECG, telemetry {run['telemetry']}: {run['cpu_s']:.2f} CPU s "
-            f"({run['wall_s']:.2f} s wall) on {config.threads} thread: {run['real_time_factor']:,.0f}× real time per "
-            f"CPU second ({run['real_time_factor_wall']:,.0f}× wall; {run['beats']:,} beats, "
-            f"{run['microseconds_per_beat']} µs/beat)"
+            f"{report['recording_s'] / 3600:.1f} h of {signal} ECG, telemetry {run['telemetry']}: "
+            f"{run['cpu_s']:.2f} CPU s ({run['wall_s']:.2f} s wall) on {config.threads} thread: "
+            f"{run['real_time_factor']:,.0f}× real time per CPU second ({run['real_time_factor_wall']:,.0f}× wall; "
+            f"{run['beats']:,} beats, {run['microseconds_per_beat']} µs/beat)"
         )
     click.echo(f"target {report['target_real_time_factor']:,}× with telemetry: "
                f"{'met' if report['meets_target'] else 'NOT met'}")

@@ -1,9 +1,18 @@
 """The real-time-factor benchmark runs the real stream path with and without telemetry and reports a breakdown (no
-speed asserted); telemetry never changes the stream's events."""
+speed asserted), on the vendored MIT-BIH records by default; telemetry never changes the stream's events."""
 
 from __future__ import annotations
 
-from pipeline.benchmark.stream_speed import StreamSpeedConfig, measure_stream_speed, stream_events, synthetic_recording
+import numpy as np
+
+from pipeline.benchmark.stream_speed import (
+    StreamSpeedConfig,
+    measure_stream_speed,
+    mitdb_recording,
+    stream_events,
+    synthetic_recording,
+)
+from pipeline.scenarios.ecg_pvc.mitdb import load_records
 from runtime.bundle import load_bundle
 from runtime.events import BeatEvent
 from runtime.trust import TrustPolicy
@@ -14,7 +23,8 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     config = StreamSpeedConfig(hours=0.02, profiled_hours=0.01)
     report = measure_stream_speed(outcome.bundle_directory, config)
     assert report["recording_s"] == 0.02 * 3600
-    assert report["beats"] > 60  # ~72 bpm over 72 s
+    assert not report["synthetic"] and report["signal"].startswith("real: the 10 vendored MIT-BIH")
+    assert report["beats"] > 60  # record 100's first 72 s: ~75 bpm
     assert report["real_time_factor"] > 0 and report["wall_s"] > 0 and report["cpu_s"] > 0
     with_telemetry, without = report["runs"]
     assert (with_telemetry["telemetry"], without["telemetry"]) == ("aggregates", "none")
@@ -42,3 +52,28 @@ def test_the_stream_gives_the_same_events_in_every_telemetry_mode(ecg_build, tmp
         found[mode] = [(event.time_s, event.beat_class, event.quality_flags) if isinstance(event, BeatEvent)
                        else (event.time_s, event.flag) for event in events]
     assert found["aggregates"] == found["records"] == found["none"] and len(found["none"]) > 30
+
+
+def test_the_real_recording_is_the_vendored_records_one_after_another_repeated():
+    records = load_records()
+    joined = np.concatenate([record.signal_mv for record in records])
+    hours = 1.2 * joined.size / 360.0 / 3600  # the sequence once and a fifth again
+    signal = mitdb_recording(hours, 360.0)
+    assert signal.size == int(hours * 3600 * 360.0) and signal.dtype == np.float32
+    assert np.array_equal(signal[: joined.size], joined.astype(np.float32))
+    assert np.array_equal(signal[joined.size:], joined[: signal.size - joined.size].astype(np.float32))
+
+
+def test_real_pvcs_reach_the_outbox_as_event_records_beside_the_aggregates(ecg_build, tmp_path):
+    """Record 200's PVCs are sent one by one (the event filter) as well as counted in the minute aggregates: the real
+    signal drives the per-event path that clean synthetic beats leave idle."""
+    from pipeline.benchmark.stream_speed import _sink
+
+    _, outcome = ecg_build
+    bundle = load_bundle(outcome.bundle_directory, provider="cpu", threads=1, trust=TrustPolicy.development())
+    config = StreamSpeedConfig(hours=0.05)
+    sink = _sink(bundle, tmp_path, "real", "aggregates", 1.7e9)
+    events = stream_events(bundle, mitdb_recording(config.hours, 360.0, ("200",)), config, "aggregates", sink)
+    pvcs = sum(getattr(event, "beat_class", None) == "V" for event in events)
+    assert pvcs > 0 and sink.aggregates >= 3 and sink.count - sink.aggregates >= pvcs
+    sink.close()
