@@ -23,12 +23,12 @@ from pipeline.benchmark.litert_models import LiteRtModel
 from pipeline.benchmark.same_gate import RecordingVerdict
 from pipeline.build.artifacts import to_jsonable
 from pipeline.build.device_manifest import BundleInputs, BundleRequest, Choice, assemble_manifest, write_manifest
+from pipeline.build.stages.validate import recording_config
 from pipeline.build.stages.variants import variant_file
 from pipeline.clinical.recording_gate import judge_recordings
 from pipeline.clinical.task_evaluation import REFERENCE, TaskMetrics
 from pipeline.config import ValidateConfig
 from pipeline.scenarios.base import Scenario
-from pipeline.validation.ec57 import Ec57Config
 from pipeline.validation.recordings import (
     RecordingValidationConfig,
     gate_figures,
@@ -58,14 +58,6 @@ class RecordingSetting:
     reference_figures: dict  # ONNX fp32's gate figures from the validate artefact
     stream_settings: dict  # the stream settings the validate artefact recorded (its config's "stream")
     measured_on: str  # the recordings in words
-
-
-def recording_config(config: ValidateConfig) -> RecordingValidationConfig:
-    """The stream settings the validate stage uses (``pipeline.build.stages.validate``); checked against the ones
-    its artefact recorded before anything runs (``run_recording_gate``)."""
-    return RecordingValidationConfig(ec57=Ec57Config(replicates=config.bootstrap_replicates,
-                                                     confidence=config.confidence),
-                                     healthy=config.healthy_recordings)
 
 
 class PeerBundle:

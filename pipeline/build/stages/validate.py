@@ -56,7 +56,8 @@ class ValidateRequest:
     config: ValidateConfig
 
 
-def _recording_config(config: ValidateConfig) -> RecordingValidationConfig:
+def recording_config(config: ValidateConfig) -> RecordingValidationConfig:
+    """The stream and EC57 settings of the recording gate (the benchmarks' stream gate reuses them)."""
     return RecordingValidationConfig(ec57=Ec57Config(replicates=config.bootstrap_replicates,
                                                      confidence=config.confidence),
                                      healthy=config.healthy_recordings)
@@ -81,7 +82,7 @@ def _validate_variant(name: str, request: ValidateRequest, inputs: BundleInputs,
         manifest = assemble_manifest(request.bundle, inputs, Choice(name, SELECTION_RULE, {name: {}}, SELECTION_RULE),
                                      f"validate-{name}", folder, metrics)
         write_manifest(folder, manifest)
-        summary = validate_bundle(folder, recordings, _recording_config(request.config))
+        summary = validate_bundle(folder, recordings, recording_config(request.config))
     threshold = getattr(manifest.output.decision, "threshold", None)
     return {"threshold": threshold, **summary, "figures": gate_figures(summary)}
 
@@ -126,7 +127,7 @@ def run_validate_stage(request: ValidateRequest, inputs: BundleInputs, context: 
         "source": source,
         "contract": asdict(request.bundle.contract),
         "validate": config,
-        "stream": asdict(_recording_config(config)),
+        "stream": asdict(recording_config(config)),
         "healthy_files": healthy_files() if config.healthy_recordings else None,
     }
     return run_stage("validate", stage_config, inputs.evaluate, context.root, produce)
