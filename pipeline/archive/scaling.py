@@ -38,12 +38,14 @@ from pathlib import Path
 from pipeline.archive.bare import bare_run
 from pipeline.archive.layout import Archive
 from pipeline.archive.run import ArchiveRunConfig, Progress, ray_session, validate_archive
+from pipeline.archive.scaling_plot import plot_scaling
 from pipeline.archive.worker import TrustSettings, WorkerConfig
 from runtime.version import EDGEMED_VERSION
 
 TARGET_SPEEDUP = 1.7  # issue 14: 1 → 2 workers on 2 cores
 SCALING_JSON = "archive_scaling.json"
 SCALING_MARKDOWN = "archive_scaling.md"
+SCALING_PLOT = "archive_scaling.png"
 
 
 @dataclass(frozen=True)
@@ -303,7 +305,8 @@ def render_markdown(result: dict) -> str:
 
 
 def write_scaling(result: dict, folder: Path) -> list[Path]:
-    """archive_scaling.json and .md into ``folder``, each written to a temporary file and renamed into place."""
+    """archive_scaling.json, .md and .png (the curve) into ``folder``, each written to a temporary file and renamed
+    into place."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
@@ -313,4 +316,5 @@ def write_scaling(result: dict, folder: Path) -> list[Path]:
         temporary.write_text(text)
         os.replace(temporary, folder / name)
         written.append(folder / name)
+    written.append(plot_scaling(result, folder / SCALING_PLOT))
     return written

@@ -43,9 +43,11 @@ def test_the_reading_is_made_of_the_numbers_and_the_files_are_written(tmp_path):
               "target": {"speedup_1_to_2": 1.7, "measured": curve[1]["speedup"], "met": True}, "runs": RUNS,
               "method": "m", "reading": lines}
     assert "**met**" in render_markdown(result)
-    json_path, markdown_path = write_scaling(result, tmp_path)
+    json_path, markdown_path, plot_path = write_scaling(result, tmp_path)
     assert json.loads(json_path.read_text())["curve"][1]["workers"] == 2 and markdown_path.is_file()
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["archive_scaling.json", "archive_scaling.md"]
+    assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot_path.stat().st_size > 10_000
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["archive_scaling.json", "archive_scaling.md",
+                                                                "archive_scaling.png"]
 
 
 def test_the_plain_process_control_is_paired_like_the_ray_runs():
