@@ -438,7 +438,7 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "config": {**asdict(config), "bundle": str(config.bundle), "bundles_folder": str(config.bundles_folder)},
         "aggregate_bytes": len(fill(text, "0" * 32, "0" * 32, minute_text(0), 1)),
         "aggregate_tracks": {"features": len(aggregate["features"]), "outputs": len(aggregate["outputs"])},
-        "aggregate_source": f"real: MIT-BIH record(s) {', '.join(AGGREGATE_RECORDS)} through bundles' ecg-pvc stream",
+        "aggregate_source": f"MIT-BIH record {', '.join(AGGREGATE_RECORDS)} (real)",
         "postgres": {"durable": True, "note": "the project's own server (edgemed postgres), fsync on, 127.0.0.1"},
         "elapsed_s": round(elapsed, 2),
         "requests": totals["requests"],
