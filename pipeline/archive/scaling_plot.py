@@ -22,8 +22,8 @@ def plot_scaling(result: dict, path: Path) -> Path:
               label="ideal (linear from the first count)")
     axis.plot(workers, [point["recordings_per_s"] for point in curve], marker="o", label="Ray pipeline (median)")
     runs = result.get("runs", [])
-    axis.scatter([run["workers"] for run in runs], [run["recordings_per_s"] for run in runs], s=14, alpha=0.5,
-                 label="Ray pipeline (each run)")
+    axis.scatter([run["workers"] - 0.03 for run in runs], [run["recordings_per_s"] for run in runs], s=18,
+                 facecolors="none", edgecolors="tab:blue", zorder=4, label="Ray pipeline (each run)")
     if all("bare_recordings_per_s" in point for point in curve):
         axis.plot(workers, [point["bare_recordings_per_s"] for point in curve], marker="s",
                   label="plain processes, same work (median)")
