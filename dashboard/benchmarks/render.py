@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                                                           1 if name == "fleet-month" else None)
             result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             write_report(result, arguments.output)
-        result["machine"]["arrow_memory_pool"] = arrow_memory_pool()  # the one the pages ran with (telemetry.reader sets it)
+        result["machine"]["arrow_memory_pool"] = arrow_memory_pool()  # the pages ran with it (set by telemetry.reader)
         result["store_reads"] = store_reads(url, arguments.bundles, end, slow)
         result["finished_at"] = datetime.now(UTC).isoformat()
         result["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
