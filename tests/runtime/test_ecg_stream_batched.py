@@ -317,6 +317,32 @@ def test_a_real_records_events_do_not_depend_on_chunks_or_batches(tmp_path):
     assert _events(bundle, signal, 3600) == whole
 
 
+def _decisions(bundle, signal, config):
+    """The events of ``signal`` fed in 10-s chunks, latency apart, in time order (quality stretches before beats at
+    the same time): a block or batch size changes only when events are handed over, not what they are."""
+    stream = EcgStream(bundle, 360.0, config=config)
+    events = []
+    for start in range(0, signal.size, 3600):
+        events += stream.feed(signal[start : start + 3600])
+    events += stream.flush()
+    return sorted((dataclasses.replace(event, latency_us=0.0) if isinstance(event, BeatEvent) else event
+                   for event in events), key=lambda event: (event.time_s, isinstance(event, BeatEvent)))
+
+
+def test_a_real_records_decisions_do_not_depend_on_the_block_or_batch(tmp_path):
+    bundle = load_pvc_bundle(tmp_path / "bundle", TWO_INPUTS)
+    record = load_records(["200"])[0].signal_mv[: 360 * 300]
+    lead_off = np.full(360 * 4, float(record[360 * 150]))  # 4 s flat: the segment ends, detection restarts
+    signal = np.concatenate([record[: 360 * 150], lead_off, record[360 * 150 :]])
+    recording = _decisions(bundle, signal, RECORDING_CONFIG)
+    assert sum(isinstance(event, BeatEvent) and event.classified for event in recording) > 300
+    assert any(not isinstance(event, BeatEvent) and event.flag == "flat_line" for event in recording)
+    for block_s, batch_size, wait_s in ((2.0, 32, 6.0), (10.0, 64, 30.0), (30.0, 7, 30.0)):
+        config = dataclasses.replace(RECORDING_CONFIG, block_s=block_s, batch_size=batch_size,
+                                     max_batch_wait_s=wait_s)
+        assert _decisions(bundle, signal, config) == recording, (block_s, batch_size)
+
+
 def test_beat_event_builds_the_same_event_as_the_dataclass():
     values = (12.5, "V", 0.99, {"non-V": 0.01, "V": 0.99}, 71.3, 70, ("warming_up",), False, 41.2,
               {"rr/pre_rr_s": 0.8}, 800.0, None, 812.5)
