@@ -226,8 +226,8 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
     """The real-time factor of ``config.hours`` of ECG with telemetry (and without), and the profiled breakdown."""
     if config.telemetry not in MODES:
         raise ValueError(f"telemetry {config.telemetry!r}: expected one of {', '.join(MODES)}")
+    signal = recording(config)  # first: a rate the records do not have is refused before the bundle is loaded
     bundle = load_bundle(bundle_path, provider="cpu", threads=config.threads, trust=TrustPolicy.development())
-    signal = recording(config)
     profiled = signal[: int(config.profiled_hours * 3600 * config.sample_rate_hz)]
     modes = [config.telemetry] + ([NO_TELEMETRY] if config.compare_without and config.telemetry != NO_TELEMETRY
                                   else [])
@@ -245,6 +245,7 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
     shares = _breakdown(profile)
     return {
         "config": asdict(config),
+        "stream": {key: getattr(RECORDING_CONFIG, key) for key in ("block_s", "batch_size", "max_batch_wait_s")},
         "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "variant": bundle.variant,
                    "inputs": [spec.name for spec in bundle.inputs]},
         "machine": machine(),

@@ -75,7 +75,7 @@ class StreamConfig:
 # Whole recordings (files, Holter downloads): latency does not matter, throughput does. The decisions do not depend
 # on the block or the batch (checked on the ten vendored MIT-BIH records: the same beats, classes, probabilities and
 # flags with 2/10/30/60/120-s blocks); only how often a stream hands events over does. 60-s blocks and batches of 256
-# beats halve the per-call overhead of 10-s blocks and 64 (``edgemed bench-stream``: 100 → 63 µs per beat).
+# beats cut the per-call overhead of 10-s blocks and 64 (``edgemed bench-stream``, 24 h: 95–98 → 62–63 µs per beat).
 RECORDING_CONFIG = StreamConfig(block_s=60.0, batch_size=256, max_batch_wait_s=240.0)
 
 

@@ -4,6 +4,7 @@ speed asserted), on the vendored MIT-BIH records by default; telemetry never cha
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.benchmark.stream_speed import (
     StreamSpeedConfig,
@@ -14,6 +15,7 @@ from pipeline.benchmark.stream_speed import (
 )
 from pipeline.scenarios.ecg_pvc.mitdb import load_records
 from runtime.bundle import load_bundle
+from runtime.ecg import RECORDING_CONFIG
 from runtime.events import BeatEvent
 from runtime.trust import TrustPolicy
 
@@ -37,6 +39,8 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     assert abs(sum(shares.values()) - 1.0) < 0.01
     assert set(report["microseconds_per_beat_by_stage"]) == set(shares)
     assert report["hotspots"] and report["target_real_time_factor"] == 20_000
+    assert report["stream"] == {"block_s": RECORDING_CONFIG.block_s, "batch_size": RECORDING_CONFIG.batch_size,
+                                "max_batch_wait_s": RECORDING_CONFIG.max_batch_wait_s}  # what the figures ran with
 
 
 def test_the_stream_gives_the_same_events_in_every_telemetry_mode(ecg_build, tmp_path):
@@ -77,3 +81,9 @@ def test_real_pvcs_reach_the_outbox_as_event_records_beside_the_aggregates(ecg_b
     pvcs = sum(getattr(event, "beat_class", None) == "V" for event in events)
     assert pvcs > 0 and sink.aggregates >= 3 and sink.count - sink.aggregates >= pvcs
     sink.close()
+
+
+def test_a_rate_the_records_do_not_have_is_refused_before_any_bundle_is_loaded(tmp_path):
+    config = StreamSpeedConfig(hours=0.01, sample_rate_hz=250.0)
+    with pytest.raises(ValueError, match="MIT-BIH records are 360 Hz"):
+        measure_stream_speed(tmp_path / "no-bundle-here", config)
