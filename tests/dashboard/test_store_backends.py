@@ -26,8 +26,9 @@ from dashboard.collector.store import SqliteStore
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings, DatabaseUrl, parse_database
 from dashboard.data.telemetry import TelemetryReader
-from runtime.telemetry import TelemetryError, pseudonymous_device_id
+from runtime.telemetry import TelemetryError, aggregate_schema, pseudonymous_device_id
 from tests.dashboard.store_locations import BACKENDS, fresh_location
+from tests.runtime import test_telemetry_aggregates as device_aggregates
 from tests.runtime.test_telemetry_records import RESULTS, sample_record
 
 psycopg = pytest.importorskip("psycopg")
@@ -404,8 +405,8 @@ def test_database_urls_are_told_apart_and_print_without_their_password(tmp_path)
 def test_the_runtime_aggregates_roll_up_as_the_runtime_merges_them(location):
     """The device format (schema 3, runtime/telemetry/aggregates.py) stored whole as the payload: the generic rule
     gives the runtime's ``merge_aggregates`` in every count and histogram, and that function plugs in as is."""
-    schema = pytest.importorskip("runtime.telemetry.aggregate_schema")
-    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    schema = aggregate_schema
+    device_minutes = device_aggregates.minutes()
     theirs = schema.merge_aggregates(schema.merge_aggregates(device_minutes[0], device_minutes[1]), device_minutes[2])
     stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
               for record in device_minutes]
@@ -425,7 +426,7 @@ def test_deferred_rollups_queue_in_the_insert_and_fold_once_on_both_backends(loc
     from dashboard.collector.aggregates import merge_device_aggregates
     from dashboard.collector.interface import RollupMode
 
-    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    device_minutes = device_aggregates.minutes()
     device = device_minutes[0]["device_id"]
     stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
               for record in device_minutes]
@@ -471,7 +472,7 @@ def test_reads_without_features_give_what_json_loads_gives_less_the_features(loc
     the dashboard's aggregate frames are the ones ``json.loads`` of the stored text gives, on both backends."""
     from dashboard.data.telemetry import aggregate_rows
 
-    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    device_minutes = device_aggregates.minutes()
     stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")}
               | {"payload": record | {"not_in_the_format": [1, {"features": 2}], "text": "é\\\"\u2028"}}
               for record in device_minutes]
@@ -521,7 +522,7 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
     from dashboard.collector.aggregates import fold_rollups
 
     dialect = schema_at(location, 4)
-    device_minutes = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()
+    device_minutes = device_aggregates.minutes()
     stored = [{key: record[key] for key in ("device_id", "bundle_id", "minute", "record_id")} | {"payload": record}
               for record in device_minutes]
     ((device, hour, bundle), (count, old_payload)), = fold_rollups(stored[:2]).items()
@@ -585,7 +586,7 @@ def test_a_payload_decodes_as_json_loads_gives_it_in_the_device_format_or_not():
     """``decode_payload``: the device's format in one call, anything else member by member, never a member lost."""
     from dashboard.collector.interface import decode_payload
 
-    device_minute = pytest.importorskip("tests.runtime.test_telemetry_aggregates").minutes()[0]
+    device_minute = device_aggregates.minutes()[0]
     for payload in (device_minute | {"sequence": 7}, device_minute | {"extra": {"features": 1}},
                     {key: value for key, value in device_minute.items() if key != "features"}, {"a": [1.5, None]}):
         text = json.dumps(payload)

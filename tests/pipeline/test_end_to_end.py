@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
+from exporters.parity import PARITY_SAMPLES
 from pipeline.build.builder import StageName, build_scenario
 from pipeline.build.context import StageContext
 from pipeline.build.stages.bundle import choose_variant
@@ -38,7 +39,9 @@ def test_every_stage_ran_and_export_matches_keras(build):
     assert parity["passed"] is True
     assert parity["max_abs_diff"] <= 1e-4
     assert parity["argmax_agreement"] == 1.0
-    assert parity["samples"] >= min(256, parity["samples"]) and len(parity["batch_sizes"]) == 2
+    splits = load_data(outcome.artifacts["data"])
+    held_out = sum(len(splits.split(name)) for name in ("test", "calibration", "validation"))  # never training rows
+    assert parity["samples"] == min(PARITY_SAMPLES, held_out) and len(parity["batch_sizes"]) == 2
     assert outcome.artifacts["export"].metrics["opset"] == 17
 
 

@@ -48,7 +48,11 @@ def test_io_binding_answers_equal_the_plain_run_for_every_bundle(bundles, tmp_pa
     assert "| binary |" in (tmp_path / "gpu_check.md").read_text()
 
 
-def test_a_provider_that_is_not_installed_fails_with_its_reason(bundles, tmp_path):
+def test_a_provider_that_is_not_installed_fails_with_its_reason(bundles, tmp_path, monkeypatch):
+    import onnxruntime
+
+    installed = [name for name in onnxruntime.get_available_providers() if name != "CUDAExecutionProvider"]
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: installed)  # as where only the CPU one is
     root, store = bundles
     assert gpu_check.main(["--bundles", str(root), "--trust-store", str(store), "--providers", "cpu,cuda",
                            "--output", str(tmp_path)]) == 1

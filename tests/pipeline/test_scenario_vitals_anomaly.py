@@ -11,10 +11,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from pipeline.build.stages.train import scenario_task
 from pipeline.clinical.operating_points import threshold_at_false_alarm_rate
 from pipeline.config import Profile
-from pipeline.errors import DataError, StageError
+from pipeline.errors import DataError
 from pipeline.scenarios import default_scenario_names, get_scenario
 from pipeline.scenarios.vitals_anomaly.data import (
     NOMINAL_RATE_HZ,
@@ -34,14 +33,6 @@ from runtime.contract import BundleManifest, InputSpec, TaskKind, WindowNormaliz
 from runtime.trust import TrustPolicy
 
 SPLITS = ("train", "validation", "calibration", "test", "normal")
-
-
-def _anomaly_scenarios_train() -> bool:
-    try:
-        scenario_task(TaskKind.ANOMALY)
-    except StageError:
-        return False
-    return True
 
 
 def test_the_series_is_aeons_copy_with_one_labelled_anomaly_and_train_as_its_prefix():
@@ -155,11 +146,6 @@ def vitals_build(tmp_path_factory):
     return config, build_scenario(scenario, config, StageContext(root / "artifacts"), root / "bundles")
 
 
-BLOCKED = ("blocked: the train stage has no anomaly scenarios (pipeline/build/stages/train.py scenario_task, "
-           "pipeline/training/fit.py): see the vitals-anomaly report")
-
-
-@pytest.mark.skipif(not _anomaly_scenarios_train(), reason=BLOCKED)
 def test_tiny_build_scores_in_the_graph_and_sets_the_threshold_at_the_target_rate_on_normal_windows(vitals_build):
     from pipeline.build.stages.data import load_data
 

@@ -340,7 +340,21 @@ def test_a_real_records_decisions_do_not_depend_on_the_block_or_batch(tmp_path):
     for block_s, batch_size, wait_s in ((2.0, 32, 6.0), (10.0, 64, 30.0), (30.0, 7, 30.0)):
         config = dataclasses.replace(RECORDING_CONFIG, block_s=block_s, batch_size=batch_size,
                                      max_batch_wait_s=wait_s)
-        assert _decisions(bundle, signal, config) == recording, (block_s, batch_size)
+        _assert_same_decisions(_decisions(bundle, signal, config), recording)
+
+
+def _assert_same_decisions(found, expected):
+    """Equal events, the model's probabilities within 1e-6: another batch size may take another ONNX Runtime kernel
+    on another CPU, whose float sums round differently (the model's own numbers, not the stream's decisions)."""
+    assert len(found) == len(expected)
+    for one, other in zip(found, expected, strict=True):
+        if not isinstance(one, BeatEvent) or one.probability is None or other.probability is None:
+            assert one == other
+            continue
+        assert dataclasses.replace(one, probability=0.0, probabilities={}) == dataclasses.replace(
+            other, probability=0.0, probabilities={})
+        assert one.probability == pytest.approx(other.probability, abs=1e-6)
+        assert one.probabilities == pytest.approx(other.probabilities, abs=1e-6)
 
 
 def test_beat_event_builds_the_same_event_as_the_dataclass():

@@ -268,7 +268,7 @@ def test_telemetry_record_takes_the_event_time():
 _BACKTRACKING = re.compile(r"\d\s*[,;]\s*[-+.]?\d|(?:[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?\s+){3,}[-+]?\.?\d")
 
 
-def test_the_number_list_pattern_finds_what_it_found_before_in_linear_time():
+def test_the_number_list_pattern_finds_what_the_backtracking_one_found():
     rng = np.random.default_rng(7)
     alphabet = list("0123456789 ,;.-+eEa\t")
     for _ in range(4000):
@@ -276,24 +276,27 @@ def test_the_number_list_pattern_finds_what_it_found_before_in_linear_time():
         assert bool(_NUMBER_LIST.search(text)) == bool(_BACKTRACKING.search(text)), text
     for text in ("1 2 3 4", "0.1,0.2", "x.5 2 3 4", "1e5 -2 +3 .4", "a1 2 3 4"):
         assert _NUMBER_LIST.search(text)
-    timings = []
-    for length in (2_000, 20_000):  # ten times the text: about ten times the time, not a hundred
-        text = "7" * length
-        started = time.perf_counter()
-        for _ in range(20):
-            _no_number_list(text, "field")
-            _NUMBER_LIST.search(text + " x")
-        timings.append(time.perf_counter() - started)
-    assert timings[1] < 30 * timings[0] + 0.01
+    for text in ("ab" * 32, "1" * 200, "7" * 2_000 + " x", "ecg-pvc 2", json.dumps(sample_record())[:200]):
+        _no_number_list(text, "field")  # a hex digest, a digit run, a label: not lists of numbers
 
 
-def test_a_sha256_and_a_long_digit_run_are_scanned_fast():
-    texts = ["ab" * 32, "1" * 200, json.dumps(sample_record())[:200]]
-    started = time.perf_counter()
-    for _ in range(2000):
-        for text in texts:
-            _no_number_list(text, "field")
-    assert (time.perf_counter() - started) / 6000 < 50e-6  # was ~1.6 ms for 136 digits; a few µs now
+# The scan on a million digits, with and without separators, in a child process: the possessive pattern reads them
+# once; a backtracking one (``_BACKTRACKING``) would not come back for hours. The timeout only stops a hang: it is
+# a thousand times what a linear scan needs, not a speed target (speed is the benchmarks').
+_LONG_TEXTS = """
+from runtime.telemetry.records import _NUMBER_LIST, _no_number_list
+digits = "7" * 1_000_000
+_no_number_list(digits, "field")
+assert _NUMBER_LIST.search(digits + " x") is None
+assert _NUMBER_LIST.search(digits + " 1 2 3") is not None
+print("scanned")
+"""
+
+
+def test_a_million_digit_text_is_scanned_without_backtracking():
+    finished = subprocess.run([sys.executable, "-c", _LONG_TEXTS], capture_output=True, text=True, timeout=120,
+                              cwd=Path(__file__).resolve().parents[2])
+    assert finished.returncode == 0 and finished.stdout.strip() == "scanned", finished.stderr
 
 
 def test_run_and_its_command_line_take_the_telemetry_mode(pvc_bundle, recording, tmp_path):
