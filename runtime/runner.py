@@ -88,7 +88,7 @@ class RunOptions:
     stream_start_s: float | None = None  # epoch seconds of the recording's first sample; None = it ended at start
 
 
-COMMIT_EVERY = 64  # telemetry records per outbox transaction (one beat batch); events per aggregator hand-over
+COMMIT_EVERY = 64  # telemetry records per outbox transaction; events per aggregator hand-over
 
 
 def _import_telemetry(module: str, names: str):

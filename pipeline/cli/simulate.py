@@ -64,8 +64,9 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
     type=click.Choice(["real", "synthetic"]),
     default="real",
     show_default=True,
-    help="real: biosignalsnotebooks recordings (the synthetic-to-real gap shows as drift); "
-    "synthetic: ECGSYN traces close to the training data, so the scripted problems stand out.",
+    help="real: biosignalsnotebooks recordings (real PLUX ECG of people at rest: another device, lead and "
+    "population than the MIT-BIH records the ECG model learned from, which shows as some drift); "
+    "synthetic: ECGSYN traces (synthetic, clean and regular), so the scripted problems stand out.",
 )
 @click.option(
     "--salt",

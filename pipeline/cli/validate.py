@@ -25,7 +25,7 @@ from runtime.errors import EdgemedError
 def real_ecg_command(bundle: str, output: str) -> None:
     """Run BUNDLE through the device stream on the real ECG recordings biosignalsnotebooks ships.
 
-    Reports R-peak sensitivity and positive predictivity against the device's own R-peaks
+    Reports R-peak sensitivity and positive predictivity against the R-peaks the acquisition software found
     (150 ms tolerance, AAMI EC57 matching), per-minute heart-rate agreement, and the beat-class
     distribution. The recordings carry no beat labels, so no class accuracy is claimed.
     """

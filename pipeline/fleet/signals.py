@@ -29,8 +29,9 @@ class SignalConfig:
     synthetic_rate_hz: float = 500.0  # ECGSYN's sample rate
     synthetic_counts_per_mv: float = 1000.0  # ADC counts per millivolt of the synthetic trace
     device_offset_s: float = 37.0  # device i starts i × this far into its recording
-    # "real": biosignalsnotebooks recordings when installed (shows the synthetic-to-real gap as drift);
-    # "synthetic": ECGSYN traces close to the ECG scenario's training data, so scripted problems stand out.
+    # "real": biosignalsnotebooks recordings when installed (real PLUX ECG: another device, lead and population than
+    # the MIT-BIH records the ECG model learned from, which shows as some drift);
+    # "synthetic": ECGSYN traces (synthetic, clean and regular), so scripted problems stand out.
     source: str = "real"
 
 
