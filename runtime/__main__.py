@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import logging
+import os
 import sys
 import traceback
 from collections import Counter
@@ -22,7 +23,8 @@ from pathlib import Path
 from runtime.errors import EdgemedError
 from runtime.events import JsonLinesWriter, QualityEvent
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
-from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, run
+from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, check_telemetry_identity, run
+from runtime.session import MAX_THREADS
 from runtime.trust import TrustPolicy
 from runtime.windows import WindowFlag
 
@@ -56,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--positive-labels", type=_labels, default=None,
                         help="aggregates mode: labels the positive rule sends (default: every label but the first)")
     parser.add_argument("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name")
-    parser.add_argument("--threads", type=_non_negative, default=0, help="onnxruntime threads (0 = all cores)")
+    parser.add_argument("--threads", type=_thread_count, default=0,
+                        help=f"onnxruntime threads (0 = all cores; at most {MAX_THREADS})")
     parser.add_argument("--trust-store", type=Path, default=None, help="folder of trusted public keys (*.pem)")
     parser.add_argument("--allow-unsigned", action="store_true",
                         help="DEVELOPMENT ONLY: run bundles whose signature cannot be checked (WARNING on every load)")
@@ -110,6 +113,13 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _thread_count(text: str) -> int:
+    value = _non_negative(text)
+    if value > MAX_THREADS:
+        raise argparse.ArgumentTypeError(f"'{text}' threads is more than {MAX_THREADS}; pass the cores to use, or 0")
+    return value
+
+
 class OutputPathError(EdgemedError):
     """The output path cannot be written: a missing folder, a folder given as the file, a full disk."""
 
@@ -127,39 +137,67 @@ def check_output_path(output: Path | None) -> None:
                               expected="a file path inside an existing folder", fix="create the folder first")
 
 
-def check_paths(output: Path | None, options: RunOptions) -> None:
-    """``--output`` and the telemetry outbox, checked up front (``EdgemedError`` subclasses)."""
+def check_output_clashes(output: Path, bundle: Path, input_path: Path, outbox: Path | None) -> None:
+    """Refuse an ``--output`` that would overwrite the input, the telemetry outbox or a file of the bundle."""
+    target = Path(output).resolve()
+    clashes = [("the input", Path(input_path).resolve())]
+    if outbox is not None:
+        stored = Path(outbox).resolve()
+        clashes += [("the telemetry outbox", stored.with_name(stored.name + suffix)) for suffix in ("", "-wal", "-shm")]
+    for what, path in clashes:
+        if target == path:
+            raise OutputPathError(f"--output {output} is {what}", expected="a file of its own for the JSON lines",
+                                  fix="pass another --output path")
+    folder = Path(bundle).resolve()
+    if target == folder or folder in target.parents:
+        raise OutputPathError(f"--output {output} is inside the bundle {bundle}",
+                              expected="a path outside the bundle (its files are signed)",
+                              fix="pass an --output path outside the bundle folder")
+
+
+def check_paths(output: Path | None, options: RunOptions, bundle: Path | None = None,
+                input_path: Path | None = None) -> None:
+    """``--output``, the telemetry outbox and the telemetry identity, checked up front (``EdgemedError``
+    subclasses); with ``bundle`` and ``input_path``, also that ``--output`` would overwrite neither."""
     check_output_path(output)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
+    if output is not None and bundle is not None and input_path is not None:
+        check_output_clashes(output, bundle, input_path, outbox)
     if outbox is not None:
         try:
             from runtime.telemetry.outbox import check_outbox_path
         except ImportError:
             return  # the runner reports the missing telemetry package with its own message
         check_outbox_path(outbox)
+        check_telemetry_identity(options.device_id, options.telemetry_url)
 
 
 def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Path | None = None) -> Counter[str]:
     """Run ``bundle`` on ``input_path`` and write its events as JSON lines to ``output`` (default: stdout).
 
     Returns the number of events of each kind. Raises ``EdgemedError`` when the bundle or
-    the input is refused (the command lines turn that into exit status 1).
+    the input is refused (the command lines turn that into exit status 1). ``output`` is written to a temporary
+    file beside it and renamed into place when the run is complete: a refused or interrupted run leaves an
+    existing file as it was.
     """
-    check_paths(output, options)
+    check_paths(output, options, bundle, input_path)
     kinds: Counter[str] = Counter()
     events = run(bundle, input_path, options)
+    temporary = None if output is None else Path(output).with_name(f".{Path(output).name}.{os.getpid()}.partial")
     try:
         with contextlib.ExitStack() as stack:
-            if output is None:
+            if temporary is None:
                 writer = JsonLinesWriter(sys.stdout, follow=True)
             else:
-                writer = JsonLinesWriter(stack.enter_context(Path(output).open("w")))
+                writer = JsonLinesWriter(stack.enter_context(temporary.open("w")))
             for event in events:
                 writer.write(event)
                 kinds[event.kind] += 1
                 if isinstance(event, QualityEvent) and event.flag == TOO_SHORT:
                     print(f"warning: {event.duration_s:.3g} s of signal from {event.time_s:.3g} s is shorter than one "
                           "window of the model: nothing in it was judged", file=sys.stderr)
+        if temporary is not None:  # written and closed: now it replaces the output
+            os.replace(temporary, output)
     except OSError as error:  # a full disk, a vanished folder or input file: the run stops, no partial success
         raise OutputPathError(
             f"the run stopped on an I/O error ({error.strerror or type(error).__name__}"
@@ -167,6 +205,9 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
             expected="a readable input and room to write the output",
             fix="free disk space or check the paths, then run again",
         ) from error
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)  # gone after the rename; still there only when the run failed
     return kinds
 
 

@@ -214,6 +214,8 @@ def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.nda
     if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype:
         raise InputError(f"{name} holds {dtype} values", expected="numbers (bool, integer or floating point; "
                          "no complex, object or text values)", fix="save the samples as a numeric array")
+    if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
+        raise _npy_refusal(name, f"its header's shape {shape} is not a tuple of sizes ≥ 0")
     count = math.prod(shape)
     claimed = count * dtype.itemsize
     if count == 0:
@@ -240,6 +242,8 @@ def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.nda
 def load_npy(path: Path) -> np.ndarray:
     """A numeric array from ``.npy`` (no pickles; header checked before allocation), or ``InputError``."""
     path = Path(path)
+    if path.exists() and not path.is_file():  # a FIFO or device would block the open, a folder cannot be read
+        raise _npy_refusal(path.name, "it is not a regular file")
     try:
         with path.open("rb") as handle:
             return read_npy_stream(handle, path.stat().st_size, path.name)

@@ -91,6 +91,30 @@ class RunOptions:
 COMMIT_EVERY = 64  # telemetry records per outbox transaction; events per aggregator hand-over
 
 
+def check_telemetry_identity(device_id: str | None, url: str | None) -> None:
+    """The device id and collector URL telemetry needs, checked before any bundle is opened or record stored
+    (``TelemetryUnavailableError``; the id is never echoed: a wrong one may be a patient's name or number)."""
+    records = _import_telemetry("records", "is_pseudonymous_device_id")
+    if not device_id:
+        raise TelemetryUnavailableError(
+            "telemetry was requested without a device id",
+            expected="the device's pseudonymous id (lowercase hex from pseudonymous_device_id)",
+            fix="pass --device-id",
+        )
+    if not records.is_pseudonymous_device_id(device_id):
+        raise TelemetryUnavailableError(
+            "the telemetry device id is not a pseudonymous id",
+            expected="16–64 lowercase hex characters from pseudonymous_device_id(serial, fleet salt)",
+            fix="derive --device-id with pseudonymous_device_id; never pass a name, record number or serial",
+        )
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise TelemetryUnavailableError(
+            "the telemetry collector url is not http(s)",
+            expected="http://host:port/v1/telemetry or https://…",
+            fix="pass the collector's full telemetry url",
+        )
+
+
 def _import_telemetry(module: str, names: str):
     """``runtime.telemetry.<module>``, or ``TelemetryUnavailableError`` saying telemetry cannot run."""
     import importlib
@@ -120,11 +144,13 @@ class TelemetrySink:
                  mode: TelemetryMode | str = TelemetryMode.RECORDS, event_filter_rules: Sequence[str] | None = None,
                  positive_labels: Sequence[str] | None = None) -> None:
         """``outbox_path``: the outbox file, or an open ``Outbox`` to share (a device switching bundles)."""
-        if not device_id:
+        check_telemetry_identity(device_id, url)
+        unknown = [label for label in positive_labels or () if label not in bundle.labels]
+        if unknown:
             raise TelemetryUnavailableError(
-                "telemetry was requested without a device id",
-                expected="the device's pseudonymous id (lowercase hex from pseudonymous_device_id)",
-                fix="pass --device-id",
+                f"positive label {unknown[0]!r} is not one of the bundle's labels",
+                expected=f"some of {', '.join(bundle.labels)}",
+                fix="pass --positive-labels with the bundle's own label names (case matters)",
             )
         outbox_module = _import_telemetry("outbox", "Outbox, Uploader")
         self.bundle = bundle

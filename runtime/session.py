@@ -55,12 +55,28 @@ class ProviderError(EdgemedError):
     """The requested execution provider is not installed."""
 
 
+class SessionSettingsError(EdgemedError):
+    """A thread count ONNX Runtime cannot be given (negative, not an integer, or more than ``MAX_THREADS``)."""
+
+
+MAX_THREADS = 256  # ONNX Runtime starts every thread it is asked for: far more than cores only stalls the device
+
+
 @dataclass(frozen=True)
 class SessionSettings:
     provider: str | None = None  # "cpu", "cuda", "tensorrt" or a full EP name; None = best available
     intra_op_threads: int = 0  # 0 = ONNX Runtime decides (all cores)
     inter_op_threads: int = 1  # models here are sequential graphs
     spin: bool = True  # busy-wait between ops: lower latency, more CPU
+
+    def __post_init__(self) -> None:
+        for name in ("intra_op_threads", "inter_op_threads"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_THREADS:
+                raise SessionSettingsError(
+                    f"{name} is {value!r}", expected=f"an integer from 0 (ONNX Runtime decides) to {MAX_THREADS}",
+                    fix="pass the number of cores to use, or 0",
+                )
 
 
 def onnxruntime_max_opset(version: str) -> int:

@@ -17,6 +17,7 @@ from runtime.__main__ import parse_filter_rules, summary_line, write_events
 from runtime.errors import EdgemedError
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ
 from runtime.runner import RunOptions, TelemetryMode
+from runtime.session import MAX_THREADS
 from runtime.trust import TrustPolicy
 
 
@@ -63,7 +64,8 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
 @click.option("--positive-labels", default=None,
               help="Aggregates mode: comma-separated labels the positive rule sends (default: all but the first).")
 @click.option("--provider", default=None, help="cpu, cuda, tensorrt or a full provider name (default: best).")
-@click.option("--threads", type=click.IntRange(min=0), default=0, show_default=True, help="onnxruntime threads.")
+@click.option("--threads", type=click.IntRange(min=0, max=MAX_THREADS), default=0, show_default=True,
+              help="onnxruntime threads (0: all cores).")
 @click.option(
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),

@@ -48,6 +48,9 @@ from runtime.readers import InputError
 logger = logging.getLogger(__name__)
 
 
+MAX_GAP_S = 365.0 * 86_400  # a gap (declared, or a timestamp jump) longer than a year is refused: positions are int64
+
+
 class SignalError(InputError):
     """A chunk or a stream setting cannot be used (wrong type, shape or rate)."""
 
@@ -148,6 +151,10 @@ class EcgStream:
             if not isinstance(timestamp_s, numbers.Real):
                 raise SignalError(f"timestamp {timestamp_s!r}", expected="seconds as a number", fix="pass a float")
             gap = self._clock.check(float(timestamp_s), samples.size)
+            if not gap <= MAX_GAP_S:  # also NaN: a timestamp of inf, or one that jumped by more than a year
+                raise SignalError(f"timestamp {timestamp_s!r} s jumps {gap:.3g} s past the stream's clock",
+                                  expected=f"chunk timestamps in seconds, at most {MAX_GAP_S:.0f} s (a year) apart",
+                                  fix="pass timestamps in seconds; after a longer interruption start a new EcgStream")
             if gap > 0:
                 events += self._gap(gap)
             if self._clock.rate_suspect:
@@ -165,8 +172,9 @@ class EcgStream:
         if self._closed:
             raise StreamClosedError("gap() after flush()", expected="gap() before flush()", fix="use a new EcgStream")
         length = float(seconds) if isinstance(seconds, numbers.Real) else math.nan
-        if not math.isfinite(length) or length < 0:
-            raise SignalError(f"gap of {seconds} s", expected="a finite, non-negative duration", fix="pass seconds")
+        if not math.isfinite(length) or length < 0 or length > MAX_GAP_S:
+            raise SignalError(f"gap of {seconds} s", expected=f"a finite duration from 0 to {MAX_GAP_S:.0f} s (a year)",
+                              fix="pass the gap in seconds; for a longer interruption start a new EcgStream")
         self._clock.restart()  # the caller's timestamps, if any, start a new time base
         return self._gap(length)
 

@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from runtime.telemetry.aggregate_schema import validate_aggregate
-from runtime.telemetry.records import AGGREGATE_KIND, TelemetryError, utc_timestamp, validate_record
+from runtime.telemetry.records import (
+    AGGREGATE_KIND,
+    TelemetryError,
+    is_pseudonymous_device_id,
+    utc_timestamp,
+    validate_record,
+)
 from runtime.telemetry.sqlite_pool import ConnectionPool
 
 logger = logging.getLogger(__name__)
@@ -85,6 +91,13 @@ class Outbox:
         if max_rows < 1:
             raise TelemetryError(
                 f"outbox max_rows is {max_rows}", expected="at least 1", fix="pass a positive max_rows"
+            )
+        if not is_pseudonymous_device_id(device_id):  # before anything is stored; never echoed (it may be a name)
+            raise TelemetryError(
+                "the outbox's device id is not a pseudonymous id",
+                expected="16–64 lowercase hex characters from pseudonymous_device_id(serial, fleet salt)",
+                fix="derive the id with pseudonymous_device_id; never pass a name, record number or serial",
+                field="device_id",
             )
         self.path = Path(path)
         self.device_id = device_id

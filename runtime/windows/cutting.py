@@ -49,7 +49,8 @@ def normalize_windows(windows: np.ndarray, config: WindowConfig) -> np.ndarray:
     """What the model is fed: float32 ``windows`` normalised per window and channel as ``config`` says.
 
     Z-score divides by ``max(std, minimum_std)``; non-finite samples stay non-finite (their window is flagged
-    and never given to the model).
+    and never given to the model), and so does a window whose spread overflows (finite samples near float64's
+    limit): dividing by an infinite spread would feed the model zeros it then classifies.
     """
     values = np.asarray(windows, dtype=np.float64)
     with np.errstate(over="ignore", invalid="ignore"):  # inf - inf, beyond float32: flagged by model_windows
@@ -57,6 +58,7 @@ def normalize_windows(windows: np.ndarray, config: WindowConfig) -> np.ndarray:
             return values.astype(np.float32)
         mean = values.mean(axis=1, keepdims=True)
         spread = np.maximum(values.std(axis=1, keepdims=True), config.minimum_std)
+        spread[~np.isfinite(spread)] = np.nan  # an overflowing spread: NaN inputs, flagged non_finite (``_unfit``)
         return ((values - mean) / spread).astype(np.float32)
 
 

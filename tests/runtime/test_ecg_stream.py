@@ -167,6 +167,20 @@ def test_declared_gap_resets_and_shifts_time(ecg_bundle):
     assert matched_fraction(r_times[r_times > 12.5] + 4.0, [beat.time_s for beat in after]) >= 0.95
 
 
+def test_a_gap_or_timestamp_jump_beyond_a_year_is_refused_not_overflowed(ecg_bundle):
+    signal, _ = synthetic_ecg(12, seed=10)
+    stream = EcgStream(ecg_bundle, 360.0)
+    stream.feed(signal[:1800])
+    for seconds in (1e20, 2 * 365 * 86_400.0):
+        with pytest.raises(SignalError, match="a finite duration from 0 to"):
+            stream.gap(seconds)
+    timed = EcgStream(ecg_bundle, 360.0)
+    timed.feed(signal[:1800], timestamp_s=0.0)
+    with pytest.raises(SignalError, match=r"jumps .* past the stream's clock"):
+        timed.feed(signal[1800:], timestamp_s=1e20)
+    assert stream.feed(signal[1800:]) is not None and stream.flush() is not None  # still usable after a refusal
+
+
 def test_timestamps_reveal_gaps_and_rate_mismatch(ecg_bundle):
     signal, _ = synthetic_ecg(30, seed=11)
     stream = EcgStream(ecg_bundle, 360.0)

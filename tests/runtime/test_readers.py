@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -46,11 +48,20 @@ def test_a_row_with_more_cells_than_the_header_is_refused(tmp_path):
         (_npy_header("<f8", (0,)), "it is empty"),
         (_npy_header("<c16", (2,), b"\x00" * 32), "holds complex128 values"),
         (_npy_header("|O", (2,), b"\x00" * 16), "holds object values"),
+        (_npy_header("<f8", (-1, 30), b"\x00" * 240), "shape (-1, 30) is not a tuple of sizes"),
+        (_npy_header("<f8", (-2, -30), b"\x00" * 240), "shape (-2, -30) is not a tuple of sizes"),
     ],
 )
 def test_npy_headers_are_checked_before_allocation(tmp_path, header, problem):
     (tmp_path / "bad.npy").write_bytes(header)
     assert problem in refusal(load_npy, tmp_path / "bad.npy")
+
+
+def test_a_npy_path_that_is_not_a_regular_file_is_refused_without_opening_it(tmp_path):
+    os.mkfifo(tmp_path / "fifo.npy")  # opening it would wait for a writer for ever
+    assert "it is not a regular file" in refusal(load_npy, tmp_path / "fifo.npy")
+    (tmp_path / "folder.npy").mkdir()
+    assert "it is not a regular file" in refusal(load_npy, tmp_path / "folder.npy")
 
 
 def test_npz_members_are_checked_like_npy_files(tmp_path):

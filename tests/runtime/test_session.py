@@ -77,3 +77,17 @@ def test_tabular_features_are_the_named_columns():
     rows = np.arange(12, dtype=float).reshape(4, 3)
     features = summary_features(rows, FeatureKind.TABULAR, ("a", "b", "c"))
     assert list(features) == ["a", "b", "c"] and np.array_equal(features["b"], rows[:, 1])
+
+
+def test_a_thread_count_onnxruntime_cannot_be_given_is_refused_with_the_limit():
+    from runtime.session import MAX_THREADS, SessionSettings, SessionSettingsError
+
+    assert SessionSettings(intra_op_threads=MAX_THREADS).intra_op_threads == MAX_THREADS
+    for value in (MAX_THREADS + 1, 99_999_999_999, -1, 2.5, True):
+        with pytest.raises(SessionSettingsError, match=f"from 0 .* to {MAX_THREADS}"):
+            SessionSettings(intra_op_threads=value)
+    from runtime.__main__ import build_parser
+
+    with pytest.raises(SystemExit) as exit_code:
+        build_parser().parse_args(["bundle", "--input", "x.csv", "--threads", "100000"])
+    assert exit_code.value.code == 2  # a usage error before anything is opened

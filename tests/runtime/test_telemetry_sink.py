@@ -23,6 +23,7 @@ from runtime.runner import RunOptions, TelemetryMode, TelemetrySink, run, teleme
 from runtime.telemetry import (
     AGGREGATE_SCHEMA_VERSION,
     Outbox,
+    TelemetryError,
     Uploader,
     record_schema_version,
     validate_aggregate,
@@ -316,3 +317,64 @@ def test_run_and_its_command_line_take_the_telemetry_mode(pvc_bundle, recording,
     assert done.returncode == 0, done.stderr
     assert any(row.get("kind") == "aggregate" for row in _outbox_rows(tmp_path / "cli-2.sqlite3"))  # the default
     assert dataclasses.replace(RunOptions()).telemetry_mode is TelemetryMode.AGGREGATES
+
+
+# -- refusals before anything is written --------------------------------------------------------------------------
+
+
+def _command(bundle: Path, recording: Path, *options: str) -> list[str]:
+    return [sys.executable, "-m", "runtime", str(bundle), "--input", str(recording), "--sample-rate", "360",
+            "--allow-unsigned", *options]
+
+
+def test_a_device_id_that_is_not_pseudonymous_is_refused_before_the_run_and_never_stored(pvc_bundle, recording,
+                                                                                          tmp_path):
+    outbox, output = tmp_path / "outbox.sqlite3", tmp_path / "events.jsonl"
+    refused = subprocess.run(_command(pvc_bundle, recording, "--device-id", "John Smith MRN 12345",
+                                      "--telemetry-outbox", str(outbox), "--output", str(output)),
+                             capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert refused.returncode == 1 and "not a pseudonymous id" in refused.stderr
+    assert "John" not in refused.stderr and "12345" not in refused.stderr  # the refusal never echoes it
+    assert not outbox.exists() and not output.exists()  # refused before the bundle was opened
+    with pytest.raises(TelemetryError, match="not a pseudonymous id"):
+        Outbox(tmp_path / "direct.sqlite3", "John Smith MRN 12345")
+    assert not (tmp_path / "direct.sqlite3").exists()
+    url = subprocess.run(_command(pvc_bundle, recording, "--device-id", DEVICE_ID, "--telemetry-url",
+                                  "file:///etc/passwd", "--telemetry-outbox", str(outbox), "--output", str(output)),
+                         capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert url.returncode == 1 and "not http(s)" in url.stderr and not output.exists()
+
+
+def test_positive_labels_the_bundle_lacks_are_refused_before_the_run(pvc_bundle, recording, tmp_path):
+    refused = subprocess.run(_command(pvc_bundle, recording, "--device-id", DEVICE_ID, "--telemetry-outbox",
+                                      str(tmp_path / "outbox.sqlite3"), "--positive-labels", "v",
+                                      "--output", str(tmp_path / "events.jsonl")),
+                             capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert refused.returncode == 1 and "positive label 'v' is not one of the bundle's labels" in refused.stderr
+    assert not (tmp_path / "events.jsonl").exists()
+
+
+def test_output_never_overwrites_the_input_the_outbox_or_the_bundle_and_survives_a_failed_run(pvc_bundle, recording,
+                                                                                               tmp_path):
+    copied = tmp_path / "ecg.npy"
+    copied.write_bytes(recording.read_bytes())
+    outbox = tmp_path / "outbox.sqlite3"
+    for output, what in ((copied, "is the input"), (outbox, "is the telemetry outbox"),
+                         (pvc_bundle / "events.jsonl", "is inside the bundle")):
+        refused = subprocess.run(_command(pvc_bundle, copied, "--device-id", DEVICE_ID, "--telemetry-outbox",
+                                          str(outbox), "--output", str(output)),
+                                 capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+        assert refused.returncode == 1 and what in refused.stderr, refused.stderr
+    assert copied.read_bytes() == recording.read_bytes() and not (pvc_bundle / "events.jsonl").exists()
+    earlier = tmp_path / "events.jsonl"
+    earlier.write_text('{"earlier": "results"}\n')
+    broken = tmp_path / "broken.npy"
+    broken.write_bytes(recording.read_bytes()[:200])  # a truncated file: refused while reading
+    failed = subprocess.run(_command(pvc_bundle, broken, "--output", str(earlier)), capture_output=True, text=True,
+                            cwd=REPOSITORY, timeout=120)
+    assert failed.returncode == 1 and earlier.read_text() == '{"earlier": "results"}\n'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.npy", "ecg.npy", "events.jsonl"]
+    done = subprocess.run(_command(pvc_bundle, copied, "--output", str(earlier)), capture_output=True, text=True,
+                          cwd=REPOSITORY, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(earlier.read_text().splitlines()[0])["type"] in ("beat", "quality")  # replaced whole

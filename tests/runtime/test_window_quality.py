@@ -45,6 +45,18 @@ def test_model_windows_flags_inputs_beyond_float32():
     assert cut.flags == ((), ("non_finite",), (), ()) and cut.judged.tolist() == [True, False, True, True]
 
 
+def test_a_window_whose_spread_overflows_is_flagged_not_fed_zeros():
+    spec = window_spec(window=8, hop_s=8 / 64)  # z-score
+    rng = np.random.default_rng(3)
+    signal = rng.normal(size=32)
+    signal[8:16] = rng.normal(size=8) * 1e300  # finite samples whose standard deviation is beyond float64
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cut = model_windows(signal, spec)
+    assert cut.flags == ((), ("non_finite",), (), ()) and cut.judged.tolist() == [True, False, True, True]
+    assert np.isfinite(cut.inputs[[0, 2, 3]]).all()
+
+
 def test_window_flags_are_in_the_telemetry_vocabulary():
     assert {flag.value for flag in WindowFlag} <= KNOWN_QUALITY_FLAGS
 
