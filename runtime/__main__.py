@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="DEVELOPMENT ONLY: run bundles whose signature cannot be checked (WARNING on every load)")
     parser.add_argument("--version-state", type=Path, default=None,
                         help="rollback state file (default: bundle-versions.json in the trust store)")
-    parser.add_argument("--output", type=Path, default=None, help="write JSON lines here instead of stdout")
+    parser.add_argument("--output", type=Path, default=None,
+                        help="write JSON lines here instead of stdout (whole, when the run completes)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     return parser
 
