@@ -195,8 +195,9 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
                 writer.write(event)
                 kinds[event.kind] += 1
                 if isinstance(event, QualityEvent) and event.flag == TOO_SHORT:
-                    print(f"warning: {event.duration_s:.3g} s of signal from {event.time_s:.3g} s is shorter than one "
-                          "window of the model: nothing in it was judged", file=sys.stderr)
+                    print(f"warning: {event.duration_s:.3g} s of signal from {event.time_s:.3g} s is too short for the "
+                          "model (one window, or the beat detector's learning period): nothing in it was judged",
+                          file=sys.stderr)
         if temporary is not None:  # written and closed: now it replaces the output
             os.replace(temporary, output)
     except OSError as error:  # a full disk, a vanished folder or input file: the run stops, no partial success

@@ -45,6 +45,7 @@ SIGNAL_COLUMN_NAMES = ("ecg", "signal", "value", "mv")  # header names accepted 
 SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 Hz; outside this range is an error
 SIGNAL_RATE_RANGE_HZ = (0.01, 10_000.0)  # any waveform of the windowed stream: a per-minute trend up to an ADC
 MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
+MAX_H5_EXPANSION = 1_000  # an HDF5 channel may decode to at most this many times the bytes it stores
 MAX_ARRAY_BYTES = 2 * 1024**3  # an array may decode to at most 2 GiB (a 10-day 1 kHz float64 recording is 7 GB)
 MAX_EXACT_INTEGER = 2**53  # integers beyond this are not exact in float64
 NUMERIC_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
@@ -201,6 +202,29 @@ def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.nda
     The header is parsed and checked first; nothing is allocated for a header that claims more bytes
     than the stream holds, an empty array, or a non-numeric dtype.
     """
+    shape, fortran_order, dtype = read_npy_header(handle, name)
+    count = math.prod(shape)
+    claimed = count * dtype.itemsize
+    data_bytes = available_bytes - handle.tell()
+    if claimed > data_bytes:
+        raise _npy_refusal(name, f"its header claims {claimed} bytes but the file holds {max(data_bytes, 0)}")
+    array = np.empty(count, dtype=dtype)
+    try:
+        received = handle.readinto(memoryview(array.reshape(-1).view(np.uint8)))
+    except (OSError, EOFError, ValueError) as error:
+        raise _npy_refusal(name, f"unreadable data: {type(error).__name__}") from None
+    if received != claimed:
+        raise _npy_refusal(name, "it is truncated")
+    array = array.reshape(shape, order="F" if fortran_order else "C")
+    exact = dtype.kind not in "iu" or dtype.itemsize < 8
+    if not exact and (int(array.max()) > MAX_EXACT_INTEGER or int(array.min()) < -MAX_EXACT_INTEGER):
+        raise _npy_refusal(name, "its integers reach beyond ±2**53, which float64 cannot hold exactly")
+    return array
+
+
+def read_npy_header(handle: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an open ``.npy`` stream's header, checked (numeric, non-empty sizes, at
+    most ``MAX_ARRAY_BYTES``); the stream is left at the start of the data. Nothing is allocated."""
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -217,26 +241,11 @@ def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.nda
     if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
         raise _npy_refusal(name, f"its header's shape {shape} is not a tuple of sizes ≥ 0")
     count = math.prod(shape)
-    claimed = count * dtype.itemsize
     if count == 0:
         raise _npy_refusal(name, f"it is empty (shape {shape})")
-    data_bytes = available_bytes - handle.tell()
-    if claimed > MAX_ARRAY_BYTES:
-        raise _npy_refusal(name, f"its header claims {claimed} bytes, over the limit")
-    if claimed > data_bytes:
-        raise _npy_refusal(name, f"its header claims {claimed} bytes but the file holds {max(data_bytes, 0)}")
-    array = np.empty(count, dtype=dtype)
-    try:
-        received = handle.readinto(memoryview(array.reshape(-1).view(np.uint8)))
-    except (OSError, EOFError, ValueError) as error:
-        raise _npy_refusal(name, f"unreadable data: {type(error).__name__}") from None
-    if received != claimed:
-        raise _npy_refusal(name, "it is truncated")
-    array = array.reshape(shape, order="F" if fortran_order else "C")
-    exact = dtype.kind not in "iu" or dtype.itemsize < 8
-    if not exact and (int(array.max()) > MAX_EXACT_INTEGER or int(array.min()) < -MAX_EXACT_INTEGER):
-        raise _npy_refusal(name, "its integers reach beyond ±2**53, which float64 cannot hold exactly")
-    return array
+    if count * dtype.itemsize > MAX_ARRAY_BYTES:
+        raise _npy_refusal(name, f"its header claims {count * dtype.itemsize} bytes, over the limit")
+    return shape, bool(fortran_order), dtype
 
 
 def load_npy(path: Path) -> np.ndarray:
@@ -481,7 +490,9 @@ def _checked_range(adc_range: tuple[float, float] | None, samples: np.ndarray, p
 
 def _datasets(h5py, raw, path: Path) -> list[str]:
     channels = sorted((name for name in raw if name.startswith("channel_")), key=lambda name: (len(name), name))
-    datasets = [name for name in channels if isinstance(raw[name], h5py.Dataset)]
+    # only the file's own datasets: an external or soft link would open another file (or path) on the device
+    datasets = [name for name in channels if isinstance(raw.get(name, getlink=True), h5py.HardLink)
+                and isinstance(raw[name], h5py.Dataset)]
     if not datasets:
         raise _h5_refusal(path, "its raw group holds no channel_N datasets")
     return datasets
@@ -565,6 +576,10 @@ def _read_dataset(dataset, path: Path, chosen: str) -> np.ndarray:
         raise _h5_refusal(path, f"{chosen} holds no samples")
     if count * 8 > MAX_ARRAY_BYTES:
         raise _h5_refusal(path, f"{chosen} holds {count} samples, over the {MAX_ARRAY_BYTES // 1024**3} GiB limit")
+    stored = dataset.id.get_storage_size()
+    if stored * MAX_H5_EXPANSION < count * dataset.dtype.itemsize:  # unwritten chunks (a fill value) or a bomb
+        raise _h5_refusal(path, f"{chosen} declares {count} samples but stores {stored} bytes of them "
+                          f"(over {MAX_H5_EXPANSION}× expansion: not a recording)")
     values = dataset[()]
     if values.dtype.kind in "iu" and values.dtype.itemsize >= 8 and (
         int(values.max()) > MAX_EXACT_INTEGER or int(values.min()) < -MAX_EXACT_INTEGER

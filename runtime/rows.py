@@ -16,6 +16,7 @@ or alarm (``RowPrediction.result`` is None) — never a silent answer.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import zipfile
 from collections.abc import Iterator, Mapping
@@ -29,7 +30,7 @@ from runtime.decide import decide
 from runtime.events import RowPrediction
 from runtime.features import FeatureKind
 from runtime.input_features import input_features
-from runtime.readers import InputError, read_npy_stream
+from runtime.readers import MAX_ARRAY_BYTES, InputError, read_npy_header, read_npy_stream
 from runtime.results import INPUT_NOT_FINITE, OUTPUT_NOT_FINITE, result_for
 
 logger = logging.getLogger(__name__)
@@ -118,9 +119,19 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise _npz_refusal(path, "it holds no arrays")
             if len(members) > MAX_NPZ_ARRAYS:
                 raise _npz_refusal(path, f"it holds {len(members)} members, over {MAX_NPZ_ARRAYS}")
+            names = [info.filename[:-4] if info.filename.endswith(".npy") else info.filename for info in members]
+            twice = sorted({name for name in names if names.count(name) > 1})
+            if twice:
+                raise _npz_refusal(path, f"it holds two arrays named '{twice[0]}'")
+            declared = 0  # every header first: the whole archive's arrays within one array's budget, before any
+            for info, name in zip(members, names, strict=True):  # allocation (a deflated member may claim GiB)
+                with archive.open(info) as member:
+                    shape, _, dtype = read_npy_header(member, f"{path.name}: input '{name}'")
+                declared += math.prod(shape) * dtype.itemsize
+            if declared > MAX_ARRAY_BYTES:
+                raise _npz_refusal(path, f"its arrays decode to {declared} bytes, over {MAX_ARRAY_BYTES}")
             arrays: dict[str, np.ndarray] = {}
-            for info in members:
-                name = info.filename[:-4] if info.filename.endswith(".npy") else info.filename
+            for info, name in zip(members, names, strict=True):
                 with archive.open(info) as member:
                     arrays[name] = read_npy_stream(member, info.file_size, f"{path.name}: input '{name}'")
             return arrays

@@ -42,6 +42,13 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
     if not rows:
         raise InputError(f"{path.name} is empty", expected="a header row and data rows", fix="check the export")
     header = [cell.strip() for cell in rows[0]]
+    twice = sorted({name for name in feature_names if header.count(name) > 1})
+    if twice:
+        raise MissingColumnError(
+            f"{path.name} names the column '{twice[0]}' {header.count(twice[0])} times",
+            expected="each feature column once (which of them would be the feature is not clear)",
+            fix=f"keep one '{twice[0]}' column and rename or drop the others",
+        )
     positions = {name: header.index(name) for name in feature_names if name in header}
     missing = [name for name in feature_names if name not in positions]
     if missing:
@@ -54,6 +61,9 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
     if extra:
         logger.info("%s: ignoring %d extra column(s): %s", path.name, len(extra), ", ".join(extra))
     data = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
+    if not data:
+        raise InputError(f"{path.name} has a header but no data rows", expected="a header row and data rows",
+                         fix="check the export: every row to judge below the header")
     for line, row in data:
         if len(row) > len(header):  # e.g. an unquoted "1,2": every later cell would shift one column
             raise NonNumericCellError(

@@ -48,6 +48,7 @@ from runtime.readers import InputError
 logger = logging.getLogger(__name__)
 
 
+TOO_SHORT = "too_short"  # a segment shorter than the detector's learning period, without a beat: nothing judged
 MAX_GAP_S = 365.0 * 86_400  # a gap (declared, or a timestamp jump) longer than a year is refused: positions are int64
 
 
@@ -234,6 +235,7 @@ class EcgStream:
         self._next_block = origin
         self._pending: list[int] = []
         self._source_count = 0
+        self._segment_beats = 0  # beats kept since the segment began
         self._heart_rate.interrupt(origin)
 
     @property
@@ -245,8 +247,14 @@ class EcgStream:
             self._signal = np.concatenate([self._signal, values])
 
     def _end_segment(self) -> list[BeatEvent | QualityEvent]:
+        """Decide everything left of the segment; one too short for the detector to learn its levels in which no
+        beat was found is reported (``too_short``), never passed over in silence."""
         self._append(self._resampler.flush())
-        return self._run_blocks(final=True)
+        events = self._run_blocks(final=True)
+        length = self._available_end - self._origin
+        if 0 < length < self._detector.learning and not self._segment_beats:
+            events.append(QualityEvent(self._origin / self.rate, length / self.rate, TOO_SHORT))
+        return events
 
     def _run_blocks(self, final: bool) -> list[BeatEvent | QualityEvent]:
         events: list[BeatEvent | QualityEvent] = []
@@ -325,6 +333,7 @@ class EcgStream:
         ready, self._pending = self._pending[:count], self._pending[count:]
         first_count, self._finalised_count = self._finalised_count, self._finalised_count + count
         kept = self._keep(ready) if ready else []
+        self._segment_beats += len(kept)
         if kept:
             block = self._block_of([peak for _, peak in kept])
             self._enqueue(block, end)

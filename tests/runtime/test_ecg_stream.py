@@ -181,6 +181,16 @@ def test_a_gap_or_timestamp_jump_beyond_a_year_is_refused_not_overflowed(ecg_bun
     assert stream.feed(signal[1800:]) is not None and stream.flush() is not None  # still usable after a refusal
 
 
+def test_a_recording_too_short_to_judge_says_so(ecg_bundle):
+    signal, _ = synthetic_ecg(12, seed=10)
+    stream = EcgStream(ecg_bundle, 360.0)
+    events = stream.feed(signal[:72]) + stream.flush()  # 0.2 s: no beat can be found
+    assert [(event.flag, event.time_s, event.duration_s) for event in events] == [("too_short", 0.0, 0.2)]
+    whole = EcgStream(ecg_bundle, 360.0)
+    events = whole.feed(signal) + whole.flush()
+    assert _beats(events) and not [event for event in events if getattr(event, "flag", "") == "too_short"]
+
+
 def test_timestamps_reveal_gaps_and_rate_mismatch(ecg_bundle):
     signal, _ = synthetic_ecg(30, seed=11)
     stream = EcgStream(ecg_bundle, 360.0)

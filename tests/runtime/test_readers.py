@@ -106,6 +106,27 @@ def test_hdf5_channels_labelled_other_than_ecg_need_channel(tmp_path):
     assert recording.sample_rate_hz == 1000 and recording.adc_range == (0.0, 65535.0)
 
 
+def _plux_file(path, h5py, fill):
+    with h5py.File(path, "w") as handle:
+        device = handle.create_group("00:07:80:3F:F1:0A")
+        device.attrs["sampling rate"] = 1000
+        device.attrs["resolution"] = [16]
+        fill(device.create_group("raw"))
+
+
+def test_hdf5_channels_are_the_files_own_datasets_and_hold_what_they_declare(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    _plux_file(tmp_path / "other.h5", h5py, lambda raw: raw.create_dataset("channel_1", data=np.arange(2000.0)))
+    _plux_file(tmp_path / "linked.h5", h5py, lambda raw: raw.__setitem__(
+        "channel_1", h5py.ExternalLink(str(tmp_path / "other.h5"), "/00:07:80:3F:F1:0A/raw/channel_1")))
+    assert "holds no channel_N datasets" in refusal(read_signal, tmp_path / "linked.h5", None, 1)
+    _plux_file(tmp_path / "unwritten.h5", h5py, lambda raw: raw.create_dataset(
+        "channel_1", shape=(25_000_000,), dtype="f8", chunks=(100_000,), compression="gzip", fillvalue=1.0))
+    assert (tmp_path / "unwritten.h5").stat().st_size < 100_000  # 200 MB declared, nothing stored
+    assert "over 1000× expansion" in refusal(read_signal, tmp_path / "unwritten.h5", None, 1)
+    assert read_signal(tmp_path / "other.h5", channel=1).samples.size == 2000
+
+
 def test_output_paths_are_checked_up_front(tmp_path):
     assert "does not exist" in refusal(check_output_path, tmp_path / "missing" / "out.jsonl")
     assert "is a folder" in refusal(check_output_path, tmp_path)
@@ -131,3 +152,31 @@ def test_an_absurd_rate_ratio_is_refused_before_the_kernel_is_built():
     with pytest.raises(ResampleRatioError, match="kernel"):
         StreamingResampler(1e9, 360.0)  # would be a ~50 M-tap kernel
     assert StreamingResampler(SAMPLE_RATE_RANGE_HZ[1], 360.0).taps.size < 10_000
+
+
+def test_a_csv_with_no_data_rows_or_a_feature_named_twice_is_refused(tmp_path):
+    (tmp_path / "header.csv").write_text("a,b\n\n")
+    assert "has a header but no data rows" in refusal(read_feature_csv, tmp_path / "header.csv", ("a", "b"))
+    (tmp_path / "twice.csv").write_text("a,b,a\n1,2,999\n")
+    assert "names the column 'a' 2 times" in refusal(read_feature_csv, tmp_path / "twice.csv", ("a", "b"))
+    (tmp_path / "other.csv").write_text("a,b,note,note\n1,2,x,y\n")  # a column the model ignores may repeat
+    assert read_feature_csv(tmp_path / "other.csv", ("a", "b")).tolist() == [[1.0, 2.0]]
+
+
+def test_npz_member_names_are_unique_and_the_archive_fits_one_array_budget(tmp_path):
+    import io
+    import zipfile
+
+    def member(values: np.ndarray) -> bytes:
+        buffer = io.BytesIO()
+        np.save(buffer, values)
+        return buffer.getvalue()
+
+    with zipfile.ZipFile(tmp_path / "twice.npz", "w") as archive:
+        archive.writestr("rr.npy", member(np.ones((2, 6))))
+        archive.writestr("rr", member(np.zeros((2, 6))))
+    assert "two arrays named 'rr'" in refusal(read_npz, tmp_path / "twice.npz")
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:  # 1.1 GB declared per array: within one array's
+        for name in ("a", "b"):                                       # limit, over it together; refused on the
+            archive.writestr(f"{name}.npy", _npy_header("<f8", (140_000_000,)))  # headers, before any data is read
+    assert "decode to 2240000000 bytes" in refusal(read_npz, tmp_path / "bomb.npz")

@@ -164,7 +164,7 @@ def test_a_recording_too_short_for_one_window_is_said_not_silent(bundles, tmp_pa
     status, lines, err = device([str(bundles["mono"]), "--input", str(tmp_path / "short.npy"), "--sample-rate", "64",
                                  UNSIGNED], capsys)
     assert status == 0 and lines == [{"type": "quality", "time_s": 0.0, "duration_s": 0.296875, "flag": "too_short"}]
-    assert "shorter than one window" in err and "done: 1 quality" in err
+    assert "too short for the model" in err and "done: 1 quality" in err
 
 
 def test_a_wide_rate_range_for_windows_and_the_ecg_range_for_ecg(bundles, tmp_path):
