@@ -21,6 +21,7 @@ merge of a minute's histograms is the costliest part of storing it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -57,6 +58,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8787  # unprivileged and unassigned; the collector binds loopback unless told otherwise
 RETRY_AFTER_S = 30  # what a 503 suggests; devices back off exponentially on their own (runtime Backoff)
+BODY_TIMEOUT_S = 60.0  # a body must arrive within this: 5 MiB at under 1 Mbit/s
+MAX_CONNECTIONS = 256  # concurrent connections per process; beyond it uvicorn answers 503 (devices retry)
+KEEP_ALIVE_S = 15  # an idle keep-alive connection is closed after this
 ROLLUP_INTERVAL_S = 5.0  # how often the collector folds queued aggregates into rollups (deferred rollups)
 
 
@@ -71,16 +75,22 @@ def _refusal(error: BatchError) -> JSONResponse:
     return JSONResponse(status_code=error.status, content=content)
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, or ``BatchError(413)`` as soon as it passes ``limit`` bytes."""
+async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEOUT_S) -> bytes:
+    """The request body, or ``BatchError(413)`` as soon as it passes ``limit`` bytes, or ``BatchError(408)`` when it
+    has not all arrived within ``timeout_s`` (a client that stops sending holds no connection for ever)."""
     declared = request.headers.get("content-length", "").strip()
     if declared.isdigit() and (len(declared) > len(str(limit)) or int(declared) > limit):
         raise BatchError(413, f"the body is {declared} bytes, over the {limit}-byte limit")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise BatchError(413, f"the body is over the {limit}-byte limit")
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                body.extend(chunk)
+                if len(body) > limit:
+                    raise BatchError(413, f"the body is over the {limit}-byte limit")
+    except TimeoutError:
+        raise BatchError(408, f"the body did not arrive within {timeout_s:g} s ({len(body)} bytes came): send it "
+                         "whole, or retry on a better connection") from None
     return bytes(body)
 
 
@@ -218,7 +228,8 @@ def build_server(
     app: FastAPI, host: str = "127.0.0.1", port: int = DEFAULT_PORT, log_level: str = "info"
 ) -> uvicorn.Server:
     """A ``uvicorn.Server`` for ``app`` (run it with ``.run()``; set ``.should_exit`` to stop it)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                            limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S)
     return uvicorn.Server(config)
 
 
@@ -264,4 +275,5 @@ def serve(
     os.environ[DATABASE_VARIABLE] = database_environment_value(parse_database(database))
     os.environ[BUNDLES_VARIABLE] = str(Path(bundles).resolve())
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False)
+                log_level=log_level, access_log=False, limit_concurrency=MAX_CONNECTIONS,
+                timeout_keep_alive=KEEP_ALIVE_S)

@@ -29,8 +29,11 @@ from dashboard.collector.aggregates import EncodedAggregate
 from runtime.telemetry.aggregate_schema import (
     AGGREGATE_SCHEMA_FIELDS,
     BIN_KEYS,
+    FILTER_RULES,
     LATENCY_KEYS,
     MAX_COUNT,
+    RULE_PATTERN,
+    SESSION_PATTERN,
     TRACK_KEYS,
     check_aggregate_vocabulary,
 )
@@ -57,6 +60,7 @@ DeviceId = Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-f]{16,64}\Z")]
 Minute = Annotated[str, msgspec.Meta(pattern=r"\A[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z\Z")]
 Counts = Annotated[dict[str, Count], msgspec.Meta(max_length=MAX_OUTPUTS)]
 Flags = Annotated[dict[str, Count], msgspec.Meta(max_length=MAX_QUALITY_FLAGS)]
+_ANY_BUNDLE = Vocabulary()  # the allow-list of a bundle the collector does not know
 
 
 class Track(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,8 +98,9 @@ class QualityEvent(msgspec.Struct, forbid_unknown_fields=True):
 
 class Filter(msgspec.Struct, forbid_unknown_fields=True):
     version: Count
-    rules: list[str]
-    positive_labels: list[str]
+    rules: Annotated[list[Annotated[str, msgspec.Meta(pattern=RULE_PATTERN)]],
+                     msgspec.Meta(max_length=len(FILTER_RULES))]
+    positive_labels: Annotated[list[str], msgspec.Meta(max_length=MAX_OUTPUTS)]
 
 
 class Aggregate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -112,7 +117,7 @@ class Aggregate(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     task: str
     minute: Minute
     seconds: Count
-    session: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    session: Annotated[str, msgspec.Meta(pattern=SESSION_PATTERN)]
     bins_id: Hex16
     filter: Filter | None
     records: Count
@@ -221,15 +226,17 @@ def _aggregate_ok(item: Aggregate, vocabularies: Callable[[Any], Vocabulary] | N
         strings.update(item.filter.rules, item.filter.positive_labels)
     if not (_JUDGED.keys(keys) and _JUDGED.strings(strings)):
         return False
-    if vocabularies is not None:
-        vocabulary = vocabularies({"bundle_sha256": item.bundle_sha256, "bundle_id": item.bundle_id})
-        names = {"quality_flags": item.quality_flags, "no_result": {"quality_flags": item.no_result.quality_flags},
-                 "quality_events": item.quality_events, "classes": item.classes, "low_confidence": item.low_confidence,
-                 "labels": labels, "outputs": item.outputs, "features": item.features}
-        try:
-            check_aggregate_vocabulary(names, vocabulary)
-        except TelemetryError:
-            return False
+    # without ``vocabularies`` every record keeps to the fixed allow-list, as on the exact path
+    vocabulary = vocabularies({"bundle_sha256": item.bundle_sha256, "bundle_id": item.bundle_id}) if (
+        vocabularies is not None) else _ANY_BUNDLE
+    names = {"quality_flags": item.quality_flags, "no_result": {"quality_flags": item.no_result.quality_flags},
+             "quality_events": item.quality_events, "classes": item.classes, "low_confidence": item.low_confidence,
+             "labels": labels, "outputs": item.outputs, "features": item.features,
+             "filter": None if item.filter is None else {"positive_labels": item.filter.positive_labels}}
+    try:
+        check_aggregate_vocabulary(names, vocabulary)
+    except TelemetryError:
+        return False
     return True
 
 

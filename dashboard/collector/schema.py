@@ -29,6 +29,7 @@ from runtime.telemetry.records import (
     TelemetryError,
     Vocabulary,
     is_pseudonymous_device_id,
+    shown_key,
     validate_record,
 )
 
@@ -144,14 +145,17 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
         raise BatchError(400, f"the body is a JSON {type(envelope).__name__}, not an object")
     unknown = sorted(set(envelope) - set(ENVELOPE_FIELDS))
     if unknown:
-        raise BatchError(422, f"envelope field '{unknown[0]}' is not part of the protocol", field=unknown[0])
+        shown = shown_key(unknown[0])
+        raise BatchError(422, f"envelope field '{shown}' is not part of the protocol", field=shown)
     missing = [field for field in ENVELOPE_FIELDS if field not in envelope]
     if missing:
         raise BatchError(422, f"envelope field '{missing[0]}' is missing", field=missing[0])
     version = envelope["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         accepted = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        sent = json.dumps(version)[:20]  # as the device sent it: 4, "2", true
+        version_like = isinstance(version, int | float | bool) or (  # as sent: 4, 2.0, true, "2"; any other text
+            isinstance(version, str) and 0 < len(version) <= 8 and set(version) <= set("0123456789."))
+        sent = json.dumps(version) if version_like else f"(a {type(version).__name__})"  # is never echoed
         raise BatchError(422, f"schema_version {sent} is not supported; this collector accepts {accepted} "
                          f"(newest {max(SUPPORTED_SCHEMA_VERSIONS)}): upgrade the collector, or send a version it "
                          "accepts", field="schema_version")

@@ -39,6 +39,8 @@ def vocabulary_from_bundle(folder: Path) -> tuple[str, str, Vocabulary] | None:
     bundle_id = lineage.get("bundle") or digest[:12]
     output = manifest.get("output") if isinstance(manifest.get("output"), dict) else {}
     labels = [label for label in output.get("labels", []) if isinstance(label, str)]
+    decision = output.get("decision") if isinstance(output.get("decision"), dict) else {}
+    units = [unit for unit in decision.get("units") or [] if isinstance(unit, str)]
     features = [name for name in profile.get("features", []) if isinstance(name, str)]
     if not features:  # no reference profile: the manifest's own input feature names (a tabular bundle's columns)
         inputs = manifest.get("inputs") if isinstance(manifest.get("inputs"), list) else []
@@ -47,6 +49,7 @@ def vocabulary_from_bundle(folder: Path) -> tuple[str, str, Vocabulary] | None:
     vocabulary = Vocabulary(
         feature_names=frozenset(features) | Vocabulary().feature_names,
         labels=frozenset(labels) if labels else None,
+        units=frozenset(units) if units else None,
     )
     return digest, str(bundle_id), vocabulary
 

@@ -30,6 +30,7 @@ from runtime.telemetry.aggregates import (
     VALUES_PREFIX,
     aggregate_record_id,
 )
+from runtime.telemetry.event_filter import FilterRule
 from runtime.telemetry.histogram import (
     GENERIC_SCHEME,
     LATENCY_SCHEME,
@@ -48,11 +49,19 @@ from runtime.telemetry.records import (
     is_pseudonymous_device_id,
     looks_like_identifier,
     scan_privacy,
+    shown_key,
 )
 
 _HEX = re.compile(r"[0-9a-f]+")
 _MINUTE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:00Z")
 _CODE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")
+# A stream's start as the aggregator writes it (ISO-8601 UTC), a merge's id, or the dashboard's folded records: never
+# free text (a name typed into it would be stored with every minute).
+SESSION_PATTERN = (r"\A(?:[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?Z"
+                   r"|merged:[0-9a-f]{32}|folded)\Z")
+_SESSION = re.compile(SESSION_PATTERN)
+FILTER_RULES = frozenset(rule.value for rule in FilterRule)
+RULE_PATTERN = r"\A(?:" + "|".join(sorted(FILTER_RULES)) + r")\Z"
 MAX_COUNT = 2**63 - 1  # a count fits a signed 64-bit integer (both stores' INTEGER)
 REQUIRED = ("kind", "record_id", *IDENTITY_KEYS, "minute", "seconds", "session", "bins_id", "filter", "records",
             "unjudged", "classes", "low_confidence", "flagged", "quality_flags", "no_result", "quality_events",
@@ -82,7 +91,11 @@ def _count(value: Any, field: str) -> int:
 
 
 def _finite(value: Any, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(float(value)):
+    try:  # an integer beyond float's range is no finite number either (float() overflows on it)
+        finite = not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
         raise _fail(field, "is not a finite number", "a finite number")
     return float(value)
 
@@ -147,8 +160,8 @@ def _histogram(value: Any, field: str, keys: tuple[str, ...], schemes: tuple[str
         number = value[key]
         kind = type(number)
         # field names are built only for a refusal: this runs for every histogram of every minute
-        checked[key] = float(number) if (kind is float or kind is int) and math.isfinite(number) else _finite(
-            number, f"{field}.{key}")
+        checked[key] = float(number) if (kind is float and math.isfinite(number)) or (
+            kind is int and -MAX_COUNT <= number <= MAX_COUNT) else _finite(number, f"{field}.{key}")
     if count and checked["min"] > checked["max"]:
         raise _fail(field, "has min above max", "min ≤ max")
     checked["bins"] = _bins(value["bins"], f"{field}.bins", value["scheme"], count)
@@ -177,8 +190,12 @@ def _filter(value: Any) -> dict[str, Any] | None:
             or not isinstance(value["version"], int) or isinstance(value["version"], bool)
             or not 0 <= value["version"] <= MAX_COUNT
             or not all(isinstance(item, list) and all(isinstance(text, str) for text in item)
-                       for item in (value["rules"], value["positive_labels"]))):
-        raise _fail("filter", "is not an event-filter description", "null or {version, rules, positive_labels}")
+                       for item in (value["rules"], value["positive_labels"]))
+            or not set(value["rules"]) <= FILTER_RULES or len(value["rules"]) > len(FILTER_RULES)
+            or len(value["positive_labels"]) > MAX_OUTPUTS):
+        raise _fail("filter", "is not an event-filter description",
+                    f"null or {{version, rules (of {', '.join(sorted(FILTER_RULES))}), positive_labels (at most "
+                    f"{MAX_OUTPUTS} of the bundle's labels)}}")
     return {"version": value["version"], "rules": list(value["rules"]),
             "positive_labels": list(value["positive_labels"])}
 
@@ -196,7 +213,7 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
                      key=lambda name: (not isinstance(name, str) or not looks_like_identifier(name), str(name)))
     if unknown:
         scan_privacy({unknown[0]: None}, "")  # an identifier-like, numeric or over-long key is named as such
-        raise _fail(unknown[0], "is not part of the aggregate schema", "only the fields of protocol.md")
+        raise _fail(shown_key(unknown[0]), "is not part of the aggregate schema", "only the fields of protocol.md")
     missing = [name for name in REQUIRED if name not in record]
     if sequence_required and "sequence" not in record:
         missing.append("sequence")
@@ -226,8 +243,9 @@ def validate_aggregate(record: Any, *, sequence_required: bool = False,
         raise _fail("seconds", "is not a whole number of minutes", "60, or a multiple of it for a rollup")
     checked["seconds"] = seconds
     session = record["session"]
-    if not isinstance(session, str) or not 0 < len(session) <= 64:
-        raise _fail("session", "is not a short string", "the stream's start (ISO-8601 UTC) or merged:<hex>")
+    if not isinstance(session, str) or not _SESSION.search(session):
+        raise _fail("session", "is not a session id", "the stream's start (ISO-8601 UTC, e.g. "
+                    "2026-01-31T12:00:05.250000Z) or merged:<32 hex>")
     checked["session"] = session
     checked["bins_id"] = _text(record, "bins_id", _HEX, 16)
     checked["filter"] = _filter(record["filter"])
@@ -278,7 +296,8 @@ def check_aggregate_vocabulary(record: Mapping[str, Any], vocabulary: Vocabulary
     flags = [*record["quality_flags"], *record["no_result"]["quality_flags"], *record["quality_events"]]
     if any(flag not in vocabulary.quality_flags for flag in flags):
         raise _fail("quality_flags", "holds a flag outside the known vocabulary", "flags the runtime sets")
-    labels = [*record["classes"], *record["low_confidence"], *record.get("labels", {})]
+    labels = [*record["classes"], *record["low_confidence"], *record.get("labels", {}),
+              *((record.get("filter") or {}).get("positive_labels") or ())]
     for name in record["outputs"]:
         if name.startswith((SCORES_PREFIX, VALUES_PREFIX)):
             labels.append(name.split(".", 1)[1])

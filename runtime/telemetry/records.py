@@ -34,6 +34,7 @@ RECORD_SCHEMA_VERSIONS = (1, 2)  # the per-event record schemas ``validate_recor
 SUPPORTED_SCHEMA_VERSIONS = (*RECORD_SCHEMA_VERSIONS, AGGREGATE_SCHEMA_VERSION)
 AGGREGATE_KIND = "aggregate"  # the ``kind`` of a schema-3 record (runtime.telemetry.aggregates)
 MAX_STRING_CHARS = 200  # longer strings are free text, which could hold anything; refuse them
+MAX_UNIT_CHARS = 16  # a unit of a bundle the collector does not know: 'mmol/L', 'beats/min', '°C' fit
 MAX_FEATURES = 128  # summary statistics only: a 252-sample ECG window cannot hide in the features
 MAX_OUTPUTS = 64  # labels or targets in one result: named outputs, not a waveform in disguise
 MAX_QUALITY_FLAGS = 32  # flags are short codes; more than this is not a flag list
@@ -86,12 +87,21 @@ class Vocabulary:
     feature_names: frozenset[str] = SUMMARY_FEATURE_NAMES  # bare names; an "input." prefix is allowed
     labels: frozenset[str] | None = None  # class labels; None = any short label (``_LABEL_PATTERN``)
     quality_flags: frozenset[str] = KNOWN_QUALITY_FLAGS
+    units: frozenset[str] | None = None  # regression units; None = any short unit (``allows_unit``)
 
     def allows_feature(self, name: str) -> bool:
         if name in self.feature_names:
             return True
         prefix = _INPUT_PREFIX.match(name)
         return prefix is not None and name[prefix.end():] in self.feature_names
+
+    def allows_unit(self, unit: str) -> bool:
+        """A unit the bundle declares, or (bundle unknown) a short one: ≤ 16 characters, ≤ 3 words, no 4-digit run
+        ('ms', 'bpm', 'mmol/L', '°C', '10^3/µL'), never a sentence that could carry a name or number."""
+        if self.units is not None:
+            return unit in self.units
+        return 0 < len(unit) <= MAX_UNIT_CHARS and _DIGIT_RUN.search(unit) is None and len(unit.split()) <= (
+            MAX_LABEL_WORDS)
 
     def allows_label(self, label: str) -> bool:
         if self.labels is not None:
@@ -227,8 +237,9 @@ def scan_privacy(value: Any, field: str) -> None:
                 raise _fail(f"{field}.{key}" if field else str(key), "has a non-string key", "string keys",
                             "use string keys")
             verdict = _key_verdict(key)
-            if verdict:
-                _refuse_key(verdict, f"{field}.{key}" if field else key)
+            if verdict:  # a field name is named; free text, numbers or a waveform as a key only by its length
+                shown = shown_key(key)
+                _refuse_key(verdict, f"{field}.{shown}" if field else shown)
             if isinstance(item, str):  # the common leaves inline: a recursion per label costs more than its check
                 if len(item) > MAX_STRING_CHARS or _has_number_list(item):
                     scan_privacy(item, f"{field}.{key}" if field else key)
@@ -248,6 +259,19 @@ def scan_privacy(value: Any, field: str) -> None:
         raise _fail(field, f"is a string over {MAX_STRING_CHARS} characters", "short codes and labels", "shorten it")
     elif isinstance(value, str):
         _no_number_list(value, field)
+
+
+def shown_key(key: object) -> str:
+    """A key as a refusal may name it: itself when it has a field name's shape (a letter, then letters, digits and
+    ``_.-``, at most 64), else only its length: free text, numbers or a waveform as a key may be a patient's name
+    or signal, which must reach neither the logs nor the answer."""
+    text = key if isinstance(key, str) else str(key)
+    if _SHOWN_KEY.fullmatch(text):
+        return text
+    return f"<key of {len(text)} characters>"
+
+
+_SHOWN_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_.-]{0,63}")
 
 
 def _refuse_key(verdict: int, field: str) -> None:
@@ -335,7 +359,7 @@ def validate_record(
     scan_privacy(record, "")
     unknown = sorted(set(record) - set(fields))
     if unknown:
-        raise _fail(unknown[0], f"is not part of telemetry schema version {schema_version}",
+        raise _fail(shown_key(unknown[0]), f"is not part of telemetry schema version {schema_version}",
                     f"only {', '.join(fields)}", "drop it")
     required = [field for field in fields if sequence_required or field != "sequence"]
     missing = [field for field in required if field not in record]
@@ -393,6 +417,13 @@ def _check_vocabulary(record: dict[str, Any], vocabulary: Vocabulary) -> None:
         if not _CODE_PATTERN.fullmatch(record[field]):
             raise _fail(field, "is not a code (letters, digits and ._:+- only)", _DESCRIPTIONS[field],
                         "send the identifier the runtime reports")
+    units = ((record.get("result") or {}).get("units") or {}) if isinstance(record.get("result"), dict) else {}
+    for target, unit in units.items():
+        if not vocabulary.allows_unit(unit):
+            raise _fail(f"result.units.{target}", "is not a unit the bundle declares" if vocabulary.units is not None
+                        else f"is not a short unit (at most {MAX_UNIT_CHARS} characters, {MAX_LABEL_WORDS} words, no "
+                        "4-digit run)", "the unit the bundle's manifest gives the target, e.g. 'ms' or 'mmol/L'",
+                        "send the manifest's units")
     unknown = [flag for flag in record["quality_flags"] if flag not in vocabulary.quality_flags]
     if unknown:
         raise _fail("quality_flags", "holds a flag outside the known vocabulary",

@@ -7,6 +7,7 @@ closes every one of them. Writes run in ``BEGIN IMMEDIATE`` transactions that ro
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -21,7 +22,12 @@ BUSY_TIMEOUT_MS = 30_000  # how long a write waits for another connection's tran
 
 
 class ConnectionPool:
-    """One WAL, ``synchronous=FULL`` connection per thread to the SQLite file at ``path``."""
+    """One WAL, ``synchronous=FULL`` connection per thread to the SQLite file at ``path``.
+
+    The first connection may create the file; later ones open it only if it is still there, and every commit
+    first checks that ``path`` still names the file the pool opened: a database removed or replaced while the
+    process runs fails its writes (``sqlite3.OperationalError``) instead of committing into a deleted file, whose
+    rows would be acknowledged and lost."""
 
     def __init__(self, path: Path, name: str) -> None:
         self.path = Path(path)
@@ -29,6 +35,7 @@ class ConnectionPool:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file the first connection opened
         self.closed = False
 
     def connection(self) -> sqlite3.Connection:
@@ -36,9 +43,9 @@ class ConnectionPool:
             raise TelemetryError(f"the {self.name} at {self.path} is closed", fix=f"open a new {self.name}")
         connection = getattr(self._local, "connection", None)
         if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
-            )
+            target = self.path if self._identity is None else f"{self.path.resolve().as_uri()}?mode=rw"
+            connection = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                         check_same_thread=False, uri=self._identity is not None)
             mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 logger.warning(
@@ -46,6 +53,8 @@ class ConnectionPool:
                 )
             connection.execute("PRAGMA synchronous=FULL")
             connection.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if self._identity is None:
+                self._identity = self._file_identity()
             self._local.connection = connection
             with self._lock:
                 self._connections.append(connection)
@@ -58,11 +67,20 @@ class ConnectionPool:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
+            if self._file_identity() != self._identity:
+                raise sqlite3.OperationalError(f"the {self.name} file {self.path} was removed or replaced while open")
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
             raise
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            status = os.stat(self.path)
+        except OSError:
+            return None
+        return status.st_dev, status.st_ino
 
     def run_script(self, script: str) -> sqlite3.Connection:
         """Run a schema script on this thread's connection, rolling back a half-applied one."""

@@ -372,3 +372,41 @@ def test_a_changed_resend_logs_one_warning_per_batch(client, store, caplog):
         assert client.post("/v1/telemetry", json=changed).status_code == 200
     warnings_logged = [entry for entry in caplog.records if entry.levelname == "WARNING"]
     assert len(warnings_logged) == 1 and "50 record(s)" in warnings_logged[0].getMessage()
+
+
+def test_a_body_that_stops_arriving_is_answered_408_not_waited_for():
+    import asyncio
+
+    from dashboard.collector.app import _read_body
+    from dashboard.collector.schema import BatchError
+
+    class Stalled:  # sends 18 bytes of a declared 1000, then nothing
+        def __init__(self) -> None:
+            self.headers = {"content-length": "1000"}
+
+        async def stream(self):
+            yield b'{"schema_version":'
+            await asyncio.sleep(3600)
+
+    with pytest.raises(BatchError) as refused:
+        asyncio.run(_read_body(Stalled(), 5_000_000, timeout_s=0.2))
+    assert refused.value.status == 408 and "18 bytes came" in str(refused.value)
+
+
+def test_a_database_file_removed_while_running_is_503_never_acknowledged_nor_recreated(store, tmp_path):
+    import threading
+
+    client = TestClient(create_app(store))
+    assert client.post("/v1/telemetry", json=batch(2)).status_code == 200
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"collector.sqlite3{suffix}").unlink(missing_ok=True)
+    answers = [client.post("/v1/telemetry", json=batch(1, first=3 + attempt)) for attempt in range(3)]
+    found: list[int] = []
+    worker = threading.Thread(target=lambda: found.append(  # a thread without a connection yet
+        client.post("/v1/telemetry", json=batch(1, first=9)).status_code))
+    worker.start()
+    worker.join()
+    assert [answer.status_code for answer in answers] == [503, 503, 503] and found == [503]
+    assert all("removed or replaced" in answer.json()["detail"] or "unable to open" in answer.json()["detail"]
+               for answer in answers)
+    assert not (tmp_path / "collector.sqlite3").exists()  # not silently recreated empty

@@ -102,6 +102,30 @@ def test_an_envelope_mixing_versions_or_holding_a_bad_aggregate_is_refused_whole
     assert store.aggregates() == [] and store.devices() == []
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("latency_us", "sum"), 10**400, "latency_us.sum"),  # beyond float: refused, never a 500
+        (("latency_us", "min"), -(10**400), "latency_us.min"),
+        (("quality_events",), {"gap": {"count": 1, "seconds": 10**400}}, "quality_events.gap.seconds"),
+        (("session",), "Jane Doe MRN 00123456 DOB 1962-04-01", "session"),  # free text stored with every minute
+        (("filter",), {"version": 1, "rules": ["Jane Doe", "MRN 00123456"], "positive_labels": []}, "filter"),
+        (("filter",), {"version": 1, "rules": ["positive"], "positive_labels": ["John Smith 1962-04-01"]}, "classes"),
+    ],
+)
+def test_numbers_beyond_float_and_free_text_in_an_aggregate_are_refused_with_its_field(client, store, path, value,
+                                                                                       field):
+    spoiled = copy.deepcopy(minutes())
+    target = spoiled[0]
+    for step in path[:-1]:
+        target = target[step]
+    target[path[-1]] = value
+    answer = client.post("/v1/telemetry", json=envelope(spoiled))
+    assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+    assert "Jane" not in answer.text and "John" not in answer.text
+    assert store.aggregates() == []
+
+
 def test_a_newer_schema_version_is_refused_naming_both_versions(client):
     response = client.post("/v1/telemetry", json=envelope(minutes(), version=4))
     assert response.status_code == 422 and response.json()["field"] == "schema_version"

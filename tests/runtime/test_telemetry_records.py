@@ -219,11 +219,33 @@ def test_schema_1_records_of_older_devices_are_still_read_under_their_version():
         ({"quality_flags": ["noisy", "0.1,0.2,0.3"]}, "quality_flags[1]"),
         ({"bundle_id": "x 1 2 3 4 5"}, "bundle_id"),
         ({"variant": "1;2"}, "variant"),
-        ({"features": {"0.1,0.2": 1.0}}, "features.0.1,0.2"),
+        ({"features": {"0.1,0.2": 1.0}}, "features.<key of 7 characters>"),  # a waveform as a key: never echoed
     ],
 )
 def test_numbers_hidden_in_text_are_refused_on_the_device_too(changes, field):
     assert rejection(sample_record(**changes), sequence_required=False).field == field
+
+
+def test_a_refused_key_that_is_free_text_is_named_by_its_length_only():
+    name = "Jane Doe DOB 1962-04-01 " * 40
+    error = rejection(sample_record(sequence=1, features={name: 1.0}))
+    assert error.field == f"features.<key of {len(name)} characters>"
+    assert "Jane" not in str(error) and "1962" not in str(error) and len(str(error)) < 600
+
+
+def test_units_are_the_bundles_or_short_units_never_free_text():
+    from runtime.telemetry.records import Vocabulary
+
+    record = sample_record(sequence=1, task="regression",
+                           result={"values": {"qt_interval": 412.5}, "units": {"qt_interval": "ms"}})
+    assert validate_record(record, vocabulary=Vocabulary())["result"]["units"] == {"qt_interval": "ms"}
+    assert validate_record(record, vocabulary=Vocabulary(units=frozenset({"ms"})))
+    with pytest.raises(TelemetryError, match="is not a unit the bundle declares"):
+        validate_record(record, vocabulary=Vocabulary(units=frozenset({"s"})))
+    record["result"]["units"]["qt_interval"] = "Jane Doe MRN 00123456 DOB 1962-04-01"
+    with pytest.raises(TelemetryError, match="is not a short unit") as refused:
+        validate_record(record, vocabulary=Vocabulary())
+    assert "Jane" not in str(refused.value)
 
 
 def test_the_closed_flag_vocabulary_holds_every_flag_the_runtime_sets():
