@@ -52,6 +52,8 @@ class Backoff:
         return base * random.uniform(1.0 - self.jitter, 1.0 + self.jitter)
 
 
+TRANSIENT_STATUSES = (408, 429)  # the body did not arrive in time, too many requests: kept and sent again
+
 class CollectorRejectedError(TelemetryError):
     """The collector answered 4xx: it judged the batch malformed. Nothing was deleted."""
 
@@ -216,7 +218,7 @@ class Uploader:
         except urllib.error.HTTPError as error:
             with error:
                 reason = _reason(error.read(64 * 1024))
-            if 400 <= error.code < 500:
+            if 400 <= error.code < 500 and error.code not in TRANSIENT_STATUSES:
                 raise CollectorRejectedError(error.code, reason) from None
             logger.warning(
                 "collector answered HTTP %d (%s); records kept for the next try", error.code, reason[:MAX_REASON_CHARS]

@@ -102,7 +102,8 @@ def test_only_the_acknowledged_sequences_are_deleted(outbox):
     assert [record["sequence"] for record in outbox.pending(100)] == [2, *range(4, 13)]
 
 
-@pytest.mark.parametrize("answer", [(500, {"detail": "disk full"}), (503, b""), (200, b"not json"), (200, {})])
+@pytest.mark.parametrize("answer", [(500, {"detail": "disk full"}), (503, b""), (200, b"not json"), (200, {}),
+                                    (408, {"detail": "the body did not arrive"}), (429, b"")])
 def test_server_errors_keep_everything_and_raise_nothing(outbox, answer):
     with scripted_collector(answer) as collector:
         assert Uploader(outbox, collector.url).upload_pending() == 0
