@@ -61,7 +61,7 @@ class ArchiveRecording:
 
 def plan_excerpts(durations_s: dict[str, float], count: int, seconds: float) -> list[ExcerptPlan]:
     """``count`` excerpts of ``seconds`` spread over the sources (name → duration), in source order."""
-    if count < 1 or seconds <= 0 or not durations_s:
+    if count < 1 or not math.isfinite(seconds) or seconds <= 0 or not durations_s:
         raise DataError(f"{count} excerpts of {seconds} s from {len(durations_s)} sources",
                            expected="at least one excerpt, a positive length and one source",
                            fix="ask for --recordings ≥ 1 and --seconds > 0")
@@ -128,8 +128,13 @@ def write_archive(destination: Path, recordings: Iterable[ArchiveRecording], des
         raise ArchiveError(f"{destination} already exists and is not an empty folder",
                            expected="a new or empty folder for the archive",
                            fix="choose another --output, or delete the old archive first")
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    try:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.partial-", dir=destination.parent))
+    except OSError as problem:
+        raise ArchiveError(f"the archive folder {destination} cannot be made ({problem.strerror or problem})",
+                           expected="a path inside a folder that can be written",
+                           fix="choose another --output") from None
     try:
         entries, template = [], None
         for recording in recordings:

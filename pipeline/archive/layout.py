@@ -112,11 +112,20 @@ def _read_json(path: Path, error: type[EdgemedError], what: str) -> object:
         raise error(f"{what} {path.name} is over {MAX_JSON_BYTES // 1024**2} MiB",
                     expected="a JSON file of at most that size", fix="split the archive")
     try:
-        return json.loads(data.decode("utf-8-sig"))
+        return json.loads(data.decode("utf-8-sig"), parse_constant=_not_json)
+    except RecursionError:
+        raise error(f"{what} {path.name} nests deeper than Python can read",
+                    expected="the flat JSON layout pipeline/archive/layout.py describes",
+                    fix="rewrite the file (edgemed make-archive writes the format)") from None
     except (UnicodeDecodeError, ValueError) as problem:  # json.JSONDecodeError is a ValueError
         raise error(f"{what} {path.name} is not valid JSON ({type(problem).__name__}: {problem})",
                     expected="UTF-8 JSON as pipeline/archive/layout.py describes",
                     fix="rewrite the file (edgemed make-archive writes the format)") from None
+
+
+def _not_json(constant: str) -> None:
+    """NaN and ±Infinity are not JSON: refused on reading (a report written from them could not be)."""
+    raise ValueError(f"{constant} is not a JSON number")
 
 
 def _inside(folder: Path, name: object, field: str, entry: int) -> str:

@@ -285,6 +285,18 @@ def _archive_info(archive: Archive) -> dict:
             "recordings": len(archive.entries), "source": source, "note": source.get("note")}
 
 
+def _writable_folder(folder: Path) -> None:
+    """Create ``folder`` (and its parents) and check a file can be made in it, or ``ArchiveError``."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".archive-validation-probe-"):
+            pass
+    except OSError as problem:
+        raise ArchiveError(f"the output folder {folder} cannot be written ({problem.strerror or problem})",
+                           expected="a folder (new or existing) where the results and report can be written",
+                           fix="pass another --output folder") from None
+
+
 def _write(folder: Path, rows: list[dict], report: dict) -> list[Path]:
     """results.parquet, report.json and report.md, staged in a hidden folder inside ``folder`` (same file system) and
     each renamed into place; the staging folder is removed whatever happens."""
@@ -310,6 +322,8 @@ def validate_archive(bundle_path: Path | str, archive: Archive, output: Path | N
     if config.workers < 1:
         raise ArchiveError(f"{config.workers} workers", expected="at least one worker", fix="pass --workers ≥ 1")
     bundle_path = Path(bundle_path)
+    if output is not None:
+        _writable_folder(Path(output))  # before the run: a folder that cannot be written loses nothing yet
     bundle = open_checked_bundle(bundle_path, trust, config.worker)
     ray = _ray()
     started = time.perf_counter()

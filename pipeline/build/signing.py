@@ -51,7 +51,7 @@ MAX_KEY_FILE_BYTES = 16384
 
 
 class KeyLocationError(UsageError):
-    """A private key would be written where it could ship or be committed."""
+    """A private key would be written where it could ship or be committed, or where it cannot be written."""
 
 
 class KeyExistsError(UsageError):
@@ -161,12 +161,21 @@ def generate_keys(folder: Path | str, purpose: KeyPurpose, *, force: bool = Fals
             fix="keep the existing key (bundles it signed and devices that trust it depend on it), or pass "
             "--force to replace it",
         )
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    store = folder / TRUST_STORE_FOLDER
+    if store.exists() and not store.is_dir():  # checked before anything is written: no half-made key folder
+        raise KeyLocationError(f"{store} is a file, where the key's trust store folder goes",
+                               expected=f"no file named {TRUST_STORE_FOLDER} in the key folder",
+                               fix="move that file away, or choose another --out folder")
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as error:
+        raise KeyLocationError(f"the key folder {folder} cannot be made ({error.strerror or error})",
+                               expected="a folder that exists or can be created",
+                               fix="choose another --out folder") from None
     private_key = Ed25519PrivateKey.generate()
     identifier = key_id(raw_public_bytes(private_key.public_key()))
     _write_private(private_path, private_key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()), force)
-    store = folder / TRUST_STORE_FOLDER
     if force and store.is_dir():
         shutil.rmtree(store)  # the replaced key's public key must not stay trusted by accident
     store.mkdir(exist_ok=True)

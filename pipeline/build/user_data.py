@@ -98,6 +98,11 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DataError(f"data file {path} does not exist", expected="an .npz file", fix="check the path")
     try:
+        declared = _declared_bytes(path)
+        if declared > MAX_DATA_BYTES:
+            raise DataError(f"{path}'s arrays decode to {declared} bytes, over {MAX_DATA_BYTES // 1024**3} GiB",
+                            expected=f"data of at most {MAX_DATA_BYTES // 1024**3} GiB (checked on the array headers "
+                            "before anything is loaded)", fix="pass a sample of the splits")
         with np.load(path, allow_pickle=False) as arrays:
             return {key: arrays[key] for key in arrays.files}
     except (OSError, ValueError, zipfile.BadZipFile) as error:
@@ -106,6 +111,27 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
             expected="a file written by numpy.savez with the documented keys",
             fix=_TEMPLATE,
         ) from error
+
+
+MAX_DATA_BYTES = 4 * 1024**3  # a user's .npz: every split's arrays together, as declared in their headers
+
+
+def _declared_bytes(path: Path) -> int:
+    """The bytes the ``.npz``'s arrays decode to, from their headers alone (a deflated member may claim GiB)."""
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                    np.lib.format.read_array_header_2_0)
+                shape, _, dtype = reader(member)
+            if not all(type(size) is int and size >= 0 for size in shape):
+                raise ValueError(f"array {info.filename[:-4]!r} has the shape {shape}")
+            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+    return total
 
 
 def _input_keys(split: str, signature: ModelSignature) -> list[str]:
@@ -154,6 +180,9 @@ def gather_inputs(contents: dict[str, np.ndarray], split: str, signature: ModelS
     inputs = (dict(zip(signature.input_names, (contents[key] for key in keys), strict=True))
               if signature.several_inputs else contents[keys[0]])
     check_inputs(f"{split}_inputs", inputs, signature.shapes(), npz=True)
+    if input_rows(inputs) == 0:  # an empty split would pass every check and fail deep in the export or calibration
+        raise DataError(f"the .npz's {split} inputs hold no rows", expected=f"at least one {split} sample",
+                        fix=f"fill {', '.join(keys)}, or leave the {split} split out where it is optional")
     return inputs
 
 
@@ -168,7 +197,11 @@ def label_names(kind: TaskKind, contents: dict[str, np.ndarray], width: int) -> 
     }[kind]
     if "class_names" not in contents:
         return defaults
-    names = tuple(str(name) for name in np.atleast_1d(contents["class_names"]))
+    given = np.asarray(contents["class_names"])
+    if given.ndim > 1 or given.dtype.kind not in "UO":
+        raise DataError(f"class_names is a {given.dtype} array of shape {given.shape}",
+                        expected="a 1-D array of strings, one name per output", fix="numpy.array(['a', 'b', ...])")
+    names = tuple(str(name) for name in np.atleast_1d(given))
     what = {TaskKind.BINARY: "(negative, positive)", TaskKind.ANOMALY: "(normal, anomalous)",
             TaskKind.REGRESSION: "one per output"}.get(kind, "one per model output")
     if len(names) != len(defaults) or len(set(names)) != len(names) or not all(name.strip() for name in names):
@@ -204,7 +237,7 @@ def sample_rate(contents: dict[str, np.ndarray]) -> float | None:
     if "sample_rate_hz" not in contents:
         return None
     value = np.asarray(contents["sample_rate_hz"])
-    if value.size != 1 or not np.issubdtype(value.dtype, np.number) or not np.isfinite(value).all() or value <= 0:
+    if value.size != 1 or value.dtype.kind not in "iuf" or not np.isfinite(value).all() or value <= 0:
         raise DataError(f"sample_rate_hz is {value.tolist()!r}", expected="one positive number in Hz",
                         fix="numpy.savez(..., sample_rate_hz=360.0)")
     return float(value.reshape(()))

@@ -7,6 +7,7 @@ Usage errors exit with status 2, failures with status 1; messages go to stderr.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sys
 import time
@@ -68,6 +69,14 @@ def _run(until: StageName, scenarios: tuple[str, ...], options: dict) -> None:
     context_root = Path(options["artifacts"])
     bundles = Path(options["bundles"])
     show = sys.stderr.isatty() or options["progress"]
+    for folder, option in ((context_root, "--artifacts"), (bundles, "--bundles")):  # before any stage runs
+        existing = folder.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent  # the folder is made when the stage writes: nothing is created here
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            raise click.UsageError(f"{option} {folder} cannot be made: {existing} is "
+                                   f"{'not a folder' if not existing.is_dir() else 'not writable'}; pass a folder "
+                                   "that exists or can be created")
     try:
         signing_key = load_sign_key(options.get("sign_key"))
         if options.get("name") is not None and not _BUNDLE_NAME.fullmatch(options["name"]):

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from pathlib import Path
 
 import click
 
+from exporters._files import atomic_destination
 from pipeline.cli.logging_setup import configure_logging
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
@@ -75,6 +78,11 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
                                  param_hint="RECORD")
     if output.suffix.lower() not in (".npy", ".csv"):
         raise click.BadParameter(f"{output.name}: expected a .npy or .csv file name", param_hint="--output")
+    if not math.isfinite(start_s) or (seconds is not None and not math.isfinite(seconds)):
+        raise click.BadParameter("--start-s and --seconds must be finite numbers of seconds", param_hint="--seconds")
+    if annotations is not None and annotations.resolve() == output.resolve():
+        raise click.BadParameter("the annotations would overwrite the signal file: give them another name",
+                                 param_hint="--annotations")
     try:
         (loaded,) = load_records([record])
         part = excerpt(loaded, seconds, start_s)
@@ -82,19 +90,27 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
         raise click.UsageError(str(error)) from error
     except EdgemedError as error:
         raise click.ClickException(str(error)) from error
-    output.parent.mkdir(parents=True, exist_ok=True)
-    if output.suffix.lower() == ".npy":
-        np.save(output, part.signal_mv.astype(np.float32))
-    else:
-        output.write_text("ecg\n" + "\n".join(f"{value:.3f}" for value in part.signal_mv.tolist()) + "\n")
-    if annotations is not None:
-        rate = part.sample_rate_hz
-        annotations.write_text(json.dumps({
-            "record": record, "lead": part.lead, "sample_rate_hz": rate, "start_s": start_s,
-            "beats_s": [round(index / rate, 4) for index in part.beat_indices.tolist()],
-            "is_v": part.is_pvc.tolist(),
-            "source": "MIT-BIH Arrhythmia Database v1.0.0 (PhysioNet), ODC-By 1.0",
-        }, indent=1))
+    document = None if annotations is None else json.dumps({
+        "record": record, "lead": part.lead, "sample_rate_hz": part.sample_rate_hz, "start_s": start_s,
+        "beats_s": [round(index / part.sample_rate_hz, 4) for index in part.beat_indices.tolist()],
+        "is_v": part.is_pvc.tolist(),
+        "source": "MIT-BIH Arrhythmia Database v1.0.0 (PhysioNet), ODC-By 1.0",
+    }, indent=1)
+    try:  # both written to temporary files beside them, renamed into place once both are complete
+        with contextlib.ExitStack() as stack:
+            signal_file = stack.enter_context(atomic_destination(output))
+            with open(signal_file, "wb") as handle:  # a handle: numpy names the file as given (U.NPY stays so)
+                if output.suffix.lower() == ".npy":
+                    np.save(handle, part.signal_mv.astype(np.float32))
+                else:
+                    handle.write(("ecg\n" + "\n".join(f"{value:.3f}" for value in part.signal_mv.tolist()) + "\n"
+                                  ).encode())
+            if annotations is not None:
+                annotation_file = stack.enter_context(atomic_destination(annotations))
+                annotation_file.write_text(document)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {error.filename or output}: {error.strerror or error} (nothing "
+                                   "was written; check the folder)") from None
     click.echo(f"MIT-BIH {record} (lead {part.lead}): {part.duration_s:.1f} s at {part.sample_rate_hz:g} Hz, "
                f"{part.beat_indices.size} reference beats, {int(part.is_pvc.sum())} V → {output}"
                + (f" (annotations → {annotations})" if annotations else ""))
