@@ -250,7 +250,16 @@ def _labels(contents: dict[str, np.ndarray], key: str, kind: TaskKind, rows: int
     check_labels(key, labels, rows, kind, width, npz=True)
     if kind is TaskKind.REGRESSION:
         return labels.astype(np.float64)
-    return labels.astype(np.int64)
+    labels = labels.astype(np.int64)
+    classes = 2 if kind is TaskKind.BINARY else width
+    if key == "test_labels" and kind in (TaskKind.MULTICLASS, TaskKind.BINARY):
+        absent = sorted(set(range(classes)) - set(np.unique(labels).tolist()))
+        if absent:  # the gate would pass a class whose sensitivity it never measured
+            raise DataError(f"test_labels hold no sample of class {absent[0]}"
+                            + (f" (nor of {absent[1:]})" if len(absent) > 1 else ""),
+                            expected="every class in the test split: a class the gate never saw is a claim nobody "
+                            "validated", fix="add test samples of that class, or train a model without it")
+    return labels
 
 
 def user_splits(contents: dict[str, np.ndarray], signature: ModelSignature, kind: TaskKind,

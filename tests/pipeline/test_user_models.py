@@ -595,6 +595,10 @@ BAD_DATA = [
     ("regression", _drop("output_units"), "no output_units for a regression model"),
     ("binary", _set("validation_labels", lambda arrays: np.zeros_like(arrays["validation_labels"])),
      "validation_labels: cannot choose a threshold for 'finding'"),
+    ("binary", _set("test_labels", lambda arrays: np.zeros_like(arrays["test_labels"])),
+     "test_labels hold no sample of class 1"),  # the gate would pass a class it never measured
+    ("mlp", _set("test_labels", lambda arrays: np.minimum(arrays["test_labels"], 1)),
+     "test_labels hold no sample of class 2"),
     ("binary", _drop("validation_inputs", "validation_labels"), "validation_inputs + validation_labels"),
     ("binary", _drop("validation_labels"), "the .npz has no validation_labels for a binary model"),
     ("multilabel", _set("test_labels", lambda arrays: arrays["test_labels"][:, :2]),
