@@ -70,8 +70,14 @@ class BatchError(TelemetryError):
         self.index = index
 
 
+class _ConstantError(ValueError):
+    def __init__(self, constant: str) -> None:
+        super().__init__(f"{constant} is not JSON")
+        self.constant = constant
+
+
 def _refuse_constant(name: str) -> float:
-    raise ValueError(f"{name} is not JSON")
+    raise _ConstantError(name)
 
 
 # A number the fast path cannot vouch for: 19+ digits in a row (an integer may pass ±(2⁶³−1); a float may carry
@@ -135,8 +141,18 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
         return Batch(device_id, dropped, tuple(aggregates), AGGREGATE_SCHEMA_VERSION)
     try:
         envelope = json.loads(body, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError) as error:
-        raise BatchError(400, f"the body is not valid UTF-8 JSON ({type(error).__name__})") from None
+    except _ConstantError as error:
+        raise BatchError(400, f"the body holds {error.constant}, which JSON has no number for: send finite numbers "
+                         "(a non-finite feature is left out)") from None
+    except ValueError as error:
+        if "integer string conversion" in str(error):  # an integer of thousands of digits (Python's parse limit)
+            raise BatchError(422, f"the body holds an integer beyond ±{limits.max_integer}: send counts and "
+                             "numbers in range") from None
+        raise BatchError(400, f"the body is not valid UTF-8 JSON ({type(error).__name__}): send one JSON object "
+                         "as protocol.md describes") from None
+    except RecursionError:
+        raise BatchError(400, "the body is not valid UTF-8 JSON (nested too deep): send one JSON object as "
+                         "protocol.md describes") from None
     aggregates = isinstance(envelope, dict) and type(envelope.get("schema_version")) is int and envelope[
         "schema_version"] == AGGREGATE_SCHEMA_VERSION
     if not aggregates:  # an aggregate bounds its own numbers and shapes (validate_aggregate): no generic walk
