@@ -54,11 +54,22 @@ def row_label(row: dict[str, Any]) -> str:
     return f"{row.get('engine', '?')} {row.get('variant', '?')}"
 
 
+def _rows(scenario: dict[str, Any]) -> list[dict[str, Any]]:
+    """The scenario's measurement rows that are objects (a results file that breaks the schema loses only the
+    entries that do; the page's schema check names them)."""
+    rows = scenario.get("rows")
+    return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def rows_frame(scenario: dict[str, Any]) -> pd.DataFrame:
     """One row per measurement: engine, variant, provider, threads, latency figures, throughput, size, F1."""
     rows = []
-    for row in scenario.get("rows") or []:
-        latency = row.get("latency") or {}
+    for row in _rows(scenario):
+        latency = _mapping(row.get("latency"))
         entry: dict[str, Any] = {
             "model": row_label(row),
             "shipped": row.get("engine") == "onnxruntime" and row.get("variant") == scenario.get("would_ship"),
@@ -78,7 +89,7 @@ def rows_frame(scenario: dict[str, Any]) -> pd.DataFrame:
             "gate_passed": row.get("gate_passed"),
             "reason": row.get("reason") or "",
         }
-        for batch, measured in (row.get("throughput") or {}).items():
+        for batch, measured in _mapping(row.get("throughput")).items():
             if isinstance(measured, dict):
                 entry[f"batch_{batch}_per_s"] = measured.get("samples_per_second")
         rows.append(entry)
@@ -88,9 +99,9 @@ def rows_frame(scenario: dict[str, Any]) -> pd.DataFrame:
 def distribution_frame(scenario: dict[str, Any]) -> pd.DataFrame:
     """Batch-1 latency quantiles in long form (model, provider, threads, quantile, latency_us)."""
     rows = []
-    for row in scenario.get("rows") or []:
-        quantiles = (row.get("latency") or {}).get("quantiles_us") or []
-        if row.get("status") != "ok" or len(quantiles) < 2:
+    for row in _rows(scenario):
+        quantiles = _mapping(row.get("latency")).get("quantiles_us") or []
+        if row.get("status") != "ok" or not isinstance(quantiles, list) or len(quantiles) < 2:
             continue
         provider = short_provider_name(str(row.get("provider") or "—"))
         threads = row.get("threads")

@@ -315,8 +315,15 @@ def loro_frame(path: Path, design: str = SHIPPED_DESIGN) -> tuple[pd.DataFrame, 
         raise DataUnavailableError(f"{path} lists no design")
     name = design if design in variants else next(iter(variants))
     result = variants[name]
-    rows = [_record_row({**fold.get("counts", {}), **fold.get("rates", {})}, None) for fold in result.get("folds", [])]
-    pooled = result.get("pooled") or {}
+    result = result if isinstance(result, dict) else {}
+    folds = result.get("folds")
+    parts = [*(folds if isinstance(folds, list) else [None]), result.get("pooled")]
+    if not all(isinstance(part, dict) and isinstance(part.get("counts", {}), dict)
+               and isinstance(part.get("rates", {}), dict) for part in parts):
+        raise DataUnavailableError(f"{path}: design {name!r} does not hold folds and a pooled row of counts and rates "
+                                   "as the leave-one-record-out benchmark writes them — run make validate-ecg again")
+    rows = [_record_row({**fold.get("counts", {}), **fold.get("rates", {})}, None) for fold in folds]
+    pooled = parts[-1]
     rows.append(_record_row({**pooled.get("counts", {}), **pooled.get("rates", {}), "record": "pooled"}, None))
     frame = pd.DataFrame(rows).drop(columns=["unclassified"])
     return frame, f"{name}: {result.get('description', '')}"

@@ -462,7 +462,10 @@ def device_table(stored: pd.DataFrame, frame: pd.DataFrame, stop: pd.Timestamp) 
                           "dropped": stored["dropped"], "last_seen": stored["last_time"]})
     if len(frame):
         # a minute aggregate was sent after its minute; of a rollup we only know that something arrived in its hour
-        ends = frame["minute"].where(frame["seconds"] > 60, frame["minute"] + pd.Timedelta(minutes=1)).clip(upper=stop)
+        # never after now: a stream's flush sends its last, partial minute before that minute has ended
+        latest_possible = min(stop, pd.Timestamp.now(tz=stop.tz or "UTC")) if stop.tz is not None else stop
+        ends = frame["minute"].where(frame["seconds"] > 60, frame["minute"] + pd.Timedelta(minutes=1)).clip(
+            upper=latest_possible)
         aggregated = frame["session"] != FOLDED_SESSION
         latest = ends[aggregated].groupby(frame.loc[aggregated, "device_id"]).max()
         sends = frame.assign(aggregated=aggregated).groupby("device_id")["aggregated"].agg(["any", "all"])

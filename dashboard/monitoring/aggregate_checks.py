@@ -44,7 +44,7 @@ from dashboard.monitoring.alerts import (
     drift_alert,
     window_label,
 )
-from dashboard.monitoring.checks import DriftReport
+from dashboard.monitoring.checks import DriftReport, unjudged_caveat
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG, DriftConfig, empirical_profile, profile_drift
 from dashboard.monitoring.fleet import short_id
 from dashboard.monitoring.predictions import CLASSIFIERS, reference_outputs
@@ -267,8 +267,15 @@ def bundle_drift(scope: str, frame: pd.DataFrame, bundle, plan_for: PlanFor,
     profile = {**bundle.profile, "features": {**(bundle.profile.get("features") or {}),
                                               **reference_outputs(bundle.profile, task)}}
     results = profile_drift(profile, compared, _categories(summary, task), _confidences(summary, task), config)
+    caveats = unjudged_caveat(records, records - summary.unjudged)
+    if summary.undecodable:
+        names = sorted(summary.undecodable)
+        caveats += (f"{len(names)} feature(s) arrived on bins the published reference profile does not describe "
+                    f"({', '.join(names[:5])}{' …' if len(names) > 5 else ''}): those devices run another version of "
+                    "the bundle or its profile, and their values are not compared — publish the bundle the devices "
+                    "run, or update the devices",)
     return DriftReport(scope, bundle, records, tuple(results), window=frame, compared=compared, profile=profile,
-                       summary=summary)
+                       summary=summary, caveats=caveats)
 
 
 def device_drift(frame: pd.DataFrame, catalog, now: datetime, plan_for: PlanFor,

@@ -271,8 +271,14 @@ def _add_tracks(payloads: list[Mapping[str, Any]], section: str, row_plans: np.n
         # column by column, never a tuple per entry: a window's entries kept alive as tuples would wake the garbage
         # collector, whose full pass over a dashboard's cached blocks costs more than these sums
         picked = [entries[index] for index in sorted(chosen)]
+        sparse = list(map(_sparse, map(itemgetter("bins"), picked)))
+        fits = [not len(bins.indices) or int(bins.indices.max()) <= len(reference) for bins in sparse]
+        if not all(fits):  # bins beyond the track's edges (a device on other bins than its bins_id says): left out
+            undecodable.add(name)
+            picked = list(itertools.compress(picked, fits))
+            sparse = list(itertools.compress(sparse, fits))
         valued = [entry for entry in picked if entry["count"]]
-        sums[name] = _track(reference, list(map(_sparse, map(itemgetter("bins"), picked))),
+        sums[name] = _track(reference, sparse,
                             sum(map(itemgetter("count"), picked)),
                             (np.array(list(map(itemgetter("sum"), picked)), dtype=np.float64),
                              np.array([entry.get("sum_squares", 0.0) for entry in picked], dtype=np.float64)),

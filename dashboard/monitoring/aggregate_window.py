@@ -330,6 +330,10 @@ class WindowSummary:
                 if track.edges is not edges and not np.array_equal(track.edges, edges):
                     self.undecodable.add(name)  # the same name on other bins (another bundle version): not added
                     continue
+                bins = _sparse(entry["bins"])
+                if len(bins.indices) and int(bins.indices.max()) > len(edges):
+                    self.undecodable.add(name)  # bins beyond the track's edges: not this bundle's bins, not added
+                    continue
                 track.add(entry)
 
     def categories(self) -> list[str]:

@@ -38,7 +38,14 @@ from dashboard.monitoring.drift import (
     worst_status,
 )
 from dashboard.monitoring.fleet import latest_bundle_window
-from dashboard.monitoring.predictions import categories, confidences, output_numbers, reference_outputs, task_of
+from dashboard.monitoring.predictions import (
+    categories,
+    confidences,
+    judged_mask,
+    output_numbers,
+    reference_outputs,
+    task_of,
+)
 
 
 @dataclass(frozen=True)
@@ -55,10 +62,21 @@ class DriftReport:
     compared: pd.DataFrame | Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
     profile: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)  # what they were compared with
     summary: Any = field(default=None, compare=False, repr=False)  # aggregates: the window's ``WindowSummary``
+    caveats: tuple[str, ...] = ()  # what could not be compared although there are results (shown beside them)
 
     @property
     def status(self) -> DriftStatus:
-        return worst_status(self.results)
+        """The worst row's status; never "ok" when part of the window could not be compared (``caveats``)."""
+        worst = worst_status(self.results)
+        return DriftStatus.INSUFFICIENT if self.caveats and worst is DriftStatus.OK else worst
+
+
+def unjudged_caveat(records: int, judged: int) -> tuple[str, ...]:
+    """The caveat of a window whose records the model could not judge at all (output drift not measurable)."""
+    if records and not judged:
+        return (f"none of the {records:,} records was judged (every input was flagged as unfit for the model): the "
+                "outputs' drift cannot be measured — look at the devices' quality flags",)
+    return ()
 
 
 def bundle_drift(scope: str, window: pd.DataFrame, bundle: BundleInfo | None, config: DriftConfig) -> DriftReport:
@@ -78,7 +96,9 @@ def bundle_drift(scope: str, window: pd.DataFrame, bundle: BundleInfo | None, co
     profile = {**bundle.profile, "features": {**(bundle.profile.get("features") or {}),
                                               **reference_outputs(bundle.profile, task)}}
     results = profile_drift(profile, compared, categories(window, task), confidences(window, task), config)
-    return DriftReport(scope, bundle, len(window), tuple(results), window=window, compared=compared, profile=profile)
+    caveats = unjudged_caveat(len(window), int(judged_mask(window).sum()))
+    return DriftReport(scope, bundle, len(window), tuple(results), window=window, compared=compared, profile=profile,
+                       caveats=caveats)
 
 
 def compared_numbers(records: pd.DataFrame, task: str) -> pd.DataFrame:

@@ -58,8 +58,16 @@ def alerts_view() -> None:
                + (f"evaluated {evaluated:%H:%M} UTC" if evaluated is not None else
                   "being evaluated for the first time (its alerts appear at a later refresh)")
                + f" (every {widgets.DRIFT_EVERY_MINUTES} min) · refreshes every {widgets.REFRESH_SECONDS} s")
-    if not alerts:
-        st.success("no alerts: every device is within its latency SLO, shows no drift and sends clean signals")
+    burn = rates.drop(columns="device_id")
+    evaluated_devices = int(burn.notna().any(axis=1).sum()) if len(burn.columns) else 0
+    if not alerts and evaluated_devices == 0:  # not one device with enough inferences for a latency rule
+        st.info(f"no alert fired, but no device has the {config.minimum_events} inferences a latency rule needs in "
+                "any of its windows yet: the rules could not be evaluated — wait for more telemetry")
+    elif not alerts:
+        st.success("no alerts: every device is within its latency SLO, shows no drift and sends clean signals"
+                   + (f" (latency judged on {evaluated_devices:,} of {len(recent.devices):,} devices; the others "
+                      f"sent under {config.minimum_events} inferences)" if evaluated_devices < len(recent.devices)
+                      else ""))
     table = alerts_frame(alerts)
     for row in table.head(ALERT_CARDS).itertuples():
         with st.container(border=True):

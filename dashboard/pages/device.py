@@ -153,6 +153,8 @@ def device_view() -> None:
         if report.message:
             st.warning(report.message)
         else:
+            for caveat in report.caveats:
+                st.warning(caveat)
             drifting = [result.name for result in report.results if result.status.value in ("warn", "alert")]
             st.markdown(f"**{widgets.status_markdown(report.status.value)}** over {report.records:,} records"
                         + (f": {', '.join(drifting[:6])}" + (" …" if len(drifting) > 6 else "") if drifting else ""))

@@ -85,6 +85,8 @@ def drift_view() -> None:
     if report.message:
         st.warning(report.message)
         return
+    for caveat in report.caveats:
+        st.warning(caveat)
     method = "JS + Wasserstein" if report.records > config.large_window else "KS + chi-square"
     first, second, third = st.columns(3)
     first.metric("rows drifting (warn or alert)", sum(result.status.value in ("warn", "alert")

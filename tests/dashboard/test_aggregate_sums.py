@@ -488,3 +488,23 @@ def test_the_alert_verdicts_in_columns_are_the_per_row_verdicts(mixed_fixture, m
     expected = aggregate_checks.fleet_alerts(view.frame, end, plans)
     assert verdicts[0] == verdicts[1] == expected
     assert {alert.kind for alert in expected} >= {"signal quality"}
+
+
+def test_bins_beyond_a_tracks_edges_leave_that_entry_out_and_name_the_track() -> None:
+    """An aggregate the collector accepts (bin keys up to the scheme's largest) whose bins lie beyond the edges its
+    feature has here (a device on another profile than its bins_id says): left out and named, never a crash."""
+    plans = plans_of(0)
+    payloads = [compact_payload(payload) for payload in synthetic_payloads(0, 120)]
+    decoded = summary_in_columns(aggregate_frame(payloads), plans)
+    name = next(name for name in ("qrs", "extra") if name in decoded.features and name not in decoded.undecodable)
+    row = next(index for index, payload in enumerate(payloads)
+               if (payload["features"].get(name) or {}).get("count"))
+    odd = [dict(payload) for payload in payloads]
+    entry = odd[row]["features"][name]
+    odd[row] = {**odd[row], "features": {**odd[row]["features"], name: compact_payload(
+        {**odd[row], "features": {name: {**entry, "bins": {"5000": entry["count"]}}}})["features"][name]}}
+    frame = aggregate_frame(odd)
+    assert_every_summary(frame, plans)  # row by row, in columns and summary_of: the same sums, no exception
+    summary = summary_of(frame, plans)
+    assert name in summary.undecodable
+    assert summary.features[name].count == decoded.features[name].count - entry["count"]
