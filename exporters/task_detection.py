@@ -288,6 +288,14 @@ def _reconstructs(output: _Output, input_shapes: list[tuple]) -> bool:
 
 def _detect_output(output: _Output, input_shapes: list[tuple], labels: _Labels, task: TaskKind | None,
                    logits: bool | None) -> TaskDetection:
+    if len(output.shape) > 1 and task is not TaskKind.ANOMALY and not _reconstructs(output, input_shapes):
+        # a per-timestep softmax would otherwise read as classes × timesteps
+        raise TaskDetectionError(
+            f"the model's output has shape {('batch', *output.shape)}: more than one axis per sample",
+            expected="one axis per sample, (batch, k), for classes, labels or targets; several axes only for an "
+            "autoencoder's reconstruction (the anomaly kind)",
+            fix="end the model in keras.layers.Flatten() or Reshape((k,)) (e.g. after GlobalAveragePooling1D("
+            "keepdims=True)), or one decision per sample instead of per time step")
     if output.family == "unknown" and logits is not None:
         output = _Output(output.name, output.shape, "linear" if logits else "probabilities (as told)")
     elif logits is not None and output.family in ("softmax", "sigmoid", "linear") and \

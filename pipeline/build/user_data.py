@@ -76,6 +76,12 @@ def model_signature(model) -> ModelSignature:
         )
     shapes = []
     for tensor in inputs:
+        if not str(tensor.dtype).startswith("float"):
+            raise UsageError(
+                f"model input {tensor.name!r} has dtype {tensor.dtype}",
+                expected="floating-point inputs: the device's readers and the .npz checks give float32",
+                fix="declare keras.Input(..., dtype='float32'); an Embedding casts float indices itself",
+            )
         shape = tuple(tensor.shape[1:])
         if any(axis is None for axis in shape):
             raise UsageError(

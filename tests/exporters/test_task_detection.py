@@ -154,3 +154,22 @@ def test_a_custom_final_layer_needs_to_be_told_whether_it_outputs_logits() -> No
     assert (told_probabilities.kind, told_probabilities.head) == (TaskKind.MULTICLASS, None)
     with pytest.raises(TaskDetectionError, match="logits=True was given"):
         detect_task(_dense(3, "softmax"), logits=True)
+
+
+def test_an_output_with_more_than_one_axis_per_sample_is_refused_unless_it_is_a_reconstruction() -> None:
+    import keras
+
+    pooled = keras.Sequential([keras.Input((64, 1)), keras.layers.Conv1D(8, 5),
+                               keras.layers.GlobalAveragePooling1D(keepdims=True),
+                               keras.layers.Dense(3, activation="softmax")])  # (batch, 1, 3)
+    per_step = keras.Sequential([keras.Input((64, 1)), keras.layers.Conv1D(3, 5, padding="same",
+                                                                           activation="softmax")])  # (batch, 64, 3)
+    for model in (pooled, per_step):
+        with pytest.raises(TaskDetectionError, match="more than one axis per sample") as refused:
+            detect_task(model, np.array([0, 1, 2, 1]))
+        assert "Flatten" in refused.value.fix
+        with pytest.raises(TaskDetectionError, match="more than one axis per sample"):
+            detect_task(model, task="multiclass")
+    autoencoder = keras.Sequential([keras.Input((64, 1)), keras.layers.Conv1D(4, 5, padding="same"),
+                                    keras.layers.Conv1D(1, 5, padding="same")])
+    assert detect_task(autoencoder).kind is TaskKind.ANOMALY and detect_task(autoencoder, task="anomaly")

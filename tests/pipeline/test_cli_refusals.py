@@ -86,3 +86,19 @@ def test_build_refuses_output_folders_it_cannot_make_before_any_stage(tmp_path):
     refused = CliRunner().invoke(main, ["build", "breast-cancer", "--profile", "tiny", "--artifacts",
                                         str(tmp_path / "a-file" / "artifacts")])
     assert refused.exit_code == 2 and "--artifacts" in refused.output and "Traceback" not in refused.output
+
+
+def test_a_model_with_integer_inputs_is_refused_before_any_stage_with_the_fix():
+    import keras
+
+    from pipeline.build.user_data import model_signature
+    from pipeline.errors import UsageError
+
+    model = keras.Sequential([keras.Input((6,), dtype="int32"), keras.layers.Embedding(10, 4),
+                              keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    with pytest.raises(UsageError, match="dtype int32") as refused:
+        model_signature(model)
+    assert "dtype='float32'" in refused.value.fix
+    floats = keras.Sequential([keras.Input((6,), dtype="float32"), keras.layers.Embedding(10, 4),
+                               keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
+    assert model_signature(floats).input_shapes == ((6,),)  # an Embedding takes float indices
