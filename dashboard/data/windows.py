@@ -137,6 +137,8 @@ class TelemetryWindow:
     devices: pd.DataFrame  # DEVICE_COLUMNS: every device the store knows or the window shows
     minute_from: pd.Timestamp | None  # rows from here on are minute aggregates (None: rollups up to the end)
     folded: tuple[str, ...] = field(default=())  # devices whose per-event records were folded into the frame
+    coverage: pd.Timestamp | None = None  # every device's rows are complete from here on (rollups: the first whole
+    # hour after ``start``; before it only records folded from ``start``): rates compare devices over [coverage, end)
 
     @property
     def records(self) -> int:
@@ -341,7 +343,7 @@ def load_window(request: WindowRequest, end: datetime, sources: Sources, plan_fo
     if len(folded_frame):
         frame = pd.concat([frame, folded_frame], ignore_index=True)
     frame = frame.sort_values(["minute", "device_id", "session"], kind="stable").reset_index(drop=True)
-    return TelemetryWindow(start, stop, frame, device_table(stored, frame, stop), minute_from, folded)
+    return TelemetryWindow(start, stop, frame, device_table(stored, frame, stop), minute_from, folded, coverage)
 
 
 def drift_window(request: WindowRequest, end: datetime, sources: Sources, plan_for: PlanFor | None,

@@ -185,10 +185,14 @@ def _identity_text(value: object) -> str:
 
 
 def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleCatalog, now: datetime,
-                    span: timedelta, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> pd.DataFrame:
+                    span: timedelta, config: AlertConfig = DEFAULT_ALERT_CONFIG,
+                    rate_window: tuple[pd.Timestamp, pd.Timestamp] | None = None) -> pd.DataFrame:
     """One row per device of ``devices`` (``dashboard.data.windows.device_table``): its latest bundle, variant and
     provider in the window, last seen, inferences, p50/p95, throughput and flagged share over ``frame`` (the
-    window's aggregates), and its status."""
+    window's aggregates), and its status. ``rate_window`` (the window's ``coverage`` and end): throughput counts the
+    rows of that stretch only, where every device's rows are complete (rollups begin at a whole hour; a device that
+    sent records has them folded from the window's start), so devices sending aggregates and records compare alike;
+    None: the records over ``span``."""
     columns = ["device_id", "status", "bundle", "variant", "provider", "records", "last_seen", "minutes_since",
                "p50_us", "p95_us", "per_minute", "flagged_share", "dropped", "sends"]
     if devices.empty:
@@ -211,6 +215,11 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
         latest = {row["device_id"]: row for row in last_rows[["device_id", "bundle_id", "bundle_sha256", "variant",
                                                               "provider"]].to_dict("records")}
     minutes_in_span = span.total_seconds() / 60
+    rate_records = sums["records"]
+    if rate_window is not None and rate_window[0] is not None and rate_window[1] > rate_window[0]:
+        minutes_in_span = (rate_window[1] - rate_window[0]).total_seconds() / 60
+        late = (inside["minute"] >= rate_window[0]).to_numpy() if len(inside) else np.ones(0, dtype=bool)
+        rate_records = inside.loc[late, "records"].groupby(groups[late]).sum().to_dict() if late.any() else {}
     moment = pd.Timestamp(now)
     measured = [number for number in range(len(table)) if sums["records"].get(number, 0) and matrix[number].sum()]
     chosen = np.array(measured, dtype=np.int64)
@@ -235,7 +244,7 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
             "last_seen": last_seen,
             "minutes_since": (moment - last_seen).total_seconds() / 60 if last_seen is not None else None,
             "p50_us": p50, "p95_us": p95,
-            "per_minute": records / minutes_in_span,
+            "per_minute": int(rate_records.get(number, 0)) / minutes_in_span,
             "flagged_share": int(sums["flagged"].get(number, 0)) / records if records else None,
             "dropped": int(device["dropped"]),
             "sends": device["sends"],

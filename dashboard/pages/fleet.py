@@ -62,7 +62,7 @@ def fleet_view() -> None:
         st.info(f"no telemetry yet: the store {current.database} is empty — point devices at the collector")
         return
     catalog = widgets.catalog(current)
-    overview = device_overview(devices, view.frame, catalog, moment, span, config)
+    overview = device_overview(devices, view.frame, catalog, moment, span, config, (view.coverage, view.end))
     counts = status_counts(overview)
     cells = st.columns(1 + len(STATUSES))
     cells[0].metric("devices", f"{len(overview):,}")

@@ -508,3 +508,24 @@ def test_bins_beyond_a_tracks_edges_leave_that_entry_out_and_name_the_track() ->
     summary = summary_of(frame, plans)
     assert name in summary.undecodable
     assert summary.features[name].count == decoded.features[name].count - entry["count"]
+
+
+def test_throughput_compares_every_device_over_the_stretch_where_all_their_rows_are_complete(mixed_fixture) -> None:
+    """A 6-hour window begins mid-hour: rollups cover it from the first whole hour, folded records from its start.
+    Per minute counts each device's rows from ``coverage`` over the minutes from there (a device sending aggregates
+    read 0.84/min at 1/min beside 0.997 for one sending records, before)."""
+    settings = mixed_fixture.mixed
+    catalog = read_catalog(settings.bundles)
+    plans = catalog_plans(catalog)
+    end = window_end(mixed_fixture.now)
+    span = timedelta(hours=6)
+    view = load_window(WindowRequest(span, minutes_for=timedelta(minutes=30), features=False), end,
+                       Sources.for_reader(TelemetryReader(settings.database), plans), plans)
+    assert view.coverage is not None and view.start <= view.coverage < view.end
+    overview = aggregate_fleet.device_overview(view.devices, view.frame, catalog, end, span,
+                                               rate_window=(view.coverage, view.end)).set_index("device_id")
+    minutes = (view.end - view.coverage).total_seconds() / 60
+    late = view.frame[view.frame["minute"] >= view.coverage].groupby("device_id")["records"].sum()
+    for device_id, row in overview.iterrows():
+        assert row["per_minute"] == pytest.approx(late.get(device_id, 0) / minutes), device_id
+    assert (overview["records"] >= overview["per_minute"] * minutes - 1e-9).all()  # the records column is whole
