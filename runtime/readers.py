@@ -222,9 +222,9 @@ def read_npy_stream(handle: BinaryIO, available_bytes: int, name: str) -> np.nda
     return array
 
 
-def read_npy_header(handle: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, Fortran order, dtype) of an open ``.npy`` stream's header, checked (numeric, non-empty sizes, at
-    most ``MAX_ARRAY_BYTES``); the stream is left at the start of the data. Nothing is allocated."""
+def parse_npy_header(handle: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of an open ``.npy`` stream's header, any dtype, its shape a tuple of sizes ≥ 0
+    (``InputError`` otherwise); the stream is left at the start of the data. Nothing is allocated."""
     try:
         version = np.lib.format.read_magic(handle)
         if version == (1, 0):
@@ -235,17 +235,23 @@ def read_npy_header(handle: BinaryIO, name: str) -> tuple[tuple[int, ...], bool,
             raise _npy_refusal(name, f"unknown format version {version}")
     except (ValueError, OSError, EOFError, SyntaxError, TypeError, OverflowError) as error:
         raise _npy_refusal(name, f"unreadable header: {type(error).__name__}") from None
+    if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
+        raise _npy_refusal(name, f"its header's shape {shape} is not a tuple of sizes ≥ 0")
+    return shape, bool(fortran_order), dtype
+
+
+def read_npy_header(handle: BinaryIO, name: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``parse_npy_header``, and the array must be numeric, non-empty and at most ``MAX_ARRAY_BYTES``."""
+    shape, fortran_order, dtype = parse_npy_header(handle, name)
     if dtype.hasobject or dtype.kind not in NUMERIC_DTYPE_KINDS or dtype.fields is not None or dtype.subdtype:
         raise InputError(f"{name} holds {dtype} values", expected="numbers (bool, integer or floating point; "
                          "no complex, object or text values)", fix="save the samples as a numeric array")
-    if not isinstance(shape, tuple) or not all(type(size) is int and size >= 0 for size in shape):
-        raise _npy_refusal(name, f"its header's shape {shape} is not a tuple of sizes ≥ 0")
     count = math.prod(shape)
     if count == 0:
         raise _npy_refusal(name, f"it is empty (shape {shape})")
     if count * dtype.itemsize > MAX_ARRAY_BYTES:
         raise _npy_refusal(name, f"its header claims {count * dtype.itemsize} bytes, over the limit")
-    return shape, bool(fortran_order), dtype
+    return shape, fortran_order, dtype
 
 
 def load_npy(path: Path) -> np.ndarray:

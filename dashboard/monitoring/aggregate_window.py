@@ -251,8 +251,9 @@ class TrackSum:
         track.count, (track.total, track.squares), (track.low, track.high) = count, sums, extremes
         return track
 
-    def add(self, entry: Mapping[str, Any]) -> None:
-        self._pending.append(entry["bins"])
+    def add(self, entry: Mapping[str, Any], bins: SparseBins | None = None) -> None:
+        """Add a histogram entry (``bins``: its bins already made sparse, else read from the entry)."""
+        self._pending.append(entry["bins"] if bins is None else bins)
         self.count += entry["count"]
         self.total += entry["sum"]
         self.squares += entry.get("sum_squares", 0.0)
@@ -334,7 +335,7 @@ class WindowSummary:
                 if len(bins.indices) and int(bins.indices.max()) > len(edges):
                     self.undecodable.add(name)  # bins beyond the track's edges: not this bundle's bins, not added
                     continue
-                track.add(entry)
+                track.add(entry, bins)
 
     def categories(self) -> list[str]:
         """The judged records' classes, as ``dashboard.monitoring.predictions.categories`` lists them."""

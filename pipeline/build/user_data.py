@@ -21,6 +21,7 @@ given; the plain ``<split>_inputs`` key is then an error (it cannot say which in
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from pipeline.splits import (
     input_rows,
 )
 from runtime.contract import TaskKind
+from runtime.readers import InputError, parse_npy_header
 
 INPUT_SPLITS = ("calibration", "test", "validation", "normal")
 LABEL_KEYS = ("test_labels", "validation_labels", "calibration_labels")
@@ -130,13 +132,11 @@ def _declared_bytes(path: Path) -> int:
             if not info.filename.endswith(".npy"):
                 continue
             with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
-                    np.lib.format.read_array_header_2_0)
-                shape, _, dtype = reader(member)
-            if not all(type(size) is int and size >= 0 for size in shape):
-                raise ValueError(f"array {info.filename[:-4]!r} has the shape {shape}")
-            total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                try:
+                    shape, _, dtype = parse_npy_header(member, f"array {info.filename[:-4]!r}")
+                except InputError as error:  # refused below as an unreadable .npz (a DataError)
+                    raise ValueError(error.what) from None
+            total += math.prod(shape) * dtype.itemsize
     return total
 
 
