@@ -13,6 +13,7 @@ Dependency rule: numpy and the standard library only (this package ships to the 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -399,12 +400,36 @@ def fold_aggregates(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     same). The identity, period and ids follow the same chain of pairwise steps (they are a few strings)."""
     if not parts:
         raise _fail("aggregates", "is empty", "at least one aggregate to fold")
-    head = dict(parts[0])
+    head = _common_head(parts)
+    chained = head is None
+    head = dict(parts[0]) if chained else head
     summary = _Accumulator(parts[0])
     for part in parts[1:]:
-        head = _merge_head(head, part)
+        if chained:
+            head = _merge_head(head, part)
         summary.add(part)
     return {**head, **summary.result()}
+
+
+_SHARED_HEAD_KEYS = ("kind", *IDENTITY_KEYS, "session", "bins_id", "filter")
+
+
+def _common_head(parts: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The head the chain of ``_merge_head`` steps ends with, computed once, when every part has the first's kind,
+    identity, session, bins and filter (a rollup of one stream's minutes: the usual case); None otherwise (the chain
+    decides: mixed variants, merged sessions, refusals). The chain keeps all of those, takes the earliest minute
+    (the first such part's text on a tie) and the latest end, and ids the result by them alone."""
+    first = parts[0]
+    if len(parts) < 2 or any(part[key] != first[key] for part in parts[1:] for key in _SHARED_HEAD_KEYS):
+        return None
+    starts = [_minute_epoch(part["minute"]) for part in parts]
+    start = min(starts)
+    minute = parts[starts.index(start)]["minute"]
+    seconds = int(max(moment + part["seconds"] for moment, part in zip(starts, parts, strict=True)) - start)
+    identity = {key: first[key] for key in IDENTITY_KEYS}
+    return {"kind": AGGREGATE_KIND, "record_id": aggregate_record_id(identity, minute, seconds, first["session"]),
+            **identity, "minute": minute, "seconds": seconds, "session": first["session"], "bins_id": first["bins_id"],
+            "filter": first["filter"]}
 
 
 def _merge_head(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
@@ -460,7 +485,11 @@ class _Accumulator:
 
 def _own(value: Any) -> Any:
     """A copy of a summary value deep enough to add into (dicts of dicts of numbers)."""
-    return {key: _own(item) for key, item in value.items()} if isinstance(value, dict) else value
+    if not isinstance(value, dict):
+        return value
+    if not any(map(isinstance, value.values(), itertools.repeat(dict))):  # counts or bins: copied in C
+        return dict(value)
+    return {key: _own(item) for key, item in value.items()}
 
 
 def _add_into(total: dict[str, int], addition: Mapping[str, int]) -> None:

@@ -182,6 +182,28 @@ def test_folding_many_aggregates_at_once_equals_merging_them_pairwise():
         functools.reduce(merge_aggregates, parts), sort_keys=True)
 
 
+def test_folding_takes_the_one_step_head_only_where_the_pairwise_chain_would_give_the_same():
+    """One stream's minutes (one session, identity, bins and filter) get their head in one step; minutes of two
+    sessions, two variants or a tie on the earliest minute give exactly the pairwise chain's head too, and folding
+    never changes the parts it was given."""
+    import copy
+    import functools
+
+    from runtime.telemetry.aggregate_schema import merge_aggregates
+
+    made = minutes()
+    later = [dict(item, minute=f"2026-01-01T12:{10 + index:02d}:00Z") for index, item in enumerate(made)]
+    other_session = [dict(item, session="2026-01-01T12:30:00Z") for item in later]
+    other_variant = [dict(item, variant="int8") for item in later]
+    tie = [made[0], dict(made[1], minute=made[0]["minute"]), *made[2:]]
+    for parts in (made + later, later + made, made + other_session, other_variant + made, tie, made[:2]):
+        before = copy.deepcopy(parts)
+        assert fold_aggregates(parts) == functools.reduce(merge_aggregates, parts)
+        assert parts == before
+    assert fold_aggregates(made + other_variant)["variant"] == "mixed"
+    assert fold_aggregates(made + other_session)["session"].startswith("merged:")
+
+
 def test_rollups_folded_one_at_a_time_from_text_equal_the_eager_fold_and_decode_only_their_own_minutes():
     """The rollup job's ``iter_rollups``: payloads kept as text and decoded when their rollup is folded give the
     eager ``fold_rollups`` of decoded payloads, stored rollups included, key by key in order; while the first rollup
