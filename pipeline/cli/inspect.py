@@ -1,10 +1,11 @@
 """``edgemed inspect MODEL [--data D.npz] [--task KIND]``: what edgemed understood, before any work.
 
-Prints the model's inputs and output, the task kind it detected and why (or the one named with
-``--task``), whether the model outputs logits, the head the export will append, and what the
-build will check: parity with Keras, how decisions are set, and the clinical gate of the kind.
-With ``--data`` every check ``edgemed build`` makes on the ``.npz`` runs too. Exit 0 when a build
-could start, 2 (with the problem on stderr) when it could not; nothing is written.
+Prints the model's inputs, what it computes in (a mixed-precision model is exported in float32), its
+output, the task kind it detected and why (or the one named with ``--task``), whether the model outputs
+logits, the head the export will append, and what the build will check: parity with Keras, how
+decisions are set, and the clinical gate of the kind. With ``--data`` every check ``edgemed build``
+makes on the ``.npz`` runs too. Exit 0 when a build could start, 2 (with the problem on stderr) when
+it could not; nothing is written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from exporters.precision import describe_precision
 from exporters.task_detection import TaskDetection
 from pipeline.build.stages.import_model import SINGLE_INPUT_NAME, detect, read_import
 from pipeline.build.stages.variants import describe_decision_data
@@ -97,6 +99,7 @@ def inspect_command(model: Path, data: Path | None, task: str | None, verbose: b
         signature = model_signature(keras_model)
         for line in _inputs_lines(signature):
             click.echo(line)
+        click.echo(f"precision: {describe_precision(keras_model)}")
         if data is None:
             detection, splits = detect(keras_model, {}, signature, task), None
         else:

@@ -554,6 +554,72 @@ def test_int8_tuning_checks_candidates_by_the_kind(built, name, labelled):
         assert "of the spread of fp32's outputs" in broken.reason
 
 
+def test_a_mixed_precision_model_is_exported_computing_in_float32_and_every_variant_is_made(workspace):
+    """A model trained under ``mixed_float16`` (float16 compute, float32 weights) exported as trained differs from
+    Keras by ~5e-4 and its fp16 conversion does not load in ONNX Runtime; edgemed exports it computing in float32
+    with the same weights, says so in the manifest, passes parity at 1e-4 and makes every variant."""
+    import keras
+
+    folder = workspace / "mixed-precision"
+    folder.mkdir()
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        _classifier(folder, *_waves(15), [keras.layers.Conv1D(8, 5, activation="relu"),
+                                          keras.layers.GlobalAveragePooling1D()])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    result = build(folder, "mixed-precision")
+    assert result.exit_code == 0, result.output
+    item = Built(folder, result, workspace / "artifacts", workspace / "bundles" / "mixed-precision")
+    (note,) = [warning for warning in item.manifest["export"]["warnings"] if "mixed precision" in warning]
+    assert "mixed_float16: 3 layers" in note and "computing in float32 with the same weights" in note
+    assert item.manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
+    variants = item.artifact("variants").metrics
+    assert variants["not_made"] == {} and {"fp32", "fp16", "int8-static"} <= set(variants["order"])
+    shown = CliRunner().invoke(main, ["inspect", str(folder / "model.keras")])
+    assert shown.exit_code == 0 and "precision: mixed_float16 on 3 layers (trained in mixed precision): exported " \
+        "computing in float32" in shown.output, shown.output
+
+
+def test_a_variant_that_cannot_be_made_is_left_out_with_its_reason_and_the_rest_ship(tmp_path, monkeypatch):
+    """A reduced-precision variant whose making fails (``QuantizationError``) is left out, named with the reason
+    in the shipped bundle's selection, and the other variants are judged and timed as usual; requiring it with
+    ``--variant`` fails with that reason and publishes nothing."""
+    import keras
+
+    from exporters.errors import QuantizationError
+    from pipeline.build.stages import variants as variants_stage
+
+    made = variants_stage.make_variant
+
+    def refuse_fp16(name, source, destination, request):
+        if str(name) == "fp16":
+            raise QuantizationError("the fp16 variant does not load in ONNX Runtime: type error (test)")
+        return made(name, source, destination, request)
+
+    monkeypatch.setattr(variants_stage, "make_variant", refuse_fp16)
+    folder = tmp_path / "refused"
+    folder.mkdir()
+    keras.utils.set_random_seed(0)
+    make_mlp(folder)
+    result = build(folder, "refused")
+    assert result.exit_code == 0, result.output
+    item = Built(folder, result, tmp_path / "artifacts", tmp_path / "bundles" / "refused")
+    variants = item.artifact("variants").metrics
+    assert variants["not_made"] == {"fp16": "the fp16 variant does not load in ONNX Runtime: type error (test)"}
+    assert "fp16" not in variants["order"] and set(item.manifest["variants"]) == set(variants["order"])
+    assert not item.artifact("variants").path("fp16.onnx").exists()
+    assert "; fp16 could not be made (the fp16 variant does not load" in item.manifest["selection"]["reason"]
+    bundle = load_bundle(item.bundle, trust=TrustPolicy.development())
+    outputs = np.asarray(bundle.predict({bundle.inputs[0].name: _test_inputs(item.npz())[:4]}))
+    assert outputs.shape == (4, CLASSES) and np.isfinite(outputs).all()
+    required = build(folder, "refused-fp16", "--variant", "fp16")
+    assert required.exit_code != 0
+    assert "the required variant fp16 cannot ship: it could not be made (the fp16 variant" in required.output
+    assert not (tmp_path / "bundles" / "refused-fp16").exists()
+
+
 # ----------------------------------------------------------------------------- bad data: exit 2, nothing written
 
 
@@ -669,6 +735,7 @@ def test_inspect_says_what_edgemed_understood(built, name):
     for needle in INSPECTED[name]:
         assert needle in result.output, (needle, result.output)
     assert "parity: ONNX Runtime vs Keras" in result.output and "data: ok" in result.output
+    assert "precision: float32\n" in result.output
 
 
 def test_inspect_without_data_and_with_a_problem(built, tmp_path):

@@ -62,12 +62,16 @@ def choose_variant(
     latencies: dict[str, LatencyResult],
     required: VariantName | None,
     min_speedup: float = 0.0,
+    not_made: dict[str, str] | None = None,
 ) -> tuple[str, str]:
-    """(variant, reason) under the selection rule, or ``GateError``."""
+    """(variant, reason) under the selection rule, or ``GateError``; ``not_made``: the variants the variants stage
+    could not make, and why (named in the reason)."""
+    not_made = not_made or {}
     if required is not None:
         verdict = verdicts.get(required.value)
         if verdict is None or not verdict.passed:
-            why = verdict.reason if verdict else "it was not built"
+            why = verdict.reason if verdict else (f"it could not be made ({not_made[required.value]})"
+                                                  if required.value in not_made else "it was not built")
             raise GateError(
                 f"the required variant {required.value} cannot ship: {why}",
                 expected="a variant that passed the clinical gate",
@@ -84,11 +88,12 @@ def choose_variant(
     fastest = min(passed, key=lambda name: _rank(latencies[name]))
     others = ", ".join(f"{name} {_describe(latencies[name])}" for name in passed if name != fastest)
     reason = f"fastest passing variant: {_describe(latencies[fastest])} at batch 1"
+    missing = "".join(f"; {name} could not be made ({why})" for name, why in not_made.items())
     ratio = latencies[fastest].ratio_to_fp32
     if fastest != REFERENCE and REFERENCE in passed and ratio is not None and ratio > 1.0 - min_speedup:
         return REFERENCE, (f"fp32 (the reference) ships: the fastest passing variant, {fastest} at "
-                           f"{_describe(latencies[fastest])}, is less than {min_speedup:.0%} faster")
-    return fastest, reason + (f" (other passing: {others})" if others else "")
+                           f"{_describe(latencies[fastest])}, is less than {min_speedup:.0%} faster{missing}")
+    return fastest, reason + (f" (other passing: {others})" if others else "") + missing
 
 
 def _rank(latency: LatencyResult) -> float:
@@ -152,7 +157,8 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
             lambda done, total: context.progress("latency", done, total),
         )
         chosen, reason = choose_variant(verdicts, latencies, request.bundle.required_variant,
-                                        request.bundle.min_speedup_over_fp32)
+                                        request.bundle.min_speedup_over_fp32,
+                                        inputs.variants.metrics.get("not_made", {}))
         variants = {
             name: _variant_summary(
                 name,

@@ -3,7 +3,9 @@
 The task (``import_model.task_record`` of the model artefact) decides the graph output's name
 (``probabilities`` for classifiers, ``values`` for a regression, ``anomaly_score`` for an anomaly
 score), the in-graph head ``exporters.heads.append_head`` adds (a softmax/sigmoid on logits, an
-autoencoder's reconstruction error) and the decision parity compares (argmax, > 0.5, none).
+autoencoder's reconstruction error) and the decision parity compares (argmax, > 0.5, none). A model trained in
+mixed precision is exported computing in float32 with its own float32 weights (``exporters.precision``; the
+manifest's export warnings say so).
 The cache key holds the exporter's tool versions: a new tf2onnx, TensorFlow, Keras or onnx re-exports.
 """
 
@@ -18,6 +20,7 @@ from exporters.census import op_census
 from exporters.heads import ANOMALY_SCORE_OUTPUT, HeadKind, append_head
 from exporters.keras_to_onnx import export_keras_to_onnx
 from exporters.parity import check_keras_parity
+from exporters.precision import float32_compute
 from pipeline.build.artifacts import Artifact, StageResult, run_stage, tool_versions
 from pipeline.build.context import StageContext
 from pipeline.build.stages.data import load_data
@@ -65,7 +68,7 @@ def run_export_stage(
     kind, head = TaskKind(task["kind"]), task.get("head")
 
     def produce(work: Path) -> StageResult:
-        keras_model = load_keras_model(model.path(MODEL_FILE))
+        keras_model, precision = float32_compute(load_keras_model(model.path(MODEL_FILE)))
         onnx_path = work / ONNX_FILE
         export = config.export
         if head == HeadKind.RECONSTRUCTION_ERROR:  # the head's output is the score; this is its input
@@ -95,6 +98,7 @@ def run_export_stage(
         census = op_census(onnx_path)
         for warning in census.warnings:
             logger.warning("export: %s", warning)
+        warnings = [*([precision] if precision is not None else []), *census.warnings]
         context.progress("export", 2, 2)
         return StageResult(
             {
@@ -104,7 +108,7 @@ def run_export_stage(
                 "parity": {**parity.to_dict(), "splits": sources},
                 "op_census": census.counts,
                 "opset": census.opset,
-                "warnings": census.warnings,
+                "warnings": warnings,
                 "size_bytes": onnx_path.stat().st_size,
             }
         )

@@ -1,6 +1,9 @@
 """Stage ``variants``: fp32 (optimized, portable), fp16, int8-dynamic, int8-static (QDQ).
 
-Each is made by ``exporters.variants.make_variant`` from the same prepared fp32 graph.
+Each is made by ``exporters.variants.make_variant`` from the same prepared fp32 graph. fp32 must be made; a
+reduced-precision variant that cannot be (``QuantizationError``: e.g. the fp16 conversion of a model trained in
+mixed precision does not load in ONNX Runtime) is left out with its reason (``not_made``), and the later stages
+judge and time the variants that were made.
 Every variant is loaded back in ONNX Runtime and run on the whole test split — and, for kinds
 decided by a threshold, on the data thresholds are chosen on (``pipeline.splits.labelled_split`` /
 ``normal_split``); its outputs are kept for the ``evaluate`` stage and compared with fp32. Inputs
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from exporters._onnxruntime import PREDICTION_BATCH_SIZE, run_session_in_batches
+from exporters.errors import QuantizationError
 from exporters.inputs import as_float32
 from exporters.parity import compare_outputs
 from exporters.passes import DEFAULT_PASSES, QUANTIZATION_PASSES, PassName
@@ -163,6 +167,7 @@ def run_variants_stage(
         decision = decision_split(splits)
         predictions: dict[str, np.ndarray] = {}
         metrics: dict[str, dict] = {}
+        not_made: dict[str, str] = {}
         for index, name in enumerate(names):
             context.progress("variants", index, len(names))
             destination = work / variant_file(name)
@@ -171,7 +176,15 @@ def run_variants_stage(
                 # fp32 first: its 1-D graph (``source``) is what every variant is made from.
                 made = prepare_variant_source(export.path(ONNX_FILE), source, request.calibration_inputs,
                                               task=kind.value)
-            made.update(make_variant(name, source, destination, request) or {})
+                made.update(make_variant(name, source, destination, request) or {})
+            else:
+                try:
+                    made.update(make_variant(name, source, destination, request) or {})
+                except QuantizationError as error:  # a reduced-precision variant is optional: fp32 still ships
+                    destination.unlink(missing_ok=True)
+                    not_made[name.value] = error.what
+                    logger.warning("variant %s could not be made and is left out: %s", name.value, error.what)
+                    continue
             predictions[name.value] = predict(destination, splits.test.inputs)
             if decision is not None:
                 predictions[name.value + DECISION_SUFFIX] = predict(destination, decision[1].inputs)
@@ -196,8 +209,8 @@ def run_variants_stage(
         context.progress("variants", len(names), len(names))
         with (work / PREDICTIONS_FILE).open("wb") as handle:
             np.savez_compressed(handle, **predictions)
-        return StageResult({"variants": metrics, "order": [name.value for name in names], "task": task,
-                            "decision_data": describe_decision_data(splits)})
+        return StageResult({"variants": metrics, "order": [name.value for name in names if name.value in metrics],
+                            "not_made": not_made, "task": task, "decision_data": describe_decision_data(splits)})
 
     return run_stage("variants", variants_stage_key(config, task, evaluate), export, context.root, produce)
 
