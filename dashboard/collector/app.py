@@ -43,7 +43,7 @@ from dashboard.collector.interface import (
     StoreUnavailableError,
     TelemetryStore,
 )
-from dashboard.collector.schema import Batch, BatchError, CollectorLimits, parse_batch
+from dashboard.collector.schema import Batch, BatchError, CollectorLimits, body_too_large, parse_batch
 from dashboard.collector.vocabulary import BundleVocabularies
 from dashboard.data.settings import (
     DEFAULT_BUNDLES,
@@ -80,17 +80,18 @@ async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEO
     has not all arrived within ``timeout_s`` (a client that stops sending holds no connection for ever)."""
     declared = request.headers.get("content-length", "").strip()
     if declared.isdigit() and (len(declared) > len(str(limit)) or int(declared) > limit):
-        raise BatchError(413, f"the body is {declared} bytes, over the {limit}-byte limit")
+        raise body_too_large(limit, declared)
     body = bytearray()
     try:
         async with asyncio.timeout(timeout_s):
             async for chunk in request.stream():
                 body.extend(chunk)
                 if len(body) > limit:
-                    raise BatchError(413, f"the body is over the {limit}-byte limit")
+                    raise body_too_large(limit)
     except TimeoutError:
-        raise BatchError(408, f"the body did not arrive within {timeout_s:g} s ({len(body)} bytes came): send it "
-                         "whole, or retry on a better connection") from None
+        raise BatchError(408, f"the body did not arrive within {timeout_s:g} s ({len(body)} bytes came)",
+                         expected=f"the whole body within {timeout_s:g} s",
+                         fix="retry on a better connection, or send fewer records per request") from None
     return bytes(body)
 
 
@@ -200,7 +201,8 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
         media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
         try:
             if media_type != "application/json":
-                raise BatchError(415, "the body must be sent with Content-Type: application/json")
+                raise BatchError(415, "the body was not sent as JSON", expected="Content-Type: application/json",
+                                 fix="send the body with that header")
             body = await _read_body(request, limits.max_body_bytes)
         except BatchError as error:
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)

@@ -64,10 +64,32 @@ class Batch:
 class BatchError(TelemetryError):
     """The upload is refused; ``status`` is the HTTP status to answer with, nothing is written."""
 
-    def __init__(self, status: int, what: str, *, index: int | None = None, field: str | None = None) -> None:
-        super().__init__(what, field=field)
+    def __init__(self, status: int, what: str, *, index: int | None = None, field: str | None = None,
+                 expected: str | None = None, fix: str | None = None) -> None:
+        super().__init__(what, expected=expected, fix=fix, field=field)
         self.status = status
         self.index = index
+
+
+_ENVELOPE = "one UTF-8 JSON object {schema_version, device_id, dropped, records} (runtime/telemetry/protocol.md)"
+_SEND_ENVELOPE = "send the envelope protocol.md describes (the device uploader does)"
+
+
+def body_too_large(limit: int, size: int | str | None = None) -> BatchError:
+    """413 for a body over ``limit`` bytes (``size``: its length, when known)."""
+    what = f"the body is {size} bytes, over the {limit}-byte limit" if size is not None else (
+        f"the body is over the {limit}-byte limit")
+    return BatchError(413, what, expected=f"at most {limit} bytes", fix="send fewer records per request")
+
+
+def _too_deep(max_depth: int) -> BatchError:
+    return BatchError(400, f"the body nests JSON deeper than {max_depth} levels",
+                      expected=f"at most {max_depth} levels (an envelope of records needs 5)", fix=_SEND_ENVELOPE)
+
+
+def _integer_beyond(limit: int) -> BatchError:
+    return BatchError(422, f"the body holds an integer beyond ±{limit}", expected=f"integers within ±{limit}",
+                      fix="send counts and numbers in range")
 
 
 class _ConstantError(ValueError):
@@ -102,15 +124,16 @@ def _check_values(document: Any, limits: CollectorLimits, body: bytes | None = N
     while pending:
         value, depth = pending.pop()
         if isinstance(value, dict | list) and depth > limits.max_depth:
-            raise BatchError(400, f"the body nests JSON deeper than {limits.max_depth} levels")
+            raise _too_deep(limits.max_depth)
         if isinstance(value, dict):
             pending.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list):
             pending.extend((item, depth + 1) for item in value)
         elif isinstance(value, int) and not isinstance(value, bool) and abs(value) > limits.max_integer:
-            raise BatchError(422, f"the body holds an integer beyond ±{limits.max_integer}")
+            raise _integer_beyond(limits.max_integer)
         elif isinstance(value, float) and not math.isfinite(value):
-            raise BatchError(422, "the body holds a number too large for a float")
+            raise BatchError(422, "the body holds a number too large for a float", expected="finite numbers",
+                             fix="leave a value that is not finite out (the device runtime does)")
 
 
 def _check_depth(document: Any, max_depth: int) -> None:
@@ -119,7 +142,7 @@ def _check_depth(document: Any, max_depth: int) -> None:
     while pending:
         value, depth = pending.pop()
         if depth > max_depth:
-            raise BatchError(400, f"the body nests JSON deeper than {max_depth} levels")
+            raise _too_deep(max_depth)
         for item in value.values() if type(value) is dict else value:
             if type(item) is dict or type(item) is list:
                 pending.append((item, depth + 1))
@@ -134,7 +157,7 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     """
     limits = limits or CollectorLimits()
     if len(body) > limits.max_body_bytes:
-        raise BatchError(413, f"the body is {len(body)} bytes, over the {limits.max_body_bytes}-byte limit")
+        raise body_too_large(limits.max_body_bytes, len(body))
     decoded = decode_aggregates(body, vocabularies, max_records=limits.max_records, max_integer=limits.max_integer)
     if decoded is not None:  # a schema-3 envelope checked in C; anything else takes the exact path below
         device_id, dropped, aggregates = decoded
@@ -142,30 +165,33 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     try:
         envelope = json.loads(body, parse_constant=_refuse_constant)
     except _ConstantError as error:
-        raise BatchError(400, f"the body holds {error.constant}, which JSON has no number for: send finite numbers "
-                         "(a non-finite feature is left out)") from None
+        raise BatchError(400, f"the body holds {error.constant}, which JSON has no number for",
+                         expected="finite JSON numbers", fix="leave a value that is not finite out (the device "
+                         "runtime leaves out a feature that is not finite)") from None
     except ValueError as error:
         if "integer string conversion" in str(error):  # an integer of thousands of digits (Python's parse limit)
-            raise BatchError(422, f"the body holds an integer beyond ±{limits.max_integer}: send counts and "
-                             "numbers in range") from None
-        raise BatchError(400, f"the body is not valid UTF-8 JSON ({type(error).__name__}): send one JSON object "
-                         "as protocol.md describes") from None
+            raise _integer_beyond(limits.max_integer) from None
+        raise BatchError(400, f"the body is not valid UTF-8 JSON ({type(error).__name__})", expected=_ENVELOPE,
+                         fix=_SEND_ENVELOPE) from None
     except RecursionError:
-        raise BatchError(400, "the body is not valid UTF-8 JSON (nested too deep): send one JSON object as "
-                         "protocol.md describes") from None
+        raise BatchError(400, "the body is not valid UTF-8 JSON (nested too deep)", expected=_ENVELOPE,
+                         fix=_SEND_ENVELOPE) from None
     aggregates = isinstance(envelope, dict) and type(envelope.get("schema_version")) is int and envelope[
         "schema_version"] == AGGREGATE_SCHEMA_VERSION
     if not aggregates:  # an aggregate bounds its own numbers and shapes (validate_aggregate): no generic walk
         _check_values(envelope, limits, body)
     if not isinstance(envelope, dict):
-        raise BatchError(400, f"the body is a JSON {type(envelope).__name__}, not an object")
+        raise BatchError(400, f"the body is a JSON {type(envelope).__name__}, not an object", expected=_ENVELOPE,
+                         fix=_SEND_ENVELOPE)
     unknown = sorted(set(envelope) - set(ENVELOPE_FIELDS))
     if unknown:
         shown = shown_key(unknown[0])
-        raise BatchError(422, f"envelope field '{shown}' is not part of the protocol", field=shown)
+        raise BatchError(422, f"envelope field '{shown}' is not part of the protocol", field=shown,
+                         expected=f"only the envelope fields {', '.join(ENVELOPE_FIELDS)}", fix="leave it out")
     missing = [field for field in ENVELOPE_FIELDS if field not in envelope]
     if missing:
-        raise BatchError(422, f"envelope field '{missing[0]}' is missing", field=missing[0])
+        raise BatchError(422, f"envelope field '{missing[0]}' is missing", field=missing[0],
+                         expected=f"every envelope field: {', '.join(ENVELOPE_FIELDS)}", fix=_SEND_ENVELOPE)
     version = envelope["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         accepted = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
@@ -173,19 +199,26 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
             isinstance(version, str) and 0 < len(version) <= 8 and set(version) <= set("0123456789."))
         sent = json.dumps(version) if version_like else f"(a {type(version).__name__})"  # is never echoed
         raise BatchError(422, f"schema_version {sent} is not supported; this collector accepts {accepted} "
-                         f"(newest {max(SUPPORTED_SCHEMA_VERSIONS)}): upgrade the collector, or send a version it "
-                         "accepts", field="schema_version")
+                         f"(newest {max(SUPPORTED_SCHEMA_VERSIONS)})", field="schema_version",
+                         expected="a schema_version this collector accepts",
+                         fix="upgrade the collector, or send a version it accepts")
     device_id = envelope["device_id"]
     if not is_pseudonymous_device_id(device_id):
-        raise BatchError(422, "device_id is not a pseudonymous id (16-64 lowercase hex)", field="device_id")
+        raise BatchError(422, "device_id is not a pseudonymous id", field="device_id",
+                         expected="16-64 lowercase hex characters", fix="derive it with runtime.telemetry.records."
+                         "pseudonymous_device_id (never a serial number, a name or a patient identifier)")
     dropped = envelope["dropped"]
     if isinstance(dropped, bool) or not isinstance(dropped, int) or not 0 <= dropped <= limits.max_integer:
-        raise BatchError(422, f"dropped is not an integer from 0 to {limits.max_integer}", field="dropped")
+        raise BatchError(422, "dropped is not a count", field="dropped",
+                         expected=f"an integer from 0 to {limits.max_integer}",
+                         fix="send the outbox's count of records dropped when it was full")
     records = envelope["records"]
     if not isinstance(records, list):
-        raise BatchError(422, "records is not a list", field="records")
+        raise BatchError(422, "records is not a list", field="records", expected="a JSON list of records",
+                         fix=_SEND_ENVELOPE)
     if len(records) > limits.max_records:
-        raise BatchError(413, f"the batch has {len(records)} records, over the {limits.max_records}-record limit")
+        raise BatchError(413, f"the batch has {len(records)} records", expected=f"at most {limits.max_records}",
+                         fix="split the batch (the device uploader sends at most 500 records per request)")
     return Batch(device_id, dropped, _checked_records(records, device_id, version, vocabularies), version)
 
 
@@ -203,9 +236,12 @@ def _checked_records(records: list[Any], device_id: str, version: int,
         except TelemetryError as error:
             raise BatchError(422, f"record {index}: {error}", index=index, field=error.field) from None
         if valid["device_id"] != device_id:
-            raise BatchError(422, f"record {index}: device_id differs from the batch's", index=index, field="device_id")
+            raise BatchError(422, f"record {index}: device_id differs from the batch's", index=index, field="device_id",
+                             expected="every record of the device that sends the envelope",
+                             fix="send each device's records in its own requests")
         if valid["sequence"] in seen:
-            raise BatchError(422, f"record {index}: sequence repeats within the batch", index=index, field="sequence")
+            raise BatchError(422, f"record {index}: sequence repeats within the batch", index=index, field="sequence",
+                             expected="each outbox sequence once per batch", fix="send each outbox row once")
         seen.add(valid["sequence"])
         checked.append(valid)
     return tuple(checked)

@@ -416,3 +416,41 @@ def test_a_database_file_removed_while_running_is_503_never_acknowledged_nor_rec
 def test_a_non_finite_literal_is_named_in_the_refusal(client, store):
     nan = post_raw(client, json.dumps(batch(1)).replace('"latency_us": ', '"latency_us": NaN, "x": ', 1).encode())
     assert nan.status_code == 400 and "NaN" in nan.json()["detail"] and store.count() == 0
+
+
+ENVELOPE_REFUSALS = {  # body (or dict, sent as JSON), HTTP status
+    "not JSON": (b"{not json", 400),
+    "a list": (b"[1, 2]", 400),
+    "NaN": (b'{"schema_version": 2, "device_id": "x", "dropped": NaN, "records": []}', 400),
+    "nested too deep": (b'{"records": ' + b"[" * 40 + b"]" * 40 + b"}", 400),
+    "an unknown field": ({**batch(1), "patient": 1}, 422),
+    "a missing field": ({key: value for key, value in batch(1).items() if key != "dropped"}, 422),
+    "a name as device id": ({**batch(1), "device_id": "John Smith"}, 422),
+    "a negative dropped": ({**batch(1), "dropped": -1}, 422),
+    "records not a list": ({**batch(1), "records": {}}, 422),
+    "a huge integer": ({**batch(1), "dropped": 10**30}, 422),
+    "two devices": ({**batch(2), "records": [batch(1)["records"][0],
+                                            {**batch(1, first=2)["records"][0], "device_id": "ab" * 16}]}, 422),
+    "a sequence twice": ({**batch(2), "records": batch(1)["records"] * 2}, 422),
+}
+
+
+@pytest.mark.parametrize("case", list(ENVELOPE_REFUSALS))
+def test_every_envelope_refusal_says_what_was_expected_and_how_to_fix_it(client, store, case):
+    body, status = ENVELOPE_REFUSALS[case]
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    response = client.post("/v1/telemetry", content=content, headers={"Content-Type": "application/json"})
+    detail = response.json()["detail"]
+    assert response.status_code == status and ". Expected: " in detail and ". Fix: " in detail, detail
+    assert "John Smith" not in detail and store.count() == 0
+
+
+def test_transport_refusals_say_what_was_expected_and_how_to_fix_it(store):
+    client = TestClient(create_app(store, CollectorLimits(max_body_bytes=1000, max_records=1)))
+    for response, status in ((client.post("/v1/telemetry", content=b"{}", headers={"Content-Type": "text/plain"}),
+                              415),
+                             (client.post("/v1/telemetry", json=batch(40)), 413),
+                             (client.post("/v1/telemetry", content=json.dumps(batch(2)).encode()[:990] + b" " * 20,
+                                          headers={"Content-Type": "application/json"}), 413)):
+        detail = response.json()["detail"]
+        assert response.status_code == status and ". Expected: " in detail and ". Fix: " in detail, detail
