@@ -244,6 +244,19 @@ class SourceClock:
         self._expected: float | None = None
         self._last_chunk_s = 0.0
 
+    def gap_before(self, timestamp: float) -> float:
+        """The gap ``check`` would report for a chunk stamped ``timestamp``, without taking the chunk (the caller
+        refuses a gap it cannot represent before the clock moves); NaN for a timestamp that is not finite."""
+        if not math.isfinite(timestamp):
+            return math.nan
+        if self._anchor is None or self._expected is None:
+            return 0.0
+        jump = timestamp - self._expected
+        return jump if jump > self._allowance() else 0.0
+
+    def _allowance(self) -> float:
+        return self.config.gap_tolerance_s + self.config.gap_chunk_fraction * self._last_chunk_s
+
     def check(self, timestamp: float, count: int) -> float:
         """Seconds of gap before this chunk (0.0 when none); updates ``rate_suspect``."""
         if not math.isfinite(timestamp):
@@ -251,7 +264,7 @@ class SourceClock:
         gap = 0.0
         if self._anchor is not None and self._expected is not None:
             jump = timestamp - self._expected
-            allowance = self.config.gap_tolerance_s + self.config.gap_chunk_fraction * self._last_chunk_s
+            allowance = self._allowance()
             if jump > allowance:
                 gap, self._anchor = jump, None
             elif jump < -allowance:

@@ -151,11 +151,16 @@ class EcgStream:
         if timestamp_s is not None:
             if not isinstance(timestamp_s, numbers.Real):
                 raise SignalError(f"timestamp {timestamp_s!r}", expected="seconds as a number", fix="pass a float")
-            gap = self._clock.check(float(timestamp_s), samples.size)
-            if not gap <= MAX_GAP_S:  # also NaN: a timestamp of inf, or one that jumped by more than a year
-                raise SignalError(f"timestamp {timestamp_s!r} s jumps {gap:.3g} s past the stream's clock",
+            if not math.isfinite(timestamp_s):
+                raise SignalError(f"timestamp {timestamp_s!r}", expected="a finite number of seconds",
+                                  fix="pass the chunk's time in seconds, or no timestamp")
+            # checked before the clock takes the chunk: a caller that goes on after the refusal keeps its time base
+            if not self._clock.gap_before(float(timestamp_s)) <= MAX_GAP_S:
+                raise SignalError(f"timestamp {timestamp_s!r} s jumps "
+                                  f"{self._clock.gap_before(float(timestamp_s)):.3g} s past the stream's clock",
                                   expected=f"chunk timestamps in seconds, at most {MAX_GAP_S:.0f} s (a year) apart",
                                   fix="pass timestamps in seconds; after a longer interruption start a new EcgStream")
+            gap = self._clock.check(float(timestamp_s), samples.size)
             if gap > 0:
                 events += self._gap(gap)
             if self._clock.rate_suspect:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 import pytest
@@ -175,10 +176,17 @@ def test_a_gap_or_timestamp_jump_beyond_a_year_is_refused_not_overflowed(ecg_bun
         with pytest.raises(SignalError, match="a finite duration from 0 to"):
             stream.gap(seconds)
     timed = EcgStream(ecg_bundle, 360.0)
-    timed.feed(signal[:1800], timestamp_s=0.0)
+    events = timed.feed(signal[:1800], timestamp_s=0.0)
     with pytest.raises(SignalError, match=r"jumps .* past the stream's clock"):
         timed.feed(signal[1800:], timestamp_s=1e20)
+    for bad in (math.inf, math.nan):
+        with pytest.raises(SignalError, match="Expected: a finite number of seconds"):
+            timed.feed(signal[1800:], timestamp_s=bad)
     assert stream.feed(signal[1800:]) is not None and stream.flush() is not None  # still usable after a refusal
+    # the refused chunks never reached the clock: the next one, on time, is neither a gap nor a rate mismatch
+    events += timed.feed(signal[1800:], timestamp_s=5.0) + timed.flush()
+    assert not [event for event in events if getattr(event, "flag", None) in ("gap", "rate_mismatch")]
+    assert _beats(events)
 
 
 def test_a_recording_too_short_to_judge_says_so(ecg_bundle):
