@@ -291,6 +291,7 @@ def _raise_for_unconverted_layers(
     if not problems:
         return
     descriptions = []
+    hints: list[str] = []
     for problem in problems.values():
         layer = _layer_for_node(model, problem.node_name)
         where = (
@@ -299,8 +300,12 @@ def _raise_for_unconverted_layers(
             else f"TensorFlow node {problem.node_name!r}"
         )
         descriptions.append(f"{where}: op {problem.op_type} ({problem.reason}; node {problem.node_name})")
+        hint = _known_fix(layer, problem)
+        if hint is not None and hint not in hints:
+            hints.append(hint)
     required_opsets = [problem.required_opset for problem in problems.values() if problem.required_opset]
-    fix = (
+    fix = "; ".join(hints) + "; otherwise " if hints else ""
+    fix += (
         "replace the layer with standard Keras layers built from supported ops "
         "(e.g. keras.ops functions tf2onnx converts), or move that computation outside the model"
     )
@@ -311,6 +316,20 @@ def _raise_for_unconverted_layers(
         expected="every layer lowered to standard ONNX operators",
         fix=fix,
     )
+
+
+def _known_fix(layer: keras.layers.Layer | None, problem: _ConverterProblem) -> str | None:
+    """The specific fix for a layer setting TensorFlow lowers to an op tf2onnx cannot convert (None: no known one)."""
+    if problem.op_type == "Erfc" and "gelu" in problem.node_name.lower():
+        return ("GELU: Keras's exact GELU becomes Erfc, which tf2onnx cannot convert — use its tanh approximation "
+                "(keras.activations.gelu(x, approximate=True), e.g. in a keras.layers.Activation) and retrain")
+    config = layer.get_config() if layer is not None else {}
+    groups = config.get("groups")
+    if isinstance(groups, int) and groups > 1:  # a convolution's channel groups
+        return (f"grouped convolution: {layer.name!r} has groups={groups}, which TensorFlow lowers to a "
+                "function call tf2onnx cannot convert — split the channels and give each group its own "
+                "convolution (keras.ops.split, then Concatenate), or use a DepthwiseConv1D followed by a 1×1 Conv1D")
+    return None
 
 
 def _with_opset_hint(problem: _ConverterProblem, opset: int) -> _ConverterProblem:

@@ -123,6 +123,39 @@ def test_unconvertible_layer_is_named_and_nothing_is_written(tmp_path: Path) -> 
     assert list(tmp_path.iterdir()) == []  # no temporary file left behind
 
 
+def test_known_unconvertible_settings_get_their_own_fix_which_exports(tmp_path: Path) -> None:
+    """Exact GELU (TensorFlow's Erfc) and a grouped convolution (a function call) cannot be converted: the fix
+    names the layer setting and the replacement, and that replacement exports with parity."""
+    import keras
+    import onnxruntime
+
+    def model(kind: str) -> object:
+        keras.utils.set_random_seed(3)
+        inputs = keras.Input((16, 4))
+        if kind == "gelu":
+            hidden = keras.layers.Conv1D(8, 3, activation="gelu", name="exact_gelu")(inputs)
+        elif kind == "grouped":
+            hidden = keras.layers.Conv1D(8, 3, groups=2, name="grouped")(inputs)
+        else:  # both replacements the fixes name
+            halves = keras.layers.Lambda(lambda values: keras.ops.split(values, 2, axis=-1))(inputs)
+            hidden = keras.layers.Concatenate()([keras.layers.Conv1D(4, 3)(half) for half in halves])
+            hidden = keras.layers.Activation(lambda values: keras.activations.gelu(values, approximate=True))(hidden)
+        return keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling1D()(hidden)))
+
+    for kind, needle in (("gelu", "use its tanh approximation (keras.activations.gelu(x, approximate=True)"),
+                         ("grouped", "grouped convolution: 'grouped' has groups=2")):
+        with pytest.raises(ExportError) as raised:
+            export_keras_to_onnx(model(kind), tmp_path / f"{kind}.onnx", ExportConfig())
+        assert needle in raised.value.fix, raised.value.fix
+        assert "otherwise replace the layer" in raised.value.fix
+    replaced = model("replaced")
+    export_keras_to_onnx(replaced, tmp_path / "replaced.onnx", ExportConfig())
+    session = onnxruntime.InferenceSession(str(tmp_path / "replaced.onnx"), providers=["CPUExecutionProvider"])
+    values = np.random.default_rng(0).normal(size=(4, 16, 4)).astype(np.float32)
+    onnx_outputs = session.run(None, {session.get_inputs()[0].name: values})[0]
+    assert np.abs(onnx_outputs - np.asarray(replaced(values))).max() < 1e-5
+
+
 def test_failed_export_leaves_an_existing_destination_untouched(tmp_path: Path) -> None:
     destination = tmp_path / "model.onnx"
     destination.write_bytes(b"previous model")
