@@ -133,9 +133,21 @@ def check_output_path(output: Path | None) -> None:
     if output.is_dir():
         raise OutputPathError(f"--output {output} is a folder", expected="a file path for the JSON lines",
                               fix="pass a file name inside that folder")
-    if not output.parent.is_dir():
-        raise OutputPathError(f"--output {output}: the folder {output.parent} does not exist",
+    target = output_target(output)
+    if not target.parent.is_dir():
+        raise OutputPathError(f"--output {output}: the folder {target.parent} does not exist",
                               expected="a file path inside an existing folder", fix="create the folder first")
+
+
+def output_target(output: Path) -> Path:
+    """Where ``--output`` writes: a symbolic link is written through (its target, not the link, is replaced)."""
+    return Path(output).resolve() if Path(output).is_symlink() else Path(output)
+
+
+def _streamed(target: Path) -> bool:
+    """An existing output that is not a regular file (a device such as /dev/null, a pipe): written to directly,
+    never replaced by a file."""
+    return target.exists() and not target.is_file()
 
 
 def check_output_clashes(output: Path, bundle: Path, input_path: Path, outbox: Path | None) -> None:
@@ -179,18 +191,21 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
     Returns the number of events of each kind. Raises ``EdgemedError`` when the bundle or
     the input is refused (the command lines turn that into exit status 1). ``output`` is written to a temporary
     file beside it and renamed into place when the run is complete: a refused or interrupted run leaves an
-    existing file as it was.
+    existing file as it was. A symbolic link is written through; a device or a pipe (``/dev/null``, a FIFO) is
+    written to directly, never replaced.
     """
     check_paths(output, options, bundle, input_path)
     kinds: Counter[str] = Counter()
     events = run(bundle, input_path, options)
-    temporary = None if output is None else Path(output).with_name(f".{Path(output).name}.{os.getpid()}.partial")
+    target = None if output is None else output_target(output)
+    streamed = target is not None and _streamed(target)
+    temporary = None if target is None or streamed else target.with_name(f".{target.name}.{os.getpid()}.partial")
     try:
         with contextlib.ExitStack() as stack:
-            if temporary is None:
+            if target is None:
                 writer = JsonLinesWriter(sys.stdout, follow=True)
             else:
-                writer = JsonLinesWriter(stack.enter_context(temporary.open("w")))
+                writer = JsonLinesWriter(stack.enter_context((target if streamed else temporary).open("w")))
             for event in events:
                 writer.write(event)
                 kinds[event.kind] += 1
@@ -198,8 +213,8 @@ def write_events(bundle: Path, input_path: Path, options: RunOptions, output: Pa
                     print(f"warning: {event.duration_s:.3g} s of signal from {event.time_s:.3g} s is too short for the "
                           "model (one window, or the beat detector's learning period): nothing in it was judged",
                           file=sys.stderr)
-        if temporary is not None:  # written and closed: now it replaces the output
-            os.replace(temporary, output)
+        if temporary is not None:  # written and closed: now it replaces the output (a link's target)
+            os.replace(temporary, target)
     except OSError as error:  # a full disk, a vanished folder or input file: the run stops, no partial success
         raise OutputPathError(
             f"the run stopped on an I/O error ({error.strerror or type(error).__name__}"

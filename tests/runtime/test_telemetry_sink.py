@@ -378,3 +378,33 @@ def test_output_never_overwrites_the_input_the_outbox_or_the_bundle_and_survives
                           cwd=REPOSITORY, timeout=120)
     assert done.returncode == 0, done.stderr
     assert json.loads(earlier.read_text().splitlines()[0])["type"] in ("beat", "quality")  # replaced whole
+
+
+def test_an_output_link_is_written_through_and_a_device_or_pipe_is_written_to_not_replaced(pvc_bundle, recording,
+                                                                                          tmp_path):
+    """``--output`` a symbolic link: its target gets the events and the link stays a link; ``--output`` a FIFO (as
+    /dev/stdout or /dev/null would be): the events are written into it, and it is never replaced by a file."""
+    import os
+    import threading
+
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "events.jsonl").write_text("earlier\n")
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(results / "events.jsonl")
+    done = subprocess.run(_command(pvc_bundle, recording, "--output", str(link)), capture_output=True, text=True,
+                          cwd=REPOSITORY, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert link.is_symlink() and json.loads((results / "events.jsonl").read_text().splitlines()[0])["type"]
+    assert sorted(path.name for path in results.iterdir()) == ["events.jsonl"]  # no temporary file left
+    fifo = tmp_path / "events.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    piped = subprocess.run(_command(pvc_bundle, recording, "--output", str(fifo)), capture_output=True, text=True,
+                           cwd=REPOSITORY, timeout=120)
+    reader.join(timeout=60)
+    assert piped.returncode == 0, piped.stderr
+    assert not fifo.is_file() and fifo.exists() and received and json.loads(received[0].splitlines()[0])["type"]
+    assert not list(tmp_path.glob(".events.fifo.*"))
