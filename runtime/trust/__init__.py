@@ -20,6 +20,7 @@ from runtime.trust.errors import (
     TrustStoreError,
     UnknownKeyError,
     UnlistedModelFileError,
+    UnreadableFileError,
     UnsignedBundleError,
     VerificationUnavailableError,
 )
@@ -47,6 +48,7 @@ __all__ = [
     "TrustedKey",
     "UnknownKeyError",
     "UnlistedModelFileError",
+    "UnreadableFileError",
     "UnsignedBundleError",
     "Verdict",
     "VerificationUnavailableError",

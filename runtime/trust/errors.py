@@ -54,5 +54,9 @@ class UnlistedModelFileError(BundleError):
     """A model file is in the bundle tree (any subfolder) without being listed (and hashed) in the manifest."""
 
 
+class UnreadableFileError(BundleError):
+    """A bundle file or folder exists but cannot be read (permissions, an I/O error, a name the OS cannot hold)."""
+
+
 class LinkInBundleError(BundleError):
     """A symbolic link (or another non-regular file) is inside the bundle folder, where only plain files belong."""

@@ -30,6 +30,7 @@ from runtime.trust.errors import (
     TamperedFileError,
     TruncatedFileError,
     UnlistedModelFileError,
+    UnreadableFileError,
 )
 from runtime.trust.signature import SIGNATURE_NAME
 
@@ -51,6 +52,23 @@ def _link_error(name: str, what: str) -> LinkInBundleError:
     )
 
 
+def _special_file_error(name: str, mode: int) -> LinkInBundleError:
+    """A listed name that is a folder, or any entry that is a FIFO, socket or device."""
+    if stat.S_ISDIR(mode):
+        return LinkInBundleError(f"{name} in the bundle is a folder, where the manifest lists a file",
+                                 expected=f"{name} as a regular file", fix=_COPY_AGAIN)
+    return LinkInBundleError(f"{name} in the bundle is not a regular file (a pipe, socket or device)",
+                             expected="only regular files and plain folders inside a bundle folder",
+                             fix=_COPY_AGAIN)
+
+
+def _unreadable(name: str, error: OSError) -> UnreadableFileError:
+    reason = error.strerror or type(error).__name__
+    return UnreadableFileError(f"{name} cannot be read ({reason})",
+                               expected="a bundle whose folder and files the device's user can read",
+                               fix="check the bundle's permissions (and the disk), or copy it again")
+
+
 class BundleFolder:
     """A bundle folder, resolved and opened once (``with BundleFolder(path) as folder: …``)."""
 
@@ -61,10 +79,12 @@ class BundleFolder:
 
     def __enter__(self) -> BundleFolder:
         if not self.root.is_dir():
+            exists = self.root.exists()
             raise MissingFileError(
-                f"bundle folder {self.path} does not exist",
+                f"bundle folder {self.path} " + ("is a file, not a folder" if exists else "does not exist"),
                 expected=f"a folder holding {MANIFEST_NAME} and model.onnx",
-                fix="pass the path of a published bundle (bundles/<name>)",
+                fix="pass the path of a published bundle (bundles/<name>)" + (
+                    ", not one of its files" if exists else ""),
             )
         if _DIRECTORY_HANDLES:
             try:
@@ -72,6 +92,8 @@ class BundleFolder:
             except FileNotFoundError as error:  # replaced between resolving and opening
                 raise MissingFileError(f"bundle folder {self.path} disappeared while it was opened",
                                        expected="a published bundle", fix="load it again") from error
+            except OSError as error:
+                raise _unreadable(f"bundle folder {self.path}", error) from None
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -101,7 +123,10 @@ class BundleFolder:
                     expected=f"{MANIFEST_NAME} and every file it lists",
                     fix=_COPY_AGAIN,
                 ) from None
-            raise
+            if error.errno == errno.ENAMETOOLONG:
+                raise MissingFileError(f"the bundle lists a file name of {len(name)} characters",
+                                       expected="plain file names the file system can hold", fix=_COPY_AGAIN) from None
+            raise _unreadable(f"{name} in bundle {self.path}", error) from None
         except ValueError:  # a name the OS cannot hold (an embedded NUL byte)
             raise MissingFileError(f"the bundle lists the file name {name!r}", expected="plain file names",
                                    fix=_COPY_AGAIN) from None
@@ -112,7 +137,7 @@ class BundleFolder:
         try:
             status = os.fstat(descriptor)
             if not stat.S_ISREG(status.st_mode):
-                raise _link_error(name, "not a regular file")
+                raise _special_file_error(name, status.st_mode)
             if size is not None and status.st_size != size:
                 raise TruncatedFileError(
                     f"bundle file {name} is {status.st_size} bytes but the manifest records {size} bytes",
@@ -122,6 +147,8 @@ class BundleFolder:
             cap = limit if size is None else size
             with os.fdopen(os.dup(descriptor), "rb") as handle:
                 data = handle.read(cap + 1)
+        except OSError as error:  # an I/O error while reading
+            raise _unreadable(f"{name} in bundle {self.path}", error) from None
         finally:
             os.close(descriptor)
         if len(data) > cap:
@@ -154,17 +181,25 @@ class BundleFolder:
     # -- the tree ---------------------------------------------------------------------------------------------
 
     def _entries(self) -> Iterator[tuple[str, os.stat_result]]:
-        """(path relative to the folder, lstat) of everything below it, links never followed."""
+        """(path relative to the folder, lstat) of everything below it, links never followed; a folder that cannot
+        be listed is refused (``_refuse_unlisted``), never skipped: what is in it would go unchecked."""
         if self._descriptor is not None:
-            for folder, directories, names, descriptor in os.fwalk(dir_fd=self._descriptor, follow_symlinks=False):
+            for folder, directories, names, descriptor in os.fwalk(dir_fd=self._descriptor, follow_symlinks=False,
+                                                                   onerror=self._refuse_unlisted):
                 for name in [*directories, *names]:
                     yield os.path.normpath(os.path.join(folder, name)), os.stat(
                         name, dir_fd=descriptor, follow_symlinks=False)
             return
-        for folder, directories, names in os.walk(self.root, followlinks=False):
+        for folder, directories, names in os.walk(self.root, followlinks=False, onerror=self._refuse_unlisted):
             for name in [*directories, *names]:
                 path = Path(folder) / name
                 yield str(path.relative_to(self.root)), os.lstat(path)
+
+    def _refuse_unlisted(self, error: OSError) -> None:
+        if isinstance(error, FileNotFoundError):
+            raise error  # removed while it was walked: check_tree says so
+        where = Path(error.filename).name if isinstance(error.filename, str) and error.filename else "a subfolder"
+        raise _unreadable(f"{where} in bundle {self.path} (its contents cannot be checked)", error)
 
     def check_tree(self, listed: Collection[str]) -> None:
         """No links or special files anywhere; no unlisted model file anywhere (subfolders too)."""
@@ -181,7 +216,7 @@ class BundleFolder:
             if stat.S_ISDIR(status.st_mode):
                 continue
             if not stat.S_ISREG(status.st_mode):
-                raise _link_error(relative, "not a regular file")
+                raise _special_file_error(relative, status.st_mode)
             if relative in expected:
                 continue
             if relative.lower().endswith(MODEL_SUFFIXES):

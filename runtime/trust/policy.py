@@ -10,6 +10,9 @@ then refuses, before any session exists:
   device does not know is not checked either (deleting the signature would have the same effect);
 * a signature that does not verify, or is malformed (``BadSignatureError``), whatever the allowance;
 * a signature by a key that is not in the store (``UnknownKeyError``);
+* under the allowance too, a manifest that names a signing key this device trusts without a signature by that
+  key (``BadSignatureError``): a signed bundle whose signature was removed or re-labelled after its manifest was
+  edited;
 * a version older than the newest the device has run (``RollbackError``).
 
 ``TrustPolicy()`` trusts nothing: every bundle is refused. That is ``load_bundle``'s default.
@@ -74,13 +77,21 @@ class TrustPolicy:
                 "(the trust-store folder 'edgemed keys generate' writes)",
             )
         keys = {}
-        for path in sorted(folder.iterdir()):
-            if path.suffix != KEY_SUFFIX or not path.is_file():
-                continue
-            with path.open("rb") as handle:
-                public_key = public_key_from_pem(handle.read(MAX_KEY_FILE_BYTES), str(path))
-            identifier = key_id(raw_public_bytes(public_key))
-            keys[identifier] = TrustedKey(identifier, public_key, path)
+        try:
+            for path in sorted(folder.iterdir()):
+                if path.suffix != KEY_SUFFIX or not path.is_file():
+                    continue
+                with path.open("rb") as handle:
+                    public_key = public_key_from_pem(handle.read(MAX_KEY_FILE_BYTES), str(path))
+                identifier = key_id(raw_public_bytes(public_key))
+                keys[identifier] = TrustedKey(identifier, public_key, path)
+        except OSError as error:
+            where = error.filename if isinstance(error.filename, str) else str(folder)
+            raise TrustStoreError(
+                f"trust store {where} cannot be read ({error.strerror or type(error).__name__})",
+                expected="a trust-store folder and public keys the device's user can read",
+                fix="check the trust store's permissions (and the disk)",
+            ) from None
         if not keys:
             raise TrustStoreError(
                 f"trust store {folder} holds no public key (*{KEY_SUFFIX})",
@@ -174,6 +185,14 @@ def check_release(policy: TrustPolicy, verdict: Verdict, manifest: BundleManifes
         if release.key_purpose is KeyPurpose.DEVELOPMENT:
             logger.warning("bundle %s is signed with a DEVELOPMENT key (%s, such as make build's). %s", bundle,
                            release.key_id, _NOT_FOR_PATIENTS)
+    elif release is not None and release.key_id in policy.keys:  # unverified (the allowance), yet it claims a
+        raise BadSignatureError(                                   # signer this device trusts
+            f"bundle {bundle}'s manifest names signing key {release.key_id}, which this device trusts, but "
+            f"{SIGNATURE_NAME} is missing or by another key",
+            expected=f"a {SIGNATURE_NAME} by {release.key_id} that verifies over {MANIFEST_NAME}",
+            fix="do not use this bundle (its manifest may have been edited after signing); copy it again from "
+            "its release build",
+        )
     if policy.version_state is None:
         return
     if release is None:

@@ -43,6 +43,7 @@ from runtime.bundle import (
     RollbackError,
     UnknownKeyError,
     UnlistedModelFileError,
+    UnreadableFileError,
     UnsignedBundleError,
     load_bundle,
 )
@@ -354,6 +355,83 @@ def test_links_and_model_files_anywhere_in_the_tree_are_refused(ecg_bundle_path,
             load_bundle(folder, trust=trust)
 
 
+@pytest.mark.parametrize("relabel", ["removed", "relabelled to an unknown key"])
+def test_a_manifest_naming_a_trusted_signer_is_never_excused_by_the_allowance(relabel, ecg_bundle_path, copy_bundle,
+                                                                            trust, no_session):
+    """The manifest edited, then its signature removed, or its key id changed to one the device does not know (so
+    the allowance would skip it): the manifest still names the trusted key that signed it, so even under
+    --allow-unsigned the bundle is refused; a device with no keys (development) loads it, loudly unverified."""
+    folder = copy_bundle(ecg_bundle_path)
+    _edit(folder, lambda m: m["output"]["decision"].update(low_confidence_below=0.01))
+    if relabel == "removed":
+        (folder / SIGNATURE).unlink()
+    else:
+        signature = SignatureFile.parse((folder / SIGNATURE).read_bytes())
+        (folder / SIGNATURE).write_bytes(SignatureFile("0123456789abcdef", signature.signature).to_bytes())
+    with pytest.raises(BadSignatureError, match=r"which this device trusts, but manifest\.sig is missing or by "
+                                                r"another key") as raised:
+        load_bundle(folder, trust=TrustPolicy(trust.keys, allow_unsigned=True))
+    assert "Expected:" in str(raised.value) and "Fix: do not use this bundle" in str(raised.value)
+
+
+def test_unreadable_files_folders_and_impossible_names_are_refused_by_name(ecg_bundle_path, copy_bundle, trust,
+                                                                          tmp_path, monkeypatch, no_session):
+    """Permission and I/O errors are bundle refusals naming the file (not tracebacks), even as root (simulated); a
+    folder that cannot be listed is refused, never skipped; a file name too long for the file system, a folder in
+    place of a listed file, and a file given as the bundle folder are each said as what they are."""
+    import errno
+
+    import runtime.trust.folder as folder_module
+    from runtime.trust import BundleFolder
+
+    folder = copy_bundle(ecg_bundle_path)
+    real_open = os.open
+
+    def denied(path, flags, *args, **kwargs):
+        if str(path).endswith("report.md"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(folder_module.os, "open", denied)
+    with pytest.raises(UnreadableFileError, match=r"report\.md in bundle .* cannot be read \(Permission denied\)"):
+        load_bundle(folder, trust=trust)
+    monkeypatch.undo()
+    real_fwalk = os.fwalk
+
+    def unlistable(*args, onerror=None, **kwargs):
+        onerror(PermissionError(errno.EACCES, "Permission denied", "sub"))
+        yield from real_fwalk(*args, onerror=onerror, **kwargs)
+
+    monkeypatch.setattr(folder_module.os, "fwalk", unlistable)
+    with pytest.raises(UnreadableFileError, match=r"sub in bundle .* \(its contents cannot be checked\)"):
+        load_bundle(folder, trust=trust)
+    monkeypatch.undo()
+    with BundleFolder(folder) as opened, pytest.raises(BundleError, match="a file name of 300 characters"):
+        opened.read("a" * 300)
+    report = next(name for name in os.listdir(folder) if name.endswith(".md"))
+    (folder / report).unlink()
+    (folder / report).mkdir()
+    with pytest.raises(LinkInBundleError, match=f"{report} in the bundle is a folder, where the manifest lists a "
+                                                "file") as raised:
+        load_bundle(folder, trust=trust)
+    assert "symbolic" not in str(raised.value)
+    with pytest.raises(BundleError, match="is a file, not a folder"):
+        load_bundle(folder / MANIFEST, trust=trust)
+
+
+def test_an_unreadable_trust_store_is_refused_by_name(trust, tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path as PathType
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(PathType, "iterdir", denied)
+    with pytest.raises(TrustStoreError, match=r"cannot be read \(Permission denied\)") as raised:
+        TrustPolicy.from_store(trust.store)
+    assert "Fix: check the trust store's permissions" in str(raised.value)
+
+
 def test_unlisted_plain_files_in_subfolders_are_only_logged(ecg_bundle_path, copy_bundle, trust, caplog):
     folder = copy_bundle(ecg_bundle_path)
     (folder / "notes").mkdir()
@@ -478,6 +556,6 @@ def test_the_signature_verifies_with_a_second_implementation_of_the_check(ecg_bu
 
 def test_every_refusal_is_a_bundle_error_of_its_own_class():
     refusals = (UnsignedBundleError, BadSignatureError, UnknownKeyError, RollbackError, LinkInBundleError,
-                UnlistedModelFileError)
+                UnlistedModelFileError, UnreadableFileError)
     assert all(issubclass(error, BundleError) for error in refusals)
     assert not any(issubclass(first, second) for first in refusals for second in refusals if first is not second)
