@@ -81,14 +81,23 @@ def check_sample_rate(rate: object, source: str = "the sample rate",
     return value
 
 
+def describe_non_number(text: str) -> str:
+    """What a cell that should hold a number holds instead, never its content: a file may carry a patient's name
+    or record number where a number belongs, and refusals go to logs, reports and other people's screens."""
+    text = text.strip()
+    if not text:
+        return "is empty"
+    return f"holds text ({len(text)} characters), not a number"
+
+
 def _existing(path: Path, sample_rate_hz: float | None, rate_range: tuple[float, float]) -> str:
     """The suffix of an existing input file (``--sample-rate`` checked first), or ``InputError``."""
     if sample_rate_hz is not None:
         check_sample_rate(sample_rate_hz, "--sample-rate", rate_range)
     if not path.is_file():
         raise InputError(
-            f"input file {path} does not exist", expected="a readable .csv, .npy or .h5 file", fix="check the path"
-        )
+            f"input file {path} " + ("is a folder, not a file" if path.is_dir() else "does not exist"),
+            expected="a readable .csv, .npy or .h5 file", fix="check the path")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv", ".h5", ".hdf5"):
         raise InputError(
@@ -364,7 +373,7 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
             values[index] = float(cell)
         except ValueError:
             raise InputError(
-                f"{Path(path).name} row {index + 1}: '{cell[:40]}' is not a number",
+                f"{Path(path).name} row {index + 1}: {describe_non_number(cell)}",
                 expected="one number per row in the signal column",
                 fix="remove or repair that row (write nan for a missing sample)",
             ) from None

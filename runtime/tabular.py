@@ -16,7 +16,7 @@ import numpy as np
 
 from runtime.events import RowPrediction
 from runtime.features import FeatureKind
-from runtime.readers import InputError, read_csv_rows
+from runtime.readers import InputError, describe_non_number, read_csv_rows
 from runtime.rows import DEFAULT_BATCH_ROWS, predict_arrays
 
 logger = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def _cell(row: list[str], position: int, where: tuple[int, int], name: str, path
     try:
         return float(text)
     except ValueError:
-        problem = "is empty" if not text else f"'{text[:40]}' is not a number"
+        problem = describe_non_number(text)
     raise NonNumericCellError(
         f"{path.name} row {where[0]} (line {where[1]}), column '{name}': {problem}",
         expected="a number in every feature cell",

@@ -180,3 +180,19 @@ def test_npz_member_names_are_unique_and_the_archive_fits_one_array_budget(tmp_p
         for name in ("a", "b"):                                       # limit, over it together; refused on the
             archive.writestr(f"{name}.npy", _npy_header("<f8", (140_000_000,)))  # headers, before any data is read
     assert "decode to 2240000000 bytes" in refusal(read_npz, tmp_path / "bomb.npz")
+
+
+def test_a_cell_that_is_not_a_number_is_described_never_quoted_and_a_folder_is_not_a_file(tmp_path):
+    """A signal CSV whose row holds a patient's details: the refusal names the row and how much text, never the
+    text (refusals reach logs, reports and worker logs others can read); a folder given as the input is said as
+    such."""
+    path = tmp_path / "patient.csv"
+    path.write_text("ecg\n0.1\nPatient: John Smith MRN 4455667 DOB 1961-02-03\n0.2\n")
+    with pytest.raises(InputError) as raised:
+        read_signal(path, 360.0)
+    message = str(raised.value)
+    assert "patient.csv row 2: holds text (46 characters), not a number" in message, message
+    assert not any(word in message for word in ("John", "Smith", "4455667", "1961"))
+    (tmp_path / "folder.csv").mkdir()
+    with pytest.raises(InputError, match=r"folder\.csv is a folder, not a file"):
+        read_signal(tmp_path / "folder.csv", 360.0)

@@ -57,7 +57,8 @@ def test_missing_column_is_named(breast_bundle, tmp_path):
     assert names[0] in str(raised.value) and names[1] in str(raised.value) and names[2] not in str(raised.value)
 
 
-@pytest.mark.parametrize(("cell", "problem"), [("abc", "not a number"), ("", "empty")])
+@pytest.mark.parametrize(("cell", "problem"), [("John Smith MRN 4455667", "holds text (22 characters), not a "
+                                                                    "number"), ("", "empty")])
 def test_bad_cell_names_row_and_column(breast_bundle, tmp_path, cell, problem):
     names = list(breast_bundle.input_spec.feature_names)
     rows = [[1.0] * len(names) for _ in range(4)]
@@ -67,6 +68,7 @@ def test_bad_cell_names_row_and_column(breast_bundle, tmp_path, cell, problem):
         read_feature_csv(path, tuple(names))
     message = str(raised.value)
     assert "row 2 (line 4)" in message and f"'{names[5]}'" in message and problem in message
+    assert "Smith" not in message and "4455667" not in message  # a cell's content is never echoed
 
 
 def test_non_finite_numbers_are_read_as_they_are_for_the_runner_to_flag(breast_bundle, tmp_path):
