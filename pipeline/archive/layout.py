@@ -137,13 +137,15 @@ def _inside(folder: Path, name: object, field: str, entry: int) -> str:
     return str((folder / name).absolute())
 
 
-def _optional_rate(value: object, entry: int) -> float | None:
+def _optional_rate(value: object, entry: str) -> float | None:
     if value is None:
         return None
     try:
-        return check_sample_rate(value, f"recording {entry}'s sample_rate_hz")
+        return check_sample_rate(value, f"{entry}: sample_rate_hz")
     except InputError as error:
-        raise ArchiveError(error.what, expected=error.expected, fix="correct the index") from None
+        raise ArchiveError(error.what, expected=error.expected,
+                           fix="correct that entry of the index (or leave its sample_rate_hz out and pass "
+                               "--sample-rate)") from None
 
 
 def _index_entries(folder: Path, index: object) -> tuple[ArchiveEntry, ...]:
@@ -165,7 +167,8 @@ def _index_entries(folder: Path, index: object) -> tuple[ArchiveEntry, ...]:
         entries.append(ArchiveEntry(
             name=item["name"],
             file=_inside(folder, item.get("file"), "file", number),
-            sample_rate_hz=_optional_rate(item.get("sample_rate_hz"), number),
+            sample_rate_hz=_optional_rate(item.get("sample_rate_hz"), f"recording {number + 1} of the index "
+                                          f"({item['name'][:80]!r})"),
             annotations=None if item.get("annotations") is None
             else _inside(folder, item["annotations"], "annotations", number),
             group=None if group is None else str(group),
@@ -218,7 +221,10 @@ def read_archive(folder: Path | str, sample_rate_hz: float | None = None) -> Arc
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise ArchiveError(f"archive {folder} lists {', '.join(repeated[:5])} more than once",
-                           expected="one entry per recording name", fix="give every recording its own name")
+                           expected="one entry per recording name",
+                           fix="give every recording its own name" if archive.indexed else
+                           "rename one of the files that share a name (a recording is named by its file name "
+                           "without the suffix: rec1.npy and rec1.csv are both 'rec1')")
     return archive
 
 
@@ -246,6 +252,10 @@ def read_annotations(path: Path | str) -> BeatAnnotations:
         raise AnnotationError(f"{path.name}: beat_samples and labels are not two aligned lists",
                               expected="integer sample indices and one string label per beat",
                               fix="write one label per beat position")
+    if samples and not -(2**63) <= min(samples) <= max(samples) < 2**63:
+        raise AnnotationError(f"{path.name}: a beat position is beyond any recording's length",
+                              expected="sample indices from 0 that fit a 64-bit integer",
+                              fix="write beat positions in samples at the file's sample_rate_hz")
     positions = np.asarray(samples, dtype=np.int64) if samples else np.zeros(0, np.int64)
     if positions.size and (positions[0] < 0 or np.any(np.diff(positions) <= 0)):
         raise AnnotationError(f"{path.name}: beat positions are negative, unsorted or repeated",

@@ -22,6 +22,7 @@ and edgemed must be installed in the workers' environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -48,6 +49,7 @@ from pipeline.archive.report import failures, render_markdown, totals, validatio
 from pipeline.archive.worker import RecordingValidator, TrustSettings, WorkerConfig, failed_row, rows_table
 from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream
+from runtime.errors import EdgemedError
 from runtime.hashing import sha256_file
 from runtime.version import EDGEMED_VERSION
 
@@ -114,19 +116,40 @@ def _ray_data_settings(ray, verbose: bool) -> Iterator[None]:
 
 
 def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Refuse a cluster address nothing answers at (``ray.init`` would retry for minutes); "auto" is Ray's to find."""
+    """Refuse a cluster address nothing answers at, or where what answers does not speak gRPC (Ray's head and Ray
+    Client do; ``ray.init`` would retry for ever at a port some other server holds); "auto" is Ray's to find."""
     if address == "auto":
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            return
+            pass
     except (OSError, ValueError) as error:
         problem = f"{type(error).__name__}: {error}"
+    else:
+        if _speaks_grpc(f"{host or '127.0.0.1'}:{int(port)}", timeout_s):
+            return
+        problem = f"something answers there, but not Ray: no gRPC handshake within {timeout_s:g} s"
     raise ArchiveError(f"no Ray cluster answers at {address} ({problem})",
                        expected="HOST:PORT of a running cluster's head (or ray://HOST:PORT for Ray Client, or auto)",
                        fix="start one with `ray start --head` and pass the address it prints, or leave --ray-address "
                            "out to run on this machine")
+
+
+def _speaks_grpc(target: str, timeout_s: float) -> bool:
+    """Whether an HTTP/2 (gRPC) connection to ``target`` comes up within ``timeout_s`` (grpc comes with Ray)."""
+    try:
+        import grpc
+    except ImportError:  # nothing to check with: ray.init decides
+        return True
+    channel = grpc.insecure_channel(target)
+    try:
+        grpc.channel_ready_future(channel).result(timeout=timeout_s)
+        return True
+    except grpc.FutureTimeoutError:
+        return False
+    finally:
+        channel.close()
 
 
 @contextmanager
@@ -160,10 +183,25 @@ def ray_session(config: ArchiveRunConfig) -> Iterator[str]:
 
 
 def open_checked_bundle(bundle_path: Path, trust: TrustSettings, config: WorkerConfig) -> Bundle:
-    """The bundle verified under the full policy (rollback recorded once, here), and proven runnable by the stream."""
-    bundle = load_bundle(bundle_path, config.provider, config.threads, trust=trust.policy(True))
-    EcgStream(bundle, config.recording.stream.minimum_source_rate_hz, config=config.recording.stream)
+    """The bundle verified, proven runnable by the ECG stream, then loaded under the full policy (rollback checked
+    and recorded once, here): a bundle refused here never enters the device's rollback state."""
+    policy = trust.policy(True)
+    _check_stream(load_bundle(bundle_path, config.provider, config.threads, trust=replace(policy, version_state=None)),
+                  bundle_path, config)
+    bundle = load_bundle(bundle_path, config.provider, config.threads, trust=policy)
+    _check_stream(bundle, bundle_path, config)  # the same folder, unless a publish swapped it meanwhile
     return bundle
+
+
+def _check_stream(bundle: Bundle, bundle_path: Path, config: WorkerConfig) -> None:
+    try:
+        EcgStream(bundle, config.recording.stream.minimum_source_rate_hz, config=config.recording.stream)
+    except EdgemedError as error:
+        raise ArchiveError(
+            f"bundle {bundle_path} ({bundle.manifest.scenario}) cannot run on the device's ECG stream: {error.what}",
+            expected="an ECG beat-classifier bundle (such as bundles/ecg-pvc): validate-archive runs recordings "
+                     "through the ECG stream and scores them against beat annotations",
+            fix="pass an ECG beat bundle; run other bundles on their own inputs with `edgemed run`") from None
 
 
 def _items(archive: Archive) -> list[dict]:
@@ -322,15 +360,22 @@ def validate_archive(bundle_path: Path | str, archive: Archive, output: Path | N
     if config.workers < 1:
         raise ArchiveError(f"{config.workers} workers", expected="at least one worker", fix="pass --workers ≥ 1")
     bundle_path = Path(bundle_path)
+    created = output is not None and not Path(output).exists()
     if output is not None:
         _writable_folder(Path(output))  # before the run: a folder that cannot be written loses nothing yet
-    bundle = open_checked_bundle(bundle_path, trust, config.worker)
-    ray = _ray()
-    started = time.perf_counter()
-    with ray_session(config) as described, _ray_data_settings(ray, config.ray_logs):
-        ray_started, busy_before, driver_before = time.perf_counter(), machine_busy_s(), driver_cpu_s()
-        rows, first_result_s = _execute(ray, bundle_path, archive, trust, config, progress)
-        finished, busy_after, driver_after = time.perf_counter(), machine_busy_s(), driver_cpu_s()
+    try:
+        bundle = open_checked_bundle(bundle_path, trust, config.worker)
+        ray = _ray()
+        started = time.perf_counter()
+        with ray_session(config) as described, _ray_data_settings(ray, config.ray_logs):
+            ray_started, busy_before, driver_before = time.perf_counter(), machine_busy_s(), driver_cpu_s()
+            rows, first_result_s = _execute(ray, bundle_path, archive, trust, config, progress)
+            finished, busy_after, driver_after = time.perf_counter(), machine_busy_s(), driver_cpu_s()
+    except BaseException:  # refused, failed or interrupted before anything was written: no empty folder left
+        if created:
+            with contextlib.suppress(OSError):
+                Path(output).rmdir()
+        raise
     rows = _complete(rows, archive)
     total = totals(rows)
     pipeline_s = finished - ray_started

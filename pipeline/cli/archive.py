@@ -69,6 +69,7 @@ def make_archive_command(output: Path, recordings: int, seconds: float, records:
         loaded = {record.record_id: record for record in load_records(wanted)}
         plans = plan_excerpts({name: record.duration_s for name, record in loaded.items()}, recordings, seconds)
         overlap = overlap_s(plans)
+        used = [name for name in loaded if any(plan.source == name for plan in plans)]  # fewer than loaded: few plans
 
         def cut():
             numbers: dict[str, int] = {}
@@ -83,14 +84,14 @@ def make_archive_command(output: Path, recordings: int, seconds: float, records:
                     group=f"{plan.source} ({split})",
                     extra={"source_record": plan.source, "start_s": plan.start_s, "lead": part.lead, "split": split})
 
-        note = (f"{len(plans)} excerpts of {seconds:g} s from {len(loaded)} MIT-BIH records; excerpts of one record "
+        note = (f"{len(plans)} excerpts of {seconds:g} s from {len(used)} MIT-BIH records; excerpts of one record "
                 + (f"overlap by up to {overlap:g} s, so beats are counted more than once and recordings of one "
                    "record are not independent (the bootstrap over recordings is optimistic; read the per-group "
                    "figures)" if overlap > 0 else "do not overlap")
                 + ". Groups name each record's role in the shipped ecg-pvc build: only 'test' records are held out "
                   "from the model.")
         source = {**provenance(), "excerpts": {"count": len(plans), "seconds": seconds, "max_overlap_s": overlap,
-                                               "records": list(loaded)}, "note": note}
+                                               "records": used}, "note": note}
         description = (f"{len(plans)} annotated {seconds:g}-s excerpts of the vendored MIT-BIH subset"
                        + (f", plus {corrupt} deliberately corrupt file(s)" if corrupt else ""))
         index = write_archive(output, cut(), description, source, SignalFormat(signal_format), corrupt)
@@ -160,14 +161,15 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
 
     Each worker verifies the bundle once and runs the device stream on one recording at a time, as `edgemed run`
     does; recordings with reference annotations are scored as the build's recording validation scores held-out
-    records (EC57). A bad file is reported and skipped; the run goes on.
+    records (EC57). A bad file is reported and skipped; the run goes on. Exit 1 when no recording ran.
     """
     from pipeline.archive import read_archive
     from pipeline.archive.run import ArchiveRunConfig, validate_archive
 
     configure_logging(verbose)
     trust, worker = _settings(options)
-    output = output or archive_folder.parent / f"{archive_folder.name}-validation"
+    resolved = archive_folder.resolve()  # "--archive ." names the folder it is, not ""
+    output = output or resolved.parent / f"{resolved.name}-validation"
     bars = ProgressBars("", progress)
     try:
         archive = read_archive(archive_folder, options["sample_rate"])
@@ -193,6 +195,9 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
                 "qrs_sensitivity", "qrs_positive_predictivity", "v_sensitivity", "v_positive_predictivity"))))
     for path in outcome.written:
         click.echo(f"written: {path}")
+    if total["recordings"] and not total["succeeded"]:
+        raise click.ClickException(f"none of the {total['recordings']} recordings ran (see FAILED above and the "
+                                   "report): nothing was validated")
 
 
 @click.command("bench-archive")

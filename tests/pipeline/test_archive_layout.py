@@ -91,6 +91,21 @@ def test_a_bad_index_is_refused_as_a_whole(tmp_path, index, message):
     assert caught.value.expected and caught.value.fix
 
 
+def test_a_bad_index_entry_is_named_and_a_name_clash_in_a_folder_says_which_file_to_rename(tmp_path):
+    (tmp_path / INDEX_NAME).write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "first", "file": "a.npy"}, {"name": "second", "file": "b.npy", "sample_rate_hz": 20000}]}))
+    with pytest.raises(ArchiveError, match=r"recording 2 of the index \('second'\): sample_rate_hz") as caught:
+        read_archive(tmp_path)
+    assert "--sample-rate" in caught.value.fix
+    folder = tmp_path / "scanned"
+    folder.mkdir()
+    np.save(folder / "rec1.npy", np.zeros(10, np.float32))
+    (folder / "rec1.csv").write_text("0\n")
+    with pytest.raises(ArchiveError, match="more than once") as caught:
+        read_archive(folder, sample_rate_hz=360.0)
+    assert "rename one of the files" in caught.value.fix
+
+
 def test_a_missing_or_empty_archive_says_what_and_how_to_fix(tmp_path):
     with pytest.raises(ArchiveError, match="does not exist") as caught:
         read_archive(tmp_path / "nowhere")
@@ -109,6 +124,8 @@ def test_a_missing_or_empty_archive_says_what_and_how_to_fix(tmp_path):
     ({"format": "edgemed-beat-annotations", "version": 1, "sample_rate_hz": 1.0, "beat_samples": [],
       "labels": []}, "outside the range"),
     ({"beat_samples": []}, "not an edgemed beat-annotation file"),
+    ({"format": "edgemed-beat-annotations", "version": 1, "sample_rate_hz": 360.0, "beat_samples": [10, 10**30],
+      "labels": ["V", "V"]}, "beyond any recording's length"),
 ])
 def test_a_bad_sidecar_fails_its_recording(tmp_path, document, message):
     path = tmp_path / "x.annotations.json"

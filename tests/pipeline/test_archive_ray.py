@@ -138,6 +138,63 @@ def test_refusals_exit_1_before_ray_and_bad_options_exit_2(tmp_path, workspace):
     assert zero.exit_code == 2
 
 
+def test_a_wrong_bundle_a_non_ray_port_and_a_run_where_nothing_ran_fail_clearly(local_ray, tmp_path, workspace,
+                                                                                tmp_path_factory):
+    """A tabular bundle is refused for what it is, before Ray, leaving no output folder and no rollback record; a
+    port that answers TCP but is not Ray is refused in seconds (Ray's own connect retries for ever); a run where
+    every recording failed exits 1; "--archive ." writes ARCHIVE-validation beside the archive, not "-validation"
+    inside it; a failed file's name with '|' keeps the report's table whole."""
+    import os
+    import shutil
+    import socket
+    import threading
+    import time
+
+    from pipeline.archive.layout import ArchiveError
+    from pipeline.archive.run import check_reachable
+    from tests.runtime.conftest import session_trust, tiny_bundle
+
+    root, bundle = workspace
+    runner = CliRunner()
+    store = tmp_path / "trust-store"
+    store.mkdir()
+    for key in session_trust(tmp_path_factory).store.glob("*.pem"):
+        shutil.copy(key, store)
+    tabular = runner.invoke(main, ["validate-archive", str(tiny_bundle("breast-cancer", tmp_path_factory)),
+                                   "--archive", str(root / "archive"), "--trust-store", str(store), "--output",
+                                   str(tmp_path / "tabular-out"), "--no-progress"])
+    assert tabular.exit_code == 1 and "cannot run on the device's ECG stream" in tabular.output, tabular.output
+    assert "an ECG beat-classifier bundle" in tabular.output
+    assert not (tmp_path / "tabular-out").exists() and not (store / "bundle-versions.json").exists()
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    threading.Thread(target=listener.accept, daemon=True).start()
+    started = time.monotonic()
+    with pytest.raises(ArchiveError, match="something answers there, but not Ray"):
+        check_reachable(f"127.0.0.1:{listener.getsockname()[1]}", timeout_s=2.0)
+    assert time.monotonic() - started < 30
+    listener.close()
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "a|b.npy").write_bytes(b"not a numpy file")
+    (broken / "c.npy").write_bytes(b"nor this")
+    result = runner.invoke(main, ["validate-archive", str(bundle), "--archive", str(broken), "--sample-rate", "360",
+                                  "--allow-unsigned", "--no-progress"])
+    assert result.exit_code == 1 and "none of the 2 recordings ran" in result.output, result.output
+    markdown = (tmp_path / "broken-validation" / REPORT_MARKDOWN).read_text()
+    failed = [line for line in markdown.splitlines() if line.startswith("| a")]
+    assert failed and "a\\|b" in failed[0] and failed[0].replace("\\|", "").count("|") == 4, failed
+    here = os.getcwd()
+    try:
+        os.chdir(broken)
+        dot = runner.invoke(main, ["validate-archive", str(bundle), "--archive", ".", "--sample-rate", "360",
+                                   "--allow-unsigned", "--no-progress"])
+    finally:
+        os.chdir(here)
+    assert "broken-validation" in dot.output and not (broken / "-validation").exists(), dot.output
+
+
 def test_make_archive_writes_annotated_excerpts_and_corrupt_files(tmp_path):
     result = CliRunner().invoke(main, ["make-archive", "--output", str(tmp_path / "made"), "--recordings", "3",
                                        "--seconds", "20", "--records", "119", "--corrupt", "2"])
@@ -146,6 +203,7 @@ def test_make_archive_writes_annotated_excerpts_and_corrupt_files(tmp_path):
     assert [entry.name for entry in archive.entries] == ["mitdb-119-000", "mitdb-119-001", "mitdb-119-002",
                                                          "corrupt-00-truncated-npy", "corrupt-01-text-csv"]
     assert archive.entries[0].group == "119 (test)" and "do not overlap" in archive.source["note"]
+    assert archive.source["excerpts"]["records"] == ["119"] and "from 1 MIT-BIH records" in archive.source["note"]
     assert np.load(archive.entries[0].file).shape == (20 * 360,)
     again = CliRunner().invoke(main, ["make-archive", "--output", str(tmp_path / "made")])
     assert again.exit_code == 2 and "already exists" in again.output
