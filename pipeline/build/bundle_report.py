@@ -49,6 +49,16 @@ def _machine_lines(machine: dict | None) -> list[str]:
             "different CPU may rank the variants differently: re-run the build on the device class.", ""]
 
 
+def _training_machine_lines(training: dict) -> list[str]:
+    machine = training.get("machine") if isinstance(training, dict) else None
+    if not isinstance(machine, dict):
+        return []
+    return [f"The model was trained on: {machine.get('cpu_model')} ({machine.get('architecture')}; "
+            f"{', '.join(machine.get('isa_flags') or []) or 'no extended ISA flags'}; TensorFlow "
+            f"{machine.get('tensorflow')}). Training repeats on one machine, not across CPUs: a build elsewhere "
+            "trains another model, with figures of its own.", ""]
+
+
 def _layout_lines(layout: dict | None) -> list[str]:
     if not layout:
         return []
@@ -308,8 +318,9 @@ def recording_lines(section: dict | None) -> list[str]:
     if targets:
         listed = ", ".join(f"{name.replace('_', ' ')} {'≤' if 'rate' in name else '≥'} {_percent(value)} %"
                            for name, value in targets.items())
-        lines += [f"Targets of the issue (leave-one-record-out, pooled; `make validate-ecg` measures them): {listed}.",
-                  ""]
+        lines += [f"Targets of the issue (leave-one-record-out, pooled): {listed}. This build does not measure "
+                  "them, and the figures above are not that estimate: `make validate-ecg` measures them "
+                  "(`benchmarks/results/ecg_pvc_loro.md`; the README gives its last run).", ""]
     return lines
 
 
@@ -357,6 +368,10 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
         "",
         f"**{manifest.variant}** — {manifest.selection.reason}",
         "",
+        "Who signed this bundle is in its manifest (`release`), not in this report: a bundle signed with a "
+        "DEVELOPMENT key (as `make build` signs) is not for clinical use, and the device says so on every load.",
+        "",
+        *_training_machine_lines(manifest.training),
         *_machine_lines(manifest.selection.measured_on),
         summary_table(manifest.variants, manifest.variant),
         "",

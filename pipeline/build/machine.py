@@ -127,3 +127,13 @@ def machine_fingerprint() -> dict:
             "available_providers": list(onnxruntime.get_available_providers()),
         },
     }
+
+
+def training_machine() -> dict:
+    """Where a model was trained: training is repeatable on one machine, not across CPUs (floating-point kernels
+    differ), so a bundle's clinical figures belong to the model that machine trained."""
+    import tensorflow
+
+    model, flags = _cpu_info()
+    return {"cpu_model": model, "architecture": platform.machine(), "isa_flags": flags,
+            "usable_cores": usable_cores(), "tensorflow": tensorflow.__version__}

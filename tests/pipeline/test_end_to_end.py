@@ -97,6 +97,10 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert [output.name for output in model.graph.output] == manifest["output"]["names"]
     report = (folder / "report.md").read_text()
     assert manifest["variant"] in report and "Gate verdicts" in report
+    trained_on = manifest["training"]["machine"]  # training repeats per machine: the report says which
+    assert trained_on["cpu_model"] and trained_on["tensorflow"]
+    assert f"The model was trained on: {trained_on['cpu_model']}" in report
+    assert "a bundle signed with a DEVELOPMENT key (as `make build` signs) is not for clinical use" in report
 
 
 def test_every_variant_outputs_probabilities(build):

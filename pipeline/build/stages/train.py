@@ -9,6 +9,7 @@ from pathlib import Path
 from exporters.heads import HeadKind
 from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
+from pipeline.build.machine import training_machine
 from pipeline.build.stages.data import load_data
 from pipeline.config import BuildConfig, TrainConfig
 from pipeline.errors import StageError
@@ -66,6 +67,7 @@ def run_train_stage(request: TrainRequest, data: Artifact, context: StageContext
         (work / HISTORY_FILE).write_text(json.dumps(summary["history"], indent=2))
         summary.pop("history")
         summary["parameters"] = int(model.count_params())
+        summary["machine"] = training_machine()  # the report says where the model (and its figures) came from
         if request.scenario.task is not TaskKind.MULTICLASS:  # the export reads the kind from here
             summary["task"] = scenario_task(request.scenario.task)
         return StageResult(summary)
