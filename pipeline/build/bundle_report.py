@@ -73,6 +73,22 @@ def _quantization_lines(quantization: dict | None) -> list[str]:
             ""]
 
 
+THIN_EVIDENCE = 30  # test examples under which a class's figures are called indicative in the report
+
+
+def thin_evidence_lines(metrics) -> list[str]:
+    """A warning box naming every class (or label) with fewer than ``THIN_EVIDENCE`` test examples: its figures
+    rest on a handful of samples, whatever the point estimates say."""
+    items = getattr(metrics, "per_class", None) or getattr(metrics, "per_label", None) or ()
+    thin = [item for item in items if item.support < THIN_EVIDENCE]
+    if not thin:
+        return []
+    described = "; ".join(f"{item.name}: {item.support} test example{'s' * (item.support != 1)}, sensitivity "
+                          f"{_estimate(item.sensitivity.to_dict())}" for item in thin)
+    return [f"> **Thin evidence.** {described}. Under {THIN_EVIDENCE} test examples a class's figures are "
+            "indicative only (see the intervals): validate it on more real recordings before relying on it.", ""]
+
+
 def _class_table(metrics: ClinicalMetrics) -> list[str]:
     lines = [
         "| class | support | sensitivity | specificity | PPV | F1 | AUROC |",
@@ -364,6 +380,7 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
             "",
         ]
     lines += [
+        *thin_evidence_lines(shipped_metrics),
         "## Shipped variant",
         "",
         f"**{manifest.variant}** — {manifest.selection.reason}",
