@@ -9,6 +9,14 @@ A stage writes into a temporary sibling folder; the manifest is written last and
 the folder is renamed into place in one step. An interrupted build therefore
 never leaves a folder at the final path, and a folder at the final path whose
 files no longer match their recorded sha256 is rebuilt, not reused.
+
+The id says what was asked for, not what came out: a stage whose output is chosen by
+measurement (the int8 settings, by timing) can be rebuilt under the same id with other
+content. So each manifest records the sha256 of its parent's manifest
+(``parent_manifest_sha256``), and a cached artefact is reused only while that parent is
+the very one it was made from; otherwise it is rebuilt, and with it everything after it.
+The manifest itself carries a ``seal`` (the sha256 of its other fields): metrics edited in
+place are not reused either, since later stages build the bundle's manifest from them.
 """
 
 from __future__ import annotations
@@ -135,6 +143,17 @@ def _file_hashes(directory: Path) -> dict[str, str]:
     }
 
 
+def manifest_seal(manifest: dict) -> str:
+    """sha256 of a stage manifest's fields other than ``seal`` (canonical JSON)."""
+    fields = {key: value for key, value in manifest.items() if key != "seal"}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
+def manifest_sha256(artifact: Artifact) -> str:
+    """sha256 of the artefact's manifest file as written: what a child records of its parent."""
+    return sha256_file(artifact.path(MANIFEST_NAME))
+
+
 def load_artifact(directory: Path) -> Artifact | None:
     """The artefact at ``directory`` if it is complete and intact, else None."""
     manifest_path = directory / MANIFEST_NAME
@@ -144,6 +163,10 @@ def load_artifact(directory: Path) -> Artifact | None:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, json.JSONDecodeError):
         logger.warning("unreadable manifest at %s; the stage will be rebuilt", manifest_path)
+        return None
+    if not isinstance(manifest, dict) or manifest.get("seal") != manifest_seal(manifest):
+        logger.warning("the manifest at %s was changed after it was written (or predates its seal); the stage will "
+                       "be rebuilt", manifest_path)
         return None
     recorded = manifest.get("files", {})
     if _file_hashes(directory) != recorded:
@@ -219,10 +242,15 @@ def run_stage(
     returns its metrics. Returns the artefact and whether it was reused.
     """
     parent_id = parent.id if parent else None
+    parent_manifest = manifest_sha256(parent) if parent else None
     identifier = artifact_id(stage, config, parent_id)
     final = Path(root) / stage / identifier
     remove_stale_work_folders(final.parent)
     cached = load_artifact(final)
+    if cached is not None and cached.manifest.get("parent_manifest_sha256") != parent_manifest:
+        logger.warning("stage %s: %s was made from another %s than the one now in place (rebuilt since, with "
+                       "other content); it will be rebuilt", stage, identifier, parent.stage if parent else "parent")
+        cached = None
     if cached is not None:
         logger.info("stage %s: reusing %s", stage, identifier)
         return cached, True
@@ -239,6 +267,7 @@ def run_stage(
             "id": identifier,
             "stage": stage,
             "parent_id": parent_id,
+            "parent_manifest_sha256": parent_manifest,
             "config": to_jsonable(config),
             "metrics": to_jsonable(result.metrics),
             "files": _file_hashes(work),
@@ -247,6 +276,7 @@ def run_stage(
             "ended_at": datetime.now(UTC).isoformat(),
             "duration_s": round(time.perf_counter() - clock, 3),
         }
+        manifest["seal"] = manifest_seal(manifest)
         write_json_atomic(work / MANIFEST_NAME, manifest)
         os.replace(work, final)
     except BaseException:

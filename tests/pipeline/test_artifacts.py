@@ -96,3 +96,42 @@ def test_atomic_json_write_keeps_the_old_file_when_serialisation_fails(tmp_path)
         write_json_atomic(target, {"bad": float("nan")})
     assert json.loads(target.read_text()) == {"ok": 1}
     assert [path.name for path in tmp_path.iterdir()] == ["data.json"]
+
+
+def test_a_parent_rebuilt_under_its_id_with_other_content_rebuilds_its_children(tmp_path):
+    """A stage chosen by measurement (int8 settings by timing) can be rebuilt under the same id with other content:
+    its children, and theirs, are rebuilt rather than reused with figures of the old content."""
+    parent_calls: list[int] = []
+    child_calls: list[int] = []
+    grandchild_calls: list[int] = []
+    parent, _ = run_stage("parent", ToyConfig(), None, tmp_path, _writer(parent_calls, "int8 per-tensor"))
+    child, _ = run_stage("child", ToyConfig(), parent, tmp_path, _writer(child_calls, "metrics of per-tensor"))
+    run_stage("grandchild", ToyConfig(), child, tmp_path, _writer(grandchild_calls))
+    (parent.directory / "out.txt").write_text("damaged")  # the parent no longer verifies: rebuilt, same id
+    rebuilt, reused = run_stage("parent", ToyConfig(), None, tmp_path, _writer(parent_calls, "int8 per-channel"))
+    assert not reused and rebuilt.id == parent.id and len(parent_calls) == 2
+    again, reused_child = run_stage("child", ToyConfig(), rebuilt, tmp_path, _writer(child_calls, "new metrics"))
+    assert not reused_child and again.id == child.id and len(child_calls) == 2
+    assert again.manifest["parent_manifest_sha256"] == sha256_file(rebuilt.directory / MANIFEST_NAME)
+    _, reused_grandchild = run_stage("grandchild", ToyConfig(), again, tmp_path, _writer(grandchild_calls))
+    assert not reused_grandchild and len(grandchild_calls) == 2
+    _, reused_now = run_stage("child", ToyConfig(), rebuilt, tmp_path, _writer(child_calls))
+    assert reused_now and len(child_calls) == 2  # the same parent: reused
+
+
+def test_metrics_edited_in_a_stage_manifest_are_not_reused(tmp_path):
+    """Later stages build the bundle's manifest from a stage's recorded metrics: an edit to them (or a manifest
+    written before manifests were sealed) rebuilds the stage."""
+    calls: list[int] = []
+    first, _ = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    path = first.directory / MANIFEST_NAME
+    manifest = json.loads(path.read_text())
+    manifest["metrics"]["length"] = 999
+    path.write_text(json.dumps(manifest))
+    assert load_artifact(first.directory) is None
+    again, reused = run_stage("toy", ToyConfig(), None, tmp_path, _writer(calls))
+    assert not reused and again.metrics == {"length": 5} and len(calls) == 2
+    manifest = json.loads(path.read_text())
+    del manifest["seal"]
+    path.write_text(json.dumps(manifest))
+    assert load_artifact(first.directory) is None
