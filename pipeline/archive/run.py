@@ -186,11 +186,24 @@ def open_checked_bundle(bundle_path: Path, trust: TrustSettings, config: WorkerC
     """The bundle verified, proven runnable by the ECG stream, then loaded under the full policy (rollback checked
     and recorded once, here): a bundle refused here never enters the device's rollback state."""
     policy = trust.policy(True)
-    _check_stream(load_bundle(bundle_path, config.provider, config.threads, trust=replace(policy, version_state=None)),
-                  bundle_path, config)
+    with _quiet("runtime.trust"):  # the load below says the same (a development key, an unsigned bundle)
+        first = load_bundle(bundle_path, config.provider, config.threads, trust=replace(policy, version_state=None))
+    _check_stream(first, bundle_path, config)
     bundle = load_bundle(bundle_path, config.provider, config.threads, trust=policy)
     _check_stream(bundle, bundle_path, config)  # the same folder, unless a publish swapped it meanwhile
     return bundle
+
+
+@contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Warnings of logger ``name`` (and below it) held back for the block."""
+    chosen = logging.getLogger(name)
+    level = chosen.level
+    chosen.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        chosen.setLevel(level)
 
 
 def _check_stream(bundle: Bundle, bundle_path: Path, config: WorkerConfig) -> None:
