@@ -478,6 +478,26 @@ def test_a_rebuild_reuses_every_stage(built):
     assert again.exit_code == 0 and "reused: data, import, export, variants, evaluate, bundle" in again.output
 
 
+def test_renamed_copies_reuse_the_stages_and_the_manifest_names_content_not_a_stale_file_name(built):
+    """The data and import stages are keyed by content: a renamed copy reuses them, so what they record names the
+    content (sha256), never the first file name they were built from."""
+    import shutil
+
+    item = built("mlp")
+    shutil.copy(item.folder / "model.keras", item.folder / "renamed.keras")
+    shutil.copy(item.folder / "data.npz", item.folder / "renamed.npz")
+    arguments = ["build", "--model", str(item.folder / "renamed.keras"), "--data", str(item.folder / "renamed.npz"),
+                 "--profile", "tiny", "--name", "mlp", "--artifacts", str(item.artifacts), "--bundles",
+                 str(item.bundle.parent)]
+    again = CliRunner().invoke(main, arguments)
+    assert again.exit_code == 0 and "reused: data, import" in again.output, again.output
+    manifest = item.manifest
+    assert manifest["description"] == "user model renamed.keras"
+    assert "data.npz" not in json.dumps(manifest["data"]) and "model.keras" not in json.dumps(manifest["training"])
+    assert manifest["data"]["provenance"]["source"].startswith("user-supplied .npz (sha256 ")
+    assert manifest["training"]["source"].startswith("the user's .keras file (sha256 ")
+
+
 # ----------------------------------------------------------------------------- damaged variants fail the gate
 
 

@@ -243,7 +243,8 @@ def read_import(model_path: Path, data_path: Path, name: str, task: str | None =
     kind = TaskKind(detection.kind.value)
     names = label_names(kind, contents, signature.output_width)
     units = output_units(kind, contents, names)
-    splits = user_splits(contents, signature, kind, names, units, data_path.name)
+    # named by content, not by file name: the data stage is keyed by the file's sha256, so a renamed copy reuses it
+    splits = user_splits(contents, signature, kind, names, units, f".npz (sha256 {sha256_file(data_path)[:16]}…)")
     contract = custom_contract(signature, splits, sample_rate(contents), detection, decision)
     check_decision_data(model, splits, detection, decision)
     return ImportRequest(name, model_path, data_path, splits, contract, detection, task)
@@ -272,7 +273,8 @@ def run_import_stage(request: ImportRequest, data: Artifact, context: StageConte
 
     def produce(work: Path) -> StageResult:
         (work / MODEL_FILE).write_bytes(request.model_path.read_bytes())
-        return StageResult({"source": request.model_path.name, "trained_by": "user",
+        return StageResult({"source": f"the user's .keras file (sha256 {sha256_file(request.model_path)[:16]}…)",
+                            "trained_by": "user",
                             "task": request.detection.to_dict(), "task_named": request.task})
 
     stage_config = {"model_sha256": sha256_file(request.model_path), "task": request.task}
