@@ -27,6 +27,9 @@ modes (``TelemetryMode``, protocol.md):
 
 The stream's clock: a file's recording is taken to end when the run starts (``RunOptions.stream_start_s``
 overrides its start), so its beats carry past times; table rows carry the wall clock.
+
+A collector that refuses the upload (``runtime.telemetry.uploader.CollectorRejectedError``, a 4xx) never costs the
+run's results: the events are complete, the refusal is logged as a WARNING and the records stay in the outbox.
 """
 
 from __future__ import annotations
@@ -352,7 +355,12 @@ def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iter
     for event in events:
         sink.add(event)  # aggregates: every event, beats without a class and quality stretches too; records: results
         yield event
-    sink.upload()
+    rejected = _import_telemetry("uploader", "CollectorRejectedError").CollectorRejectedError
+    try:
+        sink.upload()
+    except rejected as error:  # the run's results stand: telemetry never costs the clinical output
+        logger.warning("telemetry NOT delivered: %s (the run's results are complete; the %d telemetry records stay "
+                       "in the outbox %s for a later upload)", error, sink.outbox.count(), sink.outbox.path)
 
 
 def _has_result(event: Event) -> bool:

@@ -58,10 +58,12 @@ class CollectorRejectedError(TelemetryError):
     """The collector answered 4xx: it judged the batch malformed. Nothing was deleted."""
 
     def __init__(self, status: int, reason: str) -> None:
+        fix = ("the records stay in the outbox; check --telemetry-url: the collector's endpoint is "
+               "http(s)://HOST:PORT/v1/telemetry" if status in (404, 405) else
+               "the records stay in the outbox; align the device and collector versions (see protocol.md)")
         super().__init__(
             f"the telemetry collector rejected a batch with HTTP {status}: {reason[:MAX_REASON_CHARS]}",
-            expected="HTTP 200 with the acknowledged sequences",
-            fix="the records stay in the outbox; align the device and collector versions (see protocol.md)",
+            expected="HTTP 200 with the acknowledged sequences", fix=fix,
         )
         self.status = status
         self.reason = reason

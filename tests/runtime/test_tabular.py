@@ -193,7 +193,8 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
     package.__path__ = []
     monkeypatch.setitem(sys.modules, "runtime.telemetry", package)
     monkeypatch.setitem(sys.modules, "runtime.telemetry.outbox", types.SimpleNamespace(Outbox=Outbox))
-    monkeypatch.setitem(sys.modules, "runtime.telemetry.uploader", types.SimpleNamespace(Uploader=Uploader))
+    monkeypatch.setitem(sys.modules, "runtime.telemetry.uploader", types.SimpleNamespace(
+        Uploader=Uploader, CollectorRejectedError=type("CollectorRejectedError", (Exception,), {})))
     signal, _ = synthetic_ecg(12, seed=4)
     np.save(tmp_path / "ecg.npy", signal)
     options = RunOptions(sample_rate_hz=360.0, telemetry_url="http://collector.invalid/v1", device_id="0f" * 16,

@@ -408,3 +408,41 @@ def test_an_output_link_is_written_through_and_a_device_or_pipe_is_written_to_no
     assert piped.returncode == 0, piped.stderr
     assert not fifo.is_file() and fifo.exists() and received and json.loads(received[0].splitlines()[0])["type"]
     assert not list(tmp_path.glob(".events.fifo.*"))
+
+
+def test_a_collector_that_refuses_the_upload_never_costs_the_runs_results(pvc_bundle, recording, tmp_path):
+    """A 4xx from the collector (here a wrong --telemetry-url path: 404) is said loudly, the telemetry stays in the
+    outbox for a later upload, and the run's events are written and the exit status is 0 — the clinical output is
+    complete whatever the telemetry endpoint answers."""
+    import http.server
+    import threading
+
+    class NotHere(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_response(404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"detail": "Not Found"}')
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NotHere)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    outbox, output = tmp_path / "outbox.sqlite3", tmp_path / "events.jsonl"
+    try:
+        done = subprocess.run(_command(pvc_bundle, recording, "--device-id", DEVICE_ID, "--telemetry-outbox",
+                                       str(outbox), "--telemetry-url",
+                                       f"http://127.0.0.1:{server.server_address[1]}/v1/telemetr",
+                                       "--output", str(output)),
+                              capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert done.returncode == 0, done.stderr
+    assert "telemetry NOT delivered" in done.stderr and "HTTP 404" in done.stderr
+    assert "check --telemetry-url" in done.stderr
+    assert output.is_file() and json.loads(output.read_text().splitlines()[0])["type"] in ("beat", "quality")
+    with Outbox(outbox, DEVICE_ID) as kept:
+        assert kept.count() > 0
