@@ -107,7 +107,8 @@ def check_telemetry_identity(device_id: str | None, url: str | None) -> None:
     if not records.is_pseudonymous_device_id(device_id):
         raise TelemetryUnavailableError(
             "the telemetry device id is not a pseudonymous id",
-            expected="16–64 lowercase hex characters from pseudonymous_device_id(serial, fleet salt)",
+            expected="16–64 lowercase hex characters (not all digits: that is a serial number) from "
+                "pseudonymous_device_id(serial, fleet salt)",
             fix="derive --device-id with pseudonymous_device_id; never pass a name, record number or serial",
         )
     if url is not None and not url.startswith(("http://", "https://")):

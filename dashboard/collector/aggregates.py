@@ -114,7 +114,7 @@ def checked_with_text(aggregate: Any) -> tuple[dict[str, Any], str]:
     if missing:
         raise _fail(missing[0], "is missing", f"every one of {', '.join(AGGREGATE_FIELDS)}")
     if not is_pseudonymous_device_id(aggregate["device_id"]):
-        raise _fail("device_id", "is not a pseudonymous id", "16-64 lowercase hex")
+        raise _fail("device_id", "is not a pseudonymous id", "16-64 lowercase hex, not all digits")
     for field, pattern in (("bundle_id", _CODE_PATTERN), ("record_id", _RECORD_ID_PATTERN)):
         if not isinstance(aggregate[field], str) or not pattern.fullmatch(aggregate[field]):
             raise _fail(field, "is not a code", "letters, digits and ._:- (bundle ids also +), at most 100-128")

@@ -205,8 +205,9 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     device_id = envelope["device_id"]
     if not is_pseudonymous_device_id(device_id):
         raise BatchError(422, "device_id is not a pseudonymous id", field="device_id",
-                         expected="16-64 lowercase hex characters", fix="derive it with runtime.telemetry.records."
-                         "pseudonymous_device_id (never a serial number, a name or a patient identifier)")
+                         expected="16-64 lowercase hex characters, not all digits",
+                         fix="derive it with runtime.telemetry.records.pseudonymous_device_id (never a serial "
+                         "number, a name or a patient identifier)")
     dropped = envelope["dropped"]
     if isinstance(dropped, bool) or not isinstance(dropped, int) or not 0 <= dropped <= limits.max_integer:
         raise BatchError(422, "dropped is not a count", field="dropped",

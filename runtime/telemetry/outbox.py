@@ -95,7 +95,8 @@ class Outbox:
         if not is_pseudonymous_device_id(device_id):  # before anything is stored; never echoed (it may be a name)
             raise TelemetryError(
                 "the outbox's device id is not a pseudonymous id",
-                expected="16–64 lowercase hex characters from pseudonymous_device_id(serial, fleet salt)",
+                expected="16–64 lowercase hex characters (not all digits: that is a serial number) from "
+                "pseudonymous_device_id(serial, fleet salt)",
                 fix="derive the id with pseudonymous_device_id; never pass a name, record number or serial",
                 field="device_id",
             )

@@ -198,8 +198,9 @@ def pseudonymous_device_id(secret_or_serial: str, salt: str) -> str:
 
 
 def is_pseudonymous_device_id(text: object) -> bool:
-    """Whether ``text`` has the shape of a ``pseudonymous_device_id`` (16–64 lowercase hex)."""
-    return isinstance(text, str) and _DEVICE_ID_PATTERN.fullmatch(text) is not None
+    """Whether ``text`` has the shape of a ``pseudonymous_device_id`` (16–64 lowercase hex), and not of a serial
+    number: all decimal digits is refused (a hash is that with probability (10/16)³² ≈ 3·10⁻⁷)."""
+    return isinstance(text, str) and _DEVICE_ID_PATTERN.fullmatch(text) is not None and not text.isdigit()
 
 
 @functools.lru_cache(maxsize=4096)  # keys repeat in every record; checking each once keeps batches fast

@@ -338,6 +338,9 @@ def test_a_device_id_that_is_not_pseudonymous_is_refused_before_the_run_and_neve
     assert not outbox.exists() and not output.exists()  # refused before the bundle was opened
     with pytest.raises(TelemetryError, match="not a pseudonymous id"):
         Outbox(tmp_path / "direct.sqlite3", "John Smith MRN 12345")
+    for serial in ("1987061512345678", "00112233445566778899"):  # hex-shaped, but a serial number
+        with pytest.raises(TelemetryError, match="not all digits"):
+            Outbox(tmp_path / "direct.sqlite3", serial)
     assert not (tmp_path / "direct.sqlite3").exists()
     url = subprocess.run(_command(pvc_bundle, recording, "--device-id", DEVICE_ID, "--telemetry-url",
                                   "file:///etc/passwd", "--telemetry-outbox", str(outbox), "--output", str(output)),
