@@ -217,6 +217,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     @app.get("/v1/ready")
     def ready() -> JSONResponse:
         try:
+            store.check_writable()  # ready means an upload now would be stored, not only read
             pending = store.pending_rollups()
         except StoreUnavailableError as error:
             logger.warning("readiness: telemetry store unavailable: %s", error.what)

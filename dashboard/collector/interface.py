@@ -142,6 +142,11 @@ class TelemetryStore(Protocol):
         """How many stored aggregates wait for their rollup (0 for an inline store)."""
         ...
 
+    def check_writable(self) -> None:
+        """``StoreUnavailableError`` unless a write would be accepted now (the readiness probe: a database that
+        went read-only, was removed or replaced, or a server out of reach)."""
+        ...
+
     def roll_up_days(self, limit: int = ..., now: datetime | None = None) -> int:
         """Fold up to ``limit`` queued days that ended ``days.DAY_SETTLE`` before ``now`` from their hourly rollups
         (``days.py``), removing them from the queue in the same transaction; how many days were taken."""

@@ -662,6 +662,11 @@ class PostgresStore:
     def pending_rollups(self) -> int:
         return int(self._read("SELECT count(*) FROM rollup_queue")[0][0])
 
+    def check_writable(self) -> None:
+        """A write transaction that changes nothing: refused (``StoreUnavailableError``) as an upload's would be —
+        the server out of reach, or in recovery / read-only."""
+        self._write(lambda connection: connection.execute("UPDATE schema_version SET version = version WHERE false"))
+
     def _rebuild_hour(self, connection: Any, hour: datetime) -> int:
         following = hour + timedelta(hours=1)
         connection.execute(_QUEUE_STORED_DAYS, (hour, following))

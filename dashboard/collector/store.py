@@ -17,6 +17,7 @@ store at another schema version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -153,6 +154,10 @@ class _ReadOnlyConnections:
             connection.close()
 
 
+class _RollbackRequestedError(Exception):
+    """Raised inside a write to roll it back on purpose (``check_writable``)."""
+
+
 class SqliteStore:
     """``TelemetryStore`` in one SQLite file (WAL); safe to share between threads and processes."""
 
@@ -207,7 +212,8 @@ class SqliteStore:
         if self.read_only:
             raise StoreUnavailableError(f"the telemetry store {self.path} is open read-only",
                                         fix="open it without read_only to write")
-        with self._database("written"), self._write_lock, self._pool.transaction() as connection:
+        with contextlib.suppress(_RollbackRequestedError), self._database("written"), self._write_lock, \
+                self._pool.transaction() as connection:
             yield connection
 
     @staticmethod
@@ -377,6 +383,13 @@ class SqliteStore:
     def pending_rollups(self) -> int:
         """Aggregates stored but not yet in their rollups (deferred mode)."""
         return int(self._read("SELECT COUNT(*) FROM rollup_queue")[0][0])
+
+    def check_writable(self) -> None:
+        """A write that changes nothing, rolled back: refused as an upload's would be (read-only file, the file
+        removed or replaced, a full disk)."""
+        with self._write() as connection:
+            connection.execute("UPDATE schema_version SET version = version WHERE 0")
+            raise _RollbackRequestedError
 
     def roll_up_days(self, limit: int = DEFAULT_DAY_BATCH, now: datetime | None = None) -> int:
         """Fold up to ``limit`` queued days that have ended (``days.closed_before``) from their hourly rollups, in one

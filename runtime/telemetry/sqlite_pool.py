@@ -70,10 +70,23 @@ class ConnectionPool:
             if self._file_identity() != self._identity:
                 raise sqlite3.OperationalError(f"the {self.name} file {self.path} was removed or replaced while open")
             connection.execute("COMMIT")
-        except BaseException:
+        except BaseException as error:
             if connection.in_transaction:
                 connection.execute("ROLLBACK")
+            if isinstance(error, sqlite3.OperationalError) and str(
+                    getattr(error, "sqlite_errorname", "")).startswith(("SQLITE_READONLY", "SQLITE_IOERR")):
+                self._discard(connection)  # SQLite fell back to read-only (or lost the file): reopen when next used
             raise
+
+    def _discard(self, connection: sqlite3.Connection) -> None:
+        """Forget this thread's connection (closed): the next ``connection()`` opens a new one, which can write
+        again once the file can be written."""
+        if getattr(self._local, "connection", None) is connection:
+            self._local.connection = None
+        with self._lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        connection.close()
 
     def _file_identity(self) -> tuple[int, int] | None:
         try:

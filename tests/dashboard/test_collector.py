@@ -411,6 +411,47 @@ def test_a_database_file_removed_while_running_is_503_never_acknowledged_nor_rec
     assert all("removed or replaced" in answer.json()["detail"] or "unable to open" in answer.json()["detail"]
                for answer in answers)
     assert not (tmp_path / "collector.sqlite3").exists()  # not silently recreated empty
+    ready = client.get("/v1/ready")  # ready means an upload would be stored: it would not
+    assert ready.status_code == 503 and ready.json()["retry"] is True
+    assert not (tmp_path / "collector.sqlite3").exists()
+
+
+def test_a_connection_that_fell_back_to_read_only_is_reopened_once_the_file_can_be_written(store, tmp_path):
+    """SQLite opens a write-protected file read-only and keeps that connection: every later upload got 503 until a
+    restart, while /v1/ready said ready. The read-only connection now answers 503 once, is dropped, and the next
+    upload (or readiness probe) opens a connection that writes."""
+    import sqlite3
+
+    client = TestClient(create_app(store))
+    assert client.post("/v1/telemetry", json=batch(1)).status_code == 200
+    path = (tmp_path / "collector.sqlite3").resolve()
+
+    def read_only_connections() -> None:
+        for connection in list(store._pool._connections):
+            connection.close()
+        store._pool._connections.clear()
+        store._pool._local = __import__("threading").local()
+        original = store._pool.connection
+
+        def read_only() -> sqlite3.Connection:
+            if getattr(store._pool._local, "connection", None) is None:
+                fallback = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, isolation_level=None,
+                                           check_same_thread=False)
+                store._pool._local.connection = fallback
+                store._pool._connections.append(fallback)
+                store._pool.connection = original  # only the first connection falls back, as the file did
+            return original()
+
+        store._pool.connection = read_only
+
+    read_only_connections()
+    assert client.get("/v1/ready").status_code == 503
+    assert client.get("/v1/ready").json() == {"status": "ready", "rollups_pending": 0}
+    read_only_connections()
+    refused = client.post("/v1/telemetry", json=batch(1, first=2))
+    assert refused.status_code == 503 and "readonly" in refused.json()["detail"]
+    assert client.post("/v1/telemetry", json=batch(1, first=2)).status_code == 200
+    assert store.count() == 2
 
 
 def test_a_non_finite_literal_is_named_in_the_refusal(client, store):
