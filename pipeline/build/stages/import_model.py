@@ -163,6 +163,7 @@ class ImportRequest:
     contract: DeviceContract
     detection: TaskDetection  # what the model predicts, and the head the export appends
     task: str | None = None  # the kind named with --task (None: detected)
+    data_sha256: str = ""  # the .npz's sha256, hashed once: the data stage's key and the provenance text
 
 
 def detect(model, contents: dict[str, np.ndarray], signature: ModelSignature, task: str | None) -> TaskDetection:
@@ -244,10 +245,11 @@ def read_import(model_path: Path, data_path: Path, name: str, task: str | None =
     names = label_names(kind, contents, signature.output_width)
     units = output_units(kind, contents, names)
     # named by content, not by file name: the data stage is keyed by the file's sha256, so a renamed copy reuses it
-    splits = user_splits(contents, signature, kind, names, units, f".npz (sha256 {sha256_file(data_path)[:16]}…)")
+    digest = sha256_file(data_path)
+    splits = user_splits(contents, signature, kind, names, units, f".npz (sha256 {digest[:16]}…)")
     contract = custom_contract(signature, splits, sample_rate(contents), detection, decision)
     check_decision_data(model, splits, detection, decision)
-    return ImportRequest(name, model_path, data_path, splits, contract, detection, task)
+    return ImportRequest(name, model_path, data_path, splits, contract, detection, task, digest)
 
 
 def run_import_data_stage(request: ImportRequest, context: StageContext) -> tuple[Artifact, bool]:
@@ -259,7 +261,7 @@ def run_import_data_stage(request: ImportRequest, context: StageContext) -> tupl
 
     stage_config = {
         "name": request.name,
-        "data_sha256": sha256_file(request.data_path),
+        "data_sha256": request.data_sha256 or sha256_file(request.data_path),
         "class_names": request.splits.class_names,
         "task": request.splits.task,
         "units": request.splits.units,
@@ -271,11 +273,12 @@ def run_import_stage(request: ImportRequest, data: Artifact, context: StageConte
     """The ``import`` stage, in ``train``'s place: the user's ``.keras`` file, copied, and its detected task
     (keyed by the file's sha256 and the task named with --task)."""
 
+    model_sha256 = sha256_file(request.model_path)
+
     def produce(work: Path) -> StageResult:
         (work / MODEL_FILE).write_bytes(request.model_path.read_bytes())
-        return StageResult({"source": f"the user's .keras file (sha256 {sha256_file(request.model_path)[:16]}…)",
-                            "trained_by": "user",
+        return StageResult({"source": f"the user's .keras file (sha256 {model_sha256[:16]}…)", "trained_by": "user",
                             "task": request.detection.to_dict(), "task_named": request.task})
 
-    stage_config = {"model_sha256": sha256_file(request.model_path), "task": request.task}
+    stage_config = {"model_sha256": model_sha256, "task": request.task}
     return run_stage("import", stage_config, data, context.root, produce)
