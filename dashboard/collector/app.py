@@ -39,6 +39,7 @@ from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
     Receipt,
     RollupMode,
+    SequenceConflictError,
     StoreRefusedError,
     StoreUnavailableError,
     TelemetryStore,
@@ -126,6 +127,12 @@ def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
     except StoreUnavailableError as error:
         logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
         return _unavailable(error)
+    except SequenceConflictError as error:  # a reset outbox: the device renumbers above resume_after and resends
+        logger.warning("device %s reused %d stored sequence(s) (%d–%d) for other records (outbox reset?); answered "
+                       "409 with resume_after %d, nothing stored", batch.device_id, len(error.conflicting),
+                       error.conflicting[0], error.conflicting[-1], error.resume_after)
+        return JSONResponse(status_code=409, content={"detail": str(error), "record_index": None,
+                                                      "field": error.field, "resume_after": error.resume_after})
     except StoreRefusedError as error:  # checked by parse_batch, still refused by the store (e.g. out of range)
         logger.warning("telemetry store refused a batch of device %s: %s", batch.device_id, error.what)
         return JSONResponse(status_code=422, content={"detail": str(error), "record_index": None,

@@ -60,6 +60,32 @@ class StoreRefusedError(TelemetryError):
     A collector answers 422, as for any invalid batch."""
 
 
+class SequenceConflictError(TelemetryError):
+    """A batch reuses sequences the device already has stored with other content: its outbox was reset (a new file
+    under the same device id) and numbers from 1 again. Nothing was stored; the collector answers 409 with
+    ``resume_after``, the highest sequence it holds for the device, and the device renumbers its pending records
+    above it (``Outbox.renumber_after``) and sends them again, so none is taken for a duplicate and lost."""
+
+    def __init__(self, device_id: str, conflicting: Sequence[int], resume_after: int) -> None:
+        super().__init__(
+            f"device {device_id} sent {len(conflicting)} record(s) under sequences it already used for other records "
+            f"(sequences {min(conflicting)}–{max(conflicting)}; its outbox was reset?); nothing was stored",
+            expected=f"sequences above {resume_after}, the highest this collector holds for the device, or a resend "
+                     "with the same content",
+            fix=f"renumber the pending records from {resume_after + 1} (the edgemed uploader does this on HTTP 409)",
+            field="sequence",
+        )
+        self.resume_after = resume_after
+        self.conflicting = sorted(conflicting)
+
+
+def highest_sequence_query(placeholder: str) -> str:
+    """The highest sequence a store holds for a device (records or aggregates; 0 for none): a
+    ``SequenceConflictError``'s ``resume_after``. Two ``placeholder`` parameters, both the device id."""
+    return ("SELECT coalesce(max(sequence), 0) FROM (SELECT last_sequence AS sequence FROM devices WHERE device_id = "
+            f"{placeholder} UNION ALL SELECT max(sequence) FROM telemetry WHERE device_id = {placeholder}) AS known")
+
+
 class StoreSchemaError(TelemetryError):
     """The store's schema version is not the one this code reads and writes."""
 

@@ -51,6 +51,7 @@ from dashboard.collector.interface import (
     AggregateReceipt,
     Receipt,
     RollupMode,
+    SequenceConflictError,
     StoreRefusedError,
     StoreUnavailableError,
     aggregate_device_row,
@@ -60,6 +61,7 @@ from dashboard.collector.interface import (
     conditions,
     day_rollups_of,
     decode_payload,
+    highest_sequence_query,
     with_features,
     without_features,
 )
@@ -120,6 +122,7 @@ _CHANGED_RECORDS = (  # a primary-key lookup per resent record, however many the
     f"SELECT t.sequence FROM telemetry AS t JOIN {_RECORD_ROWS} ON (t.device_id, t.sequence) = (%s, s.sequence) "
     "WHERE t.payload <> s.payload ORDER BY t.sequence"
 )
+_HIGHEST_SEQUENCE = highest_sequence_query("%s")
 _DEVICE_UPSERT = (
     "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at, records, last_sequence, "
     "first_time, last_time) VALUES (%s, %s, %s, %s, %s, %s, %s::timestamptz, %s::timestamptz) "
@@ -304,6 +307,14 @@ class _Pool:
             connection.close()
 
 
+class _SequencesReusedError(Exception):  # rolls a write back; never leaves the store
+    """Raised inside ``insert_batch``'s transaction to roll it back: ``sequences`` hold other records."""
+
+    def __init__(self, sequences: list[int]) -> None:
+        super().__init__(sequences)
+        self.sequences = sequences
+
+
 class PostgresStore:
     """``TelemetryStore`` on a PostgreSQL database named by a ``postgresql://`` URL; safe to share between
     threads and processes."""
@@ -428,24 +439,25 @@ class PostgresStore:
         rows = checked_rows(device_id, records)
         received_at = datetime.now(UTC)
 
-        def work(connection: Any) -> tuple[set[int], list[int]]:
+        def work(connection: Any) -> set[int]:
             inserted = {sequence for (sequence,) in connection.execute(
                 _INSERT_RECORDS, (device_id, received_at, _record_rows(rows)))} if rows else set()
             resent = [row for row in rows if row[0] not in inserted]
             changed = [sequence for (sequence,) in connection.execute(
                 _CHANGED_RECORDS, (_record_rows(resent), device_id))] if resent else []
+            if changed:  # a reset outbox: nothing of the batch is stored (rolled back), then refused below
+                raise _SequencesReusedError(changed)
             new_times = [time for sequence, time, _ in rows if sequence in inserted]
             connection.execute(_DEVICE_UPSERT, (
                 device_id, dropped, received_at, received_at, len(inserted), max(inserted, default=None),
                 min(new_times, default=None), max(new_times, default=None)))
-            return inserted, changed
+            return inserted
 
-        inserted, changed = self._write(work)
-        if changed:
-            logger.warning(
-                "device %s resent %d record(s) with different content (sequences %d–%d; outbox reset?); kept the "
-                "first of each", device_id, len(changed), min(changed), max(changed),
-            )
+        try:
+            inserted = self._write(work)
+        except _SequencesReusedError as reused:
+            resume_after = self._read(_HIGHEST_SEQUENCE, (device_id, device_id))[0][0]
+            raise SequenceConflictError(device_id, reused.sequences, int(resume_after)) from None
         return Receipt(sorted(row[0] for row in rows), len(rows) - len(inserted))
 
     def _record_where(self, device_id: str | None, since: datetime | str | None,

@@ -53,6 +53,7 @@ from dashboard.collector.interface import (
     AggregateReceipt,
     Receipt,
     RollupMode,
+    SequenceConflictError,
     StoreRefusedError,
     StoreSchemaError,
     StoreUnavailableError,
@@ -65,6 +66,7 @@ from dashboard.collector.interface import (
     conditions,
     day_rollups_of,
     decode_payload,
+    highest_sequence_query,
     with_features,
     without_features,
 )
@@ -87,6 +89,7 @@ _RECORD_EXPRESSIONS = (  # RECORD_COLUMNS after device_id, sequence, time; objec
     "COALESCE(payload ->> '$.result.confidence', payload ->> '$.confidence')",
     "payload -> '$.quality_flags'", "payload -> '$.result'",
 )
+_HIGHEST_SEQUENCE = highest_sequence_query("?")
 _DEVICE_UPSERT = (
     "INSERT INTO devices (device_id, dropped, first_received_at, last_received_at, records, last_sequence, "
     "first_time, last_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET "
@@ -154,8 +157,14 @@ class _ReadOnlyConnections:
             connection.close()
 
 
+def _differs(stored: str, payload: str) -> bool:
+    """Whether a stored record is another record than ``payload`` (canonical text): by value, as PostgreSQL's jsonb
+    compares, since a store from before migrations holds payloads in another key order."""
+    return stored != payload and json.loads(stored) != json.loads(payload)
+
+
 class _RollbackRequestedError(Exception):
-    """Raised inside a write to roll it back on purpose (``check_writable``)."""
+    """Raised inside a write to roll it back on purpose (``check_writable``, a batch reusing sequences)."""
 
 
 class SqliteStore:
@@ -260,7 +269,7 @@ class SqliteStore:
         rows = checked_rows(device_id, records)
         received_at = utc_timestamp()
         inserted: list[tuple[int, str]] = []
-        changed: list[int] = []  # resent sequences whose content differs: one WARNING per batch, not per record
+        changed: list[int] = []  # sequences stored with other content: a reset outbox (the batch is refused)
         with self._write() as connection:
             for sequence, time, payload in rows:
                 if connection.execute(
@@ -269,19 +278,19 @@ class SqliteStore:
                     (device_id, sequence, time, received_at, payload),
                 ).rowcount:
                     inserted.append((sequence, time))
-                elif connection.execute("SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?",
-                                        (device_id, sequence)).fetchone()[0] != payload:
+                elif _differs(connection.execute("SELECT payload FROM telemetry WHERE device_id = ? AND sequence = ?",
+                                                 (device_id, sequence)).fetchone()[0], payload):
                     changed.append(sequence)
+            if changed:  # a reset outbox: nothing of the batch is stored (rolled back), then refused below
+                raise _RollbackRequestedError
             connection.execute(_DEVICE_UPSERT, (
                 device_id, dropped, received_at, received_at, len(inserted),
                 max((sequence for sequence, _ in inserted), default=None),
                 min((time for _, time in inserted), default=None), max((time for _, time in inserted), default=None),
             ))
         if changed:
-            logger.warning(
-                "device %s resent %d record(s) with different content (sequences %d–%d; outbox reset?); kept the "
-                "first of each", device_id, len(changed), min(changed), max(changed),
-            )
+            resume_after = self._read(_HIGHEST_SEQUENCE, (device_id, device_id))[0][0]
+            raise SequenceConflictError(device_id, changed, int(resume_after))
         return Receipt(sorted(sequence for sequence, _, _ in rows), len(rows) - len(inserted))
 
     def _record_where(self, device_id: str | None, since: datetime | str | None,

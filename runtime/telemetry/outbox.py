@@ -6,7 +6,8 @@ It holds per-event records (schema 2, ``validate_record``) and per-minute aggreg
 Every ``append`` is one committed transaction in WAL mode with ``synchronous=FULL``: once it
 returns, the record survives ``kill -9`` and power loss. Each record gets the next value of a
 persisted counter, so sequences are strictly increasing and never reused, even after the rows
-are acknowledged and deleted. When the outbox holds ``max_rows`` records, the oldest are dropped
+are acknowledged and deleted (a new outbox file starts again from 1: ``renumber_after`` moves the pending records
+above what the collector holds when it says so). When the outbox holds ``max_rows`` records, the oldest are dropped
 and counted in a persisted cumulative ``dropped`` counter that the uploader reports, so a long
 outage degrades telemetry instead of failing the device.
 
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_ROWS = 1_000_000  # ~28 h at 10 inferences/s; at ~1 KB a record, about 1 GB of flash at most
 OUTBOX_FORMAT = 1  # version of the on-disk layout below
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+MAX_SEQUENCE = 2**63 - 1  # a sequence fits a signed 64-bit integer (the collector's stores)
+RENUMBER_CHUNK = 1_000  # rows renumber_after rewrites per statement
 
 
 def check_outbox_path(path: Path) -> Path:
@@ -82,6 +85,11 @@ CREATE TABLE IF NOT EXISTS metadata (name TEXT PRIMARY KEY, value TEXT NOT NULL)
 INSERT OR IGNORE INTO counters (name, value) VALUES ('last_sequence', 0), ('dropped', 0), ('rows', 0);
 COMMIT;
 """
+
+
+def _with_sequence(payload: str, sequence: int) -> str:
+    """A stored payload with another sequence, in ``append``'s text form."""
+    return json.dumps({**json.loads(payload), "sequence": sequence}, sort_keys=True, separators=(",", ":"))
 
 
 class Outbox:
@@ -229,6 +237,41 @@ class Outbox:
             deleted = connection.total_changes - before
             self._add(connection, "rows", -deleted)
         return deleted
+
+    def renumber_after(self, resume_after: int) -> int:
+        """Give every pending record a new sequence above ``resume_after`` (and above every sequence this outbox
+        ever assigned), keeping their order; returns how many were renumbered, 0 when none was at or below it.
+
+        The collector's answer to a reset outbox (HTTP 409, protocol.md): a new outbox file under the same device
+        id numbers from 1 again, and sequences the collector already holds for other records would be taken for
+        resends of them and lost. The new numbers were never assigned before, so an acknowledgement still in
+        flight for an old number deletes nothing. One transaction, a chunk of rows at a time."""
+        if isinstance(resume_after, bool) or not isinstance(resume_after, int) or resume_after < 0:
+            raise TelemetryError(f"resume_after is {resume_after!r}", expected="a sequence (an integer ≥ 0)",
+                                 fix="pass the collector's resume_after from its HTTP 409 answer")
+        with self._transaction() as connection:
+            lowest, highest = connection.execute("SELECT min(sequence), max(sequence) FROM records").fetchone()
+            if lowest is None or lowest > resume_after:
+                return 0
+            shift = max(resume_after, self._counter(connection, "last_sequence")) + 1 - lowest
+            if highest + shift > MAX_SEQUENCE:
+                raise TelemetryError(
+                    f"renumbering the outbox {self.path} above {resume_after} passes the largest sequence",
+                    expected=f"sequences up to {MAX_SEQUENCE}", fix="give the device a new pseudonymous id")
+            renumbered = 0
+            while chunk := connection.execute(  # rows moved so far are negative: out of this query's range
+                    "SELECT sequence, payload FROM records WHERE sequence > 0 ORDER BY sequence LIMIT ?",
+                    (RENUMBER_CHUNK,)).fetchall():
+                connection.executemany("UPDATE records SET sequence = ?, payload = ? WHERE sequence = ?", [
+                    (-(sequence + shift), _with_sequence(payload, sequence + shift), sequence)
+                    for sequence, payload in chunk])
+                renumbered += len(chunk)
+            connection.execute("UPDATE records SET sequence = -sequence WHERE sequence < 0")
+            connection.execute("UPDATE counters SET value = ? WHERE name = 'last_sequence'", (highest + shift,))
+        logger.warning("outbox %s: the collector holds sequences up to %d for this device (a reset outbox); "
+                       "renumbered %d pending record(s) from %d", self.path, resume_after, renumbered,
+                       lowest + shift)
+        return renumbered
 
     def count(self) -> int:
         """Records waiting to be acknowledged."""

@@ -4,7 +4,9 @@ See ``protocol.md`` beside this file. A batch is ``POST``ed as JSON; only the se
 collector acknowledges in an HTTP 200 are deleted from the outbox. Connection errors, timeouts
 and 5xx leave everything in place (``upload_pending`` returns what it managed and raises
 nothing); a 4xx means the collector judged the batch malformed, which raises
-``CollectorRejectedError`` and also deletes nothing, so no record is ever lost on the device.
+``CollectorRejectedError`` and also deletes nothing, so no record is ever lost on the device. A 409 with
+``resume_after`` (a reset outbox reusing sequences the collector holds) renumbers the pending records above it and
+sends them again.
 
 Each envelope holds records of one schema version only (``version_groups``): per-event records (1, 2) and
 aggregates (3) travel side by side, in envelopes of their own. Logs carry counts, status codes and the
@@ -26,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from runtime.telemetry.outbox import Outbox
+from runtime.telemetry.outbox import MAX_SEQUENCE, Outbox
 from runtime.telemetry.records import SCHEMA_VERSION, TelemetryError, record_schema_version
 
 logger = logging.getLogger(__name__)
@@ -69,10 +71,20 @@ class CollectorRejectedError(TelemetryError):
         self.reason = reason
 
 
+class SequencesReusedError(CollectorRejectedError):
+    """The collector answered 409: it holds other records under sequences of this batch (the outbox was reset and
+    numbers from 1 again). Nothing was stored; ``resume_after`` is the highest sequence it holds for the device."""
+
+    def __init__(self, reason: str, resume_after: int) -> None:
+        super().__init__(409, reason)
+        self.resume_after = resume_after
+
+
 @dataclass(frozen=True)
 class _Attempt:
     acknowledged: int  # rows deleted from the outbox
     healthy: bool  # False after a connection error, timeout, 5xx or a partial acknowledgement
+    renumbered: bool = False  # the outbox was renumbered (HTTP 409): the window read before is stale
 
 
 class Uploader:
@@ -154,6 +166,8 @@ class Uploader:
                 total += sent.acknowledged
                 if not sent.healthy:
                     return _Attempt(total, healthy=False)
+                if sent.renumbered:  # read the window again: its sequences changed
+                    break
 
     def _send(self, records: list[dict[str, Any]]) -> _Attempt | None:
         """POST ``records`` (one schema version; the first half again and again while the body is too large) and
@@ -165,6 +179,12 @@ class Uploader:
             body = self._encode(records)
         try:
             acknowledged = self._post(body)
+        except SequencesReusedError as error:
+            if not self.outbox.renumber_after(error.resume_after):  # nothing to renumber: not a reset outbox
+                logger.error("collector answered HTTP 409 (sequences reused) for %d records, none at or below its "
+                             "resume_after %d: %s", len(records), error.resume_after, error.reason[:MAX_REASON_CHARS])
+                raise
+            return _Attempt(0, healthy=True, renumbered=True)
         except CollectorRejectedError as error:
             if error.status == 413 and len(records) > 1:
                 return None
@@ -219,7 +239,11 @@ class Uploader:
                 answer = response.read()
         except urllib.error.HTTPError as error:
             with error:
-                reason = _reason(error.read(64 * 1024))
+                answer = error.read(64 * 1024)
+            reason = _reason(answer)
+            resume_after = _resume_after(answer) if error.code == 409 else None
+            if resume_after is not None:
+                raise SequencesReusedError(reason, resume_after) from None
             if 400 <= error.code < 500 and error.code not in TRANSIENT_STATUSES:
                 raise CollectorRejectedError(error.code, reason) from None
             logger.warning(
@@ -260,6 +284,18 @@ def _reason(body: bytes) -> str:
         return text.strip() or "no reason given"
     detail = parsed.get("detail") if isinstance(parsed, dict) else None
     return str(detail) if detail else text.strip()
+
+
+def _resume_after(answer: bytes) -> int | None:
+    """A 409's ``resume_after`` (a sequence: an integer from 0 to 2⁶³−1), or None when the body has none."""
+    try:
+        parsed = json.loads(answer)
+    except ValueError:
+        return None
+    value = parsed.get("resume_after") if isinstance(parsed, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEQUENCE:
+        return None
+    return value
 
 
 def _acknowledged(answer: bytes) -> list[int] | None:

@@ -364,15 +364,22 @@ def test_a_known_bundle_closes_labels_and_feature_names(store, tmp_path):
     assert response.status_code == 422 and response.json()["field"] == "features.heart_rate_x"
 
 
-def test_a_changed_resend_logs_one_warning_per_batch(client, store, caplog):
+def test_sequences_reused_for_other_records_are_409_with_where_to_resume(client, store, caplog):
+    """A reset outbox (numbering from 1 again) is not a resend: 409, nothing stored, one WARNING, and the answer
+    says the highest sequence held so the device can renumber above it."""
     assert client.post("/v1/telemetry", json=batch(50)).status_code == 200
-    changed = batch(50)
+    changed = batch(52)
     for record in changed["records"]:
         record["latency_us"] = 999
-    with caplog.at_level("WARNING", logger="dashboard.collector.store"):
-        assert client.post("/v1/telemetry", json=changed).status_code == 200
+    with caplog.at_level("WARNING", logger="dashboard.collector.app"):
+        response = client.post("/v1/telemetry", json=changed)
+    assert response.status_code == 409
+    answer = response.json()
+    assert answer["resume_after"] == 50 and answer["field"] == "sequence"
+    assert "Expected: sequences above 50" in answer["detail"] and "from 51" in answer["detail"]
+    assert store.count() == 50 and {record["latency_us"] for record in store.records()} != {999}
     warnings_logged = [entry for entry in caplog.records if entry.levelname == "WARNING"]
-    assert len(warnings_logged) == 1 and "50 record(s)" in warnings_logged[0].getMessage()
+    assert len(warnings_logged) == 1 and "50 stored sequence(s) (1–50)" in warnings_logged[0].getMessage()
 
 
 def test_a_body_that_stops_arriving_is_answered_408_not_waited_for():

@@ -193,3 +193,39 @@ def test_every_committed_append_survives_kill_9(tmp_path):
         assert stored == list(range(1, len(stored) + 1))  # nothing committed is missing
         assert reopened.append(record) == len(stored) + 1
         assert reopened._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_renumber_after_moves_every_pending_record_above_both_numbers_in_order(tmp_path):
+    from runtime.telemetry.outbox import RENUMBER_CHUNK
+
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox:
+        count = RENUMBER_CHUNK + 7  # more than one chunk
+        outbox.append_many([sample_record(latency_us=float(index)) for index in range(count)])
+        outbox.acknowledge([1, 2, 5])  # gaps are kept
+        before = outbox.pending(count)
+        assert outbox.renumber_after(3) == count - 3
+        after = outbox.pending(count)
+        assert [record["sequence"] for record in after] == [sequence + count + 1 - 3 for sequence in
+                                                           (record["sequence"] for record in before)]
+        assert [record["latency_us"] for record in after] == [record["latency_us"] for record in before]
+        assert outbox.last_sequence() == after[-1]["sequence"] and outbox.count() == count - 3
+        assert outbox.renumber_after(3) == 0  # nothing at or below it any more
+        assert outbox.append(sample_record()) == after[-1]["sequence"] + 1
+        assert outbox.renumber_after(10**6) == count - 2 and outbox.pending(1)[0]["sequence"] == 10**6 + 1
+
+
+@pytest.mark.parametrize("value", [-1, True, 1.5, "3"])
+def test_renumber_after_refuses_what_is_not_a_sequence(tmp_path, value):
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox:
+        outbox.append(sample_record())
+        with pytest.raises(TelemetryError, match="resume_after"):
+            outbox.renumber_after(value)
+        assert outbox.pending(1)[0]["sequence"] == 1
+
+
+def test_renumber_beyond_the_largest_sequence_is_refused_and_changes_nothing(tmp_path):
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox:
+        outbox.append_many([sample_record() for _ in range(3)])
+        with pytest.raises(TelemetryError, match="largest sequence"):
+            outbox.renumber_after(2**63 - 2)
+        assert [record["sequence"] for record in outbox.pending(5)] == [1, 2, 3]

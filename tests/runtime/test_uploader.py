@@ -263,3 +263,47 @@ def test_schema_1_records_left_from_an_older_runtime_go_first_in_their_own_envel
         assert Uploader(opened, collector.url).upload_pending() == 3
     assert [(body["schema_version"], [r["sequence"] for r in body["records"]]) for _, body in collector.requests] == [
         (1, [1, 2]), (2, [3])]
+
+
+def test_a_reset_outbox_is_renumbered_and_every_record_arrives(tmp_path, caplog):
+    """An outbox file lost and recreated under the same device id numbers from 1 again: the collector answers 409
+    with where to resume (nothing stored), the uploader renumbers and sends again: every record of both outboxes is
+    stored once, in order, none taken for a duplicate of another."""
+    pytest.importorskip("fastapi")
+    pytest.importorskip("uvicorn")
+    from dashboard.collector.store import SqliteStore
+
+    port = free_port()
+    with SqliteStore(tmp_path / "collector.sqlite3") as store, running_collector(store, port) as url:
+        with Outbox(tmp_path / "first.sqlite3", DEVICE_ID) as first:
+            for index in range(30):
+                first.append(sample_record(latency_us=1_000.0 + index))
+            assert Uploader(first, url).upload_pending() == 30
+        with Outbox(tmp_path / "second.sqlite3", DEVICE_ID) as second:  # the reset: a new file, same id
+            for index in range(40):
+                second.append(sample_record(latency_us=2_000.0 + index))
+            assert second.pending(1)[0]["sequence"] == 1
+            with caplog.at_level(logging.WARNING):
+                assert Uploader(second, url, batch_size=25).upload_pending() == 40
+            assert second.count() == 0 and second.last_sequence() == 80  # above 30 and above its own 40
+        stored = store.records(DEVICE_ID)
+    assert [record["sequence"] for record in stored] == [*range(1, 31), *range(41, 81)]
+    assert [record["latency_us"] for record in stored] == [1_000.0 + index for index in range(30)] + [
+        2_000.0 + index for index in range(40)]
+    assert any("renumbered 40 pending record(s) from 41" in entry.getMessage() for entry in caplog.records)
+
+
+def test_a_409_without_anything_to_renumber_is_a_refusal_that_deletes_nothing(outbox):
+    with scripted_collector((409, {"detail": "reused", "resume_after": 0})) as collector, \
+            pytest.raises(CollectorRejectedError) as refused:
+        Uploader(outbox, collector.url).upload_pending()
+    assert refused.value.status == 409 and outbox.count() == 12 and outbox.pending(1)[0]["sequence"] == 1
+    assert len(collector.requests) == 1
+
+
+@pytest.mark.parametrize("answer", [{"detail": "no resume"}, {"resume_after": -1}, {"resume_after": True},
+                                    {"resume_after": 2**63}, b"not json"])
+def test_a_409_without_a_usable_resume_after_renumbers_nothing(outbox, answer):
+    with scripted_collector((409, answer)) as collector, pytest.raises(CollectorRejectedError):
+        Uploader(outbox, collector.url).upload_pending()
+    assert outbox.count() == 12 and [record["sequence"] for record in outbox.pending(20)] == list(range(1, 13))
