@@ -57,7 +57,9 @@ HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
 SETTLE = timedelta(minutes=3)  # a minute's aggregate reaches the store within this after the minute ends
 ONE_QUERY_FOR_RECORDS = 20  # more older devices than this: their records are read in one query, not one each
-DEVICE_COLUMNS = ["device_id", "records_stored", "dropped", "last_seen", "sends"]
+DEVICE_COLUMNS = ["device_id", "records_stored", "dropped", "last_seen", "clock_ahead_min", "sends"]
+CLOCK_TOLERANCE = pd.Timedelta(minutes=5)  # a device's newest data may end this long after it arrived (a flushed,
+# partial minute ends up to a minute later; a clock a few minutes fast): beyond it the device's clock is ahead
 _BEFORE = pd.Timedelta(microseconds=1)  # the store's ranges include both ends; a block's end is not its own
 
 
@@ -458,10 +460,22 @@ def _may_hold(block: Block, stored: tuple[pd.Timestamp, pd.Timestamp]) -> bool:
 
 
 def device_table(stored: pd.DataFrame, frame: pd.DataFrame, stop: pd.Timestamp) -> pd.DataFrame:
-    """Every device the store knows (its record counters) or the window shows: stored records, dropped, last seen
-    (its latest record, or the end of its latest aggregate in the window) and what it sends."""
+    """Every device the store knows (its record counters) or the window shows: stored records, dropped, last seen,
+    how far its clock is ahead, and what it sends.
+
+    Last seen is when the collector last received from it (its own clock): a device's timestamps are its own clock,
+    and one set years ahead would otherwise never turn silent, one years behind be silent while it sends. Where the
+    store has no receipt inside the view (no device row, or a view ending before it), last seen is its latest record,
+    or the end of its latest aggregate in the window. ``clock_ahead_min``: minutes by which its newest data ends after
+    it last arrived, when that is over ``CLOCK_TOLERANCE`` (else NaN): its data sits at the wrong times."""
+    received = (pd.to_datetime(stored["last_received_at"], utc=True) if "last_received_at" in stored
+                else pd.Series(pd.NaT, index=stored.index, dtype="datetime64[ns, UTC]"))
+    in_view = received.notna() & (received <= _aware(stop) + CLOCK_TOLERANCE)
+    newest = pd.to_datetime(stored["last_time"], utc=True)
+    ahead = (newest - received).where(in_view & (newest - received > CLOCK_TOLERANCE))
     table = pd.DataFrame({"device_id": stored["device_id"], "records_stored": stored["records"],
-                          "dropped": stored["dropped"], "last_seen": stored["last_time"]})
+                          "dropped": stored["dropped"], "last_seen": newest.where(~in_view, received),
+                          "received": in_view, "clock_ahead_min": ahead.dt.total_seconds() / 60})
     if len(frame):
         # a minute aggregate was sent after its minute; of a rollup we only know that something arrived in its hour
         # never after now: a stream's flush sends its last, partial minute before that minute has ended
@@ -472,19 +486,27 @@ def device_table(stored: pd.DataFrame, frame: pd.DataFrame, stop: pd.Timestamp) 
         latest = ends[aggregated].groupby(frame.loc[aggregated, "device_id"]).max()
         sends = frame.assign(aggregated=aggregated).groupby("device_id")["aggregated"].agg(["any", "all"])
         extra = pd.DataFrame({"device_id": sorted(set(frame["device_id"].unique()) - set(table["device_id"]))})
-        table = pd.concat([table, extra.assign(records_stored=0, dropped=0, last_seen=pd.NaT)], ignore_index=True)
-        seen = pd.to_datetime(latest.reindex(table["device_id"]).to_numpy(), utc=True)
-        stored_seen = pd.to_datetime(table["last_seen"], utc=True).to_numpy()
-        table["last_seen"] = pd.DataFrame({"stored": stored_seen, "window": seen}).max(axis=1).to_numpy()
+        table = pd.concat([table, extra.assign(records_stored=0, dropped=0, last_seen=pd.NaT, received=False)],
+                          ignore_index=True)
+        seen = pd.Series(pd.to_datetime(latest.reindex(table["device_id"]).to_numpy(), utc=True), index=table.index)
+        stored_seen = pd.to_datetime(table["last_seen"], utc=True)
+        by_data = pd.concat([stored_seen, seen], axis=1).max(axis=1)  # the device's clock: its latest data
+        table["last_seen"] = stored_seen.where(table["received"].astype(bool), by_data)
         kinds = {device_id: ("aggregates" if every else "both") if some else "records"
                  for device_id, some, every in zip(sends.index.tolist(), sends["any"].tolist(),
                                                    sends["all"].tolist(), strict=True)}
         table["sends"] = [kinds.get(device_id, "—") for device_id in table["device_id"].tolist()]
     else:
         table["sends"] = "—"
+    table["last_seen"] = pd.to_datetime(table["last_seen"], utc=True)
     table["records_stored"] = table["records_stored"].fillna(0).astype("int64")
     table["dropped"] = table["dropped"].fillna(0).astype("int64")
+    table["clock_ahead_min"] = table["clock_ahead_min"].astype("float64")
     return table.sort_values("device_id", kind="stable").reset_index(drop=True)[DEVICE_COLUMNS]
+
+
+def _aware(moment: pd.Timestamp) -> pd.Timestamp:
+    return moment.tz_localize("UTC") if moment.tzinfo is None else moment
 
 
 def latest_devices(*tables: pd.DataFrame) -> pd.DataFrame:

@@ -10,8 +10,10 @@ devices) cost milliseconds, not a loop per row or device. The per-row functions 
 reference in tests/dashboard/test_aggregate_sums.py: the same tables, bit for bit.
 
 A device's status on the Fleet page is a quick read of its window, not an alert rule (the Alerts page runs those):
-``silent`` when nothing arrived for ``SILENT_AFTER``, ``noisy`` when its flagged share reaches the quality warning
-rate, ``slow`` when its p95 is over the latency objective, else ``ok``.
+``silent`` when nothing arrived for ``SILENT_AFTER`` (by the collector's clock where the store has the receipt),
+``clock`` when its newest data ends more than ``windows.CLOCK_TOLERANCE`` after it arrived (its clock is ahead: its
+data sits at the wrong times, outside the windows that should show it), ``noisy`` when its flagged share reaches the
+quality warning rate, ``slow`` when its p95 is over the latency objective, else ``ok``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from runtime.telemetry.aggregate_schema import MIXED
 from runtime.telemetry.histogram import latency_edges
 
 SILENT_AFTER = timedelta(minutes=10)  # a device with no aggregate or record for this long is "silent"
-STATUSES = ("silent", "noisy", "slow", "ok")  # worst first
+STATUSES = ("silent", "clock", "noisy", "slow", "ok")  # worst first
 _LATENCY_BINS = len(latency_edges()) + 1
 
 
@@ -194,7 +196,7 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
     sent records has them folded from the window's start), so devices sending aggregates and records compare alike;
     None: the records over ``span``."""
     columns = ["device_id", "status", "bundle", "variant", "provider", "records", "last_seen", "minutes_since",
-               "p50_us", "p95_us", "per_minute", "flagged_share", "dropped", "sends"]
+               "clock_ahead_min", "p50_us", "p95_us", "per_minute", "flagged_share", "dropped", "sends"]
     if devices.empty:
         return pd.DataFrame(columns=columns)
     table = devices.drop_duplicates("device_id").reset_index(drop=True)
@@ -228,7 +230,8 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
     percentiles = dict(zip(measured, zip(*(quantile_rows(matrix[chosen], lows, highs, q).tolist()
                                            for q in (0.5, 0.95)), strict=True), strict=True)) if measured else {}
     rows = []
-    for number, device in enumerate(table[["device_id", "last_seen", "dropped", "sends"]].to_dict("records")):
+    for number, device in enumerate(table[["device_id", "last_seen", "clock_ahead_min", "dropped",
+                                           "sends"]].to_dict("records")):
         device_id = device["device_id"]
         last = latest.get(device_id)
         bundle = catalog.match(last["bundle_id"], last["bundle_sha256"]) if last is not None else None
@@ -243,6 +246,7 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
             "records": records,
             "last_seen": last_seen,
             "minutes_since": (moment - last_seen).total_seconds() / 60 if last_seen is not None else None,
+            "clock_ahead_min": device.get("clock_ahead_min"),
             "p50_us": p50, "p95_us": p95,
             "per_minute": int(rate_records.get(number, 0)) / minutes_in_span,
             "flagged_share": int(sums["flagged"].get(number, 0)) / records if records else None,
@@ -259,6 +263,9 @@ def device_status(row: object, now: datetime, config: AlertConfig = DEFAULT_ALER
     last_seen = getattr(row, "last_seen", None)
     if last_seen is None or pd.isna(last_seen) or pd.Timestamp(now) - last_seen > SILENT_AFTER:
         return "silent"
+    ahead = getattr(row, "clock_ahead_min", None)
+    if ahead is not None and not pd.isna(ahead):
+        return "clock"
     flagged = getattr(row, "flagged_share", None)
     if flagged is not None and not pd.isna(flagged) and flagged >= config.quality_warn_rate:
         return "noisy"

@@ -120,6 +120,11 @@ def device_view() -> None:
     cells[3].metric("last seen", f"{minutes:,.1f} min ago" if minutes is not None else "never")
     st.caption(f"device id {selected} · last seen {last_seen} · dropped by its outbox: {int(summary['dropped'])} · "
                f"{view.describe()} · refreshed {moment:%H:%M:%S} UTC")
+    ahead = summary["clock_ahead_min"]
+    if pd.notna(ahead):
+        st.warning(f"**clock** — this device's newest data ends {ahead:,.0f} min after it arrived: its clock is "
+                   "ahead, so its data sits at the wrong times (windows ending now leave it out). Set its clock "
+                   "(NTP) before reading its trends.")
 
     alerts = aggregate_checks.fleet_alerts(history, moment, plans, config)
     for alert in alerts_frame(alerts).itertuples():

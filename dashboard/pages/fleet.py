@@ -24,7 +24,8 @@ from dashboard.monitoring.aggregate_fleet import (
 
 OVERVIEW_COLUMNS = {
     "device": widgets.DEVICE_LINK_CONFIG,
-    "status": st.column_config.TextColumn("status", help="silent: nothing for 10 min · noisy: flagged share at the "
+    "status": st.column_config.TextColumn("status", help="silent: nothing received for 10 min · clock: its data is "
+                                          "stamped after it arrived (clock ahead) · noisy: flagged share at the "
                                           "quality warning rate · slow: p95 over the objective"),
     "bundle": st.column_config.TextColumn("bundle"),
     "variant": st.column_config.TextColumn("variant"),
@@ -32,6 +33,8 @@ OVERVIEW_COLUMNS = {
     "records": st.column_config.NumberColumn("inferences"),
     "last_seen": st.column_config.DatetimeColumn("last seen (UTC)", format="YYYY-MM-DD HH:mm:ss"),
     "minutes_since": st.column_config.NumberColumn("minutes ago", format="%.1f"),
+    "clock_ahead_min": st.column_config.NumberColumn("clock ahead (min)", format="%.0f", help="how far the device's "
+                                                     "newest data ends after it arrived, when over 5 min"),
     "p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.0f"),
     "p95_us": st.column_config.NumberColumn("p95 (µs)", format="%.0f"),
     "per_minute": st.column_config.NumberColumn("per minute", format="%.1f"),

@@ -8,14 +8,18 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
+from dashboard.data.bundles import BundleCatalog
 from dashboard.data.windows import (
+    DEVICE_COLUMNS,
     Resolution,
     WindowRequest,
+    device_table,
     fleet_request,
     merge_days,
     plan,
     record_blocks,
 )
+from dashboard.monitoring.aggregate_fleet import device_overview, status_counts
 from dashboard.monitoring.aggregate_sums import summary_of
 from dashboard.monitoring.aggregate_window import aggregate_frame, compact_payload
 
@@ -233,3 +237,40 @@ def test_a_pages_window_after_the_refresh_period_holds_what_was_stored_since(tmp
     pd.testing.assert_frame_equal(refreshed.drop(columns="payload"), whole.drop(columns="payload"))
     assert [json.dumps(_plain(payload)) for payload in refreshed["payload"]] == [
         json.dumps(_plain(payload)) for payload in whole["payload"]]
+
+
+def test_last_seen_follows_the_collectors_clock_and_a_clock_ahead_is_its_own_status(tmp_path) -> None:
+    """Device timestamps are the device's clock. One set years ahead kept showing "ok" after it stopped sending, one
+    years behind showed "silent" while it sent: silence is judged by when the collector received, and data stamped
+    after it arrived is flagged "clock"."""
+    now = pd.Timestamp(END)
+    received = {"right": now - timedelta(minutes=1), "ahead-now": now - timedelta(minutes=2),
+                "ahead-gone": now - timedelta(hours=3), "behind": now - timedelta(minutes=1),
+                "quiet": now - timedelta(minutes=25)}
+    newest = {"right": now - timedelta(minutes=1, seconds=20), "ahead-now": now + timedelta(days=3 * 365),
+              "ahead-gone": now + timedelta(days=365), "behind": now - timedelta(days=2 * 365),
+              "quiet": now - timedelta(minutes=26)}
+    stored = pd.DataFrame({"device_id": list(received), "dropped": 0, "records": 10,
+                           "last_received_at": list(received.values()), "last_time": list(newest.values())})
+    table = device_table(stored, aggregate_frame([]), now)
+    assert list(table.columns) == DEVICE_COLUMNS
+    rows = table.set_index("device_id")
+    assert rows.loc["behind", "last_seen"] == received["behind"] and rows.loc["ahead-now", "last_seen"] == (
+        received["ahead-now"])
+    assert rows["clock_ahead_min"].notna().to_dict() == {"ahead-gone": True, "ahead-now": True, "behind": False,
+                                                        "quiet": False, "right": False}
+    assert round(rows.loc["ahead-now", "clock_ahead_min"] / (60 * 24 * 365), 2) == 3.0
+    overview = device_overview(table, aggregate_frame([]), BundleCatalog(tmp_path), now, timedelta(hours=1))
+    status = overview.set_index("device_id")["status"].to_dict()
+    assert status == {"ahead-gone": "silent", "ahead-now": "clock", "behind": "ok", "quiet": "silent", "right": "ok"}
+    assert status_counts(overview) == {"silent": 2, "clock": 1, "noisy": 0, "slow": 0, "ok": 2}
+
+
+def test_a_view_ending_before_the_receipt_keeps_last_seen_by_the_data() -> None:
+    """A view of the past (or a store written by a simulation with its own clock) has no receipt inside it: last seen
+    is the device's latest data, and nothing is said about its clock."""
+    stop = pd.Timestamp(END)
+    stored = pd.DataFrame({"device_id": ["a"], "dropped": 0, "records": 1,
+                           "last_received_at": [stop + timedelta(days=30)], "last_time": [stop - timedelta(minutes=4)]})
+    (row,) = device_table(stored, aggregate_frame([]), stop).itertuples()
+    assert row.last_seen == stop - timedelta(minutes=4) and pd.isna(row.clock_ahead_min)
