@@ -15,6 +15,7 @@ from exporters.parity import PARITY_BATCH_SIZES, PARITY_SAMPLES, PARITY_TOLERANC
 from exporters.quantization import ActivationType, QuantizationConfig, QuantizationFormat, TuningConfig
 from exporters.timing import InterleavedTiming
 from exporters.variants import VariantName
+from pipeline.clinical.evidence import EvidenceRule
 from pipeline.clinical.gate import GateConfig
 from pipeline.clinical.metrics import EvaluationConfig
 from pipeline.clinical.recording_gate import RecordingGateConfig
@@ -121,6 +122,8 @@ class BundleConfig:
     # A reduced-precision variant ships instead of fp32 only when at least this much faster
     # (ratio to fp32 ≤ 1 − margin): within timing noise, the reference's accuracy wins.
     min_speedup_over_fp32: float = 0.05
+    # How much real, independent test evidence each class needs to ship (pipeline/clinical/evidence.py)
+    evidence: EvidenceRule = field(default_factory=EvidenceRule)
 
 
 @dataclass(frozen=True)
@@ -152,5 +155,7 @@ def shrink_for_tests(config: BuildConfig) -> BuildConfig:
         ),
         evaluate=replace(config.evaluate, evaluation=evaluation),
         validate=replace(config.validate, bootstrap_replicates=200),
-        bundle=replace(config.bundle, warmup_runs=10, rounds=5, runs_per_round=40),
+        # a smoke build is never a release: its evidence verdict is recorded and said, not enforced
+        bundle=replace(config.bundle, warmup_runs=10, rounds=5, runs_per_round=40,
+                       evidence=replace(config.bundle.evidence, enforced=False)),
     )

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from pipeline.build.artifacts import Artifact
 from pipeline.build.context import StageContext
+from pipeline.build.device_manifest import TestSources
 from pipeline.build.publish import publish
 from pipeline.build.signing import SigningKey
 from pipeline.build.stages.bundle import BUNDLE_FOLDER, BundleInputs, BundleRequest, run_bundle_stage
@@ -100,7 +101,7 @@ def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
     return (
         Step(StageName.DATA, lambda built, context: run_data_stage(data, context)),
         Step(StageName.TRAIN, lambda built, context: run_train_stage(train, built.artifact(StageName.DATA), context)),
-        *_shared_steps(config, bundle, validate),
+        *_shared_steps(config, bundle, validate, scenario.test_sources),
     )
 
 
@@ -115,15 +116,16 @@ def custom_plan(source: ImportRequest, config: BuildConfig) -> tuple[Step, ...]:
     )
 
 
-def _shared_steps(config: BuildConfig, bundle: BundleRequest, validate: ValidateRequest | None = None
-                  ) -> tuple[Step, ...]:
-    """export → variants → evaluate → [validate] → bundle: every build's stages once it has data and a Keras model."""
+def _shared_steps(config: BuildConfig, bundle: BundleRequest, validate: ValidateRequest | None = None,
+                  test_sources: TestSources | None = None) -> tuple[Step, ...]:
+    """export → variants → evaluate → [validate] → bundle: every build's stages once it has data and a Keras model
+    (``test_sources``: the scenario's, for the evidence rule; None for a user's data)."""
     data, export, variants, evaluate = StageName.DATA, StageName.EXPORT, StageName.VARIANTS, StageName.EVALUATE
 
     def lineage(built: BuildOutcome) -> BundleInputs:
         return BundleInputs(data=built.artifact(data), model=built.model, export=built.artifact(export),
                             variants=built.artifact(variants), evaluate=built.artifact(evaluate),
-                            validate=built.artifacts.get(StageName.VALIDATE.value))
+                            validate=built.artifacts.get(StageName.VALIDATE.value), test_sources=test_sources)
 
     recordings = () if validate is None else (
         Step(StageName.VALIDATE, lambda built, context: run_validate_stage(validate, lineage(built), context)),)

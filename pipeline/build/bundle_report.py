@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from pipeline.clinical.anomaly_metrics import AlarmAgreement, AnomalyMetrics
+from pipeline.clinical.evidence import EvidenceRule
 from pipeline.clinical.metrics import ClinicalMetrics
 from pipeline.clinical.regression_metrics import RegressionMetrics
 from pipeline.clinical.task_evaluation import TaskMetrics
@@ -73,13 +74,45 @@ def _quantization_lines(quantization: dict | None) -> list[str]:
             ""]
 
 
-THIN_EVIDENCE = 30  # test examples under which a class's figures are called indicative in the report
+THIN_EVIDENCE = EvidenceRule().min_examples  # test examples under which a class's figures are called indicative
+
+
+def evidence_lines(evidence: dict | None) -> list[str]:
+    """The evidence rule's verdict (pipeline/clinical/evidence.py): a box when it failed (the bundle exists only
+    because the rule was not enforced), and the per-class table either way."""
+    if not evidence:
+        return []
+    lines = []
+    if not evidence["passed"]:
+        lines += [f"> **NOT VALIDATED ON REAL DATA — not for clinical use.** {evidence['summary']}. The evidence rule "
+                  f"({evidence['rule']}) was not enforced for this build (a tiny smoke build, or "
+                  "`--allow-unvalidated`): no device should give these classes to a patient.", ""]
+    lines += ["## Real test evidence per class", "", f"Rule: {evidence['rule']}."
+              + ("" if evidence["sources_recorded"] else " Sources not recorded for this data: independence "
+                 "unverified."), "",
+              "| class | real test examples | sources | independent of training | verdict |",
+              "|---|---:|---:|---:|---|"]
+    for label, item in evidence["classes"].items():
+        verdict = "passes" if item["passed"] else "; ".join(item["shortfalls"])
+        lines.append(f"| {_cell(label)} | {item['examples']} | {_count(item['sources'])} | "
+                     f"{_count(item['independent_sources'])} | {_cell(verdict)} |")
+    return [*lines, ""]
+
+
+def _count(value: int | None) -> str:
+    return "—" if value is None else str(value)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|")
 
 
 def thin_evidence_lines(metrics) -> list[str]:
     """A warning box naming every class (or label) with fewer than ``THIN_EVIDENCE`` test examples: its figures
     rest on a handful of samples, whatever the point estimates say."""
-    items = getattr(metrics, "per_class", None) or getattr(metrics, "per_label", None) or ()
+    inner = getattr(metrics, "metrics", None)  # a binary result keeps its classes on its thresholded metrics
+    items = (getattr(metrics, "per_class", None) or getattr(metrics, "per_label", None)
+             or getattr(inner, "per_class", None) or ())
     thin = [item for item in items if item.support < THIN_EVIDENCE]
     if not thin:
         return []
@@ -380,6 +413,7 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
             "",
         ]
     lines += [
+        *evidence_lines(provenance.get("evidence")),
         *thin_evidence_lines(shipped_metrics),
         "## Shipped variant",
         "",

@@ -9,14 +9,17 @@ device would load.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from pipeline.build.artifacts import Artifact, to_jsonable, tool_versions
 from pipeline.build.machine import machine_fingerprint
 from pipeline.build.stages.export import export_outputs
 from pipeline.clinical.anomaly_metrics import AlarmAgreement, AnomalyMetrics
+from pipeline.clinical.evidence import ClassSources, EvidenceVerdict
 from pipeline.clinical.task_evaluation import TaskMetrics
 from pipeline.clinical.thresholded_metrics import BinaryMetrics, MultilabelMetrics
 from pipeline.config import BundleConfig
@@ -42,6 +45,11 @@ from runtime.hashing import sha256_file
 LINEAGE_STAGES = ("data", "model", "export", "variants", "evaluate", "validate")
 
 
+# A build's record of where each class's test examples come from, given the data stage's provenance and the test
+# examples per class (None: not recorded): ``Scenario.test_sources``
+TestSources = Callable[[Mapping[str, Any], Mapping[str, int]], Mapping[str, ClassSources] | None]
+
+
 @dataclass(frozen=True)
 class BundleInputs:
     """The upstream artefacts a bundle draws on (its lineage)."""
@@ -52,6 +60,9 @@ class BundleInputs:
     variants: Artifact
     evaluate: Artifact
     validate: Artifact | None = None  # the recording validation, for scenarios with held-out recordings
+    # Where the test examples of each class come from (``Scenario.test_sources``, given the data stage's
+    # provenance); None: not recorded (a user's data)
+    test_sources: TestSources | None = None
 
 
 @dataclass(frozen=True)
@@ -132,8 +143,11 @@ def contract_inputs(request: BundleRequest, inputs: BundleInputs) -> tuple[Input
     return specs
 
 
-def data_summary(metrics: dict) -> DataSummary:
+def data_summary(metrics: dict, evidence: EvidenceVerdict | None = None) -> DataSummary:
+    """The manifest's data section; the evidence verdict goes into its provenance (``evidence``)."""
     provenance = to_jsonable(metrics["provenance"])
+    if evidence is not None:
+        provenance = {**provenance, "evidence": evidence.to_dict()}
     return DataSummary(
         synthetic=provenance.get("synthetic"),
         provenance=provenance,
@@ -152,7 +166,8 @@ def file_table(folder: Path) -> dict[str, FileEntry]:
 
 
 def assemble_manifest(request: BundleRequest, inputs: BundleInputs, choice: Choice, bundle_id: str, folder: Path,
-                      metrics: TaskMetrics, recording_validation: dict | None = None) -> BundleManifest:
+                      metrics: TaskMetrics, recording_validation: dict | None = None,
+                      evidence: EvidenceVerdict | None = None) -> BundleManifest:
     """The manifest of ``folder`` holding ``choice.variant`` (``metrics``: that variant's, for its decision rule)."""
     export = inputs.export.metrics
     lineage = {stage: artifact.id for stage in LINEAGE_STAGES
@@ -169,7 +184,7 @@ def assemble_manifest(request: BundleRequest, inputs: BundleInputs, choice: Choi
         export=ExportSummary(export["opset"], to_jsonable(export["parity"]), to_jsonable(export["op_census"]),
                              tuple(export["warnings"])),
         training=to_jsonable(inputs.model.metrics),
-        data=data_summary(inputs.data.metrics),
+        data=data_summary(inputs.data.metrics, evidence),
         lineage={**lineage, "bundle": bundle_id},
         files=file_table(folder),
         tool_versions=tool_versions(),

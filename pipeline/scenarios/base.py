@@ -9,12 +9,13 @@ scenario; they only call this interface.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pipeline.clinical.evidence import ClassSources
 from pipeline.clinical.gate import GateConfig
 from pipeline.config import BuildConfig, Profile, shrink_for_tests
 from pipeline.errors import StageError
@@ -111,6 +112,13 @@ class Scenario(ABC):
         if profile is Profile.TINY:
             config = shrink_for_tests(config)
         return config
+
+    def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources] | None:
+        """Per class, where its test examples (``counts``: per class) come from — examples per recording or
+        subject — and which of those sources training also used, read from the data stage's ``provenance``: the
+        evidence rule's independence check (pipeline/clinical/evidence.py). None: not recorded (only the examples
+        are counted)."""
+        return None
 
     def recording_source(self, data_config: object) -> dict | None:
         """What the ``validate`` stage runs every variant on, as data (its cache key); None: the scenario has no

@@ -8,10 +8,13 @@ layer adapted on the training split), so the ONNX model takes raw features.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from pipeline.clinical.evidence import ClassSources, one_source_each
 from pipeline.clinical.gate import GateConfig
 from pipeline.config import Profile
 from pipeline.scenarios.base import DeviceContract, Progress, Scenario, multiclass_output
@@ -94,6 +97,10 @@ class BreastCancerScenario(Scenario):
                 "samples": len(labels),
             },
         )
+
+    def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources]:
+        """One row per patient (the study's unit), split by row: each test example its own source."""
+        return one_source_each(counts)
 
     def build_model(self, model_config: object, train_inputs: np.ndarray):
         import keras

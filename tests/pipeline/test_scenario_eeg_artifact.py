@@ -58,8 +58,9 @@ def eeg_build(tmp_path_factory):
     return root, tiny_build("eeg-artifact", root)
 
 
-def test_registered_shipped_and_three_classes():
-    assert "eeg-artifact" in default_scenario_names() and SCENARIO.class_names == CLASS_NAMES
+def test_registered_not_shipped_and_three_classes():
+    """Registered, built only when named: it fails the evidence rule (test_evidence.py)."""
+    assert "eeg-artifact" not in default_scenario_names() and SCENARIO.class_names == CLASS_NAMES
     assert CLASS_NAMES == ("clean", "movement", "electromagnetic")
     assert EegModelConfig().cell is RecurrentCell.LSTM  # the comparison's winner is the default
 

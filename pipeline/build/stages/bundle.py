@@ -33,6 +33,7 @@ from pipeline.build.stages.data import load_data
 from pipeline.build.stages.evaluate import load_evaluation
 from pipeline.build.stages.variants import load_predictions, variant_file
 from pipeline.build.variant_latency import REFERENCE, LatencyResult, measure_variants
+from pipeline.clinical.evidence import EvidenceVerdict, class_test_counts, judge_evidence, refuse_unvalidated
 from pipeline.clinical.gate import GateVerdict
 from pipeline.clinical.recording_gate import combine_verdicts
 from pipeline.clinical.task_evaluation import TaskMetrics, summary
@@ -50,7 +51,8 @@ __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "
 # 3: per-kind outputs (thresholds chosen by the evaluate stage), per-kind variant summaries and profiles.
 # 4: the recording validation (verdicts joined with the evaluate stage's, manifest section, report tables).
 # 5: the report shows coarse-label notes, synthetic training data and the windows left out of every split.
-BUNDLE_CONTENT_REVISION = 5
+# 6: the evidence rule (pipeline/clinical/evidence.py): judged before anything is timed, in the manifest and report.
+BUNDLE_CONTENT_REVISION = 6
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
@@ -142,6 +144,8 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
     has held-out recordings, the validate stage's), and write the bundle folder."""
 
     def produce(work: Path) -> StageResult:
+        evidence = judge_test_evidence(request, inputs)
+        refuse_unvalidated(evidence, f"the bundle for {request.scenario}")
         splits = load_data(inputs.data)
         metrics, verdicts = load_evaluation(inputs.evaluate)
         recordings = load_recording_validation(inputs.validate) if inputs.validate is not None else None
@@ -176,7 +180,7 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         shutil.copyfile(inputs.variants.path(variant_file(chosen)), folder / MODEL_NAME)
         section = manifest_section(recordings, chosen) if recordings is not None else None
         manifest = assemble_manifest(request, inputs, Choice(chosen, reason, variants, SELECTION_RULE), bundle_id,
-                                     folder, metrics[chosen], section)
+                                     folder, metrics[chosen], section, evidence)
         profile = build_reference_profile(
             input_features(splits.test.inputs, manifest.inputs),
             load_predictions(inputs.variants)[chosen],
@@ -194,6 +198,18 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
                     "content_revision": BUNDLE_CONTENT_REVISION}
     bundle_id = artifact_id("bundle", stage_config, parent.id)
     return run_stage("bundle", stage_config, parent, context.root, produce)
+
+
+def judge_test_evidence(request: BundleRequest, inputs: BundleInputs) -> EvidenceVerdict:
+    """The evidence rule (``request.bundle.evidence``) on the data stage's real test examples per class and, where
+    the build records them, their sources."""
+    data = inputs.data.metrics
+    provenance = data.get("provenance") or {}
+    counts = class_test_counts(data.get("class_balance") or {}, data.get("sizes") or {},
+                               request.contract.output.labels)
+    sources = inputs.test_sources(provenance, counts) if inputs.test_sources is not None else None
+    return judge_evidence(request.bundle.evidence, counts, synthetic=provenance.get("synthetic") is True,
+                          sources=sources)
 
 
 def _feature_kind(specs: tuple[InputSpec, ...]) -> str:

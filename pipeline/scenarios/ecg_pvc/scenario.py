@@ -25,10 +25,13 @@ claims N, S or F accuracy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from pipeline.clinical.evidence import ClassSources, sources_by_split
 from pipeline.clinical.recording_gate import RecordingGateConfig
 from pipeline.clinical.task_evaluation import DecisionConfig, ThresholdRuleName
 from pipeline.config import BuildConfig, Profile, TrainConfig
@@ -224,6 +227,15 @@ class EcgPvcScenario(Scenario):
             "beats_per_record": {name: _beat_counts(item) for name, item in beats.items()},
             "record_notes": {name: RECORD_NOTES[name] for name in beats},
         }
+
+    def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources]:
+        """Each test beat's record (one patient): V and non-V beats per record of every split."""
+        beats = provenance["beats_per_record"]
+        return sources_by_split(
+            (record, label, split, count)
+            for split, records in provenance["record_splits"].items() for record in records
+            for label, count in ((CLASS_NAMES[1], beats[record]["v"]),
+                                 (CLASS_NAMES[0], beats[record]["detections"] - beats[record]["v"])))
 
     def build_model(self, model_config: object, train_inputs):
         config: PvcModelConfig = model_config  # type: ignore[assignment]

@@ -27,10 +27,13 @@ the gate compares variants with fp32, but the evidence that the model finds arte
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
+from pipeline.clinical.evidence import ClassSources, sources_by_split
 from pipeline.clinical.task_evaluation import DecisionConfig, ThresholdRuleName
 from pipeline.config import BuildConfig, Profile, TrainConfig
 from pipeline.scenarios.base import DeviceContract, Progress, Scenario
@@ -150,6 +153,14 @@ class PpgQualityScenario(Scenario):
                 progress(index + 1, len(SPLIT_NAMES))
         return DataSplits(**splits, class_names=CLASS_NAMES, task=TaskKind.BINARY,
                           provenance=_provenance(config, recordings, counts))
+
+    def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources]:
+        """Each real window's recording (its block's); synthetic copies are no source."""
+        tallies = {"acceptable": CLASS_NAMES[0], "artefact": CLASS_NAMES[1]}
+        return sources_by_split(
+            (block["block"].split(" ")[0], label, split, block["real"].get(tally, 0))
+            for split, blocks in provenance["windows_per_block"].items() for block in blocks
+            for tally, label in tallies.items())
 
     def build_model(self, model_config: object, train_inputs):
         config: PpgModelConfig = model_config  # type: ignore[assignment]
