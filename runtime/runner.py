@@ -170,6 +170,7 @@ class TelemetrySink:
         self._times: list[float | None] = []  # aggregates mode: each buffered event's epoch seconds, if given
         self._filter_options = (event_filter_rules, positive_labels)
         self._aggregator = None
+        self._origin_s: float | None = None  # the stream's time 0 in epoch seconds (``begin``), both modes
         self._individual: list[tuple[float, dict]] = []  # (epoch s, schema-2 record) waiting for their minute
 
     # -- records mode ----------------------------------------------------------------------------------------
@@ -192,8 +193,11 @@ class TelemetrySink:
     # -- aggregates mode -------------------------------------------------------------------------------------
 
     def begin(self, origin_s: float | None = None, plan=None) -> None:
-        """Aggregates mode: start the aggregator with stream time 0 at ``origin_s`` (epoch seconds; None: now), on
-        ``plan`` (an ``AggregationPlan``; default: from the bundle's reference profile)."""
+        """Stream time 0 is ``origin_s`` (epoch seconds; None: now): records mode stamps each event there plus its
+        own time, as aggregates mode does. Aggregates mode: start the aggregator on ``plan`` (an
+        ``AggregationPlan``; default: from the bundle's reference profile)."""
+        if self._origin_s is None:
+            self._origin_s = time.time() if origin_s is None else float(origin_s)
         if self.mode is not TelemetryMode.AGGREGATES or self._aggregator is not None:
             return
         aggregates = _import_telemetry("aggregates", "MinuteAggregator")
@@ -218,12 +222,20 @@ class TelemetrySink:
         every ``COMMIT_EVERY``. Records mode: an event with a result is ``record``-ed, the others are left out."""
         if self.mode is TelemetryMode.RECORDS:
             if _has_result(event):
-                self.record(event, time_s)
+                self.record(event, time_s if time_s is not None else self._stream_moment(event))
             return
         self.buffer.append(event)
         self._times.append(time_s)
         if len(self.buffer) >= COMMIT_EVERY:
             self.commit()
+
+    def _stream_moment(self, event: Event) -> float | None:
+        """An event's moment on the stream's clock (epoch seconds): ``begin``'s origin plus a beat's ``time_s`` or
+        a window's ``start_s``, as the aggregator stamps it; None (now) for a row, or before ``begin``."""
+        offset = getattr(event, "time_s", None)
+        if offset is None:
+            offset = getattr(event, "start_s", None)
+        return None if self._origin_s is None or offset is None else self._origin_s + offset
 
     def add_many(self, events: Sequence[Event], times_s: Sequence[float] | None = None) -> None:
         """``add`` for several events (and their epoch seconds, when the caller's clock is not the stream's)."""

@@ -112,6 +112,19 @@ def test_aggregates_mode_counts_every_event_once_and_sends_the_kept_ones(pvc_bun
         assert datetime.fromisoformat(record["time"]).timestamp() < ends[closing]
 
 
+def test_records_mode_stamps_each_record_on_the_streams_clock(pvc_bundle, recording, tmp_path):
+    """A recording processed in seconds is three minutes of ECG: each record carries its beat's moment (the stream's
+    start plus the beat's time), as aggregates mode does, not the moment the device processed it."""
+    options = _options(tmp_path, TelemetryMode.RECORDS)
+    classified = [event for event in run(pvc_bundle, recording, options)
+                  if isinstance(event, BeatEvent) and event.classified]
+    records = _outbox_rows(options.telemetry_outbox)
+    assert len(records) == len(classified) > 150
+    assert [record["time"] for record in records] == [
+        datetime.fromtimestamp(START + beat.time_s, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for beat in classified]
+
+
 def test_the_default_filter_sends_only_the_events_that_matter(pvc_bundle, recording, tmp_path):
     options = _options(tmp_path, TelemetryMode.AGGREGATES)
     events = list(run(pvc_bundle, recording, options))
