@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING
 
 from pipeline.errors import UsageError
 from runtime.contract import MANIFEST_NAME, MODEL_NAME, BundleManifest, KeyPurpose, Release, parse_manifest
+from runtime.contract.release import KEY_ID_PATTERN
 from runtime.trust import SIGNATURE_NAME, SignatureFile, TrustedKey, TrustPolicy, check_signature, key_id
+from runtime.trust.policy import PURPOSE_LINE, REVOKED_NAME, read_revoked
 from runtime.trust.signature import raw_public_bytes
 
 if TYPE_CHECKING:
@@ -180,13 +182,38 @@ def generate_keys(folder: Path | str, purpose: KeyPurpose, *, force: bool = Fals
         shutil.rmtree(store)  # the replaced key's public key must not stay trusted by accident
     store.mkdir(exist_ok=True)
     public_path = store / f"{identifier}.pem"
-    public_path.write_bytes(private_key.public_key().public_bytes(
+    # the purpose before the PEM: a device's trust store then knows it, whatever a manifest signed with it claims
+    public_path.write_bytes(f"{PURPOSE_LINE} {purpose.value}\n".encode() + private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     info = {"key_id": identifier, "algorithm": "ed25519", "purpose": purpose.value,
             "created_at": datetime.now(UTC).isoformat(), "public_key": f"{TRUST_STORE_FOLDER}/{public_path.name}"}
     info_path.write_text(json.dumps(info, indent=2) + "\n")
     logger.info("generated %s signing key %s in %s", purpose.value, identifier, folder)
     return KeyFiles(identifier, purpose, private_path, info_path, public_path)
+
+
+def revoke_key(store: Path | str, identifier: str, reason: str = "") -> Path:
+    """Add ``identifier`` to the trust store's ``revoked`` file (written to a temporary file, then renamed: a device
+    never reads half a list); devices given the file refuse every bundle that key signed. Returns the file."""
+    store = Path(store)
+    if not KEY_ID_PATTERN.fullmatch(identifier):
+        raise KeyLocationError(f"{identifier[:40]!r} is not a key id", expected="16 lowercase hexadecimal digits "
+                               "(the name of the key's .pem in a trust store, or key.json's key_id)",
+                               fix="copy the key id from 'edgemed keys generate''s output or key.json")
+    if not store.is_dir():
+        raise KeyLocationError(f"trust store {store} is not a folder", expected="a trust-store folder",
+                               fix="pass the folder devices are provisioned from (--trust-store)")
+    path = store / REVOKED_NAME
+    listed = read_revoked(path)
+    if identifier in listed:
+        return path
+    text = path.read_text(encoding="utf-8") if path.exists() else "# key ids no bundle may be signed by\n"
+    note = " ".join(reason.split())[:200]
+    text += f"{identifier}  # revoked {datetime.now(UTC).date().isoformat()}{': ' + note if note else ''}\n"
+    temporary = path.with_name(f".{REVOKED_NAME}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+    return path
 
 
 # -- signing -------------------------------------------------------------------------------------------------
@@ -246,7 +273,8 @@ class SigningKey:
 
     def trust_policy(self) -> TrustPolicy:
         """A policy trusting this key alone (the publish checks its own signature with the device's code)."""
-        return TrustPolicy({self.key_id: TrustedKey(self.key_id, self.private_key.public_key(), self.path)})
+        return TrustPolicy({self.key_id: TrustedKey(self.key_id, self.private_key.public_key(), self.path,
+                                                    self.purpose)})
 
 
 def next_bundle_version(previous: int | None, now: float | None = None) -> int:

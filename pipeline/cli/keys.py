@@ -1,4 +1,5 @@
-"""``edgemed keys generate``: an Ed25519 key that signs published bundles, and its public key for devices.
+"""``edgemed keys generate``: an Ed25519 key that signs published bundles, and its public key for devices;
+``edgemed keys revoke``: list a key id as revoked in a trust store.
 
 Usage errors (a key already there, a private key that would land in a bundle or at a committable path
 in the repository) exit 2; messages go to stderr.
@@ -10,7 +11,13 @@ from pathlib import Path
 
 import click
 
-from pipeline.build.signing import DEVELOPMENT_KEY_FOLDER, TRUST_STORE_FOLDER, SigningKey, generate_keys
+from pipeline.build.signing import (
+    DEVELOPMENT_KEY_FOLDER,
+    TRUST_STORE_FOLDER,
+    SigningKey,
+    generate_keys,
+    revoke_key,
+)
 from pipeline.errors import UsageError
 from runtime.contract import KeyPurpose
 
@@ -50,6 +57,21 @@ def generate_command(out: Path, purpose: str, force: bool) -> None:
                f"--trust-store DIR")
     if files.purpose is KeyPurpose.DEVELOPMENT:
         click.echo(f"!!! {DEVELOPMENT_BANNER}", err=True)
+
+
+@keys_command.command("revoke")
+@click.argument("key_id")
+@click.option("--trust-store", "trust_store", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="The trust-store folder devices are provisioned from.")
+@click.option("--reason", default="", help="Why (kept as a comment in the file; no patient data).")
+def revoke_command(key_id: str, trust_store: Path, reason: str) -> None:
+    """List KEY_ID in the trust store's revoked file: devices given it refuse every bundle that key signed."""
+    try:
+        path = revoke_key(trust_store, key_id, reason)
+    except UsageError as error:
+        raise click.UsageError(str(error)) from error
+    click.echo(f"key {key_id} revoked in {path}: copy it to every device's trust store (the .pem may stay; "
+               "a revoked key is refused whatever else the store holds)")
 
 
 def sign_key_option(function):

@@ -26,6 +26,14 @@ class UnknownKeyError(TrustError):
     """The bundle is signed by a key that is not in this device's trust store."""
 
 
+class RevokedKeyError(TrustError):
+    """The bundle is signed by (or names) a key this device's trust store lists as revoked."""
+
+
+class KeyPurposeError(TrustError):
+    """The signed manifest claims a key purpose (production) the trust store does not record for that key."""
+
+
 class RollbackError(TrustError):
     """The bundle's version is older than the newest this device has run (a downgrade)."""
 

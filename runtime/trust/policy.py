@@ -1,9 +1,16 @@
 """What a device trusts: the public keys it was provisioned with, and whether unsigned bundles may run.
 
 ``TrustPolicy.from_store(DIR)`` reads every ``*.pem`` public key in a trust store folder (a private
-key there is refused: it never belongs on a device) and keeps the newest bundle version run per
-bundle name in ``DIR/bundle-versions.json`` (or another given file). ``load_bundle(…, trust=…)``
-then refuses, before any session exists:
+key there is refused: it never belongs on a device), each with the purpose its file records (an
+``edgemed-key-purpose: development|production`` line before the PEM, as ``edgemed keys generate`` writes
+it), the revoked key ids in ``DIR/revoked`` (one per line, ``#`` comments; ``edgemed keys revoke``), and keeps
+the newest bundle version run per bundle name in ``DIR/bundle-versions.json`` (or another given file).
+``load_bundle(…, trust=…)`` then refuses, before any session exists:
+
+* a bundle signed by a revoked key, or whose manifest names one (``RevokedKeyError``), whatever the allowance
+  and even when its ``.pem`` is still in the store;
+* a signed manifest claiming a purpose the store records otherwise for its key (``KeyPurposeError``): a
+  development key cannot sign a "production" release;
 
 * an unsigned bundle (``UnsignedBundleError``) — unless the policy allows unsigned bundles for
   development, which logs a WARNING on every load; under that allowance a signature by a key the
@@ -27,7 +34,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runtime.contract import MANIFEST_NAME, BundleManifest, KeyPurpose, ManifestError
-from runtime.trust.errors import BadSignatureError, TrustStoreError, UnknownKeyError, UnsignedBundleError
+from runtime.contract.release import KEY_ID_PATTERN
+from runtime.trust.errors import (
+    BadSignatureError,
+    KeyPurposeError,
+    RevokedKeyError,
+    TrustStoreError,
+    UnknownKeyError,
+    UnsignedBundleError,
+)
 from runtime.trust.signature import (
     MAX_KEY_FILE_BYTES,
     SIGNATURE_NAME,
@@ -48,11 +63,54 @@ KEY_SUFFIX = ".pem"
 _NOT_FOR_PATIENTS = "NOT FOR CLINICAL USE"
 
 
+PURPOSE_LINE = "edgemed-key-purpose:"  # before the PEM in a trust-store key file: the key's recorded purpose
+REVOKED_NAME = "revoked"  # key ids no bundle may be signed by, one per line
+
+
 @dataclass(frozen=True)
 class TrustedKey:
     key_id: str
     public_key: Ed25519PublicKey
     source: Path | None  # the file it was read from
+    purpose: KeyPurpose | None = None  # as the trust store records it (None: a key file without the line)
+
+
+def key_file_purpose(data: bytes, source: str) -> KeyPurpose | None:
+    """The purpose a trust-store key file records before its PEM, or None when it records none."""
+    head = data.split(b"-----BEGIN", 1)[0].decode("utf-8", errors="replace")
+    for line in head.splitlines():
+        if line.strip().lower().startswith(PURPOSE_LINE):
+            value = line.strip()[len(PURPOSE_LINE):].strip()
+            try:
+                return KeyPurpose(value)
+            except ValueError:
+                raise TrustStoreError(
+                    f"{source} records key purpose {value[:40]!r}",
+                    expected=f"'{PURPOSE_LINE} development' or '{PURPOSE_LINE} production' before the PEM",
+                    fix="copy the public key file written by 'edgemed keys generate' again",
+                ) from None
+    return None
+
+
+def read_revoked(path: Path) -> frozenset[str]:
+    """The key ids listed in a trust store's ``revoked`` file (none when there is no file)."""
+    if not path.exists():
+        return frozenset()
+    identifiers = set()
+    with path.open("rb") as handle:
+        text = handle.read(MAX_KEY_FILE_BYTES * 64).decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), start=1):
+        entry = line.split("#", 1)[0].strip()
+        if not entry:
+            continue
+        if not KEY_ID_PATTERN.fullmatch(entry):
+            raise TrustStoreError(
+                f"{path} line {number} is not a key id ({len(entry)} characters)",
+                expected="one key id per line (16 lowercase hexadecimal digits), '#' comments",
+                fix="write it with 'edgemed keys revoke KEY_ID --trust-store DIR'",
+            )
+        identifiers.add(entry)
+    return frozenset(identifiers)
 
 
 @dataclass(frozen=True)
@@ -63,6 +121,7 @@ class TrustPolicy:
     allow_unsigned: bool = False  # development only: run bundles whose signature cannot be checked
     version_state: Path | None = None  # newest bundle version run per bundle name; None = no rollback check
     store: Path | None = None  # the trust store folder the keys came from (for messages)
+    revoked: frozenset[str] = frozenset()  # key ids no bundle may be signed by (the store's ``revoked`` file)
 
     @classmethod
     def from_store(cls, folder: Path | str, *, allow_unsigned: bool = False,
@@ -82,9 +141,11 @@ class TrustPolicy:
                 if path.suffix != KEY_SUFFIX or not path.is_file():
                     continue
                 with path.open("rb") as handle:
-                    public_key = public_key_from_pem(handle.read(MAX_KEY_FILE_BYTES), str(path))
+                    data = handle.read(MAX_KEY_FILE_BYTES)
+                public_key = public_key_from_pem(data, str(path))
                 identifier = key_id(raw_public_bytes(public_key))
-                keys[identifier] = TrustedKey(identifier, public_key, path)
+                keys[identifier] = TrustedKey(identifier, public_key, path, key_file_purpose(data, str(path)))
+            revoked = read_revoked(folder / REVOKED_NAME)
         except OSError as error:
             where = error.filename if isinstance(error.filename, str) else str(folder)
             raise TrustStoreError(
@@ -98,9 +159,17 @@ class TrustPolicy:
                 expected="at least one Ed25519 public key",
                 fix="copy the signing key's public key (trust-store/<key id>.pem) into it",
             )
-        logger.info("trust store %s: keys %s", folder, ", ".join(keys))
+        keys = {identifier: key for identifier, key in keys.items() if identifier not in revoked}
+        if not keys:
+            raise TrustStoreError(
+                f"every key in trust store {folder} is revoked ({', '.join(sorted(revoked))})",
+                expected="at least one public key that is not revoked",
+                fix="provision the public key of the key that replaced the revoked one",
+            )
+        logger.info("trust store %s: keys %s%s", folder, ", ".join(keys),
+                    f"; revoked {', '.join(sorted(revoked))}" if revoked else "")
         state = Path(version_state) if version_state is not None else folder / VERSION_STATE_NAME
-        return cls(keys, allow_unsigned, state, folder)
+        return cls(keys, allow_unsigned, state, folder, revoked)
 
     @classmethod
     def development(cls, version_state: Path | str | None = None) -> TrustPolicy:
@@ -146,6 +215,12 @@ def check_signature(policy: TrustPolicy, manifest_bytes: bytes, signature_bytes:
                        "is not verified. %s", bundle, _NOT_FOR_PATIENTS)
         return Verdict()
     signature = SignatureFile.parse(signature_bytes)  # malformed: refused even under the allowance
+    if signature.key_id in policy.revoked:
+        raise RevokedKeyError(
+            f"bundle {bundle} is signed by key {signature.key_id}, which this device's trust store lists as revoked",
+            expected="a signature by a key that is trusted and not revoked",
+            fix="do not use this bundle; install one signed by the key that replaced the revoked one",
+        )
     trusted = policy.keys.get(signature.key_id)
     if trusted is None:
         if policy.allow_unsigned:
@@ -166,6 +241,12 @@ def check_signature(policy: TrustPolicy, manifest_bytes: bytes, signature_bytes:
 def check_release(policy: TrustPolicy, verdict: Verdict, manifest: BundleManifest, bundle: str) -> None:
     """The signed manifest names its signer and version; no rollback; a development key said loudly."""
     release = manifest.release
+    if release is not None and release.key_id in policy.revoked:  # unsigned under the allowance, yet it claims one
+        raise RevokedKeyError(
+            f"bundle {bundle}'s manifest names signing key {release.key_id}, which this device's trust store lists "
+            "as revoked", expected="a bundle released under a key that is not revoked",
+            fix="do not use this bundle; install one signed by the key that replaced the revoked one",
+        )
     if verdict.verified:
         if release is None:
             raise ManifestError(
@@ -181,6 +262,16 @@ def check_release(policy: TrustPolicy, verdict: Verdict, manifest: BundleManifes
                 f"{verdict.key_id}",
                 expected="the signature of the key the manifest names",
                 fix="do not use this bundle; publish it again with 'edgemed build --sign-key KEY'",
+            )
+        recorded = policy.keys[verdict.key_id].purpose
+        if recorded is not None and release.key_purpose is not recorded:
+            raise KeyPurposeError(
+                f"bundle {bundle}'s signed manifest says its key {release.key_id} is a "
+                f"{release.key_purpose.value if release.key_purpose else 'unstated'} key; this device's trust store "
+                f"records it as a {recorded.value} key",
+                expected=f"release.key_purpose {recorded.value}, as the trust store records for {release.key_id}",
+                fix="do not use this bundle; a development key cannot release for patients (sign with the "
+                "production key)",
             )
         if release.key_purpose is KeyPurpose.DEVELOPMENT:
             logger.warning("bundle %s is signed with a DEVELOPMENT key (%s, such as make build's). %s", bundle,

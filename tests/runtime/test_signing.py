@@ -48,7 +48,16 @@ from runtime.bundle import (
     load_bundle,
 )
 from runtime.contract import KeyPurpose
-from runtime.trust import SignatureFile, TrustPolicy, TrustStoreError, VersionState, check_signature, key_id
+from runtime.trust import (
+    KeyPurposeError,
+    RevokedKeyError,
+    SignatureFile,
+    TrustPolicy,
+    TrustStoreError,
+    VersionState,
+    check_signature,
+    key_id,
+)
 from runtime.trust.signature import raw_public_bytes
 from tests.runtime.conftest import resign
 
@@ -276,6 +285,75 @@ def test_trust_store_holds_public_keys_only(signing_key, tmp_path):
     (store / "README.txt").write_text("not a key: ignored")
     policy = TrustPolicy.from_store(store)
     assert set(policy.keys) == {signing_key.key_id} and policy.version_state == store / "bundle-versions.json"
+
+
+def _store_with(tmp_path: Path, *keys: SigningKey) -> Path:
+    """A trust store holding the public key files ``edgemed keys generate`` wrote for ``keys``."""
+    store = tmp_path / "provisioned"
+    store.mkdir(exist_ok=True)
+    for key in keys:
+        source = key.path.parent / TRUST_STORE_FOLDER / f"{key.key_id}.pem"
+        (store / source.name).write_bytes(source.read_bytes())
+    return store
+
+
+def test_the_trust_store_records_each_keys_purpose_and_a_development_key_cannot_release_for_patients(
+        ecg_bundle_path, copy_bundle, signing_key, tmp_path, no_session):
+    """A signed manifest's key purpose was the manifest's own claim: a development key could sign one saying
+    "production". The public key file records the purpose; a manifest claiming another is refused."""
+    pem = (signing_key.path.parent / TRUST_STORE_FOLDER / f"{signing_key.key_id}.pem").read_bytes()
+    assert pem.startswith(b"edgemed-key-purpose: development\n-----BEGIN PUBLIC KEY-----")
+    policy = TrustPolicy.from_store(_store_with(tmp_path, signing_key))
+    assert policy.keys[signing_key.key_id].purpose is KeyPurpose.DEVELOPMENT
+    folder = copy_bundle(ecg_bundle_path)
+    _edit(folder, lambda m: m["release"].update(key_purpose="production"))
+    resign(folder, signing_key)
+    with pytest.raises(KeyPurposeError, match=r"says its key .* is a production key; this device's trust store "
+                                              r"records it as a development key"):
+        load_bundle(folder, trust=policy)
+    bare = tmp_path / "bare"  # a key file without the line (provisioned before it existed): the manifest decides
+    bare.mkdir()
+    (bare / "key.pem").write_bytes(pem.split(b"\n", 1)[1])
+    assert TrustPolicy.from_store(bare).keys[signing_key.key_id].purpose is None
+    (bare / "key.pem").write_bytes(b"edgemed-key-purpose: clinical\n" + pem.split(b"\n", 1)[1])
+    with pytest.raises(TrustStoreError, match="records key purpose 'clinical'"):
+        TrustPolicy.from_store(bare)
+
+
+def test_a_revoked_key_is_refused_with_its_pem_still_there_and_under_the_allowance(
+        ecg_bundle_path, copy_bundle, signing_key, tmp_path, no_session):
+    replacement = SigningKey.load(generate_keys(tmp_path / "replacement", KeyPurpose.PRODUCTION).private_key)
+    store = _store_with(tmp_path, signing_key, replacement)
+    result = CliRunner().invoke(edgemed, ["keys", "revoke", signing_key.key_id, "--trust-store", str(store),
+                                          "--reason", "laptop lost"])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(edgemed, ["keys", "revoke", signing_key.key_id, "--trust-store", str(store)]
+                              ).exit_code == 0  # listed once
+    listed = (store / "revoked").read_text()
+    assert listed.count(signing_key.key_id) == 1 and "laptop lost" in listed
+    policy = TrustPolicy.from_store(store)
+    assert set(policy.keys) == {replacement.key_id} and policy.revoked == {signing_key.key_id}
+    with pytest.raises(RevokedKeyError, match=f"signed by key {signing_key.key_id}, which .* revoked"):
+        load_bundle(ecg_bundle_path, trust=policy)
+    with pytest.raises(RevokedKeyError):
+        load_bundle(ecg_bundle_path, trust=TrustPolicy.from_store(store, allow_unsigned=True))
+    unsigned = copy_bundle(ecg_bundle_path)  # its signature removed: the manifest still names the revoked key
+    (unsigned / SIGNATURE).unlink()
+    with pytest.raises(RevokedKeyError, match="manifest names signing key"):
+        load_bundle(unsigned, trust=TrustPolicy.from_store(store, allow_unsigned=True))
+    bad = CliRunner().invoke(edgemed, ["keys", "revoke", "not-a-key", "--trust-store", str(store)])
+    assert bad.exit_code == 2 and "is not a key id" in bad.output
+
+
+def test_a_damaged_revocation_list_or_a_store_of_revoked_keys_is_refused(signing_key, tmp_path):
+    store = _store_with(tmp_path, signing_key)
+    (store / "revoked").write_text("# comment\nPatient John Smith\n")
+    with pytest.raises(TrustStoreError, match="line 2 is not a key id \\(18 characters\\)") as refused:
+        TrustPolicy.from_store(store)
+    assert "John" not in str(refused.value)
+    (store / "revoked").write_text(f"{signing_key.key_id}\n")
+    with pytest.raises(TrustStoreError, match=r"every key in trust store .* is revoked"):
+        TrustPolicy.from_store(store)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
