@@ -20,7 +20,13 @@ from pipeline.build.context import StageContext
 from pipeline.build.device_manifest import TestSources
 from pipeline.build.publish import publish
 from pipeline.build.signing import SigningKey
-from pipeline.build.stages.bundle import BUNDLE_FOLDER, BundleInputs, BundleRequest, run_bundle_stage
+from pipeline.build.stages.bundle import (
+    BUNDLE_FOLDER,
+    BundleInputs,
+    BundleRequest,
+    judge_test_evidence,
+    run_bundle_stage,
+)
 from pipeline.build.stages.data import DataRequest, run_data_stage
 from pipeline.build.stages.evaluate import run_evaluate_stage
 from pipeline.build.stages.export import run_export_stage
@@ -28,6 +34,7 @@ from pipeline.build.stages.import_model import ImportRequest, read_import, run_i
 from pipeline.build.stages.train import TrainRequest, run_train_stage
 from pipeline.build.stages.validate import ValidateRequest, run_validate_stage
 from pipeline.build.stages.variants import run_variants_stage
+from pipeline.clinical.evidence import refuse_unvalidated
 from pipeline.config import BuildConfig
 from pipeline.scenarios.base import Scenario
 
@@ -98,9 +105,15 @@ def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
     validate = None
     if scenario.recording_source(config.data) is not None:
         validate = ValidateRequest(scenario, config.data, bundle, config.validate)
+    def trained(built: BuildOutcome, context: StageContext) -> tuple[Artifact, bool]:
+        # the evidence rule needs only the data: a build that cannot ship stops before training, not after it
+        evidence = judge_test_evidence(bundle, built.artifact(StageName.DATA), scenario.test_sources)
+        refuse_unvalidated(evidence, f"the bundle for {scenario.name}")
+        return run_train_stage(train, built.artifact(StageName.DATA), context)
+
     return (
         Step(StageName.DATA, lambda built, context: run_data_stage(data, context)),
-        Step(StageName.TRAIN, lambda built, context: run_train_stage(train, built.artifact(StageName.DATA), context)),
+        Step(StageName.TRAIN, trained),
         *_shared_steps(config, bundle, validate, scenario.test_sources),
     )
 

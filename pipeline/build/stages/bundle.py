@@ -23,6 +23,7 @@ from pipeline.build.device_manifest import (
     BundleInputs,
     BundleRequest,
     Choice,
+    TestSources,
     assemble_manifest,
     file_table,
     write_manifest,
@@ -144,7 +145,7 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
     has held-out recordings, the validate stage's), and write the bundle folder."""
 
     def produce(work: Path) -> StageResult:
-        evidence = judge_test_evidence(request, inputs)
+        evidence = judge_test_evidence(request, inputs.data, inputs.test_sources)
         refuse_unvalidated(evidence, f"the bundle for {request.scenario}")
         splits = load_data(inputs.data)
         metrics, verdicts = load_evaluation(inputs.evaluate)
@@ -200,14 +201,15 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
     return run_stage("bundle", stage_config, parent, context.root, produce)
 
 
-def judge_test_evidence(request: BundleRequest, inputs: BundleInputs) -> EvidenceVerdict:
+def judge_test_evidence(request: BundleRequest, data_artifact: Artifact, test_sources: TestSources | None
+                        ) -> EvidenceVerdict:
     """The evidence rule (``request.bundle.evidence``) on the data stage's real test examples per class and, where
-    the build records them, their sources."""
-    data = inputs.data.metrics
+    the build records them (``test_sources``), their sources."""
+    data = data_artifact.metrics
     provenance = data.get("provenance") or {}
     counts = class_test_counts(data.get("class_balance") or {}, data.get("sizes") or {},
                                request.contract.output.labels)
-    sources = inputs.test_sources(provenance, counts) if inputs.test_sources is not None else None
+    sources = test_sources(provenance, counts) if test_sources is not None else None
     return judge_evidence(request.bundle.evidence, counts, synthetic=provenance.get("synthetic") is True,
                           sources=sources)
 
