@@ -105,6 +105,7 @@ def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
     validate = None
     if scenario.recording_source(config.data) is not None:
         validate = ValidateRequest(scenario, config.data, bundle, config.validate)
+
     def trained(built: BuildOutcome, context: StageContext) -> tuple[Artifact, bool]:
         # the evidence rule needs only the data: a build that cannot ship stops before training, not after it
         evidence = judge_test_evidence(bundle, built.artifact(StageName.DATA), scenario.test_sources)

@@ -197,9 +197,9 @@ def revoke_key(store: Path | str, identifier: str, reason: str = "") -> Path:
     never reads half a list); devices given the file refuse every bundle that key signed. Returns the file."""
     store = Path(store)
     if not KEY_ID_PATTERN.fullmatch(identifier):
-        raise KeyLocationError(f"{identifier[:40]!r} is not a key id", expected="16 lowercase hexadecimal digits "
-                               "(the name of the key's .pem in a trust store, or key.json's key_id)",
-                               fix="copy the key id from 'edgemed keys generate''s output or key.json")
+        raise SigningKeyError(f"{identifier[:40]!r} is not a key id", expected="16 lowercase hexadecimal digits "
+                              "(the name of the key's .pem in a trust store, or key.json's key_id)",
+                              fix="copy the key id from 'edgemed keys generate''s output or key.json")
     if not store.is_dir():
         raise KeyLocationError(f"trust store {store} is not a folder", expected="a trust-store folder",
                                fix="pass the folder devices are provisioned from (--trust-store)")

@@ -110,9 +110,9 @@ def test_ecg_pvc_sources_are_its_test_records_and_ppg_its_real_blocks():
     assert ppg["motion_artefact"].examples == {"motion": 6} and ppg["acceptable"].independent() == 2
 
 
-def test_every_default_scenario_records_its_sources_and_the_others_say_why_not_shipped():
+def test_every_default_scenario_records_where_its_test_examples_come_from():
     """The default build ships only scenarios whose sources are recorded (their verdict is checked on real figures
-    above and in the build); every registered scenario is either default or built only when named."""
+    above and enforced in every full build); the others stay registered, built only when named."""
     for name in default_scenario_names():
         scenario = get_scenario(name)
         assert type(scenario).test_sources is not Scenario.test_sources, name
