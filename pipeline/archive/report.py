@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from pipeline.archive.worker import COUNT_FIELDS
+from pipeline.clinical.markdown import markdown_cell
 from pipeline.clinical.recording_gate import RecordingGateConfig, judge_recordings
 from pipeline.validation import ec57
 from pipeline.validation.recordings import RecordingValidationConfig, gate_figures, summarise_counts
@@ -78,11 +79,6 @@ def validation(rows: Sequence[dict], variant: str, config: RecordingValidationCo
     return summary
 
 
-def _cell(text: object) -> str:
-    """Text as one Markdown table cell: a '|' escaped (GitHub's tables keep it, even in code), a newline a space."""
-    return str(text).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-
-
 def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.2%}"
 
@@ -98,7 +94,7 @@ def _counts_table(title: str, items: Sequence[dict], extra: str = "") -> list[st
         counts = " | ".join(str(item[name]) for name in COUNT_FIELDS)
         figures = " | ".join(_percent(item[name]) for name in LABELS)
         more = f" {item['recordings']} |" if extra else ""
-        lines.append(f"| {_cell(item['record'])} |{more} {counts} | {figures} |")
+        lines.append(f"| {markdown_cell(item['record'])} |{more} {counts} | {figures} |")
     return lines
 
 
@@ -131,8 +127,9 @@ def render_markdown(report: dict) -> str:
     ]
     if report["failed"]:
         lines += ["| recording | file | error |", "|---|---|---|"]
-        lines += [f"| {_cell(item['name'])} | `{_cell(item['file'])}` | {_cell(item['error_type'])}: "
-                  f"{_cell(item['error'] or '')} |" for item in report["failed"]]
+        lines += [f"| {markdown_cell(item['name'])} | `{markdown_cell(item['file'])}` | "
+                  f"{markdown_cell(item['error_type'])}: {markdown_cell(item['error'] or '')} |"
+                  for item in report["failed"]]
     else:
         lines.append("None: every recording ran.")
     summary = report["validation"]

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from pipeline.clinical.anomaly_metrics import AlarmAgreement, AnomalyMetrics
 from pipeline.clinical.evidence import EvidenceRule
+from pipeline.clinical.markdown import markdown_cell
 from pipeline.clinical.metrics import ClinicalMetrics
 from pipeline.clinical.regression_metrics import RegressionMetrics
 from pipeline.clinical.task_evaluation import TaskMetrics
@@ -94,17 +95,13 @@ def evidence_lines(evidence: dict | None) -> list[str]:
               "|---|---:|---:|---:|---|"]
     for label, item in evidence["classes"].items():
         verdict = "passes" if item["passed"] else "; ".join(item["shortfalls"])
-        lines.append(f"| {_cell(label)} | {item['examples']} | {_count(item['sources'])} | "
-                     f"{_count(item['independent_sources'])} | {_cell(verdict)} |")
+        lines.append(f"| {markdown_cell(label)} | {item['examples']} | {_count(item['sources'])} | "
+                     f"{_count(item['independent_sources'])} | {markdown_cell(verdict)} |")
     return [*lines, ""]
 
 
 def _count(value: int | None) -> str:
     return "—" if value is None else str(value)
-
-
-def _cell(text: str) -> str:
-    return str(text).replace("|", "\\|")
 
 
 def thin_evidence_lines(metrics) -> list[str]:
