@@ -34,6 +34,7 @@ from pipeline.build.stages.import_model import ImportRequest, read_import, run_i
 from pipeline.build.stages.train import TrainRequest, run_train_stage
 from pipeline.build.stages.validate import ValidateRequest, run_validate_stage
 from pipeline.build.stages.variants import run_variants_stage
+from pipeline.build.user_sources import user_test_sources
 from pipeline.clinical.evidence import refuse_unvalidated
 from pipeline.config import BuildConfig
 from pipeline.scenarios.base import Scenario
@@ -122,18 +123,24 @@ def scenario_plan(scenario: Scenario, config: BuildConfig) -> tuple[Step, ...]:
 def custom_plan(source: ImportRequest, config: BuildConfig) -> tuple[Step, ...]:
     """data → import → the shared stages, for a user's ``.keras`` + ``.npz`` (no training)."""
     bundle = BundleRequest(source.name, f"user model {source.model_path.name}", source.contract, config.bundle)
+
+    def imported(built: BuildOutcome, context: StageContext) -> tuple[Artifact, bool]:
+        # as for a scenario: a build the evidence rule refuses stops here, not after the export and variants
+        evidence = judge_test_evidence(bundle, built.artifact(StageName.DATA), user_test_sources)
+        refuse_unvalidated(evidence, f"the bundle {source.name}")
+        return run_import_stage(source, built.artifact(StageName.DATA), context)
+
     return (
         Step(StageName.DATA, lambda built, context: run_import_data_stage(source, context)),
-        Step(StageName.IMPORT, lambda built, context: run_import_stage(
-            source, built.artifact(StageName.DATA), context)),
-        *_shared_steps(config, bundle),
+        Step(StageName.IMPORT, imported),
+        *_shared_steps(config, bundle, test_sources=user_test_sources),
     )
 
 
 def _shared_steps(config: BuildConfig, bundle: BundleRequest, validate: ValidateRequest | None = None,
                   test_sources: TestSources | None = None) -> tuple[Step, ...]:
     """export → variants → evaluate → [validate] → bundle: every build's stages once it has data and a Keras model
-    (``test_sources``: the scenario's, for the evidence rule; None for a user's data)."""
+    (``test_sources``: where the build's test examples come from, for the evidence rule)."""
     data, export, variants, evaluate = StageName.DATA, StageName.EXPORT, StageName.VARIANTS, StageName.EVALUATE
 
     def lineage(built: BuildOutcome) -> BundleInputs:

@@ -88,9 +88,10 @@ def evidence_lines(evidence: dict | None) -> list[str]:
         lines += [f"> **NOT VALIDATED ON REAL DATA — not for clinical use.** {evidence['summary']}. The evidence rule "
                   f"({evidence['rule']}) was not enforced for this build (a tiny smoke build, or "
                   "`--allow-unvalidated`): no device should give these classes to a patient.", ""]
-    lines += ["## Real test evidence per class", "", f"Rule: {evidence['rule']}."
-              + ("" if evidence["sources_recorded"] else " Sources not recorded for this data: independence "
-                 "unverified."), "",
+    unverified = (" Sources not recorded for this data: independence unverified." if not evidence["sources_recorded"]
+                  else " Training sources not recorded for this data: independence of training unverified."
+                  if evidence.get("training_sources_recorded") is False else "")
+    lines += ["## Real test evidence per class", "", f"Rule: {evidence['rule']}.{unverified}", "",
               "| class | real test examples | sources | independent of training | verdict |",
               "|---|---:|---:|---:|---|"]
     for label, item in evidence["classes"].items():

@@ -13,6 +13,8 @@ Keys (``numpy.savez``), for a model with one input:
 | ``class_names`` | optional: one name per class / label / target; (negative, positive); (normal, anomalous) |
 | ``output_units`` | regression (required): one unit per output, e.g. ``mmHg``; ``1`` when unitless |
 | ``sample_rate_hz`` | the rate in Hz, required when an input is a waveform (not one row of features) |
+| ``test_sources`` | optional: the recording or subject of each test row (``pipeline.build.user_sources``) |
+| ``train_sources`` | optional, with ``test_sources``: every recording or subject that trained the model |
 
 A model with several inputs takes one array per input under ``<split>_inputs__<input name>``
 (the ``keras.Input`` names), e.g. ``test_inputs__window`` and ``test_inputs__rr``, for every split
@@ -28,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.build.user_sources import PROVENANCE_KEY, SOURCE_KEYS, sources_provenance
 from pipeline.errors import DataError, UsageError
 from pipeline.splits import (
     INPUT_SEPARATOR,
@@ -43,7 +46,7 @@ from runtime.readers import InputError, parse_npy_header
 
 INPUT_SPLITS = ("calibration", "test", "validation", "normal")
 LABEL_KEYS = ("test_labels", "validation_labels", "calibration_labels")
-OTHER_KEYS = ("class_names", "output_units", "sample_rate_hz")
+OTHER_KEYS = ("class_names", "output_units", "sample_rate_hz", *SOURCE_KEYS)
 _TEMPLATE = "numpy.savez('data.npz', calibration_inputs=..., test_inputs=..., test_labels=...)"
 
 
@@ -293,6 +296,10 @@ def user_splits(contents: dict[str, np.ndarray], signature: ModelSignature, kind
     validation_labels = labelled("validation", inputs["validation"] is not None and kind is not TaskKind.ANOMALY)
     calibration_labels = labelled("calibration", False)
     empty = _empty(signature)
+    provenance = {"synthetic": None, "source": f"user-supplied {source}", "licence": "user's own"}
+    sources = sources_provenance(contents, kind, test_labels, names, input_rows(inputs["test"]))
+    if sources is not None:
+        provenance[PROVENANCE_KEY] = sources
     return DataSplits(
         train=Split(empty),
         validation=Split(inputs["validation"], validation_labels) if inputs["validation"] is not None
@@ -300,7 +307,7 @@ def user_splits(contents: dict[str, np.ndarray], signature: ModelSignature, kind
         calibration=Split(inputs["calibration"], calibration_labels),
         test=Split(inputs["test"], test_labels),
         class_names=names,
-        provenance={"synthetic": None, "source": f"user-supplied {source}", "licence": "user's own"},
+        provenance=provenance,
         task=kind,
         units=units,
         normal=Split(inputs["normal"]) if inputs["normal"] is not None else None,

@@ -19,7 +19,9 @@ from exporters.task_detection import TaskDetection
 from pipeline.build.stages.import_model import SINGLE_INPUT_NAME, detect, read_import
 from pipeline.build.stages.variants import describe_decision_data
 from pipeline.build.user_data import ModelSignature, model_signature
+from pipeline.build.user_sources import user_test_sources
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.clinical.evidence import EvidenceRule, class_test_counts, judge_evidence
 from pipeline.clinical.task_evaluation import THRESHOLDED, gate_rule
 from pipeline.config import EvaluateConfig, ParityConfig
 from pipeline.errors import UsageError
@@ -80,7 +82,18 @@ def _data_lines(splits: DataSplits) -> list[str]:
     if splits.normal is not None:
         sizes += f", normal {len(splits.normal)}"
     units = f"; units {', '.join(splits.units)}" if splits.units else ""
-    return [f"data: ok — {sizes}; labels {', '.join(splits.class_names)}{units}"]
+    return [f"data: ok — {sizes}; labels {', '.join(splits.class_names)}{units}", _evidence_line(splits)]
+
+
+def _evidence_line(splits: DataSplits) -> str:
+    """The evidence rule on the .npz's test split and sources, as a default build judges it after its data stage."""
+    counts = class_test_counts(splits.class_balance(), {"test": len(splits.test)}, splits.class_names)
+    verdict = judge_evidence(EvidenceRule(), counts, synthetic=False,
+                             sources=user_test_sources(splits.provenance, counts))
+    if verdict.passed:
+        return f"evidence: passes — {verdict.summary()}"
+    return (f"evidence: fails — {verdict.summary()}; a default build stops after its data stage "
+            "(--allow-unvalidated builds it for development only)")
 
 
 @click.command("inspect")
@@ -109,8 +122,10 @@ def inspect_command(model: Path, data: Path | None, task: str | None, verbose: b
             click.echo(line)
         for line in _check_lines(TaskKind(detection.kind.value), splits):
             click.echo(line)
-        click.echo("data: none given (--data D.npz runs every check of the .npz)" if splits is None
-                   else _data_lines(splits)[0])
+        lines = _data_lines(splits) if splits is not None else [
+            "data: none given (--data D.npz runs every check of the .npz)"]
+        for line in lines:
+            click.echo(line)
     except UsageError as error:
         raise click.UsageError(str(error)) from error
     except EdgemedError as error:

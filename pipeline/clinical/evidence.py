@@ -4,8 +4,10 @@ The clinical gate compares variants with the fp32 reference; it cannot tell that
 on too little. One rule holds for every scenario and user build (``EvidenceRule``): each class (each label, or the
 whole test split for a model without classes) needs at least ``min_examples`` real test examples, from at least
 ``min_sources`` distinct sources (recordings, subjects) that no training example came from. A synthetic test split
-has no real examples. Where a build does not say where its test examples come from (a user's ``.npz``; a scenario
-without ``Scenario.test_sources``), only the examples are counted and the verdict says independence is unverified.
+has no real examples. Where a build does not say where its test examples come from (a user's ``.npz`` without
+``test_sources``; a scenario without ``Scenario.test_sources``), only the examples are counted and the verdict says
+independence is unverified; where it says where they come from but not what trained the model (a ``.npz`` without
+``train_sources``), the sources are counted and the verdict says their independence of training is unverified.
 
 A failing verdict stops the bundle stage (``EvidenceError``) unless the rule is not enforced: the ``tiny`` profile
 (tests and smoke builds, never releases) and ``edgemed build --allow-unvalidated`` (a development build that must
@@ -48,6 +50,7 @@ class ClassSources:
 
     examples: Mapping[str, int]
     in_training: frozenset[str] = field(default_factory=frozenset)
+    training_recorded: bool = True  # False: what trained the model is not known (``in_training`` is then empty)
 
     def independent(self) -> int:
         return sum(1 for source, count in self.examples.items() if count > 0 and source not in self.in_training)
@@ -76,6 +79,7 @@ class EvidenceVerdict:
     classes: tuple[ClassEvidence, ...]
     synthetic: bool
     sources_recorded: bool
+    training_recorded: bool = True  # False: sources recorded, but not the training's (their independence unverified)
 
     @property
     def passed(self) -> bool:
@@ -86,14 +90,22 @@ class EvidenceVerdict:
 
     def summary(self) -> str:
         if self.passed:
-            verified = "" if self.sources_recorded else " (sources not recorded: independence unverified)"
-            return f"every class has the real test evidence the rule asks{verified}"
+            return f"every class has the real test evidence the rule asks{self.caveat()}"
         return "; ".join(f"{item.label}: {', '.join(item.shortfalls)}" for item in self.failing())
+
+    def caveat(self) -> str:
+        """What the verdict could not check, in parentheses (empty when it checked everything)."""
+        if not self.sources_recorded:
+            return " (sources not recorded: independence unverified)"
+        if not self.training_recorded:
+            return " (training sources not recorded: independence of training unverified)"
+        return ""
 
     def to_dict(self) -> dict[str, Any]:
         return {"rule": self.rule.describe(), "enforced": self.rule.enforced, "passed": self.passed,
                 "synthetic_test_data": self.synthetic, "sources_recorded": self.sources_recorded,
-                "summary": self.summary(), "classes": {item.label: item.to_dict() for item in self.classes}}
+                "training_sources_recorded": self.training_recorded, "summary": self.summary(),
+                "classes": {item.label: item.to_dict() for item in self.classes}}
 
 
 def class_test_counts(class_balance: Mapping[str, Any], sizes: Mapping[str, Any],
@@ -147,7 +159,8 @@ def judge_evidence(rule: EvidenceRule, counts: Mapping[str, int], *, synthetic: 
                 shortfalls.append(f"{independent} independent source{'s' * (independent != 1)} of {distinct} "
                                   f"(at least {rule.min_sources} needed{also})")
         classes.append(ClassEvidence(label, real, distinct, independent, tuple(shortfalls)))
-    return EvidenceVerdict(rule, tuple(classes), synthetic, sources is not None)
+    training = sources is not None and all(found.training_recorded for found in sources.values())
+    return EvidenceVerdict(rule, tuple(classes), synthetic, sources is not None, training or sources is None)
 
 
 def refuse_unvalidated(verdict: EvidenceVerdict, bundle_name: str) -> None:
