@@ -91,13 +91,19 @@ def evidence_lines(evidence: dict | None) -> list[str]:
     unverified = (" Sources not recorded for this data: independence unverified." if not evidence["sources_recorded"]
                   else " Training sources not recorded for this data: independence of training unverified."
                   if evidence.get("training_sources_recorded") is False else "")
-    lines += ["## Real test evidence per class", "", f"Rule: {evidence['rule']}.{unverified}", "",
-              "| class | real test examples | sources | independent of training | verdict |",
-              "|---|---:|---:|---:|---|"]
+    lines += ["## Real test evidence per class", "", f"Rule: {evidence['rule']}.{unverified}", ""]
+    if evidence.get("concentration"):
+        lines += [f"> **Evidence concentrated in one source.** {evidence['concentration']}: the class passes on its "
+                  "source count, but its test figures describe mostly that one recording or subject, not the "
+                  "population. Read its sensitivity as that source's.", ""]
+    lines += ["| class | real test examples | sources | independent of training | largest source | "
+              "effective sources | verdict |", "|---|---:|---:|---:|---:|---:|---|"]
     for label, item in evidence["classes"].items():
         verdict = "passes" if item["passed"] else "; ".join(item["shortfalls"])
+        share, effective = item.get("largest_source_share"), item.get("effective_sources")
         lines.append(f"| {markdown_cell(label)} | {item['examples']} | {_count(item['sources'])} | "
-                     f"{_count(item['independent_sources'])} | {markdown_cell(verdict)} |")
+                     f"{_count(item['independent_sources'])} | {'—' if share is None else f'{share:.0%}'} | "
+                     f"{'—' if effective is None else f'{effective:.1f}'} | {markdown_cell(verdict)} |")
     return [*lines, ""]
 
 

@@ -13,6 +13,12 @@ A failing verdict stops the bundle stage (``EvidenceError``) unless the rule is 
 (tests and smoke builds, never releases) and ``edgemed build --allow-unvalidated`` (a development build that must
 say so). Either way the verdict is written into the manifest (``data.provenance.evidence``) and the report.
 
+Counting sources cannot tell a class spread over its recordings from one whose second recording adds a stray beat.
+Every class therefore also carries its largest source's share and its effective number of sources (the inverse
+Simpson index of its independent sources' examples), and a passing class with over ``CONCENTRATED_SHARE`` of its
+examples from one source is named in the verdict's ``concentration`` and in a box of the report: disclosed, not
+refused (its figures are real, but they describe mostly that recording or subject).
+
 This module must not import tensorflow, keras or onnx.
 """
 
@@ -25,6 +31,7 @@ from typing import Any
 from pipeline.errors import GateError
 
 WHOLE_SPLIT = "all test examples"  # the one "class" of a model without classes (regression, anomaly scores)
+CONCENTRATED_SHARE = 0.8  # a passing class with over this share of its examples from one source is disclosed
 
 
 class EvidenceError(GateError):
@@ -55,6 +62,16 @@ class ClassSources:
     def independent(self) -> int:
         return sum(1 for source, count in self.examples.items() if count > 0 and source not in self.in_training)
 
+    def spread(self) -> tuple[float, float] | None:
+        """(largest source's share, effective number of sources) of the independent sources' examples; None when
+        there are none. The effective number is the inverse Simpson index 1 / Σ pᵢ²: 486 beats of which 444 come
+        from one recording are worth ~1.2 recordings, however many others add a beat or two."""
+        counts = [count for source, count in self.examples.items() if count > 0 and source not in self.in_training]
+        total = sum(counts)
+        if not total:
+            return None
+        return max(counts) / total, total * total / sum(count * count for count in counts)
+
 
 @dataclass(frozen=True)
 class ClassEvidence:
@@ -63,13 +80,23 @@ class ClassEvidence:
     sources: int | None  # distinct sources among them (None: not recorded)
     independent: int | None  # of which none also in training
     shortfalls: tuple[str, ...]
+    largest_share: float | None = None  # of the independent sources' examples, the largest one's share
+    effective_sources: float | None = None  # inverse Simpson index of the independent sources (ClassSources.spread)
 
     @property
     def passed(self) -> bool:
         return not self.shortfalls
 
+    @property
+    def concentrated(self) -> bool:
+        """Whether the class passes on its source count while one source holds over ``CONCENTRATED_SHARE`` of its
+        examples (its figures describe mostly that recording): disclosed beside the verdict, not a failure of it."""
+        return self.passed and self.largest_share is not None and self.largest_share > CONCENTRATED_SHARE
+
     def to_dict(self) -> dict[str, Any]:
         return {"examples": self.examples, "sources": self.sources, "independent_sources": self.independent,
+                "largest_source_share": None if self.largest_share is None else round(self.largest_share, 4),
+                "effective_sources": None if self.effective_sources is None else round(self.effective_sources, 2),
                 "passed": self.passed, "shortfalls": list(self.shortfalls)}
 
 
@@ -93,6 +120,13 @@ class EvidenceVerdict:
             return f"every class has the real test evidence the rule asks{self.caveat()}"
         return "; ".join(f"{item.label}: {', '.join(item.shortfalls)}" for item in self.failing())
 
+    def concentration(self) -> str:
+        """The classes whose real test examples come mostly from one source (``ClassEvidence.concentrated``), in
+        words; empty when none."""
+        found = [f"{item.label}: {item.largest_share:.0%} of its examples from one source (worth "
+                 f"{item.effective_sources:.1f} sources)" for item in self.classes if item.concentrated]
+        return "; ".join(found)
+
     def caveat(self) -> str:
         """What the verdict could not check, in parentheses (empty when it checked everything)."""
         if not self.sources_recorded:
@@ -105,6 +139,7 @@ class EvidenceVerdict:
         return {"rule": self.rule.describe(), "enforced": self.rule.enforced, "passed": self.passed,
                 "synthetic_test_data": self.synthetic, "sources_recorded": self.sources_recorded,
                 "training_sources_recorded": self.training_recorded, "summary": self.summary(),
+                "concentration": self.concentration(),
                 "classes": {item.label: item.to_dict() for item in self.classes}}
 
 
@@ -149,8 +184,9 @@ def judge_evidence(rule: EvidenceRule, counts: Mapping[str, int], *, synthetic: 
         elif real < rule.min_examples:
             shortfalls.append(f"{real} real test example{'s' * (real != 1)} (at least {rule.min_examples} needed)")
         found = sources.get(label) if sources is not None else None
-        distinct = independent = None
+        distinct = independent = spread = None
         if found is not None:
+            spread = found.spread()
             distinct = sum(1 for value in found.examples.values() if value > 0)
             independent = found.independent()
             if not synthetic and independent < rule.min_sources:
@@ -158,7 +194,8 @@ def judge_evidence(rule: EvidenceRule, counts: Mapping[str, int], *, synthetic: 
                 also = f"; {shared} of them also in training" if shared else ""
                 shortfalls.append(f"{independent} independent source{'s' * (independent != 1)} of {distinct} "
                                   f"(at least {rule.min_sources} needed{also})")
-        classes.append(ClassEvidence(label, real, distinct, independent, tuple(shortfalls)))
+        share, effective = spread if spread is not None and not synthetic else (None, None)
+        classes.append(ClassEvidence(label, real, distinct, independent, tuple(shortfalls), share, effective))
     training = sources is not None and all(found.training_recorded for found in sources.values())
     return EvidenceVerdict(rule, tuple(classes), synthetic, sources is not None, training or sources is None)
 

@@ -34,7 +34,25 @@ def test_a_class_needs_enough_real_examples_from_enough_independent_sources():
     assert by_label["b"].shortfalls == ("1 independent source of 1 (at least 2 needed)",)
     assert by_label["c"].shortfalls == ("1 independent source of 2 (at least 2 needed; 1 of them also in training)",)
     assert verdict.to_dict()["classes"]["c"] == {"examples": 40, "sources": 2, "independent_sources": 1,
+                                                "largest_source_share": 1.0, "effective_sources": 1.0,
                                                 "passed": False, "shortfalls": list(by_label["c"].shortfalls)}
+
+
+def test_a_class_passing_on_a_stray_example_of_a_second_source_is_disclosed_as_concentrated():
+    # ecg-pvc's V beats: three test records, but 444 of the 486 from one of them
+    sources = {"non-V": ClassSources({"r1": 2000, "r2": 2300, "r3": 2056}),
+               "V": ClassSources({"r1": 1, "r2": 41, "r3": 444})}
+    verdict = judge_evidence(RULE, {"non-V": 6356, "V": 486}, synthetic=False, sources=sources)
+    assert verdict.passed  # the rule counts sources; concentration is disclosed, not refused
+    v = verdict.to_dict()["classes"]["V"]
+    assert (v["largest_source_share"], v["effective_sources"]) == (0.9136, 1.19)
+    assert verdict.concentration() == "V: 91% of its examples from one source (worth 1.2 sources)"
+    lines = "\n".join(evidence_lines(verdict.to_dict()))
+    assert "**Evidence concentrated in one source.** V: 91%" in lines
+    assert "| V | 486 | 3 | 3 | 91% | 1.2 | passes |" in lines
+    balanced = judge_evidence(RULE, {"a": 60}, synthetic=False, sources={"a": ClassSources({"r1": 30, "r2": 30})})
+    assert balanced.concentration() == "" and balanced.classes[0].effective_sources == 2.0
+    assert "concentrated" not in "\n".join(evidence_lines(balanced.to_dict()))
 
 
 def test_synthetic_test_data_has_no_real_examples_and_unknown_sources_count_examples_only():
@@ -131,8 +149,9 @@ def test_the_report_opens_with_a_box_when_the_rule_failed_and_shows_the_table():
                              sources={"clean": ClassSources({"a": 100, "b": 90}), "movement": ClassSources({"c": 8})})
     lines = evidence_lines(failing.to_dict())
     assert lines[0].startswith("> **NOT VALIDATED ON REAL DATA — not for clinical use.** movement: 8 real test")
-    assert "| movement | 8 | 1 | 1 | 8 real test examples (at least 30 needed); 1 independent source of 1" in "\n".join(
-        lines)
+    table = "\n".join(lines)
+    assert "| movement | 8 | 1 | 1 | 100% | 1.0 | 8 real test examples (at least 30 needed); 1 independent" in table
+    assert "concentrated" not in table  # a failing class is refused, not disclosed as concentrated
     passing = judge_evidence(RULE, {"clean": 190}, synthetic=False, sources=None).to_dict()
     assert not evidence_lines(passing)[0].startswith(">") and "independence unverified" in "\n".join(
         evidence_lines(passing))

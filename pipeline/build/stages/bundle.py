@@ -53,7 +53,8 @@ __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "
 # 4: the recording validation (verdicts joined with the evaluate stage's, manifest section, report tables).
 # 5: the report shows coarse-label notes, synthetic training data and the windows left out of every split.
 # 6: the evidence rule (pipeline/clinical/evidence.py): judged before anything is timed, in the manifest and report.
-BUNDLE_CONTENT_REVISION = 6
+# 7: the evidence per class says how concentrated it is (largest source's share, effective number of sources).
+BUNDLE_CONTENT_REVISION = 7
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
