@@ -22,7 +22,7 @@ from pipeline.clinical.recording_gate import RecordingGateConfig
 from pipeline.clinical.regression_gate import RegressionGateConfig
 from pipeline.clinical.task_evaluation import DecisionConfig
 from pipeline.clinical.task_gates import AnomalyGateConfig, BinaryGateConfig, MultilabelGateConfig
-from runtime.contract import TaskKind
+from runtime.contract import DEFAULT_DOMAIN_MARGIN, TaskKind
 
 
 class Profile(StrEnum):
@@ -124,6 +124,9 @@ class BundleConfig:
     min_speedup_over_fp32: float = 0.05
     # How much real, independent test evidence each class needs to ship (pipeline/clinical/evidence.py)
     evidence: EvidenceRule = field(default_factory=EvidenceRule)
+    # The input domain the device enforces (runtime.domain): the development rows' range per column, widened by
+    # this share of it on each side; rows outside are flagged out_of_domain and never classified
+    domain_margin: float = DEFAULT_DOMAIN_MARGIN
 
 
 @dataclass(frozen=True)

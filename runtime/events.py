@@ -113,7 +113,8 @@ class RowPrediction:
     """The model's answer for one row (a CSV or ``.npy`` row, or one row of every array of an ``.npz``).
 
     ``result`` is the task kind's typed result (``runtime.results``), or None when the model could not
-    judge the row: then ``flags`` says why and ``not_finite`` names the inputs (and columns) at fault.
+    judge the row: then ``flags`` says why and ``not_finite`` (or ``out_of_domain``) names the inputs (and columns)
+    at fault.
     """
 
     kind: ClassVar[str] = "prediction"
@@ -124,6 +125,7 @@ class RowPrediction:
     flags: tuple[str, ...] = ()  # runtime.results.UNJUDGED_FLAGS when there is no result
     not_finite: tuple[str, ...] = ()  # the inputs or columns holding NaN, ±inf or a value beyond float32
     features: dict[str, float] | None = None  # summary features of the row's inputs by name (telemetry / drift)
+    out_of_domain: tuple[str, ...] = ()  # the inputs or columns outside the values the model was developed on
 
     @property
     def judged(self) -> bool:
@@ -140,6 +142,8 @@ class RowPrediction:
         record["flags"] = list(self.flags)
         if self.not_finite:
             record["not_finite"] = list(self.not_finite)
+        if self.out_of_domain:
+            record["out_of_domain"] = list(self.out_of_domain)
         record["latency_us"] = _number(self.latency_us, 1)
         if self.features is not None:
             record["features"] = {name: _number(value) for name, value in self.features.items()}

@@ -9,7 +9,8 @@ telemetry object (``to_telemetry``, the shapes ``runtime.telemetry.records`` che
 * regression: each target's value and unit, by name;
 * anomaly: the score, the alarm (score ≥ threshold), the threshold, and the label it means.
 
-A row the model cannot judge (a non-finite input, or a non-finite output) gets no result at all,
+A row the model cannot judge (a non-finite input, an input outside the bundle's validated domain, or a non-finite
+output) gets no result at all,
 only a flag (``UNJUDGED_FLAGS``): never a class, a value or an alarm made up from NaN.
 """
 
@@ -26,7 +27,8 @@ from runtime.decide import ANOMALY_SCORE, Decision, decide
 
 INPUT_NOT_FINITE = "input_not_finite"  # NaN, ±inf, or a number beyond float32 in some input of the row
 OUTPUT_NOT_FINITE = "output_not_finite"  # the model gave NaN or ±inf for the row
-UNJUDGED_FLAGS = (INPUT_NOT_FINITE, OUTPUT_NOT_FINITE)  # a row flagged so has no result
+OUT_OF_DOMAIN = "out_of_domain"  # an input outside the values the model was developed on (runtime.domain)
+UNJUDGED_FLAGS = (INPUT_NOT_FINITE, OUTPUT_NOT_FINITE, OUT_OF_DOMAIN)  # a row flagged so has no result
 
 
 def probability(value: float) -> float:

@@ -9,8 +9,10 @@ Checked before the first row, each with an error naming the input: every input o
 an array (others are ignored with a log line), numbers only, every array has the same rows, and each
 row has its input's shape (a trailing channel axis of 1 may be left out). Then per row: NaN, ±inf or
 a number beyond float32 in any input flags the row ``input_not_finite`` and it never reaches the
-model; outputs that are not finite flag it ``output_not_finite``. A flagged row gets no class, value
-or alarm (``RowPrediction.result`` is None) — never a silent answer.
+model; an input outside the values the bundle was developed on (its manifest's ``domain``, ``runtime.domain``)
+flags it ``out_of_domain`` and it never reaches the model either; outputs that are not finite flag it
+``output_not_finite``. A flagged row gets no class, value or alarm (``RowPrediction.result`` is None) — never a
+silent answer.
 """
 
 from __future__ import annotations
@@ -27,11 +29,12 @@ import numpy as np
 from runtime.bundle import InputShapeError
 from runtime.contract import InputSpec
 from runtime.decide import decide
+from runtime.domain import outside_names
 from runtime.events import RowPrediction
 from runtime.features import FeatureKind
 from runtime.input_features import input_features
 from runtime.readers import MAX_ARRAY_BYTES, InputError, read_npy_header, read_npy_stream
-from runtime.results import INPUT_NOT_FINITE, OUTPUT_NOT_FINITE, result_for
+from runtime.results import INPUT_NOT_FINITE, OUT_OF_DOMAIN, OUTPUT_NOT_FINITE, result_for
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +203,8 @@ def _predictions(bundle, feed: dict[str, np.ndarray], batch_rows: int, with_feat
         batch = {name: values[first : first + batch_rows] for name, values in feed.items()}
         size = next(iter(batch.values())).shape[0]
         not_finite = _not_finite(specs, batch)
-        judged = np.array([not names for names in not_finite], dtype=bool)
+        outside = outside_names(specs, batch)
+        judged = np.array([not bad and not far for bad, far in zip(not_finite, outside, strict=True)], dtype=bool)
         started = time.perf_counter()
         outputs = bundle.predict({name: values[judged] for name, values in batch.items()})
         latency_us = (time.perf_counter() - started) * 1e6 / size
@@ -210,14 +214,16 @@ def _predictions(bundle, feed: dict[str, np.ndarray], batch_rows: int, with_feat
         features = _features(specs, batch) if with_features else [None] * size
         for offset in range(size):
             flags, result = (), None
-            if not judged[offset]:
+            if not_finite[offset]:
                 flags = (INPUT_NOT_FINITE,)
+            elif outside[offset]:
+                flags = (OUT_OF_DOMAIN,)
             elif not next(answers):
                 flags = (OUTPUT_NOT_FINITE,)
             else:
                 result = result_for(output, next(decisions))
             yield RowPrediction(first + offset, output.task.value, result, latency_us, flags, not_finite[offset],
-                                features[offset])
+                                features[offset], outside[offset])
         if not judged.all():
-            logger.warning("rows %d–%d: %d row(s) with non-finite inputs were flagged, not judged", first,
-                           first + size - 1, int((~judged).sum()))
+            logger.warning("rows %d–%d: %d row(s) flagged, not judged (non-finite inputs, or inputs outside the "
+                           "values the model was developed on)", first, first + size - 1, int((~judged).sum()))

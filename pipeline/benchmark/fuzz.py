@@ -81,6 +81,7 @@ class CaseOutcome:
     peak_bytes: int
     input_bytes: int
     seconds: float
+    control_failed: bool = False  # a VALID control that did not exit 0 or left a row unjudged
 
 
 def _alarm(signum, frame) -> None:
@@ -95,6 +96,15 @@ def _silent_answer(case: FuzzCase, exit_code: int | None, stdout: str) -> bool:
         events = [json.loads(line) for line in stdout.splitlines() if line.strip()]
         return not events or any(event.get("judged", True) for event in events)
     return False
+
+
+def _control_failed(case: FuzzCase, exit_code: int | None, stdout: str) -> bool:
+    """Whether a VALID control failed to reach the model: an exit other than 0, or a row it did not judge (its
+    rows are drawn inside the bundle's domain, so every one must get an answer)."""
+    if case.expect is not Expect.VALID:
+        return False
+    events = [json.loads(line) for line in stdout.splitlines() if line.strip()] if exit_code == 0 else []
+    return exit_code != 0 or any(event.get("judged") is False for event in events)
 
 
 def run_case(case: FuzzCase, timeout_s: float = CASE_TIMEOUT_S) -> CaseOutcome:
@@ -122,8 +132,10 @@ def run_case(case: FuzzCase, timeout_s: float = CASE_TIMEOUT_S) -> CaseOutcome:
     seconds = time.perf_counter() - started
     peak = max(0, tracemalloc.get_traced_memory()[1] - base)
     printed = "Traceback (most recent call last)" in stderr.getvalue()
+    printed_events = stdout.getvalue()
     return CaseOutcome(case.kind, case.expect.value, exit_code, escaped or printed, hang,
-                       _silent_answer(case, exit_code, stdout.getvalue()), peak, case.input_bytes, seconds)
+                       _silent_answer(case, exit_code, printed_events), peak, case.input_bytes, seconds,
+                       _control_failed(case, exit_code, printed_events))
 
 
 def _format_exception() -> str:
@@ -149,9 +161,7 @@ def build_bundles(folder: Path) -> FuzzBundles:
         outcome = build_scenario(scenario, scenario.build_config(Profile.TINY), StageContext(folder / "artifacts"),
                                  folder / "bundles", signing_key=key)
         built[name] = outcome.bundle_directory
-    manifest = json.loads((built["breast-cancer"] / "manifest.json").read_text())
-    return FuzzBundles(built["ecg-arrhythmia"], built["breast-cancer"],
-                       tuple(manifest["inputs"][0]["feature_names"]), folder / "key" / TRUST_STORE_FOLDER)
+    return FuzzBundles.of(built["ecg-arrhythmia"], built["breast-cancer"], folder / "key" / TRUST_STORE_FOLDER)
 
 
 def fuzz_inputs(bundles: FuzzBundles, cases: int, seed: int = 0, timeout_s: float = CASE_TIMEOUT_S,
@@ -185,7 +195,7 @@ def summarise_inputs(outcomes: list[CaseOutcome]) -> dict[str, Any]:
         "hangs": sum(outcome.hang for outcome in outcomes),
         "exit_0_answers_on_invalid": sum(outcome.silent_answer for outcome in invalid),
         "valid_controls": len(controls),
-        "valid_controls_failed": sum(outcome.exit_code != 0 for outcome in controls),
+        "valid_controls_failed": sum(outcome.control_failed for outcome in controls),
         "over_memory_bound": sum(outcome.peak_bytes > memory_limit(outcome.input_bytes) for outcome in outcomes),
         "peak_heap_bytes_max": max((outcome.peak_bytes for outcome in outcomes), default=0),
         "max_input_bytes": max((outcome.input_bytes for outcome in outcomes), default=0),

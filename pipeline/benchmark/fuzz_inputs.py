@@ -9,13 +9,15 @@
 
 Kinds (``KINDS``): text encodings and field sizes of CSVs, ``.npy`` headers and dtypes, ``.npz`` members,
 malformed OpenSignals HDF5 (structure, attributes, dtype, shape), channel counts, sample rates, output and
-outbox paths, command-line usage, non-finite tabular rows — each drawn with random parameters.
+outbox paths, command-line usage, non-finite tabular rows, tabular rows outside the bundle's input domain — each
+drawn with random parameters.
 """
 
 from __future__ import annotations
 
 import enum
 import io
+import json
 import struct
 import zipfile
 from collections.abc import Callable
@@ -37,6 +39,16 @@ class FuzzBundles:
     table: Path  # a tabular bundle
     feature_names: tuple[str, ...]  # the tabular bundle's columns
     trust_store: Path  # trusts both bundles' signing key
+    table_low: tuple[float, ...] = ()  # the tabular bundle's input domain per column (empty: it declares none)
+    table_high: tuple[float, ...] = ()
+
+    @classmethod
+    def of(cls, ecg: Path, table: Path, trust_store: Path) -> FuzzBundles:
+        """The bundles, with the tabular one's columns and domain read from its manifest."""
+        spec = json.loads((Path(table) / "manifest.json").read_text())["inputs"][0]
+        domain = spec.get("domain") or {}
+        return cls(Path(ecg), Path(table), tuple(spec["feature_names"]), Path(trust_store),
+                   tuple(domain.get("low", ())), tuple(domain.get("high", ())))
 
 
 @dataclass(frozen=True)
@@ -72,7 +84,14 @@ def _table_csv(names: tuple[str, ...], rows: list[list[str]]) -> str:
     return "\n".join([",".join(names), *(",".join(row) for row in rows)]) + "\n"
 
 
-def _good_rows(rng: np.random.Generator, names: tuple[str, ...], count: int) -> list[list[str]]:
+def _good_rows(rng: np.random.Generator, bundles: FuzzBundles, count: int,
+               names: tuple[str, ...] | None = None) -> list[list[str]]:
+    """Rows the tabular bundle can judge: every value well inside its declared domain (0.1–100 without one)."""
+    names = bundles.feature_names if names is None else names
+    if bundles.table_low and names == bundles.feature_names:
+        low, high = np.asarray(bundles.table_low), np.asarray(bundles.table_high)
+        return [[f"{value:.6g}" for value in low + (high - low) * rng.uniform(0.3, 0.7, len(names))]
+                for _ in range(count)]
     return [[f"{value:.4g}" for value in rng.uniform(0.1, 100.0, len(names))] for _ in range(count)]
 
 
@@ -82,7 +101,7 @@ Written = tuple[Path, Path, list[str], Expect]
 
 
 def csv_not_utf8(rng, folder, bundles) -> Written:
-    rows = _table_csv(bundles.feature_names, _good_rows(rng, bundles.feature_names, 3)).encode()
+    rows = _table_csv(bundles.feature_names, _good_rows(rng, bundles, 3)).encode()
     bad = bytes(rng.choice([0xFF, 0xFE, 0xC3, 0x80, 0xE9, 0xA0], int(rng.integers(1, 5))).astype(np.uint8))
     spot = int(rng.integers(0, len(rows)))
     path = folder / "latin.csv"
@@ -91,7 +110,7 @@ def csv_not_utf8(rng, folder, bundles) -> Written:
 
 
 def csv_nul_bytes(rng, folder, bundles) -> Written:
-    text = _table_csv(bundles.feature_names, _good_rows(rng, bundles.feature_names, 2))
+    text = _table_csv(bundles.feature_names, _good_rows(rng, bundles, 2))
     spot = int(rng.integers(0, len(text)))
     path = folder / "nul.csv"
     path.write_text(text[:spot] + "\x00" * int(rng.integers(1, 4)) + text[spot:])
@@ -99,7 +118,7 @@ def csv_nul_bytes(rng, folder, bundles) -> Written:
 
 
 def csv_huge_cell(rng, folder, bundles) -> Written:
-    rows = _good_rows(rng, bundles.feature_names, 2)
+    rows = _good_rows(rng, bundles, 2)
     size = int(rng.choice([1_001, 5_000, 131_073, 400_000]))
     rows[int(rng.integers(0, 2))][int(rng.integers(0, len(bundles.feature_names)))] = (
         '"' + "9" * size + '"' if rng.random() < 0.5 else "1" * size
@@ -110,14 +129,14 @@ def csv_huge_cell(rng, folder, bundles) -> Written:
 
 
 def csv_unclosed_quote(rng, folder, bundles) -> Written:
-    text = _table_csv(bundles.feature_names, _good_rows(rng, bundles.feature_names, 2)) + '"' + "x" * 2_000
+    text = _table_csv(bundles.feature_names, _good_rows(rng, bundles, 2)) + '"' + "x" * 2_000
     path = folder / "quote.csv"
     path.write_text(text)
     return bundles.table, path, [], Expect.REFUSE
 
 
 def csv_bad_cells(rng, folder, bundles) -> Written:
-    rows = _good_rows(rng, bundles.feature_names, 3)
+    rows = _good_rows(rng, bundles, 3)
     rows[int(rng.integers(0, 3))][int(rng.integers(0, len(bundles.feature_names)))] = str(
         rng.choice(["", "abc", "1,2", "0x1F", "--1", "1e", "∞", "None"])
     )
@@ -130,16 +149,35 @@ def csv_missing_column(rng, folder, bundles) -> Written:
     names = list(bundles.feature_names)
     names.pop(int(rng.integers(0, len(names))))
     path = folder / "columns.csv"
-    path.write_text(_table_csv(tuple(names), _good_rows(rng, tuple(names), 2)))
+    path.write_text(_table_csv(tuple(names), _good_rows(rng, bundles, 2, tuple(names))))
     return bundles.table, path, [], Expect.REFUSE
 
 
 def csv_not_finite_rows(rng, folder, bundles) -> Written:
-    rows = _good_rows(rng, bundles.feature_names, int(rng.integers(1, 5)))
+    rows = _good_rows(rng, bundles, int(rng.integers(1, 5)))
     for row in rows:  # every row holds at least one value the model cannot judge
         for _ in range(int(rng.integers(1, 4))):
             row[int(rng.integers(0, len(row)))] = str(rng.choice(["nan", "inf", "-inf", "1e39", "-3.5e38", "NaN"]))
     path = folder / "not-finite.csv"
+    path.write_text(_table_csv(bundles.feature_names, rows))
+    return bundles.table, path, [], Expect.FLAG
+
+
+def csv_out_of_domain_rows(rng, folder, bundles) -> Written:
+    """Rows the bundle was not developed on: in each, one to three columns pushed beyond the declared domain (a
+    value in other units, a transcription error); without a declared domain, the non-finite rows instead."""
+    if not bundles.table_low:
+        return csv_not_finite_rows(rng, folder, bundles)
+    low, high = np.asarray(bundles.table_low), np.asarray(bundles.table_high)
+    span = np.maximum(high - low, 1e-6)
+    rows = []
+    for row in _good_rows(rng, bundles, int(rng.integers(1, 5))):
+        for column in rng.choice(len(row), size=int(rng.integers(1, 4)), replace=False).tolist():
+            beyond = span[column] * float(rng.choice([0.1, 1.0, 10.0, 1000.0]))
+            value = high[column] + beyond if rng.random() < 0.5 else low[column] - beyond
+            row[column] = f"{value:.6g}"
+        rows.append(row)
+    path = folder / "out-of-domain.csv"
     path.write_text(_table_csv(bundles.feature_names, rows))
     return bundles.table, path, [], Expect.FLAG
 
@@ -358,7 +396,7 @@ def valid_signal(rng, folder, bundles) -> Written:
 
 def valid_table(rng, folder, bundles) -> Written:
     path = folder / "good.csv"
-    path.write_text(_table_csv(bundles.feature_names, _good_rows(rng, bundles.feature_names, 3)))
+    path.write_text(_table_csv(bundles.feature_names, _good_rows(rng, bundles, 3)))
     return bundles.table, path, [], Expect.VALID
 
 
@@ -366,9 +404,9 @@ KINDS: dict[str, Callable[..., Written]] = {
     function.__name__: function
     for function in (
         csv_not_utf8, csv_nul_bytes, csv_huge_cell, csv_unclosed_quote, csv_bad_cells, csv_missing_column,
-        csv_not_finite_rows, csv_signal_garbage, npy_huge_header, npy_empty, npy_bad_dtype, npy_integer_range,
-        npy_truncated_or_garbage, npy_channels, npz_bad_member, sample_rate_out_of_range, usage_errors, paths,
-        h5_malformed, valid_signal, valid_table,
+        csv_not_finite_rows, csv_out_of_domain_rows, csv_signal_garbage, npy_huge_header, npy_empty, npy_bad_dtype,
+        npy_integer_range, npy_truncated_or_garbage, npy_channels, npz_bad_member, sample_rate_out_of_range,
+        usage_errors, paths, h5_malformed, valid_signal, valid_table,
     )
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from pipeline.build.input_domain import domain_line
 from pipeline.clinical.anomaly_metrics import AlarmAgreement, AnomalyMetrics
 from pipeline.clinical.evidence import EvidenceRule
 from pipeline.clinical.markdown import markdown_cell
@@ -461,6 +462,7 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
         f"## Device contract (manifest schema {manifest.schema_version})",
         "",
         *[_input_line(spec) for spec in manifest.inputs],
+        *[domain_line(spec) for spec in manifest.inputs],
         f"- in the graph: {manifest.preprocessing.in_graph}",
         f"- the runtime must: {manifest.preprocessing.runtime}",
         f"- output `{'`, `'.join(manifest.output.names)}` ({manifest.output.task}): {manifest.output.semantics}"

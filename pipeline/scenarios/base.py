@@ -20,7 +20,7 @@ from pipeline.clinical.gate import GateConfig
 from pipeline.config import BuildConfig, Profile, shrink_for_tests
 from pipeline.errors import StageError
 from pipeline.splits import DataSplits
-from runtime.contract import InputSpec, MulticlassRule, OutputSpec, Preprocessing, TaskKind
+from runtime.contract import DomainScale, InputSpec, MulticlassRule, OutputSpec, Preprocessing, TaskKind
 from runtime.features import summary_features
 
 if TYPE_CHECKING:
@@ -42,6 +42,9 @@ class DeviceContract:
     inputs: tuple[InputSpec, ...]  # one per model input, batch axis None first
     output: OutputSpec  # task kind, labels, decision rule (its names are replaced by the export's)
     preprocessing: Preprocessing  # what the graph does itself, what the device must do first
+    # How each input's domain is measured and checked (one per input; none: as fed). A waveform whose graph z-scores
+    # every window itself says WINDOW_ZSCORE: its units do not matter, so neither may its domain's.
+    domain_scales: tuple[DomainScale, ...] = ()
 
     @property
     def input(self) -> InputSpec:

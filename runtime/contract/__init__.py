@@ -1,7 +1,8 @@
 """The bundle contract, owned by the runtime: what a bundle declares and the device relies on.
 
 ``BundleManifest`` (schema 2) with its ``InputSpec`` per model input (and, for inputs the ECG stream
-computes per beat, their ``Derivation`` with its RR and template settings), ``OutputSpec`` (a ``TaskKind``
+computes per beat, their ``Derivation`` with its RR and template settings; and the ``InputDomain`` the model
+was developed on, which the device enforces), ``OutputSpec`` (a ``TaskKind``
 and its typed decision rule) and the file table. The build writes ``to_dict()``, the runtime and
 the dashboard read ``from_dict()`` / ``parse_manifest``; nobody reads the JSON by hand.
 
@@ -18,6 +19,7 @@ from runtime.contract.derived import (
     WindowConfig,
     WindowNormalization,
 )
+from runtime.contract.domain import DEFAULT_DOMAIN_MARGIN, DomainScale, InputDomain
 from runtime.contract.errors import (
     BundleError,
     ManifestError,
@@ -55,6 +57,7 @@ from runtime.contract.outputs import (
 from runtime.contract.release import KeyPurpose, Release
 
 __all__ = [
+    "DEFAULT_DOMAIN_MARGIN",
     "MANIFEST_NAME",
     "MODEL_NAME",
     "PROFILE_NAME",
@@ -69,8 +72,10 @@ __all__ = [
     "DataSummary",
     "DecisionRule",
     "Derivation",
+    "DomainScale",
     "ExportSummary",
     "FileEntry",
+    "InputDomain",
     "InputSpec",
     "KeyPurpose",
     "ManifestError",

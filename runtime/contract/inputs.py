@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from runtime.contract.derived import RR_FEATURE_NAMES, WINDOW_FEATURES, Derivation, StreamFeature
+from runtime.contract.domain import DomainScale, InputDomain
 from runtime.contract.errors import invalid, show
 from runtime.contract.fields import Fields, is_integer, is_number
 from runtime.features import FeatureKind
@@ -39,6 +40,7 @@ class InputSpec:
     window_after_s: float | None = None  # beat windows: seconds after the R-peak (R-peak excluded)
     feature_names: tuple[str, ...] = ()  # tabular: the column order
     derived: Derivation | None = None  # how the ECG stream computes it per beat; None: fed as given
+    domain: InputDomain | None = None  # the values it was developed on (None: not range-checked; older bundles)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
@@ -61,6 +63,8 @@ class InputSpec:
             self._check_tabular()
         if self.derived is not None:
             self._check_derived()
+        if self.domain is not None:
+            self._check_domain()
 
     def _check_waveform(self) -> None:
         if not _positive(self.sample_rate_hz):
@@ -113,6 +117,20 @@ class InputSpec:
         ):
             raise invalid("feature_names", show(list(self.feature_names)),
                           f"a tabular input of {list(RR_FEATURE_NAMES)} (runtime.ecg.rr_features) for rr_features")
+
+    def _check_domain(self) -> None:
+        if not isinstance(self.domain, InputDomain):
+            raise invalid("domain", show(self.domain), "an InputDomain or null")
+        tabular = self.feature_kind is FeatureKind.TABULAR
+        columns = self.shape[1] if tabular else self.channels
+        if self.domain.columns != columns:
+            raise invalid("domain.low", f"{self.domain.columns} column(s)",
+                          f"{columns}: one per {'feature' if tabular else 'channel'} of input '{self.name}'")
+        if tabular and self.domain.scale is not DomainScale.AS_FED:
+            raise invalid("domain.scale", show(self.domain.scale.value), "as_fed for a tabular input")
+        if self.domain.has_spread == tabular:
+            raise invalid("domain.spread_low", "a list" if tabular else "null",
+                          "null for a tabular input, per-channel spreads for a waveform")
 
     @property
     def stream_feature(self) -> StreamFeature | None:
@@ -170,7 +188,8 @@ class InputSpec:
             "window_before_s": self.window_before_s,
             "window_after_s": self.window_after_s,
             "feature_names": list(self.feature_names),
-        } | ({} if self.derived is None else {"derived": self.derived.to_dict()})
+        } | ({} if self.derived is None else {"derived": self.derived.to_dict()}) | (
+            {} if self.domain is None else {"domain": self.domain.to_dict()})
 
     @classmethod
     def from_dict(cls, data: object) -> InputSpec:
@@ -188,6 +207,7 @@ class InputSpec:
             window_after_s=fields.number("window_after_s", optional=True),
             feature_names=fields.texts("feature_names", optional=True),
             derived=_derivation(fields),
+            domain=fields.optional_section("domain", InputDomain.from_fields),  # absent: built before domains
         )
         fields.done()
         return spec

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from runtime.decide import decide_single_label
+from runtime.domain import outside_any
 from runtime.events import BeatEvent, beat_event
 from runtime.input_features import input_features
+from runtime.results import OUT_OF_DOMAIN
 
 
 @dataclass
@@ -173,18 +175,24 @@ class HeartRate:
 def classify(bundle, rows: BeatRows, model_inputs: Callable[[BeatRows, np.ndarray], dict[str, np.ndarray]],
              batch_size: int, with_features: bool) -> list[BeatEvent]:
     """Run the model on the judged beats in batches of ``batch_size`` (in order), every input fed by name, and build
-    every beat's event; a beat that is not judged gets no class, probability or latency.
+    every beat's event; a beat that is not judged gets no class, probability or latency. A beat whose inputs leave
+    the bundle's domain (``runtime.domain``) is flagged ``out_of_domain`` and is not judged either.
 
     ``model_inputs(rows, positions)`` gives the inputs of the beats at ``positions`` of ``rows``. The class, its
     probability and the low-confidence flag follow the bundle's decision rule (``runtime.decide``); the stream
     accepts only single-label task kinds.
     """
     judged = np.flatnonzero(rows.judged)
+    inputs = model_inputs(rows, judged)  # with no beat to judge too: the stream traces every beat here
+    outside = outside_any(bundle.inputs, inputs) if len(judged) else None
+    if outside is not None and outside.any():  # inputs the model was not developed on: flagged, never classified
+        for position in judged[outside].tolist():
+            rows.flags[position] = (*rows.flags[position], OUT_OF_DOMAIN)
+        judged, inputs = judged[~outside], {name: values[~outside] for name, values in inputs.items()}
     count = len(judged)
     labels, confidence, low, latency = [], [], [], [0.0] * count
     probabilities: list[dict[str, float]] = []
     features = None
-    inputs = model_inputs(rows, judged)  # with no beat to judge too: the stream traces every beat here
     if count:
         for first in range(0, count, batch_size):
             feed = {name: values[first : first + batch_size] for name, values in inputs.items()}

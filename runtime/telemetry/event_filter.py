@@ -9,7 +9,7 @@ Filter version 1 (protocol.md, "What is sent per event") keeps an event when any
   label present;
 * ``low_confidence`` — the decision rule flagged it low-confidence;
 * ``alarm`` — an anomaly bundle's score reached its threshold;
-* ``unjudged`` — a row the model could not judge (``input_not_finite`` / ``output_not_finite``);
+* ``unjudged`` — a row the model could not judge (``input_not_finite``, ``out_of_domain``, ``output_not_finite``);
 * ``quality_change`` — its quality flags differ from the previous recorded event's (a flagged stretch starts or
   ends; the first event of a stream counts as a change only when it is flagged).
 

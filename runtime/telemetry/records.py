@@ -40,7 +40,7 @@ MAX_OUTPUTS = 64  # labels or targets in one result: named outputs, not a wavefo
 MAX_QUALITY_FLAGS = 32  # flags are short codes; more than this is not a flag list
 DEVICE_ID_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: collision-free across any fleet
 # Quality flags of a row the model could not judge (runtime.results.UNJUDGED_FLAGS): its result is null.
-UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite"})
+UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite", "out_of_domain"})
 # Closed vocabularies (the collector's allow-list; tests/runtime check them against the runtime's own names).
 # Quality flags: the ECG stream's (runtime.ecg.quality.QualityFlag) and the windowed stream's
 # (runtime.windows.WindowFlag, which shares their names and adds too_short), the row runner's unjudged flags, and

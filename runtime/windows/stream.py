@@ -18,8 +18,8 @@ final; ``flush()`` ends the recording. The bundle's one input declares ``derived
    event, are the same however the signal is split into chunks.
 4. Each window gets a ``WindowEvent``: the task kind's result (``runtime.results.results_for``, the row
    runner's decision path: every task kind), or — for a window with quality flags (non-finite, flat line,
-   clipped, rate mismatch) or a non-finite model output — its flags and no result: the device never gives a
-   class to a window it cannot judge.
+   clipped, rate mismatch, outside the values the model was developed on: ``runtime.domain``) or a non-finite
+   model output — its flags and no result: the device never gives a class to a window it cannot judge.
 
 Rates. An input rate below ``minimum_rate_fraction`` × the model rate is refused (``WindowSignalError``):
 upsampling invents nothing above the input's Nyquist frequency, and a model trained on more bandwidth
@@ -48,13 +48,14 @@ from typing import NamedTuple
 import numpy as np
 
 from runtime.contract import InputSpec, UnsupportedBundleError
+from runtime.domain import outside_rows
 from runtime.ecg.quality import QualityConfig, SourceClock
 from runtime.errors import EdgemedError
 from runtime.events import QualityEvent, WindowEvent
 from runtime.features import FeatureKind, summary_features
 from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError
 from runtime.resample import ChannelResampler, ResampleRatioError, ResamplerConfig
-from runtime.results import OUTPUT_NOT_FINITE, results_for
+from runtime.results import OUT_OF_DOMAIN, OUTPUT_NOT_FINITE, results_for
 from runtime.windows.cutting import model_windows
 from runtime.windows.quality import WindowFlag
 
@@ -309,8 +310,11 @@ class WindowStream:
     def _add(self, count: int) -> None:
         length = (count - 1) * self.hop + self.window
         cut = model_windows(self._buffer.view(length), self.spec)
+        outside = outside_rows(self.spec, cut.inputs).tolist()  # windows unlike any the model was developed on
         for offset, flags in enumerate(cut.flags):
             start = self._next_start + offset * self.hop
+            if outside[offset]:
+                flags = (*flags, OUT_OF_DOMAIN)
             if self._rate_marks and any(first < start + self.window and start < end for first, end in self._rate_marks):
                 flags = (*flags, WindowFlag.RATE_MISMATCH.value)
             self._pending.append(_Window(self._index, start, cut.inputs[offset], flags))

@@ -7,7 +7,6 @@ HDF5 kind is refused with one clear message, and every mutation of a signed mani
 
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 
@@ -25,9 +24,8 @@ SAMPLE_CASES = 3 * len(KINDS) * 5  # ~300 cases, a few seconds
 
 @pytest.fixture(scope="module")
 def bundles(ecg_bundle_path, breast_bundle_path, tmp_path_factory) -> FuzzBundles:
-    manifest = json.loads((breast_bundle_path / "manifest.json").read_text())
     store = session_signing_key(tmp_path_factory).path.parent / TRUST_STORE_FOLDER
-    return FuzzBundles(ecg_bundle_path, breast_bundle_path, tuple(manifest["inputs"][0]["feature_names"]), store)
+    return FuzzBundles.of(ecg_bundle_path, breast_bundle_path, store)
 
 
 def test_a_sample_of_bad_inputs_never_crashes_hangs_or_answers(bundles):

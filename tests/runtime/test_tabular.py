@@ -19,8 +19,14 @@ from tests.runtime.conftest import synthetic_ecg
 
 
 def _rows(bundle, count: int = 12) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    return rng.uniform(0.5, 1.5, size=(count, len(bundle.input_spec.feature_names))).astype(np.float32) * 10
+    """Real Wisconsin rows (scikit-learn's copy) in the bundle's column order: inside the domain it was built on."""
+    from sklearn.datasets import load_breast_cancer
+
+    bunch = load_breast_cancer()
+    columns = [str(name).replace(" ", "_") for name in bunch.feature_names]
+    order = [columns.index(name) for name in bundle.input_spec.feature_names]
+    rows = np.random.default_rng(0).choice(len(bunch.data), size=count, replace=False)
+    return bunch.data[rows][:, order].astype(np.float32)
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list]) -> Path:

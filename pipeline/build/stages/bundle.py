@@ -28,6 +28,7 @@ from pipeline.build.device_manifest import (
     file_table,
     write_manifest,
 )
+from pipeline.build.input_domain import with_domains
 from pipeline.build.recording_results import load_recording_validation, manifest_section
 from pipeline.build.reference_profile import build_reference_profile
 from pipeline.build.stages.data import load_data
@@ -54,7 +55,8 @@ __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "
 # 5: the report shows coarse-label notes, synthetic training data and the windows left out of every split.
 # 6: the evidence rule (pipeline/clinical/evidence.py): judged before anything is timed, in the manifest and report.
 # 7: the evidence per class says how concentrated it is (largest source's share, effective number of sources).
-BUNDLE_CONTENT_REVISION = 7
+# 8: every input declares the domain it was developed on (pipeline/build/input_domain.py); the device enforces it.
+BUNDLE_CONTENT_REVISION = 8
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
@@ -183,6 +185,8 @@ def run_bundle_stage(request: BundleRequest, inputs: BundleInputs, context: Stag
         section = manifest_section(recordings, chosen) if recordings is not None else None
         manifest = assemble_manifest(request, inputs, Choice(chosen, reason, variants, SELECTION_RULE), bundle_id,
                                      folder, metrics[chosen], section, evidence)
+        manifest = replace(manifest, inputs=with_domains(manifest.inputs, splits, request.bundle.domain_margin,
+                                                          request.contract.domain_scales))
         profile = build_reference_profile(
             input_features(splits.test.inputs, manifest.inputs),
             load_predictions(inputs.variants)[chosen],

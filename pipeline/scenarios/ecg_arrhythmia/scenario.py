@@ -26,7 +26,7 @@ from pipeline.scenarios.ecg_arrhythmia.synthesis import (
     window_samples,
 )
 from pipeline.splits import DataSplits, Split, split_by_group
-from runtime.contract import InputSpec, Preprocessing
+from runtime.contract import DomainScale, InputSpec, Preprocessing
 from runtime.features import FeatureKind
 
 
@@ -88,6 +88,7 @@ class EcgArrhythmiaScenario(Scenario):
                     "units and baseline do not matter"
                 ),
             ),
+            domain_scales=(DomainScale.WINDOW_ZSCORE,),  # the graph z-scores each window: units do not matter
         )
 
     def make_data(self, data_config: object, seed: int, progress: Progress | None = None) -> DataSplits:
