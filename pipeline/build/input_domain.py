@@ -25,10 +25,9 @@ DEVELOPMENT_SPLITS = ("train", "validation", "calibration")
 
 
 def split_inputs(split: Split, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
-    """A split's rows per input name (a single-input split's array under its input's name), as float32."""
+    """A split's rows per input name (a single-input split's plain array under its input's name), as float32,
+    named as ``runtime.input_features.input_features`` names them for the reference profile."""
     inputs = split.inputs if isinstance(split.inputs, Mapping) else {specs[0].name: split.inputs}
-    if len(specs) == 1 and specs[0].name not in inputs and len(inputs) == 1:
-        inputs = {specs[0].name: next(iter(inputs.values()))}  # the exported graph input's name differs
     return {spec.name: np.asarray(inputs[spec.name], dtype=np.float32).reshape(-1, *spec.sample_shape)
             for spec in specs}
 
@@ -66,16 +65,15 @@ def with_domains(specs: tuple[InputSpec, ...], splits: DataSplits, margin: float
                  scales: tuple[DomainScale, ...] = ()) -> tuple[InputSpec, ...]:
     """``specs``, each with its domain measured on ``splits`` (development rows; checked on the test split) at its
     scale in ``scales`` (one per input, in order; none given: as fed)."""
-    parts = [split_inputs(getattr(splits, name), specs) for name in DEVELOPMENT_SPLITS
-             if len(getattr(splits, name))]
-    if not parts:
+    used = [name for name in DEVELOPMENT_SPLITS if len(getattr(splits, name))]
+    if not used:
         return specs
+    parts = [split_inputs(getattr(splits, name), specs) for name in used]
     development = {spec.name: np.concatenate([part[spec.name] for part in parts]) for spec in specs}
     held_out = split_inputs(splits.test, specs) if len(splits.test) else {
         spec.name: np.zeros((0, *spec.sample_shape), np.float32) for spec in specs}
     rows = len(next(iter(development.values())))
     kind = "synthetic" if splits.provenance.get("synthetic") is True else "real"
-    used = [name for name in DEVELOPMENT_SPLITS if len(getattr(splits, name))]
     basis = f"{rows:,} development rows ({', '.join(used)} splits; {kind})"
     scales = scales or (DomainScale.AS_FED,) * len(specs)
     return tuple(replace(spec, domain=measure_domain(spec, development[spec.name], held_out[spec.name], margin,

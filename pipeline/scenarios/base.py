@@ -46,6 +46,14 @@ class DeviceContract:
     # every window itself says WINDOW_ZSCORE: its units do not matter, so neither may its domain's.
     domain_scales: tuple[DomainScale, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.domain_scales and len(self.domain_scales) != len(self.inputs):
+            raise StageError(
+                f"the device contract gives {len(self.domain_scales)} domain scale(s) for {len(self.inputs)} input(s)",
+                expected="one DomainScale per input, in the inputs' order, or none (every input as fed)",
+                fix="list a scale for every input of the scenario's device contract",
+            )
+
     @property
     def input(self) -> InputSpec:
         """The one input of a single-input model (every scenario so far)."""

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from pipeline.build.input_domain import domain_line, measure_domain, with_domains
+from pipeline.errors import StageError
+from pipeline.scenarios.base import DeviceContract
 from pipeline.splits import DataSplits, Split
-from runtime.contract import DomainScale, InputSpec
+from runtime.contract import DomainScale, InputSpec, Preprocessing, TaskKind
 from runtime.features import FeatureKind
+from tests.runtime.hand_built import OUTPUTS
 
 TABLE = InputSpec("table", (None, 3), FeatureKind.TABULAR, feature_names=("a", "b", "constant"))
 WAVE = InputSpec("wave", (None, 8, 2), FeatureKind.WAVEFORM, sample_rate_hz=100.0)
@@ -64,11 +67,14 @@ def test_synthetic_development_data_is_named_so_and_an_input_without_finite_valu
     assert measure_domain(TABLE, np.full((3, 3), np.nan, np.float32), np.zeros((0, 3), np.float32), 0.25, "") is None
 
 
-def test_a_single_input_stored_under_another_name_is_matched_to_the_graph_input():
-    rows = np.arange(12, dtype=np.float32).reshape(4, 3)
-    data = DataSplits(*(Split({"features": rows}) for _ in range(4)), class_names=("x", "y"))
-    (spec,) = with_domains((replace(TABLE, name="serving_input"),), data, 0.0)
-    assert spec.domain.low == (0.0, 1.0, 2.0) and spec.domain.held_out_outside == 0
+def test_inputs_stored_by_name_are_measured_each_on_its_own_rows():
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    wave = np.ones((4, 8, 2), np.float32) * np.arange(8, dtype=np.float32)[None, :, None]
+    data = DataSplits(*(Split({"table": table, "wave": wave}) for _ in range(4)), class_names=("x", "y"))
+    table_spec, wave_spec = with_domains((TABLE, WAVE), data, 0.0)
+    assert table_spec.domain.low == (0.0, 1.0, 2.0) and table_spec.domain.high == (9.0, 10.0, 11.0)
+    assert wave_spec.domain.low == (0.0, 0.0) and wave_spec.domain.spread_high == (7.0, 7.0)
+    assert table_spec.domain.held_out_outside == wave_spec.domain.held_out_outside == 0
 
 
 def test_a_window_zscore_domain_is_measured_on_the_z_scored_windows():
@@ -79,3 +85,11 @@ def test_a_window_zscore_domain_is_measured_on_the_z_scored_windows():
     assert plain.held_out_outside == 30  # as fed, other units leave the domain
     assert scaled.held_out_outside == 0 and scaled.scale is DomainScale.WINDOW_ZSCORE  # z-scored, they do not
     assert "z-scored first" in domain_line(replace(WAVE, domain=scaled))
+
+
+def test_a_device_contract_with_a_scale_per_input_or_none_is_accepted_and_any_other_count_refused():
+    output, preprocessing = OUTPUTS[TaskKind.MULTICLASS], Preprocessing("none", "rows as they are")
+    assert DeviceContract((TABLE, WAVE), output, preprocessing).domain_scales == ()
+    DeviceContract((TABLE, WAVE), output, preprocessing, (DomainScale.AS_FED, DomainScale.WINDOW_ZSCORE))
+    with pytest.raises(StageError, match="1 domain scale"):
+        DeviceContract((TABLE, WAVE), output, preprocessing, (DomainScale.WINDOW_ZSCORE,))
