@@ -9,7 +9,8 @@ messages and decision code; only the window's numbers come from aggregates (``ag
 * drift: the window's histograms stand in for its values (``WindowSummary.stand_ins``), then
   ``drift.profile_drift`` runs unchanged: PSI and JS on the reference deciles are exact, KS and Wasserstein within
   one sub-bin per value; the device-baseline split is at a minute boundary (the raw one is at a record);
-* quality and signal loss: sums of exact counts per minute.
+* quality, signal loss and input domain: sums of exact counts per minute. The input-domain rule also counts the
+  beats and windows the device refused without a record (``no_result``), which records never show.
 
 Windows are whole minutes (``aggregate_window.minute_window``); with ``now`` on a minute they are the raw windows.
 """
@@ -41,6 +42,7 @@ from dashboard.monitoring.alerts import (
     WARNING,
     Alert,
     AlertConfig,
+    domain_alert,
     drift_alert,
     window_label,
 )
@@ -49,6 +51,7 @@ from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG, DriftConfig, empiri
 from dashboard.monitoring.fleet import short_id
 from dashboard.monitoring.predictions import CLASSIFIERS, reference_outputs
 from dashboard.monitoring.stand_in import StandIn
+from runtime.results import OUT_OF_DOMAIN
 from runtime.telemetry.histogram import count_above, latency_edges, quantile
 
 
@@ -192,6 +195,28 @@ def _flags_by_device(window: pd.DataFrame) -> Callable[[object], Counter]:
         per_device.setdefault(owner, Counter())[flag] = count
     numbers = {device: number for number, device in enumerate(devices.tolist())}
     return lambda device_id: per_device.get(numbers[device_id], Counter())
+
+
+def domain_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
+    """``alerts.domain_alerts`` on aggregates, over every input: the records flagged ``out_of_domain`` and the beats
+    and windows refused without a record (``no_result``), as a share of records plus refused events."""
+    alerts = []
+    window = minute_window(frame, now, config.quality_window)
+    if window.empty:
+        return alerts
+    codes, devices = pd.factorize(window["device_id"], sort=True)
+    inputs = np.bincount(codes, weights=window["records"].to_numpy(dtype=np.float64), minlength=len(devices))
+    outside = np.zeros(len(devices))
+    for code, payload in zip(codes.tolist(), window["payload"].tolist(), strict=True):
+        refused = payload.get("no_result") or {}
+        inputs[code] += refused.get("count", 0)
+        outside[code] += ((refused.get("quality_flags") or {}).get(OUT_OF_DOMAIN, 0)
+                          + (payload.get("quality_flags") or {}).get(OUT_OF_DOMAIN, 0))
+    for number, device_id in enumerate(devices):
+        alert = domain_alert(str(device_id), int(outside[number]), int(inputs[number]), config)
+        if alert is not None:
+            alerts.append(alert)
+    return alerts
 
 
 def records_per_minute(frame: pd.DataFrame) -> pd.Series:
@@ -344,7 +369,8 @@ def fleet_alerts(
     drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG,
     drift_frame: pd.DataFrame | None = None,
 ) -> list[Alert]:
-    """``checks.fleet_alerts`` on aggregates: latency burn rates, drift per device, signal quality and loss.
+    """``checks.fleet_alerts`` on aggregates: latency burn rates, drift per device, signal quality and loss, input
+    domain.
 
     ``drift_frame``: the aggregates drift is measured on when they are not ``frame`` (a page reads the last hours at
     minute resolution for the latency and quality rules, and the drift window from hourly rollups)."""
@@ -352,6 +378,7 @@ def fleet_alerts(
     alerts += drift_alerts(frame if drift_frame is None else drift_frame, now, plan_for, drift_config)
     alerts += quality_alerts(frame, now, alert_config)
     alerts += signal_loss_alerts(frame, now, alert_config)
+    alerts += domain_alerts(frame, now, alert_config)
     return alerts
 
 

@@ -1,4 +1,4 @@
-"""Alert rules: latency-SLO burn rate (multi-window, multi-burn-rate), drift and signal quality.
+"""Alert rules: latency-SLO burn rate (multi-window, multi-burn-rate), drift, signal quality and input domain.
 
 Latency SLO: ``slo_target`` (99 %) of inferences finish within ``latency_objective_us``; the error
 budget is the remaining 1 %. The burn rate over a window is (share of slow inferences) / budget: 1
@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from dashboard.monitoring.drift import DriftResult, DriftStatus
+from runtime.results import OUT_OF_DOMAIN
 
 CRITICAL = "critical"
 WARNING = "warning"
@@ -56,6 +57,12 @@ class AlertConfig:
     signal_loss_share: float = 0.5
     signal_loss_minutes: int = 1
     signal_loss_window: timedelta = timedelta(hours=1)  # looked for over the last hour of each device's records
+    # Inputs outside the bundle's validated input domain (flag out_of_domain: refused, never classified), as a share
+    # of every input over quality_window. None of the real held-out rows, beats or windows of the scenarios fall
+    # outside, so a steady 1 % means the sensor, its units or the patients differ from what the model was
+    # validated on; at 10 % the device is refusing a large part of what it sees.
+    domain_warn_rate: float = 0.01
+    domain_alert_rate: float = 0.10
 
     @property
     def error_budget(self) -> float:
@@ -78,7 +85,7 @@ DEFAULT_ALERT_CONFIG = AlertConfig()
 class Alert:
     """One firing alert; ``device_id`` links it to the Device page."""
 
-    kind: str  # "latency SLO", "drift", "signal quality" or "signal loss"
+    kind: str  # "latency SLO", "drift", "signal quality", "signal loss" or "input domain"
     severity: str  # critical or warning
     device_id: str
     message: str
@@ -201,6 +208,38 @@ def quality_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) ->
             f"{rate:.0%} of the last {window_label(config.quality_window)}'s records carry quality flags ({top})",
             rate,
         ))
+    return alerts
+
+
+def domain_alert(device_id: str, outside: int, inputs: int, config: AlertConfig) -> Alert | None:
+    """The input-domain alert of a device that refused ``outside`` of its ``inputs`` in the last ``quality_window``
+    as outside the bundle's input domain; None under ``quality_minimum_events`` inputs or ``domain_warn_rate``."""
+    if inputs < config.quality_minimum_events or not outside or outside / inputs < config.domain_warn_rate:
+        return None
+    rate = outside / inputs
+    severity = CRITICAL if rate >= config.domain_alert_rate else WARNING
+    return Alert(
+        "input domain", severity, device_id,
+        f"{rate:.1%} of the last {window_label(config.quality_window)}'s inputs ({outside:,} of {inputs:,}) were "
+        "outside the input domain the model was validated on and got no result — check the sensor, its units and "
+        "placement, or whether this patient population was validated",
+        rate,
+    )
+
+
+def domain_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) -> list[Alert]:
+    """Per device: the share of records flagged ``out_of_domain`` over the last ``quality_window``.
+
+    Records show only what the device sends as a record: a refused row is one, but a beat or window the device
+    could not classify is not (only minute aggregates count those, in ``no_result``), so on records this rule sees
+    tabular devices only; ``aggregate_checks.domain_alerts`` sees every kind."""
+    alerts = []
+    recent = records[(records["time"] > now - config.quality_window) & (records["time"] <= now)]
+    for device_id, group in recent.groupby("device_id"):
+        outside = int(group["quality_flags"].map(lambda flags: OUT_OF_DOMAIN in flags).sum())
+        alert = domain_alert(str(device_id), outside, len(group), config)
+        if alert is not None:
+            alerts.append(alert)
     return alerts
 
 

@@ -23,6 +23,7 @@ from dashboard.monitoring.alerts import (
     DEFAULT_ALERT_CONFIG,
     Alert,
     AlertConfig,
+    domain_alerts,
     drift_alert,
     latency_alerts,
     quality_alerts,
@@ -154,7 +155,7 @@ def fleet_alerts(
     alert_config: AlertConfig = DEFAULT_ALERT_CONFIG,
     drift_config: DriftConfig = DEFAULT_DRIFT_CONFIG,
 ) -> list[Alert]:
-    """Every firing alert: latency burn rates, drift per device, signal quality."""
+    """Every firing alert: latency burn rates, drift per device, signal quality and loss, input domain."""
     alerts = latency_alerts(records, now, alert_config)
     if "features" in records:
         for device_id, group in records.groupby("device_id"):
@@ -164,4 +165,5 @@ def fleet_alerts(
                 alerts.append(alert)
     alerts += quality_alerts(records, now, alert_config)
     alerts += signal_loss_alerts(records, now, alert_config)
+    alerts += domain_alerts(records, now, alert_config)
     return alerts

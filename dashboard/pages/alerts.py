@@ -46,6 +46,7 @@ def alerts_view() -> None:
     alerts = aggregate_checks.latency_alerts(recent.frame, moment, config, rates) + drift
     alerts += aggregate_checks.quality_alerts(recent.frame, moment, config)
     alerts += aggregate_checks.signal_loss_alerts(recent.frame, moment, config)
+    alerts += aggregate_checks.domain_alerts(recent.frame, moment, config)
     critical = sum(alert.severity == CRITICAL for alert in alerts)
     first, second, third, fourth = st.columns(4)
     first.metric("critical", critical)
@@ -64,7 +65,8 @@ def alerts_view() -> None:
         st.info(f"no alert fired, but no device has the {config.minimum_events} inferences a latency rule needs in "
                 "any of its windows yet: the rules could not be evaluated — wait for more telemetry")
     elif not alerts:
-        st.success("no alerts: every device is within its latency SLO, shows no drift and sends clean signals"
+        st.success("no alerts: every device is within its latency SLO, shows no drift, sends clean signals "
+                   "and sees inputs inside its model's validated domain"
                    + (f" (latency judged on {evaluated_devices:,} of {len(recent.devices):,} devices; the others "
                       f"sent under {config.minimum_events} inferences)" if evaluated_devices < len(recent.devices)
                       else ""))
