@@ -2,7 +2,7 @@
 
 Register with ``main.add_command(simulate_command)``. Each device runs the real runtime (its own
 bundle, ECG stream, outbox and uploader); the scripted problems (gain drift, rising noise, lead-off,
-sample-rate mismatch, latency regression, rollout) are listed in the summary so that the
+sample-rate mismatch, latency regression, slow rhythm, rollout) are listed in the summary so that the
 dashboard's alerts can be checked against them. Exit status: 1 when the simulation fails.
 """
 

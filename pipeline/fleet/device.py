@@ -124,6 +124,7 @@ class SimulatedDevice:
         self.index = index
         self.device_id = device_id
         self.signal = signal
+        self._recording_lag_s = 0.0  # how far its recording lags the simulated clock (played slower in a slow rhythm)
         self.events = events
         self.start_time = start_time
         self.start_epoch_s = start_time.timestamp()
@@ -191,7 +192,11 @@ class SimulatedDevice:
         true_rate = self.config.declared_rate_hz * (1.0 + (mismatch.magnitude if mismatch else 0.0))
         count = round(chunk_s * true_rate)
         minutes = (start_s + np.arange(count) / true_rate) / 60.0
-        samples = impair(self.signal.read(start_s, count, true_rate), minutes, self.events, self.signal, self.rng)
+        slow = self.active(EventKind.SLOW_RHYTHM, minute)
+        pace = slow.magnitude if slow else 1.0  # recording seconds played per simulated second
+        recording = self.signal.read(start_s - self._recording_lag_s, count, true_rate / pace)
+        self._recording_lag_s += count / true_rate * (1.0 - pace)
+        samples = impair(recording, minutes, self.events, self.signal, self.rng)
         slowdown = self.active(EventKind.LATENCY_REGRESSION, minute)
         self.slowed.factor = slowdown.magnitude if slowdown else 1.0
         events = self.stream.feed(samples, timestamp_s=start_s)

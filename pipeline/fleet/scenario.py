@@ -25,6 +25,10 @@ class EventKind(StrEnum):
     LEAD_OFF = "lead_off"  # magnitude unused: the electrode is off (flat line) for the whole window
     RATE_MISMATCH = "rate_mismatch"  # magnitude: relative rate error; true rate = declared × (1 + magnitude)
     LATENCY_REGRESSION = "latency_regression"  # magnitude: inference slowdown factor (latency × magnitude)
+    # magnitude: the heart's pace as a share of the recording's (0.45: 75 bpm becomes 34 bpm). The recording is
+    # played that much slower (SYNTHETIC: its QRS complexes widen too, as in a ventricular escape rhythm), at a
+    # rate the ECG model was never developed on: the device refuses those beats (out_of_domain).
+    SLOW_RHYTHM = "slow_rhythm"
     ROLLOUT = "rollout"  # magnitude unused: from start_minute on, the device runs the rollout bundle
 
 
@@ -65,6 +69,7 @@ DEFAULT_GAIN = 12.0  # the PLUX recordings span ~1/10 of the 16-bit range: ×12 
 DEFAULT_NOISE_RMS = 0.6  # EMG noise at 60 % of the signal RMS moves difference_rms and kurtosis clearly
 DEFAULT_RATE_ERROR = 0.1  # 10 % rate error, five times the stream's 2 % tolerance
 DEFAULT_SLOWDOWN = 5.0  # inference five times slower under CPU contention
+DEFAULT_PACE = 0.45  # ~34 bpm from a ~75 bpm recording: RR intervals beyond the ecg-pvc bundle's input domain
 
 # (kind, device index, start, end as shares of the simulated time, magnitude), in device order.
 _DEFAULT_PLAN: tuple[tuple[EventKind, int, float, float, float], ...] = (
@@ -74,14 +79,16 @@ _DEFAULT_PLAN: tuple[tuple[EventKind, int, float, float, float], ...] = (
     (EventKind.LEAD_OFF, 3, 0.60, 0.65, 1.0),
     (EventKind.RATE_MISMATCH, 4, 0.40, 0.80, DEFAULT_RATE_ERROR),
     (EventKind.LATENCY_REGRESSION, 5, 0.50, 0.90, DEFAULT_SLOWDOWN),
+    (EventKind.SLOW_RHYTHM, 6, 0.35, 0.75, DEFAULT_PACE),
 )
+PROBLEM_DEVICES = 1 + max(index for _, index, _, _, _ in _DEFAULT_PLAN)  # device 0 healthy, one problem each after
 ROLLOUT_SHARE = 0.5  # the rollout happens half-way through
 
 
 def default_script(devices: int, minutes: float) -> tuple[ScriptedEvent, ...]:
-    """One problem per device 1–5 (device 0 stays healthy); devices 6… get the rollout half-way.
+    """One problem per device 1–6 (device 0 stays healthy); devices 7… get the rollout half-way.
 
-    With exactly six devices the rollout goes to device 0; with fewer, the problems of the missing
+    With exactly seven devices the rollout goes to device 0; with fewer, the problems of the missing
     devices are left out.
     """
     script = [
@@ -89,7 +96,8 @@ def default_script(devices: int, minutes: float) -> tuple[ScriptedEvent, ...]:
         for kind, index, start, end, magnitude in _DEFAULT_PLAN
         if index < devices
     ]
-    rollout_devices = range(6, devices) if devices > 6 else range(1) if devices == 6 else range(0)
+    rollout_devices = (range(PROBLEM_DEVICES, devices) if devices > PROBLEM_DEVICES
+                       else range(1) if devices == PROBLEM_DEVICES else range(0))
     rollout_minute = round(ROLLOUT_SHARE * minutes, 3)
     script += [ScriptedEvent(EventKind.ROLLOUT, index, rollout_minute, minutes) for index in rollout_devices]
     return tuple(script)
@@ -116,9 +124,11 @@ def validate_script(script: tuple[ScriptedEvent, ...], devices: int, minutes: fl
                 expected=f"start_minute < {minutes}",
                 fix="simulate longer or move the event",
             )
-        if event.magnitude <= 0 or (event.kind is EventKind.GAIN_DRIFT and event.magnitude < 1):
+        if (event.magnitude <= 0 or (event.kind is EventKind.GAIN_DRIFT and event.magnitude < 1)
+                or (event.kind is EventKind.SLOW_RHYTHM and event.magnitude > 1)):
             raise ScenarioError(
                 f"the {event.kind.value} event of device {event.device_index} has magnitude {event.magnitude}",
-                expected="a positive magnitude (a gain of at least 1 for gain drift)",
+                expected="a positive magnitude (a gain of at least 1 for gain drift; a pace in (0, 1] for a slow "
+                         "rhythm)",
                 fix="fix the event's magnitude",
             )

@@ -196,7 +196,8 @@ def test_default_script_gives_each_problem_its_own_device():
     assert kinds == set(EventKind)
     problem_devices = {event.device_index for event in script if event.kind is not EventKind.ROLLOUT}
     assert 0 not in problem_devices  # the healthy control
-    assert {event.device_index for event in script if event.kind is EventKind.ROLLOUT} == {6, 7}
+    assert {event.device_index for event in script if event.kind is EventKind.ROLLOUT} == {7}
+    assert {event.device_index for event in default_script(7, 30.0) if event.kind is EventKind.ROLLOUT} == {0}
     assert {event.device_index for event in default_script(4, 10.0)} == {1, 2, 3}
 
 
@@ -205,6 +206,37 @@ def test_script_validation_names_the_problem():
         validate_script((ScriptedEvent(EventKind.LEAD_OFF, 9, 1.0, 2.0),), 4, 5.0)
     with pytest.raises(ScenarioError, match="empty window"):
         validate_script((ScriptedEvent(EventKind.LEAD_OFF, 1, 2.0, 2.0),), 4, 5.0)
+    with pytest.raises(ScenarioError, match="pace in"):
+        validate_script((ScriptedEvent(EventKind.SLOW_RHYTHM, 1, 1.0, 2.0, 1.5),), 4, 5.0)
+
+
+def test_a_slow_rhythm_leaves_the_input_domain_and_the_dashboard_names_the_device(ecg_pvc_build, collector,
+                                                                                   tmp_path):
+    """The real PVC bundle (RR inputs) on a real recording played at 45 % of its pace: beats at ~34 bpm are outside
+    the RR values the model was developed on, so the device refuses them (``out_of_domain``, no class), its minute
+    aggregates count them, and the dashboard's input-domain rule on what the collector stored names that device —
+    not the control, which plays the same kind of recording at its own pace."""
+    from dashboard.monitoring.aggregate_checks import domain_alerts
+    from dashboard.monitoring.aggregate_window import aggregate_frame
+
+    _, outcome = ecg_pvc_build
+    url, store = collector
+    slow = ScriptedEvent(EventKind.SLOW_RHYTHM, 1, 1.0, 3.0, 0.45)
+    end = datetime(2026, 2, 1, 12, 3, tzinfo=UTC)
+    summary = simulate(SimulationConfig(collector_url=url, devices=2, minutes=3.0, bundle_path=outcome.bundle_directory,
+                                        seed=7, salt="slow-rhythm-fleet", script=(slow,),
+                                        outbox_dir=tmp_path / "outboxes", end_time=end))
+    refused = {}
+    for index in (0, 1):
+        device_id = _device_id(summary, index)
+        aggregates = [item["payload"] for item in store.aggregates(device_id=device_id)]
+        assert summary["device_summaries"][device_id]["pending"] == 0
+        refused[index] = sum(item["no_result"]["quality_flags"].get("out_of_domain", 0) for item in aggregates)
+    assert refused[1] >= 20 and refused[1] > 5 * refused[0]
+    payloads = [item["payload"] for item in store.aggregates(since=end - timedelta(minutes=5))
+                if item["device_id"] in {_device_id(summary, 0), _device_id(summary, 1)}]
+    alerts = domain_alerts(aggregate_frame(payloads), end)
+    assert [(alert.kind, alert.device_id) for alert in alerts] == [("input domain", _device_id(summary, 1))]
 
 
 def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
