@@ -158,7 +158,8 @@ def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
 
 
 def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
-    """``alerts.quality_alerts`` on aggregates: the share of records with any quality flag over the last hour."""
+    """``alerts.quality_alerts`` on aggregates: the share of records with any quality flag but ``out_of_domain``
+    (the input-domain rule's) over the last hour."""
     alerts = []
     window = minute_window(frame, now, config.quality_window)
     if window.empty:
@@ -167,12 +168,14 @@ def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
     sums = pd.DataFrame({"records": window["records"], "flagged": flagged}).groupby(window["device_id"]).sum()
     flag_counts = _flags_by_device(window)
     for device_id, total in sums.iterrows():
-        records, flags = int(total["records"]), int(total["flagged"])
+        counts = flag_counts(device_id)
+        records = int(total["records"])
+        flags = int(total["flagged"]) - counts.get(OUT_OF_DOMAIN, 0)  # a refused row's only flag (runtime.rows)
         if records < config.quality_minimum_events or flags / records < config.quality_warn_rate:
             continue
         rate = flags / records
-        counts = flag_counts(device_id)
-        top = ", ".join(f"{flag} {count / records:.0%}" for flag, count in counts.most_common(3))
+        named = [(flag, count) for flag, count in counts.most_common() if flag != OUT_OF_DOMAIN][:3]
+        top = ", ".join(f"{flag} {count / records:.0%}" for flag, count in named)
         severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
         alerts.append(Alert(
             "signal quality", severity, str(device_id),

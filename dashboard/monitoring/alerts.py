@@ -190,17 +190,19 @@ def signal_loss_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig
 
 
 def quality_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) -> list[Alert]:
-    """Per device: the share of records with any quality flag over the last ``quality_window``."""
+    """Per device: the share of records with any quality flag over the last ``quality_window``; ``out_of_domain``
+    is the input-domain rule's (``domain_alerts``), not a signal problem, and is left out here."""
     alerts = []
     recent = records[(records["time"] > now - config.quality_window) & (records["time"] <= now)]
     for device_id, group in recent.groupby("device_id"):
         if len(group) < config.quality_minimum_events:
             continue
-        flagged = group["quality_flags"].map(len) > 0
+        flagged = group["quality_flags"].map(lambda flags: any(flag != OUT_OF_DOMAIN for flag in flags))
         rate = float(flagged.mean())
         if rate < config.quality_warn_rate:
             continue
-        counts = pd.Series([flag for flags in group["quality_flags"] for flag in set(flags)]).value_counts()
+        counts = pd.Series([flag for flags in group["quality_flags"] for flag in set(flags)
+                            if flag != OUT_OF_DOMAIN]).value_counts()
         top = ", ".join(f"{flag} {count / len(group):.0%}" for flag, count in counts.head(3).items())
         severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
         alerts.append(Alert(

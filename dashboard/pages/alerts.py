@@ -1,7 +1,8 @@
-"""Alerts: latency-SLO burn rate (fast and slow multi-window rules), drift and signal quality, each linking to its
-device. Read from aggregates (``dashboard.monitoring.aggregate_checks``: the raw-record rules' verdicts): minute
-aggregates for the last hour's rules, hourly rollups for the 6-hour burn window and the drift window, older
-devices' records folded in. Refreshes itself; drift is re-evaluated every ``DRIFT_EVERY``."""
+"""Alerts: latency-SLO burn rate (fast and slow multi-window rules), drift, signal quality and loss, and inputs
+outside the bundle's validated domain, each linking to its device. Read from aggregates
+(``dashboard.monitoring.aggregate_checks``: the raw-record rules' verdicts): minute aggregates for the last hour's
+rules, hourly rollups for the 6-hour burn window and the drift window, older devices' records folded in. Refreshes
+itself; drift is re-evaluated every ``DRIFT_EVERY``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ ALERT_COLUMNS = {
     "severity": st.column_config.TextColumn("severity"),
     "kind": st.column_config.TextColumn("kind"),
     "message": st.column_config.TextColumn("message", width="large"),
-    "value": st.column_config.NumberColumn("value", format="%.2f", help="burn rate, PSI, flag rate or minutes"),
+    "value": st.column_config.NumberColumn("value", format="%.2f",
+                                           help="burn rate, PSI, flag rate, minutes or share refused as out of domain"),
 }
 
 st.title("Alerts")

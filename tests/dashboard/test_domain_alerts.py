@@ -152,3 +152,12 @@ def test_a_device_with_too_few_inputs_gets_no_domain_verdict() -> None:
     assert alerts.domain_alert("d", 99, 10_000, CONFIG) is None  # under 1 %
     assert alerts.domain_alert("d", 100, 10_000, CONFIG).severity == WARNING
     assert alerts.domain_alert("d", 1_000, 10_000, CONFIG).severity == CRITICAL
+
+
+def test_refused_rows_raise_the_domain_alert_and_not_a_signal_quality_one() -> None:
+    """A refused row's flag is the input-domain rule's: the signal-quality rule (electrodes, noise) leaves it out on
+    both paths, so one cause gives one alert."""
+    fleet = {"wrong-units": rows(0.4, 3)}
+    for found in (checks.fleet_alerts(raw_frame(fleet), None, NOW), aggregate_checks.fleet_alerts(aggregates(fleet),
+                                                                                                   NOW)):
+        assert [(alert.kind, alert.severity) for alert in found] == [("input domain", CRITICAL)]
