@@ -22,6 +22,7 @@ from runtime.domain import column_extremes, outside_rows
 from runtime.features import FeatureKind
 
 DEVELOPMENT_SPLITS = ("train", "validation", "calibration")
+NAMED_RANGES = 8  # a tabular input with at most this many columns has each column's range in its report line
 
 
 def split_inputs(split: Split, specs: tuple[InputSpec, ...]) -> dict[str, np.ndarray]:
@@ -94,4 +95,8 @@ def domain_line(spec: InputSpec) -> str:
     if domain.held_out_outside:
         line += (f" — **the device would not classify {domain.held_out_outside / domain.held_out_rows:.1%} of the "
                  "held-out rows; the metrics above include them**")
+    if spec.feature_kind is FeatureKind.TABULAR and len(domain.low) <= NAMED_RANGES:
+        names = spec.feature_names or tuple(f"column {index}" for index in range(len(domain.low)))
+        line += ". Classified only within: " + ", ".join(
+            f"{name} {low:.4g} to {high:.4g}" for name, low, high in zip(names, domain.low, domain.high, strict=True))
     return line

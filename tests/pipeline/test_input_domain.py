@@ -39,6 +39,7 @@ def test_a_tabular_domain_is_the_development_range_widened_by_the_margin_and_che
     assert (domain.held_out_rows, domain.held_out_outside) == (5, 3)  # 5.5 in a, 36 in b, 2.6 in constant
     assert domain.basis == "4 development rows (train, validation, calibration splits; real)"
     assert "3 of 5" in domain_line(spec) and "would not classify 60.0%" in domain_line(spec)
+    assert domain_line(spec).endswith("Classified only within: a -1 to 5, b 5 to 35, constant 1.5 to 2.5")
 
 
 def test_the_test_split_never_widens_the_domain():
