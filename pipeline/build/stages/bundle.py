@@ -56,7 +56,8 @@ __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "
 # 6: the evidence rule (pipeline/clinical/evidence.py): judged before anything is timed, in the manifest and report.
 # 7: the evidence per class says how concentrated it is (largest source's share, effective number of sources).
 # 8: every input declares the domain it was developed on (pipeline/build/input_domain.py); the device enforces it.
-BUNDLE_CONTENT_REVISION = 8
+# 9: the report's domain line lists a small tabular input's column ranges.
+BUNDLE_CONTENT_REVISION = 9
 BUNDLE_FOLDER = "bundle"
 SELECTION_RULE = ("fastest batch-1 latency on this machine (all variants timed together in interleaved rounds, "
                   "ranked by the median of per-round ratios to fp32) among the variants that passed the clinical "
