@@ -168,10 +168,12 @@ def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
     sums = pd.DataFrame({"records": window["records"], "flagged": flagged}).groupby(window["device_id"]).sum()
     flag_counts = _flags_by_device(window)
     for device_id, total in sums.iterrows():
-        counts = flag_counts(device_id)
-        records = int(total["records"])
-        flags = int(total["flagged"]) - counts.get(OUT_OF_DOMAIN, 0)  # a refused row's only flag (runtime.rows)
+        records, flags = int(total["records"]), int(total["flagged"])
         if records < config.quality_minimum_events or flags / records < config.quality_warn_rate:
+            continue  # (flags with out_of_domain: under the rate, so is the share without it)
+        counts = flag_counts(device_id)  # only for a device that may alert: per device, it is the costly part
+        flags -= counts.get(OUT_OF_DOMAIN, 0)  # a refused row's only flag (runtime.rows)
+        if flags / records < config.quality_warn_rate:
             continue
         rate = flags / records
         named = [(flag, count) for flag, count in counts.most_common() if flag != OUT_OF_DOMAIN][:3]
