@@ -212,7 +212,8 @@ def test_script_validation_names_the_problem():
 
 def test_a_slow_rhythm_leaves_the_input_domain_and_the_dashboard_names_the_device(ecg_pvc_build, collector,
                                                                                    tmp_path):
-    """The real PVC bundle (RR inputs) on a real recording played at 45 % of its pace: beats at ~34 bpm are outside
+    """The PVC scenario's tiny build (real MIT-BIH beats, RR inputs) on a real PLUX recording played at 45 % of its
+    pace (the slowing is synthetic): beats at ~34 bpm are outside
     the RR values the model was developed on, so the device refuses them (``out_of_domain``, no class), its minute
     aggregates count them, and the dashboard's input-domain rule on what the collector stored names that device —
     not the control, which plays the same kind of recording at its own pace."""
