@@ -12,8 +12,11 @@ reference in tests/dashboard/test_aggregate_sums.py: the same tables, bit for bi
 A device's status on the Fleet page is a quick read of its window, not an alert rule (the Alerts page runs those):
 ``silent`` when nothing arrived for ``SILENT_AFTER`` (by the collector's clock where the store has the receipt),
 ``clock`` when its newest data ends more than ``windows.CLOCK_TOLERANCE`` after it arrived (its clock is ahead: its
-data sits at the wrong times, outside the windows that should show it), ``noisy`` when its flagged share reaches the
-quality warning rate, ``slow`` when its p95 is over the latency objective, else ``ok``.
+data sits at the wrong times, outside the windows that should show it), ``domain`` when the share of its inputs
+refused as outside the bundle's input domain reaches the input-domain warning rate (over at least
+``quality_minimum_events`` inputs, as the alert), ``noisy`` when its flagged share (signal-quality flags: a refused
+row's ``out_of_domain`` is not one, as in the quality alert) reaches the quality warning rate, ``slow`` when its p95
+is over the latency objective, else ``ok``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from runtime.telemetry.aggregate_schema import MIXED
 from runtime.telemetry.histogram import latency_edges
 
 SILENT_AFTER = timedelta(minutes=10)  # a device with no aggregate or record for this long is "silent"
-STATUSES = ("silent", "clock", "noisy", "slow", "ok")  # worst first
+STATUSES = ("silent", "clock", "domain", "noisy", "slow", "ok")  # worst first
 _LATENCY_BINS = len(latency_edges()) + 1
 
 
@@ -97,16 +100,22 @@ def _grouped(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, np
 
 
 def _payload_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row: flagged, unjudged, latency min/max (inf/-inf for an empty histogram): the frame's number columns."""
+    """Per row: flagged (by signal quality: every quality flag but ``out_of_domain``, a refused row's only flag, as
+    the quality alert counts), unjudged, latency min/max (inf/-inf for an empty histogram), and the input-domain
+    counts as the domain alert takes them: inputs (records plus beats and windows refused without a record) and
+    those outside the domain. The frame's number columns."""
     numbers = frame_numbers(frame)
-    return pd.DataFrame({"flagged": numbers["flagged"], "unjudged": numbers["unjudged"],
-                         "low": numbers["latency_low"], "high": numbers["latency_high"]}, index=frame.index)
+    records = frame["records"].to_numpy(dtype=np.int64)
+    return pd.DataFrame({"flagged": numbers["flagged"] - numbers["out_of_domain"], "unjudged": numbers["unjudged"],
+                         "low": numbers["latency_low"], "high": numbers["latency_high"],
+                         "inputs": records + numbers["no_result"],
+                         "outside": numbers["out_of_domain"] + numbers["no_result_out_of_domain"]}, index=frame.index)
 
 
 def group_series(frame: pd.DataFrame, bucket: timedelta, group: pd.Series, start: datetime | None = None,
                  end: datetime | None = None) -> pd.DataFrame:
     """Per group (``group``: a label per row, e.g. the bundle's name) and bucket: p50/p95 latency, inferences,
-    inferences per minute, flagged share and how many devices reported.
+    inferences per minute, flagged share (by signal quality) and how many devices reported.
 
     Throughput divides by the part of each bucket inside [start, end], so the first and the current (still
     filling) bucket are not shown as a drop."""
@@ -196,7 +205,8 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
     sent records has them folded from the window's start), so devices sending aggregates and records compare alike;
     None: the records over ``span``."""
     columns = ["device_id", "status", "bundle", "variant", "provider", "records", "last_seen", "minutes_since",
-               "clock_ahead_min", "p50_us", "p95_us", "per_minute", "flagged_share", "dropped", "sends"]
+               "clock_ahead_min", "p50_us", "p95_us", "per_minute", "flagged_share", "inputs", "outside_share",
+               "dropped", "sends"]
     if devices.empty:
         return pd.DataFrame(columns=columns)
     table = devices.drop_duplicates("device_id").reset_index(drop=True)
@@ -205,10 +215,10 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
     inside = frame if shown.all() else frame[shown]  # (all of them, usually: no copy of the window)
     groups = known.get_indexer(inside["device_id"]) if len(inside) else np.empty(0, dtype=np.int64)
     matrix = latency_matrix(inside, groups, len(table))
-    empty = {"records": {}, "flagged": {}, "low": {}, "high": {}}
+    empty = {"records": {}, "flagged": {}, "low": {}, "high": {}, "inputs": {}, "outside": {}}
     sums = (pd.concat([inside[["records"]], _payload_numbers(inside)], axis=1).groupby(groups).agg(
-        records=("records", "sum"), flagged=("flagged", "sum"), low=("low", "min"), high=("high", "max")).to_dict()
-        if len(inside) else empty)
+        records=("records", "sum"), flagged=("flagged", "sum"), low=("low", "min"), high=("high", "max"),
+        inputs=("inputs", "sum"), outside=("outside", "sum")).to_dict() if len(inside) else empty)
     latest = {}
     if len(inside):  # the identity columns only are sorted (not the payloads' entry columns)
         identity = inside[["device_id", "minute", "session", "bundle_id", "bundle_sha256", "variant", "provider"]]
@@ -235,7 +245,7 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
         device_id = device["device_id"]
         last = latest.get(device_id)
         bundle = catalog.match(last["bundle_id"], last["bundle_sha256"]) if last is not None else None
-        records = int(sums["records"].get(number, 0))
+        records, inputs = int(sums["records"].get(number, 0)), int(sums["inputs"].get(number, 0))
         p50, p95 = percentiles.get(number, (None, None))
         last_seen = device["last_seen"] if pd.notna(device["last_seen"]) else None
         rows.append({
@@ -250,6 +260,8 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
             "p50_us": p50, "p95_us": p95,
             "per_minute": int(rate_records.get(number, 0)) / minutes_in_span,
             "flagged_share": int(sums["flagged"].get(number, 0)) / records if records else None,
+            "inputs": inputs,
+            "outside_share": int(sums["outside"].get(number, 0)) / inputs if inputs else None,
             "dropped": int(device["dropped"]),
             "sends": device["sends"],
         })
@@ -259,13 +271,17 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
 
 
 def device_status(row: object, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> str:
-    """``silent``, ``noisy``, ``slow`` or ``ok`` for one ``device_overview`` row (module docstring)."""
+    """One of ``STATUSES`` for one ``device_overview`` row (module docstring)."""
     last_seen = getattr(row, "last_seen", None)
     if last_seen is None or pd.isna(last_seen) or pd.Timestamp(now) - last_seen > SILENT_AFTER:
         return "silent"
     ahead = getattr(row, "clock_ahead_min", None)
     if ahead is not None and not pd.isna(ahead):
         return "clock"
+    outside, inputs = getattr(row, "outside_share", None), getattr(row, "inputs", 0)
+    if (outside is not None and not pd.isna(outside) and inputs >= config.quality_minimum_events
+            and outside >= config.domain_warn_rate):
+        return "domain"
     flagged = getattr(row, "flagged_share", None)
     if flagged is not None and not pd.isna(flagged) and flagged >= config.quality_warn_rate:
         return "noisy"

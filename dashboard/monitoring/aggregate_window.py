@@ -35,6 +35,7 @@ import pandas as pd
 from dashboard.monitoring.aggregate_entries import entry_columns, latency_bins
 from dashboard.monitoring.predictions import ANOMALY_SCORE_ROW
 from dashboard.monitoring.stand_in import StandIn
+from runtime.results import OUT_OF_DOMAIN
 from runtime.telemetry.aggregates import (
     CONFIDENCE_TRACK,
     IDENTITY_KEYS,
@@ -58,9 +59,12 @@ FRAME_COLUMNS = (*IDENTITY_KEYS, "minute", "seconds", "records", "session", "pay
 # sums over thousands of rows are column sums (``aggregate_sums``): the counts, and the latency histogram's count,
 # sum, sum of squares (0.0 when absent), minimum and maximum (inf and -inf for an empty histogram). The payloads'
 # bins and counter sections are Arrow list columns beside them (``aggregate_entries``).
+# out_of_domain: records flagged out_of_domain (a refused row: its only flag); no_result and no_result_out_of_domain:
+# beats and windows refused without a record, and those of them outside the input domain.
 NUMBER_COLUMNS = {"flagged": np.int64, "unjudged": np.int64, "alarms": np.int64, "latency_count": np.int64,
                   "latency_sum": np.float64, "latency_squares": np.float64, "latency_low": np.float64,
-                  "latency_high": np.float64}
+                  "latency_high": np.float64, "out_of_domain": np.int64, "no_result": np.int64,
+                  "no_result_out_of_domain": np.int64}
 FOLDED_SESSION = "folded"  # the session of aggregates the dashboard folded from per-event records
 PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundle_sha256, task) → its plan
 
@@ -87,11 +91,21 @@ def payload_numbers(payloads: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """The ``NUMBER_COLUMNS`` of ``payloads``, one array each (what ``WindowSummary.add`` reads of each)."""
     rows = [(payload["flagged"], payload["unjudged"], payload.get("alarms") or 0, latency["count"], latency["sum"],
              latency.get("sum_squares", 0.0), *((latency["min"], latency["max"]) if latency["count"]
-                                                else (math.inf, -math.inf)))
-            for payload in payloads for latency in (payload["latency_us"],)]
+                                                else (math.inf, -math.inf)),
+             _domain_count(payload.get("quality_flags")), refused.get("count", 0),
+             _domain_count(refused.get("quality_flags")))
+            for payload in payloads for latency, refused in ((payload["latency_us"], payload.get("no_result") or {}),)]
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(NUMBER_COLUMNS)
     return {name: np.array(column, dtype=dtype) for (name, dtype), column in zip(NUMBER_COLUMNS.items(), columns,
                                                                                  strict=True)}
+
+
+def _domain_count(flags: object) -> int:
+    """How many ``out_of_domain`` a quality-flag section counts (as ``Counter.update`` adds one that is not an
+    object)."""
+    if isinstance(flags, dict):
+        return flags.get(OUT_OF_DOMAIN, 0)
+    return Counter(flags or ()).get(OUT_OF_DOMAIN, 0)
 
 
 def frame_numbers(frame: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from dashboard.monitoring.drift import DriftResult, DriftStatus
+from dashboard.monitoring.fleet import signal_flagged
 from runtime.results import OUT_OF_DOMAIN
 
 CRITICAL = "critical"
@@ -197,7 +198,7 @@ def quality_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) ->
     for device_id, group in recent.groupby("device_id"):
         if len(group) < config.quality_minimum_events:
             continue
-        flagged = group["quality_flags"].map(lambda flags: any(flag != OUT_OF_DOMAIN for flag in flags))
+        flagged = group["quality_flags"].map(signal_flagged)
         rate = float(flagged.mean())
         if rate < config.quality_warn_rate:
             continue

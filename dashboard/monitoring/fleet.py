@@ -1,7 +1,9 @@
 """Fleet statistics from telemetry frames (``dashboard.data.telemetry.TelemetryReader.records``).
 
 Latency percentiles and throughput per device and time bucket, signal-quality flag rates, and a
-one-row-per-device overview. Every function takes a frame and returns a frame; none reads files.
+one-row-per-device overview. Every function takes a frame and returns a frame; none reads files. A record counts as
+flagged by signal quality when it carries a flag other than ``out_of_domain`` (a refused row's only flag, the
+input-domain rule's), as the quality alert counts it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 
 from dashboard.data.bundles import BundleCatalog
+from runtime.results import OUT_OF_DOMAIN
 from runtime.session import short_provider_name
 
 BUCKETS = (  # (longest span, bucket): about 12–100 points per line
@@ -59,13 +62,18 @@ def latency_series(
     return series[columns]
 
 
+def signal_flagged(flags: object) -> bool:
+    """Whether a record's ``quality_flags`` hold a signal-quality flag (any but ``out_of_domain``)."""
+    return any(flag != OUT_OF_DOMAIN for flag in flags)
+
+
 def flag_series(records: pd.DataFrame, bucket: timedelta) -> pd.DataFrame:
-    """Per device and bucket: the share of records carrying any quality flag."""
+    """Per device and bucket: the share of records carrying a signal-quality flag."""
     columns = ["device_id", "device", "bucket", "flagged_share", "records"]
     if records.empty:
         return pd.DataFrame(columns=columns)
     frame = records.assign(
-        bucket=records["time"].dt.floor(pd.Timedelta(bucket)), flagged=records["quality_flags"].map(len) > 0
+        bucket=records["time"].dt.floor(pd.Timedelta(bucket)), flagged=records["quality_flags"].map(signal_flagged)
     )
     series = frame.groupby(["device_id", "bucket"])["flagged"].agg(flagged_share="mean", records="size").reset_index()
     series["device"] = series["device_id"].map(short_id)
@@ -111,7 +119,7 @@ def device_overview(
             "p50_us": float(window["latency_us"].quantile(0.5)) if len(window) else None,
             "p95_us": float(window["latency_us"].quantile(0.95)) if len(window) else None,
             "per_minute": len(window) / (span.total_seconds() / 60),
-            "flagged_share": float((window["quality_flags"].map(len) > 0).mean()) if len(window) else None,
+            "flagged_share": float(window["quality_flags"].map(signal_flagged).mean()) if len(window) else None,
             "dropped": int(device.dropped),
         })
     return pd.DataFrame(rows)

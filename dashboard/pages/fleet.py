@@ -1,8 +1,9 @@
-"""Fleet: how many devices are fine, silent, slow or noisy; one sortable row per device (bundle, last seen, p50/p95,
-throughput, flagged share); p50/p95 latency, throughput and flag rate per bundle over time against the SLO and
-quality lines; and what each bundle's devices answered (by its task kind). Read from aggregates (minute aggregates
-for the last hour, hourly rollups for longer windows, whole days for a week or a month; older devices' records
-folded in), so a thousand devices are one table and a line per bundle. Refreshes itself."""
+"""Fleet: how many devices are fine, silent, refusing inputs outside the domain, noisy or slow; one sortable row per
+device (bundle, last seen, p50/p95, throughput, flagged share, share of inputs outside the domain); p50/p95 latency,
+throughput and signal-quality flag rate per bundle over time against the SLO and quality lines; and what each
+bundle's devices answered (by its task kind). Read from aggregates (minute aggregates for the last hour, hourly
+rollups for longer windows, whole days for a week or a month; older devices' records folded in), so a thousand
+devices are one table and a line per bundle. Refreshes itself."""
 
 from __future__ import annotations
 
@@ -25,8 +26,10 @@ from dashboard.monitoring.aggregate_fleet import (
 OVERVIEW_COLUMNS = {
     "device": widgets.DEVICE_LINK_CONFIG,
     "status": st.column_config.TextColumn("status", help="silent: nothing received for 10 min · clock: its data is "
-                                          "stamped after it arrived (clock ahead) · noisy: flagged share at the "
-                                          "quality warning rate · slow: p95 over the objective"),
+                                          "stamped after it arrived (clock ahead) · domain: its share of inputs "
+                                          "outside the validated input domain (refused) at the input-domain "
+                                          "warning rate · noisy: flagged share at the quality warning rate · slow: "
+                                          "p95 over the objective"),
     "bundle": st.column_config.TextColumn("bundle"),
     "variant": st.column_config.TextColumn("variant"),
     "provider": st.column_config.TextColumn("EP"),
@@ -38,7 +41,13 @@ OVERVIEW_COLUMNS = {
     "p50_us": st.column_config.NumberColumn("p50 (µs)", format="%.0f"),
     "p95_us": st.column_config.NumberColumn("p95 (µs)", format="%.0f"),
     "per_minute": st.column_config.NumberColumn("per minute", format="%.1f"),
-    "flagged_share": st.column_config.ProgressColumn("flagged", format="percent", min_value=0, max_value=1),
+    "flagged_share": st.column_config.ProgressColumn("flagged", format="percent", min_value=0, max_value=1,
+                                                     help="records with a signal-quality flag (a row refused as "
+                                                     "outside the input domain is counted under 'outside domain')"),
+    "outside_share": st.column_config.ProgressColumn("outside domain", format="percent", min_value=0, max_value=1,
+                                                     help="inputs (records, and beats or windows refused without "
+                                                     "one) outside the input domain the model was validated on: "
+                                                     "refused, no result"),
     "dropped": st.column_config.NumberColumn("dropped"),
     "sends": st.column_config.TextColumn("sends", help="aggregates (schema 3), records (schema 1/2, folded into "
                                          "minute aggregates here) or both (a device that changed in the window)"),

@@ -73,10 +73,16 @@ def reference_grouped(frame: pd.DataFrame, keys) -> tuple[pd.DataFrame, np.ndarr
 
 
 def reference_payload_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    rows = [(payload["flagged"], payload["unjudged"],
-             *((latency["min"], latency["max"]) if (latency := payload["latency_us"])["count"] else (np.inf, -np.inf)))
-            for payload in frame["payload"].tolist()]
-    return pd.DataFrame(rows, columns=["flagged", "unjudged", "low", "high"], index=frame.index)
+    rows = []
+    for payload in frame["payload"].tolist():
+        refused = payload.get("no_result") or {}
+        outside = Counter(payload.get("quality_flags") or ())["out_of_domain"]  # a refused row's only flag
+        latency = payload["latency_us"]
+        rows.append((payload["flagged"] - outside, payload["unjudged"],
+                     *((latency["min"], latency["max"]) if latency["count"] else (np.inf, -np.inf)),
+                     payload["records"] + refused.get("count", 0),
+                     outside + Counter(refused.get("quality_flags") or ())["out_of_domain"]))
+    return pd.DataFrame(rows, columns=["flagged", "unjudged", "low", "high", "inputs", "outside"], index=frame.index)
 
 
 def reference_flag_rates(frame: pd.DataFrame) -> pd.DataFrame:
@@ -268,6 +274,12 @@ def synthetic_payloads(seed: int, rows: int, devices: int = 6) -> list[dict[str,
             "latency_us": _histogram(rng, LATENCY_SCHEME, len(latency_edges()) + 1, empty=idle),
             "features": features, "outputs": outputs,
         }
+        if payload["flagged"] and rng.random() < 0.3:  # rows refused as outside the input domain: their only flag
+            payload["quality_flags"]["out_of_domain"] = int(rng.integers(1, payload["flagged"] + 1))
+        if rng.random() < 0.5:  # beats or windows refused without a record, some outside the input domain
+            refused = int(rng.integers(0, 12))
+            payload["no_result"] = {"count": refused, "quality_flags": {"lead_off": refused // 2} | (
+                {"out_of_domain": refused - refused // 2} if rng.random() < 0.5 else {})}
         if task == "multilabel":
             payload["labels"] = _counts(rng, LABELS)
         elif rng.random() < 0.3:

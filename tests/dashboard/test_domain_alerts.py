@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.monitoring import aggregate_checks, alerts, checks
+from dashboard.data.bundles import BundleCatalog
+from dashboard.monitoring import aggregate_checks, aggregate_fleet, alerts, checks
 from dashboard.monitoring.aggregate_window import aggregate_frame
 from dashboard.monitoring.alerts import CRITICAL, WARNING, AlertConfig
 from runtime.contract import TaskKind
@@ -161,3 +162,25 @@ def test_refused_rows_raise_the_domain_alert_and_not_a_signal_quality_one() -> N
     for found in (checks.fleet_alerts(raw_frame(fleet), None, NOW), aggregate_checks.fleet_alerts(aggregates(fleet),
                                                                                                    NOW)):
         assert [(alert.kind, alert.severity) for alert in found] == [("input domain", CRITICAL)]
+
+
+def test_the_fleet_page_names_a_refusing_device_by_its_input_domain_not_as_noisy(tmp_path) -> None:
+    """The Fleet page's status and flagged share follow the alert rules: a device refusing rows (or beats) outside
+    the domain is ``domain`` with its refused share, and its refusals are not signal-quality flags ("noisy")."""
+    fleet = {name: rows(share, seed) for seed, (name, share) in enumerate(SHARES.items())}
+    fleet["ecg-outside"] = beats(0.3, 12)
+    frame = aggregates(fleet)
+    hour = frame[frame["minute"] >= pd.Timestamp(NOW - timedelta(hours=1))]
+    devices = pd.DataFrame({"device_id": [device_id(name) for name in fleet], "last_seen": pd.Timestamp(NOW),
+                            "clock_ahead_min": np.nan, "dropped": 0, "sends": "aggregates"})
+    overview = aggregate_fleet.device_overview(devices, hour, BundleCatalog(tmp_path), NOW, timedelta(hours=1))
+    rows_by_name = overview.set_index("device_id").rename(index={device_id(name): name for name in fleet})
+    assert rows_by_name["status"].to_dict() == {"inside": "ok", "stray": "ok", "rescaled": "domain",
+                                                "wrong-units": "domain", "ecg-outside": "domain"}
+    assert (rows_by_name["flagged_share"] == 0).all()  # refusals are not signal-quality flags
+    shares = {alert.device_id: alert.value for alert in aggregate_checks.domain_alerts(frame, NOW, CONFIG)}
+    for name in ("rescaled", "wrong-units", "ecg-outside"):
+        assert rows_by_name.loc[name, "outside_share"] == pytest.approx(shares[device_id(name)])
+    assert rows_by_name.loc["inside", "outside_share"] == 0
+    series = aggregate_fleet.group_series(hour, timedelta(minutes=5), hour["device_id"])
+    assert (series["flagged_share"] == 0).all()  # the flag-rate chart: signal quality only

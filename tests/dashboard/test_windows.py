@@ -263,7 +263,7 @@ def test_last_seen_follows_the_collectors_clock_and_a_clock_ahead_is_its_own_sta
     overview = device_overview(table, aggregate_frame([]), BundleCatalog(tmp_path), now, timedelta(hours=1))
     status = overview.set_index("device_id")["status"].to_dict()
     assert status == {"ahead-gone": "silent", "ahead-now": "clock", "behind": "ok", "quiet": "silent", "right": "ok"}
-    assert status_counts(overview) == {"silent": 2, "clock": 1, "noisy": 0, "slow": 0, "ok": 2}
+    assert status_counts(overview) == {"silent": 2, "clock": 1, "domain": 0, "noisy": 0, "slow": 0, "ok": 2}
 
 
 def test_a_view_ending_before_the_receipt_keeps_last_seen_by_the_data() -> None:
