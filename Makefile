@@ -74,7 +74,7 @@ validate-ecg: setup
 	$(PYTHON) -m pipeline.benchmark.ecg_pvc_loro --variants gated-template+rr --output benchmarks/results
 
 # Collector on 127.0.0.1:8787, a simulated fleet of 8 devices (30 simulated minutes, scripted problems, and a
-# rollout of a second ECG bundle trained with another seed to devices 6-7), then the dashboard on 127.0.0.1.
+# rollout of a second ECG bundle trained with another seed to device 7), then the dashboard on 127.0.0.1.
 dashboard: build
 	$(EDGEMED) build ecg-pvc --seed 1 --name $(ROLLOUT_BUNDLE) --sign-key $(DEV_KEY)
 	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database telemetry.sqlite3 & collector=$$!; \

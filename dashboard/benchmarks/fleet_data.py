@@ -1,6 +1,7 @@
-"""A fleet's month of telemetry in a PostgreSQL store, fast enough to benchmark the dashboard at 1 000 devices.
+"""A fleet's month of SYNTHETIC telemetry in a PostgreSQL store, fast enough to benchmark the dashboard at 1 000
+devices (a load to time the pages on, not data to judge a model by).
 
-Payloads are the device's own: an hour of each published bundle's stream — beats of the ECG bundle (75 a minute),
+Payloads are the device's own format: an hour of each published bundle's stream — beats of the ECG bundle (75 a minute),
 rows of the tabular one (12 a minute), features drawn from the bundle's reference profile, latency log-normal — is
 aggregated by ``runtime.telemetry.aggregates.MinuteAggregator`` in a few behaviours (``BEHAVIOURS``: normal in four
 seeds, slow, noisy, drifted, lead-off). Every device-hour takes one of them — a problem device its problem's for

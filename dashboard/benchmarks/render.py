@@ -313,7 +313,9 @@ def write_report(result: dict[str, Any], output: Path) -> None:
     lines = [
         "# Dashboard render benchmark",
         "",
-        f"{result['fleet']['devices']:,} devices × {result['fleet']['days']} days on PostgreSQL "
+        f"{result['fleet']['devices']:,} devices × {result['fleet']['days']} days of a generated, SYNTHETIC fleet "
+        "(dashboard/benchmarks/fleet_data.py: features drawn from the bundles' reference profiles, log-normal "
+        "latencies, scripted behaviours) on PostgreSQL "
         f"({result['machine']['cpus']} CPUs, {result['started_at']}, Arrow memory pool "
         f"{result['machine'].get('arrow_memory_pool', '—')}); `python -m dashboard.benchmarks.render`. "
         f"Target (issue 14): Fleet and Alerts under {TARGET_S:g} s.",

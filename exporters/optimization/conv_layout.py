@@ -2,10 +2,11 @@
 
 The fp32 passes leave 1-D convolutions (``conv1d-native``), which every runtime reads
 and the int8 kernels prefer. ONNX Runtime's NCHWc fp32 kernels only take 2-D
-convolutions, so the ``conv1d-as-2d`` pass may be faster in fp32 — on the ECG model on
-this project's AVX2 machine it takes about a third off — or not (a model with one
-convolution, a CPU without those kernels). Both forms are timed together in rotating
-rounds on this machine and the 2-D form ships only when it is at least ``margin`` faster.
+convolutions, so the ``conv1d-as-2d`` pass may be faster in fp32 — on the synthetic
+``ecg-arrhythmia`` model on this project's AVX2 machine it took about a third off, and
+``ecg-pvc`` ran at 0.69× on an AVX-512 machine — or not (a model with one convolution, a
+CPU without those kernels). Both forms are timed together in rotating rounds on this
+machine and the 2-D form ships only when it is at least ``margin`` faster.
 """
 
 from __future__ import annotations
