@@ -9,6 +9,9 @@ is kept beside it) and acknowledged by its sequence, like a record. When the sto
 (its PostgreSQL server is down, the SQLite file is locked past its timeout) the answer is HTTP 503
 ``{"detail", "retry": true}`` with a ``Retry-After`` header: never an acknowledgement, so the device keeps its
 outbox and retries with backoff.
+An upload with the header ``X-Edgemed-Simulated: 1`` comes from a simulator (``edgemed simulate``): once stored, its
+device id is marked simulated (``TelemetryStore.mark_simulated``), and the dashboard labels that device, and every
+page of a store holding one, as simulated — never patient data.
 ``GET /v1/health`` answers ``{"status": "ok"}`` while the process serves (liveness: also when its store is down).
 ``GET /v1/ready`` asks the store (readiness): 200 ``{"status": "ready", "rollups_pending": n}`` with how many stored
 aggregates wait for the rollup job (a number that keeps growing means the job cannot keep up: hourly rollups then lag
@@ -53,7 +56,7 @@ from dashboard.data.settings import (
     database_environment_value,
     parse_database,
 )
-from runtime.telemetry.records import SCHEMA_VERSION, SUPPORTED_SCHEMA_VERSIONS, TelemetryError
+from runtime.telemetry.records import SCHEMA_VERSION, SIMULATED_HEADER, SUPPORTED_SCHEMA_VERSIONS, TelemetryError
 
 logger = logging.getLogger(__name__)
 
@@ -115,8 +118,10 @@ def _store_batch(store: TelemetryStore, batch: Batch) -> Receipt:
 
 
 def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
-             vocabularies: BundleVocabularies) -> JSONResponse:
-    """Check an upload and store it: the answer (200 with the receipt, 4xx refused, 503 store unavailable)."""
+             vocabularies: BundleVocabularies, simulated: set[str] | None = None) -> JSONResponse:
+    """Check an upload and store it: the answer (200 with the receipt, 4xx refused, 503 store unavailable). With
+    ``simulated`` (the upload said it comes from a simulator; the ids this process already marked), its device is
+    marked simulated once stored."""
     try:
         batch = parse_batch(body, limits, vocabularies.for_record)
     except BatchError as error:
@@ -124,6 +129,9 @@ def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
         return _refusal(error)
     try:
         receipt = _store_batch(store, batch)
+        if simulated is not None and batch.device_id not in simulated:
+            store.mark_simulated(batch.device_id)
+            simulated.add(batch.device_id)
     except StoreUnavailableError as error:
         logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
         return _unavailable(error)
@@ -198,6 +206,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     vocabularies = vocabularies or BundleVocabularies()
     app = FastAPI(title="edgemed telemetry collector", version=str(SCHEMA_VERSION))
     app.state.store = store
+    marked: set[str] = set()  # devices this process marked simulated (a mark is idempotent: each written once here)
     if getattr(store, "rollup_mode", None) is RollupMode.DEFERRED:
         job = RollupJob(store)
         app.router.on_startup.append(job.start)
@@ -214,8 +223,10 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
         except BatchError as error:
             logger.info("refused a telemetry batch with HTTP %d: %s", error.status, error)
             return _refusal(error)
+        simulated = request.headers.get(SIMULATED_HEADER, "").strip() == "1"
         # Checking and storing are one trip to a worker thread: the event loop only moves bytes.
-        return await run_in_threadpool(_receive, store, body, limits, vocabularies)
+        return await run_in_threadpool(_receive, store, body, limits, vocabularies,
+                                       marked if simulated else None)
 
     @app.get("/v1/health")
     def health() -> dict[str, object]:

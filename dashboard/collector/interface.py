@@ -144,6 +144,14 @@ class TelemetryStore(Protocol):
         """One summary per device that ever uploaded (``DEVICE_COLUMNS``), by device id."""
         ...
 
+    def mark_simulated(self, device_id: str) -> None:
+        """Record that ``device_id``'s uploads come from a simulator (idempotent)."""
+        ...
+
+    def simulated_devices(self) -> list[str]:
+        """The device ids marked simulated, sorted."""
+        ...
+
     def count(self) -> int:
         """How many records are stored."""
         ...

@@ -246,6 +246,18 @@ MIGRATIONS: tuple[Migration, ...] = (
             + " ON CONFLICT DO NOTHING",
         ),
     ),
+    Migration(
+        9,
+        "simulated devices: the device ids whose uploads said they come from a simulator (edgemed simulate), so "
+        "the dashboard labels them, and a store holding them, as simulated",
+        sqlite=(
+            "CREATE TABLE simulated_devices (device_id TEXT NOT NULL PRIMARY KEY, marked_at TEXT NOT NULL)",
+        ),
+        postgres=(
+            'CREATE TABLE simulated_devices (device_id text COLLATE "C" NOT NULL PRIMARY KEY, '
+            "marked_at timestamptz NOT NULL)",
+        ),
+    ),
 )
 HEAD = MIGRATIONS[-1].version  # the newest schema this code knows
 

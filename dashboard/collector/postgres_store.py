@@ -489,6 +489,14 @@ class PostgresStore:
     def count(self) -> int:
         return int(self._read("SELECT COALESCE(SUM(records), 0) FROM devices")[0][0])
 
+    def mark_simulated(self, device_id: str) -> None:
+        self._write(lambda connection: connection.execute(
+            "INSERT INTO simulated_devices (device_id, marked_at) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (device_id, datetime.now(UTC))))
+
+    def simulated_devices(self) -> list[str]:
+        return [device_id for (device_id,) in self._read("SELECT device_id FROM simulated_devices ORDER BY 1")]
+
     # -- aggregates --------------------------------------------------------------------------------------------
 
     def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]], *, device_id: str | None = None,

@@ -318,6 +318,14 @@ class SqliteStore:
     def count(self) -> int:
         return int(self._read("SELECT COALESCE(SUM(records), 0) FROM devices")[0][0])  # O(devices): kept on insert
 
+    def mark_simulated(self, device_id: str) -> None:
+        with self._write() as connection:
+            connection.execute("INSERT OR IGNORE INTO simulated_devices (device_id, marked_at) VALUES (?, ?)",
+                               (device_id, utc_timestamp()))
+
+    def simulated_devices(self) -> list[str]:
+        return [device_id for (device_id,) in self._read("SELECT device_id FROM simulated_devices ORDER BY 1")]
+
     # -- aggregates --------------------------------------------------------------------------------------------
 
     def insert_aggregates(self, aggregates: Sequence[Mapping[str, Any]], *, device_id: str | None = None,

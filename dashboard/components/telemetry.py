@@ -111,6 +111,30 @@ def _devices(database: str) -> pd.DataFrame:
     return reader(database).devices()
 
 
+@st.cache_data(ttl=OPEN_TTL_S, max_entries=64, show_spinner=False)
+def _simulated(database: str) -> frozenset[str]:
+    return reader(database).simulated_devices()
+
+
+def simulated_devices(current: DashboardSettings) -> frozenset[str]:
+    """The store's devices whose uploads came from a simulator (``edgemed simulate``)."""
+    return _simulated(database_environment_value(current.database))
+
+
+SIMULATED_NOTICE = ("come from a simulator (`edgemed simulate`: the real runtime on real PLUX recordings with "
+                    "scripted, synthetic faults, or on synthetic ECGSYN ECG) — simulated telemetry, not patient data")
+
+
+def simulated_notice(current: DashboardSettings, shown: list[str] | pd.Series) -> frozenset[str]:
+    """A banner when any of the ``shown`` devices is simulated (how many of them); the simulated ones."""
+    marked = simulated_devices(current) & set(shown)
+    if marked:
+        count = len(set(shown))
+        st.warning(f"SIMULATED: {len(marked):,} of the {count:,} device{'' if count == 1 else 's'} shown here "
+                   + SIMULATED_NOTICE, icon=":material/science:")
+    return marked
+
+
 @st.cache_resource(ttl=OPEN_TTL_S, max_entries=256, show_spinner=False)
 def _records(database: str, device_id: str | None, since: str, until: str) -> pd.DataFrame:
     return reader(database).records(device_id, pd.Timestamp(since), pd.Timestamp(until), with_features=True)

@@ -102,6 +102,11 @@ class TelemetryReader:
         with self._store() as store:
             return store.count()
 
+    def simulated_devices(self) -> frozenset[str]:
+        """The device ids whose uploads came from a simulator (``edgemed simulate``)."""
+        with self._store() as store:
+            return frozenset(store.simulated_devices())
+
     def devices(self) -> pd.DataFrame:
         """One row per device that ever uploaded (the collector's ``devices`` table with its record counters)."""
         with self._store() as store:

@@ -44,6 +44,7 @@ def alerts_view() -> None:
     if recent.devices.empty:
         st.info(f"no telemetry yet: the store {current.database} is empty, so no alert can fire")
         return
+    telemetry.simulated_notice(current, recent.devices["device_id"])
     rates = aggregate_checks.burn_table(recent.frame, moment, config)  # the burn-rate rules and table below
     alerts = aggregate_checks.latency_alerts(recent.frame, moment, config, rates) + drift
     alerts += aggregate_checks.quality_alerts(recent.frame, moment, config)

@@ -41,6 +41,7 @@ if requested and requested not in known:
 selected = st.selectbox("device", known, index=known.index(requested) if requested in known else 0)
 if selected != requested:
     st.query_params["device"] = selected
+telemetry.simulated_notice(current, [selected])
 label, span = widgets.time_window_picker("device-window")
 
 

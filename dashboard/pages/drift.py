@@ -54,6 +54,8 @@ scopes += [f"all devices on bundle {bundle.name}" for bundle in catalog.bundles]
 requested = st.query_params.get("device")
 default = scopes.index(f"device {requested}") if f"device {requested}" in scopes else 0
 scope = st.selectbox("compare", scopes, index=default)
+telemetry.simulated_notice(current, [scope.removeprefix("device ")] if scope.startswith("device ")
+                          else devices["device_id"])
 label, span = widgets.time_window_picker("drift-window", default="last 24 hours")
 config = dataclasses.replace(DEFAULT_DRIFT_CONFIG, window=span)
 

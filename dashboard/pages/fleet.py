@@ -49,6 +49,8 @@ OVERVIEW_COLUMNS = {
                                                      "one) outside the input domain the model was validated on: "
                                                      "refused, no result"),
     "dropped": st.column_config.NumberColumn("dropped"),
+    "simulated": st.column_config.CheckboxColumn("simulated", help="its uploads came from a simulator (edgemed "
+                                                 "simulate), not a device on a patient"),
     "sends": st.column_config.TextColumn("sends", help="aggregates (schema 3), records (schema 1/2, folded into "
                                          "minute aggregates here) or both (a device that changed in the window)"),
 }
@@ -74,7 +76,9 @@ def fleet_view() -> None:
         st.info(f"no telemetry yet: the store {current.database} is empty — point devices at the collector")
         return
     catalog = widgets.catalog(current)
+    simulated = telemetry.simulated_notice(current, devices["device_id"])
     overview = device_overview(devices, view.frame, catalog, moment, span, config, (view.coverage, view.end))
+    overview["simulated"] = overview["device_id"].isin(simulated)
     counts = status_counts(overview)
     cells = st.columns(1 + len(STATUSES))
     cells[0].metric("devices", f"{len(overview):,}")

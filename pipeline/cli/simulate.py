@@ -171,6 +171,8 @@ def _print_summary(summary: dict) -> None:
         f"{summary['wall_s']:g} s wall, {summary['started_at']} … {summary['ended_at']} ({summary['telemetry_mode']}; "
         f"{summary['model']})"
     )
+    click.echo("SIMULATED fleet (uploads marked simulated; the dashboard labels them): signals: " + ", ".join(
+        f"{count} {source}" for source, count in summary["signals"].items() if count))
     click.echo(
         f"totals: {totals['beats']} beats, {totals['aggregated_events']} events aggregated into "
         f"{totals['aggregates']} minute aggregates, {totals['records']} records sent on their own, "

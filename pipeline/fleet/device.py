@@ -132,7 +132,7 @@ class SimulatedDevice:
         self.bundles = bundles or BundleCache(config.threads, config.trust_store)
         self.rng = np.random.default_rng([seed, index])
         self.outbox = Outbox(outbox_path, device_id)
-        self.uploader = Uploader(self.outbox, collector_url)
+        self.uploader = Uploader(self.outbox, collector_url, simulated=True)  # labelled simulated in the store
         self.beat_flags: Counter[str] = Counter()  # quality flags on beats (classified or not)
         self.quality_events: Counter[str] = Counter()  # quality events (flat line, clipping …) by flag
         self.quality_seconds: Counter[str] = Counter()  # seconds of signal each quality flag covered

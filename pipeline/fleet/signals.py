@@ -20,6 +20,7 @@ from pipeline.fleet.scenario import EventKind, ScriptedEvent
 logger = logging.getLogger(__name__)
 
 ADC_RANGE = (0.0, 65535.0)  # 16-bit converter, as on the PLUX devices the recordings come from
+SYNTHETIC_SIGNAL = "neurokit2:ecgsyn"  # the name of a generated (synthetic) recording
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Recording:
     samples: np.ndarray  # ADC counts, one lead
     rate_hz: float  # the recording's own sample rate
     name: str  # "biosignalsnotebooks:<file>" or "neurokit2:ecgsyn", for the summary
+
+    @property
+    def synthetic(self) -> bool:
+        return self.name == SYNTHETIC_SIGNAL
 
 
 class LoopedSignal:
@@ -99,12 +104,20 @@ def synthetic_recording(seed: int, config: SignalConfig) -> Recording:
     )
     middle = (ADC_RANGE[0] + ADC_RANGE[1]) / 2
     counts = np.round(middle + config.synthetic_counts_per_mv * np.asarray(trace, dtype=np.float64))
-    return Recording(np.clip(counts, *ADC_RANGE), config.synthetic_rate_hz, "neurokit2:ecgsyn")
+    return Recording(np.clip(counts, *ADC_RANGE), config.synthetic_rate_hz, SYNTHETIC_SIGNAL)
+
+
+@cache
+def _warn_no_real_signal() -> None:
+    logger.warning("no real ECG recordings are installed (biosignalsnotebooks): every device plays SYNTHETIC "
+                   "ECGSYN ECG instead; install the project's requirements for the real PLUX recordings")
 
 
 def device_signal(index: int, seed: int, config: SignalConfig = SignalConfig()) -> LoopedSignal:
     """Device ``index``'s signal: a real recording when available, else a synthetic one."""
     recordings = real_recordings(config.minimum_recording_s) if config.source == "real" else ()
+    if config.source == "real" and not recordings:
+        _warn_no_real_signal()
     real = recordings[index % len(recordings)] if recordings else None
     recording = real or synthetic_recording(seed * 1000 + index, config)
     duration_s = recording.samples.size / recording.rate_hz

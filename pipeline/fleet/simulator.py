@@ -27,7 +27,7 @@ from typing import Any
 
 from pipeline.fleet.device import BundleCache, DeviceConfig, SimulatedDevice
 from pipeline.fleet.scenario import EventKind, ScenarioError, ScriptedEvent, default_script, validate_script
-from pipeline.fleet.signals import SignalConfig, device_signal
+from pipeline.fleet.signals import SYNTHETIC_SIGNAL, SignalConfig, device_signal
 from runtime.errors import EdgemedError
 from runtime.telemetry import pseudonymous_device_id, utc_timestamp
 
@@ -110,7 +110,11 @@ def simulate(config: SimulationConfig, progress: Progress | None = None) -> dict
                 done, total))
     ordered = dict(sorted(summaries.items(), key=lambda item: item[1]["index"]))
     ids = {summary["index"]: device_id for device_id, summary in ordered.items()}
+    synthetic = sum(1 for summary in ordered.values() if summary["signal"] == SYNTHETIC_SIGNAL)
     return {
+        "simulated": True,  # every device here is simulated (uploads marked so: the dashboard labels them)
+        "signals": {"real PLUX recordings, with the scripted faults": len(ordered) - synthetic,
+                    "SYNTHETIC ECGSYN": synthetic},
         "started_at": utc_timestamp(start_time),
         "ended_at": utc_timestamp(end_time),
         "devices": config.devices,

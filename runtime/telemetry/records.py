@@ -33,6 +33,8 @@ RECORD_SCHEMA_VERSIONS = (1, 2)  # the per-event record schemas ``validate_recor
 # What the collector accepts; a device writes SCHEMA_VERSION records and AGGREGATE_SCHEMA_VERSION aggregates.
 SUPPORTED_SCHEMA_VERSIONS = (*RECORD_SCHEMA_VERSIONS, AGGREGATE_SCHEMA_VERSION)
 AGGREGATE_KIND = "aggregate"  # the ``kind`` of a schema-3 record (runtime.telemetry.aggregates)
+# An upload with this header set to "1" comes from a simulator, not a device on a patient (protocol.md).
+SIMULATED_HEADER = "X-Edgemed-Simulated"
 MAX_STRING_CHARS = 200  # longer strings are free text, which could hold anything; refuse them
 MAX_UNIT_CHARS = 16  # a unit of a bundle the collector does not know: 'mmol/L', 'beats/min', '°C' fit
 MAX_FEATURES = 128  # summary statistics only: a 252-sample ECG window cannot hide in the features

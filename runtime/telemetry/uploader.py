@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.telemetry.outbox import MAX_SEQUENCE, Outbox
-from runtime.telemetry.records import SCHEMA_VERSION, TelemetryError, record_schema_version
+from runtime.telemetry.records import SCHEMA_VERSION, SIMULATED_HEADER, TelemetryError, record_schema_version
 
 logger = logging.getLogger(__name__)
 
@@ -100,6 +100,7 @@ class Uploader:
         backoff: Backoff | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         before_acknowledge: Callable[[list[int]], None] | None = None,
+        simulated: bool = False,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise TelemetryError(
@@ -118,6 +119,8 @@ class Uploader:
         # Called with the acknowledged sequences after the collector answered, before the outbox
         # deletes them: the window in which a crash makes the next run resend (tests use it).
         self.before_acknowledge = before_acknowledge
+        # A simulator's uploads say so (``SIMULATED_HEADER``): the collector and dashboard label them simulated.
+        self.simulated = simulated
         # No proxies from the environment: a device talks to its configured collector directly.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -231,7 +234,7 @@ class Uploader:
                 "Content-Type": "application/json",
                 "Accept": "application/json",
                 "User-Agent": f"edgemed-runtime telemetry/{SCHEMA_VERSION}",
-            },
+            } | ({SIMULATED_HEADER: "1"} if self.simulated else {}),
         )
         try:
             with self._opener.open(request, timeout=self.timeout_s) as response:

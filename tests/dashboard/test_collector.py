@@ -63,6 +63,21 @@ def test_a_batch_sent_twice_is_stored_once(client, store):
     assert stored[0]["features"] == sample_record()["features"]
 
 
+def test_an_upload_marked_simulated_marks_its_device_once_stored(client, store):
+    """``X-Edgemed-Simulated: 1`` (what a simulator's uploader sends) marks the device simulated once its batch is
+    stored; an upload without it, or one refused, marks nothing."""
+    from runtime.telemetry.records import SIMULATED_HEADER
+
+    assert client.post("/v1/telemetry", json=batch(2)).status_code == 200
+    assert store.simulated_devices() == []
+    refused = client.post("/v1/telemetry", json={"schema_version": 2}, headers={SIMULATED_HEADER: "1"})
+    assert refused.status_code >= 400 and store.simulated_devices() == []
+    for first in (3, 4):
+        answer = client.post("/v1/telemetry", json=batch(1, first=first), headers={SIMULATED_HEADER: "1"})
+        assert answer.status_code == 200
+    assert store.simulated_devices() == [DEVICE_ID] and store.count() == 4
+
+
 def test_devices_summary_keeps_the_largest_dropped_count(client, store):
     client.post("/v1/telemetry", json=batch(3, dropped=7))
     client.post("/v1/telemetry", json=batch(2, first=4, dropped=5))  # an older report arriving late

@@ -189,7 +189,7 @@ def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_
                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
             (device, day, bundle, count, merged, json.dumps(payload), "2026-01-03T00:00:00Z"))
     with open_store(location, merge=merge_device_aggregates) as store:  # migrates 7 → 8
-        assert store.schema_version() == HEAD == 8
+        assert store.schema_version() == HEAD == 9
         stale = raw(location, "SELECT part, aggregates FROM day_rollups ORDER BY day")
         assert [tuple(row) for row in stale] == [(0, uniform[1]), (0, whole[1])]
         read = store.day_rollups()

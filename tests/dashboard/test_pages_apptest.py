@@ -57,6 +57,31 @@ def test_fleet_page(fixture_settings: DashboardSettings) -> None:
     assert "SLO objective 10,000 µs" in texts(app, "caption")
     assert charts(app) == 3 + 3  # latency, throughput, flag rate; the class shares of each of the three bundles
     assert "Predictions per bundle, last 6 hours" in {item.value for item in app.subheader}
+    assert "SIMULATED" not in texts(app, "warning") and not overview["simulated"].any()
+
+
+def test_simulated_devices_are_labelled_on_every_fleet_page(dashboard_fixture, use_settings, tmp_path) -> None:
+    """A device whose uploads came from a simulator is labelled so wherever it is shown: a banner on the pages
+    that show it (how many of the devices shown are simulated) and its row on the Fleet page."""
+    import dataclasses
+    import sqlite3
+
+    from dashboard.collector.store import SqliteStore
+
+    database = tmp_path / "telemetry.sqlite3"
+    with sqlite3.connect(dashboard_fixture.settings.database) as source, sqlite3.connect(database) as copy:
+        source.backup(copy)
+    with SqliteStore(database) as store:
+        store.mark_simulated(DEVICES["noisy"])
+    use_settings(dataclasses.replace(dashboard_fixture.settings, database=database))
+    app = run_page("fleet")
+    assert f"SIMULATED: 1 of the {len(DEVICES)} devices shown here come from a simulator" in texts(app, "warning")
+    overview = app.dataframe[0].value
+    assert overview["simulated"].sum() == 1
+    assert f"SIMULATED: 1 of the {len(DEVICES)} devices" in texts(run_page("alerts"), "warning")
+    device = run_page("device", query={"device": DEVICES["noisy"]})
+    assert "SIMULATED: 1 of the 1 device shown here" in texts(device, "warning")
+    assert "SIMULATED" not in texts(run_page("device", query={"device": DEVICES["healthy"]}), "warning")
 
 
 def test_drift_page_for_the_drifted_device(fixture_settings: DashboardSettings) -> None:

@@ -551,8 +551,8 @@ def test_rollups_of_a_version_4_store_read_back_whole_and_fold_on_after_migratio
             "2025-01-01T00:00:00.000000Z", json.dumps(item["payload"])))
     raw(location, "INSERT INTO aggregate_rollups VALUES (?, ?, ?, ?, ?, ?)",
         (device, hour, bundle, count, json.dumps(old_payload), "2025-01-01T00:00:00Z"))
-    with open_store(location) as store:  # migrates 4 → 8
-        assert store.schema_version() == HEAD == 8
+    with open_store(location) as store:  # migrates 4 → 9
+        assert store.schema_version() == HEAD == 9
         assert store.day_rollups().pending == [(device, f"{hour[:10]}T00:00:00.000000Z", bundle)]  # 7 queued it
         assert [row["payload"] for row in store.aggregates()] == [item["payload"] for item in stored[:2]]
         (whole,) = store.rollups()
@@ -613,3 +613,12 @@ def test_a_payload_decodes_as_json_loads_gives_it_in_the_device_format_or_not():
         assert decode_payload(text, features=False) == {key: value for key, value in payload.items()
                                                         if key != "features"}
     assert decode_payload("[1, 2]", features=False) == [1, 2] and decode_payload('"x"', features=False) == "x"
+
+
+def test_simulated_devices_are_marked_once_and_read_alike_on_both_backends(both):
+    """A simulator's devices (its uploads said so) are kept apart, idempotently, so the dashboard labels them."""
+    for store in both:
+        assert store.simulated_devices() == []
+        for device_id in (DEVICES[2], DEVICES[0], DEVICES[2]):
+            store.mark_simulated(device_id)
+        assert store.simulated_devices() == sorted([DEVICES[0], DEVICES[2]])

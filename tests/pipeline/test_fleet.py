@@ -244,7 +244,7 @@ def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
     from pipeline.cli.simulate import simulate_command
 
     _, outcome = ecg_build
-    url, _ = collector
+    url, store = collector
     summary_path = tmp_path / "fleet.json"
     result = CliRunner().invoke(
         simulate_command,
@@ -280,14 +280,21 @@ def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
         assert device["aggregates"] == 0
         assert f"{device['records']} records" in result.output and device_id in result.output
     assert f"{summary['totals']['records']} records sent on their own" in result.output
+    # labelled simulated end to end: the summary, the output, and the store the dashboard reads
+    assert summary["simulated"] is True and sum(summary["signals"].values()) == 2
+    assert "SIMULATED fleet" in result.output
+    assert set(summary["device_summaries"]) <= set(store.simulated_devices())
 
 
-def test_synthetic_signal_when_no_recordings(monkeypatch):
+def test_synthetic_signal_when_no_recordings(monkeypatch, caplog):
     from pipeline.fleet import signals
 
     monkeypatch.setattr(signals, "real_recordings", lambda minimum_s: ())
-    signal = signals.device_signal(2, seed=5, config=signals.SignalConfig(synthetic_duration_s=10.0))
-    assert signal.recording.name == "neurokit2:ecgsyn"
+    signals._warn_no_real_signal.cache_clear()
+    with caplog.at_level("WARNING", logger="pipeline.fleet.signals"):
+        signal = signals.device_signal(2, seed=5, config=signals.SignalConfig(synthetic_duration_s=10.0))
+    assert signal.recording.name == "neurokit2:ecgsyn" and signal.recording.synthetic
+    assert "SYNTHETIC ECGSYN" in caplog.text  # said, not silent
     samples = signal.read(start_s=25.0, count=5000, rate_hz=500.0)  # loops past the 10-s trace
     assert samples.shape == (5000,) and signals.ADC_RANGE[0] < samples.min() < samples.max() < signals.ADC_RANGE[1]
     assert samples.max() - samples.min() > 500  # a real ECG amplitude in ADC counts, not a flat line
