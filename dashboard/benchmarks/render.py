@@ -415,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         result = {
             "schema_version": 1, "started_at": started_at.isoformat(), "finished_at": None,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-            "fleet": {"devices": arguments.devices, "days": arguments.days, "minute_hours": arguments.minute_hours,
+            "fleet": {"synthetic": True,  # generated (fleet_data.py): a load to time the pages, not patient data
+                      "devices": arguments.devices, "days": arguments.days, "minute_hours": arguments.minute_hours,
                       "end": end.isoformat(), "older_devices": len(plan.legacy),
                       "streams": {stream.bundle.name: stream.per_minute for stream in streams}},
             "population": population, "pages": {}, "store_reads": {}, "peak_rss_mib": 0.0,

@@ -10,8 +10,9 @@ is kept beside it) and acknowledged by its sequence, like a record. When the sto
 ``{"detail", "retry": true}`` with a ``Retry-After`` header: never an acknowledgement, so the device keeps its
 outbox and retries with backoff.
 An upload with the header ``X-Edgemed-Simulated: 1`` comes from a simulator (``edgemed simulate``): once stored, its
-device id is marked simulated (``TelemetryStore.mark_simulated``), and the dashboard labels that device, and every
-page of a store holding one, as simulated — never patient data.
+device id is marked simulated (``TelemetryStore.mark_simulated``), and the dashboard labels that device as simulated
+wherever it shows it — never patient data. (A mark that fails after the batch was stored answers 503 like any store
+outage: the device resends, the batch is acknowledged as duplicates and the mark is written then.)
 ``GET /v1/health`` answers ``{"status": "ok"}`` while the process serves (liveness: also when its store is down).
 ``GET /v1/ready`` asks the store (readiness): 200 ``{"status": "ready", "rollups_pending": n}`` with how many stored
 aggregates wait for the rollup job (a number that keeps growing means the job cannot keep up: hourly rollups then lag

@@ -439,6 +439,8 @@ def measure_collector_load(config: LoadConfig = LoadConfig(), folder: Path | Non
         "aggregate_bytes": len(fill(text, "0" * 32, "0" * 32, minute_text(0), 1)),
         "aggregate_tracks": {"features": len(aggregate["features"]), "outputs": len(aggregate["outputs"])},
         "aggregate_source": f"MIT-BIH record {', '.join(AGGREGATE_RECORDS)} (real)",
+        "load": "SYNTHETIC: that one real minute aggregate, replicated with generated device ids, minutes, "
+                "sequences and record ids",
         "postgres": {"durable": True, "note": "the project's own server (edgemed postgres), fsync on, 127.0.0.1"},
         "elapsed_s": round(elapsed, 2),
         "requests": totals["requests"],
@@ -485,9 +487,9 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"{config['clients']} client processes × {config['connections']} keep-alive connections posting schema-3 "
         f"envelopes of {config['batch']} minute aggregates ({document['aggregate_bytes']:,} bytes each, "
         f"{document['aggregate_tracks']['features']} feature histograms: a minute of the ecg-pvc stream on "
-        f"{document.get('aggregate_source', 'synthetic ECG')}) for "
-        f"{config['devices']:,} device ids during {document['elapsed_s']:g} s; {config['resend_share']:.0%} of the "
-        "batches posted twice.", "",
+        f"{document.get('aggregate_source', 'synthetic ECG')}, replicated: a synthetic load) for "
+        f"{config['devices']:,} generated device ids during {document['elapsed_s']:g} s; "
+        f"{config['resend_share']:.0%} of the batches posted twice.", "",
         "| sustained aggregates/s (stored and rolled up) | accepted during the load /s | requests/s | "
         "p50 / p99 request (ms) | acknowledged | stored | lost | duplicated | "
         "resends acknowledged as duplicates | errors | target |",

@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{run['bundle']['scenario']}: {run['recording_s'] / 60:.0f} min at {run['input']['input_rate_hz']:g}"
                   f" Hz in {statistics.median(run['cpu_s']):.2f} CPU s: {run['real_time_factor']:,.0f}× real time "
                   f"(wall {run['real_time_factor_wall']:,.0f}×; {run['windows']:,} windows, "
-                  f"{run['microseconds_per_window']} µs/window; telemetry {'on' if with_telemetry else 'off'})",
+                  f"{run['microseconds_per_window']} µs/window; telemetry {'on' if with_telemetry else 'off'}; "
+                  "SYNTHETIC signal, for timing only)",
                   file=sys.stderr)
     except EdgemedError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -176,7 +176,8 @@ def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_
     device, bundle = rows[0]["device_id"], rows[0]["bundle_id"]
     raw(location, "DELETE FROM day_queue")
     raw(location, "DELETE FROM day_rollups")
-    raw(location, "DELETE FROM schema_version WHERE version = 8")
+    raw(location, "DELETE FROM schema_version WHERE version >= 8")
+    raw(location, "DROP TABLE simulated_devices")  # (migration 9's)
     if dialect is Dialect.POSTGRES:  # back to version 7's layout
         raw(location, "ALTER TABLE day_rollups DROP CONSTRAINT day_rollups_pkey, DROP COLUMN part, "
                       "ADD PRIMARY KEY (device_id, day, bundle_id)")
@@ -188,7 +189,7 @@ def test_migration_8_keeps_a_days_row_and_queues_the_day_to_be_folded_apart_per_
         raw(location, "INSERT INTO day_rollups (device_id, day, bundle_id, hours, aggregates, payload, features, "
                       "updated_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
             (device, day, bundle, count, merged, json.dumps(payload), "2026-01-03T00:00:00Z"))
-    with open_store(location, merge=merge_device_aggregates) as store:  # migrates 7 → 8
+    with open_store(location, merge=merge_device_aggregates) as store:  # migrates 7 → 9
         assert store.schema_version() == HEAD == 9
         stale = raw(location, "SELECT part, aggregates FROM day_rollups ORDER BY day")
         assert [tuple(row) for row in stale] == [(0, uniform[1]), (0, whole[1])]

@@ -24,3 +24,4 @@ def test_a_short_load_stores_every_acknowledged_aggregate_once_and_rolls_it_up(e
     assert document["meets_target"] == (document["sustained_records_per_s"] >= document["target_records_per_s"])
     text = render_markdown(document)
     assert "sustained aggregates/s" in text and f"{document['sustained_records_per_s']:,.0f}" in text
+    assert document["load"].startswith("SYNTHETIC") and "a synthetic load" in text  # one real minute, replicated
