@@ -117,8 +117,8 @@ dashboard-pg: build postgres
 scenarios: setup
 	$(EDGEMED) scenarios
 
-# Every bundle on CUDA (and TensorRT when present) through I/O binding, checked against its CPU answers, then the
-# bench on the GPU. A separate virtualenv holds onnxruntime-gpu (never beside onnxruntime). Without an NVIDIA GPU it
+# Every bundle on CUDA (and TensorRT when present) through I/O binding, checked against its CPU answers on synthetic
+# seeded N(0,1) inputs (gpu_check.json says so), then the bench on the GPU. A separate virtualenv holds onnxruntime-gpu (never beside onnxruntime). Without an NVIDIA GPU it
 # says so and exits 0 having run nothing. Results: benchmarks/results/gpu/.
 GPU_VENV := .venv-gpu
 gpu-check:

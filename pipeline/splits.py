@@ -19,6 +19,11 @@ the task kind (``TaskKind``) and may be absent (``None``) where the kind allows 
 
 ``label_names`` — the field is called ``class_names`` — are the classes, labels, regression
 targets, or (normal, anomalous).
+
+A split may carry ``groups``: one cluster id per sample, saying which samples are correlated (overlapping windows
+of one recording, the beats of one record). The test split's groups make the evaluation's bootstrap draw whole
+groups instead of samples (``pipeline.clinical.bootstrap_intervals``); ``DataSplits.group_unit`` says in words what
+one group is (``recording × 10-s block``). Without them the test samples are taken as independent.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ class Split:
 
     inputs: SplitInputs
     labels: np.ndarray | None = None
+    groups: np.ndarray | None = None  # one cluster id (text) per sample: correlated samples share one
 
     def __len__(self) -> int:
         return input_rows(self.inputs)
@@ -99,6 +105,13 @@ class DataSplits:
     task: TaskKind = TaskKind.MULTICLASS
     units: tuple[str, ...] = ()  # regression: one unit per target
     normal: Split | None = None  # anomaly: held-out normal samples for the false-alarm threshold
+    group_unit: str = ""  # what one of the test split's groups is, in words ("recording × 10-s block")
+
+    def __post_init__(self) -> None:
+        if self.test.groups is not None and not self.group_unit.strip():
+            raise DataError("the test split has groups but no group_unit",
+                            expected="a few words saying what one group is, e.g. 'recording × 10-s block'",
+                            fix="set DataSplits.group_unit where the groups are made")
 
     def split(self, name: str) -> Split:
         return getattr(self, name)
@@ -117,6 +130,27 @@ class DataSplits:
                 counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(self.class_names))
             balance[name] = {label: int(count) for label, count in zip(self.class_names, counts)}
         return balance
+
+
+def data_kind(provenance: Mapping[str, object]) -> str:
+    """Whether the data ``provenance`` describes is synthetic, in words, from its ``synthetic`` flag:
+    ``SYNTHETIC data``, ``real data``, or ``synthetic or real: not recorded`` (a user's own data)."""
+    flag = provenance.get("synthetic")
+    if flag is True:
+        return "SYNTHETIC data"
+    return "real data" if flag is False else "synthetic or real: not recorded"
+
+
+def resampling_summary(splits: DataSplits) -> dict:
+    """How the evaluation's bootstrap resamples the test split, for manifests and reports: whole groups (how many,
+    what one is) or single samples, taken as independent."""
+    test = splits.test
+    if test.groups is None:
+        return {"unit": "sample", "groups": len(test), "samples": len(test),
+                "note": "test samples resampled one by one: taken as independent"}
+    groups = int(np.unique(np.asarray(test.groups)).shape[0])
+    return {"unit": splits.group_unit, "groups": groups, "samples": len(test),
+            "note": f"whole groups resampled ({splits.group_unit}): the samples of one group are correlated"}
 
 
 def labelled_split(splits: DataSplits) -> tuple[str, Split] | None:
@@ -276,6 +310,21 @@ def validate_split(
     check_inputs(name, split.inputs, input_shape)
     if split.labels is not None:
         check_labels(name, split.labels, len(split), task, num_classes)
+    if split.groups is not None:
+        check_groups(name, split.groups, len(split))
+
+
+def check_groups(name: str, groups: np.ndarray, rows: int, npz: bool = False) -> None:
+    """Raise ``DataError`` unless ``groups`` is one text or integer cluster id per sample (``rows``)."""
+    groups = np.asarray(groups)
+    what = f"{name} has" if npz else f"split '{name}' has groups"
+    if groups.shape != (rows,):
+        raise DataError(f"{what} of shape {tuple(groups.shape)} for {rows} inputs",
+                        expected=f"one group id per input row: shape ({rows},)",
+                        fix="give every sample the id of its recording (or recording block)")
+    if not (np.issubdtype(groups.dtype, np.str_) or np.issubdtype(groups.dtype, np.integer)):
+        raise DataError(f"{what} of dtype {groups.dtype}", expected="text or integer group ids",
+                        fix="name each group, e.g. 'record-200' or 'subject-7:block-3'")
 
 
 def _put_inputs(arrays: dict, key: str, inputs: SplitInputs) -> None:
@@ -305,11 +354,14 @@ def save_splits(splits: DataSplits, path: Path) -> None:
         _put_inputs(arrays, f"{name}_inputs", split.inputs)
         if split.labels is not None:
             arrays[f"{name}_labels"] = split.labels
+        if split.groups is not None:
+            arrays[f"{name}_groups"] = np.asarray(split.groups).astype(str)
     if isinstance(splits.test.inputs, Mapping):
         arrays["input_names"] = np.array(list(splits.test.inputs))
     arrays["class_names"] = np.array(splits.class_names)
     arrays["task"] = np.array(splits.task.value)
     arrays["units"] = np.array(splits.units, dtype=str)
+    arrays["group_unit"] = np.array(splits.group_unit)
     with Path(path).open("wb") as handle:
         np.savez_compressed(handle, **arrays)
 
@@ -327,14 +379,16 @@ def load_splits(path: Path, provenance: dict | None = None) -> DataSplits:
             labels = arrays[f"{name}_labels"] if f"{name}_labels" in arrays.files else None
             if labels is not None and task is not TaskKind.REGRESSION:
                 labels = labels.astype(np.int64)
-            return Split(inputs, labels)
+            groups = arrays[f"{name}_groups"] if f"{name}_groups" in arrays.files else None
+            return Split(inputs, labels, groups)
 
         parts = {name: read(name) for name in SPLIT_NAMES}
         normal = read(NORMAL_SPLIT)
         class_names = tuple(str(name) for name in arrays["class_names"])
         units = tuple(str(unit) for unit in arrays["units"]) if "units" in arrays.files else ()
+        group_unit = str(arrays["group_unit"]) if "group_unit" in arrays.files else ""
     return DataSplits(**parts, class_names=class_names, provenance=provenance or {}, task=task, units=units,
-                      normal=normal)
+                      normal=normal, group_unit=group_unit)
 
 
 def split_by_group(groups: np.ndarray, fractions: dict[str, float], seed: int) -> dict[str, np.ndarray]:

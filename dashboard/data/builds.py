@@ -46,6 +46,31 @@ def _how_made(summary: dict) -> str:
     return "; ".join(parts)
 
 
+def data_badge(bundle: BundleInfo) -> str:
+    """What the Builds page badges about the bundle's data (its manifest's data section): ``synthetic data`` when
+    the figures describe a simulation (ecg-arrhythmia), ``synthetic training data`` when real data was trained on
+    with synthetic additions and every figure is measured on real data (ppg-quality's motion artefacts), else ''."""
+    data = bundle.manifest.data
+    if data.synthetic:
+        return "synthetic data"
+    if data.synthetic is False and data.provenance.get("synthetic_training_data"):
+        return "synthetic training data"
+    return ""
+
+
+def resampling_note(bundle: BundleInfo) -> str:
+    """How the test figures' 95 % intervals were resampled (the data's ``test_resampling``), in words: whole groups
+    of correlated samples (a record's beats, a recording's block of windows) or single samples; '' when the
+    manifest predates it."""
+    resampling = bundle.manifest.data.provenance.get("test_resampling")
+    if not isinstance(resampling, dict):
+        return ""
+    if resampling.get("unit") == "sample":
+        return f"95 % CIs resample the {resampling.get('samples')} test samples one by one (taken as independent)."
+    return (f"95 % CIs resample {resampling.get('groups')} whole groups of the {resampling.get('samples')} test "
+            f"samples (one group: {resampling.get('unit')}); a metric whose samples lie in one group has no interval.")
+
+
 def variants_frame(bundle: BundleInfo) -> pd.DataFrame:
     """One row per variant: size, latency, macro-F1 and accuracy with CIs, gate verdict, shipped flag."""
     rows = []

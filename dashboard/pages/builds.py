@@ -1,7 +1,8 @@
-"""Builds: every bundle's variants (size, latency, clinical metrics with CIs, gate verdicts), why the shipped
-variant won, how the device decides (the task kind's rule) and what the reference profile's answers look like,
-the recording-level validation per held-out record (ECG bundles validated through the device stream), the
-accuracy-vs-latency Pareto plot, confusion matrices (classifiers) or the metrics table, and training curves."""
+"""Builds: every bundle's variants (size, latency, clinical metrics with CIs, gate verdicts), a synthetic-data or
+synthetic-training-data badge (``data_badge``), why the shipped variant won, how the device decides (the task
+kind's rule) and what the reference profile's answers look like, the recording-level validation per held-out
+record (ECG bundles validated through the device stream), the accuracy-vs-latency Pareto plot, confusion matrices
+(classifiers) or the metrics table, and training curves."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import streamlit as st
 from dashboard.components import charts, widgets
 from dashboard.data.builds import (
     confusion_frame,
+    data_badge,
     decision_rule_frame,
     has_confusion_matrices,
     healthy_frame,
@@ -21,6 +23,7 @@ from dashboard.data.builds import (
     recording_records_frame,
     recording_validation,
     recording_variants_frame,
+    resampling_note,
     scalar_metrics_frame,
     sensitivity_frame,
     variants_frame,
@@ -49,10 +52,13 @@ VARIANT_COLUMNS = {
 def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
     manifest = bundle.manifest
     st.header(bundle.name)
+    badge = data_badge(bundle)
     st.caption(f"{manifest.description} · {manifest.output.task} · labels {', '.join(bundle.labels)} · built "
-               f"{manifest.created_at}" + (" · **synthetic data**" if manifest.data.synthetic else ""))
+               f"{manifest.created_at}" + (f" · **{badge}**" if badge else ""))
     st.success(f"shipped **{bundle.shipped_variant}** — {manifest.selection.reason}")
     st.caption(f"selection rule: {manifest.selection.rule}")
+    if resampling_note(bundle):
+        st.caption(resampling_note(bundle))
 
     variants = variants_frame(bundle)
     if variants.empty:

@@ -147,6 +147,7 @@ def run_ablation(scenarios: list[ScenarioInputs], config: BenchmarkConfig, progr
                              "ratio_to_previous": None if index == 0 else timed.ratio(key, previous),
                              "nodes": _node_count(path), "macro_f1": accuracies[index], "error": None})
             results[scenario.name] = {"steps": rows, "rounds": len(timed.window_medians_us["0"]),
+                                      "inputs": scenario.inputs,  # what the steps were timed on, in words
                                       "method": "in-process, every step timed in rotating rounds; ratio to the "
                                                 "previous step = median of per-round ratios"}
         if progress:

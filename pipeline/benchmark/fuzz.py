@@ -13,7 +13,8 @@ signature kept): every one must be refused. Unsigned (``TrustPolicy.development(
 ``--allow-unsigned`` path): the manifest's own checks must refuse every mutation outside
 ``HARMLESS_ROOTS`` — documentary fields the runtime never acts on; accepted ones elsewhere are listed.
 
-Writes ``benchmarks/results/fuzz.json`` (or ``--output``). Building the two tiny bundles takes ~15 s.
+Writes ``benchmarks/results/fuzz.json`` (or ``--output``), flagged ``"synthetic": true`` with ``FUZZ_DATA``
+(``data``): every input is a generated fuzz case, no patient data. Building the two tiny bundles takes ~15 s.
 """
 
 from __future__ import annotations
@@ -47,6 +48,10 @@ from runtime.errors import EdgemedError
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUTPUT = Path("benchmarks/results/fuzz.json")
+FUZZ_DATA = ("SYNTHETIC: every input is a generated fuzz case (pipeline/benchmark/fuzz_inputs.py: malformed files, "
+             "bad options, a plain synthetic ECG-like signal, made-up tabular rows) and every manifest a mutated copy, "
+             "run against two tiny bundles built here (ecg-arrhythmia, itself trained on synthetic ECG, and "
+             "breast-cancer); no patient data, no accuracy figure")
 CASE_TIMEOUT_S = 20.0  # a case still running after this is a hang
 MEMORY_BASE_BYTES = 256 * 1024**2  # heap a run may use whatever its input (bundle, session, buffers)
 MEMORY_PER_INPUT_BYTE = 64  # plus this many bytes per input byte (a float64 copy of text, windows, events)
@@ -189,6 +194,7 @@ def summarise_inputs(outcomes: list[CaseOutcome]) -> dict[str, Any]:
         counts["cases"] += 1
         counts[f"exit_{outcome.exit_code}"] += 1
     return {
+        "synthetic": True,  # generated fuzz cases (FUZZ_DATA)
         "cases": len(outcomes),
         "invalid_cases": len(invalid),
         "tracebacks": sum(outcome.traceback for outcome in outcomes),
@@ -349,6 +355,8 @@ def main(argv: list[str] | None = None) -> int:
         manifests = fuzz_manifests(bundles.ecg, bundles.trust_store, arguments.mutations, arguments.seed)
     document = {
         "benchmark": "fuzz",
+        "synthetic": True,
+        "data": FUZZ_DATA,
         "seed": arguments.seed,
         "inputs": summarise_inputs(outcomes),
         "manifests": manifests,
@@ -361,10 +369,11 @@ def main(argv: list[str] | None = None) -> int:
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(document, indent=1, allow_nan=False) + "\n")
     inputs = document["inputs"]
-    print(f"inputs: {inputs['cases']} cases, {inputs['tracebacks']} tracebacks, {inputs['hangs']} hangs, "
-          f"{inputs['exit_0_answers_on_invalid']} exit-0 answers on invalid, {inputs['over_memory_bound']} over "
-          f"the memory bound; manifests: {manifests['signed_accepted']} signed accepted, "
-          f"{manifests['unsigned_accepted_harmful']} unsigned harmful accepted → {arguments.output}", file=sys.stderr)
+    print(f"inputs (SYNTHETIC: generated fuzz cases): {inputs['cases']} cases, {inputs['tracebacks']} tracebacks, "
+          f"{inputs['hangs']} hangs, {inputs['exit_0_answers_on_invalid']} exit-0 answers on invalid, "
+          f"{inputs['over_memory_bound']} over the memory bound; manifests: {manifests['signed_accepted']} signed "
+          f"accepted, {manifests['unsigned_accepted_harmful']} unsigned harmful accepted → {arguments.output}",
+          file=sys.stderr)
     failed = inputs["tracebacks"] + inputs["hangs"] + inputs["exit_0_answers_on_invalid"] + manifests[
         "signed_accepted"] + manifests["signed_crashed"] + manifests["unsigned_crashed"]
     return 1 if failed or not math.isfinite(failed) else 0

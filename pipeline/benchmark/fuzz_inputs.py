@@ -10,7 +10,7 @@
 Kinds (``KINDS``): text encodings and field sizes of CSVs, ``.npy`` headers and dtypes, ``.npz`` members,
 malformed OpenSignals HDF5 (structure, attributes, dtype, shape), channel counts, sample rates, output and
 outbox paths, command-line usage, non-finite tabular rows, tabular rows outside the bundle's input domain — each
-drawn with random parameters.
+drawn with random parameters. Every case is generated: SYNTHETIC, no patient data (``fuzz.json`` says so).
 """
 
 from __future__ import annotations

@@ -15,12 +15,13 @@ from pipeline.build.recording_results import load_recording_validation
 from pipeline.build.stages.evaluate import load_evaluation, task_data
 from pipeline.build.stages.variants import decision_split, load_decision_predictions, load_predictions
 from pipeline.clinical.task_evaluation import REFERENCE
-from pipeline.splits import DataSplits
+from pipeline.splits import DataSplits, data_kind
 
 
 def describe_test_split(name: str, splits: DataSplits, artifacts: dict) -> str:
-    """``ecg-pvc test split (6,842 samples from held-out records 100, 105, 119; MIT-BIH …); thresholds chosen on
-    the validation split (4271 samples)``."""
+    """``ecg-pvc test split (6,842 samples from held-out records 100, 105, 119; MIT-BIH …; real data); thresholds
+    chosen on the validation split (4271 samples)`` — ``SYNTHETIC data`` where the scenario's data is (its
+    provenance's ``synthetic`` flag: ecg-arrhythmia)."""
     data_config = (artifacts["data"].manifest.get("config") or {}).get("data")
     records = data_config.get("records") if isinstance(data_config, dict) else None
     test_records = records.get("test") if isinstance(records, dict) else None
@@ -28,7 +29,7 @@ def describe_test_split(name: str, splits: DataSplits, artifacts: dict) -> str:
     text = f"{name} test split ({len(splits.test):,} samples"
     if test_records:
         text += f" from held-out records {', '.join(map(str, test_records))}"
-    text += f"; {source})" if source else ")"
+    text += (f"; {source}" if source else "") + f"; {data_kind(splits.provenance)})"
     decision_data = artifacts["evaluate"].metrics.get("decision_data")
     return text + (f"; thresholds chosen on the {decision_data}" if decision_data else "")
 

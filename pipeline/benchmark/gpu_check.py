@@ -2,7 +2,8 @@
 
 Run from the separate GPU virtualenv (``onnxruntime-gpu``, never beside ``onnxruntime``). For each bundle:
 verify it (trust store), open one session per provider on the verified bytes, feed the same seeded inputs
-(shaped by the bundle's contract) through I/O binding (inputs bound from host memory, outputs kept on the
+(SYNTHETIC: standard normal N(0,1) random values shaped by the bundle's contract, not real data — ``INPUTS``,
+written into the report) through I/O binding (inputs bound from host memory, outputs kept on the
 GPU and copied back once), and compare every output with the CPU provider's: max |Δ| within the tolerance
 and the same decisions (argmax or threshold side). Writes a JSON + markdown report.
 
@@ -33,6 +34,9 @@ FP32_TOLERANCE = 1e-4  # CUDA kernels reorder sums: fp32 answers agree to about 
 FP16_TOLERANCE = 2e-2  # an fp16 variant's answers on GPU and CPU round differently
 BATCH_SIZES = (1, 32)
 SEED = 0
+INPUTS = (f"synthetic: seeded standard normal N(0,1) random inputs (seed {SEED}, batches "
+          f"{', '.join(map(str, BATCH_SIZES))}) in the shapes of each bundle's contract, not real data: a parity check "
+          "of the providers' answers, not a measure of accuracy")
 
 
 @dataclass
@@ -77,7 +81,7 @@ def detect_gpu() -> str | None:
 
 
 def contract_inputs(bundle: Bundle, batch: int, seed: int = SEED) -> dict[str, np.ndarray]:
-    """Seeded float32 inputs of the shapes the bundle's contract declares (standard normal)."""
+    """Seeded float32 inputs of the shapes the bundle's contract declares: standard normal, SYNTHETIC (``INPUTS``)."""
     generator = np.random.default_rng(seed)
     return {spec.name: generator.standard_normal((batch, *spec.sample_shape)).astype(np.float32)
             for spec in bundle.inputs}
@@ -147,6 +151,7 @@ def gpu_providers(available: list[str]) -> list[str]:
 def write_report(report: GpuReport, output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     data = {"gpu": report.gpu, "available_providers": report.available_providers, "passed": report.passed,
+            "inputs": INPUTS, "inputs_synthetic": True,
             "checks": [asdict(check) | {"passed": check.passed} for check in report.checks]}
     for name, text in (("gpu_check.json", json.dumps(data, indent=2) + "\n"), ("gpu_check.md", _markdown(report))):
         temporary = output / f".{name}.tmp"
@@ -157,6 +162,7 @@ def write_report(report: GpuReport, output: Path) -> None:
 def _markdown(report: GpuReport) -> str:
     lines = ["# GPU check", "", f"GPU: {report.gpu}", "",
              f"ONNX Runtime providers: {', '.join(report.available_providers)}", "",
+             f"Inputs: {INPUTS}.", "",
              "| bundle | variant | provider | ran on | max abs Δ vs CPU | tolerance | decisions agree | verdict |",
              "|---|---|---|---|---|---|---|---|"]
     for check in report.checks:
@@ -199,8 +205,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"(ran on {check.ran_on or '—'}): max |Δ| {check.max_abs_difference} "
                   f"{check.error or ''}".rstrip(), file=sys.stderr)
     write_report(report, arguments.output)
-    print(f"gpu-check: {'passed' if report.passed else 'FAILED'}; report in {arguments.output}/gpu_check.md",
-          file=sys.stderr)
+    print(f"gpu-check: {'passed' if report.passed else 'FAILED'} on {INPUTS}; report in "
+          f"{arguments.output}/gpu_check.md", file=sys.stderr)
     return 0 if report.passed else 1
 
 

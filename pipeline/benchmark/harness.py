@@ -239,7 +239,8 @@ def run_benchmark(scenarios: list[ScenarioInputs], config: BenchmarkConfig, prog
                 done += 1
             rows += unconverted_rows(litert) + _not_available_rows(unavailable)
             judged = {name: value.to_dict() for name, value in judgements.items()}
-            documents.append({"name": scenario.name, "lineage": scenario.lineage, "rows": rows,
+            documents.append({"name": scenario.name, "lineage": scenario.lineage,
+                              "inputs": scenario.inputs, "inputs_synthetic": scenario.inputs_synthetic, "rows": rows,
                               "head_to_head": head_to_head, "gate_passed": scenario.gate_passed,
                               "would_ship": would_ship(rows, scenario.gate_passed, head_to_head),
                               "judgements": judged,

@@ -190,6 +190,12 @@ def peer_lines(scenario: dict) -> list[str]:
             for choice in scenario.get("peers") or []]
 
 
+def inputs_line(scenario: dict) -> str:
+    """What every timing of the scenario ran on (batch 1 cycles these inputs; batches and head-to-heads tile them)."""
+    inputs = scenario.get("inputs") or "not recorded (a bench.json older than the inputs field)"
+    return f"Timing inputs (every latency, throughput and head-to-head figure below): {one_line(inputs)}."
+
+
 def ablation_table(ablation: dict) -> str:
     scenarios = list(ablation)
     lines = ["| step | " + " | ".join(f"{name} p50 µs | Δ µs | × previous" for name in scenarios) + " |",
@@ -224,7 +230,8 @@ def render_markdown(document: dict) -> str:
         "⚠ = above the stability threshold. ✓ = the variant the bundle rule would ship from these numbers.",
     ]
     for scenario in document["scenarios"]:
-        lines += ["", f"## {scenario['name']}", "", scenario_table(scenario, settings["batch_sizes"])]
+        lines += ["", f"## {scenario['name']}", "", inputs_line(scenario), "",
+                  scenario_table(scenario, settings["batch_sizes"])]
         if scenario.get("judgements"):
             lines += ["", "### Accuracy and gate of every model", "", JUDGEMENT_NOTE, "", judgements_table(scenario),
                       "", "Measured on:", "", *measured_on_lines(scenario)]
@@ -242,5 +249,6 @@ def render_markdown(document: dict) -> str:
         lines += ["", "## Ablation (batch-1 p50, 1 thread, CPU)", "",
                   "Every step of a scenario timed together in rotating rounds; *× previous* is the median of the "
                   "per-round ratios to the step above (< 1: the step made it faster), steadier than the Δ of two "
-                  "medians.", "", ablation_table(document["ablation"])]
+                  "medians. Timed on each scenario's timing inputs (named in its section).", "",
+                  ablation_table(document["ablation"])]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,10 @@
 """What the harness measures for one scenario (or one model file), gathered from the artefacts.
 
 Inputs are ``exporters.inputs``'s: one array for a single-input model, or input name → array for a
-model with several (the ECG PVC model takes a beat residual and a row of RR features).
+model with several (the ECG PVC model takes a beat residual and a row of RR features). A scenario is timed on
+the first ``TIMING_SAMPLES`` samples of its test split (synthetic where the scenario's data is: ecg-arrhythmia);
+a bare model file on seeded N(0,1) random inputs (``RANDOM_INPUTS``: synthetic, not real data).
+``ScenarioInputs.inputs`` says which, and ``bench.json`` and ``bench.md`` carry it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,15 @@ import numpy as np
 from exporters.inputs import ModelInputs, as_float32, select
 from pipeline.benchmark.errors import ModelNotFoundError, NoVariantsError
 from pipeline.benchmark.same_gate import GateSetting, Judgement
+from pipeline.splits import DataSplits, data_kind
 
 logger = logging.getLogger(__name__)
 
-TIMING_SAMPLES = 64  # real test inputs cycled through while timing batch-1 runs
+TIMING_SAMPLES = 64  # test-split samples cycled through while timing batch-1 runs
 _RANDOM_SEED = 0  # inputs for a bare model file (no data): seeded standard normal
+RANDOM_INPUTS = (f"synthetic: seeded standard normal N(0,1) random inputs (seed {_RANDOM_SEED}, {TIMING_SAMPLES} "
+                 "samples per graph input), not real data")
+UNDESCRIBED_INPUTS = "not described (ScenarioInputs built without saying what its timing inputs are)"
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,8 @@ class ScenarioInputs:
     name: str
     variants: dict[str, Path]  # ONNX variant name → file
     timing_inputs: ModelInputs  # float32 samples cycled through while timing
+    inputs: str = UNDESCRIBED_INPUTS  # what the timing inputs are, in words (bench.json "inputs", bench.md)
+    inputs_synthetic: bool | None = None  # whether they are synthetic (None: not known)
     keras_model: Path | None = None  # the Keras model the variants came from (peers need it)
     test_inputs: ModelInputs | None = None  # the test split (ablation accuracy)
     test_labels: np.ndarray | None = None
@@ -62,6 +71,13 @@ def _variants(name: str, artifacts: dict) -> dict[str, Path]:
     return variants
 
 
+def describe_timing_inputs(name: str, splits: DataSplits) -> str:
+    """``ecg-arrhythmia test split: its first 64 of 2,000 samples, cycled (SYNTHETIC data)``."""
+    count = min(TIMING_SAMPLES, len(splits.test))
+    return (f"{name} test split: its first {count} of {len(splits.test):,} samples, cycled "
+            f"({data_kind(splits.provenance)})")
+
+
 def from_build(name: str, artifacts: dict, artifacts_root: Path, scenario=None, config=None) -> ScenarioInputs:
     """Inputs from a ``BuildOutcome.artifacts`` dict built at least up to ``evaluate`` (and ``validate`` where the
     scenario has held-out recordings). ``scenario`` and its build ``config``: to judge the peers by the build's
@@ -82,6 +98,8 @@ def from_build(name: str, artifacts: dict, artifacts_root: Path, scenario=None, 
         name=name,
         variants=variants,
         timing_inputs=select(test_inputs, slice(0, TIMING_SAMPLES)),
+        inputs=describe_timing_inputs(name, splits),
+        inputs_synthetic=splits.provenance.get("synthetic"),
         keras_model=keras_path if keras_path is not None and keras_path.is_file() else None,
         test_inputs=test_inputs,
         test_labels=np.asarray(splits.test.labels) if splits.test.labels is not None else None,
@@ -97,7 +115,7 @@ def from_build(name: str, artifacts: dict, artifacts_root: Path, scenario=None, 
 
 def from_model_path(path: Path) -> ScenarioInputs:
     """Inputs for a bundle folder (its ``model.onnx``) or a bare ``.onnx`` file, with seeded random inputs for
-    every graph input."""
+    every graph input (``RANDOM_INPUTS``: synthetic)."""
     import onnx
 
     path = Path(path)
@@ -118,4 +136,5 @@ def from_model_path(path: Path) -> ScenarioInputs:
         samples[graph_input.name] = generator.standard_normal((TIMING_SAMPLES, *shape)).astype(np.float32)
     name = path.name if path.is_dir() else path.stem
     timing = samples if len(samples) > 1 else next(iter(samples.values()))
-    return ScenarioInputs(name=name, variants={"model": model_file}, timing_inputs=timing)
+    return ScenarioInputs(name=name, variants={"model": model_file}, timing_inputs=timing, inputs=RANDOM_INPUTS,
+                          inputs_synthetic=True)

@@ -159,9 +159,12 @@ BENCH_SCHEMA = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "rows", "targets", "would_ship", "gate_passed", "lineage", "judgements", "peers"],
+                "required": ["name", "inputs", "inputs_synthetic", "rows", "targets", "would_ship", "gate_passed",
+                             "lineage", "judgements", "peers"],
                 "properties": {
                     "name": {"type": "string"},
+                    "inputs": {"type": "string"},  # what every timing of the scenario ran on, in words
+                    "inputs_synthetic": {"type": ["boolean", "null"]},  # null: not known
                     "rows": {"type": "array", "items": ROW_SCHEMA},
                     "targets": {"type": "array", "items": TARGET_SCHEMA},
                     "head_to_head": {"type": "array", "items": HEAD_TO_HEAD_SCHEMA},  # absent in older files

@@ -264,6 +264,19 @@ def _decision_line(output: OutputSpec) -> str:
             f"{rule.target_false_alarm_rate:g}; {rule.chosen_by})")
 
 
+def _resampling_lines(resampling: dict | None) -> list[str]:
+    """How the intervals below were resampled: whole groups of correlated samples, or samples taken as
+    independent (a manifest from before this was recorded says nothing)."""
+    if not resampling:
+        return []
+    if resampling.get("unit") == "sample":
+        return [f"Intervals: percentile bootstrap over the {resampling['samples']} test samples, each drawn alone "
+                "(taken as independent).", ""]
+    return [f"Intervals: percentile bootstrap over {resampling['groups']} whole groups of the {resampling['samples']} "
+            f"test samples (one group: {resampling['unit']}); samples of one group are correlated, so they are "
+            "drawn together and the intervals are wider than a per-sample bootstrap would give.", ""]
+
+
 def _test_split_note(manifest: BundleManifest) -> list[str]:
     if not manifest.recording_validation:
         return []
@@ -438,6 +451,7 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
         *recording_lines(manifest.recording_validation),
         "## Clinical metrics of the shipped variant (test split, bootstrap 95 % CI)",
         "",
+        *_resampling_lines(provenance.get("test_resampling")),
         *_test_split_note(manifest),
         *metrics_lines(shipped_metrics),
         "",

@@ -13,7 +13,7 @@ Keys (``numpy.savez``), for a model with one input:
 | ``class_names`` | optional: one name per class / label / target; (negative, positive); (normal, anomalous) |
 | ``output_units`` | regression (required): one unit per output, e.g. ``mmHg``; ``1`` when unitless |
 | ``sample_rate_hz`` | the rate in Hz, required when an input is a waveform (not one row of features) |
-| ``test_sources`` | optional: the recording or subject of each test row (``pipeline.build.user_sources``) |
+| ``test_sources`` | optional: each test row's recording or subject (``user_sources``); intervals resample sources |
 | ``train_sources`` | optional, with ``test_sources``: every recording or subject that trained the model |
 
 A model with several inputs takes one array per input under ``<split>_inputs__<input name>``
@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.build.user_sources import PROVENANCE_KEY, SOURCE_KEYS, sources_provenance
+from pipeline.build.user_sources import PROVENANCE_KEY, SOURCE_KEYS, opaque_test_groups, sources_provenance
 from pipeline.errors import DataError, UsageError
 from pipeline.splits import (
     INPUT_SEPARATOR,
@@ -300,17 +300,19 @@ def user_splits(contents: dict[str, np.ndarray], signature: ModelSignature, kind
     sources = sources_provenance(contents, kind, test_labels, names, input_rows(inputs["test"]))
     if sources is not None:
         provenance[PROVENANCE_KEY] = sources
+    groups = opaque_test_groups(contents, input_rows(inputs["test"]))
     return DataSplits(
         train=Split(empty),
         validation=Split(inputs["validation"], validation_labels) if inputs["validation"] is not None
         else Split(empty),
         calibration=Split(inputs["calibration"], calibration_labels),
-        test=Split(inputs["test"], test_labels),
+        test=Split(inputs["test"], test_labels, groups),
         class_names=names,
         provenance=provenance,
         task=kind,
         units=units,
         normal=Split(inputs["normal"]) if inputs["normal"] is not None else None,
+        group_unit="recording or subject (test_sources)" if groups is not None else "",
     )
 
 

@@ -68,6 +68,21 @@ def class_rows(kind: TaskKind, labels: np.ndarray | None, names: Sequence[str], 
     return {name: values == index for index, name in enumerate(names)}
 
 
+def opaque_test_groups(contents: Mapping[str, np.ndarray], rows: int) -> np.ndarray | None:
+    """Each test row's source as its opaque number (``source 1``, ``source 2``, … in order of first appearance, as
+    the provenance numbers them): the groups the evaluation's bootstrap resamples whole (the ids never leave this
+    module). None without ``test_sources``; ``sources_provenance`` checks them."""
+    if "test_sources" not in contents:
+        return None
+    tested = _ids(contents, "test_sources")
+    if len(tested) != rows:
+        return None  # sources_provenance refuses it with the message
+    numbers: dict[str, int] = {}
+    for text in tested:
+        numbers.setdefault(text, len(numbers) + 1)
+    return np.asarray([f"source {numbers[text]}" for text in tested])
+
+
 def sources_provenance(contents: Mapping[str, np.ndarray], kind: TaskKind, labels: np.ndarray | None,
                        names: Sequence[str], rows: int) -> dict[str, Any] | None:
     """The provenance entry for ``test_sources`` (None when the ``.npz`` has neither key): per class, examples per

@@ -71,7 +71,8 @@ def _collect_inputs(scenarios: tuple[str, ...], models: tuple[str, ...], options
 @click.command("bench")
 @click.argument("scenarios", nargs=-1)
 @click.option("--quick", is_flag=True, help="Seconds-long measurements (tests, smoke runs).")
-@click.option("--model", "models", multiple=True, help="Also benchmark this bundle folder or .onnx file.")
+@click.option("--model", "models", multiple=True, help="Also benchmark this bundle folder or .onnx file (timed on "
+              "seeded N(0,1) random inputs: synthetic, not real data).")
 @click.option("--artifacts", type=click.Path(file_okay=False), default="artifacts", show_default=True)
 @click.option("--output", type=click.Path(file_okay=False), default=str(DEFAULT_OUTPUT), show_default=True)
 @click.option("--providers", default=None, help="Comma-separated EPs (cpu,cuda,tensorrt); default: all, "
@@ -92,7 +93,8 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
     SCENARIOS: names from 'edgemed scenarios' (default: the shipped ones, multi-input models included). Each is
     built, or taken from the cache, up to its last gate (evaluate; validate where it has held-out recordings).
     Every peer is judged by that same gate; the head-to-head peer is the fastest LiteRT variant that passes.
-    Results: OUTPUT/bench.json, bench.md, *.png.
+    A scenario is timed on its test split (SYNTHETIC for ecg-arrhythmia); a --model file on seeded N(0,1) random
+    inputs (synthetic, not real data). Results: OUTPUT/bench.json, bench.md (both say which), *.png.
     """
     from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
     from pipeline.benchmark.results_io import write_results
@@ -124,6 +126,8 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
         raise click.ClickException(str(error)) from error
     finally:
         bars.close()
+    for scenario in document["scenarios"]:
+        click.echo(f"{scenario['name']}: timed on {scenario['inputs']}")
     click.echo("\n".join(str(path) for path in written))
 
 

@@ -25,6 +25,7 @@ from pipeline.cli.logging_setup import configure_logging
 from pipeline.cli.progress import ProgressBars
 from pipeline.config import BuildConfig, Profile, VariantName
 from pipeline.errors import UsageError
+from pipeline.splits import data_kind
 from runtime.contract import TaskKind
 from runtime.errors import EdgemedError
 
@@ -53,9 +54,24 @@ def _apply_overrides(config: BuildConfig, options: dict) -> BuildConfig:
     return config
 
 
+def data_note(outcome: BuildOutcome) -> str:
+    """What the build's data are, from the data stage's provenance: ``SYNTHETIC data (every split, the test split
+    included)`` (ecg-arrhythmia), ``real data`` (with the training splits' synthetic parts named, as ppg-quality's
+    motion artefacts), or not recorded (a user's own data)."""
+    data = outcome.artifacts.get("data")
+    provenance = (data.metrics.get("provenance") or {}) if data is not None else {}
+    kind = data_kind(provenance)
+    if provenance.get("synthetic") is True:
+        return f"{kind} (every split, the test split included)"
+    if provenance.get("synthetic_training_data"):
+        return f"{kind} in the test split; the training splits add SYNTHETIC data"
+    return kind
+
+
 def _report(name: str, outcome: BuildOutcome, seconds: float) -> None:
     reused = [stage for stage, flag in outcome.reused.items() if flag]
-    click.echo(f"\n{name}: {len(outcome.artifacts)} stages in {seconds:.1f} s (reused: {', '.join(reused) or 'none'})")
+    click.echo(f"\n{name}: {len(outcome.artifacts)} stages in {seconds:.1f} s (reused: {', '.join(reused) or 'none'}); "
+               f"{data_note(outcome)}")
     for stage, artifact in outcome.artifacts.items():
         click.echo(f"  {stage:<9} {artifact.id}  {artifact.directory}")
     manifest = outcome.bundle_manifest

@@ -26,10 +26,16 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from pipeline.clinical.bootstrap_intervals import safe_divide, weighted_auroc
+from pipeline.clinical.bootstrap_intervals import safe_divide, thin_groups, weighted_auroc
 from pipeline.clinical.metrics import DEFAULT_EVALUATION_CONFIG, Estimate, EvaluationConfig
 from pipeline.clinical.operating_points import AlarmThreshold, validate_binary_labels, validate_scores
-from pipeline.clinical.weighted_bootstrap import bootstrap_replicates, estimate, weighted_means
+from pipeline.clinical.weighted_bootstrap import (
+    bootstrap_replicates,
+    estimate,
+    undefined_where,
+    weighted_means,
+    whole_split_thin,
+)
 from pipeline.errors import DataError
 
 DETECTION_METRICS = ("auroc", "sensitivity", "false_alarm_rate")
@@ -71,6 +77,7 @@ def evaluate_anomaly_detection(
     scores: np.ndarray,
     alarm_threshold: AlarmThreshold,
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> AnomalyMetrics:
     """AUROC, sensitivity and achieved false-alarm rate of ``scores`` against 0/1 ``labels`` (1 = anomaly)."""
     labels = validate_binary_labels(labels, "anomaly labels")
@@ -102,13 +109,21 @@ def evaluate_anomaly_detection(
             "false_alarm_rate": safe_divide(alarmed_normal @ weights, weights.sum(axis=0) - anomaly_weight),
         }
 
-    replicates = bootstrap_replicates(labels.shape[0], config.bootstrap_samples, config.seed, statistic)
+    replicates = bootstrap_replicates(labels.shape[0], config.bootstrap_samples, config.seed, statistic, groups)
     return AnomalyMetrics(
         samples=int(labels.shape[0]),
         anomalies=int(labels.sum()),
         alarm_threshold=alarm_threshold,
-        **{metric: estimate(point[metric], replicates[metric], config.confidence) for metric in DETECTION_METRICS},
+        **{metric: undefined_where([estimate(point[metric], replicates[metric], config.confidence)], [blank])[0]
+           for metric, blank in _thin_detection(labels, groups).items()},
     )
+
+
+def _thin_detection(labels: np.ndarray, groups: np.ndarray | None) -> dict[str, bool]:
+    """Which detection intervals the groups cannot support (``thin_groups``): sensitivity needs the anomalies to span
+    two groups, the false-alarm rate the normal samples, AUROC both."""
+    thin_anomalies, thin_normals = (bool(flag) for flag in thin_groups(groups, np.stack([labels, ~labels])))
+    return {"auroc": thin_anomalies or thin_normals, "sensitivity": thin_anomalies, "false_alarm_rate": thin_normals}
 
 
 @dataclass(frozen=True)
@@ -150,6 +165,7 @@ def evaluate_alarm_agreement(
     reference_threshold: AlarmThreshold,
     candidate_threshold: AlarmThreshold,
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> AlarmAgreement:
     """Agreement of the candidate's alarms with the reference's on the same held-out normal samples."""
     reference_scores = np.asarray(reference_scores)
@@ -172,14 +188,16 @@ def evaluate_alarm_agreement(
         means = weighted_means(indicators, weights)
         return {metric: means[:, column] for column, metric in enumerate(AGREEMENT_METRICS)}
 
-    replicates = bootstrap_replicates(indicators.shape[0], config.bootstrap_samples, config.seed, statistic)
+    replicates = bootstrap_replicates(indicators.shape[0], config.bootstrap_samples, config.seed, statistic,
+                                      groups)
     return AlarmAgreement(
         samples=int(indicators.shape[0]),
         reference_threshold=reference_threshold,
         candidate_threshold=candidate_threshold,
         shared_alarms=int((reference_alarms & candidate_alarms).sum()),
         **{
-            metric: estimate(float(point[column]), replicates[metric], config.confidence)
+            metric: undefined_where([estimate(float(point[column]), replicates[metric], config.confidence)],
+                                    [whole_split_thin(groups, indicators.shape[0])])[0]
             for column, metric in enumerate(AGREEMENT_METRICS)
         },
     )

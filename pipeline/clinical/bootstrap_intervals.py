@@ -18,7 +18,14 @@ one numpy expression over a ``(replicates, ...)`` array:
 Undefined values (0/0: a class absent from a replicate, no predicted positives)
 are NaN; intervals use ``np.nanpercentile``.
 
-This module imports numpy only.
+Correlated test samples (overlapping windows of one recording, the beats of one patient) are not
+independent draws: resampling them one by one gives intervals narrower than the evidence. Given
+``groups`` (one cluster id per sample: a recording, a recording's time block), a replicate draws as
+many whole groups as there are, with replacement, and every sample weighs what its group was drawn
+(the cluster bootstrap). With one group per sample in sample order it is the plain bootstrap, draw
+for draw.
+
+This module imports numpy and the project's error types only.
 """
 
 from __future__ import annotations
@@ -29,9 +36,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.errors import DataError
+
 # Replicates are processed in chunks of at most this many (replicate × sample)
 # cells, which bounds memory for large test sets (~32 MiB of int64 indices).
 CHUNK_CELLS = 1 << 22
+# A cluster-bootstrap interval needs the samples it is about to span at least this many groups (``thin_groups``).
+MINIMUM_GROUPS = 2
 
 
 @dataclass(frozen=True)
@@ -133,8 +144,14 @@ def metrics_for_indices(
     labels: np.ndarray, probabilities: np.ndarray, predictions: np.ndarray, indices: np.ndarray
 ) -> ReplicateMetrics:
     """All metrics for the resampled sets given by ``indices`` ``(replicates, n)``."""
-    sample_count, class_count = probabilities.shape
-    weights = sample_weights(indices, sample_count)
+    return metrics_for_weights(labels, probabilities, predictions, sample_weights(indices, len(labels)))
+
+
+def metrics_for_weights(
+    labels: np.ndarray, probabilities: np.ndarray, predictions: np.ndarray, weights: np.ndarray
+) -> ReplicateMetrics:
+    """All metrics for the resampled sets whose sample weights are the columns of ``weights`` ``(n, replicates)``."""
+    class_count = probabilities.shape[1]
     confusion = weighted_confusion_matrices(labels, predictions, weights, class_count)
     rates = rates_from_confusion(confusion)
     auroc = np.stack(
@@ -152,10 +169,12 @@ def metrics_for_indices(
     )
 
 
-def resampled_index_chunks(sample_count: int, replicates: int, seed: int) -> Iterator[np.ndarray]:
-    """Yield ``(chunk, n)`` index arrays; the draws depend only on the seed, not on chunking."""
+def resampled_index_chunks(sample_count: int, replicates: int, seed: int,
+                           row_cells: int | None = None) -> Iterator[np.ndarray]:
+    """Yield ``(chunk, n)`` index arrays; the draws depend only on the seed, not on chunking (``row_cells``: the
+    cells one replicate takes downstream, default ``n``, which sizes the chunks)."""
     rng = np.random.default_rng(seed)
-    chunk_size = max(1, CHUNK_CELLS // max(sample_count, 1))
+    chunk_size = max(1, CHUNK_CELLS // max(row_cells or sample_count, 1))
     for start in range(0, replicates, chunk_size):
         rows = min(chunk_size, replicates - start)
         chunk = np.empty((rows, sample_count), dtype=np.int64)
@@ -164,12 +183,51 @@ def resampled_index_chunks(sample_count: int, replicates: int, seed: int) -> Ite
         yield chunk
 
 
-def bootstrap_metrics(labels: np.ndarray, probabilities: np.ndarray, replicates: int, seed: int) -> ReplicateMetrics:
-    """Metrics of ``replicates`` resampled-with-replacement copies of the test set."""
+def group_codes(groups: np.ndarray, sample_count: int) -> tuple[np.ndarray, int]:
+    """Each sample's group as an index into the sorted distinct ``groups``, and how many groups there are;
+    ``DataError`` unless ``groups`` is one id per sample."""
+    groups = np.asarray(groups)
+    if groups.ndim != 1 or groups.shape[0] != sample_count:
+        raise DataError(f"the resampling groups have shape {groups.shape} for {sample_count} test samples",
+                        expected=f"one group id per test sample: shape ({sample_count},)",
+                        fix="give every test sample the id of its recording (or recording block)")
+    distinct, codes = np.unique(groups, return_inverse=True)
+    return codes.reshape(-1).astype(np.int64), int(distinct.shape[0])
+
+
+def thin_groups(groups: np.ndarray | None, masks: np.ndarray) -> np.ndarray:
+    """For each row of ``masks`` ``(k, n)`` (the samples a metric is about: a class's, the whole split), whether those
+    samples span fewer than ``MINIMUM_GROUPS`` groups: the cluster bootstrap cannot vary what one group holds, so
+    such an interval would be a single point, not an uncertainty; it is reported undefined instead. All False
+    without ``groups`` (samples taken as independent)."""
+    masks = np.asarray(masks, dtype=bool)
+    if groups is None:
+        return np.zeros(masks.shape[0], dtype=bool)
+    codes, _ = group_codes(groups, masks.shape[1])
+    return np.array([np.unique(codes[mask]).shape[0] < MINIMUM_GROUPS for mask in masks], dtype=bool)
+
+
+def resampled_weight_chunks(sample_count: int, replicates: int, seed: int,
+                            groups: np.ndarray | None = None) -> Iterator[np.ndarray]:
+    """Yield ``(n, chunk)`` sample weights of ``replicates`` resamples: samples drawn with replacement, or, with
+    ``groups``, whole groups drawn with replacement (as many as there are), each sample weighing its group's
+    draws. The draws depend only on the seed."""
+    if groups is None:
+        for indices in resampled_index_chunks(sample_count, replicates, seed):
+            yield sample_weights(indices, sample_count)
+        return
+    codes, group_count = group_codes(groups, sample_count)
+    for indices in resampled_index_chunks(group_count, replicates, seed, row_cells=max(sample_count, group_count)):
+        yield sample_weights(indices, group_count)[codes]
+
+
+def bootstrap_metrics(labels: np.ndarray, probabilities: np.ndarray, replicates: int, seed: int,
+                      groups: np.ndarray | None = None) -> ReplicateMetrics:
+    """Metrics of ``replicates`` resampled-with-replacement copies of the test set (of its ``groups``, whole)."""
     predictions = probabilities.argmax(axis=1)
     parts = [
-        metrics_for_indices(labels, probabilities, predictions, indices)
-        for indices in resampled_index_chunks(len(labels), replicates, seed)
+        metrics_for_weights(labels, probabilities, predictions, weights)
+        for weights in resampled_weight_chunks(len(labels), replicates, seed, groups)
     ]
     if not parts:
         empty = np.empty((0, probabilities.shape[1]))

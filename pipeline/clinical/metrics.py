@@ -19,7 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import confusion_matrix, f1_score, precision_recall_fscore_support, roc_auc_score
 
-from pipeline.clinical.bootstrap_intervals import bootstrap_metrics, percentile_interval, rates_from_confusion
+from pipeline.clinical.bootstrap_intervals import (
+    bootstrap_metrics,
+    percentile_interval,
+    rates_from_confusion,
+    thin_groups,
+)
 from pipeline.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -244,23 +249,44 @@ def _warn_about_empty_classes(class_names: tuple[str, ...], support: np.ndarray)
             )
 
 
+def _blank_thin_intervals(intervals: dict[str, tuple[np.ndarray, np.ndarray]], labels: np.ndarray, class_count: int,
+                          groups: np.ndarray | None) -> None:
+    """Undefined (NaN) intervals where the samples behind a metric span too few groups (``thin_groups``): a class's
+    own samples for its sensitivity, PPV, F1 and AUROC, the other classes' for its specificity (and AUROC), the
+    whole split for accuracy and macro-F1."""
+    if groups is None:
+        return
+    own = labels[None, :] == np.arange(class_count)[:, None]
+    thin_own, thin_other = thin_groups(groups, own), thin_groups(groups, ~own)
+    thin_whole = bool(thin_groups(groups, np.ones((1, labels.shape[0]), dtype=bool))[0])
+    blanks = {"sensitivity": thin_own, "ppv": thin_own, "f1": thin_own, "specificity": thin_other,
+              "auroc": thin_own | thin_other, "accuracy": thin_whole, "macro_f1": thin_whole}
+    for metric, blank in blanks.items():
+        low, high = (np.array(bound, dtype=np.float64, copy=True) for bound in intervals[metric])
+        low[blank], high[blank] = np.nan, np.nan
+        intervals[metric] = (low, high)
+
+
 def evaluate_predictions(
     labels: np.ndarray,
     probabilities: np.ndarray,
     class_names: Sequence[str],
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> ClinicalMetrics:
-    """Clinical metrics of ``probabilities`` (n, k) against integer ``labels`` (n,), with CIs."""
+    """Clinical metrics of ``probabilities`` (n, k) against integer ``labels`` (n,), with CIs (resampling whole
+    ``groups`` when given: one cluster id per sample, e.g. its recording)."""
     names = _validate_class_names(class_names)
     labels = _validate_labels(labels, len(names))
     probabilities = _validate_probabilities(probabilities, labels.shape[0], len(names))
     point = _point_estimates(labels, probabilities)
     _warn_about_empty_classes(names, point["support"])
-    replicates = bootstrap_metrics(labels, probabilities, config.bootstrap_samples, config.seed)
+    replicates = bootstrap_metrics(labels, probabilities, config.bootstrap_samples, config.seed, groups)
     intervals = {
         metric: percentile_interval(getattr(replicates, metric), config.confidence)
         for metric in ("accuracy", "macro_f1", *PER_CLASS_METRICS)
     }
+    _blank_thin_intervals(intervals, labels, len(names), groups)
 
     def estimate(metric: str, cls: int | None = None) -> Estimate:
         value, (low, high) = point[metric], intervals[metric]

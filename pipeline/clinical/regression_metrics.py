@@ -23,7 +23,13 @@ import numpy as np
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
 from pipeline.clinical.metrics import DEFAULT_EVALUATION_CONFIG, Estimate, EvaluationConfig
-from pipeline.clinical.weighted_bootstrap import bootstrap_replicates, estimates, weighted_means
+from pipeline.clinical.weighted_bootstrap import (
+    bootstrap_replicates,
+    estimates,
+    undefined_where,
+    weighted_means,
+    whole_split_thin,
+)
 from pipeline.errors import DataError
 
 LIMITS_OF_AGREEMENT_Z = 1.96  # Bland–Altman: 95 % of normally distributed differences lie within bias ± 1.96 SD
@@ -154,6 +160,7 @@ def evaluate_regression(
     output_names: Sequence[str],
     units: Sequence[str],
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> RegressionMetrics:
     """MAE, RMSE, bias and limits of agreement of ``predictions`` against ``targets``, per output, with CIs."""
     targets, predictions, names, unit_names = _validate(targets, predictions, output_names, units)
@@ -168,10 +175,12 @@ def evaluate_regression(
         "upper_limit": bias + spread,
     }
     replicates = bootstrap_replicates(
-        errors.shape[0], config.bootstrap_samples, config.seed, _replicate_statistic(errors)
+        errors.shape[0], config.bootstrap_samples, config.seed, _replicate_statistic(errors), groups
     )
+    thin = np.full(len(names), whole_split_thin(groups, errors.shape[0]))
     by_metric = {
-        metric: estimates(point[metric], replicates[metric], config.confidence) for metric in REGRESSION_METRICS
+        metric: undefined_where(estimates(point[metric], replicates[metric], config.confidence), thin)
+        for metric in REGRESSION_METRICS
     }
     outputs = tuple(
         OutputMetrics(name=name, unit=unit, **{metric: by_metric[metric][column] for metric in REGRESSION_METRICS})

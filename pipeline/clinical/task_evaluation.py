@@ -121,6 +121,7 @@ class TaskData:
     units: tuple[str, ...] = ()  # regression: one per target
     decision_labels: np.ndarray | None = None  # binary/multilabel: labels of the decision data
     decision_data: str = ""  # where thresholds are chosen, in words (for the manifest)
+    test_groups: np.ndarray | None = None  # one cluster id per test sample: the bootstrap draws whole groups
 
 
 def scores(kind: TaskKind, outputs: np.ndarray) -> np.ndarray:
@@ -160,17 +161,18 @@ def evaluate_outputs(data: TaskData, outputs: np.ndarray, decision: Decision, ev
         raise DataError(f"the test split has no labels for a {kind.value} output", expected="test_labels",
                         fix="add test_labels to the .npz")
     if kind is TaskKind.MULTICLASS:
-        return evaluate_predictions(labels, values, data.names, evaluation)
+        return evaluate_predictions(labels, values, data.names, evaluation, data.test_groups)
     if kind is TaskKind.BINARY:
-        return evaluate_binary(labels, values, decision, data.names, evaluation)
+        return evaluate_binary(labels, values, decision, data.names, evaluation, data.test_groups)
     if kind is TaskKind.MULTILABEL:
-        return evaluate_multilabel(labels, values, decision, data.names, evaluation)
+        return evaluate_multilabel(labels, values, decision, data.names, evaluation, data.test_groups)
     if kind is TaskKind.REGRESSION:
-        return evaluate_regression(labels, values, data.names, data.units, evaluation)
+        return evaluate_regression(labels, values, data.names, data.units, evaluation, data.test_groups)
     if labels is not None:
-        return evaluate_anomaly_detection(labels, values, decision, evaluation)
+        return evaluate_anomaly_detection(labels, values, decision, evaluation, data.test_groups)
     reference_values, reference_threshold = reference if reference is not None else (outputs, decision)
-    return evaluate_alarm_agreement(scores(kind, reference_values), values, reference_threshold, decision, evaluation)
+    return evaluate_alarm_agreement(scores(kind, reference_values), values, reference_threshold, decision, evaluation,
+                                    data.test_groups)
 
 
 @dataclass(frozen=True)

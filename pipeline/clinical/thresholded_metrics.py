@@ -30,6 +30,7 @@ from sklearn.metrics import f1_score, multilabel_confusion_matrix, roc_auc_score
 from pipeline.clinical.bootstrap_intervals import (
     nan_mean_rows,
     rates_from_confusion,
+    thin_groups,
     weighted_auroc,
     weighted_confusion_matrices,
 )
@@ -43,7 +44,13 @@ from pipeline.clinical.metrics import (
     evaluate_predictions,
 )
 from pipeline.clinical.operating_points import OperatingPoint, validate_binary_labels, validate_scores
-from pipeline.clinical.weighted_bootstrap import bootstrap_replicates, estimate, estimates
+from pipeline.clinical.weighted_bootstrap import (
+    bootstrap_replicates,
+    estimate,
+    estimates,
+    undefined_where,
+    whole_split_thin,
+)
 from pipeline.errors import DataError
 
 
@@ -84,6 +91,7 @@ def evaluate_binary(
     operating_point: OperatingPoint,
     class_names: Sequence[str] = ("negative", "positive"),
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> BinaryMetrics:
     """Metrics of ``scores`` (n,) against 0/1 ``labels`` (n,) at ``operating_point``; names are (negative, positive)."""
     labels = validate_binary_labels(labels)
@@ -95,7 +103,7 @@ def evaluate_binary(
         )
     scores = validate_scores(scores, labels.shape)
     metrics = evaluate_predictions(
-        labels.astype(np.int64), two_class_form(scores, operating_point), class_names, config
+        labels.astype(np.int64), two_class_form(scores, operating_point), class_names, config, groups
     )
     return BinaryMetrics(operating_point=operating_point, metrics=metrics)
 
@@ -192,6 +200,7 @@ def evaluate_multilabel(
     operating_points: Sequence[OperatingPoint],
     label_names: Sequence[str],
     config: EvaluationConfig = DEFAULT_EVALUATION_CONFIG,
+    groups: np.ndarray | None = None,
 ) -> MultilabelMetrics:
     """Per-label metrics of ``scores`` (n, L) against multi-hot ``labels`` (n, L), each label at its threshold."""
     labels, scores, names = _validate_multilabel(labels, scores, operating_points, label_names)
@@ -201,17 +210,24 @@ def evaluate_multilabel(
     point["auroc"] = np.array([_point_auroc(labels[:, j], scores[:, j]) for j in range(len(names))])
     macro_f1 = float(f1_score(labels, decisions, average="macro", zero_division=np.nan))
     replicates = bootstrap_replicates(
-        labels.shape[0], config.bootstrap_samples, config.seed, _replicate_statistic(labels, scores, decisions)
+        labels.shape[0], config.bootstrap_samples, config.seed, _replicate_statistic(labels, scores, decisions),
+        groups,
     )
+    own = labels.T == 1  # (labels, n): each label's positive samples
+    thin_own, thin_other = thin_groups(groups, own), thin_groups(groups, ~own)
+    blank = {"sensitivity": thin_own, "ppv": thin_own, "f1": thin_own, "specificity": thin_other,
+             "auroc": thin_own | thin_other}
     per_metric = {
-        metric: estimates(point[metric], replicates[metric], config.confidence) for metric in PER_CLASS_METRICS
+        metric: undefined_where(estimates(point[metric], replicates[metric], config.confidence), blank[metric])
+        for metric in PER_CLASS_METRICS
     }
     support = labels.sum(axis=0)
     return MultilabelMetrics(
         label_names=names,
         samples=int(labels.shape[0]),
         operating_points=tuple(operating_points),
-        macro_f1=estimate(macro_f1, replicates["macro_f1"], config.confidence),
+        macro_f1=undefined_where([estimate(macro_f1, replicates["macro_f1"], config.confidence)],
+                                 [whole_split_thin(groups, labels.shape[0])])[0],
         per_label=tuple(
             ClassMetrics(name=name, support=int(support[j]), **{m: per_metric[m][j] for m in PER_CLASS_METRICS})
             for j, name in enumerate(names)

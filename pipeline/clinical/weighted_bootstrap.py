@@ -5,7 +5,7 @@ replicate is how often each of the ``n`` samples was drawn (its weight column), 
 statistic is a function of the ``(n, replicates)`` weight matrix that returns arrays
 whose first axis is the replicate — a matrix product for means and proportions,
 ``weighted_auroc`` for AUROC, ``weighted_confusion_matrices`` for confusion counts.
-Draws come from ``resampled_index_chunks`` and depend only on the seed, so two
+Draws come from ``resampled_weight_chunks`` and depend only on the seed, so two
 statistics bootstrapped with the same seed see the same resampled sets.
 
 This module imports numpy and its sibling modules only.
@@ -13,29 +13,30 @@ This module imports numpy and its sibling modules only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 
-from pipeline.clinical.bootstrap_intervals import percentile_interval, resampled_index_chunks, sample_weights
+from pipeline.clinical.bootstrap_intervals import percentile_interval, resampled_weight_chunks, thin_groups
 from pipeline.clinical.metrics import Estimate
 
 # statistic(weights (n, replicates)) → {name: array (replicates, ...)}
 Statistic = Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
-def bootstrap_replicates(sample_count: int, replicates: int, seed: int, statistic: Statistic) -> dict[str, np.ndarray]:
-    """``statistic`` of ``replicates`` resampled-with-replacement copies of ``sample_count`` samples.
+def bootstrap_replicates(sample_count: int, replicates: int, seed: int, statistic: Statistic,
+                         groups: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """``statistic`` of ``replicates`` resampled-with-replacement copies of ``sample_count`` samples (of their
+    ``groups``, whole: ``resampled_weight_chunks``).
 
     With ``replicates == 0`` the statistic sees an ``(n, 0)`` weight matrix and returns
     empty arrays of the right trailing shape, which ``percentile_interval`` turns into NaN.
     """
     if replicates == 0:
         return statistic(np.zeros((sample_count, 0)))
-    parts = [
-        statistic(sample_weights(indices, sample_count))
-        for indices in resampled_index_chunks(sample_count, replicates, seed)
-    ]
+    parts = [statistic(weights) for weights in resampled_weight_chunks(sample_count, replicates, seed, groups)]
     return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
@@ -51,6 +52,17 @@ def estimates(point: np.ndarray, replicates: np.ndarray, confidence: float) -> l
         Estimate(value=float(value), low=float(lower), high=float(upper))
         for value, lower, upper in zip(np.atleast_1d(point), np.atleast_1d(low), np.atleast_1d(high), strict=True)
     ]
+
+
+def undefined_where(items: list[Estimate], blank: np.ndarray) -> list[Estimate]:
+    """``items`` with the interval of each one ``blank`` marks undefined (NaN; ``thin_groups``)."""
+    return [replace(item, low=math.nan, high=math.nan) if flag else item
+            for item, flag in zip(items, np.asarray(blank, dtype=bool).tolist(), strict=True)]
+
+
+def whole_split_thin(groups: np.ndarray | None, sample_count: int) -> bool:
+    """Whether the whole split spans too few groups for a cluster-bootstrap interval (``thin_groups``)."""
+    return bool(thin_groups(groups, np.ones((1, sample_count), dtype=bool))[0])
 
 
 def estimate(point: float, replicates: np.ndarray, confidence: float) -> Estimate:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -239,9 +240,22 @@ def test_builds_page_shows_windowed_bundles(tmp_path: Path, use_settings) -> Non
     from tests.runtime.window_bundles import build_window_bundle, window_spec
 
     build_window_bundle(tmp_path / "bundles" / "eeg-like", TaskKind.MULTICLASS, window_spec(channels=2))
-    build_window_bundle(tmp_path / "bundles" / "ppg-like", TaskKind.BINARY)
+    ppg = build_window_bundle(tmp_path / "bundles" / "ppg-like", TaskKind.BINARY)
+    manifest = json.loads((ppg / "manifest.json").read_text())  # as ppg-quality's: real test data, trained on
+    manifest["data"] |= {"synthetic": False,  # real rest PPG with SYNTHETIC motion artefacts added
+                         "provenance": {"synthetic": False, "synthetic_training_data": "SYNTHETIC motion artefacts",
+                                        "test_resampling": {"unit": "recording × 10-s block", "groups": 3,
+                                                            "samples": 40, "note": "whole groups resampled"}}}
+    (ppg / "manifest.json").write_text(json.dumps(manifest, indent=1))
     use_settings(DashboardSettings(artifacts=tmp_path / "artifacts", bundles=tmp_path / "bundles"))
     app = run_page("builds")
     assert [header.value for header in app.header] == ["eeg-like", "ppg-like"]
+    eeg_caption, ppg_caption = (next(text for text in texts(app, "caption").splitlines() if f"{kind} bundle" in text)
+                                for kind in ("multiclass", "binary"))
+    assert eeg_caption.endswith(" · **synthetic data**")  # the hand-built bundle's data are synthetic
+    assert ppg_caption.endswith(" · **synthetic training data**") and "**synthetic data**" not in ppg_caption
+    # the intervals say how they were resampled: whole groups of correlated windows
+    assert ("95 % CIs resample 3 whole groups of the 40 test samples (one group: recording × 10-s block)"
+            in texts(app, "caption"))
     assert not [warning.value for warning in app.warning if "cannot be shown" in str(warning.value)]
     assert [item.value for item in app.subheader].count("How the device decides") == 2

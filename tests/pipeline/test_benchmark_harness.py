@@ -14,13 +14,20 @@ from pipeline.benchmark.errors import BatchSizeError, ModelNotFoundError, NoVari
 from pipeline.benchmark.harness import BenchmarkConfig, run_benchmark
 from pipeline.benchmark.head_to_head import HEAD_TO_HEAD_ENGINE, QUICK_HEAD_TO_HEAD, run_head_to_head
 from pipeline.benchmark.results_io import write_results
-from pipeline.benchmark.scenario_inputs import ScenarioInputs, from_build, from_model_path
+from pipeline.benchmark.scenario_inputs import (
+    RANDOM_INPUTS,
+    ScenarioInputs,
+    describe_timing_inputs,
+    from_build,
+    from_model_path,
+)
 from pipeline.benchmark.schema import BENCH_SCHEMA, schema_errors, validate_results
 from pipeline.benchmark.statistics import QUICK_STABILITY
 from pipeline.cli.bench import bench_command
 from runtime.errors import EdgemedError
 
 FEATURES, CLASSES = 6, 3
+FIXTURE_INPUTS = "synthetic: the test's seeded normal rows"
 
 
 def tiny_classifier(path: Path, batch: int | str = "batch") -> Path:
@@ -49,6 +56,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> ScenarioInputs:
     return ScenarioInputs(
         name="tiny", variants=variants,
         timing_inputs=np.random.default_rng(1).normal(size=(8, FEATURES)).astype(np.float32),
+        inputs=FIXTURE_INPUTS, inputs_synthetic=True,
         gate_passed={"fp32": True, "int8-static": True},
     )
 
@@ -156,6 +164,11 @@ def test_document_matches_schema_and_fingerprint(document: dict) -> None:
     broken = json.loads(json.dumps(document))
     del broken["scenarios"][0]["rows"][0]["latency"]["p99_us"]
     assert any("p99_us" in error for error in schema_errors(broken, BENCH_SCHEMA))
+    assert document["scenarios"][0]["inputs"] == FIXTURE_INPUTS and document["scenarios"][0]["inputs_synthetic"]
+    unlabelled = json.loads(json.dumps(document))
+    del unlabelled["scenarios"][0]["inputs"]
+    with pytest.raises(EdgemedError, match="missing 'inputs'"):
+        validate_results(unlabelled)
 
 
 def test_schema_accepts_documents_without_head_to_head_and_rejects_broken_entries(document: dict) -> None:
@@ -194,6 +207,8 @@ def test_results_are_written_completely_or_not_at_all(document: dict, tmp_path: 
     assert json.loads((tmp_path / "results" / "bench.json").read_text())["schema_version"] == 3
     markdown = (tmp_path / "results" / "bench.md").read_text()
     assert "| onnxruntime fp32" in markdown
+    assert f"## tiny\n\nTiming inputs (every latency, throughput and head-to-head figure below): {FIXTURE_INPUTS}." \
+        in markdown
     head_to_head = markdown.split("### Head-to-head (interleaved, batch 1)")[1].split("### Targets")[0]
     assert "rotates from round to round" in head_to_head and "| ÷ ONNX fp32 |" in head_to_head
     assert "| onnxruntime int8-static" in head_to_head and "| 1.00 |" in head_to_head  # fp32 against itself
@@ -232,3 +247,32 @@ def test_cli_exit_codes_and_no_partial_results(tmp_path: Path) -> None:
                                              "--batch-sizes", "1,2", "--output", str(output)])
     assert finished.exit_code == 0, finished.output
     assert (output / "bench.json").is_file() and (output / "bench.md").is_file()
+    # A bare model file has no data: it is timed on seeded N(0,1) random inputs, and every output says so.
+    (result,) = json.loads((output / "bench.json").read_text())["scenarios"]
+    assert result["inputs"] == RANDOM_INPUTS and result["inputs_synthetic"] is True
+    assert "synthetic: seeded standard normal N(0,1)" in RANDOM_INPUTS and "not real data" in RANDOM_INPUTS
+    assert RANDOM_INPUTS in (output / "bench.md").read_text()
+    assert f"good: timed on {RANDOM_INPUTS}" in finished.output
+
+
+def test_scenario_timing_inputs_and_accuracy_data_say_synthetic_or_real() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.benchmark.gate_settings import describe_test_split
+    from pipeline.splits import DataSplits, Split
+
+    def splits(synthetic: bool) -> DataSplits:
+        rows = np.zeros((100, FEATURES), np.float32)
+        parts = {name: Split(rows, np.zeros(100, np.int64)) for name in ("train", "validation", "calibration", "test")}
+        return DataSplits(**parts, class_names=("a", "b"), provenance={"synthetic": synthetic})
+
+    artifacts = {"data": SimpleNamespace(manifest={"config": {"data": {}}}),
+                 "evaluate": SimpleNamespace(metrics={"decision_data": "validation split (100 samples)"})}
+    synthetic, real = splits(True), splits(False)  # ecg-arrhythmia's ECGSYN-like beats; ecg-pvc's MIT-BIH beats
+    assert describe_timing_inputs("ecg-arrhythmia", synthetic) == (
+        "ecg-arrhythmia test split: its first 64 of 100 samples, cycled (SYNTHETIC data)")
+    assert describe_timing_inputs("ecg-pvc", real).endswith("(real data)")
+    assert describe_test_split("ecg-arrhythmia", synthetic, artifacts) == (
+        "ecg-arrhythmia test split (100 samples; SYNTHETIC data); thresholds chosen on the validation split (100 "
+        "samples)")
+    assert "; real data)" in describe_test_split("ecg-pvc", real, artifacts)

@@ -99,6 +99,7 @@ def test_user_model_builds_into_a_bundle(runner, user_model, tmp_path):
     assert manifest["inputs"][0]["feature_names"] == [f"feature_{index}" for index in range(6)]
     assert manifest["export"]["parity"]["max_abs_diff"] <= 1e-4
     assert "| variant | size (KiB) |" in result.output and "shipped:" in result.output
+    assert "synthetic or real: not recorded" in result.output  # the user's data: the summary line says it is unknown
     again = runner.invoke(main, arguments)
     # The user's model is the ``import`` stage, in ``train``'s place; every stage is reused on a rerun.
     assert again.exit_code == 0 and "reused: data, import, export, variants, evaluate, bundle" in again.output
@@ -170,3 +171,27 @@ def test_progress_is_plain_lines_when_stderr_is_not_a_terminal() -> None:
     lines = stream.getvalue().splitlines()
     assert lines[0] == "demo train: 0/100" and lines[-1] == "demo train: 100/100"
     assert "\r" not in stream.getvalue() and len(lines) <= 6
+
+
+def test_the_build_says_whether_its_test_split_is_synthetic() -> None:
+    from types import SimpleNamespace
+
+    from pipeline.build.stages.evaluate import progress_task
+    from pipeline.cli.build import data_note
+    from pipeline.splits import DataSplits, Split
+
+    def outcome(provenance: dict) -> SimpleNamespace:
+        return SimpleNamespace(artifacts={"data": SimpleNamespace(metrics={"provenance": provenance})})
+
+    def splits(provenance: dict) -> DataSplits:
+        part = Split(np.zeros((4, 2), np.float32), np.zeros(4, np.int64))
+        return DataSplits(part, part, part, part, class_names=("a", "b"), provenance=provenance)
+
+    # ecg-arrhythmia: ECGSYN-like beats in every split; ppg-quality: real test split, synthetic training artefacts.
+    assert data_note(outcome({"synthetic": True})) == "SYNTHETIC data (every split, the test split included)"
+    assert data_note(outcome({"synthetic": False, "synthetic_training_data": "motion artefacts"})) == (
+        "real data in the test split; the training splits add SYNTHETIC data")
+    assert data_note(outcome({"synthetic": False})) == "real data"
+    assert data_note(outcome({"synthetic": None})) == "synthetic or real: not recorded"
+    assert progress_task(splits({"synthetic": True})) == "evaluate (SYNTHETIC test split)"
+    assert progress_task(splits({"synthetic": False})) == "evaluate"

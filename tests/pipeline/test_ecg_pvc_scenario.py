@@ -68,6 +68,13 @@ def test_the_data_stage_takes_each_split_from_its_own_records_only(ecg_pvc_build
         assert int(np.sum(splits.split(name).labels)) == sum(per_record[record]["v"] for record in records)
     assert provenance["synthetic"] is False and "ODC-By" in provenance["licence"]
     assert provenance["trained_on"].startswith("MIT-BIH records 200 only")
+    # one record's beats are one bootstrap group: the test intervals resample records, not beats
+    test = splits.test
+    assert sorted(set(test.groups.tolist())) == [f"record {record}" for record in sorted(TINY_RECORDS.test)]
+    assert splits.group_unit.startswith("MIT-BIH record")
+    assert provenance["test_resampling"] == {
+        "unit": splits.group_unit, "groups": len(TINY_RECORDS.test), "samples": len(test),
+        "note": f"whole groups resampled ({splits.group_unit}): the samples of one group are correlated"}
 
 
 def test_tiny_build_runs_every_stage_and_gates_on_recordings(ecg_pvc_build):
@@ -109,6 +116,9 @@ def test_manifest_and_report_carry_the_per_record_tables(ecg_pvc_build):
     for record in TINY_RECORDS.test:
         assert f"\n| {record} | " in report
     assert "| **gross** |" in report and "Healthy recordings: not run in this build." in report
+    assert (f"Intervals: percentile bootstrap over {len(TINY_RECORDS.test)} whole groups of the "
+            in report) and "(one group: MIT-BIH record" in report
+    assert manifest.data.provenance["test_resampling"]["groups"] == len(TINY_RECORDS.test)
     assert "Trained on: MIT-BIH records 200 only" in report and "Moody GB, Mark RG" in report
     assert "Synthetic data" not in report
 

@@ -36,7 +36,7 @@ def test_without_a_gpu_it_says_so_and_exits_0(monkeypatch, tmp_path, capsys):
     assert not (tmp_path / "out").exists()  # nothing measured, nothing written
 
 
-def test_io_binding_answers_equal_the_plain_run_for_every_bundle(bundles, tmp_path):
+def test_io_binding_answers_equal_the_plain_run_for_every_bundle(bundles, tmp_path, capsys):
     root, store = bundles
     assert gpu_check.main(["--bundles", str(root), "--trust-store", str(store), "--providers", "cpu",
                            "--output", str(tmp_path)]) == 0
@@ -45,7 +45,14 @@ def test_io_binding_answers_equal_the_plain_run_for_every_bundle(bundles, tmp_pa
     for check in report["checks"]:
         assert check["ran_on"] == "CPUExecutionProvider" and check["decisions_agree"] is True
         assert check["max_abs_difference"] <= check["tolerance"]
-    assert "| binary |" in (tmp_path / "gpu_check.md").read_text()
+    markdown = (tmp_path / "gpu_check.md").read_text()
+    assert "| binary |" in markdown
+    # The inputs are seeded N(0,1) random values, not real data: the JSON, the report and the last line say so.
+    assert report["inputs"] == gpu_check.INPUTS and report["inputs_synthetic"] is True
+    assert gpu_check.INPUTS.startswith("synthetic: seeded standard normal N(0,1)")
+    assert "not real data" in gpu_check.INPUTS
+    assert f"Inputs: {gpu_check.INPUTS}." in markdown
+    assert f"gpu-check: passed on {gpu_check.INPUTS}" in capsys.readouterr().err
 
 
 def test_a_provider_that_is_not_installed_fails_with_its_reason(bundles, tmp_path, monkeypatch):

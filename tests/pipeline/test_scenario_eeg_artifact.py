@@ -96,6 +96,13 @@ def test_splits_count_shape_and_normalisation(full_splits):
     assert provenance["excluded_windows"] == {"quality_flagged": 21, "ambiguous": 602}
     assert provenance["synthetic"] is False and "per file (coarse)" in provenance["labels"]
     assert "MIT" in provenance["licence"] and "eeg_sample_p.h5" in provenance["excluded_files"]
+    # the bootstrap resamples a recording's 10-s blocks: every test group is one recording's, never two
+    test = full_splits.test
+    assert full_splits.group_unit.startswith("recording × 10-s block")
+    stems = {group.rsplit(":", 1)[0] for group in test.groups.tolist()}
+    assert stems == {"eeg_sample_o", "eeg_sample_1cm_h", "eeg_sample_0cm_v", "eeg_sample_artefacts_seg2",
+                     "eeg_sample_artefacts_seg3"}
+    assert len(set(test.groups.tolist())) < len(test) / 5  # about ten windows a group at the 1-s hop
 
 
 def test_no_window_spans_two_splits_and_test_recordings_are_held_out():

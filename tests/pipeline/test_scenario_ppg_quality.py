@@ -133,6 +133,13 @@ def test_tiny_data_splits_have_the_device_shape_and_never_share_a_window():
     train = splits.provenance["windows_per_block"]["train"]
     assert all(item["real"]["artefact"] == 0 for item in train)  # every trained artefact is synthetic
     assert splits.provenance["synthetic"] is False and "SYNTHETIC" in splits.provenance["synthetic_training_data"]
+    # the bootstrap's groups: a recording's 10-s block; the one real artefact episode is a single group, so the
+    # artefact class's intervals are reported undefined rather than drawn from its overlapping windows
+    test = splits.test
+    assert splits.group_unit.startswith("recording × 10-s block")
+    artefact_groups = set(test.groups[test.labels == 1].tolist())
+    assert artefact_groups == {"motion:1"}
+    assert {group.split(":")[0] for group in test.groups.tolist()} == {"bvp_2017", "motion"}
 
 
 def test_the_description_states_the_models_measured_footprint():

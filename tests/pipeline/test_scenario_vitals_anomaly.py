@@ -52,6 +52,11 @@ def test_splits_have_the_documented_window_counts_and_only_test_holds_the_anomal
     assert windows["test"]["ambiguous_left_out"] == 3 and all(item["quality_flagged_left_out"] == 0
                                                              for item in windows.values())
     assert splits.provenance["synthetic"] is False and splits.provenance["sample_rate_hz"] == NOMINAL_RATE_HZ
+    # the one labelled anomaly's sixteen windows are one bootstrap group (one event); the rest, 500-sample blocks
+    test = splits.test
+    assert set(test.groups[test.labels == 1].tolist()) == {"the labelled anomaly"}
+    assert len(set(test.groups[test.labels == 0].tolist())) >= 4
+    assert splits.group_unit.startswith("500-sample block")
 
 
 def test_no_window_spans_two_splits_and_blocks_are_a_window_apart():
@@ -179,3 +184,18 @@ def test_the_comparison_favours_detection_then_fewer_false_alarms_then_speed():
     assert favoured(record)[0] == "attention"  # a missed anomaly loses first
     record["seeds"] = [run("autoencoder", True, 1), run("attention", True, 1)]
     assert favoured(record)[0] == "autoencoder"  # a tie goes to the faster
+
+
+def test_the_shipped_models_timed_together_are_labelled_synthetic_inputs(tmp_path):
+    """The shared latency run feeds one seeded N(70, 13) window, not the series: the record and report say so."""
+    from pipeline.scenarios.vitals_anomaly.bundle_figures import TIMING_INPUTS, interleaved_latency
+    from pipeline.scenarios.vitals_anomaly.comparison_report import latency_lines
+    from tests.pipeline.test_benchmark_harness import tiny_classifier
+
+    models = {name: tiny_classifier(tmp_path / f"{name}.onnx") for name in ("autoencoder", "attention")}
+    latency = interleaved_latency(models, rounds=2, runs_per_round=3, warmup_runs=1)
+    assert TIMING_INPUTS.startswith("synthetic: one seeded normal N(70, 13) window")
+    assert "not real data" in TIMING_INPUTS
+    assert all(entry["inputs"] == TIMING_INPUTS and entry["inputs_synthetic"] is True for entry in latency.values())
+    lines = latency_lines(latency)
+    assert lines[0] == f"Timed on {TIMING_INPUTS}." and "| autoencoder |" in lines[4] and "| attention |" in lines[5]

@@ -7,6 +7,7 @@ HDF5 kind is refused with one clear message, and every mutation of a signed mani
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -81,6 +82,28 @@ def test_a_multi_channel_array_runs_only_with_channel(bundles, tmp_path, capsys)
     assert device_main(common) == 1 and "holds 3 channels" in capsys.readouterr().err
     assert device_main([*common, "--channel", "1", "--output", str(tmp_path / "events.jsonl")]) == 0
     assert (tmp_path / "events.jsonl").read_text().count('"beat"') > 3
+
+
+def test_fuzz_json_says_its_inputs_are_generated(tmp_path, monkeypatch, capsys):
+    import logging
+
+    from pipeline.benchmark import fuzz
+
+    monkeypatch.setattr(logging, "basicConfig", lambda **settings: None)  # main's logging set-up stays in main
+    monkeypatch.setattr(fuzz, "logger", logging.getLogger("tests.fuzz-main"))
+    manifests = {key: 0 for key in ("signed_accepted", "signed_crashed", "unsigned_crashed",
+                                    "unsigned_accepted_harmful")}
+    stand_in = FuzzBundles(tmp_path / "ecg", tmp_path / "table", ("x",), tmp_path / "store")
+    monkeypatch.setattr(fuzz, "build_bundles", lambda folder: stand_in)  # nothing built or run: only the labels
+    monkeypatch.setattr(fuzz, "fuzz_inputs", lambda *arguments: [])
+    monkeypatch.setattr(fuzz, "fuzz_manifests", lambda *arguments: manifests)
+    output = tmp_path / "fuzz.json"
+    assert fuzz.main(["--cases", "0", "--mutations", "0", "--output", str(output)]) == 0
+    document = json.loads(output.read_text())
+    assert document["synthetic"] is True and document["data"] == fuzz.FUZZ_DATA
+    assert document["inputs"]["synthetic"] is True and summarise_inputs([])["synthetic"] is True
+    assert fuzz.FUZZ_DATA.startswith("SYNTHETIC: every input is a generated fuzz case")
+    assert "inputs (SYNTHETIC: generated fuzz cases): 0 cases" in capsys.readouterr().err
 
 
 def test_memory_bound_grows_with_the_input():

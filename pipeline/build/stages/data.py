@@ -9,7 +9,7 @@ from pipeline.build.artifacts import Artifact, StageResult, run_stage
 from pipeline.build.context import StageContext
 from pipeline.config import BuildConfig
 from pipeline.scenarios.base import Scenario
-from pipeline.splits import SPLIT_NAMES, DataSplits, load_splits, save_splits, validate_split
+from pipeline.splits import SPLIT_NAMES, DataSplits, load_splits, resampling_summary, save_splits, validate_split
 
 SPLITS_FILE = "splits.npz"
 
@@ -26,7 +26,8 @@ def describe_splits(splits: DataSplits, seed: int) -> dict:
         "units": list(splits.units),
         "sizes": sizes,
         "class_balance": splits.class_balance(),
-        "provenance": splits.provenance,
+        # copied into the manifest with the provenance: how the test figures' intervals were resampled
+        "provenance": {**splits.provenance, "test_resampling": resampling_summary(splits)},
     }
 
 

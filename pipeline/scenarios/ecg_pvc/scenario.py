@@ -134,7 +134,8 @@ def _split(beats: list[RecordBeats]) -> Split:
     residuals = np.concatenate([item.residuals for item in beats])[:, :, None]
     rr = np.concatenate([item.rr for item in beats])
     labels = np.concatenate([(item.labels == V) for item in beats]).astype(np.int64)
-    return Split({"residual": residuals.astype(np.float32), "rr": rr.astype(np.float32)}, labels)
+    records = np.concatenate([np.full(item.labels.shape[0], f"record {item.record}") for item in beats])
+    return Split({"residual": residuals.astype(np.float32), "rr": rr.astype(np.float32)}, labels, records)
 
 
 def _beat_counts(beats: RecordBeats) -> dict:
@@ -148,7 +149,7 @@ class EcgPvcScenario(Scenario):
                    "+ RR features, trained and validated on MIT-BIH records (inter-patient)")
     class_names = CLASS_NAMES
     task = TaskKind.BINARY
-    version = 1
+    version = 2  # 2: test beats grouped by record for the bootstrap
 
     def data_config(self, profile: Profile) -> EcgPvcDataConfig:
         if profile is Profile.TINY:
@@ -211,7 +212,8 @@ class EcgPvcScenario(Scenario):
                 progress(index + 1, len(names))
         splits = {name: _split([beats[record] for record in config.records.of(name)]) for name in SPLIT_NAMES}
         return DataSplits(**splits, class_names=CLASS_NAMES, task=TaskKind.BINARY,
-                          provenance=self._provenance(config, beats))
+                          provenance=self._provenance(config, beats),
+                          group_unit="MIT-BIH record: one patient's beats")
 
     def _provenance(self, config: EcgPvcDataConfig, beats: dict[str, RecordBeats]) -> dict:
         return {

@@ -30,7 +30,10 @@ def render(document: dict) -> str:
         f"Both cells built by the real build (`{document['scenario']}`, profile {document['profile']}, seed "
         f"{document['seed']}): the same data splits, training settings, variants and gate; only the cell differs. "
         "Test split: real PLUX EEG windows (clean: eeg_sample_o, 1cm_h, 0cm_v; movement: seg2, an unseen recording; "
-        "electromagnetic: the last time block of seg3, the same recording as its training windows).", "",
+        "electromagnetic: the last time block of seg3, the same recording as its training windows). Macro-F1 "
+        "intervals resample whole 10-s blocks of a recording, not windows (overlapping windows are not independent). "
+        "Both bundles are development builds, NOT VALIDATED: the evidence rule finds too few real test windows and "
+        "recordings for movement and electromagnetic (each bundle's manifest and report give the counts).", "",
         f"Measured on {machine.get('cpu_model', 'this machine')} ({machine.get('usable_cores', '?')} usable cores), "
         f"onnxruntime {machine.get('onnxruntime', '?')}, batch 1, 1 thread, every variant of both cells timed "
         f"together in interleaved rounds on {latency['sample']}; ratios are medians of per-round ratios to "

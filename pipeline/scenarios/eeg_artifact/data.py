@@ -115,6 +115,9 @@ class EegDataConfig:
     window_s: float = 2.0  # 500 samples: a few alpha cycles and a whole movement excursion
     hop_s: float = 1.0  # the device decides every second; validation, calibration and test windows use it
     train_hop_s: float = 0.25  # training windows start this often (shifted copies; same cutting, flags, z-score)
+    # The bootstrap's group: the windows of one recording starting in one block of this many seconds are resampled
+    # together (overlapping windows, and the windows of one artefact episode, are not independent evidence).
+    block_s: float = 10.0
     parts: tuple[RecordingPart, ...] = DEFAULT_PARTS
     evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
 
@@ -148,6 +151,7 @@ class PartWindows:
     inputs: np.ndarray  # (kept, samples, 1) float32, z-scored as the device does
     labels: np.ndarray  # (kept,) int64
     summary: dict  # windows, quality_flagged, ambiguous, kept (what the provenance shows)
+    groups: np.ndarray  # (kept,) text: the recording and the block_s block each window starts in
 
 
 def part_windows(part: RecordingPart, signal: np.ndarray, spec: InputSpec, config: EegDataConfig) -> PartWindows:
@@ -173,7 +177,11 @@ def part_windows(part: RecordingPart, signal: np.ndarray, spec: InputSpec, confi
     inputs = windows.inputs[keep]
     if inputs.ndim == 2:
         inputs = inputs[:, :, None]
-    return PartWindows(part, inputs.astype(np.float32), np.full(int(np.sum(keep)), label, dtype=np.int64), summary)
+    starts_s = (first + np.arange(keep.size) * spec.hop_samples) / rate
+    blocks = np.floor(starts_s[keep] / config.block_s).astype(np.int64)
+    groups = np.asarray([f"{part.stem}:{block}" for block in blocks.tolist()], dtype=str)
+    return PartWindows(part, inputs.astype(np.float32), np.full(int(np.sum(keep)), label, dtype=np.int64), summary,
+                       groups)
 
 
 def load_signals(config: EegDataConfig) -> dict[str, np.ndarray]:
@@ -185,7 +193,8 @@ def load_signals(config: EegDataConfig) -> dict[str, np.ndarray]:
 def make_split(windows: list[PartWindows]) -> Split:
     if not windows:
         return Split(np.zeros((0, 0, 1), dtype=np.float32), np.zeros(0, dtype=np.int64))
-    return Split(np.concatenate([item.inputs for item in windows]), np.concatenate([item.labels for item in windows]))
+    return Split(np.concatenate([item.inputs for item in windows]), np.concatenate([item.labels for item in windows]),
+                 np.concatenate([item.groups for item in windows]))
 
 
 def recordings_used(config: EegDataConfig) -> list[EegRecording]:

@@ -16,24 +16,28 @@ independent electromagnetic test: the report says so wherever its figures appear
 Why the shipped cell is LSTM (``cells``, ``benchmarks/results/eeg_recurrent_cells.{json,md}``: both cells built by
 this scenario's build, seed 0, every variant of both timed together at batch 1, 1 thread, on a 2-core AMD EPYC):
 
-* latency: the GRU exports as an ONNX ``Loop`` (a 28-node body run once per step, 50 steps) and runs at ~585 µs;
-  the LSTM exports as one fused ``LSTM`` op and runs at ~24 µs — 24× faster for 20 % more MACs (142 k vs 116 k);
+* latency: the GRU exports as an ONNX ``Loop`` (a 28-node body run once per step, 50 steps) and runs at ~500–585
+  µs; the LSTM exports as one fused ``LSTM`` op and runs at ~24 µs — 21–24× faster for 20 % more MACs (142 k vs
+  116 k);
 * parity: both exports match Keras (max |Δ| ≤ 1.5e-6 at batch 1 and 32, argmax agreement 1.0);
 * int8: no int8 variant of either cell is faster than its fp32 (quantize/dequantize costs more than this small
   model's arithmetic). For the GRU neither int8 variant touches the recurrence (the Loop body stays float:
   ORT's quantizers do not enter it, and its QOperator quantizer refuses the graph); for the LSTM, int8-dynamic
   quantizes the cell itself (``DynamicQuantizeLSTM``, 1.9× slower) while int8-static leaves it float. Every
   variant of both cells passed the gate; the GRU's int8-static needed one node kept in float;
-* accuracy: test macro-F1 0.87 [0.80, 0.93] (LSTM) vs 0.90 [0.82, 0.96] (GRU) — overlapping intervals on 223
-  windows, no measured difference; the GRU made 5 false movement calls on eeg_sample_0cm_v, the LSTM 10, and the
-  LSTM found 13 of 14 movement windows of seg2, the GRU 12 (measured before the clipping band of version 2, which
-  now flags 6 of those 14 windows as clipped: the device reports them, never a class; rerun
-  ``python -m pipeline.benchmark.eeg_recurrent_cells`` for today's figures);
+* accuracy (2026-12-07, data version 3, ``python -m pipeline.benchmark.eeg_recurrent_cells``): test macro-F1 0.888
+  [0.525, 1.000] (LSTM) vs 0.838 [0.482, 0.943] (GRU) on 217 windows, the intervals resampling whole 10-s blocks of
+  a recording — overlapping, no measured difference (resampled window by window, as before version 3, they had
+  read 0.87 [0.80, 0.93] vs 0.90 [0.82, 0.96]: too narrow for correlated windows). The LSTM found 6 of the 8
+  movement windows of seg2 the screen and the clipping band keep, the GRU 5, and made 3 false movement calls on
+  eeg_sample_0cm_v against the GRU's 4. The evidence rule refuses to ship either (8 movement and 19
+  electromagnetic test windows, one recording each): these are development figures;
 * build cost: the GRU's variants stage took 82 s (timing and tuning a Loop), the LSTM's 8 s.
 
-So the LSTM ships: 24× faster, with no accuracy difference the test split can resolve (it traded five more false
-movement calls on one clean recording for one more movement window found) — a seed-0 comparison of one training
-run each, not a distribution over seeds.
+So the LSTM is the cell (the scenario's bundle, when built with ``--allow-unvalidated``): 21× faster in the joint
+timing of 2026-12-07, with no accuracy difference the test split can resolve (one more movement window found and one
+false movement call fewer, of 217 windows in a few dozen 10-s blocks) — a seed-0 comparison of one training run
+each, not a distribution over seeds.
 """
 
 from __future__ import annotations
@@ -76,7 +80,7 @@ class EegArtifactScenario(Scenario):
                    "file (coarse), confirmed window by window by an amplitude screen; movement is tested on an unseen "
                    "recording, electromagnetic noise only within its single recording")
     class_names = CLASS_NAMES
-    version = 2
+    version = 3  # 3: test windows grouped by recording × block for the bootstrap
     # Not shipped: the evidence rule (pipeline/clinical/evidence.py) fails — movement has 8 real test windows from
     # one recording, electromagnetic 19 from the recording its training windows come from. Built only when named,
     # with --allow-unvalidated.
@@ -135,7 +139,8 @@ class EegArtifactScenario(Scenario):
             if progress:
                 progress(index + 1, len(config.parts))
         splits = {name: make_split([item for item in windows if item.part.split == name]) for name in SPLIT_NAMES}
-        return DataSplits(**splits, class_names=CLASS_NAMES, provenance=self._provenance(config, windows))
+        return DataSplits(**splits, class_names=CLASS_NAMES, provenance=self._provenance(config, windows),
+                          group_unit=f"recording × {config.block_s:g}-s block (the windows starting in it)")
 
     def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources]:
         """Each window's recording (file): the kept windows of every part."""
@@ -169,8 +174,10 @@ class EegArtifactScenario(Scenario):
             "caveats": [
                 "one electromagnetic recording: its test windows come from the same recording as its training "
                 "windows (a later time block), so electromagnetic detection on another recording is unmeasured",
-                "overlapping windows (1 s hop, 2 s window) and windows of one recording are correlated: the "
-                "bootstrap intervals, which resample windows, are narrower than independent samples would give",
+                "overlapping windows (1 s hop, 2 s window) and the windows of one artefact episode are correlated: "
+                f"the bootstrap intervals resample whole {config.block_s:g}-s blocks of a recording (every window "
+                "starting in one), not windows; windows either side of a block boundary still overlap, and one "
+                "recording's blocks share its device and session, so the intervals may still be narrow",
                 "all movement recordings come from one device and session (2019-02-22)",
             ],
         }

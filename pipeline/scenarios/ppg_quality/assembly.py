@@ -17,6 +17,7 @@ from runtime.contract import InputSpec
 @dataclass(frozen=True)
 class WindowOptions:
     minimum_artefact_overlap_s: float  # an artefact window holds at least this much of one episode
+    block_s: float  # the bootstrap's group: the windows of one recording starting in one block this long
     synthetic_copies: int  # copies of the block's clean time with synthetic artefacts (0: real windows only)
     artefacts: ArtefactConfig
     variation: VariationConfig
@@ -27,6 +28,7 @@ class AssembledBlock:
     inputs: np.ndarray  # float32 (n, samples, 1): the used windows, real first
     labels: np.ndarray  # int64 (n,): 1 motion artefact, 0 acceptable
     counts: dict  # per source of windows: artefact / acceptable / excluded / flagged
+    groups: np.ndarray  # text (n,): recording (or its synthetic copy) and block_s block each window starts in
 
 
 def _tally(windows: data.BlockWindows, tally: Counter) -> None:
@@ -69,6 +71,10 @@ def assemble_block(recording: data.PpgRecording, block: data.Block, spec: InputS
     counts = {"block": f"{block.recording} {start:g}–{end:g} s", "real": dict(real_tally)}
     if options.synthetic_copies:
         counts["synthetic_copies"] = {"copies": options.synthetic_copies, **synthetic_tally}
+    sources = [block.recording] + [f"{block.recording}:synthetic-{index}" for index in range(1, len(parts))]
+    groups = [np.asarray([f"{name}:{int(block_number)}" for block_number in
+                          np.floor(part.starts_s[mask] / options.block_s)], dtype=str)
+              for name, part, mask in zip(sources, parts, kept, strict=True)]
     return AssembledBlock(np.concatenate([part.inputs[mask] for part, mask in zip(parts, kept)]).astype(np.float32),
                           np.concatenate([part.labels[mask] for part, mask in zip(parts, kept)]).astype(np.int64),
-                          counts)
+                          counts, np.concatenate(groups))

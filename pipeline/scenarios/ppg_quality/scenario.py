@@ -72,6 +72,9 @@ class PpgQualityDataConfig:
     window_s: float = 4.0  # four to five beats at rest
     hop_s: float = 0.5  # the device judges a window every 0.5 s
     minimum_artefact_overlap_s: float = 1.0  # an artefact window holds at least 1 s of a marked episode
+    # The bootstrap's group: the windows of one recording starting in one 10-s block are resampled together
+    # (windows overlap 3.5 s of 4; one artefact episode spans several).
+    block_s: float = 10.0
     blocks: BlockSplits = field(default_factory=BlockSplits)
     artefacts: ArtefactConfig = field(default_factory=ArtefactConfig)
     variation: VariationConfig = field(default_factory=VariationConfig)  # of the synthetic copies' clean pulse
@@ -82,7 +85,8 @@ class PpgQualityDataConfig:
         return round(self.window_s * self.model_rate_hz)
 
     def window_options(self, synthetic_copies: int) -> WindowOptions:
-        return WindowOptions(self.minimum_artefact_overlap_s, synthetic_copies, self.artefacts, self.variation)
+        return WindowOptions(self.minimum_artefact_overlap_s, self.block_s, synthetic_copies, self.artefacts,
+                             self.variation)
 
 
 TINY_BLOCKS = BlockSplits(train=(Block("bvp_rest", 0.0, 40.0),), calibration=(Block("bvp_rest", 82.0),),
@@ -97,7 +101,7 @@ class PpgQualityScenario(Scenario):
                    "synthetic artefacts, tested on a held-out real artefact episode and unseen rest recordings")
     class_names = CLASS_NAMES
     task = TaskKind.BINARY
-    version = 1
+    version = 2  # 2: test windows grouped by recording × block for the bootstrap
     shipped_by_default = False
 
     def data_config(self, profile: Profile) -> PpgQualityDataConfig:
@@ -147,12 +151,14 @@ class PpgQualityScenario(Scenario):
             built = [assemble_block(recordings[block.recording], block, spec, config.window_options(synthetic), rng)
                      for block in config.blocks.of(name)]
             splits[name] = Split(np.concatenate([item.inputs for item in built]),
-                                 np.concatenate([item.labels for item in built]))
+                                 np.concatenate([item.labels for item in built]),
+                                 np.concatenate([item.groups for item in built]))
             counts[name] = [item.counts for item in built]
             if progress:
                 progress(index + 1, len(SPLIT_NAMES))
         return DataSplits(**splits, class_names=CLASS_NAMES, task=TaskKind.BINARY,
-                          provenance=_provenance(config, recordings, counts))
+                          provenance=_provenance(config, recordings, counts),
+                          group_unit=f"recording × {config.block_s:g}-s block (the windows starting in it)")
 
     def test_sources(self, provenance: Mapping[str, Any], counts: Mapping[str, int]) -> dict[str, ClassSources]:
         """Each real window's recording (its block's); synthetic copies are no source."""

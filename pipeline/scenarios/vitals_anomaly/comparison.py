@@ -8,7 +8,8 @@ Two parts, written to ``benchmarks/results/vitals_attention_vs_autoencoder.{json
    bootstrap intervals on the test split; event-level detection and false alarms per hour on the test
    block and on the normal blocks no threshold was set on (validation, calibration).
 2. **Bundles** (the two builds, read as files): parity, sizes, every variant's latency and gate verdict
-   from the manifests; the two shipped models timed in the same interleaved rounds; the shipped model and
+   from the manifests; the two shipped models timed in the same interleaved rounds on SYNTHETIC inputs (one
+   seeded N(70, 13) window: ``bundle_figures.TIMING_INPUTS``, recorded beside the figures); the shipped model and
    threshold run on the series as the device cuts it.
 
 Build the bundles first: ``edgemed build vitals-anomaly vitals-anomaly-attention``; then
@@ -32,6 +33,7 @@ from pipeline.clinical.operating_points import threshold_at_false_alarm_rate
 from pipeline.config import Profile
 from pipeline.errors import StageError
 from pipeline.scenarios.vitals_anomaly.bundle_figures import (
+    TIMING_INPUTS,
     device_view_events,
     interleaved_latency,
     manifest_figures,
@@ -135,6 +137,8 @@ def run_comparison(bundles: Path, seeds: tuple[int, ...], designs: tuple[Design,
         for seed in seeds:
             logger.info("training %s, seed %d", design.name, seed)
             runs.append(measure_design(design, seed))
+    logger.info("timing the shipped models together on %s", TIMING_INPUTS)
+    latency = interleaved_latency({design: folder / MODEL_NAME for design, folder in folders.items()})
     return {
         "what": "self-attention vs convolutional autoencoder (and per-window z-score vs none) on UCR "
                 "InternalBleeding16; seeds: Keras models trained by the build's training path; bundles: the two builds",
@@ -143,7 +147,7 @@ def run_comparison(bundles: Path, seeds: tuple[int, ...], designs: tuple[Design,
         "sample_rate_note": "nominal (undocumented): every duration and per-hour figure scales with it",
         "seeds": runs,
         "bundles": {design: manifest_figures(folder) for design, folder in folders.items()},
-        "latency_interleaved": interleaved_latency({design: folder / MODEL_NAME for design, folder in folders.items()}),
+        "latency_interleaved": latency,  # each entry's "inputs": synthetic (bundle_figures.TIMING_INPUTS)
         "device_view_events": {design: device_view_events(folder, config, EVENT_BLOCKS)
                                for design, folder in folders.items()},
     }

@@ -99,6 +99,19 @@ def favoured(record: dict) -> tuple[str, str]:
     return best, reason
 
 
+def latency_lines(latency: dict) -> list[str]:
+    """The shipped models timed together: one row per design, and what they were timed on (synthetic inputs)."""
+    inputs = next((value.get("inputs") for value in latency.values() if value.get("inputs")), None)
+    return [
+        f"Timed on {inputs or 'inputs not recorded (an older record)'}.",
+        "",
+        "| design | median of round medians (µs) | × autoencoder |",
+        "|---|---:|---:|",
+        *[f"| {name} | {value['median_of_round_medians_us']:.1f} | {value['ratio_to_autoencoder']:.2f} |"
+          for name, value in latency.items()],
+    ]
+
+
 def write_report(record: dict, path: Path) -> None:
     latency = record["latency_interleaved"]
     lines = [
@@ -130,12 +143,9 @@ def write_report(record: dict, path: Path) -> None:
         "",
         *_bundle_lines(record),
         "",
-        "## Shipped models timed together (batch 1, one thread, same interleaved rounds)",
+        "## Shipped models timed together (batch 1, one thread, same interleaved rounds, SYNTHETIC inputs)",
         "",
-        "| design | median of round medians (µs) | × autoencoder |",
-        "|---|---:|---:|",
-        *[f"| {name} | {value['median_of_round_medians_us']:.1f} | {value['ratio_to_autoencoder']:.2f} |"
-          for name, value in latency.items()],
+        *latency_lines(latency),
         "",
         "## Device view: the shipped model and threshold on every window the device would score",
         "",

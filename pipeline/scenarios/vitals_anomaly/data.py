@@ -142,6 +142,10 @@ class VitalsDataConfig:
     normalization: WindowNormalization = WindowNormalization.NONE  # the graph scales (module docstring)
     blocks: SeriesBlocks = field(default_factory=SeriesBlocks)
     labels: LabelRule = field(default_factory=LabelRule)
+    # The bootstrap's group: the windows starting in one block of this many samples (2 s at the nominal rate, a few
+    # pulses) are resampled together, as windows a hop apart overlap almost wholly; the windows holding the one
+    # labelled anomaly (~16) are one group of their own: one event.
+    block_samples: int = 500
     data_sha256: str = EXPECTED_SHA256["TEST"]  # the series' version (part of every cache key)
 
 

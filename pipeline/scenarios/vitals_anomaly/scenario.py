@@ -32,6 +32,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import numpy as np
+
 from pipeline.clinical.task_evaluation import DecisionConfig
 from pipeline.clinical.task_gates import AnomalyGateConfig
 from pipeline.config import BuildConfig, Profile, TrainConfig
@@ -70,13 +72,22 @@ def series_windows(config: VitalsDataConfig) -> tuple[UcrSeries, dict[str, Block
     return series, windows
 
 
+def _groups(windows: BlockWindows, config: VitalsDataConfig) -> np.ndarray:
+    """Each window's bootstrap group: the labelled anomaly (one event, whatever blocks its windows start in), else
+    the block of ``config.block_samples`` samples the window starts in."""
+    blocks = [f"block {start // config.block_samples}" for start in windows.starts.tolist()]
+    return np.where(windows.labels == 1, "the labelled anomaly", np.asarray(blocks, dtype=str))
+
+
 def make_splits(config: VitalsDataConfig) -> DataSplits:
     """Windows of every block as labelled splits (``normal``: unlabelled, the threshold's data)."""
     series, windows = series_windows(config)
-    splits = {name: Split(windows[name].inputs, windows[name].labels) for name in ("train", "validation",
-                                                                                  "calibration", "test")}
+    splits = {name: Split(windows[name].inputs, windows[name].labels, _groups(windows[name], config))
+              for name in ("train", "validation", "calibration", "test")}
     return DataSplits(**splits, normal=Split(windows["normal"].inputs), class_names=CLASS_NAMES,
-                      task=TaskKind.ANOMALY, provenance=describe_data(series, config, windows))
+                      task=TaskKind.ANOMALY, provenance=describe_data(series, config, windows),
+                      group_unit=f"{config.block_samples}-sample block of the series (the windows starting in it; "
+                                 "the windows holding the labelled anomaly: one group)")
 
 
 class VitalsAnomalyScenario(Scenario):
@@ -85,7 +96,7 @@ class VitalsAnomalyScenario(Scenario):
                    "anomaly): autoencoder, reconstruction error scored in the graph, threshold at 1 % false alarms")
     class_names = CLASS_NAMES
     task = TaskKind.ANOMALY
-    version = 1
+    version = 2  # 2: test windows grouped by block of the series for the bootstrap
     shipped_by_default = False  # one labelled anomaly and a nominal sample rate: too little real evidence (README)
 
     def __init__(self, architecture: Architecture = Architecture.AUTOENCODER) -> None:
