@@ -49,6 +49,15 @@ def load_benchmarks(path: Path) -> BenchmarkResults:
     return BenchmarkResults(path, document, benchmark_problems(document))
 
 
+def timing_inputs_note(scenario: dict[str, Any]) -> str:
+    """What a scenario's rows were timed on (bench.json's ``inputs``), **SYNTHETIC** in bold where they are; a
+    file from before the field says that it does not record it."""
+    inputs = scenario.get("inputs")
+    if not isinstance(inputs, str) or not inputs:
+        return "Timing inputs: not recorded in this file (written before bench.json named them)."
+    return "Timing inputs: " + ("**SYNTHETIC** — " if scenario.get("inputs_synthetic") is True else "") + inputs
+
+
 def row_label(row: dict[str, Any]) -> str:
     """``onnxruntime int8-static`` / ``keras predict`` / ``litert int8``."""
     return f"{row.get('engine', '?')} {row.get('variant', '?')}"

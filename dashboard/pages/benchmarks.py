@@ -13,6 +13,7 @@ from dashboard.data.benchmarks import (
     machine_frame,
     rows_frame,
     targets_frame,
+    timing_inputs_note,
 )
 from dashboard.data.files import DataUnavailableError
 
@@ -67,6 +68,7 @@ for scenario in results.scenarios:
     if rows.empty:
         st.info("no rows measured for this scenario")
         continue
+    st.caption(timing_inputs_note(scenario))
     throughput = [column for column in rows.columns if column.startswith("batch_")]
     columns = [column for column in ROW_COLUMNS if column in rows.columns] + throughput
     st.dataframe(rows[columns], column_config=ROW_COLUMNS, hide_index=True,

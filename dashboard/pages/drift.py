@@ -54,36 +54,38 @@ scopes += [f"all devices on bundle {bundle.name}" for bundle in catalog.bundles]
 requested = st.query_params.get("device")
 default = scopes.index(f"device {requested}") if f"device {requested}" in scopes else 0
 scope = st.selectbox("compare", scopes, index=default)
-telemetry.simulated_notice(current, [scope.removeprefix("device ")] if scope.startswith("device ")
-                          else devices["device_id"])
 label, span = widgets.time_window_picker("drift-window", default="last 24 hours")
 config = dataclasses.replace(DEFAULT_DRIFT_CONFIG, window=span)
 
 
-def compute(scope: str) -> DriftReport:
+def compute(scope: str) -> tuple[DriftReport, list[str]]:
+    """The scope's drift report and the devices it compares (for a bundle: those whose rows in the window ran it)."""
     moment = widgets.now()
     plans = telemetry.plans(current)
     if scope.startswith("device "):
         device_id = scope.removeprefix("device ")
         view = telemetry.window(current, WindowRequest(span, minutes_for=min(span, DEVICE_MINUTES),
                                                        device_id=device_id), moment)
-        return aggregate_checks.device_drift(view.frame, catalog, moment, plans, config)
+        return aggregate_checks.device_drift(view.frame, catalog, moment, plans, config), [device_id]
     bundle = catalog.by_name(scope.removeprefix("all devices on bundle "))
     view = telemetry.window(current, WindowRequest(span, minutes_for=widgets.ROLLUPS_ONLY,
                                                    daily=span > timedelta(days=3)), moment)
     frame = view.frame
     matches = [catalog.match(bundle_id, sha) is bundle for bundle_id, sha in
                zip(frame["bundle_id"], frame["bundle_sha256"], strict=True)]
-    return aggregate_checks.bundle_drift(scope, frame[matches] if len(frame) else frame, bundle, plans, config)
+    compared = frame[matches] if len(frame) else frame
+    shown = sorted(set(compared["device_id"])) if len(compared) else []
+    return aggregate_checks.bundle_drift(scope, compared, bundle, plans, config), shown
 
 
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
 def drift_view() -> None:
     try:
-        report = compute(scope)
+        report, shown = compute(scope)
     except DataUnavailableError as error:
         st.info(str(error))
         return
+    telemetry.simulated_notice(current, shown)  # counts the devices compared, not every device of the store
     if report.message:
         st.warning(report.message)
         return

@@ -274,7 +274,9 @@ def _resampling_lines(resampling: dict | None) -> list[str]:
                 "(taken as independent).", ""]
     return [f"Intervals: percentile bootstrap over {resampling['groups']} whole groups of the {resampling['samples']} "
             f"test samples (one group: {resampling['unit']}); samples of one group are correlated, so they are "
-            "drawn together and the intervals are wider than a per-sample bootstrap would give.", ""]
+            "drawn together and the intervals are wider than a per-sample bootstrap would give. A figure shown "
+            "without an interval has all its samples in one group: this test split cannot say how uncertain it is.",
+            ""]
 
 
 def _test_split_note(manifest: BundleManifest) -> list[str]:

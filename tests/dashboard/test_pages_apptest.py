@@ -12,6 +12,7 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest
 
 from dashboard.data.benchmarks import NO_RESULTS_MESSAGE
+from dashboard.data.bundles import read_bundle
 from dashboard.data.settings import DashboardSettings
 from tests.dashboard.apptest_pages import APP, TIMEOUT_S, run_page, texts
 from tests.dashboard.conftest import BARE_BUNDLE, KIND_BUNDLES, SCENARIO
@@ -48,6 +49,19 @@ def test_benchmarks_page(fixture_settings: DashboardSettings) -> None:
     assert "Head-to-head (interleaved, batch 1)" in {item.value for item in app.subheader}
     assert set(app.dataframe[1].value["model"]) == {"onnxruntime fp32", "onnxruntime fp16", "litert int8"}
     assert charts(app) == 1
+    # what the rows were timed on, synthetic in bold (bench.json's inputs)
+    assert (f"Timing inputs: **SYNTHETIC** — {SCENARIO} test split: its first 64 of 2,000 samples, cycled "
+            "(SYNTHETIC data)") in texts(app, "caption")
+
+
+def test_a_benchmark_file_that_does_not_name_its_timing_inputs_says_so() -> None:
+    from dashboard.data.benchmarks import timing_inputs_note
+
+    assert timing_inputs_note({"name": "old"}) == ("Timing inputs: not recorded in this file (written before "
+                                                    "bench.json named them).")
+    real = {"inputs": "ecg-pvc test split: its first 64 of 6,842 samples, cycled (real data)",
+            "inputs_synthetic": False}
+    assert timing_inputs_note(real) == "Timing inputs: " + real["inputs"]
 
 
 def test_fleet_page(fixture_settings: DashboardSettings) -> None:
@@ -83,6 +97,15 @@ def test_simulated_devices_are_labelled_on_every_fleet_page(dashboard_fixture, u
     device = run_page("device", query={"device": DEVICES["noisy"]})
     assert "SIMULATED: 1 of the 1 device shown here" in texts(device, "warning")
     assert "SIMULATED" not in texts(run_page("device", query={"device": DEVICES["healthy"]}), "warning")
+    drift = run_page("drift", {"device": DEVICES["noisy"]})
+    assert "SIMULATED: 1 of the 1 device shown here" in texts(drift, "warning")
+    # a bundle's scope counts the devices whose rows it compares, not every device of the store
+    drift.selectbox[0].set_value(f"all devices on bundle {SCENARIO}").run()
+    on_bundle = {device for device, records in dashboard_fixture.records.items()
+                 if any(record.get("bundle_sha256") == read_bundle(dashboard_fixture.root / "bundles" / SCENARIO)
+                        .manifest_sha256 for record in records)}
+    assert DEVICES["noisy"] in on_bundle and len(on_bundle) < len(DEVICES)
+    assert f"SIMULATED: 1 of the {len(on_bundle)} devices shown here" in texts(drift, "warning")
 
 
 def test_drift_page_for_the_drifted_device(fixture_settings: DashboardSettings) -> None:
