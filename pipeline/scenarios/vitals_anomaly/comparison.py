@@ -5,8 +5,9 @@ Two parts, written to ``benchmarks/results/vitals_attention_vs_autoencoder.{json
 1. **Seeds** (Keras, this module): every design trained with the build's own training path
    (``pipeline.training.fit.train_model``, the scenario's train config) on the scenario's splits, for
    several seeds; threshold at the target false-alarm rate on the ``normal`` block; window metrics with
-   bootstrap intervals on the test split; event-level detection and false alarms per hour on the test
-   block and on the normal blocks no threshold was set on (validation, calibration).
+   bootstrap intervals on the test split (resampling the data's groups: blocks of the series, the anomaly one);
+   event-level detection and false alarms per hour on the test block and on the normal blocks no threshold was set
+   on (validation, calibration).
 2. **Bundles** (the two builds, read as files): parity, sizes, every variant's latency and gate verdict
    from the manifests; the two shipped models timed in the same interleaved rounds on SYNTHETIC inputs (one
    seeded N(70, 13) window: ``bundle_figures.TIMING_INPUTS``, recorded beside the figures); the shipped model and
@@ -104,7 +105,7 @@ def measure_design(design: Design, seed: int) -> dict:
     threshold = threshold_at_false_alarm_rate(normal, build.evaluate.decision.false_alarm_rate)
     test = _scores(model, splits.test.inputs)
     labels = np.asarray(splits.test.labels)
-    metrics = evaluate_anomaly_detection(labels, test, threshold, build.evaluate.evaluation)
+    metrics = evaluate_anomaly_detection(labels, test, threshold, build.evaluate.evaluation, splits.test.groups)
     return {
         "design": design.name, "seed": seed, "parameters": int(model.count_params()),
         "epochs_run": summary["epochs_run"], "best_val_loss": summary["best_val_loss"],
