@@ -119,6 +119,12 @@ def test_synthetic_flag_is_honest_per_scenario(breast_cancer_build, ecg_build):
     assert ecg["data"]["provenance"]["synthetic"] is True and ecg["data"]["synthetic"] is True
     assert "Synthetic data" in (ecg_build[1].bundle_directory / "report.md").read_text()
     assert "Synthetic data" not in (breast_cancer_build[1].bundle_directory / "report.md").read_text()
+    # how the test intervals were resampled: independent patients vs one synthetic patient's beats together
+    assert breast["data"]["provenance"]["test_resampling"]["unit"] == "sample"
+    resampling = ecg["data"]["provenance"]["test_resampling"]
+    assert resampling["unit"].startswith("synthetic record") and 2 <= resampling["groups"] < resampling["samples"]
+    assert "Intervals: percentile bootstrap over the " in (breast_cancer_build[1].bundle_directory / "report.md"
+                                                           ).read_text()
 
 
 def test_each_scenario_writes_its_device_contract(breast_cancer_build, ecg_build):

@@ -52,7 +52,7 @@ class EcgArrhythmiaScenario(Scenario):
     description = "1D-CNN AAMI beat classifier (N/S/V/F) on SYNTHETIC single-lead ECG at 360 Hz"
     class_names = CLASS_NAMES
     gate = GateConfig()
-    version = 2  # 2: R-peak alignment jitter, wider P/Q amplitude range
+    version = 3  # 2: R-peak alignment jitter, wider P/Q amplitude range; 3: test beats grouped by record
     # Synthetic training and test data: its S/F (and V) outputs are unvalidated on real beats, so it is built only
     # when named (tests, a synthetic test signal); ``make build`` ships ecg-pvc instead.
     shipped_by_default = False
@@ -102,9 +102,12 @@ class EcgArrhythmiaScenario(Scenario):
         }
         indices = split_by_group(beats.record_ids, fractions, seed)
         return DataSplits(
-            **{name: Split(beats.windows[rows], beats.labels[rows]) for name, rows in indices.items()},
+            **{name: Split(beats.windows[rows], beats.labels[rows],
+                           np.asarray([f"synthetic record {record}" for record in beats.record_ids[rows].tolist()]))
+               for name, rows in indices.items()},
             class_names=CLASS_NAMES,
             provenance=beats.provenance,
+            group_unit="synthetic record: one simulated patient's beats",
         )
 
     def build_model(self, model_config: object, train_inputs: np.ndarray):
