@@ -57,8 +57,9 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
                f"{manifest.created_at}" + (f" · **{badge}**" if badge else ""))
     st.success(f"shipped **{bundle.shipped_variant}** — {manifest.selection.reason}")
     st.caption(f"selection rule: {manifest.selection.rule}")
-    if resampling_note(bundle):
-        st.caption(resampling_note(bundle))
+    note = resampling_note(bundle)
+    if note:
+        st.caption(note)
 
     variants = variants_frame(bundle)
     if variants.empty:

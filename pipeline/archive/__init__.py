@@ -3,7 +3,8 @@
 ``layout`` is the archive format (recordings, beat-annotation sidecars, ``archive.json``) and its reader;
 ``generate`` writes archives (``edgemed make-archive``); ``worker`` is what a Ray worker does with one recording
 (the device stream, and the build's own EC57 scoring where there are reference beats); ``run`` is the Ray Data
-pipeline and its outputs; ``report`` the totals, failed files and figures; ``scaling`` the workers benchmark.
+pipeline and its outputs; ``cluster`` reaching a cluster (and why a run on it failed); ``report`` the totals, failed
+files and figures; ``scaling`` the workers benchmark.
 
 Ray is imported only when a pipeline runs (``pip install 'edgemed[fleet]'``): the format and the report need numpy
 and pyarrow alone. This room may import runtime, validation, clinical and errors (``tests/layering.py``).

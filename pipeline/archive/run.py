@@ -30,7 +30,6 @@ import os
 import platform
 import resource
 import shutil
-import socket
 import tempfile
 import time
 import warnings
@@ -44,6 +43,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.archive.cluster import check_reachable, failure_cause
 from pipeline.archive.layout import Archive, ArchiveError
 from pipeline.archive.report import failures, render_markdown, totals, validation
 from pipeline.archive.worker import RecordingValidator, TrustSettings, WorkerConfig, failed_row, rows_table
@@ -113,43 +113,6 @@ def _ray_data_settings(ray, verbose: bool) -> Iterator[None]:
         context.enable_progress_bars, context.max_errored_blocks = saved
         for handler, level in zip(handlers, levels, strict=True):
             handler.setLevel(level)
-
-
-def check_reachable(address: str, timeout_s: float = 5.0) -> None:
-    """Refuse a cluster address nothing answers at, or where what answers does not speak gRPC (Ray's head and Ray
-    Client do; ``ray.init`` would retry for ever at a port some other server holds); "auto" is Ray's to find."""
-    if address == "auto":
-        return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
-            pass
-    except (OSError, ValueError) as error:
-        problem = f"{type(error).__name__}: {error}"
-    else:
-        if _speaks_grpc(f"{host or '127.0.0.1'}:{int(port)}", timeout_s):
-            return
-        problem = f"something answers there, but not Ray: no gRPC handshake within {timeout_s:g} s"
-    raise ArchiveError(f"no Ray cluster answers at {address} ({problem})",
-                       expected="HOST:PORT of a running cluster's head (or ray://HOST:PORT for Ray Client, or auto)",
-                       fix="start one with `ray start --head` and pass the address it prints, or leave --ray-address "
-                           "out to run on this machine")
-
-
-def _speaks_grpc(target: str, timeout_s: float) -> bool:
-    """Whether an HTTP/2 (gRPC) connection to ``target`` comes up within ``timeout_s`` (grpc comes with Ray)."""
-    try:
-        import grpc
-    except ImportError:  # nothing to check with: ray.init decides
-        return True
-    channel = grpc.insecure_channel(target)
-    try:
-        grpc.channel_ready_future(channel).result(timeout=timeout_s)
-        return True
-    except grpc.FutureTimeoutError:
-        return False
-    finally:
-        channel.close()
 
 
 @contextmanager
@@ -273,7 +236,7 @@ def _collect(ray, items: list[dict], bundle_path: Path, trust: TrustSettings, co
             rows += batch.to_pylist()
             report(rows)
     except ray.exceptions.RayError as error:
-        raise ArchiveError(f"the Ray pipeline stopped ({type(error).__name__}: {str(error)[:600]})",
+        raise ArchiveError(f"the Ray pipeline stopped ({failure_cause(error)})",
                            expected="workers that can open the bundle and read the archive",
                            fix="on a cluster, put the bundle and the archive on storage every node reads at the same "
                                "path; rerun with --ray-logs for Ray's own messages") from None

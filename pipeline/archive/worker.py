@@ -74,9 +74,17 @@ RESULT_SCHEMA = pa.schema([
 class TrustSettings:
     """The command line's trust options, as plain values a Ray worker can receive (a policy holds key objects)."""
 
-    store: str | None = None  # trust store folder
+    store: str | None = None  # trust store folder (made absolute: see __post_init__)
     allow_unsigned: bool = False  # development only
-    version_state: str | None = None  # rollback state file (default: in the store)
+    version_state: str | None = None  # rollback state file (default: in the store; made absolute)
+
+    def __post_init__(self) -> None:
+        # a cluster's workers run in Ray's own working directory, not the driver's: a relative path given on the
+        # command line would name another folder there (or none), as the bundle's and the recordings' would
+        for name in ("store", "version_state"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, str(Path(value).absolute()))
 
     def policy(self, record_versions: bool) -> TrustPolicy:
         """The policy; ``record_versions=False`` (the workers) checks signatures but neither reads nor writes the

@@ -53,6 +53,7 @@ class BreastCancerScenario(Scenario):
     # Missing a malignancy costs more than a false alarm: keep the default limits,
     # which already bound the malignant sensitivity drop to 2 points.
     gate = GateConfig()
+    version = 2  # 2: the data stage records how the test intervals resample (every patient a sample of her own)
 
     def data_config(self, profile: Profile) -> BreastCancerDataConfig:
         return BreastCancerDataConfig()

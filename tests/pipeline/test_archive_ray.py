@@ -36,7 +36,7 @@ SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
              object_store_memory=128 * 1024**2)
     yield
     ray.shutdown()
