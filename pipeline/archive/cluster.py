@@ -3,7 +3,9 @@
 Before ``ray.init(address=…)`` (which retries for a long while, logging a line a second, at an address that cannot
 work), ``check_reachable`` refuses at once, with what to do:
 
-* an address nothing answers at, or where what answers does not speak gRPC (Ray's head and Ray Client do);
+* a Ray Client address (``ray://``): Ray Data does not run over Ray Client (its driver needs a core worker of its
+  own; ray-project/ray#48682), so the run would stop half-way with Ray's internal ``AttributeError``;
+* an address nothing answers at, or where what answers does not speak gRPC (a Ray head does);
 * a head that requires token authentication (Ray's default for ``ray start`` since 2.60) while this process has no
   ``RAY_AUTH_MODE=token``. Ray never sends a token to an address it was given explicitly unless told to (the token
   is the cluster's shared secret), and neither does edgemed: the fix names the setting instead.
@@ -35,7 +37,14 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
     Ray's to find."""
     if address == "auto":
         return
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if address.startswith("ray://"):
+        raise ArchiveError(f"{address} is a Ray Client address, and Ray Data (which runs the archive) does not work "
+                           "over Ray Client",
+                           expected="the address of the cluster's head as `ray start --head` prints it (HOST:PORT, "
+                                    "6379 by default), reached from a machine of the cluster, or auto there",
+                           fix="run the command on a node of the cluster (or submit it as a Ray Job) with "
+                               "--ray-address HOST:PORT")
+    host, _, port = address.rpartition(":")
     try:
         with socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s):
             pass
@@ -55,7 +64,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
             return
         problem = f"something answers there, but not Ray: no gRPC handshake within {timeout_s:g} s"
     raise ArchiveError(f"no Ray cluster answers at {address} ({problem})",
-                       expected="HOST:PORT of a running cluster's head (or ray://HOST:PORT for Ray Client, or auto)",
+                       expected="HOST:PORT of a running cluster's head, or auto",
                        fix="start one with `ray start --head` and pass the address it prints, or leave --ray-address "
                            "out to run on this machine")
 
@@ -78,7 +87,7 @@ def _speaks_grpc(target: str, timeout_s: float) -> bool:
 
 def _wants_token(target: str, timeout_s: float) -> bool:
     """Whether the head at ``target`` answers a call without a token with UNAUTHENTICATED. Anything else (an answer,
-    a Ray Client server that does not serve the method, no grpc to ask with) is left to ``ray.init``."""
+    another server that does not serve the method, no grpc to ask with) is left to ``ray.init``."""
     try:
         import grpc
     except ImportError:

@@ -66,7 +66,7 @@ Progress = Callable[[str, int, int], None]  # (task, done, total)
 @dataclass(frozen=True)
 class ArchiveRunConfig:
     workers: int = 2  # actors in the pool, one recording at a time each; a local Ray gets this many CPUs
-    ray_address: str | None = None  # None: a local Ray on this machine; else a cluster ("auto", "ray://host:10001")
+    ray_address: str | None = None  # None: a local Ray on this machine; else a cluster's head ("auto", "host:6379")
     worker: WorkerConfig = field(default_factory=WorkerConfig)  # runtime settings of every worker
     object_store_mb: int = 256  # a local Ray's object store: rows are small and signals never travel through it
     ray_logs: bool = False  # Ray's own INFO logs (and the workers' logs) on the console

@@ -151,7 +151,9 @@ def _percent(value: float | None) -> str:
               help="Where results.parquet, report.json and report.md go (default: ARCHIVE-validation beside it).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Ray workers (one recording at a time each); a local Ray gets this many CPUs.")
-@click.option("--ray-address", default=None, help="A Ray cluster to run on (default: a local Ray on this machine).")
+@click.option("--ray-address", default=None,
+              help="The head of a Ray cluster to run on: HOST:PORT as `ray start --head` prints it, or auto (default: "
+                   "a local Ray on this machine; not a ray:// Ray Client address).")
 @click.option("--progress/--no-progress", default=True, show_default=True,
               help="Progress on stderr (a bar on a terminal, plain lines otherwise).")
 @click.option("-v", "--verbose", is_flag=True, help="Log edgemed's decisions to stderr.")

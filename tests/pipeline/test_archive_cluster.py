@@ -130,6 +130,16 @@ def test_without_the_token_setting_the_command_is_refused_at_once_naming_it(ray_
     assert time.monotonic() - started < 60  # Ray's own connect retried for about 15 s, a line a second
 
 
+def test_a_ray_client_address_is_refused_before_anything_runs():
+    """Ray Data does not run over Ray Client: the run used to stop half-way with Ray's internal AttributeError."""
+    from pipeline.archive.cluster import check_reachable
+    from pipeline.archive.layout import ArchiveError
+
+    with pytest.raises(ArchiveError, match="Ray Client address") as refused:
+        check_reachable("ray://127.0.0.1:10001")
+    assert "Fix:" in str(refused.value) and "--ray-address HOST:PORT" in str(refused.value)
+
+
 def test_the_cause_of_a_remote_failure_is_its_root_exception_without_the_traceback():
     remote = ("The actor died because of an error raised in its creation task, \x1b[36mray::MapWorker(MapBatches("
               "RecordingValidator)).__init__()\x1b[39m (pid=1, ip=127.0.0.1)\n"
