@@ -2,9 +2,11 @@
 
 ```
 ARCHIVE/
-  archive.json                    the index (optional: without it, every .npy/.csv/.h5 of the folder, by name)
+  archive.json                    the index (optional: without it, every .npy/.csv/.h5/.hea of the folder, by name)
   <name>.npy | .csv | .h5         one recording each, read by ``runtime.readers.read_signal`` as ``edgemed run`` does
+  <name>.hea + its signal files   or a WFDB record (PhysioNet's format, ``wfdb_records.py``): one lead in mV
   <name>.annotations.json         optional: that recording's reference beats
+  <name>.atr                      or, for a WFDB record without a sidecar, its WFDB beat annotations
 ```
 
 ``archive.json``::
@@ -13,7 +15,9 @@ ARCHIVE/
      "recordings": [{"name": "mitdb-119-0000", "file": "mitdb-119-0000.npy", "sample_rate_hz": 360.0,
                      "annotations": "mitdb-119-0000.annotations.json", "group": "119"}, …]}
 
-``sample_rate_hz`` is needed for ``.npy`` and ``.csv`` (an ``.h5`` records its own; null keeps the file's);
+``sample_rate_hz`` is needed for ``.npy`` and ``.csv`` (an ``.h5`` and a WFDB header record their own; null keeps the
+file's; a WFDB record's must be its header's); an index names a WFDB record by its ``.hea`` and its annotations by
+their file (``"annotations": "119.atr"``);
 ``annotations`` and ``group`` (what pools recordings in the report, e.g. a patient or a source record) may be null.
 
 ``<name>.annotations.json``::
@@ -47,7 +51,9 @@ INDEX_FORMAT = "edgemed-archive"
 ANNOTATIONS_SUFFIX = ".annotations.json"
 ANNOTATIONS_FORMAT = "edgemed-beat-annotations"
 FORMAT_VERSION = 1
-RECORDING_SUFFIXES = (".npy", ".csv", ".h5", ".hdf5")  # what runtime.readers.read_signal reads
+RECORDING_SUFFIXES = (".npy", ".csv", ".h5", ".hdf5", ".hea")  # runtime.readers.read_signal's, and WFDB headers
+WFDB_HEADER_SUFFIX = ".hea"  # a WFDB record (pipeline/archive/wfdb_records.py), its beats in RECORD.atr
+WFDB_ANNOTATIONS_SUFFIX = ".atr"
 MAX_JSON_BYTES = 64 * 1024**2  # an index or sidecar larger than this is refused before it is parsed
 POSITIVE_LABEL = "V"  # the label of a PVC in a sidecar (AAMI class V)
 NEGATIVE_LABEL = "non-V"  # what the generator writes for every other beat
@@ -182,6 +188,8 @@ def _scanned_entries(folder: Path, sample_rate_hz: float | None) -> tuple[Archiv
         if path.suffix.lower() not in RECORDING_SUFFIXES or path.name.startswith("."):
             continue
         sidecar = path.with_name(path.stem + ANNOTATIONS_SUFFIX)
+        if not sidecar.is_file() and path.suffix.lower() == WFDB_HEADER_SUFFIX:
+            sidecar = path.with_suffix(WFDB_ANNOTATIONS_SUFFIX)  # a WFDB record's reference beats
         entries.append(ArchiveEntry(path.stem, str(path.absolute()), sample_rate_hz,
                                     str(sidecar.absolute()) if sidecar.is_file() else None))
     return tuple(entries)

@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from pipeline.archive.layout import POSITIVE_LABEL, ArchiveEntry, read_annotations
+from pipeline.archive.layout import POSITIVE_LABEL, WFDB_HEADER_SUFFIX, ArchiveEntry, read_annotations
+from pipeline.archive.wfdb_records import read_wfdb_annotations, read_wfdb_signal
 from pipeline.validation import ec57
 from pipeline.validation.recordings import AnnotatedRecording, RecordingValidationConfig, score_events, unclassified
 from runtime.bundle import Bundle, load_bundle
@@ -131,14 +132,17 @@ def failed_row(entry: ArchiveEntry, order: int, error_type: str, error: str) -> 
 def _annotated(entry: ArchiveEntry, recording: Recording) -> AnnotatedRecording | None:
     if entry.annotations is None:
         return None
-    annotations = read_annotations(entry.annotations)
+    annotations = (read_annotations(entry.annotations) if entry.annotations.lower().endswith(".json")
+                   else read_wfdb_annotations(entry.annotations))  # a WFDB annotation file (RECORD.atr)
     return AnnotatedRecording(entry.name, recording.samples, recording.sample_rate_hz, annotations.beats_s(),
                               annotations.is_positive(POSITIVE_LABEL))
 
 
 def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValidationConfig) -> dict:
     started, cpu_started = time.perf_counter(), time.process_time()
-    recording = read_signal(Path(entry.file), entry.sample_rate_hz)
+    recording = (read_wfdb_signal(entry.file, entry.sample_rate_hz)
+                 if Path(entry.file).suffix.lower() == WFDB_HEADER_SUFFIX else read_signal(Path(entry.file),
+                                                                                         entry.sample_rate_hz))
     reference = _annotated(entry, recording)  # a bad sidecar fails the recording before the stream runs
     read_done = time.perf_counter()
     events = recording_events(bundle, recording, config)

@@ -163,7 +163,9 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
 
     Each worker verifies the bundle once and runs the device stream on one recording at a time, as `edgemed run`
     does; recordings with reference annotations are scored as the build's recording validation scores held-out
-    records (EC57). A bad file is reported and skipped; the run goes on. Exit 1 when no recording ran.
+    records (EC57). An archive is a folder of .npy/.csv/.h5 recordings (with .annotations.json sidecars) or of WFDB
+    records (.hea with its signal files, beats in .atr: PhysioNet's format), with an optional archive.json. A bad
+    file is reported and skipped; the run goes on. Exit 1 when no recording ran.
     """
     from pipeline.archive import read_archive
     from pipeline.archive.run import ArchiveRunConfig, validate_archive

@@ -1,0 +1,151 @@
+"""WFDB records in an archive: real MIT-BIH excerpts written in PhysioNet's own format (format 212, the database's
+ADC integers, its header fields: gain 200, 11 bits, ADC zero 1024), with their beat annotations in ``.atr``.
+
+The WFDB route must give what the ``.npy`` + sidecar route gives for the same excerpt (the same signal, beats and
+EC57 counts), pass the converter's limits to the stream (MIT-BIH 116 clips at 0 / 2047), find the records when it
+scans a folder, and fail a broken record as a row, never the run.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from pipeline.archive import read_archive
+from pipeline.archive.generate import ArchiveRecording, write_archive
+from pipeline.archive.layout import AnnotationError
+from pipeline.archive.wfdb_records import lead_index, read_wfdb_annotations, read_wfdb_signal
+from pipeline.archive.worker import COUNT_FIELDS, validate_recording
+from pipeline.cli import main
+from pipeline.scenarios.ecg_pvc.mitdb import excerpt, load_records
+from pipeline.validation.ec57 import METRICS, Ec57Config
+from pipeline.validation.recordings import RecordingValidationConfig
+from runtime.bundle import load_bundle
+from runtime.readers import InputError
+from runtime.trust import TrustPolicy
+from tests.runtime.pvc_bundle import build_pvc_bundle
+
+wfdb = pytest.importorskip("wfdb")
+
+RECORDING = RecordingValidationConfig(ec57=Ec57Config(replicates=50), healthy=False)
+GAIN, BITS, ZERO = 200.0, 11, 1024  # MIT-BIH's header fields: mV = (code − 1024) / 200, codes 0..2047
+EXCERPTS = {"119": (0.0, 120.0), "116": (990.0, 30.0)}  # 116 clips at 0 / 2047 from 1 001.9 s on
+
+
+def write_wfdb(folder: Path, name: str, part, annotations: bool = True) -> Path:
+    """``part`` (an excerpt) as the MIT-BIH database stores it: format 212 codes, its header fields, its lead name;
+    beats as ``V`` or ``N`` in ``name.atr`` (the subset keeps V against the rest only)."""
+    codes = np.round(part.signal_mv * GAIN + ZERO).astype(np.int64)[:, None]
+    wfdb.wrsamp(name, fs=part.sample_rate_hz, units=["mV"], sig_name=["MLII"], d_signal=codes, fmt=["212"],
+                adc_gain=[GAIN], baseline=[ZERO], write_dir=str(folder))
+    header = folder / f"{name}.hea"
+    # wfdb writes a 12-bit converter with zero 0; the database says 11 bits with zero 1024 (the same samples)
+    header.write_text(header.read_text().replace("/mV 12 0 ", f"/mV {BITS} {ZERO} ", 1))
+    if annotations:
+        wfdb.wrann(name, "atr", np.asarray(part.beat_indices), symbol=["V" if pvc else "N" for pvc in
+                                                                      part.is_pvc.tolist()],
+                   fs=part.sample_rate_hz, write_dir=str(folder))
+    return header
+
+
+@pytest.fixture(scope="module")
+def parts():
+    records = {record.record_id: record for record in load_records(sorted(EXCERPTS))}
+    return {name: excerpt(records[name], seconds, start) for name, (start, seconds) in EXCERPTS.items()}
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory, parts):
+    root = tmp_path_factory.mktemp("wfdb")
+    (root / "wfdb").mkdir()
+    for name, part in parts.items():
+        write_wfdb(root / "wfdb", name, part)
+    write_wfdb(root / "wfdb", "119-unannotated", parts["119"], annotations=False)
+    write_archive(root / "npy", [ArchiveRecording(name, part.signal_mv, part.sample_rate_hz, part.beat_indices,
+                                                  ["V" if pvc else "non-V" for pvc in part.is_pvc.tolist()],
+                                                  group=name) for name, part in parts.items()], "the same excerpts")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    folder = build_pvc_bundle(tmp_path_factory.mktemp("wfdb-bundle") / "bundle")
+    return folder, load_bundle(folder, provider="cpu", threads=1, trust=TrustPolicy(allow_unsigned=True))
+
+
+def test_the_signal_and_beats_read_back_as_the_database_holds_them(folders, parts):
+    part = parts["119"]
+    recording = read_wfdb_signal(folders / "wfdb" / "119.hea")
+    assert recording.sample_rate_hz == 360.0 and recording.samples.size == part.signal_mv.size
+    assert np.max(np.abs(recording.samples - part.signal_mv)) < 1e-6  # mV, from the same codes
+    assert recording.adc_range == pytest.approx(((0 - ZERO) / GAIN, (2047 - ZERO) / GAIN))
+    annotations = read_wfdb_annotations(folders / "wfdb" / "119.atr")
+    assert np.array_equal(annotations.beat_samples, part.beat_indices)
+    assert np.array_equal(annotations.is_positive(), part.is_pvc) and part.is_pvc.sum() > 0
+
+
+def test_a_scanned_folder_lists_each_record_once_with_its_atr(folders):
+    archive = read_archive(folders / "wfdb")
+    by_name = {entry.name: entry for entry in archive.entries}
+    assert set(by_name) == {"116", "119", "119-unannotated"}  # .dat files are a record's signal, not recordings
+    assert by_name["119"].annotations.endswith("119.atr") and by_name["119-unannotated"].annotations is None
+
+
+def test_the_wfdb_route_scores_exactly_as_the_npy_route_and_flags_the_converter_limits(folders, bundle):
+    _, opened = bundle
+    wfdb_rows = {entry.name: validate_recording(opened, entry, order, RECORDING)
+                 for order, entry in enumerate(read_archive(folders / "wfdb").entries)}
+    npy_rows = {entry.name: validate_recording(opened, entry, order, RECORDING)
+                for order, entry in enumerate(read_archive(folders / "npy").entries)}
+    same, other = wfdb_rows["119"], npy_rows["119"]
+    assert same["status"] == other["status"] == "ok" and same["annotated"] and same["reference_v"] > 0
+    for field in ("beats", "classified", "called_v", "unclassified", "unclassified_flags", "reference_beats",
+                  "reference_v", *COUNT_FIELDS):
+        assert same[field] == other[field], field
+    for field in METRICS:
+        assert (same[field] is None and other[field] is None) or math.isclose(same[field], other[field]), field
+    assert same["v_true_positives"] > 0
+    assert '"clipped"' in wfdb_rows["116"]["quality_seconds"]  # the header's limits reach the stream
+    assert wfdb_rows["119-unannotated"]["status"] == "ok" and not wfdb_rows["119-unannotated"]["annotated"]
+
+
+def test_broken_records_fail_as_rows_naming_the_file(tmp_path, parts, bundle):
+    _, opened = bundle
+    header = write_wfdb(tmp_path, "cut", parts["119"])
+    signal = tmp_path / "cut.dat"
+    signal.write_bytes(signal.read_bytes()[:1000])  # truncated: the header promises far more samples
+    write_wfdb(tmp_path, "pressure", parts["119"], annotations=False)
+    pressure = tmp_path / "pressure.hea"
+    pressure.write_text(pressure.read_text().replace("/mV", "/mmHg"))
+    (tmp_path / "garbage.hea").write_text("this is not a header\n")
+    (tmp_path / "garbage.atr").write_bytes(b"\x00\x01\x02")
+    rows = {entry.name: validate_recording(opened, entry, order, RECORDING)
+            for order, entry in enumerate(read_archive(tmp_path).entries)}
+    assert {name: row["status"] for name, row in rows.items()} == {"cut": "failed", "pressure": "failed",
+                                                                   "garbage": "failed"}
+    assert rows["pressure"]["error_type"] == "InputError" and "mmHg" in rows["pressure"]["error"]
+    assert "Fix:" in rows["pressure"]["error"] and "unexpected error" not in rows["garbage"]["error"]
+    assert all(row["error_type"] in {"InputError", "AnnotationError"} for row in rows.values()), rows
+    with pytest.raises(InputError, match="sampled at 360 Hz, but the archive says 250 Hz"):
+        read_wfdb_signal(header, 250.0)
+    with pytest.raises(AnnotationError, match="does not exist"):
+        read_wfdb_annotations(tmp_path / "none.atr")
+
+
+def test_the_lead_is_mlii_then_ii_then_the_first():
+    assert lead_index(["V5", "MLII"]) == 1 and lead_index(["I", "II", "III"]) == 1
+    assert lead_index(["V1", "V2"]) == 0 and lead_index(None) == 0 and lead_index(["ml ii"]) == 0
+    assert lead_index(["V5", "ml II"]) == 1
+
+
+def test_validate_archive_runs_a_folder_of_wfdb_records_on_ray(folders, bundle):
+    folder, _ = bundle
+    result = CliRunner().invoke(main, ["validate-archive", str(folder), "--archive", str(folders / "wfdb"),
+                                       "--output", str(folders / "wfdb-out"), "--allow-unsigned", "--no-progress",
+                                       "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    assert "3/3 recordings ran" in result.output and "EC57 gross over 2 annotated recordings" in result.output
