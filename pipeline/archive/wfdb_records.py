@@ -22,11 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.archive.layout import NEGATIVE_LABEL, POSITIVE_LABEL, AnnotationError, BeatAnnotations
+from pipeline.archive.layout import (
+    NEGATIVE_LABEL,
+    POSITIVE_LABEL,
+    WFDB_HEADER_SUFFIX,
+    AnnotationError,
+    BeatAnnotations,
+)
 from runtime.readers import MAX_ARRAY_BYTES, InputError, Recording, check_sample_rate
 
-HEADER_SUFFIX = ".hea"
-ANNOTATION_EXTENSION = "atr"  # the reference beat annotations' file extension (MIT-BIH's)
 PREFERRED_LEADS = ("MLII", "II")  # the lead the ECG bundles are developed on, then its standard-limb equivalent
 TO_MILLIVOLTS = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}
 PVC_SYMBOL = "V"
@@ -125,7 +129,7 @@ def read_wfdb_annotations(path: Path | str) -> BeatAnnotations:
     base, extension = str(path.with_suffix("")), path.suffix.removeprefix(".")
     try:
         annotation = wfdb.rdann(base, extension, return_label_elements=["symbol", "label_store"])
-        header = wfdb.rdheader(base) if Path(base + HEADER_SUFFIX).is_file() else None
+        header = wfdb.rdheader(base) if Path(base + WFDB_HEADER_SUFFIX).is_file() else None
     except READ_ERRORS as problem:
         raise AnnotationError(f"WFDB annotations {path.name} cannot be read ({type(problem).__name__}: {problem})",
                               expected="a WFDB annotation file (e.g. MIT format .atr)",
