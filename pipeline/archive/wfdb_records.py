@@ -129,12 +129,14 @@ def read_wfdb_annotations(path: Path | str) -> BeatAnnotations:
     base, extension = str(path.with_suffix("")), path.suffix.removeprefix(".")
     try:
         annotation = wfdb.rdann(base, extension, return_label_elements=["symbol", "label_store"])
-        header = wfdb.rdheader(base) if Path(base + WFDB_HEADER_SUFFIX).is_file() else None
+        rate = annotation.fs  # the header's is read only when the annotation file does not carry its own
+        if not rate and Path(base + WFDB_HEADER_SUFFIX).is_file():
+            rate = wfdb.rdheader(base).fs
     except READ_ERRORS as problem:
         raise AnnotationError(f"WFDB annotations {path.name} cannot be read ({type(problem).__name__}: {problem})",
                               expected="a WFDB annotation file (e.g. MIT format .atr)",
                               fix="check the file, or drop the recording's annotations") from None
-    rate = annotation.fs if annotation.fs else getattr(header, "fs", None)
+    rate = rate or None
     if rate is None:
         raise AnnotationError(f"{path.name} does not say its sampling frequency, and no header beside it does",
                               expected="the record's .hea beside its annotations", fix="put the header beside it")
