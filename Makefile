@@ -27,7 +27,7 @@ ECG_BUNDLE := bundles/ecg-pvc
 ROLLOUT_BUNDLE := ecg-pvc-seed-1
 
 
-.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios gpu-check clean distclean
+.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios gpu-check cpu-check clean distclean
 
 setup: $(STAMP)
 
@@ -135,6 +135,13 @@ gpu-check:
 	$(GPU_VENV)/bin/python -m pipeline.benchmark.gpu_check --bundles bundles --trust-store $(DEV_KEYS)/trust-store \
 		--output benchmarks/results/gpu; \
 	$(GPU_VENV)/bin/edgemed bench --providers cuda,tensorrt,cpu --output benchmarks/results/gpu --no-plots
+
+# The device runtime on CPUs this machine is not (SSE4.2-only and AVX2 x86, Arm Cortex-A53/A72/A76), each emulated
+# by QEMU's user mode (installed with apt-get when missing), every bundle on its scenario's real recordings and rows,
+# every event compared with this machine's. Results: benchmarks/results/cpu_check.{json,md}. The emulated Python,
+# device packages and a copy of runtime/ are kept in .cpu-check/ (git-ignored).
+cpu-check: build
+	$(VENV)/bin/edgemed cpu-check --bundles bundles --trust-store $(DEV_KEYS)/trust-store --output benchmarks/results
 
 # The dashboard's real-browser test drives Debian's chromium (never a downloaded browser build).
 browser:

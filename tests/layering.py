@@ -40,11 +40,14 @@ ALLOWED: dict[str, frozenset[str]] = {
     "pipeline.fleet": frozenset({"runtime", "pipeline.errors", "pipeline.validation"}),
     # Archive validation on Ray Data: the device runtime per recording, the build's EC57 scoring and gate floors.
     "pipeline.archive": frozenset({"runtime", "pipeline.errors", "pipeline.clinical", "pipeline.validation"}),
+    # The device runtime on emulated CPUs: the device command per target, the scenarios' real inputs, EC57 counts.
+    "pipeline.portability": frozenset({"runtime", "pipeline.errors", "pipeline.build", "pipeline.scenarios",
+                                       "pipeline.validation"}),
     # The composition root: every room, and the only one that may import the dashboard.
     "pipeline.cli": frozenset({"runtime", "exporters", "dashboard", "pipeline.errors", "pipeline.splits",
                                "pipeline.clinical", "pipeline.config", "pipeline.training", "pipeline.scenarios",
                                "pipeline.build", "pipeline.validation", "pipeline.benchmark", "pipeline.fleet",
-                               "pipeline.archive"}),
+                               "pipeline.archive", "pipeline.portability"}),
 }
 # Third-party packages a room may import besides the standard library; None = no limit.
 THIRD_PARTY: dict[str, frozenset[str] | None] = {

@@ -98,13 +98,17 @@ def tool_versions(names: tuple[str, ...] | None = None) -> dict[str, str]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to a temporary file in the same folder, then rename over ``path``."""
+    write_text_atomic(path, json.dumps(to_jsonable(data), indent=2, sort_keys=False, allow_nan=False) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file in the same folder, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(descriptor, "w") as handle:
-            json.dump(to_jsonable(data), handle, indent=2, sort_keys=False, allow_nan=False)
-            handle.write("\n")
+            handle.write(text)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import ``dashboard`` (the layering test enforces it). Usage errors exit 2, failu
 | ``keys`` | keys generate |
 | ``archive`` | make-archive, validate-archive, bench-archive |
 | ``postgres`` | postgres start, stop, status, url (the project's own PostgreSQL server) |
+| ``portability`` | cpu-check (the device runtime on emulated CPUs) |
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ def _register_commands() -> None:
     from pipeline.cli.inspect import inspect_command
     from pipeline.cli.keys import keys_command
     from pipeline.cli.monitor import collector_command, dashboard_command
+    from pipeline.cli.portability import cpu_check_command
     from pipeline.cli.postgres import postgres_command
     from pipeline.cli.run import run_command
     from pipeline.cli.simulate import simulate_command
@@ -44,7 +46,7 @@ def _register_commands() -> None:
 
     for command in (*BUILD_COMMANDS, list_scenarios, inspect_command, bench_command, bench_stream_command, run_command,
                     real_ecg_command, export_record_command, collector_command, dashboard_command, simulate_command,
-                    keys_command, postgres_command, *ARCHIVE_COMMANDS):
+                    keys_command, postgres_command, cpu_check_command, *ARCHIVE_COMMANDS):
         main.add_command(command)
 
 

@@ -1,0 +1,113 @@
+"""``edgemed cpu-check``: event comparison, targets, the report, and a real run of two tiny bundles on an emulated
+Arm Cortex-A72 and an AVX2-only x86 CPU (QEMU user mode, set up by the check itself; skipped outside CI when it
+cannot be set up here, e.g. offline)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from click.testing import CliRunner
+
+from pipeline.build.signing import TRUST_STORE_FOLDER
+from pipeline.cli import main
+from pipeline.errors import UsageError
+from pipeline.portability.check import CheckConfig, check
+from pipeline.portability.compare import NUMBER_TOLERANCE, compare_events
+from pipeline.portability.environment import EmulationError
+from pipeline.portability.report import render_markdown
+from pipeline.portability.targets import TARGETS, select_targets
+from tests.runtime.conftest import session_signing_key, tiny_bundle
+
+BEAT = {"type": "beat", "time_s": 1.25, "class": "V", "probability": 0.91, "probabilities": {"non-V": 0.09, "V": 0.91},
+        "quality_flags": [], "low_confidence": False, "latency_us": 40.0}
+
+
+def test_identical_events_pass_and_timings_are_ignored():
+    other = {**BEAT, "latency_us": 900.0}
+    result = compare_events([BEAT, BEAT], [BEAT, other])
+    assert result.passed and result.differing_events == 0 and result.largest_difference == 0
+
+
+def test_numbers_within_the_tolerance_pass_and_beyond_it_fail():
+    close = {**BEAT, "probabilities": {"non-V": 0.09, "V": 0.91 + NUMBER_TOLERANCE / 2}}
+    result = compare_events([BEAT], [close])
+    assert result.passed and result.max_differences["probabilities.V"] == pytest.approx(NUMBER_TOLERANCE / 2)
+    far = {**BEAT, "probability": 0.9}
+    result = compare_events([BEAT], [far])
+    assert not result.passed and result.differing_events == 1 and result.decision_changes == 0
+    assert "probability 0.91 → 0.9" in result.first_difference
+
+
+def test_a_changed_class_or_flag_is_a_decision_change_and_a_missing_event_fails():
+    flipped = {**BEAT, "class": "non-V"}
+    flagged = {**BEAT, "quality_flags": ["clipping"]}
+    result = compare_events([BEAT, BEAT, BEAT], [flipped, flagged, BEAT])
+    assert (result.differing_events, result.decision_changes) == (2, 2) and not result.passed
+    assert "class 'V' → 'non-V'" in result.first_difference
+    shorter = compare_events([BEAT, BEAT], [BEAT])
+    assert not shorter.passed and "1 events, the reference 2" in shorter.first_difference
+
+
+def test_targets_are_selected_by_name_and_arm_ones_show_their_core():
+    assert select_targets(None) == TARGETS
+    chosen = select_targets("arm-cortex-a53,x86-64-avx2")
+    assert [target.name for target in chosen] == ["arm-cortex-a53", "x86-64-avx2"]
+    assert "CPU part\t: 0xd03" in chosen[0].cpuinfo_text() and "processor\t: 3" in chosen[0].cpuinfo_text()
+    with pytest.raises(UsageError, match=r"unknown CPU target.*pentium"):
+        select_targets("pentium")
+    with pytest.raises(ValueError, match="not an Arm target"):
+        chosen[1].cpuinfo_text()
+
+
+def test_the_command_refuses_bad_requests_with_exit_2(tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(main, ["cpu-check", "--trust-store", str(tmp_path), "--targets", "pentium"])
+    assert result.exit_code == 2 and "unknown CPU target" in result.output
+    result = runner.invoke(main, ["cpu-check", "--trust-store", str(tmp_path), "--bundles", str(tmp_path / "none")])
+    assert result.exit_code == 2 and "no bundle folder" in result.output
+
+
+@pytest.fixture(scope="module")
+def emulated_report(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cpu-check")
+    for name in ("ecg-pvc", "breast-cancer"):
+        shutil.copytree(tiny_bundle(name, tmp_path_factory), root / "bundles" / name)
+    store = session_signing_key(tmp_path_factory).path.parent / TRUST_STORE_FOLDER
+    config = CheckConfig(store, root / "bundles", select_targets("arm-cortex-a72,x86-64-avx2"), seconds=30.0,
+                         cases_per_bundle=2)
+    try:
+        return check(config)
+    except EmulationError as error:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"the emulated devices could not be set up here: {error}")
+
+
+def test_tiny_bundles_give_the_same_answers_on_emulated_arm_and_avx2_cpus(emulated_report):
+    report = emulated_report
+    assert report["passed"], render_markdown(report)
+    by_target = {(item["bundle"], item["target"]): item for item in report["summaries"]}
+    assert set(by_target) == {(bundle, target) for bundle in ("breast-cancer", "ecg-pvc")
+                              for target in ("host", "arm-cortex-a72", "x86-64-avx2")}
+    for (bundle, _target), item in by_target.items():
+        reference = by_target[(bundle, "host")]
+        assert item["cases"] == item["passed"] == (1 if bundle == "breast-cancer" else 2)
+        assert item["events"] == reference["events"] > 0 and item["decision_changes"] == 0
+        assert item["largest_difference"] <= NUMBER_TOLERANCE
+        assert item["ec57_gross"] == reference["ec57_gross"]
+    assert by_target[("ecg-pvc", "host")]["ec57_gross"]["qrs_sensitivity"] > 0.9  # real MIT-BIH beats were scored
+    markdown = render_markdown(report)
+    assert "every emulated CPU gave the same decisions" in markdown and "Raspberry Pi 4" in markdown
+    assert "MIT-BIH Arrhythmia Database (real" in markdown and "Wisconsin Diagnostic Breast Cancer" in markdown
+
+
+def test_a_differing_case_is_listed_and_fails_the_report(emulated_report):
+    report = {**emulated_report, "passed": False,
+              "results": [*emulated_report["results"],
+                          {"bundle": "ecg-pvc", "case": "100", "source": "x", "target": "arm-cortex-a72",
+                           "status": "different", "error": None, "first_difference": "event 3 (at 2.5): class"}]}
+    markdown = render_markdown(report)
+    assert "NOT every CPU agreed" in markdown
+    assert "| ecg-pvc | 100 | arm-cortex-a72 | different | event 3 (at 2.5): class |" in markdown
