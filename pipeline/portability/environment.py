@@ -186,11 +186,14 @@ def _install(site: Path, versions: dict[str, str], architecture: str | None, pyt
 
 
 def _prepared(folder: Path, versions: dict[str, str]) -> dict | None:
+    """The folder's stamp when it was set up for these versions and its interpreter is still there."""
     try:
         stamp = json.loads((folder / _STAMP).read_text())
     except (OSError, ValueError):
         return None
-    return stamp if isinstance(stamp, dict) and stamp.get("versions") == versions else None
+    if not isinstance(stamp, dict) or stamp.get("versions") != versions or not (folder / stamp["python"]).is_file():
+        return None
+    return stamp
 
 
 def _architecture_folder(architecture: str, settings: EmulationSettings, versions: dict[str, str]) -> dict:
@@ -204,15 +207,15 @@ def _architecture_folder(architecture: str, settings: EmulationSettings, version
     building.mkdir(parents=True)
     print(f"cpu-check: setting up a {architecture} device environment in {folder} (once)", file=sys.stderr,
           flush=True)
-    if architecture == host_architecture():
+    if architecture == host_architecture():  # this machine's base interpreter (its packages: the wheels for it)
         python = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
         _install(building / "site", versions, None, None)
         stamp = {"versions": versions, "python": str(python), "sysroot": None}
-    else:
+    else:  # the python (a path inside the folder) decides the wheels
         root = _sysroot(building, architecture)
         python = _python_in(root)
         _install(building / "site", versions, architecture, python.name[len("python"):])
-        stamp = {"versions": versions, "python": str(folder / python.relative_to(building)), "sysroot": "root"}
+        stamp = {"versions": versions, "python": str(python.relative_to(building)), "sysroot": "root"}
     (building / _STAMP).write_text(json.dumps(stamp, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     building.rename(folder)
@@ -256,6 +259,6 @@ def _environments(architectures: dict[str, None], targets: tuple[CpuTarget, ...]
         stamp = _architecture_folder(architecture, settings, versions)
         folder = settings.cache / architecture
         environments[architecture] = DeviceEnvironment(
-            architecture, Path(stamp["python"]), folder / "site", code,
+            architecture, folder / stamp["python"], folder / "site", code,
             folder / stamp["sysroot"] if stamp["sysroot"] else None, qemu, versions)
     return environments
