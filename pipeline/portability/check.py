@@ -80,7 +80,8 @@ def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bu
     started = time.perf_counter()
     try:
         result = subprocess.run(environment.command(target, arguments), env=environment.variables(),
-                                capture_output=True, text=True, timeout=timeout_s, stdin=subprocess.DEVNULL)
+                                cwd=environment.code, capture_output=True, text=True, timeout=timeout_s,
+                                stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
         return time.perf_counter() - started, f"no answer within {timeout_s:g} s"
     except OSError as error:

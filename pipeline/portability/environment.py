@@ -58,7 +58,7 @@ class DeviceEnvironment:
 
     def command(self, target: CpuTarget, arguments: list[str]) -> list[str]:
         """The command line running ``python -m runtime ARGUMENTS`` on ``target`` (natively when not emulated)."""
-        program = [str(self.python), "-s", "-m", "runtime", *arguments]
+        program = [str(self.python), "-S", "-m", "runtime", *arguments]  # -S: PYTHONPATH only, no site-packages
         if not target.emulated:
             return program
         if self.qemu is None:
@@ -68,7 +68,8 @@ class DeviceEnvironment:
         return [self.qemu, "-cpu", str(target.qemu_cpu), *root, *program]
 
     def variables(self) -> dict[str, str]:
-        """The command's whole environment: nothing of this machine's Python setup leaks in."""
+        """The command's whole environment: nothing of this machine's Python setup leaks in (run it in ``code``: the
+        folder ``-m`` puts first on the path holds the copy of runtime/, not a checkout with pipeline beside it)."""
         return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
                 "PYTHONPATH": f"{self.site}{os.pathsep}{self.code}", "PYTHONNOUSERSITE": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 from click.testing import CliRunner
@@ -15,9 +16,9 @@ from pipeline.cli import main
 from pipeline.errors import UsageError
 from pipeline.portability.check import CheckConfig, check
 from pipeline.portability.compare import NUMBER_TOLERANCE, compare_events
-from pipeline.portability.environment import EmulationError
+from pipeline.portability.environment import EmulationError, prepare
 from pipeline.portability.report import render_markdown
-from pipeline.portability.targets import TARGETS, select_targets
+from pipeline.portability.targets import TARGETS, host_architecture, host_target, select_targets
 from tests.runtime.conftest import session_signing_key, tiny_bundle
 
 BEAT = {"type": "beat", "time_s": 1.25, "class": "V", "probability": 0.91, "probabilities": {"non-V": 0.09, "V": 0.91},
@@ -111,3 +112,17 @@ def test_a_differing_case_is_listed_and_fails_the_report(emulated_report):
     markdown = render_markdown(report)
     assert "NOT every CPU agreed" in markdown
     assert "| ecg-pvc | 100 | arm-cortex-a72 | different | event 3 (at 2.5): class |" in markdown
+
+
+def test_the_device_environment_sees_the_runtime_copy_and_its_packages_only(emulated_report, tmp_path):
+    environment = prepare((), tmp_path)[host_architecture()]
+    probe = ("import importlib.util, sys, runtime, numpy, onnxruntime, cryptography\n"
+             "print(runtime.__file__)\n"
+             "print([name for name in ('pipeline', 'exporters', 'dashboard', 'tensorflow', 'pytest', 'click')"
+             " if importlib.util.find_spec(name)])")
+    command = [*environment.command(host_target("this machine"), [])[:2], "-c", probe]
+    result = subprocess.run(command, env=environment.variables(), cwd=environment.code, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    location, importable = result.stdout.splitlines()
+    assert location.startswith(str(environment.code)) and importable == "[]"
