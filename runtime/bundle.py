@@ -47,6 +47,7 @@ from runtime.contract import (
     manifest_sha256,
     parse_manifest,
 )
+from runtime.cpu import kernel_differences
 from runtime.decide import Decision, decide
 from runtime.features import FeatureKind
 from runtime.readers import InputError
@@ -382,4 +383,12 @@ def load_bundle(
         f"signed by {bundle.signed_by}" if bundle.signed_by else "NOT VERIFIED",
         bundle.provider,
     )
+    measured_on = manifest.selection.measured_on
+    differences = kernel_differences(bundle.variant, measured_on)
+    if differences is not None:  # reduced precision: other kernels on another CPU give other answers (runtime.cpu)
+        logger.warning(
+            "bundle %s ships the %s variant, validated on %s: %s, so ONNX Runtime runs other %s kernels here, whose "
+            "answers can differ from the validated ones, decisions included; validate this bundle on this CPU class "
+            "(make cpu-check, or build it there) before clinical use",
+            folder.name, bundle.variant, measured_on.get("cpu_model", "another CPU"), differences, bundle.variant)
     return bundle

@@ -13,6 +13,7 @@ from pipeline.clinical.regression_metrics import RegressionMetrics
 from pipeline.clinical.task_evaluation import TaskMetrics
 from pipeline.clinical.thresholded_metrics import BinaryMetrics, MultilabelMetrics
 from runtime.contract import BundleManifest, InputSpec, OutputSpec, TaskKind
+from runtime.cpu import FULL_PRECISION_VARIANTS
 
 
 def _estimate(value: dict | None) -> str:
@@ -43,13 +44,21 @@ def summary_table(variants: Mapping[str, dict], shipped: str) -> str:
     return "\n".join(lines)
 
 
-def _machine_lines(machine: dict | None) -> list[str]:
+def _machine_lines(machine: dict | None, variant: str) -> list[str]:
     if not machine:
         return []
+    portability = (
+        "`make cpu-check` compares this bundle's answers on emulated SSE4.2-only and AVX2 x86 and Arm "
+        "Cortex-A53/A72/A76 CPUs with this machine's (the shipped scenarios' fp32 bundles: the same decisions on all "
+        "of them)." if variant in FULL_PRECISION_VARIANTS else
+        f"The shipped {variant} variant's answers depend on the CPU's kernels (`make cpu-check` measured changed "
+        "decisions on other CPUs for ecg-pvc's fp16 and int8 variants): its figures hold for this CPU class; a device "
+        "whose CPU differs in those features warns at every load.")
     return [f"Latencies, the int8 settings and the convolution layout were measured on: {machine['cpu_model']} "
             f"({machine['architecture']}; {', '.join(machine['isa_flags']) or 'no extended ISA flags'}; "
             f"{machine['usable_cores']} usable cores; onnxruntime {machine['onnxruntime']}). A device with a "
-            "different CPU may rank the variants differently: re-run the build on the device class.", ""]
+            f"different CPU may rank the variants differently: re-run the build on the device class. {portability}",
+            ""]
 
 
 def _training_machine_lines(training: dict) -> list[str]:
@@ -443,7 +452,7 @@ def render_report(manifest: BundleManifest, shipped_metrics: TaskMetrics) -> str
         "DEVELOPMENT key (as `make build` signs) is not for clinical use, and the device says so on every load.",
         "",
         *_training_machine_lines(manifest.training),
-        *_machine_lines(manifest.selection.measured_on),
+        *_machine_lines(manifest.selection.measured_on, manifest.variant),
         summary_table(manifest.variants, manifest.variant),
         "",
         f"Gate rule: {shipped['gate']['rule']}",

@@ -13,28 +13,8 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-# ISA features that decide which kernels ONNX Runtime / XNNPACK pick on x86 and Arm.
-ISA_FLAGS = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    "asimd",
-    "asimddp",
-    "sve",
-    "i8mm",
-)
+from runtime.cpu import cpu_model_and_flags
+
 _TRACKED_PACKAGES = (
     "numpy",
     "onnx",
@@ -77,21 +57,6 @@ def usable_cores() -> int:
     return min(affinity, limit) if limit else affinity
 
 
-def _cpu_info(cpuinfo: Path = Path("/proc/cpuinfo")) -> tuple[str, list[str]]:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key in ("model name", "Model", "cpu model") and model in ("", platform.machine(), platform.processor()):
-                model = value.strip()
-            elif key in ("flags", "Features") and not flags:
-                flags = set(value.split())
-    except OSError:
-        pass
-    return model, [flag for flag in ISA_FLAGS if flag in flags]
-
-
 def _package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for name in _TRACKED_PACKAGES:
@@ -106,7 +71,7 @@ def machine_fingerprint() -> dict:
     """CPU model, ISA flags, core counts, OS, package versions and ONNX Runtime providers."""
     import onnxruntime
 
-    model, flags = _cpu_info()
+    model, flags = cpu_model_and_flags()
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -134,6 +99,6 @@ def training_machine() -> dict:
     differ), so a bundle's clinical figures belong to the model that machine trained."""
     import tensorflow
 
-    model, flags = _cpu_info()
+    model, flags = cpu_model_and_flags()
     return {"cpu_model": model, "architecture": platform.machine(), "isa_flags": flags,
             "usable_cores": usable_cores(), "tensorflow": tensorflow.__version__}

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.errors import DataError
 from runtime.contract import BundleManifest
 from runtime.ecg.beat_inputs import declares_stream_inputs
 from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, read_signal
@@ -99,7 +100,10 @@ def breast_cancer_cases(bundle: str, folder: Path, manifest: BundleManifest) -> 
 def eeg_cases(bundle: str, folder: Path, manifest: dict, seconds: float | None) -> list[Case]:
     from pipeline.scenarios.eeg_artifact.recordings import signal_samples_folder
 
-    samples_folder = signal_samples_folder()
+    try:
+        samples_folder = signal_samples_folder()
+    except DataError:  # biosignalsnotebooks is not installed: no EEG recording to run on
+        return []
     parts = manifest.get("data", {}).get("provenance", {}).get("parts", [])
     cases = []
     for part in parts:
