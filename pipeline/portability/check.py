@@ -25,6 +25,7 @@ from pipeline.portability.targets import TARGETS, CpuTarget, host_target
 from pipeline.validation import ec57
 
 Progress = Callable[[str, int, int], None]
+KERNEL_WARNING = "whose answers can differ from the validated ones"  # runtime.bundle's warning (runtime.cpu)
 EMULATION_NOTE = ("Emulated CPUs run under QEMU's user mode: numpy and ONNX Runtime pick the kernels that CPU would "
                   "get and its floating point is that CPU's, so the answers are that CPU's; run times are not (several "
                   "times slower, and not in proportion), so none is reported as a speed.")
@@ -58,6 +59,7 @@ class CaseResult:
     ec57: dict | None = None  # this target's EC57 counts (annotated recordings)
     error: str | None = None
     wall_s: float = 0.0
+    device_warned: bool = False  # the device said its CPU differs from the validating one (runtime.cpu)
 
 
 def discover_bundles(folder: Path) -> list[Path]:
@@ -72,8 +74,9 @@ def discover_bundles(folder: Path) -> list[Path]:
 
 
 def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bundle: Path, trust_store: Path,
-               output: Path, timeout_s: float) -> tuple[float, str | None]:
-    """Run the device command for ``case`` on ``target``, events to ``output``: (wall seconds, error or None)."""
+               output: Path, timeout_s: float) -> tuple[float, str | None, bool]:
+    """Run the device command for ``case`` on ``target``, events to ``output``: (wall seconds, error or None,
+    whether the device warned that its CPU differs from the validating one, ``runtime.cpu``)."""
     arguments = [str(bundle.resolve()), "--input", str(case.input_file.resolve()), *case.arguments, "--threads", "1",
                  "--trust-store", str(trust_store.resolve()), "--output", str(output)]
     environment.present(target)
@@ -83,15 +86,16 @@ def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bu
                                 cwd=environment.code, capture_output=True, text=True, timeout=timeout_s,
                                 stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired:
-        return time.perf_counter() - started, f"no answer within {timeout_s:g} s"
+        return time.perf_counter() - started, f"no answer within {timeout_s:g} s", False
     except OSError as error:
-        return time.perf_counter() - started, f"could not start: {error}"
+        return time.perf_counter() - started, f"could not start: {error}", False
     wall = time.perf_counter() - started
+    warned = KERNEL_WARNING in result.stderr
     if result.returncode != 0 or not output.is_file():
         lines = [line for line in result.stderr.splitlines() if line.strip() and "qemu" not in line.lower()]
         crash = "" if result.returncode >= 0 else f" (killed by signal {-result.returncode})"
-        return wall, f"exit {result.returncode}{crash}: {lines[-1] if lines else 'no message'}"
-    return wall, None
+        return wall, f"exit {result.returncode}{crash}: {lines[-1] if lines else 'no message'}", warned
+    return wall, None, warned
 
 
 def _judged(bundle: Path, case: Case, target: CpuTarget, wall_s: float, error: str | None,
@@ -140,14 +144,15 @@ def check(config: CheckConfig, progress: Progress | None = None) -> dict:
                 runs: dict[str, list[dict] | None] = {}
                 for target in (host, *config.targets):
                     output = folder / f"{bundle.name}-{index}-{target.name}.jsonl"
-                    wall, error = run_device(environments[target.architecture], target, case, bundle,
-                                             config.trust_store, output, config.timeout_s)
+                    wall, error, warned = run_device(environments[target.architecture], target, case, bundle,
+                                                     config.trust_store, output, config.timeout_s)
                     events = read_events(output) if error is None else None
                     runs[target.name] = events
                     reference = None if target is host else runs[host.name]
                     if target is not host and reference is None:
                         error = error or "the reference run on this machine failed"
                     results.append(_judged(bundle, case, target, wall, error, reference, events))
+                    results[-1].device_warned = warned
                     done += 1
                     if progress:
                         progress("cpu-check", done, total)
@@ -171,7 +176,8 @@ def _summary(results: list[CaseResult], bundle: str, target: str) -> dict:
             "decision_changes": sum(row.decision_changes for row in rows),
             "largest_difference": max((row.largest_difference for row in rows), default=0.0),
             "max_differences": dict(sorted(fields.items())), "ec57_gross": gross,
-            "emulated_wall_s": round(sum(row.wall_s for row in rows), 1)}
+            "emulated_wall_s": round(sum(row.wall_s for row in rows), 1),
+            "device_warned": sum(row.device_warned for row in rows)}
 
 
 def report_document(config: CheckConfig, machine: dict, host: CpuTarget, environments: dict[str, DeviceEnvironment],

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from pipeline.portability.targets import ARM, DEBIAN_ARCHITECTURES, CpuTarget, host_architecture
+from pipeline.portability.targets import DEBIAN_ARCHITECTURES, CpuTarget, host_architecture
 from runtime.errors import EdgemedError
 
 REPOSITORY = Path(__file__).resolve().parents[2]
@@ -31,6 +31,7 @@ DEVICE_PACKAGES = ("numpy", "onnxruntime", "cryptography")  # what a device inst
 SYSROOT_PACKAGES = ("python3", "libstdc++6")  # Debian packages (with their dependencies) of a foreign sysroot
 _GLIBC_TAGS = range(17, 37)  # manylinux tags a Debian 12 root (glibc 2.36) can load
 _STAMP = "environment.json"
+_STAMP_FORMAT = 2  # 2: this machine's architecture has a root folder too (its targets' /proc/cpuinfo)
 _TIMEOUT_S = 900
 
 
@@ -52,7 +53,7 @@ class DeviceEnvironment:
     python: Path  # the interpreter (inside ``sysroot`` for a foreign architecture)
     site: Path  # the device packages for that interpreter
     code: Path  # a folder that holds a copy of runtime/ and nothing else
-    sysroot: Path | None  # QEMU's -L root folder (foreign architecture), None for this machine's own
+    sysroot: Path | None  # QEMU's -L root folder: the foreign architecture's files, or only proc/ for this one's
     qemu: str | None  # qemu-<architecture>(-static); None when only this machine itself is run
     versions: dict[str, str]
 
@@ -75,8 +76,9 @@ class DeviceEnvironment:
                 "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
 
     def present(self, target: CpuTarget) -> None:
-        """Show an Arm target's ``/proc/cpuinfo`` (see ``targets``) to the programs run next, from the root folder."""
-        if target.architecture == ARM and target.emulated and self.sysroot is not None:
+        """Show an emulated target's ``/proc/cpuinfo`` (see ``targets``) to the programs run next, from the root
+        folder (one root per architecture: targets run one after another)."""
+        if target.emulated and self.sysroot is not None:
             proc = self.sysroot / "proc"
             proc.mkdir(exist_ok=True)
             (proc / "cpuinfo").write_text(target.cpuinfo_text())
@@ -192,7 +194,8 @@ def _prepared(folder: Path, versions: dict[str, str]) -> dict | None:
         stamp = json.loads((folder / _STAMP).read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(stamp, dict) or stamp.get("versions") != versions or not (folder / stamp["python"]).is_file():
+    if (not isinstance(stamp, dict) or stamp.get("format") != _STAMP_FORMAT or stamp.get("versions") != versions
+            or not (folder / stamp["python"]).is_file()):
         return None
     return stamp
 
@@ -211,12 +214,14 @@ def _architecture_folder(architecture: str, settings: EmulationSettings, version
     if architecture == host_architecture():  # this machine's base interpreter (its packages: the wheels for it)
         python = Path(getattr(sys, "_base_executable", sys.executable)).resolve()
         _install(building / "site", versions, None, None)
-        stamp = {"versions": versions, "python": str(python), "sysroot": None}
+        (building / "root").mkdir()  # only proc/cpuinfo: every other path falls through to this machine's
+        stamp = {"format": _STAMP_FORMAT, "versions": versions, "python": str(python), "sysroot": "root"}
     else:  # the python (a path inside the folder) decides the wheels
         root = _sysroot(building, architecture)
         python = _python_in(root)
         _install(building / "site", versions, architecture, python.name[len("python"):])
-        stamp = {"versions": versions, "python": str(python.relative_to(building)), "sysroot": "root"}
+        stamp = {"format": _STAMP_FORMAT, "versions": versions, "python": str(python.relative_to(building)),
+                 "sysroot": "root"}
     (building / _STAMP).write_text(json.dumps(stamp, indent=2))
     shutil.rmtree(folder, ignore_errors=True)
     building.rename(folder)

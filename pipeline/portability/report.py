@@ -22,7 +22,7 @@ def _bundle_table(bundle: str, summaries: Sequence[dict], targets: dict[str, dic
     rows = [item for item in summaries if item["bundle"] == bundle]
     with_ec57 = any(item["ec57_gross"] for item in rows)
     header = ["CPU", "instruction sets", "cases passed", "events", "events differing", "decisions changed",
-              "largest |Δ| of a number"]
+              "largest |Δ| of a number", "device warned of its CPU"]
     if with_ec57:
         header += ["QRS Se / +P (%)", "V Se / +P (%)"]
     lines = [f"### {bundle}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -32,7 +32,8 @@ def _bundle_table(bundle: str, summaries: Sequence[dict], targets: dict[str, dic
         cells = [f"{item['target']}{' (reference, native)' if reference else ''}", target["instruction_sets"],
                  f"{_STATUS_MARK[item['passed'] == item['cases']]} {item['passed']} / {item['cases']}",
                  f"{item['events']:,}", "–" if reference else str(item["differing_events"]),
-                 "–" if reference else str(item["decision_changes"]), "–" if reference else _difference(item)]
+                 "–" if reference else str(item["decision_changes"]), "–" if reference else _difference(item),
+                 f"{item['device_warned']} of {item['cases']} runs" if item["device_warned"] else "no"]
         if with_ec57:
             gross = item["ec57_gross"] or {}
             cells += [f"{_percent(gross.get('qrs_sensitivity'))} / {_percent(gross.get('qrs_positive_predictivity'))}",

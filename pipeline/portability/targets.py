@@ -6,9 +6,11 @@ ONNX Runtime's own dispatch picks the kernels that CPU would get (SSE4.2 only, A
 product). Its floating point follows the emulated architecture bit for bit, so the numbers are that CPU's; its
 timings are not (several times slower, and not in proportion), and none is reported as a speed.
 
-ONNX Runtime on Arm also reads ``/proc/cpuinfo`` (the ``cpuinfo`` library) to know the core it runs on; QEMU 7.2's
-user mode passes the host's x86 text through, which that library cannot parse (the import crashes), so each Arm
-target carries the lines a real core of its kind shows (``cpuinfo_text``), served from the target's root folder.
+ONNX Runtime on Arm also reads ``/proc/cpuinfo`` (the ``cpuinfo`` library) to know the core it runs on, and the
+device runtime reads it to warn when a reduced-precision variant runs on other features than it was validated on
+(``runtime.cpu``). QEMU 7.2's user mode passes the host's text through: x86 text that the Arm library cannot parse
+(its import crashes), or the host's x86 features rather than the emulated CPU's. So each target carries the lines a
+real CPU of its kind shows (``cpuinfo_text``), served from the target's root folder.
 """
 
 from __future__ import annotations
@@ -37,35 +39,43 @@ class CpuTarget:
     qemu_cpu: str | None  # QEMU's -cpu model; None: this machine itself
     instruction_sets: str  # what numpy and ONNX Runtime can use on it
     devices: str  # devices built on this core (what a reader recognises)
+    features: str = ""  # /proc/cpuinfo "flags" (x86) or "Features" (Arm): what the emulated CPU has
     arm_part: int | None = None  # the core's MIDR part number (/proc/cpuinfo "CPU part"), Arm only
-    arm_features: str = ""  # /proc/cpuinfo "Features", Arm only
 
     @property
     def emulated(self) -> bool:
         return self.qemu_cpu is not None
 
     def cpuinfo_text(self, cores: int = 4) -> str:
-        """``/proc/cpuinfo`` as a Linux kernel shows it on ``cores`` cores of this Arm CPU."""
-        if self.arm_part is None:
-            raise ValueError(f"{self.name} is not an Arm target: it has no /proc/cpuinfo of its own")
-        core = ["BogoMIPS\t: 108.00", f"Features\t: {self.arm_features}", "CPU implementer\t: 0x41",
-                "CPU architecture: 8", "CPU variant\t: 0x0", f"CPU part\t: {self.arm_part:#05x}", "CPU revision\t: 1"]
+        """``/proc/cpuinfo`` as a Linux kernel shows it on ``cores`` cores of this emulated CPU (QEMU 7.2's user mode
+        would show the host's: on x86 a device would read features its emulated CPU does not have)."""
+        if not self.emulated:
+            raise ValueError(f"{self.name} is this machine: its /proc/cpuinfo is the real one")
+        if self.architecture == ARM:
+            core = ["BogoMIPS\t: 108.00", f"Features\t: {self.features}", "CPU implementer\t: 0x41",
+                    "CPU architecture: 8", "CPU variant\t: 0x0", f"CPU part\t: {self.arm_part:#05x}",
+                    "CPU revision\t: 1"]
+        else:
+            core = ["vendor_id\t: GenuineIntel", f"model name\t: QEMU {str(self.qemu_cpu).split(',')[0]} ({self.name})",
+                    f"flags\t\t: {self.features}"]
         return "".join(f"processor\t: {index}\n" + "\n".join(core) + "\n\n" for index in range(cores))
 
 
 _ARMV8_FEATURES = "fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid"
+_SSE4_FLAGS = "fpu tsc cx8 cmov mmx fxsr sse sse2 syscall nx lm pni ssse3 cx16 sse4_1 sse4_2 popcnt lahf_lm"
 TARGETS: tuple[CpuTarget, ...] = (
     CpuTarget("x86-64-sse4", X86, "Nehalem", "x86-64 with SSE4.2, no AVX",
-              "Intel Atom and Celeron-class embedded x86 boards (e.g. Apollo Lake)"),
+              "Intel Atom and Celeron-class embedded x86 boards (e.g. Apollo Lake)", _SSE4_FLAGS),
     CpuTarget("x86-64-avx2", X86, f"Haswell-noTSX,{_HASWELL_SYSTEM_ONLY}", "x86-64 with AVX2 and FMA, no AVX-512",
-              "most x86 laptops, mini PCs and medical carts since 2013"),
+              "most x86 laptops, mini PCs and medical carts since 2013",
+              _SSE4_FLAGS + " movbe xsave avx f16c rdrand fma abm avx2 bmi1 bmi2"),
     CpuTarget("arm-cortex-a53", ARM, "cortex-a53", "Armv8.0-A with NEON, no dot product (in-order core)",
-              "NXP i.MX 8M Mini / Nano, Raspberry Pi 3", 0xD03, _ARMV8_FEATURES),
+              "NXP i.MX 8M Mini / Nano, Raspberry Pi 3", _ARMV8_FEATURES, 0xD03),
     CpuTarget("arm-cortex-a72", ARM, "cortex-a72", "Armv8.0-A with NEON, no dot product",
-              "Raspberry Pi 4, NXP i.MX 8QuadMax", 0xD08, _ARMV8_FEATURES),
+              "Raspberry Pi 4, NXP i.MX 8QuadMax", _ARMV8_FEATURES, 0xD08),
     CpuTarget("arm-cortex-a76", ARM, "cortex-a76", "Armv8.2-A with NEON, the dot product and half-precision arithmetic",
-              "Raspberry Pi 5, recent Arm single-board computers", 0xD0B,
-              _ARMV8_FEATURES + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp"),
+              "Raspberry Pi 5, recent Arm single-board computers",
+              _ARMV8_FEATURES + " atomics fphp asimdhp asimdrdm lrcpc dcpop asimddp", 0xD0B),
 )
 
 

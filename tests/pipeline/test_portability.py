@@ -4,6 +4,7 @@ cannot be set up here, e.g. offline)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,7 +20,8 @@ from pipeline.portability.compare import NUMBER_TOLERANCE, compare_events
 from pipeline.portability.environment import EmulationError, prepare
 from pipeline.portability.report import render_markdown
 from pipeline.portability.targets import TARGETS, host_architecture, host_target, select_targets
-from tests.runtime.conftest import session_signing_key, tiny_bundle
+from runtime.contract import MANIFEST_NAME
+from tests.runtime.conftest import resign, session_signing_key, tiny_bundle
 
 BEAT = {"type": "beat", "time_s": 1.25, "class": "V", "probability": 0.91, "probabilities": {"non-V": 0.09, "V": 0.91},
         "quality_flags": [], "low_confidence": False, "latency_us": 40.0}
@@ -58,8 +60,10 @@ def test_targets_are_selected_by_name_and_arm_ones_show_their_core():
     assert "CPU part\t: 0xd03" in chosen[0].cpuinfo_text() and "processor\t: 3" in chosen[0].cpuinfo_text()
     with pytest.raises(UsageError, match=r"unknown CPU target.*pentium"):
         select_targets("pentium")
-    with pytest.raises(ValueError, match="not an Arm target"):
-        chosen[1].cpuinfo_text()
+    assert "flags\t\t: " in chosen[1].cpuinfo_text() and " avx2 " in chosen[1].cpuinfo_text()
+    assert "avx512" not in chosen[1].cpuinfo_text()
+    with pytest.raises(ValueError, match="this machine"):
+        host_target("x").cpuinfo_text()
 
 
 def test_the_command_refuses_bad_requests_with_exit_2(tmp_path):
@@ -75,6 +79,14 @@ def emulated_report(tmp_path_factory):
     root = tmp_path_factory.mktemp("cpu-check")
     for name in ("ecg-pvc", "breast-cancer"):
         shutil.copytree(tiny_bundle(name, tmp_path_factory), root / "bundles" / name)
+    # the breast-cancer bundle again, its manifest saying int8: a device on another kind of CPU must warn
+    relabelled = root / "bundles" / "breast-cancer-int8"
+    shutil.copytree(root / "bundles" / "breast-cancer", relabelled)
+    manifest = json.loads((relabelled / MANIFEST_NAME).read_text())
+    manifest["variants"]["int8-dynamic"] = manifest["variants"].pop(manifest["variant"])
+    manifest["variant"] = "int8-dynamic"
+    (relabelled / MANIFEST_NAME).write_text(json.dumps(manifest))
+    resign(relabelled, session_signing_key(tmp_path_factory))
     store = session_signing_key(tmp_path_factory).path.parent / TRUST_STORE_FOLDER
     config = CheckConfig(store, root / "bundles", select_targets("arm-cortex-a72,x86-64-avx2"), seconds=30.0,
                          cases_per_bundle=2)
@@ -90,15 +102,20 @@ def test_tiny_bundles_give_the_same_answers_on_emulated_arm_and_avx2_cpus(emulat
     report = emulated_report
     assert report["passed"], render_markdown(report)
     by_target = {(item["bundle"], item["target"]): item for item in report["summaries"]}
-    assert set(by_target) == {(bundle, target) for bundle in ("breast-cancer", "ecg-pvc")
+    assert set(by_target) == {(bundle, target) for bundle in ("breast-cancer", "breast-cancer-int8", "ecg-pvc")
                               for target in ("host", "arm-cortex-a72", "x86-64-avx2")}
     for (bundle, _target), item in by_target.items():
         reference = by_target[(bundle, "host")]
-        assert item["cases"] == item["passed"] == (1 if bundle == "breast-cancer" else 2)
+        assert item["cases"] == item["passed"] == (2 if bundle == "ecg-pvc" else 1)
         assert item["events"] == reference["events"] > 0 and item["decision_changes"] == 0
         assert item["largest_difference"] <= NUMBER_TOLERANCE
         assert item["ec57_gross"] == reference["ec57_gross"]
     assert by_target[("ecg-pvc", "host")]["ec57_gross"]["qrs_sensitivity"] > 0.9  # real MIT-BIH beats were scored
+    # the device reads the emulated CPU's /proc/cpuinfo: on the other architecture an int8 bundle warns, fp32 never
+    other = "arm-cortex-a72" if host_architecture() == "x86_64" else "x86-64-avx2"
+    assert by_target[("breast-cancer-int8", other)]["device_warned"] == 1
+    assert not any(item["device_warned"] for (bundle, target), item in by_target.items()
+                   if bundle != "breast-cancer-int8" or target == "host")
     markdown = render_markdown(report)
     assert "every emulated CPU gave the same decisions" in markdown and "Raspberry Pi 4" in markdown
     assert "MIT-BIH Arrhythmia Database (real" in markdown and "Wisconsin Diagnostic Breast Cancer" in markdown
