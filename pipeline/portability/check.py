@@ -77,8 +77,11 @@ def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bu
                output: Path, timeout_s: float) -> tuple[float, str | None, bool]:
     """Run the device command for ``case`` on ``target``, events to ``output``: (wall seconds, error or None,
     whether the device warned that its CPU differs from the validating one, ``runtime.cpu``)."""
+    # a rollback state of the run's own: the check is not a device, and bundles of one lineage (variants published
+    # side by side) would otherwise refuse each other as downgrades and change the trust store's real state
     arguments = [str(bundle.resolve()), "--input", str(case.input_file.resolve()), *case.arguments, "--threads", "1",
-                 "--trust-store", str(trust_store.resolve()), "--output", str(output)]
+                 "--trust-store", str(trust_store.resolve()), "--version-state", str(output.with_suffix(".versions")),
+                 "--output", str(output)]
     environment.present(target)
     started = time.perf_counter()
     try:
