@@ -101,10 +101,10 @@ def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bu
     return wall, None, warned
 
 
-def _judged(bundle: Path, case: Case, target: CpuTarget, wall_s: float, error: str | None,
+def _judged(bundle: Path, case: Case, target: CpuTarget, wall_s: float, error: str | None, warned: bool,
             reference: list[dict] | None, events: list[dict] | None) -> CaseResult:
     result = CaseResult(bundle.name, case.name, case.source, target.name, "failed", wall_s=round(wall_s, 2),
-                        error=error)
+                        error=error, device_warned=warned)
     if error is not None or events is None:
         return result
     result.events = len(events)
@@ -154,8 +154,7 @@ def check(config: CheckConfig, progress: Progress | None = None) -> dict:
                     reference = None if target is host else runs[host.name]
                     if target is not host and reference is None:
                         error = error or "the reference run on this machine failed"
-                    results.append(_judged(bundle, case, target, wall, error, reference, events))
-                    results[-1].device_warned = warned
+                    results.append(_judged(bundle, case, target, wall, error, warned, reference, events))
                     done += 1
                     if progress:
                         progress("cpu-check", done, total)

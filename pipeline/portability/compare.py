@@ -18,11 +18,11 @@ import numpy as np
 
 from pipeline.portability.cases import Reference
 from pipeline.validation import ec57
+from pipeline.validation.recordings import RecordingValidationConfig
 
 NUMBER_TOLERANCE = 1e-4
 IGNORED_FIELDS = frozenset({"latency_us"})  # a timing: different on every run
 DECISION_FIELDS = frozenset({"class", "low_confidence", "quality_flags", "judged", "type"})
-POSITIVE_LABEL = "V"  # the PVC class of an ECG beat bundle (AAMI class V)
 
 
 @dataclass
@@ -95,5 +95,6 @@ def ec57_counts(name: str, events: list[dict[str, Any]], reference: Reference) -
     """EC57 counts of one annotated recording from its beat events (an unclassified beat: detected, not V)."""
     beats = [event for event in events if event.get("type") == "beat"]
     detected = np.asarray([event["time_s"] for event in beats], dtype=np.float64)
-    called_v = np.asarray([event.get("class") == POSITIVE_LABEL for event in beats], dtype=bool)
+    positive = RecordingValidationConfig.positive_label  # the build's scoring: the PVC class, AAMI V
+    called_v = np.asarray([event.get("class") == positive for event in beats], dtype=bool)
     return ec57.score_record(name, reference.beats_s, detected, reference.is_v, called_v)
