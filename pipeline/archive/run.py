@@ -45,6 +45,7 @@ import pyarrow.parquet as pq
 
 from pipeline.archive.cluster import check_reachable, failure_cause
 from pipeline.archive.layout import Archive, ArchiveError
+from pipeline.archive.loopback import loopback_only
 from pipeline.archive.report import failures, render_markdown, totals, validation
 from pipeline.archive.worker import RecordingValidator, TrustSettings, WorkerConfig, failed_row, rows_table
 from runtime.bundle import Bundle, load_bundle
@@ -130,8 +131,9 @@ def ray_session(config: ArchiveRunConfig) -> Iterator[str]:
             described = f"cluster at {config.ray_address}"
         else:
             # address="local": always a new Ray of our own, never a cluster that `ray start` left registered here.
-            ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
-                     object_store_memory=config.object_store_mb * 1024**2, **quiet)
+            with loopback_only(ray):  # Ray's servers on 127.0.0.1, never on the machine's network
+                ray.init(address="local", num_cpus=config.workers, include_dashboard=False,
+                         object_store_memory=config.object_store_mb * 1024**2, **quiet)
             described = f"local ({config.workers} CPUs)"
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ArchiveError(f"Ray could not start or connect ({type(error).__name__}: {error})",

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from pipeline.archive import read_archive
 from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
+from pipeline.archive.loopback import loopback_only
 from pipeline.archive.run import REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME, ArchiveRunConfig, validate_archive
 from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig
 from pipeline.cli import main
@@ -36,8 +37,9 @@ SECONDS = 60.0
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-             object_store_memory=128 * 1024**2)
+    with loopback_only(ray):  # as the pipeline starts it: servers on 127.0.0.1 only
+        ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False, object_store_memory=128 * 1024**2)
     yield
     ray.shutdown()
 
