@@ -82,16 +82,16 @@ def run_device(environment: DeviceEnvironment, target: CpuTarget, case: Case, bu
     arguments = [str(bundle.resolve()), "--input", str(case.input_file.resolve()), *case.arguments, "--threads", "1",
                  "--trust-store", str(trust_store.resolve()), "--version-state", str(output.with_suffix(".versions")),
                  "--output", str(output)]
-    environment.present(target)
-    started = time.perf_counter()
-    try:
-        result = subprocess.run(environment.command(target, arguments), env=environment.variables(),
-                                cwd=environment.code, capture_output=True, text=True, timeout=timeout_s,
-                                stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return time.perf_counter() - started, f"no answer within {timeout_s:g} s", False
-    except OSError as error:
-        return time.perf_counter() - started, f"could not start: {error}", False
+    with environment.presenting(target):
+        started = time.perf_counter()
+        try:
+            result = subprocess.run(environment.command(target, arguments), env=environment.variables(),
+                                    cwd=environment.code, capture_output=True, text=True, timeout=timeout_s,
+                                    stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return time.perf_counter() - started, f"no answer within {timeout_s:g} s", False
+        except OSError as error:
+            return time.perf_counter() - started, f"could not start: {error}", False
     wall = time.perf_counter() - started
     warned = KERNEL_WARNING in result.stderr
     if result.returncode != 0 or not output.is_file():

@@ -75,13 +75,20 @@ class DeviceEnvironment:
                 "PYTHONPATH": f"{self.site}{os.pathsep}{self.code}", "PYTHONNOUSERSITE": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "OMP_NUM_THREADS": "1"}
 
-    def present(self, target: CpuTarget) -> None:
-        """Show an emulated target's ``/proc/cpuinfo`` (see ``targets``) to the programs run next, from the root
-        folder (one root per architecture: targets run one after another)."""
-        if target.emulated and self.sysroot is not None:
+    @contextlib.contextmanager
+    def presenting(self, target: CpuTarget) -> Iterator[None]:
+        """Within the block, programs run for ``target`` see its ``/proc/cpuinfo`` (see ``targets``), served from
+        the architecture's root folder. The root is shared by the architecture's targets, so the block holds it:
+        two checks at once on targets of one architecture (Cortex-A53 and A76) take turns run by run instead of
+        showing each other's CPU."""
+        if not target.emulated or self.sysroot is None:
+            yield
+            return
+        with _locked(self.sysroot.parent / ".presenting.lock"):
             proc = self.sysroot / "proc"
             proc.mkdir(exist_ok=True)
             (proc / "cpuinfo").write_text(target.cpuinfo_text())
+            yield
 
 
 def _run(command: list[str], what: str, fix: str, cwd: Path | None = None) -> str:
@@ -230,7 +237,8 @@ def _architecture_folder(architecture: str, settings: EmulationSettings, version
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """One process at a time sets up the cache (a check and a test run at once would build the same folders)."""
+    """One holder at a time (a process, or a thread with its own handle): the cache's setup (a check and a test run
+    at once would build the same folders), an architecture's root while a target's program runs."""
     with path.open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:

@@ -149,3 +149,34 @@ def test_the_device_environment_sees_the_runtime_copy_and_its_packages_only(emul
     assert result.returncode == 0, result.stderr
     location, importable = result.stdout.splitlines()
     assert location.startswith(str(environment.code)) and importable == "[]"
+
+
+def test_targets_of_one_architecture_take_turns_with_its_root(tmp_path):
+    """Two checks at once on two Arm cores share one root folder: a run holds it, so neither shows the other's
+    /proc/cpuinfo to its device."""
+    import threading
+
+    from pipeline.portability.environment import DeviceEnvironment
+
+    root = tmp_path / "aarch64" / "root"
+    root.mkdir(parents=True)
+    environment = DeviceEnvironment("aarch64", tmp_path / "python", tmp_path / "site", tmp_path / "code", root,
+                                    "qemu-aarch64-static", {})
+    first, second = select_targets("arm-cortex-a53,arm-cortex-a76")
+    cpuinfo = root / "proc" / "cpuinfo"
+    holding, seen_by_second = threading.Event(), []
+
+    def second_check() -> None:
+        holding.wait(10)
+        with environment.presenting(second):
+            seen_by_second.append(cpuinfo.read_text())
+
+    other = threading.Thread(target=second_check)
+    other.start()
+    with environment.presenting(first):
+        holding.set()
+        other.join(0.5)
+        assert other.is_alive()  # waiting for the root while the first check's program runs
+        assert cpuinfo.read_text() == first.cpuinfo_text()
+    other.join(10)
+    assert seen_by_second == [second.cpuinfo_text()] and first.cpuinfo_text() != second.cpuinfo_text()
