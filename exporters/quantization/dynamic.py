@@ -1,6 +1,9 @@
-"""int8 dynamic variant: int8 per-channel weights, activations quantized on the fly.
+"""int8 dynamic variant: int8 per-channel weights (7-bit range), activations quantized on the fly.
 
-ONNX Runtime writes DynamicQuantizeLinear → MatMulInteger / ConvInteger; no calibration data.
+ONNX Runtime writes DynamicQuantizeLinear → MatMulInteger / ConvInteger; no calibration data. The weights keep to
+7 bits (``reduce_range``) so that the variant gives the same answers on every x86 CPU: ORT's u8×s8 kernels on CPUs
+without VNNI (AVX2, SSE4) add pairs of products in saturating int16, which 8-bit weights overflow (see
+``exporters.quantization``).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from exporters.quantization.preprocess import onnxruntime_advice_demoted, prepro
 logger = logging.getLogger(__name__)
 
 
-def quantize_int8_dynamic(source: Path, destination: Path) -> None:
-    """Write an int8 dynamically quantized copy of ``source`` (int8 per-channel weights).
+def quantize_int8_dynamic(source: Path, destination: Path, reduce_range: bool = True) -> None:
+    """Write an int8 dynamically quantized copy of ``source`` (int8 per-channel weights; 7-bit with
+    ``reduce_range``, the portable default).
 
     Raises:
         QuantizationError: ``source`` is missing or invalid, quantization failed, or the
@@ -32,7 +36,8 @@ def quantize_int8_dynamic(source: Path, destination: Path) -> None:
         preprocess(source, preprocessed)  # shape inference + basic optimizations, as ORT recommends
         try:
             with onnxruntime_advice_demoted():
-                quantize_dynamic(preprocessed, temporary_path, per_channel=True, weight_type=QuantType.QInt8)
+                quantize_dynamic(preprocessed, temporary_path, per_channel=True, reduce_range=reduce_range,
+                                 weight_type=QuantType.QInt8)
         except onnx_tooling_errors() as error:
             raise QuantizationError(
                 f"int8 dynamic quantization of {source.name} failed ({type(error).__name__}: {error})",

@@ -168,7 +168,7 @@ def test_int8_tuning_checks_candidates_on_every_input(variant_source: tuple[Path
         return AccuracyVerdict(agreed >= 0.9, f"agreement {agreed:.3f}", (1.0 - agreed) * 100)
 
     search = TuningConfig(formats=(QuantizationFormat.QDQ,), activation_types=(ActivationType.UINT8,),
-                          per_channel=(True,), reduce_range=(False,), channels_last=(True,),
+                          per_channel=(True,), reduce_range=(True,), channels_last=(True,),
                           float_linear_outputs=(False,), timing=InterleavedTiming(3, 3, 1))
     report = choose_quantization(source, tmp_path / "tuned.onnx", data["calibration"], data["test"], agreement,
                                  config=search)

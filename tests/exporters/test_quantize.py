@@ -95,6 +95,31 @@ def test_int8_dynamic_quantizes_and_agrees_with_fp32(
     assert _agreement(_run(source, test_x), _run(destination, test_x)) >= INT8_AGREEMENT
 
 
+def _int8_weight_range(path: Path) -> tuple[int, int]:
+    """The smallest and largest value of the model's int8 initializers (its quantized weights)."""
+    values = [numpy_helper.to_array(tensor) for tensor in onnx.load(str(path)).graph.initializer
+              if tensor.data_type == onnx.TensorProto.INT8]
+    assert values, "no int8 weights"
+    return min(int(value.min()) for value in values), max(int(value.max()) for value in values)
+
+
+@pytest.mark.parametrize("variant", ["dynamic", "static"])
+def test_int8_weights_keep_to_7_bits_so_no_x86_cpu_saturates(
+    zoo: ModelZoo, signals: Splits, variant: str, tmp_path: Path
+) -> None:
+    """u8×s8 kernels on x86 CPUs without VNNI add pairs of products in int16: 255·64·2 fits, 255·127·2 does not.
+    Checked on the graph edgemed writes, not on a kernel: the same on every machine that runs the tests."""
+    source, destination = zoo.onnx_path("conv1d_zscore"), tmp_path / f"{variant}.onnx"
+    if variant == "dynamic":
+        quantize_int8_dynamic(source, destination)
+    else:
+        quantize_int8_static(source, destination, signals.calibration_x, QuantizationConfig())
+
+    low, high = _int8_weight_range(destination)
+    assert low >= -64 and high <= 64 and high - low > 64  # ORT's 7-bit range (±64), and used
+    assert 255 * max(-low, high) * 2 <= np.iinfo(np.int16).max  # a pair of u8×s8 products fits in int16
+
+
 # ----------------------------------------------------------------------------- int8 static
 
 

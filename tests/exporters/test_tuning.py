@@ -25,8 +25,10 @@ from exporters.timing import InterleavedTiming
 from tests.exporters.toy_models import ModelZoo, Splits
 
 QUICK = InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=2)
+# both weight ranges, to exercise the search's mechanics (the default searches 7-bit weights only)
 SMALL_SEARCH = TuningConfig(formats=(QuantizationFormat.QDQ,), activation_types=(ActivationType.UINT8,),
-                            channels_last=(True,), float_linear_outputs=(False,), timing=QUICK)
+                            reduce_range=(False, True), channels_last=(True,), float_linear_outputs=(False,),
+                            timing=QUICK)
 
 
 def _run(path: Path, inputs: np.ndarray) -> np.ndarray:
@@ -75,7 +77,7 @@ def test_when_nothing_passes_layers_go_back_to_float_and_the_most_accurate_is_ke
     report = choose_quantization(source, tmp_path / "tuned.onnx", signals.calibration_x, checks, impossible,
                                  config=TuningConfig(formats=(QuantizationFormat.QDQ,),
                                                      activation_types=(ActivationType.UINT8,), per_channel=(True,),
-                                                     reduce_range=(False,), channels_last=(True,),
+                                                     reduce_range=(True,), channels_last=(True,),
                                                      float_linear_outputs=(False,), max_float_nodes=1,
                                                      timing=QUICK))
 
@@ -164,7 +166,8 @@ def test_the_default_search_skips_qoperator_with_int8_activations() -> None:
     Recorder().grid(TuningConfig())
     pairs = {(settings.quant_format, settings.activation_type) for settings in seen}
     assert (QuantizationFormat.QOPERATOR, ActivationType.INT8) not in pairs
-    assert len(seen) == 2 * 3 * 2 * 2 * 2  # layouts × (format, activation) pairs × per-channel × reduce-range × outputs
+    assert len(seen) == 2 * 3 * 2 * 2  # layouts × (format, activation) pairs × per-channel × outputs
+    assert all(settings.reduce_range for settings in seen)  # 7-bit weights: the same answers on every x86 CPU
 
 
 def test_a_setting_that_cannot_quantize_the_model_is_reported_and_the_search_goes_on(
