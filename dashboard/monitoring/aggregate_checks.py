@@ -9,8 +9,11 @@ messages and decision code; only the window's numbers come from aggregates (``ag
 * drift: the window's histograms stand in for its values (``WindowSummary.stand_ins``), then
   ``drift.profile_drift`` runs unchanged: PSI and JS on the reference deciles are exact, KS and Wasserstein within
   one sub-bin per value; the device-baseline split is at a minute boundary (the raw one is at a record);
-* quality, signal loss and input domain: sums of exact counts per minute. The input-domain rule also counts the
-  beats and windows the device refused without a record (``no_result``), which records never show.
+* quality, signal loss and input domain: sums of exact counts per minute. All three also count the beats and
+  windows the device refused without a record (``no_result``), which records never show: the quality rule those
+  refused for the signal's quality (a clipped stretch's beats), the signal-loss rule every detected beat (a refused
+  beat is not a lost signal), the input-domain rule those outside the domain. Without refused inputs each gives the
+  record rule's verdict and message.
 
 Windows are whole minutes (``aggregate_window.minute_window``); with ``now`` on a minute they are the raw windows.
 """
@@ -28,6 +31,7 @@ import pandas as pd
 
 from dashboard.monitoring.aggregate_sums import grouped_counts, summary_of
 from dashboard.monitoring.aggregate_window import (
+    NOT_SIGNAL_QUALITY,
     PlanFor,
     WindowSummary,
     frame_numbers,
@@ -158,33 +162,52 @@ def latency_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEF
 
 
 def quality_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
-    """``alerts.quality_alerts`` on aggregates: the share of records with any quality flag but ``out_of_domain``
-    (the input-domain rule's) over the last hour."""
+    """``alerts.quality_alerts`` on aggregates, over every input: the records with any quality flag but
+    ``out_of_domain`` (the input-domain rule's), and the beats and windows the device refused for the signal's
+    quality (``aggregate_window.quality_refused``), as a share of records plus refused inputs over the last hour.
+
+    A beat whose window is clipped, or whose samples disagree with the declared rate, gets no class and so no
+    record: records alone show such a device as quiet (and its falling record rate as a lost signal), while its
+    aggregates count every refused beat with its flags. Without refused inputs this is the record rule exactly."""
     alerts = []
     window = minute_window(frame, now, config.quality_window)
     if window.empty:
         return alerts
-    flagged = pd.Series(frame_numbers(window)["flagged"], index=window.index)
-    sums = pd.DataFrame({"records": window["records"], "flagged": flagged}).groupby(window["device_id"]).sum()
+    numbers = frame_numbers(window)
+    sums = pd.DataFrame({"records": window["records"].to_numpy(dtype=np.int64), "flagged": numbers["flagged"],
+                         "inputs": window["records"].to_numpy(dtype=np.int64) + numbers["no_result"],
+                         "refused": numbers["no_result_quality"]}, index=window.index).groupby(
+        window["device_id"]).sum()
     flag_counts = _flags_by_device(window)
     for device_id, total in sums.iterrows():
-        records, flags = int(total["records"]), int(total["flagged"])
-        if records < config.quality_minimum_events or flags / records < config.quality_warn_rate:
+        inputs, refused = int(total["inputs"]), int(total["refused"])
+        flags = int(total["flagged"]) + refused
+        if inputs < config.quality_minimum_events or flags / inputs < config.quality_warn_rate:
             continue  # (flags with out_of_domain: under the rate, so is the share without it)
         counts = flag_counts(device_id)  # only for a device that may alert: per device, it is the costly part
         flags -= counts.get(OUT_OF_DOMAIN, 0)  # a refused row's only flag (runtime.rows)
-        if flags / records < config.quality_warn_rate:
+        if flags / inputs < config.quality_warn_rate:
             continue
-        rate = flags / records
-        named = [(flag, count) for flag, count in counts.most_common() if flag != OUT_OF_DOMAIN][:3]
-        top = ", ".join(f"{flag} {count / records:.0%}" for flag, count in named)
+        rate = flags / inputs
+        if refused:
+            counts = counts + _refused_flags(window[window["device_id"] == device_id])
+        named = [(flag, count) for flag, count in counts.most_common() if flag not in NOT_SIGNAL_QUALITY][:3]
+        top = ", ".join(f"{flag} {count / inputs:.0%}" for flag, count in named)
         severity = CRITICAL if rate >= config.quality_alert_rate else WARNING
-        alerts.append(Alert(
-            "signal quality", severity, str(device_id),
-            f"{rate:.0%} of the last {window_label(config.quality_window)}'s records carry quality flags ({top})",
-            rate,
-        ))
+        what = ("beats and rows carry quality flags or were refused for them" if refused else "records carry quality "
+                "flags")
+        alerts.append(Alert("signal quality", severity, str(device_id),
+                            f"{rate:.0%} of the last {window_label(config.quality_window)}'s {what} ({top})", rate))
     return alerts
+
+
+def _refused_flags(rows: pd.DataFrame) -> Counter:
+    """The quality flags of the inputs ``rows`` refused without a record (their ``no_result`` sections)."""
+    counts: Counter = Counter()
+    for payload in rows["payload"]:
+        flags = (payload.get("no_result") or {}).get("quality_flags") or {}
+        counts.update(flags if isinstance(flags, dict) else Counter(flags))
+    return counts
 
 
 def _flags_by_device(window: pd.DataFrame) -> Callable[[object], Counter]:
@@ -246,7 +269,8 @@ def _minute_counts(minutes: np.ndarray, records: np.ndarray) -> np.ndarray:
 
 
 def signal_loss_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig = DEFAULT_ALERT_CONFIG) -> list[Alert]:
-    """``alerts.signal_loss_alerts`` on aggregates: minutes whose record count fell under a share of the median."""
+    """``alerts.signal_loss_alerts`` on aggregates: minutes whose count of detected beats (records plus inputs refused
+    without one) fell under a share of the median."""
     alerts = []
     window = minute_window(frame, now, config.signal_loss_window)
     if window.empty:
@@ -255,7 +279,9 @@ def signal_loss_alerts(frame: pd.DataFrame, now: datetime, config: AlertConfig =
     order = np.argsort(codes, kind="stable")
     bounds = np.searchsorted(codes[order], np.arange(len(devices) + 1))
     minutes = window["minute"].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")[order]
-    records = window["records"].to_numpy(dtype=np.int64)[order]
+    # beats detected, classified or refused: a clipped stretch's beats are refused (quality_alerts names them), not
+    # lost; only no beat at all is a lost signal
+    records = (window["records"].to_numpy(dtype=np.int64) + frame_numbers(window)["no_result"])[order]
     for number, device_id in enumerate(devices):
         part = slice(bounds[number], bounds[number + 1])
         if int(records[part].sum()) < config.quality_minimum_events:

@@ -100,13 +100,15 @@ def _grouped(frame: pd.DataFrame, keys: Sequence[str]) -> tuple[pd.DataFrame, np
 
 
 def _payload_numbers(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per row: flagged (by signal quality: every quality flag but ``out_of_domain``, a refused row's only flag, as
-    the quality alert counts), unjudged, latency min/max (inf/-inf for an empty histogram), and the input-domain
-    counts as the domain alert takes them: inputs (records plus beats and windows refused without a record) and
-    those outside the domain. The frame's number columns."""
+    """Per row: flagged (by signal quality, as the quality alert counts: records with any quality flag but
+    ``out_of_domain``, a refused row's only flag, plus the beats and windows refused for the signal's quality),
+    unjudged, latency min/max (inf/-inf for an empty histogram), and inputs (records plus beats and windows refused
+    without a record: the flagged share's denominator) and those outside the domain, as the domain alert takes them.
+    The frame's number columns."""
     numbers = frame_numbers(frame)
     records = frame["records"].to_numpy(dtype=np.int64)
-    return pd.DataFrame({"flagged": numbers["flagged"] - numbers["out_of_domain"], "unjudged": numbers["unjudged"],
+    return pd.DataFrame({"flagged": numbers["flagged"] - numbers["out_of_domain"] + numbers["no_result_quality"],
+                         "unjudged": numbers["unjudged"],
                          "low": numbers["latency_low"], "high": numbers["latency_high"],
                          "inputs": records + numbers["no_result"],
                          "outside": numbers["out_of_domain"] + numbers["no_result_out_of_domain"]}, index=frame.index)
@@ -128,7 +130,7 @@ def group_series(frame: pd.DataFrame, bucket: timedelta, group: pd.Series, start
     table, codes = _grouped(keyed, ["group", "bucket"])
     matrix = latency_matrix(frame, codes, len(table))
     sums = keyed.groupby(codes).agg(records=("records", "sum"), flagged=("flagged", "sum"), low=("low", "min"),
-                                     high=("high", "max"), devices=("device_id", "nunique"))
+                                     high=("high", "max"), inputs=("inputs", "sum"), devices=("device_id", "nunique"))
     lows, highs = sums["low"].to_numpy(dtype=np.float64), sums["high"].to_numpy(dtype=np.float64)
     p50s, p95s = (quantile_rows(matrix, lows, highs, q).tolist() for q in (0.5, 0.95))
     rows = []
@@ -140,10 +142,10 @@ def group_series(frame: pd.DataFrame, bucket: timedelta, group: pd.Series, start
         covered_from = max(moment, pd.Timestamp(start)) if start is not None else moment
         covered_to = min(moment + width, pd.Timestamp(end)) if end is not None else moment + width
         minutes = max((covered_to - covered_from).total_seconds() / 60, 1 / 60)
-        records = int(sums.at[number, "records"])
+        inputs = int(sums.at[number, "inputs"])
         rows.append({"group": label, "bucket": moment, "p50_us": p50, "p95_us": p95, "inferences": total,
-                     "per_minute": total / minutes, "flagged_share": int(sums.at[number, "flagged"]) / records
-                     if records else 0.0, "devices": int(sums.at[number, "devices"])})
+                     "per_minute": total / minutes, "flagged_share": int(sums.at[number, "flagged"]) / inputs
+                     if inputs else 0.0, "devices": int(sums.at[number, "devices"])})
     return pd.DataFrame(rows, columns=columns).sort_values(["group", "bucket"], kind="stable").reset_index(drop=True)
 
 
@@ -259,7 +261,7 @@ def device_overview(devices: pd.DataFrame, frame: pd.DataFrame, catalog: BundleC
             "clock_ahead_min": device.get("clock_ahead_min"),
             "p50_us": p50, "p95_us": p95,
             "per_minute": int(rate_records.get(number, 0)) / minutes_in_span,
-            "flagged_share": int(sums["flagged"].get(number, 0)) / records if records else None,
+            "flagged_share": int(sums["flagged"].get(number, 0)) / inputs if inputs else None,
             "inputs": inputs,
             "outside_share": int(sums["outside"].get(number, 0)) / inputs if inputs else None,
             "dropped": int(device["dropped"]),

@@ -60,11 +60,15 @@ FRAME_COLUMNS = (*IDENTITY_KEYS, "minute", "seconds", "records", "session", "pay
 # sum, sum of squares (0.0 when absent), minimum and maximum (inf and -inf for an empty histogram). The payloads'
 # bins and counter sections are Arrow list columns beside them (``aggregate_entries``).
 # out_of_domain: records flagged out_of_domain (a refused row: its only flag); no_result and no_result_out_of_domain:
-# beats and windows refused without a record, and those of them outside the input domain.
+# beats and windows refused without a record, and those of them outside the input domain; no_result_quality: those
+# refused for the signal's quality (``quality_refused``).
 NUMBER_COLUMNS = {"flagged": np.int64, "unjudged": np.int64, "alarms": np.int64, "latency_count": np.int64,
                   "latency_sum": np.float64, "latency_squares": np.float64, "latency_low": np.float64,
                   "latency_high": np.float64, "out_of_domain": np.int64, "no_result": np.int64,
-                  "no_result_out_of_domain": np.int64}
+                  "no_result_out_of_domain": np.int64, "no_result_quality": np.int64}
+# A stream's own start (and restart after a gap or lead-off): its first beats wait for their RR history, a state of
+# the stream, not of the signal's quality.
+NOT_SIGNAL_QUALITY = frozenset({OUT_OF_DOMAIN, "warming_up"})
 FOLDED_SESSION = "folded"  # the session of aggregates the dashboard folded from per-event records
 PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundle_sha256, task) → its plan
 
@@ -93,11 +97,23 @@ def payload_numbers(payloads: list[Mapping[str, Any]]) -> dict[str, np.ndarray]:
              latency.get("sum_squares", 0.0), *((latency["min"], latency["max"]) if latency["count"]
                                                 else (math.inf, -math.inf)),
              _domain_count(payload.get("quality_flags")), refused.get("count", 0),
-             _domain_count(refused.get("quality_flags")))
+             _domain_count(refused.get("quality_flags")), quality_refused(refused))
             for payload in payloads for latency, refused in ((payload["latency_us"], payload.get("no_result") or {}),)]
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(NUMBER_COLUMNS)
     return {name: np.array(column, dtype=dtype) for (name, dtype), column in zip(NUMBER_COLUMNS.items(), columns,
                                                                                  strict=True)}
+
+
+def quality_refused(refused: Mapping[str, Any]) -> int:
+    """Of a ``no_result`` section's beats and windows, those refused for the signal's quality (clipped, non-finite
+    samples, a rate mismatch …): the refused ones not outside the input domain, at most as many as their
+    signal-quality flags (``NOT_SIGNAL_QUALITY`` left out) — exact when each refused beat carries one such flag, as
+    a clipped stretch's do; a beat with two is counted once where the section allows it."""
+    flags = refused.get("quality_flags") or {}
+    if not isinstance(flags, dict):
+        flags = Counter(flags)
+    named = sum(count for flag, count in flags.items() if flag not in NOT_SIGNAL_QUALITY)
+    return max(0, min(int(refused.get("count", 0)) - int(flags.get(OUT_OF_DOMAIN, 0)), int(named)))
 
 
 def _domain_count(flags: object) -> int:

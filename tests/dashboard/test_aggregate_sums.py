@@ -78,7 +78,10 @@ def reference_payload_numbers(frame: pd.DataFrame) -> pd.DataFrame:
         refused = payload.get("no_result") or {}
         outside = Counter(payload.get("quality_flags") or ())["out_of_domain"]  # a refused row's only flag
         latency = payload["latency_us"]
-        rows.append((payload["flagged"] - outside, payload["unjudged"],
+        refused_flags = Counter(refused.get("quality_flags") or ())
+        for_quality = sum(count for flag, count in refused_flags.items() if flag not in ("out_of_domain", "warming_up"))
+        for_quality = max(0, min(refused.get("count", 0) - refused_flags["out_of_domain"], for_quality))
+        rows.append((payload["flagged"] - outside + for_quality, payload["unjudged"],
                      *((latency["min"], latency["max"]) if latency["count"] else (np.inf, -np.inf)),
                      payload["records"] + refused.get("count", 0),
                      outside + Counter(refused.get("quality_flags") or ())["out_of_domain"]))

@@ -149,12 +149,12 @@ def simulate(behaviour: Behaviour, seed: int) -> list[tuple[BeatEvent | QualityE
     flagged = np.zeros(count, bool)
     if behaviour.flagged_since is not None:
         flagged = (age < behaviour.flagged_since.total_seconds()) & (rng.random(count) < behaviour.flagged_share)
-    unclassified = rng.random(count) < 0.01  # flat-line beats: no class, so no schema-2 record
+    unclassified = rng.random(count) < 0.01  # beats restarting after a flat line: no class, so no schema-2 record
     events: list[tuple[BeatEvent | QualityEvent, float]] = []
     for index in range(count):
         flags = ("baseline_wander",) if flagged[index] else ()
         if unclassified[index]:
-            events.append((BeatEvent(float(times[index] - start), None, None, {}, None, None, ("flat_line",), False,
+            events.append((BeatEvent(float(times[index] - start), None, None, {}, None, None, ("warming_up",), False,
                                      0.0), float(times[index])))
             events.append((QualityEvent(float(times[index] - start), 1.5, "flat_line"), float(times[index])))
             continue
@@ -289,7 +289,9 @@ def test_quality_alerts_match_records_both_ways() -> None:
     aggregated = aggregate_checks.quality_alerts(aggregates(), NOW, AlertConfig())
     assert _verdicts(aggregated) == _verdicts(raw) == {
         ("signal quality", "critical", by_device("noisy")), ("signal quality", "warning", by_device("grainy"))}
-    assert sorted(alert.value for alert in aggregated) == pytest.approx(sorted(alert.value for alert in raw))
+    # the aggregates' share is over every detected beat: records plus the ~1 % refused while warming up, which
+    # records cannot show (a warm-up is not a quality flag: the numerators are equal)
+    assert sorted(alert.value for alert in aggregated) == pytest.approx(sorted(alert.value for alert in raw), rel=0.02)
 
 
 def test_signal_loss_alerts_match_records_both_ways() -> None:
