@@ -261,8 +261,27 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exception(error, file=sys.stderr)
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] not in DEVICE_PACKAGES:
+            raise
+        if arguments.verbose:
+            traceback.print_exception(error, file=sys.stderr)
+        print(missing_package_line(error.name, sys.executable), file=sys.stderr)
+        return 1
     print(summary_line(kinds), file=sys.stderr)
     return 0
+
+
+DEVICE_PACKAGES = ("numpy", "onnxruntime", "cryptography")  # what the device runtime imports beyond Python
+
+
+def missing_package_line(name: str, interpreter: str) -> str:
+    """The refusal for a device package this interpreter cannot import (a system Python, a bare environment)."""
+    package = name.partition(".")[0]
+    return (f"error: the device runtime needs the Python package {package!r}, which {interpreter} cannot import. "
+            f"Expected: numpy and onnxruntime (and cryptography, for signed bundles) installed for the interpreter "
+            f"that runs 'python -m runtime'. Fix: run the interpreter of the environment that has them (e.g. "
+            f".venv/bin/python -m runtime …), or install them into this one (pip install 'edgemed[cpu]').")
 
 
 if __name__ == "__main__":

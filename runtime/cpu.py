@@ -6,8 +6,10 @@ digits; for fp16 and int8 models they do not. ``edgemed cpu-check`` measured it 
 MIT-BIH records (21 835 events, 2026-12-07, validated on an x86-64 CPU with AVX-512 and VNNI): fp32 gave the same
 decisions on SSE4.2-only and AVX2 x86 and on Arm Cortex-A53/A72/A76; int8-dynamic changed 3 decisions (and 6 314
 probabilities, by up to 0.98 where a class flipped) on AVX2 without VNNI; fp16 changed 2 on the Cortex-A76, which
-computes in half precision natively. So a device that runs a reduced-precision variant on a CPU whose features
-differ from those of the machine that validated it says so (``kernel_differences``), loudly, at every load.
+computes in half precision natively. Int8 variants built since keep their weights to 7 bits, which ends the AVX2
+saturation (the rebuilt int8-dynamic variant: bit for bit on AVX2, within 6e-5 on the Cortex-A76); other kernel
+differences remain possible, so a device that runs a reduced-precision variant on a CPU whose features differ from
+those of the machine that validated it still says so (``kernel_differences``), loudly, at every load.
 
 Dependency rule: standard library only.
 """

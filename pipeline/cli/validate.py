@@ -114,4 +114,5 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
     click.echo(f"MIT-BIH {record} (lead {part.lead}): {part.duration_s:.1f} s at {part.sample_rate_hz:g} Hz, "
                f"{part.beat_indices.size} reference beats, {int(part.is_pvc.sum())} V → {output}"
                + (f" (annotations → {annotations})" if annotations else ""))
-    click.echo(f"run it: edgemed run BUNDLE --input {output} --sample-rate {part.sample_rate_hz:g}")
+    click.echo(f"run it: edgemed run BUNDLE --input {output} --sample-rate {part.sample_rate_hz:g} "
+               "--trust-store TRUST_STORE (make build's: .edgemed-keys/dev/trust-store)")

@@ -72,8 +72,9 @@ def public_key_from_pem(data: bytes, source: str) -> Ed25519PublicKey:
         raise TrustStoreError(
             f"{source} holds a private key",
             expected="only public keys in a trust store",
-            fix="remove it: private keys stay on the build machine (the trust store gets the .pem from "
-            "'edgemed keys generate''s trust-store folder)",
+            fix="if this folder is the signing key's own folder, pass its trust-store/ subfolder instead ('edgemed "
+            "keys generate' writes the public key there); otherwise move the private key out of the trust store to "
+            "the build machine — do not delete it: it signs your bundles",
         )
     try:
         key = serialization.load_pem_public_key(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +212,16 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
     profile = json.loads((ecg_bundle_path / "reference_profile.json").read_text())
     assert set(appended[0]["features"]) == set(profile["features"])
     assert appended[0]["result"]["class"] == beats[0].beat_class and appended[0]["variant"]
+
+
+def test_device_cli_without_onnxruntime_says_which_package_and_how_to_fix(breast_bundle_path, breast_bundle, tmp_path,
+                                                                         capsys, trust, monkeypatch):
+    """A system Python without the device packages (README: plain `python -m runtime`) gets one error line, no
+    traceback."""
+    path = _shuffled_csv(breast_bundle, _rows(breast_bundle, 2), tmp_path / "t.csv")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import onnxruntime now raises ModuleNotFoundError
+    assert device_main([str(breast_bundle_path), "--input", str(path), "--trust-store", str(trust.store),
+                        "--version-state", str(tmp_path / "versions.json")]) == 1
+    error = capsys.readouterr().err
+    assert "needs the Python package 'onnxruntime'" in error and "pip install" in error
+    assert "Traceback" not in error

@@ -52,7 +52,8 @@ def excerpt(record: MitBihRecord, seconds: float | None, start_s: float = 0.0) -
     last = record.signal_mv.size if seconds is None else first + round(seconds * record.sample_rate_hz)
     if not 0 <= first < last <= record.signal_mv.size:
         raise DataError(
-            f"an excerpt of record {record.record_id} from {start_s} s lasting {seconds} s",
+            f"an excerpt of record {record.record_id} from {start_s} s " + (
+                f"lasting {seconds} s" if seconds is not None else "to its end"),
             expected=f"a stretch inside the record's {record.duration_s:.1f} s",
             fix="ask for a shorter excerpt or an earlier start",
         )
