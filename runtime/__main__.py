@@ -20,13 +20,31 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-from runtime.errors import EdgemedError
-from runtime.events import JsonLinesWriter, QualityEvent
-from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
-from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, check_telemetry_identity, run
-from runtime.session import MAX_THREADS
-from runtime.trust import TrustPolicy
-from runtime.windows import WindowFlag
+DEVICE_PACKAGES = ("numpy", "onnxruntime", "cryptography")  # what the device runtime imports beyond Python
+
+
+def missing_package_line(name: str, interpreter: str) -> str:
+    """The refusal for a device package this interpreter cannot import (a system Python, a bare environment)."""
+    package = name.partition(".")[0]
+    return (f"error: the device runtime needs the Python package {package!r}, which {interpreter} cannot import. "
+            f"Expected: numpy and onnxruntime (and cryptography, for signed bundles) installed for the interpreter "
+            f"that runs 'python -m runtime'. Fix: run the interpreter of the environment that has them (e.g. "
+            f".venv/bin/python -m runtime …), or install them into this one (pip install 'edgemed[cpu]').")
+
+
+try:  # numpy is imported here already: a Python without it is told so in one line, as for onnxruntime below
+    from runtime.errors import EdgemedError
+    from runtime.events import JsonLinesWriter, QualityEvent
+    from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
+    from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, check_telemetry_identity, run
+    from runtime.session import MAX_THREADS
+    from runtime.trust import TrustPolicy
+    from runtime.windows import WindowFlag
+except ModuleNotFoundError as missing:
+    if __name__ != "__main__" or (missing.name or "").partition(".")[0] not in DEVICE_PACKAGES:
+        raise
+    print(missing_package_line(missing.name, sys.executable), file=sys.stderr)
+    sys.exit(1)
 
 TOO_SHORT = WindowFlag.TOO_SHORT.value  # a recording (or a stretch between gaps) shorter than one window
 
@@ -270,18 +288,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(summary_line(kinds), file=sys.stderr)
     return 0
-
-
-DEVICE_PACKAGES = ("numpy", "onnxruntime", "cryptography")  # what the device runtime imports beyond Python
-
-
-def missing_package_line(name: str, interpreter: str) -> str:
-    """The refusal for a device package this interpreter cannot import (a system Python, a bare environment)."""
-    package = name.partition(".")[0]
-    return (f"error: the device runtime needs the Python package {package!r}, which {interpreter} cannot import. "
-            f"Expected: numpy and onnxruntime (and cryptography, for signed bundles) installed for the interpreter "
-            f"that runs 'python -m runtime'. Fix: run the interpreter of the environment that has them (e.g. "
-            f".venv/bin/python -m runtime …), or install them into this one (pip install 'edgemed[cpu]').")
 
 
 if __name__ == "__main__":

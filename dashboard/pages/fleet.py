@@ -42,8 +42,10 @@ OVERVIEW_COLUMNS = {
     "p95_us": st.column_config.NumberColumn("p95 (µs)", format="%.0f"),
     "per_minute": st.column_config.NumberColumn("per minute", format="%.1f"),
     "flagged_share": st.column_config.ProgressColumn("flagged", format="percent", min_value=0, max_value=1,
-                                                     help="records with a signal-quality flag (a row refused as "
-                                                     "outside the input domain is counted under 'outside domain')"),
+                                                     help="inputs with a signal-quality flag: records, and beats "
+                                                     "or windows refused for one (clipped, rate mismatch …) without "
+                                                     "a record; a row refused as outside the input domain is counted "
+                                                     "under 'outside domain'"),
     "outside_share": st.column_config.ProgressColumn("outside domain", format="percent", min_value=0, max_value=1,
                                                      help="inputs (records, and beats or windows refused without "
                                                      "one) outside the input domain the model was validated on: "
