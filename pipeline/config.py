@@ -54,7 +54,7 @@ class ExportStageConfig:
     parity: ParityConfig = field(default_factory=ParityConfig)
 
 
-# The tiny profile's int8 search: the two settings that matter most on x86, briefly timed.
+# The tiny profile's int8 search: per-channel or per-tensor scales (7-bit weights, as every search), briefly timed.
 TINY_TUNING = TuningConfig(
     formats=(QuantizationFormat.QDQ,),
     activation_types=(ActivationType.UINT8,),

@@ -72,7 +72,8 @@ def test_bundle_manifest_hashes_and_contents(build):
     assert manifest["variant"] == (fastest if margin_met else "fp32")
     assert manifest["variants"]["fp32"]["latency"]["ratio_to_fp32"] == 1.0
     quantization = manifest["variants"]["int8-static"]["quantization"]
-    assert quantization["settings"]["quant_format"] in ("qdq", "qoperator") and quantization["candidates_measured"] >= 4
+    assert quantization["settings"]["quant_format"] in ("qdq", "qoperator") and quantization["candidates_measured"] >= 2
+    assert quantization["settings"]["reduce_range"] is True  # 7-bit weights: the same answers on every x86 CPU
     assert "validation split" in quantization["checked_on"]
     assert "int8-static settings:" in (folder / "report.md").read_text()
     measured_on = manifest["selection"]["measured_on"]
