@@ -35,6 +35,7 @@ import pandas as pd
 from dashboard.monitoring.aggregate_entries import entry_columns, latency_bins
 from dashboard.monitoring.predictions import ANOMALY_SCORE_ROW
 from dashboard.monitoring.stand_in import StandIn
+from runtime.ecg.quality import QualityFlag
 from runtime.results import OUT_OF_DOMAIN
 from runtime.telemetry.aggregates import (
     CONFIDENCE_TRACK,
@@ -68,7 +69,7 @@ NUMBER_COLUMNS = {"flagged": np.int64, "unjudged": np.int64, "alarms": np.int64,
                   "no_result_out_of_domain": np.int64, "no_result_quality": np.int64}
 # A stream's own start (and restart after a gap or lead-off): its first beats wait for their RR history, a state of
 # the stream, not of the signal's quality.
-NOT_SIGNAL_QUALITY = frozenset({OUT_OF_DOMAIN, "warming_up"})
+NOT_SIGNAL_QUALITY = frozenset({OUT_OF_DOMAIN, QualityFlag.WARMING_UP.value})
 FOLDED_SESSION = "folded"  # the session of aggregates the dashboard folded from per-event records
 PlanFor = Callable[[str, str, str], AggregationPlan | None]  # (bundle_id, bundle_sha256, task) → its plan
 
