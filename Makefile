@@ -73,13 +73,20 @@ real-ecg: build
 validate-ecg: setup
 	$(PYTHON) -m pipeline.benchmark.ecg_pvc_loro --variants gated-template+rr --output benchmarks/results
 
+# Wait for the collector started just before (pid in $$collector) to answer on 8787; stop when it has exited (its
+# error is above: a taken port, a store it cannot open), so the fleet never goes to another process on that port.
+WAIT_FOR_COLLECTOR = for attempt in $$(seq 50); do \
+		kill -0 $$collector 2>/dev/null || { echo "the collector exited before answering (its error is above)" >&2; exit 1; }; \
+		$(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health", timeout=2)' 2>/dev/null && break; \
+		sleep 0.2; done
+
 # Collector on 127.0.0.1:8787, a simulated fleet of 8 devices (30 simulated minutes, scripted problems, and a
 # rollout of a second ECG bundle trained with another seed to device 7), then the dashboard on 127.0.0.1.
 dashboard: build
 	$(EDGEMED) build ecg-pvc --seed 1 --name $(ROLLOUT_BUNDLE) --sign-key $(DEV_KEY)
 	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database telemetry.sqlite3 & collector=$$!; \
-	trap 'kill $$collector' EXIT INT TERM; \
-	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
+	trap 'kill $$collector 2>/dev/null' EXIT INT TERM; \
+	$(WAIT_FOR_COLLECTOR); \
 	$(EDGEMED) simulate --devices 8 --minutes 30 --collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) \
 		--rollout-bundle bundles/$(ROLLOUT_BUNDLE) --trust-store $(DEV_KEYS)/trust-store --outbox-dir .fleet-outboxes --summary fleet-summary.json && \
 	$(EDGEMED) dashboard --database telemetry.sqlite3 --latency-objective-us 300
@@ -106,8 +113,8 @@ dashboard-pg: build postgres
 	$(EDGEMED) build ecg-pvc --seed 1 --name $(ROLLOUT_BUNDLE) --sign-key $(DEV_KEY)
 	database_url=$$($(POSTGRES) url --folder $(POSTGRES_FOLDER) --port $(POSTGRES_PORT)); \
 	$(EDGEMED) collector --host 127.0.0.1 --port 8787 --database-url "$$database_url" --workers 2 & collector=$$!; \
-	trap 'kill $$collector; $(POSTGRES) stop --folder $(POSTGRES_FOLDER)' EXIT INT TERM; \
-	for attempt in $$(seq 50); do $(PYTHON) -c 'import urllib.request; urllib.request.urlopen("http://127.0.0.1:8787/v1/health")' 2>/dev/null && break; sleep 0.2; done; \
+	trap 'kill $$collector 2>/dev/null; $(POSTGRES) stop --folder $(POSTGRES_FOLDER)' EXIT INT TERM; \
+	$(WAIT_FOR_COLLECTOR); \
 	$(EDGEMED) simulate --devices $(FLEET_DEVICES) --minutes $(FLEET_MINUTES) --processes $(FLEET_PROCESSES) \
 		--collector http://127.0.0.1:8787/v1/telemetry --bundle $(ECG_BUNDLE) --rollout-bundle bundles/$(ROLLOUT_BUNDLE) \
 		--trust-store $(DEV_KEYS)/trust-store \

@@ -48,6 +48,7 @@ from dashboard.collector.interface import (
     StoreUnavailableError,
     TelemetryStore,
 )
+from dashboard.collector.port import check_bindable
 from dashboard.collector.schema import Batch, BatchError, CollectorLimits, body_too_large, parse_batch
 from dashboard.collector.vocabulary import BundleVocabularies
 from dashboard.data.settings import (
@@ -280,11 +281,13 @@ def serve(
     """Run the collector until interrupted, storing into ``database`` (a SQLite file or a PostgreSQL URL, migrated
     on start); records of the bundles published under ``bundles`` must keep to their labels and reference-profile
     features. A store that cannot be opened, or whose schema is newer than this code, raises before serving
-    (``StoreUnavailableError``, ``StoreSchemaError``).
+    (``StoreUnavailableError``, ``StoreSchemaError``), as does an address that cannot be bound.
 
     ``workers`` > 1 runs that many processes on the one port (uvicorn's workers), each with its own store: checking
     and encoding an upload is Python work that one process does on one core at a time. Every write is idempotent
-    and each batch is one transaction, so the workers need no coordination."""
+    and each batch is one transaction, so the workers need no coordination. A host and port that cannot be bound
+    (another process on the port) raise ``CollectorAddressError`` before anything is opened."""
+    check_bindable(host, port)
     store = open_store(database, merge=merge_device_aggregates, rollups=RollupMode.DEFERRED)
     try:
         logger.info("telemetry collector on http://%s:%d/v1/telemetry, storing in %s (%d worker%s)", host, port,

@@ -174,5 +174,5 @@ def collector_command(host: str, port: int, database: str, database_url: str | N
     configure_logging(verbose=True)
     try:
         serve(host=host, port=port, database=location, workers=workers)
-    except EdgemedError as error:  # the store cannot be opened, or its schema is newer than this edgemed
+    except EdgemedError as error:  # the address cannot be bound, the store opened, or its schema is newer
         raise click.ClickException(f"the collector did not start: {error}") from error
