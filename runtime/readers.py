@@ -348,7 +348,7 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
     if not rows:
         raise InputError(f"{Path(path).name} is empty", expected="one sample per row", fix="check the export")
     first = [cell.strip() for cell in rows[0]]
-    has_header = not all(_is_number(cell) for cell in first)
+    has_header = not all(is_number(cell) for cell in first)
     named = [index for index, name in enumerate(first) if name.lower() in SIGNAL_COLUMN_NAMES] if has_header else []
     if channel is not None:
         if not 0 <= channel < len(first):
@@ -386,7 +386,7 @@ def _csv_columns(path: Path, channels: int) -> np.ndarray:
     rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise InputError(f"{name} is empty", expected="one sample per row", fix="check the export")
-    if not all(_is_number(cell.strip()) for cell in rows[0]):
+    if not all(is_number(cell.strip()) for cell in rows[0]):
         rows = rows[1:]
     width = len(rows[0]) if rows else 0
     if width != channels:
@@ -406,7 +406,7 @@ def _csv_columns(path: Path, channels: int) -> np.ndarray:
     return values
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

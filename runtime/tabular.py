@@ -8,6 +8,7 @@ it is: the row runner (``runtime.rows``) flags that row and gives it no answer.
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import numpy as np
 
 from runtime.events import RowPrediction
 from runtime.features import FeatureKind
-from runtime.readers import InputError, describe_non_number, read_csv_rows
+from runtime.readers import InputError, describe_non_number, is_number, read_csv_rows
 from runtime.rows import DEFAULT_BATCH_ROWS, predict_arrays
 
 logger = logging.getLogger(__name__)
@@ -52,11 +53,7 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
     positions = {name: header.index(name) for name in feature_names if name in header}
     missing = [name for name in feature_names if name not in positions]
     if missing:
-        raise MissingColumnError(
-            f"{path.name} lacks the column(s) {', '.join(missing)}",
-            expected=f"a header with all {len(feature_names)} feature names of the bundle (any order)",
-            fix=f"add the column(s) {', '.join(missing)} (names must match the manifest's inputs[0].feature_names)",
-        )
+        raise _missing_columns(path.name, header, feature_names, missing)
     extra = [name for name in header if name not in feature_names]
     if extra:
         logger.info("%s: ignoring %d extra column(s): %s", path.name, len(extra), ", ".join(extra))
@@ -77,6 +74,48 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
             values[row_index, column_index] = _cell(row, positions[name], (row_index, line), name, path)
     with np.errstate(over="ignore"):
         return values.astype(np.float32)
+
+
+def _missing_columns(name: str, header: list[str], feature_names: tuple[str, ...],
+                     missing: list[str]) -> MissingColumnError:
+    """The refusal of a header without every feature, saying what the header holds without echoing its cells (a
+    file without a header row has a patient's data there): how many cells are numbers, and the cells that differ
+    from a missing feature name only in case, spacing or punctuation, or a character or two."""
+    numbers = sum(is_number(cell) for cell in header)
+    if header and numbers == len(header):
+        return MissingColumnError(
+            f"{name} has no header row: its first row is {len(header)} numbers",
+            expected=f"a header row naming the bundle's {len(feature_names)} feature columns (any order)",
+            fix=f"add a first row naming the columns: {','.join(feature_names)} (if the data are in that order)",
+        )
+    near = _near_names(header, missing)
+    matched = sum(1 for cell in header if cell in feature_names)
+    what = (f"{name} lacks the column(s) {', '.join(missing)} (its header has {len(header)} column(s), {matched} of "
+            f"them feature names of the bundle)")
+    fix = f"add the column(s) {', '.join(missing)} (names must match the manifest's inputs[0].feature_names)"
+    if near:
+        fix = ("rename " + ", ".join(f"'{cell}' to '{wanted}'" for wanted, cell in near.items())
+               + (f", and add {', '.join(name for name in missing if name not in near)}"
+                  if len(near) < len(missing) else "") + " (names must match the manifest's feature names exactly)")
+    return MissingColumnError(what, expected=f"a header with all {len(feature_names)} feature names of the bundle "
+                                             "(any order)", fix=fix)
+
+
+def _squeezed(text: str) -> str:
+    return "".join(character for character in text.casefold() if character.isalnum())
+
+
+def _near_names(header: list[str], missing: list[str]) -> dict[str, str]:
+    """missing feature name → the header cell that is nearly it (same letters and digits, or ≥ 0.85 alike)."""
+    unused = [cell for cell in header if cell not in missing]
+    near = {}
+    for wanted in missing:
+        same = [cell for cell in unused if _squeezed(cell) == _squeezed(wanted)]
+        close = same or difflib.get_close_matches(wanted, unused, n=1, cutoff=0.85)
+        if close:
+            near[wanted] = close[0]
+            unused.remove(close[0])
+    return near
 
 
 def _cell(row: list[str], position: int, where: tuple[int, int], name: str, path: Path) -> float:

@@ -64,6 +64,30 @@ def test_missing_column_is_named(breast_bundle, tmp_path):
     assert names[0] in str(raised.value) and names[1] in str(raised.value) and names[2] not in str(raised.value)
 
 
+def test_a_file_without_a_header_row_is_told_so_and_given_the_row_to_add(breast_bundle, tmp_path):
+    names = list(breast_bundle.input_spec.feature_names)
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join(",".join(["1.5"] * len(names)) for _ in range(3)) + "\n")
+    with pytest.raises(MissingColumnError) as raised:
+        read_feature_csv(path, tuple(names))
+    message = str(raised.value)
+    assert f"t.csv has no header row: its first row is {len(names)} numbers" in message
+    assert ",".join(names) in message  # the row to add, in the manifest's order
+
+
+def test_near_miss_names_are_offered_for_renaming_and_other_cells_are_never_echoed(breast_bundle, tmp_path):
+    names = list(breast_bundle.input_spec.feature_names)
+    spelled = [names[0].replace("_", " ").title(), names[1] + "s"]  # 'Mean Radius', 'mean_textures'
+    path = _write_csv(tmp_path / "t.csv", [*spelled, "John Smith MRN 4455667", *names[3:]],
+                      [[1.0] * len(names)])
+    with pytest.raises(MissingColumnError) as raised:
+        read_feature_csv(path, tuple(names))
+    message = str(raised.value)
+    assert f"rename '{spelled[0]}' to '{names[0]}', '{spelled[1]}' to '{names[1]}', and add {names[2]}" in message
+    assert f"its header has {len(names)} column(s), {len(names) - 3} of them feature names" in message
+    assert "John" not in message and "4455667" not in message
+
+
 @pytest.mark.parametrize(("cell", "problem"), [("John Smith MRN 4455667", "holds text (22 characters), not a "
                                                                     "number"), ("", "empty")])
 def test_bad_cell_names_row_and_column(breast_bundle, tmp_path, cell, problem):
