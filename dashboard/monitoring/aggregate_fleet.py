@@ -309,3 +309,28 @@ def bundle_labels(frame: pd.DataFrame, catalog: BundleCatalog) -> pd.Series:
         bundle = catalog.match(str(bundle_id), None if sha256 is None else str(sha256))
         names.append(bundle.name if bundle else f"{bundle_id} (not published here)")
     return pd.Series(np.array(names, dtype=object)[codes], index=frame.index, dtype="object")
+
+
+def refused_flag_rates(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per device and flag: the beats and windows the device refused (no class, so no record) that carried the flag,
+    as a share of its inputs (records + refused) — what ``flag_rates`` cannot see. Every flag is listed as the device
+    sent it, the stream's own warm-up and out-of-domain included (the alert rules leave those two out)."""
+    columns = ["device_id", "device", "flag", "refused", "rate"]
+    if frame.empty:
+        return pd.DataFrame(columns=columns)
+    known = frame["device_id"].notna().to_numpy()
+    inside = frame if known.all() else frame[known]
+    refused = frame_numbers(inside)["no_result"]
+    devices, names = pd.factorize(inside["device_id"], sort=True)
+    inputs = np.bincount(devices, weights=inside["records"].to_numpy(dtype=np.float64) + refused,
+                         minlength=len(names))
+    counted: dict[int, Counter] = {}
+    payloads = inside["payload"].tolist()
+    for row in np.flatnonzero(refused > 0).tolist():  # most minutes refuse nothing: only those that did are read
+        flags = (payloads[row].get("no_result") or {}).get("quality_flags") or {}
+        counted.setdefault(int(devices[row]), Counter()).update(flags if isinstance(flags, dict) else Counter(flags))
+    rows = [{"device_id": names[number], "flag": flag, "refused": count, "rate": count / inputs[number]}
+            for number, counts in sorted(counted.items()) for flag, count in counts.most_common()
+            if count and inputs[number]]
+    table = pd.DataFrame(rows, columns=[name for name in columns if name != "device"])
+    return table.assign(device=table["device_id"].map(short_id))[columns]

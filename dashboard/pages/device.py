@@ -15,7 +15,7 @@ from dashboard.components.predictions import show_summary
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.windows import HOUR, WindowRequest, latest_devices
 from dashboard.monitoring import aggregate_checks, aggregate_predictions
-from dashboard.monitoring.aggregate_fleet import flag_rates
+from dashboard.monitoring.aggregate_fleet import flag_rates, refused_flag_rates
 from dashboard.monitoring.aggregate_sums import summary_of
 from dashboard.monitoring.aggregate_window import minute_window
 from dashboard.monitoring.alerts import CRITICAL, alerts_frame
@@ -70,6 +70,10 @@ def show_timeline(window: pd.DataFrame, task: str, threshold: float | None, star
     if len(named):
         st.caption("Records per quality flag: " + ", ".join(f"{row.flag} {row.rate:.1%}"
                                                           for row in named.itertuples()))
+    refused = refused_flag_rates(window)
+    if len(refused):
+        st.caption("Beats and windows refused per flag (no class, so no record; share of all inputs): "
+                   + ", ".join(f"{row.flag} {row.rate:.1%}" for row in refused.itertuples()))
 
 
 def show_recent(window_start, window_end, task: str, sends: str) -> None:

@@ -20,6 +20,7 @@ from dashboard.monitoring.aggregate_fleet import (
     device_overview,
     flag_rates,
     group_series,
+    refused_flag_rates,
     status_counts,
 )
 
@@ -112,6 +113,14 @@ def fleet_view() -> None:
     if len(flagged):
         st.markdown(f"**Share of records per quality flag, {label}** (devices with a flag)")
         table = flagged.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
+        percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
+        st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
+                     column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
+    refused = refused_flag_rates(view.frame)
+    if len(refused):
+        st.markdown(f"**Share of inputs refused per flag, {label}** (beats and windows given no class, so sent "
+                    "without a record; devices that refused any)")
+        table = refused.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
         percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
         st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
                      column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)

@@ -65,3 +65,16 @@ def test_the_fleet_flagged_share_counts_refused_beats() -> None:
              / numbers.loc[frame["device_id"] == device_id(name), "inputs"].sum() for name in FLEET}
     assert share["steady"] == 0 and share["restarting"] == 0
     assert share["clipping"] > CONFIG.quality_warn_rate and share["wrong-rate"] > CONFIG.quality_warn_rate
+
+
+def test_refused_flag_rates_show_per_device_what_the_record_flag_table_cannot() -> None:
+    frame = aggregates(FLEET)
+    assert aggregate_fleet.flag_rates(frame).query("flag != 'any' and records > 0").empty  # no flagged record
+    refused = aggregate_fleet.refused_flag_rates(frame)
+    by_device = {(row.device_id, row.flag): row for row in refused.itertuples()}
+    assert set(by_device) == {(device_id("clipping"), "clipped"), (device_id("wrong-rate"), "rate_mismatch"),
+                              (device_id("restarting"), "warming_up")}  # listed as sent; the alerts leave it out
+    clipping = by_device[(device_id("clipping"), "clipped")]
+    expected = sum(1 for event, _ in FLEET["clipping"] if event.quality_flags) / len(FLEET["clipping"])
+    assert clipping.rate == expected and clipping.refused == round(expected * len(FLEET["clipping"]))
+    assert aggregate_fleet.refused_flag_rates(frame.iloc[0:0]).empty
