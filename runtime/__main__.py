@@ -21,6 +21,8 @@ from collections import Counter
 from pathlib import Path
 
 DEVICE_PACKAGES = ("numpy", "onnxruntime", "cryptography")  # what the device runtime imports beyond Python
+DEVICE_SCRIPT = "edgemed-device"  # the installed command (pyproject's scripts), the same as python -m runtime
+AS_COMMAND = __name__ == "__main__" or Path(sys.argv[0]).name == DEVICE_SCRIPT
 
 
 def missing_package_line(name: str, interpreter: str) -> str:
@@ -41,7 +43,7 @@ try:  # numpy is imported here already: a Python without it is told so in one li
     from runtime.trust import TrustPolicy
     from runtime.windows import WindowFlag
 except ModuleNotFoundError as missing:
-    if __name__ != "__main__" or (missing.name or "").partition(".")[0] not in DEVICE_PACKAGES:
+    if not AS_COMMAND or (missing.name or "").partition(".")[0] not in DEVICE_PACKAGES:
         raise
     print(missing_package_line(missing.name, sys.executable), file=sys.stderr)
     sys.exit(1)
@@ -51,7 +53,8 @@ TOO_SHORT = WindowFlag.TOO_SHORT.value  # a recording (or a stretch between gaps
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m runtime", description="Run an edgemed bundle (any task kind) on a recording, a table or arrays."
+        prog=DEVICE_SCRIPT if Path(sys.argv[0]).name == DEVICE_SCRIPT else "python -m runtime",
+        description="Run an edgemed bundle (any task kind) on a recording, a table or arrays."
     )
     parser.add_argument("bundle", type=Path, help="bundle folder (manifest.json, model.onnx, ...)")
     parser.add_argument("--input", required=True, type=Path,

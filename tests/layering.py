@@ -48,6 +48,8 @@ ALLOWED: dict[str, frozenset[str]] = {
                                "pipeline.clinical", "pipeline.config", "pipeline.training", "pipeline.scenarios",
                                "pipeline.build", "pipeline.validation", "pipeline.benchmark", "pipeline.fleet",
                                "pipeline.archive", "pipeline.portability"}),
+    # The ``edgemed`` script: the command line when the build tools are installed, else one line (a device install).
+    "pipeline.command": frozenset({"pipeline.cli"}),
 }
 # Third-party packages a room may import besides the standard library; None = no limit.
 THIRD_PARTY: dict[str, frozenset[str] | None] = {

@@ -126,3 +126,9 @@ def test_clean_pip_install_of_the_cpu_extra_stays_pure(tmp_path):
     assert {"numpy", "onnxruntime", "cryptography", "edgemed"} <= installed
     assert not installed & {"tensorflow", "keras", "tf2onnx", "onnx", "click", "streamlit", "scikit-learn", "scipy"}
     assert _forbidden_loaded(python, {"PATH": os.environ.get("PATH", "")}, cwd=tmp_path) == "[]"
+    scripts = python.parent
+    device = subprocess.run([str(scripts / "edgemed-device"), "--help"], capture_output=True, text=True, timeout=120)
+    assert device.returncode == 0 and device.stdout.startswith("usage: edgemed-device"), device.stderr[-2000:]
+    build = subprocess.run([str(scripts / "edgemed"), "--help"], capture_output=True, text=True, timeout=120)
+    assert build.returncode == 2 and "Traceback" not in build.stderr  # the build machine's command, told in a line
+    assert "edgemed-device BUNDLE" in build.stderr and "pip install 'edgemed[cpu,build,dashboard]'" in build.stderr
