@@ -254,3 +254,30 @@ def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
         return frame
     ranked = frame.assign(rank=frame["severity"].map(order))
     return ranked.sort_values(["rank", "kind", "device_id"]).drop(columns="rank").reset_index(drop=True)
+
+
+def card_order(table: pd.DataFrame) -> pd.DataFrame:
+    """``alerts_frame``'s rows in the order the page shows them as cards: round by round, one alert of every
+    (severity, kind) — critical kinds before warnings in each round, a kind's alerts in device order — so that the
+    first cards name every kind of problem even when one kind fires on hundreds of devices (a 2-core machine
+    simulating 1 000 devices puts most of them over the latency objective, and the few clipping amplifiers or lost
+    leads would otherwise sit behind them)."""
+    if table.empty:
+        return table
+    order = {CRITICAL: 0, WARNING: 1}
+    rounds = table.groupby(["severity", "kind"], sort=False).cumcount()
+    ranked = table.assign(round=rounds, rank=table["severity"].map(order))
+    return (ranked.sort_values(["round", "rank", "kind", "device_id"], kind="stable")
+            .drop(columns=["round", "rank"]).reset_index(drop=True))
+
+
+def kind_summary(table: pd.DataFrame) -> str:
+    """``latency: 283 (12 critical) · signal quality: 2 (2 critical)``: alerts per kind, most first."""
+    if table.empty:
+        return ""
+    counts = table.groupby("kind")["severity"].agg(total="size", critical=lambda values: int((values == CRITICAL)
+                                                                                              .sum()))
+    counts = counts.sort_values("total", ascending=False, kind="stable")
+    return " · ".join(f"{kind}: {row.total:,}" + (f" ({row.critical:,} critical)" if row.critical else "")
+                      for kind, row in counts.iterrows())
+

@@ -12,7 +12,7 @@ from dashboard.components import telemetry, widgets
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.windows import alert_requests
 from dashboard.monitoring import aggregate_checks
-from dashboard.monitoring.alerts import CRITICAL, alerts_frame, window_label
+from dashboard.monitoring.alerts import CRITICAL, alerts_frame, card_order, kind_summary, window_label
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
 
 ALERT_CARDS = 50  # the most severe alerts as cards; every alert is in the table below them
@@ -74,7 +74,10 @@ def alerts_view() -> None:
                       f"sent under {config.minimum_events} inferences)" if evaluated_devices < len(recent.devices)
                       else ""))
     table = alerts_frame(alerts)
-    for row in table.head(ALERT_CARDS).itertuples():
+    if len(table):
+        st.caption(f"By kind: {kind_summary(table)}. The cards show every kind first (one per kind and severity, "
+                   "round by round); the table below lists all alerts by severity.")
+    for row in card_order(table).head(ALERT_CARDS).itertuples():
         with st.container(border=True):
             severity, message, link = st.columns([1.2, 5.5, 2.1])
             severity.markdown(f"**{widgets.status_markdown(row.severity)}**  \n{row.kind}")

@@ -13,11 +13,14 @@ from dashboard.data.telemetry import TelemetryReader
 from dashboard.monitoring.alerts import (
     CRITICAL,
     WARNING,
+    Alert,
     AlertConfig,
     alerts_frame,
     burn_rate,
     burn_rates,
+    card_order,
     drift_alert,
+    kind_summary,
     latency_alerts,
     quality_alerts,
     signal_loss_alerts,
@@ -170,3 +173,21 @@ def test_signal_loss_flags_a_lead_off_gap_and_not_a_steady_device() -> None:
     (alert,) = signal_loss_alerts(_beats(30, silent=range(10, 13)), NOW, CONFIG)
     assert alert.kind == "signal loss" and alert.device_id == "f" * 32 and alert.value == 3.0
     assert "lead off" in alert.message
+
+
+def test_the_first_cards_name_every_kind_even_when_one_kind_fires_on_hundreds_of_devices() -> None:
+    found = [Alert("latency SLO", CRITICAL, f"device-{number:03d}", "slow") for number in range(283)]
+    found += [Alert("signal quality", CRITICAL, "amplifier", "clipped"), Alert("signal loss", WARNING, "lead", "off"),
+              Alert("signal quality", WARNING, "noisy", "noise"), Alert("drift", WARNING, "drifting", "psi")]
+    table = alerts_frame(found)
+    assert table["kind"].head(50).tolist().count("latency SLO") == 50  # by severity: the clipping is not in sight
+    cards = card_order(table)
+    assert cards[["severity", "kind"]].head(5).values.tolist() == [
+        [CRITICAL, "latency SLO"], [CRITICAL, "signal quality"], [WARNING, "drift"], [WARNING, "signal loss"],
+        [WARNING, "signal quality"]]
+    assert cards["device_id"].iloc[5:8].tolist() == ["device-001", "device-002", "device-003"]  # then the rest
+    kept = ["severity", "kind", "device_id", "message"]
+    assert sorted(map(tuple, cards[kept].values.tolist())) == sorted(map(tuple, table[kept].values.tolist()))
+    assert kind_summary(table) == ("latency SLO: 283 (283 critical) · signal quality: 2 (1 critical) · drift: 1 · "
+                                   "signal loss: 1")
+    assert card_order(alerts_frame([])).empty and kind_summary(alerts_frame([])) == ""
