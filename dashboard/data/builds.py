@@ -351,4 +351,16 @@ def loro_frame(path: Path, design: str = SHIPPED_DESIGN) -> tuple[pd.DataFrame, 
     pooled = parts[-1]
     rows.append(_record_row({**pooled.get("counts", {}), **pooled.get("rates", {}), "record": "pooled"}, None))
     frame = pd.DataFrame(rows).drop(columns=["unclassified"])
-    return frame, f"{name}: {result.get('description', '')}"
+    seeds = result.get("seeds")
+    if not isinstance(seeds, list) or len(seeds) < 2:
+        return frame, f"{name}: {result.get('description', '')}"
+    # counts summed over the seeds' runs of the same beats: each record's beats once, each seed's V Se and +P
+    frame["beats"] //= len(seeds)
+    frame["V"] //= len(seeds)
+    frame = frame.rename(columns={"V TP / FN / FP": f"V TP / FN / FP (sum of {len(seeds)} seeds)"})
+    for key, label in (("v_sensitivity", "V Se by seed (%)"), ("v_positive_predictivity", "V +P by seed (%)")):
+        frame[label] = [" / ".join(_percent(value) for value in (part.get("by_seed") or {}).get(key, []))
+                        for part in parts]
+    seed_text = ", ".join(str(seed) for seed in seeds)
+    return frame, (f"{name}: {result.get('description', '')} — training seeds {seed_text}: rates of the counts "
+                   "summed over the seeds, and each seed's V Se and V +P (one seed's table is one draw)")

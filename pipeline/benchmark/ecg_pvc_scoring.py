@@ -84,26 +84,29 @@ def rates(counts: dict) -> dict[str, float | None]:
     return result
 
 
-def _percent(value: float | None) -> str:
+def percent(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
 
 
-def markdown_table(folds: list[dict], pooled: dict) -> str:
-    """One row per test record and a pooled row: beats, V, QRS Se/+P, V Se/+P/FPR (%), threshold."""
+def markdown_table(folds: list[dict], pooled: dict, runs: int = 1) -> str:
+    """One row per test record and a pooled row: beats, V, QRS Se/+P, V Se/+P/FPR (%), threshold. Rows whose
+    counts are summed over ``runs`` runs of the same beats (training seeds) show each record's beats once and the
+    summed V counts, and no threshold (each run chose its own)."""
+    counted = "V TP / FN / FP" if runs == 1 else f"V TP / FN / FP (sum of {runs} seeds)"
     lines = [
-        "| record | beats | V | QRS Se | QRS +P | V Se | V +P | V FPR | V TP / FN / FP | threshold |",
+        f"| record | beats | V | QRS Se | QRS +P | V Se | V +P | V FPR | {counted} | threshold |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in [*folds, {**pooled, "threshold": None}]:
         counts, values = row["counts"], row["rates"]
-        beats = counts["qrs_true_positives"] + counts["qrs_false_negatives"]
-        v_beats = counts["v_true_positives"] + counts["v_false_negatives"]
-        threshold = "" if row.get("threshold") is None else f"{row['threshold']:.3f}"
+        beats = (counts["qrs_true_positives"] + counts["qrs_false_negatives"]) // runs
+        v_beats = (counts["v_true_positives"] + counts["v_false_negatives"]) // runs
+        threshold = "" if not isinstance(row.get("threshold"), float | int) else f"{row['threshold']:.3f}"
         name = f"**{counts['record']}**" if counts["record"] == "pooled" else counts["record"]
         lines.append(
-            f"| {name} | {beats} | {v_beats} | {_percent(values['qrs_sensitivity'])} | "
-            f"{_percent(values['qrs_positive_predictivity'])} | {_percent(values['v_sensitivity'])} | "
-            f"{_percent(values['v_positive_predictivity'])} | {_percent(values['v_false_positive_rate'])} | "
+            f"| {name} | {beats} | {v_beats} | {percent(values['qrs_sensitivity'])} | "
+            f"{percent(values['qrs_positive_predictivity'])} | {percent(values['v_sensitivity'])} | "
+            f"{percent(values['v_positive_predictivity'])} | {percent(values['v_false_positive_rate'])} | "
             f"{counts['v_true_positives']} / {counts['v_false_negatives']} / {counts['v_false_positives']} | "
             f"{threshold} |"
         )

@@ -101,6 +101,26 @@ def test_per_record_and_per_variant_tables_come_from_the_manifest(recording_sett
         loro_frame(recording_settings.benchmarks.parent / "missing.json")
 
 
+def test_leave_one_record_out_over_seeds_shows_each_record_once_and_every_seeds_rates(tmp_path):
+    counts = {"record": "200", "qrs_true_positives": 2 * 2597, "qrs_false_negatives": 2 * 4, "qrs_false_positives": 0,
+              "v_true_positives": 477 + 661, "v_false_negatives": 349 + 165, "v_false_positives": 0,
+              "v_true_negatives": 2 * 1771}
+    rates = {"qrs_sensitivity": 0.998, "qrs_positive_predictivity": 1.0, "v_sensitivity": 1138 / 1652,
+             "v_positive_predictivity": 1.0, "v_false_positive_rate": 0.0}
+    by_seed = {"v_sensitivity": [477 / 826, 661 / 826], "v_positive_predictivity": [1.0, 1.0]}
+    fold = {"record": "200", "counts": counts, "rates": rates, "by_seed": {**by_seed, "threshold": [0.7, 0.55]}}
+    path = tmp_path / "ecg_pvc_loro.json"
+    path.write_text(json.dumps({"variants": {"gated-template+rr": {
+        "description": "the shipped design", "seeds": [0, 1], "folds": [fold],
+        "pooled": {"counts": {**counts, "record": "pooled"}, "rates": rates, "by_seed": by_seed}}}}))
+    loro, design = loro_frame(path)
+    assert loro["beats"].tolist() == [2601, 2601] and loro["V"].tolist() == [826, 826]  # once, not per seed
+    assert loro["V TP / FN / FP (sum of 2 seeds)"].tolist()[0] == "1138 / 514 / 0"
+    assert loro["V Se (%)"].tolist()[0] == "68.9"
+    assert loro["V Se by seed (%)"].tolist() == ["57.7 / 80.0"] * 2
+    assert "training seeds 0, 1" in design and "one draw" in design
+
+
 def test_builds_page_shows_the_recording_validation(recording_settings, use_settings):
     pytest.importorskip("streamlit")
     from tests.dashboard.test_pages_apptest import run_page, texts

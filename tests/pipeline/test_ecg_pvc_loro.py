@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.benchmark.ecg_pvc_loro import VARIANTS, score_fold, write_report
+from pipeline.benchmark.ecg_pvc_loro import (
+    VARIANTS,
+    by_seed_table,
+    fold_seed,
+    over_seeds,
+    score_fold,
+    write_report,
+)
 from pipeline.benchmark.ecg_pvc_scoring import (
     markdown_table,
     pooled_counts,
@@ -104,16 +111,61 @@ def test_one_tiny_fold_is_reproducible_and_scored(tmp_path):
     assert first.test_probabilities.shape == (160,)
     scored = score_fold(records[0], first.test_probabilities, first.threshold)
     assert scored["counts"]["qrs_false_positives"] == 2
-    fold = {"record": "0", "threshold": first.threshold, "probabilities": first.test_probabilities, **scored}
+    other = run_fold(model, True, records[0], records[1:], config, seed=fold_seed(1, 0), prefix="[test]")
+    runs = []
+    for seed, result in ((0, first), (1, other)):
+        counts = score_fold(records[0], result.test_probabilities, result.threshold)
+        fold = {"record": "0", "threshold": result.threshold, "probabilities": result.test_probabilities, **counts}
+        runs.append({"seed": seed, "folds": [fold], "pooled": {"counts": pooled_counts([counts["counts"]]),
+                                                               "rates": rates(pooled_counts([counts["counts"]]))},
+                     "pooled_at_0_5": {"counts": counts["counts_at_0_5"], "rates": counts["rates_at_0_5"]}})
+    folds, pooled, at_half = over_seeds(runs)
     report = {"threshold_rule": "rule", "scoring": "scoring", "variants": {"toy": {
-        "description": "toy", "train_seconds_per_fold": 1.0, "folds": [fold],
-        "pooled": {"counts": pooled_counts([scored["counts"]]), "rates": rates(pooled_counts([scored["counts"]]))},
-        "pooled_at_0_5": {"counts": scored["counts_at_0_5"], "rates": scored["rates_at_0_5"]}}}}
+        "description": "toy", "train_seconds_per_fold": 1.0, "seeds": [0, 1], "runs": runs, "folds": folds,
+        "pooled": pooled, "pooled_at_0_5": at_half}}}
     json_path, markdown_path, probabilities_path = write_report(report, tmp_path)
-    assert "| **pooled** | 158 |" in markdown_path.read_text()  # 160 detections, 2 of them false
+    markdown = markdown_path.read_text()
+    assert "| **pooled** | 158 |" in markdown  # 160 detections, 2 of them false: once, though summed over 2 seeds
+    assert "V TP / FN / FP (sum of 2 seeds)" in markdown and "### Seed 1" in markdown
+    assert f"| {threshold_text(first.threshold)} / {threshold_text(other.threshold)} |" in markdown
     with np.load(probabilities_path) as saved:
-        np.testing.assert_array_equal(saved["toy|0"], first.test_probabilities.astype(np.float32))
+        np.testing.assert_array_equal(saved["toy|0|seed 0"], first.test_probabilities.astype(np.float32))
+        np.testing.assert_array_equal(saved["toy|0|seed 1"], other.test_probabilities.astype(np.float32))
     assert '"probabilities"' not in json_path.read_text()
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def threshold_text(value: float) -> str:
+    return f"{value:.3f}"
+
+
+def test_over_seeds_sums_counts_and_keeps_each_seeds_rates():
+    def counts(true_positives: int, false_negatives: int, false_positives: int) -> dict:
+        return {"record": "200", "qrs_true_positives": 100, "qrs_false_negatives": 0, "qrs_false_positives": 0,
+                "v_true_positives": true_positives, "v_false_negatives": false_negatives,
+                "v_false_positives": false_positives, "v_true_negatives": 100 - true_positives - false_negatives}
+
+    runs = []
+    for seed, numbers in ((0, (40, 10, 0)), (1, (20, 30, 10))):
+        fold = {"record": "200", "threshold": 0.5 + seed / 10, "counts": counts(*numbers),
+                "rates": rates(counts(*numbers)), "counts_at_0_5": counts(*numbers)}
+        pooled = pooled_counts([fold["counts"]])
+        runs.append({"seed": seed, "folds": [fold], "pooled": {"counts": pooled, "rates": rates(pooled)},
+                     "pooled_at_0_5": {"counts": pooled, "rates": rates(pooled)}})
+    folds, pooled, at_half = over_seeds(runs)
+    assert folds[0]["counts"]["v_true_positives"] == 60 and folds[0]["counts"]["qrs_true_positives"] == 200
+    assert folds[0]["rates"]["v_sensitivity"] == pytest.approx(0.6)  # 60 of the 100 V beats the two seeds saw
+    assert folds[0]["by_seed"] == {"v_sensitivity": [0.8, 0.4], "v_positive_predictivity": [1.0, 2 / 3],
+                                   "threshold": [0.5, 0.6]}
+    assert pooled["record"] == "pooled" and pooled["by_seed"]["v_sensitivity"] == [0.8, 0.4]
+    assert at_half["counts"]["v_false_positives"] == 10
+    table = by_seed_table(folds, pooled, [0, 1])
+    assert "| 200 | 80.0 / 40.0 | 100.0 / 66.7 | 0.500 / 0.600 |" in table
+
+
+def test_fold_seeds_of_seed_zero_are_the_fold_indices_and_other_seeds_never_reuse_them():
+    assert [fold_seed(0, index) for index in range(10)] == list(range(10))
+    assert not {fold_seed(1, index) for index in range(10)} & {fold_seed(0, index) for index in range(10)}
 
 
 def test_markdown_table_rows():
