@@ -70,7 +70,7 @@ real-ecg: build
 
 # The shipped PVC design measured leave-one-record-out over the 10 vendored MIT-BIH records, once per training seed
 # (LORO_SEEDS; 10 folds × 3 inner models each, about 6 minutes a seed on 2 cores): one seed's figures are one draw
-# (record 200's V Se spans 58-80 % over five seeds on one machine). benchmarks/results/ecg_pvc_loro.{json,md},
+# (record 200's V Se spans 40-80 % over eight seeds on one machine). benchmarks/results/ecg_pvc_loro.{json,md},
 # shown by the dashboard.
 LORO_SEEDS ?= 0 1 2
 validate-ecg: setup

@@ -88,7 +88,7 @@ def _missing_columns(name: str, header: list[str], feature_names: tuple[str, ...
             expected=f"a header row naming the bundle's {len(feature_names)} feature columns (any order)",
             fix=f"add a first row naming the columns: {','.join(feature_names)} (if the data are in that order)",
         )
-    near = _near_names(header, missing)
+    near = _near_names(header, feature_names, missing)
     matched = sum(1 for cell in header if cell in feature_names)
     what = (f"{name} lacks the column(s) {', '.join(missing)} (its header has {len(header)} column(s), {matched} of "
             f"them feature names of the bundle)")
@@ -105,9 +105,10 @@ def _squeezed(text: str) -> str:
     return "".join(character for character in text.casefold() if character.isalnum())
 
 
-def _near_names(header: list[str], missing: list[str]) -> dict[str, str]:
-    """missing feature name → the header cell that is nearly it (same letters and digits, or ≥ 0.85 alike)."""
-    unused = [cell for cell in header if cell not in missing]
+def _near_names(header: list[str], feature_names: tuple[str, ...], missing: list[str]) -> dict[str, str]:
+    """missing feature name → the header cell that is nearly it (same letters and digits, or ≥ 0.85 alike); a cell
+    that already names a feature is never offered."""
+    unused = [cell for cell in header if cell not in feature_names]
     near = {}
     for wanted in missing:
         same = [cell for cell in unused if _squeezed(cell) == _squeezed(wanted)]

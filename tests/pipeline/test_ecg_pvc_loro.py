@@ -175,3 +175,14 @@ def test_markdown_table_rows():
                            {"counts": {**counts, "record": "pooled"}, "rates": rates(counts)})
     assert "| 100 | 100 | 10 | 99.0 | 100.0 | 90.0 | 90.0 | 1.1 | 9 / 1 / 1 | 0.250 |" in table
     assert table.splitlines()[-1].startswith("| **pooled** |")
+
+
+def test_seeds_are_whole_numbers_from_zero():
+    from pipeline.benchmark.ecg_pvc_loro import LoroConfig, main, run_loro
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match="one or more whole numbers"):
+        run_loro(["gated-template+rr"], LoroConfig(seeds=()))
+    with pytest.raises(SystemExit) as exited:
+        main(["--seeds", "-1"])
+    assert exited.value.code == 2

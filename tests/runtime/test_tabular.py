@@ -86,6 +86,10 @@ def test_near_miss_names_are_offered_for_renaming_and_other_cells_are_never_echo
     assert f"rename '{spelled[0]}' to '{names[0]}', '{spelled[1]}' to '{names[1]}', and add {names[2]}" in message
     assert f"its header has {len(names)} column(s), {len(names) - 3} of them feature names" in message
     assert "John" not in message and "4455667" not in message
+    path = _write_csv(tmp_path / "u.csv", ["spo2_means", "note"], [[1.0, 2.0]])
+    with pytest.raises(MissingColumnError) as raised:  # a column that is a feature already is never to be renamed
+        read_feature_csv(path, ("spo2_mean", "spo2_means"))
+    assert "rename" not in str(raised.value) and "add the column(s) spo2_mean" in str(raised.value)
 
 
 @pytest.mark.parametrize(("cell", "problem"), [("John Smith MRN 4455667", "holds text (22 characters), not a "
