@@ -272,26 +272,18 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
     return buffer.getvalue()
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a seed: expected a whole number ≥ 0, e.g. --seeds 0 1 2")
-    return value
-
-
 def main(arguments: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pipeline.benchmark.ecg_pvc_loro",
                                      description="Leave-one-record-out PVC detection on the MIT-BIH subset.")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--records", nargs="+", default=None, help="a subset of the 10 records (default: all)")
     parser.add_argument("--epochs", type=int, default=FoldConfig.epochs, help="upper bound per inner model")
-    parser.add_argument("--seeds", nargs="+", type=_seed, default=list(LoroConfig.seeds),
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(LoroConfig.seeds),
                         help="training seeds, one whole measurement each (default: 0 1 2; ~7 min a seed on 2 cores)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     options = parser.parse_args(arguments)
+    if any(seed < 0 for seed in options.seeds):
+        parser.error(f"--seeds {' '.join(map(str, options.seeds))}: seeds are whole numbers ≥ 0, e.g. --seeds 0 1 2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter, not progress
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     config = LoroConfig(seeds=tuple(options.seeds), fold=FoldConfig(epochs=options.epochs))
