@@ -311,10 +311,11 @@ def bundle_labels(frame: pd.DataFrame, catalog: BundleCatalog) -> pd.Series:
     return pd.Series(np.array(names, dtype=object)[codes], index=frame.index, dtype="object")
 
 
-def refused_flag_rates(frame: pd.DataFrame) -> pd.DataFrame:
+def refused_flag_rates(frame: pd.DataFrame, leave_out: frozenset[str] = frozenset()) -> pd.DataFrame:
     """Per device and flag: the beats and windows the device refused (no class, so no record) that carried the flag,
     as a share of its inputs (records + refused) — what ``flag_rates`` cannot see. Every flag is listed as the device
-    sent it, the stream's own warm-up and out-of-domain included (the alert rules leave those two out)."""
+    sent it, the stream's own warm-up and out-of-domain included (the alert rules leave those two out), except the
+    flags in ``leave_out``."""
     columns = ["device_id", "device", "flag", "refused", "rate"]
     if frame.empty:
         return pd.DataFrame(columns=columns)
@@ -331,6 +332,6 @@ def refused_flag_rates(frame: pd.DataFrame) -> pd.DataFrame:
         counted.setdefault(int(devices[row]), Counter()).update(flags if isinstance(flags, dict) else Counter(flags))
     rows = [{"device_id": names[number], "flag": flag, "refused": count, "rate": count / inputs[number]}
             for number, counts in sorted(counted.items()) for flag, count in counts.most_common()
-            if count and inputs[number]]
+            if count and inputs[number] and flag not in leave_out]
     table = pd.DataFrame(rows, columns=[name for name in columns if name != "device"])
     return table.assign(device=table["device_id"].map(short_id))[columns]

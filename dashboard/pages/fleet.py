@@ -7,6 +7,7 @@ devices are one table and a line per bundle. Refreshes itself."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from dashboard.components import charts, telemetry, widgets
@@ -23,6 +24,7 @@ from dashboard.monitoring.aggregate_fleet import (
     refused_flag_rates,
     status_counts,
 )
+from runtime.ecg.quality import QualityFlag
 
 OVERVIEW_COLUMNS = {
     "device": widgets.DEVICE_LINK_CONFIG,
@@ -66,6 +68,14 @@ label, span = widgets.time_window_picker("fleet-window")
 
 
 @st.fragment(run_every=widgets.REFRESH_SECONDS)
+def show_flag_shares(rates: pd.DataFrame) -> None:
+    """A device × flag table of the shares in ``rates`` (``flag_rates`` / ``refused_flag_rates`` rows)."""
+    table = rates.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
+    percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
+    st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
+                 column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
+
+
 def fleet_view() -> None:
     moment = widgets.now()
     request, bucket = fleet_request(span)
@@ -112,18 +122,12 @@ def fleet_view() -> None:
     flagged = rates[(rates["flag"] != "any") & (rates["records"] > 0)]
     if len(flagged):
         st.markdown(f"**Share of records per quality flag, {label}** (devices with a flag)")
-        table = flagged.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
-        percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
-        st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
-                     column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
-    refused = refused_flag_rates(view.frame)
+        show_flag_shares(flagged)
+    refused = refused_flag_rates(view.frame, leave_out=frozenset({QualityFlag.WARMING_UP.value}))
     if len(refused):
         st.markdown(f"**Share of inputs refused per flag, {label}** (beats and windows given no class, so sent "
-                    "without a record; devices that refused any)")
-        table = refused.pivot(index="device_id", columns="flag", values="rate").fillna(0.0).reset_index()
-        percent = {name: st.column_config.NumberColumn(name, format="percent") for name in table.columns[1:]}
-        st.dataframe(widgets.device_url_column(table).drop(columns="device_id"),
-                     column_config={"device": widgets.DEVICE_LINK_CONFIG} | percent, hide_index=True)
+                    "without a record; devices that refused any for a reason other than the stream's warm-up)")
+        show_flag_shares(refused)
     st.subheader(f"Predictions per bundle, {label}")
     plans = telemetry.plans(current)
     for name, bundle, frame in aggregate_predictions.by_bundle(view.frame, catalog):

@@ -78,3 +78,5 @@ def test_refused_flag_rates_show_per_device_what_the_record_flag_table_cannot() 
     expected = sum(1 for event, _ in FLEET["clipping"] if event.quality_flags) / len(FLEET["clipping"])
     assert clipping.rate == expected and clipping.refused == round(expected * len(FLEET["clipping"]))
     assert aggregate_fleet.refused_flag_rates(frame.iloc[0:0]).empty
+    without_warm_up = aggregate_fleet.refused_flag_rates(frame, leave_out=frozenset({"warming_up"}))
+    assert set(without_warm_up["device_id"]) == {device_id("clipping"), device_id("wrong-rate")}
