@@ -246,13 +246,15 @@ def domain_alerts(records: pd.DataFrame, now: datetime, config: AlertConfig) -> 
     return alerts
 
 
+SEVERITY_ORDER = {CRITICAL: 0, WARNING: 1}  # most severe first
+
+
 def alerts_frame(alerts: Iterable[Alert]) -> pd.DataFrame:
-    order = {CRITICAL: 0, WARNING: 1}
     frame = pd.DataFrame([alert.to_row() for alert in alerts],
                          columns=["severity", "kind", "device_id", "message", "value"])
     if frame.empty:
         return frame
-    ranked = frame.assign(rank=frame["severity"].map(order))
+    ranked = frame.assign(rank=frame["severity"].map(SEVERITY_ORDER))
     return ranked.sort_values(["rank", "kind", "device_id"]).drop(columns="rank").reset_index(drop=True)
 
 
@@ -264,9 +266,8 @@ def card_order(table: pd.DataFrame) -> pd.DataFrame:
     leads would otherwise sit behind them)."""
     if table.empty:
         return table
-    order = {CRITICAL: 0, WARNING: 1}
     rounds = table.groupby(["severity", "kind"], sort=False).cumcount()
-    ranked = table.assign(round=rounds, rank=table["severity"].map(order))
+    ranked = table.assign(round=rounds, rank=table["severity"].map(SEVERITY_ORDER))
     return (ranked.sort_values(["round", "rank", "kind", "device_id"], kind="stable")
             .drop(columns=["round", "rank"]).reset_index(drop=True))
 
@@ -280,4 +281,3 @@ def kind_summary(table: pd.DataFrame) -> str:
     counts = counts.sort_values("total", ascending=False, kind="stable")
     return " · ".join(f"{kind}: {row.total:,}" + (f" ({row.critical:,} critical)" if row.critical else "")
                       for kind, row in counts.iterrows())
-
