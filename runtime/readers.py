@@ -31,6 +31,7 @@ import io
 import logging
 import math
 import numbers
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -42,6 +43,15 @@ from runtime.errors import EdgemedError
 logger = logging.getLogger(__name__)
 
 SIGNAL_COLUMN_NAMES = ("ecg", "signal", "value", "mv")  # header names accepted for a signal CSV's column
+# Standard lead and electrode names: ECG limb, augmented, chest and Holter modified limb leads (PhysioNet's MLII …),
+# EEG 10-20 electrodes and bipolar pairs of them. A signal CSV's refusal names a header cell only when it is one of
+# these (compared without case, spaces or a "lead" prefix); any other cell is counted, never shown: a header row
+# may hold a patient's name or record number.
+_ECG_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "MLI", "MLII", "MLIII")
+_EEG_ELECTRODES = ("Fp1", "Fp2", "Fpz", "F7", "F3", "Fz", "F4", "F8", "T3", "T4", "T5", "T6", "T7", "T8", "C3", "Cz",
+                   "C4", "P7", "P3", "Pz", "P4", "P8", "O1", "Oz", "O2", "A1", "A2", "M1", "M2")
+RECORDED_CHANNEL_NAMES = {name.lower(): name for name in _ECG_LEADS + _EEG_ELECTRODES}
+_UNIT_SUFFIX = re.compile(r"\([a-zµμ]{1,3}\)$")  # 'V5 (mV)', 'Fp1 (uV)': a unit after the name
 SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 Hz; outside this range is an error
 SIGNAL_RATE_RANGE_HZ = (0.01, 10_000.0)  # any waveform of the windowed stream: a per-minute trend up to an ADC
 MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
@@ -358,12 +368,7 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
     elif len(named) == 1 or len(first) == 1:
         column = named[0] if named else 0
     else:
-        raise InputError(
-            f"{Path(path).name} has {len(first)} columns and "
-            + ("several are named as the signal" if named else "none is named as the signal"),
-            expected=f"one column, or a header with one column named one of {', '.join(SIGNAL_COLUMN_NAMES)}",
-            fix="keep only the ECG column, name it 'ecg' in a header row, or pass --channel N (from 0)",
-        )
+        raise _unnamed_signal(Path(path).name, len(first), first if has_header else [], several=bool(named))
     if has_header:
         rows = rows[1:]
     values = np.empty(len(rows))
@@ -378,6 +383,34 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
                 fix="remove or repair that row (write nan for a missing sample)",
             ) from None
     return values
+
+
+def recorded_channel(cell: str) -> str | None:
+    """The standard name (``RECORDED_CHANNEL_NAMES``) of a header cell such as 'MLII', "'MLII'" (PhysioNet's CSV
+    export quotes its names), 'Lead II', 'V5 (mV)' or 'Fp1-F7' (a bipolar EEG pair), or None when the cell is no
+    lead or electrode name."""
+    text = _UNIT_SUFFIX.sub("", "".join(cell.split()).strip("'\"").lower())
+    text = text.removeprefix("lead")
+    pair = text.split("-")
+    if len(pair) == 2 and all(part in RECORDED_CHANNEL_NAMES for part in pair):
+        return "-".join(RECORDED_CHANNEL_NAMES[part] for part in pair)
+    return RECORDED_CHANNEL_NAMES.get(text)
+
+
+def _unnamed_signal(name: str, columns: int, header: list[str], several: bool) -> InputError:
+    """A signal CSV of several columns of which not exactly one is named as the signal: the refusal lists the columns
+    whose header is a lead or electrode name, so the fix can say which ``--channel`` picks which lead."""
+    leads = [(index, found) for index, cell in enumerate(header) if (found := recorded_channel(cell))]
+    listed = ", ".join(f"column {index} is {lead}" for index, lead in leads)
+    example = f"e.g. --channel {leads[0][0]} for {leads[0][1]}" if leads else "from 0"
+    return InputError(
+        f"{name} has {columns} columns and "
+        + ("several are named as the signal" if several else "none is named as the signal")
+        + (f" ({listed})" if listed else ""),
+        expected=f"one column, or a header with one column named one of {', '.join(SIGNAL_COLUMN_NAMES)}",
+        fix=f"pass --channel N for the lead the bundle was developed on ({example}; the bundle's manifest names it "
+            "under data), keep only that column, or name it 'ecg' in the header row",
+    )
 
 
 def _csv_columns(path: Path, channels: int) -> np.ndarray:

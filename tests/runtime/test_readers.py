@@ -10,7 +10,7 @@ import pytest
 from pipeline.benchmark.fuzz_inputs import _npy_header
 from runtime.__main__ import check_output_path
 from runtime.errors import EdgemedError
-from runtime.readers import MAX_CELL_CHARS, SAMPLE_RATE_RANGE_HZ, InputError, load_npy, read_signal
+from runtime.readers import MAX_CELL_CHARS, SAMPLE_RATE_RANGE_HZ, InputError, load_npy, read_signal, read_signal_csv
 from runtime.rows import read_npz
 from runtime.tabular import read_feature_csv
 from runtime.telemetry.outbox import Outbox, check_outbox_path
@@ -196,3 +196,25 @@ def test_a_cell_that_is_not_a_number_is_described_never_quoted_and_a_folder_is_n
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(InputError, match=r"folder\.csv is a folder, not a file"):
         read_signal(tmp_path / "folder.csv", 360.0)
+
+
+def test_a_signal_csv_of_several_leads_names_each_lead_and_the_channel_that_picks_it(tmp_path):
+    # PhysioNet's CSV export of an MIT-BIH record: quoted names, a sample-number column, two leads
+    (tmp_path / "100.csv").write_text("'sample #','MLII','V5'\n0,-0.145,-0.065\n1,-0.150,-0.070\n")
+    message = refusal(read_signal_csv, tmp_path / "100.csv")
+    assert "has 3 columns and none is named as the signal (column 1 is MLII, column 2 is V5)" in message
+    assert "e.g. --channel 1 for MLII" in message
+    assert read_signal_csv(tmp_path / "100.csv", channel=1).tolist() == [-0.145, -0.150]
+    (tmp_path / "leads.csv").write_text("time,Lead II,V1 (mV)\n0,1,2\n")
+    assert "(column 1 is II, column 2 is V1)" in refusal(read_signal_csv, tmp_path / "leads.csv")
+
+
+def test_a_header_cell_that_is_no_lead_name_is_never_shown(tmp_path):
+    # a header row may hold a patient's name or record number: only standard lead names are echoed
+    (tmp_path / "named.csv").write_text("Jane Doe,MRN 0042137,Fp1-F7\n1,2,3\n")
+    message = refusal(read_signal_csv, tmp_path / "named.csv")
+    assert "Jane" not in message and "0042137" not in message and "MRN" not in message
+    assert "(column 2 is Fp1-F7)" in message and "--channel 2 for Fp1-F7" in message
+    (tmp_path / "bare.csv").write_text("a,b\n1,2\n")
+    message = refusal(read_signal_csv, tmp_path / "bare.csv")
+    assert "none is named as the signal." in message and "--channel N" in message and "(from 0;" in message
