@@ -74,6 +74,7 @@ class Recording:
     sample_rate_hz: float | None  # None when the file does not record it
     adc_range: tuple[float, float] | None = None  # converter limits (e.g. 0..65535), when known
     source: str = ""  # file name, for logs
+    lead: str | None = None  # the lead's standard name (``recorded_channel``) when the file names it, else None
 
 
 def check_sample_rate(rate: object, source: str = "the sample rate",
@@ -132,7 +133,8 @@ def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | 
     if suffix == ".npy":
         recording = Recording(_single_lead(load_npy(path), path, channel), None, None, path.name)
     elif suffix == ".csv":
-        recording = Recording(read_signal_csv(path, channel), None, None, path.name)
+        samples, lead = _signal_csv(path, channel)
+        recording = Recording(samples, None, None, path.name, lead)
     else:
         recording = read_h5(path, channel, sensor=sensor)
     return _with_rate(recording, path, sample_rate_hz, rate_range)
@@ -354,6 +356,11 @@ def read_csv_rows(path: Path) -> list[list[str]]:
 
 def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
     """One column of numbers, or the ``ecg`` (signal/value/mv) column of a CSV with a header."""
+    return _signal_csv(path, channel)[0]
+
+
+def _signal_csv(path: Path, channel: int | None) -> tuple[np.ndarray, str | None]:
+    """``read_signal_csv``'s samples and the standard lead name of the column's header (None without one)."""
     rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
     if not rows:
         raise InputError(f"{Path(path).name} is empty", expected="one sample per row", fix="check the export")
@@ -382,7 +389,7 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
                 expected="one number per row in the signal column",
                 fix="remove or repair that row (write nan for a missing sample)",
             ) from None
-    return values
+    return values, recorded_channel(first[column]) if has_header else None
 
 
 def recorded_channel(cell: str) -> str | None:

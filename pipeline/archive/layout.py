@@ -13,12 +13,16 @@ ARCHIVE/
 
     {"format": "edgemed-archive", "version": 1, "description": "…", "source": {… provenance, free-form …},
      "recordings": [{"name": "mitdb-119-0000", "file": "mitdb-119-0000.npy", "sample_rate_hz": 360.0,
-                     "annotations": "mitdb-119-0000.annotations.json", "group": "119"}, …]}
+                     "annotations": "mitdb-119-0000.annotations.json", "group": "119", "lead": "MLII"}, …]}
 
 ``sample_rate_hz`` is needed for ``.npy`` and ``.csv`` (an ``.h5`` and a WFDB header record their own; null keeps the
 file's; a WFDB record's must be its header's); an index names a WFDB record by its ``.hea`` and its annotations by
 their file (``"annotations": "119.atr"``);
-``annotations`` and ``group`` (what pools recordings in the report, e.g. a patient or a source record) may be null.
+``annotations`` and ``group`` (what pools recordings in the report, e.g. a patient or a source record) may be null;
+``lead`` (optional) names the recording's ECG lead, a standard name (``MLII``, ``II``, ``V5``…; see
+``runtime.readers.RECORDED_CHANNEL_NAMES``): the report counts and scores recordings per lead, since a model is
+validated only on the leads it was developed on. A file that names its own lead (a WFDB header, a CSV header such as
+``MLII``) must name the same one.
 
 ``<name>.annotations.json``::
 
@@ -44,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import EdgemedError
-from runtime.readers import InputError, check_sample_rate
+from runtime.readers import InputError, check_sample_rate, recorded_channel
 
 INDEX_NAME = "archive.json"
 INDEX_FORMAT = "edgemed-archive"
@@ -76,6 +80,7 @@ class ArchiveEntry:
     sample_rate_hz: float | None = None  # None: the rate the file records (HDF5)
     annotations: str | None = None  # the sidecar, or None
     group: str | None = None  # pools recordings in the report (a patient, a source record), or None
+    lead: str | None = None  # the index's standard lead name (``runtime.readers.recorded_channel``), or None
 
     def to_row(self) -> dict:
         return asdict(self)
@@ -178,8 +183,22 @@ def _index_entries(folder: Path, index: object) -> tuple[ArchiveEntry, ...]:
             annotations=None if item.get("annotations") is None
             else _inside(folder, item["annotations"], "annotations", number),
             group=None if group is None else str(group),
+            lead=_optional_lead(item.get("lead"), number),
         ))
     return tuple(entries)
+
+
+def _optional_lead(value: object, number: int) -> str | None:
+    """An index entry's ``lead`` as its standard name, or ``ArchiveError`` (the value is shown only when it is a
+    lead name: an index is written by people, and a wrong cell may hold anything)."""
+    if value is None:
+        return None
+    lead = recorded_channel(value) if isinstance(value, str) else None
+    if lead is None:
+        raise ArchiveError(f"recording {number + 1} of the index has a 'lead' that is no standard lead name",
+                           expected="null, or a lead such as MLII, II, V1 … V6, I, III, aVR, aVL, aVF",
+                           fix="name the lead the recording was taken from, or leave 'lead' out")
+    return lead
 
 
 def _scanned_entries(folder: Path, sample_rate_hz: float | None) -> tuple[ArchiveEntry, ...]:

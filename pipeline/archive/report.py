@@ -20,6 +20,7 @@ from pipeline.clinical.recording_gate import RecordingGateConfig, judge_recordin
 from pipeline.validation import ec57
 from pipeline.validation.recordings import RecordingValidationConfig, gate_figures, summarise_counts
 
+UNNAMED_LEAD = "not named"  # a recording whose file and index entry name no lead (a .npy, an 'ecg' column)
 LABELS = {"qrs_sensitivity": "QRS Se", "qrs_positive_predictivity": "QRS +P", "v_sensitivity": "V Se",
           "v_positive_predictivity": "V +P", "v_false_positive_rate": "V FPR"}
 
@@ -41,6 +42,7 @@ def totals(rows: Sequence[dict]) -> dict:
         "signal_s": round(_sum(done, "duration_s"), 3), "beats": int(_sum(done, "beats")),
         "classified": int(_sum(done, "classified")), "called_v": int(_sum(done, "called_v")),
         "unclassified": int(_sum(done, "unclassified")), "unclassified_flags": dict(sorted(flags.items())),
+        "leads": dict(sorted(Counter(row.get("lead") or UNNAMED_LEAD for row in done).items())),
         "quality_seconds": {flag: round(seconds, 3) for flag, seconds in sorted(quality.items())},
         "read_s": round(_sum(done, "read_s"), 3), "stream_s": round(_sum(done, "stream_s"), 3),
         "inference_s": round(_sum(done, "inference_s"), 3), "cpu_s": round(_sum(done, "cpu_s"), 3),
@@ -68,15 +70,21 @@ def validation(rows: Sequence[dict], variant: str, config: RecordingValidationCo
     grouped: dict[str, list[ec57.BeatCounts]] = defaultdict(list)
     for row, item in zip(annotated, counts, strict=True):
         grouped[row["group"] or row["name"]].append(item)
-    summary["groups"] = []
-    for group, items in sorted(grouped.items()):
-        pooled = ec57.gross_counts(items, group)
-        summary["groups"].append({**asdict(pooled), **ec57.rates(pooled), "recordings": len(items)})
+    by_lead: dict[str, list[ec57.BeatCounts]] = defaultdict(list)
+    for row, item in zip(annotated, counts, strict=True):
+        by_lead[row.get("lead") or UNNAMED_LEAD].append(item)
+    summary["groups"], summary["leads"] = _pooled(grouped), _pooled(by_lead)
     verdict = judge_recordings(variant, gate_figures(summary), None, RecordingGateConfig())
     summary["floors"] = {**verdict.to_dict(),
                          "note": "the recording gate's absolute floors applied to the archive's gross figures, for "
                                  "information; the healthy-recordings false PVC rate is not measured on an archive"}
     return summary
+
+
+def _pooled(grouped: dict[str, list[ec57.BeatCounts]]) -> list[dict]:
+    """Counts pooled per key (a group, a lead), with their rates and how many recordings each pools."""
+    pooled = [ec57.gross_counts(items, key) for key, items in sorted(grouped.items())]
+    return [{**asdict(item), **ec57.rates(item), "recordings": len(grouped[item.record])} for item in pooled]
 
 
 def _percent(value: float | None) -> str:
@@ -121,6 +129,10 @@ def render_markdown(report: dict) -> str:
         "",
         f"Quality (seconds flagged): {json.dumps(total['quality_seconds'])}; unclassified beats by flag: "
         f"{json.dumps(total['unclassified_flags'])}.",
+        *(["", "Leads (as each file, or the index, names it): "
+            + ", ".join(f"{markdown_cell(lead)} {count}" for lead, count in total["leads"].items())
+            + ". A model's figures hold for the leads it was developed on; the bundle's manifest names them "
+              "(data.provenance)."] if total.get("leads") else []),
         "",
         "## Failed files",
         "",
@@ -146,6 +158,8 @@ def render_markdown(report: dict) -> str:
         lines += ["", f"Recording-gate floors (information only): **{'pass' if floors['passed'] else 'fail'}** — "
                   f"{floors['reason']}", "", "### Per group (counts pooled)", ""]
         lines += _counts_table("group", summary["groups"], " recordings |")
+        lines += ["", "### Per lead (counts pooled)", ""]
+        lines += _counts_table("lead", summary["leads"], " recordings |")
         lines += ["", "### Per recording", ""]
         lines += _counts_table("recording", summary["per_record"])
     if archive.get("note"):

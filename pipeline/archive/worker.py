@@ -33,7 +33,7 @@ from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, QualityEvent
-from runtime.readers import Recording, read_signal
+from runtime.readers import InputError, Recording, read_signal
 from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
@@ -50,6 +50,7 @@ RESULT_SCHEMA = pa.schema([
     ("error_type", pa.string()),  # the exception's class when failed
     ("error", pa.string()),  # what happened, what was expected, the fix
     ("sample_rate_hz", pa.float64()),
+    ("lead", pa.string()),  # the lead's standard name, as the file or the index names it; null when neither does
     ("duration_s", pa.float64()),  # seconds of signal
     ("beats", pa.int64()),  # beat detections (every BeatEvent)
     ("classified", pa.int64()),
@@ -143,6 +144,7 @@ def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValid
     recording = (read_wfdb_signal(entry.file, entry.sample_rate_hz)
                  if Path(entry.file).suffix.lower() == WFDB_HEADER_SUFFIX else read_signal(Path(entry.file),
                                                                                          entry.sample_rate_hz))
+    lead = _lead(entry, recording)
     reference = _annotated(entry, recording)  # a bad sidecar fails the recording before the stream runs
     read_done = time.perf_counter()
     events = recording_events(bundle, recording, config)
@@ -158,6 +160,7 @@ def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValid
         **empty_row(entry, order),
         "status": "ok",
         "sample_rate_hz": float(recording.sample_rate_hz),
+        "lead": lead,
         "duration_s": recording.samples.size / recording.sample_rate_hz,
         "beats": len(beats),
         "classified": sum(event.classified for event in beats),
@@ -177,6 +180,15 @@ def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValid
         row.update(reference_beats=int(reference.beats_s.size), reference_v=int(reference.is_v.sum()),
                    **{name: getattr(counts, name) for name in COUNT_FIELDS}, **ec57.rates(counts))
     return row
+
+
+def _lead(entry: ArchiveEntry, recording: Recording) -> str | None:
+    """The recording's lead: the file's own name for it, else the index's; an index that names another lead than
+    the file is refused (one of them is wrong, and figures would be reported under the wrong lead)."""
+    if entry.lead is not None and recording.lead is not None and entry.lead != recording.lead:
+        raise InputError(f"{entry.name}: the index names lead {entry.lead}, the file's header lead {recording.lead}",
+                         expected="one lead for the recording", fix="correct the index's 'lead' for this recording")
+    return recording.lead or entry.lead
 
 
 def validate_recording(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValidationConfig) -> dict:

@@ -197,6 +197,11 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
         click.echo("EC57 gross over {} annotated recordings: QRS Se {} +P {}, V Se {} +P {}".format(
             total["annotated"], *(_percent(gross[name]) for name in (
                 "qrs_sensitivity", "qrs_positive_predictivity", "v_sensitivity", "v_positive_predictivity"))))
+        leads = report["validation"]["leads"]
+        if len(leads) > 1:  # recordings on several leads: the pooled figure mixes them, so each is shown
+            click.echo("  per lead: " + "; ".join("{} ({} recordings) V Se {} +P {}".format(
+                item["record"], item["recordings"], _percent(item["v_sensitivity"]),
+                _percent(item["v_positive_predictivity"])) for item in leads))
     for path in outcome.written:
         click.echo(f"written: {path}")
     if total["recordings"] and not total["succeeded"]:

@@ -8,6 +8,7 @@ scans a folder, and fail a broken record as a row, never the run.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from click.testing import CliRunner
 
 from pipeline.archive import read_archive
 from pipeline.archive.generate import ArchiveRecording, write_archive
-from pipeline.archive.layout import AnnotationError
+from pipeline.archive.layout import AnnotationError, ArchiveError
+from pipeline.archive.report import failures, render_markdown, totals, validation
 from pipeline.archive.wfdb_records import lead_index, read_wfdb_annotations, read_wfdb_signal
 from pipeline.archive.worker import COUNT_FIELDS, validate_recording
 from pipeline.cli import main
@@ -110,6 +112,8 @@ def test_the_wfdb_route_scores_exactly_as_the_npy_route_and_flags_the_converter_
         assert (same[field] is None and other[field] is None) or math.isclose(same[field], other[field]), field
     assert same["v_true_positives"] > 0
     assert '"clipped"' in wfdb_rows["116"]["quality_seconds"]  # the header's limits reach the stream
+    assert {row["lead"] for row in wfdb_rows.values()} == {"MLII"}  # the header's name for the lead read
+    assert {row["lead"] for row in npy_rows.values()} == {None}  # a .npy names no lead, nor does this index
     assert wfdb_rows["119-unannotated"]["status"] == "ok" and not wfdb_rows["119-unannotated"]["annotated"]
 
 
@@ -149,3 +153,45 @@ def test_validate_archive_runs_a_folder_of_wfdb_records_on_ray(folders, bundle):
                                        "--workers", "1"])
     assert result.exit_code == 0, result.output
     assert "3/3 recordings ran" in result.output and "EC57 gross over 2 annotated recordings" in result.output
+    assert "per lead" not in result.output  # every record is on MLII: one lead, nothing to split
+
+
+def test_a_lead_the_index_names_is_scored_per_lead_and_a_file_that_names_another_is_refused(tmp_path, parts, bundle):
+    """The report scores recordings per lead (a model holds only on its leads): a V5 record is never pooled
+    unseen with MLII ones, and an index that names another lead than the record's header fails that record."""
+    _, opened = bundle
+    write_wfdb(tmp_path, "119", parts["119"])
+    v5 = write_wfdb(tmp_path, "116", parts["116"])
+    v5.write_text(v5.read_text().replace(" MLII", " V5"))  # the header's signal description
+    (tmp_path / "archive.json").write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "119", "file": "119.hea", "annotations": "119.atr", "lead": "lead II"},
+        {"name": "116", "file": "116.hea", "annotations": "116.atr"},
+        {"name": "119-again", "file": "119.hea", "annotations": "119.atr", "lead": "mlii"}]}))
+    entries = read_archive(tmp_path).entries
+    assert [entry.lead for entry in entries] == ["II", None, "MLII"]  # standard names
+    rows = [validate_recording(opened, entry, order, RECORDING) for order, entry in enumerate(entries)]
+    assert rows[0]["status"] == "failed" and "the index names lead II, the file's header lead MLII" in rows[0]["error"]
+    assert [row["lead"] for row in rows[1:]] == ["V5", "MLII"]
+    assert totals(rows)["leads"] == {"MLII": 1, "V5": 1}
+    summary = validation(rows, "fp32", RECORDING)
+    assert [(item["record"], item["recordings"]) for item in summary["leads"]] == [("MLII", 1), ("V5", 1)]
+    by_lead = {item["record"]: item for item in summary["leads"]}
+    assert by_lead["V5"]["v_true_positives"] == rows[1]["v_true_positives"]
+    report = {"bundle": {"path": "b", "bundle_id": "x", "variant": "fp32", "signed_by": None},
+              "archive": {"folder": "a", "recordings": 3, "indexed": True, "description": ""},
+              "run": {"ray": "local", "workers": 1, "threads_per_worker": 1, "pipeline_s": 1.0,
+                      "recordings_per_s": 1.0, "signal_s_per_s": 1.0, "ray_start_s": 0.0},
+              "totals": totals(rows), "failed": failures(rows), "validation": summary,
+              "results": {"file": "r.parquet", "rows": 3, "sha256": "0" * 64}}
+    text = render_markdown(report)
+    assert "Leads (as each file, or the index, names it): MLII 1, V5 1." in text
+    assert "### Per lead (counts pooled)" in text and "| V5 | 1 |" in text
+
+
+def test_an_index_lead_that_is_no_lead_name_is_refused_without_showing_it(tmp_path):
+    np.save(tmp_path / "a.npy", np.zeros(10, np.float32))
+    (tmp_path / "archive.json").write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "a", "file": "a.npy", "sample_rate_hz": 360.0, "lead": "Jane Doe 0042137"}]}))
+    with pytest.raises(ArchiveError, match="has a 'lead' that is no standard lead name") as caught:
+        read_archive(tmp_path)
+    assert "Jane" not in str(caught.value) and "MLII" in caught.value.expected
