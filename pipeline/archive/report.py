@@ -68,10 +68,9 @@ def validation(rows: Sequence[dict], variant: str, config: RecordingValidationCo
                for row in annotated}
     summary = summarise_counts(counts, skipped, config, healthy=None)
     grouped: dict[str, list[ec57.BeatCounts]] = defaultdict(list)
-    for row, item in zip(annotated, counts, strict=True):
-        grouped[row["group"] or row["name"]].append(item)
     by_lead: dict[str, list[ec57.BeatCounts]] = defaultdict(list)
     for row, item in zip(annotated, counts, strict=True):
+        grouped[row["group"] or row["name"]].append(item)
         by_lead[row.get("lead") or UNNAMED_LEAD].append(item)
     summary["groups"], summary["leads"] = _pooled(grouped), _pooled(by_lead)
     verdict = judge_recordings(variant, gate_figures(summary), None, RecordingGateConfig())

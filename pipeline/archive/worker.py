@@ -186,8 +186,9 @@ def _lead(entry: ArchiveEntry, recording: Recording) -> str | None:
     """The recording's lead: the file's own name for it, else the index's; an index that names another lead than
     the file is refused (one of them is wrong, and figures would be reported under the wrong lead)."""
     if entry.lead is not None and recording.lead is not None and entry.lead != recording.lead:
-        raise InputError(f"{entry.name}: the index names lead {entry.lead}, the file's header lead {recording.lead}",
-                         expected="one lead for the recording", fix="correct the index's 'lead' for this recording")
+        raise InputError(f"{entry.name}: the index names lead {entry.lead}, the file's header names lead "
+                         f"{recording.lead}", expected="one lead for the recording",
+                         fix="correct the index's 'lead' for this recording")
     return recording.lead or entry.lead
 
 

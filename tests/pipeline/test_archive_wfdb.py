@@ -170,7 +170,8 @@ def test_a_lead_the_index_names_is_scored_per_lead_and_a_file_that_names_another
     entries = read_archive(tmp_path).entries
     assert [entry.lead for entry in entries] == ["II", None, "MLII"]  # standard names
     rows = [validate_recording(opened, entry, order, RECORDING) for order, entry in enumerate(entries)]
-    assert rows[0]["status"] == "failed" and "the index names lead II, the file's header lead MLII" in rows[0]["error"]
+    assert rows[0]["status"] == "failed"
+    assert "the index names lead II, the file's header names lead MLII" in rows[0]["error"]
     assert [row["lead"] for row in rows[1:]] == ["V5", "MLII"]
     assert totals(rows)["leads"] == {"MLII": 1, "V5": 1}
     summary = validation(rows, "fp32", RECORDING)
