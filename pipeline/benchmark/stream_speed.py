@@ -32,6 +32,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -249,6 +250,7 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
         "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "variant": bundle.variant,
                    "inputs": [spec.name for spec in bundle.inputs]},
         "machine": machine(),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "signal": SIGNAL_NOTES[config.signal],
         "synthetic": config.signal == "synthetic",
         "recording_s": len(signal) / config.sample_rate_hz,

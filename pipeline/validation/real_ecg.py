@@ -19,14 +19,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import platform
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.validation import ec57
 from runtime.bundle import load_bundle
+from runtime.cpu import cpu_model_and_flags
 from runtime.events import BeatEvent, QualityEvent
 from runtime.readers import InputError
 from runtime.runner import RunOptions, run
@@ -176,6 +179,8 @@ def evaluate_real_ecg(
         "caveat": ("the recordings have no beat labels: class counts are what the model says, not accuracy"
                    + ("; this model was trained on synthetic beats" if bundle.manifest.data.synthetic else
                       "; healthy people at rest, so every beat called V (or any ectopic class) is a false alarm")),
+        "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpu": cpu_model_and_flags()[0], "architecture": platform.machine()},
     }
     if output_json is not None:
         Path(output_json).parent.mkdir(parents=True, exist_ok=True)

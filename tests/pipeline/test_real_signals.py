@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ def test_real_ecg_r_peaks_match_the_device_annotations(tmp_path_factory, tmp_pat
     five_minutes = report["files"]["ecg_5_min.h5"]
     print(json.dumps({key: value for key, value in five_minutes.items() if key != "heart_rate_per_minute"}))
     assert five_minutes["reference_beats"] > 350
+    assert datetime.fromisoformat(report["measured_at"]).tzinfo is not None and report["machine"]["cpu"]
     assert report["sensitivity"] >= 0.95 and report["positive_predictivity"] >= 0.95
     assert report["heart_rate_mean_abs_difference_bpm"] < 2.0
     assert sum(five_minutes["class_distribution"].values()) == five_minutes["beats"]

@@ -3,6 +3,8 @@ speed asserted), on the vendored MIT-BIH records by default; telemetry never cha
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import numpy as np
 import pytest
 
@@ -25,6 +27,7 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     config = StreamSpeedConfig(hours=0.02, profiled_hours=0.01)
     report = measure_stream_speed(outcome.bundle_directory, config)
     assert report["recording_s"] == 0.02 * 3600
+    assert datetime.fromisoformat(report["measured_at"]).tzinfo is not None and report["machine"]["cpu"]
     assert not report["synthetic"] and report["signal"].startswith("real: the 10 vendored MIT-BIH")
     assert report["beats"] > 60  # record 100's first 72 s: ~75 bpm
     assert report["real_time_factor"] > 0 and report["wall_s"] > 0 and report["cpu_s"] > 0
