@@ -51,8 +51,11 @@ def member_order(span: np.ndarray) -> np.ndarray:
     Each value's bits become an integer of the same order (negative values' magnitude bits flipped), its lowest six
     bits replaced by the member's row, and one integer sort per column ranks the members — about half an
     ``argsort``'s time. Two members whose keys agree above those six bits (equal values, or values a few units in the
-    last place apart, whose order the key cannot tell) make it take ``argsort`` instead: the same ranks as far as the
-    medians can tell (tied values are interchangeable)."""
+    last place apart, whose order the key cannot tell) make it take a stable ``argsort`` instead: the same ranks as
+    far as the medians can tell (tied values are interchangeable). Stable, because numpy's default argsort is a SIMD
+    kernel chosen per CPU (x86-simd-sort on AVX2 and AVX-512): its order of ties differs between CPUs, and under QEMU's
+    emulated Haswell it returned an unsorted order (found by running ``tests/runtime`` there, 2026-12-07); the merge
+    sort is the same code on every CPU."""
     keys = span.view(np.int64)
     sortable = keys >> 63  # −1 for a negative value: its magnitude bits flip, so larger magnitudes sort lower
     sortable &= _MAGNITUDE
@@ -62,7 +65,7 @@ def member_order(span: np.ndarray) -> np.ndarray:
     sortable.sort(axis=0)
     high = sortable >> _MEMBER_BITS
     if (high[1:] == high[:-1]).any():
-        return np.argsort(span, axis=0)
+        return np.argsort(span, axis=0, kind="stable")
     sortable &= MASK_BITS - 1
     return sortable
 
