@@ -31,27 +31,18 @@ import io
 import logging
 import math
 import numbers
-import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
 from runtime.errors import EdgemedError
+from runtime.leads import recorded_channel
 
 logger = logging.getLogger(__name__)
 
 SIGNAL_COLUMN_NAMES = ("ecg", "signal", "value", "mv")  # header names accepted for a signal CSV's column
-# Standard lead and electrode names: ECG limb, augmented, chest and Holter modified limb leads (PhysioNet's MLII …),
-# EEG 10-20 electrodes and bipolar pairs of them. A signal CSV's refusal names a header cell only when it is one of
-# these (compared without case, spaces or a "lead" prefix); any other cell is counted, never shown: a header row
-# may hold a patient's name or record number.
-_ECG_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6", "MLI", "MLII", "MLIII")
-_EEG_ELECTRODES = ("Fp1", "Fp2", "Fpz", "F7", "F3", "Fz", "F4", "F8", "T3", "T4", "T5", "T6", "T7", "T8", "C3", "Cz",
-                   "C4", "P7", "P3", "Pz", "P4", "P8", "O1", "Oz", "O2", "A1", "A2", "M1", "M2")
-RECORDED_CHANNEL_NAMES = {name.lower(): name for name in _ECG_LEADS + _EEG_ELECTRODES}
-_UNIT_SUFFIX = re.compile(r"\([a-zµμ]{1,3}\)$")  # 'V5 (mV)', 'Fp1 (uV)': a unit after the name
 SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 Hz; outside this range is an error
 SIGNAL_RATE_RANGE_HZ = (0.01, 10_000.0)  # any waveform of the windowed stream: a per-minute trend up to an ADC
 MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
@@ -174,7 +165,7 @@ def _with_rate(recording: Recording, path: Path, sample_rate_hz: float | None,
                 recording.sample_rate_hz,
                 sample_rate_hz,
             )
-        recording = Recording(recording.samples, float(sample_rate_hz), recording.adc_range, recording.source)
+        recording = replace(recording, sample_rate_hz=float(sample_rate_hz))  # the lead and the rest kept
     if recording.sample_rate_hz is None:
         raise InputError(
             f"{path.name} does not record its sample rate",
@@ -390,18 +381,6 @@ def _signal_csv(path: Path, channel: int | None) -> tuple[np.ndarray, str | None
                 fix="remove or repair that row (write nan for a missing sample)",
             ) from None
     return values, recorded_channel(first[column]) if has_header else None
-
-
-def recorded_channel(cell: str) -> str | None:
-    """The standard name (``RECORDED_CHANNEL_NAMES``) of a header cell such as 'MLII', "'MLII'" (PhysioNet's CSV
-    export quotes its names), 'Lead II', 'V5 (mV)' or 'Fp1-F7' (a bipolar EEG pair), or None when the cell is no
-    lead or electrode name."""
-    text = _UNIT_SUFFIX.sub("", "".join(cell.split()).strip("'\"").lower())
-    text = text.removeprefix("lead")
-    pair = text.split("-")
-    if len(pair) == 2 and all(part in RECORDED_CHANNEL_NAMES for part in pair):
-        return "-".join(RECORDED_CHANNEL_NAMES[part] for part in pair)
-    return RECORDED_CHANNEL_NAMES.get(text)
 
 
 def _unnamed_signal(name: str, columns: int, header: list[str], several: bool) -> InputError:

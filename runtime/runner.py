@@ -52,6 +52,7 @@ from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, StreamConfig
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, Event, RowPrediction, WindowEvent
 from runtime.features import FeatureKind
+from runtime.leads import check_recording_lead
 from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, load_npy, read_channels, read_signal
 from runtime.results import probability
 from runtime.rows import predict_npz
@@ -421,6 +422,7 @@ def _tabular_events(bundle: Bundle, path: Path, with_features: bool) -> Iterator
 def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: StreamConfig
                      ) -> tuple[Iterator[Event], float]:
     recording = read_signal(path, options.sample_rate_hz, options.channel)
+    check_recording_lead(bundle.inputs, recording.lead, recording.source)
     stream = EcgStream(bundle, recording.sample_rate_hz, config=config, adc_range=recording.adc_range)
     logger.info(
         "%s: %.1f s at %s Hz → model rate %s Hz",
@@ -446,6 +448,7 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
                          fix="leave out --channel")
     else:
         recording = read_channels(path, spec.channels, options.sample_rate_hz)
+    check_recording_lead(bundle.inputs, recording.lead, recording.source)
     config = dataclasses.replace(options.window_stream, summary_features=with_features)
     stream = WindowStream(bundle, recording.sample_rate_hz, config)
     logger.info("%s: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples", recording.source,

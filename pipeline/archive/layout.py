@@ -20,7 +20,7 @@ file's; a WFDB record's must be its header's); an index names a WFDB record by i
 their file (``"annotations": "119.atr"``);
 ``annotations`` and ``group`` (what pools recordings in the report, e.g. a patient or a source record) may be null;
 ``lead`` (optional) names the recording's ECG lead, a standard name (``MLII``, ``II``, ``V5``…; see
-``runtime.readers.RECORDED_CHANNEL_NAMES``): the report counts and scores recordings per lead, since a model is
+``runtime.leads.RECORDED_CHANNEL_NAMES``): the report counts and scores recordings per lead, since a model is
 validated only on the leads it was developed on. A file that names its own lead (a WFDB header, a CSV header such as
 ``MLII``) must name the same one.
 
@@ -48,7 +48,8 @@ from pathlib import Path
 import numpy as np
 
 from runtime.errors import EdgemedError
-from runtime.readers import InputError, check_sample_rate, recorded_channel
+from runtime.leads import recorded_channel
+from runtime.readers import InputError, check_sample_rate
 
 INDEX_NAME = "archive.json"
 INDEX_FORMAT = "edgemed-archive"
@@ -80,7 +81,7 @@ class ArchiveEntry:
     sample_rate_hz: float | None = None  # None: the rate the file records (HDF5)
     annotations: str | None = None  # the sidecar, or None
     group: str | None = None  # pools recordings in the report (a patient, a source record), or None
-    lead: str | None = None  # the index's standard lead name (``runtime.readers.recorded_channel``), or None
+    lead: str | None = None  # the index's standard lead name (``runtime.leads.recorded_channel``), or None
 
     def to_row(self) -> dict:
         return asdict(self)

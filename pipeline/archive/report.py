@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from pipeline.archive.worker import COUNT_FIELDS
+from pipeline.archive.worker import COUNT_FIELDS, REFUSED
 from pipeline.clinical.markdown import markdown_cell
 from pipeline.clinical.recording_gate import RecordingGateConfig, judge_recordings
 from pipeline.validation import ec57
@@ -37,7 +37,9 @@ def totals(rows: Sequence[dict]) -> dict:
         quality.update(json.loads(row["quality_seconds"] or "{}"))
         flags.update(json.loads(row["unclassified_flags"] or "{}"))
     return {
-        "recordings": len(rows), "succeeded": len(done), "failed": len(rows) - len(done),
+        "recordings": len(rows), "succeeded": len(done),
+        "failed": sum(row["status"] == "failed" for row in rows),
+        "refused": dict(sorted(Counter(row.get("lead") for row in rows if row["status"] == REFUSED).items())),
         "annotated": sum(bool(row["annotated"]) for row in done),
         "signal_s": round(_sum(done, "duration_s"), 3), "beats": int(_sum(done, "beats")),
         "classified": int(_sum(done, "classified")), "called_v": int(_sum(done, "called_v")),
@@ -50,8 +52,34 @@ def totals(rows: Sequence[dict]) -> dict:
 
 
 def failures(rows: Sequence[dict]) -> list[dict]:
+    """The recordings that could not run (a broken file or sidecar, a rate the stream cannot take …)."""
     return [{key: row[key] for key in ("name", "file", "error_type", "error")} for row in rows
-            if row["status"] != "ok"]
+            if row["status"] == "failed"]
+
+
+def refusals(rows: Sequence[dict]) -> list[dict]:
+    """Per lead the device refused (one the bundle was not validated on): how many recordings, which, and why."""
+    by_lead: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        if row["status"] == REFUSED:
+            by_lead[row["lead"]].append(row)
+    return [{"lead": lead, "recordings": len(items), "names": [row["name"] for row in items],
+             "reason": items[0]["error"]} for lead, items in sorted(by_lead.items())]
+
+
+def _refused_lines(refused: list[dict]) -> list[str]:
+    """The recordings the device refused for their lead: one line per lead, with the device's reason."""
+    if not refused:
+        return []
+    lines = ["## Refused: a lead the bundle was not validated on", "",
+             "The device refuses these recordings before judging a sample (`runtime.leads`); they are in no figure "
+             "below.", ""]
+    for item in refused:
+        names = ", ".join(item["names"][:5]) + (f" and {len(item['names']) - 5} more" if len(item["names"]) > 5
+                                                 else "")
+        lines.append(f"- lead {markdown_cell(item['lead'])}: {item['recordings']} recording(s) ({markdown_cell(names)})"
+                     f" — {markdown_cell(item['reason'] or '')}")
+    return [*lines, ""]
 
 
 def counts_of(row: dict) -> ec57.BeatCounts:
@@ -130,9 +158,10 @@ def render_markdown(report: dict) -> str:
         f"{json.dumps(total['unclassified_flags'])}.",
         *(["", "Leads (as each file, or the index, names it): "
             + ", ".join(f"{markdown_cell(lead)} {count}" for lead, count in total["leads"].items())
-            + ". A model's figures hold for the leads it was developed on; the bundle's manifest names them "
-              "(data.provenance)."] if total.get("leads") else []),
+            + ". A model's figures hold for the leads it was validated on; the bundle's manifest names them "
+              "(inputs[].leads), and the device refuses recordings of other leads."] if total.get("leads") else []),
         "",
+        *_refused_lines(report.get("refused") or []),
         "## Failed files",
         "",
     ]

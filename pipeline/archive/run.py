@@ -46,7 +46,7 @@ import pyarrow.parquet as pq
 from pipeline.archive.cluster import check_reachable, failure_cause
 from pipeline.archive.layout import Archive, ArchiveError
 from pipeline.archive.loopback import loopback_only
-from pipeline.archive.report import failures, render_markdown, totals, validation
+from pipeline.archive.report import failures, refusals, render_markdown, totals, validation
 from pipeline.archive.worker import RecordingValidator, TrustSettings, WorkerConfig, failed_row, rows_table
 from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream
@@ -377,6 +377,7 @@ def validate_archive(bundle_path: Path | str, archive: Archive, output: Path | N
                            "pyarrow": pa.__version__}},
         "totals": total,
         "failed": failures(rows),
+        "refused": refusals(rows),
         "validation": validation(rows, bundle.variant, config.worker.recording),
     }
     written = _write(Path(output), rows, report) if output is not None else []

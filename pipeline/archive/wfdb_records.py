@@ -7,7 +7,7 @@ never given, nothing is downloaded):
 * the signal: one lead, in mV (``uV`` and ``V`` converted; any other unit refused), at the header's rate — the lead
   named ``MLII``, else ``II``, else the record's first signal (MIT-BIH's record 114 stores V5 first and MLII second);
   the converter's limits in mV from the header's gain, baseline, ADC zero and resolution, so clipping is flagged as
-  for a device's own ADC; the lead's standard name (``runtime.readers.recorded_channel``; None for a name such as
+  for a device's own ADC; the lead's standard name (``runtime.leads.recorded_channel``; None for a name such as
   ``ECG1`` that is no standard lead), which the archive report counts and scores per lead;
 * the reference beats: every annotation ``wfdb`` counts as a QRS (``is_qrs``), labelled ``V`` when its symbol is
   ``V`` (premature ventricular contraction, the PVC class the ECG bundles are validated on) and ``non-V`` otherwise;
@@ -30,7 +30,8 @@ from pipeline.archive.layout import (
     AnnotationError,
     BeatAnnotations,
 )
-from runtime.readers import MAX_ARRAY_BYTES, InputError, Recording, check_sample_rate, recorded_channel
+from runtime.leads import recorded_channel
+from runtime.readers import MAX_ARRAY_BYTES, InputError, Recording, check_sample_rate
 
 PREFERRED_LEADS = ("MLII", "II")  # the lead the ECG bundles are developed on, then its standard-limb equivalent
 TO_MILLIVOLTS = {"mv": 1.0, "uv": 1e-3, "μv": 1e-3, "µv": 1e-3, "v": 1e3}

@@ -5,7 +5,8 @@ to ``runtime.ecg.EcgStream`` in ``chunk_s`` chunks with the recording settings â
 file (``runtime.runner``) and what the build's ``validate`` stage does for a held-out record
 (``pipeline.validation.recordings.stream_events``). With an annotation sidecar, the beat events are scored by
 ``pipeline.validation.recordings.score_events`` (AAMI EC57 matching, ``pipeline.validation.ec57``): the archive
-has no scorer of its own. The result is one flat row (``RESULT_SCHEMA``), whether the recording ran or failed.
+has no scorer of its own. The result is one flat row (``RESULT_SCHEMA``), whether the recording ran or failed; a
+recording of a lead the bundle was not validated on fails as the device refuses it (``runtime.leads``), unscored.
 
 ``RecordingValidator`` is the Ray Data UDF: it verifies and opens the bundle once, when its worker starts, and
 turns each batch of archive entries into a table of result rows.
@@ -33,11 +34,13 @@ from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, QualityEvent
+from runtime.leads import UnvalidatedLeadError, check_recording_lead
 from runtime.readers import InputError, Recording, read_signal
 from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
 
+REFUSED = "refused"  # a row's status when the device refuses the recording's lead (runtime.leads)
 COUNT_FIELDS = ("qrs_true_positives", "qrs_false_negatives", "qrs_false_positives", "v_true_positives",
                 "v_false_negatives", "v_false_positives", "v_true_negatives")  # ec57.BeatCounts, after ``record``
 
@@ -46,7 +49,7 @@ RESULT_SCHEMA = pa.schema([
     ("name", pa.string()),
     ("file", pa.string()),
     ("group", pa.string()),
-    ("status", pa.string()),  # "ok" or "failed"
+    ("status", pa.string()),  # "ok", "failed", or "refused" (a lead the bundle was not validated on: unscored)
     ("error_type", pa.string()),  # the exception's class when failed
     ("error", pa.string()),  # what happened, what was expected, the fix
     ("sample_rate_hz", pa.float64()),
@@ -145,6 +148,7 @@ def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValid
                  if Path(entry.file).suffix.lower() == WFDB_HEADER_SUFFIX else read_signal(Path(entry.file),
                                                                                          entry.sample_rate_hz))
     lead = _lead(entry, recording)
+    check_recording_lead(bundle.inputs, lead, entry.name)  # the device refuses a lead its bundle was not validated on
     reference = _annotated(entry, recording)  # a bad sidecar fails the recording before the stream runs
     read_done = time.perf_counter()
     events = recording_events(bundle, recording, config)
@@ -196,6 +200,9 @@ def validate_recording(bundle: Bundle, entry: ArchiveEntry, order: int, config: 
     """One result row for ``entry``: a file the runtime refuses, or that breaks it, is a failed row, never a raise."""
     try:
         return _run(bundle, entry, order, config)
+    except UnvalidatedLeadError as error:  # the device's refusal by design, not a broken file: counted apart
+        logger.info("%s refused: %s", entry.name, error)
+        return {**failed_row(entry, order, type(error).__name__, str(error)), "status": REFUSED, "lead": error.lead}
     except EdgemedError as error:  # refused with a reason: a bad file, a bad sidecar, a rate the stream cannot take
         logger.warning("%s failed: %s", entry.name, error)
         return failed_row(entry, order, type(error).__name__, str(error))

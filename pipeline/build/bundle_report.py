@@ -252,7 +252,11 @@ def _input_line(spec: InputSpec) -> str:
         line += f", {spec.sample_rate_hz:g} Hz"
     if spec.is_beat_window:
         line += f", {spec.window_before_s:g} s before and {spec.window_after_s:g} s after the R-peak"
-    return line + ")"
+    line += ")"
+    if spec.leads:
+        line += (f"; validated on lead {' and '.join(spec.leads)} (the held-out recordings' lead): the device refuses "
+                 "a recording that names another lead")
+    return line
 
 
 def _decision_line(output: OutputSpec) -> str:

@@ -13,6 +13,8 @@ Keys (``numpy.savez``), for a model with one input:
 | ``class_names`` | optional: one name per class / label / target; (negative, positive); (normal, anomalous) |
 | ``output_units`` | regression (required): one unit per output, e.g. ``mmHg``; ``1`` when unitless |
 | ``sample_rate_hz`` | the rate in Hz, required when an input is a waveform (not one row of features) |
+| ``test_leads`` | optional, waveforms: the leads the test recordings are, e.g. ``['MLII']`` (standard names, |
+| | ``runtime.leads``); the device then refuses a recording that names another lead |
 | ``test_sources`` | optional: each test row's recording or subject (``user_sources``); intervals resample sources |
 | ``train_sources`` | optional, with ``test_sources``: every recording or subject that trained the model |
 
@@ -42,11 +44,12 @@ from pipeline.splits import (
     input_rows,
 )
 from runtime.contract import TaskKind
+from runtime.leads import recorded_channel
 from runtime.readers import InputError, parse_npy_header
 
 INPUT_SPLITS = ("calibration", "test", "validation", "normal")
 LABEL_KEYS = ("test_labels", "validation_labels", "calibration_labels")
-OTHER_KEYS = ("class_names", "output_units", "sample_rate_hz", *SOURCE_KEYS)
+OTHER_KEYS = ("class_names", "output_units", "sample_rate_hz", "test_leads", *SOURCE_KEYS)
 _TEMPLATE = "numpy.savez('data.npz', calibration_inputs=..., test_inputs=..., test_labels=...)"
 
 
@@ -250,6 +253,24 @@ def sample_rate(contents: dict[str, np.ndarray]) -> float | None:
         raise DataError(f"sample_rate_hz is {value.tolist()!r}", expected="one positive number in Hz",
                         fix="numpy.savez(..., sample_rate_hz=360.0)")
     return float(value.reshape(()))
+
+
+def test_leads(contents: dict[str, np.ndarray]) -> tuple[str, ...]:
+    """The standard names of ``test_leads`` ('lead II' → II), in first-seen order; () when the key is absent. A value
+    that is no lead name is refused by its position, never shown (a user's array may hold anything)."""
+    if "test_leads" not in contents:
+        return ()
+    values = np.atleast_1d(np.asarray(contents["test_leads"]))
+    names = [recorded_channel(value) if isinstance(value, str) else None for value in values.tolist()]
+    unknown = [index for index, name in enumerate(names) if name is None]
+    if values.ndim != 1 or not names or unknown:
+        raise DataError(
+            f"test_leads has {values.size} value(s)" + (f"; entries {unknown[:5]} are no standard lead name"
+                                                       if unknown else ""),
+            expected="one or more lead or electrode names, e.g. MLII, II, V5 or Fp1-F7 (runtime.leads)",
+            fix="numpy.savez(..., test_leads=numpy.array(['MLII'])) with the lead of the test recordings",
+        )
+    return tuple(dict.fromkeys(names))
 
 
 def _labels(contents: dict[str, np.ndarray], key: str, kind: TaskKind, rows: int, width: int) -> np.ndarray:

@@ -192,6 +192,9 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
     for failure in report["failed"]:
         click.echo(f"FAILED {failure['name']} ({failure['file']}): {failure['error_type']}: {failure['error']}",
                    err=True)
+    for refused in report["refused"]:
+        click.echo(f"REFUSED {refused['recordings']} recording(s) of lead {refused['lead']} (not scored): "
+                   f"{refused['reason']}", err=True)
     if report["validation"] is not None:
         gross = report["validation"]["gross"]
         click.echo("EC57 gross over {} annotated recordings: QRS Se {} +P {}, V Se {} +P {}".format(
@@ -205,8 +208,8 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
     for path in outcome.written:
         click.echo(f"written: {path}")
     if total["recordings"] and not total["succeeded"]:
-        raise click.ClickException(f"none of the {total['recordings']} recordings ran (see FAILED above and the "
-                                   "report): nothing was validated")
+        raise click.ClickException(f"none of the {total['recordings']} recordings ran (see FAILED / REFUSED above "
+                                   "and the report): nothing was validated")
 
 
 @click.command("bench-archive")

@@ -102,9 +102,9 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
             with open(signal_file, "wb") as handle:  # a handle: numpy names the file as given (U.NPY stays so)
                 if output.suffix.lower() == ".npy":
                     np.save(handle, part.signal_mv.astype(np.float32))
-                else:
-                    handle.write(("ecg\n" + "\n".join(f"{value:.3f}" for value in part.signal_mv.tolist()) + "\n"
-                                  ).encode())
+                else:  # the header names the lead ('MLII'), which the device checks against the bundle's
+                    values = "\n".join(f"{value:.3f}" for value in part.signal_mv.tolist())
+                    handle.write(f"{part.lead}\n{values}\n".encode())
             if annotations is not None:
                 annotation_file = stack.enter_context(atomic_destination(annotations))
                 annotation_file.write_text(document)

@@ -122,6 +122,14 @@ class Fields:
         self._read.add(key)
         return None if self._data.get(key) is None else self.section(key, parse)
 
+    def added_texts(self, key: str) -> tuple[str, ...]:
+        """A list of strings, or () when the key is absent or null: for keys added after their schema, written only
+        when set (manifests without them read on runtimes that predate the key)."""
+        if self._data.get(key, MISSING) is MISSING:
+            self._read.add(key)
+            return ()
+        return self.texts(key, optional=True)
+
     def sections(self, key: str, parse: Callable[[Fields], T]) -> tuple[T, ...]:
         """A non-empty list of objects, each parsed by ``parse`` (refusals under ``key[i]``)."""
         items = self._check(key, lambda v: isinstance(v, list) and len(v) > 0, "a non-empty list of objects", False)

@@ -17,6 +17,7 @@ from runtime.contract.domain import DomainScale, InputDomain
 from runtime.contract.errors import invalid, show
 from runtime.contract.fields import Fields, is_integer, is_number
 from runtime.features import FeatureKind
+from runtime.leads import is_standard_lead
 
 DTYPES = ("float32",)  # what the runtime feeds; ONNX Runtime takes it without a cast
 MAX_DIMENSION = 1 << 24
@@ -41,10 +42,14 @@ class InputSpec:
     feature_names: tuple[str, ...] = ()  # tabular: the column order
     derived: Derivation | None = None  # how the ECG stream computes it per beat; None: fed as given
     domain: InputDomain | None = None  # the values it was developed on (None: not range-checked; older bundles)
+    # waveform: the recorded leads (standard names, runtime.leads) its held-out figures were measured on; a
+    # recording that names another lead is refused. (): not declared (a user's model, older bundles, synthetic data)
+    leads: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(self.shape))
         object.__setattr__(self, "feature_names", tuple(self.feature_names))
+        object.__setattr__(self, "leads", tuple(self.leads))
         if self.feature_kind not in tuple(FeatureKind):
             raise invalid("feature_kind", show(self.feature_kind), f"one of {', '.join(FeatureKind)}")
         object.__setattr__(self, "feature_kind", FeatureKind(self.feature_kind))
@@ -65,6 +70,8 @@ class InputSpec:
             self._check_derived()
         if self.domain is not None:
             self._check_domain()
+        if self.leads:
+            self._check_leads()
 
     def _check_waveform(self) -> None:
         if not _positive(self.sample_rate_hz):
@@ -132,6 +139,13 @@ class InputSpec:
             raise invalid("domain.spread_low", "a list" if tabular else "null",
                           "null for a tabular input, per-channel spreads for a waveform")
 
+    def _check_leads(self) -> None:
+        if self.feature_kind is not FeatureKind.WAVEFORM:
+            raise invalid("leads", show(list(self.leads)), "[] for a tabular input (only a waveform has a lead)")
+        if not all(is_standard_lead(lead) for lead in self.leads) or len(set(self.leads)) != len(self.leads):
+            raise invalid("leads", show(list(self.leads)),
+                          "distinct standard lead or electrode names, e.g. [\"MLII\"] (runtime.leads)")
+
     @property
     def stream_feature(self) -> StreamFeature | None:
         """What the ECG stream computes for this input (None: fed as given)."""
@@ -189,7 +203,8 @@ class InputSpec:
             "window_after_s": self.window_after_s,
             "feature_names": list(self.feature_names),
         } | ({} if self.derived is None else {"derived": self.derived.to_dict()}) | (
-            {} if self.domain is None else {"domain": self.domain.to_dict()})
+            {} if self.domain is None else {"domain": self.domain.to_dict()}) | (
+            {"leads": list(self.leads)} if self.leads else {})
 
     @classmethod
     def from_dict(cls, data: object) -> InputSpec:
@@ -208,6 +223,7 @@ class InputSpec:
             feature_names=fields.texts("feature_names", optional=True),
             derived=_derivation(fields),
             domain=fields.optional_section("domain", InputDomain.from_fields),  # absent: built before domains
+            leads=fields.added_texts("leads"),  # absent: not declared (written only when declared)
         )
         fields.done()
         return spec

@@ -8,6 +8,7 @@ scans a folder, and fail a broken record as a row, never the run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -19,7 +20,7 @@ from click.testing import CliRunner
 from pipeline.archive import read_archive
 from pipeline.archive.generate import ArchiveRecording, write_archive
 from pipeline.archive.layout import AnnotationError, ArchiveError
-from pipeline.archive.report import failures, render_markdown, totals, validation
+from pipeline.archive.report import UNNAMED_LEAD, failures, refusals, render_markdown, totals, validation
 from pipeline.archive.wfdb_records import lead_index, read_wfdb_annotations, read_wfdb_signal
 from pipeline.archive.worker import COUNT_FIELDS, validate_recording
 from pipeline.cli import main
@@ -29,7 +30,7 @@ from pipeline.validation.recordings import RecordingValidationConfig
 from runtime.bundle import load_bundle
 from runtime.readers import InputError
 from runtime.trust import TrustPolicy
-from tests.runtime.pvc_bundle import build_pvc_bundle
+from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, build_pvc_bundle
 
 wfdb = pytest.importorskip("wfdb")
 
@@ -196,3 +197,47 @@ def test_an_index_lead_that_is_no_lead_name_is_refused_without_showing_it(tmp_pa
     with pytest.raises(ArchiveError, match="has a 'lead' that is no standard lead name") as caught:
         read_archive(tmp_path)
     assert "Jane" not in str(caught.value) and "MLII" in caught.value.expected
+
+
+def test_a_lead_the_bundle_was_not_validated_on_fails_as_the_device_refuses_it(tmp_path, parts):
+    """A bundle that declares its leads (MLII here): a V5 record — named by its WFDB header, or by a CSV column's
+    header — is a failed row that says why, never scored into the figures; an MLII record and an unnamed one run."""
+    folder = build_pvc_bundle(tmp_path / "bundle", (dataclasses.replace(RESIDUAL, leads=("MLII",)), RR_INPUT))
+    opened = load_bundle(folder, provider="cpu", threads=1, trust=TrustPolicy(allow_unsigned=True))
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    write_wfdb(archive, "119", parts["119"])
+    v5 = write_wfdb(archive, "116", parts["116"])
+    v5.write_text(v5.read_text().replace(" MLII", " V5"))
+    for name, header in (("v5-column", "'V5'"), ("unnamed", "ecg")):
+        lines = (f"{value:.3f}" for value in parts["119"].signal_mv)
+        (archive / f"{name}.csv").write_text(header + "\n" + "\n".join(lines) + "\n")
+    (archive / "archive.json").write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "119", "file": "119.hea", "annotations": "119.atr"},
+        {"name": "116", "file": "116.hea", "annotations": "116.atr"},
+        {"name": "v5-column", "file": "v5-column.csv", "sample_rate_hz": 360.0},
+        {"name": "unnamed", "file": "unnamed.csv", "sample_rate_hz": 360.0}]}))
+    entries = read_archive(archive).entries
+    rows = [validate_recording(opened, entry, order, RECORDING) for order, entry in enumerate(entries)]
+    assert [row["status"] for row in rows] == ["ok", "refused", "refused", "ok"]
+    assert rows[1]["error_type"] == rows[2]["error_type"] == "UnvalidatedLeadError"
+    assert "116 is lead V5; this bundle's model was validated on MLII only" in rows[1]["error"]
+    assert "v5-column is lead V5" in rows[2]["error"] and rows[1]["v_true_positives"] is None
+    assert rows[0]["lead"] == "MLII" and rows[3]["lead"] is None and rows[3]["beats"] > 100
+    total = totals(rows)
+    assert total["leads"] == {"MLII": 1, UNNAMED_LEAD: 1} and total["refused"] == {"V5": 2}
+    assert total["failed"] == 0 and failures(rows) == []  # a refusal by design is not a broken file
+    (refused,) = refusals(rows)
+    assert (refused["lead"], refused["recordings"], refused["names"]) == ("V5", 2, ["116", "v5-column"])
+    summary = validation(rows, "fp32", RECORDING)
+    assert [item["record"] for item in summary["per_record"]] == ["119"]  # only what ran is scored
+    report = {"bundle": {"path": "b", "bundle_id": "x", "variant": "fp32", "signed_by": None},
+              "archive": {"folder": "a", "recordings": 4, "indexed": True, "description": ""},
+              "run": {"ray": "local", "workers": 1, "threads_per_worker": 1, "pipeline_s": 1.0,
+                      "recordings_per_s": 1.0, "signal_s_per_s": 1.0, "ray_start_s": 0.0},
+              "totals": total, "failed": [], "refused": refusals(rows), "validation": summary,
+              "results": {"file": "r.parquet", "rows": 4, "sha256": "0" * 64}}
+    text = render_markdown(report)
+    assert "## Refused: a lead the bundle was not validated on" in text
+    assert "- lead V5: 2 recording(s) (116, v5-column) — 116 is lead V5;" in text
+    assert "None: every recording ran." in text  # no failed file

@@ -14,8 +14,8 @@ from pipeline.build.stages.data import load_data
 from pipeline.config import Profile
 from pipeline.errors import DataError
 from pipeline.scenarios import default_scenario_names, get_scenario, scenario_names
-from pipeline.scenarios.ecg_pvc.mitdb import RECORD_IDS, excerpt, load_records
-from pipeline.scenarios.ecg_pvc.scenario import TINY_RECORDS, RecordSplits
+from pipeline.scenarios.ecg_pvc.mitdb import RECORD_IDS, RECORD_LEADS, excerpt, load_records
+from pipeline.scenarios.ecg_pvc.scenario import TINY_RECORDS, RecordSplits, held_out_leads
 from pipeline.splits import SPLIT_NAMES
 from runtime.bundle import load_bundle
 from runtime.contract import BundleManifest, TaskKind
@@ -54,6 +54,19 @@ def test_a_record_in_two_splits_is_refused():
         RecordSplits(train=("119", "200"), validation=("114",), calibration=("123",), test=("119",))
     with pytest.raises(DataError, match="not in the vendored subset"):
         replace(TINY_RECORDS, calibration=("999",))
+
+
+def test_the_bundle_declares_the_leads_of_its_held_out_records_only():
+    """The held-out gate measures the test records, all MLII in every profile; 114's V5 only sets the threshold
+    (validation), so no profile declares it — a split that tests on 114 would."""
+    assert {record.record_id: record.lead for record in load_records()} == RECORD_LEADS
+    for profile in Profile:
+        config = get_scenario("ecg-pvc").data_config(profile)
+        assert held_out_leads(config.records) == ("MLII",)
+        residual = get_scenario("ecg-pvc").device_contract(config).inputs[0]
+        assert residual.leads == ("MLII",)
+    assert held_out_leads(RecordSplits(train=("200",), validation=("116",), calibration=("123",),
+                                       test=("114", "119"))) == ("MLII", "V5")
 
 
 def test_the_data_stage_takes_each_split_from_its_own_records_only(ecg_pvc_build):
@@ -109,12 +122,14 @@ def test_manifest_and_report_carry_the_per_record_tables(ecg_pvc_build):
     assert {spec.name: spec.stream_feature for spec in manifest.inputs} == {
         "residual": StreamFeature.TEMPLATE_RESIDUAL, "rr": StreamFeature.RR_FEATURES}
     assert manifest.inputs[0].derived.template.minimum_pre_to_local == 0.9
+    assert manifest.inputs[0].leads == ("MLII",) and manifest.inputs[1].leads == ()  # the test records' lead
     assert manifest.data.synthetic is False
     report = (outcome.bundle_directory / "report.md").read_text()
     assert "## Recording-level validation (held-out records, full device stream)" in report
     assert "| record | beats | V | QRS Se | QRS +P | V Se | V +P | V FPR | V TP / FN / FP | unclassified |" in report
     for record in TINY_RECORDS.test:
         assert f"\n| {record} | " in report
+    assert "validated on lead MLII (the held-out recordings' lead): the device refuses" in report
     assert "| **gross** |" in report and "Healthy recordings: not run in this build." in report
     assert (f"Intervals: percentile bootstrap over {len(TINY_RECORDS.test)} whole groups of the "
             in report) and "(one group: MIT-BIH record" in report
@@ -147,3 +162,30 @@ def test_the_published_bundle_runs_on_a_real_record_excerpt(ecg_pvc_build, tmp_p
     assert all(event.quality_flags for event in beats if not event.classified)  # unjudged beats say why
     assert "warming_up" in beats[0].quality_flags
     assert load_bundle(outcome.bundle_directory, trust=TrustPolicy.development()).variant in VARIANTS
+
+
+def test_the_published_bundle_refuses_record_114s_v5_lead_and_runs_119s_mlii(ecg_pvc_build, tmp_path):
+    """``edgemed export-record`` names the lead in the CSV header; the device runs the MLII record and refuses the V5
+    one (lead 114 is in no held-out split, so the bundle was never validated on it) with one clear line."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import main
+
+    _, outcome = ecg_pvc_build
+    runner = CliRunner()
+    for record in ("114", "119"):
+        written = runner.invoke(main, ["export-record", record, "--output", str(tmp_path / f"{record}.csv"),
+                                       "--seconds", "30"])
+        assert written.exit_code == 0, written.output
+    assert (tmp_path / "114.csv").read_text().startswith("V5\n")
+    assert (tmp_path / "119.csv").read_text().startswith("MLII\n")
+    common = ["run", str(outcome.bundle_directory), "--sample-rate", "360", "--allow-unsigned"]
+    refused = runner.invoke(main, [*common, "--input", str(tmp_path / "114.csv")])
+    assert refused.exit_code != 0 and "114.csv is lead V5; this bundle's model was validated on MLII only" in (
+        refused.output)
+    assert "Traceback" not in refused.output
+    ran = runner.invoke(main, [*common, "--input", str(tmp_path / "119.csv"), "--output",
+                               str(tmp_path / "events.jsonl")])
+    assert ran.exit_code == 0, ran.output
+    beats = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert sum(beat.get("class") in ("non-V", "V") for beat in beats) > 20  # 30 s of bigeminy: ~40 beats

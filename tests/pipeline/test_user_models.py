@@ -186,7 +186,8 @@ def make_two_input(folder: Path) -> None:
     model = keras.Model({"window": window, "rr": rr}, keras.layers.Dense(CLASSES, activation="softmax")(joined))
     _fit(model, _train(inputs), _train(labels), "sparse_categorical_crossentropy", epochs=6)
     model.save(folder / "model.keras")
-    np.savez(folder / "data.npz", **_split_arrays(inputs, labels), sample_rate_hz=RATE)
+    np.savez(folder / "data.npz", **_split_arrays(inputs, labels), sample_rate_hz=RATE,
+             test_leads=np.array(["lead II"]))  # the waveform's lead, named as a device CSV may
 
 
 def _classifier(folder: Path, inputs: np.ndarray, labels: np.ndarray, layers: list, *, logits: bool = False,
@@ -446,6 +447,7 @@ def test_a_two_input_model_keeps_its_inputs_and_parity_at_two_batch_sizes(built)
     assert sorted(specs) == ["rr", "window"]
     assert specs["window"]["shape"] == [None, 32, 1] and specs["window"]["sample_rate_hz"] == RATE
     assert specs["rr"]["feature_kind"] == "tabular" and len(specs["rr"]["feature_names"]) == 4
+    assert specs["window"]["leads"] == ["II"] and "leads" not in specs["rr"]  # test_leads: the waveform's only
     parity = item.artifact("export").metrics["parity"]
     assert parity["batch_sizes"] == [1, 32] and parity["passed"] and parity["max_abs_diff"] <= PARITY_TOLERANCE
     bundle = load_bundle(item.bundle, trust=TrustPolicy.development())
@@ -697,6 +699,9 @@ BAD_DATA = [
      "test_labels has values of dtype float32 for a multiclass task"),
     ("mlp", _set("class_names", lambda arrays: np.array(["a", "b"])), "class_names is ['a', 'b']"),
     ("conv1d", _drop("sample_rate_hz"), "no sample_rate_hz"),
+    ("conv1d", _set("test_leads", lambda arrays: np.array(["MLII", "Jane Doe"])),
+     "test_leads has 2 value(s); entries [1] are no standard lead name"),  # never shown: it may be a patient's
+    ("mlp", _set("test_leads", lambda arrays: np.array(["MLII"])), "but the model takes no waveform input"),
 ]
 
 

@@ -38,6 +38,7 @@ from pipeline.build.user_data import (
     output_units,
     read_npz,
     sample_rate,
+    test_leads,
     user_splits,
 )
 from pipeline.clinical.operating_points import choose_operating_threshold, choose_operating_thresholds
@@ -99,7 +100,12 @@ def _semantics(kind: TaskKind, names: tuple[str, ...], head: HeadKind | None) ->
     return text
 
 
-def _input_specs(signature: ModelSignature, rate: float | None) -> tuple[InputSpec, ...]:
+def _input_specs(signature: ModelSignature, rate: float | None, leads: tuple[str, ...] = ()
+                 ) -> tuple[InputSpec, ...]:
+    if leads and all(len(shape) == 1 for shape in signature.input_shapes):
+        raise DataError(f"the .npz names test_leads ({len(leads)}), but the model takes no waveform input",
+                        expected="test_leads only for a model that takes signal windows",
+                        fix="leave test_leads out of the .npz")
     specs = []
     for name, shape in zip(signature.input_names, signature.input_shapes, strict=True):
         tabular = len(shape) == 1
@@ -116,17 +122,19 @@ def _input_specs(signature: ModelSignature, rate: float | None) -> tuple[InputSp
             FeatureKind.TABULAR if tabular else FeatureKind.WAVEFORM,
             sample_rate_hz=None if tabular else rate,
             feature_names=tuple(f"feature_{index}" for index in range(shape[0])) if tabular else (),
+            leads=() if tabular else leads,
         ))
     return tuple(specs)
 
 
 def custom_contract(signature: ModelSignature, splits: DataSplits, rate: float | None, detection: TaskDetection,
-                    decision: DecisionConfig = DEFAULT_DECISION_CONFIG) -> DeviceContract:
+                    decision: DecisionConfig = DEFAULT_DECISION_CONFIG, leads: tuple[str, ...] = ()
+                    ) -> DeviceContract:
     """The device contract of a user's model: one input spec per model input and the output of its kind.
     Thresholds of binary, multilabel and anomaly outputs are placeholders the bundle stage replaces."""
     kind, names = splits.task, splits.class_names
     try:
-        inputs = _input_specs(signature, rate)
+        inputs = _input_specs(signature, rate, leads)
         output = OutputSpec(
             names=(DEFAULT_OUTPUT_NAME,),
             task=kind,
@@ -247,7 +255,7 @@ def read_import(model_path: Path, data_path: Path, name: str, task: str | None =
     # named by content, not by file name: the data stage is keyed by the file's sha256, so a renamed copy reuses it
     digest = sha256_file(data_path)
     splits = user_splits(contents, signature, kind, names, units, f".npz (sha256 {digest[:16]}…)")
-    contract = custom_contract(signature, splits, sample_rate(contents), detection, decision)
+    contract = custom_contract(signature, splits, sample_rate(contents), detection, decision, test_leads(contents))
     check_decision_data(model, splits, detection, decision)
     return ImportRequest(name, model_path, data_path, splits, contract, detection, task, digest)
 

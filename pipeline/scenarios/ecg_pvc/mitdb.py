@@ -27,6 +27,9 @@ SAMPLE_RATE_HZ = 360.0  # every MIT-BIH record
 ADC_ZERO = 1024  # ADC count of 0 mV
 ADC_COUNTS_PER_MV = 200.0  # ADC gain
 RECORD_IDS = ("100", "105", "106", "108", "114", "116", "119", "121", "123", "200")
+# The lead of each record's first signal (the vendored file's "lead" array, checked on load): the device contract
+# declares the leads of the held-out records as the ones the bundle was validated on.
+RECORD_LEADS = {record: "V5" if record == "114" else "MLII" for record in RECORD_IDS}
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,14 @@ def load_records(
                 f"unknown MIT-BIH record(s) {', '.join(unknown)}",
                 expected=f"some of {', '.join(available)}",
                 fix="ask for records that are in the vendored subset",
+            )
+        stated = {name: leads[name] for name in wanted if leads[name] != RECORD_LEADS.get(name, leads[name])}
+        if stated:
+            raise DataError(
+                "the vendored file names other leads than edgemed records for "
+                + ", ".join(f"{name} ({lead})" for name, lead in stated.items()),
+                expected=", ".join(f"{name} {RECORD_LEADS[name]}" for name in stated),
+                fix="restore the vendored file; a new data version needs RECORD_LEADS in mitdb.py updated",
             )
         loaded = [_record(archive, name, leads[name]) for name in wanted]
     logger.info("loaded %d MIT-BIH records from %s", len(loaded), path.name)

@@ -41,6 +41,7 @@ from pipeline.scenarios.ecg_pvc.beats import BeatDataConfig, RecordBeats, V, rec
 from pipeline.scenarios.ecg_pvc.mitdb import (
     EXPECTED_SHA256,
     RECORD_IDS,
+    RECORD_LEADS,
     MitBihRecord,
     excerpt,
     load_records,
@@ -107,6 +108,13 @@ class RecordSplits:
 
     def to_dict(self) -> dict[str, list[str]]:
         return {name: list(self.of(name)) for name in SPLIT_NAMES}
+
+
+def held_out_leads(records: RecordSplits) -> tuple[str, ...]:
+    """The leads of the test records, the ones the held-out gate measures the bundle on: the device refuses a
+    recording of any other lead (``runtime.leads``). Record 114's V5 is in the validation split (the threshold), so
+    the shipped bundle is validated on MLII only."""
+    return tuple(sorted({RECORD_LEADS[record] for record in records.test}))
 
 
 @dataclass(frozen=True)
@@ -181,7 +189,8 @@ class EcgPvcScenario(Scenario):
         return DeviceContract(
             inputs=(
                 InputSpec("residual", (None, before + after, 1), FeatureKind.WAVEFORM, **window,
-                          derived=Derivation.template_residual(beats.template, beats.rr)),
+                          derived=Derivation.template_residual(beats.template, beats.rr),
+                          leads=held_out_leads(config.records)),
                 InputSpec("rr", (None, len(RR_FEATURE_NAMES)), FeatureKind.TABULAR, feature_names=RR_FEATURE_NAMES,
                           derived=Derivation.rr_features(beats.rr)),
             ),

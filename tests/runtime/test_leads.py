@@ -1,0 +1,122 @@
+"""A bundle declares the leads its model was validated on, and the device refuses a recording of another lead.
+
+The contract: ``InputSpec.leads`` (standard names, waveform inputs only, written to the manifest only when declared).
+The device: a signal CSV (or WFDB, HDF5…) that names its lead is checked before a sample is judged; one that names no
+lead runs and says its lead was not checked; a bundle that declares no leads checks nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from pipeline.scenarios.ecg_pvc.mitdb import load_records
+from runtime.__main__ import main as device_main
+from runtime.contract import InputSpec
+from runtime.contract.errors import ManifestError
+from runtime.events import BeatEvent
+from runtime.leads import (
+    UnvalidatedLeadError,
+    check_recording_lead,
+    is_standard_lead,
+    recorded_channel,
+    validated_leads,
+)
+from runtime.runner import RunOptions, run
+from runtime.trust import TrustPolicy
+from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, build_pvc_bundle
+
+MLII_RESIDUAL = dataclasses.replace(RESIDUAL, leads=("MLII",))
+UNSIGNED = RunOptions(trust=TrustPolicy.development())
+
+
+@pytest.fixture(scope="module")
+def mlii_bundle(tmp_path_factory):
+    return build_pvc_bundle(tmp_path_factory.mktemp("leads") / "bundle", (MLII_RESIDUAL, RR_INPUT))
+
+
+@pytest.fixture(scope="module")
+def record_100_mv():
+    record = load_records(["100"])[0]
+    return record.signal_mv[: int(60 * record.sample_rate_hz)]
+
+
+def _csv(path, header: str, samples: np.ndarray):
+    path.write_text(header + "\n" + "\n".join(f"{value:.4f}" for value in samples) + "\n")
+    return path
+
+
+def test_standard_names_are_what_recorded_channel_writes():
+    assert recorded_channel("'Lead II'") == "II" and recorded_channel("V5 (mV)") == "V5"
+    assert is_standard_lead("MLII") and is_standard_lead("Fp1-F7")
+    assert not is_standard_lead("mlii") and not is_standard_lead("Lead II") and not is_standard_lead("ecg")
+
+
+def test_leads_round_trip_and_are_written_only_when_declared():
+    written = MLII_RESIDUAL.to_dict()
+    assert written["leads"] == ["MLII"]
+    assert InputSpec.from_dict(json.loads(json.dumps(written))) == MLII_RESIDUAL
+    assert "leads" not in RESIDUAL.to_dict() and InputSpec.from_dict(RESIDUAL.to_dict()).leads == ()
+
+
+@pytest.mark.parametrize(("spec", "leads"), [
+    (RESIDUAL, ("mlii",)),  # not the standard spelling
+    (RESIDUAL, ("MLII", "MLII")),
+    (RESIDUAL, ("Jane Doe",)),
+    (RR_INPUT, ("MLII",)),  # a table has no lead
+])
+def test_leads_that_are_no_standard_names_or_on_a_table_are_refused(spec, leads):
+    with pytest.raises(ManifestError, match="leads"):
+        dataclasses.replace(spec, leads=leads)
+
+
+def test_a_recording_must_be_a_lead_every_declaring_input_was_validated_on():
+    both = dataclasses.replace(RESIDUAL, leads=("V5", "MLII"))
+    assert validated_leads([both, RR_INPUT]) == ("V5", "MLII")
+    assert validated_leads([both, MLII_RESIDUAL]) == ("MLII",)
+    assert validated_leads([RESIDUAL, RR_INPUT]) == ()
+
+
+def test_the_check_refuses_another_lead_and_says_which_and_how(caplog):
+    with pytest.raises(UnvalidatedLeadError) as refused:
+        check_recording_lead([MLII_RESIDUAL, RR_INPUT], "V5", "v5.csv")
+    message = str(refused.value)
+    assert "v5.csv is lead V5" in message and "validated on MLII only" in message
+    assert "Expected: a recording of MLII" in message and "--channel" in message
+    with pytest.raises(UnvalidatedLeadError, match="lead II;"):  # II is not MLII: another electrode placement
+        check_recording_lead([MLII_RESIDUAL], "II", "ii.csv")
+    check_recording_lead([MLII_RESIDUAL], "MLII", "mlii.csv")
+    check_recording_lead([RESIDUAL, RR_INPUT], "V5", "v5.csv")  # nothing declared: nothing checked
+    with caplog.at_level(logging.INFO, logger="runtime.leads"):
+        check_recording_lead([MLII_RESIDUAL], None, "plain.csv")
+    assert "plain.csv does not name its lead: not checked (this bundle was validated on MLII)" in caplog.text
+
+
+def test_the_device_refuses_a_v5_recording_before_judging_a_beat(tmp_path, mlii_bundle, record_100_mv):
+    v5 = _csv(tmp_path / "v5.csv", "V5", record_100_mv)
+    with pytest.raises(UnvalidatedLeadError, match=r"v5\.csv is lead V5"):
+        run(mlii_bundle, v5, dataclasses.replace(UNSIGNED, sample_rate_hz=360.0))
+
+
+@pytest.mark.parametrize("header", ["'MLII'", "ecg"])
+def test_a_validated_or_unnamed_lead_runs_and_classifies_beats(tmp_path, mlii_bundle, record_100_mv, header):
+    recording = _csv(tmp_path / "record.csv", header, record_100_mv)
+    events = list(run(mlii_bundle, recording, dataclasses.replace(UNSIGNED, sample_rate_hz=360.0)))
+    beats = [event for event in events if isinstance(event, BeatEvent)]
+    assert len(beats) > 60 and sum(beat.classified for beat in beats) > 50  # a minute of record 100: ~75 beats
+
+
+def test_the_device_command_refuses_it_with_one_line_and_writes_nothing(tmp_path, mlii_bundle, record_100_mv,
+                                                                        capsys):
+    v5 = _csv(tmp_path / "v5.csv", "V5 (mV)", record_100_mv)
+    output = tmp_path / "events.jsonl"
+    status = device_main([str(mlii_bundle), "--input", str(v5), "--sample-rate", "360", "--allow-unsigned",
+                          "--output", str(output)])
+    error = capsys.readouterr().err
+    assert status == 1 and not output.exists()
+    assert error.startswith("error: v5.csv is lead V5; this bundle's model was validated on MLII only")
+    assert "Traceback" not in error
