@@ -8,6 +8,7 @@ same events with the same decisions and every number within ``compare.NUMBER_TOL
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import tempfile
 import time
@@ -29,6 +30,8 @@ KERNEL_WARNING = "whose answers can differ from the validated ones"  # runtime.b
 EMULATION_NOTE = ("Emulated CPUs run under QEMU's user mode: numpy and ONNX Runtime pick the kernels that CPU would "
                   "get and its floating point is that CPU's, so the answers are that CPU's; run times are not (several "
                   "times slower, and not in proportion), so none is reported as a speed.")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ def check(config: CheckConfig, progress: Progress | None = None) -> dict:
     with tempfile.TemporaryDirectory(prefix="edgemed-cpu-check-") as scratch:
         folder = Path(scratch)
         environments = prepare(config.targets, folder, config.emulation)
+        defects = {target.name: defect for target in config.targets
+                   if (defect := environments[target.architecture].emulator_defect(target))}
+        for name, defect in defects.items():
+            logger.warning("%s: %s", name, defect)
         cases = {bundle: bundle_cases(bundle, folder, config.seconds)[: config.cases_per_bundle] for bundle in bundles}
         for bundle, found in cases.items():
             if not found:
@@ -158,7 +165,7 @@ def check(config: CheckConfig, progress: Progress | None = None) -> dict:
                     done += 1
                     if progress:
                         progress("cpu-check", done, total)
-    return report_document(config, machine, host, environments, results, skipped)
+    return report_document(config, machine, host, environments, results, skipped, defects)
 
 
 def _summary(results: list[CaseResult], bundle: str, target: str) -> dict:
@@ -183,7 +190,8 @@ def _summary(results: list[CaseResult], bundle: str, target: str) -> dict:
 
 
 def report_document(config: CheckConfig, machine: dict, host: CpuTarget, environments: dict[str, DeviceEnvironment],
-                    results: list[CaseResult], skipped: dict[str, str]) -> dict:
+                    results: list[CaseResult], skipped: dict[str, str], defects: dict[str, str] | None = None
+                    ) -> dict:
     bundles = list(dict.fromkeys(row.bundle for row in results))
     targets = [host, *config.targets]
     summaries = [_summary(results, bundle, target.name) for bundle in bundles for target in targets]
@@ -195,6 +203,7 @@ def report_document(config: CheckConfig, machine: dict, host: CpuTarget, environ
         "qemu": [version for version in map(_qemu_version, emulators) if version],
         "device_packages": next(iter(environments.values())).versions,
         "note": EMULATION_NOTE,
+        "emulator_defects": defects or {},  # target → what its emulator gets wrong (environment._GATHER_PROBE)
         "tolerance": NUMBER_TOLERANCE,
         "seconds_per_signal": config.seconds,
         "targets": [{**asdict(target), "emulated": target.emulated} for target in targets],

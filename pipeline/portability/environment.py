@@ -33,6 +33,12 @@ _GLIBC_TAGS = range(17, 37)  # manylinux tags a Debian 12 root (glibc 2.36) can 
 _STAMP = "environment.json"
 _STAMP_FORMAT = 2  # 2: this machine's architecture has a root folder too (its targets' /proc/cpuinfo)
 _TIMEOUT_S = 900
+# QEMU 7.2's user mode mis-decodes an AVX2 gather (VSIB) whose index register is xmm4/ymm4: index 100 means "no
+# index" in an ordinary SIB byte but names a register in a VSIB one, and QEMU reads every lane from the base. numpy's
+# AVX2 argsort and argpartition (x86-simd-sort) gather through it: unsorted orders or a crash there, right on real
+# AVX2 silicon. One sort under the emulated CPU tells whether this emulator has the defect.
+_GATHER_PROBE = ("import numpy; a = numpy.random.default_rng(0).standard_normal(4096); "
+                 "print(bool((numpy.diff(a[numpy.argsort(a)]) >= 0).all()))")
 
 
 class EmulationError(EdgemedError):
@@ -60,6 +66,9 @@ class DeviceEnvironment:
     def command(self, target: CpuTarget, arguments: list[str]) -> list[str]:
         """The command line running ``python -m runtime ARGUMENTS`` on ``target`` (natively when not emulated)."""
         program = [str(self.python), "-S", "-m", "runtime", *arguments]  # -S: PYTHONPATH only, no site-packages
+        return self._on(target, program)
+
+    def _on(self, target: CpuTarget, program: list[str]) -> list[str]:
         if not target.emulated:
             return program
         if self.qemu is None:
@@ -67,6 +76,22 @@ class DeviceEnvironment:
                                  fix="prepare the environment with the targets that will run")
         root = ["-L", str(self.sysroot)] if self.sysroot is not None else []
         return [self.qemu, "-cpu", str(target.qemu_cpu), *root, *program]
+
+    def emulator_defect(self, target: CpuTarget) -> str | None:
+        """What the emulator gets wrong on ``target`` that the real CPU gets right (``_GATHER_PROBE``), or None."""
+        if not target.emulated:
+            return None
+        command = self._on(target, [str(self.python), "-S", "-c", _GATHER_PROBE])
+        with self.presenting(target):
+            try:
+                result = subprocess.run(command, env=self.variables(), cwd=self.code, capture_output=True, text=True,
+                                        timeout=_TIMEOUT_S, stdin=subprocess.DEVNULL)
+            except (OSError, subprocess.TimeoutExpired) as error:
+                return f"the emulator's self-test did not run ({error})"
+        if result.returncode == 0 and result.stdout.strip() == "True":
+            return None
+        return ("numpy's argsort is wrong under this QEMU (its AVX2 gathers indexed by xmm4/ymm4 are mis-emulated; a "
+                "real CPU of this kind sorts right): a difference or failure on this CPU may be the emulator's")
 
     def variables(self) -> dict[str, str]:
         """The command's whole environment: nothing of this machine's Python setup leaks in (run it in ``code``: the

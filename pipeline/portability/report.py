@@ -63,6 +63,8 @@ def render_markdown(report: dict) -> str:
         "",
         report["note"],
         "",
+        *(f"**Emulator defect on `{name}`**: {defect}." for name, defect in report.get("emulator_defects", {}).items()),
+        *([""] if report.get("emulator_defects") else []),
         "Inputs (" + ("whole recordings" if report["seconds_per_signal"] is None else
                       f"the first {report['seconds_per_signal']:g} s of each signal") + "):",
         *(f"- {source}" for source in sources),

@@ -53,9 +53,10 @@ def member_order(span: np.ndarray) -> np.ndarray:
     ``argsort``'s time. Two members whose keys agree above those six bits (equal values, or values a few units in the
     last place apart, whose order the key cannot tell) make it take a stable ``argsort`` instead: the same ranks as
     far as the medians can tell (tied values are interchangeable). Stable, because numpy's default argsort is a SIMD
-    kernel chosen per CPU (x86-simd-sort on AVX2 and AVX-512): its order of ties differs between CPUs, and under QEMU's
-    emulated Haswell it returned an unsorted order (found by running ``tests/runtime`` there, 2026-12-07); the merge
-    sort is the same code on every CPU."""
+    kernel chosen per CPU (x86-simd-sort on AVX2 and AVX-512), and the merge sort is the same code on every CPU. On
+    real AVX2 silicon that kernel is right; under QEMU 7.2's emulated Haswell it returns unsorted orders (or crashes):
+    QEMU mis-decodes its AVX2 gathers whose index register is xmm4/ymm4 (found by running ``tests/runtime`` there,
+    2026-12-07). The stable sort keeps the emulated check of these medians meaningful."""
     keys = span.view(np.int64)
     sortable = keys >> 63  # −1 for a negative value: its magnitude bits flip, so larger magnitudes sort lower
     sortable &= _MAGNITUDE
