@@ -28,8 +28,9 @@ from pipeline.validation import ec57
 Progress = Callable[[str, int, int], None]
 KERNEL_WARNING = "whose answers can differ from the validated ones"  # runtime.bundle's warning (runtime.cpu)
 EMULATION_NOTE = ("Emulated CPUs run under QEMU's user mode: numpy and ONNX Runtime pick the kernels that CPU would "
-                  "get and its floating point is that CPU's, so the answers are that CPU's; run times are not (several "
-                  "times slower, and not in proportion), so none is reported as a speed.")
+                  "get and its floating point is that CPU's, so the answers are that CPU's unless the emulator itself "
+                  "is wrong, which a self-test checks on each CPU (one numpy argsort; listed below when it fails); run "
+                  "times are not (several times slower, and not in proportion), so none is reported as a speed.")
 
 logger = logging.getLogger(__name__)
 
