@@ -72,6 +72,7 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
     import numpy as np
 
     from pipeline.scenarios.ecg_pvc.mitdb import RECORD_IDS, excerpt, load_records
+    from pipeline.scenarios.ecg_pvc.scenario import RecordSplits, held_out_leads
 
     if record not in RECORD_IDS:
         raise click.BadParameter(f"{record!r} is not in the vendored subset; expected one of {', '.join(RECORD_IDS)}",
@@ -116,3 +117,10 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
                + (f" (annotations → {annotations})" if annotations else ""))
     click.echo(f"run it: edgemed run BUNDLE --input {output} --sample-rate {part.sample_rate_hz:g} "
                "--trust-store TRUST_STORE (make build's: .edgemed-keys/dev/trust-store)")
+    validated = held_out_leads(RecordSplits())
+    if part.lead not in validated:
+        click.echo(f"note: lead {part.lead}: the shipped ecg-pvc bundle is validated on {' and '.join(validated)} "
+                   "only; "
+                   + ("it refuses this CSV (its header names the lead)" if output.suffix.lower() == ".csv" else
+                      "an .npy does not carry the lead, so the device cannot refuse it, and what it says about "
+                      "this recording is no validated figure"))

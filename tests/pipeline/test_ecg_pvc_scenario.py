@@ -173,10 +173,14 @@ def test_the_published_bundle_refuses_record_114s_v5_lead_and_runs_119s_mlii(ecg
 
     _, outcome = ecg_pvc_build
     runner = CliRunner()
+    notes = {}
     for record in ("114", "119"):
         written = runner.invoke(main, ["export-record", record, "--output", str(tmp_path / f"{record}.csv"),
                                        "--seconds", "30"])
         assert written.exit_code == 0, written.output
+        notes[record] = [line for line in written.output.splitlines() if line.startswith("note:")]
+    assert notes == {"114": ["note: lead V5: the shipped ecg-pvc bundle is validated on MLII only; it refuses this "
+                             "CSV (its header names the lead)"], "119": []}
     assert (tmp_path / "114.csv").read_text().startswith("V5\n")
     assert (tmp_path / "119.csv").read_text().startswith("MLII\n")
     common = ["run", str(outcome.bundle_directory), "--sample-rate", "360", "--allow-unsigned"]
