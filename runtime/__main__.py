@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--channel", type=_non_negative, default=None,
                         help="the channel of a multi-channel signal for a one-channel model (HDF5 channel_N; "
                         ".npy/.csv column, from 0); a multi-channel model takes all of them")
+    parser.add_argument("--lead", default=None,
+                        help="the recording's lead (e.g. MLII) when its file does not name it (.npy, HDF5); checked "
+                        "against the leads the bundle was validated on")
     parser.add_argument("--device-id", default=None, help="pseudonymous device id (hex), needed for telemetry")
     parser.add_argument("--telemetry-url", default=None, help="upload telemetry records to this URL")
     parser.add_argument("--telemetry-outbox", type=Path, default=None, help="telemetry outbox path")
@@ -264,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     options = RunOptions(
         sample_rate_hz=arguments.sample_rate,
         channel=arguments.channel,
+        lead=arguments.lead,
         device_id=arguments.device_id,
         telemetry_url=arguments.telemetry_url,
         telemetry_outbox=arguments.telemetry_outbox,

@@ -56,6 +56,31 @@ class UnvalidatedLeadError(EdgemedError):
         self.validated = validated
 
 
+class LeadStatementError(EdgemedError):
+    """The lead stated for a recording is no lead name, or contradicts the one its file names."""
+
+
+def stated_lead(from_file: str | None, given: str | None, source: str) -> str | None:
+    """The recording's lead: what the file names, else what the device says (``--lead``, standard-named); a stated
+    lead that is no lead name, or that differs from the file's, is refused (``LeadStatementError``)."""
+    if given is None:
+        return from_file
+    named = recorded_channel(given)
+    if named is None:
+        raise LeadStatementError(
+            f"--lead {given!r} is no standard lead or electrode name",
+            expected="a lead such as MLII, II or V5, or an EEG electrode pair such as Fp1-F7 (runtime.leads)",
+            fix="pass the lead the device records, by its standard name",
+        )
+    if from_file is not None and from_file != named:
+        raise LeadStatementError(
+            f"{source} names lead {from_file}, and --lead says {named}",
+            expected="one lead for the recording",
+            fix="leave out --lead (the file names its lead), or correct the file's header",
+        )
+    return named
+
+
 def validated_leads(inputs: Iterable[object]) -> tuple[str, ...]:
     """The leads every input that declares them was validated on (a recording must be one of these for all of
     them), in the first declaring input's order; () when no input declares leads."""

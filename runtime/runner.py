@@ -52,7 +52,7 @@ from runtime.ecg.stream import RECORDING_CONFIG, EcgStream, StreamConfig
 from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, Event, RowPrediction, WindowEvent
 from runtime.features import FeatureKind
-from runtime.leads import check_recording_lead
+from runtime.leads import check_recording_lead, stated_lead
 from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, load_npy, read_channels, read_signal
 from runtime.results import probability
 from runtime.rows import predict_npz
@@ -77,6 +77,7 @@ class TelemetryMode(StrEnum):
 class RunOptions:
     sample_rate_hz: float | None = None  # overrides the file's rate; needed for .npy and signal .csv
     channel: int | None = None  # picks one channel of a multi-channel signal file (runtime.readers.read_signal)
+    lead: str | None = None  # the recording's lead when its file does not name it (.npy, HDF5); checked (runtime.leads)
     device_id: str | None = None  # pseudonymous device id for telemetry (never the patient); required with it
     telemetry_url: str | None = None  # upload endpoint; None = no upload
     telemetry_outbox: Path | None = None  # telemetry outbox; default DEFAULT_OUTBOX when a URL is given
@@ -387,6 +388,11 @@ def _events(bundle: Bundle, path: Path, options: RunOptions, with_features: bool
             ) -> tuple[Iterator[Event], float | None]:
     """The runner the bundle's contract and the input file call for, and the recording's length in seconds (None
     for rows)."""
+    if options.lead is not None and (path.suffix.lower() == ".npz" or not any(
+            spec.feature_kind is FeatureKind.WAVEFORM for spec in bundle.inputs)):
+        raise InputError(f"--lead {options.lead!r} was given, but '{path.name}' is not a signal recording this bundle "
+                         "streams", expected="--lead only with a signal (.csv, .npy, .h5) for a waveform model",
+                         fix="leave out --lead")
     if path.suffix.lower() == ".npz":
         return predict_npz(bundle, path, with_features=with_features), None
     if any(spec.is_signal_window for spec in bundle.inputs):
@@ -422,7 +428,7 @@ def _tabular_events(bundle: Bundle, path: Path, with_features: bool) -> Iterator
 def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: StreamConfig
                      ) -> tuple[Iterator[Event], float]:
     recording = read_signal(path, options.sample_rate_hz, options.channel)
-    check_recording_lead(bundle.inputs, recording.lead, recording.source)
+    _check_lead(bundle, recording, options)
     stream = EcgStream(bundle, recording.sample_rate_hz, config=config, adc_range=recording.adc_range)
     logger.info(
         "%s: %.1f s at %s Hz → model rate %s Hz",
@@ -446,9 +452,12 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
         raise InputError(f"--channel {options.channel} picks one channel, but this model takes {spec.channels}",
                          expected=f"a recording with the model's {spec.channels} channels, all of them used",
                          fix="leave out --channel")
+    elif options.lead is not None:
+        raise InputError(f"--lead {options.lead!r} names one lead, but this model takes {spec.channels} channels",
+                         expected="no --lead for a multi-channel recording", fix="leave out --lead")
     else:
         recording = read_channels(path, spec.channels, options.sample_rate_hz)
-    check_recording_lead(bundle.inputs, recording.lead, recording.source)
+    _check_lead(bundle, recording, options)
     config = dataclasses.replace(options.window_stream, summary_features=with_features)
     stream = WindowStream(bundle, recording.sample_rate_hz, config)
     logger.info("%s: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples", recording.source,
@@ -456,6 +465,11 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
                 stream.window, stream.hop)
     return (_stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz))),
             len(recording.samples) / recording.sample_rate_hz)
+
+
+def _check_lead(bundle: Bundle, recording, options: RunOptions) -> None:
+    """The recording's lead (its file's, else ``--lead``) against the leads the bundle was validated on."""
+    check_recording_lead(bundle.inputs, stated_lead(recording.lead, options.lead, recording.source), recording.source)
 
 
 def _stream_events(stream: EcgStream | WindowStream, samples: np.ndarray, chunk: int) -> Iterator[Event]:

@@ -51,6 +51,9 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
 @click.option("--channel", type=click.IntRange(min=0), default=None,
               help="Channel of a multi-channel signal for a one-channel model (HDF5 channel_N; .npy/.csv column, "
               "from 0); a multi-channel model takes every channel.")
+@click.option("--lead", default=None,
+              help="The recording's lead (e.g. MLII) when its file does not name it (.npy, HDF5); checked against "
+              "the leads the bundle was validated on.")
 @click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
 @click.option("--telemetry-url", default=None, help="Upload the telemetry to this collector URL.")
 @click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
@@ -85,6 +88,7 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
     run_options = RunOptions(
         sample_rate_hz=options["sample_rate"],
         channel=options["channel"],
+        lead=options["lead"],
         device_id=options["device_id"],
         telemetry_url=options["telemetry_url"],
         telemetry_outbox=options["telemetry_outbox"],

@@ -122,5 +122,5 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
         click.echo(f"note: lead {part.lead}: the shipped ecg-pvc bundle is validated on {' and '.join(validated)} "
                    "only; "
                    + ("it refuses this CSV (its header names the lead)" if output.suffix.lower() == ".csv" else
-                      "an .npy does not carry the lead, so the device cannot refuse it, and what it says about "
-                      "this recording is no validated figure"))
+                      f"an .npy does not carry the lead: run it with --lead {part.lead} and the device refuses it; "
+                      "without, it runs unchecked and what it says is no validated figure"))

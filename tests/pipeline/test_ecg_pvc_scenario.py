@@ -188,6 +188,12 @@ def test_the_published_bundle_refuses_record_114s_v5_lead_and_runs_119s_mlii(ecg
     assert refused.exit_code != 0 and "114.csv is lead V5; this bundle's model was validated on MLII only" in (
         refused.output)
     assert "Traceback" not in refused.output
+    # an .npy carries no lead: the device runs it unchecked, unless --lead says which lead it is
+    assert runner.invoke(main, ["export-record", "114", "--output", str(tmp_path / "114.npy"), "--seconds", "30"]
+                         ).exit_code == 0
+    stated = runner.invoke(main, [*common, "--input", str(tmp_path / "114.npy"), "--lead", "V5"])
+    assert stated.exit_code != 0 and "114.npy is lead V5; this bundle's model was validated on MLII only" in (
+        stated.output)
     ran = runner.invoke(main, [*common, "--input", str(tmp_path / "119.csv"), "--output",
                                str(tmp_path / "events.jsonl")])
     assert ran.exit_code == 0, ran.output

@@ -20,6 +20,7 @@ from runtime.contract import InputSpec
 from runtime.contract.errors import ManifestError
 from runtime.events import BeatEvent
 from runtime.leads import (
+    LeadStatementError,
     UnvalidatedLeadError,
     check_recording_lead,
     is_standard_lead,
@@ -120,3 +121,29 @@ def test_the_device_command_refuses_it_with_one_line_and_writes_nothing(tmp_path
     assert status == 1 and not output.exists()
     assert error.startswith("error: v5.csv is lead V5; this bundle's model was validated on MLII only")
     assert "Traceback" not in error
+
+
+def test_a_lead_the_device_states_is_checked_for_a_file_that_names_none(tmp_path, mlii_bundle, record_100_mv):
+    """``--lead``: an .npy carries no lead, so the device says which; V5 is refused, MLII runs, a header that names
+    another lead than the one stated is refused, and a name that is no lead is refused as such."""
+    signal = tmp_path / "signal.npy"
+    np.save(signal, record_100_mv)
+    options = dataclasses.replace(UNSIGNED, sample_rate_hz=360.0)
+    with pytest.raises(UnvalidatedLeadError, match=r"signal\.npy is lead V5"):
+        run(mlii_bundle, signal, dataclasses.replace(options, lead="v5"))
+    beats = [event for event in run(mlii_bundle, signal, dataclasses.replace(options, lead="Lead MLII"))
+             if isinstance(event, BeatEvent)]
+    assert len(beats) > 60
+    named = _csv(tmp_path / "named.csv", "MLII", record_100_mv)
+    with pytest.raises(LeadStatementError, match=r"named\.csv names lead MLII, and --lead says V5"):
+        run(mlii_bundle, named, dataclasses.replace(options, lead="V5"))
+    with pytest.raises(LeadStatementError, match="is no standard lead or electrode name"):
+        run(mlii_bundle, signal, dataclasses.replace(options, lead="chest"))
+
+
+def test_lead_is_refused_where_there_is_no_signal_to_state_it_for(tmp_path, mlii_bundle, capsys):
+    arrays = tmp_path / "beats.npz"
+    np.savez(arrays, residual=np.zeros((2, 252, 1), np.float32), rr=np.ones((2, 6), np.float32))
+    status = device_main([str(mlii_bundle), "--input", str(arrays), "--lead", "MLII", "--allow-unsigned"])
+    error = capsys.readouterr().err
+    assert status == 1 and "--lead 'MLII' was given, but 'beats.npz' is not a signal recording" in error
