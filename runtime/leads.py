@@ -82,12 +82,9 @@ def stated_lead(from_file: str | None, given: str | None, source: str) -> str | 
 
 
 def validated_leads(inputs: Iterable[object]) -> tuple[str, ...]:
-    """The leads every input that declares them was validated on (a recording must be one of these for all of
-    them), in the first declaring input's order; () when no input declares leads."""
-    declared = [tuple(spec.leads) for spec in inputs if getattr(spec, "leads", ())]
-    if not declared:
-        return ()
-    return tuple(lead for lead in declared[0] if all(lead in leads for leads in declared[1:]))
+    """The leads the bundle's inputs were validated on (the manifest makes every declaring input name the same
+    ones); () when no input declares leads."""
+    return next((tuple(spec.leads) for spec in inputs if getattr(spec, "leads", ())), ())
 
 
 def check_recording_lead(inputs: Iterable[object], lead: str | None, source: str) -> None:

@@ -53,7 +53,7 @@ from runtime.errors import EdgemedError
 from runtime.events import BeatEvent, Event, RowPrediction, WindowEvent
 from runtime.features import FeatureKind
 from runtime.leads import check_recording_lead, stated_lead
-from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, load_npy, read_channels, read_signal
+from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, Recording, load_npy, read_channels, read_signal
 from runtime.results import probability
 from runtime.rows import predict_npz
 from runtime.tabular import predict_csv, predict_rows
@@ -467,7 +467,7 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
             len(recording.samples) / recording.sample_rate_hz)
 
 
-def _check_lead(bundle: Bundle, recording, options: RunOptions) -> None:
+def _check_lead(bundle: Bundle, recording: Recording, options: RunOptions) -> None:
     """The recording's lead (its file's, else ``--lead``) against the leads the bundle was validated on."""
     check_recording_lead(bundle.inputs, stated_lead(recording.lead, options.lead, recording.source), recording.source)
 

@@ -75,6 +75,10 @@ class BundleManifest:
         names = [spec.name for spec in self.inputs]
         if not names or len(set(names)) < len(names):
             raise invalid("inputs", show(names), "at least one input, with distinct names")
+        declared = {tuple(sorted(spec.leads)) for spec in self.inputs if spec.leads}
+        if len(declared) > 1:  # a recording is one lead: inputs derived from it cannot be validated on different ones
+            raise invalid("inputs[].leads", show([list(leads) for leads in sorted(declared)]),
+                          "the same leads on every input that declares them")
         try:
             datetime.fromisoformat(self.created_at)
         except ValueError:

@@ -29,7 +29,7 @@ from runtime.leads import (
 )
 from runtime.runner import RunOptions, run
 from runtime.trust import TrustPolicy
-from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, build_pvc_bundle
+from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, WINDOW, build_pvc_bundle
 
 MLII_RESIDUAL = dataclasses.replace(RESIDUAL, leads=("MLII",))
 UNSIGNED = RunOptions(trust=TrustPolicy.development())
@@ -75,11 +75,14 @@ def test_leads_that_are_no_standard_names_or_on_a_table_are_refused(spec, leads)
         dataclasses.replace(spec, leads=leads)
 
 
-def test_a_recording_must_be_a_lead_every_declaring_input_was_validated_on():
+def test_inputs_that_declare_leads_must_declare_the_same_ones(tmp_path):
     both = dataclasses.replace(RESIDUAL, leads=("V5", "MLII"))
-    assert validated_leads([both, RR_INPUT]) == ("V5", "MLII")
-    assert validated_leads([both, MLII_RESIDUAL]) == ("MLII",)
+    assert validated_leads([RR_INPUT, both]) == ("V5", "MLII")
     assert validated_leads([RESIDUAL, RR_INPUT]) == ()
+    window = dataclasses.replace(WINDOW, leads=("MLII",))
+    build_pvc_bundle(tmp_path / "same", (window, MLII_RESIDUAL, RR_INPUT))  # agreeing inputs are a valid manifest
+    with pytest.raises(ManifestError, match=r"inputs\[\]\.leads.*the same leads on every input"):
+        build_pvc_bundle(tmp_path / "different", (window, both, RR_INPUT))
 
 
 def test_the_check_refuses_another_lead_and_says_which_and_how(caplog):
