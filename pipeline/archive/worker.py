@@ -6,7 +6,8 @@ file (``runtime.runner``) and what the build's ``validate`` stage does for a hel
 (``pipeline.validation.recordings.stream_events``). With an annotation sidecar, the beat events are scored by
 ``pipeline.validation.recordings.score_events`` (AAMI EC57 matching, ``pipeline.validation.ec57``): the archive
 has no scorer of its own. The result is one flat row (``RESULT_SCHEMA``), whether the recording ran or failed; a
-recording of a lead the bundle was not validated on fails as the device refuses it (``runtime.leads``), unscored.
+recording of a lead the bundle was not validated on is a "refused" row, unscored, as the device refuses it
+(``runtime.leads``).
 
 ``RecordingValidator`` is the Ray Data UDF: it verifies and opens the bundle once, when its worker starts, and
 turns each batch of archive entries into a table of result rows.
@@ -197,7 +198,8 @@ def _lead(entry: ArchiveEntry, recording: Recording) -> str | None:
 
 
 def validate_recording(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValidationConfig) -> dict:
-    """One result row for ``entry``: a file the runtime refuses, or that breaks it, is a failed row, never a raise."""
+    """One result row for ``entry``: a file the runtime refuses, or that breaks it, is a failed row, never a raise; a
+    lead the bundle was not validated on is a refused row."""
     try:
         return _run(bundle, entry, order, config)
     except UnvalidatedLeadError as error:  # the device's refusal by design, not a broken file: counted apart
