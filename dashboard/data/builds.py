@@ -15,6 +15,7 @@ import pandas as pd
 from dashboard.data.bundles import BundleInfo
 from dashboard.data.files import DataUnavailableError, read_json_object
 from runtime.contract import AnomalyRule, BinaryRule, MulticlassRule, MultilabelRule, RegressionRule
+from runtime.leads import validated_leads
 
 MODEL_STAGES = ("train", "import")  # where the lineage's model id may live
 
@@ -56,6 +57,16 @@ def data_badge(bundle: BundleInfo) -> str:
     if data.synthetic is False and data.provenance.get("synthetic_training_data"):
         return "synthetic training data"
     return ""
+
+
+def leads_note(bundle: BundleInfo) -> str:
+    """The leads the bundle was validated on, from its manifest's inputs (``InputSpec.leads``), and what the device
+    does with another; '' when the bundle declares none."""
+    leads = validated_leads(bundle.manifest.inputs)
+    if not leads:
+        return ""
+    return (f"Validated on lead {' and '.join(leads)} only (the held-out recordings' lead): the device refuses a "
+            "recording that names another lead, and one that names none runs unchecked unless --lead states it.")
 
 
 def resampling_note(bundle: BundleInfo) -> str:

@@ -15,6 +15,7 @@ from dashboard.data.builds import (
     decision_rule_frame,
     has_confusion_matrices,
     healthy_frame,
+    leads_note,
     load_clinical_metrics,
     load_history,
     loro_frame,
@@ -60,6 +61,9 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
     note = resampling_note(bundle)
     if note:
         st.caption(note)
+    leads = leads_note(bundle)
+    if leads:
+        st.caption(leads)
 
     variants = variants_frame(bundle)
     if variants.empty:

@@ -4,12 +4,14 @@ leave-one-record-out table beside bench.json; a bundle without the section shows
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from dashboard.data.builds import (
     healthy_frame,
+    leads_note,
     loro_frame,
     recording_records_frame,
     recording_validation,
@@ -23,6 +25,7 @@ from pipeline.validation.ec57 import BeatCounts, Ec57Config
 from pipeline.validation.recordings import RecordingValidationConfig, gate_figures, summarise_counts
 from runtime.contract import MANIFEST_NAME, TaskKind
 from tests.runtime.hand_built import OUTPUTS, TABULAR, write_manifest
+from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT
 
 BUNDLE = "pvc-test"
 COUNTS = [BeatCounts("100", 2272, 1, 0, 1, 0, 0, 2271), BeatCounts("119", 1987, 0, 0, 441, 3, 0, 1543)]
@@ -59,7 +62,8 @@ def _section() -> dict:
 def recording_settings(tmp_path: Path) -> DashboardSettings:
     folder = tmp_path / "bundles" / BUNDLE
     folder.mkdir(parents=True)
-    write_manifest(folder, BUNDLE, (TABULAR,), OUTPUTS[TaskKind.BINARY], lineage={"bundle": "pvc-id"})
+    write_manifest(folder, BUNDLE, (replace(RESIDUAL, leads=("MLII",)), RR_INPUT), OUTPUTS[TaskKind.BINARY],
+                   lineage={"bundle": "pvc-id"})
     manifest = json.loads((folder / MANIFEST_NAME).read_text())
     manifest["recording_validation"] = _section()
     (folder / MANIFEST_NAME).write_text(json.dumps(manifest))
@@ -135,6 +139,7 @@ def test_builds_page_shows_the_recording_validation(recording_settings, use_sett
     assert any("file" in frame.columns for frame in shown)  # healthy recordings
     assert any(frame.columns.tolist()[:1] == ["record"] and "pooled" in frame["record"].tolist() for frame in shown)
     assert "Leave-one-record-out" in texts(app, "markdown")
+    assert "Validated on lead MLII only (the held-out recordings' lead): the device refuses" in texts(app, "caption")
 
 
 def test_a_bundle_without_recordings_shows_no_recording_section(recording_settings):
@@ -144,3 +149,4 @@ def test_a_bundle_without_recordings_shows_no_recording_section(recording_settin
     bundle = read_bundle(folder)
     assert recording_validation(bundle) is None and recording_records_frame(bundle).empty
     assert healthy_frame(bundle)[1] == "no healthy recordings were run in this build"
+    assert leads_note(bundle) == ""  # no lead declared: nothing claimed
