@@ -221,7 +221,7 @@ def entry_from_row(row: dict) -> tuple[ArchiveEntry, int]:
     """An archive entry and its order from one input row of the Ray dataset (``ArchiveEntry.to_row`` + order)."""
     rate = row.get("sample_rate_hz")
     entry = ArchiveEntry(str(row["name"]), str(row["file"]), None if rate is None else float(rate),
-                         row.get("annotations"), row.get("group"))
+                         row.get("annotations"), row.get("group"), row.get("lead"))
     return entry, int(row["order"])
 
 

@@ -7,6 +7,7 @@ agreement with the build's own recording validation is.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -17,14 +18,15 @@ from click.testing import CliRunner
 
 from pipeline.archive import read_archive
 from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
+from pipeline.archive.layout import ArchiveEntry
 from pipeline.archive.loopback import loopback_only
 from pipeline.archive.run import REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME, ArchiveRunConfig, validate_archive
-from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig
+from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig, entry_from_row
 from pipeline.cli import main
 from pipeline.scenarios.ecg_pvc.mitdb import excerpt, load_records
 from pipeline.validation.ec57 import METRICS, Ec57Config
 from pipeline.validation.recordings import AnnotatedRecording, RecordingValidationConfig, validate_bundle
-from tests.runtime.pvc_bundle import build_pvc_bundle
+from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, build_pvc_bundle
 
 ray = pytest.importorskip("ray")
 
@@ -195,6 +197,26 @@ def test_a_wrong_bundle_a_non_ray_port_and_a_run_where_nothing_ran_fail_clearly(
     finally:
         os.chdir(here)
     assert "broken-validation" in dot.output and not (broken / "-validation").exists(), dot.output
+
+
+def test_every_field_of_an_entry_reaches_the_ray_worker():
+    entry = ArchiveEntry("a", "/x/a.hea", 360.0, "/x/a.atr", "patient 1", "V5")
+    assert entry_from_row({"order": 7, **entry.to_row()}) == (entry, 7)
+
+
+def test_on_ray_the_index_lead_is_kept_and_a_lead_the_bundle_was_not_validated_on_is_refused(local_ray, tmp_path,
+                                                                                              excerpts):
+    """The index's lead travels with each entry to the Ray workers: MLII runs, V5 is a refused row, unscored."""
+    bundle = build_pvc_bundle(tmp_path / "bundle", (dataclasses.replace(RESIDUAL, leads=("MLII",)), RR_INPUT))
+    name, part = next(iter(excerpts.items()))
+    recordings = [ArchiveRecording(f"{name}-{lead}", part.signal_mv, part.sample_rate_hz, part.beat_indices,
+                                   ["V" if is_v else "non-V" for is_v in part.is_pvc.tolist()], extra={"lead": lead})
+                  for lead in ("MLII", "V5")]
+    write_archive(tmp_path / "archive", recordings, "one excerpt, said to be two leads")
+    outcome = validate_archive(bundle, read_archive(tmp_path / "archive"), None, UNSIGNED, CONFIG)
+    assert [(row["lead"], row["status"]) for row in outcome.rows] == [("MLII", "ok"), ("V5", "refused")]
+    assert outcome.report["totals"]["refused"] == {"V5": 1} and outcome.report["failed"] == []
+    assert [item["record"] for item in outcome.report["validation"]["per_record"]] == [f"{name}-MLII"]
 
 
 def test_make_archive_writes_annotated_excerpts_and_corrupt_files(tmp_path):
