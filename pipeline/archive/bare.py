@@ -14,7 +14,7 @@ import os
 import time
 
 from pipeline.archive.layout import Archive, ArchiveEntry
-from pipeline.archive.worker import TrustSettings, WorkerConfig, validate_recording
+from pipeline.archive.worker import FAILED, REFUSED, TrustSettings, WorkerConfig, validate_recording
 from runtime.bundle import Bundle, load_bundle
 
 _state: dict[str, object] = {}  # per pool process: the bundle and the settings
@@ -38,11 +38,13 @@ def _one(job: tuple[int, ArchiveEntry]) -> str:
 
 
 def bare_run(bundle_path: str, archive: Archive, trust: TrustSettings, config: WorkerConfig, workers: int) -> dict:
-    """Seconds for ``workers`` plain processes to run every recording (pool start-up and bundle loads included)."""
+    """Seconds for ``workers`` plain processes to run every recording (pool start-up and bundle loads included), and
+    how many recordings failed and how many the device refused (a lead the bundle was not validated on), as the Ray
+    report counts them."""
     context = multiprocessing.get_context("spawn")
     started = time.perf_counter()
     with context.Pool(workers, initializer=_start, initargs=(bundle_path, trust, config)) as pool:
         statuses = pool.map(_one, list(enumerate(archive.entries)), chunksize=1)
     seconds = time.perf_counter() - started
     return {"workers": workers, "seconds": round(seconds, 3), "recordings_per_s": round(len(statuses) / seconds, 3),
-            "failed": sum(status != "ok" for status in statuses)}
+            "failed": statuses.count(FAILED), "refused": statuses.count(REFUSED)}

@@ -121,6 +121,7 @@ def _run_figures(report: dict, rows: Sequence[dict], workers: int, repeat: int) 
             "first_result_s": run["first_result_s"], "recordings_per_s": run["recordings_per_s"],
             "steady_recordings_per_s": round((len(rows) - 1) / after_first, 3) if after_first > 0 else None,
             "signal_s_per_s": run["signal_s_per_s"], "failed": total["failed"],
+            "refused": sum(total.get("refused", {}).values()),
             "worker_recording_s": round(worker_s, 2), "worker_recording_cpu_s": round(worker_cpu, 2),
             "cpu_share_in_recordings": round(worker_cpu / worker_s, 3) if worker_s else None,
             "driver_cpu_s": run["driver_cpu_s"], "machine_busy_cpu_s": busy,
@@ -290,14 +291,14 @@ def render_markdown(result: dict) -> str:
     lines += ["", "## Runs", "",
               "| workers | repeat | pipeline s | first result s | recordings/s | workers' time in recordings s "
               "| their CPU s | driver CPU s | Ray daemons CPU s | machine busy CPU s | utilisation | rows per worker "
-              "| failed |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| failed | refused (lead) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {run['workers']} | {run['repeat'] + 1} | {run['pipeline_s']:.2f} | "
               f"{run['first_result_s'] or 0:.2f} | {run['recordings_per_s']:.2f} | "
               f"{run['worker_recording_s']:.1f} | {run['worker_recording_cpu_s']:.1f} | {run['driver_cpu_s']:.1f} | "
               f"{run.get('ray_daemons_cpu_s')} | {run['machine_busy_cpu_s']} | "
               f"{run['worker_utilisation']:.0%} | "
-              f"{run['rows_per_worker']} | {run['failed']} |" for run in result["runs"]]
+              f"{run['rows_per_worker']} | {run['failed']} | {run.get('refused', 0)} |" for run in result["runs"]]
     lines += ["", "## Method", "", result["method"], ""]
     if result.get("reading"):
         lines += ["## Reading", ""] + [f"- {line}" for line in result["reading"]] + [""]

@@ -41,6 +41,7 @@ from runtime.trust import TrustPolicy
 
 logger = logging.getLogger(__name__)
 
+FAILED = "failed"  # a row's status when the recording could not be read or streamed (listed in the report)
 REFUSED = "refused"  # a row's status when the device refuses the recording's lead (runtime.leads)
 COUNT_FIELDS = ("qrs_true_positives", "qrs_false_negatives", "qrs_false_positives", "v_true_positives",
                 "v_false_negatives", "v_false_positives", "v_true_negatives")  # ec57.BeatCounts, after ``record``
@@ -131,7 +132,7 @@ def empty_row(entry: ArchiveEntry, order: int) -> dict:
 
 
 def failed_row(entry: ArchiveEntry, order: int, error_type: str, error: str) -> dict:
-    return {**empty_row(entry, order), "status": "failed", "error_type": error_type, "error": error}
+    return {**empty_row(entry, order), "status": FAILED, "error_type": error_type, "error": error}
 
 
 def _annotated(entry: ArchiveEntry, recording: Recording) -> AnnotatedRecording | None:

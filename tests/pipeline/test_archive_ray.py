@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from pipeline.archive import read_archive
+from pipeline.archive.bare import bare_run
 from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
 from pipeline.archive.layout import ArchiveEntry
 from pipeline.archive.loopback import loopback_only
@@ -217,6 +218,8 @@ def test_on_ray_the_index_lead_is_kept_and_a_lead_the_bundle_was_not_validated_o
     assert [(row["lead"], row["status"]) for row in outcome.rows] == [("MLII", "ok"), ("V5", "refused")]
     assert outcome.report["totals"]["refused"] == {"V5": 1} and outcome.report["failed"] == []
     assert [item["record"] for item in outcome.report["validation"]["per_record"]] == [f"{name}-MLII"]
+    control = bare_run(str(bundle), read_archive(tmp_path / "archive"), UNSIGNED, CONFIG.worker, workers=1)
+    assert (control["failed"], control["refused"]) == (0, 1), control  # the scaling control counts as the report does
 
 
 def test_make_archive_writes_annotated_excerpts_and_corrupt_files(tmp_path):
