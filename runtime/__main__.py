@@ -38,7 +38,14 @@ try:  # numpy is imported here already: a Python without it is told so in one li
     from runtime.errors import EdgemedError
     from runtime.events import JsonLinesWriter, QualityEvent
     from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
-    from runtime.runner import DEFAULT_OUTBOX, RunOptions, TelemetryMode, check_telemetry_identity, run
+    from runtime.runner import (
+        DEFAULT_OUTBOX,
+        RunOptions,
+        TelemetryMode,
+        TelemetryUnavailableError,
+        check_telemetry_identity,
+        run,
+    )
     from runtime.session import MAX_THREADS
     from runtime.trust import TrustPolicy
     from runtime.windows import WindowFlag
@@ -157,10 +164,20 @@ def check_output_path(output: Path | None) -> None:
     if output.is_dir():
         raise OutputPathError(f"--output {output} is a folder", expected="a file path for the JSON lines",
                               fix="pass a file name inside that folder")
-    target = output_target(output)
+    try:
+        target = output_target(output)
+    except (OSError, RuntimeError) as error:  # Python 3.11's resolve() raises RuntimeError on a symbolic-link loop
+        raise OutputPathError(f"--output {output} cannot be followed ({error})",
+                              expected="a file path, or a symbolic link to one", fix="pass another --output path"
+                              ) from None
     if not target.parent.is_dir():
         raise OutputPathError(f"--output {output}: the folder {target.parent} does not exist",
                               expected="a file path inside an existing folder", fix="create the folder first")
+    if not _streamed(target) and not os.access(target.parent, os.W_OK):
+        raise OutputPathError(f"--output {output}: the folder {target.parent} is not writable",
+                              expected="a file path inside a folder this user may write to (the results are written "
+                              "beside it first, then renamed)", fix="check the folder's permissions, or pass another "
+                              "--output path")
 
 
 def output_target(output: Path) -> Path:
@@ -174,22 +191,31 @@ def _streamed(target: Path) -> bool:
     return target.exists() and not target.is_file()
 
 
-def check_output_clashes(output: Path, bundle: Path, input_path: Path, outbox: Path | None) -> None:
-    """Refuse an ``--output`` that would overwrite the input, the telemetry outbox or a file of the bundle."""
+def check_output_clashes(output: Path, bundle: Path, input_path: Path, outbox: Path | None,
+                         trust: TrustPolicy | None = None) -> None:
+    """Refuse an ``--output`` that would overwrite the input, the telemetry outbox, a file of the bundle, or the
+    device's trust: a file of the trust store (a key, the revocation list) or the rollback state (and its lock)."""
     target = Path(output).resolve()
     clashes = [("the input", Path(input_path).resolve())]
     if outbox is not None:
         stored = Path(outbox).resolve()
         clashes += [("the telemetry outbox", stored.with_name(stored.name + suffix)) for suffix in ("", "-wal", "-shm")]
+    if trust is not None and trust.version_state is not None:
+        state = Path(trust.version_state).resolve()
+        clashes += [("the bundle version state", state.with_name(state.name + suffix)) for suffix in ("", ".lock")]
     for what, path in clashes:
         if target == path:
             raise OutputPathError(f"--output {output} is {what}", expected="a file of its own for the JSON lines",
                                   fix="pass another --output path")
-    folder = Path(bundle).resolve()
-    if target == folder or folder in target.parents:
-        raise OutputPathError(f"--output {output} is inside the bundle {bundle}",
-                              expected="a path outside the bundle (its files are signed)",
-                              fix="pass an --output path outside the bundle folder")
+    folders = [("the bundle", Path(bundle), "its files are signed")]
+    if trust is not None and trust.store is not None:
+        folders.append(("the trust store", Path(trust.store), "its keys and rollback state decide what runs"))
+    for what, folder, why in folders:
+        resolved = folder.resolve()
+        if target == resolved or resolved in target.parents:
+            raise OutputPathError(f"--output {output} is inside {what} {folder}",
+                                  expected=f"a path outside {what} ({why})",
+                                  fix=f"pass an --output path outside {what} folder")
 
 
 def check_paths(output: Path | None, options: RunOptions, bundle: Path | None = None,
@@ -198,8 +224,14 @@ def check_paths(output: Path | None, options: RunOptions, bundle: Path | None = 
     subclasses); with ``bundle`` and ``input_path``, also that ``--output`` would overwrite neither."""
     check_output_path(output)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
+    unused = [name for name, value in (("--device-id", options.device_id), ("--event-filter",
+              options.event_filter_rules), ("--positive-labels", options.positive_labels)) if value is not None]
+    if outbox is None and unused:  # an option that changes nothing is a mistake the operator should hear of
+        raise TelemetryUnavailableError(f"{unused[0]} was given without telemetry", expected=f"{unused[0]} only "
+                                        "with --telemetry-outbox or --telemetry-url",
+                                        fix=f"add the telemetry options, or leave out {unused[0]}")
     if output is not None and bundle is not None and input_path is not None:
-        check_output_clashes(output, bundle, input_path, outbox)
+        check_output_clashes(output, bundle, input_path, outbox, options.trust)
     if outbox is not None:
         try:
             from runtime.telemetry.outbox import check_outbox_path

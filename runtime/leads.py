@@ -96,7 +96,7 @@ def check_recording_lead(inputs: Iterable[object], lead: str | None, source: str
         return
     listed = " or ".join(validated)
     if lead is None:
-        logger.info("%s does not name its lead: not checked (this bundle was validated on %s)", source, listed)
+        logger.info("the input does not name its lead: not checked (this bundle was validated on %s)", listed)
         return
     if lead not in validated:
         raise UnvalidatedLeadError(

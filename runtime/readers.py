@@ -47,6 +47,7 @@ SAMPLE_RATE_RANGE_HZ = (50.0, 10_000.0)  # ECG front ends sample at 125–2 000 
 SIGNAL_RATE_RANGE_HZ = (0.01, 10_000.0)  # any waveform of the windowed stream: a per-minute trend up to an ADC
 MAX_CELL_CHARS = 1_000  # a number never needs more characters; longer cells are refused, not parsed
 MAX_H5_EXPANSION = 1_000  # an HDF5 channel may decode to at most this many times the bytes it stores
+MAX_CSV_BYTES = 256 * 1024**2  # a CSV is parsed in memory (~15× its size): 24 h at 360 Hz is ~220 MB of text
 MAX_ARRAY_BYTES = 2 * 1024**3  # an array may decode to at most 2 GiB (a 10-day 1 kHz float64 recording is 7 GB)
 MAX_EXACT_INTEGER = 2**53  # integers beyond this are not exact in float64
 NUMERIC_DTYPE_KINDS = "biuf"  # bool, signed and unsigned integers, floating point
@@ -159,9 +160,8 @@ def _with_rate(recording: Recording, path: Path, sample_rate_hz: float | None,
                          fix="check the export")
     if sample_rate_hz is not None:
         if recording.sample_rate_hz is not None and abs(recording.sample_rate_hz - sample_rate_hz) > 1e-9:
-            logger.warning(
-                "%s records %s Hz; using the %s Hz given explicitly",
-                path.name,
+            logger.warning(  # never the file's name in a log: a name may be a patient's (so for every log here)
+                "the input records %s Hz; using the %s Hz given explicitly",
                 recording.sample_rate_hz,
                 sample_rate_hz,
             )
@@ -293,6 +293,9 @@ def _pick_column(values: np.ndarray, name: str, channel: int | None, columns: in
 
 def _single_lead(array: np.ndarray, path: Path, channel: int | None = None) -> np.ndarray:
     values = np.asarray(array)
+    if channel not in (None, 0) and (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+        raise InputError(f"{path.name} holds one channel; --channel {channel} picks none",
+                         expected="--channel 0, or none, for a one-lead recording", fix="leave out --channel")
     if (values.ndim == 2 and values.shape[1] == 1) or (values.ndim == 2 and values.shape[0] == 1 and channel is None):
         values = values.reshape(-1)
     elif values.ndim == 2:
@@ -312,7 +315,17 @@ def _single_lead(array: np.ndarray, path: Path, channel: int | None = None) -> n
 def read_text(path: Path) -> str:
     """The whole file as text: UTF-8 (a BOM is dropped), no NUL bytes, or ``InputError``."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        size = path.stat().st_size
+        if size > MAX_CSV_BYTES:
+            raise InputError(f"{path.name} is {size / 1024**2:.0f} MiB of text",
+                             expected=f"a CSV of at most {MAX_CSV_BYTES // 1024**2} MiB (it is parsed in memory)",
+                             fix="split the recording, or save it as .npy (numpy.save), which is read in bounded "
+                                 "memory")
+        data = path.read_bytes()
+    except OSError as error:  # unreadable (permissions), a folder, gone: one line, as the other formats say it
+        raise InputError(f"{path.name} cannot be read ({error.strerror or type(error).__name__})",
+                         expected="a readable CSV file", fix="check the path and the file's permissions") from None
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -516,8 +529,8 @@ def _checked_range(adc_range: tuple[float, float] | None, samples: np.ndarray, p
         return adc_range
     finite = samples[np.isfinite(samples)]
     if finite.size and (finite.min() < adc_range[0] or finite.max() > adc_range[1]):
-        logger.warning("%s: samples span %g–%g, outside the file's stated ADC range %g–%g: the range is ignored "
-                       "(no rail-based clipping checks)", path.name, finite.min(), finite.max(), *adc_range)
+        logger.warning("the input's samples span %g–%g, outside the file's stated ADC range %g–%g: the range is "
+                       "ignored (no rail-based clipping checks)", finite.min(), finite.max(), *adc_range)
         return None
     return adc_range
 
@@ -586,14 +599,14 @@ def _read_plux(h5py, handle, path: Path, channel: int | None, sensor: str | None
         columns = [_read_dataset(raw[name], path, name) for name in datasets]
         if len({column.size for column in columns}) != 1:
             raise _h5_refusal(path, "its channels hold different numbers of samples")
-        logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], ", ".join(datasets),
-                    columns[0].size, rate)
+        logger.info("the input: %s (%d samples at %s Hz)", ", ".join(datasets), columns[0].size, rate)  # no
+        # device address: a PLUX file names its acquisition device by its MAC, an identifier of the patient's device
         stacked = np.stack(columns, axis=1)
         return Recording(stacked, rate, _checked_range(adc_range, stacked, path), path.name)
     chosen = _choose_channel(h5py, raw, path, channel, sensor)
     samples = _read_dataset(raw[chosen], path, chosen)
     adc_range = _checked_range(_resolution_range(path, device.attrs, chosen), samples, path)
-    logger.info("%s: device %s, %s (%d samples at %s Hz)", path.name, devices[0], chosen, samples.size, rate)
+    logger.info("the input: %s (%d samples at %s Hz)", chosen, samples.size, rate)  # no device address (above)
     return Recording(samples, rate, adc_range, path.name)
 
 

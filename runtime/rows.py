@@ -90,7 +90,7 @@ def check_arrays(bundle, arrays: Mapping[str, np.ndarray], source: str = "input"
         )
     extra = sorted(set(arrays) - set(specs))
     if extra:
-        logger.info("%s: ignoring %d array(s) the model does not take: %s", source, len(extra), ", ".join(extra))
+        logger.info("the input: ignoring %d array(s) the model does not take", len(extra))  # no file or array names
     fitted = {name: _fitted(spec, np.asarray(arrays[name]), source) for name, spec in specs.items()}
     rows = {name: values.shape[0] for name, values in fitted.items()}
     if len(set(rows.values())) > 1:

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ COMMIT_EVERY = 64  # telemetry records per outbox transaction; events per aggreg
 def check_telemetry_identity(device_id: str | None, url: str | None) -> None:
     """The device id and collector URL telemetry needs, checked before any bundle is opened or record stored
     (``TelemetryUnavailableError``; the id is never echoed: a wrong one may be a patient's name or number)."""
-    records = _import_telemetry("records", "is_pseudonymous_device_id")
+    records = _import_telemetry("records", "is_pseudonymous_device_id, collector_url_problem")
     if not device_id:
         raise TelemetryUnavailableError(
             "telemetry was requested without a device id",
@@ -113,12 +114,11 @@ def check_telemetry_identity(device_id: str | None, url: str | None) -> None:
                 "pseudonymous_device_id(serial, fleet salt)",
             fix="derive --device-id with pseudonymous_device_id; never pass a name, record number or serial",
         )
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise TelemetryUnavailableError(
-            "the telemetry collector url is not http(s)",
-            expected="http://host:port/v1/telemetry or https://…",
-            fix="pass the collector's full telemetry url",
-        )
+    problem = None if url is None else records.collector_url_problem(url)
+    if problem:
+        raise TelemetryUnavailableError(f"the telemetry collector url {problem}",
+                                        expected=records.COLLECTOR_URL_EXPECTED,
+                                        fix="pass the collector's full telemetry url")
 
 
 def _import_telemetry(module: str, names: str):
@@ -376,6 +376,10 @@ def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iter
     except rejected as error:  # the run's results stand: telemetry never costs the clinical output
         logger.warning("telemetry NOT delivered: %s (the run's results are complete; the %d telemetry records stay "
                        "in the outbox %s for a later upload)", error, sink.outbox.count(), sink.outbox.path)
+    except (EdgemedError, sqlite3.Error, OSError) as error:  # the outbox could not take the last minute (disk full,
+        # a file gone), or the upload failed before a request left: the results stand, the outbox keeps what it holds
+        logger.error("telemetry NOT complete: %s (the run's results are complete; telemetry written before this stays "
+                     "in the outbox for a later upload)", error)
 
 
 def _has_result(event: Event) -> bool:
@@ -430,9 +434,8 @@ def _waveform_events(bundle: Bundle, path: Path, options: RunOptions, config: St
     recording = read_signal(path, options.sample_rate_hz, options.channel)
     _check_lead(bundle, recording, options)
     stream = EcgStream(bundle, recording.sample_rate_hz, config=config, adc_range=recording.adc_range)
-    logger.info(
-        "%s: %.1f s at %s Hz → model rate %s Hz",
-        recording.source,
+    logger.info(  # "the input", never its file name: a name may be a patient's
+        "the input: %.1f s at %s Hz → model rate %s Hz",
         recording.samples.size / recording.sample_rate_hz,
         recording.sample_rate_hz,
         stream.rate,
@@ -460,7 +463,7 @@ def _window_events(bundle: Bundle, path: Path, options: RunOptions, with_feature
     _check_lead(bundle, recording, options)
     config = dataclasses.replace(options.window_stream, summary_features=with_features)
     stream = WindowStream(bundle, recording.sample_rate_hz, config)
-    logger.info("%s: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples", recording.source,
+    logger.info("the input: %.1f s at %s Hz → model rate %s Hz, %d-sample windows every %d samples",
                 len(recording.samples) / recording.sample_rate_hz, recording.sample_rate_hz, stream.rate,
                 stream.window, stream.hop)
     return (_stream_events(stream, recording.samples, max(1, round(options.chunk_s * recording.sample_rate_hz))),

@@ -56,7 +56,8 @@ def read_feature_csv(path: Path, feature_names: tuple[str, ...]) -> np.ndarray:
         raise _missing_columns(path.name, header, feature_names, missing)
     extra = [name for name in header if name not in feature_names]
     if extra:
-        logger.info("%s: ignoring %d extra column(s): %s", path.name, len(extra), ", ".join(extra))
+        logger.info("the input: ignoring %d column(s) that are not the model's features", len(extra))  # never the
+        # file's name or its header cells in a log: either may be a patient's name
     data = [(line, row) for line, row in enumerate(rows[1:], start=2) if any(cell.strip() for cell in row)]
     if not data:
         raise InputError(f"{path.name} has a header but no data rows", expected="a header row and data rows",

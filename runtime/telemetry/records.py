@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from runtime.errors import EdgemedError
 
@@ -197,6 +198,29 @@ def pseudonymous_device_id(secret_or_serial: str, salt: str) -> str:
         )
     digest = hmac.new(salt.encode("utf-8"), secret_or_serial.encode("utf-8"), hashlib.sha256).hexdigest()
     return digest[:DEVICE_ID_HEX_CHARS]
+
+
+COLLECTOR_URL_EXPECTED = "http(s)://HOST[:PORT]/v1/telemetry (a host name or address; no user name or password)"
+
+
+def collector_url_problem(url: str) -> str | None:
+    """What is wrong with a collector URL (None: nothing), checked before anything runs: a scheme other than http(s),
+    no host, a port that is no port, an unbalanced IPv6 bracket (``urlsplit`` refuses it only when a request is
+    built, after the run) or credentials in the URL (they would reach the logs with it)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError for a port out of range or not a number
+    except ValueError as error:
+        return f"is not a valid URL ({error})"
+    if parts.scheme not in ("http", "https"):
+        return "is not http(s)"
+    if not parts.hostname:
+        return "names no host"
+    if parts.username is not None or parts.password is not None:
+        return "carries a user name or password"
+    if port == 0:
+        return "has port 0"
+    return None
 
 
 def is_pseudonymous_device_id(text: object) -> bool:

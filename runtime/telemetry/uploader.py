@@ -29,7 +29,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from runtime.telemetry.outbox import MAX_SEQUENCE, Outbox
-from runtime.telemetry.records import SCHEMA_VERSION, SIMULATED_HEADER, TelemetryError, record_schema_version
+from runtime.telemetry.records import (
+    COLLECTOR_URL_EXPECTED,
+    SCHEMA_VERSION,
+    SIMULATED_HEADER,
+    TelemetryError,
+    collector_url_problem,
+    record_schema_version,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +109,10 @@ class Uploader:
         before_acknowledge: Callable[[list[int]], None] | None = None,
         simulated: bool = False,
     ) -> None:
-        if not url.startswith(("http://", "https://")):
-            raise TelemetryError(
-                "the telemetry collector url is not http(s)",
-                expected="http://host:port/v1/telemetry or https://…",
-                fix="pass the collector's full telemetry url",
-            )
+        problem = collector_url_problem(url) if isinstance(url, str) else "is not text"
+        if problem:
+            raise TelemetryError(f"the telemetry collector url {problem}", expected=COLLECTOR_URL_EXPECTED,
+                                 fix="pass the collector's full telemetry url")
         if batch_size < 1:
             raise TelemetryError(f"batch_size is {batch_size}", expected="at least 1", fix="pass a positive size")
         self.outbox = outbox

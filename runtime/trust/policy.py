@@ -178,7 +178,16 @@ class TrustPolicy:
 
     @classmethod
     def from_options(cls, store: Path | None, allow_unsigned: bool, version_state: Path | None) -> TrustPolicy:
-        """The policy the command lines' ``--trust-store``, ``--allow-unsigned`` and ``--version-state`` ask for."""
+        """The policy the command lines' ``--trust-store``, ``--allow-unsigned`` and ``--version-state`` ask for.
+
+        A ``--version-state`` whose folder does not exist is refused (``TrustStoreError``): a mistyped path would
+        otherwise start an empty rollback state, and a downgrade would run unnoticed."""
+        if version_state is not None and not Path(version_state).parent.is_dir():
+            raise TrustStoreError(
+                f"--version-state {version_state}: the folder {Path(version_state).parent} does not exist",
+                expected="the rollback state file of this device (created on first use inside an existing folder; "
+                "default: bundle-versions.json in the trust store)",
+                fix="check the path; create the folder first if this device really starts a new rollback state")
         if store is not None:
             return cls.from_store(store, allow_unsigned=allow_unsigned, version_state=version_state)
         return cls(allow_unsigned=allow_unsigned, version_state=version_state)

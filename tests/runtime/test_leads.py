@@ -97,7 +97,8 @@ def test_the_check_refuses_another_lead_and_says_which_and_how(caplog):
     check_recording_lead([RESIDUAL, RR_INPUT], "V5", "v5.csv")  # nothing declared: nothing checked
     with caplog.at_level(logging.INFO, logger="runtime.leads"):
         check_recording_lead([MLII_RESIDUAL], None, "plain.csv")
-    assert "plain.csv does not name its lead: not checked (this bundle was validated on MLII)" in caplog.text
+    assert "the input does not name its lead: not checked (this bundle was validated on MLII)" in caplog.text
+    assert "plain" not in caplog.text  # a log never names the file: its name may be a patient's
 
 
 def test_the_device_refuses_a_v5_recording_before_judging_a_beat(tmp_path, mlii_bundle, record_100_mv):
@@ -112,6 +113,15 @@ def test_a_validated_or_unnamed_lead_runs_and_classifies_beats(tmp_path, mlii_bu
     events = list(run(mlii_bundle, recording, dataclasses.replace(UNSIGNED, sample_rate_hz=360.0)))
     beats = [event for event in events if isinstance(event, BeatEvent)]
     assert len(beats) > 60 and sum(beat.classified for beat in beats) > 50  # a minute of record 100: ~75 beats
+
+
+def test_no_log_of_a_run_names_the_input_file_which_may_be_a_patients_name(tmp_path, mlii_bundle, record_100_mv,
+                                                                           caplog):
+    recording = _csv(tmp_path / "john_doe_1961-04-02.csv", "ecg", record_100_mv)
+    with caplog.at_level(logging.DEBUG):
+        events = list(run(mlii_bundle, recording, dataclasses.replace(UNSIGNED, sample_rate_hz=250.0)))  # 250 ≠ file
+    assert events and "model rate" in caplog.text and "not checked" in caplog.text  # the run did log
+    assert "john" not in caplog.text.lower() and "1961" not in caplog.text
 
 
 def test_the_device_command_refuses_it_with_one_line_and_writes_nothing(tmp_path, mlii_bundle, record_100_mv,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,6 +29,23 @@ def test_a_csv_that_is_not_utf8_is_refused_by_name(tmp_path):
     assert "latin.csv is not UTF-8 text" in refusal(read_feature_csv, tmp_path / "latin.csv", ("a", "b"))
     (tmp_path / "bom.csv").write_bytes("\ufeffa,b\n1,2\n".encode())
     assert read_feature_csv(tmp_path / "bom.csv", ("a", "b")).tolist() == [[1.0, 2.0]]
+
+
+def test_a_csv_that_cannot_be_read_or_is_too_large_is_refused_in_one_line(tmp_path, monkeypatch):
+    (tmp_path / "folder.csv").mkdir()
+    assert "folder.csv cannot be read" in refusal(read_signal_csv, tmp_path / "folder.csv")
+    (tmp_path / "locked.csv").write_text("a,b\n1,2\n")
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    with monkeypatch.context() as patched:  # root reads a mode-000 file: the denial is the operating system's
+        patched.setattr(type(tmp_path), "read_bytes", denied)
+        message = refusal(read_feature_csv, tmp_path / "locked.csv", ("a", "b"))
+    assert "locked.csv cannot be read (Permission denied)" in message and "permissions" in message
+    monkeypatch.setattr("runtime.readers.MAX_CSV_BYTES", 4)
+    message = refusal(read_signal_csv, tmp_path / "locked.csv")
+    assert "locked.csv is 0 MiB of text" in message and ".npy" in message
 
 
 def test_a_cell_over_the_limit_is_refused_not_parsed(tmp_path):
@@ -131,6 +149,15 @@ def test_output_paths_are_checked_up_front(tmp_path):
     assert "does not exist" in refusal(check_output_path, tmp_path / "missing" / "out.jsonl")
     assert "is a folder" in refusal(check_output_path, tmp_path)
     check_output_path(tmp_path / "out.jsonl")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    assert "cannot be followed" in refusal(check_output_path, tmp_path / "loop")
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_the_run(tmp_path, monkeypatch):
+    monkeypatch.setattr(os, "access", lambda path, mode: mode != os.W_OK)  # root may write anywhere: say it may not
+    message = refusal(check_output_path, tmp_path / "out.jsonl")
+    assert "is not writable" in message and "permissions" in message
+    check_output_path(Path(os.devnull))  # a device is written to directly, never replaced
 
 
 def test_outbox_paths_are_checked_up_front(tmp_path):
@@ -218,3 +245,29 @@ def test_a_header_cell_that_is_no_lead_name_is_never_shown(tmp_path):
     (tmp_path / "bare.csv").write_text("a,b\n1,2\n")
     message = refusal(read_signal_csv, tmp_path / "bare.csv")
     assert "none is named as the signal." in message and "--channel N" in message and "(from 0;" in message
+
+
+def test_a_channel_a_one_lead_recording_does_not_have_is_refused(tmp_path):
+    np.save(tmp_path / "one.npy", np.zeros(1000, dtype=np.float32))
+    assert "holds one channel; --channel 2 picks none" in refusal(
+        read_signal, tmp_path / "one.npy", 360.0, 2)
+    assert read_signal(tmp_path / "one.npy", 360.0, 0).samples.size == 1000  # channel 0 is the one there is
+
+
+def test_a_version_state_in_a_missing_folder_is_refused_not_started_empty(tmp_path):
+    from runtime.trust import TrustPolicy
+
+    message = refusal(TrustPolicy.from_options, None, True, tmp_path / "mistyped" / "versions.json")
+    assert "does not exist" in message and "rollback" in message and not (tmp_path / "mistyped").exists()
+    assert TrustPolicy.from_options(None, True, tmp_path / "versions.json").version_state == tmp_path / "versions.json"
+
+
+def test_telemetry_options_without_telemetry_are_refused_not_ignored(tmp_path):
+    from runtime.__main__ import check_paths
+    from runtime.runner import RunOptions
+
+    for options, named in ((RunOptions(device_id="ab" * 8), "--device-id"),
+                           (RunOptions(positive_labels=("V",)), "--positive-labels"),
+                           (RunOptions(event_filter_rules=()), "--event-filter")):
+        assert f"{named} was given without telemetry" in refusal(check_paths, None, options)
+    check_paths(None, RunOptions(device_id="ab" * 8, telemetry_outbox=tmp_path / "outbox.sqlite"))

@@ -359,6 +359,48 @@ def test_a_device_id_that_is_not_pseudonymous_is_refused_before_the_run_and_neve
                                   "file:///etc/passwd", "--telemetry-outbox", str(outbox), "--output", str(output)),
                          capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
     assert url.returncode == 1 and "not http(s)" in url.stderr and not output.exists()
+    bracket = subprocess.run(_command(pvc_bundle, recording, "--device-id", DEVICE_ID, "--telemetry-url",
+                                      "http://[::1", "--telemetry-outbox", str(outbox), "--output", str(output)),
+                             capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert bracket.returncode == 1 and "Traceback" not in bracket.stderr, bracket.stderr
+    assert "not a valid URL" in bracket.stderr and not output.exists() and not outbox.exists()
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("http://[::1", "not a valid URL"), ("http://collector:99999/v1/telemetry", "not a valid URL"),
+    ("http://collector:port/v1/telemetry", "not a valid URL"), ("ftp://collector/v1/telemetry", r"not http\(s\)"),
+    ("http:///v1/telemetry", "names no host"), ("https://nurse:secret@collector/v1/telemetry", "user name or password"),
+    ("http://collector:0/v1/telemetry", "port 0"),
+])
+def test_a_collector_url_that_cannot_be_used_is_refused_by_the_check_and_the_uploader(url, problem, tmp_path):
+    from runtime.runner import TelemetryUnavailableError, check_telemetry_identity
+
+    with pytest.raises(TelemetryUnavailableError, match=problem) as refused:
+        check_telemetry_identity(DEVICE_ID, url)
+    assert "secret" not in str(refused.value)  # credentials are never echoed
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox, pytest.raises(TelemetryError, match=problem):
+        Uploader(outbox, url)
+    for good in ("http://127.0.0.1:8765/v1/telemetry", "https://[::1]:443/v1/telemetry", "http://collector/v1"):
+        check_telemetry_identity(DEVICE_ID, good)
+
+
+def test_a_failing_outbox_at_the_end_of_a_run_costs_no_event(caplog):
+    """The last minute cannot be stored (disk full): every event was still given, and the log says telemetry is
+    incomplete — telemetry never costs the clinical output."""
+    import sqlite3
+
+    from runtime.runner import _with_telemetry
+
+    class FullDisk:
+        def add(self, event):
+            pass
+
+        def upload(self):
+            raise sqlite3.OperationalError("database or disk is full")
+
+    events = [QualityEvent(float(second), 1.0, "flat_line") for second in range(3)]
+    assert list(_with_telemetry(iter(events), FullDisk())) == events
+    assert "telemetry NOT complete" in caplog.text and "disk is full" in caplog.text
 
 
 def test_positive_labels_the_bundle_lacks_are_refused_before_the_run(pvc_bundle, recording, tmp_path):
@@ -368,6 +410,21 @@ def test_positive_labels_the_bundle_lacks_are_refused_before_the_run(pvc_bundle,
                              capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
     assert refused.returncode == 1 and "positive label 'v' is not one of the bundle's labels" in refused.stderr
     assert not (tmp_path / "events.jsonl").exists()
+
+
+def test_output_never_overwrites_the_trust_store_or_the_rollback_state(pvc_bundle, recording, tmp_path):
+    from runtime.__main__ import OutputPathError, check_output_clashes
+    from runtime.trust import TrustPolicy
+
+    store, state = tmp_path / "trust-store", tmp_path / "state" / "versions.json"
+    store.mkdir()
+    trust = TrustPolicy(store=store, version_state=state)
+    for output, what in ((store / "bundle-versions.json", "inside the trust store"), (store / "0123.pem",
+                         "inside the trust store"), (state, "is the bundle version state"),
+                         (state.with_name("versions.json.lock"), "is the bundle version state")):
+        with pytest.raises(OutputPathError, match=what):
+            check_output_clashes(output, pvc_bundle, recording, None, trust)
+    check_output_clashes(tmp_path / "events.jsonl", pvc_bundle, recording, None, trust)  # beside them: fine
 
 
 def test_output_never_overwrites_the_input_the_outbox_or_the_bundle_and_survives_a_failed_run(pvc_bundle, recording,
