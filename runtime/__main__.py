@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trust-store", type=Path, default=None, help="folder of trusted public keys (*.pem)")
     parser.add_argument("--allow-unsigned", action="store_true",
                         help="DEVELOPMENT ONLY: run bundles whose signature cannot be checked (WARNING on every load)")
+    parser.add_argument("--allow-unvalidated", action="store_true",
+                        help="DEVELOPMENT ONLY: run a bundle whose manifest says it was not validated on real data "
+                        "(WARNING on every run: not for clinical use)")
     parser.add_argument("--version-state", type=Path, default=None,
                         help="rollback state file (default: bundle-versions.json in the trust store)")
     parser.add_argument("--output", type=Path, default=None,
@@ -308,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         telemetry_mode=TelemetryMode(arguments.telemetry_mode),
         event_filter_rules=arguments.event_filter,
         positive_labels=arguments.positive_labels,
+        allow_unvalidated=arguments.allow_unvalidated,
     )
     try:
         trust = TrustPolicy.from_options(arguments.trust_store, arguments.allow_unsigned, arguments.version_state)

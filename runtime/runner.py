@@ -55,6 +55,7 @@ from runtime.events import BeatEvent, Event, RowPrediction, WindowEvent
 from runtime.features import FeatureKind
 from runtime.leads import check_recording_lead, stated_lead
 from runtime.readers import SIGNAL_RATE_RANGE_HZ, InputError, Recording, load_npy, read_channels, read_signal
+from runtime.real_data import check_real_data
 from runtime.results import probability
 from runtime.rows import predict_npz
 from runtime.tabular import predict_csv, predict_rows
@@ -88,6 +89,7 @@ class RunOptions:
     stream: StreamConfig = field(default_factory=lambda: RECORDING_CONFIG)
     window_stream: WindowStreamConfig = field(default_factory=lambda: RECORDING_WINDOW_CONFIG)  # signal_window
     trust: TrustPolicy | None = None  # keys the bundle must be signed by; None trusts nothing (runtime.trust)
+    allow_unvalidated: bool = False  # development only: run a bundle not validated on real data (runtime.real_data)
     telemetry_mode: TelemetryMode = TelemetryMode.AGGREGATES  # what telemetry sends (protocol.md)
     event_filter_rules: tuple[str, ...] | None = None  # aggregates mode: rules of filter v1 (FilterRule); None = all
     positive_labels: tuple[str, ...] | None = None  # labels the "positive" rule sends; None = all but the first
@@ -351,6 +353,8 @@ def telemetry_record(bundle: Bundle, event: BeatEvent | RowPrediction | WindowEv
 def run(bundle_path: Path | str, input_path: Path | str, options: RunOptions = RunOptions()) -> Iterator[Event]:
     """Verify the bundle, read the input, and return an iterator over the events."""
     bundle = load_bundle(bundle_path, options.provider, options.threads, trust=options.trust)
+    # before any input is read; a bundle loaded unverified is a development run already (NOT FOR CLINICAL USE): warned
+    check_real_data(bundle.manifest, bundle.manifest.scenario, options.allow_unvalidated or bundle.signed_by is None)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
     sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url, mode=options.telemetry_mode,
                          event_filter_rules=options.event_filter_rules,

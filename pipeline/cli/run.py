@@ -79,6 +79,9 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
               help="Folder of trusted public keys (*.pem): the bundle must be signed by one of them.")
 @click.option("--allow-unsigned", is_flag=True,
               help="DEVELOPMENT ONLY: run a bundle whose signature cannot be checked (a WARNING on every load).")
+@click.option("--allow-unvalidated", is_flag=True,
+              help="DEVELOPMENT ONLY: run a bundle whose manifest says it was not validated on real data (a WARNING "
+              "on every run: not for clinical use).")
 @click.option("--version-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Rollback state file (default: bundle-versions.json in the trust store).")
 @click.option("-v", "--verbose", is_flag=True, help="Log the runtime's decisions to stderr.")
@@ -98,6 +101,7 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
         event_filter_rules=options["event_filter"],
         positive_labels=tuple(item.strip() for item in options["positive_labels"].split(",") if item.strip())
         if options["positive_labels"] is not None else None,
+        allow_unvalidated=options["allow_unvalidated"],
     )
     try:
         trust = TrustPolicy.from_options(options["trust_store"], options["allow_unsigned"], options["version_state"])

@@ -78,7 +78,8 @@ def test_a_multi_channel_array_runs_only_with_channel(bundles, tmp_path, capsys)
     noise = rng.normal(0, 1, signal.size)
     np.save(tmp_path / "three.npy", np.stack([noise, signal, noise], axis=1))
     common = [str(bundles.ecg), "--input", str(tmp_path / "three.npy"), "--sample-rate",
-              case.arguments[case.arguments.index("--sample-rate") + 1], "--trust-store", str(bundles.trust_store)]
+              case.arguments[case.arguments.index("--sample-rate") + 1], "--trust-store", str(bundles.trust_store),
+              "--allow-unvalidated"]  # the synthetic ECG bundle
     assert device_main(common) == 1 and "holds 3 channels" in capsys.readouterr().err
     assert device_main([*common, "--channel", "1", "--output", str(tmp_path / "events.jsonl")]) == 0
     assert (tmp_path / "events.jsonl").read_text().count('"beat"') > 3
