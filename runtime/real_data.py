@@ -7,8 +7,10 @@ the build's.
 
 A device gives no class from a model that was not validated on real data: ``check_real_data`` refuses such a bundle
 (``UnvalidatedBundleError``, before any input is read) unless the operator allows it for development
-(``--allow-unvalidated``), and then every run logs NOT VALIDATED ON REAL DATA — NOT FOR CLINICAL USE. A manifest that
-states no verdict (an older bundle, or one written by hand) runs, and the log says its validation is not stated.
+(``--allow-unvalidated``), and then every run logs NOT VALIDATED ON REAL DATA — NOT FOR CLINICAL USE. The device
+(``runtime.runner.run``) refuses only a bundle it verified by signature: one loaded unverified under the development
+allowance (``--allow-unsigned``) is a development run already, and is warned the same way. A manifest that states no
+verdict (an older bundle, or one written by hand) runs, and the log says its validation is not stated.
 
 Dependency rule: the standard library and the runtime's own contract only (this package ships to the device).
 """
