@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict
 
-from pipeline.archive.worker import COUNT_FIELDS, REFUSED
+from pipeline.archive.worker import COUNT_FIELDS, FAILED, REFUSED
 from pipeline.clinical.markdown import markdown_cell
 from pipeline.clinical.recording_gate import RecordingGateConfig, judge_recordings
 from pipeline.validation import ec57
@@ -38,7 +38,7 @@ def totals(rows: Sequence[dict]) -> dict:
         flags.update(json.loads(row["unclassified_flags"] or "{}"))
     return {
         "recordings": len(rows), "succeeded": len(done),
-        "failed": sum(row["status"] == "failed" for row in rows),
+        "failed": sum(row["status"] == FAILED for row in rows),
         "refused": dict(sorted(Counter(row.get("lead") for row in rows if row["status"] == REFUSED).items())),
         "annotated": sum(bool(row["annotated"]) for row in done),
         "signal_s": round(_sum(done, "duration_s"), 3), "beats": int(_sum(done, "beats")),
@@ -54,7 +54,7 @@ def totals(rows: Sequence[dict]) -> dict:
 def failures(rows: Sequence[dict]) -> list[dict]:
     """The recordings that could not run (a broken file or sidecar, a rate the stream cannot take …)."""
     return [{key: row[key] for key in ("name", "file", "error_type", "error")} for row in rows
-            if row["status"] == "failed"]
+            if row["status"] == FAILED]
 
 
 def refusals(rows: Sequence[dict]) -> list[dict]:
