@@ -19,6 +19,7 @@ from pipeline.clinical.markdown import markdown_cell
 from pipeline.clinical.recording_gate import RecordingGateConfig, judge_recordings
 from pipeline.validation import ec57
 from pipeline.validation.recordings import RecordingValidationConfig, gate_figures, summarise_counts
+from runtime.real_data import RealDataStatus
 
 UNNAMED_LEAD = "not named"  # a recording whose file and index entry name no lead (a .npy, an 'ecg' column)
 LABELS = {"qrs_sensitivity": "QRS Se", "qrs_positive_predictivity": "QRS +P", "v_sensitivity": "V Se",
@@ -82,6 +83,20 @@ def _refused_lines(refused: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _real_data_lines(real_data: dict | None) -> list[str]:
+    """What the bundle's signed manifest says about validation on real data (``runtime.real_data``): an archive run is
+    an evaluation and runs either way, but a device refuses a bundle NOT validated on real data."""
+    if not real_data:
+        return []
+    reason = markdown_cell(real_data["reason"])
+    if real_data["validated"]:
+        return [f"Real data: the bundle's manifest says it was {real_data['status']} ({reason}).", ""]
+    if real_data["status"] == RealDataStatus.NOT_VALIDATED.value:
+        return [f"**Real data: the bundle is {real_data['status']}** ({reason}). A device refuses it; the figures "
+                "below evaluate it, they do not make it fit for patients.", ""]
+    return [f"**Real data: {real_data['status']}** ({reason}): these figures may be its only real-data evidence.", ""]
+
+
 def counts_of(row: dict) -> ec57.BeatCounts:
     return ec57.BeatCounts(row["name"], *(int(row[name]) for name in COUNT_FIELDS))
 
@@ -143,6 +158,7 @@ def render_markdown(report: dict) -> str:
         f"`{archive['folder']}` ({archive['recordings']} recordings, "
         f"{'indexed' if archive['indexed'] else 'scanned, no index'}). {archive['description']}",
         "",
+        *_real_data_lines(bundle.get("real_data")),
         f"Ray: {run['ray']}, {run['workers']} worker(s) × {run['threads_per_worker']} onnxruntime thread(s); "
         f"pipeline {run['pipeline_s']:.1f} s ({run['recordings_per_s']:.2f} recordings/s, "
         f"{run['signal_s_per_s']:.0f} s of signal/s), Ray start {run['ray_start_s']:.1f} s.",

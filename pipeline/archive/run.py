@@ -52,6 +52,7 @@ from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream
 from runtime.errors import EdgemedError
 from runtime.hashing import sha256_file
+from runtime.real_data import RealDataStatus, RealDataValidation
 from runtime.version import EDGEMED_VERSION
 
 logger = logging.getLogger(__name__)
@@ -290,9 +291,14 @@ def _complete(rows: list[dict], archive: Archive) -> list[dict]:
 
 
 def _bundle_info(bundle_path: Path, bundle: Bundle) -> dict:
+    """Which bundle ran, and what its signed manifest says about validation on real data (``runtime.real_data``): an
+    archive run is an evaluation, so it runs either way, and the report says which it was."""
+    verdict = RealDataValidation.of(bundle.manifest)
     return {"path": str(bundle_path), "bundle_id": bundle.bundle_id, "variant": bundle.variant,
             "scenario": bundle.manifest.scenario, "manifest_sha256": bundle.manifest_sha256,
-            "signed_by": bundle.signed_by, "provider": bundle.provider}
+            "signed_by": bundle.signed_by, "provider": bundle.provider,
+            "real_data": {"status": verdict.status.value, "validated": verdict.status is RealDataStatus.VALIDATED,
+                          "reason": verdict.reason}}
 
 
 def _archive_info(archive: Archive) -> dict:

@@ -7,6 +7,7 @@ agreement with the build's own recording validation is.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -21,12 +22,14 @@ from pipeline.archive.bare import bare_run
 from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
 from pipeline.archive.layout import ArchiveEntry
 from pipeline.archive.loopback import loopback_only
+from pipeline.archive.report import render_markdown
 from pipeline.archive.run import REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME, ArchiveRunConfig, validate_archive
 from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig, entry_from_row
 from pipeline.cli import main
 from pipeline.scenarios.ecg_pvc.mitdb import excerpt, load_records
 from pipeline.validation.ec57 import METRICS, Ec57Config
 from pipeline.validation.recordings import AnnotatedRecording, RecordingValidationConfig, validate_bundle
+from runtime.real_data import RealDataStatus
 from tests.runtime.pvc_bundle import RESIDUAL, RR_INPUT, build_pvc_bundle
 
 ray = pytest.importorskip("ray")
@@ -94,7 +97,23 @@ def test_parquet_has_one_row_per_file_in_index_order(outcome, workspace):
     assert report["results"]["rows"] == 5 and report["failed"][0]["name"].startswith("corrupt-00")
     markdown = (root / "out" / REPORT_MARKDOWN).read_text()
     assert "corrupt-00-truncated-npy" in markdown and "QRS Se" in markdown
+    real_data = report["bundle"]["real_data"]  # the hand-built bundle's manifest says its data are synthetic
+    assert real_data == {"status": RealDataStatus.NOT_VALIDATED.value, "validated": False,
+                         "reason": "its training and test data are synthetic (a simulation)"}
+    assert "**Real data: the bundle is NOT validated on real data** (its training and test data are synthetic" \
+        in markdown
     assert sorted(path.name for path in (root / "out").iterdir()) == [REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME]
+
+
+def test_the_report_says_what_the_manifest_says_about_real_data(outcome):
+    """An archive run is an evaluation: it runs a bundle a device would refuse, and its report says which it was."""
+    report = copy.deepcopy(outcome.report)
+    report["bundle"]["real_data"] = {"status": RealDataStatus.NOT_STATED.value, "validated": False,
+                                     "reason": "its manifest carries no evidence verdict"}
+    assert "**Real data: real-data validation not stated** (its manifest carries no evidence verdict)" \
+        in render_markdown(report)
+    report["bundle"]["real_data"] = {"status": RealDataStatus.VALIDATED.value, "validated": True, "reason": "passed"}
+    assert "Real data: the bundle's manifest says it was validated on real data (passed)." in render_markdown(report)
 
 
 def test_ec57_figures_equal_the_build_recording_validation(outcome, workspace, excerpts):
