@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--telemetry-url", default=None, help="upload telemetry records to this URL")
     parser.add_argument("--telemetry-outbox", type=Path, default=None, help="telemetry outbox path")
     parser.add_argument("--telemetry-mode", choices=[mode.value for mode in TelemetryMode],
-                        default=TelemetryMode.AGGREGATES.value,
+                        default=None,
                         help="aggregates: per-minute aggregates plus the events the filter keeps (default); "
                         "records: one record per inference")
     parser.add_argument("--event-filter", type=_filter_rules, default=None,
@@ -227,12 +227,20 @@ def check_paths(output: Path | None, options: RunOptions, bundle: Path | None = 
     subclasses); with ``bundle`` and ``input_path``, also that ``--output`` would overwrite neither."""
     check_output_path(output)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
-    unused = [name for name, value in (("--device-id", options.device_id), ("--event-filter",
-              options.event_filter_rules), ("--positive-labels", options.positive_labels)) if value is not None]
+    filtering = (("--event-filter", options.event_filter_rules), ("--positive-labels", options.positive_labels))
+    unused = [name for name, value in (("--device-id", options.device_id), ("--telemetry-mode", options.telemetry_mode),
+                                       *filtering) if value is not None]
     if outbox is None and unused:  # an option that changes nothing is a mistake the operator should hear of
         raise TelemetryUnavailableError(f"{unused[0]} was given without telemetry", expected=f"{unused[0]} only "
                                         "with --telemetry-outbox or --telemetry-url",
                                         fix=f"add the telemetry options, or leave out {unused[0]}")
+    unfiltered = [name for name, value in filtering if value is not None]
+    if options.telemetry_mode is TelemetryMode.RECORDS and unfiltered:  # records mode sends every event: no filter
+        raise TelemetryUnavailableError(f"{unfiltered[0]} was given with --telemetry-mode records",
+                                        expected=f"{unfiltered[0]} only in aggregates mode, where the filter chooses "
+                                                 "the events sent on their own beside the minute aggregates (records "
+                                                 "mode sends every event)",
+                                        fix=f"leave out {unfiltered[0]}, or use --telemetry-mode aggregates")
     if output is not None and bundle is not None and input_path is not None:
         check_output_clashes(output, bundle, input_path, outbox, options.trust)
     if outbox is not None:
@@ -308,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         telemetry_outbox=arguments.telemetry_outbox,
         provider=arguments.provider,
         threads=arguments.threads,
-        telemetry_mode=TelemetryMode(arguments.telemetry_mode),
+        telemetry_mode=None if arguments.telemetry_mode is None else TelemetryMode(arguments.telemetry_mode),
         event_filter_rules=arguments.event_filter,
         positive_labels=arguments.positive_labels,
         allow_unvalidated=arguments.allow_unvalidated,

@@ -90,7 +90,7 @@ class RunOptions:
     window_stream: WindowStreamConfig = field(default_factory=lambda: RECORDING_WINDOW_CONFIG)  # signal_window
     trust: TrustPolicy | None = None  # keys the bundle must be signed by; None trusts nothing (runtime.trust)
     allow_unvalidated: bool = False  # development only: run a bundle not validated on real data (runtime.real_data)
-    telemetry_mode: TelemetryMode = TelemetryMode.AGGREGATES  # what telemetry sends (protocol.md)
+    telemetry_mode: TelemetryMode | None = None  # what telemetry sends (protocol.md); None: not chosen, aggregates
     event_filter_rules: tuple[str, ...] | None = None  # aggregates mode: rules of filter v1 (FilterRule); None = all
     positive_labels: tuple[str, ...] | None = None  # labels the "positive" rule sends; None = all but the first
     stream_start_s: float | None = None  # epoch seconds of the recording's first sample; None = it ended at start
@@ -356,7 +356,8 @@ def run(bundle_path: Path | str, input_path: Path | str, options: RunOptions = R
     # before any input is read; a bundle loaded unverified is a development run already (NOT FOR CLINICAL USE): warned
     check_real_data(bundle.manifest, bundle.manifest.scenario, options.allow_unvalidated or bundle.signed_by is None)
     outbox = options.telemetry_outbox or (DEFAULT_OUTBOX if options.telemetry_url else None)
-    sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url, mode=options.telemetry_mode,
+    sink = TelemetrySink(bundle, outbox, options.device_id, options.telemetry_url,
+                         mode=options.telemetry_mode or TelemetryMode.AGGREGATES,
                          event_filter_rules=options.event_filter_rules,
                          positive_labels=options.positive_labels) if outbox else None
     started_s = time.time()

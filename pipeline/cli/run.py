@@ -58,9 +58,9 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
 @click.option("--telemetry-url", default=None, help="Upload the telemetry to this collector URL.")
 @click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
 @click.option("--telemetry-mode", type=click.Choice([mode.value for mode in TelemetryMode]),
-              default=TelemetryMode.AGGREGATES.value, show_default=True,
-              help="aggregates: per-minute aggregates plus the events the filter keeps; records: one record per "
-              "inference.")
+              default=None,
+              help="aggregates (the default): per-minute aggregates plus the events the filter keeps; records: one "
+              "record per inference.")
 @click.option("--event-filter", "event_filter", default=None, callback=_filter_rules,
               help="Aggregates mode: comma-separated rules that also send an event on its own (positive, "
               "low_confidence, alarm, unjudged, quality_change; default: all; 'none': none).")
@@ -97,7 +97,7 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
         telemetry_outbox=options["telemetry_outbox"],
         provider=options["provider"],
         threads=options["threads"],
-        telemetry_mode=TelemetryMode(options["telemetry_mode"]),
+        telemetry_mode=None if options["telemetry_mode"] is None else TelemetryMode(options["telemetry_mode"]),
         event_filter_rules=options["event_filter"],
         positive_labels=tuple(item.strip() for item in options["positive_labels"].split(",") if item.strip())
         if options["positive_labels"] is not None else None,

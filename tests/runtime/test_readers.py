@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from runtime.__main__ import check_output_path
 from runtime.errors import EdgemedError
 from runtime.readers import MAX_CELL_CHARS, SAMPLE_RATE_RANGE_HZ, InputError, load_npy, read_signal, read_signal_csv
 from runtime.rows import read_npz
+from runtime.runner import TelemetryMode
 from runtime.tabular import read_feature_csv
 from runtime.telemetry.outbox import Outbox, check_outbox_path
 from runtime.telemetry.records import TelemetryError
@@ -268,6 +270,23 @@ def test_telemetry_options_without_telemetry_are_refused_not_ignored(tmp_path):
 
     for options, named in ((RunOptions(device_id="ab" * 8), "--device-id"),
                            (RunOptions(positive_labels=("V",)), "--positive-labels"),
-                           (RunOptions(event_filter_rules=()), "--event-filter")):
+                           (RunOptions(event_filter_rules=()), "--event-filter"),
+                           (RunOptions(telemetry_mode=TelemetryMode.AGGREGATES), "--telemetry-mode")):
         assert f"{named} was given without telemetry" in refusal(check_paths, None, options)
     check_paths(None, RunOptions(device_id="ab" * 8, telemetry_outbox=tmp_path / "outbox.sqlite"))
+
+
+def test_an_event_filter_in_records_mode_is_refused_not_ignored(tmp_path):
+    """Records mode sends every event: a filter or positive labels given with it would change nothing."""
+    from runtime.__main__ import check_paths
+    from runtime.runner import RunOptions
+
+    outbox = tmp_path / "outbox.sqlite"
+    for options, named in ((RunOptions(positive_labels=("V",)), "--positive-labels"),
+                           (RunOptions(event_filter_rules=("positive",)), "--event-filter")):
+        records = dataclasses.replace(options, telemetry_outbox=outbox, device_id="ab" * 8,
+                                      telemetry_mode=TelemetryMode.RECORDS)
+        message = refusal(check_paths, None, records)
+        assert f"{named} was given with --telemetry-mode records" in message and "aggregates mode" in message
+        check_paths(None, dataclasses.replace(records, telemetry_mode=TelemetryMode.AGGREGATES))
+        check_paths(None, dataclasses.replace(records, telemetry_mode=None))  # not chosen: aggregates

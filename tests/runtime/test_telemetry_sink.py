@@ -4,7 +4,6 @@ per envelope, and the privacy scan's number-list pattern in linear time."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -329,7 +328,10 @@ def test_run_and_its_command_line_take_the_telemetry_mode(pvc_bundle, recording,
                           text=True, cwd=REPOSITORY, timeout=120)
     assert done.returncode == 0, done.stderr
     assert any(row.get("kind") == "aggregate" for row in _outbox_rows(tmp_path / "cli-2.sqlite3"))  # the default
-    assert dataclasses.replace(RunOptions()).telemetry_mode is TelemetryMode.AGGREGATES
+    assert RunOptions().telemetry_mode is None  # not chosen: the sink runs aggregates, as the run above shows
+    alone = subprocess.run([*command[:command.index("--device-id")], "--telemetry-mode", "records"],
+                           capture_output=True, text=True, cwd=REPOSITORY, timeout=120)
+    assert alone.returncode == 1 and "--telemetry-mode was given without telemetry" in alone.stderr
 
 
 # -- refusals before anything is written --------------------------------------------------------------------------
