@@ -105,6 +105,10 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
 @click.option("--trust-store", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Folder of trusted public keys (*.pem): every device verifies its bundles' signatures, as a real "
               "one does. Without it the devices run under the development allowance (a warning per bundle).")
+@click.option("--allow-unvalidated", is_flag=True,
+              help="DEVELOPMENT ONLY: let the devices run a bundle whose manifest says it was not validated on real "
+              "data (a WARNING per bundle). Without it a device that verified such a bundle refuses it, as a real "
+              "one does.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar on stderr.")
 @click.option("-v", "--verbose", is_flag=True, help="Log the simulator's and the runtime's decisions to stderr.")
 def simulate_command(
@@ -123,6 +127,7 @@ def simulate_command(
     telemetry_mode: str,
     upload_interval: float,
     trust_store: Path | None,
+    allow_unvalidated: bool,
     progress: bool,
     verbose: bool,
 ) -> None:
@@ -140,7 +145,7 @@ def simulate_command(
         script=_load_script(script_path),
         signal=SignalConfig(source=signals),
         device=DeviceConfig(telemetry_mode=TelemetryMode(telemetry_mode), upload_interval_s=upload_interval,
-                            trust_store=trust_store),
+                            trust_store=trust_store, allow_unvalidated=allow_unvalidated),
         processes=processes,
     )
     bar = tqdm(desc="simulate", unit="chunk", file=sys.stderr, disable=not progress, dynamic_ncols=True)

@@ -33,6 +33,7 @@ from pipeline.fleet.signals import ADC_RANGE, LoopedSignal, impair
 from runtime.bundle import Bundle, load_bundle
 from runtime.ecg.stream import EcgStream, StreamConfig
 from runtime.events import BeatEvent, QualityEvent
+from runtime.real_data import check_real_data
 from runtime.runner import TelemetryMode, TelemetrySink
 from runtime.telemetry import AggregationPlan, CollectorRejectedError, Outbox, Uploader
 from runtime.trust import TrustPolicy
@@ -50,6 +51,7 @@ class DeviceConfig:
     stream: StreamConfig = field(default_factory=lambda: StreamConfig(summary_features=True))  # live-stream settings
     telemetry_mode: TelemetryMode = TelemetryMode.AGGREGATES  # per-minute aggregates + filtered events, or records
     trust_store: Path | None = None  # verify every bundle's signature against these keys (None: development allowance)
+    allow_unvalidated: bool = False  # development only: run a bundle not validated on real data (runtime.real_data)
 
 
 class SlowedPredict:
@@ -81,17 +83,24 @@ class DeviceBundle:
 
 
 class BundleCache:
-    """Bundles loaded once per process (one ONNX Runtime session each) with their aggregation plans."""
+    """Bundles loaded once per process (one ONNX Runtime session each) with their aggregation plans.
 
-    def __init__(self, threads: int = 1, trust_store: Path | None = None) -> None:
+    As on a device (``runtime.runner.run``): a bundle verified against the trust store whose signed manifest says it
+    was not validated on real data is refused (``UnvalidatedBundleError``) unless ``allow_unvalidated``; without a
+    trust store the devices run under the development allowance and such a bundle is warned."""
+
+    def __init__(self, threads: int = 1, trust_store: Path | None = None, allow_unvalidated: bool = False) -> None:
         self.threads = threads
         self.trust_store = trust_store
+        self.allow_unvalidated = allow_unvalidated
         self._bundles: dict[Path, tuple[Bundle, AggregationPlan]] = {}
 
     def get(self, path: Path) -> tuple[Bundle, AggregationPlan]:
         key = Path(path).resolve()
         if key not in self._bundles:
             bundle = load_bundle(path, threads=self.threads, trust=self._trust())
+            check_real_data(bundle.manifest, bundle.manifest.scenario,
+                            self.allow_unvalidated or self.trust_store is None or bundle.signed_by is None)
             plan = AggregationPlan.from_profile(bundle.reference_profile(), bundle.output.task.value, bundle.labels)
             self._bundles[key] = (bundle, plan)
         return self._bundles[key]
@@ -129,7 +138,7 @@ class SimulatedDevice:
         self.start_time = start_time
         self.start_epoch_s = start_time.timestamp()
         self.config = config
-        self.bundles = bundles or BundleCache(config.threads, config.trust_store)
+        self.bundles = bundles or BundleCache(config.threads, config.trust_store, config.allow_unvalidated)
         self.rng = np.random.default_rng([seed, index])
         self.outbox = Outbox(outbox_path, device_id)
         self.uploader = Uploader(self.outbox, collector_url, simulated=True)  # labelled simulated in the store

@@ -143,7 +143,7 @@ def run_devices(config: SimulationConfig, indices: range, start_time: datetime, 
     duration_s = config.minutes * 60.0
     chunks = math.ceil(duration_s / config.chunk_s - 1e-9)
     # one session per bundle for every device of this process
-    bundles = BundleCache(config.device.threads, config.device.trust_store)
+    bundles = BundleCache(config.device.threads, config.device.trust_store, config.device.allow_unvalidated)
     devices = [_device(index, config, script, outbox_dir, start_time, bundles) for index in indices]
     for chunk in range(chunks):
         start_s = chunk * config.chunk_s

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import statistics
 import threading
@@ -326,9 +327,12 @@ def test_a_two_input_bundle_simulates_through_unjudged_beats_and_empty_minutes(c
     assert after["quality_events"]["flat_line"]["seconds"] == pytest.approx(84.0, abs=1.0) and after["late"] >= 1
 
 
-def test_with_a_trust_store_devices_run_signed_bundles_and_refuse_unsigned_ones(ecg_build, collector, tmp_path):
+def test_with_a_trust_store_devices_run_signed_bundles_and_refuse_unsigned_ones(ecg_build, collector, tmp_path,
+                                                                               caplog):
     """``--trust-store``: every simulated device verifies its bundle as a real one does; an unsigned bundle stops the
-    run with the runtime's own refusal (what, expected, fix), nothing sent."""
+    run with the runtime's own refusal (what, expected, fix), nothing sent. The bundle here is the synthetic ECG
+    scenario's: verified, it is refused as NOT validated on real data, as on a device, unless the development
+    allowance ``--allow-unvalidated`` is given."""
     import shutil
 
     from pipeline.build.signing import SigningKey, generate_keys, stamp_release
@@ -344,9 +348,14 @@ def test_with_a_trust_store_devices_run_signed_bundles_and_refuse_unsigned_ones(
     arguments = ["--devices", "1", "--minutes", "0.5", "--collector", url, "--salt", "trusted-fleet", "--no-progress",
                  "--trust-store", str(keys.public_key.parent)]
     runner = CliRunner()
-    accepted = runner.invoke(simulate_command, [*arguments, "--bundle", str(signed)])
+    unvalidated = runner.invoke(simulate_command, [*arguments, "--bundle", str(signed)])
+    assert unvalidated.exit_code == 1
+    assert "NOT validated on real data" in unvalidated.output and "--allow-unvalidated" in unvalidated.output
+    with caplog.at_level(logging.WARNING):
+        accepted = runner.invoke(simulate_command, [*arguments, "--bundle", str(signed), "--allow-unvalidated"])
     assert accepted.exit_code == 0, accepted.output
-    assert "NOT VERIFIED" not in accepted.output and "development allowance" not in accepted.output
+    assert "NOT VERIFIED" not in caplog.text and "(--allow-unsigned)" not in caplog.text
+    assert "NOT VALIDATED ON REAL DATA" in caplog.text
     unsigned = tmp_path / "unsigned"
     shutil.copytree(outcome.bundle_directory, unsigned)
     (unsigned / "manifest.sig").unlink(missing_ok=True)
