@@ -16,6 +16,7 @@ from dashboard.data.bundles import BundleInfo
 from dashboard.data.files import DataUnavailableError, read_json_object
 from runtime.contract import AnomalyRule, BinaryRule, MulticlassRule, MultilabelRule, RegressionRule
 from runtime.leads import validated_leads
+from runtime.real_data import RealDataStatus, RealDataValidation
 
 MODEL_STAGES = ("train", "import")  # where the lineage's model id may live
 
@@ -57,6 +58,19 @@ def data_badge(bundle: BundleInfo) -> str:
     if data.synthetic is False and data.provenance.get("synthetic_training_data"):
         return "synthetic training data"
     return ""
+
+
+def real_data_note(bundle: BundleInfo) -> tuple[RealDataStatus, str]:
+    """What the bundle's signed manifest says about validation on real data (``runtime.real_data``), and a line for
+    the Builds page: a bundle NOT validated is one a device refuses, whatever its figures below say."""
+    verdict = RealDataValidation.of(bundle.manifest)
+    if verdict.status is RealDataStatus.VALIDATED:
+        return verdict.status, f"Validated on real data: {verdict.reason}."
+    if verdict.status is RealDataStatus.NOT_VALIDATED:
+        return verdict.status, (f"NOT validated on real data: {verdict.reason}. A device refuses this bundle (only a "
+                                "development run with --allow-unvalidated takes it); the figures below are not "
+                                "evidence for patients.")
+    return verdict.status, f"Real-data validation not stated: {verdict.reason}. A device runs it and logs so."
 
 
 def leads_note(bundle: BundleInfo) -> str:

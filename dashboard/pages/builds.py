@@ -21,6 +21,7 @@ from dashboard.data.builds import (
     loro_frame,
     pareto_variants,
     per_class_frame,
+    real_data_note,
     recording_records_frame,
     recording_validation,
     recording_variants_frame,
@@ -33,6 +34,7 @@ from dashboard.data.bundles import BundleInfo
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings
 from dashboard.monitoring.predictions import CLASSIFIERS, reference_class_shares, reference_statistics
+from runtime.real_data import RealDataStatus
 
 VARIANT_COLUMNS = {
     "variant": st.column_config.TextColumn("variant"),
@@ -56,7 +58,18 @@ def show_bundle(bundle: BundleInfo, current: DashboardSettings) -> None:
     badge = data_badge(bundle)
     st.caption(f"{manifest.description} · {manifest.output.task} · labels {', '.join(bundle.labels)} · built "
                f"{manifest.created_at}" + (f" · **{badge}**" if badge else ""))
-    st.success(f"shipped **{bundle.shipped_variant}** — {manifest.selection.reason}")
+    status, real_data = real_data_note(bundle)
+    if status is RealDataStatus.NOT_VALIDATED:
+        st.error(real_data)
+    elif status is RealDataStatus.NOT_STATED:
+        st.warning(real_data)
+    else:
+        st.caption(real_data)
+    shipped = f"shipped **{bundle.shipped_variant}** — {manifest.selection.reason}"
+    if status is RealDataStatus.VALIDATED:
+        st.success(shipped)
+    else:  # chosen among its variants, but not a bundle for patients: no green
+        st.info(shipped)
     st.caption(f"selection rule: {manifest.selection.rule}")
     note = resampling_note(bundle)
     if note:

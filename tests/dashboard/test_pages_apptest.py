@@ -277,6 +277,12 @@ def test_builds_page_shows_windowed_bundles(tmp_path: Path, use_settings) -> Non
                                 for kind in ("multiclass", "binary"))
     assert eeg_caption.endswith(" · **synthetic data**")  # the hand-built bundle's data are synthetic
     assert ppg_caption.endswith(" · **synthetic training data**") and "**synthetic data**" not in ppg_caption
+    # what the signed manifest says about real data, above the shipped variant: the synthetic one is NOT validated
+    # (red, no green "shipped"); the other states no evidence verdict (a warning)
+    assert "NOT validated on real data: its training and test data are synthetic" in texts(app, "error")
+    assert "A device refuses this bundle" in texts(app, "error")
+    assert "Real-data validation not stated" in texts(app, "warning")
+    assert not app.success and sum("shipped **" in str(item.value) for item in app.info) == 2
     # the intervals say how they were resampled: whole groups of correlated windows
     assert ("95 % CIs resample 3 whole groups of the 40 test samples (one group: recording × 10-s block)"
             in texts(app, "caption"))
