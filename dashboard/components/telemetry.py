@@ -29,7 +29,7 @@ import streamlit as st
 from dashboard.components import widgets
 from dashboard.components.open_blocks import OpenMinuteBlocks
 from dashboard.data.allocator import use_system_allocator
-from dashboard.data.bundles import read_catalog
+from dashboard.data.bundles import BundleCatalog, read_catalog
 from dashboard.data.files import DataUnavailableError
 from dashboard.data.settings import DashboardSettings, database_environment_value, parse_database
 from dashboard.data.telemetry import TelemetryReader
@@ -49,6 +49,7 @@ from dashboard.monitoring import aggregate_checks
 from dashboard.monitoring.aggregate_window import PlanFor, aggregate_frame, catalog_plans
 from dashboard.monitoring.alerts import Alert
 from dashboard.monitoring.drift import DEFAULT_DRIFT_CONFIG
+from runtime.real_data import RealDataStatus, RealDataValidation
 
 logger = logging.getLogger(__name__)
 
@@ -133,6 +134,22 @@ def simulated_notice(current: DashboardSettings, shown: list[str] | pd.Series) -
         st.warning(f"SIMULATED: {len(marked):,} of the {count:,} device{'' if count == 1 else 's'} shown here "
                    + SIMULATED_NOTICE, icon=":material/science:")
     return marked
+
+
+def unvalidated_notice(catalog: BundleCatalog, bundles: pd.Series) -> frozenset[str]:
+    """A red banner when devices run a published bundle whose signed manifest says it was NOT validated on real data
+    (``runtime.real_data``: a device refuses it unless a development run allows it); the names of such bundles.
+    ``bundles``: each shown device's bundle name, as the Fleet table gives it."""
+    unvalidated = frozenset(bundle.name for bundle in catalog.bundles
+                            if RealDataValidation.of(bundle.manifest).status is RealDataStatus.NOT_VALIDATED)
+    running = bundles[bundles.isin(unvalidated)]
+    if len(running):
+        names = ", ".join(sorted(set(running)))
+        st.error(f"NOT VALIDATED ON REAL DATA: {len(running):,} of the {len(bundles):,} devices shown run {names}, "
+                 "whose manifest says it was not validated on real data — development runs "
+                 "(--allow-unvalidated), their answers are not for patients (the Builds page says why)",
+                 icon=":material/block:")
+    return unvalidated
 
 
 @st.cache_resource(ttl=OPEN_TTL_S, max_entries=256, show_spinner=False)

@@ -92,6 +92,7 @@ def fleet_view() -> None:
     simulated = telemetry.simulated_notice(current, devices["device_id"])
     overview = device_overview(devices, view.frame, catalog, moment, span, config, (view.coverage, view.end))
     overview["simulated"] = overview["device_id"].isin(simulated)
+    telemetry.unvalidated_notice(catalog, overview["bundle"])
     counts = status_counts(overview)
     cells = st.columns(1 + len(STATUSES))
     cells[0].metric("devices", f"{len(overview):,}")

@@ -208,6 +208,10 @@ def test_fleet_page_shows_each_kinds_answers(kind_settings: DashboardSettings) -
     statistics = [frame.value for frame in app.dataframe if "p95" in frame.value.columns]
     assert set(statistics[0]["output"]) == {"qt_interval", "heart_rate_estimate"}
     assert "not judged" in texts(app, "caption")
+    # the hand-built bundles' manifests say their data are synthetic: every device on one of them is named in red
+    banner = texts(app, "error")
+    assert "NOT VALIDATED ON REAL DATA" in banner and "not for patients" in banner
+    assert all(name in banner for name in KIND_BUNDLES.values()) and "future-bundle" not in banner
 
 
 @pytest.mark.parametrize(("device", "chart_count", "shown"), [
