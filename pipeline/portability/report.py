@@ -69,6 +69,12 @@ def render_markdown(report: dict) -> str:
                       f"the first {report['seconds_per_signal']:g} s of each signal") + "):",
         *(f"- {source}" for source in sources),
         "",
+        *(["Bundles (as they stood when measured):",
+           *(f"- `{name}`: " + (f"{item['bundle_id']}, variant {item['variant']}, manifest sha256 "
+                                f"{item['manifest_sha256'][:12]}…, {item['real_data']}" if "bundle_id" in item
+                                else f"manifest unreadable ({item.get('unreadable')})")
+             for name, item in report["bundles"].items()),
+           ""] if report.get("bundles") else []),
         "CPUs:",
         *(f"- `{target['name']}`: {target['instruction_sets']} — {target['devices']}"
           + (f" (QEMU `-cpu {target['qemu_cpu'].split(',')[0]}`)" if target["emulated"] else "")

@@ -117,6 +117,12 @@ def test_tiny_bundles_give_the_same_answers_on_emulated_arm_and_avx2_cpus(emulat
         assert item["largest_difference"] <= NUMBER_TOLERANCE
         assert item["ec57_gross"] == reference["ec57_gross"]
     assert by_target[("ecg-pvc", "host")]["ec57_gross"]["qrs_sensitivity"] > 0.9  # real MIT-BIH beats were scored
+    # every figure names the bundle it measured, as it stood: id, variant, hashes and its real-data status
+    identities = report["bundles"]
+    assert set(identities) == {"breast-cancer", "breast-cancer-int8", "ecg-pvc"}
+    assert identities["breast-cancer-int8"]["variant"] == "int8-dynamic"
+    assert all(len(item["manifest_sha256"]) == 64 and item["bundle_id"] and item["real_data"]
+               for item in identities.values())
     # the device reads the emulated CPU's /proc/cpuinfo: on the other architecture an int8 bundle warns, fp32 never
     other = "arm-cortex-a72" if host_architecture() == "x86_64" else "x86-64-avx2"
     assert by_target[("breast-cancer-int8", other)]["device_warned"] == 1
@@ -124,6 +130,7 @@ def test_tiny_bundles_give_the_same_answers_on_emulated_arm_and_avx2_cpus(emulat
                    if bundle != "breast-cancer-int8" or target == "host")
     markdown = render_markdown(report)
     assert "every emulated CPU gave the same decisions" in markdown and "Raspberry Pi 4" in markdown
+    assert f"- `ecg-pvc`: {identities['ecg-pvc']['bundle_id']}, variant fp32" in markdown
     # the emulator's self-test: a target listed is one whose emulator sorts wrong (QEMU 7.2's AVX2 gathers), and the
     # report says so; the answers above hold there all the same (the template's tie order is a stable sort)
     defects = report["emulator_defects"]
