@@ -43,6 +43,7 @@ try:  # numpy is imported here already: a Python without it is told so in one li
         RunOptions,
         TelemetryMode,
         TelemetryUnavailableError,
+        check_filter_mode,
         check_telemetry_identity,
         run,
     )
@@ -234,13 +235,7 @@ def check_paths(output: Path | None, options: RunOptions, bundle: Path | None = 
         raise TelemetryUnavailableError(f"{unused[0]} was given without telemetry", expected=f"{unused[0]} only "
                                         "with --telemetry-outbox or --telemetry-url",
                                         fix=f"add the telemetry options, or leave out {unused[0]}")
-    unfiltered = [name for name, value in filtering if value is not None]
-    if options.telemetry_mode is TelemetryMode.RECORDS and unfiltered:  # records mode sends every event: no filter
-        raise TelemetryUnavailableError(f"{unfiltered[0]} was given with --telemetry-mode records",
-                                        expected=f"{unfiltered[0]} only in aggregates mode, where the filter chooses "
-                                                 "the events sent on their own beside the minute aggregates (records "
-                                                 "mode sends every event)",
-                                        fix=f"leave out {unfiltered[0]}, or use --telemetry-mode aggregates")
+    check_filter_mode(options.telemetry_mode, options.event_filter_rules, options.positive_labels)
     if output is not None and bundle is not None and input_path is not None:
         check_output_clashes(output, bundle, input_path, outbox, options.trust)
     if outbox is not None:

@@ -99,6 +99,20 @@ class RunOptions:
 COMMIT_EVERY = 64  # telemetry records per outbox transaction; events per aggregator hand-over
 
 
+def check_filter_mode(mode: TelemetryMode | str | None, event_filter_rules: Sequence[str] | None,
+                      positive_labels: Sequence[str] | None) -> None:
+    """Records mode sends every event: an event filter or positive labels given with it would change nothing, so they
+    are refused (``TelemetryUnavailableError``), not ignored."""
+    given = [name for name, value in (("--event-filter", event_filter_rules), ("--positive-labels", positive_labels))
+             if value is not None]
+    if mode is not None and TelemetryMode(mode) is TelemetryMode.RECORDS and given:
+        raise TelemetryUnavailableError(f"{given[0]} was given with --telemetry-mode records",
+                                        expected=f"{given[0]} only in aggregates mode, where the filter chooses the "
+                                                 "events sent on their own beside the minute aggregates (records mode "
+                                                 "sends every event)",
+                                        fix=f"leave out {given[0]}, or use --telemetry-mode aggregates")
+
+
 def check_telemetry_identity(device_id: str | None, url: str | None) -> None:
     """The device id and collector URL telemetry needs, checked before any bundle is opened or record stored
     (``TelemetryUnavailableError``; the id is never echoed: a wrong one may be a patient's name or number)."""
@@ -153,6 +167,7 @@ class TelemetrySink:
                  positive_labels: Sequence[str] | None = None) -> None:
         """``outbox_path``: the outbox file, or an open ``Outbox`` to share (a device switching bundles)."""
         check_telemetry_identity(device_id, url)
+        check_filter_mode(mode, event_filter_rules, positive_labels)
         unknown = [label for label in positive_labels or () if label not in bundle.labels]
         if unknown:
             raise TelemetryUnavailableError(

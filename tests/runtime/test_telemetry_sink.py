@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from runtime.events import BeatEvent, QualityEvent
-from runtime.runner import RunOptions, TelemetryMode, TelemetrySink, run, telemetry_record
+from runtime.runner import RunOptions, TelemetryMode, TelemetrySink, TelemetryUnavailableError, run, telemetry_record
 from runtime.telemetry import (
     AGGREGATE_SCHEMA_VERSION,
     Outbox,
@@ -237,6 +237,19 @@ def test_aggregates_are_exactly_once_across_kill_9_a_restart_and_a_lost_acknowle
     assert sum(item["aggregates"] for item in rollups) == len(aggregates)
     assert sum(item["payload"]["records"] for item in rollups) == sum(item["records"] for item in aggregates)
     store.close()
+
+
+def test_a_sink_in_records_mode_refuses_an_event_filter(tmp_path, pvc_bundle):
+    """The API refuses what the command lines refuse: a filter in records mode (which sends every event) would be
+    ignored; nothing is created."""
+    from runtime.bundle import load_bundle
+
+    bundle = load_bundle(pvc_bundle, provider="cpu", threads=1, trust=UNSIGNED)
+    for options, named in (({"event_filter_rules": ("positive",)}, "--event-filter"),
+                           ({"positive_labels": ("V",)}, "--positive-labels")):
+        with pytest.raises(TelemetryUnavailableError, match=f"{named} was given with --telemetry-mode records"):
+            TelemetrySink(bundle, tmp_path / "outbox.sqlite3", DEVICE_ID, None, mode="records", **options)
+    assert not (tmp_path / "outbox.sqlite3").exists()
 
 
 def test_envelopes_never_mix_schema_versions(tmp_path, pvc_bundle):
