@@ -21,9 +21,10 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
-from runtime.contract import BundleManifest
+from runtime.contract import MANIFEST_NAME, BundleManifest, manifest_sha256, parse_manifest
 from runtime.errors import EdgemedError
 
 logger = logging.getLogger(__name__)
@@ -83,3 +84,19 @@ def check_real_data(manifest: BundleManifest, name: str, allow_unvalidated: bool
     elif verdict.status is RealDataStatus.NOT_STATED:
         logger.info("bundle %s: %s: %s", name, verdict.status.value, verdict.reason)
     return verdict
+
+
+def bundle_identity(folder: Path) -> dict[str, Any]:
+    """Which bundle a figure or a run used (id, shipped variant, manifest and model sha256) and what its signed
+    manifest says about real data (``real_data``: the status, ``real_data_reason``: why), read from the manifest alone
+    (no model session); ``{"unreadable": why}`` when the manifest cannot be read."""
+    try:
+        raw = (Path(folder) / MANIFEST_NAME).read_bytes()
+        manifest = parse_manifest(raw)
+    except (OSError, EdgemedError) as error:
+        return {"unreadable": str(getattr(error, "what", error))}
+    sha256 = manifest_sha256(raw)
+    verdict = RealDataValidation.of(manifest)
+    return {"bundle_id": manifest.bundle_id(sha256), "variant": manifest.variant, "manifest_sha256": sha256,
+            "model_sha256": manifest.model_sha256, "real_data": verdict.status.value,
+            "real_data_reason": verdict.reason}

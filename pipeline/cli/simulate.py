@@ -178,6 +178,10 @@ def _print_summary(summary: dict) -> None:
     )
     click.echo("SIMULATED fleet (uploads marked simulated; the dashboard labels them): signals: " + ", ".join(
         f"{count} {source}" for source, count in summary["signals"].items() if count))
+    for path, identity in summary["bundles"].items():
+        click.echo(f"bundle {path}: " + (f"{identity['bundle_id']} ({identity['variant']}), {identity['real_data']} "
+                                         f"({identity['real_data_reason']})" if "unreadable" not in identity
+                                         else f"manifest unreadable ({identity['unreadable']})"))
     click.echo(
         f"totals: {totals['beats']} beats, {totals['aggregated_events']} events aggregated into "
         f"{totals['aggregates']} minute aggregates, {totals['records']} records sent on their own, "

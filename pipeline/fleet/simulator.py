@@ -29,6 +29,7 @@ from pipeline.fleet.device import BundleCache, DeviceConfig, SimulatedDevice
 from pipeline.fleet.scenario import EventKind, ScenarioError, ScriptedEvent, default_script, validate_script
 from pipeline.fleet.signals import SYNTHETIC_SIGNAL, SignalConfig, device_signal
 from runtime.errors import EdgemedError
+from runtime.real_data import bundle_identity
 from runtime.telemetry import pseudonymous_device_id, utc_timestamp
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,9 @@ def simulate(config: SimulationConfig, progress: Progress | None = None) -> dict
         "collector_url": config.collector_url,
         "bundle": str(config.bundle_path),
         "rollout_bundle": str(config.rollout_bundle_path) if config.rollout_bundle_path else None,
+        # which bundles the fleet ran and what their signed manifests say about real data (runtime.real_data)
+        "bundles": {str(path): bundle_identity(path) for path in (config.bundle_path, config.rollout_bundle_path)
+                    if path is not None},
         "declared_rate_hz": config.device.declared_rate_hz,
         "model": "the real bundle on every device's own stream (no precomputed events)",
         "script": [{**event.to_dict(), "device_id": ids[event.device_index]} for event in script],

@@ -24,9 +24,7 @@ from pipeline.portability.compare import NUMBER_TOLERANCE, compare_events, ec57_
 from pipeline.portability.environment import DeviceEnvironment, EmulationSettings, prepare
 from pipeline.portability.targets import TARGETS, CpuTarget, host_target
 from pipeline.validation import ec57
-from runtime.contract import MANIFEST_NAME, manifest_sha256, parse_manifest
-from runtime.errors import EdgemedError
-from runtime.real_data import RealDataValidation
+from runtime.real_data import bundle_identity
 
 Progress = Callable[[str, int, int], None]
 KERNEL_WARNING = "whose answers can differ from the validated ones"  # runtime.bundle's warning (runtime.cpu)
@@ -214,24 +212,11 @@ def report_document(config: CheckConfig, machine: dict, host: CpuTarget, environ
         "seconds_per_signal": config.seconds,
         "targets": [{**asdict(target), "emulated": target.emulated} for target in targets],
         "skipped_bundles": skipped,
-        "bundles": {name: _bundle_identity(config.bundles / name) for name in bundles},
+        "bundles": {name: bundle_identity(config.bundles / name) for name in bundles},
         "summaries": summaries,
         "results": [asdict(row) for row in results],
         "passed": bool(checked) and all(item["passed"] == item["cases"] for item in checked),
     }
-
-
-def _bundle_identity(folder: Path) -> dict:
-    """Which bundle a row measured (its id, shipped variant and manifest sha256) and what its signed manifest says
-    about real data: a figure names its bundle, as it stood when measured."""
-    try:
-        raw = (folder / MANIFEST_NAME).read_bytes()
-        manifest = parse_manifest(raw)
-    except (OSError, EdgemedError) as error:
-        return {"unreadable": str(getattr(error, "what", error))}
-    sha256 = manifest_sha256(raw)
-    return {"bundle_id": manifest.bundle_id(sha256), "variant": manifest.variant, "manifest_sha256": sha256,
-            "model_sha256": manifest.model_sha256, "real_data": RealDataValidation.of(manifest).status.value}
 
 
 def _qemu_version(qemu: str | None) -> str | None:

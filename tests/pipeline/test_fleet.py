@@ -285,6 +285,11 @@ def test_cli_writes_the_summary(ecg_build, collector, tmp_path):
     assert summary["simulated"] is True and sum(summary["signals"].values()) == 2
     assert "SIMULATED fleet" in result.output
     assert set(summary["device_summaries"]) <= set(store.simulated_devices())
+    # the summary and the output say which bundle ran and that it was NOT validated on real data (a synthetic model)
+    identity = summary["bundles"][str(outcome.bundle_directory)]
+    assert identity["real_data"] == "NOT validated on real data" and "synthetic" in identity["real_data_reason"]
+    assert identity["bundle_id"] and len(identity["manifest_sha256"]) == 64
+    assert f"{identity['bundle_id']} ({identity['variant']}), NOT validated on real data" in result.output
 
 
 def test_synthetic_signal_when_no_recordings(monkeypatch, caplog):
