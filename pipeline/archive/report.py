@@ -34,7 +34,9 @@ def totals(rows: Sequence[dict]) -> dict:
     done = [row for row in rows if row["status"] == "ok"]
     quality: Counter = Counter()
     flags: Counter = Counter()
+    classes: Counter = Counter()
     for row in done:
+        classes.update(json.loads(row.get("classes") or "{}"))
         quality.update(json.loads(row["quality_seconds"] or "{}"))
         flags.update(json.loads(row["unclassified_flags"] or "{}"))
     return {
@@ -45,11 +47,18 @@ def totals(rows: Sequence[dict]) -> dict:
         "signal_s": round(_sum(done, "duration_s"), 3), "beats": int(_sum(done, "beats")),
         "classified": int(_sum(done, "classified")), "called_v": int(_sum(done, "called_v")),
         "unclassified": int(_sum(done, "unclassified")), "unclassified_flags": dict(sorted(flags.items())),
+        "classes": dict(sorted(classes.items())),
         "leads": dict(sorted(Counter(row.get("lead") or UNNAMED_LEAD for row in done).items())),
         "quality_seconds": {flag: round(seconds, 3) for flag, seconds in sorted(quality.items())},
         "read_s": round(_sum(done, "read_s"), 3), "stream_s": round(_sum(done, "stream_s"), 3),
         "inference_s": round(_sum(done, "inference_s"), 3), "cpu_s": round(_sum(done, "cpu_s"), 3),
     }
+
+
+def _class_shares(classes: dict[str, int]) -> str:
+    """``N 1 200 (60.0 %), V 800 (40.0 %)``: each class the stream called, its beats and share of the classified."""
+    called = sum(classes.values())
+    return ", ".join(f"{markdown_cell(name)} {count} ({count / called:.1%})" for name, count in classes.items()) + "."
 
 
 def failures(rows: Sequence[dict]) -> list[dict]:
@@ -172,6 +181,8 @@ def render_markdown(report: dict) -> str:
         "",
         f"Quality (seconds flagged): {json.dumps(total['quality_seconds'])}; unclassified beats by flag: "
         f"{json.dumps(total['unclassified_flags'])}.",
+        *(["", "Classes called (classified beats): " + _class_shares(total["classes"])] if total.get("classes")
+          else []),
         *(["", "Leads (as each file, or the index, names it): "
             + ", ".join(f"{markdown_cell(lead)} {count}" for lead, count in total["leads"].items())
             + ". A model's figures hold for the leads it was validated on; the bundle's manifest names them "

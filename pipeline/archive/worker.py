@@ -60,6 +60,7 @@ RESULT_SCHEMA = pa.schema([
     ("beats", pa.int64()),  # beat detections (every BeatEvent)
     ("classified", pa.int64()),
     ("called_v", pa.int64()),  # detections the stream called the positive label
+    ("classes", pa.string()),  # JSON {class: beats}: every class the stream called, the positive one included
     ("unclassified", pa.int64()),  # detections left unclassified (quality flags, warming up)
     ("unclassified_flags", pa.string()),  # JSON {flag: beats}
     ("quality_seconds", pa.string()),  # JSON {flag: seconds}: the stream's quality events
@@ -171,6 +172,7 @@ def _run(bundle: Bundle, entry: ArchiveEntry, order: int, config: RecordingValid
         "beats": len(beats),
         "classified": sum(event.classified for event in beats),
         "called_v": sum(event.beat_class == config.positive_label for event in beats),
+        "classes": json.dumps(dict(sorted(Counter(event.beat_class for event in beats if event.classified).items()))),
         "unclassified": skipped["beats"],
         "unclassified_flags": json.dumps(skipped["flags"], sort_keys=True),
         "quality_seconds": json.dumps({flag: round(seconds, 3) for flag, seconds in sorted(quality.items())}),

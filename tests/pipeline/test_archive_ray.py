@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import json
 import logging
+from collections import Counter
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -103,6 +104,15 @@ def test_parquet_has_one_row_per_file_in_index_order(outcome, workspace):
     assert "**Real data: the bundle is NOT validated on real data** (its training and test data are synthetic" \
         in markdown
     assert sorted(path.name for path in (root / "out").iterdir()) == [REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME]
+    # the classes called: per recording (every classified beat once, the positive label's count as called_v) and in all
+    rows = [row for row in table.to_pylist() if row["status"] == "ok"]
+    for row in rows:
+        classes = json.loads(row["classes"])
+        assert sum(classes.values()) == row["classified"] and classes.get("V", 0) == row["called_v"]
+    assert report["totals"]["classes"] == dict(sum((Counter(json.loads(row["classes"])) for row in rows), Counter()))
+    shares = ", ".join(f"{name} {count} ({count / report['totals']['classified']:.1%})"
+                       for name, count in report["totals"]["classes"].items())
+    assert f"Classes called (classified beats): {shares}." in markdown
 
 
 def test_the_report_says_what_the_manifest_says_about_real_data(outcome):
