@@ -388,7 +388,7 @@ def test_a_device_id_that_is_not_pseudonymous_is_refused_before_the_run_and_neve
     ("http://collector:0/v1/telemetry", "port 0"),
 ])
 def test_a_collector_url_that_cannot_be_used_is_refused_by_the_check_and_the_uploader(url, problem, tmp_path):
-    from runtime.runner import TelemetryUnavailableError, check_telemetry_identity
+    from runtime.runner import check_telemetry_identity
 
     with pytest.raises(TelemetryUnavailableError, match=problem) as refused:
         check_telemetry_identity(DEVICE_ID, url)
