@@ -55,7 +55,7 @@ def totals(rows: Sequence[dict]) -> dict:
     }
 
 
-def _class_shares(classes: dict[str, int]) -> str:
+def class_shares(classes: dict[str, int]) -> str:
     """``N 1 200 (60.0 %), V 800 (40.0 %)``: each class the stream called, its beats and share of the classified."""
     called = sum(classes.values())
     return ", ".join(f"{markdown_cell(name)} {count} ({count / called:.1%})" for name, count in classes.items()) + "."
@@ -181,7 +181,7 @@ def render_markdown(report: dict) -> str:
         "",
         f"Quality (seconds flagged): {json.dumps(total['quality_seconds'])}; unclassified beats by flag: "
         f"{json.dumps(total['unclassified_flags'])}.",
-        *(["", "Classes called (classified beats): " + _class_shares(total["classes"])] if total.get("classes")
+        *(["", "Classes called (classified beats): " + class_shares(total["classes"])] if total.get("classes")
           else []),
         *(["", "Leads (as each file, or the index, names it): "
             + ", ".join(f"{markdown_cell(lead)} {count}" for lead, count in total["leads"].items())

@@ -168,6 +168,7 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
     file is reported and skipped; the run goes on. Exit 1 when no recording ran.
     """
     from pipeline.archive import read_archive
+    from pipeline.archive.report import class_shares
     from pipeline.archive.run import ArchiveRunConfig, validate_archive
 
     configure_logging(verbose)
@@ -189,6 +190,8 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
     click.echo(f"{total['succeeded']}/{total['recordings']} recordings ran ({total['signal_s'] / 3600:.2f} h of "
                f"signal, {total['beats']} beats, {total['called_v']} called V) in {run['pipeline_s']:.1f} s on "
                f"{run['ray']}: {run['recordings_per_s']:.2f} recordings/s, {run['signal_s_per_s']:.0f} s of signal/s")
+    if total.get("classes"):
+        click.echo("classes called: " + class_shares(total["classes"]))
     for failure in report["failed"]:
         click.echo(f"FAILED {failure['name']} ({failure['file']}): {failure['error_type']}: {failure['error']}",
                    err=True)

@@ -23,7 +23,7 @@ from pipeline.archive.bare import bare_run
 from pipeline.archive.generate import ArchiveRecording, Corruption, write_archive
 from pipeline.archive.layout import ArchiveEntry
 from pipeline.archive.loopback import loopback_only
-from pipeline.archive.report import render_markdown
+from pipeline.archive.report import class_shares, render_markdown
 from pipeline.archive.run import REPORT_JSON, REPORT_MARKDOWN, RESULTS_NAME, ArchiveRunConfig, validate_archive
 from pipeline.archive.worker import RESULT_SCHEMA, TrustSettings, WorkerConfig, entry_from_row
 from pipeline.cli import main
@@ -151,6 +151,8 @@ def test_the_command_runs_on_ray_and_writes_its_outputs(local_ray, workspace):
     assert result.exit_code == 0, result.output
     assert "4/5 recordings ran" in result.output and "FAILED corrupt-00-truncated-npy" in result.output
     assert (root / "cli-out" / RESULTS_NAME).is_file() and (root / "cli-out" / REPORT_MARKDOWN).is_file()
+    classes = json.loads((root / "cli-out" / REPORT_JSON).read_text())["totals"]["classes"]
+    assert classes and f"classes called: {class_shares(classes)}" in result.output
 
 
 def test_refusals_exit_1_before_ray_and_bad_options_exit_2(tmp_path, workspace):
