@@ -11,8 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from runtime.contract import MANIFEST_NAME, BundleManifest
-from runtime.real_data import RealDataStatus, RealDataValidation, UnvalidatedBundleError, check_real_data
+from runtime.contract import MANIFEST_NAME, BundleManifest, manifest_sha256
+from runtime.real_data import (
+    RealDataStatus,
+    RealDataValidation,
+    UnvalidatedBundleError,
+    bundle_identity,
+    check_real_data,
+)
 from runtime.runner import RunOptions, run
 from runtime.trust import TrustPolicy
 from tests.runtime.conftest import synthetic_ecg
@@ -60,6 +66,21 @@ def test_the_verdict_is_read_from_the_manifest(tmp_path, bundle_folder, syntheti
     (folder / MANIFEST_NAME).write_bytes((bundle_folder / MANIFEST_NAME).read_bytes())
     verdict = RealDataValidation.of(_manifest(_with_data(folder, synthetic, evidence)))
     assert verdict.status is status and said in verdict.reason
+
+
+def test_bundle_identity_reads_the_manifest_alone_and_names_an_unreadable_one(tmp_path, bundle_folder):
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    (folder / MANIFEST_NAME).write_bytes((bundle_folder / MANIFEST_NAME).read_bytes())
+    _with_data(folder, False, _evidence(False))
+    identity = bundle_identity(folder)  # no model file beside it: the manifest is all it reads
+    raw = (folder / MANIFEST_NAME).read_bytes()
+    assert identity["manifest_sha256"] == manifest_sha256(raw) and identity["bundle_id"] == _manifest(
+        folder).bundle_id(manifest_sha256(raw))
+    assert identity["real_data"] == RealDataStatus.NOT_VALIDATED.value and SHORTFALL in identity["real_data_reason"]
+    assert set(bundle_identity(tmp_path / "missing")) == {"unreadable"}
+    (folder / MANIFEST_NAME).write_text("{not json")
+    assert set(bundle_identity(folder)) == {"unreadable"}
 
 
 def test_a_signed_bundle_not_validated_on_real_data_is_refused_before_its_input_is_read(ecg_bundle_path, trust,
