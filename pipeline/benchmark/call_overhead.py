@@ -13,16 +13,19 @@ Run ``python -m pipeline.benchmark.call_overhead [--width 30]``; it writes ``ben
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.benchmark.errors import BenchmarkError
 from pipeline.benchmark.onnx_runner import Binding, BoundRunner, SessionTuning, open_session
 from pipeline.benchmark.statistics import StabilityConfig, measure
 from pipeline.benchmark.window_stream_speed import machine
 from pipeline.build.artifacts import write_json_atomic
+from runtime.errors import EdgemedError
 
 DEFAULT_OUTPUT = Path("benchmarks/results/call_overhead.json")
 THREADS = 1  # bundles run with one intra-op thread at batch 1 (benchmarks/README.md)
@@ -82,7 +85,9 @@ def measure_call_overhead(width: int, stability: StabilityConfig) -> dict:
             return model.interpreter.get_tensor(model.outputs[0])
 
         if not np.array_equal(litert_call().reshape(features.shape), features):
-            raise RuntimeError("the LiteRT identity model did not return its input")
+            raise BenchmarkError("the LiteRT identity model did not return its input",
+                                 expected="its input, unchanged (the graph only copies it)",
+                                 fix="check the LiteRT / TensorFlow installation (the converter or interpreter)")
         results[f"litert ({interpreter})"] = measure(litert_call, stability).to_dict()
     import onnxruntime
 
@@ -103,7 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     if options.width < 1:
         parser.error(f"--width {options.width}: expected a positive number of features")
-    report = measure_call_overhead(options.width, StabilityConfig())
+    try:
+        report = measure_call_overhead(options.width, StabilityConfig())
+    except EdgemedError as error:
+        print(f"call_overhead: {error}", file=sys.stderr)
+        return 1
     options.output.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(options.output, report)
     for name, microseconds in report["microseconds_per_call"].items():

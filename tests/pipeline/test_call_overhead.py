@@ -43,3 +43,29 @@ def test_refuses_a_width_below_one(capsys):
     with pytest.raises(SystemExit):
         main(["--width", "0"])
     assert "expected a positive number of features" in capsys.readouterr().err
+
+
+def test_a_runtime_that_answers_wrongly_is_reported_in_one_line(tmp_path, monkeypatch, capsys):
+    from pipeline.benchmark import call_overhead
+    from pipeline.benchmark.statistics import QUICK_STABILITY
+
+    def broken_tflite(path, width):  # a LiteRT model that does not copy its input: a negation
+        import tensorflow as tf
+
+        @tf.function(input_signature=[tf.TensorSpec([1, width], tf.float32, name="features")])
+        def negated(features):
+            return -features
+
+        holder = tf.Module()
+        holder.negated = negated
+        converter = tf.lite.TFLiteConverter.from_concrete_functions([negated.get_concrete_function()], holder)
+        path.write_bytes(converter.convert())
+        return path
+
+    monkeypatch.setattr(call_overhead, "StabilityConfig", lambda: QUICK_STABILITY)
+    monkeypatch.setattr(call_overhead, "identity_tflite", broken_tflite)
+    output = tmp_path / "call_overhead.json"
+    assert call_overhead.main(["--output", str(output)]) == 1
+    error = capsys.readouterr().err
+    assert "the LiteRT identity model did not return its input" in error and "Traceback" not in error
+    assert not output.exists()
