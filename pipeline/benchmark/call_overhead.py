@@ -63,7 +63,7 @@ def identity_tflite(path: Path, width: int) -> Path:
 
 def measure_call_overhead(width: int, stability: StabilityConfig) -> dict:
     """Median-of-windows µs per call: ORT with I/O binding and with ``run``, LiteRT set-invoke-get."""
-    from pipeline.benchmark.litert_models import LiteRtModel, litert_interpreter_class
+    from pipeline.benchmark.litert_models import litert_interpreter_class, litert_runner
 
     features = np.random.default_rng(0).standard_normal((1, width)).astype(np.float32)
     results: dict[str, dict] = {}
@@ -74,16 +74,8 @@ def measure_call_overhead(width: int, stability: StabilityConfig) -> dict:
             runner = BoundRunner(session, {"features": features}, "cpu", binding)
             results[f"onnxruntime {binding.value}"] = measure(runner, stability).to_dict()
         interpreter_class, interpreter = litert_interpreter_class()
-        model = LiteRtModel(identity_tflite(Path(folder) / "identity.tflite", width), THREADS, interpreter_class)
-        fed = model.feed({"features": features})
-        model.resize(1)
-
-        def litert_call() -> np.ndarray:
-            for index, values in fed.items():
-                model.interpreter.set_tensor(index, values)
-            model.interpreter.invoke()
-            return model.interpreter.get_tensor(model.outputs[0])
-
+        litert_call = litert_runner(interpreter_class, identity_tflite(Path(folder) / "identity.tflite", width),
+                                    {"features": features}, THREADS)
         if not np.array_equal(litert_call().reshape(features.shape), features):
             raise BenchmarkError("the LiteRT identity model did not return its input",
                                  expected="its input, unchanged (the graph only copies it)",
