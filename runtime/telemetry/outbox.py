@@ -42,6 +42,9 @@ OUTBOX_FORMAT = 1  # version of the on-disk layout below
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 MAX_SEQUENCE = 2**63 - 1  # a sequence fits a signed 64-bit integer (the collector's stores)
 RENUMBER_CHUNK = 1_000  # rows renumber_after rewrites per statement
+# A stored payload's text: canonical (sorted keys, no spaces). Checked records are fresh trees of dicts, lists and
+# scalars, never cyclic, so the encoder skips its cycle bookkeeping (a third of its time on a minute aggregate).
+_PAYLOAD_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), check_circular=False)
 
 
 def check_outbox_path(path: Path) -> Path:
@@ -89,7 +92,7 @@ COMMIT;
 
 def _with_sequence(payload: str, sequence: int) -> str:
     """A stored payload with another sequence, in ``append``'s text form."""
-    return json.dumps({**json.loads(payload), "sequence": sequence}, sort_keys=True, separators=(",", ":"))
+    return _PAYLOAD_ENCODER.encode({**json.loads(payload), "sequence": sequence})
 
 
 class Outbox:
@@ -183,7 +186,7 @@ class Outbox:
             rows = [
                 (
                     first + offset,
-                    json.dumps({"sequence": first + offset, **item}, sort_keys=True, separators=(",", ":")),
+                    _PAYLOAD_ENCODER.encode({"sequence": first + offset, **item}),
                     created,
                 )
                 for offset, item in enumerate(checked)

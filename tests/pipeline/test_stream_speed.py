@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from pipeline.benchmark.stream_speed import (
+    EventTally,
     StreamSpeedConfig,
+    events_digest,
     measure_stream_speed,
     mitdb_recording,
+    stream_batches,
     stream_events,
     synthetic_recording,
 )
@@ -59,6 +62,27 @@ def test_the_stream_gives_the_same_events_in_every_telemetry_mode(ecg_build, tmp
         found[mode] = [(event.time_s, event.beat_class, event.quality_flags) if isinstance(event, BeatEvent)
                        else (event.time_s, event.flag) for event in events]
     assert found["aggregates"] == found["records"] == found["none"] and len(found["none"]) > 30
+
+
+def test_a_timed_run_tallies_the_events_batch_by_batch_as_the_whole_list_would(ecg_build):
+    """The timed runs keep no events (a device keeps none): the counts and digest taken batch by batch are those of
+    the whole list, and a different decision changes the digest."""
+    _, outcome = ecg_build
+    bundle = load_bundle(outcome.bundle_directory, provider="cpu", threads=1, trust=TrustPolicy.development())
+    config = StreamSpeedConfig(hours=0.02)
+    signal = mitdb_recording(config.hours, 360.0, ("200",))
+    tally, batches = EventTally(), 0
+    for events in stream_batches(bundle, signal, config, "none", None):
+        tally.add(events)
+        batches += 1
+    whole = stream_events(bundle, signal, config, "none", None)
+    assert batches > 1 and tally.events == len(whole) > 0
+    assert tally.beats == sum(isinstance(event, BeatEvent) for event in whole) > 60
+    assert tally.digest.hexdigest() == events_digest(whole)
+    beat = next(index for index, event in enumerate(whole) if isinstance(event, BeatEvent))
+    relabelled = whole[beat].__dict__ | {"beat_class": "V" if whole[beat].beat_class != "V" else "N"}
+    changed = [*whole[:beat], BeatEvent(**relabelled), *whole[beat + 1:]]
+    assert events_digest(changed) != events_digest(whole)
 
 
 def test_the_real_recording_is_the_vendored_records_one_after_another_repeated():
