@@ -149,11 +149,13 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
 @click.option("--no-telemetry", is_flag=True, help="Same as --telemetry none.")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="Also time the recording without telemetry.")
+@click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True,
+              help="Timed runs per mode, interleaved; the figures are their medians.")
 @click.option(
     "--output", type=click.Path(dir_okay=False), default="benchmarks/results/stream_speed.json", show_default=True
 )
 def bench_stream_command(bundle: str, hours: float, signal: str, telemetry: str, no_telemetry: bool, compare: bool,
-                         output: str) -> None:
+                         repeats: int, output: str) -> None:
     """Real-time factor of the device stream path (R-peaks, windows, inference, telemetry) on one core.
 
     BUNDLE: an ECG bundle folder (default: bundles/ecg-pvc, the one `make build` ships)."""
@@ -162,7 +164,8 @@ def bench_stream_command(bundle: str, hours: float, signal: str, telemetry: str,
 
     configure_logging(verbose=False)
     config = StreamSpeedConfig(hours=hours, profiled_hours=min(1.0, hours), signal=signal,
-                               telemetry="none" if no_telemetry else telemetry, compare_without=compare)
+                               telemetry="none" if no_telemetry else telemetry, compare_without=compare,
+                               repeats=repeats)
     try:
         report = measure_stream_speed(Path(bundle), config)
     except EdgemedError as error:
@@ -173,7 +176,8 @@ def bench_stream_command(bundle: str, hours: float, signal: str, telemetry: str,
             f"{report['recording_s'] / 3600:.1f} h of {signal} ECG, telemetry {run['telemetry']}: "
             f"{run['cpu_s']:.2f} CPU s ({run['wall_s']:.2f} s wall) on {config.threads} thread: "
             f"{run['real_time_factor']:,.0f}× real time per CPU second ({run['real_time_factor_wall']:,.0f}× wall; "
-            f"{run['beats']:,} beats, {run['microseconds_per_beat']} µs/beat)"
+            f"{run['beats']:,} beats, {run['microseconds_per_beat']} µs/beat; median of {run['repeats']} runs: "
+            + " / ".join(f"{factor:,.0f}×" for factor in run["real_time_factors"]) + ")"
         )
     click.echo(f"target {report['target_real_time_factor']:,}× with telemetry: "
                f"{'met' if report['meets_target'] else 'NOT met'}")

@@ -27,7 +27,7 @@ from runtime.trust import TrustPolicy
 
 def test_stream_speed_report_on_a_short_recording(ecg_build):
     _, outcome = ecg_build
-    config = StreamSpeedConfig(hours=0.02, profiled_hours=0.01)
+    config = StreamSpeedConfig(hours=0.02, profiled_hours=0.01, repeats=3)
     report = measure_stream_speed(outcome.bundle_directory, config)
     assert report["recording_s"] == 0.02 * 3600
     assert datetime.fromisoformat(report["measured_at"]).tzinfo is not None and report["machine"]["cpu"]
@@ -40,6 +40,11 @@ def test_stream_speed_report_on_a_short_recording(ecg_build):
     assert with_telemetry["aggregates"] >= 1 and with_telemetry["outbox_rows"] >= with_telemetry["aggregates"]
     assert report["real_time_factor_without_telemetry"] == without["real_time_factor"]
     assert with_telemetry["events_sha256"] == without["events_sha256"] and report["events_identical_across_runs"]
+    for run in report["runs"]:  # each mode's figures are the medians of its repeats, every repeat's factor listed
+        factors = run["real_time_factors"]
+        assert run["repeats"] == len(factors) == len(run["events_sha256_by_repeat"]) == 3
+        assert len(set(run["events_sha256_by_repeat"])) == 1
+        assert run["real_time_factor"] == sorted(factors)[1]
     shares = report["time_share_by_stage"]
     assert {"inference", "detection", "telemetry"} <= set(shares)
     assert abs(sum(shares.values()) - 1.0) < 0.01
