@@ -41,6 +41,10 @@ MAX_UNIT_CHARS = 16  # a unit of a bundle the collector does not know: 'mmol/L',
 MAX_FEATURES = 128  # summary statistics only: a 252-sample ECG window cannot hide in the features
 MAX_OUTPUTS = 64  # labels or targets in one result: named outputs, not a waveform in disguise
 MAX_QUALITY_FLAGS = 32  # flags are short codes; more than this is not a flag list
+# A record and five levels of objects or lists under it: what the collector's body limit (8 levels: envelope →
+# records → record → …) leaves a record. Deeper is refused on the device too, so it never sits in an outbox as a
+# batch the collector would refuse; a cyclic record is refused here rather than recursing without end.
+MAX_RECORD_DEPTH = 6
 DEVICE_ID_HEX_CHARS = 32  # 128 bits of HMAC-SHA256: collision-free across any fleet
 # Quality flags of a row the model could not judge (runtime.results.UNJUDGED_FLAGS): its result is null.
 UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite", "out_of_domain"})
@@ -255,9 +259,14 @@ def _key_verdict(key: str) -> int:
     return _NUMBERS if _has_number_list(key) else 0
 
 
-def scan_privacy(value: Any, field: str) -> None:
-    """Refuse identifier-like keys, lists of numbers and long strings at any depth (``TelemetryError`` naming the
-    field under ``field``). Public: the collector's fast path judges names and codes with this same scan."""
+def scan_privacy(value: Any, field: str, depth: int = 1) -> None:
+    """Refuse identifier-like keys, lists of numbers and long strings at any depth, and objects or lists nested
+    deeper than ``MAX_RECORD_DEPTH`` (``TelemetryError`` naming the field under ``field``; ``depth``: the level of
+    ``value``, 1 for a record). Public: the collector's fast path judges names and codes with this same scan."""
+    if depth > MAX_RECORD_DEPTH and isinstance(value, dict | list | tuple):
+        raise _fail(field or "record", f"nests objects or lists deeper than {MAX_RECORD_DEPTH} levels",
+                    f"a record at most {MAX_RECORD_DEPTH} levels deep (the collector refuses deeper bodies)",
+                    "send flat summaries: named numbers, labels and flags")
     if isinstance(value, dict):
         for key, item in value.items():
             if not isinstance(key, str):
@@ -269,9 +278,9 @@ def scan_privacy(value: Any, field: str) -> None:
                 _refuse_key(verdict, f"{field}.{shown}" if field else shown)
             if isinstance(item, str):  # the common leaves inline: a recursion per label costs more than its check
                 if len(item) > MAX_STRING_CHARS or _has_number_list(item):
-                    scan_privacy(item, f"{field}.{key}" if field else key)
+                    scan_privacy(item, f"{field}.{key}" if field else key, depth + 1)
             elif isinstance(item, dict | list | tuple):  # numbers need no scan
-                scan_privacy(item, f"{field}.{key}" if field else key)
+                scan_privacy(item, f"{field}.{key}" if field else key, depth + 1)
     elif isinstance(value, list | tuple):
         if any(isinstance(item, int | float) and not isinstance(item, bool) for item in value):
             raise _fail(
@@ -281,7 +290,7 @@ def scan_privacy(value: Any, field: str) -> None:
                 "send summary features instead of the signal",
             )
         for index, item in enumerate(value):
-            scan_privacy(item, f"{field}[{index}]")
+            scan_privacy(item, f"{field}[{index}]", depth + 1)
     elif isinstance(value, str) and len(value) > MAX_STRING_CHARS:
         raise _fail(field, f"is a string over {MAX_STRING_CHARS} characters", "short codes and labels", "shorten it")
     elif isinstance(value, str):

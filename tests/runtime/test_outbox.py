@@ -104,6 +104,37 @@ def test_invalid_records_and_foreign_devices_are_refused(tmp_path):
         Outbox(path, pseudonymous_device_id("SN-2", "fleet-salt"))
 
 
+def test_a_cyclic_or_deeply_nested_record_is_refused_in_words_and_nothing_is_written(tmp_path):
+    """Never a RecursionError: the scan stops at the depth the collector accepts (MAX_RECORD_DEPTH), so a record the
+    collector would refuse never sits in the outbox blocking the ones after it."""
+    from runtime.telemetry.records import MAX_RECORD_DEPTH, scan_privacy
+
+    cyclic: dict = {}
+    cyclic["loop"] = cyclic
+    deep: dict = {}
+    node = deep
+    for _ in range(5_000):  # far beyond Python's recursion limit
+        node["next"] = node = {}
+    just_too_deep: dict = {}
+    node = just_too_deep
+    for _ in range(MAX_RECORD_DEPTH - 1):  # "extra"'s value is level 2 (the record 1): its deepest is one too deep
+        node["next"] = node = {}
+    with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox:
+        assert outbox.append(sample_record()) == 1
+        for extra in ({"features": cyclic}, {"extra": [cyclic]}, {"extra": deep}, {"extra": just_too_deep}):
+            with pytest.raises(TelemetryError, match=f"deeper than {MAX_RECORD_DEPTH} levels") as error:
+                outbox.append_many([sample_record(), sample_record(**extra)])
+            assert "Fix:" in str(error.value) and error.value.field.startswith(next(iter(extra)))
+        assert sequences(outbox) == [1]
+    allowed: dict = {}
+    node = allowed
+    for _ in range(MAX_RECORD_DEPTH - 1):  # the deepest the collector's body limit leaves a record
+        node["next"] = node = {}
+    scan_privacy(allowed, "")
+    with pytest.raises(TelemetryError, match="deeper than"):
+        scan_privacy({"one_more": allowed}, "")
+
+
 def test_one_writer_and_one_uploader_thread(tmp_path):
     outbox = Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID)
     total = 300
