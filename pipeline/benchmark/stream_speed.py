@@ -296,8 +296,10 @@ def measure_stream_speed(bundle_path: Path, config: StreamSpeedConfig = StreamSp
     return {
         "config": asdict(config),
         "stream": {key: getattr(RECORDING_CONFIG, key) for key in ("block_s", "batch_size", "max_batch_wait_s")},
-        "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "variant": bundle.variant,
-                   "inputs": [spec.name for spec in bundle.inputs]},
+        # the id names the recipe (config and data hashes); the manifest's sha256 names the trained model: the same
+        # recipe trains another model on another CPU
+        "bundle": {"path": str(bundle_path), "id": bundle.bundle_id, "manifest_sha256": bundle.manifest_sha256,
+                   "variant": bundle.variant, "inputs": [spec.name for spec in bundle.inputs]},
         "machine": machine(),
         "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "signal": SIGNAL_NOTES[config.signal],

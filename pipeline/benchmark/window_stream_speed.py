@@ -190,7 +190,8 @@ def measure_window_stream_speed(bundle_path: Path, config: WindowSpeedConfig = W
     manifest = bundle.manifest
     return {
         "bundle": {"path": str(bundle_path), "scenario": manifest.scenario, "id": bundle.bundle_id,
-                   "variant": bundle.variant, "task": bundle.output.task.value, "created_at": manifest.created_at,
+                   "manifest_sha256": bundle.manifest_sha256, "variant": bundle.variant,
+                   "task": bundle.output.task.value, "created_at": manifest.created_at,
                    "description": manifest.description},
         "input": {"model_rate_hz": model_rate, "input_rate_hz": rate, "resampled": rate != model_rate,
                   "channels": spec.channels, "window_samples": spec.window_samples, "hop_samples": spec.hop_samples,

@@ -26,6 +26,8 @@ def breast_cancer_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
 
 @pytest.fixture(scope="session")
 def ecg_build(tmp_path_factory) -> tuple[Path, BuildOutcome]:
+    """The ecg-arrhythmia scenario at the tiny profile: a model trained on SYNTHETIC beats (its manifest says so) —
+    for the pipeline's mechanics, never for a figure about real ECG."""
     root = tmp_path_factory.mktemp("ecg")
     return root, tiny_build("ecg-arrhythmia", root)
 
