@@ -35,10 +35,13 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from dashboard.collector.aggregates import merge_device_aggregates
 from dashboard.collector.backends import open_store
 from dashboard.collector.days import DEFAULT_DAY_BATCH
+from dashboard.collector.http_guard import PROTOCOL as GUARDED_PROTOCOL
 from dashboard.collector.interface import (
     DEFAULT_ROLLUP_BATCH,
     Receipt,
@@ -70,9 +73,14 @@ KEEP_ALIVE_S = 15  # an idle keep-alive connection is closed after this
 ROLLUP_INTERVAL_S = 5.0  # how often the collector folds queued aggregates into rollups (deferred rollups)
 
 
-def _unavailable(error: StoreUnavailableError) -> JSONResponse:
-    """503 with the reason and when to retry: the device keeps its outbox."""
-    return JSONResponse(status_code=503, content={"detail": str(error), "retry": True},
+def _unavailable(error: StoreUnavailableError, location: str | None = None) -> JSONResponse:
+    """503 with the reason and when to retry: the device keeps its outbox. Where the store lives (a file path, a
+    server's URL) is the collector's log's business, not a client's: ``location`` is named in the answer only as
+    "the collector's database"."""
+    detail = str(error)
+    if location:
+        detail = detail.replace(location, "the collector's database")
+    return JSONResponse(status_code=503, content={"detail": detail, "retry": True},
                         headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
@@ -94,6 +102,10 @@ async def _read_body(request: Request, limit: int, timeout_s: float = BODY_TIMEO
                 body.extend(chunk)
                 if len(body) > limit:
                     raise body_too_large(limit)
+    except ClientDisconnect:  # a device that lost its network mid-upload: nothing stored, it resends
+        raise BatchError(400, f"the connection closed before the body was complete ({len(body)} bytes came)",
+                         expected="the whole body (Content-Length bytes, or every chunk)",
+                         fix="resend the batch; the device keeps it until it is acknowledged") from None
     except TimeoutError:
         raise BatchError(408, f"the body did not arrive within {timeout_s:g} s ({len(body)} bytes came)",
                          expected=f"the whole body within {timeout_s:g} s",
@@ -136,7 +148,7 @@ def _receive(store: TelemetryStore, body: bytes, limits: CollectorLimits,
             simulated.add(batch.device_id)
     except StoreUnavailableError as error:
         logger.warning("telemetry store unavailable; answered 503 to device %s: %s", batch.device_id, error.what)
-        return _unavailable(error)
+        return _unavailable(error, str(getattr(store, "location", "") or "") or None)
     except SequenceConflictError as error:  # a reset outbox: the device renumbers above resume_after and resends
         logger.warning("device %s reused %d stored sequence(s) (%d–%d) for other records (outbox reset?); answered "
                        "409 with resume_after %d, nothing stored", batch.device_id, len(error.conflicting),
@@ -206,7 +218,20 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     """The collector's ASGI app, writing to ``store``; records keep to ``vocabularies`` (default: none known)."""
     limits = limits or CollectorLimits()
     vocabularies = vocabularies or BundleVocabularies()
-    app = FastAPI(title="edgemed telemetry collector", version=str(SCHEMA_VERSION))
+    # No /docs, /redoc or /openapi.json: the Swagger page loads its scripts from a CDN, and the protocol is
+    # runtime/telemetry/protocol.md.
+    app = FastAPI(title="edgemed telemetry collector", version=str(SCHEMA_VERSION), docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    location = str(getattr(store, "location", "") or "") or None
+
+    @app.exception_handler(StarletteHTTPException)
+    async def refuse_route(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        """An unknown path (404) or method (405) answered as every refusal is: what, what was expected, the fix."""
+        content = {"detail": f"{request.method} {request.url.path} is not part of the collector's API "
+                             f"(HTTP {error.status_code} {error.detail})",
+                   "expected": "POST /v1/telemetry (uploads), GET /v1/health, GET /v1/ready",
+                   "fix": "see runtime/telemetry/protocol.md", "record_index": None, "field": None}
+        return JSONResponse(status_code=error.status_code, content=content, headers=getattr(error, "headers", None))
     app.state.store = store
     marked: set[str] = set()  # devices this process marked simulated (a mark is idempotent: each written once here)
     if getattr(store, "rollup_mode", None) is RollupMode.DEFERRED:
@@ -231,7 +256,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
                                        marked if simulated else None)
 
     @app.get("/v1/health")
-    def health() -> dict[str, object]:
+    async def health() -> dict[str, object]:  # on the event loop: answers while every worker thread waits on the store
         return {"status": "ok", "schema_version": SCHEMA_VERSION, "accepts": list(SUPPORTED_SCHEMA_VERSIONS)}
 
     @app.get("/v1/ready")
@@ -241,7 +266,7 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
             pending = store.pending_rollups()
         except StoreUnavailableError as error:
             logger.warning("readiness: telemetry store unavailable: %s", error.what)
-            return _unavailable(error)
+            return _unavailable(error, location)
         return JSONResponse({"status": "ready", "rollups_pending": pending})
 
     return app
@@ -251,7 +276,7 @@ def build_server(
     app: FastAPI, host: str = "127.0.0.1", port: int = DEFAULT_PORT, log_level: str = "info"
 ) -> uvicorn.Server:
     """A ``uvicorn.Server`` for ``app`` (run it with ``.run()``; set ``.should_exit`` to stop it)."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, http=GUARDED_PROTOCOL,
                             limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_S)
     return uvicorn.Server(config)
 
@@ -300,5 +325,5 @@ def serve(
     os.environ[DATABASE_VARIABLE] = database_environment_value(parse_database(database))
     os.environ[BUNDLES_VARIABLE] = str(Path(bundles).resolve())
     uvicorn.run(f"{__name__}:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                log_level=log_level, access_log=False, limit_concurrency=MAX_CONNECTIONS,
+                log_level=log_level, access_log=False, http=GUARDED_PROTOCOL, limit_concurrency=MAX_CONNECTIONS,
                 timeout_keep_alive=KEEP_ALIVE_S)

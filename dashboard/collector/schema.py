@@ -36,6 +36,9 @@ from runtime.telemetry.records import (
 ENVELOPE_FIELDS = ("schema_version", "device_id", "dropped", "records")
 
 
+MAX_UPLOAD_SEQUENCE = 2**53  # exact in every JSON reader, and leaves 2⁶³ − 2⁵³ numbers to renumber above
+
+
 @dataclass(frozen=True)
 class CollectorLimits:
     """What one upload may hold; larger requests get HTTP 413."""
@@ -44,6 +47,10 @@ class CollectorLimits:
     max_records: int = 5_000  # ten default device batches (500); bounds one transaction's time
     max_depth: int = 8  # JSON nesting: envelope → records → record → result → scores is 5 deep
     max_integer: int = 2**63 - 1  # SQLite's INTEGER; larger integers are refused, not stored as text or floats
+    # JSON objects and arrays per record, counted before the body is parsed: a record has about 8, a minute aggregate
+    # about 40. A body of millions of empty arrays parsed into ~50 times its size in Python objects before the
+    # record count was checked; now it is refused first, so parsing costs at most ~10 times the body.
+    max_containers_per_record: int = 64
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,18 @@ class BatchError(TelemetryError):
 
 
 _ENVELOPE = "one UTF-8 JSON object {schema_version, device_id, dropped, records} (runtime/telemetry/protocol.md)"
+
+
+def _json_kind(value: object) -> str:
+    """What JSON calls the type of a decoded value (a refusal names it, never the value)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    kinds = ((dict, "object"), (list, "array"), (str, "string"), (int | float, "number"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), type(value).__name__)
+
+
 _SEND_ENVELOPE = "send the envelope protocol.md describes (the device uploader does)"
 
 
@@ -161,7 +180,13 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     decoded = decode_aggregates(body, vocabularies, max_records=limits.max_records, max_integer=limits.max_integer)
     if decoded is not None:  # a schema-3 envelope checked in C; anything else takes the exact path below
         device_id, dropped, aggregates = decoded
-        return Batch(device_id, dropped, tuple(aggregates), AGGREGATE_SCHEMA_VERSION)
+        return _within_sequences(Batch(device_id, dropped, tuple(aggregates), AGGREGATE_SCHEMA_VERSION))
+    containers = body.count(b"{") + body.count(b"[")  # an upper bound (a brace inside a string counts too)
+    if containers > limits.max_records * limits.max_containers_per_record + 2:
+        raise BatchError(413, f"the body holds {containers} JSON objects and arrays, more than {limits.max_records} "
+                         "records can", expected=f"at most {limits.max_records} records of about "
+                         f"{limits.max_containers_per_record} objects and arrays each", fix="send fewer records per "
+                         "request, each as protocol.md describes")
     try:
         envelope = json.loads(body, parse_constant=_refuse_constant)
     except _ConstantError as error:
@@ -181,7 +206,7 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     if not aggregates:  # an aggregate bounds its own numbers and shapes (validate_aggregate): no generic walk
         _check_values(envelope, limits, body)
     if not isinstance(envelope, dict):
-        raise BatchError(400, f"the body is a JSON {type(envelope).__name__}, not an object", expected=_ENVELOPE,
+        raise BatchError(400, f"the body is a JSON {_json_kind(envelope)}, not an object", expected=_ENVELOPE,
                          fix=_SEND_ENVELOPE)
     unknown = sorted(set(envelope) - set(ENVELOPE_FIELDS))
     if unknown:
@@ -195,9 +220,12 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     version = envelope["schema_version"]
     if isinstance(version, bool) or not isinstance(version, int) or version not in SUPPORTED_SCHEMA_VERSIONS:
         accepted = ", ".join(map(str, SUPPORTED_SCHEMA_VERSIONS))
-        version_like = isinstance(version, int | float | bool) or (  # as sent: 4, 2.0, true, "2"; any other text
-            isinstance(version, str) and 0 < len(version) <= 8 and set(version) <= set("0123456789."))
-        sent = json.dumps(version) if version_like else f"(a {type(version).__name__})"  # is never echoed
+        # echoed as sent only when it is short enough to be a version (4, 2.0, true, "2"): a longer number or any
+        # other text could be a date of birth or a record number typed into the wrong field, and is never echoed
+        text = json.dumps(version) if isinstance(version, int | float | bool | str) else ""
+        version_like = (isinstance(version, int | float | bool) and len(text) <= 4) or (
+            isinstance(version, str) and 0 < len(version) <= 4 and set(version) <= set("0123456789."))
+        sent = text if version_like else f"(a {_json_kind(version)} that is not a version number)"
         raise BatchError(422, f"schema_version {sent} is not supported; this collector accepts {accepted} "
                          f"(newest {max(SUPPORTED_SCHEMA_VERSIONS)})", field="schema_version",
                          expected="a schema_version this collector accepts",
@@ -220,7 +248,20 @@ def parse_batch(body: bytes, limits: CollectorLimits | None = None,
     if len(records) > limits.max_records:
         raise BatchError(413, f"the batch has {len(records)} records", expected=f"at most {limits.max_records}",
                          fix="split the batch (the device uploader sends at most 500 records per request)")
-    return Batch(device_id, dropped, _checked_records(records, device_id, version, vocabularies), version)
+    return _within_sequences(Batch(device_id, dropped, _checked_records(records, device_id, version, vocabularies),
+                                   version))
+
+
+def _within_sequences(batch: Batch) -> Batch:
+    """Refuse a sequence above ``MAX_UPLOAD_SEQUENCE``. A device numbers from 1 (a few million a year); one stored
+    near 2⁶³ left no number to renumber above after an outbox reset (HTTP 409), so the device could never send
+    again under its id."""
+    for index, record in enumerate(batch.records):
+        if record["sequence"] > MAX_UPLOAD_SEQUENCE:
+            raise BatchError(422, f"record {index}'s sequence is above {MAX_UPLOAD_SEQUENCE}", index=index,
+                             field="sequence", expected=f"sequences from 1 to {MAX_UPLOAD_SEQUENCE} (the outbox's)",
+                             fix="let the outbox number the records; a device past this gets a new pseudonymous id")
+    return batch
 
 
 def _checked_records(records: list[Any], device_id: str, version: int,

@@ -406,6 +406,7 @@ class SqliteStore:
         removed or replaced, a full disk)."""
         with self._write() as connection:
             connection.execute("UPDATE schema_version SET version = version WHERE 0")
+            self._pool.check_identity()  # the rollback below skips the commit's own check
             raise _RollbackRequestedError
 
     def roll_up_days(self, limit: int = DEFAULT_DAY_BATCH, now: datetime | None = None) -> int:

@@ -67,8 +67,7 @@ class ConnectionPool:
         connection.execute("BEGIN IMMEDIATE")
         try:
             yield connection
-            if self._file_identity() != self._identity:
-                raise sqlite3.OperationalError(f"the {self.name} file {self.path} was removed or replaced while open")
+            self.check_identity()
             connection.execute("COMMIT")
         except BaseException as error:
             if connection.in_transaction:
@@ -77,6 +76,12 @@ class ConnectionPool:
                     getattr(error, "sqlite_errorname", "")).startswith(("SQLITE_READONLY", "SQLITE_IOERR")):
                 self._discard(connection)  # SQLite fell back to read-only (or lost the file): reopen when next used
             raise
+
+    def check_identity(self) -> None:
+        """``sqlite3.OperationalError`` when ``path`` no longer names the file the pool opened (removed or replaced
+        while open): a commit there would go into a deleted file. Every transaction checks it before committing."""
+        if self._file_identity() != self._identity:
+            raise sqlite3.OperationalError(f"the {self.name} file {self.path} was removed or replaced while open")
 
     def _discard(self, connection: sqlite3.Connection) -> None:
         """Forget this thread's connection (closed): the next ``connection()`` opens a new one, which can write
