@@ -18,10 +18,11 @@ import httpx
 import pytest
 
 from dashboard.collector import http_guard
-from dashboard.collector.app import build_server, create_app
+from dashboard.collector.app import build_server
 from dashboard.collector.schema import MAX_UPLOAD_SEQUENCE, BatchError, CollectorLimits, parse_batch
 from dashboard.collector.store import SqliteStore
 from runtime.telemetry.records import pseudonymous_device_id
+from tests.runtime.test_uploader import running_collector
 
 WAIT_S = 30  # how long a test waits for an answer that must come (a hang guard, not a speed target)
 
@@ -34,19 +35,10 @@ def _free_port() -> int:
 
 @contextmanager
 def _collector(store: SqliteStore) -> Iterator[int]:
+    """The real collector (uvicorn, its guarded protocol) on a free loopback port."""
     port = _free_port()
-    server = build_server(create_app(store), port=port, log_level="warning")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    ready = threading.Event()
-    while not server.started and thread.is_alive():
-        ready.wait(0.01)
-    assert server.started, "the collector did not start"
-    try:
+    with running_collector(store, port):
         yield port
-    finally:
-        server.should_exit = True
-        thread.join(timeout=WAIT_S)
 
 
 @pytest.fixture
