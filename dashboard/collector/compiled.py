@@ -232,7 +232,8 @@ def _aggregate_ok(item: Aggregate, vocabularies: Callable[[Any], Vocabulary] | N
     names = {"quality_flags": item.quality_flags, "no_result": {"quality_flags": item.no_result.quality_flags},
              "quality_events": item.quality_events, "classes": item.classes, "low_confidence": item.low_confidence,
              "labels": labels, "outputs": item.outputs, "features": item.features,
-             "filter": None if item.filter is None else {"positive_labels": item.filter.positive_labels}}
+             "filter": None if item.filter is None else {"positive_labels": item.filter.positive_labels},
+             "bundle_id": item.bundle_id, "variant": item.variant, "provider": item.provider}
     try:
         check_aggregate_vocabulary(names, vocabulary)
     except TelemetryError:

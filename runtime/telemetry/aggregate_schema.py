@@ -294,6 +294,9 @@ def _check_counts(record: Mapping[str, Any], checked: dict[str, Any]) -> None:
 def check_aggregate_vocabulary(record: Mapping[str, Any], vocabulary: Vocabulary) -> None:
     """The collector's allow-list (``runtime.telemetry.records.Vocabulary``), applied to an aggregate's names.
     Public: the collector's fast path applies this same check to the names it decoded."""
+    for field in ("bundle_id", "variant", "provider"):
+        if field in record and not vocabulary.allows_code(record[field]):
+            raise _fail(field, "is not a code without an identifier's words or date", "the code the runtime reports")
     flags = [*record["quality_flags"], *record["no_result"]["quality_flags"], *record["quality_events"]]
     if any(flag not in vocabulary.quality_flags for flag in flags):
         raise _fail("quality_flags", "holds a flag outside the known vocabulary", "flags the runtime sets")

@@ -81,6 +81,16 @@ _LABEL_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9 _./()+-]{0,39}")
 _DIGIT_RUN = re.compile(r"\d{4,}")
 MAX_LABEL_WORDS = 3
 _CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+-]{0,99}")  # bundle ids, variants, provider names
+# A date (1970-01-01, 01/31/1970) or a US social security number inside a code or label: never a model's name for
+# anything, the shape of a patient's birth date or SSN typed into the wrong field.
+_DATE_OR_SSN = re.compile(r"\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{2,4}|\d{1,2}\.\d{1,2}\.\d{4}|\d{3}-\d{2}-\d{4}")
+
+
+@functools.lru_cache(maxsize=8192)  # codes and labels repeat in every record of a fleet: each is judged once
+def looks_like_identifier_value(text: str) -> bool:
+    """Whether a code or label (not a timestamp field) carries a patient identifier's words (``looks_like_identifier``:
+    name, MRN, DOB, patient, …) or a date's or SSN's shape."""
+    return looks_like_identifier(text) or _DATE_OR_SSN.search(text) is not None
 
 
 @dataclass(frozen=True)
@@ -108,13 +118,21 @@ class Vocabulary:
         if self.units is not None:
             return unit in self.units
         return 0 < len(unit) <= MAX_UNIT_CHARS and _DIGIT_RUN.search(unit) is None and len(unit.split()) <= (
-            MAX_LABEL_WORDS)
+            MAX_LABEL_WORDS) and unit.isprintable() and not looks_like_identifier_value(unit)
 
     def allows_label(self, label: str) -> bool:
+        """A label of the bundle's manifest, or (bundle unknown) a short one that carries no identifier's words or
+        shape. A person's name as a label ("Jane Doe") cannot be told from a class name; only a known bundle's
+        closed label set keeps it out — publish the bundles a collector receives under its bundles folder."""
         if self.labels is not None:
             return label in self.labels
         return (_LABEL_PATTERN.fullmatch(label) is not None and _DIGIT_RUN.search(label) is None
-                and len(label.split()) <= MAX_LABEL_WORDS)
+                and len(label.split()) <= MAX_LABEL_WORDS and not looks_like_identifier_value(label))
+
+    @staticmethod
+    def allows_code(code: str) -> bool:
+        """A bundle id, variant or provider: letters, digits and ``._:+-``, and no identifier's words or shape."""
+        return _CODE_PATTERN.fullmatch(code) is not None and not looks_like_identifier_value(code)
 
 
 _DEVICE_ID_PATTERN = re.compile(r"[0-9a-f]{16,64}")
@@ -450,8 +468,9 @@ def _labels_of(record: dict[str, Any]) -> list[tuple[str, str]]:
 def _check_vocabulary(record: dict[str, Any], vocabulary: Vocabulary) -> None:
     """The allow-list: codes shaped as codes, flags, labels and feature names from closed sets."""
     for field in ("bundle_id", "variant", "provider"):
-        if not _CODE_PATTERN.fullmatch(record[field]):
-            raise _fail(field, "is not a code (letters, digits and ._:+- only)", _DESCRIPTIONS[field],
+        if not vocabulary.allows_code(record[field]):
+            raise _fail(field, "is not a code (letters, digits and ._:+- only, no identifier's words or date)",
+                        _DESCRIPTIONS[field],
                         "send the identifier the runtime reports")
     units = ((record.get("result") or {}).get("units") or {}) if isinstance(record.get("result"), dict) else {}
     for target, unit in units.items():

@@ -206,19 +206,14 @@ def test_a_long_schema_version_is_not_echoed_and_a_short_one_is():
 
 
 def test_a_sequence_no_outbox_could_renumber_above_is_refused():
-    device = pseudonymous_device_id("device", "salt")
-    record = {"sequence": MAX_UPLOAD_SEQUENCE + 1, "time": "2026-12-07T12:00:00Z", "device_id": device,
-              "bundle_id": "abc123", "bundle_sha256": "0" * 64, "variant": "fp32", "provider": "CPUExecutionProvider",
-              "latency_us": 10.0, "task": "binary", "result": {"class": "V", "confidence": 0.9,
-                                                               "low_confidence": False},
-              "quality_flags": [], "features": {}}
-    body = json.dumps({"schema_version": 2, "device_id": device, "dropped": 0, "records": [record]}).encode()
+    record = _record(sequence=MAX_UPLOAD_SEQUENCE + 1)
+    body = json.dumps({"schema_version": 2, "device_id": record["device_id"], "dropped": 0, "records": [record]})
     with pytest.raises(BatchError) as refused:
-        parse_batch(body)
+        parse_batch(body.encode())
     assert refused.value.status == 422 and refused.value.field == "sequence" and refused.value.index == 0
     record["sequence"] = MAX_UPLOAD_SEQUENCE
-    body = json.dumps({"schema_version": 2, "device_id": device, "dropped": 0, "records": [record]}).encode()
-    assert parse_batch(body).records[0]["sequence"] == MAX_UPLOAD_SEQUENCE
+    body = json.dumps({"schema_version": 2, "device_id": record["device_id"], "dropped": 0, "records": [record]})
+    assert parse_batch(body.encode()).records[0]["sequence"] == MAX_UPLOAD_SEQUENCE
 
 
 def test_a_body_of_millions_of_empty_arrays_is_refused_before_it_is_parsed():
@@ -237,3 +232,32 @@ def test_the_guard_is_what_uvicorn_runs():
     assert server.config.http == http_guard.PROTOCOL
     server.config.load()
     assert server.config.http_protocol_class is http_guard.GuardedHttpProtocol
+
+
+def _record(**changes) -> dict:
+    record = {"sequence": 1, "time": "2026-12-07T12:00:00Z", "device_id": pseudonymous_device_id("device", "salt"),
+              "bundle_id": "abc123", "bundle_sha256": "0" * 64, "variant": "fp32", "provider": "CPUExecutionProvider",
+              "latency_us": 10.0, "task": "binary", "quality_flags": [], "features": {},
+              "result": {"class": "V", "confidence": 0.9, "low_confidence": False}}
+    return {**record, **changes}
+
+
+@pytest.mark.parametrize("changes, field", [
+    ({"variant": "SSN:078-05-1120"}, "variant"),
+    ({"bundle_id": "Jane.Doe.DOB.1970-01-01"}, "bundle_id"),
+    ({"result": {"class": "DOB 01/31/1970", "confidence": 0.9, "low_confidence": False}}, "result.class"),
+    ({"task": "regression", "result": {"values": {"glucose": 5.0}, "units": {"glucose": "patient a"}}},
+     "result.units.glucose"),
+    ({"task": "regression", "result": {"values": {"glucose": 5.0}, "units": {"glucose": "mmol\u202e/L"}}},
+     "result.units.glucose"),
+])
+def test_identifiers_in_the_codes_and_labels_of_an_unknown_bundle_are_refused_unechoed(changes, field):
+    record = _record(**changes)
+    body = json.dumps({"schema_version": 2, "device_id": record["device_id"], "dropped": 0, "records": [record]})
+    with pytest.raises(BatchError) as refused:
+        parse_batch(body.encode())
+    assert refused.value.status == 422 and refused.value.field == field, str(refused.value)
+    assert "1970" not in str(refused.value) and "078-05" not in str(refused.value)
+    plain = _record(task="regression", result={"values": {"glucose": 5.0}, "units": {"glucose": "mmol/L"}})
+    body = json.dumps({"schema_version": 2, "device_id": plain["device_id"], "dropped": 0, "records": [plain]})
+    assert parse_batch(body.encode()).records[0]["result"]["units"] == {"glucose": "mmol/L"}

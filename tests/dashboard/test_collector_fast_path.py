@@ -23,6 +23,7 @@ from tests.runtime.test_telemetry_aggregates import minutes
 DEVICE = "ab" * 16
 ODD_VALUES: tuple[Any, ...] = (
     -1, 0, 1.5, 10**20, "x", "", None, True, [], {}, "patient John Smith, MRN 12345678", "2026-01-01T12:00:30Z",
+    "Jane.Doe.DOB.1970-01-01", "SSN:078-05-1120",
 )
 
 
@@ -120,3 +121,16 @@ def test_the_fast_path_accepts_only_what_the_exact_path_accepts_and_stores_the_s
             accepted_fast += 1
             assert [json.loads(item.text) for item in fast[2]] == [dict(record) for record in exact.records], change
     assert checked > 1000 and accepted_fast >= 1  # the valid envelope at least takes the fast path
+
+
+@pytest.mark.parametrize("field, value", [("bundle_id", "Jane.Doe.DOB.1970-01-01"), ("variant", "SSN:078-05-1120"),
+                                          ("provider", "01/31/1970"), ("bundle_id", "MRN.12345678")])
+def test_an_identifier_typed_into_a_code_is_refused_on_both_paths(field, value, monkeypatch) -> None:
+    """The codes are letters, digits and ._:+- — a birth date, SSN or MRN fits that shape, so the words and the
+    date's shape are refused too, for a bundle the collector knows and one it does not."""
+    body = json.dumps(_set(_envelope(minutes()[:1]), ("records", 0, field), value)).encode()
+    limits = CollectorLimits()
+    assert decode_aggregates(body, max_records=limits.max_records, max_integer=limits.max_integer) is None
+    for refused in (_exact(body, monkeypatch), _either(body)):
+        assert isinstance(refused, BatchError) and refused.status == 422 and refused.field == field, refused
+        assert value not in str(refused)
