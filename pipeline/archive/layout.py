@@ -30,7 +30,8 @@ validated only on the leads it was developed on. A file that names its own lead 
      "beat_samples": [77, 370, …], "labels": ["non-V", "V", …]}
 
 every reference beat as a sample index at the sidecar's own rate (from the recording's first sample), and one
-label per beat; a beat is a PVC when its label is the positive label (``"V"``). JSON only, never pickle.
+label per beat, ``"V"`` (a PVC) or ``"non-V"``: any other label is refused (the file is reported and skipped), never
+read as non-V. JSON only, never pickle.
 
 The index is read and checked by the driver (``read_archive``: a missing folder, an empty archive or a bad index is
 an ``ArchiveError``, and nothing runs). A sidecar is read by the worker that runs its recording
@@ -39,6 +40,7 @@ an ``ArchiveError``, and nothing runs). A sidecar is read by the worker that run
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from collections.abc import Sequence
@@ -62,6 +64,7 @@ WFDB_ANNOTATIONS_SUFFIX = ".atr"
 MAX_JSON_BYTES = 64 * 1024**2  # an index or sidecar larger than this is refused before it is parsed
 POSITIVE_LABEL = "V"  # the label of a PVC in a sidecar (AAMI class V)
 NEGATIVE_LABEL = "non-V"  # what the generator writes for every other beat
+SIDECAR_LABELS = frozenset({POSITIVE_LABEL, NEGATIVE_LABEL})  # a sidecar's whole vocabulary: anything else is refused
 
 
 class ArchiveError(EdgemedError):
@@ -233,9 +236,9 @@ def read_archive(folder: Path | str, sample_rate_hz: float | None = None) -> Arc
         index = _read_json(index_path, ArchiveError, "archive index")
         entries = _index_entries(folder, index)
         if sample_rate_hz is not None:
+            # only the rate is filled in: the entry's lead (and every other field) stays as the index gives it
             entries = tuple(entry if entry.sample_rate_hz is not None
-                            else ArchiveEntry(entry.name, entry.file, sample_rate_hz, entry.annotations, entry.group)
-                            for entry in entries)
+                            else dataclasses.replace(entry, sample_rate_hz=sample_rate_hz) for entry in entries)
         archive = Archive(folder, entries, True, str(index.get("description", "")),
                           index.get("source") if isinstance(index.get("source"), dict) else None)
     else:
@@ -284,6 +287,15 @@ def read_annotations(path: Path | str) -> BeatAnnotations:
         raise AnnotationError(f"{path.name}: a beat position is beyond any recording's length",
                               expected="sample indices from 0 that fit a 64-bit integer",
                               fix="write beat positions in samples at the file's sample_rate_hz")
+    unknown = sorted(set(labels) - SIDECAR_LABELS)
+    if unknown:  # "PVC", "v" or an MIT-BIH symbol would be read as non-V and turn every true PVC into a false alarm
+        shown = [label for label in unknown if label.isascii() and len(label) <= 8 and label.isprintable()][:3]
+        raise AnnotationError(f"{path.name}: {len(unknown)} label(s) are neither {POSITIVE_LABEL!r} nor "
+                              f"{NEGATIVE_LABEL!r}" + (f" (e.g. {', '.join(map(repr, shown))})" if shown else ""),
+                              expected=f"one of {POSITIVE_LABEL!r} (a PVC, AAMI class V) or {NEGATIVE_LABEL!r} (every "
+                                       "other beat) per beat",
+                              fix="map the annotation's own classes onto V and non-V (MIT-BIH: V → V, every other "
+                                  "beat symbol → non-V) and write the sidecar again")
     positions = np.asarray(samples, dtype=np.int64) if samples else np.zeros(0, np.int64)
     if positions.size and (positions[0] < 0 or np.any(np.diff(positions) <= 0)):
         raise AnnotationError(f"{path.name}: beat positions are negative, unsorted or repeated",

@@ -32,6 +32,34 @@ def _split_of(record: str) -> str:
                 "unused")
 
 
+ARCHIVE_BYTES_PER_SECOND = 360 * 4 + 16  # a float32 sample at 360 Hz, and its share of the annotations
+WORKERS_PER_CPU = 2  # a local Ray's workers beyond this many per core only queue (each holds ~150 MB)
+
+
+def _check_free_space(output: Path, recordings: int, seconds: float) -> None:
+    """Refuse an archive the disk cannot hold (estimated from its length) before a byte is written."""
+    import shutil
+
+    needed = int(recordings * seconds * ARCHIVE_BYTES_PER_SECOND * 1.1)  # +10 %: indexes, headers, the file system
+    existing = next(folder for folder in (output, *output.absolute().parents) if folder.exists())
+    free = shutil.disk_usage(existing).free
+    if needed > free:
+        raise click.BadParameter(f"{recordings} recordings of {seconds:g} s need about {needed / 2**30:.1f} GiB and "
+                                 f"{existing} has {free / 2**30:.1f} GiB free; ask for fewer --recordings or shorter "
+                                 "--seconds, or write to a larger disk", param_hint="--recordings")
+
+
+def _check_local_workers(counts: tuple[int, ...], ray_address: str | None) -> None:
+    """On a local Ray (no --ray-address), refuse more workers than this machine's cores can run."""
+    import os
+
+    limit = WORKERS_PER_CPU * (os.cpu_count() or 1)
+    if ray_address is None and max(counts) > limit:
+        raise click.BadParameter(f"{max(counts)} workers on this machine's {os.cpu_count()} cores: a local Ray "
+                                 f"starts a process for each (about 150 MB apiece); at most {limit} here "
+                                 f"({WORKERS_PER_CPU} per core)", param_hint="--workers")
+
+
 @click.command("make-archive")
 @click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="The archive folder to write (new or empty).")
@@ -64,6 +92,7 @@ def make_archive_command(output: Path, recordings: int, seconds: float, records:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise click.BadParameter(f"{output} already exists and is not an empty folder; choose a new one",
                                  param_hint="--output")
+    _check_free_space(output, recordings, seconds)
     wanted = [name.strip() for name in records.split(",") if name.strip()] if records else None
     try:
         loaded = {record.record_id: record for record in load_records(wanted)}
@@ -172,6 +201,7 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
     from pipeline.archive.run import ArchiveRunConfig, validate_archive
 
     configure_logging(verbose)
+    _check_local_workers((workers,), ray_address)
     trust, worker = _settings(options)
     resolved = archive_folder.resolve()  # "--archive ." names the folder it is, not ""
     output = output or resolved.parent / f"{resolved.name}-validation"
@@ -239,6 +269,7 @@ def bench_archive_command(bundle: Path, archive_folder: Path, worker_counts: str
                                  param_hint="--workers") from None
     if not counts or min(counts) < 1:
         raise click.BadParameter(f"{worker_counts!r}: every worker count must be ≥ 1", param_hint="--workers")
+    _check_local_workers(counts, None)
     trust, worker = _settings(options)
     bars = ProgressBars("", progress)
     try:

@@ -126,13 +126,18 @@ def test_a_missing_or_empty_archive_says_what_and_how_to_fix(tmp_path):
     ({"beat_samples": []}, "not an edgemed beat-annotation file"),
     ({"format": "edgemed-beat-annotations", "version": 1, "sample_rate_hz": 360.0, "beat_samples": [10, 10**30],
       "labels": ["V", "V"]}, "beyond any recording's length"),
+    # a PVC labelled "PVC" (or "v", or an MIT-BIH symbol) used to be read as non-V: every true V call a false alarm
+    ({"format": "edgemed-beat-annotations", "version": 1, "sample_rate_hz": 360.0, "beat_samples": [10, 400, 800],
+      "labels": ["non-V", "PVC", "v"]}, "2 label\\(s\\) are neither 'V' nor 'non-V' \\(e.g. 'PVC', 'v'\\)"),
+    ({"format": "edgemed-beat-annotations", "version": 1, "sample_rate_hz": 360.0, "beat_samples": [10],
+      "labels": ["Jane Doe 1970-01-01"]}, "1 label\\(s\\) are neither 'V' nor 'non-V'\\. "),
 ])
 def test_a_bad_sidecar_fails_its_recording(tmp_path, document, message):
     path = tmp_path / "x.annotations.json"
     path.write_text(json.dumps(document))
     with pytest.raises(AnnotationError, match=message) as caught:
         read_annotations(path)
-    assert caught.value.expected and caught.value.fix
+    assert caught.value.expected and caught.value.fix and "Jane" not in str(caught.value)  # a label is not echoed
 
 
 def test_a_recording_whose_worker_died_is_reported_not_dropped(tmp_path):

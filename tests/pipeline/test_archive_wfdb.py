@@ -199,6 +199,19 @@ def test_an_index_lead_that_is_no_lead_name_is_refused_without_showing_it(tmp_pa
     assert "Jane" not in str(caught.value) and "MLII" in caught.value.expected
 
 
+def test_a_rate_given_on_the_command_line_keeps_every_entry_s_lead(tmp_path):
+    """--sample-rate fills in the rate an entry lacks and nothing else: it used to rebuild the entry without its
+    lead, so a V5 recording was scored as if its lead were unknown instead of refused."""
+    np.save(tmp_path / "a.npy", np.zeros(10, np.float32))
+    np.save(tmp_path / "b.npy", np.zeros(10, np.float32))
+    (tmp_path / "archive.json").write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "a", "file": "a.npy", "lead": "V5", "group": "114"},
+        {"name": "b", "file": "b.npy", "sample_rate_hz": 250.0, "lead": "MLII"}]}))
+    first, second = read_archive(tmp_path, sample_rate_hz=360.0).entries
+    assert (first.sample_rate_hz, first.lead, first.group) == (360.0, "V5", "114")
+    assert (second.sample_rate_hz, second.lead) == (250.0, "MLII")
+
+
 def test_a_lead_the_bundle_was_not_validated_on_fails_as_the_device_refuses_it(tmp_path, parts):
     """A bundle that declares its leads (MLII here): a V5 record — named by its WFDB header, or by a CSV column's
     header — is a failed row that says why, never scored into the figures; an MLII record and an unnamed one run."""
