@@ -227,8 +227,9 @@ def create_app(store: TelemetryStore, limits: CollectorLimits | None = None,
     @app.exception_handler(StarletteHTTPException)
     async def refuse_route(request: Request, error: StarletteHTTPException) -> JSONResponse:
         """An unknown path (404) or method (405) answered as every refusal is: what, what was expected, the fix."""
-        content = {"detail": f"{request.method} {request.url.path} is not part of the collector's API "
-                             f"(HTTP {error.status_code} {error.detail})",
+        # the path is not echoed: a client may put anything in it
+        asked = "this method on this path" if error.status_code == 405 else "this path"
+        content = {"detail": f"{asked} is not part of the collector's API (HTTP {error.status_code} {error.detail})",
                    "expected": "POST /v1/telemetry (uploads), GET /v1/health, GET /v1/ready",
                    "fix": "see runtime/telemetry/protocol.md", "record_index": None, "field": None}
         return JSONResponse(status_code=error.status_code, content=content, headers=getattr(error, "headers", None))

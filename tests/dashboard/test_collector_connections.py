@@ -132,11 +132,12 @@ def test_a_body_cut_off_by_the_client_leaves_no_traceback_and_nothing_stored(sto
 def test_unknown_paths_and_methods_are_refused_in_json_and_no_api_browser_is_served(store):
     with _collector(store) as port:
         base = f"http://127.0.0.1:{port}"
-        missing = httpx.get(f"{base}/v1/nothing", timeout=WAIT_S)
+        missing = httpx.get(f"{base}/v1/patient-jane-doe", timeout=WAIT_S)
         wrong = httpx.get(f"{base}/v1/telemetry", timeout=WAIT_S)
         pages = [httpx.get(f"{base}{path}", timeout=WAIT_S).status_code for path in ("/docs", "/redoc",
                                                                                         "/openapi.json")]
     assert missing.status_code == 404 and "POST /v1/telemetry" in missing.json()["expected"]
+    assert "jane" not in missing.text.lower()  # the path a client asked for is not echoed
     assert wrong.status_code == 405 and wrong.headers["allow"] == "POST"
     _refusal_is_whole(wrong.json())
     assert pages == [404, 404, 404]
