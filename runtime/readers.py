@@ -98,9 +98,10 @@ def _existing(path: Path, sample_rate_hz: float | None, rate_range: tuple[float,
     if sample_rate_hz is not None:
         check_sample_rate(sample_rate_hz, "--sample-rate", rate_range)
     if not path.is_file():
-        raise InputError(
-            f"input file {path} " + ("is a folder, not a file" if path.is_dir() else "does not exist"),
-            expected="a readable .csv, .npy or .h5 file", fix="check the path")
+        what = ("is a folder, not a file" if path.is_dir() else "does not exist" if not path.exists()
+                else "is not a regular file (a pipe, socket or device)")
+        raise InputError(f"input file {path} {what}", expected="a readable .csv, .npy or .h5 file",
+                         fix="check the path; write a stream to a file first")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".csv", ".h5", ".hdf5"):
         raise InputError(

@@ -197,6 +197,12 @@ class PostgresServer:
         """``initdb`` into ``folder`` unless done before; whether it ran."""
         if self.initialised():
             return False
+        if self.folder.is_dir() and any(self.folder.iterdir()):  # the server's user takes the folder over
+            raise PostgresServerError(
+                f"the folder {self.folder} already holds files and no PostgreSQL cluster ({self.data} has no "
+                "PG_VERSION)", expected="a new or empty folder, which the server's user will own, or a folder "
+                "`edgemed postgres start` initialised before",
+                fix=f"choose another --folder, e.g. {self.folder / 'postgres'}")
         account = service_account()
         self.folder.mkdir(parents=True, exist_ok=True)
         if not reachable(self.folder, account):

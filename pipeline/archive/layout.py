@@ -43,6 +43,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -173,8 +174,9 @@ def _index_entries(folder: Path, index: object) -> tuple[ArchiveEntry, ...]:
     if not isinstance(listed, list):
         raise ArchiveError(f"{folder / INDEX_NAME} has no 'recordings' list", expected="a list of recordings",
                            fix="list the recordings in the index")
-    entries = []
-    for number, item in enumerate(listed):
+    entries: list[ArchiveEntry] = []
+    seen: dict[str, int] = {}  # name or file → the entry that has it: a recording listed twice is scored twice
+    for number, item in enumerate(listed, start=1):  # numbered from 1, as people count the entries
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"]:
             raise ArchiveError(f"recording {number} of the index is {str(item)[:80]!r}",
                                expected='an object with a "name" and a "file"', fix="correct the index")
@@ -182,13 +184,21 @@ def _index_entries(folder: Path, index: object) -> tuple[ArchiveEntry, ...]:
         entries.append(ArchiveEntry(
             name=item["name"],
             file=_inside(folder, item.get("file"), "file", number),
-            sample_rate_hz=_optional_rate(item.get("sample_rate_hz"), f"recording {number + 1} of the index "
+            sample_rate_hz=_optional_rate(item.get("sample_rate_hz"), f"recording {number} of the index "
                                           f"({item['name'][:80]!r})"),
             annotations=None if item.get("annotations") is None
             else _inside(folder, item["annotations"], "annotations", number),
             group=None if group is None else str(group),
             lead=_optional_lead(item.get("lead"), number),
         ))
+        # one file may be listed once per lead (a two-channel WFDB record), never twice for the same one
+        for what, key in ((f"name {item['name'][:80]!r}", f"name:{item['name']}"),
+                          (f"file {item.get('file')!r} and lead", f"file:{entries[-1].file}:{entries[-1].lead}")):
+            earlier = seen.setdefault(key, number)
+            if earlier != number:
+                raise ArchiveError(f"recordings {earlier} and {number} of the index have the same {what}",
+                                   expected="every recording listed once, under its own name (a file once per lead)",
+                                   fix="remove the repeated entry, or name the recordings apart")
     return tuple(entries)
 
 
@@ -199,7 +209,7 @@ def _optional_lead(value: object, number: int) -> str | None:
         return None
     lead = recorded_channel(value) if isinstance(value, str) else None
     if lead is None:
-        raise ArchiveError(f"recording {number + 1} of the index has a 'lead' that is no standard lead name",
+        raise ArchiveError(f"recording {number} of the index has a 'lead' that is no standard lead name",
                            expected="null, or a lead such as MLII, II, V1 … V6, I, III, aVR, aVL, aVF",
                            fix="name the lead the recording was taken from, or leave 'lead' out")
     return lead
@@ -248,8 +258,7 @@ def read_archive(folder: Path | str, sample_rate_hz: float | None = None) -> Arc
                            expected=f"recordings listed in {INDEX_NAME}, or {', '.join(RECORDING_SUFFIXES)} files "
                                     "in the folder",
                            fix="point --archive at a folder of recordings (edgemed make-archive writes one)")
-    names = [entry.name for entry in archive.entries]
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    repeated = sorted(name for name, count in Counter(entry.name for entry in archive.entries).items() if count > 1)
     if repeated:
         raise ArchiveError(f"archive {folder} lists {', '.join(repeated[:5])} more than once",
                            expected="one entry per recording name",

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from pipeline.cli.progress import ProgressBars
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
@@ -32,15 +33,19 @@ def _split_of(record: str) -> str:
                 "unused")
 
 
-ARCHIVE_BYTES_PER_SECOND = 360 * 4 + 16  # a float32 sample at 360 Hz, and its share of the annotations
+# what one second of excerpt costs on disk: 360 samples (float32 in .npy; up to "-12.345\n" in .csv) and its
+# annotations (the vendored records' JSON sidecars average ~100 bytes a second; 160 covers the fastest rhythms)
+SIGNAL_BYTES_PER_SAMPLE = {"npy": 4, "csv": 8}
+ANNOTATION_BYTES_PER_SECOND = 160
 WORKERS_PER_CPU = 2  # a local Ray's workers beyond this many per core only queue (each holds ~150 MB)
 
 
-def _check_free_space(output: Path, recordings: int, seconds: float) -> None:
-    """Refuse an archive the disk cannot hold (estimated from its length) before a byte is written."""
+def _check_free_space(output: Path, recordings: int, seconds: float, signal_format: str) -> None:
+    """Refuse an archive the disk cannot hold (estimated from its length and format) before a byte is written."""
     import shutil
 
-    needed = int(recordings * seconds * ARCHIVE_BYTES_PER_SECOND * 1.1)  # +10 %: indexes, headers, the file system
+    per_second = 360 * SIGNAL_BYTES_PER_SAMPLE[signal_format] + ANNOTATION_BYTES_PER_SECOND
+    needed = int(recordings * seconds * per_second * 1.1)  # +10 %: indexes, headers, the file system
     existing = next(folder for folder in (output, *output.absolute().parents) if folder.exists())
     free = shutil.disk_usage(existing).free
     if needed > free:
@@ -61,11 +66,11 @@ def _check_local_workers(counts: tuple[int, ...], ray_address: str | None) -> No
 
 
 @click.command("make-archive")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.option("--output", type=OutputPath(folder=True, path_type=Path), required=True,
               help="The archive folder to write (new or empty).")
 @click.option("--recordings", type=click.IntRange(min=1, max=100_000), default=200, show_default=True,
               help="How many excerpts, spread evenly over the records.")
-@click.option("--seconds", type=click.FloatRange(min=10.0, max=1800.0), default=300.0, show_default=True,
+@click.option("--seconds", type=FiniteFloatRange(min=10.0, max=1800.0), default=300.0, show_default=True,
               help="Length of every excerpt (excerpts of one record overlap when they do not fit side by side).")
 @click.option("--records", default=None, help="Comma-separated MIT-BIH records of the vendored subset (default: all).")
 @click.option("--format", "signal_format", type=click.Choice(["npy", "csv"]), default="npy", show_default=True,
@@ -92,8 +97,12 @@ def make_archive_command(output: Path, recordings: int, seconds: float, records:
     if output.exists() and (not output.is_dir() or any(output.iterdir())):
         raise click.BadParameter(f"{output} already exists and is not an empty folder; choose a new one",
                                  param_hint="--output")
-    _check_free_space(output, recordings, seconds)
-    wanted = [name.strip() for name in records.split(",") if name.strip()] if records else None
+    _check_free_space(output, recordings, seconds, signal_format)
+    wanted = [name.strip() for name in records.split(",") if name.strip()] if records is not None else None
+    if wanted == []:
+        raise click.BadParameter(f"{records!r} names no record. Expected: comma-separated MIT-BIH record names, e.g. "
+                                 "100,119. Fix: name some records, or leave --records out for all of them.",
+                                 param_hint="--records")
     try:
         loaded = {record.record_id: record for record in load_records(wanted)}
         plans = plan_excerpts({name: record.duration_s for name, record in loaded.items()}, recordings, seconds)
@@ -149,7 +158,7 @@ def _run_options(function):
     for option in reversed((
         click.option("--archive", "archive_folder", type=click.Path(path_type=Path), required=True,
                      help="The archive folder (archive.json, or a folder of .npy/.csv/.h5 recordings)."),
-        click.option("--sample-rate", type=click.FloatRange(*SAMPLE_RATE_RANGE_HZ), default=None,
+        click.option("--sample-rate", type=FiniteFloatRange(*SAMPLE_RATE_RANGE_HZ), default=None,
                      help="Rate of recordings whose index entry or file does not give one."),
         click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
                      help="onnxruntime threads per worker."),
@@ -176,7 +185,7 @@ def _percent(value: float | None) -> str:
 @click.command("validate-archive")
 @click.argument("bundle", type=click.Path(path_type=Path))
 @_run_options
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--output", type=OutputPath(folder=True, path_type=Path), default=None,
               help="Where results.parquet, report.json and report.md go (default: ARCHIVE-validation beside it).")
 @click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True,
               help="Ray workers (one recording at a time each); a local Ray gets this many CPUs.")
@@ -252,7 +261,7 @@ def validate_archive_command(bundle: Path, archive_folder: Path, output: Path | 
               help="Comma-separated worker counts to measure (one local Ray, an actor pool of each size in turn).")
 @click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True,
               help="Runs per worker count, interleaved.")
-@click.option("--output", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
+@click.option("--output", type=OutputPath(folder=True, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Where archive_scaling.json and .md go.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress on stderr.")
 def bench_archive_command(bundle: Path, archive_folder: Path, worker_counts: str, repeats: int, output: Path,

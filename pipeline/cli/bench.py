@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
 
@@ -74,7 +75,7 @@ def _collect_inputs(scenarios: tuple[str, ...], models: tuple[str, ...], options
 @click.option("--model", "models", multiple=True, help="Also benchmark this bundle folder or .onnx file (timed on "
               "seeded N(0,1) random inputs: synthetic, not real data).")
 @click.option("--artifacts", type=click.Path(file_okay=False), default="artifacts", show_default=True)
-@click.option("--output", type=click.Path(file_okay=False), default=str(DEFAULT_OUTPUT), show_default=True)
+@click.option("--output", type=OutputPath(folder=True), default=str(DEFAULT_OUTPUT), show_default=True)
 @click.option("--providers", default=None, help="Comma-separated EPs (cpu,cuda,tensorrt); default: all, "
               "missing ones reported as not available.")
 @click.option("--threads", default=None, help="Comma-separated intra-op thread counts or 'all' (default: 1,all).")
@@ -131,14 +132,17 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
     click.echo("\n".join(str(path) for path in written))
 
 
+MAX_STREAM_HOURS = 72  # the recording is held in memory: 72 h at 360 Hz is 93 M samples
+
+
 @click.command("bench-stream")
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False), default="bundles/ecg-pvc")
 @click.option(
     "--hours",
-    type=click.FloatRange(min=0.01),
+    type=FiniteFloatRange(min=0.01, max=MAX_STREAM_HOURS),
     default=24.0,
     show_default=True,
-    help="Length of the recording (the signal repeated to it).",
+    help=f"Length of the recording (the signal repeated to it; at most {MAX_STREAM_HOURS} h, held in memory).",
 )
 @click.option("--signal", type=click.Choice(["mitdb", "synthetic"]), default="mitdb", show_default=True,
               help="mitdb: the 10 vendored MIT-BIH records (real), one after another; synthetic: a tiled ECGSYN strip "
@@ -152,7 +156,7 @@ def bench_command(scenarios: tuple[str, ...], models: tuple[str, ...], **options
 @click.option("--repeats", type=click.IntRange(min=1, max=20), default=3, show_default=True,
               help="Timed runs per mode, interleaved; the figures are their medians.")
 @click.option(
-    "--output", type=click.Path(dir_okay=False), default="benchmarks/results/stream_speed.json", show_default=True
+    "--output", type=OutputPath(folder=False), default="benchmarks/results/stream_speed.json", show_default=True
 )
 def bench_stream_command(bundle: str, hours: float, signal: str, telemetry: str, no_telemetry: bool, compare: bool,
                          repeats: int, output: str) -> None:

@@ -39,6 +39,7 @@ from dashboard.data.settings import (
     is_database_url,
 )
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange
 from runtime.errors import EdgemedError
 
 DEFAULT_PORT = 8501  # Streamlit's usual port
@@ -100,7 +101,7 @@ def dashboard_environment(
               help="bench.json written by `edgemed bench`.")
 @click.option("--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port on 127.0.0.1.")
-@click.option("--latency-objective-us", type=click.FloatRange(min=0, min_open=True),
+@click.option("--latency-objective-us", type=FiniteFloatRange(min=0, min_open=True),
               default=DEFAULT_LATENCY_OBJECTIVE_US, show_default=True,
               help="Latency SLO objective per inference (99 % must be faster).")
 @click.option("--warm-up/--no-warm-up", default=True, show_default=True,

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from pipeline.cli.progress import ProgressBars
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
@@ -25,9 +26,9 @@ from runtime.errors import EdgemedError
 @click.option("--targets", default=None,
               help="Comma-separated CPUs to emulate (default: all): x86-64-sse4, x86-64-avx2, arm-cortex-a53, "
               "arm-cortex-a72, arm-cortex-a76.")
-@click.option("--seconds", type=click.FloatRange(min=1.0), default=None,
+@click.option("--seconds", type=FiniteFloatRange(min=1.0), default=None,
               help="Cut every signal to its first SECONDS (default: whole recordings).")
-@click.option("--output", type=click.Path(file_okay=False), default="benchmarks/results", show_default=True,
+@click.option("--output", type=OutputPath(folder=True), default="benchmarks/results", show_default=True,
               help="Where cpu_check.json and cpu_check.md are written.")
 def cpu_check_command(bundles: str, trust_store: str, targets: str | None, seconds: float | None, output: str) -> None:
     """Every bundle through the device command on this machine and on emulated CPUs (QEMU user mode), on the real

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from runtime.__main__ import parse_filter_rules, summary_line, write_events
 from runtime.errors import EdgemedError
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ
@@ -42,7 +43,7 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
 )
 @click.option(
     "--sample-rate",
-    type=click.FloatRange(*SIGNAL_RATE_RANGE_HZ),
+    type=FiniteFloatRange(*SIGNAL_RATE_RANGE_HZ),
     default=None,
     help="Signal rate in Hz (needed for .npy and signal .csv): ECG "
     f"{SAMPLE_RATE_RANGE_HZ[0]:g}–{SAMPLE_RATE_RANGE_HZ[1]:g}, other waveforms {SIGNAL_RATE_RANGE_HZ[0]:g}–"
@@ -56,7 +57,8 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
               "the leads the bundle was validated on.")
 @click.option("--device-id", default=None, help="Pseudonymous device id (lowercase hex); needed for telemetry.")
 @click.option("--telemetry-url", default=None, help="Upload the telemetry to this collector URL.")
-@click.option("--telemetry-outbox", type=click.Path(path_type=Path), default=None, help="Telemetry outbox path.")
+@click.option("--telemetry-outbox", type=OutputPath(folder=False, path_type=Path), default=None,
+              help="Telemetry outbox path (a SQLite file).")
 @click.option("--telemetry-mode", type=click.Choice([mode.value for mode in TelemetryMode]),
               default=None,
               help="aggregates (the default): per-minute aggregates plus the events the filter keeps; records: one "
@@ -71,7 +73,7 @@ def _filter_rules(context: click.Context, parameter: click.Parameter, value: str
               help="onnxruntime threads (0: all cores).")
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(folder=False, path_type=Path),
     default=None,
     help="Write JSON lines here instead of stdout.",
 )

@@ -3,7 +3,8 @@
 Register with ``main.add_command(simulate_command)``. Each device runs the real runtime (its own
 bundle, ECG stream, outbox and uploader); the scripted problems (gain drift, rising noise, lead-off,
 sample-rate mismatch, latency regression, slow rhythm, rollout) are listed in the summary so that the
-dashboard's alerts can be checked against them. Exit status: 1 when the simulation fails.
+dashboard's alerts can be checked against them. Exit status: 1 when the simulation fails or some telemetry was
+not delivered (the outboxes holding it are kept and named).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import click
 from tqdm import tqdm
 
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from pipeline.fleet.device import DeviceConfig
 from pipeline.fleet.scenario import ScriptedEvent
 from pipeline.fleet.signals import SignalConfig
@@ -32,17 +34,23 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
         events = data["script"] if isinstance(data, dict) else data
         return tuple(ScriptedEvent.from_dict(event) for event in events)
     except (OSError, ValueError, KeyError, TypeError) as error:
-        raise click.BadParameter(f"cannot read an event script from {path}: {error}", param_hint="--script") from error
+        raise click.BadParameter(
+            f"cannot read an event script from {path}: {error}. Expected: JSON, a list of events (or a summary file "
+            "with a 'script' list), each with the keys a summary's script has. Fix: start from the 'script' of a "
+            "summary written by `edgemed simulate --summary`.", param_hint="--script") from error
+
+
+MAX_MINUTES = 7 * 24 * 60  # a week per device; the outboxes grow on disk with the minutes
 
 
 @click.command("simulate")
 @click.option("--devices", type=click.IntRange(min=1), default=8, show_default=True, help="Fleet size.")
 @click.option(
     "--minutes",
-    type=click.FloatRange(min=0, min_open=True),
+    type=FiniteFloatRange(min=0, min_open=True, max=MAX_MINUTES),
     default=30.0,
     show_default=True,
-    help="Simulated minutes of signal per device (processed as fast as possible).",
+    help=f"Simulated minutes of signal per device (processed as fast as possible; at most {MAX_MINUTES:,}, a week).",
 )
 @click.option("--collector", required=True, help="Collector telemetry URL, e.g. http://127.0.0.1:8787/v1/telemetry.")
 @click.option(
@@ -76,7 +84,7 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
 )
 @click.option(
     "--outbox-dir",
-    type=click.Path(file_okay=False, path_type=Path),
+    type=OutputPath(folder=True, path_type=Path),
     default=None,
     help="Keep the devices' SQLite outboxes here (default: a temporary folder, removed afterwards).",
 )
@@ -90,7 +98,7 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
 @click.option(
     "--summary",
     "summary_path",
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=OutputPath(folder=False, path_type=Path),
     default=None,
     help="Write the script and the per-device summary to this JSON file (atomically).",
 )
@@ -100,7 +108,7 @@ def _load_script(path: Path | None) -> tuple[ScriptedEvent, ...] | None:
 @click.option("--telemetry-mode", type=click.Choice([mode.value for mode in TelemetryMode]),
               default=TelemetryMode.AGGREGATES.value, show_default=True,
               help="aggregates: per-minute aggregates plus the events the filter keeps; records: one per beat.")
-@click.option("--upload-interval", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
+@click.option("--upload-interval", type=FiniteFloatRange(min=1.0), default=60.0, show_default=True,
               help="Simulated seconds between a device's uploads.")
 @click.option("--trust-store", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Folder of trusted public keys (*.pem): every device verifies its bundles' signatures, as a real "
@@ -164,6 +172,13 @@ def simulate_command(
     if summary_path is not None:
         write_summary(summary, summary_path)
     _print_summary(summary)
+    pending = summary["totals"]["pending"]
+    if pending:  # store-and-forward kept them, but the run did not do what it was asked: say so, and fail
+        raise click.ClickException(
+            f"{pending} of {summary['totals']['appended']} outbox rows were not delivered to {collector} "
+            f"({summary['totals']['upload_failures']} refused uploads; the warnings above say why). They are kept in "
+            f"the devices' outboxes in {summary['outbox_dir']}. Expected: a collector that accepts the fleet's "
+            "uploads. Fix: start the collector (`edgemed collector`) or correct --collector, then simulate again.")
 
 
 DEVICE_LINES = 20  # a larger fleet prints its totals and its scripted devices only

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 from pathlib import Path
 
 import click
 
 from exporters._files import atomic_destination
 from pipeline.cli.logging_setup import configure_logging
+from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from pipeline.errors import UsageError
 from runtime.errors import EdgemedError
 
@@ -20,7 +20,7 @@ from runtime.errors import EdgemedError
 @click.argument("bundle", type=click.Path(exists=True, file_okay=False))
 @click.option(
     "--output",
-    type=click.Path(dir_okay=False),
+    type=OutputPath(folder=False),
     default="benchmarks/results/real_ecg.json",
     show_default=True,
     help="Where the figures are written (JSON).",
@@ -53,11 +53,11 @@ def real_ecg_command(bundle: str, output: str) -> None:
 
 @click.command("export-record")
 @click.argument("record")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+@click.option("--output", type=OutputPath(folder=False, path_type=Path), required=True,
               help="Signal file to write: .npy (float32 mV) or .csv (one 'ecg' column in mV).")
-@click.option("--start-s", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--start-s", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Where the excerpt starts, in seconds.")
-@click.option("--seconds", type=click.FloatRange(min=1, min_open=False), default=None,
+@click.option("--seconds", type=FiniteFloatRange(min=1, min_open=False), default=None,
               help="Excerpt length in seconds (default: to the end of the record).")
 @click.option("--annotations", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the reference beats (seconds from the excerpt start, V or not) as JSON.")
@@ -79,8 +79,6 @@ def export_record_command(record: str, output: Path, start_s: float, seconds: fl
                                  param_hint="RECORD")
     if output.suffix.lower() not in (".npy", ".csv"):
         raise click.BadParameter(f"{output.name}: expected a .npy or .csv file name", param_hint="--output")
-    if not math.isfinite(start_s) or (seconds is not None and not math.isfinite(seconds)):
-        raise click.BadParameter("--start-s and --seconds must be finite numbers of seconds", param_hint="--seconds")
     if annotations is not None and annotations.resolve() == output.resolve():
         raise click.BadParameter("the annotations would overwrite the signal file: give them another name",
                                  param_hint="--annotations")

@@ -16,10 +16,10 @@ import math
 import multiprocessing
 import os
 import queue
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,12 +87,11 @@ def simulate(config: SimulationConfig, progress: Progress | None = None) -> dict
     chunks = math.ceil(config.minutes * 60.0 / config.chunk_s - 1e-9)
     processes = max(1, min(config.processes, config.devices))
     started = time.perf_counter()
-    with ExitStack() as stack:
-        if config.outbox_dir is None:
-            outbox_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="edgemed-fleet-")))
-        else:
-            outbox_dir = Path(config.outbox_dir)
-            outbox_dir.mkdir(parents=True, exist_ok=True)
+    temporary = config.outbox_dir is None
+    outbox_dir = Path(tempfile.mkdtemp(prefix="edgemed-fleet-")) if temporary else Path(config.outbox_dir)
+    outbox_dir.mkdir(parents=True, exist_ok=True)
+    summaries: dict[str, dict] | None = None
+    try:
         logger.info("simulating %d devices in %d process(es) for %.1f min (%s … %s) against %s", config.devices,
                     processes, config.minutes, utc_timestamp(start_time), utc_timestamp(end_time),
                     config.collector_url)
@@ -109,6 +108,12 @@ def simulate(config: SimulationConfig, progress: Progress | None = None) -> dict
         else:
             summaries = _run_processes(config, processes, start_time, outbox_dir, lambda done: progress and progress(
                 done, total))
+    finally:
+        # a temporary outbox folder goes only when everything in it was delivered: undelivered telemetry is kept
+        # (a failed run's error says why; its simulated telemetry goes with it)
+        pending = 0 if summaries is None else sum(summary["pending"] for summary in summaries.values())
+        if temporary and not pending:
+            shutil.rmtree(outbox_dir, ignore_errors=True)
     ordered = dict(sorted(summaries.items(), key=lambda item: item[1]["index"]))
     ids = {summary["index"]: device_id for device_id, summary in ordered.items()}
     synthetic = sum(1 for summary in ordered.values() if summary["signal"] == SYNTHETIC_SIGNAL)
@@ -126,6 +131,8 @@ def simulate(config: SimulationConfig, progress: Progress | None = None) -> dict
         "telemetry_mode": config.device.telemetry_mode.value,
         "upload_interval_s": config.device.upload_interval_s,
         "collector_url": config.collector_url,
+        # where the devices' outboxes are: the --outbox-dir, or the temporary folder kept for undelivered rows
+        "outbox_dir": str(outbox_dir) if not temporary or pending else None,
         "bundle": str(config.bundle_path),
         "rollout_bundle": str(config.rollout_bundle_path) if config.rollout_bundle_path else None,
         # which bundles the fleet ran and what their signed manifests say about real data (runtime.real_data)

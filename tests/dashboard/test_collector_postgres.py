@@ -123,3 +123,18 @@ def test_the_collector_does_not_start_without_its_database():
 )
 def test_one_store_location_at_a_time(arguments):
     assert CliRunner().invoke(collector_command, arguments).exit_code == 2
+
+
+def test_a_folder_that_already_holds_files_is_not_taken_over_by_the_server(tmp_path):
+    """initdb runs as the server's own user, who is given the folder: a user's folder with files in it (and no
+    cluster) is refused before anything is changed, its owner and files left as they were."""
+    from dashboard.collector.postgres_server import PostgresServerError
+
+    (tmp_path / "notes.txt").write_text("mine")
+    before = tmp_path.stat()
+    with pytest.raises(PostgresServerError, match="already holds files") as caught:
+        PostgresServer(tmp_path, free_port()).initialise()
+    assert "new or empty folder" in caught.value.expected and str(tmp_path / "postgres") in caught.value.fix
+    after = tmp_path.stat()
+    assert (after.st_uid, after.st_gid) == (before.st_uid, before.st_gid)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["notes.txt"]

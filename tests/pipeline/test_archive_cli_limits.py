@@ -8,6 +8,8 @@ import os
 import shutil
 from collections import namedtuple
 
+import click
+import pytest
 from click.testing import CliRunner
 
 from pipeline.cli import main
@@ -32,3 +34,16 @@ def test_more_local_workers_than_the_cores_can_run_are_refused(tmp_path):
         result = runner.invoke(main, command)
         assert result.exit_code == 2 and f"at most {limit} here" in result.output, result.output
         assert "Traceback" not in result.output
+
+
+def test_the_free_space_estimate_counts_what_a_csv_sample_costs(tmp_path, monkeypatch):
+    """A .csv sample takes up to 8 bytes ("-12.345\\n"), a .npy one 4: the same archive fits as .npy and not as
+    .csv on a disk between the two."""
+    from pipeline.cli.archive import _check_free_space
+
+    recordings, seconds = 100, 1000.0
+    npy_bytes = recordings * seconds * (360 * 4 + 160) * 1.1
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: Usage(10**12, 0, int(npy_bytes * 1.5)))
+    _check_free_space(tmp_path, recordings, seconds, "npy")
+    with pytest.raises(click.BadParameter, match="GiB free"):
+        _check_free_space(tmp_path, recordings, seconds, "csv")

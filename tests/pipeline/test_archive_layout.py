@@ -79,7 +79,7 @@ def test_an_unindexed_folder_is_scanned_and_takes_the_given_rate(tmp_path):
     (json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [{"name": "x", "file": "/etc/passwd"}]}),
      "relative to the archive folder"),
     (json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
-        {"name": "x", "file": "a.npy"}, {"name": "x", "file": "b.npy"}]}), "more than once"),
+        {"name": "x", "file": "a.npy"}, {"name": "x", "file": "b.npy"}]}), "recordings 1 and 2 .* same name"),
     (json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
         {"name": "x", "file": "a.npy", "sample_rate_hz": 5}]}), "outside the range"),
     (json.dumps({"format": "edgemed-archive", "version": 1, "recordings": []}), "holds no recording"),
@@ -104,6 +104,16 @@ def test_a_bad_index_entry_is_named_and_a_name_clash_in_a_folder_says_which_file
     with pytest.raises(ArchiveError, match="more than once") as caught:
         read_archive(folder, sample_rate_hz=360.0)
     assert "rename one of the files" in caught.value.fix
+
+
+@pytest.mark.parametrize(("second", "field"), [({"name": "one", "file": "b.npy"}, "name"),
+                                               ({"name": "two", "file": "./a.npy"}, "file '[.]/a[.]npy' and lead")])
+def test_a_recording_listed_twice_is_refused_not_scored_twice(tmp_path, second, field):
+    (tmp_path / INDEX_NAME).write_text(json.dumps({"format": "edgemed-archive", "version": 1, "recordings": [
+        {"name": "one", "file": "a.npy"}, {"name": "other", "file": "c.npy"}, second]}))
+    with pytest.raises(ArchiveError, match=f"recordings 1 and 3 of the index have the same {field}") as caught:
+        read_archive(tmp_path)
+    assert "listed once" in caught.value.expected and "remove the repeated entry" in caught.value.fix
 
 
 def test_a_missing_or_empty_archive_says_what_and_how_to_fix(tmp_path):

@@ -70,7 +70,7 @@ def test_export_record_keeps_the_name_given_and_refuses_odd_numbers_and_clashes(
         assert refused.exit_code == 2 and "Traceback" not in refused.output, refused.output
     (tmp_path / "a-file").write_text("")
     refused = runner.invoke(main, ["export-record", "119", "--output", str(tmp_path / "a-file" / "x.npy")])
-    assert refused.exit_code == 1 and "nothing was written" in refused.output
+    assert refused.exit_code == 2 and "a-file is not a folder" in refused.output  # before the record is read
     assert sorted(path.name for path in tmp_path.iterdir()) == ["U.NPY", "a-file", "beats.json"]
 
 

@@ -367,3 +367,35 @@ def test_with_a_trust_store_devices_run_signed_bundles_and_refuse_unsigned_ones(
     refused = runner.invoke(simulate_command, [*arguments, "--bundle", str(unsigned)])
     assert refused.exit_code == 1
     assert "unsigned" in refused.output.lower() and "Fix:" in refused.output, refused.output
+
+
+def test_telemetry_the_collector_never_took_is_kept_and_the_run_fails(tmp_path, monkeypatch):
+    """Nothing answers at --collector: the devices' outboxes (in a temporary folder by default) are kept, not
+    removed with the undelivered rows in them, and the command exits 1 saying how many rows and where they are."""
+    from pipeline.cli.simulate import simulate_command
+    from tests.runtime.pvc_bundle import TWO_INPUTS, build_pvc_bundle
+
+    bundle = build_pvc_bundle(tmp_path / "pvc", TWO_INPUTS)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # the default outbox folder lands in tmp_path
+    url = f"http://127.0.0.1:{_free_port()}/v1/telemetry"  # nothing listens there
+    result = CliRunner().invoke(simulate_command, ["--devices", "1", "--minutes", "1", "--collector", url, "--bundle",
+                                                   str(bundle), "--allow-unvalidated", "--no-progress"])
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    kept = [path for path in tmp_path.iterdir() if path.name.startswith("edgemed-fleet-")]
+    assert len(kept) == 1 and list(kept[0].glob("*")), "the outbox folder was removed with the undelivered rows"
+    pending = int(result.output.split("outbox rows uploaded, ")[1].split(" pending")[0])
+    assert pending > 0 and f"{pending} of {pending} outbox rows were not delivered to {url}" in result.output
+    assert f"kept in the devices' outboxes in {kept[0]}" in result.output
+
+
+def test_a_delivered_run_leaves_no_temporary_outbox(collector, tmp_path, monkeypatch):
+    from tests.runtime.pvc_bundle import TWO_INPUTS, build_pvc_bundle
+
+    url, _ = collector
+    bundle = build_pvc_bundle(tmp_path / "pvc", TWO_INPUTS)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path / "temporary"))
+    (tmp_path / "temporary").mkdir()
+    summary = simulate(SimulationConfig(collector_url=url, devices=1, minutes=1.0, bundle_path=bundle, seed=3,
+                                        salt="delivered-fleet"))
+    assert summary["totals"]["pending"] == 0 and summary["totals"]["uploaded"] > 0
+    assert summary["outbox_dir"] is None and list((tmp_path / "temporary").iterdir()) == []

@@ -290,3 +290,12 @@ def test_an_event_filter_in_records_mode_is_refused_not_ignored(tmp_path):
         assert f"{named} was given with --telemetry-mode records" in message and "aggregates mode" in message
         check_paths(None, dataclasses.replace(records, telemetry_mode=TelemetryMode.AGGREGATES))
         check_paths(None, dataclasses.replace(records, telemetry_mode=None))  # not chosen: aggregates
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are a POSIX thing")
+def test_a_named_pipe_is_refused_as_not_a_regular_file_not_as_missing(tmp_path):
+    pipe = tmp_path / "signal.npy"
+    os.mkfifo(pipe)
+    with pytest.raises(InputError, match="is not a regular file") as caught:
+        read_signal(pipe, 360.0)
+    assert "does not exist" not in str(caught.value) and "write a stream to a file first" in caught.value.fix
