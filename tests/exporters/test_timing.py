@@ -31,9 +31,21 @@ def test_statistics_of_a_hand_made_result() -> None:
 
 
 def test_onnx_runner_runs_a_real_session(zoo: ModelZoo, signals: Splits) -> None:
-    run = onnx_runner(zoo.onnx_path("conv1d_zscore"), signals.test_x[:1])
+    """The runner is one real inference with pre-bound inputs: its outputs are the model's on that sample, and
+    every timed run is a finite positive duration."""
+    import onnxruntime
+
+    path = zoo.onnx_path("conv1d_zscore")
+    sample = signals.test_x[:1]
+    run = onnx_runner(path, sample)
+    run()
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    expected = session.run(None, {session.get_inputs()[0].name: sample.astype(np.float32)})[0]
+    np.testing.assert_allclose(run.outputs()[0], expected, rtol=1e-5, atol=1e-6)
     result = measure_interleaved({"model": run}, InterleavedTiming(rounds=3, runs_per_round=10, warmup_runs=1))
-    assert result.median_of_windows_us("model") > 0
+    durations = result.durations_us["model"]
+    assert durations.shape == (30,) and np.isfinite(durations).all() and (durations > 0).all()
+    assert len(result.window_medians_us["model"]) == 3 and result.median_of_windows_us("model") > 0
 
 
 @pytest.mark.parametrize("rounds, runs", [(2, 10), (3, 2)])

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.benchmark.fuzz import fuzz_inputs, fuzz_manifests, memory_limit, run_case, summarise_inputs
+from pipeline.benchmark.fuzz import CaseOutcome, fuzz_inputs, fuzz_manifests, memory_limit, run_case, summarise_inputs
 from pipeline.benchmark.fuzz_inputs import H5_DEFECTS, KINDS, Expect, FuzzBundles, make_case
 from pipeline.build.signing import TRUST_STORE_FOLDER
 from runtime.__main__ import main as device_main
@@ -107,8 +107,17 @@ def test_fuzz_json_says_its_inputs_are_generated(tmp_path, monkeypatch, capsys):
     assert "inputs (SYNTHETIC: generated fuzz cases): 0 cases" in capsys.readouterr().err
 
 
-def test_memory_bound_grows_with_the_input():
+def test_a_case_over_its_memory_bound_is_counted_and_one_at_the_bound_is_not():
+    """The bound grows with the input (a 1 MB file may use more than an empty one), and the summary counts exactly
+    the cases whose peak heap passed their own input's bound."""
     assert memory_limit(10**6) > memory_limit(0) > 0
+
+    def case(peak_bytes: int, input_bytes: int) -> CaseOutcome:
+        return CaseOutcome("csv", Expect.REFUSE.value, 2, False, False, False, peak_bytes, input_bytes, 0.1)
+
+    outcomes = [case(memory_limit(0), 0), case(memory_limit(0) + 1, 0), case(memory_limit(0) + 1, 10**6),
+                case(memory_limit(10**6) + 1, 10**6)]
+    assert summarise_inputs(outcomes)["over_memory_bound"] == 2
 
 
 def test_every_mutation_of_a_signed_manifest_is_refused_and_none_crashes(bundles):
