@@ -72,7 +72,7 @@ from dashboard.collector.interface import (
 )
 from dashboard.collector.migrations import HEAD, VERSION_TABLE, Dialect, pending
 from runtime.telemetry.records import utc_timestamp
-from runtime.telemetry.sqlite_pool import ConnectionPool
+from runtime.telemetry.sqlite_pool import ConnectionPool, Leases
 from runtime.version import EDGEMED_VERSION
 
 __all__ = ["DEVICE_COLUMNS", "RECORD_COLUMNS", "AggregateReceipt", "Receipt", "SqliteStore", "StoreRefusedError",
@@ -132,15 +132,22 @@ def _rollup_row(key: tuple[str, str, str], count: int, payload: Any, now: str) -
 
 
 class _ReadOnlyConnections:
-    """One ``mode=ro`` connection per thread to an existing file: it can never create or write the store."""
+    """One ``mode=ro`` connection per thread to an existing file: it can never create or write the store. ``close``
+    waits for the reads other threads are running (``Leases``), as ``ConnectionPool.close`` does."""
 
     def __init__(self, path: Path) -> None:
         self.uri = f"{path.resolve().as_uri()}?mode=ro"
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._leases = Leases(StoreUnavailableError, f"telemetry store {path}")
 
-    def connection(self) -> sqlite3.Connection:
+    @contextmanager
+    def lease(self) -> Iterator[sqlite3.Connection]:
+        with self._leases.hold():
+            yield self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
         connection = getattr(self._local, "connection", None)
         if connection is None:
             connection = sqlite3.connect(self.uri, uri=True, timeout=READ_TIMEOUT_S, isolation_level=None,
@@ -151,8 +158,12 @@ class _ReadOnlyConnections:
         return connection
 
     def close(self) -> None:
+        idle = self._leases.close()
         with self._lock:
             connections, self._connections = self._connections, []
+        if not idle:  # a read still running after CLOSE_WAIT_S: its connection is left to close with its thread
+            own = getattr(self._local, "connection", None)
+            connections = [connection for connection in connections if connection is own]
         for connection in connections:
             connection.close()
 
@@ -208,12 +219,9 @@ class SqliteStore:
             raise StoreUnavailableError(f"the telemetry database {self.path} cannot be {action} ({error})",
                                         fix="check the file, its folder and the disk") from error
 
-    def _connection(self) -> sqlite3.Connection:
-        return self._pool.connection()
-
     def _read(self, query: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        with self._database("read"):
-            return self._connection().execute(query, parameters).fetchall()
+        with self._database("read"), self._pool.lease() as connection:
+            return connection.execute(query, parameters).fetchall()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -235,8 +243,7 @@ class SqliteStore:
         return int(connection.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()[0])
 
     def _check_readable(self) -> None:
-        with self._database("read"):
-            connection = self._connection()
+        with self._database("read"), self._pool.lease() as connection:
             tables = self._tables(connection)
             found = self._version_of(connection, tables)
         if found == 0 and "telemetry" not in tables:
@@ -260,8 +267,8 @@ class SqliteStore:
         return HEAD
 
     def schema_version(self) -> int:
-        with self._database("read"):
-            return self._version_of(self._connection())
+        with self._database("read"), self._pool.lease() as connection:
+            return self._version_of(connection)
 
     # -- records -----------------------------------------------------------------------------------------------
 

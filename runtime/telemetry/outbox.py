@@ -127,9 +127,6 @@ class Outbox:
 
     # -- connections ---------------------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        return self._pool.connection()
-
     def _transaction(self, connection: sqlite3.Connection | None = None):
         return self._pool.transaction(connection)
 
@@ -222,11 +219,9 @@ class Outbox:
 
     def pending(self, limit: int = 500) -> list[dict[str, Any]]:
         """Up to ``limit`` of the oldest records, each with its ``sequence``; nothing is removed."""
-        rows = (
-            self._connection()
-            .execute("SELECT payload FROM records ORDER BY sequence LIMIT ?", (max(0, int(limit)),))
-            .fetchall()
-        )
+        with self._pool.lease() as connection:
+            rows = connection.execute("SELECT payload FROM records ORDER BY sequence LIMIT ?",
+                                      (max(0, int(limit)),)).fetchall()
         return [json.loads(payload) for (payload,) in rows]
 
     def acknowledge(self, sequences: Iterable[int]) -> int:
@@ -278,15 +273,18 @@ class Outbox:
 
     def count(self) -> int:
         """Records waiting to be acknowledged."""
-        return self._counter(self._connection(), "rows")
+        with self._pool.lease() as connection:
+            return self._counter(connection, "rows")
 
     def dropped(self) -> int:
         """Records ever dropped because the outbox was full (cumulative, never reset)."""
-        return self._counter(self._connection(), "dropped")
+        with self._pool.lease() as connection:
+            return self._counter(connection, "dropped")
 
     def last_sequence(self) -> int:
         """The highest sequence ever assigned (0 before the first append)."""
-        return self._counter(self._connection(), "last_sequence")
+        with self._pool.lease() as connection:
+            return self._counter(connection, "last_sequence")
 
     def close(self) -> None:
         """Close every thread's connection; further use raises ``TelemetryError``."""

@@ -66,7 +66,7 @@ def test_wal_mode_and_full_synchronous(tmp_path):
     path = tmp_path / "outbox.sqlite3"
     with Outbox(path, DEVICE_ID) as outbox:
         outbox.append(sample_record())
-        assert outbox._connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert outbox._pool.connection().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     with sqlite3.connect(path) as connection:
         assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
@@ -223,7 +223,7 @@ def test_every_committed_append_survives_kill_9(tmp_path):
         assert set(printed) <= set(stored)
         assert stored == list(range(1, len(stored) + 1))  # nothing committed is missing
         assert reopened.append(record) == len(stored) + 1
-        assert reopened._connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert reopened._pool.connection().execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
 def test_renumber_after_moves_every_pending_record_above_both_numbers_in_order(tmp_path):
