@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from dashboard.collector.interface import StoreUnavailableError
 from dashboard.collector.store import SqliteStore
 from runtime.telemetry import sqlite_pool
 from runtime.telemetry.records import TelemetryError
@@ -53,29 +54,20 @@ def _closing(close) -> threading.Thread:
     return thread
 
 
-def test_a_store_closed_during_a_read_waits_for_it_then_refuses_new_reads(tmp_path):
-    store = SqliteStore(tmp_path / "telemetry.sqlite3")
-    held = HeldStatement(lambda: store._pool.connection(), store._read)
-    closing = _closing(store.close)
-    closing.join(0.2)
-    assert closing.is_alive(), "close did not wait for the running read"
-    held.release()
-    closing.join(WAIT_S)
-    assert not closing.is_alive() and held.error is None and held.result == [(1,)]
-    with pytest.raises(TelemetryError, match="is closed"):
-        store.schema_version()
-
-
-def test_a_read_only_store_closed_during_a_read_waits_for_it(tmp_path):
+@pytest.mark.parametrize("read_only", [False, True])
+def test_a_store_closed_during_a_read_waits_for_it_then_refuses_new_reads(tmp_path, read_only):
     SqliteStore(tmp_path / "telemetry.sqlite3").close()
-    store = SqliteStore(tmp_path / "telemetry.sqlite3", read_only=True)
-    held = HeldStatement(lambda: store._pool._connection(), store._read)
+    store = SqliteStore(tmp_path / "telemetry.sqlite3", read_only=read_only)
+    connection_of = store._pool._connection if read_only else store._pool.connection
+    held = HeldStatement(connection_of, store._read)
     closing = _closing(store.close)
     closing.join(0.2)
     assert closing.is_alive(), "close did not wait for the running read"
     held.release()
     closing.join(WAIT_S)
     assert not closing.is_alive() and held.error is None and held.result == [(1,)]
+    with pytest.raises(StoreUnavailableError if read_only else TelemetryError, match="is closed"):
+        store.schema_version()
 
 
 def test_a_statement_that_outlasts_the_wait_keeps_its_connection_open(tmp_path, monkeypatch, caplog):
