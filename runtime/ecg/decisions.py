@@ -28,6 +28,9 @@ class DetectorConfig:
     default_rr_s: float = 1.0  # mean RR assumed until two QRS complexes were found
     signal_weight: float = 0.125  # SPKI moves this share toward a QRS peak (twice that after search-back)
     noise_weight: float = 0.125  # NPKI moves this share toward a noise peak
+    # a QRS peak moves SPKI as if it were at most this many times SPKI: one artefact (a 1e6 spike, a -999 sentinel)
+    # otherwise raised the threshold above every real QRS for tens of seconds (49 beats lost after a 2-sample spike)
+    signal_peak_cap: float = 8.0
     threshold_fraction: float = 0.25  # threshold = NPKI + this × (SPKI − NPKI)
     missed_decay: float = 0.5  # a fruitless search-back scales SPKI − NPKI by this (artefact recovery)
 
@@ -99,7 +102,10 @@ class DecisionState:
             self.since.append(candidate)
 
     def _accept(self, candidate: Candidate, accepted: list[int], weight: float) -> None:
-        self.signal_level += weight * (candidate.value - self.signal_level)
+        value = candidate.value
+        if self.signal_level > 0 and value > self.config.signal_peak_cap * self.signal_level:
+            value = self.config.signal_peak_cap * self.signal_level
+        self.signal_level += weight * (value - self.signal_level)
         if self.last is not None:
             self._record_rr(candidate.r_index - self.last.r_index)
         self.last = candidate

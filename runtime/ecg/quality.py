@@ -18,6 +18,7 @@ the stream is split into chunks.
 from __future__ import annotations
 
 import math
+import statistics
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -41,9 +42,12 @@ class QualityConfig:
     clip_min_run_s: float = 0.01  # identical samples at the running extreme for this long = saturation
     clip_min_run_samples: int = 3  # and never fewer samples than this (low sample rates)
     flat_segment_s: float = 1.0  # flat-line decisions are made per segment of this length
-    flat_relative: float = 0.005  # flat if peak-to-peak ≤ this share of recent non-flat segments' peak-to-peak
+    flat_relative: float = 0.005  # flat if peak-to-peak ≤ this share of the recent non-flat segments' median one
     flat_absolute: float = 1e-9  # … or ≤ this share of the signal level (a held or constant value)
     flat_reference_segments: int = 30  # how many recent non-flat segments define "normal" peak-to-peak
+    # the relative rule waits for this many of them: one artefact (a spike, a -999 sentinel) among the first
+    # segments, or anywhere, never becomes "normal" (with the largest, one spike made every later segment flat)
+    flat_reference_minimum: int = 5
     merge_gap_s: float = 0.1  # flagged stretches closer than this are reported as one
     gap_tolerance_s: float = 0.1  # a timestamp later than expected by more than this is a gap …
     gap_chunk_fraction: float = 0.25  # … plus this share of the previous chunk (clock drift is not a gap)
@@ -150,12 +154,13 @@ class SourceConditioner:
 
 
 class FlatLineDetector:
-    """Per-segment flat-line decision against the recent non-flat segments' peak-to-peak."""
+    """Per-segment flat-line decision against the median peak-to-peak of the recent non-flat segments (robust: a
+    spike is one segment of many, and leaves the reference as later segments come)."""
 
     def __init__(self, config: QualityConfig):
         self.config = config
         self._reference: deque[float] = deque(maxlen=config.flat_reference_segments)
-        self._largest = -math.inf  # max(self._reference), kept as segments come and go
+        self._typical = 0.0  # median of self._reference once it holds flat_reference_minimum segments (0: not yet)
 
     def flat_segments(self, segments: np.ndarray) -> list[bool]:
         """One decision per row of ``segments`` (whole segments in time order)."""
@@ -165,22 +170,18 @@ class FlatLineDetector:
         spreads = (top - bottom).tolist()
         levels = np.maximum(1.0, np.maximum(np.abs(top), np.abs(bottom))).tolist()
         decisions = []
-        absolute, relative, reference = self.config.flat_absolute, self.config.flat_relative, self._reference
+        absolute, relative = self.config.flat_absolute, self.config.flat_relative
         for spread, level in zip(spreads, levels):
-            flat = spread <= absolute * level or (bool(reference) and spread <= relative * self._largest)
+            flat = spread <= absolute * level or spread <= relative * self._typical
             if not flat:
                 self._remember(spread)
             decisions.append(flat)
         return decisions
 
     def _remember(self, spread: float) -> None:
-        reference = self._reference
-        leaving = reference[0] if reference.maxlen and len(reference) == reference.maxlen else None
-        reference.append(spread)
-        if spread >= self._largest:
-            self._largest = spread
-        elif leaving is not None and leaving >= self._largest:  # the largest left: look again
-            self._largest = max(reference)
+        self._reference.append(spread)
+        if len(self._reference) >= self.config.flat_reference_minimum:
+            self._typical = statistics.median(self._reference)
 
 
 @dataclass

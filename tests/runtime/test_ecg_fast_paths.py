@@ -77,7 +77,7 @@ def test_the_conditioners_whole_chunk_checks_do_not_depend_on_the_chunks():
     assert set(range(3000, 3050)) <= set(results[0][2]) and not set(range(7000, 7100)) & set(results[0][2])
 
 
-def test_the_flat_line_detectors_running_maximum_equals_the_maximum_of_its_reference():
+def test_the_flat_line_detector_judges_each_segment_against_the_median_of_its_reference():
     random = np.random.default_rng(6)
     config = QualityConfig(flat_reference_segments=7)
     detector, reference, expected = FlatLineDetector(config), deque(maxlen=7), []
@@ -85,8 +85,8 @@ def test_the_flat_line_detectors_running_maximum_equals_the_maximum_of_its_refer
     segments[100:110] = 0.2  # constant: flat by the absolute rule
     for top, bottom in zip(segments.max(axis=1).tolist(), segments.min(axis=1).tolist(), strict=True):
         spread, level = top - bottom, max(1.0, abs(top), abs(bottom))
-        flat = spread <= config.flat_absolute * level or (bool(reference) and spread <= config.flat_relative * max(
-            reference))
+        flat = spread <= config.flat_absolute * level or (
+            len(reference) >= config.flat_reference_minimum and spread <= config.flat_relative * np.median(reference))
         if not flat:
             reference.append(spread)
         expected.append(flat)
