@@ -388,7 +388,16 @@ def _with_telemetry(events: Iterator[Event], sink: TelemetrySink | None) -> Iter
         yield from events
         return
     for event in events:
-        sink.add(event)  # aggregates: every event, beats without a class and quality stretches too; records: results
+        try:
+            sink.add(event)  # aggregates: every event, unclassified beats and quality stretches too; records: results
+        except (EdgemedError, sqlite3.Error, OSError) as error:  # disk full, a foreign or broken outbox: the clinical
+            # output goes on without telemetry (what the outbox took before stays there), and says so once
+            logger.error("telemetry NOT complete: %s (telemetry stopped at %.3f s; the run's results go on and are "
+                         "complete; what the outbox took before stays there for a later upload)", error,
+                         getattr(event, "time_s", float("nan")))
+            yield event
+            yield from events
+            return
         yield event
     rejected = _import_telemetry("uploader", "CollectorRejectedError").CollectorRejectedError
     try:

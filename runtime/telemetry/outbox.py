@@ -76,6 +76,7 @@ def check_outbox_path(path: Path) -> Path:
                              expected=expected, fix="pass a path inside an existing, writable folder") from None
     return path
 
+OUTBOX_TABLES = frozenset({"records", "counters", "metadata"})
 _SCHEMA = """
 BEGIN IMMEDIATE;
 CREATE TABLE IF NOT EXISTS records (
@@ -117,6 +118,7 @@ class Outbox:
         check_outbox_path(self.path)
         self._pool = ConnectionPool(self.path, "outbox")
         try:
+            self._check_foreign()
             connection = self._pool.run_script(_SCHEMA)
             self._claim_device(connection)
         except sqlite3.DatabaseError as error:
@@ -129,6 +131,28 @@ class Outbox:
 
     def _transaction(self, connection: sqlite3.Connection | None = None):
         return self._pool.transaction(connection)
+
+    def _check_foreign(self) -> None:
+        """Refuse another program's SQLite file (or a damaged one) before a table is added to it: an outbox holds
+        exactly OUTBOX_TABLES, and passes SQLite's quick check."""
+        with self._pool.lease() as connection:
+            tables = {name for (name,) in connection.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+            problem = connection.execute("PRAGMA quick_check").fetchone()[0]
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(records)")} if "records" in tables \
+                else {"sequence"}
+        if tables - OUTBOX_TABLES or "sequence" not in columns:
+            self._pool.close()
+            raise TelemetryError(f"{self.path} is a SQLite database of another program (tables: "
+                                 f"{', '.join(sorted(tables))[:200]}), not a telemetry outbox",
+                                 expected=f"an outbox this runtime wrote (tables {', '.join(sorted(OUTBOX_TABLES))}), "
+                                 "or a new path", fix="pass a new --telemetry-outbox path; leave that file as it is")
+        if problem != "ok":
+            self._pool.close()
+            raise TelemetryError(f"the telemetry outbox {self.path} is damaged (SQLite: {str(problem)[:200]})",
+                                 expected="an outbox that passes SQLite's quick check",
+                                 fix="move the file aside (keep it for inspection) and pass a new --telemetry-outbox "
+                                 "path")
 
     def _claim_device(self, connection: sqlite3.Connection) -> None:
         with self._transaction(connection):
