@@ -114,7 +114,8 @@ def _existing(path: Path, sample_rate_hz: float | None, rate_range: tuple[float,
 
 def read_signal(path: Path, sample_rate_hz: float | None = None, channel: int | None = None, *,
                 rate_range: tuple[float, float] = SAMPLE_RATE_RANGE_HZ, sensor: str | None = "ECG") -> Recording:
-    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` overrides the file's.
+    """A single-lead recording from ``.npy``, ``.csv`` or ``.h5``; ``sample_rate_hz`` is the rate of a file that does
+    not record one (one that contradicts the file's is refused).
 
     ``channel`` picks one channel of a multi-channel file (HDF5: ``channel_N``; ``.npy``/``.csv``: column N,
     counted from 0); without it such a file is refused — except an HDF5 file with one channel labelled
@@ -155,17 +156,18 @@ def read_channels(path: Path, channels: int, sample_rate_hz: float | None = None
 
 def _with_rate(recording: Recording, path: Path, sample_rate_hz: float | None,
                rate_range: tuple[float, float]) -> Recording:
-    """The recording with its checked rate (``sample_rate_hz`` overrides the file's), or ``InputError``."""
+    """The recording with its checked rate (``sample_rate_hz`` where the file records none, or the same), or
+    ``InputError``."""
     if recording.samples.size == 0:
         raise InputError(f"{path.name} holds no samples", expected="a recording of at least one sample",
                          fix="check the export")
     if sample_rate_hz is not None:
         if recording.sample_rate_hz is not None and abs(recording.sample_rate_hz - sample_rate_hz) > 1e-9:
-            logger.warning(  # never the file's name in a log: a name may be a patient's (so for every log here)
-                "the input records %s Hz; using the %s Hz given explicitly",
-                recording.sample_rate_hz,
-                sample_rate_hz,
-            )
+            # one of the two is wrong, and a wrong rate gives confident classes at a wrong heart rate: refused
+            raise InputError(f"--sample-rate {sample_rate_hz:g} Hz contradicts the {recording.sample_rate_hz:g} Hz "
+                             f"{path.name} records", expected="no --sample-rate for a file that records its rate, or "
+                             "the same rate", fix="leave --sample-rate out to use the file's rate; if the file's rate "
+                             "is wrong, correct it in the file")
         recording = replace(recording, sample_rate_hz=float(sample_rate_hz))  # the lead and the rest kept
     if recording.sample_rate_hz is None:
         raise InputError(
@@ -366,7 +368,7 @@ def read_signal_csv(path: Path, channel: int | None = None) -> np.ndarray:
 
 def _signal_csv(path: Path, channel: int | None) -> tuple[np.ndarray, str | None]:
     """``read_signal_csv``'s samples and the standard lead name of the column's header (None without one)."""
-    rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
+    rows = _signal_rows(path)
     if not rows:
         raise InputError(f"{Path(path).name} is empty", expected="one sample per row", fix="check the export")
     first = [cell.strip() for cell in rows[0]]
@@ -397,6 +399,34 @@ def _signal_csv(path: Path, channel: int | None) -> tuple[np.ndarray, str | None
     return values, recorded_channel(first[column]) if has_header else None
 
 
+def _blank(row: list[str]) -> bool:
+    return not any(cell.strip() for cell in row)
+
+
+def _signal_rows(path: Path) -> list[list[str]]:
+    """The rows of a signal CSV, blank lines before and after the samples left out. A blank line between samples,
+    or a line with another number of cells than the first, is refused: a dropped sample shifts every later beat, and
+    a ';'-separated export with decimal commas splits into other cells (read as numbers, they are wrong ones)."""
+    rows = read_csv_rows(path)
+    first = next((index for index, row in enumerate(rows) if not _blank(row)), len(rows))
+    last = next((index for index in range(len(rows) - 1, -1, -1) if not _blank(rows[index])), -1)
+    name = Path(path).name
+    width = len(rows[first]) if first <= last else 0
+    for number in range(first, last + 1):
+        row = rows[number]
+        if _blank(row):
+            raise InputError(f"{name} line {number + 1} is blank, between samples",
+                             expected="one sample on every line (a missing sample written as nan)",
+                             fix="write nan where a sample is missing, or delete the blank line if none is")
+        if len(row) != width:
+            raise InputError(f"{name} line {number + 1} has {len(row)} cells and line {first + 1} has {width}",
+                             expected="the same number of comma-separated cells on every line, '.' as the decimal "
+                                      "point",
+                             fix="export with ',' between cells and '.' in numbers (a ';'-separated export with "
+                                 "decimal commas splits into other cells)")
+    return rows[first : last + 1]
+
+
 def _unnamed_signal(name: str, columns: int, header: list[str], several: bool) -> InputError:
     """A signal CSV of several columns of which not exactly one is named as the signal: the refusal lists the columns
     whose header is a lead or electrode name, so the fix can say which ``--channel`` picks which lead."""
@@ -416,7 +446,7 @@ def _unnamed_signal(name: str, columns: int, header: list[str], several: bool) -
 def _csv_columns(path: Path, channels: int) -> np.ndarray:
     """Every column of a numeric CSV (a header row is skipped) as ``(samples, channels)``."""
     name = Path(path).name
-    rows = [row for row in read_csv_rows(path) if row and any(cell.strip() for cell in row)]
+    rows = _signal_rows(path)
     if not rows:
         raise InputError(f"{name} is empty", expected="one sample per row", fix="check the export")
     if not all(is_number(cell.strip()) for cell in rows[0]):

@@ -77,7 +77,7 @@ class TelemetryMode(StrEnum):
 
 @dataclass(frozen=True)
 class RunOptions:
-    sample_rate_hz: float | None = None  # overrides the file's rate; needed for .npy and signal .csv
+    sample_rate_hz: float | None = None  # needed for .npy and signal .csv; must agree with a file's own rate
     channel: int | None = None  # picks one channel of a multi-channel signal file (runtime.readers.read_signal)
     lead: str | None = None  # the recording's lead when its file does not name it (.npy, HDF5); checked (runtime.leads)
     device_id: str | None = None  # pseudonymous device id for telemetry (never the patient); required with it

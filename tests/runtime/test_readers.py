@@ -299,3 +299,37 @@ def test_a_named_pipe_is_refused_as_not_a_regular_file_not_as_missing(tmp_path):
     with pytest.raises(InputError, match="is not a regular file") as caught:
         read_signal(pipe, 360.0)
     assert "does not exist" not in str(caught.value) and "write a stream to a file first" in caught.value.fix
+
+
+def test_a_semicolon_export_with_decimal_commas_is_refused_not_misread(tmp_path):
+    """Read as commas, '-0,145;0,0000' gave the cells '-0', '145;0', '0000': 33 beats of the integer parts, every PVC
+    lost, exit 0. A line with another number of cells than the first is refused."""
+    path = tmp_path / "export.csv"
+    path.write_text("ecg;time\n" + "".join(f"{value:.3f};{index / 360:.4f}\n".replace(".", ",")
+                                          for index, value in enumerate(np.sin(np.arange(720) / 20))))
+    with pytest.raises(InputError, match="line 2 has 3 cells and line 1 has 1") as caught:
+        read_signal(path, 360.0)
+    assert "decimal commas" in caught.value.fix
+
+
+def test_a_blank_line_between_samples_is_refused_and_blank_lines_around_them_are_not(tmp_path):
+    """A dropped blank line shifted every later beat by its samples, silently (10 lines: 27.8 ms)."""
+    samples = [f"{value:.4f}\n" for value in np.sin(np.arange(720) / 20)]
+    holed = tmp_path / "holed.csv"
+    holed.write_text("ecg\n" + "".join(samples[:300]) + "\n" + "".join(samples[300:]))
+    with pytest.raises(InputError, match="line 302 is blank, between samples") as caught:
+        read_signal(holed, 360.0)
+    assert "nan" in caught.value.fix
+    padded = tmp_path / "padded.csv"
+    padded.write_text("\n\necg\n" + "".join(samples) + "\n\n")
+    assert read_signal(padded, 360.0).samples.size == 720
+
+
+def test_a_sample_rate_that_contradicts_the_files_own_is_refused(tmp_path):
+    """A 360 Hz file run at --sample-rate 250 gave confident classes at a wrong heart rate, after only a warning."""
+    h5py = pytest.importorskip("h5py")
+    path = tmp_path / "recording.h5"  # an OpenSignals file: 1000 Hz
+    _plux_file(path, h5py, lambda raw: raw.create_dataset("channel_1", data=np.sin(np.arange(5000) / 20)))
+    assert read_signal(path, None, 1).sample_rate_hz == 1000.0 == read_signal(path, 1000.0, 1).sample_rate_hz
+    message = refusal(read_signal, path, 250.0, 1)
+    assert "--sample-rate 250 Hz contradicts the 1000 Hz" in message and "leave --sample-rate out" in message
