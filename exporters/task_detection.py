@@ -200,6 +200,10 @@ def _final_activation(tensor: object) -> str:
             if tensor_index >= len(nested):
                 return "unknown"
             tensor = nested[tensor_index]
+        elif class_name == "Activation" and _activation_name(operation.activation) == "linear":
+            # Activation("linear") passes values through (Keras' float32 cast at the end of a mixed-precision model):
+            # the output's activation is the one before it, never "no activation" (a softmax appended a second time)
+            tensor = operation._inbound_nodes[node_index].input_tensors[0]
         elif class_name == "Activation":
             return _activation_name(operation.activation)
         elif class_name in _ACTIVATION_CLASSES:

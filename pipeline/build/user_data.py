@@ -84,10 +84,11 @@ def model_signature(model) -> ModelSignature:
         )
     shapes = []
     for tensor in inputs:
-        if not str(tensor.dtype).startswith("float"):
+        if str(tensor.dtype) != "float32":  # float64/float16 passed here, then failed export's parity check
             raise UsageError(
                 f"model input {tensor.name!r} has dtype {tensor.dtype}",
-                expected="floating-point inputs: the device's readers and the .npz checks give float32",
+                expected="float32 inputs: the device's readers and the .npz checks give float32 (a mixed-precision "
+                         "model keeps float32 inputs)",
                 fix="declare keras.Input(..., dtype='float32'); an Embedding casts float indices itself",
             )
         shape = tuple(tensor.shape[1:])

@@ -28,8 +28,19 @@ def load_keras_model(path: Path):
     try:
         return keras.saving.load_model(path, compile=False)
     except (ValueError, OSError, KeyError, TypeError, zipfile.BadZipFile) as error:
+        text = str(error)
+        if "Lambda" in text and "safe_mode" in text:  # edgemed never loads code from a model file
+            what, fix = "holds a Lambda layer (code stored in the file, which edgemed does not run)", (
+                "replace the lambda with built-in Keras layers or keras.ops (e.g. Rescaling for t * 2), then save "
+                "again")
+        elif "Could not locate" in text or "get_config" in text:  # a class the command line cannot import
+            what, fix = "uses a custom layer or model class, which the edgemed command line cannot import", (
+                "rebuild the model from built-in Keras layers (a subclassed keras.Model as a functional model), then "
+                "save again")
+        else:
+            what, fix = "could not be loaded", "re-save the model with Keras 3 (model.save('model.keras'))"
         raise ModelLoadError(
-            f"{path} could not be loaded: {error}",
-            expected="an intact Keras 3 archive whose custom layers, if any, are registered",
-            fix="re-save the model, or register custom objects with keras.saving.register_keras_serializable",
+            f"{path} {what}: {text[:300]}",
+            expected="an intact Keras 3 archive of built-in Keras layers",
+            fix=fix,
         ) from error

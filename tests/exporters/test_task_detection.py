@@ -86,6 +86,23 @@ def test_activations_are_read_through_nested_models_and_keras_ops() -> None:
     assert detect_task(operation).kind is TaskKind.BINARY
 
 
+@pytest.mark.parametrize(("activation", "width", "labels", "kind"), [("sigmoid", 1, BINARY_LABELS, TaskKind.BINARY),
+                                                                    ("softmax", 3, CLASS_LABELS, TaskKind.MULTICLASS)])
+def test_a_linear_activation_layer_at_the_end_passes_the_activation_before_it_through(activation, width, labels,
+                                                                                      kind) -> None:
+    """Keras' mixed-precision recipe ends a model in Activation("linear", dtype="float32"): read as "no activation",
+    the model was taken for logits and a second sigmoid/softmax appended (P 0.594 reported as 0.644, found by an
+    audit; parity passed, as the same head was appended to the Keras side)."""
+    import keras
+
+    inputs = keras.Input((FEATURES,))
+    squashed = keras.layers.Dense(width, activation=activation)(keras.layers.Dense(8, activation="relu")(inputs))
+    model = keras.Model(inputs, keras.layers.Activation("linear", dtype="float32", name="output")(squashed))
+    detection = detect_task(model, labels)
+    assert (detection.kind, detection.logits, detection.head) == (kind, False, None)
+    assert detection.output_activation == activation
+
+
 @pytest.mark.parametrize(
     ("model", "labels", "message"),
     [

@@ -102,3 +102,18 @@ def test_a_model_with_integer_inputs_is_refused_before_any_stage_with_the_fix():
     floats = keras.Sequential([keras.Input((6,), dtype="float32"), keras.layers.Embedding(10, 4),
                                keras.layers.Flatten(), keras.layers.Dense(1, activation="sigmoid")])
     assert model_signature(floats).input_shapes == ((6,),)  # an Embedding takes float indices
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16"])
+def test_a_model_with_float64_or_float16_inputs_is_refused_before_export(dtype):
+    """They passed `inspect`, then `export` failed its parity check with 'Unexpected input data type' and a fix
+    about re-exporting (found by an audit)."""
+    import keras
+
+    from pipeline.build.user_data import model_signature
+    from pipeline.errors import UsageError
+
+    model = keras.Sequential([keras.Input((6,), dtype=dtype), keras.layers.Dense(3, activation="softmax")])
+    with pytest.raises(UsageError, match=f"dtype {dtype}") as refused:
+        model_signature(model)
+    assert "dtype='float32'" in refused.value.fix and "float32 inputs" in refused.value.expected
