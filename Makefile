@@ -27,7 +27,7 @@ ECG_BUNDLE := bundles/ecg-pvc
 ROLLOUT_BUNDLE := ecg-pvc-seed-1
 
 
-.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg validate-ecg dashboard scenarios gpu-check cpu-check clean distclean
+.PHONY: setup browser build dev-key test lint export quantize evaluate bench real-ecg noise-stress validate-ecg dashboard scenarios gpu-check cpu-check clean distclean
 
 setup: $(STAMP)
 
@@ -67,6 +67,11 @@ bench: setup
 
 real-ecg: build
 	$(EDGEMED) real-ecg $(ECG_BUNDLE)
+
+# Real MIT-BIH ECG with real PLUX noise added (the NST's method), and real signals that are not ECG: the stream's
+# readability check off and on (benchmarks/results/noise_stress.{json,png}; about a minute)
+noise-stress: build
+	$(EDGEMED) noise-stress $(ECG_BUNDLE)
 
 # The shipped PVC design measured leave-one-record-out over the 10 vendored MIT-BIH records, once per training seed
 # (LORO_SEEDS; 10 folds × 3 inner models each, about 6 minutes a seed on 2 cores): one seed's figures are one draw

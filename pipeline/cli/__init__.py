@@ -42,11 +42,11 @@ def _register_commands() -> None:
     from pipeline.cli.postgres import postgres_command
     from pipeline.cli.run import run_command
     from pipeline.cli.simulate import simulate_command
-    from pipeline.cli.validate import export_record_command, real_ecg_command
+    from pipeline.cli.validate import export_record_command, noise_stress_command, real_ecg_command
 
     for command in (*BUILD_COMMANDS, list_scenarios, inspect_command, bench_command, bench_stream_command, run_command,
-                    real_ecg_command, export_record_command, collector_command, dashboard_command, simulate_command,
-                    keys_command, postgres_command, cpu_check_command, *ARCHIVE_COMMANDS):
+                    real_ecg_command, noise_stress_command, export_record_command, collector_command, dashboard_command,
+                    simulate_command, keys_command, postgres_command, cpu_check_command, *ARCHIVE_COMMANDS):
         main.add_command(command)
 
 

@@ -24,7 +24,8 @@ the shared runtime functions (``RrFeatureStream``, ``RunningTemplate``; bit for 
   a full 30-beat template's, while waiting for 30 would blank ~30 s after every lead-off).
 
 A bundle without any ``derived`` input keeps the stream's behaviour from before: its only input, a beat
-window, is fed as cut; every beat is judged, flagged or not.
+window, is fed as cut; every beat is judged, flagged or not, except in a stretch that is not a readable ECG
+(``noisy``, ``no_qrs``: ``runtime.ecg.noise``).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import numpy as np
 from runtime.contract import InputSpec, UnsupportedBundleError
 from runtime.contract.derived import WINDOW_FEATURES, RrFeatureConfig, StreamFeature, TemplateConfig
 from runtime.ecg.beats import BeatBlock, BeatInputColumns, BeatRows
-from runtime.ecg.quality import QualityFlag
+from runtime.ecg.quality import UNREADABLE_FLAGS, QualityFlag
 from runtime.ecg.rr_columns import NO_INTERVAL, RrColumnStream, RrIntervals
 from runtime.ecg.rr_features import PRE_TO_LOCAL, RR_FEATURE_NAMES
 from runtime.ecg.template import zscore_windows
@@ -236,8 +237,11 @@ class BeatInputStream:
             flags = list(flags)
             for row in np.flatnonzero(warming).tolist():
                 flags[row] = tuple(sorted({*flags[row], QualityFlag.WARMING_UP.value}))
-        # with derived inputs only a beat without quality flags is judged; otherwise every beat is
-        judged = np.array([not item for item in flags], dtype=bool) if self.plan.declared else np.ones(count, bool)
+        # with derived inputs only a beat without quality flags is judged; otherwise every beat in a readable ECG is
+        if self.plan.declared:
+            judged = np.array([not item for item in flags], dtype=bool)
+        else:
+            judged = np.array([UNREADABLE_FLAGS.isdisjoint(item) for item in flags], dtype=bool)
         self._filled, self._intervals, self._restarts, self._count = [], RrIntervals(), [], 0
         return BeatInputColumns(flags, judged, rr_ms, windows, rr, scored, starts, stops)
 

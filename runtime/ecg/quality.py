@@ -8,6 +8,8 @@
 * ``gap`` — samples are missing (declared, or seen in the timestamps).
 * ``rate_mismatch`` — timestamps disagree with the declared sample rate.
 * ``partial_window`` — a beat window ran past the start or end of the signal and was padded.
+* ``noisy`` / ``no_qrs`` — noise dominates the stretch, or it holds no QRS-like complexes: not a readable ECG
+  (``runtime.ecg.noise``); beats are still reported there, never classed.
 * ``warming_up`` — beats only (never a quality stretch): after a start, gap or flat line the beat's
   RR history or running template is still below its minimum (``runtime.ecg.beat_inputs``).
 
@@ -33,7 +35,13 @@ class QualityFlag(StrEnum):
     GAP = "gap"
     RATE_MISMATCH = "rate_mismatch"
     PARTIAL_WINDOW = "partial_window"
+    NOISY = "noisy"  # broadband noise dominates (muscle, mains, lead-off noise): runtime.ecg.noise
+    NO_QRS = "no_qrs"  # no steep, sparse QRS complexes (not an ECG, or heavy motion artefact): runtime.ecg.noise
     WARMING_UP = "warming_up"  # a beat's RR history / template is not yet at its minimum (no class)
+
+
+# Not a readable ECG: a beat there gets no class from any bundle (with derived inputs, no flagged beat gets one)
+UNREADABLE_FLAGS = frozenset({QualityFlag.NOISY.value, QualityFlag.NO_QRS.value})
 
 
 @dataclass(frozen=True)

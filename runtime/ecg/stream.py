@@ -29,6 +29,7 @@ from runtime.decide import require_single_label
 from runtime.ecg.beat_inputs import BeatInputStream, BeatTrace, declares_stream_inputs, stream_inputs
 from runtime.ecg.beats import BeatBlock, BeatRows, HeartRate, classify
 from runtime.ecg.decisions import DetectorConfig
+from runtime.ecg.noise import NoiseConfig, NoiseDetector
 from runtime.ecg.quality import (
     FlatLineDetector,
     Interval,
@@ -73,6 +74,7 @@ class StreamConfig:
     warm_up_template_beats: int = 10  # derived template residuals: judged once the template holds this many beats
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)  # is the signal a readable ECG (runtime.ecg.noise)
     resampler: ResamplerConfig = field(default_factory=ResamplerConfig)
 
 
@@ -134,6 +136,7 @@ class EcgStream:
         self._resampler = StreamingResampler(rate, self.rate, self.config.resampler)
         self._conditioner = SourceConditioner(rate, quality, adc_range)
         self._flat = FlatLineDetector(quality)
+        self._noise = NoiseDetector(self.rate, self._segment, self.config.noise)
         self._detector = RPeakDetector(self.rate, self.config.detector)
         self._log = IntervalLog(merge_gap=math.ceil(quality.merge_gap_s * self.rate))
         self._clock = SourceClock(rate, quality)
@@ -242,6 +245,7 @@ class EcgStream:
         self._source_count = 0
         self._segment_beats = 0  # beats kept since the segment began
         self._heart_rate.interrupt(origin)
+        self._noise.reset(origin)
 
     @property
     def _available_end(self) -> int:
@@ -286,8 +290,13 @@ class EcgStream:
         self._pending.extend(coarse)
         self._coarse_count += len(coarse)
         self._next_block = end
-        self._finalise_beats(end, last)
-        for interval in self._log.pop_closed(end, final=last):
+        for flag, noise_start, noise_end in self._noise.decide(final=last):
+            self._log.add(flag, noise_start, noise_end)
+        # a beat, and a flagged stretch that may still grow, wait until the noise check has decided every segment
+        # they touch
+        known = end if last else min(end, self._noise.decided_until)
+        self._finalise_beats(known, last)
+        for interval in self._log.pop_closed(known, final=last):
             self._enqueue(self._quality_event(interval), end)
         self._trim()
         return self._release(end, last)
@@ -309,7 +318,9 @@ class EcgStream:
 
     def _non_flat_runs(self, start: int, end: int) -> list[tuple[int, int]]:
         whole = (end - start) // self._segment
-        flat = self._flat.flat_segments(self._view(start, start + whole * self._segment).reshape(whole, self._segment))
+        segments = self._view(start, start + whole * self._segment).reshape(whole, self._segment)
+        flat = self._flat.flat_segments(segments)
+        self._noise.push(segments, flat)
         if not any(flat):  # the usual case: one run over the whole block
             return [(start, end)] if end > start else []
         runs: list[tuple[int, int]] = []

@@ -54,7 +54,8 @@ UNJUDGED_FLAGS = frozenset({"input_not_finite", "output_not_finite", "out_of_dom
 # common ECG signal-quality codes a device may add.
 KNOWN_QUALITY_FLAGS = frozenset({
     "non_finite", "flat_line", "clipped", "gap", "rate_mismatch", "partial_window", "warming_up", "too_short",
-    *UNJUDGED_FLAGS, "low_confidence", "baseline_wander", "noisy", "lead_off", "low_amplitude", "motion_artifact",
+    "no_qrs", *UNJUDGED_FLAGS, "low_confidence", "baseline_wander", "noisy", "lead_off", "low_amplitude",
+    "motion_artifact",
 })
 # Summary-statistic names a record may carry when the collector does not know its bundle: the waveform
 # summaries of runtime.features and plain moments. A tabular bundle's column names come from its reference profile.
