@@ -808,3 +808,23 @@ def test_the_cache_keys_hold_the_passes_the_int8_search_and_the_tool_versions(bu
     monkeypatch.undo()
     monkeypatch.setattr(variants_stage, "VARIANT_TOOLS", ("onnxruntime", "onnx", "numpy"))
     assert identifier() != base
+
+
+def test_an_anomaly_alarm_with_no_labelled_anomaly_in_the_test_split_does_not_ship(built, tmp_path):
+    """An autoencoder's test data without test_labels measures no alarm on any real anomaly: the anomalous class has
+    0 real test examples under the evidence rule, as any class would (it passed as 'all test examples' before)."""
+    item = built("anomaly")
+    arrays = item.npz()
+    arrays.pop("test_labels")
+    np.savez(tmp_path / "normal-only.npz", **arrays)
+    arguments = ["build", "--model", str(item.folder / "model.keras"), "--data", str(tmp_path / "normal-only.npz"),
+                 "--artifacts", str(tmp_path / "artifacts"), "--bundles", str(tmp_path / "bundles")]
+    refused = CliRunner().invoke(main, arguments)
+    assert refused.exit_code != 0 and "anomalous" in refused.output, refused.output
+    assert "0 real test examples" in " ".join(refused.output.split()), refused.output
+    assert not any((tmp_path / "bundles").glob("*/manifest.json"))
+    allowed = CliRunner().invoke(main, [*arguments, "--allow-unvalidated"])
+    assert allowed.exit_code == 0, allowed.output
+    manifest = json.loads(next((tmp_path / "bundles").glob("*/manifest.json")).read_text())
+    evidence = manifest["data"]["provenance"]["evidence"]
+    assert evidence["passed"] is False and evidence["classes"]["anomalous"]["examples"] == 0

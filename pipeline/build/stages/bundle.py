@@ -42,7 +42,7 @@ from pipeline.clinical.task_evaluation import TaskMetrics, summary
 from pipeline.config import VariantName
 from pipeline.errors import GateError
 from pipeline.splits import select_rows
-from runtime.contract import MODEL_NAME, PROFILE_NAME, SCHEMA_VERSION, InputSpec
+from runtime.contract import MODEL_NAME, PROFILE_NAME, SCHEMA_VERSION, InputSpec, TaskKind
 from runtime.input_features import input_features
 
 __all__ = ["BUNDLE_FOLDER", "BundleInputs", "BundleRequest", "choose_variant", "run_bundle_stage"]
@@ -213,8 +213,12 @@ def judge_test_evidence(request: BundleRequest, data_artifact: Artifact, test_so
     the build records them (``test_sources``), their sources."""
     data = data_artifact.metrics
     provenance = data.get("provenance") or {}
-    counts = class_test_counts(data.get("class_balance") or {}, data.get("sizes") or {},
-                               request.contract.output.labels)
+    output = request.contract.output
+    counts = class_test_counts(data.get("class_balance") or {}, data.get("sizes") or {}, output.labels)
+    if output.task is TaskKind.ANOMALY and not counts.get(output.labels[-1]):
+        # an alarm never measured on a real anomaly is a claim nobody validated: with no labelled anomalies in the
+        # test split (an autoencoder's normal-only data), the anomalous class has 0 real test examples, not a pass
+        counts = {**counts, output.labels[-1]: 0}
     sources = test_sources(provenance, counts) if test_sources is not None else None
     return judge_evidence(request.bundle.evidence, counts, synthetic=provenance.get("synthetic") is True,
                           sources=sources)
