@@ -37,6 +37,7 @@ def missing_package_line(name: str, interpreter: str) -> str:
 try:  # numpy is imported here already: a Python without it is told so in one line, as for onnxruntime below
     from runtime.errors import EdgemedError
     from runtime.events import JsonLinesWriter, QualityEvent
+    from runtime.interrupts import INTERRUPTED_EXIT_STATUS, interrupted_line, terminate_as_interrupt
     from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ, InputError, check_sample_rate
     from runtime.runner import (
         DEFAULT_OUTBOX,
@@ -319,7 +320,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         trust = TrustPolicy.from_options(arguments.trust_store, arguments.allow_unsigned, arguments.version_state)
         options = dataclasses.replace(options, trust=trust)
-        kinds = write_events(arguments.bundle, arguments.input, options, arguments.output)
+        with terminate_as_interrupt():
+            kinds = write_events(arguments.bundle, arguments.input, options, arguments.output)
+    except KeyboardInterrupt:
+        print(interrupted_line(arguments.output), file=sys.stderr)
+        return INTERRUPTED_EXIT_STATUS
     except EdgemedError as error:
         if arguments.verbose:
             traceback.print_exception(error, file=sys.stderr)

@@ -16,6 +16,7 @@ from pipeline.cli.logging_setup import configure_logging
 from pipeline.cli.parameters import FiniteFloatRange, OutputPath
 from runtime.__main__ import parse_filter_rules, summary_line, write_events
 from runtime.errors import EdgemedError
+from runtime.interrupts import INTERRUPTED_EXIT_STATUS, interrupted_line, terminate_as_interrupt
 from runtime.readers import SAMPLE_RATE_RANGE_HZ, SIGNAL_RATE_RANGE_HZ
 from runtime.runner import RunOptions, TelemetryMode
 from runtime.session import MAX_THREADS
@@ -107,7 +108,11 @@ def run_command(bundle: Path, input_path: Path, output: Path | None, verbose: bo
     )
     try:
         trust = TrustPolicy.from_options(options["trust_store"], options["allow_unsigned"], options["version_state"])
-        kinds = write_events(bundle, input_path, dataclasses.replace(run_options, trust=trust), output)
+        with terminate_as_interrupt():
+            kinds = write_events(bundle, input_path, dataclasses.replace(run_options, trust=trust), output)
+    except KeyboardInterrupt:
+        click.echo(interrupted_line(output), err=True)
+        raise SystemExit(INTERRUPTED_EXIT_STATUS) from None
     except EdgemedError as error:
         raise click.ClickException(str(error)) from error
     click.echo(summary_line(kinds), err=True)
