@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 from collections.abc import Callable
@@ -223,13 +224,15 @@ def pseudonymous_device_id(secret_or_serial: str, salt: str) -> str:
     return digest[:DEVICE_ID_HEX_CHARS]
 
 
-COLLECTOR_URL_EXPECTED = "http(s)://HOST[:PORT]/v1/telemetry (a host name or address; no user name or password)"
+COLLECTOR_URL_EXPECTED = ("https://HOST[:PORT]/v1/telemetry, or http:// to a collector on this machine "
+                          "(127.0.0.1, ::1, localhost); no user name or password")
 
 
 def collector_url_problem(url: str) -> str | None:
     """What is wrong with a collector URL (None: nothing), checked before anything runs: a scheme other than http(s),
-    no host, a port that is no port, an unbalanced IPv6 bracket (``urlsplit`` refuses it only when a request is
-    built, after the run) or credentials in the URL (they would reach the logs with it)."""
+    plain http to another machine (health data in clear text on a network), no host, a port that is no port, an
+    unbalanced IPv6 bracket (``urlsplit`` refuses it only when a request is built, after the run) or credentials in
+    the URL (they would reach the logs with it)."""
     try:
         parts = urlsplit(url)
         port = parts.port  # raises ValueError for a port out of range or not a number
@@ -243,7 +246,19 @@ def collector_url_problem(url: str) -> str | None:
         return "carries a user name or password"
     if port == 0:
         return "has port 0"
+    if parts.scheme == "http" and not _is_this_machine(parts.hostname):
+        return "would send health telemetry unencrypted (http) to another machine"
     return None
+
+
+def _is_this_machine(host: str) -> bool:
+    """Whether ``host`` is a loopback name or address: plain http never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_pseudonymous_device_id(text: object) -> bool:

@@ -234,11 +234,11 @@ def test_runner_records_telemetry_through_the_agreed_interface(ecg_bundle_path, 
         Uploader=Uploader, CollectorRejectedError=type("CollectorRejectedError", (Exception,), {})))
     signal, _ = synthetic_ecg(12, seed=4)
     np.save(tmp_path / "ecg.npy", signal)
-    options = RunOptions(sample_rate_hz=360.0, telemetry_url="http://collector.invalid/v1", device_id="0f" * 16,
+    options = RunOptions(sample_rate_hz=360.0, telemetry_url="https://collector.invalid/v1", device_id="0f" * 16,
                          trust=trust, telemetry_mode=TelemetryMode.RECORDS, allow_unvalidated=True)  # synthetic
     events = list(run(ecg_bundle_path, tmp_path / "ecg.npy", options))
     beats = [event for event in events if event.kind == "beat"]
-    assert len(appended) == len(beats) >= 12 and uploads == ["http://collector.invalid/v1"]
+    assert len(appended) == len(beats) >= 12 and uploads == ["https://collector.invalid/v1"]
     profile = json.loads((ecg_bundle_path / "reference_profile.json").read_text())
     assert set(appended[0]["features"]) == set(profile["features"])
     assert appended[0]["result"]["class"] == beats[0].beat_class and appended[0]["variant"]

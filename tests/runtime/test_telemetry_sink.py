@@ -385,7 +385,9 @@ def test_a_device_id_that_is_not_pseudonymous_is_refused_before_the_run_and_neve
     ("http://[::1", "not a valid URL"), ("http://collector:99999/v1/telemetry", "not a valid URL"),
     ("http://collector:port/v1/telemetry", "not a valid URL"), ("ftp://collector/v1/telemetry", r"not http\(s\)"),
     ("http:///v1/telemetry", "names no host"), ("https://nurse:secret@collector/v1/telemetry", "user name or password"),
-    ("http://collector:0/v1/telemetry", "port 0"),
+    ("https://collector:0/v1/telemetry", "port 0"),
+    ("http://collector/v1/telemetry", "unencrypted"), ("http://10.0.0.7:8787/v1/telemetry", "unencrypted"),
+    ("http://[2001:db8::1]/v1/telemetry", "unencrypted"),
 ])
 def test_a_collector_url_that_cannot_be_used_is_refused_by_the_check_and_the_uploader(url, problem, tmp_path):
     from runtime.runner import check_telemetry_identity
@@ -395,7 +397,8 @@ def test_a_collector_url_that_cannot_be_used_is_refused_by_the_check_and_the_upl
     assert "secret" not in str(refused.value)  # credentials are never echoed
     with Outbox(tmp_path / "outbox.sqlite3", DEVICE_ID) as outbox, pytest.raises(TelemetryError, match=problem):
         Uploader(outbox, url)
-    for good in ("http://127.0.0.1:8765/v1/telemetry", "https://[::1]:443/v1/telemetry", "http://collector/v1"):
+    for good in ("http://127.0.0.1:8765/v1/telemetry", "https://[::1]:443/v1/telemetry", "https://collector/v1",
+                 "http://localhost:8787/v1/telemetry", "http://127.0.0.2/v1/telemetry"):
         check_telemetry_identity(DEVICE_ID, good)
 
 
