@@ -189,6 +189,7 @@ def _final_activation(tensor: object) -> str:
     """The activation that produced ``tensor``: through shape-only layers and into nested models."""
     import keras
 
+    reshaped = False  # a Flatten / Reshape lies between the activation and the output
     for _ in range(256):  # a bound, not a depth any real model reaches
         history = getattr(tensor, "_keras_history", None)
         if history is None:
@@ -205,16 +206,32 @@ def _final_activation(tensor: object) -> str:
             # the output's activation is the one before it, never "no activation" (a softmax appended a second time)
             tensor = operation._inbound_nodes[node_index].input_tensors[0]
         elif class_name == "Activation":
-            return _activation_name(operation.activation)
+            return _per_sample(_activation_name(operation.activation), tensor, reshaped)
         elif class_name in _ACTIVATION_CLASSES:
-            return _ACTIVATION_CLASSES[class_name]
+            return _per_sample(_ACTIVATION_CLASSES[class_name], tensor, reshaped)
         elif class_name in _SHAPE_ONLY:
+            reshaped = True
             tensor = operation._inbound_nodes[node_index].input_tensors[0]
         elif hasattr(operation, "activation"):
-            return _activation_name(operation.activation)
+            return _per_sample(_activation_name(operation.activation), tensor, reshaped)
         else:
             return "unknown"
     return "unknown"
+
+
+def _per_sample(activation: str, tensor: object, reshaped: bool) -> str:
+    """``activation``, unless it is a softmax taken over each position of a (positions, k) tensor that a Flatten or
+    Reshape then laid out as one row: those are not positions × k classes (a sample's row sums to the number of
+    positions, not to 1), and no task edgemed ships reads them."""
+    shape = tuple(getattr(tensor, "shape", ()) or ())[1:]
+    if activation == "softmax" and reshaped and sum(1 for size in shape if size != 1) > 1:
+        raise TaskDetectionError(
+            f"the model's softmax is taken over each position of a {('batch', *shape)} tensor, then flattened: one "
+            "probability distribution per position, not one per sample",
+            expected="one decision per sample: a softmax over the sample's k classes, its row summing to 1",
+            fix="pool over the positions before the classifier (e.g. GlobalAveragePooling1D(), then Dense(k, "
+                "activation='softmax')); edgemed ships one decision per sample, not one per time step")
+    return activation
 
 
 # ----------------------------------------------------------------------------- reading the labels
@@ -298,8 +315,9 @@ def _detect_output(output: _Output, input_shapes: list[tuple], labels: _Labels, 
             f"the model's output has shape {('batch', *output.shape)}: more than one axis per sample",
             expected="one axis per sample, (batch, k), for classes, labels or targets; several axes only for an "
             "autoencoder's reconstruction (the anomaly kind)",
-            fix="end the model in keras.layers.Flatten() or Reshape((k,)) (e.g. after GlobalAveragePooling1D("
-            "keepdims=True)), or one decision per sample instead of per time step")
+            fix="decide once per sample: pool over time before the final layer (e.g. GlobalAveragePooling1D(), then "
+            "Dense(k, activation=...)); Flatten() or Reshape((k,)) only where the axes hold one sample's k values "
+            "(after GlobalAveragePooling1D(keepdims=True)), never after a per-time-step softmax")
     if output.family == "unknown" and logits is not None:
         output = _Output(output.name, output.shape, "linear" if logits else "probabilities (as told)")
     elif logits is not None and output.family in ("softmax", "sigmoid", "linear") and \

@@ -190,3 +190,26 @@ def test_an_output_with_more_than_one_axis_per_sample_is_refused_unless_it_is_a_
     autoencoder = keras.Sequential([keras.Input((64, 1)), keras.layers.Conv1D(4, 5, padding="same"),
                                     keras.layers.Conv1D(1, 5, padding="same")])
     assert detect_task(autoencoder).kind is TaskKind.ANOMALY and detect_task(autoencoder, task="anomaly")
+
+
+def test_a_softmax_per_time_step_is_refused_flattened_or_not_and_a_pooled_one_is_a_classifier() -> None:
+    """A (steps, k) softmax flattened to (steps·k,) read as steps·k classes whose rows summed to ``steps`` (the
+    refusal of the unflattened model even suggested Flatten); a softmax over pooled features is one decision."""
+    import keras
+
+    def model(*tail: object) -> object:
+        inputs = keras.Input((50, 1))
+        outputs = keras.layers.Conv1D(8, 3, padding="same")(inputs)
+        for layer in tail:
+            outputs = layer(outputs)
+        return keras.Model(inputs, outputs)
+
+    with pytest.raises(TaskDetectionError, match="more than one axis per sample") as unflattened:
+        detect_task(model(keras.layers.Dense(4, activation="softmax")))
+    assert "never after a per-time-step softmax" in str(unflattened.value)
+    with pytest.raises(TaskDetectionError, match="softmax is taken over each position") as flattened:
+        detect_task(model(keras.layers.Dense(4, activation="softmax"), keras.layers.Flatten()))
+    assert "GlobalAveragePooling1D" in str(flattened.value)
+    pooled = model(keras.layers.GlobalAveragePooling1D(keepdims=True), keras.layers.Dense(4, activation="softmax"),
+                   keras.layers.Flatten())
+    assert detect_task(pooled).kind is TaskKind.MULTICLASS  # (1, 4) flattened: one sample's 4 classes
