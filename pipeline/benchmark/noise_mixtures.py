@@ -7,7 +7,7 @@ biosignalsnotebooks 0.6.14 (MIT licence) — REAL noise, but not the NST's:
 
 * ``muscle`` — ``emg_fatigue.h5``: surface EMG of a muscle working to fatigue (127 s);
 * ``motion`` — ``eeg_sample_artefacts_seg1.h5``: an EEG electrode's movement artefacts (129 s), as NST's "em";
-* ``electrode`` — ``eeg_sample_artefacts_seg3.h5``: an EEG electrode's electromagnetic artefacts (91 s).
+* ``electromagnetic`` — ``eeg_sample_artefacts_seg3.h5``: an EEG electrode's electromagnetic artefacts (91 s).
 
 Each noise recording is brought to 360 Hz with the device's resampler, high-passed at 0.5 Hz (its DC is the ADC's
 offset, not noise) and scaled to unit power. It is added to a record from 5 min on, 2 min on and 2 min off (as
@@ -41,7 +41,7 @@ NOISE_SOURCES = (
     NoiseSource("muscle", "emg_fatigue.h5", "PLUX surface EMG, a muscle working to fatigue (real, 127 s at 1000 Hz)"),
     NoiseSource("motion", "eeg_sample_artefacts_seg1.h5",
                 "PLUX EEG electrode movement artefacts (real, 129 s at 1000 Hz)"),
-    NoiseSource("electrode", "eeg_sample_artefacts_seg3.h5",
+    NoiseSource("electromagnetic", "eeg_sample_artefacts_seg3.h5",
                 "PLUX EEG electromagnetic artefacts (real, 91 s at 1000 Hz)"),
 )
 
